@@ -1,0 +1,5 @@
+//! The `sstpd` binary.
+
+fn main() {
+    println!("sstpd {}", env!("CARGO_PKG_VERSION"));
+}

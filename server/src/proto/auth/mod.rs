@@ -1,0 +1,326 @@
+//! PPP authentication: PAP ([RFC 1334]), CHAP-MD5 ([RFC 1994]) and
+//! MS-CHAPv2 ([RFC 2759]) with MPPE master keys ([RFC 3079] section 3), for
+//! both roles, plus the [`Authenticator`] interface that decides whether a
+//! set of credentials is good.
+//!
+//! The per-protocol state machines ([`AuthServer`], [`AuthClient`]) work on
+//! the PPP *information field* of their protocol (everything after the PPP
+//! protocol number) and follow the crate's sans-IO style: packets and `now`
+//! in; packets, events and a timer deadline out. The PPP link
+//! ([`crate::proto::ppp`]) owns them and does the framing.
+//!
+//! Deciding is separate from the protocol: the server machine emits an
+//! [`AuthRequest`], the owner passes it to an [`Authenticator`] (local users
+//! now, RADIUS later), and hands the [`AuthDecision`] back whenever it
+//! arrives, possibly from another task.
+//!
+//! [RFC 1334]: https://www.rfc-editor.org/rfc/rfc1334
+//! [RFC 1994]: https://www.rfc-editor.org/rfc/rfc1994
+//! [RFC 2759]: https://www.rfc-editor.org/rfc/rfc2759
+//! [RFC 3079]: https://www.rfc-editor.org/rfc/rfc3079
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// PPP protocol number of PAP.
+pub const PROTO_PAP: u16 = 0xc023;
+/// PPP protocol number of CHAP (MD5 and MS-CHAPv2 alike).
+pub const PROTO_CHAP: u16 = 0xc223;
+
+/// An authentication method as negotiated by the LCP
+/// Authentication-Protocol option ([RFC 1661] 6.2, [RFC 1994] 3, [RFC 2759] 2).
+///
+/// [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthProtocol {
+    /// Password Authentication Protocol, 0xc023.
+    Pap,
+    /// CHAP with MD5, 0xc223 algorithm 5.
+    ChapMd5,
+    /// Microsoft CHAP version 2, 0xc223 algorithm 0x81.
+    MsChapV2,
+}
+
+impl AuthProtocol {
+    /// The option data of the LCP Authentication-Protocol option (without the
+    /// type and length octets).
+    pub fn lcp_option_data(self) -> &'static [u8] {
+        match self {
+            AuthProtocol::Pap => &[0xc0, 0x23],
+            AuthProtocol::ChapMd5 => &[0xc2, 0x23, 0x05],
+            AuthProtocol::MsChapV2 => &[0xc2, 0x23, 0x81],
+        }
+    }
+
+    /// Parses the LCP Authentication-Protocol option data; `None` for methods
+    /// this implementation does not speak (EAP, MS-CHAPv1, SHA-1 CHAP, ...).
+    pub fn from_lcp_option_data(data: &[u8]) -> Option<Self> {
+        match data {
+            [0xc0, 0x23] => Some(AuthProtocol::Pap),
+            [0xc2, 0x23, 0x05] => Some(AuthProtocol::ChapMd5),
+            [0xc2, 0x23, 0x81] => Some(AuthProtocol::MsChapV2),
+            _ => None,
+        }
+    }
+
+    /// The PPP protocol number carrying this method's packets.
+    pub fn ppp_protocol(self) -> u16 {
+        match self {
+            AuthProtocol::Pap => PROTO_PAP,
+            AuthProtocol::ChapMd5 | AuthProtocol::MsChapV2 => PROTO_CHAP,
+        }
+    }
+
+    /// Short lowercase name for logs, config files and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthProtocol::Pap => "pap",
+            AuthProtocol::ChapMd5 => "chap-md5",
+            AuthProtocol::MsChapV2 => "mschapv2",
+        }
+    }
+}
+
+impl fmt::Display for AuthProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the peer presented, for an [`Authenticator`] to judge.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    /// The name the peer authenticated as (PAP Peer-ID, CHAP Name).
+    pub username: String,
+    /// The method-specific proof.
+    pub credentials: Credentials,
+}
+
+impl fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never log secrets: only the user and the method.
+        f.debug_struct("AuthRequest")
+            .field("username", &self.username)
+            .field("method", &self.credentials.protocol())
+            .finish()
+    }
+}
+
+/// Method-specific proof of identity.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// [RFC 1334] 2.2.1: the cleartext password.
+    Pap { password: Vec<u8> },
+    /// [RFC 1994] 4.1: `response = MD5(identifier ‖ secret ‖ challenge)`.
+    ChapMd5 {
+        identifier: u8,
+        challenge: Vec<u8>,
+        response: [u8; 16],
+    },
+    /// [RFC 2759] 4 and 8.
+    MsChapV2 {
+        authenticator_challenge: [u8; 16],
+        peer_challenge: [u8; 16],
+        nt_response: [u8; 24],
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Proofs are secret-derived: show the method only.
+        write!(f, "Credentials::{}(..)", self.protocol())
+    }
+}
+
+impl Credentials {
+    /// The method these credentials belong to.
+    pub fn protocol(&self) -> AuthProtocol {
+        match self {
+            Credentials::Pap { .. } => AuthProtocol::Pap,
+            Credentials::ChapMd5 { .. } => AuthProtocol::ChapMd5,
+            Credentials::MsChapV2 { .. } => AuthProtocol::MsChapV2,
+        }
+    }
+}
+
+/// The MPPE master keys of [RFC 3079] 3.4, as seen by one end.
+///
+/// For the server, `send` is its MasterSendKey and `receive` its
+/// MasterReceiveKey; the client's are the mirror image.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct MppeKeys {
+    pub send: [u8; 16],
+    pub receive: [u8; 16],
+}
+
+impl fmt::Debug for MppeKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MppeKeys(..)")
+    }
+}
+
+impl MppeKeys {
+    /// The server's Higher-Layer Authentication Key ([MS-SSTP] 3.2.5.2):
+    /// MasterReceiveKey ‖ MasterSendKey, from the server's point of view.
+    pub fn server_hlak(&self) -> [u8; 32] {
+        let mut hlak = [0u8; 32];
+        hlak[..16].copy_from_slice(&self.receive);
+        hlak[16..].copy_from_slice(&self.send);
+        hlak
+    }
+
+    /// The client's HLAK ([MS-SSTP] 3.2.5.2): MasterSendKey ‖
+    /// MasterReceiveKey, from the client's point of view. Equal to the
+    /// server's HLAK for the same session.
+    pub fn client_hlak(&self) -> [u8; 32] {
+        let mut hlak = [0u8; 32];
+        hlak[..16].copy_from_slice(&self.send);
+        hlak[16..].copy_from_slice(&self.receive);
+        hlak
+    }
+}
+
+/// The HLAK used when the method yields no keys (PAP, CHAP-MD5):
+/// [MS-SSTP] 3.2.5.2 prescribes 32 zero octets.
+pub const ZERO_HLAK: [u8; 32] = [0u8; 32];
+
+/// An [`Authenticator`]'s answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthDecision {
+    Accept(AuthAccept),
+    Reject(AuthReject),
+}
+
+/// A positive answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthAccept {
+    /// For MS-CHAPv2: what the server needs to build the Success packet and
+    /// the crypto binding. A local authenticator computes it from the
+    /// password; RADIUS returns it as MS-CHAP2-Success and MS-MPPE-*-Key.
+    pub mschapv2: Option<MsChapV2Proof>,
+    /// An address this user must get (chap-secrets' fourth column,
+    /// RADIUS Framed-IP-Address).
+    pub framed_ipv4: Option<Ipv4Addr>,
+}
+
+/// The server side's MS-CHAPv2 results ([RFC 2759] 5, [RFC 3079] 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MsChapV2Proof {
+    /// The 20-octet AuthenticatorResponse sent as `S=` in the Success packet.
+    pub authenticator_response: [u8; 20],
+    /// MPPE master keys from the server's point of view.
+    pub keys: MppeKeys,
+}
+
+/// A negative answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthReject {
+    pub reason: RejectReason,
+    /// Human-readable text for the Failure/Nak packet (`M=` for MS-CHAPv2).
+    pub message: String,
+}
+
+/// Why credentials were refused; maps onto the MS-CHAPv2 `E=` codes of
+/// [RFC 2759] 6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// Unknown user or wrong password: `E=691` ERROR_AUTHENTICATION_FAILURE.
+    AuthenticationFailure,
+    /// `E=646` ERROR_RESTRICTED_LOGON_HOURS.
+    RestrictedLogonHours,
+    /// `E=647` ERROR_ACCT_DISABLED.
+    AccountDisabled,
+    /// `E=648` ERROR_PASSWD_EXPIRED.
+    PasswordExpired,
+    /// `E=649` ERROR_NO_DIALIN_PERMISSION.
+    NoDialinPermission,
+    /// The authenticator could not decide (backend down, no address left);
+    /// reported as `E=691` to the peer.
+    ServiceUnavailable,
+}
+
+impl RejectReason {
+    /// The MS-CHAPv2 failure code ([RFC 2759] 6).
+    pub fn mschapv2_error_code(self) -> u32 {
+        match self {
+            RejectReason::AuthenticationFailure | RejectReason::ServiceUnavailable => 691,
+            RejectReason::RestrictedLogonHours => 646,
+            RejectReason::AccountDisabled => 647,
+            RejectReason::PasswordExpired => 648,
+            RejectReason::NoDialinPermission => 649,
+        }
+    }
+
+    /// Short lowercase name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::AuthenticationFailure => "authentication_failure",
+            RejectReason::RestrictedLogonHours => "restricted_logon_hours",
+            RejectReason::AccountDisabled => "account_disabled",
+            RejectReason::PasswordExpired => "password_expired",
+            RejectReason::NoDialinPermission => "no_dialin_permission",
+            RejectReason::ServiceUnavailable => "service_unavailable",
+        }
+    }
+}
+
+/// Decides whether credentials are good.
+///
+/// The answer may come at once (local users) or later from another task or
+/// thread (RADIUS): implementations call [`AuthReply::send`] exactly once,
+/// whenever they know. Dropping the reply without sending counts as
+/// [`RejectReason::ServiceUnavailable`] for the runtime that created it.
+pub trait Authenticator: Send + Sync {
+    fn authenticate(&self, request: AuthRequest, reply: AuthReply);
+}
+
+/// One-shot channel for an [`Authenticator`]'s answer.
+pub struct AuthReply(Box<dyn FnOnce(AuthDecision) + Send>);
+
+impl AuthReply {
+    /// Wraps the function that routes the answer back to the session.
+    pub fn new(f: impl FnOnce(AuthDecision) + Send + 'static) -> Self {
+        AuthReply(Box::new(f))
+    }
+
+    /// Delivers the decision.
+    pub fn send(self, decision: AuthDecision) {
+        (self.0)(decision)
+    }
+}
+
+impl fmt::Debug for AuthReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthReply(..)")
+    }
+}
+
+/// A locally stored user, as [`PasswordStore`] returns it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LocalUser {
+    /// The cleartext secret (chap-secrets stores cleartext; CHAP and
+    /// MS-CHAPv2 need it to verify).
+    pub password: Vec<u8>,
+    /// A fixed address for this user, if any.
+    pub framed_ipv4: Option<Ipv4Addr>,
+}
+
+impl fmt::Debug for LocalUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalUser")
+            .field("framed_ipv4", &self.framed_ipv4)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a [`LocalAuthenticator`] looks passwords up (the server's
+/// chap-secrets file, a test's map).
+pub trait PasswordStore: Send + Sync {
+    fn lookup(&self, username: &str) -> Option<LocalUser>;
+}
+
+mod machine;
+pub use machine::{AuthClient, AuthConfig, AuthEvent, AuthFailure, AuthPacketError, AuthServer};

@@ -1,0 +1,32 @@
+//! The sans-IO protocol core, shared by `sstpd` and `sstp-loadgen`.
+//!
+//! Layers, bottom up:
+//!
+//! * [`sstp`]: [MS-SSTP] wire codec (2.2), the HTTPS `SSTP_DUPLEX_POST`
+//!   handshake (3.2.4.1, 3.3.4.1), the SSTP state machines of both roles
+//!   (3.2, 3.3) and the crypto binding (3.2.5.2).
+//! * [`ppp`]: PPP frames, the RFC 1661 option-negotiation automaton, LCP,
+//!   IPCP, IPv6CP and the link phases that tie them to authentication.
+//! * [`auth`]: PAP, CHAP-MD5, MS-CHAPv2 and MPPE key derivation, and the
+//!   [`auth::Authenticator`] interface behind which credentials are checked.
+//!
+//! Nothing in here performs IO or reads a clock. Time comes in as `now`
+//! ([`std::time::Instant`] values chosen by the caller, so tests run on a
+//! virtual clock); randomness comes from a seed the caller supplies; output
+//! is returned as bytes to send, events and timer deadlines
+//! (`poll_timeout`/`handle_timeout`), in the style of quinn-proto.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod ppp;
+pub mod sstp;
+
+/// Which end of the tunnel this state machine plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The SSTP server (accepts the HTTPS connection, authenticates the peer).
+    Server,
+    /// The SSTP client (opens the connection, authenticates itself).
+    Client,
+}
