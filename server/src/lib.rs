@@ -14,3 +14,36 @@
 #![warn(missing_debug_implementations)]
 
 pub mod proto;
+
+// ---- Runtime (feature "runtime") ----
+
+/// Capability checks (CAP_NET_ADMIN) with errors that name what is missing.
+#[cfg(feature = "runtime")]
+pub mod caps;
+/// Command-line interface.
+#[cfg(feature = "runtime")]
+pub mod cli;
+/// The TOML configuration and its embedded defaults.
+#[cfg(feature = "runtime")]
+pub mod config;
+/// Network namespaces, for tests, benchmarks and the demo.
+#[cfg(feature = "runtime")]
+pub mod netns;
+/// IPv4 range pools and IPv6 prefix pools.
+#[cfg(feature = "runtime")]
+pub mod pool;
+/// Which session owns which tunnel address, readable from every worker.
+#[cfg(feature = "runtime")]
+pub mod session_table;
+/// TLS: rustls configuration, certificates, kernel TLS.
+#[cfg(feature = "runtime")]
+pub mod tls;
+/// The multi-queue TUN device.
+#[cfg(feature = "runtime")]
+pub mod tun;
+/// Local users from a pppd chap-secrets file.
+#[cfg(feature = "runtime")]
+pub mod users;
+/// Cross-worker wakeups (eventfd) visible to io_uring.
+#[cfg(feature = "runtime")]
+pub mod wakeup;
