@@ -41,6 +41,9 @@ pub mod tls;
 /// The multi-queue TUN device.
 #[cfg(feature = "runtime")]
 pub mod tun;
+/// rustls driven over tokio-uring's owned buffers.
+#[cfg(feature = "runtime")]
+pub mod uring_tls;
 /// Local users from a pppd chap-secrets file.
 #[cfg(feature = "runtime")]
 pub mod users;
