@@ -263,6 +263,7 @@ pub fn init_tracing(logging: &LoggingConfig) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match logging.format {
         LogFormat::Text => builder.try_init(),

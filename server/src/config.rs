@@ -400,11 +400,11 @@ impl Ipv6Config {
 pub struct TunConfig {
     /// Interface name, at most 15 bytes. Default "sstp0".
     pub name: String,
-    /// Interface MTU. Default 1400: a 1500-byte path minus IPv4/IPv6 + TCP
-    /// headers (40-60), the TLS record overhead (5 header + 16 tag, +8
-    /// explicit nonce in TLS 1.2 AES-GCM, +1 content type in TLS 1.3), the SSTP
-    /// data header (4) and PPP protocol field (2), with margin for TCP options
-    /// and PPPoE or other encapsulation on the path.
+    /// Interface MTU. Default 1400: on a 1500-byte IPv4 path (TCP MSS 1448
+    /// with timestamps) one tunnelled packet of 1400 octets plus its framing
+    /// — TLS record 22 (TLS 1.3) or 29 (TLS 1.2 AES-GCM), SSTP data header 4,
+    /// PPP address/control and protocol 4 — fits in one TCP segment. See
+    /// docs/configuration.md for the arithmetic and IPv6 paths.
     pub mtu: u16,
     /// One queue per worker (IFF_MULTI_QUEUE). Default true.
     pub multi_queue: bool,
@@ -925,7 +925,7 @@ pub fn generate_password(rng: &mut dyn RngCore) -> String {
 pub fn startup_banner(config: &Config, cert_path: &Path, cert_sha256: &[u8; 32]) -> Vec<String> {
     let mut lines = Vec::new();
     for addr in &config.server.listen {
-        lines.push(format!("listening on {addr} (SSTP over HTTPS)"));
+        lines.push(format!("listen: {addr} (SSTP over HTTPS)"));
     }
     lines.push(format!("certificate: {}", cert_path.display()));
     lines.push(format!(
@@ -1901,7 +1901,7 @@ mod tests {
             Path::new("/var/lib/sstpd/self-signed-cert.pem"),
             &digest,
         );
-        assert_eq!(lines[0], "listening on 127.0.0.1:4443 (SSTP over HTTPS)");
+        assert_eq!(lines[0], "listen: 127.0.0.1:4443 (SSTP over HTTPS)");
         assert_eq!(lines[1], "certificate: /var/lib/sstpd/self-signed-cert.pem");
         assert_eq!(
             lines[2],

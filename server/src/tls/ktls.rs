@@ -691,7 +691,7 @@ pub fn enable(fd: RawFd, mut conn: rustls::ServerConnection) -> Result<KtlsEnabl
 }
 
 /// Reads out every byte of plaintext rustls holds.
-fn drain_plaintext(conn: &mut rustls::ServerConnection) -> Result<Vec<u8>, KtlsError> {
+pub(super) fn drain_plaintext(conn: &mut rustls::ServerConnection) -> Result<Vec<u8>, KtlsError> {
     let state = conn.process_new_packets().map_err(KtlsError::Tls)?;
     if state.peer_has_closed() {
         return Err(KtlsError::PeerClosed);
