@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, LogFormat, LoggingConfig};
+use crate::config::{Config, ConfigError, LogFormat, LoggingSection};
 use crate::tls::{self, ServerIdentity, TlsError};
 use crate::users::{LocalUsers, UsersError};
 
@@ -240,7 +240,7 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
 /// The tracing filter directive: `SSTPD_LOG`, else `RUST_LOG`, else the
 /// configured level.
 pub fn log_filter(
-    logging: &LoggingConfig,
+    logging: &LoggingSection,
     sstpd_log: Option<String>,
     rust_log: Option<String>,
 ) -> String {
@@ -251,7 +251,7 @@ pub fn log_filter(
 }
 
 /// Installs the global tracing subscriber (text or JSON lines on stderr).
-pub fn init_tracing(logging: &LoggingConfig) {
+pub fn init_tracing(logging: &LoggingSection) {
     let directive = log_filter(
         logging,
         std::env::var("SSTPD_LOG").ok(),
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn log_filter_precedence() {
-        let logging = LoggingConfig::default();
+        let logging = LoggingSection::default();
         assert_eq!(log_filter(&logging, None, None), "info");
         assert_eq!(log_filter(&logging, None, Some("debug".into())), "debug");
         assert_eq!(

@@ -37,15 +37,15 @@ pub const DEMO_PASSWORD_LEN: usize = 16;
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub tls: TlsConfig,
-    pub sstp: SstpConfig,
-    pub ppp: PppConfig,
-    pub ipv4: Ipv4Config,
-    pub ipv6: Ipv6Config,
-    pub tun: TunConfig,
-    pub users: UsersConfig,
-    pub logging: LoggingConfig,
+    pub server: ServerSection,
+    pub tls: TlsSection,
+    pub sstp: SstpSection,
+    pub ppp: PppSection,
+    pub ipv4: Ipv4Section,
+    pub ipv6: Ipv6Section,
+    pub tun: TunSection,
+    pub users: UsersSection,
+    pub logging: LoggingSection,
     /// Where this configuration came from (not a key).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -70,7 +70,7 @@ pub enum ConfigSource {
 /// `[server]`: sockets, workers, lifecycle.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
+pub struct ServerSection {
     /// TCP addresses to accept SSTP (HTTPS) connections on. Each worker binds
     /// every address with SO_REUSEPORT. Default `["127.0.0.1:4443"]`; a
     /// production server uses `["0.0.0.0:443", "[::]:443"]`.
@@ -92,9 +92,9 @@ pub struct ServerConfig {
     pub max_sessions: usize,
 }
 
-impl Default for ServerConfig {
+impl Default for ServerSection {
     fn default() -> Self {
-        ServerConfig {
+        ServerSection {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 4443))],
             workers: 0,
             pin_workers: true,
@@ -149,7 +149,7 @@ impl KtlsMode {
 /// `[tls]`: the HTTPS side.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TlsConfig {
+pub struct TlsSection {
     /// PEM file with the certificate chain, leaf first. Absent (together with
     /// `private_key`): a self-signed certificate for `localhost` is generated
     /// into the state directory and reused on later starts.
@@ -173,9 +173,9 @@ pub struct TlsConfig {
     pub session_tickets: bool,
 }
 
-impl Default for TlsConfig {
+impl Default for TlsSection {
     fn default() -> Self {
-        TlsConfig {
+        TlsSection {
             certificate: None,
             private_key: None,
             min_version: TlsVersion::Tls12,
@@ -209,7 +209,7 @@ impl CryptoBindingHash {
 /// `[sstp]`: SSTP timers ([MS-SSTP] 3.1.2, 3.2.2) and the crypto binding.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SstpConfig {
+pub struct SstpSection {
     /// Send an Echo Request after this much silence; the peer is dead after
     /// one more interval without an answer ([MS-SSTP] 3.1.2 Hello timer).
     /// Default 60 s.
@@ -236,9 +236,9 @@ pub struct SstpConfig {
     pub crypto_binding: Vec<CryptoBindingHash>,
 }
 
-impl Default for SstpConfig {
+impl Default for SstpSection {
     fn default() -> Self {
-        SstpConfig {
+        SstpSection {
             hello_interval: Duration::from_secs(60),
             negotiation_timeout: Duration::from_secs(60),
             abort_timeout: Duration::from_secs(3),
@@ -255,7 +255,7 @@ impl Default for SstpConfig {
 /// [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct PppConfig {
+pub struct PppSection {
     /// Authentication methods the server asks for, most preferred first;
     /// a Configure-Nak from the peer moves down the list. Default
     /// ["mschapv2", "chap-md5", "pap"].
@@ -287,9 +287,9 @@ pub struct PppConfig {
     pub auth_max_attempts: u32,
 }
 
-impl Default for PppConfig {
+impl Default for PppSection {
     fn default() -> Self {
-        PppConfig {
+        PppSection {
             auth: vec![
                 AuthProtocol::MsChapV2,
                 AuthProtocol::ChapMd5,
@@ -308,7 +308,7 @@ impl Default for PppConfig {
     }
 }
 
-impl PppConfig {
+impl PppSection {
     /// The authentication machines' settings derived from this section.
     pub fn auth_config(&self) -> crate::proto::auth::AuthConfig {
         crate::proto::auth::AuthConfig {
@@ -326,7 +326,7 @@ impl PppConfig {
 /// [RFC 1877]: https://www.rfc-editor.org/rfc/rfc1877
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Ipv4Config {
+pub struct Ipv4Section {
     /// Client addresses: a prefix ("10.99.0.0/24": network and broadcast
     /// addresses excluded) or an inclusive range ("10.99.0.10-10.99.0.250").
     /// The gateway is never handed out. Default 10.99.0.0/24.
@@ -340,9 +340,9 @@ pub struct Ipv4Config {
     pub nbns: Vec<Ipv4Addr>,
 }
 
-impl Default for Ipv4Config {
+impl Default for Ipv4Section {
     fn default() -> Self {
-        Ipv4Config {
+        Ipv4Section {
             pool: Ipv4Range {
                 first: Ipv4Addr::new(10, 99, 0, 1),
                 last: Ipv4Addr::new(10, 99, 0, 254),
@@ -360,7 +360,7 @@ impl Default for Ipv4Config {
 /// [RFC 5072]: https://www.rfc-editor.org/rfc/rfc5072
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Ipv6Config {
+pub struct Ipv6Section {
     /// Negotiate IPv6CP and route IPv6. Default false.
     pub enabled: bool,
     /// Prefix from which each session gets one /64. Default fd99::/48.
@@ -372,9 +372,9 @@ pub struct Ipv6Config {
     pub dns: Vec<Ipv6Addr>,
 }
 
-impl Default for Ipv6Config {
+impl Default for Ipv6Section {
     fn default() -> Self {
-        Ipv6Config {
+        Ipv6Section {
             enabled: false,
             prefix: Ipv6Prefix {
                 addr: Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0),
@@ -386,7 +386,7 @@ impl Default for Ipv6Config {
     }
 }
 
-impl Ipv6Config {
+impl Ipv6Section {
     /// The configured gateway, or the prefix's first address plus one.
     pub fn gateway(&self) -> Ipv6Addr {
         self.gateway
@@ -397,7 +397,7 @@ impl Ipv6Config {
 /// `[tun]`: the tunnel device.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TunConfig {
+pub struct TunSection {
     /// Interface name, at most 15 bytes. Default "sstp0".
     pub name: String,
     /// Interface MTU. Default 1400: on a 1500-byte IPv4 path (TCP MSS 1448
@@ -410,9 +410,9 @@ pub struct TunConfig {
     pub multi_queue: bool,
 }
 
-impl Default for TunConfig {
+impl Default for TunSection {
     fn default() -> Self {
-        TunConfig {
+        TunSection {
             name: "sstp0".into(),
             mtu: 1400,
             multi_queue: true,
@@ -446,7 +446,7 @@ pub struct InlineUser {
 /// `[users]`: local accounts.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct UsersConfig {
+pub struct UsersSection {
     /// A pppd chap-secrets file (`client server secret [ip]`).
     pub chap_secrets: Option<PathBuf>,
     /// Lines of chap-secrets apply when their server column is `*` or this
@@ -456,9 +456,9 @@ pub struct UsersConfig {
     pub local: Vec<InlineUser>,
 }
 
-impl Default for UsersConfig {
+impl Default for UsersSection {
     fn default() -> Self {
-        UsersConfig {
+        UsersSection {
             chap_secrets: None,
             server_name: "sstpd".into(),
             local: Vec::new(),
@@ -504,7 +504,7 @@ pub enum LogFormat {
 /// `[logging]`.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct LoggingConfig {
+pub struct LoggingSection {
     /// "error", "warn", "info" (default), "debug" or "trace". The environment
     /// variables `SSTPD_LOG`, then `RUST_LOG`, override it with a full
     /// tracing filter (e.g. `sstpd=debug`).
@@ -529,6 +529,15 @@ pub struct Ipv4Range {
 pub const MAX_POOL_ADDRESSES: u64 = 1 << 24;
 
 impl Ipv4Range {
+    /// The range `first..=last`; `None` when `last < first`.
+    pub fn new(first: Ipv4Addr, last: Ipv4Addr) -> Option<Self> {
+        (first <= last).then(|| Ipv4Range {
+            first,
+            last,
+            text: format!("{first}-{last}"),
+        })
+    }
+
     pub fn first(&self) -> Ipv4Addr {
         self.first
     }
@@ -1822,6 +1831,15 @@ mod tests {
         );
         let r: Ipv4Range = "10.0.0.5-10.0.0.5".parse().unwrap();
         assert_eq!(r.len(), 1);
+        let r = Ipv4Range::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3)).unwrap();
+        assert_eq!(
+            (r.len(), r.to_string()),
+            (3, "10.0.0.1-10.0.0.3".to_owned())
+        );
+        assert_eq!(
+            Ipv4Range::new(Ipv4Addr::new(10, 0, 0, 3), Ipv4Addr::new(10, 0, 0, 1)),
+            None
+        );
         let r: Ipv4Range = "0.0.0.0/0".parse().unwrap();
         assert_eq!(r.len(), (1u64 << 32) - 2);
         assert!("10.0.0.0/".parse::<Ipv4Range>().is_err());

@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::UsersConfig;
+use crate::config::UsersSection;
 use crate::proto::auth::{LocalUser, PasswordStore};
 
 /// A syntax or content error in a chap-secrets file.
@@ -292,7 +292,7 @@ impl UserTable {
     }
 
     /// Adds the configuration's inline users, which beat the file.
-    fn add_inline(&mut self, users: &UsersConfig) {
+    fn add_inline(&mut self, users: &UsersSection) {
         for user in &users.local {
             self.insert(
                 user.name.clone(),
@@ -476,14 +476,14 @@ pub struct LoadSummary {
 /// [`LocalUsers::reload`] (e.g. on SIGHUP) without disturbing lookups.
 #[derive(Debug)]
 pub struct LocalUsers {
-    config: UsersConfig,
+    config: UsersSection,
     table: ArcSwap<UserTable>,
 }
 
 impl LocalUsers {
     /// Builds the table from the configuration, reading the chap-secrets
     /// file if one is set.
-    pub fn load(config: &UsersConfig) -> Result<(Self, LoadSummary), UsersError> {
+    pub fn load(config: &UsersSection) -> Result<(Self, LoadSummary), UsersError> {
         let (table, summary) = build_table(config)?;
         Ok((
             LocalUsers {
@@ -520,7 +520,7 @@ impl PasswordStore for UserTable {
     }
 }
 
-fn build_table(config: &UsersConfig) -> Result<(UserTable, LoadSummary), UsersError> {
+fn build_table(config: &UsersSection) -> Result<(UserTable, LoadSummary), UsersError> {
     let mut loose_permissions = false;
     let mut table = match &config.chap_secrets {
         Some(path) => {
@@ -760,8 +760,8 @@ mod tests {
         assert_eq!(parse_err("alice pptpd \"x\n").line, 1);
     }
 
-    fn users_config(path: Option<PathBuf>, inline: &[(&str, &str)]) -> UsersConfig {
-        UsersConfig {
+    fn users_config(path: Option<PathBuf>, inline: &[(&str, &str)]) -> UsersSection {
+        UsersSection {
             chap_secrets: path,
             local: inline
                 .iter()
@@ -771,7 +771,7 @@ mod tests {
                     ip: None,
                 })
                 .collect(),
-            ..UsersConfig::default()
+            ..UsersSection::default()
         }
     }
 

@@ -67,10 +67,9 @@ impl ServerIdentity {
         match (&config.tls.certificate, &config.tls.private_key) {
             (Some(cert), Some(key)) => Self::from_pem_files(cert, key, IdentityOrigin::Files),
             _ => {
-                let dir = config.state_dir().map_err(|e| TlsError::Write {
-                    path: PathBuf::from("<state_dir>"),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+                let dir = config
+                    .state_dir()
+                    .map_err(|e| TlsError::StateDir(e.to_string()))?;
                 let (cert, key, generated) = ensure_self_signed(&dir)?;
                 let origin = if generated {
                     IdentityOrigin::SelfSignedGenerated

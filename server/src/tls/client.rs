@@ -66,7 +66,7 @@ impl Default for ClientOptions {
 /// Builds a client configuration.
 pub fn build_client_config(options: &ClientOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     if options.min_version > options.max_version {
-        return Err(TlsError::CipherSuite(format!(
+        return Err(TlsError::Versions(format!(
             "min version {} is above max version {}",
             options.min_version.as_str(),
             options.max_version.as_str()
@@ -131,7 +131,7 @@ fn root_store(certs: Vec<CertificateDer<'static>>) -> Result<rustls::RootCertSto
 /// A server name for a connection: an IP literal or a DNS name.
 pub fn server_name(name: &str) -> Result<ServerName<'static>, TlsError> {
     ServerName::try_from(name.to_owned())
-        .map_err(|e| TlsError::CipherSuite(format!("{name:?} is not a valid server name: {e}")))
+        .map_err(|e| TlsError::ServerName(format!("{name:?} is not a valid server name: {e}")))
 }
 
 /// The server's end-entity certificate, once the handshake got that far.

@@ -243,6 +243,8 @@ pub enum KtlsUnavailable {
     NoCipher,
     /// The loopback socket pair for the probe could not be set up.
     ProbeSocket(io::ErrorKind),
+    /// Not probed: `tls.ktls = "off"`.
+    NotProbed,
 }
 
 impl KtlsUnavailable {
@@ -251,6 +253,7 @@ impl KtlsUnavailable {
             KtlsUnavailable::Ulp(_) => "ulp_refused",
             KtlsUnavailable::NoCipher => "no_cipher",
             KtlsUnavailable::ProbeSocket(_) => "probe_socket",
+            KtlsUnavailable::NotProbed => "not_probed",
         }
     }
 }
@@ -268,6 +271,7 @@ impl fmt::Display for KtlsUnavailable {
                     "could not open a loopback TCP connection to probe: {kind}"
                 )
             }
+            KtlsUnavailable::NotProbed => f.write_str("not probed (tls.ktls = \"off\")"),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 
-use crate::config::{TlsConfig, TlsVersion};
+use crate::config::{TlsSection, TlsVersion};
 
 pub mod certs;
 pub mod client;
@@ -146,7 +146,7 @@ pub struct ServerTlsOptions {
 /// that variable is set. Resumption only with `tls.session_tickets`, which
 /// the configuration allows only with `tls.ktls = "off"`.
 pub fn build_server_config(
-    tls: &TlsConfig,
+    tls: &TlsSection,
     identity: &ServerIdentity,
     suites: Vec<SupportedCipherSuite>,
     options: ServerTlsOptions,
@@ -201,6 +201,48 @@ pub fn build_server_config(
     Ok(Arc::new(config))
 }
 
+/// Everything the workers need for TLS, built once at startup and shared.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub identity: ServerIdentity,
+    pub ktls: ktls::KtlsPlan,
+}
+
+/// Startup: loads (or generates) the certificate, probes kTLS unless
+/// `tls.ktls = "off"` (logging the one line and returning the
+/// `ktls_unavailable` reason via [`ktls::KtlsPlan::startup_notice`] when it
+/// is missing), and builds the server configuration: in `require` mode only
+/// with suites the kernel handles, and with secret extraction only when a
+/// connection may be offloaded.
+pub fn prepare_server_tls(config: &crate::config::Config) -> Result<ServerTls, TlsError> {
+    let identity = ServerIdentity::load(config)?;
+    let support = match config.tls.ktls {
+        crate::config::KtlsMode::Off => {
+            ktls::KtlsSupport::Unavailable(ktls::KtlsUnavailable::NotProbed)
+        }
+        _ => ktls::probe(),
+    };
+    let plan = ktls::KtlsPlan::resolve(config.tls.ktls, support).map_err(TlsError::KtlsRequired)?;
+    if let Some((reason, line)) = plan.startup_notice() {
+        tracing::warn!(reason = reason.as_str(), "{line}");
+    }
+    let suites = plan.offerable_suites(cipher_suites(config.tls.cipher_suites.as_deref())?);
+    let server_config = build_server_config(
+        &config.tls,
+        &identity,
+        suites,
+        ServerTlsOptions {
+            secret_extraction: plan.may_offload(),
+        },
+    )?;
+    Ok(ServerTls {
+        config: server_config,
+        identity,
+        ktls: plan,
+    })
+}
+
 /// `rustls::KeyLogFile` when `SSLKEYLOGFILE` is set (logged as a warning:
 /// it writes session secrets to disk).
 pub(crate) fn key_log_from_env() -> Option<Arc<dyn rustls::KeyLog>> {
@@ -252,6 +294,14 @@ pub enum TlsError {
     CipherSuite(String),
     /// Certificate generation failed.
     Generate(String),
+    /// No state directory for the self-signed certificate.
+    StateDir(String),
+    /// Client options that cannot work together (min above max version).
+    Versions(String),
+    /// Not a DNS name or IP address usable as a TLS server name.
+    ServerName(String),
+    /// `tls.ktls = "require"` on a kernel without kTLS.
+    KtlsRequired(ktls::KtlsRequiredButUnavailable),
     /// rustls refused the configuration.
     Rustls(rustls::Error),
 }
@@ -266,6 +316,10 @@ impl TlsError {
             TlsError::Key { .. } => "key",
             TlsError::CipherSuite(_) => "cipher_suite",
             TlsError::Generate(_) => "generate",
+            TlsError::StateDir(_) => "state_dir",
+            TlsError::Versions(_) => "versions",
+            TlsError::ServerName(_) => "server_name",
+            TlsError::KtlsRequired(_) => "ktls_required",
             TlsError::Rustls(_) => "rustls",
         }
     }
@@ -288,6 +342,10 @@ impl fmt::Display for TlsError {
             TlsError::Generate(message) => {
                 write!(f, "generating the self-signed certificate: {message}")
             }
+            TlsError::StateDir(message) => f.write_str(message),
+            TlsError::Versions(message) => f.write_str(message),
+            TlsError::ServerName(message) => f.write_str(message),
+            TlsError::KtlsRequired(e) => e.fmt(f),
             TlsError::Rustls(e) => write!(f, "tls: {e}"),
         }
     }

@@ -18,7 +18,7 @@ use super::certs::{self, IdentityOrigin};
 use super::client::{self, ClientOptions, ServerVerification};
 use super::ktls::{self, *};
 use super::*;
-use crate::config::{Config, KtlsMode, TlsConfig, TlsVersion};
+use crate::config::{Config, KtlsMode, TlsSection, TlsVersion};
 
 struct TestIdentity {
     identity: ServerIdentity,
@@ -52,7 +52,7 @@ fn ecdsa() -> &'static TestIdentity {
 }
 
 fn server_config(
-    tls: &TlsConfig,
+    tls: &TlsSection,
     identity: &ServerIdentity,
     secret_extraction: bool,
 ) -> Arc<rustls::ServerConfig> {
@@ -394,7 +394,7 @@ fn self_signed_is_generated_once_then_reused() {
 fn self_signed_certificate_is_valid_for_localhost() {
     // Verified with a real CA-checking client for both key types.
     for t in [rsa(), ecdsa()] {
-        let server = server_config(&TlsConfig::default(), &t.identity, false);
+        let server = server_config(&TlsSection::default(), &t.identity, false);
         let client = client::build_client_config(&ClientOptions {
             verification: ServerVerification::CaCertificates(vec![t.generated.cert_der.clone()]),
             ..ClientOptions::default()
@@ -439,26 +439,26 @@ fn cipher_suite_names() {
 #[test]
 fn server_config_settings() {
     let t = ecdsa();
-    let config = server_config(&TlsConfig::default(), &t.identity, true);
+    let config = server_config(&TlsSection::default(), &t.identity, true);
     assert!(config.enable_secret_extraction);
     assert_eq!(config.send_tls13_tickets, 0);
     assert!(!config.session_storage.can_cache());
     assert!(config.alpn_protocols.is_empty());
     assert_eq!(config.crypto_provider().cipher_suites.len(), 9);
 
-    let tickets = TlsConfig {
+    let tickets = TlsSection {
         session_tickets: true,
         ktls: KtlsMode::Off,
-        ..TlsConfig::default()
+        ..TlsSection::default()
     };
     let config = server_config(&tickets, &t.identity, false);
     assert!(!config.enable_secret_extraction);
     assert_eq!(config.send_tls13_tickets, 2);
     assert!(config.ticketer.enabled());
 
-    let tls13 = TlsConfig {
+    let tls13 = TlsSection {
         min_version: TlsVersion::Tls13,
-        ..TlsConfig::default()
+        ..TlsSection::default()
     };
     let config = server_config(&tls13, &t.identity, false);
     let names: Vec<String> = config
@@ -472,12 +472,12 @@ fn server_config_settings() {
 
 #[test]
 fn server_config_errors() {
-    let only_ecdsa_tls12 = TlsConfig {
+    let only_ecdsa_tls12 = TlsSection {
         cipher_suites: Some(vec![
             "TLS13_AES_128_GCM_SHA256".into(),
             "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
         ]),
-        ..TlsConfig::default()
+        ..TlsSection::default()
     };
     let suites = cipher_suites(only_ecdsa_tls12.cipher_suites.as_deref()).unwrap();
     let err = build_server_config(
@@ -503,9 +503,9 @@ fn server_config_errors() {
     )
     .unwrap();
 
-    let tls13_only_suites_missing = TlsConfig {
+    let tls13_only_suites_missing = TlsSection {
         min_version: TlsVersion::Tls13,
-        ..TlsConfig::default()
+        ..TlsSection::default()
     };
     let tls12_suites = vec![cipher_suite_by_name("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256").unwrap()];
     let err = build_server_config(
@@ -533,7 +533,7 @@ fn server_config_errors() {
 fn loopback_handshakes_for_every_suite_and_key_type() {
     let mut handshakes = 0;
     for t in [rsa(), ecdsa()] {
-        let server = server_config(&TlsConfig::default(), &t.identity, true);
+        let server = server_config(&TlsSection::default(), &t.identity, true);
         for name in DEFAULT_CIPHER_SUITE_NAMES {
             let suite = cipher_suite_by_name(name).unwrap();
             if !suite_usable_with_key(suite, t.identity.key_kind()) {
@@ -596,9 +596,9 @@ fn loopback_handshakes_for_every_suite_and_key_type() {
 fn version_and_suite_mismatches_fail() {
     let t = ecdsa();
     let tls13_server = server_config(
-        &TlsConfig {
+        &TlsSection {
             min_version: TlsVersion::Tls13,
-            ..TlsConfig::default()
+            ..TlsSection::default()
         },
         &t.identity,
         false,
@@ -614,7 +614,7 @@ fn version_and_suite_mismatches_fail() {
     assert_eq!(server_err, "peer is incompatible: Tls12NotOfferedOrEnabled");
 
     // An RSA certificate cannot serve a client that only offers ECDSA suites.
-    let server = server_config(&TlsConfig::default(), &rsa().identity, false);
+    let server = server_config(&TlsSection::default(), &rsa().identity, false);
     let err = handshake(
         server,
         client_config(TlsVersion::Tls12, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"),
@@ -669,7 +669,7 @@ fn client_options() {
         ..ClientOptions::default()
     })
     .unwrap();
-    let server = server_config(&TlsConfig::default(), &rsa().identity, false);
+    let server = server_config(&TlsSection::default(), &rsa().identity, false);
     handshake(server.clone(), config, "localhost").unwrap();
     // ... that does not hold the server's certificate.
     std::fs::write(dir.path().join("other.pem"), &ecdsa().generated.cert_pem).unwrap();
@@ -967,7 +967,7 @@ fn control_records() {
 #[test]
 fn ktls_enable_on_a_real_connection() {
     let t = ecdsa();
-    let server = server_config(&TlsConfig::default(), &t.identity, true);
+    let server = server_config(&TlsSection::default(), &t.identity, true);
     for suite_name in [
         "TLS13_AES_128_GCM_SHA256",
         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
@@ -1012,7 +1012,7 @@ fn ktls_enable_on_a_real_connection() {
 #[test]
 fn ktls_enable_preconditions() {
     let t = ecdsa();
-    let server = server_config(&TlsConfig::default(), &t.identity, true);
+    let server = server_config(&TlsSection::default(), &t.identity, true);
     let (_listener, sock) = {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
@@ -1041,7 +1041,7 @@ fn ktls_enable_preconditions() {
 #[test]
 fn ktls_drain_returns_early_plaintext() {
     let t = ecdsa();
-    let server = server_config(&TlsConfig::default(), &t.identity, true);
+    let server = server_config(&TlsSection::default(), &t.identity, true);
     let (mut s, mut c) = handshake(
         server,
         client_config(TlsVersion::Tls13, "TLS13_AES_128_GCM_SHA256"),
@@ -1072,4 +1072,45 @@ fn ktls_drain_returns_early_plaintext() {
         ktls::drain_plaintext(&mut s.conn),
         Err(KtlsError::PeerClosed)
     ));
+}
+
+#[test]
+fn prepare_server_tls_follows_the_ktls_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded_defaults_with(Some("x".into()), &mut rand::rng());
+    config.server.state_dir = Some(dir.path().to_owned());
+    let kernel_has_ktls = matches!(ktls::probe(), KtlsSupport::Available(_));
+
+    config.tls.ktls = KtlsMode::Off;
+    let off = prepare_server_tls(&config).unwrap();
+    assert!(!off.config.enable_secret_extraction);
+    assert_eq!(
+        off.ktls
+            .decide(cipher_suite_by_name("TLS13_AES_128_GCM_SHA256").unwrap()),
+        KtlsDecision::Userspace(UserspaceReason::Disabled)
+    );
+    assert_eq!(off.ktls.startup_notice(), None);
+    assert_eq!(off.config.crypto_provider().cipher_suites.len(), 9);
+    assert_eq!(off.identity.key_kind(), KeyKind::Ecdsa);
+
+    config.tls.ktls = KtlsMode::Auto;
+    let auto = prepare_server_tls(&config).unwrap();
+    assert_eq!(auto.config.enable_secret_extraction, kernel_has_ktls);
+    assert_eq!(auto.ktls.startup_notice().is_some(), !kernel_has_ktls);
+    assert_eq!(auto.identity.leaf_sha256(), off.identity.leaf_sha256());
+
+    config.tls.ktls = KtlsMode::Require;
+    match prepare_server_tls(&config) {
+        Ok(required) => {
+            assert!(kernel_has_ktls);
+            assert!(required.config.enable_secret_extraction);
+        }
+        Err(e) => {
+            assert!(!kernel_has_ktls);
+            assert_eq!(e.as_str(), "ktls_required");
+            assert!(e
+                .to_string()
+                .starts_with("tls.ktls: \"require\" but kernel TLS is unavailable: "));
+        }
+    }
 }
