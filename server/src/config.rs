@@ -2000,6 +2000,25 @@ mod tests {
         assert!(users.lookup("dave").is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(text in "\\PC{0,80}") {
+            let _ = text.parse::<Ipv4Range>();
+            let _ = text.parse::<Ipv6Prefix>();
+            let _ = Config::parse(&text);
+            let _ = Config::parse(&format!("[ipv4]\npool = {text:?}\n[tls]\ncipher_suites = [{text:?}]"))
+                .map(|c| c.validate());
+        }
+
+        #[test]
+        fn prefixes_round_trip(addr: u32, len in 0u32..=32) {
+            let network = Ipv4Addr::from(addr & u32::MAX.checked_shl(32 - len).unwrap_or(0));
+            let range: Ipv4Range = format!("{network}/{len}").parse().unwrap();
+            proptest::prop_assert!(range.first() <= range.last());
+            proptest::prop_assert_eq!(range.len() + u64::from(len <= 30) * 2, 1u64 << (32 - len));
+        }
+    }
+
     #[test]
     fn line_column_positions() {
         assert_eq!(line_column("abc", 0), (1, 1));

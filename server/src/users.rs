@@ -16,7 +16,8 @@
 //! * `client` is a user name or `*` (any user).
 //! * `server` is `*` or a server name; a line applies to sstpd when it is `*`
 //!   or equals `users.server_name` (default `sstpd`). Other lines belong to
-//!   other services sharing the file and are skipped.
+//!   other services sharing the file and are skipped (only split into words;
+//!   their secret and address columns may use pppd features sstpd lacks).
 //! * `address` is `*` or `-` (no fixed address: one comes from the pool),
 //!   or one IPv4 address the user always gets. pppd's richer address forms
 //!   (subnets, `!` exclusions, host names, several addresses, options after
@@ -225,6 +226,13 @@ impl UserTable {
             let secret = words
                 .next()
                 .ok_or(err(ChapSecretsErrorKind::MissingField("secret")))?;
+            // Lines for other daemons sharing the file may use pppd features
+            // sstpd does not (subnets, @/path secrets): skip them unread.
+            let server_wild = server == "*";
+            if !server_wild && server != server_name {
+                table.other_server += 1;
+                continue;
+            }
             if client.is_empty() {
                 return Err(err(ChapSecretsErrorKind::EmptyClient));
             }
@@ -236,11 +244,6 @@ impl UserTable {
             }
             let framed_ipv4 = parse_addresses(words).map_err(err)?;
 
-            let server_wild = server == "*";
-            if !server_wild && server != server_name {
-                table.other_server += 1;
-                continue;
-            }
             let client_wild = client == "*";
             let mut rank = 0;
             if !client_wild {
@@ -754,10 +757,23 @@ mod tests {
     }
 
     #[test]
-    fn errors_even_on_lines_for_other_servers() {
-        // A broken line is an error wherever it points: better than silently
-        // skipping it.
+    fn lines_for_other_servers_are_only_tokenised() {
+        // pppd features sstpd does not support are fine on other daemons' lines.
+        let table = parse(
+            "dave pptpd @/etc/ppp/dave.secret 10.0.0.0/24 !10.0.0.1
+             erin l2tpd s 10.0.0.1 10.0.0.2 -- mtu 1400
+             alice * a
+",
+        );
+        assert_eq!(table.other_server_lines(), 2);
+        assert_eq!(table.len(), 1);
+        // But a line that cannot even be split into words is an error
+        // wherever it points.
         assert_eq!(parse_err("alice pptpd \"x\n").line, 1);
+        assert_eq!(
+            parse_err("alice\n").kind,
+            ChapSecretsErrorKind::MissingField("server")
+        );
     }
 
     fn users_config(path: Option<PathBuf>, inline: &[(&str, &str)]) -> UsersSection {
