@@ -666,10 +666,10 @@ pub fn enable(fd: RawFd, mut conn: rustls::ServerConnection) -> Result<KtlsEnabl
     let secrets = conn
         .dangerous_extract_secrets()
         .map_err(|e| fatal(KtlsError::ExtractSecrets(e)))?;
-    let install = |step, info: ktls::CryptoInfo| {
+    let install = |step, info: ::ktls::CryptoInfo| {
         let name = match step {
             KtlsStep::TxKeys => libc::TLS_TX,
-            _ => libc::TLS_RX,
+            KtlsStep::RxKeys | KtlsStep::Ulp => libc::TLS_RX,
         };
         // SAFETY: `info.as_ptr()` points at the kernel struct inside `info`,
         // `info.size()` bytes long, alive for this call.
@@ -681,9 +681,9 @@ pub fn enable(fd: RawFd, mut conn: rustls::ServerConnection) -> Result<KtlsEnabl
             })
         })
     };
-    let tx = ktls::CryptoInfo::from_rustls(suite, secrets.tx)
+    let tx = ::ktls::CryptoInfo::from_rustls(suite, secrets.tx)
         .map_err(|e| fatal(KtlsError::UnsupportedCipher(e.to_string())))?;
-    let rx = ktls::CryptoInfo::from_rustls(suite, secrets.rx)
+    let rx = ::ktls::CryptoInfo::from_rustls(suite, secrets.rx)
         .map_err(|e| fatal(KtlsError::UnsupportedCipher(e.to_string())))?;
     install(KtlsStep::TxKeys, tx)?;
     install(KtlsStep::RxKeys, rx)?;
