@@ -32,6 +32,10 @@ pub mod netns;
 /// IPv4 range pools and IPv6 prefix pools.
 #[cfg(feature = "runtime")]
 pub mod pool;
+/// The server runtime entry point (`run`). INTEGRATION POINT: placeholder
+/// until the worker runtime is merged.
+#[cfg(feature = "runtime")]
+pub mod server;
 /// Which session owns which tunnel address, readable from every worker.
 #[cfg(feature = "runtime")]
 pub mod session_table;

@@ -1,5 +1,80 @@
-//! The `sstpd` binary.
+//! The `sstpd` binary: command line, logging, configuration, capability
+//! check, then the server runtime.
 
-fn main() {
-    println!("sstpd {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use clap::Parser;
+use sstpd::cli::{self, Cli, Command};
+use sstpd::config::Config;
+use sstpd::tls::ServerIdentity;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => match cli::check_config(&file) {
+            Ok(report) => {
+                for line in &report.summary {
+                    println!("{line}");
+                }
+                for warning in &report.warnings {
+                    println!("warning: {warning}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sstpd: {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        None => run(cli.config),
+    }
+}
+
+fn run(config_path: Option<std::path::PathBuf>) -> ExitCode {
+    let config = match &config_path {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("sstpd: {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::embedded_defaults(),
+    };
+    cli::init_tracing(&config.logging);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "sstpd starting");
+
+    if let Err(e) = sstpd::caps::check(&config.server.listen) {
+        tracing::error!("{e}");
+        return ExitCode::FAILURE;
+    }
+
+    // Load (or generate) the certificate before the workers start, so that a
+    // bad key fails fast and the banner can show the fingerprint.
+    let identity = match ServerIdentity::load(&config) {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if *identity.origin() == sstpd::tls::certs::IdentityOrigin::SelfSignedGenerated {
+        tracing::info!(path = %identity.cert_path().display(), "generated a self-signed certificate");
+    }
+    for line in
+        sstpd::config::startup_banner(&config, identity.cert_path(), &identity.leaf_sha256())
+    {
+        tracing::info!("{line}");
+    }
+
+    match sstpd::server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
