@@ -359,7 +359,9 @@ impl TunDevice {
 
     /// Adds an IPv6 address with its prefix length (and the prefix route).
     /// TUN devices are `IFF_NOARP`, so the address skips duplicate address
-    /// detection and is usable as soon as the link is up.
+    /// detection; it stays tentative only until the kernel's link watcher
+    /// has processed the link going up (normally at once, up to about a
+    /// second on a busy host), and packets to it are dropped until then.
     pub fn add_ipv6(&self, addr: Ipv6Addr, prefix_len: u8) -> Result<(), TunError> {
         if !(1..=128).contains(&prefix_len) {
             return Err(TunError::InvalidPrefixLength { prefix_len });

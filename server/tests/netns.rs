@@ -193,18 +193,19 @@ fn tracked_child_can_be_waited_for() {
 
 #[test]
 fn sweep_removes_only_namespaces_of_dead_processes() {
-    const SWEEP_PREFIX: &str = "sstpd-sweeptest";
+    // Our pid in the prefix keeps parallel runs of this test apart.
+    let prefix = format!("sstpd-sweeptest{}", std::process::id());
     let mut exited = Command::new("true").spawn().unwrap();
     exited.wait().unwrap();
-    let stale = format!("{SWEEP_PREFIX}-{}-0", exited.id());
+    let stale = format!("{prefix}-{}-0", exited.id());
     let status = Command::new("ip")
         .args(["netns", "add", &stale])
         .status()
         .unwrap();
     assert!(status.success());
-    let live = NetNs::new(SWEEP_PREFIX).unwrap();
+    let live = NetNs::new(&prefix).unwrap();
 
-    let deleted = NetNs::sweep_stale(SWEEP_PREFIX);
+    let deleted = NetNs::sweep_stale(&prefix);
 
     assert_eq!(deleted, vec![stale.clone()]);
     assert!(!std::path::Path::new("/run/netns").join(&stale).exists());

@@ -23,6 +23,11 @@ const PEER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 2);
 const TUN_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
 const PEER_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 2);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a request is written again while no reply has come. An IPv6
+/// address stays tentative until the kernel's link watcher has processed
+/// the freshly raised device, which on a busy host can take up to a second;
+/// requests to it are dropped meanwhile (as `ping` would, we resend).
+const RESEND_INTERVAL: Duration = Duration::from_millis(100);
 const PAYLOAD: &[u8] = b"sstpd tun test payload 0123456789";
 
 // ---- Packets (built here, with real checksums) ----
@@ -152,14 +157,29 @@ fn configured_device(name: &str) -> TunDevice {
     device
 }
 
-/// Reads packets from whichever queue has one until `wanted` matches or the
-/// timeout passes (other traffic, such as IPv6 router solicitations, is
-/// skipped). Returns the queue index and the packet.
-fn read_matching(queues: &[File], wanted: impl Fn(&[u8]) -> bool) -> Option<(usize, Vec<u8>)> {
+/// Writes `request` into queue `via` (again every [`RESEND_INTERVAL`]) and
+/// reads packets from whichever queue has one until `wanted` matches or
+/// [`REPLY_TIMEOUT`] passes. Other traffic (IPv6 router solicitations, MLD
+/// reports) is skipped. Returns the queue index and the packet.
+fn exchange(
+    queues: &[File],
+    via: usize,
+    request: &[u8],
+    wanted: impl Fn(&[u8]) -> bool,
+) -> Option<(usize, Vec<u8>)> {
     let deadline = Instant::now() + REPLY_TIMEOUT;
     let mut buf = vec![0u8; 65_536];
+    let mut next_send = Instant::now();
     loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        if now >= next_send {
+            let written = (&queues[via]).write(request).unwrap();
+            assert_eq!(written, request.len());
+            next_send = now + RESEND_INTERVAL;
+        }
         let mut fds: Vec<libc::pollfd> = queues
             .iter()
             .map(|q| libc::pollfd {
@@ -168,12 +188,13 @@ fn read_matching(queues: &[File], wanted: impl Fn(&[u8]) -> bool) -> Option<(usi
                 revents: 0,
             })
             .collect();
+        let wait = next_send.min(deadline).saturating_duration_since(now);
         // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
         let ready = unsafe {
             libc::poll(
                 fds.as_mut_ptr(),
                 fds.len() as libc::nfds_t,
-                left.as_millis().max(1) as libc::c_int,
+                wait.as_millis().max(1) as libc::c_int,
             )
         };
         assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
@@ -200,9 +221,9 @@ fn kernel_answers_icmpv4_echo_written_to_either_queue() {
         assert!(!flags.persistent && !flags.napi && !flags.vnet_hdr);
         for (queue, seq) in [(0usize, 1u16), (1, 2)] {
             let request = icmpv4_echo_request(PEER_ADDR, TUN_ADDR, 0x4242, seq);
-            let written = (&device.queues()[queue]).write(&request).unwrap();
-            assert_eq!(written, request.len());
-            let reply = read_matching(device.queues(), |p| is_icmpv4_echo_reply(p, 0x4242, seq));
+            let reply = exchange(device.queues(), queue, &request, |p| {
+                is_icmpv4_echo_reply(p, 0x4242, seq)
+            });
             assert!(
                 reply.is_some(),
                 "no echo reply for a request on queue {queue}"
@@ -217,8 +238,9 @@ fn kernel_answers_icmpv6_echo() {
     ns.run(|| {
         let device = configured_device("sstpt6");
         let request = icmpv6_echo_request(PEER_ADDR6, TUN_ADDR6, 0x6666, 9);
-        (&device.queues()[1]).write_all(&request).unwrap();
-        let reply = read_matching(device.queues(), |p| is_icmpv6_echo_reply(p, 0x6666, 9));
+        let reply = exchange(device.queues(), 1, &request, |p| {
+            is_icmpv6_echo_reply(p, 0x6666, 9)
+        });
         assert!(reply.is_some(), "no ICMPv6 echo reply");
     });
 }
@@ -291,12 +313,25 @@ fn tokio_uring_reads_and_writes_tun_queues() {
                     })
                     .collect();
                 tokio::task::yield_now().await;
-                let len = request.len();
-                let (written, _) = queues[0].write_at(request, 0).submit().await;
-                assert_eq!(written.unwrap(), len);
-                let found = tokio::time::timeout(REPLY_TIMEOUT, found_rx.recv())
-                    .await
-                    .expect("no echo reply through io_uring");
+                // Write (again every RESEND_INTERVAL) until a reader finds
+                // the reply.
+                let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+                let mut request = request;
+                let found = loop {
+                    let len = request.len();
+                    let (written, returned) = queues[0].write_at(request, 0).submit().await;
+                    assert_eq!(written.unwrap(), len);
+                    request = returned;
+                    let wait = RESEND_INTERVAL
+                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    if let Ok(found) = tokio::time::timeout(wait, found_rx.recv()).await {
+                        break found;
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "no echo reply through io_uring"
+                    );
+                };
                 let (_queue, reply) = found.unwrap();
                 assert!(wanted(&reply));
                 // The other reader stays parked; abort it (the runtime
