@@ -1,1 +1,616 @@
-//! (in progress)
+//! The multi-queue TUN device that carries tunnel IP packets to and from the
+//! kernel.
+//!
+//! One device, one queue per worker: every queue is its own file descriptor
+//! on `/dev/net/tun`, attached with `TUNSETIFF` under the same name and
+//! `IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE` (Linux
+//! `Documentation/networking/tuntap.rst`, "Multiqueue tuntap interface").
+//! A read returns exactly one IP packet, a write injects exactly one.
+//!
+//! The device is configured without shelling out: MTU, IPv4 address and
+//! prefix, IPv6 addresses and the link state through the classic interface
+//! ioctls (`SIOCSIFMTU`, `SIOCSIFADDR`/`SIOCSIFNETMASK`, `SIOCSIFADDR` with
+//! `struct in6_ifreq`, `SIOCSIFFLAGS`, see netdevice(7)). The control
+//! sockets are opened when the device is created, so configuration applies
+//! in the network namespace the device lives in, whatever thread calls it.
+//!
+//! The device is not persistent: the kernel removes it when the last queue
+//! descriptor is closed.
+//!
+//! # Using a queue with io_uring
+//!
+//! Queue descriptors are opened blocking (no `O_NONBLOCK`). That is what
+//! io_uring wants: a read on a blocking TUN fd with no packet waiting is
+//! parked on the fd's poll queue and completes when a packet arrives, while
+//! on an `O_NONBLOCK` fd it would complete at once with `EAGAIN`. With
+//! tokio-uring:
+//!
+//! ```ignore
+//! let queue = tokio_uring::fs::File::from_std(device.take_queues().remove(0));
+//! let (result, buf) = queue.read_at(Vec::with_capacity(65_536), 0).await; // one packet
+//! let (result, buf) = queue.write_at(packet, 0).submit().await;           // one packet
+//! ```
+//!
+//! The offset is ignored (a TUN fd is a stream); pass 0. For a
+//! readiness-based loop (epoll) instead, call [`set_nonblocking`] first.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Socket, Type};
+
+/// The kernel's limit on queues per TUN device (`MAX_TAP_QUEUES`).
+pub const MAX_QUEUES: usize = 256;
+
+/// The kernel's interface name limit, including the terminating NUL.
+const IFNAMSIZ: usize = libc::IFNAMSIZ;
+
+/// How to create the TUN device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunOptions {
+    /// Interface name (at most 15 bytes), or a template such as `"sstp%d"`
+    /// for which the kernel picks the first free number.
+    pub name: String,
+    /// Number of queues (descriptors), normally one per worker; 1..=256.
+    pub queues: usize,
+    /// `IFF_NAPI`: the kernel processes packets written to the device in
+    /// NAPI context, batching them like a real NIC's receive path.
+    pub napi: bool,
+    /// `IFF_VNET_HDR`: every packet read or written is prefixed with a
+    /// `struct virtio_net_hdr`. Reserved for the GSO/GRO work on the
+    /// roadmap: setting it changes the packet format, and nothing in the
+    /// runtime produces or parses that header yet.
+    pub vnet_hdr: bool,
+}
+
+impl TunOptions {
+    /// `queues` queues on a device named `name`, without NAPI or vnet headers.
+    pub fn new(name: impl Into<String>, queues: usize) -> Self {
+        TunOptions {
+            name: name.into(),
+            queues,
+            napi: false,
+            vnet_hdr: false,
+        }
+    }
+}
+
+/// What went wrong creating or configuring the TUN device.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TunError {
+    /// `/dev/net/tun` is missing or the tun driver is not loaded.
+    DriverMissing(io::Error),
+    /// The operation needs `CAP_NET_ADMIN` in the device's network namespace.
+    NeedsCapNetAdmin {
+        /// What was attempted.
+        operation: &'static str,
+    },
+    /// An interface with this name exists already.
+    NameInUse {
+        /// The name.
+        name: String,
+    },
+    /// The name is empty, too long, or has a character interfaces cannot have.
+    InvalidName {
+        /// The name.
+        name: String,
+    },
+    /// The queue count is 0 or above [`MAX_QUEUES`].
+    InvalidQueueCount {
+        /// The count given.
+        queues: usize,
+    },
+    /// The kernel rejected the MTU (too small or too large for the device).
+    InvalidMtu {
+        /// The MTU given.
+        mtu: u32,
+    },
+    /// A prefix length longer than the address.
+    InvalidPrefixLength {
+        /// The prefix length given.
+        prefix_len: u8,
+    },
+    /// IPv6 is not available (kernel without IPv6, or disabled on the device).
+    Ipv6Unavailable,
+    /// The device no longer exists.
+    NoSuchDevice {
+        /// The name.
+        name: String,
+    },
+    /// Any other failure of a system call.
+    Os {
+        /// What was attempted.
+        operation: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl TunError {
+    /// A short snake_case name for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TunError::DriverMissing(_) => "tun_driver_missing",
+            TunError::NeedsCapNetAdmin { .. } => "needs_cap_net_admin",
+            TunError::NameInUse { .. } => "name_in_use",
+            TunError::InvalidName { .. } => "invalid_name",
+            TunError::InvalidQueueCount { .. } => "invalid_queue_count",
+            TunError::InvalidMtu { .. } => "invalid_mtu",
+            TunError::InvalidPrefixLength { .. } => "invalid_prefix_length",
+            TunError::Ipv6Unavailable => "ipv6_unavailable",
+            TunError::NoSuchDevice { .. } => "no_such_device",
+            TunError::Os { .. } => "os_error",
+        }
+    }
+
+    /// Maps an error of an ioctl on the device to the most telling variant.
+    fn from_ioctl(operation: &'static str, name: &str, source: io::Error) -> TunError {
+        match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => TunError::NeedsCapNetAdmin { operation },
+            Some(libc::ENODEV) => TunError::NoSuchDevice { name: name.into() },
+            _ => TunError::Os { operation, source },
+        }
+    }
+}
+
+impl fmt::Display for TunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunError::DriverMissing(e) => write!(
+                f,
+                "TUN driver missing: cannot open /dev/net/tun ({e}); load the `tun` module"
+            ),
+            TunError::NeedsCapNetAdmin { operation } => {
+                write!(
+                    f,
+                    "{operation} needs CAP_NET_ADMIN (run as root or grant the capability)"
+                )
+            }
+            TunError::NameInUse { name } => write!(f, "interface name {name:?} is already in use"),
+            TunError::InvalidName { name } => write!(
+                f,
+                "invalid interface name {name:?} (1 to 15 bytes, no '/', ':' or whitespace)"
+            ),
+            TunError::InvalidQueueCount { queues } => {
+                write!(f, "invalid TUN queue count {queues} (1 to {MAX_QUEUES})")
+            }
+            TunError::InvalidMtu { mtu } => write!(f, "MTU {mtu} rejected by the kernel"),
+            TunError::InvalidPrefixLength { prefix_len } => {
+                write!(f, "invalid prefix length /{prefix_len}")
+            }
+            TunError::Ipv6Unavailable => f.write_str("IPv6 is not available on this device"),
+            TunError::NoSuchDevice { name } => write!(f, "interface {name:?} does not exist"),
+            TunError::Os { operation, source } => write!(f, "{operation} failed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for TunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TunError::DriverMissing(e) | TunError::Os { source: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The TUN flags the kernel reports for the device (`TUNGETIFF`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunFlags {
+    /// `IFF_MULTI_QUEUE`.
+    pub multi_queue: bool,
+    /// `IFF_NAPI`.
+    pub napi: bool,
+    /// `IFF_VNET_HDR`.
+    pub vnet_hdr: bool,
+    /// `IFF_NO_PI`: packets carry no 4-byte protocol-information prefix.
+    pub no_packet_info: bool,
+    /// `IFF_PERSIST`: the device outlives its descriptors.
+    pub persistent: bool,
+}
+
+/// An open multi-queue TUN device: its queue descriptors and the sockets
+/// used to configure it.
+pub struct TunDevice {
+    name: String,
+    queues: Vec<File>,
+    /// An `AF_INET` datagram socket in the device's namespace, for ioctls.
+    inet: Socket,
+    /// The same for `AF_INET6`, absent when the kernel has no IPv6.
+    inet6: Option<Socket>,
+}
+
+impl fmt::Debug for TunDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TunDevice")
+            .field("name", &self.name)
+            .field("queues", &self.queues.len())
+            .finish()
+    }
+}
+
+impl TunDevice {
+    /// Creates the device with `options.queues` queues in the calling
+    /// thread's network namespace.
+    ///
+    /// The first queue is attached with `IFF_TUN_EXCL`, so an existing
+    /// interface of the same name (a leftover persistent TUN device, or any
+    /// other link) is reported as [`TunError::NameInUse`] rather than joined.
+    pub fn create(options: &TunOptions) -> Result<TunDevice, TunError> {
+        validate_name(&options.name)?;
+        if options.queues == 0 || options.queues > MAX_QUEUES {
+            return Err(TunError::InvalidQueueCount {
+                queues: options.queues,
+            });
+        }
+        let inet = Socket::new(Domain::IPV4, Type::DGRAM, None).map_err(|source| TunError::Os {
+            operation: "open AF_INET control socket",
+            source,
+        })?;
+        let inet6 = Socket::new(Domain::IPV6, Type::DGRAM, None).ok();
+
+        let mut flags = libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE;
+        if options.napi {
+            flags |= libc::IFF_NAPI;
+        }
+        if options.vnet_hdr {
+            flags |= libc::IFF_VNET_HDR;
+        }
+        let mut name = options.name.clone();
+        let mut queues = Vec::with_capacity(options.queues);
+        for index in 0..options.queues {
+            let exclusive = if index == 0 { libc::IFF_TUN_EXCL } else { 0 };
+            let (queue, actual_name) = attach_queue(&name, flags | exclusive)?;
+            name = actual_name;
+            queues.push(queue);
+        }
+        Ok(TunDevice {
+            name,
+            queues,
+            inet,
+            inet6,
+        })
+    }
+
+    /// The interface name the kernel gave the device.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The queues still held by this handle.
+    pub fn queues(&self) -> &[File] {
+        &self.queues
+    }
+
+    /// Takes the queue descriptors, one per worker. The handle keeps working
+    /// for configuration; the device goes away when every queue is closed.
+    pub fn take_queues(&mut self) -> Vec<File> {
+        std::mem::take(&mut self.queues)
+    }
+
+    fn request(&self) -> libc::ifreq {
+        ifreq_for(&self.name)
+    }
+
+    fn ioctl(
+        &self,
+        socket: &Socket,
+        request: libc::c_ulong,
+        ifr: &mut libc::ifreq,
+        operation: &'static str,
+    ) -> Result<(), TunError> {
+        // SAFETY: every caller passes an `SIOC*IF*` request, all of which
+        // take a `struct ifreq`.
+        unsafe { ioctl_with(socket.as_raw_fd(), request as libc::Ioctl, ifr) }
+            .map_err(|source| TunError::from_ioctl(operation, &self.name, source))
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> Result<u32, TunError> {
+        let mut ifr = self.request();
+        self.ioctl(&self.inet, libc::SIOCGIFINDEX, &mut ifr, "SIOCGIFINDEX")?;
+        // SAFETY: SIOCGIFINDEX filled in `ifru_ifindex`.
+        Ok(unsafe { ifr.ifr_ifru.ifru_ifindex } as u32)
+    }
+
+    /// Sets the MTU. IPv6 needs at least 1280 ([RFC 8200] 5); below that
+    /// the kernel disables IPv6 on the device.
+    pub fn set_mtu(&self, mtu: u32) -> Result<(), TunError> {
+        let mut ifr = self.request();
+        ifr.ifr_ifru.ifru_mtu =
+            libc::c_int::try_from(mtu).map_err(|_| TunError::InvalidMtu { mtu })?;
+        self.ioctl(&self.inet, libc::SIOCSIFMTU, &mut ifr, "SIOCSIFMTU")
+            .map_err(|e| match e {
+                TunError::Os { source, .. } if source.raw_os_error() == Some(libc::EINVAL) => {
+                    TunError::InvalidMtu { mtu }
+                }
+                other => other,
+            })
+    }
+
+    /// The current MTU.
+    pub fn mtu(&self) -> Result<u32, TunError> {
+        let mut ifr = self.request();
+        self.ioctl(&self.inet, libc::SIOCGIFMTU, &mut ifr, "SIOCGIFMTU")?;
+        // SAFETY: SIOCGIFMTU filled in `ifru_mtu`.
+        Ok(unsafe { ifr.ifr_ifru.ifru_mtu } as u32)
+    }
+
+    /// Sets the device's IPv4 address and prefix length (which also adds the
+    /// connected route for the prefix), like `ip addr add addr/prefix_len`.
+    /// Replaces a previous IPv4 address.
+    pub fn set_ipv4(&self, addr: Ipv4Addr, prefix_len: u8) -> Result<(), TunError> {
+        if !(1..=32).contains(&prefix_len) {
+            return Err(TunError::InvalidPrefixLength { prefix_len });
+        }
+        let mask = Ipv4Addr::from(u32::MAX << (32 - u32::from(prefix_len)));
+        let mut ifr = self.request();
+        ifr.ifr_ifru.ifru_addr = sockaddr_v4(addr);
+        self.ioctl(&self.inet, libc::SIOCSIFADDR, &mut ifr, "SIOCSIFADDR")?;
+        let mut ifr = self.request();
+        ifr.ifr_ifru.ifru_netmask = sockaddr_v4(mask);
+        self.ioctl(&self.inet, libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK")
+    }
+
+    /// Adds an IPv6 address with its prefix length (and the prefix route).
+    /// TUN devices are `IFF_NOARP`, so the address skips duplicate address
+    /// detection; it stays tentative only until the kernel's link watcher
+    /// has processed the link going up (normally at once, up to about a
+    /// second on a busy host), and packets to it are dropped until then.
+    pub fn add_ipv6(&self, addr: Ipv6Addr, prefix_len: u8) -> Result<(), TunError> {
+        if !(1..=128).contains(&prefix_len) {
+            return Err(TunError::InvalidPrefixLength { prefix_len });
+        }
+        let inet6 = self.inet6.as_ref().ok_or(TunError::Ipv6Unavailable)?;
+        let mut request = libc::in6_ifreq {
+            ifr6_addr: libc::in6_addr {
+                s6_addr: addr.octets(),
+            },
+            ifr6_prefixlen: u32::from(prefix_len),
+            ifr6_ifindex: self.ifindex()? as libc::c_int,
+        };
+        // SAFETY: SIOCSIFADDR on an AF_INET6 socket takes a `struct in6_ifreq`.
+        unsafe {
+            ioctl_with(
+                inet6.as_raw_fd(),
+                libc::SIOCSIFADDR as libc::Ioctl,
+                &mut request,
+            )
+        }
+        .map_err(|source| match source.raw_os_error() {
+            // addrconf answers EACCES when IPv6 is disabled on the device.
+            Some(libc::EACCES) | Some(libc::EAFNOSUPPORT) => TunError::Ipv6Unavailable,
+            _ => TunError::from_ioctl("SIOCSIFADDR (IPv6)", &self.name, source),
+        })
+    }
+
+    /// Brings the link up (or down).
+    pub fn set_up(&self, up: bool) -> Result<(), TunError> {
+        let mut ifr = self.request();
+        self.ioctl(&self.inet, libc::SIOCGIFFLAGS, &mut ifr, "SIOCGIFFLAGS")?;
+        // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`.
+        let current = unsafe { ifr.ifr_ifru.ifru_flags };
+        let up_flag = libc::IFF_UP as libc::c_short;
+        ifr.ifr_ifru.ifru_flags = if up {
+            current | up_flag
+        } else {
+            current & !up_flag
+        };
+        self.ioctl(&self.inet, libc::SIOCSIFFLAGS, &mut ifr, "SIOCSIFFLAGS")
+    }
+
+    /// Whether the link is administratively up.
+    pub fn is_up(&self) -> Result<bool, TunError> {
+        let mut ifr = self.request();
+        self.ioctl(&self.inet, libc::SIOCGIFFLAGS, &mut ifr, "SIOCGIFFLAGS")?;
+        // SAFETY: SIOCGIFFLAGS filled in `ifru_flags`.
+        let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+        Ok(flags & libc::IFF_UP as libc::c_short != 0)
+    }
+
+    /// The TUN flags the kernel reports, read through the first queue still
+    /// held (`None` once the queues were taken).
+    pub fn flags(&self) -> Option<Result<TunFlags, TunError>> {
+        let queue = self.queues.first()?;
+        let mut ifr = self.request();
+        // SAFETY: TUNGETIFF on a TUN descriptor fills a `struct ifreq`.
+        let result = unsafe { ioctl_with(queue.as_raw_fd(), libc::TUNGETIFF, &mut ifr) };
+        Some(
+            result
+                .map_err(|source| TunError::from_ioctl("TUNGETIFF", &self.name, source))
+                .map(|()| {
+                    // SAFETY: TUNGETIFF filled in `ifru_flags`.
+                    let raw = libc::c_int::from(unsafe { ifr.ifr_ifru.ifru_flags }) & 0xffff;
+                    TunFlags {
+                        multi_queue: raw & libc::IFF_MULTI_QUEUE != 0,
+                        napi: raw & libc::IFF_NAPI != 0,
+                        vnet_hdr: raw & libc::IFF_VNET_HDR != 0,
+                        no_packet_info: raw & libc::IFF_NO_PI != 0,
+                        persistent: raw & libc::IFF_PERSIST != 0,
+                    }
+                }),
+        )
+    }
+}
+
+/// Switches a queue descriptor between blocking (for io_uring, the
+/// default) and non-blocking (for readiness-based loops).
+pub fn set_nonblocking(queue: &File, nonblocking: bool) -> io::Result<()> {
+    let fd = queue.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL take and return plain integers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens `/dev/net/tun` and attaches it as a queue of `name` (creating the
+/// device for the first queue). Returns the queue and the device's name.
+fn attach_queue(name: &str, flags: libc::c_int) -> Result<(File, String), TunError> {
+    let queue = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
+                TunError::DriverMissing(e)
+            }
+            Some(libc::EPERM) | Some(libc::EACCES) => TunError::NeedsCapNetAdmin {
+                operation: "opening /dev/net/tun",
+            },
+            _ => TunError::Os {
+                operation: "open /dev/net/tun",
+                source: e,
+            },
+        })?;
+    let mut ifr = ifreq_for(name);
+    // The kernel reads the flags as an unsigned short; IFF_TUN_EXCL is the
+    // top bit, so the cast to `c_short` keeps the bit pattern.
+    ifr.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: TUNSETIFF takes a `struct ifreq`.
+    unsafe { ioctl_with(queue.as_raw_fd(), libc::TUNSETIFF, &mut ifr) }.map_err(|source| {
+        match source.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => TunError::NeedsCapNetAdmin {
+                operation: "creating a TUN device",
+            },
+            Some(libc::EBUSY) => TunError::NameInUse { name: name.into() },
+            _ => TunError::Os {
+                operation: "TUNSETIFF",
+                source,
+            },
+        }
+    })?;
+    // The kernel wrote back the actual name (a `%d` template is resolved).
+    let raw: Vec<u8> = ifr.ifr_name.iter().map(|&c| c as u8).collect();
+    let actual = CStr::from_bytes_until_nul(&raw)
+        .ok()
+        .and_then(|c| c.to_str().ok())
+        .unwrap_or(name)
+        .to_owned();
+    Ok((queue, actual))
+}
+
+/// The kernel's `dev_valid_name`: 1..=15 bytes, not `.` or `..`, no `/`,
+/// `:` or whitespace (and no NUL, which would cut the name short).
+fn validate_name(name: &str) -> Result<(), TunError> {
+    let valid = !name.is_empty()
+        && name.len() < IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace());
+    if valid {
+        Ok(())
+    } else {
+        Err(TunError::InvalidName { name: name.into() })
+    }
+}
+
+/// A zeroed `struct ifreq` naming `name` (validated to fit).
+fn ifreq_for(name: &str) -> libc::ifreq {
+    // SAFETY: `ifreq` is plain data (integers, arrays, a raw pointer in a
+    // union), for which all-zero bytes are a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &src) in ifr
+        .ifr_name
+        .iter_mut()
+        .zip(name.as_bytes().iter().take(IFNAMSIZ - 1))
+    {
+        *dst = src as libc::c_char;
+    }
+    ifr
+}
+
+/// A `struct sockaddr` holding a `sockaddr_in` for `addr`, port 0.
+fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+    let mut data = [0 as libc::c_char; 14];
+    // sockaddr_in after the family: 2 bytes port, then the address.
+    for (dst, &src) in data[2..6].iter_mut().zip(addr.octets().iter()) {
+        *dst = src as libc::c_char;
+    }
+    libc::sockaddr {
+        sa_family: libc::AF_INET as libc::sa_family_t,
+        sa_data: data,
+    }
+}
+
+/// `ioctl(fd, request, arg)`, mapping -1 to the OS error.
+///
+/// # Safety
+/// `T` must be the type `request` reads and writes.
+unsafe fn ioctl_with<T>(fd: RawFd, request: libc::Ioctl, arg: &mut T) -> io::Result<()> {
+    // SAFETY: `arg` is a valid, exclusive pointer to a `T`, which the caller
+    // guarantees is what `request` expects.
+    if unsafe { libc::ioctl(fd, request, arg as *mut T) } < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_follow_the_kernel_rules() {
+        for good in ["sstp0", "tun%d", "a", "x23456789012345", "wg-pool_1.v4"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "x234567890123456",
+            "a/b",
+            "a:1",
+            "a b",
+            "a\tb",
+            "a\0",
+        ] {
+            assert!(
+                matches!(validate_name(bad), Err(TunError::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ifreq_and_sockaddr_encoding() {
+        let ifr = ifreq_for("sstp7");
+        let name: Vec<u8> = ifr.ifr_name.iter().map(|&c| c as u8).collect();
+        assert_eq!(&name[..6], b"sstp7\0");
+        let sa = sockaddr_v4(Ipv4Addr::new(10, 99, 0, 1));
+        assert_eq!(sa.sa_family, libc::AF_INET as libc::sa_family_t);
+        let data: Vec<u8> = sa.sa_data.iter().map(|&c| c as u8).collect();
+        assert_eq!(data, [0, 0, 10, 99, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn invalid_options_are_rejected_before_any_syscall() {
+        let error = TunDevice::create(&TunOptions::new("sstp0", 0)).unwrap_err();
+        assert!(matches!(error, TunError::InvalidQueueCount { queues: 0 }));
+        let error = TunDevice::create(&TunOptions::new("sstp0", MAX_QUEUES + 1)).unwrap_err();
+        assert!(matches!(error, TunError::InvalidQueueCount { queues: 257 }));
+        assert_eq!(error.as_str(), "invalid_queue_count");
+        let error = TunDevice::create(&TunOptions::new("bad name", 1)).unwrap_err();
+        assert_eq!(error.as_str(), "invalid_name");
+        assert!(error.to_string().contains("bad name"));
+    }
+}
