@@ -54,3 +54,6 @@ pub mod users;
 /// Cross-worker wakeups (eventfd) visible to io_uring.
 #[cfg(feature = "runtime")]
 pub mod wakeup;
+/// Counters for operators and tests.
+#[cfg(feature = "runtime")]
+pub mod metrics;
