@@ -347,6 +347,14 @@ pub mod packet;
 pub mod pap;
 
 pub use local::{LocalAuthenticator, StaticPasswords};
+
+/// A deterministic generator to pass as the machines' `rng`, for fuzz
+/// targets and tests that do not depend on `rand` themselves. Never for
+/// real sessions: their challenges must be unpredictable.
+#[doc(hidden)]
+pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
+}
 pub use machine::{AuthClient, AuthConfig, AuthEvent, AuthFailure, AuthPacketError, AuthServer};
 
 #[cfg(test)]
