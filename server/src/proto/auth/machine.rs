@@ -1,15 +1,21 @@
 //! The sans-IO authentication state machines owned by the PPP link.
 //!
 //! CONTRACT (shared by the PPP-link and the authentication work): the public
-//! signatures in this file are what `ppp::link` builds against. Bodies are
-//! filled in by the authentication work.
+//! signatures in this file are what `ppp::link` builds against.
+//!
+//! [`AuthServer`] and [`AuthClient`] dispatch to the per-method machines in
+//! [`super::pap`] and [`super::chap`]; the module documentation there says
+//! how each treats retransmissions, duplicates and retries.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
-use super::{AuthDecision, AuthProtocol, RejectReason};
+use super::chap::{ChapAlgorithm, ChapClient, ChapServer};
+use super::outbox::Outbox;
+use super::pap::{PapClient, PapServer};
+use super::{AuthDecision, AuthProtocol, MppeKeys, RejectReason};
 
 /// Timers and limits of the authentication phase.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,11 +108,45 @@ pub enum AuthPacketError {
     StaleIdentifier(u8),
 }
 
+impl AuthPacketError {
+    /// Short lowercase name for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AuthPacketError::Malformed => "malformed",
+            AuthPacketError::UnexpectedCode(_) => "unexpected_code",
+            AuthPacketError::StaleIdentifier(_) => "stale_identifier",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthPacketError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthPacketError::Malformed => f.write_str("malformed authentication packet"),
+            AuthPacketError::UnexpectedCode(code) => write!(f, "unexpected code {code}"),
+            AuthPacketError::StaleIdentifier(id) => write!(f, "stale identifier {id}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthPacketError {}
+
 /// Server side of one authentication exchange (the authenticator of
 /// [RFC 1994] / [RFC 1334] / [RFC 2759]).
+///
+/// [RFC 1334]: https://www.rfc-editor.org/rfc/rfc1334
+/// [RFC 1994]: https://www.rfc-editor.org/rfc/rfc1994
+/// [RFC 2759]: https://www.rfc-editor.org/rfc/rfc2759
 #[derive(Debug)]
 pub struct AuthServer {
-    _private: (),
+    inner: ServerInner,
+}
+
+#[derive(Debug)]
+enum ServerInner {
+    Pap(PapServer),
+    /// Boxed: the CHAP machines carry a ChaCha generator.
+    Chap(Box<ChapServer>),
 }
 
 impl AuthServer {
@@ -119,54 +159,112 @@ impl AuthServer {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Self {
-        let _ = (protocol, config, now, rng);
-        todo!("authentication work")
+        let inner = match protocol {
+            AuthProtocol::Pap => ServerInner::Pap(PapServer::new(config, now)),
+            AuthProtocol::ChapMd5 => ServerInner::Chap(Box::new(ChapServer::new(
+                ChapAlgorithm::Md5,
+                config,
+                now,
+                rng,
+            ))),
+            AuthProtocol::MsChapV2 => ServerInner::Chap(Box::new(ChapServer::new(
+                ChapAlgorithm::MsChapV2,
+                config,
+                now,
+                rng,
+            ))),
+        };
+        AuthServer { inner }
     }
 
     /// Feeds the information field of a received packet of this method's
     /// PPP protocol.
     pub fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), AuthPacketError> {
-        let _ = (now, info);
-        todo!("authentication work")
+        let _ = now;
+        match &mut self.inner {
+            ServerInner::Pap(machine) => machine.handle_packet(info),
+            ServerInner::Chap(machine) => machine.handle_packet(info),
+        }
     }
 
     /// Delivers the [`super::Authenticator`]'s answer to the last
     /// [`AuthEvent::Request`]. Ignored if no request is outstanding.
     pub fn decide(&mut self, now: Instant, decision: AuthDecision) {
-        let _ = (now, decision);
-        todo!("authentication work")
+        let _ = now;
+        match &mut self.inner {
+            ServerInner::Pap(machine) => machine.decide(decision),
+            ServerInner::Chap(machine) => machine.decide(decision),
+        }
     }
 
     /// Appends the information field of the next packet to send to `buf`;
     /// returns `false` when nothing is queued.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
-        let _ = buf;
-        todo!("authentication work")
+        self.outbox().poll_transmit(buf)
     }
 
     pub fn poll_event(&mut self) -> Option<AuthEvent> {
-        todo!("authentication work")
+        self.outbox().poll_event()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!("authentication work")
+        match &self.inner {
+            ServerInner::Pap(machine) => &machine.outbox,
+            ServerInner::Chap(machine) => &machine.outbox,
+        }
+        .poll_timeout()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!("authentication work")
+        match &mut self.inner {
+            ServerInner::Pap(machine) => machine.handle_timeout(now),
+            ServerInner::Chap(machine) => machine.handle_timeout(now),
+        }
+    }
+
+    /// The method this exchange uses.
+    pub fn protocol(&self) -> AuthProtocol {
+        match &self.inner {
+            ServerInner::Pap(_) => AuthProtocol::Pap,
+            ServerInner::Chap(machine) => machine.algorithm.protocol(),
+        }
+    }
+
+    /// MS-CHAPv2 after success: the server's MPPE master keys (as the
+    /// decision's [`super::MsChapV2Proof`] gave them).
+    pub fn mppe_keys(&self) -> Option<MppeKeys> {
+        match &self.inner {
+            ServerInner::Pap(_) => None,
+            ServerInner::Chap(machine) => machine.keys,
+        }
+    }
+
+    fn outbox(&mut self) -> &mut Outbox {
+        match &mut self.inner {
+            ServerInner::Pap(machine) => &mut machine.outbox,
+            ServerInner::Chap(machine) => &mut machine.outbox,
+        }
     }
 }
 
 /// Client side of one authentication exchange (the peer).
 #[derive(Debug)]
 pub struct AuthClient {
-    _private: (),
+    inner: ClientInner,
+}
+
+#[derive(Debug)]
+enum ClientInner {
+    Pap(PapClient),
+    /// Boxed: the CHAP machines carry a ChaCha generator.
+    Chap(Box<ChapClient>),
 }
 
 impl AuthClient {
     /// Prepares to authenticate as `username`. PAP queues its
     /// Authenticate-Request at once; CHAP waits for the Challenge.
+    ///
+    /// Names longer than 255 octets are cut to 255 (what PAP can carry).
     pub fn new(
         protocol: AuthProtocol,
         config: &AuthConfig,
@@ -175,30 +273,91 @@ impl AuthClient {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Self {
-        let _ = (protocol, config, username, password, now, rng);
-        todo!("authentication work")
+        let username = username.as_bytes();
+        let inner = match protocol {
+            AuthProtocol::Pap => {
+                let first_identifier = rng.next_u32() as u8;
+                ClientInner::Pap(PapClient::new(
+                    config,
+                    username,
+                    password,
+                    now,
+                    first_identifier,
+                ))
+            }
+            AuthProtocol::ChapMd5 => ClientInner::Chap(Box::new(ChapClient::new(
+                ChapAlgorithm::Md5,
+                config,
+                username,
+                password,
+                now,
+                rng,
+            ))),
+            AuthProtocol::MsChapV2 => ClientInner::Chap(Box::new(ChapClient::new(
+                ChapAlgorithm::MsChapV2,
+                config,
+                username,
+                password,
+                now,
+                rng,
+            ))),
+        };
+        AuthClient { inner }
     }
 
     pub fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), AuthPacketError> {
-        let _ = (now, info);
-        todo!("authentication work")
+        match &mut self.inner {
+            ClientInner::Pap(machine) => machine.handle_packet(info),
+            ClientInner::Chap(machine) => machine.handle_packet(now, info),
+        }
     }
 
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
-        let _ = buf;
-        todo!("authentication work")
+        self.outbox().poll_transmit(buf)
     }
 
     pub fn poll_event(&mut self) -> Option<AuthEvent> {
-        todo!("authentication work")
+        self.outbox().poll_event()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!("authentication work")
+        match &self.inner {
+            ClientInner::Pap(machine) => &machine.outbox,
+            ClientInner::Chap(machine) => &machine.outbox,
+        }
+        .poll_timeout()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!("authentication work")
+        match &mut self.inner {
+            ClientInner::Pap(machine) => machine.handle_timeout(now),
+            ClientInner::Chap(machine) => machine.handle_timeout(now),
+        }
+    }
+
+    /// The method this exchange uses.
+    pub fn protocol(&self) -> AuthProtocol {
+        match &self.inner {
+            ClientInner::Pap(_) => AuthProtocol::Pap,
+            ClientInner::Chap(machine) => machine.algorithm.protocol(),
+        }
+    }
+
+    /// MS-CHAPv2 after a verified Success: the client's MPPE master keys
+    /// (`send` is the client's MasterSendKey), e.g. for the sstp-client
+    /// plugin socket. The HLAK in [`AuthEvent::Success`] is
+    /// `send ‖ receive` of these.
+    pub fn mppe_keys(&self) -> Option<MppeKeys> {
+        match &self.inner {
+            ClientInner::Pap(_) => None,
+            ClientInner::Chap(machine) => machine.keys,
+        }
+    }
+
+    fn outbox(&mut self) -> &mut Outbox {
+        match &mut self.inner {
+            ClientInner::Pap(machine) => &mut machine.outbox,
+            ClientInner::Chap(machine) => &mut machine.outbox,
+        }
     }
 }

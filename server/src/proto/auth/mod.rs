@@ -254,6 +254,21 @@ impl RejectReason {
         }
     }
 
+    /// The reason a peer reads from a received MS-CHAPv2 `E=` code
+    /// ([RFC 2759] 6). Codes without a variant of their own (709
+    /// ERROR_CHANGING_PASSWORD, vendor codes) read as
+    /// [`RejectReason::AuthenticationFailure`]; the code itself travels in
+    /// [`AuthFailure::Rejected`].
+    pub fn from_mschapv2_error_code(code: u32) -> Self {
+        match code {
+            646 => RejectReason::RestrictedLogonHours,
+            647 => RejectReason::AccountDisabled,
+            648 => RejectReason::PasswordExpired,
+            649 => RejectReason::NoDialinPermission,
+            _ => RejectReason::AuthenticationFailure,
+        }
+    }
+
     /// Short lowercase name for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -322,5 +337,25 @@ pub trait PasswordStore: Send + Sync {
     fn lookup(&self, username: &str) -> Option<LocalUser>;
 }
 
+pub mod chap;
+pub mod local;
 mod machine;
+pub mod mppe;
+pub mod mschapv2;
+mod outbox;
+pub mod packet;
+pub mod pap;
+
+pub use local::{LocalAuthenticator, StaticPasswords};
+
+/// A deterministic generator to pass as the machines' `rng`, for fuzz
+/// targets and tests that do not depend on `rand` themselves. Never for
+/// real sessions: their challenges must be unpredictable.
+#[doc(hidden)]
+pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
+}
 pub use machine::{AuthClient, AuthConfig, AuthEvent, AuthFailure, AuthPacketError, AuthServer};
+
+#[cfg(test)]
+mod tests;
