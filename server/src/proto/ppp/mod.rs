@@ -6,3 +6,6 @@
 //! [RFC 1332]: https://www.rfc-editor.org/rfc/rfc1332
 //! [RFC 1877]: https://www.rfc-editor.org/rfc/rfc1877
 //! [RFC 5072]: https://www.rfc-editor.org/rfc/rfc5072
+
+pub mod frame;
+pub mod packet;
