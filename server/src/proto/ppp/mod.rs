@@ -9,3 +9,7 @@
 
 pub mod frame;
 pub mod packet;
+pub mod fsm;
+pub mod outbox;
+
+pub use fsm::{FsmConfig, NegotiationFailure};
