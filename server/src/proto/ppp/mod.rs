@@ -11,5 +11,7 @@ pub mod frame;
 pub mod packet;
 pub mod fsm;
 pub mod outbox;
+pub mod pool;
 
 pub use fsm::{FsmConfig, NegotiationFailure};
+pub use pool::{AddressPool, Ipv4RangePool};
