@@ -103,11 +103,16 @@ pub struct LcpConfig {
     /// allowed it (PFC/ACFC in its request). Off by default: full `FF 03`
     /// and 2-octet protocol.
     pub compress_transmit: bool,
-    /// Send an LCP Echo-Request at this interval once LCP is open. Off by
-    /// default: SSTP has its own keepalive (Echo-Request, [MS-SSTP] 3.1.2).
+    /// Once LCP is open, send an LCP Echo-Request ([RFC 1661] 5.8) after
+    /// this much silence from the peer, and again at this interval while
+    /// the silence lasts; any frame received counts as a sign of life, so
+    /// a busy link sends none. Off by default: SSTP has its own keepalive
+    /// (Echo-Request, [MS-SSTP] 3.1.2).
     pub echo_interval: Option<Duration>,
-    /// Unanswered Echo-Requests after which the link is closed. Default 3.
-    pub echo_failure_limit: u32,
+    /// Consecutive unanswered Echo-Requests after which the link is closed
+    /// ([`PppCloseReason::EchoTimeout`](super::PppCloseReason::EchoTimeout)).
+    /// Default 3.
+    pub echo_failures: u32,
 }
 
 impl Default for LcpConfig {
@@ -121,7 +126,7 @@ impl Default for LcpConfig {
             request_compression: false,
             compress_transmit: false,
             echo_interval: None,
-            echo_failure_limit: 3,
+            echo_failures: 3,
         }
     }
 }

@@ -418,6 +418,8 @@ fn receive_control<H: OptionHandler>(
 struct Keepalive {
     deadline: Option<Instant>,
     unanswered: u32,
+    /// When the peer was last heard from (any frame).
+    last_heard: Option<Instant>,
 }
 
 /// One PPP link, server or client.
@@ -557,6 +559,8 @@ impl PppLink {
             self.dropped(PppDropReason::LinkDead);
             return;
         }
+        // Proof of life for the keepalive, whatever the frame.
+        self.keepalive.last_heard = Some(now);
         let frame = match parse_frame(frame) {
             Ok(frame) => frame,
             Err(error) => {
@@ -990,6 +994,7 @@ impl PppLink {
             self.keepalive = Keepalive {
                 deadline: Some(now + interval),
                 unanswered: 0,
+                last_heard: Some(now),
             };
         }
         match lcp.negotiated_auth() {
@@ -1179,6 +1184,8 @@ impl PppLink {
         self.lcp.close(&mut ctx);
     }
 
+    /// The keepalive timer: quiet for an interval? Echo, or give up after
+    /// [`LcpConfig::echo_failures`] unanswered ones.
     fn keepalive_tick(&mut self, now: Instant) {
         let Some(interval) = self.config.lcp.echo_interval else {
             self.keepalive.deadline = None;
@@ -1188,7 +1195,15 @@ impl PppLink {
             self.keepalive.deadline = None;
             return;
         }
-        if self.keepalive.unanswered >= self.config.lcp.echo_failure_limit {
+        if let Some(heard) = self.keepalive.last_heard {
+            if heard + interval > now {
+                // Heard from within the interval: nothing to ask.
+                self.keepalive.unanswered = 0;
+                self.keepalive.deadline = Some(heard + interval);
+                return;
+            }
+        }
+        if self.keepalive.unanswered >= self.config.lcp.echo_failures {
             self.keepalive.deadline = None;
             self.close_link(now, PppCloseReason::EchoTimeout);
             return;

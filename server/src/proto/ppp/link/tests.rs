@@ -1521,12 +1521,31 @@ fn lcp_keepalive_closes_a_silent_link() {
     let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let mut server = server_config(pool);
     server.lcp.echo_interval = Some(Duration::from_secs(10));
-    server.lcp.echo_failure_limit = 2;
+    server.lcp.echo_failures = 2;
     let mut pair = pair_with(server, client_config());
     assert!(pair.drive_until(20, both_ncps_up));
-    // Answered echoes keep the link up.
+    // A busy link needs no echo: the client's traffic is proof of life.
+    let echoes_sent = |pair: &LinkPair| pair.frames_sent[1];
+    let before = echoes_sent(&pair);
+    for _ in 0..12 {
+        let mut wire = Vec::new();
+        pair.client
+            .encapsulate_ip(IpVersion::V4, &[0x45, 0], &mut wire);
+        feed(&mut pair.server, pair.now, &wire);
+        pair.advance_by(Duration::from_secs(5));
+    }
+    assert_eq!(
+        echoes_sent(&pair),
+        before,
+        "no Echo-Request while traffic flows"
+    );
+    // Silence: echoes go out and their answers keep the link up.
     pair.advance_by(Duration::from_secs(60));
     assert_eq!(pair.server.phase(), Phase::Network);
+    assert!(
+        echoes_sent(&pair) >= before + 5,
+        "one echo per 10 s of silence"
+    );
     let opened_at = pair.now;
     // Then the client goes silent.
     pair.loss = Some(Box::new(|direction, _, _| {
