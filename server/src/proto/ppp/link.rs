@@ -1,0 +1,1286 @@
+//! The PPP link: the phases of [RFC 1661] 3 (Dead, Establish, Authenticate,
+//! Network, Terminate) tying LCP, the authentication machines of
+//! [`crate::proto::auth`], IPCP and IPv6CP together, in either role.
+//!
+//! Sans-IO: frames and `now` in ([`PppLink::handle_frame`],
+//! [`PppLink::handle_timeout`]); frames, events and a timer deadline out
+//! ([`PppLink::poll_transmit`], [`PppLink::poll_event`],
+//! [`PppLink::poll_timeout`]). IP packets are handed to a callback borrowing
+//! the input and encapsulated into the caller's buffer, without allocation.
+//!
+//! [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::frame::{
+    parse_frame, write_header, FrameError, HeaderFormat, PROTO_CHAP, PROTO_IPCP, PROTO_IPV4,
+    PROTO_IPV6, PROTO_IPV6CP, PROTO_LCP, PROTO_PAP,
+};
+use super::fsm::{
+    ControlDrop, Ctx, Fsm, FsmConfig, LayerSignal, NegotiationFailure, OptionHandler, State,
+};
+use super::ipcp::{Ipcp, IpcpConfig, Ipv4Params};
+use super::ipv6cp::{Ipv6Params, Ipv6cp, Ipv6cpConfig};
+use super::lcp::{Lcp, LcpConfig};
+use super::outbox::Outbox;
+use super::pool::AddressPool;
+use crate::proto::auth::{
+    AuthClient, AuthConfig, AuthDecision, AuthEvent, AuthFailure, AuthPacketError, AuthProtocol,
+    AuthRequest, AuthServer, ZERO_HLAK,
+};
+use crate::proto::Role;
+
+/// Drop reports kept queued before further ones are only counted (the
+/// owner drains events after every call; this bounds a flood it does not).
+const MAX_QUEUED_DROP_EVENTS: usize = 64;
+
+/// Everything a link needs to know, shared by all links of a server.
+#[derive(Clone)]
+pub struct PppConfig {
+    /// Restart timer and counters of every automaton ([RFC 1661] 4.6).
+    pub fsm: FsmConfig,
+    pub lcp: LcpConfig,
+    /// Server: the methods offered, most preferred first (default MS-CHAPv2,
+    /// CHAP-MD5, PAP). Client: the methods it will use, most preferred first
+    /// (suggested when the server offers one it does not speak). Empty: the
+    /// server does not authenticate; the client refuses to authenticate.
+    pub auth_protocols: Vec<AuthProtocol>,
+    /// Timers and limits of the authentication machines.
+    pub auth: AuthConfig,
+    pub ipcp: IpcpConfig,
+    pub ipv6cp: Ipv6cpConfig,
+    /// Server: where peer addresses come from. Without a pool, only an
+    /// address pinned by the authenticator (Framed-IP) can be assigned.
+    pub pool: Option<Arc<dyn AddressPool>>,
+}
+
+impl Default for PppConfig {
+    fn default() -> Self {
+        PppConfig {
+            fsm: FsmConfig::default(),
+            lcp: LcpConfig::default(),
+            auth_protocols: vec![
+                AuthProtocol::MsChapV2,
+                AuthProtocol::ChapMd5,
+                AuthProtocol::Pap,
+            ],
+            auth: AuthConfig::default(),
+            ipcp: IpcpConfig::default(),
+            ipv6cp: Ipv6cpConfig::default(),
+            pool: None,
+        }
+    }
+}
+
+impl fmt::Debug for PppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PppConfig")
+            .field("fsm", &self.fsm)
+            .field("lcp", &self.lcp)
+            .field("auth_protocols", &self.auth_protocols)
+            .field("auth", &self.auth)
+            .field("ipcp", &self.ipcp)
+            .field("ipv6cp", &self.ipv6cp)
+            .field("pool", &self.pool.as_ref().map(|_| "AddressPool"))
+            .finish()
+    }
+}
+
+/// The IP version of a data packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IpVersion {
+    V4,
+    V6,
+}
+
+impl IpVersion {
+    /// The PPP protocol number carrying this version.
+    pub fn ppp_protocol(self) -> u16 {
+        match self {
+            IpVersion::V4 => PROTO_IPV4,
+            IpVersion::V6 => PROTO_IPV6,
+        }
+    }
+
+    /// Short name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpVersion::V4 => "ipv4",
+            IpVersion::V6 => "ipv6",
+        }
+    }
+}
+
+/// Link phases ([RFC 1661] 3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Not started, or finished.
+    Dead,
+    /// LCP negotiating.
+    Establish,
+    /// LCP open, authentication running.
+    Authenticate,
+    /// NCPs negotiating or open; IP flows where an NCP is open.
+    Network,
+    /// LCP terminating.
+    Terminate,
+}
+
+impl Phase {
+    /// Short snake_case name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Dead => "dead",
+            Phase::Establish => "establish",
+            Phase::Authenticate => "authenticate",
+            Phase::Network => "network",
+            Phase::Terminate => "terminate",
+        }
+    }
+}
+
+/// Why the link finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PppCloseReason {
+    /// The peer sent an LCP Terminate-Request.
+    PeerTerminated,
+    /// [`PppLink::close`] was called.
+    LocalClose,
+    /// Authentication failed (server: after the Failure packet was sent).
+    AuthFailed(AuthFailure),
+    /// A control protocol gave up: Max-Configure, Max-Failure, a required
+    /// option or code rejected by the peer.
+    NegotiationFailed {
+        /// LCP, IPCP or IPv6CP.
+        protocol: u16,
+        failure: NegotiationFailure,
+    },
+    /// The peer accepts none of the authentication methods offered (or
+    /// refuses to authenticate at all).
+    NoCommonAuthProtocol,
+    /// Our own Magic-Number kept coming back ([RFC 1661] 6.4).
+    LoopbackDetected,
+    /// No IPv4 address for the peer (pool exhausted, pinned address taken)
+    /// or, as a client, none obtained from the server.
+    NoAddress,
+    /// The LCP keepalive got no Echo-Reply.
+    EchoTimeout,
+    /// Every network control protocol was rejected or terminated by the
+    /// peer.
+    NoNetworkProtocol,
+}
+
+impl PppCloseReason {
+    /// Short snake_case name for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PppCloseReason::PeerTerminated => "peer_terminated",
+            PppCloseReason::LocalClose => "local_close",
+            PppCloseReason::AuthFailed(_) => "auth_failed",
+            PppCloseReason::NegotiationFailed { failure, .. } => match failure {
+                NegotiationFailure::MaxConfigure => "max_configure",
+                NegotiationFailure::MaxFailure => "max_failure",
+                NegotiationFailure::Rejected => "rejected_by_peer",
+                _ => "negotiation_failed",
+            },
+            PppCloseReason::NoCommonAuthProtocol => "no_common_auth_protocol",
+            PppCloseReason::LoopbackDetected => "loopback_detected",
+            PppCloseReason::NoAddress => "no_address",
+            PppCloseReason::EchoTimeout => "echo_timeout",
+            PppCloseReason::NoNetworkProtocol => "no_network_protocol",
+        }
+    }
+
+    fn from_failure(protocol: u16, failure: NegotiationFailure) -> Self {
+        match failure {
+            NegotiationFailure::NoCommonAuthProtocol => PppCloseReason::NoCommonAuthProtocol,
+            NegotiationFailure::LoopbackDetected => PppCloseReason::LoopbackDetected,
+            NegotiationFailure::NoAddress => PppCloseReason::NoAddress,
+            failure => PppCloseReason::NegotiationFailed { protocol, failure },
+        }
+    }
+}
+
+impl fmt::Display for PppCloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A received frame that was dropped (counted, non-fatal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PppDropReason {
+    /// Unparseable frame header, or an empty IP packet.
+    Frame(FrameError),
+    /// A control packet discarded by (or Code-Rejected by) an automaton.
+    Control { protocol: u16, reason: ControlDrop },
+    /// A protocol this link does not run; answered with Protocol-Reject.
+    UnknownProtocol(u16),
+    /// A protocol not allowed in the current phase, silently discarded
+    /// ([RFC 1661] 3.3-3.5).
+    NotInPhase { protocol: u16, phase: Phase },
+    /// An IP packet while its NCP is not open.
+    IpNotOpen(IpVersion),
+    /// An authentication packet the machine refused.
+    Auth(AuthPacketError),
+    /// The link has finished.
+    LinkDead,
+}
+
+impl PppDropReason {
+    /// Short snake_case name for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PppDropReason::Frame(_) => "malformed_frame",
+            PppDropReason::Control { reason, .. } => reason.as_str(),
+            PppDropReason::UnknownProtocol(_) => "unknown_protocol",
+            PppDropReason::NotInPhase { .. } => "not_in_phase",
+            PppDropReason::IpNotOpen(_) => "ip_not_open",
+            PppDropReason::Auth(_) => "bad_auth_packet",
+            PppDropReason::LinkDead => "link_dead",
+        }
+    }
+}
+
+/// What the link reports to its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PppEvent {
+    /// Server: judge these credentials and answer with
+    /// [`PppLink::auth_decision`] (now or later).
+    AuthRequest(AuthRequest),
+    /// Authentication succeeded (both roles). `hlak` is this role's
+    /// Higher-Layer Authentication Key for the SSTP crypto binding
+    /// ([MS-SSTP] 3.2.5.2). Also emitted, with an empty `username` (server)
+    /// and 32 zero octets, when no authentication was negotiated, so that
+    /// the owner always learns the HLAK the same way.
+    Authenticated { username: String, hlak: [u8; 32] },
+    /// IPCP opened.
+    Ipv4Up(Ipv4Params),
+    /// IPv6CP opened.
+    Ipv6Up(Ipv6Params),
+    /// IPCP left Opened. On a server the address is back in the pool once
+    /// the link leaves the Network phase.
+    Ipv4Down,
+    /// IPv6CP left Opened.
+    Ipv6Down,
+    /// The link finished; nothing more will happen on it.
+    Closed(PppCloseReason),
+    /// A received frame was dropped.
+    Dropped(PppDropReason),
+}
+
+/// Counters for the owner's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PppStats {
+    pub frames_received: u64,
+    pub frames_dropped: u64,
+    pub ip_packets_received: u64,
+    /// Frames with a 1-octet Protocol field although PFC was not agreed
+    /// (accepted anyway).
+    pub unnegotiated_pfc: u64,
+    /// Frames without `FF 03` although ACFC was not agreed (accepted
+    /// anyway).
+    pub unnegotiated_acfc: u64,
+    pub protocol_rejects_sent: u64,
+    /// Drop reports not queued because too many were pending.
+    pub drop_events_suppressed: u64,
+}
+
+/// A reserved peer address and whether the pool must get it back.
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    address: Ipv4Addr,
+    pooled: bool,
+}
+
+/// The client's credentials.
+struct Credentials {
+    username: String,
+    password: Vec<u8>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The authentication machine of the running Authenticate phase.
+#[derive(Debug)]
+enum AuthMachine {
+    Server(AuthServer),
+    Client(AuthClient),
+    #[cfg(test)]
+    Scripted(tests::ScriptedAuth),
+}
+
+impl AuthMachine {
+    fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), AuthPacketError> {
+        match self {
+            AuthMachine::Server(m) => m.handle_packet(now, info),
+            AuthMachine::Client(m) => m.handle_packet(now, info),
+            #[cfg(test)]
+            AuthMachine::Scripted(m) => m.handle_packet(now, info),
+        }
+    }
+
+    fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        match self {
+            AuthMachine::Server(m) => m.poll_transmit(buf),
+            AuthMachine::Client(m) => m.poll_transmit(buf),
+            #[cfg(test)]
+            AuthMachine::Scripted(m) => m.poll_transmit(buf),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<AuthEvent> {
+        match self {
+            AuthMachine::Server(m) => m.poll_event(),
+            AuthMachine::Client(m) => m.poll_event(),
+            #[cfg(test)]
+            AuthMachine::Scripted(m) => m.poll_event(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            AuthMachine::Server(m) => m.poll_timeout(),
+            AuthMachine::Client(m) => m.poll_timeout(),
+            #[cfg(test)]
+            AuthMachine::Scripted(m) => m.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            AuthMachine::Server(m) => m.handle_timeout(now),
+            AuthMachine::Client(m) => m.handle_timeout(now),
+            #[cfg(test)]
+            AuthMachine::Scripted(m) => m.handle_timeout(now),
+        }
+    }
+}
+
+/// The running authentication: the machine and its PPP protocol.
+#[derive(Debug)]
+struct AuthSession {
+    protocol: u16,
+    machine: AuthMachine,
+}
+
+/// What every automaton event needs besides the automaton: the outgoing
+/// queue and the link's randomness.
+#[derive(Debug)]
+struct Effects {
+    out: Outbox,
+    rng: StdRng,
+}
+
+impl Effects {
+    fn at(&mut self, now: Instant) -> Ctx<'_> {
+        Ctx {
+            now,
+            out: &mut self.out,
+            rng: &mut self.rng,
+        }
+    }
+}
+
+/// Feeds a control packet to an automaton; a discarded one becomes a drop
+/// report.
+fn receive_control<H: OptionHandler>(
+    fsm: &mut Fsm<H>,
+    effects: &mut Effects,
+    now: Instant,
+    information: &[u8],
+) -> Result<(), PppDropReason> {
+    fsm.receive(&mut effects.at(now), information)
+        .map_err(|reason| PppDropReason::Control {
+            protocol: H::PROTOCOL,
+            reason,
+        })
+}
+
+/// LCP keepalive state.
+#[derive(Clone, Copy, Debug, Default)]
+struct Keepalive {
+    deadline: Option<Instant>,
+    unanswered: u32,
+    /// When the peer was last heard from (any frame).
+    last_heard: Option<Instant>,
+}
+
+/// One PPP link, server or client.
+#[derive(Debug)]
+pub struct PppLink {
+    role: Role,
+    config: Arc<PppConfig>,
+    effects: Effects,
+    phase: Phase,
+    finished: bool,
+    lcp: Fsm<Lcp>,
+    ipcp: Option<Fsm<Ipcp>>,
+    ipv6cp: Option<Fsm<Ipv6cp>>,
+    auth: Option<AuthSession>,
+    credentials: Option<Credentials>,
+    /// The authenticated user name (server) once known.
+    username: Option<String>,
+    framed_ipv4: Option<Ipv4Addr>,
+    lease: Option<Lease>,
+    ipv4: Option<Ipv4Params>,
+    ipv6: Option<Ipv6Params>,
+    transmit_format: HeaderFormat,
+    keepalive: Keepalive,
+    events: VecDeque<PppEvent>,
+    queued_drops: usize,
+    close_reason: Option<PppCloseReason>,
+    stats: PppStats,
+    #[cfg(test)]
+    scripted_auth: Option<tests::ScriptedAuth>,
+}
+
+impl PppLink {
+    /// A server link (the authenticator). `seed` feeds the link's RNG
+    /// (Magic-Numbers, interface identifiers, challenges).
+    pub fn server(config: Arc<PppConfig>, now: Instant, seed: [u8; 32]) -> Self {
+        let _ = now;
+        Self::new(Role::Server, config, seed, None)
+    }
+
+    /// A client link authenticating as `username` with `password`.
+    pub fn client(
+        config: Arc<PppConfig>,
+        now: Instant,
+        username: &str,
+        password: &[u8],
+        seed: [u8; 32],
+    ) -> Self {
+        let _ = now;
+        let credentials = Credentials {
+            username: username.to_owned(),
+            password: password.to_vec(),
+        };
+        Self::new(Role::Client, config, seed, Some(credentials))
+    }
+
+    fn new(
+        role: Role,
+        config: Arc<PppConfig>,
+        seed: [u8; 32],
+        credentials: Option<Credentials>,
+    ) -> Self {
+        let lcp = Fsm::new(Lcp::new(role, config.clone()), config.fsm);
+        let ipcp = config
+            .ipcp
+            .enabled
+            .then(|| Fsm::new(Ipcp::new(role, config.clone()), config.fsm));
+        let ipv6cp = config
+            .ipv6cp
+            .enabled
+            .then(|| Fsm::new(Ipv6cp::new(), config.fsm));
+        PppLink {
+            role,
+            config,
+            effects: Effects {
+                out: Outbox::default(),
+                rng: StdRng::from_seed(seed),
+            },
+            phase: Phase::Dead,
+            finished: false,
+            lcp,
+            ipcp,
+            ipv6cp,
+            auth: None,
+            credentials,
+            username: None,
+            framed_ipv4: None,
+            lease: None,
+            ipv4: None,
+            ipv6: None,
+            transmit_format: HeaderFormat::FULL,
+            keepalive: Keepalive::default(),
+            events: VecDeque::new(),
+            queued_drops: 0,
+            close_reason: None,
+            stats: PppStats::default(),
+            #[cfg(test)]
+            scripted_auth: None,
+        }
+    }
+
+    // ---- Public API ----
+
+    /// The lower layer is up and the link may negotiate: LCP Up and Open
+    /// ([RFC 1661] 3.2, Dead -> Establish). Ignored once started.
+    pub fn open(&mut self, now: Instant) {
+        if self.finished || self.phase != Phase::Dead {
+            return;
+        }
+        self.phase = Phase::Establish;
+        let mut ctx = self.effects.at(now);
+        self.lcp.open(&mut ctx);
+        self.lcp.up(&mut ctx);
+        self.settle(now);
+    }
+
+    /// Terminates the link: LCP Close (Terminate-Request). When the peer
+    /// is already terminating the link, its reason stands.
+    pub fn close(&mut self, now: Instant) {
+        if self.lcp.state() == State::Stopping && self.lcp.peer_terminated() {
+            self.lcp.close(&mut self.effects.at(now));
+        } else {
+            self.close_link(now, PppCloseReason::LocalClose);
+        }
+        self.settle(now);
+    }
+
+    /// Processes one received PPP frame (with or without `FF 03`). IP
+    /// packets for an open NCP are passed to `on_ip`, borrowing `frame`.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        on_ip: &mut impl FnMut(IpVersion, &[u8]),
+    ) {
+        self.stats.frames_received += 1;
+        if self.finished {
+            self.dropped(PppDropReason::LinkDead);
+            return;
+        }
+        // Proof of life for the keepalive, whatever the frame.
+        self.keepalive.last_heard = Some(now);
+        let frame = match parse_frame(frame) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.dropped(PppDropReason::Frame(error));
+                return;
+            }
+        };
+        let local = self.lcp.handler().local();
+        if frame.compressed_protocol && !local.pfc {
+            self.stats.unnegotiated_pfc += 1;
+        }
+        if !frame.has_address_control && !local.acfc {
+            self.stats.unnegotiated_acfc += 1;
+        }
+        let information = frame.information;
+        match frame.protocol {
+            // The data path: no automaton is touched, nothing to settle.
+            PROTO_IPV4 => return self.deliver_ip(IpVersion::V4, information, on_ip),
+            PROTO_IPV6 => return self.deliver_ip(IpVersion::V6, information, on_ip),
+            PROTO_LCP => self.receive_lcp(now, information),
+            protocol if self.auth.as_ref().is_some_and(|a| a.protocol == protocol) => {
+                self.receive_auth(now, information);
+            }
+            protocol @ (PROTO_PAP | PROTO_CHAP) => {
+                // Not the negotiated method (or none): silently discarded.
+                self.dropped(PppDropReason::NotInPhase {
+                    protocol,
+                    phase: self.phase,
+                });
+            }
+            protocol if self.phase != Phase::Network => {
+                // "All other packets received during this phase MUST be
+                // silently discarded" ([RFC 1661] 3.3, 3.5).
+                self.dropped(PppDropReason::NotInPhase {
+                    protocol,
+                    phase: self.phase,
+                });
+            }
+            protocol @ (PROTO_IPCP | PROTO_IPV6CP) if self.runs_ncp(protocol) => {
+                let effects = &mut self.effects;
+                let result = match protocol {
+                    PROTO_IPCP => self
+                        .ipcp
+                        .as_mut()
+                        .map(|fsm| receive_control(fsm, effects, now, information)),
+                    _ => self
+                        .ipv6cp
+                        .as_mut()
+                        .map(|fsm| receive_control(fsm, effects, now, information)),
+                };
+                if let Some(Err(reason)) = result {
+                    self.dropped(reason);
+                }
+            }
+            protocol => {
+                // CCP (Windows' MPPE probe), disabled NCPs and anything
+                // unknown ([RFC 1661] 5.7).
+                self.lcp.handler_mut().send_protocol_reject(
+                    &mut self.effects.out,
+                    protocol,
+                    information,
+                );
+                self.stats.protocol_rejects_sent += 1;
+                self.dropped(PppDropReason::UnknownProtocol(protocol));
+            }
+        }
+        self.settle(now);
+    }
+
+    /// Appends the next outgoing control frame (header included) to `buf`;
+    /// `false` when none is waiting.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        self.effects.out.pop_into(buf)
+    }
+
+    /// Appends the PPP header and `packet` to `out`: the data path. Uses
+    /// `FF 03` and a 2-octet protocol unless compression was enabled in
+    /// [`LcpConfig::compress_transmit`] and agreed by the peer. The caller
+    /// sends only while the version's NCP is up (see [`PppEvent::Ipv4Up`]).
+    pub fn encapsulate_ip(&self, version: IpVersion, packet: &[u8], out: &mut Vec<u8>) {
+        write_header(version.ppp_protocol(), self.transmit_format, out);
+        out.extend_from_slice(packet);
+    }
+
+    /// Server: delivers the answer to a [`PppEvent::AuthRequest`]. Ignored
+    /// when authentication is no longer running.
+    pub fn auth_decision(&mut self, now: Instant, decision: AuthDecision) {
+        match self.auth.as_mut().map(|auth| &mut auth.machine) {
+            Some(AuthMachine::Server(server)) => server.decide(now, decision),
+            #[cfg(test)]
+            Some(AuthMachine::Scripted(scripted)) => scripted.decide(now, decision),
+            _ => return,
+        }
+        self.pump_auth(now);
+        self.settle(now);
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<PppEvent> {
+        let event = self.events.pop_front()?;
+        if matches!(event, PppEvent::Dropped(_)) {
+            self.queued_drops = self.queued_drops.saturating_sub(1);
+        }
+        Some(event)
+    }
+
+    /// When [`PppLink::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        [
+            self.lcp.poll_timeout(),
+            self.auth.as_ref().and_then(|a| a.machine.poll_timeout()),
+            self.ipcp.as_ref().and_then(Fsm::poll_timeout),
+            self.ipv6cp.as_ref().and_then(Fsm::poll_timeout),
+            self.keepalive.deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        let due = |deadline: Option<Instant>| deadline.is_some_and(|d| d <= now);
+        // The automata check their own deadline.
+        self.lcp.handle_timeout(&mut self.effects.at(now));
+        if let Some(auth) = &mut self.auth {
+            if due(auth.machine.poll_timeout()) {
+                auth.machine.handle_timeout(now);
+                self.pump_auth(now);
+            }
+        }
+        if let Some(ipcp) = &mut self.ipcp {
+            ipcp.handle_timeout(&mut self.effects.at(now));
+        }
+        if let Some(ipv6cp) = &mut self.ipv6cp {
+            ipv6cp.handle_timeout(&mut self.effects.at(now));
+        }
+        if due(self.keepalive.deadline) {
+            self.keepalive_tick(now);
+        }
+        self.settle(now);
+    }
+
+    /// The IPv4 parameters while IPCP is open.
+    pub fn ipv4(&self) -> Option<Ipv4Params> {
+        self.ipv4
+    }
+
+    /// The IPv6 parameters while IPv6CP is open.
+    pub fn ipv6(&self) -> Option<Ipv6Params> {
+        self.ipv6
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Which end this link plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The authenticated user (server) or our own name (client), once
+    /// authentication succeeded.
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    /// The MRU we advertised and the peer accepted: the largest Information
+    /// field the peer should send us (valid once LCP is open).
+    pub fn local_mru(&self) -> u16 {
+        self.lcp.handler().local().mru
+    }
+
+    /// The peer's MRU (valid once LCP is open).
+    pub fn peer_mru(&self) -> u16 {
+        self.lcp.handler().peer().mru
+    }
+
+    /// The largest IP packet to send: the peer's MRU capped by the
+    /// transport ([`LcpConfig::max_transmit_unit`]).
+    pub fn transmit_mtu(&self) -> u16 {
+        self.lcp.handler().transmit_mtu()
+    }
+
+    /// LCP's automaton state, for diagnostics.
+    pub fn lcp_state(&self) -> State {
+        self.lcp.state()
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> PppStats {
+        self.stats
+    }
+
+    /// Frames not queued because the owner stopped draining
+    /// [`PppLink::poll_transmit`].
+    pub fn transmit_overflows(&self) -> u64 {
+        self.effects.out.overflowed()
+    }
+
+    // ---- Receiving ----
+
+    fn deliver_ip(
+        &mut self,
+        version: IpVersion,
+        packet: &[u8],
+        on_ip: &mut impl FnMut(IpVersion, &[u8]),
+    ) {
+        let open = match version {
+            IpVersion::V4 => self.ipv4.is_some(),
+            IpVersion::V6 => self.ipv6.is_some(),
+        };
+        if !open {
+            self.dropped(PppDropReason::IpNotOpen(version));
+        } else if packet.is_empty() {
+            self.dropped(PppDropReason::Frame(FrameError::Truncated));
+        } else {
+            self.stats.ip_packets_received += 1;
+            on_ip(version, packet);
+        }
+    }
+
+    /// Whether the NCP of `protocol` is enabled.
+    fn runs_ncp(&self, protocol: u16) -> bool {
+        match protocol {
+            PROTO_IPCP => self.ipcp.is_some(),
+            PROTO_IPV6CP => self.ipv6cp.is_some(),
+            _ => false,
+        }
+    }
+
+    fn receive_lcp(&mut self, now: Instant, information: &[u8]) {
+        if let Err(reason) = receive_control(&mut self.lcp, &mut self.effects, now, information) {
+            self.dropped(reason);
+        }
+        if self.lcp.handler_mut().take_echo_replies() > 0 {
+            self.keepalive.unanswered = 0;
+        }
+        for protocol in self.lcp.handler_mut().take_protocol_rejects() {
+            self.peer_rejected_protocol(now, protocol);
+        }
+    }
+
+    fn receive_auth(&mut self, now: Instant, information: &[u8]) {
+        if !matches!(self.phase, Phase::Authenticate | Phase::Network) {
+            let protocol = self.auth.as_ref().map_or(0, |a| a.protocol);
+            self.dropped(PppDropReason::NotInPhase {
+                protocol,
+                phase: self.phase,
+            });
+            return;
+        }
+        if let Some(auth) = &mut self.auth {
+            // The machine stays alive in the Network phase to answer a
+            // retransmitted Response whose Success was lost.
+            if let Err(error) = auth.machine.handle_packet(now, information) {
+                self.dropped(PppDropReason::Auth(error));
+            }
+        }
+        self.pump_auth(now);
+    }
+
+    /// The peer's Protocol-Reject of `protocol` ([RFC 1661] 5.7): RXJ- for
+    /// the NCP carrying it.
+    fn peer_rejected_protocol(&mut self, now: Instant, protocol: u16) {
+        let mut ctx = self.effects.at(now);
+        match protocol {
+            PROTO_IPCP | PROTO_IPV4 => {
+                if let Some(ipcp) = &mut self.ipcp {
+                    ipcp.protocol_rejected(&mut ctx);
+                }
+            }
+            PROTO_IPV6CP | PROTO_IPV6 => {
+                if let Some(ipv6cp) = &mut self.ipv6cp {
+                    ipv6cp.protocol_rejected(&mut ctx);
+                }
+            }
+            protocol
+                if self.phase == Phase::Authenticate
+                    && self.auth.as_ref().is_some_and(|a| a.protocol == protocol) =>
+            {
+                self.close_link(now, PppCloseReason::NoCommonAuthProtocol);
+            }
+            // Something we never send, or sent only as an answer.
+            _ => {}
+        }
+    }
+
+    // ---- Authentication ----
+
+    fn start_auth(&mut self, now: Instant, protocol: AuthProtocol) {
+        let machine = self.new_auth_machine(now, protocol);
+        self.auth = Some(AuthSession {
+            protocol: protocol.ppp_protocol(),
+            machine,
+        });
+        self.phase = Phase::Authenticate;
+        self.pump_auth(now);
+    }
+
+    fn new_auth_machine(&mut self, now: Instant, protocol: AuthProtocol) -> AuthMachine {
+        #[cfg(test)]
+        if let Some(scripted) = self.scripted_auth.take() {
+            return AuthMachine::Scripted(scripted);
+        }
+        match (self.role, &self.credentials) {
+            (Role::Client, Some(credentials)) => AuthMachine::Client(AuthClient::new(
+                protocol,
+                &self.config.auth,
+                &credentials.username,
+                &credentials.password,
+                now,
+                &mut self.effects.rng,
+            )),
+            _ => AuthMachine::Server(AuthServer::new(
+                protocol,
+                &self.config.auth,
+                now,
+                &mut self.effects.rng,
+            )),
+        }
+    }
+
+    /// Frames what the machine wants to send, then acts on its events.
+    fn pump_auth(&mut self, now: Instant) {
+        let Some(auth) = &mut self.auth else {
+            return;
+        };
+        let mut events = Vec::new();
+        // Bounded: a machine queues a packet or two per input.
+        for _ in 0..16 {
+            let machine = &mut auth.machine;
+            if !self
+                .effects
+                .out
+                .push_frame_if(auth.protocol, |buf| machine.poll_transmit(buf))
+            {
+                break;
+            }
+        }
+        for _ in 0..16 {
+            match auth.machine.poll_event() {
+                Some(event) => events.push(event),
+                None => break,
+            }
+        }
+        for event in events {
+            match event {
+                AuthEvent::Request(request) => {
+                    self.events.push_back(PppEvent::AuthRequest(request))
+                }
+                AuthEvent::Success {
+                    username,
+                    hlak,
+                    framed_ipv4,
+                } => {
+                    self.username = Some(username.clone());
+                    self.framed_ipv4 = framed_ipv4;
+                    self.events
+                        .push_back(PppEvent::Authenticated { username, hlak });
+                    if self.phase == Phase::Authenticate {
+                        self.enter_network(now);
+                    }
+                }
+                AuthEvent::Failure(failure) => {
+                    // The Failure packet was queued above, ahead of the
+                    // Terminate-Request this sends.
+                    self.close_link(now, PppCloseReason::AuthFailed(failure));
+                }
+            }
+        }
+    }
+
+    // ---- Phases ----
+
+    /// Processes This-Layer signals until every automaton is quiet.
+    fn settle(&mut self, now: Instant) {
+        // Each pass handles the signals raised by the previous one; a
+        // handful of passes covers the longest chain (LCP down -> NCPs
+        // down -> link close).
+        for _ in 0..8 {
+            let mut quiet = true;
+            while let Some(signal) = self.lcp.poll_signal() {
+                quiet = false;
+                match signal {
+                    LayerSignal::Up => self.lcp_up(now),
+                    LayerSignal::Down => self.lcp_down(now),
+                    LayerSignal::Started => {}
+                    LayerSignal::Finished => self.lcp_finished(),
+                }
+            }
+            while let Some(signal) = self.ipcp.as_mut().and_then(Fsm::poll_signal) {
+                quiet = false;
+                self.ipcp_signal(now, signal);
+            }
+            while let Some(signal) = self.ipv6cp.as_mut().and_then(Fsm::poll_signal) {
+                quiet = false;
+                self.ipv6cp_signal(now, signal);
+            }
+            if quiet {
+                break;
+            }
+        }
+        if !self.finished && matches!(self.lcp.state(), State::Closing | State::Stopping) {
+            self.phase = Phase::Terminate;
+        }
+    }
+
+    /// LCP tlu: on to Authenticate, or straight to Network.
+    fn lcp_up(&mut self, now: Instant) {
+        let lcp = self.lcp.handler();
+        let peer = *lcp.peer();
+        self.effects.out.set_peer_mru(peer.mru);
+        self.transmit_format = if self.config.lcp.compress_transmit {
+            HeaderFormat {
+                omit_address_control: peer.acfc,
+                compress_protocol: peer.pfc,
+            }
+        } else {
+            HeaderFormat::FULL
+        };
+        if let Some(interval) = self.config.lcp.echo_interval {
+            self.keepalive = Keepalive {
+                deadline: Some(now + interval),
+                unanswered: 0,
+                last_heard: Some(now),
+            };
+        }
+        match lcp.negotiated_auth() {
+            Some(protocol) => self.start_auth(now, protocol),
+            None => {
+                // No authentication negotiated (server configured without
+                // it, or a server that does not ask): the HLAK is zero.
+                let username = match self.role {
+                    Role::Client => self.credentials.as_ref().map(|c| c.username.clone()),
+                    Role::Server => None,
+                };
+                self.events.push_back(PppEvent::Authenticated {
+                    username: username.unwrap_or_default(),
+                    hlak: ZERO_HLAK,
+                });
+                self.enter_network(now);
+            }
+        }
+    }
+
+    /// LCP tld: everything above LCP goes down.
+    fn lcp_down(&mut self, now: Instant) {
+        self.auth = None;
+        self.keepalive = Keepalive::default();
+        self.transmit_format = HeaderFormat::FULL;
+        if let Some(ipcp) = &mut self.ipcp {
+            ipcp.down();
+        }
+        if let Some(ipv6cp) = &mut self.ipv6cp {
+            ipv6cp.down();
+        }
+        // Report the NCPs down before their address goes back to the pool.
+        while let Some(signal) = self.ipcp.as_mut().and_then(Fsm::poll_signal) {
+            self.ipcp_signal(now, signal);
+        }
+        while let Some(signal) = self.ipv6cp.as_mut().and_then(Fsm::poll_signal) {
+            self.ipv6cp_signal(now, signal);
+        }
+        self.release_lease();
+        self.phase = Phase::Establish;
+    }
+
+    /// LCP tlf: the link is finished.
+    fn lcp_finished(&mut self) {
+        self.phase = Phase::Dead;
+        self.finished = true;
+        self.auth = None;
+        self.keepalive = Keepalive::default();
+        self.release_lease();
+        let reason = self.close_reason.take().unwrap_or_else(|| {
+            let failure = self.lcp.failure();
+            match failure {
+                Some(failure) if failure != NegotiationFailure::MaxConfigure => {
+                    PppCloseReason::from_failure(PROTO_LCP, failure)
+                }
+                _ if self.lcp.peer_terminated() => PppCloseReason::PeerTerminated,
+                Some(failure) => PppCloseReason::from_failure(PROTO_LCP, failure),
+                None => PppCloseReason::LocalClose,
+            }
+        });
+        self.events.push_back(PppEvent::Closed(reason));
+    }
+
+    /// Authentication done (or skipped): start the enabled NCPs.
+    fn enter_network(&mut self, now: Instant) {
+        self.phase = Phase::Network;
+        if self.ipcp.is_some() && self.role == Role::Server {
+            let Some(lease) = self.reserve_address() else {
+                self.close_link(now, PppCloseReason::NoAddress);
+                return;
+            };
+            if let Some(ipcp) = &mut self.ipcp {
+                ipcp.handler_mut().set_assigned(Some(lease.address));
+            }
+        }
+        let mut ctx = self.effects.at(now);
+        if let Some(ipcp) = &mut self.ipcp {
+            ipcp.open(&mut ctx);
+            ipcp.up(&mut ctx);
+        }
+        if let Some(ipv6cp) = &mut self.ipv6cp {
+            ipv6cp.open(&mut ctx);
+            ipv6cp.up(&mut ctx);
+        }
+    }
+
+    fn ipcp_signal(&mut self, now: Instant, signal: LayerSignal) {
+        match signal {
+            LayerSignal::Up => {
+                let params = self.ipcp.as_ref().and_then(|ipcp| ipcp.handler().params());
+                match params {
+                    Some(params) => {
+                        self.ipv4 = Some(params);
+                        self.events.push_back(PppEvent::Ipv4Up(params));
+                    }
+                    None => self.fail_ncp(now, PROTO_IPCP, NegotiationFailure::NoAddress),
+                }
+            }
+            LayerSignal::Down => {
+                if self.ipv4.take().is_some() {
+                    self.events.push_back(PppEvent::Ipv4Down);
+                }
+            }
+            LayerSignal::Started => {}
+            LayerSignal::Finished => self.ncp_finished(now),
+        }
+    }
+
+    fn ipv6cp_signal(&mut self, now: Instant, signal: LayerSignal) {
+        match signal {
+            LayerSignal::Up => {
+                if let Some(ipv6cp) = &self.ipv6cp {
+                    let params = ipv6cp.handler().params();
+                    self.ipv6 = Some(params);
+                    self.events.push_back(PppEvent::Ipv6Up(params));
+                }
+            }
+            LayerSignal::Down => {
+                if self.ipv6.take().is_some() {
+                    self.events.push_back(PppEvent::Ipv6Down);
+                }
+            }
+            LayerSignal::Started => {}
+            LayerSignal::Finished => self.ncp_finished(now),
+        }
+    }
+
+    fn fail_ncp(&mut self, now: Instant, protocol: u16, failure: NegotiationFailure) {
+        let mut ctx = self.effects.at(now);
+        match protocol {
+            PROTO_IPCP => {
+                if let Some(ipcp) = &mut self.ipcp {
+                    ipcp.fail(&mut ctx, failure);
+                }
+            }
+            _ => {
+                if let Some(ipv6cp) = &mut self.ipv6cp {
+                    ipv6cp.fail(&mut ctx, failure);
+                }
+            }
+        }
+    }
+
+    /// An NCP finished: when none is left running, the link has no purpose
+    /// and terminates.
+    fn ncp_finished(&mut self, now: Instant) {
+        if self.phase != Phase::Network {
+            return;
+        }
+        fn running<H: OptionHandler>(ncp: &Option<Fsm<H>>) -> bool {
+            ncp.as_ref().is_some_and(|fsm| {
+                !matches!(
+                    fsm.state(),
+                    State::Initial | State::Starting | State::Closed | State::Stopped
+                )
+            })
+        }
+        if running(&self.ipcp) || running(&self.ipv6cp) {
+            return;
+        }
+        let reason = [
+            (PROTO_IPCP, self.ipcp.as_ref().and_then(Fsm::failure)),
+            (PROTO_IPV6CP, self.ipv6cp.as_ref().and_then(Fsm::failure)),
+        ]
+        .into_iter()
+        .find_map(|(protocol, failure)| match failure? {
+            NegotiationFailure::Rejected => None,
+            failure => Some(PppCloseReason::from_failure(protocol, failure)),
+        })
+        .unwrap_or(PppCloseReason::NoNetworkProtocol);
+        self.close_link(now, reason);
+    }
+
+    /// Records why (first cause wins) and starts LCP termination.
+    fn close_link(&mut self, now: Instant, reason: PppCloseReason) {
+        if self.finished {
+            return;
+        }
+        if self.phase == Phase::Dead {
+            // Never opened: finish at once.
+            self.finished = true;
+            self.events.push_back(PppEvent::Closed(reason));
+            return;
+        }
+        self.close_reason.get_or_insert(reason);
+        let mut ctx = self.effects.at(now);
+        self.lcp.close(&mut ctx);
+    }
+
+    /// The keepalive timer: quiet for an interval? Echo, or give up after
+    /// [`LcpConfig::echo_failures`] unanswered ones.
+    fn keepalive_tick(&mut self, now: Instant) {
+        let Some(interval) = self.config.lcp.echo_interval else {
+            self.keepalive.deadline = None;
+            return;
+        };
+        if self.lcp.state() != State::Opened {
+            self.keepalive.deadline = None;
+            return;
+        }
+        if let Some(heard) = self.keepalive.last_heard {
+            if heard + interval > now {
+                // Heard from within the interval: nothing to ask.
+                self.keepalive.unanswered = 0;
+                self.keepalive.deadline = Some(heard + interval);
+                return;
+            }
+        }
+        if self.keepalive.unanswered >= self.config.lcp.echo_failures {
+            self.keepalive.deadline = None;
+            self.close_link(now, PppCloseReason::EchoTimeout);
+            return;
+        }
+        self.lcp
+            .handler_mut()
+            .send_echo_request(&mut self.effects.out);
+        self.keepalive.unanswered += 1;
+        self.keepalive.deadline = Some(now + interval);
+    }
+
+    // ---- Addresses ----
+
+    /// Server: the peer's address, pinned by the authenticator or from the
+    /// pool.
+    fn reserve_address(&mut self) -> Option<Lease> {
+        if let Some(lease) = self.lease {
+            return Some(lease);
+        }
+        let wanted = self.framed_ipv4;
+        let lease = match &self.config.pool {
+            Some(pool) => {
+                let username = self.username.as_deref().unwrap_or_default();
+                pool.allocate_ipv4(username, wanted).map(|address| Lease {
+                    address,
+                    pooled: true,
+                })
+            }
+            None => wanted.map(|address| Lease {
+                address,
+                pooled: false,
+            }),
+        };
+        self.lease = lease;
+        lease
+    }
+
+    fn release_lease(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            if lease.pooled {
+                if let Some(pool) = &self.config.pool {
+                    pool.release_ipv4(lease.address);
+                }
+            }
+        }
+        if let Some(ipcp) = &mut self.ipcp {
+            ipcp.handler_mut().set_assigned(None);
+        }
+    }
+
+    // ---- Reports ----
+
+    fn dropped(&mut self, reason: PppDropReason) {
+        self.stats.frames_dropped += 1;
+        if self.queued_drops >= MAX_QUEUED_DROP_EVENTS {
+            self.stats.drop_events_suppressed += 1;
+            return;
+        }
+        self.queued_drops += 1;
+        self.events.push_back(PppEvent::Dropped(reason));
+    }
+
+    /// Makes the next authentication use `scripted` (tests of the
+    /// integration path while the real machines are built elsewhere).
+    #[cfg(test)]
+    pub(crate) fn script_auth(&mut self, scripted: tests::ScriptedAuth) {
+        self.scripted_auth = Some(scripted);
+    }
+}
+
+impl Drop for PppLink {
+    /// A safety net: the address goes back to the pool even when the owner
+    /// drops a link that never finished.
+    fn drop(&mut self) {
+        self.release_lease();
+    }
+}
+
+#[cfg(test)]
+mod tests;
