@@ -191,7 +191,7 @@ pub fn build_call_connected(
 
 /// What the server checks a Call Connected message against
 /// ([MS-SSTP] 3.3.5.2.3).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct BindingExpectation<'a> {
     /// ServerHashProtocolSupported: what the Call Connect Acknowledge offered.
     pub offered: HashProtocols,
@@ -201,6 +201,16 @@ pub struct BindingExpectation<'a> {
     pub cert: &'a CertHashes,
     /// ServerHLAKKey.
     pub hlak: &'a [u8; 32],
+}
+
+impl fmt::Debug for BindingExpectation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The HLAK is a secret: left out.
+        f.debug_struct("BindingExpectation")
+            .field("offered", &self.offered)
+            .field("cert", self.cert)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Verifies a Call Connected message whose framing is already checked
