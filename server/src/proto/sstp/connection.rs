@@ -560,6 +560,12 @@ impl SstpConnection {
         self.machine.role
     }
 
+    /// Whether PPP frames may flow ([`SstpState::ppp_ready`]): from the Call
+    /// Connect Acknowledge on, until a teardown starts.
+    pub fn ppp_ready(&self) -> bool {
+        self.machine.state.ppp_ready()
+    }
+
     /// Server: the Call Connected verified. Client: Call Connected sent.
     /// False again once a teardown starts. IP traffic should pass only
     /// while this holds ([MS-SSTP] 3.3.5.2.3, 5.1).

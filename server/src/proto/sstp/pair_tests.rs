@@ -565,7 +565,10 @@ fn ppp_frames_pass_both_ways_once_ppp_may_run() {
         pair.client.conn.send_ppp(&[0xc0, 0x21, 1], &mut out),
         Err(SendError::NotReady)
     );
+    assert!(!pair.server.conn.ppp_ready());
     pair.connect();
+    assert!(pair.server.conn.ppp_ready() && pair.client.conn.ppp_ready());
+    assert!(!pair.server.conn.is_established());
     // LCP before Call Connected: control frames flow.
     let lcp = [0xff, 0x03, 0xc0, 0x21, 0x01, 0x01, 0x00, 0x04];
     pair.client.conn.send_ppp(&lcp, &mut out).unwrap();
