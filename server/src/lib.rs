@@ -26,6 +26,9 @@ pub mod cli;
 /// The TOML configuration and its embedded defaults.
 #[cfg(feature = "runtime")]
 pub mod config;
+/// Counters for operators and tests.
+#[cfg(feature = "runtime")]
+pub mod metrics;
 /// Network namespaces, for tests, benchmarks and the demo.
 #[cfg(feature = "runtime")]
 pub mod netns;
@@ -54,6 +57,6 @@ pub mod users;
 /// Cross-worker wakeups (eventfd) visible to io_uring.
 #[cfg(feature = "runtime")]
 pub mod wakeup;
-/// Counters for operators and tests.
+/// The per-core workers: listeners, sessions, TUN queues.
 #[cfg(feature = "runtime")]
-pub mod metrics;
+mod worker;

@@ -90,6 +90,15 @@ impl Metrics {
         &self.global
     }
 
+    /// Sessions alive on all workers (a few relaxed loads; used to enforce
+    /// `server.max_sessions` at accept).
+    pub fn sessions_active(&self) -> i64 {
+        self.workers
+            .iter()
+            .map(|w| w.sessions_active.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Sums every worker's counters.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let mut snap = MetricsSnapshot::default();

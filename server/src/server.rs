@@ -1,10 +1,436 @@
-//! INTEGRATION POINT — replaced at merge by the worker runtime
-//! (thread-per-core tokio-uring workers). This branch only needs the
-//! signature so that `main.rs` builds; the function body below is the
-//! single placeholder the task allows.
+//! Starting and stopping the server: TLS, users, pools, the TUN device,
+//! one listener per worker and address, and the workers themselves.
+//!
+//! [`start`] returns a [`ServerHandle`] (used by tests, the benchmark suite
+//! and [`run`]); [`run`] is the binary's main loop: start, then wait for
+//! SIGINT/SIGTERM (graceful shutdown) or SIGHUP (reload users).
 
-/// Runs the server until shutdown.
-pub fn run(config: crate::config::Config) -> std::io::Result<()> {
-    let _ = config;
-    Err(std::io::Error::other("worker runtime not yet merged"))
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::pool::{Ipv4Pool, Ipv4Range as PoolIpv4Range, Ipv6PrefixPool, Ipv6PrefixRange};
+use crate::proto::auth::local::LocalAuthenticator;
+use crate::proto::auth::Authenticator;
+use crate::proto::ppp::{AddressPool, FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
+use crate::proto::session::SessionConfig;
+use crate::proto::sstp::{CertHashes, HashProtocols, SstpConfig};
+use crate::session_table::SessionTable;
+use crate::tun::{TunDevice, TunOptions};
+use crate::users::LocalUsers;
+use crate::worker::{self, Shared, WorkerSetup};
+
+/// The address pools of the server, shared by all workers. Allocation
+/// happens once per session setup, so the pools' mutexes never sit on the
+/// packet path.
+#[derive(Debug)]
+pub struct ServerPools {
+    pub ipv4: Ipv4Pool,
+    pub ipv6: Option<Ipv6PrefixPool>,
+}
+
+impl AddressPool for ServerPools {
+    fn allocate_ipv4(&self, username: &str, wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+        let result = match wanted {
+            Some(addr) => self.ipv4.allocate_specific(addr).map(|()| addr),
+            None => self.ipv4.allocate(),
+        };
+        match result {
+            Ok(addr) => Some(addr),
+            Err(e) => {
+                tracing::warn!(user = username, wanted = ?wanted, error = %e, "no IPv4 address for session");
+                None
+            }
+        }
+    }
+
+    fn release_ipv4(&self, addr: Ipv4Addr) {
+        if let Err(e) = self.ipv4.release(addr) {
+            tracing::warn!(%addr, error = %e, "address release failed");
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    Tls(crate::tls::TlsError),
+    Users(crate::users::UsersError),
+    Pool(crate::pool::PoolError),
+    Tun(crate::tun::TunError),
+    Listen { addr: SocketAddr, error: io::Error },
+    Io(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Tls(e) => write!(f, "TLS: {e}"),
+            StartError::Users(e) => write!(f, "users: {e}"),
+            StartError::Pool(e) => write!(f, "address pool: {e}"),
+            StartError::Tun(e) => write!(f, "TUN device: {e}"),
+            StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<StartError> for io::Error {
+    fn from(e: StartError) -> io::Error {
+        match e {
+            StartError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    users: Arc<LocalUsers>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    local_addrs: Vec<SocketAddr>,
+    tun_name: String,
+    cert: CertHashes,
+    _tun: TunDevice,
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addrs", &self.local_addrs)
+            .field("tun", &self.tun_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The TUN device's name.
+    pub fn tun_name(&self) -> &str {
+        &self.tun_name
+    }
+
+    /// Hashes of the certificate clients see (for the crypto binding).
+    pub fn cert_hashes(&self) -> CertHashes {
+        self.cert
+    }
+
+    /// The counters, summed over workers.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// Re-reads the users (chap-secrets); the old table stays on error.
+    pub fn reload_users(&self) -> Result<(), crate::users::UsersError> {
+        let summary = self.users.reload()?;
+        tracing::info!(?summary, "users reloaded");
+        Ok(())
+    }
+
+    /// Begins a graceful shutdown: every session gets LCP Terminate and
+    /// CALL_DISCONNECT; workers exit when their sessions are gone or
+    /// `server.shutdown_timeout` has passed.
+    pub fn shutdown(&self) {
+        worker::broadcast_shutdown(&self.shared);
+    }
+
+    /// Waits for the workers to exit; `false` if some did not within
+    /// `timeout` (they are then abandoned; the process is about to exit).
+    pub fn join(mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.threads.iter().all(|t| t.is_finished()) {
+                for t in self.threads.drain(..) {
+                    let _ = t.join();
+                }
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+/// Starts the server described by `config` and returns once every worker
+/// is accepting.
+pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+    let config = Arc::new(config);
+    let workers = config.worker_count().max(1);
+
+    let tls = crate::tls::prepare_server_tls(&config).map_err(StartError::Tls)?;
+    let cert = CertHashes::of_der(tls.identity.leaf().as_ref());
+    let metrics = Metrics::new(workers);
+    if let Some((reason, _)) = tls.ktls.startup_notice() {
+        metrics.global().event(reason.as_str());
+    }
+
+    let (users, summary) = LocalUsers::load(&config.users).map_err(StartError::Users)?;
+    let users = Arc::new(users);
+    tracing::info!(?summary, "users loaded");
+    let authenticator: Arc<dyn Authenticator> = Arc::new(LocalAuthenticator::new(users.clone()));
+
+    let pools = Arc::new(build_pools(&config)?);
+    let ipv4_range = PoolIpv4Range::new(config.ipv4.pool.first(), config.ipv4.pool.last())
+        .map_err(StartError::Pool)?;
+    let ipv6_ranges: Vec<Ipv6PrefixRange> = pools.ipv6.iter().map(|p| p.range()).collect();
+    let table = SessionTable::new(&[ipv4_range], &ipv6_ranges)
+        .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?;
+
+    let tun = open_tun(&config, workers)?;
+    let tun_name = tun.name().to_string();
+    let mut tun = tun;
+    let queues = tun.take_queues();
+
+    let mut listeners: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for &addr in &config.server.listen {
+        // Port 0: the first worker's bind picks the port; the others join it.
+        let mut bound = addr;
+        for per_worker in listeners.iter_mut() {
+            let listener =
+                reuseport_listener(bound).map_err(|error| StartError::Listen { addr, error })?;
+            bound = listener.local_addr().map_err(StartError::Io)?;
+            per_worker.push(listener);
+        }
+        local_addrs.push(bound);
+    }
+
+    let mut senders = Vec::with_capacity(workers);
+    let mut mailboxes = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = crate::wakeup::mailbox(4096).map_err(StartError::Io)?;
+        senders.push(tx);
+        mailboxes.push(rx);
+    }
+
+    let session_config = session_config(&config, pools.clone());
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        session_config,
+        tls: tls.config.clone(),
+        ktls: tls.ktls.clone(),
+        cert,
+        authenticator,
+        pools,
+        table,
+        metrics,
+        mailboxes: senders,
+        stopping: AtomicBool::new(false),
+    });
+
+    let cores = if config.server.pin_workers {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut threads = Vec::with_capacity(workers);
+    for (index, ((listeners, tun_queue), mailbox)) in
+        listeners.into_iter().zip(queues).zip(mailboxes).enumerate()
+    {
+        let setup = WorkerSetup {
+            index,
+            listeners,
+            tun_queue,
+            mailbox,
+            core: (!cores.is_empty()).then(|| cores[index % cores.len()]),
+        };
+        threads.push(worker::spawn(shared.clone(), setup).map_err(StartError::Io)?);
+    }
+    tracing::info!(workers, listen = ?local_addrs, tun = %tun_name, "sstpd ready");
+    Ok(ServerHandle {
+        shared,
+        users,
+        threads,
+        local_addrs,
+        tun_name,
+        cert,
+        _tun: tun,
+    })
+}
+
+/// Runs the server until SIGINT or SIGTERM, reloading users on SIGHUP.
+pub fn run(config: Config) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // Register before starting so an early signal is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let shutdown_timeout = config.server.shutdown_timeout;
+    let server = start(config)?;
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => {
+                if let Err(e) = server.reload_users() {
+                    tracing::error!(error = %e, "reloading users failed; keeping the old ones");
+                }
+            }
+            _ => {
+                tracing::info!(signal, "shutting down: disconnecting every session");
+                break;
+            }
+        }
+    }
+    server.shutdown();
+    let stats = server.metrics();
+    // Workers bound their own drain by shutdown_timeout; allow a little more
+    // for the threads to unwind.
+    if !server.join(shutdown_timeout + Duration::from_secs(2)) {
+        tracing::warn!("some workers did not stop in time");
+    }
+    tracing::info!(%stats, "sstpd stopped");
+    Ok(())
+}
+
+fn build_pools(config: &Config) -> Result<ServerPools, StartError> {
+    let v4 = &config.ipv4;
+    let ipv4 = Ipv4Pool::from_range(v4.pool.first(), v4.pool.last(), Some(v4.gateway))
+        .map_err(StartError::Pool)?;
+    let ipv6 = if config.ipv6.enabled {
+        let p = &config.ipv6.prefix;
+        Some(Ipv6PrefixPool::new(p.addr, p.len, config.ipv6.gateway).map_err(StartError::Pool)?)
+    } else {
+        None
+    };
+    Ok(ServerPools { ipv4, ipv6 })
+}
+
+/// The smallest prefix that holds the gateway and the whole pool: the
+/// subnet configured on the TUN device, so the kernel routes the pool to it.
+fn tun_ipv4_prefix_len(gateway: Ipv4Addr, first: Ipv4Addr, last: Ipv4Addr) -> u8 {
+    let g = u32::from(gateway);
+    let spread =
+        (u32::from(first) ^ u32::from(last)) | (u32::from(first) ^ g) | (u32::from(last) ^ g);
+    spread.leading_zeros() as u8
+}
+
+fn open_tun(config: &Config, workers: usize) -> Result<TunDevice, StartError> {
+    let queues = if config.tun.multi_queue { workers } else { 1 };
+    if queues < workers {
+        return Err(StartError::Io(io::Error::other(
+            "tun.multi_queue = false needs server.workers = 1 (each worker reads its own queue)",
+        )));
+    }
+    let tun = TunDevice::create(&TunOptions::new(config.tun.name.clone(), queues))
+        .map_err(StartError::Tun)?;
+    tun.set_mtu(u32::from(config.tun.mtu))
+        .map_err(StartError::Tun)?;
+    let v4 = &config.ipv4;
+    let prefix = tun_ipv4_prefix_len(v4.gateway, v4.pool.first(), v4.pool.last());
+    tun.set_ipv4(v4.gateway, prefix).map_err(StartError::Tun)?;
+    if config.ipv6.enabled {
+        let p = &config.ipv6.prefix;
+        let gateway = config.ipv6.gateway.unwrap_or_else(|| first_host(p.addr));
+        tun.add_ipv6(gateway, p.len).map_err(StartError::Tun)?;
+    }
+    tun.set_up(true).map_err(StartError::Tun)?;
+    Ok(tun)
+}
+
+fn first_host(prefix: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(prefix) | 1)
+}
+
+fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Protocol-core configuration from the file's `[sstp]`, `[ppp]`, `[ipv4]`
+/// and `[ipv6]` sections.
+pub fn session_config(config: &Config, pool: Arc<dyn AddressPool>) -> SessionConfig {
+    let s = &config.sstp;
+    let bits = s.crypto_binding.iter().fold(0u8, |bits, h| {
+        bits | match h {
+            crate::config::CryptoBindingHash::Sha1 => HashProtocols::SHA1.bits(),
+            crate::config::CryptoBindingHash::Sha256 => HashProtocols::SHA256.bits(),
+        }
+    });
+    let hashes = HashProtocols::from_bits(bits);
+    let sstp = SstpConfig {
+        negotiation_timeout: s.negotiation_timeout,
+        call_connected_timeout: s.negotiation_timeout,
+        hello_interval: s.hello_interval,
+        abort_timer_1: s.abort_timeout,
+        abort_timer_2: s.abort_ack_timeout,
+        disconnect_timer_1: s.disconnect_timeout,
+        disconnect_timer_2: s.disconnect_ack_timeout,
+        server_hash_protocols: hashes,
+        ..SstpConfig::default()
+    };
+    let p = &config.ppp;
+    let ppp = PppConfig {
+        fsm: FsmConfig {
+            restart_interval: p.lcp_restart_interval,
+            max_configure: p.lcp_max_configure,
+            max_terminate: p.lcp_max_terminate,
+            max_failure: p.lcp_max_failure,
+        },
+        lcp: LcpConfig {
+            mru: p.mru,
+            echo_interval: (!p.lcp_echo_interval.is_zero()).then_some(p.lcp_echo_interval),
+            echo_failures: p.lcp_echo_failures,
+            ..LcpConfig::default()
+        },
+        auth_protocols: p.auth.clone(),
+        auth: p.auth_config(),
+        ipcp: IpcpConfig {
+            enabled: true,
+            local_address: Some(config.ipv4.gateway),
+            dns: [
+                config.ipv4.dns.first().copied(),
+                config.ipv4.dns.get(1).copied(),
+            ],
+            nbns: [
+                config.ipv4.nbns.first().copied(),
+                config.ipv4.nbns.get(1).copied(),
+            ],
+            ..IpcpConfig::default()
+        },
+        ipv6cp: Ipv6cpConfig {
+            enabled: config.ipv6.enabled,
+        },
+        pool: Some(pool),
+    };
+    SessionConfig::new(sstp, ppp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tun_prefix_covers_gateway_and_pool() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            tun_ipv4_prefix_len(a("10.99.0.1"), a("10.99.0.2"), a("10.99.0.254")),
+            24
+        );
+        assert_eq!(
+            tun_ipv4_prefix_len(a("10.99.0.1"), a("10.99.0.0"), a("10.99.3.255")),
+            22
+        );
+        assert_eq!(
+            tun_ipv4_prefix_len(a("10.0.0.1"), a("10.99.0.2"), a("10.99.0.9")),
+            9
+        );
+    }
 }

@@ -1,3 +1,4 @@
+#![cfg(feature = "runtime")]
 //! rustls over tokio-uring: a real loopback handshake and a byte-exact echo,
 //! for TLS 1.2 and TLS 1.3.
 

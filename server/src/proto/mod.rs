@@ -19,7 +19,10 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod ndp;
+pub mod pair;
 pub mod ppp;
+pub mod session;
 pub mod sstp;
 
 /// Which end of the tunnel this state machine plays.

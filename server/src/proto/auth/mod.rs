@@ -359,3 +359,9 @@ pub use machine::{AuthClient, AuthConfig, AuthEvent, AuthFailure, AuthPacketErro
 
 #[cfg(test)]
 mod tests;
+
+impl<T: PasswordStore + ?Sized> PasswordStore for std::sync::Arc<T> {
+    fn lookup(&self, username: &str) -> Option<LocalUser> {
+        (**self).lookup(username)
+    }
+}

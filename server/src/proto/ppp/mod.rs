@@ -19,9 +19,9 @@
 //! [RFC 1877]: https://www.rfc-editor.org/rfc/rfc1877
 //! [RFC 5072]: https://www.rfc-editor.org/rfc/rfc5072
 
-pub mod hdlc;
 pub mod frame;
 pub mod fsm;
+pub mod hdlc;
 pub mod ipcp;
 pub mod ipv6cp;
 pub mod lcp;

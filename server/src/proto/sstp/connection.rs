@@ -224,7 +224,8 @@ impl CloseReason {
         match self {
             CloseReason::LocalDisconnect => "local_disconnect",
             CloseReason::PeerDisconnect { .. } => "peer_disconnect",
-            CloseReason::LocalAbort(_) => "local_abort",
+            // Which abort matters to operators (wrong MAC, timeout, ...).
+            CloseReason::LocalAbort(reason) => reason.as_str(),
             CloseReason::PeerAbort { .. } => "peer_abort",
             CloseReason::HelloTimeout => "hello_timeout",
             CloseReason::Framing(_) => "framing",
@@ -444,6 +445,21 @@ impl SstpConnection {
     /// response the spec names and are reported through
     /// [`poll_event`](Self::poll_event).
     pub fn handle_input(&mut self, now: Instant, data: &[u8], on_ppp: &mut impl FnMut(&[u8])) {
+        self.handle_input_with_state(now, data, &mut |frame, _established| on_ppp(frame));
+    }
+
+    /// [`SstpConnection::handle_input`], also telling `on_ppp` whether the
+    /// call was established ([`SstpConnection::is_established`]) when that
+    /// frame was processed. A Call Connected and the first data packets often
+    /// arrive in one read: the owner gates network-layer traffic per frame,
+    /// so it passes none before the crypto binding is verified
+    /// ([MS-SSTP] 3.3.5.2.3) and loses none after.
+    pub fn handle_input_with_state(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        on_ppp: &mut impl FnMut(&[u8], bool),
+    ) {
         let SstpConnection { deframer, machine } = self;
         let Some(data) = machine.handle_http(now, data) else {
             return;
@@ -494,6 +510,22 @@ impl SstpConnection {
         put_packet_header(out, false, HEADER_LEN + frame.len());
         out.extend_from_slice(frame);
         Ok(())
+    }
+
+    /// Like [`SstpConnection::send_ppp`], but queues the data packet with
+    /// the connection's own control output (for the PPP link's control
+    /// frames, which are produced away from any output buffer).
+    pub fn send_ppp_queued(&mut self, frame: &[u8]) -> Result<(), SendError> {
+        let mut tx = std::mem::take(&mut self.machine.tx);
+        let result = self.send_ppp(frame, &mut tx);
+        self.machine.tx = tx;
+        result
+    }
+
+    /// Appends queued control bytes to `out` without a clock (the data
+    /// path uses it to keep the stream in order before a data packet).
+    pub fn write_queued(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.machine.tx);
     }
 
     /// Appends all queued control bytes (HTTP, SSTP control packets) to
@@ -695,7 +727,7 @@ impl Machine {
             .push_back(SstpEvent::Dropped { reason, count: 1 });
     }
 
-    fn on_packet(&mut self, now: Instant, bytes: &[u8], on_ppp: &mut impl FnMut(&[u8])) {
+    fn on_packet(&mut self, now: Instant, bytes: &[u8], on_ppp: &mut impl FnMut(&[u8], bool)) {
         if self.state.is_connected() {
             // Any packet restarts the Hello timer ([MS-SSTP] 3.1.2.3).
             self.timer = after(now, self.config.hello_interval);
@@ -708,11 +740,11 @@ impl Machine {
         }
     }
 
-    fn on_data(&mut self, frame: &[u8], on_ppp: &mut impl FnMut(&[u8])) {
+    fn on_data(&mut self, frame: &[u8], on_ppp: &mut impl FnMut(&[u8], bool)) {
         if frame.is_empty() {
             self.dropped(DropReason::EmptyDataPacket);
         } else if self.state.ppp_ready() {
-            on_ppp(frame);
+            on_ppp(frame, self.state.is_connected());
         } else if self.state.is_tearing_down() {
             self.dropped(DropReason::PppWhileClosing);
         } else {

@@ -1,0 +1,709 @@
+//! One SSTP session: the SSTP connection and the PPP link that runs inside
+//! it, wired together for either role. This is what the server runtime and
+//! the load generator drive.
+//!
+//! The wiring follows [MS-SSTP] 3.2.5/3.3.5:
+//!
+//! * SSTP's "lower link up" (`PppReady`: Call Connect Acknowledge sent or
+//!   received) opens the PPP link;
+//! * PPP authentication yields the HLAK, which the SSTP layer needs to send
+//!   (client) or verify (server) the crypto binding in Call Connected
+//!   ([MS-SSTP] 3.2.5.2);
+//! * network-layer traffic (IPv4, IPv6) passes only once the call is
+//!   established, i.e. Call Connected was verified ([MS-SSTP] 3.3.5.2.3),
+//!   judged per frame;
+//! * when the PPP link finishes, SSTP sends Call Disconnect; when SSTP
+//!   closes, the session is over.
+//!
+//! The server also polices the source addresses of client traffic
+//! (anti-spoofing) and answers IPv6 Router Solicitations with the
+//! session's delegated prefix ([`crate::proto::ndp`]).
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use super::auth::{AuthDecision, AuthRequest};
+use super::ndp::{self, RouterAdvertisement};
+use super::ppp::{
+    IpVersion, Ipv4Params, Ipv6Params, PppCloseReason, PppConfig, PppDropReason, PppEvent, PppLink,
+};
+use super::sstp::connection::CloseReason as SstpCloseReason;
+use super::sstp::connection::DropReason as SstpDropReason;
+use super::sstp::wire::put_packet_header;
+use super::sstp::{CertHashes, ClientHandshake, SstpConfig, SstpConnection, SstpEvent};
+use super::Role;
+
+/// Largest SSTP packet ([MS-SSTP] 2.2.1: 12-bit length).
+const MAX_SSTP_PACKET: usize = 4095;
+/// SSTP packet header length.
+const SSTP_HEADER_LEN: usize = 4;
+
+/// Configuration of both layers, shared by many sessions.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    pub sstp: Arc<SstpConfig>,
+    pub ppp: Arc<PppConfig>,
+    /// Server: DNS servers announced to IPv6 clients ([RFC 8106]).
+    ///
+    /// [RFC 8106]: https://www.rfc-editor.org/rfc/rfc8106
+    pub ipv6_dns: Vec<Ipv6Addr>,
+    /// Server: link MTU announced in Router Advertisements.
+    pub ipv6_mtu: Option<u32>,
+}
+
+impl SessionConfig {
+    pub fn new(sstp: SstpConfig, ppp: PppConfig) -> Self {
+        SessionConfig {
+            sstp: Arc::new(sstp),
+            ppp: Arc::new(ppp),
+            ipv6_dns: Vec::new(),
+            ipv6_mtu: None,
+        }
+    }
+}
+
+/// What the client role needs to connect.
+#[derive(Clone, Debug)]
+pub struct ClientParams {
+    /// The HTTP request's Host and SSTPCORRELATIONID.
+    pub handshake: ClientHandshake,
+    /// Hashes of the server's leaf certificate as seen in the TLS handshake.
+    pub server_cert: CertHashes,
+    pub username: String,
+    pub password: Vec<u8>,
+}
+
+/// What a session reports to its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// The HTTP exchange is over (server: request accepted, with the
+    /// client's SSTPCORRELATIONID; client: 200 received).
+    HttpHandshake {
+        correlation_id: String,
+    },
+    /// Server: judge these credentials and answer with
+    /// [`Session::auth_decision`], now or later.
+    AuthRequest(AuthRequest),
+    /// PPP authentication succeeded.
+    Authenticated {
+        username: String,
+    },
+    /// The SSTP call is established (server: Call Connected verified;
+    /// client: Call Connected sent). IP traffic may flow once an NCP is up.
+    Established,
+    /// IPCP opened: route `peer` to this session.
+    Ipv4Up(Ipv4Params),
+    /// IPv6CP opened. A server should delegate a prefix with
+    /// [`Session::set_ipv6_prefix`].
+    Ipv6Up(Ipv6Params),
+    /// Client: the server announced this prefix (Router Advertisement).
+    Ipv6Prefix {
+        prefix: Ipv6Addr,
+        len: u8,
+    },
+    Ipv4Down,
+    Ipv6Down,
+    /// Input was discarded `count` times; count it under `reason.as_str()`.
+    Dropped {
+        reason: DropReason,
+        count: u32,
+    },
+    /// The session is over; the last event. The reason is the first cause.
+    Closed(CloseReason),
+}
+
+/// Why a session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The SSTP layer ended the session (abort, disconnect, timeouts,
+    /// transport loss, HTTP refusal).
+    Sstp(SstpCloseReason),
+    /// The PPP link finished first (authentication failure, negotiation
+    /// failure, terminate).
+    Ppp(PppCloseReason),
+}
+
+impl CloseReason {
+    /// Short name for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::Sstp(r) => r.as_str(),
+            CloseReason::Ppp(r) => r.as_str(),
+        }
+    }
+}
+
+/// Why input was discarded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    Sstp(SstpDropReason),
+    Ppp(PppDropReason),
+    /// An IP packet before Call Connected was verified ([MS-SSTP] 3.3.5.2.3).
+    IpBeforeCallConnected,
+    /// Server: an IP packet whose source is not the client's address.
+    SpoofedSource,
+    /// A packet too short to carry an IP header.
+    MalformedIpPacket,
+}
+
+impl DropReason {
+    /// Short name for logs and metric labels.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DropReason::Sstp(r) => r.as_str(),
+            DropReason::Ppp(r) => r.as_str(),
+            DropReason::IpBeforeCallConnected => "ip_before_call_connected",
+            DropReason::SpoofedSource => "spoofed_source",
+            DropReason::MalformedIpPacket => "malformed_ip_packet",
+        }
+    }
+}
+
+/// Why an IP packet could not be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendIpError {
+    /// The call is not established or no NCP for this IP version is up.
+    NotReady,
+    /// The session is closing or closed.
+    Closed,
+    /// Larger than an SSTP packet can carry.
+    TooLarge,
+    /// Not an IPv4 or IPv6 packet.
+    NotIp,
+}
+
+impl SendIpError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendIpError::NotReady => "send_not_ready",
+            SendIpError::Closed => "send_closed",
+            SendIpError::TooLarge => "send_too_large",
+            SendIpError::NotIp => "send_not_ip",
+        }
+    }
+}
+
+/// Per-session counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub ip_packets_in: u64,
+    pub ip_bytes_in: u64,
+    pub ip_packets_out: u64,
+    pub ip_bytes_out: u64,
+    pub spoofed_drops: u64,
+}
+
+/// One SSTP session, either role.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    sstp: SstpConnection,
+    ppp: PppLink,
+    config: SessionConfig,
+    events: VecDeque<SessionEvent>,
+    /// Scratch for outgoing PPP control frames.
+    frame: Vec<u8>,
+    ipv4: Option<Ipv4Params>,
+    ipv6: Option<Ipv6Params>,
+    ipv6_prefix: Option<(Ipv6Addr, u8)>,
+    username: Option<String>,
+    http_reported: bool,
+    /// The first cause of the end, reported in `Closed`.
+    close_cause: Option<CloseReason>,
+    closed_reported: bool,
+    stats: SessionStats,
+    /// Replies the session itself generates (Router Advertisements), sent
+    /// as PPP data frames.
+    ip_replies: Vec<u8>,
+}
+
+impl Session {
+    /// A server session for a connection accepted at `now`.
+    pub fn server(
+        config: &SessionConfig,
+        now: Instant,
+        cert: CertHashes,
+        seed: [u8; 32],
+    ) -> Session {
+        let mut rng = StdRng::from_seed(seed);
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        let mut ppp_seed = [0u8; 32];
+        rng.fill_bytes(&mut ppp_seed);
+        Session::new(
+            Role::Server,
+            SstpConnection::server(config.sstp.clone(), now, cert, nonce),
+            PppLink::server(config.ppp.clone(), now, ppp_seed),
+            config,
+            now,
+        )
+    }
+
+    /// A client session; the HTTP request is queued at once.
+    pub fn client(
+        config: &SessionConfig,
+        now: Instant,
+        params: ClientParams,
+        seed: [u8; 32],
+    ) -> Session {
+        let ClientParams {
+            handshake,
+            server_cert,
+            username,
+            password,
+        } = params;
+        Session::new(
+            Role::Client,
+            SstpConnection::client(config.sstp.clone(), now, handshake, server_cert),
+            PppLink::client(config.ppp.clone(), now, &username, &password, seed),
+            config,
+            now,
+        )
+    }
+
+    fn new(
+        role: Role,
+        sstp: SstpConnection,
+        ppp: PppLink,
+        config: &SessionConfig,
+        now: Instant,
+    ) -> Session {
+        let mut session = Session {
+            role,
+            sstp,
+            ppp,
+            config: config.clone(),
+            events: VecDeque::new(),
+            frame: Vec::with_capacity(256),
+            ipv4: None,
+            ipv6: None,
+            ipv6_prefix: None,
+            username: None,
+            http_reported: false,
+            close_cause: None,
+            closed_reported: false,
+            stats: SessionStats::default(),
+            ip_replies: Vec::new(),
+        };
+        session.settle(now);
+        session
+    }
+
+    /// Feeds TLS plaintext from the peer. IP packets for the network (server)
+    /// or for the application (client) are passed to `on_ip`, borrowed.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8], on_ip: &mut impl FnMut(&[u8])) {
+        let Session {
+            role,
+            sstp,
+            ppp,
+            events,
+            ipv4,
+            ipv6,
+            ipv6_prefix,
+            stats,
+            ip_replies,
+            ..
+        } = self;
+        let role = *role;
+        sstp.handle_input_with_state(now, data, &mut |frame, established| {
+            ppp.handle_frame(now, frame, &mut |version, packet| {
+                if !established {
+                    events.push_back(SessionEvent::Dropped {
+                        reason: DropReason::IpBeforeCallConnected,
+                        count: 1,
+                    });
+                    return;
+                }
+                if role == Role::Server {
+                    match check_source(version, packet, ipv4.as_ref(), ipv6.as_ref(), *ipv6_prefix)
+                    {
+                        SourceCheck::Allowed => {}
+                        SourceCheck::RouterSolicitation => {
+                            ip_replies.push(1);
+                            return;
+                        }
+                        SourceCheck::Spoofed => {
+                            stats.spoofed_drops += 1;
+                            events.push_back(SessionEvent::Dropped {
+                                reason: DropReason::SpoofedSource,
+                                count: 1,
+                            });
+                            return;
+                        }
+                        SourceCheck::Malformed => {
+                            events.push_back(SessionEvent::Dropped {
+                                reason: DropReason::MalformedIpPacket,
+                                count: 1,
+                            });
+                            return;
+                        }
+                    }
+                } else if version == IpVersion::V6 {
+                    if let Some(ra) = RouterAdvertisement::parse(packet) {
+                        events.push_back(SessionEvent::Ipv6Prefix {
+                            prefix: ra.prefix,
+                            len: ra.prefix_len,
+                        });
+                        return;
+                    }
+                }
+                stats.ip_packets_in += 1;
+                stats.ip_bytes_in += packet.len() as u64;
+                on_ip(packet);
+            });
+        });
+        if !self.ip_replies.is_empty() {
+            // A Router Solicitation arrived: answer with our advertisement.
+            self.ip_replies.clear();
+            self.queue_router_advertisement(None);
+        }
+        self.settle(now);
+    }
+
+    /// Appends the SSTP data packet carrying `packet` (an IPv4 or IPv6
+    /// packet) to `out`, the caller's TLS plaintext buffer. This is the
+    /// data path: one header write and one copy.
+    pub fn send_ip(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SendIpError> {
+        let version = match packet.first().map(|b| b >> 4) {
+            Some(4) => IpVersion::V4,
+            Some(6) => IpVersion::V6,
+            _ => return Err(SendIpError::NotIp),
+        };
+        if !self.sstp.is_established() {
+            return Err(if self.close_cause.is_some() || self.sstp.is_closed() {
+                SendIpError::Closed
+            } else {
+                SendIpError::NotReady
+            });
+        }
+        let up = match version {
+            IpVersion::V4 => self.ipv4.is_some(),
+            IpVersion::V6 => self.ipv6.is_some(),
+        };
+        if !up {
+            return Err(SendIpError::NotReady);
+        }
+        // Queued control bytes go first so the stream stays in order.
+        self.sstp.write_queued(out);
+        let start = out.len();
+        out.extend_from_slice(&[0; SSTP_HEADER_LEN]);
+        self.ppp.encapsulate_ip(version, packet, out);
+        let len = out.len() - start;
+        if len > MAX_SSTP_PACKET {
+            out.truncate(start);
+            return Err(SendIpError::TooLarge);
+        }
+        let mut header = Vec::with_capacity(SSTP_HEADER_LEN);
+        put_packet_header(&mut header, false, len);
+        out[start..start + SSTP_HEADER_LEN].copy_from_slice(&header);
+        self.stats.ip_packets_out += 1;
+        self.stats.ip_bytes_out += packet.len() as u64;
+        Ok(())
+    }
+
+    /// Appends everything queued for the peer (HTTP, SSTP control, PPP
+    /// control frames) to `out`.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) {
+        self.flush_ppp();
+        self.sstp.poll_transmit(now, out);
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant [`Session::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.sstp.poll_timeout(), self.ppp.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.sstp.handle_timeout(now);
+        self.ppp.handle_timeout(now);
+        self.settle(now);
+    }
+
+    /// Server: the answer to [`SessionEvent::AuthRequest`].
+    pub fn auth_decision(&mut self, now: Instant, decision: AuthDecision) {
+        self.ppp.auth_decision(now, decision);
+        self.settle(now);
+    }
+
+    /// Server: the IPv6 prefix delegated to this client; announced at once
+    /// and in answer to Router Solicitations. Traffic from addresses in it
+    /// is accepted.
+    pub fn set_ipv6_prefix(&mut self, now: Instant, prefix: Ipv6Addr, len: u8) {
+        self.ipv6_prefix = Some((prefix, len));
+        self.queue_router_advertisement(Some(ndp::ALL_NODES));
+        self.settle(now);
+    }
+
+    /// Graceful close: LCP Terminate, then Call Disconnect.
+    pub fn close(&mut self, now: Instant) {
+        if self.ppp_finished() {
+            self.sstp.close(now);
+        } else {
+            self.ppp.close(now);
+        }
+        self.settle(now);
+    }
+
+    /// The TLS/TCP connection is gone.
+    pub fn transport_closed(&mut self, now: Instant) {
+        self.sstp.transport_closed();
+        self.settle(now);
+    }
+
+    /// Nothing more will be sent; the owner may close the connection.
+    pub fn is_closed(&self) -> bool {
+        self.sstp.is_closed()
+    }
+
+    /// Whether the SSTP call is established (crypto binding done).
+    pub fn is_established(&self) -> bool {
+        self.sstp.is_established()
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.sstp.correlation_id()
+    }
+
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
+    pub fn ipv4(&self) -> Option<Ipv4Params> {
+        self.ipv4
+    }
+
+    pub fn ipv6(&self) -> Option<Ipv6Params> {
+        self.ipv6
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// The SSTP connection (read-only: state, hash protocol).
+    pub fn sstp(&self) -> &SstpConnection {
+        &self.sstp
+    }
+
+    /// The PPP link (read-only: phase, MRU, counters).
+    pub fn ppp(&self) -> &PppLink {
+        &self.ppp
+    }
+
+    fn ppp_finished(&self) -> bool {
+        self.close_cause.is_some()
+    }
+
+    /// Moves PPP output into SSTP data packets.
+    fn flush_ppp(&mut self) {
+        loop {
+            self.frame.clear();
+            if !self.ppp.poll_transmit(&mut self.frame) {
+                return;
+            }
+            // Before the Call Connect Acknowledge PPP has not been opened, and
+            // after Closing it may not send: either way the frame is moot.
+            let _ = self.sstp.send_ppp_queued(&self.frame);
+        }
+    }
+
+    fn queue_router_advertisement(&mut self, destination: Option<Ipv6Addr>) {
+        let (Some((prefix, len)), Some(ipv6)) = (self.ipv6_prefix, self.ipv6) else {
+            return;
+        };
+        let ra = RouterAdvertisement {
+            prefix,
+            prefix_len: len,
+            router_lifetime: 1800,
+            mtu: self.config.ipv6_mtu,
+            dns: self.config.ipv6_dns.clone(),
+        };
+        let mut packet = Vec::with_capacity(128);
+        let destination = destination.unwrap_or(ndp::ALL_NODES);
+        ra.encode(ndp::link_local(ipv6.local_ifid), destination, &mut packet);
+        self.frame.clear();
+        self.ppp
+            .encapsulate_ip(IpVersion::V6, &packet, &mut self.frame);
+        let _ = self.sstp.send_ppp_queued(&self.frame);
+    }
+
+    /// Routes events between the layers and translates them for the owner.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some(event) = self.ppp.poll_event() {
+                progressed = true;
+                self.on_ppp_event(now, event);
+            }
+            while let Some(event) = self.sstp.poll_event() {
+                progressed = true;
+                self.on_sstp_event(now, event);
+            }
+            if !self.http_reported && self.http_done() {
+                self.http_reported = true;
+                let correlation_id = self.sstp.correlation_id().unwrap_or_default().to_string();
+                // Keep the order: HTTP happened before anything else seen.
+                self.events
+                    .push_front(SessionEvent::HttpHandshake { correlation_id });
+            }
+            self.flush_ppp();
+            if !progressed {
+                break;
+            }
+        }
+        if self.sstp.is_closed() && !self.closed_reported {
+            self.closed_reported = true;
+            let reason = self
+                .close_cause
+                .clone()
+                .unwrap_or(CloseReason::Sstp(SstpCloseReason::TransportClosed));
+            self.events.push_back(SessionEvent::Closed(reason));
+        }
+    }
+
+    fn http_done(&self) -> bool {
+        use super::sstp::SstpState::*;
+        !matches!(self.sstp.state(), ServerHttpPending | ClientHttpPending)
+            && self.sstp.state() != Closed
+    }
+
+    fn on_ppp_event(&mut self, now: Instant, event: PppEvent) {
+        match event {
+            PppEvent::AuthRequest(request) => {
+                self.events.push_back(SessionEvent::AuthRequest(request))
+            }
+            PppEvent::Authenticated { username, hlak } => {
+                self.sstp.set_hlak(now, hlak);
+                self.username = Some(username.clone());
+                self.events
+                    .push_back(SessionEvent::Authenticated { username });
+            }
+            PppEvent::Ipv4Up(params) => {
+                self.ipv4 = Some(params);
+                self.events.push_back(SessionEvent::Ipv4Up(params));
+            }
+            PppEvent::Ipv6Up(params) => {
+                self.ipv6 = Some(params);
+                self.events.push_back(SessionEvent::Ipv6Up(params));
+            }
+            PppEvent::Ipv4Down => {
+                self.ipv4 = None;
+                self.events.push_back(SessionEvent::Ipv4Down);
+            }
+            PppEvent::Ipv6Down => {
+                self.ipv6 = None;
+                self.ipv6_prefix = None;
+                self.events.push_back(SessionEvent::Ipv6Down);
+            }
+            PppEvent::Closed(reason) => {
+                if self.close_cause.is_none() {
+                    self.close_cause = Some(CloseReason::Ppp(reason));
+                }
+                // The PPP link is done: end the call ([MS-SSTP] 3.1.7.3).
+                self.sstp.close(now);
+            }
+            PppEvent::Dropped(reason) => self.events.push_back(SessionEvent::Dropped {
+                reason: DropReason::Ppp(reason),
+                count: 1,
+            }),
+        }
+    }
+
+    fn on_sstp_event(&mut self, now: Instant, event: SstpEvent) {
+        match event {
+            SstpEvent::PppReady => self.ppp.open(now),
+            SstpEvent::Established { .. } => self.events.push_back(SessionEvent::Established),
+            SstpEvent::Dropped { reason, count } => self.events.push_back(SessionEvent::Dropped {
+                reason: DropReason::Sstp(reason),
+                count,
+            }),
+            SstpEvent::Closing(reason) | SstpEvent::Closed(reason) => {
+                if self.close_cause.is_none() {
+                    self.close_cause = Some(CloseReason::Sstp(reason));
+                }
+            }
+            SstpEvent::NakSent { .. } | SstpEvent::NakReceived { .. } => {}
+        }
+    }
+}
+
+enum SourceCheck {
+    Allowed,
+    Spoofed,
+    Malformed,
+    RouterSolicitation,
+}
+
+/// Anti-spoofing ([MS-SSTP] leaves it to the server; every VPN server
+/// must): IPv4 from the assigned address only; IPv6 from the link-local
+/// address IPv6CP agreed or from the delegated prefix.
+fn check_source(
+    version: IpVersion,
+    packet: &[u8],
+    ipv4: Option<&Ipv4Params>,
+    ipv6: Option<&Ipv6Params>,
+    prefix: Option<(Ipv6Addr, u8)>,
+) -> SourceCheck {
+    match version {
+        IpVersion::V4 => {
+            let Some(src) = packet.get(12..16) else {
+                return SourceCheck::Malformed;
+            };
+            if packet[0] >> 4 != 4 {
+                return SourceCheck::Malformed;
+            }
+            let src = Ipv4Addr::new(src[0], src[1], src[2], src[3]);
+            match ipv4 {
+                Some(p) if p.peer == src => SourceCheck::Allowed,
+                _ => SourceCheck::Spoofed,
+            }
+        }
+        IpVersion::V6 => {
+            let Some(src) = packet.get(8..24) else {
+                return SourceCheck::Malformed;
+            };
+            if packet[0] >> 4 != 6 {
+                return SourceCheck::Malformed;
+            }
+            let src = Ipv6Addr::from(<[u8; 16]>::try_from(src).unwrap_or([0; 16]));
+            let link_local_ok = ipv6.is_some_and(|p| src == ndp::link_local(p.peer_ifid));
+            let prefix_ok = prefix.is_some_and(|(prefix, len)| in_prefix(src, prefix, len));
+            if ndp::is_router_solicitation(packet) && (link_local_ok || src.is_unspecified()) {
+                return SourceCheck::RouterSolicitation;
+            }
+            if link_local_ok || prefix_ok {
+                SourceCheck::Allowed
+            } else {
+                SourceCheck::Spoofed
+            }
+        }
+    }
+}
+
+fn in_prefix(addr: Ipv6Addr, prefix: Ipv6Addr, len: u8) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - u32::from(len.min(128)));
+    u128::from(addr) & mask == u128::from(prefix) & mask
+}

@@ -1,0 +1,312 @@
+//! One worker per core: a pinned thread running its own tokio-uring
+//! runtime, with its own `SO_REUSEPORT` listeners and its own queue of the
+//! multi-queue TUN device.
+//!
+//! A session lives on the worker that accepted it, from accept to close: its
+//! TLS state, protocol state and buffers are only ever touched by that
+//! thread, so the per-packet path takes no locks.
+//!
+//! Packets read from this worker's TUN queue are routed by destination
+//! through the lock-free [`SessionTable`](crate::session_table::SessionTable).
+//! When the owning session lives on another worker, the packet is handed over
+//! through that worker's [`Mailbox`](crate::wakeup::Mailbox) (crossbeam
+//! channel plus an eventfd the receiving io_uring waits on), in batches: all
+//! packets read in one scheduler tick go out as one message per destination
+//! worker.
+
+mod session;
+mod slots;
+mod tun_io;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::TcpListener as StdTcpListener;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::metrics::{Metrics, WorkerMetrics};
+use crate::proto::auth::{AuthDecision, Authenticator};
+use crate::proto::session::SessionConfig;
+use crate::proto::sstp::CertHashes;
+use crate::session_table::{SessionRef, SessionTable};
+use crate::tls::ktls::KtlsPlan;
+use crate::wakeup::{Mailbox, MailboxSender};
+
+pub(crate) use session::SessionCtx;
+use slots::Slots;
+use tun_io::TunWriteQueue;
+
+/// What workers send each other.
+#[derive(Debug)]
+pub(crate) enum WorkerMsg {
+    /// An IP packet read from TUN for a session living on the receiving
+    /// worker.
+    Packet { to: SessionRef, packet: Vec<u8> },
+    /// An [`Authenticator`]'s answer for a session of the receiving worker.
+    Auth {
+        to: SessionRef,
+        decision: AuthDecision,
+    },
+    /// Disconnect every session and stop.
+    Shutdown,
+}
+
+/// Everything the workers share (read-only after startup, or internally
+/// synchronised).
+pub(crate) struct Shared {
+    pub config: Arc<Config>,
+    pub session_config: SessionConfig,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub ktls: KtlsPlan,
+    pub cert: CertHashes,
+    pub authenticator: Arc<dyn Authenticator>,
+    pub pools: Arc<crate::server::ServerPools>,
+    pub table: SessionTable,
+    pub metrics: Metrics,
+    pub mailboxes: Vec<MailboxSender<WorkerMsg>>,
+    /// Set once shutdown has begun: stop accepting.
+    pub stopping: AtomicBool,
+}
+
+/// The per-worker resources created before the thread starts.
+pub(crate) struct WorkerSetup {
+    pub index: usize,
+    pub listeners: Vec<StdTcpListener>,
+    pub tun_queue: std::fs::File,
+    pub mailbox: Mailbox<WorkerMsg>,
+    pub core: Option<core_affinity::CoreId>,
+}
+
+/// Starts worker `setup.index` on its own thread.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    setup: WorkerSetup,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("sstpd-worker-{}", setup.index))
+        .spawn(move || {
+            if let Some(core) = setup.core {
+                if !core_affinity::set_for_current(core) {
+                    tracing::warn!(
+                        worker = setup.index,
+                        core = core.id,
+                        "could not pin worker to its core"
+                    );
+                }
+            }
+            let result = tokio_uring::builder()
+                .entries(1024)
+                .start(async move { Worker::run(shared, setup).await });
+            if let Err(e) = result {
+                tracing::error!(error = %e, "worker failed");
+            }
+        })
+}
+
+/// Number of TUN reads each worker keeps in flight.
+const TUN_READS_IN_FLIGHT: usize = 8;
+
+pub(crate) struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    sessions: RefCell<Slots<SessionCtx>>,
+    tun: tokio_uring::fs::File,
+    tun_queue: RefCell<TunWriteQueue>,
+    tun_wake: Notify,
+    /// Packets for other workers, collected during one tick.
+    outbound: RefCell<Vec<Vec<WorkerMsg>>>,
+    flush_wake: Notify,
+    mailbox: RefCell<Mailbox<WorkerMsg>>,
+    stopping: Cell<bool>,
+    /// Signalled whenever a session ends (shutdown waits on it).
+    session_ended: Notify,
+}
+
+impl Worker {
+    async fn run(shared: Arc<Shared>, setup: WorkerSetup) -> io::Result<()> {
+        let workers = shared.mailboxes.len();
+        let mtu = usize::from(shared.config.tun.mtu);
+        let worker = Rc::new(Worker {
+            index: setup.index,
+            sessions: RefCell::new(Slots::new(setup.index as u16)),
+            tun: tokio_uring::fs::File::from_std(setup.tun_queue),
+            tun_queue: RefCell::new(TunWriteQueue::new(mtu)),
+            tun_wake: Notify::new(),
+            outbound: RefCell::new((0..workers).map(|_| Vec::new()).collect()),
+            flush_wake: Notify::new(),
+            mailbox: RefCell::new(setup.mailbox),
+            stopping: Cell::new(false),
+            session_ended: Notify::new(),
+            shared,
+        });
+        let mut listener_wait = worker.mailbox.borrow().listener()?;
+
+        for listener in setup.listeners {
+            let listener = tokio_uring::net::TcpListener::from_std(listener);
+            tokio_uring::spawn(session::accept_loop(worker.clone(), listener));
+        }
+        for _ in 0..TUN_READS_IN_FLIGHT {
+            tokio_uring::spawn(tun_io::tun_reader(worker.clone()));
+        }
+        tokio_uring::spawn(tun_io::tun_writer(worker.clone()));
+        tokio_uring::spawn(flush_outbound(worker.clone()));
+        tokio_uring::spawn(stats_logger(worker.clone()));
+
+        // The mailbox loop is the worker's main task: it ends the runtime
+        // once shutdown has drained every session.
+        loop {
+            listener_wait.wait().await?;
+            let mut shutdown = false;
+            let mut messages = Vec::new();
+            worker
+                .mailbox
+                .borrow_mut()
+                .drain(&mut |msg| messages.push(msg));
+            for msg in messages {
+                match msg {
+                    WorkerMsg::Packet { to, packet } => worker.deliver_to_session(to, &packet),
+                    WorkerMsg::Auth { to, decision } => {
+                        let session = worker.sessions.borrow().get(to).cloned();
+                        match session {
+                            Some(s) => s.auth_decision(&worker, decision),
+                            None => worker.metrics().event("auth_answer_for_closed_session"),
+                        }
+                    }
+                    WorkerMsg::Shutdown => shutdown = true,
+                }
+            }
+            if shutdown {
+                worker.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+
+    fn metrics(&self) -> &WorkerMetrics {
+        self.shared.metrics.worker(self.index)
+    }
+
+    /// Disconnects every session (CALL_DISCONNECT after LCP terminate) and
+    /// waits, within the configured bound, for them to finish.
+    async fn shutdown(&self) {
+        self.stopping.set(true);
+        let sessions: Vec<_> = self.sessions.borrow().values().cloned().collect();
+        tracing::info!(
+            worker = self.index,
+            sessions = sessions.len(),
+            "shutting down"
+        );
+        for s in &sessions {
+            s.close(self);
+        }
+        drop(sessions);
+        let deadline = tokio::time::Instant::now() + self.shared.config.server.shutdown_timeout;
+        while !self.sessions.borrow().is_empty() {
+            let ended = self.session_ended.notified();
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                let left = self.sessions.borrow().len();
+                tracing::warn!(
+                    worker = self.index,
+                    sessions = left,
+                    "shutdown timeout: dropping the rest"
+                );
+                self.metrics()
+                    .events_n("shutdown_forced_close", left as u64);
+                break;
+            }
+        }
+    }
+
+    /// Routes a packet read from TUN (or handed over by another worker) to
+    /// the session that owns its destination.
+    fn route_from_tun(&self, packet: &[u8]) {
+        let Some(owner) = self.shared.table.lookup_packet_destination(packet) else {
+            WorkerMetrics::add(&self.metrics().tun_no_session, 1);
+            return;
+        };
+        if usize::from(owner.worker) == self.index {
+            self.deliver_to_session(owner, packet);
+            return;
+        }
+        let mut outbound = self.outbound.borrow_mut();
+        let Some(batch) = outbound.get_mut(usize::from(owner.worker)) else {
+            WorkerMetrics::add(&self.metrics().tun_no_session, 1);
+            return;
+        };
+        if batch.is_empty() {
+            self.flush_wake.notify_one();
+        }
+        batch.push(WorkerMsg::Packet {
+            to: owner,
+            packet: packet.to_vec(),
+        });
+        WorkerMetrics::add(&self.metrics().handoff_packets, 1);
+    }
+
+    fn deliver_to_session(&self, to: SessionRef, packet: &[u8]) {
+        let session = self.sessions.borrow().get(to).cloned();
+        match session {
+            Some(s) => s.send_ip(self, packet),
+            None => WorkerMetrics::add(&self.metrics().tun_no_session, 1),
+        }
+    }
+
+    /// Queues a packet from a client for the TUN device.
+    fn write_to_tun(&self, packet: &[u8]) {
+        if self.tun_queue.borrow_mut().push(packet) {
+            self.tun_wake.notify_one();
+        } else {
+            WorkerMetrics::add(&self.metrics().tun_write_queue_full, 1);
+        }
+    }
+}
+
+/// Sends the packets collected for other workers, once per scheduler tick.
+async fn flush_outbound(worker: Rc<Worker>) {
+    loop {
+        worker.flush_wake.notified().await;
+        // Let every other ready task (TUN reads completing in the same
+        // io_uring batch) add to the batches first.
+        tokio::task::yield_now().await;
+        let batches: Vec<(usize, Vec<WorkerMsg>)> = worker
+            .outbound
+            .borrow_mut()
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, b)| (i, std::mem::take(b)))
+            .collect();
+        for (target, batch) in batches {
+            let n = batch.len() as u64;
+            if let Err(e) = worker.shared.mailboxes[target].send_batch(batch) {
+                worker.metrics().events_n(e.kind.as_str(), n);
+            }
+        }
+    }
+}
+
+/// Logs this worker's share of the counters now and then (debug level), so
+/// an operator can see it is alive.
+async fn stats_logger(worker: Rc<Worker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if worker.index == 0 {
+            tracing::info!(stats = %worker.shared.metrics.snapshot(), "server statistics");
+        }
+    }
+}
+
+/// Asks every worker to shut down.
+pub(crate) fn broadcast_shutdown(shared: &Shared) {
+    if shared.stopping.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for mailbox in &shared.mailboxes {
+        let _ = mailbox.send_batch(vec![WorkerMsg::Shutdown]);
+    }
+}

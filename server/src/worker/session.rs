@@ -1,0 +1,404 @@
+//! One client connection on its worker: TLS handshake, then a reader task
+//! (socket -> protocol core -> TUN) and a writer task (protocol output and
+//! packets from TUN -> one TLS write per batch), both driving the same
+//! sans-IO [`Session`].
+
+use std::cell::{Cell, RefCell};
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tracing::{field, Instrument};
+
+use super::{Worker, WorkerMsg};
+use crate::metrics::WorkerMetrics;
+use crate::proto::auth::{AuthDecision, AuthReply};
+use crate::proto::session::{Session, SessionEvent};
+use crate::session_table::SessionRef;
+use crate::uring_tls::{ReadOutcome, TlsConn};
+
+/// Plaintext queued for a client beyond which further packets from TUN are
+/// dropped (and counted): bounds memory per session under overload.
+const MAX_PENDING_PLAINTEXT: usize = 512 * 1024;
+
+/// Accepts connections on one listener until shutdown.
+pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                if worker.stopping.get() {
+                    return;
+                }
+                WorkerMetrics::add(&worker.metrics().connections_accepted, 1);
+                tokio_uring::spawn(serve_connection(worker.clone(), tcp, peer));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off briefly rather than spin.
+                worker.metrics().event("accept_error");
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Per-session state shared by the reader and writer tasks.
+pub(crate) struct SessionCtx {
+    reference: SessionRef,
+    proto: RefCell<Session>,
+    tls: TlsConn,
+    /// TLS plaintext waiting for the writer: SSTP packets, control and data.
+    out: RefCell<Vec<u8>>,
+    wake_writer: Notify,
+    span: tracing::Span,
+    /// Addresses this session owns in the session table.
+    routes: RefCell<Vec<IpAddr>>,
+    /// The IPv4 address IPCP assigned, while it is up.
+    ipv4_route: Cell<Option<std::net::Ipv4Addr>>,
+    /// The IPv6 /64 delegated to this session, to return to the pool.
+    ipv6_prefix: Cell<Option<std::net::Ipv6Addr>>,
+    reader_done: Cell<bool>,
+}
+
+async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, peer: SocketAddr) {
+    let accepted_at = Instant::now();
+    let span = tracing::info_span!(
+        "session",
+        %peer,
+        correlation_id = field::Empty,
+        user = field::Empty,
+        ip = field::Empty
+    );
+    let max = worker.shared.config.server.max_sessions;
+    let live = worker.shared.metrics.sessions_active();
+    if max > 0 && live >= max as i64 {
+        worker.metrics().event("refused_max_sessions");
+        span.in_scope(|| tracing::warn!(max, "refusing connection: max_sessions reached"));
+        return;
+    }
+    let _ = tcp.set_nodelay(true);
+    let conn = match rustls::ServerConnection::new(worker.shared.tls.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            worker.metrics().event("tls_setup_error");
+            span.in_scope(|| tracing::error!(error = %e, "TLS setup failed"));
+            return;
+        }
+    };
+    let tls = TlsConn::new(tcp, conn.into());
+    let mut early = Vec::new();
+    let timeout = worker.shared.config.tls.handshake_timeout;
+    if let Err(e) = tls
+        .handshake(timeout, &mut early)
+        .instrument(span.clone())
+        .await
+    {
+        worker.metrics().event(e.as_str());
+        span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
+        return;
+    }
+    if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()) {
+        // The decision is logged and counted; offload itself needs a
+        // kernel with the TLS ULP (see tls::ktls), which the startup probe
+        // found missing when this says Userspace.
+        let decision = worker.shared.ktls.decide(suite);
+        span.in_scope(|| tracing::debug!(suite = ?suite.suite(), ?decision, "TLS established"));
+    }
+
+    let seed: [u8; 32] = rand::random();
+    let session = Session::server(
+        &worker.shared.session_config,
+        accepted_at,
+        worker.shared.cert,
+        seed,
+    );
+    let inserted = worker
+        .sessions
+        .borrow_mut()
+        .insert_with(|reference| SessionCtx {
+            reference,
+            proto: RefCell::new(session),
+            tls,
+            out: RefCell::new(Vec::with_capacity(16 * 1024)),
+            wake_writer: Notify::new(),
+            span: span.clone(),
+            routes: RefCell::new(Vec::new()),
+            ipv4_route: Cell::new(None),
+            ipv6_prefix: Cell::new(None),
+            reader_done: Cell::new(false),
+        });
+    let Some((_, ctx)) = inserted else {
+        worker.metrics().event("refused_worker_full");
+        return;
+    };
+    worker
+        .metrics()
+        .sessions_active
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+    if !early.is_empty() {
+        ctx.input(&worker, &early);
+    }
+    tokio_uring::spawn(reader(worker.clone(), ctx.clone()).instrument(span.clone()));
+    writer(&worker, &ctx).instrument(span).await;
+    ctx.finish(&worker);
+}
+
+/// Socket -> TLS -> protocol core -> TUN.
+async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
+    let mut plaintext = Vec::with_capacity(crate::uring_tls::READ_CHUNK);
+    loop {
+        plaintext.clear();
+        match ctx.tls.read_plaintext(&mut plaintext).await {
+            Ok(ReadOutcome::Data(_)) => ctx.input(&worker, &plaintext),
+            Ok(ReadOutcome::Closed) => {
+                ctx.proto.borrow_mut().transport_closed(Instant::now());
+                break;
+            }
+            Err(e) => {
+                worker.metrics().event(e.as_str());
+                tracing::debug!(error = %e, "connection read failed");
+                ctx.proto.borrow_mut().transport_closed(Instant::now());
+                break;
+            }
+        }
+        if ctx.proto.borrow().is_closed() {
+            break;
+        }
+    }
+    ctx.reader_done.set(true);
+    ctx.after_step(&worker);
+}
+
+/// Protocol output -> TLS -> socket; also runs the session's timers.
+async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
+    let mut batch: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        let now = Instant::now();
+        let deadline = {
+            let mut proto = ctx.proto.borrow_mut();
+            if proto.poll_timeout().is_some_and(|t| t <= now) {
+                proto.handle_timeout(now);
+            }
+            proto.poll_transmit(now, &mut ctx.out.borrow_mut());
+            proto.poll_timeout()
+        };
+        ctx.handle_events(worker);
+        std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
+        if !batch.is_empty() || ctx.tls.wants_flush() {
+            let result = ctx.tls.write_plaintext(&batch).await;
+            batch.clear();
+            if let Err(e) = result {
+                worker.metrics().event(e.as_str());
+                tracing::debug!(error = %e, "connection write failed");
+                ctx.proto.borrow_mut().transport_closed(Instant::now());
+                ctx.handle_events(worker);
+                break;
+            }
+            continue;
+        }
+        if ctx.proto.borrow().is_closed() {
+            let _ = ctx.tls.close().await;
+            break;
+        }
+        if ctx.reader_done.get() && ctx.proto.borrow().is_closed() {
+            break;
+        }
+        match deadline {
+            Some(deadline) => {
+                let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+                tokio::select! {
+                    _ = ctx.wake_writer.notified() => {}
+                    _ = sleep => {}
+                }
+            }
+            None => ctx.wake_writer.notified().await,
+        }
+    }
+    // Make the reader's pending read return so its task ends too.
+    let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);
+}
+
+impl SessionCtx {
+    /// Feeds plaintext from the client to the protocol core; IP packets go
+    /// to the TUN write queue.
+    fn input(&self, worker: &Worker, plaintext: &[u8]) {
+        let now = Instant::now();
+        self.proto
+            .borrow_mut()
+            .handle_input(now, plaintext, &mut |packet| worker.write_to_tun(packet));
+        self.after_step(worker);
+    }
+
+    /// After any input: act on events and let the writer send what the
+    /// protocol queued.
+    fn after_step(&self, worker: &Worker) {
+        self.handle_events(worker);
+        self.wake_writer.notify_one();
+    }
+
+    /// A packet from TUN for this client.
+    pub(crate) fn send_ip(&self, worker: &Worker, packet: &[u8]) {
+        let mut out = self.out.borrow_mut();
+        if out.len() >= MAX_PENDING_PLAINTEXT {
+            WorkerMetrics::add(&worker.metrics().tx_queue_full, 1);
+            return;
+        }
+        match self.proto.borrow_mut().send_ip(packet, &mut out) {
+            Ok(()) => {
+                let m = worker.metrics();
+                WorkerMetrics::add(&m.tx_packets, 1);
+                WorkerMetrics::add(&m.tx_bytes, packet.len() as u64);
+            }
+            Err(e) => worker.metrics().event(e.as_str()),
+        }
+        drop(out);
+        self.wake_writer.notify_one();
+    }
+
+    pub(crate) fn auth_decision(&self, worker: &Worker, decision: AuthDecision) {
+        self.proto
+            .borrow_mut()
+            .auth_decision(Instant::now(), decision);
+        self.after_step(worker);
+    }
+
+    /// Graceful close (shutdown): LCP Terminate, then CALL_DISCONNECT.
+    pub(crate) fn close(&self, worker: &Worker) {
+        self.proto.borrow_mut().close(Instant::now());
+        self.after_step(worker);
+    }
+
+    fn handle_events(&self, worker: &Worker) {
+        loop {
+            let event = self.proto.borrow_mut().poll_event();
+            let Some(event) = event else { return };
+            let _guard = self.span.enter();
+            match event {
+                SessionEvent::AuthRequest(request) => {
+                    tracing::debug!(user = %request.username, method = %request.credentials.protocol(), "authenticating");
+                    let mailbox = worker.shared.mailboxes[worker.index].clone();
+                    let to = self.reference;
+                    let reply = AuthReply::new(move |decision| {
+                        let _ = mailbox.send_batch(vec![WorkerMsg::Auth { to, decision }]);
+                    });
+                    worker.shared.authenticator.authenticate(request, reply);
+                }
+                SessionEvent::HttpHandshake { correlation_id } => {
+                    self.span
+                        .record("correlation_id", field::display(&correlation_id));
+                }
+                SessionEvent::Authenticated { username } => {
+                    self.span.record("user", field::display(&username));
+                    tracing::info!("authenticated");
+                }
+                SessionEvent::Established => {
+                    WorkerMetrics::add(&worker.metrics().sessions_established, 1);
+                    tracing::info!("call connected");
+                }
+                SessionEvent::Ipv4Up(params) => {
+                    self.span.record("ip", field::display(params.peer));
+                    self.add_route(worker, IpAddr::V4(params.peer));
+                    self.ipv4_route.set(Some(params.peer));
+                    tracing::info!(peer = %params.peer, local = %params.local, "IPCP opened");
+                }
+                SessionEvent::Ipv4Down => {
+                    if let Some(v4) = self.ipv4_route.take() {
+                        self.remove_route(worker, IpAddr::V4(v4));
+                    }
+                }
+                SessionEvent::Ipv6Up(params) => {
+                    tracing::info!(
+                        peer_ifid = format_args!("{:016x}", params.peer_ifid),
+                        "IPv6CP opened"
+                    );
+                    self.delegate_ipv6_prefix(worker);
+                }
+                SessionEvent::Ipv6Down => self.release_ipv6_prefix(worker),
+                // Client-role only: a server never receives advertisements.
+                SessionEvent::Ipv6Prefix { .. } => {}
+                SessionEvent::Closed(reason) => {
+                    worker.metrics().event(reason.as_str());
+                    tracing::info!(reason = reason.as_str(), "session closed");
+                }
+                SessionEvent::Dropped { reason, count } => {
+                    worker.metrics().events_n(reason.as_str(), u64::from(count));
+                    tracing::debug!(reason = reason.as_str(), count, "dropped");
+                }
+            }
+        }
+    }
+
+    fn add_route(&self, worker: &Worker, addr: IpAddr) {
+        match worker.shared.table.insert(addr, self.reference) {
+            Ok(None) => {}
+            Ok(Some(previous)) if previous != self.reference => {
+                // A fixed address still held by an older session of the
+                // same user: the newer session wins, the old one's traffic
+                // stops; it will time out or be closed by its client.
+                worker.metrics().event("route_taken_over");
+                tracing::warn!(%addr, ?previous, "address moved from an older session");
+            }
+            Ok(Some(_)) => {}
+            Err(e) => {
+                worker.metrics().event(e.as_str());
+                tracing::error!(%addr, error = %e, "cannot route address");
+                return;
+            }
+        }
+        self.routes.borrow_mut().push(addr);
+    }
+
+    fn remove_route(&self, worker: &Worker, addr: IpAddr) {
+        let _ = worker.shared.table.remove(addr, self.reference);
+        self.routes.borrow_mut().retain(|a| *a != addr);
+    }
+
+    fn delegate_ipv6_prefix(&self, worker: &Worker) {
+        let Some(pool) = worker.shared.pools.ipv6.as_ref() else {
+            return;
+        };
+        match pool.allocate() {
+            Ok(prefix) => {
+                self.ipv6_prefix.set(Some(prefix));
+                self.add_route(worker, IpAddr::V6(prefix));
+                self.proto
+                    .borrow_mut()
+                    .set_ipv6_prefix(Instant::now(), prefix, 64);
+                tracing::info!(%prefix, "delegated IPv6 /64");
+            }
+            Err(e) => {
+                worker.metrics().event(e.as_str());
+                tracing::warn!(error = %e, "no IPv6 prefix left");
+            }
+        }
+    }
+
+    fn release_ipv6_prefix(&self, worker: &Worker) {
+        if let Some(prefix) = self.ipv6_prefix.take() {
+            self.remove_route(worker, IpAddr::V6(prefix));
+            if let Some(pool) = worker.shared.pools.ipv6.as_ref() {
+                let _ = pool.release(prefix);
+            }
+        }
+    }
+
+    /// Final cleanup once the writer has finished: routes, prefix, slot.
+    fn finish(&self, worker: &Worker) {
+        self.handle_events(worker);
+        self.release_ipv6_prefix(worker);
+        let routes = std::mem::take(&mut *self.routes.borrow_mut());
+        for addr in routes {
+            let _ = worker.shared.table.remove(addr, self.reference);
+        }
+        // Dropping the protocol session releases its IPv4 address (the PPP
+        // link returns it to the pool).
+        worker.sessions.borrow_mut().remove(self.reference);
+        worker
+            .metrics()
+            .sessions_active
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        worker.session_ended.notify_waiters();
+    }
+}
