@@ -23,6 +23,9 @@ pub mod caps;
 /// Command-line interface.
 #[cfg(feature = "runtime")]
 pub mod cli;
+/// The client side of the runtime (load generator, end-to-end tests).
+#[cfg(feature = "runtime")]
+pub mod client;
 /// The TOML configuration and its embedded defaults.
 #[cfg(feature = "runtime")]
 pub mod config;

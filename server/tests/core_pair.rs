@@ -156,6 +156,22 @@ fn exchange_traffic(pair: &mut Pair) {
 }
 
 #[test]
+fn setup_needs_no_retransmission_on_a_lossless_stream() {
+    for method in [
+        AuthProtocol::MsChapV2,
+        AuthProtocol::ChapMd5,
+        AuthProtocol::Pap,
+    ] {
+        let mut pair = pair_with(method, HashProtocols::BOTH, "correct horse");
+        assert!(
+            pair.connect_without_timers(),
+            "{method}: setup waited for a timer: {pair:?}"
+        );
+        assert_eq!(pair.elapsed(), Duration::ZERO);
+    }
+}
+
+#[test]
 fn mschapv2_session_comes_up_with_crypto_binding_from_mppe_keys() {
     let mut pair = pair_with(AuthProtocol::MsChapV2, HashProtocols::BOTH, "correct horse");
     assert!(pair.connect(), "{pair:?}");

@@ -87,6 +87,9 @@ pub enum SessionEvent {
     HttpHandshake {
         correlation_id: String,
     },
+    /// SSTP's lower link is up and PPP has started (server: Call Connect
+    /// Acknowledge sent; client: received).
+    PppStarted,
     /// Server: judge these credentials and answer with
     /// [`Session::auth_decision`], now or later.
     AuthRequest(AuthRequest),
@@ -315,6 +318,12 @@ impl Session {
         } = self;
         let role = *role;
         sstp.handle_input_with_state(now, data, &mut |frame, established| {
+            // PPP frames are only passed once SSTP's lower link is up. The
+            // peer's first LCP frame often shares a read with the Call
+            // Connect Acknowledge that brought the link up: open PPP here,
+            // before the frame, or it would be dropped and cost a restart
+            // interval. (`open` does nothing on an open link.)
+            ppp.open(now);
             ppp.handle_frame(now, frame, &mut |version, packet| {
                 if !established {
                     events.push_back(SessionEvent::Dropped {
@@ -631,7 +640,10 @@ impl Session {
 
     fn on_sstp_event(&mut self, now: Instant, event: SstpEvent) {
         match event {
-            SstpEvent::PppReady => self.ppp.open(now),
+            SstpEvent::PppReady => {
+                self.events.push_back(SessionEvent::PppStarted);
+                self.ppp.open(now);
+            }
             SstpEvent::Established { .. } => self.events.push_back(SessionEvent::Established),
             SstpEvent::Dropped { reason, count } => self.events.push_back(SessionEvent::Dropped {
                 reason: DropReason::Sstp(reason),

@@ -318,6 +318,9 @@ impl SessionCtx {
                 SessionEvent::Ipv6Down => self.release_ipv6_prefix(worker),
                 // Client-role only: a server never receives advertisements.
                 SessionEvent::Ipv6Prefix { .. } => {}
+                SessionEvent::PppStarted => {
+                    tracing::debug!("call connect acknowledged; PPP started")
+                }
                 SessionEvent::Closed(reason) => {
                     worker.metrics().event(reason.as_str());
                     tracing::info!(reason = reason.as_str(), "session closed");

@@ -1,0 +1,249 @@
+//! Shared by the end-to-end tests: a server in a fresh network namespace,
+//! clients built from the protocol core's client role over real TLS, and
+//! ICMP helpers.
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sstpd::client::ClientOptions;
+use sstpd::config::{Config, InlineUser, Secret, TlsVersion};
+use sstpd::netns::NetNs;
+use sstpd::proto::auth::AuthProtocol;
+use sstpd::proto::ppp::PppConfig;
+use sstpd::proto::session::SessionConfig;
+use sstpd::proto::sstp::SstpConfig;
+use sstpd::server::ServerHandle;
+use sstpd::tls::certs::{generate_self_signed, SelfSignedKey};
+use sstpd::tls::client::{build_client_config, ServerVerification};
+
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+/// A namespace with a running server; shut down and removed on drop.
+pub struct TestServer {
+    pub server: Option<ServerHandle>,
+    pub addr: SocketAddr,
+    pub cert_der: Vec<u8>,
+    pub ns: NetNs,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+            server.join(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Users every test server knows.
+pub const USERS: &[(&str, &str)] = &[("alice", "alice-secret"), ("bob", "bob-secret")];
+
+/// A server configuration for tests: loopback on an ephemeral port, a
+/// certificate of the given key type, two workers, the default pool.
+pub fn test_config(dir: &Path, key: SelfSignedKey, workers: usize) -> Config {
+    let cert = generate_self_signed(key, &["localhost", "127.0.0.1"]).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    let mut config = Config::default();
+    config.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.server.workers = workers;
+    config.server.state_dir = Some(dir.to_path_buf());
+    config.server.shutdown_timeout = Duration::from_secs(5);
+    config.tls.certificate = Some(cert_path);
+    config.tls.private_key = Some(key_path);
+    config.users.local = USERS
+        .iter()
+        .map(|(name, password)| InlineUser {
+            name: name.to_string(),
+            password: Secret(password.to_string()),
+            ip: None,
+        })
+        .collect();
+    config
+}
+
+impl TestServer {
+    /// Starts a server with `config` in a new namespace (with IPv4
+    /// forwarding on, so clients can reach each other).
+    pub fn start(config: Config) -> TestServer {
+        let ns = NetNs::new("sstpd-e2e").expect("create namespace");
+        let out = ns
+            .command("sysctl")
+            .args(["-qw", "net.ipv4.ip_forward=1"])
+            .output()
+            .expect("sysctl");
+        assert!(
+            out.status.success(),
+            "sysctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cert_der = std::fs::read(config.tls.certificate.as_ref().unwrap()).unwrap();
+        let server = ns
+            .run(move || sstpd::server::start(config))
+            .expect("server starts");
+        let addr = server.local_addrs()[0];
+        TestServer {
+            server: Some(server),
+            addr,
+            cert_der,
+            ns,
+            dir,
+        }
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.server.as_ref().unwrap()
+    }
+
+    /// Runs `f` on a tokio-uring runtime on a thread inside the namespace.
+    pub fn run_clients<F, Fut, R>(&self, f: F) -> R
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = R>,
+        R: Send + 'static,
+    {
+        self.ns.run(move || tokio_uring::start(f()))
+    }
+}
+
+/// Client-role protocol configuration offering `methods`.
+pub fn client_session_config(methods: &[AuthProtocol]) -> SessionConfig {
+    let ppp = PppConfig {
+        auth_protocols: methods.to_vec(),
+        ..PppConfig::default()
+    };
+    SessionConfig::new(SstpConfig::default(), ppp)
+}
+
+/// Options for a client of `server`.
+pub fn client_options(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    tls: (TlsVersion, TlsVersion),
+    methods: &[AuthProtocol],
+) -> ClientOptions {
+    let tls = build_client_config(&sstpd::tls::client::ClientOptions {
+        verification: ServerVerification::Insecure,
+        min_version: tls.0,
+        max_version: tls.1,
+        ..Default::default()
+    })
+    .unwrap();
+    ClientOptions {
+        target: addr,
+        bind: None,
+        tls,
+        server_name: sstpd::tls::client::server_name("localhost").unwrap(),
+        host: addr.ip().to_string(),
+        username: user.to_string(),
+        password: password.as_bytes().to_vec(),
+        session: client_session_config(methods),
+        setup_timeout: Duration::from_secs(20),
+    }
+}
+
+/// A shared verification for clients that trust exactly `cert_pem`.
+pub fn trusting(cert_pem: &[u8]) -> ServerVerification {
+    let certs = sstpd::tls::certs::parse_cert_chain(cert_pem).unwrap();
+    ServerVerification::CaCertificates(certs)
+}
+
+pub type Shared<T> = std::rc::Rc<std::cell::RefCell<T>>;
+
+// ---------------------------------------------------------------- ICMP
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for pair in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 ICMP echo request (or reply, `kind` 0) with valid checksums.
+pub fn icmp_echo(
+    kind: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    id: u16,
+    seq: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let total = 20 + 8 + payload.len();
+    let mut p = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        1,
+        0,
+        0,
+    ];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let c = checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let icmp = p.len();
+    p.extend_from_slice(&[kind, 0, 0, 0]);
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(payload);
+    let c = checksum(&p[icmp..]);
+    p[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// A parsed ICMP echo message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Echo {
+    pub kind: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub id: u16,
+    pub seq: u16,
+    pub payload: Vec<u8>,
+}
+
+pub fn parse_echo(p: &[u8]) -> Option<Echo> {
+    if p.len() < 28 || p[0] != 0x45 || p[9] != 1 {
+        return None;
+    }
+    let icmp = &p[20..];
+    if checksum(icmp) != 0 {
+        return None;
+    }
+    Some(Echo {
+        kind: icmp[0],
+        src: Ipv4Addr::new(p[12], p[13], p[14], p[15]),
+        dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),
+        id: u16::from_be_bytes([icmp[4], icmp[5]]),
+        seq: u16::from_be_bytes([icmp[6], icmp[7]]),
+        payload: icmp[8..].to_vec(),
+    })
+}
+
+/// Keeps the client TLS configuration type reachable for tests that build
+/// their own.
+pub fn client_tls(verification: ServerVerification) -> Arc<rustls::ClientConfig> {
+    build_client_config(&sstpd::tls::client::ClientOptions {
+        verification,
+        ..Default::default()
+    })
+    .unwrap()
+}

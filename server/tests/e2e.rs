@@ -1,0 +1,442 @@
+#![cfg(feature = "runtime")]
+//! sstpd end to end: the real server (TLS, io_uring workers, multi-queue
+//! TUN) in a network namespace, and clients running the protocol core's
+//! client role over real TLS connections.
+
+mod common;
+
+use std::cell::RefCell;
+use std::net::Ipv4Addr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::*;
+use sstpd::client::{self, Client, ConnectError};
+use sstpd::config::TlsVersion;
+use sstpd::proto::auth::{AuthFailure, AuthProtocol};
+use sstpd::proto::ppp::PppCloseReason;
+use sstpd::proto::session::CloseReason;
+use sstpd::tls::certs::SelfSignedKey;
+
+type Inbox = Rc<RefCell<Vec<Vec<u8>>>>;
+
+/// Connects and returns the client with an inbox of received packets.
+async fn connect(options: &sstpd::client::ClientOptions) -> Result<(Client, Inbox), ConnectError> {
+    let inbox: Inbox = Rc::default();
+    let sink = inbox.clone();
+    let (client, _times) = client::connect(
+        options,
+        Box::new(move |p| sink.borrow_mut().push(p.to_vec())),
+    )
+    .await?;
+    Ok((client, inbox))
+}
+
+/// Waits (bounded) until `inbox` holds a packet matching `want`.
+async fn wait_for(inbox: &Inbox, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if inbox.borrow().iter().any(|p| want(p)) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Pings the gateway (the kernel answers through the TUN device) and
+/// checks the reply carries our payload.
+async fn ping_gateway(client: &Client, inbox: &Inbox, id: u16, payload: &[u8]) -> bool {
+    let me = client.address().unwrap();
+    for attempt in 0..3u16 {
+        client
+            .send_ip(&icmp_echo(8, me, GATEWAY, id, attempt, payload))
+            .expect("send");
+        let ok = wait_for(inbox, Duration::from_secs(2), |p| {
+            parse_echo(p).is_some_and(|e| {
+                e.kind == 0 && e.id == id && e.src == GATEWAY && e.dst == me && e.payload == payload
+            })
+        })
+        .await;
+        if ok {
+            return true;
+        }
+    }
+    false
+}
+
+fn tls_pair(v: TlsVersion) -> (TlsVersion, TlsVersion) {
+    (v, v)
+}
+
+#[test]
+fn sessions_come_up_with_pap_and_mschapv2_over_tls12_and_tls13_with_rsa_and_ecdsa() {
+    for key in [SelfSignedKey::Rsa2048, SelfSignedKey::EcdsaP256] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = TestServer::start(test_config(dir.path(), key, 2));
+        let addr = server.addr;
+        let results = server.run_clients(move || async move {
+            let mut results = Vec::new();
+            for tls in [TlsVersion::Tls12, TlsVersion::Tls13] {
+                for method in [AuthProtocol::Pap, AuthProtocol::MsChapV2] {
+                    let options =
+                        client_options(addr, "alice", "alice-secret", tls_pair(tls), &[method]);
+                    let (client, inbox) = connect(&options)
+                        .await
+                        .unwrap_or_else(|e| panic!("{key:?} {tls:?} {method}: {e}"));
+                    let id = results.len() as u16;
+                    let pinged = ping_gateway(
+                        &client,
+                        &inbox,
+                        id,
+                        format!("{key:?}/{tls:?}/{method}").as_bytes(),
+                    )
+                    .await;
+                    client.close(Duration::from_secs(5)).await;
+                    results.push((
+                        format!("{key:?} {tls:?} {method}"),
+                        pinged,
+                        client.is_closed(),
+                    ));
+                }
+            }
+            results
+        });
+        for (case, pinged, closed) in results {
+            assert!(pinged, "{case}: no echo reply from the gateway");
+            assert!(closed, "{case}: graceful close did not finish");
+        }
+        let stats = server.handle().metrics();
+        assert_eq!(stats.sessions_established, 4, "{stats}");
+        assert!(stats.rx_packets >= 4 && stats.tx_packets >= 4, "{stats}");
+    }
+}
+
+#[test]
+fn two_clients_ping_each_other_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 2));
+    let addr = server.addr;
+    let (a_got_reply, b_saw_request) = server.run_clients(move || async move {
+        let options_a = client_options(
+            addr,
+            "alice",
+            "alice-secret",
+            (TlsVersion::Tls12, TlsVersion::Tls13),
+            &[AuthProtocol::MsChapV2],
+        );
+        let options_b = client_options(
+            addr,
+            "bob",
+            "bob-secret",
+            (TlsVersion::Tls12, TlsVersion::Tls13),
+            &[AuthProtocol::MsChapV2],
+        );
+        let (a, inbox_a) = connect(&options_a).await.unwrap();
+        let (b, inbox_b) = connect(&options_b).await.unwrap();
+        let (ip_a, ip_b) = (a.address().unwrap(), b.address().unwrap());
+        assert_ne!(ip_a, ip_b);
+        // B answers echo requests the way a host would.
+        let mut b_saw_request = false;
+        let mut a_got_reply = false;
+        for seq in 0..5u16 {
+            a.send_ip(&icmp_echo(8, ip_a, ip_b, 77, seq, b"a to b"))
+                .unwrap();
+            let got = wait_for(&inbox_b, Duration::from_secs(1), |p| {
+                parse_echo(p)
+                    .is_some_and(|e| e.kind == 8 && e.src == ip_a && e.dst == ip_b && e.seq == seq)
+            })
+            .await;
+            if !got {
+                continue;
+            }
+            b_saw_request = true;
+            b.send_ip(&icmp_echo(0, ip_b, ip_a, 77, seq, b"a to b"))
+                .unwrap();
+            if wait_for(&inbox_a, Duration::from_secs(1), |p| {
+                parse_echo(p)
+                    .is_some_and(|e| e.kind == 0 && e.src == ip_b && e.dst == ip_a && e.seq == seq)
+            })
+            .await
+            {
+                a_got_reply = true;
+                break;
+            }
+        }
+        (a_got_reply, b_saw_request)
+    });
+    assert!(b_saw_request, "client B never saw A's echo request");
+    assert!(a_got_reply, "client A never got B's reply");
+}
+
+#[test]
+fn wrong_password_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 1));
+    let addr = server.addr;
+    let outcomes = server.run_clients(move || async move {
+        let mut outcomes = Vec::new();
+        for method in [AuthProtocol::MsChapV2, AuthProtocol::Pap] {
+            let options = client_options(
+                addr,
+                "alice",
+                "not-her-password",
+                (TlsVersion::Tls12, TlsVersion::Tls13),
+                &[method],
+            );
+            outcomes.push((method, connect(&options).await.map(|_| ()).err()));
+        }
+        outcomes
+    });
+    for (method, error) in outcomes {
+        match error {
+            Some(ConnectError::Closed(CloseReason::Ppp(PppCloseReason::AuthFailed(
+                AuthFailure::Rejected { .. },
+            )))) => {}
+            Some(ConnectError::Closed(CloseReason::Sstp(_))) => {}
+            other => panic!("{method}: expected an authentication failure, got {other:?}"),
+        }
+    }
+    let stats = server.handle().metrics();
+    assert_eq!(stats.sessions_established, 0, "{stats}");
+    assert!(stats.event("auth_failed") >= 2, "{stats}");
+}
+
+#[test]
+fn two_hundred_sessions_on_two_workers_each_get_their_own_packets() {
+    const SESSIONS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.users.local.clear();
+    for i in 0..SESSIONS {
+        config.users.local.push(sstpd::config::InlineUser {
+            name: format!("user{i}"),
+            password: sstpd::config::Secret(format!("pw{i}")),
+            ip: None,
+        });
+    }
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let (connected, verified) = server.run_clients(move || async move {
+        // Connect in waves of 50 to keep setup bounded on two cores.
+        let mut clients = Vec::new();
+        for wave in 0..SESSIONS / 50 {
+            let mut pending = Vec::new();
+            for i in wave * 50..(wave + 1) * 50 {
+                let options = client_options(
+                    addr,
+                    &format!("user{i}"),
+                    &format!("pw{i}"),
+                    (TlsVersion::Tls13, TlsVersion::Tls13),
+                    &[AuthProtocol::MsChapV2],
+                );
+                pending.push(tokio_uring::spawn(
+                    async move { (i, connect(&options).await) },
+                ));
+            }
+            for handle in pending {
+                let (i, result) = handle.await.unwrap();
+                let (client, inbox) = result.unwrap_or_else(|e| panic!("session {i}: {e}"));
+                clients.push((i, client, inbox));
+            }
+        }
+        let connected = clients.len();
+        // Every session pings the gateway with its own index as payload,
+        // all at once; each must get back exactly its own.
+        for (i, client, _) in &clients {
+            let me = client.address().unwrap();
+            let payload = format!("session-{i}");
+            for seq in 0..3u16 {
+                client
+                    .send_ip(&icmp_echo(
+                        8,
+                        me,
+                        GATEWAY,
+                        *i as u16,
+                        seq,
+                        payload.as_bytes(),
+                    ))
+                    .unwrap();
+            }
+        }
+        let mut verified = 0;
+        for (i, client, inbox) in &clients {
+            let me = client.address().unwrap();
+            let payload = format!("session-{i}");
+            let ok = wait_for(inbox, Duration::from_secs(10), |p| {
+                parse_echo(p).is_some_and(|e| e.kind == 0)
+            })
+            .await;
+            let all_mine = inbox.borrow().iter().all(|p| {
+                parse_echo(p).is_some_and(|e| {
+                    e.dst == me && e.id == *i as u16 && e.payload == payload.as_bytes()
+                })
+            });
+            assert!(all_mine, "session {i} received another session's packet");
+            if ok {
+                verified += 1;
+            }
+        }
+        for (_, client, _) in &clients {
+            client.close(Duration::from_secs(5)).await;
+        }
+        (connected, verified)
+    });
+    assert_eq!(connected, SESSIONS);
+    assert_eq!(verified, SESSIONS, "every session got its echo reply");
+    let stats = server.handle().metrics();
+    assert_eq!(stats.sessions_established, SESSIONS as u64, "{stats}");
+    assert!(
+        stats.handoff_packets > 0,
+        "some replies crossed workers: {stats}"
+    );
+}
+
+#[test]
+fn a_client_spoofing_its_source_gets_nothing_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 1));
+    let addr = server.addr;
+    let (spoof_answered, honest_answered) = server.run_clients(move || async move {
+        let options = client_options(
+            addr,
+            "alice",
+            "alice-secret",
+            (TlsVersion::Tls12, TlsVersion::Tls13),
+            &[AuthProtocol::MsChapV2],
+        );
+        let (client, inbox) = connect(&options).await.unwrap();
+        let me = client.address().unwrap();
+        let forged = Ipv4Addr::new(10, 99, 0, 200);
+        assert_ne!(forged, me);
+        for seq in 0..5 {
+            client
+                .send_ip(&icmp_echo(8, forged, GATEWAY, 9, seq, b"forged"))
+                .unwrap();
+        }
+        let spoof_answered = wait_for(&inbox, Duration::from_millis(500), |_| true).await;
+        let honest_answered = ping_gateway(&client, &inbox, 10, b"honest").await;
+        (spoof_answered, honest_answered)
+    });
+    assert!(!spoof_answered, "a spoofed packet got an answer");
+    assert!(honest_answered, "the same client's honest ping must work");
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("spoofed_source"), 5, "{stats}");
+}
+
+#[test]
+fn sigterm_disconnects_every_session_cleanly() {
+    // The real binary, in a namespace, stopped with SIGTERM.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    config.server.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    let toml = config_toml(&config);
+    let config_path = dir.path().join("sstpd.toml");
+    std::fs::write(&config_path, toml).unwrap();
+
+    let ns = sstpd::netns::NetNs::new("sstpd-e2e").unwrap();
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_sstpd"))
+        .arg("--config")
+        .arg(&config_path)
+        .env("SSTPD_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let reasons = ns.run(move || {
+        tokio_uring::start(async move {
+            // Wait for the listener.
+            let mut clients = Vec::new();
+            for attempt in 0..100 {
+                let options = client_options(
+                    addr,
+                    "alice",
+                    "alice-secret",
+                    (TlsVersion::Tls12, TlsVersion::Tls13),
+                    &[AuthProtocol::MsChapV2],
+                );
+                match connect(&options).await {
+                    Ok(c) => {
+                        clients.push(c);
+                        break;
+                    }
+                    Err(_) if attempt < 99 => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => panic!("server did not come up: {e}"),
+                }
+            }
+            for user in ["bob", "alice", "bob"] {
+                let password = format!("{user}-secret");
+                let options = client_options(
+                    addr,
+                    user,
+                    &password,
+                    (TlsVersion::Tls12, TlsVersion::Tls13),
+                    &[AuthProtocol::MsChapV2],
+                );
+                clients.push(connect(&options).await.unwrap());
+            }
+            // SAFETY: sending a signal to our own child.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            let mut reasons = Vec::new();
+            for (client, _) in &clients {
+                assert!(
+                    client.wait_closed(Duration::from_secs(10)).await,
+                    "session not closed after SIGTERM"
+                );
+                reasons.push(client.close_reason().map(|r| r.as_str()).unwrap_or("none"));
+            }
+            reasons
+        })
+    });
+    for reason in &reasons {
+        assert!(
+            ["peer_terminated", "peer_disconnect"].contains(reason),
+            "session ended with {reason}, not a clean disconnect"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sstpd did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert!(log.contains("sstpd stopped"), "log:\n{log}");
+}
+
+/// The parts of a test configuration the binary needs, as TOML.
+fn config_toml(config: &sstpd::config::Config) -> String {
+    let mut users = String::new();
+    for u in &config.users.local {
+        users.push_str(&format!(
+            "\n[[users.local]]\nname = \"{}\"\npassword = \"{}\"\n",
+            u.name, u.password.0
+        ));
+    }
+    format!(
+        "[server]\nlisten = [\"{}\"]\nworkers = {}\nstate_dir = \"{}\"\nshutdown_timeout = \"5s\"\n\n\
+         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{users}",
+        config.server.listen[0],
+        config.server.workers,
+        config.server.state_dir.as_ref().unwrap().display(),
+        config.tls.certificate.as_ref().unwrap().display(),
+        config.tls.private_key.as_ref().unwrap().display(),
+    )
+}
