@@ -1,5 +1,531 @@
-//! `sstp-bench`: benchmarks with same-run references and a regression gate.
+//! `sstp-bench`: benchmarks of sstpd with same-run references, and the
+//! instruction-count regression gate.
 
-fn main() {
-    println!("sstp-bench {}", env!("CARGO_PKG_VERSION"));
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sstp_bench::compare::{self, Bands};
+use sstp_bench::gate::{self, Baseline, GateEnvironment, PartCount, Runner};
+use sstp_bench::reference::{self, tls, ReferencePlan};
+use sstp_bench::results::Results;
+use sstp_bench::workload::Part;
+use sstp_bench::{report, scenario};
+
+const EXAMPLES: &str = "\
+Examples:
+  scripts/regression-gate
+      Build in release mode and run the instruction-count gate (what CI runs).
+  sstp-bench gate --part data
+      Count one part only.
+  sstp-bench gate --update-baseline
+      Rewrite bench/gate-baseline.json with the counts measured now (commit it,
+      saying why the counts moved). Refused when CI is set.
+  sstp-bench reference --out refs.json
+      Bare TLS on this machine: bulk stream, handshake rate, ping-pong latency.
+  sstp-bench report refs.json --out report/
+      report/report.md with SVG charts.
+  sstp-bench compare old.json new.json
+      Exit status 1 if a figure got worse beyond its noise band.
+
+Exit status: 0 success, 1 regression (gate, compare) or failed measurement,
+2 bad usage.";
+
+#[derive(Debug, Parser)]
+#[command(name = "sstp-bench", version, about, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Count the fixed workload's instructions under callgrind and compare
+    /// them with bench/gate-baseline.json.
+    Gate {
+        /// Write the measured counts as the new baseline instead of
+        /// comparing (a reviewed change; refused when CI is set).
+        #[arg(long)]
+        update_baseline: bool,
+        /// The baseline file.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Count only these parts (repeatable).
+        #[arg(long = "part", value_name = "NAME")]
+        parts: Vec<Part>,
+        /// Where callgrind's output files go.
+        #[arg(long, value_name = "DIR", default_value = "target/sstp-bench/gate")]
+        out_dir: PathBuf,
+        /// Also record the counts in a results file.
+        #[arg(long, value_name = "FILE")]
+        results: Option<PathBuf>,
+    },
+    /// Measure the bare-TLS references on this machine.
+    Reference {
+        /// How long each reference runs.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+        duration: f64,
+        /// Which references (default: all).
+        #[arg(long = "only", value_enum)]
+        only: Vec<Which>,
+        /// Cipher suite of the stream and ping-pong references.
+        #[arg(long, default_value = "TLS13_AES_128_GCM_SHA256")]
+        suite: String,
+        /// Plaintext bytes per TLS record (stream).
+        #[arg(long, default_value_t = 16384)]
+        record_size: usize,
+        /// Plaintext bytes per write (stream).
+        #[arg(long, default_value_t = 65536)]
+        write_size: usize,
+        /// Concurrent clients (handshakes).
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Message size (ping-pong).
+        #[arg(long, default_value_t = 64)]
+        message_size: usize,
+        /// Certificate key type.
+        #[arg(long, value_enum, default_value_t = KeyArg::Ecdsa)]
+        key: KeyArg,
+        /// Write a results file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Write a Markdown report with SVG charts from a results file.
+    Report {
+        results: PathBuf,
+        #[arg(long, value_name = "DIR", default_value = "sstp-bench-report")]
+        out: PathBuf,
+    },
+    /// Compare two results files; exit 1 if something got worse beyond its
+    /// noise band.
+    Compare {
+        old: PathBuf,
+        new: PathBuf,
+        /// Band for time-based figures and ratios, in percent.
+        #[arg(long, default_value_t = 10.0)]
+        band: f64,
+        /// Band for p99 and p99.9 latencies.
+        #[arg(long, default_value_t = 20.0)]
+        tail_band: f64,
+        /// Band for memory (RSS).
+        #[arg(long, default_value_t = 10.0)]
+        memory_band: f64,
+        /// Band for instruction counts.
+        #[arg(long, default_value_t = 1.0)]
+        instructions_band: f64,
+    },
+    /// Run scenarios (sstpd driven by sstp-loadgen): bulk, pps, latency,
+    /// setup, idle, churn, or all.
+    Run {
+        scenario: String,
+        /// Measure an sstpd that is already running there instead of
+        /// starting one (no server CPU/RSS figures then).
+        #[arg(long, value_name = "HOST:PORT")]
+        target: Option<SocketAddr>,
+        #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]
+        out: PathBuf,
+    },
+    /// Start sstpd and a few clients in namespaces and show live figures.
+    Demo,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Stream,
+    Handshake,
+    PingPong,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum KeyArg {
+    Ecdsa,
+    Rsa,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Gate {
+            update_baseline,
+            baseline,
+            parts,
+            out_dir,
+            results,
+        } => run_gate(
+            update_baseline,
+            baseline.unwrap_or_else(gate::default_baseline_path),
+            parts,
+            out_dir,
+            results,
+        ),
+        Command::Reference {
+            duration,
+            only,
+            suite,
+            record_size,
+            write_size,
+            clients,
+            message_size,
+            key,
+            out,
+        } => {
+            if !(duration > 0.0 && duration <= 600.0) {
+                eprintln!("sstp-bench: --duration must be in (0, 600] seconds");
+                return ExitCode::from(2);
+            }
+            let duration = Duration::from_secs_f64(duration);
+            let cert = tls::CertSource::Generate(match key {
+                KeyArg::Ecdsa => sstpd::tls::SelfSignedKey::EcdsaP256,
+                KeyArg::Rsa => sstpd::tls::SelfSignedKey::Rsa2048,
+            });
+            let all = only.is_empty();
+            let plan = ReferencePlan {
+                stream: (all || only.contains(&Which::Stream)).then(|| tls::StreamParams {
+                    suite: suite.clone(),
+                    record_size,
+                    write_size,
+                    duration,
+                    cert: cert.clone(),
+                    ..Default::default()
+                }),
+                handshakes: (all || only.contains(&Which::Handshake)).then(|| {
+                    tls::HandshakeParams {
+                        clients,
+                        duration,
+                        cert: cert.clone(),
+                        ..Default::default()
+                    }
+                }),
+                ping_pong: (all || only.contains(&Which::PingPong)).then(|| tls::PingPongParams {
+                    suite: suite.clone(),
+                    message_size,
+                    duration,
+                    cert: cert.clone(),
+                    ..Default::default()
+                }),
+            };
+            run_reference(&plan, out)
+        }
+        Command::Report { results, out } => match Results::load(&results) {
+            Ok(r) => match report::write(&r, &out) {
+                Ok(written) => {
+                    println!("wrote {}", written.markdown.display());
+                    for chart in written.charts {
+                        println!("wrote {}", chart.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sstp-bench: report: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("sstp-bench: {}: {e}", results.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::Compare {
+            old,
+            new,
+            band,
+            tail_band,
+            memory_band,
+            instructions_band,
+        } => {
+            let bands = Bands {
+                time: band,
+                tail: tail_band,
+                memory: memory_band,
+                instructions: instructions_band,
+            };
+            run_compare(&old, &new, &bands)
+        }
+        Command::Run {
+            scenario: name,
+            target,
+            out,
+        } => run_scenarios(&name, target, &out),
+        Command::Demo => {
+            eprintln!(
+                "sstp-bench: demo drives sstpd with sstp-loadgen, which has not landed yet; \
+                 nothing to show. Meanwhile: `sstp-bench reference` measures bare TLS here."
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_gate(
+    update: bool,
+    baseline_path: PathBuf,
+    parts: Vec<Part>,
+    out_dir: PathBuf,
+    results: Option<PathBuf>,
+) -> ExitCode {
+    if update && std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        eprintln!(
+            "sstp-bench: refusing --update-baseline with CI set: the baseline is raised by a \
+             reviewed commit, never by CI"
+        );
+        return ExitCode::from(2);
+    }
+    let out_dir = std::path::absolute(&out_dir).unwrap_or(out_dir);
+    let runner = match Runner::beside_current_exe(out_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sstp-bench: gate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let parts = if parts.is_empty() {
+        Part::ALL.to_vec()
+    } else {
+        parts
+    };
+    let env = GateEnvironment::current();
+    println!(
+        "counting {} parts under callgrind ({}, {}{})",
+        parts.len(),
+        env.valgrind,
+        env.rustc,
+        if runner.no_aslr { ", no ASLR" } else { "" }
+    );
+    let mut measured = BTreeMap::new();
+    for part in &parts {
+        print!("  {:<10} ", part.as_str());
+        let _ = std::io::stdout().flush();
+        let start = Instant::now();
+        match runner.run_part(*part) {
+            Ok(count) => {
+                println!(
+                    "{:>15} Ir  ({:.1}s)",
+                    gate::thousands(count.instructions),
+                    start.elapsed().as_secs_f64()
+                );
+                measured.insert(part.as_str().to_owned(), count);
+            }
+            Err(e) => {
+                println!("failed");
+                eprintln!("sstp-bench: gate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(path) = results {
+        let mut r = Results::new_run();
+        r.gate = measured
+            .iter()
+            .map(|(part, c)| sstp_bench::results::GateCount {
+                part: part.clone(),
+                instructions: c.instructions,
+                units: c.units,
+                unit: c.unit.clone(),
+            })
+            .collect();
+        if let Err(e) = r.save(&path) {
+            eprintln!("sstp-bench: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if update {
+        return update_baseline(&baseline_path, env, measured);
+    }
+    let baseline = match Baseline::load(&baseline_path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "sstp-bench: gate: {e}\n(create it with `sstp-bench gate --update-baseline` \
+                 and commit it)"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    // Judge only the parts that were asked for.
+    let selected: BTreeMap<String, PartCount> = baseline
+        .parts
+        .iter()
+        .filter(|(name, _)| parts.iter().any(|p| p.as_str() == name.as_str()))
+        .map(|(n, c)| (n.clone(), c.clone()))
+        .collect();
+    let rows = gate::compare(&selected, &measured, baseline.tolerance_percent);
+    println!();
+    print!("{}", gate::render_table(&rows, baseline.tolerance_percent));
+    for difference in env.differences(&baseline.environment) {
+        println!(
+            "note: measured with a different {difference}; counts may move for reasons \
+             other than the code"
+        );
+    }
+    if rows.iter().any(|r| r.verdict == gate::Verdict::Improved) {
+        println!(
+            "note: fewer instructions than the baseline: lock the gain in with \
+             `sstp-bench gate --update-baseline` in the commit that made it"
+        );
+    }
+    if rows.iter().any(|r| r.verdict == gate::Verdict::New) {
+        println!("note: parts not in the baseline: add them with --update-baseline");
+    }
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.verdict.fails())
+        .map(|r| r.part.as_str())
+        .collect();
+    if failed.is_empty() {
+        println!(
+            "gate passed: {} parts within ±{}%",
+            rows.len(),
+            baseline.tolerance_percent
+        );
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "gate FAILED: {} (profile with callgrind_annotate {}/callgrind.<part>.out; if the \
+             cost is intended, raise the baseline with --update-baseline in a reviewed commit)",
+            failed.join(", "),
+            runner.out_dir.display()
+        );
+        ExitCode::FAILURE
+    }
+}
+
+fn update_baseline(
+    path: &std::path::Path,
+    env: GateEnvironment,
+    measured: BTreeMap<String, PartCount>,
+) -> ExitCode {
+    // Keep parts that were not measured this time, and the tolerance.
+    let previous = Baseline::load(path).ok();
+    let mut parts = previous
+        .as_ref()
+        .map(|b| b.parts.clone())
+        .unwrap_or_default();
+    let mut changes = Vec::new();
+    for (name, count) in measured {
+        let old = parts.get(&name).map(|c| c.instructions);
+        if old != Some(count.instructions) {
+            changes.push(match old {
+                Some(old) => format!(
+                    "  {name}: {} -> {} Ir ({:+.2}%)",
+                    gate::thousands(old),
+                    gate::thousands(count.instructions),
+                    (count.instructions as f64 - old as f64) / old.max(1) as f64 * 100.0
+                ),
+                None => format!("  {name}: new, {} Ir", gate::thousands(count.instructions)),
+            });
+        }
+        parts.insert(name, count);
+    }
+    let mut baseline = Baseline::new(env, parts);
+    if let Some(previous) = previous {
+        baseline.tolerance_percent = previous.tolerance_percent;
+    }
+    if let Err(e) = std::fs::write(path, baseline.to_json()) {
+        eprintln!("sstp-bench: {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("BASELINE UPDATED: {}", path.display());
+    if changes.is_empty() {
+        println!("  (no count changed)");
+    } else {
+        println!("{}", changes.join("\n"));
+    }
+    println!("Commit it in its own reviewed change, saying why the counts moved.");
+    ExitCode::SUCCESS
+}
+
+fn run_reference(plan: &ReferencePlan, out: Option<PathBuf>) -> ExitCode {
+    println!("measuring bare-TLS references (sstpd's TLS stack: rustls/aws-lc-rs over tokio-uring, loopback)");
+    let mut results = Results::new_run();
+    match reference::measure(plan) {
+        Ok(references) => {
+            for r in &references {
+                let params: Vec<String> =
+                    r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("\n{} ({})", r.name, params.join(", "));
+                for f in &r.figures {
+                    println!("  {:<22} {:>14.3} {}", f.metric, f.value, f.unit);
+                }
+            }
+            results.references = references;
+        }
+        Err(e) => {
+            eprintln!("sstp-bench: reference: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(path) = out {
+        if let Err(e) = results.save(&path) {
+            eprintln!("sstp-bench: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("\nwrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_compare(old: &std::path::Path, new: &std::path::Path, bands: &Bands) -> ExitCode {
+    let load = |path: &std::path::Path| {
+        Results::load(path).map_err(|e| eprintln!("sstp-bench: {}: {e}", path.display()))
+    };
+    let (Ok(old_results), Ok(new_results)) = (load(old), load(new)) else {
+        return ExitCode::from(2);
+    };
+    for difference in compare::machine_differences(&old_results, &new_results) {
+        println!("note: different machine: {difference}");
+    }
+    let rows = compare::compare(&old_results, &new_results, bands);
+    print!("{}", compare::render(&rows));
+    if compare::regressed(&rows) {
+        let worse = rows
+            .iter()
+            .filter(|r| r.change == compare::Change::Worse)
+            .count();
+        println!("{worse} figure(s) got worse beyond their noise band");
+        ExitCode::FAILURE
+    } else {
+        println!("no regression beyond the noise bands");
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_scenarios(name: &str, target: Option<SocketAddr>, out: &std::path::Path) -> ExitCode {
+    let specs = match scenario::select(name) {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("sstp-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut run = scenario::ScenarioRun::new(out);
+    let mut failed = false;
+    for spec in specs {
+        match scenario::run(spec, target) {
+            Ok(result) => run.add_scenario(result),
+            Err(e) => {
+                eprintln!("sstp-bench: {}: {e}", spec.name);
+                failed = true;
+            }
+        }
+    }
+    if run.results.scenarios.is_empty() {
+        // Nothing measured: write no file rather than an empty one.
+        return ExitCode::FAILURE;
+    }
+    match run.save() {
+        Ok(path) => println!("wrote {}", path.display()),
+        Err(e) => {
+            eprintln!("sstp-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

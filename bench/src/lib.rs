@@ -1,0 +1,19 @@
+//! `sstp-bench`: one-command benchmarks and regression checks for sstpd.
+//!
+//! * [`gate`]: the instruction-count regression gate (callgrind) over the
+//!   fixed in-memory [`workload`].
+//! * [`reference`]: bare-TLS references measured in the same run as the
+//!   figures they stand beside.
+//! * [`results`]: the versioned results file; [`report`] renders it as
+//!   Markdown with SVG charts; [`compare`] judges two of them.
+//! * [`scenario`]: sstpd in a network namespace, its CPU and memory, and
+//!   the scenarios that drive it with sstp-loadgen.
+
+pub mod compare;
+pub mod gate;
+pub mod reference;
+pub mod report;
+pub mod results;
+pub mod scenario;
+pub mod table;
+pub mod workload;

@@ -1,0 +1,201 @@
+//! References measured in the same run as the figures they stand beside.
+//!
+//! This machine is shared and noisy: an absolute rate means little on its
+//! own, so every scenario figure is reported next to what the bare TLS
+//! stack does on the same machine a moment earlier, and as a ratio to it.
+//! See [`tls`] for what is measured and why it is the fair comparison.
+
+pub mod tls;
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::results::{Better, Figure, Params, ReferenceResult};
+
+/// Why a reference could not be measured.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReferenceError {
+    Io(std::io::Error),
+    Tls(String),
+    /// Parameters out of range.
+    Params(String),
+    /// The measurement ended without doing what it should have.
+    Incomplete(String),
+}
+
+impl ReferenceError {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReferenceError::Io(_) => "io",
+            ReferenceError::Tls(_) => "tls",
+            ReferenceError::Params(_) => "params",
+            ReferenceError::Incomplete(_) => "incomplete",
+        }
+    }
+}
+
+impl fmt::Display for ReferenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReferenceError::Io(e) => write!(f, "io: {e}"),
+            ReferenceError::Tls(e) => write!(f, "tls: {e}"),
+            ReferenceError::Params(e) => write!(f, "bad parameters: {e}"),
+            ReferenceError::Incomplete(e) => write!(f, "incomplete: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReferenceError {}
+
+impl From<std::io::Error> for ReferenceError {
+    fn from(e: std::io::Error) -> Self {
+        ReferenceError::Io(e)
+    }
+}
+
+/// CPU time (user + system) of the calling thread, in seconds.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// Which references to measure and how.
+#[derive(Clone, Debug)]
+pub struct ReferencePlan {
+    pub stream: Option<tls::StreamParams>,
+    pub handshakes: Option<tls::HandshakeParams>,
+    pub ping_pong: Option<tls::PingPongParams>,
+}
+
+impl ReferencePlan {
+    /// All three, each running for `duration`.
+    pub fn all(duration: Duration) -> Self {
+        ReferencePlan {
+            stream: Some(tls::StreamParams {
+                duration,
+                ..Default::default()
+            }),
+            handshakes: Some(tls::HandshakeParams {
+                duration,
+                ..Default::default()
+            }),
+            ping_pong: Some(tls::PingPongParams {
+                duration,
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+/// Name of the bulk TLS reference in results files.
+pub const TLS_STREAM: &str = "tls_stream";
+/// Name of the handshake-rate reference.
+pub const TLS_HANDSHAKE: &str = "tls_handshake";
+/// Name of the ping-pong latency reference.
+pub const TLS_PING_PONG: &str = "tls_ping_pong";
+
+/// Runs the planned references one after the other (never concurrently:
+/// they would share the two cores) and records them.
+pub fn measure(plan: &ReferencePlan) -> Result<Vec<ReferenceResult>, ReferenceError> {
+    let mut out = Vec::new();
+    if let Some(p) = &plan.stream {
+        let r = tls::stream(p)?;
+        out.push(ReferenceResult {
+            name: TLS_STREAM.into(),
+            params: Params::from_iter([
+                ("suite".into(), p.suite.clone()),
+                ("record_size".into(), p.record_size.to_string()),
+                ("write_size".into(), p.write_size.to_string()),
+                ("certificate".into(), p.cert.describe()),
+                (
+                    "duration_s".into(),
+                    format!("{:.1}", p.duration.as_secs_f64()),
+                ),
+            ]),
+            figures: vec![
+                Figure::new("throughput", "Gbit/s", r.gbit_per_s, Better::Higher),
+                Figure::new(
+                    "server_cpu_per_gb",
+                    "s/GB",
+                    r.server_cpu_s_per_gb(),
+                    Better::Lower,
+                ),
+                Figure::new("bytes", "B", r.bytes as f64, Better::Neither),
+            ],
+            latency: None,
+        });
+    }
+    if let Some(p) = &plan.handshakes {
+        let r = tls::handshakes(p)?;
+        if r.failures > 0 {
+            return Err(ReferenceError::Incomplete(format!(
+                "{} of the handshake clients' attempts failed",
+                r.failures
+            )));
+        }
+        out.push(ReferenceResult {
+            name: TLS_HANDSHAKE.into(),
+            params: Params::from_iter([
+                (
+                    "suite".into(),
+                    p.suite.clone().unwrap_or_else(|| "sstpd defaults".into()),
+                ),
+                ("clients".into(), p.clients.to_string()),
+                ("certificate".into(), p.cert.describe()),
+                (
+                    "duration_s".into(),
+                    format!("{:.1}", p.duration.as_secs_f64()),
+                ),
+            ]),
+            figures: vec![
+                Figure::new(
+                    "handshake_rate",
+                    "handshakes/s",
+                    r.per_second,
+                    Better::Higher,
+                ),
+                Figure::new(
+                    "server_cpu_per_1000",
+                    "s/1000 handshakes",
+                    r.server_cpu_s_per_1000(),
+                    Better::Lower,
+                ),
+                Figure::new("handshakes", "count", r.handshakes as f64, Better::Neither),
+            ],
+            latency: None,
+        });
+    }
+    if let Some(p) = &plan.ping_pong {
+        let r = tls::ping_pong(p)?;
+        let mut figures = r.latency.figures();
+        figures.push(Figure::new(
+            "round_trips",
+            "count",
+            r.round_trips as f64,
+            Better::Neither,
+        ));
+        out.push(ReferenceResult {
+            name: TLS_PING_PONG.into(),
+            params: Params::from_iter([
+                ("suite".into(), p.suite.clone()),
+                ("message_size".into(), p.message_size.to_string()),
+                (
+                    "duration_s".into(),
+                    format!("{:.1}", p.duration.as_secs_f64()),
+                ),
+            ]),
+            figures,
+            latency: Some(r.latency),
+        });
+    }
+    Ok(out)
+}

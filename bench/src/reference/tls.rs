@@ -1,0 +1,599 @@
+//! Bare TLS over loopback with sstpd's own TLS stack: rustls (aws-lc-rs)
+//! configured by `sstpd::tls`, driven by [`sstpd::uring_tls::TlsConn`] on
+//! tokio-uring, one thread per side. That is exactly the path a tunnel
+//! packet takes in sstpd minus SSTP, PPP and TUN, so a scenario's figure
+//! divided by its reference says what the tunnel costs on top of the TLS
+//! it cannot avoid.
+//!
+//! Three measurements, each bounded by a duration and a count:
+//!
+//! * [`stream`]: one connection, the client writes as fast as it can in
+//!   fixed writes with a fixed TLS record size; the server reads.
+//! * [`handshakes`]: N concurrent clients connect, complete a TLS
+//!   handshake and close, over and over.
+//! * [`ping_pong`]: one connection, a small message echoed back; the
+//!   round-trip time of each.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rustls::{ClientConnection, Connection, ServerConnection};
+use sstpd::config::{TlsSection, TlsVersion};
+use sstpd::tls::certs::{generate_self_signed, IdentityOrigin, SelfSignedKey};
+use sstpd::tls::client::{build_client_config, server_name, ClientOptions, ServerVerification};
+use sstpd::tls::{
+    build_server_config, cipher_suite_by_name, cipher_suites, suite_version, ServerIdentity,
+    ServerTlsOptions,
+};
+use sstpd::uring_tls::{ReadOutcome, TlsConn};
+
+use super::{thread_cpu_seconds, ReferenceError};
+use crate::results::LatencyProfile;
+
+/// Bound on every handshake of the references.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server certificate: generated (ECDSA P-256 like sstpd's own
+/// self-signed one, or RSA 2048) or loaded from the PEM files a scenario's
+/// sstpd uses, so both pay for the same signatures.
+#[derive(Clone, Debug)]
+pub enum CertSource {
+    Generate(SelfSignedKey),
+    Files {
+        certificate: std::path::PathBuf,
+        private_key: std::path::PathBuf,
+    },
+}
+
+impl Default for CertSource {
+    fn default() -> Self {
+        CertSource::Generate(SelfSignedKey::EcdsaP256)
+    }
+}
+
+impl CertSource {
+    pub fn identity(&self) -> Result<ServerIdentity, ReferenceError> {
+        match self {
+            CertSource::Generate(kind) => {
+                let cert = generate_self_signed(*kind, &["localhost"])
+                    .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+                ServerIdentity::from_der(
+                    vec![cert.cert_der],
+                    cert.key_der,
+                    "generated".into(),
+                    IdentityOrigin::SelfSignedGenerated,
+                )
+                .map_err(|e| ReferenceError::Tls(e.to_string()))
+            }
+            CertSource::Files {
+                certificate,
+                private_key,
+            } => ServerIdentity::from_pem_files(certificate, private_key, IdentityOrigin::Files)
+                .map_err(|e| ReferenceError::Tls(e.to_string())),
+        }
+    }
+
+    /// A short description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            CertSource::Generate(SelfSignedKey::EcdsaP256) => "ECDSA P-256 (generated)".into(),
+            CertSource::Generate(SelfSignedKey::Rsa2048) => "RSA 2048 (generated)".into(),
+            CertSource::Files { certificate, .. } => certificate.display().to_string(),
+        }
+    }
+}
+
+/// Server and client configurations as sstpd and its clients build them:
+/// `sstpd::tls::build_server_config` with the default `[tls]` section
+/// (no session resumption), `build_client_config` accepting the
+/// self-signed certificate. `suite` restricts both ends to one suite
+/// (`None`: sstpd's defaults). `record_size` bounds the plaintext of one
+/// TLS record (`None`: 16 KiB).
+pub fn configs(
+    identity: &ServerIdentity,
+    suite: Option<&str>,
+    record_size: Option<usize>,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), ReferenceError> {
+    let tls_error = |e: sstpd::tls::TlsError| ReferenceError::Tls(e.to_string());
+    let (suites, versions) = match suite {
+        Some(name) => {
+            let suite = cipher_suite_by_name(name).map_err(ReferenceError::Tls)?;
+            let version = suite_version(suite);
+            (vec![suite], (version, version))
+        }
+        None => (
+            cipher_suites(None).map_err(tls_error)?,
+            (TlsVersion::Tls12, TlsVersion::Tls13),
+        ),
+    };
+    let section = TlsSection {
+        min_version: versions.0,
+        ..TlsSection::default()
+    };
+    let server = build_server_config(
+        &section,
+        identity,
+        suites,
+        ServerTlsOptions {
+            secret_extraction: false,
+        },
+    )
+    .map_err(tls_error)?;
+    let client = build_client_config(&ClientOptions {
+        verification: ServerVerification::Insecure,
+        min_version: versions.0,
+        max_version: versions.1,
+        cipher_suites: suite.map(|s| vec![s.to_owned()]),
+        send_sni: true,
+        key_log: false,
+        secret_extraction: false,
+    })
+    .map_err(tls_error)?;
+    let Some(size) = record_size else {
+        return Ok((server, client));
+    };
+    if !(32..=16 * 1024).contains(&size) {
+        return Err(ReferenceError::Params(format!(
+            "record size {size} is outside 32..=16384"
+        )));
+    }
+    // rustls counts the 5-byte record header in its fragment size.
+    let mut server = (*server).clone();
+    server.max_fragment_size = Some(size + 5);
+    let mut client = (*client).clone();
+    client.max_fragment_size = Some(size + 5);
+    Ok((Arc::new(server), Arc::new(client)))
+}
+
+/// The configurations of the in-memory TLS parts of the gate: one suite,
+/// a generated ECDSA certificate, default record size.
+pub fn memory_configs(
+    suite: &str,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), String> {
+    let identity = CertSource::default()
+        .identity()
+        .map_err(|e| e.to_string())?;
+    configs(&identity, Some(suite), None).map_err(|e| e.to_string())
+}
+
+/// Parameters of [`stream`].
+#[derive(Clone, Debug)]
+pub struct StreamParams {
+    /// Cipher suite name (rustls spelling).
+    pub suite: String,
+    /// Plaintext bytes per TLS record.
+    pub record_size: usize,
+    /// Plaintext bytes per write (one `TlsConn::write_plaintext` call).
+    pub write_size: usize,
+    pub duration: Duration,
+    /// Stop after this many bytes even if time remains.
+    pub max_bytes: u64,
+    pub cert: CertSource,
+}
+
+impl Default for StreamParams {
+    fn default() -> Self {
+        StreamParams {
+            suite: "TLS13_AES_128_GCM_SHA256".into(),
+            record_size: 16 * 1024,
+            write_size: 64 * 1024,
+            duration: Duration::from_secs(3),
+            max_bytes: 64 << 30,
+            cert: CertSource::default(),
+        }
+    }
+}
+
+/// What [`stream`] measured (at the receiving server).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamResult {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub gbit_per_s: f64,
+    /// CPU time of the receiving (server) thread: decryption and reads.
+    pub server_cpu_seconds: f64,
+    /// CPU time of the sending thread: encryption and writes.
+    pub client_cpu_seconds: f64,
+}
+
+impl StreamResult {
+    /// Receiver CPU seconds per gigabyte (10^9 bytes) of plaintext.
+    pub fn server_cpu_s_per_gb(&self) -> f64 {
+        per_gb(self.server_cpu_seconds, self.bytes)
+    }
+}
+
+fn per_gb(seconds: f64, bytes: u64) -> f64 {
+    if bytes == 0 {
+        0.0
+    } else {
+        seconds / (bytes as f64 / 1e9)
+    }
+}
+
+fn listener() -> Result<(std::net::TcpListener, SocketAddr), ReferenceError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+async fn connect_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<TlsConn, ReferenceError> {
+    let tcp = tokio_uring::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = server_name("localhost").map_err(|e| ReferenceError::Tls(e.to_string()))?;
+    let tls =
+        ClientConnection::new(config, name).map_err(|e| ReferenceError::Tls(e.to_string()))?;
+    let conn = TlsConn::new(tcp, Connection::Client(tls));
+    let mut early = Vec::new();
+    conn.handshake(HANDSHAKE_TIMEOUT, &mut early)
+        .await
+        .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+    Ok(conn)
+}
+
+async fn accept_tls(
+    tcp: tokio_uring::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    early: &mut Vec<u8>,
+) -> Result<TlsConn, ReferenceError> {
+    tcp.set_nodelay(true)?;
+    let tls = ServerConnection::new(config).map_err(|e| ReferenceError::Tls(e.to_string()))?;
+    let conn = TlsConn::new(tcp, Connection::Server(tls));
+    conn.handshake(HANDSHAKE_TIMEOUT, early)
+        .await
+        .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Bulk TLS over loopback: the client writes `write_size` chunks for
+/// `duration` (or `max_bytes`), the server decrypts and counts. The rate
+/// is taken at the server from its first plaintext to the close.
+pub fn stream(params: &StreamParams) -> Result<StreamResult, ReferenceError> {
+    if params.write_size == 0 {
+        return Err(ReferenceError::Params("write size must be positive".into()));
+    }
+    let identity = params.cert.identity()?;
+    let (server_config, client_config) =
+        configs(&identity, Some(&params.suite), Some(params.record_size))?;
+    let (listener, addr) = listener()?;
+    let server = std::thread::spawn(move || {
+        tokio_uring::start(async move {
+            let listener = tokio_uring::net::TcpListener::from_std(listener);
+            let (tcp, _) = listener.accept().await?;
+            let mut buf = Vec::with_capacity(256 * 1024);
+            let conn = accept_tls(tcp, server_config, &mut buf).await?;
+            let cpu_start = thread_cpu_seconds();
+            let mut total = buf.len() as u64;
+            let mut first: Option<Instant> = None;
+            loop {
+                buf.clear();
+                match conn
+                    .read_plaintext(&mut buf)
+                    .await
+                    .map_err(|e| ReferenceError::Tls(e.to_string()))?
+                {
+                    ReadOutcome::Data(n) => {
+                        first.get_or_insert_with(Instant::now);
+                        total += n as u64;
+                    }
+                    ReadOutcome::Closed => break,
+                }
+            }
+            let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
+            Ok::<_, ReferenceError>((total, seconds, thread_cpu_seconds() - cpu_start))
+        })
+    });
+    let duration = params.duration;
+    let max_bytes = params.max_bytes;
+    let write_size = params.write_size;
+    let client = std::thread::spawn(move || {
+        tokio_uring::start(async move {
+            let conn = connect_tls(addr, client_config).await?;
+            let chunk = vec![0x5au8; write_size];
+            let cpu_start = thread_cpu_seconds();
+            let deadline = Instant::now() + duration;
+            let mut sent = 0u64;
+            while Instant::now() < deadline && sent < max_bytes {
+                conn.write_plaintext(&chunk)
+                    .await
+                    .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+                sent += chunk.len() as u64;
+            }
+            conn.close()
+                .await
+                .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+            Ok::<_, ReferenceError>((sent, thread_cpu_seconds() - cpu_start))
+        })
+    });
+    let client = join(client)?;
+    let (bytes, seconds, server_cpu_seconds) = join(server)?;
+    let (sent, client_cpu_seconds) = client;
+    if bytes != sent {
+        return Err(ReferenceError::Incomplete(format!(
+            "stream: sent {sent} bytes, server received {bytes}"
+        )));
+    }
+    Ok(StreamResult {
+        bytes,
+        seconds,
+        gbit_per_s: if seconds > 0.0 {
+            bytes as f64 * 8.0 / seconds / 1e9
+        } else {
+            0.0
+        },
+        server_cpu_seconds,
+        client_cpu_seconds,
+    })
+}
+
+fn join<T>(
+    handle: std::thread::JoinHandle<Result<T, ReferenceError>>,
+) -> Result<T, ReferenceError> {
+    handle
+        .join()
+        .map_err(|_| ReferenceError::Incomplete("a reference thread panicked".into()))?
+}
+
+/// Parameters of [`handshakes`].
+#[derive(Clone, Debug)]
+pub struct HandshakeParams {
+    /// One suite, or `None` for sstpd's defaults (the client then gets
+    /// what sstpd negotiates by default: TLS 1.3, AES-128-GCM).
+    pub suite: Option<String>,
+    /// Concurrent clients.
+    pub clients: usize,
+    pub duration: Duration,
+    pub max_handshakes: u64,
+    pub cert: CertSource,
+}
+
+impl Default for HandshakeParams {
+    fn default() -> Self {
+        HandshakeParams {
+            suite: None,
+            clients: 8,
+            duration: Duration::from_secs(3),
+            max_handshakes: 1_000_000,
+            cert: CertSource::default(),
+        }
+    }
+}
+
+/// What [`handshakes`] measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HandshakeResult {
+    /// Handshakes the server completed.
+    pub handshakes: u64,
+    /// Client attempts that failed (should be zero).
+    pub failures: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    /// Server thread CPU time (accepting, handshaking, closing).
+    pub server_cpu_seconds: f64,
+}
+
+impl HandshakeResult {
+    /// Server CPU seconds per 1,000 handshakes.
+    pub fn server_cpu_s_per_1000(&self) -> f64 {
+        if self.handshakes == 0 {
+            0.0
+        } else {
+            self.server_cpu_seconds * 1000.0 / self.handshakes as f64
+        }
+    }
+}
+
+/// TLS handshake rate: `clients` tasks on one client thread connect,
+/// handshake and close in a loop against one server thread, which
+/// handshakes each connection and waits for the close.
+pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, ReferenceError> {
+    if params.clients == 0 {
+        return Err(ReferenceError::Params("at least one client".into()));
+    }
+    let identity = params.cert.identity()?;
+    let (server_config, client_config) = configs(&identity, params.suite.as_deref(), None)?;
+    let (listener, addr) = listener()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server_stop = stop.clone();
+    let server = std::thread::spawn(move || {
+        tokio_uring::start(async move {
+            let listener = tokio_uring::net::TcpListener::from_std(listener);
+            let done = Rc::new(Cell::new(0u64));
+            let cpu_start = thread_cpu_seconds();
+            loop {
+                let (tcp, _) = listener.accept().await?;
+                if server_stop.load(Ordering::Acquire) {
+                    break;
+                }
+                let config = server_config.clone();
+                let done = done.clone();
+                tokio_uring::spawn(async move {
+                    let mut early = Vec::new();
+                    if let Ok(conn) = accept_tls(tcp, config, &mut early).await {
+                        done.set(done.get() + 1);
+                        // Wait for the client's close, as sstpd would read.
+                        while let Ok(ReadOutcome::Data(_)) = conn.read_plaintext(&mut early).await {
+                            early.clear();
+                        }
+                    }
+                });
+            }
+            Ok::<_, ReferenceError>((done.get(), thread_cpu_seconds() - cpu_start))
+        })
+    });
+    let clients = params.clients;
+    let duration = params.duration;
+    let max = params.max_handshakes;
+    let client = std::thread::spawn(move || {
+        let result = tokio_uring::start(async move {
+            let ok = Rc::new(Cell::new(0u64));
+            let failed = Rc::new(Cell::new(0u64));
+            let start = Instant::now();
+            let deadline = start + duration;
+            let tasks: Vec<_> = (0..clients)
+                .map(|_| {
+                    let (ok, failed, config) = (ok.clone(), failed.clone(), client_config.clone());
+                    tokio_uring::spawn(async move {
+                        while Instant::now() < deadline && ok.get() + failed.get() < max {
+                            match connect_tls(addr, config.clone()).await {
+                                Ok(conn) => {
+                                    ok.set(ok.get() + 1);
+                                    let _ = conn.close().await;
+                                }
+                                Err(_) => failed.set(failed.get() + 1),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let _ = task.await;
+            }
+            (ok.get(), failed.get(), start.elapsed().as_secs_f64())
+        });
+        // Wake the accept loop so that it sees the stop flag.
+        stop.store(true, Ordering::Release);
+        let _ = std::net::TcpStream::connect(addr);
+        Ok::<_, ReferenceError>(result)
+    });
+    let (_ok, failures, seconds) = join(client)?;
+    let (handshakes, server_cpu_seconds) = join(server)?;
+    Ok(HandshakeResult {
+        handshakes,
+        failures,
+        seconds,
+        per_second: if seconds > 0.0 {
+            handshakes as f64 / seconds
+        } else {
+            0.0
+        },
+        server_cpu_seconds,
+    })
+}
+
+/// Parameters of [`ping_pong`].
+#[derive(Clone, Debug)]
+pub struct PingPongParams {
+    pub suite: String,
+    /// Bytes per message (both ways).
+    pub message_size: usize,
+    pub duration: Duration,
+    pub max_round_trips: u64,
+    /// Round trips before recording starts.
+    pub warmup: u64,
+    pub cert: CertSource,
+}
+
+impl Default for PingPongParams {
+    fn default() -> Self {
+        PingPongParams {
+            suite: "TLS13_AES_128_GCM_SHA256".into(),
+            message_size: 64,
+            duration: Duration::from_secs(3),
+            max_round_trips: 200_000,
+            warmup: 200,
+            cert: CertSource::default(),
+        }
+    }
+}
+
+/// What [`ping_pong`] measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PingPongResult {
+    pub round_trips: u64,
+    pub latency: LatencyProfile,
+}
+
+/// Round-trip latency of a small message over one TLS connection: the
+/// client writes `message_size` bytes, the server echoes them, the client
+/// waits for all of them; one sample per round trip.
+pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceError> {
+    if params.message_size == 0 {
+        return Err(ReferenceError::Params(
+            "message size must be positive".into(),
+        ));
+    }
+    let identity = params.cert.identity()?;
+    let (server_config, client_config) = configs(&identity, Some(&params.suite), None)?;
+    let (listener, addr) = listener()?;
+    let server = std::thread::spawn(move || {
+        tokio_uring::start(async move {
+            let listener = tokio_uring::net::TcpListener::from_std(listener);
+            let (tcp, _) = listener.accept().await?;
+            let mut buf = Vec::with_capacity(64 * 1024);
+            let conn = accept_tls(tcp, server_config, &mut buf).await?;
+            loop {
+                if !buf.is_empty() {
+                    conn.write_plaintext(&buf)
+                        .await
+                        .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+                    buf.clear();
+                }
+                match conn.read_plaintext(&mut buf).await {
+                    Ok(ReadOutcome::Data(_)) => {}
+                    Ok(ReadOutcome::Closed) | Err(_) => break,
+                }
+            }
+            Ok::<_, ReferenceError>(())
+        })
+    });
+    let params_client = params.clone();
+    let client = std::thread::spawn(move || {
+        tokio_uring::start(async move {
+            let p = params_client;
+            let conn = connect_tls(addr, client_config).await?;
+            let message = vec![0xa5u8; p.message_size];
+            let mut reply = Vec::with_capacity(64 * 1024);
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                .map_err(|e| ReferenceError::Params(e.to_string()))?;
+            let deadline = Instant::now() + p.duration;
+            let mut round_trips = 0u64;
+            let total = p.warmup + p.max_round_trips;
+            for i in 0..total {
+                if i >= p.warmup && Instant::now() >= deadline {
+                    break;
+                }
+                let start = Instant::now();
+                conn.write_plaintext(&message)
+                    .await
+                    .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+                reply.clear();
+                while reply.len() < message.len() {
+                    match conn
+                        .read_plaintext(&mut reply)
+                        .await
+                        .map_err(|e| ReferenceError::Tls(e.to_string()))?
+                    {
+                        ReadOutcome::Data(_) => {}
+                        ReadOutcome::Closed => {
+                            return Err(ReferenceError::Incomplete(
+                                "ping-pong: the server closed early".into(),
+                            ))
+                        }
+                    }
+                }
+                if i >= p.warmup {
+                    let ns = start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+                    histogram.saturating_record(ns.max(1));
+                    round_trips += 1;
+                }
+            }
+            let _ = conn.close().await;
+            Ok::<_, ReferenceError>((round_trips, histogram))
+        })
+    });
+    let (round_trips, histogram) = join(client)?;
+    join(server)?;
+    Ok(PingPongResult {
+        round_trips,
+        latency: LatencyProfile::from_histogram_ns(&histogram),
+    })
+}
