@@ -562,3 +562,12 @@ fn crypto_binding_with_undefined_protocol_parses_but_has_no_hash() {
     assert_eq!(binding.cert_hash().map(<[u8]>::len), Some(20));
     assert_eq!(binding.compound_mac().map(<[u8]>::len), Some(20));
 }
+
+#[test]
+fn packet_header_in_place_matches_the_appended_one() {
+    assert_eq!(packet_header(false, 28), [0x10, 0x00, 0x00, 28]);
+    assert_eq!(packet_header(true, 0x0fff), [0x10, 0x01, 0x0f, 0xff]);
+    let mut appended = Vec::new();
+    put_packet_header(&mut appended, true, 112);
+    assert_eq!(appended, packet_header(true, 112));
+}
