@@ -150,17 +150,6 @@ pub fn configs(
     Ok((Arc::new(server), Arc::new(client)))
 }
 
-/// The configurations of the in-memory TLS parts of the gate: one suite,
-/// a generated ECDSA certificate, default record size.
-pub fn memory_configs(
-    suite: &str,
-) -> Result<(Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>), String> {
-    let identity = CertSource::default()
-        .identity()
-        .map_err(|e| e.to_string())?;
-    configs(&identity, Some(suite), None).map_err(|e| e.to_string())
-}
-
 /// Parameters of [`stream`].
 #[derive(Clone, Debug)]
 pub struct StreamParams {
