@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::gate::thousands;
 use crate::results::{Better, LatencyProfile, Results};
@@ -87,9 +88,11 @@ pub fn slug(text: &str) -> String {
 }
 
 /// The bars of every rate chart, by unit: higher-is-better figures in a
-/// per-second unit.
+/// per-second unit. A reference shown beside a scenario is not shown again
+/// on its own.
 pub fn rate_bars(results: &Results) -> BTreeMap<String, Vec<Bar>> {
     let mut charts: BTreeMap<String, Vec<Bar>> = BTreeMap::new();
+    let mut shown: Vec<(String, String)> = Vec::new();
     let is_rate = |unit: &str| unit.ends_with("/s");
     for s in &results.scenarios {
         for f in s
@@ -105,6 +108,7 @@ pub fn rate_bars(results: &Results) -> BTreeMap<String, Vec<Bar>> {
                 value: f.value,
             });
             if let Some(r) = &f.reference {
+                shown.push((r.name.clone(), r.metric.clone()));
                 bars.push(Bar {
                     group: s.name.clone(),
                     kind: BarKind::Reference,
@@ -115,11 +119,11 @@ pub fn rate_bars(results: &Results) -> BTreeMap<String, Vec<Bar>> {
         }
     }
     for r in &results.references {
-        for f in r
-            .figures
-            .iter()
-            .filter(|f| f.better == Better::Higher && is_rate(&f.unit))
-        {
+        for f in r.figures.iter().filter(|f| {
+            f.better == Better::Higher
+                && is_rate(&f.unit)
+                && !shown.contains(&(r.name.clone(), f.metric.clone()))
+        }) {
             charts.entry(f.unit.clone()).or_default().push(Bar {
                 group: r.name.clone(),
                 kind: BarKind::Reference,
@@ -151,25 +155,21 @@ pub fn draw_bars(path: &Path, unit: &str, bars: &[Bar]) -> Result<(), ReportErro
     let max = bars.iter().map(|b| b.value).fold(0.0f64, f64::max);
     let top = if max > 0.0 { max * 1.15 } else { 1.0 };
     let n = bars.len().max(1);
-    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!("Rates ({unit}): scenarios beside same-run references"),
             ("sans-serif", 20),
         )
         .margin(16)
-        .x_label_area_size(40)
+        .x_label_area_size(10)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n).into_segmented(), 0f64..top)
+        .build_cartesian_2d(0f64..n as f64, 0f64..top)
         .map_err(chart_error)?;
+    // Bars are labelled above themselves, so no x labels.
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n)
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
+        .x_labels(0)
         .y_desc(unit)
         .draw()
         .map_err(chart_error)?;
@@ -179,25 +179,35 @@ pub fn draw_bars(path: &Path, unit: &str, bars: &[Bar]) -> Result<(), ReportErro
                 BarKind::Scenario => SCENARIO_COLOR,
                 BarKind::Reference => REFERENCE_COLOR,
             };
-            let mut bar = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), b.value),
-                ],
+            Rectangle::new(
+                [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, b.value)],
                 color.filled(),
-            );
-            bar.set_margin(0, 0, 12, 12);
-            bar
-        }))
-        .map_err(chart_error)?;
-    chart
-        .draw_series(bars.iter().enumerate().map(|(i, b)| {
-            Text::new(
-                format!("{:.3}", b.value),
-                (SegmentValue::CenterOf(i), b.value + top * 0.03),
-                ("sans-serif", 14).into_font().color(&BLACK),
             )
         }))
+        .map_err(chart_error)?;
+    let above = |i: usize, value: f64, lift: f64, text: String, size: u32| {
+        Text::new(
+            text,
+            (i as f64 + 0.5, value + top * lift),
+            ("sans-serif", size)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+        )
+    };
+    chart
+        .draw_series(
+            bars.iter()
+                .enumerate()
+                .map(|(i, b)| above(i, b.value, 0.01, format!("{:.3}", b.value), 14)),
+        )
+        .map_err(chart_error)?;
+    chart
+        .draw_series(
+            bars.iter()
+                .enumerate()
+                .map(|(i, b)| above(i, b.value, 0.055, b.label.clone(), 13)),
+        )
         .map_err(chart_error)?;
     root.present().map_err(chart_error)
 }
@@ -240,18 +250,20 @@ pub fn draw_latency(path: &Path, curves: &[(String, &LatencyProfile)]) -> Result
         .flat_map(|(_, l)| points(l))
         .map(|p| p.0)
         .fold(1.0f64, f64::max);
-    let max_y = curves
-        .iter()
-        .flat_map(|(_, l)| points(l))
-        .map(|p| p.1)
-        .fold(0.0f64, f64::max);
+    let values = || curves.iter().flat_map(|(_, l)| points(l)).map(|p| p.1);
+    let max_y = values().fold(0.0f64, f64::max).max(1e-3);
+    let min_y = values().fold(max_y, f64::min).max(1e-3);
     let unit = curves.first().map_or("us", |(_, l)| l.unit.as_str());
+    // Log scale: tails are often 100 times the median.
     let mut chart = ChartBuilder::on(&root)
         .caption("Round-trip latency by percentile", ("sans-serif", 20))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..max_x.ceil(), 0f64..(max_y * 1.1).max(1.0))
+        .build_cartesian_2d(
+            0f64..max_x.ceil(),
+            ((min_y * 0.8)..(max_y * 1.25)).log_scale(),
+        )
         .map_err(chart_error)?;
     chart
         .configure_mesh()
@@ -260,8 +272,9 @@ pub fn draw_latency(path: &Path, curves: &[(String, &LatencyProfile)]) -> Result
             let p = 100.0 * (1.0 - 10f64.powf(-x));
             format!("p{}", trim_float(p))
         })
+        .y_label_formatter(&|y| trim_float(*y))
         .x_desc("percentile")
-        .y_desc(unit)
+        .y_desc(format!("round trip ({unit}, log scale)"))
         .draw()
         .map_err(chart_error)?;
     for (i, (label, profile)) in curves.iter().enumerate() {
@@ -541,9 +554,14 @@ mod tests {
             [
                 (BarKind::Scenario, "bulk throughput", 2.4),
                 (BarKind::Reference, "tls_stream (ratio 0.40)", 6.0),
-                (BarKind::Reference, "tls_stream throughput", 6.0),
             ]
         );
+        // Without the scenario the reference stands on its own.
+        let mut alone = sample();
+        alone.scenarios.clear();
+        let bars = rate_bars(&alone);
+        assert_eq!(bars["Gbit/s"].len(), 1);
+        assert_eq!(bars["Gbit/s"][0].label, "tls_stream throughput");
         assert_eq!(bars.len(), 1, "no other rate unit in the sample");
     }
 
@@ -566,9 +584,9 @@ mod tests {
             .collect();
         assert_eq!(names, ["throughput-gbit-s.svg", "latency.svg"]);
         let bars = parse_svg(&written.charts[0]);
-        // One scenario bar, two reference bars (colours as drawn).
+        // One scenario bar beside its reference bar (colours as drawn).
         assert_eq!(bars.matches("fill=\"#1F77B4\"").count(), 1, "{bars}");
-        assert_eq!(bars.matches("fill=\"#AAAAAA\"").count(), 2, "{bars}");
+        assert_eq!(bars.matches("fill=\"#AAAAAA\"").count(), 1, "{bars}");
         assert!(bars.contains("bulk throughput"));
         assert!(bars.contains("tls_stream (ratio 0.40)"));
         let latency = parse_svg(&written.charts[1]);
