@@ -10,8 +10,10 @@
 //!   did and drops most of what the neighbours did. Band: `time` (default
 //!   ±10%, about twice the ratio spread seen between back-to-back runs
 //!   here). The absolute change is shown for information.
-//! * Tail latencies (p99 and p99.9) move more than medians between runs:
-//!   band `tail` (default ±20%).
+//! * p99 latencies move more than medians between runs: band `tail`
+//!   (default ±20%). p99.9 is shown but not judged: on a shared machine one
+//!   descheduling decides it (262 µs and 3,074 µs in back-to-back runs of
+//!   the same reference here).
 //! * Other time-based figures without a reference (server CPU s/GB, CPU
 //!   per 1,000 sessions): `time`.
 //! * Memory (RSS, unit `B`): `memory` (default ±10%).
@@ -107,6 +109,9 @@ pub struct Row {
     pub change: Change,
 }
 
+/// Metrics shown but never judged: too noisy on a shared machine.
+pub const UNJUDGED_METRICS: &[&str] = &["latency_p999"];
+
 /// Judges `new` against `old` with `band` and `better`.
 pub fn judge(old: f64, new: f64, band: f64, better: Better) -> (Option<f64>, Change) {
     let change = if old == 0.0 {
@@ -146,6 +151,7 @@ fn row_for(
         new.and_then(|f| f.reference.as_ref()).map(|r| r.ratio),
     );
     let has_reference = ratios.0.is_some() && ratios.1.is_some();
+    let judged = judged && !UNJUDGED_METRICS.contains(&any.metric.as_str());
     let mut push =
         |metric: String, unit: &str, old: Option<f64>, new: Option<f64>, judge_it: bool| {
             let band = bands.for_metric(&any.metric, unit);
@@ -433,7 +439,16 @@ mod tests {
         };
         assert_eq!(verdict("latency_p50"), Change::Worse);
         assert_eq!(verdict("latency_p99"), Change::Same);
-        assert_eq!(verdict("latency_p999"), Change::Same);
+        assert_eq!(verdict("latency_p999"), Change::Info);
+
+        // A p99.9 ten times higher alone is no regression.
+        let mut spiky = sample();
+        for f in &mut spiky.scenarios[1].figures {
+            if f.metric == "latency_p999" {
+                f.value *= 10.0;
+            }
+        }
+        assert!(!regressed(&compare(&old, &spiky, &Bands::default())));
     }
 
     #[test]

@@ -108,7 +108,7 @@ enum Command {
         /// Band for time-based figures and ratios, in percent.
         #[arg(long, default_value_t = 10.0)]
         band: f64,
-        /// Band for p99 and p99.9 latencies.
+        /// Band for p99 latencies (p99.9 is shown, not judged).
         #[arg(long, default_value_t = 20.0)]
         tail_band: f64,
         /// Band for memory (RSS).
