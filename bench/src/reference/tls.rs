@@ -228,14 +228,23 @@ async fn connect_tls(
     Ok(conn)
 }
 
+/// A server-side TLS connection on an accepted socket, not yet handshaken.
+fn server_conn(
+    tcp: tokio_uring::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<TlsConn> {
+    tcp.set_nodelay(true).ok()?;
+    let tls = ServerConnection::new(config).ok()?;
+    Some(TlsConn::new(tcp, Connection::Server(tls)))
+}
+
 async fn accept_tls(
     tcp: tokio_uring::net::TcpStream,
     config: Arc<rustls::ServerConfig>,
     early: &mut Vec<u8>,
 ) -> Result<TlsConn, ReferenceError> {
-    tcp.set_nodelay(true)?;
-    let tls = ServerConnection::new(config).map_err(|e| ReferenceError::Tls(e.to_string()))?;
-    let conn = TlsConn::new(tcp, Connection::Server(tls));
+    let conn = server_conn(tcp, config)
+        .ok_or_else(|| ReferenceError::Tls("cannot set up the server connection".into()))?;
     conn.handshake(HANDSHAKE_TIMEOUT, early)
         .await
         .map_err(|e| ReferenceError::Tls(e.to_string()))?;
@@ -396,6 +405,7 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
         tokio_uring::start(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let done = Rc::new(Cell::new(0u64));
+            let active = Rc::new(Cell::new(0usize));
             let cpu_start = thread_cpu_seconds();
             loop {
                 let (tcp, _) = listener.accept().await?;
@@ -403,17 +413,35 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
                     break;
                 }
                 let config = server_config.clone();
-                let done = done.clone();
+                let (done, active) = (done.clone(), active.clone());
+                active.set(active.get() + 1);
                 tokio_uring::spawn(async move {
-                    let mut early = Vec::new();
-                    if let Ok(conn) = accept_tls(tcp, config, &mut early).await {
-                        done.set(done.get() + 1);
+                    if let Some(conn) = server_conn(tcp, config) {
+                        // A client that closes right after its Finished
+                        // makes `handshake` report the close: count by the
+                        // TLS state, not by the call's result.
+                        let mut early = Vec::new();
+                        let result = conn.handshake(HANDSHAKE_TIMEOUT, &mut early).await;
+                        if conn.with_tls(|tls| !tls.is_handshaking()) {
+                            done.set(done.get() + 1);
+                        }
                         // Wait for the client's close, as sstpd would read.
-                        while let Ok(ReadOutcome::Data(_)) = conn.read_plaintext(&mut early).await {
+                        while result.is_ok() {
                             early.clear();
+                            match conn.read_plaintext(&mut early).await {
+                                Ok(ReadOutcome::Data(_)) => {}
+                                _ => break,
+                            }
                         }
                     }
+                    active.set(active.get() - 1);
                 });
+            }
+            // Every client has finished: let the last connections (their
+            // final handshake flight, their close) be processed.
+            let drain_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+            while active.get() > 0 && Instant::now() < drain_deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             Ok::<_, ReferenceError>((done.get(), thread_cpu_seconds() - cpu_start))
         })
