@@ -448,7 +448,12 @@ fn run_reference(plan: &ReferencePlan, out: Option<PathBuf>) -> ExitCode {
                     r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 println!("\n{} ({})", r.name, params.join(", "));
                 for f in &r.figures {
-                    println!("  {:<22} {:>14.3} {}", f.metric, f.value, f.unit);
+                    let value = if f.unit == "B" || f.unit == "count" {
+                        gate::thousands(f.value as u64)
+                    } else {
+                        format!("{:.3}", f.value)
+                    };
+                    println!("  {:<22} {:>14} {}", f.metric, value, f.unit);
                 }
             }
             results.references = references;

@@ -438,19 +438,16 @@ impl DataWork {
 
     fn run(&mut self) -> u64 {
         let mut sent = 0u64;
-        let mut next = 0usize;
         while sent < self.packets {
             let batch = DATA_BATCH.min(self.packets - sent);
-            for _ in 0..batch {
-                let up = &self.up[next % self.up.len()];
-                let down = &self.down[next % self.down.len()];
-                next += 1;
-                if self.pair.send_ip(Direction::ClientToServer, up).is_ok() {
-                    sent += 1;
-                }
-                // Counted through delivery; a refused send shows in verify.
+            for i in sent..sent + batch {
+                let up = &self.up[i as usize % self.up.len()];
+                let down = &self.down[i as usize % self.down.len()];
+                // Delivery is what counts: a refused send shows in verify.
+                let _ = self.pair.send_ip(Direction::ClientToServer, up);
                 let _ = self.pair.send_ip(Direction::ServerToClient, down);
             }
+            sent += batch;
             self.pair.drive_now();
         }
         self.pair.server.received_ip_count + self.pair.client.received_ip_count
