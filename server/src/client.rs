@@ -201,6 +201,7 @@ pub async fn connect(
             c.peer_certificates()
                 .and_then(|certs| certs.first().map(|c| CertHashes::of_der(c.as_ref())))
         })
+        .flatten()
         .ok_or(ConnectError::Tls(TlsIoError::Tls(
             rustls::Error::NoCertificatesPresented,
         )))?;

@@ -16,7 +16,8 @@ use crate::metrics::WorkerMetrics;
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
 use crate::session_table::SessionRef;
-use crate::uring_tls::{ReadOutcome, TlsConn};
+use crate::tls::ktls::KtlsDecision;
+use crate::uring_tls::{Offload, ReadOutcome, TlsConn};
 
 /// Plaintext queued for a client beyond which further packets from TUN are
 /// dropped (and counted): bounds memory per session under overload.
@@ -87,6 +88,11 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         }
     };
     let tls = TlsConn::new(tcp, conn.into());
+    if worker.shared.ktls.may_offload() {
+        // Nothing past the handshake may be read into userspace before the
+        // kernel takes over the records.
+        tls.read_exact_records_during_handshake();
+    }
     let mut early = Vec::new();
     let timeout = worker.shared.config.tls.handshake_timeout;
     if let Err(e) = tls
@@ -98,12 +104,46 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
         return;
     }
-    if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()) {
-        // The decision is logged and counted; offload itself needs a
-        // kernel with the TLS ULP (see tls::ktls), which the startup probe
-        // found missing when this says Userspace.
-        let decision = worker.shared.ktls.decide(suite);
-        span.in_scope(|| tracing::debug!(suite = ?suite.suite(), ?decision, "TLS established"));
+    if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()).flatten() {
+        match worker.shared.ktls.decide(suite) {
+            KtlsDecision::Kernel(cipher) => match tls.offload_to_kernel() {
+                Ok(Offload::Kernel { early_plaintext }) => {
+                    early.extend_from_slice(&early_plaintext);
+                    worker.metrics().event("ktls_enabled");
+                    span.in_scope(|| {
+                        tracing::debug!(cipher = cipher.as_str(), "records moved to kernel TLS")
+                    });
+                }
+                Ok(Offload::StayedInUserspace(reason)) => {
+                    worker.metrics().event(reason.as_str());
+                    span.in_scope(|| {
+                        tracing::debug!(
+                            reason = reason.as_str(),
+                            "kernel TLS refused; staying in userspace"
+                        )
+                    });
+                }
+                Err(e) => {
+                    worker.metrics().event("ktls_switch_failed");
+                    span.in_scope(
+                        || tracing::warn!(error = %e, "kernel TLS switch failed; closing"),
+                    );
+                    return;
+                }
+            },
+            // Counted once at startup when the kernel lacks kTLS.
+            KtlsDecision::Userspace(_) => {}
+            KtlsDecision::Refuse(reason) => {
+                worker.metrics().event(reason.as_str());
+                span.in_scope(|| {
+                    tracing::warn!(
+                        reason = reason.as_str(),
+                        "tls.ktls = require and this suite cannot be offloaded"
+                    )
+                });
+                return;
+            }
+        }
     }
 
     let seed: [u8; 32] = rand::random();
