@@ -139,6 +139,8 @@ struct Progress {
     authenticated: Option<Instant>,
     established: Option<Instant>,
     ipv4: Option<(Instant, Ipv4Params)>,
+    /// The IPv6 prefix the server announced (Router Advertisement).
+    ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
 }
 
 /// A connected session.
@@ -453,6 +455,9 @@ impl Client {
                 SessionEvent::Authenticated { .. } => progress.authenticated = Some(now),
                 SessionEvent::Established => progress.established = Some(now),
                 SessionEvent::Ipv4Up(params) => progress.ipv4 = Some((now, params)),
+                SessionEvent::Ipv6Prefix { prefix, len } => {
+                    progress.ipv6_prefix = Some((prefix, len))
+                }
                 SessionEvent::Closed(reason) => {
                     *inner.close_reason.borrow_mut() = Some(reason);
                 }
@@ -504,6 +509,36 @@ impl Client {
     /// The address IPCP assigned and the server's tunnel address.
     pub fn ipv4(&self) -> Option<Ipv4Params> {
         self.inner.proto.borrow().ipv4()
+    }
+
+    /// Our global IPv6 address: the announced prefix with the interface
+    /// identifier IPv6CP agreed (SLAAC, [RFC 4862]), once both are known.
+    ///
+    /// [RFC 4862]: https://www.rfc-editor.org/rfc/rfc4862
+    pub fn ipv6_address(&self) -> Option<std::net::Ipv6Addr> {
+        let (prefix, len) = self.inner.progress.borrow().ipv6_prefix?;
+        let ifid = self.inner.proto.borrow().ipv6()?.local_ifid;
+        (len == 64).then(|| std::net::Ipv6Addr::from(u128::from(prefix) | u128::from(ifid)))
+    }
+
+    /// The IPv6 link-local address (`fe80::<interface identifier>`).
+    pub fn ipv6_link_local(&self) -> Option<std::net::Ipv6Addr> {
+        let ifid = self.inner.proto.borrow().ipv6()?.local_ifid;
+        Some(crate::proto::ndp::link_local(ifid))
+    }
+
+    /// Waits (bounded) until the server has announced an IPv6 prefix.
+    pub async fn wait_ipv6(&self, timeout: Duration) -> Option<std::net::Ipv6Addr> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.inner.progress_changed.notified();
+            if let Some(addr) = self.ipv6_address() {
+                return Some(addr);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.ipv6_address();
+            }
+        }
     }
 
     /// Our tunnel address.
