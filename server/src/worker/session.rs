@@ -15,6 +15,7 @@ use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
+use crate::proto::sstp::HashProtocol;
 use crate::session_table::SessionRef;
 use crate::uring_tls::{ReadOutcome, TlsConn};
 
@@ -286,6 +287,9 @@ impl SessionCtx {
                     worker.shared.authenticator.authenticate(request, reply);
                 }
                 SessionEvent::HttpHandshake { correlation_id } => {
+                    // Set against sessions_established, this shows the
+                    // clients that stop between the 200 and Call Connected.
+                    worker.metrics().event("http_accepted");
                     self.span
                         .record("correlation_id", field::display(&correlation_id));
                 }
@@ -295,7 +299,18 @@ impl SessionCtx {
                 }
                 SessionEvent::Established => {
                     WorkerMetrics::add(&worker.metrics().sessions_established, 1);
-                    tracing::info!("call connected");
+                    // Which hash the client bound with: SHA-1-only clients
+                    // are worth knowing about before SHA-1 is switched off.
+                    let hash = self.proto.borrow().sstp().hash_protocol();
+                    worker.metrics().event(match hash {
+                        Some(HashProtocol::Sha1) => "crypto_binding_sha1",
+                        Some(HashProtocol::Sha256) => "crypto_binding_sha256",
+                        None => "crypto_binding_unknown",
+                    });
+                    tracing::info!(
+                        hash = hash.map_or("none", HashProtocol::as_str),
+                        "call connected"
+                    );
                 }
                 SessionEvent::Ipv4Up(params) => {
                     self.span.record("ip", field::display(params.peer));
