@@ -9,7 +9,8 @@
 //!   the caller's plaintext buffer;
 //! * [`TlsConn::write_plaintext`]: encrypt a batch of plaintext (several SSTP
 //!   packets at once become as few TLS records as rustls allows) and write it
-//!   in one submission.
+//!   in one submission; [`TlsConn::write_plaintext_units`] makes each unit
+//!   (an SSTP packet) a record of its own, still in one submission.
 //!
 //! A session runs a reader task and a writer task concurrently. They share
 //! the connection through `Rc`; the rustls state is only borrowed
@@ -224,23 +225,37 @@ impl TlsConn {
     /// per-session memory small); when it stops accepting plaintext the
     /// records so far are written out before the rest is encrypted.
     pub async fn write_plaintext(&self, plaintext: &[u8]) -> Result<(), TlsIoError> {
-        let mut rest = plaintext;
-        let mut refused_after_flush = false;
-        while !rest.is_empty() {
-            let accepted = io::Write::write(&mut self.tls.borrow_mut().writer(), rest)?;
-            rest = &rest[accepted..];
-            if accepted == 0 {
-                if refused_after_flush {
-                    // Nothing is buffered and rustls still refuses: the
-                    // connection no longer takes application data.
-                    return Err(TlsIoError::Io(io::ErrorKind::WriteZero.into()));
+        self.write_plaintext_units(std::iter::once(plaintext)).await
+    }
+
+    /// Encrypts each unit as its own TLS record(s) (rustls seals every
+    /// write call separately) and writes them in one submission, unless
+    /// rustls' send buffer fills up first. The server sends one SSTP packet
+    /// per record this way, which sstp-client needs (see
+    /// [`crate::proto::sstp::records`]).
+    pub async fn write_plaintext_units<'a>(
+        &self,
+        units: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), TlsIoError> {
+        for unit in units {
+            let mut rest = unit;
+            let mut refused_after_flush = false;
+            while !rest.is_empty() {
+                let accepted = io::Write::write(&mut self.tls.borrow_mut().writer(), rest)?;
+                rest = &rest[accepted..];
+                if accepted == 0 {
+                    if refused_after_flush {
+                        // Nothing is buffered and rustls still refuses: the
+                        // connection no longer takes application data.
+                        return Err(TlsIoError::Io(io::ErrorKind::WriteZero.into()));
+                    }
+                    refused_after_flush = true;
+                } else {
+                    refused_after_flush = false;
                 }
-                refused_after_flush = true;
-            } else {
-                refused_after_flush = false;
-            }
-            if !rest.is_empty() {
-                self.flush_tls().await?;
+                if !rest.is_empty() {
+                    self.flush_tls().await?;
+                }
             }
         }
         self.flush_tls().await

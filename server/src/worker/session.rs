@@ -15,7 +15,7 @@ use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
-use crate::proto::sstp::HashProtocol;
+use crate::proto::sstp::{record_units, HashProtocol};
 use crate::session_table::SessionRef;
 use crate::uring_tls::{ReadOutcome, TlsConn};
 
@@ -188,7 +188,9 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         ctx.handle_events(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
-            let result = ctx.tls.write_plaintext(&batch).await;
+            // One TLS record per SSTP packet: sstp-client handles only
+            // the first packet of a record until more bytes arrive.
+            let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
             batch.clear();
             if let Err(e) = result {
                 worker.metrics().event(e.as_str());
