@@ -113,6 +113,9 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+/// How long a closing session waits for the server's end of the stream.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Receives IP packets from the server.
 pub type IpHandler = Box<dyn FnMut(&[u8])>;
 
@@ -127,6 +130,9 @@ struct Inner {
     progress_changed: Notify,
     closed: Cell<bool>,
     closed_notify: Notify,
+    /// The reader saw the end of the stream (or failed).
+    reader_done: Cell<bool>,
+    reader_done_notify: Notify,
     close_reason: RefCell<Option<CloseReason>>,
     /// Plaintext bytes queued beyond which `send_ip` refuses (backpressure).
     max_pending: usize,
@@ -240,6 +246,8 @@ pub async fn connect(
         progress_changed: Notify::new(),
         closed: Cell::new(false),
         closed_notify: Notify::new(),
+        reader_done: Cell::new(false),
+        reader_done_notify: Notify::new(),
         close_reason: RefCell::new(None),
         max_pending: 1 << 20,
     });
@@ -378,6 +386,8 @@ async fn reader(client: Client) {
             break;
         }
     }
+    client.inner.reader_done.set(true);
+    client.inner.reader_done_notify.notify_waiters();
 }
 
 async fn writer(client: Client) {
@@ -407,6 +417,7 @@ async fn writer(client: Client) {
         }
         if inner.proto.borrow().is_closed() {
             let _ = inner.tls.close().await;
+            client.linger().await;
             break;
         }
         match deadline {
@@ -478,6 +489,21 @@ impl Client {
             "ppp_auth"
         } else {
             "network"
+        }
+    }
+
+    /// After our close_notify and FIN: waits (at most [`CLOSE_LINGER`])
+    /// for the server's. Closing the socket before they arrive would make
+    /// the kernel answer them with a reset.
+    async fn linger(&self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_LINGER;
+        while !self.inner.reader_done.get() {
+            let finished = self.inner.reader_done_notify.notified();
+            if self.inner.reader_done.get()
+                || tokio::time::timeout_at(deadline, finished).await.is_err()
+            {
+                return;
+            }
         }
     }
 

@@ -9,7 +9,8 @@
 //!   the caller's plaintext buffer;
 //! * [`TlsConn::write_plaintext`]: encrypt a batch of plaintext (several SSTP
 //!   packets at once become as few TLS records as rustls allows) and write it
-//!   in one submission.
+//!   in one submission; [`TlsConn::write_plaintext_units`] makes each unit
+//!   (an SSTP packet) a record of its own, still in one submission.
 //!
 //! A session runs a reader task and a writer task concurrently. They share
 //! the connection through `Rc`; the rustls state is only borrowed
@@ -324,29 +325,52 @@ impl TlsConn {
         if self.is_kernel_tls() {
             return self.write_kernel(plaintext).await;
         }
-        let mut rest = plaintext;
-        let mut refused_after_flush = false;
-        while !rest.is_empty() {
-            let accepted = {
-                let mut records = self.tls.borrow_mut();
-                let Records::Userspace(tls) = &mut *records else {
-                    return Err(TlsIoError::Io(io::ErrorKind::NotConnected.into()));
-                };
-                io::Write::write(&mut tls.writer(), rest)?
-            };
-            rest = &rest[accepted..];
-            if accepted == 0 {
-                if refused_after_flush {
-                    // Nothing is buffered and rustls still refuses: the
-                    // connection no longer takes application data.
-                    return Err(TlsIoError::Io(io::ErrorKind::WriteZero.into()));
-                }
-                refused_after_flush = true;
-            } else {
-                refused_after_flush = false;
+        self.write_plaintext_units(std::iter::once(plaintext)).await
+    }
+
+    /// Encrypts each unit as its own TLS record(s) (rustls seals every
+    /// write call separately) and writes them in one submission, unless
+    /// rustls' send buffer fills up first. The server sends one SSTP packet
+    /// per record this way, which sstp-client needs (see
+    /// [`crate::proto::sstp::records`]).
+    ///
+    /// With kernel TLS every `send` becomes its own record(s), so each unit
+    /// is written by itself (in order, one at a time).
+    pub async fn write_plaintext_units<'a>(
+        &self,
+        units: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), TlsIoError> {
+        if self.is_kernel_tls() {
+            for unit in units {
+                self.write_kernel(unit).await?;
             }
-            if !rest.is_empty() {
-                self.flush_tls().await?;
+            return Ok(());
+        }
+        for unit in units {
+            let mut rest = unit;
+            let mut refused_after_flush = false;
+            while !rest.is_empty() {
+                let accepted = {
+                    let mut records = self.tls.borrow_mut();
+                    let Records::Userspace(tls) = &mut *records else {
+                        return Err(TlsIoError::Io(io::ErrorKind::NotConnected.into()));
+                    };
+                    io::Write::write(&mut tls.writer(), rest)?
+                };
+                rest = &rest[accepted..];
+                if accepted == 0 {
+                    if refused_after_flush {
+                        // Nothing is buffered and rustls still refuses: the
+                        // connection no longer takes application data.
+                        return Err(TlsIoError::Io(io::ErrorKind::WriteZero.into()));
+                    }
+                    refused_after_flush = true;
+                } else {
+                    refused_after_flush = false;
+                }
+                if !rest.is_empty() {
+                    self.flush_tls().await?;
+                }
             }
         }
         self.flush_tls().await

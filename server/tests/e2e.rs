@@ -5,67 +5,16 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::net::Ipv4Addr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use sstpd::client::{self, Client, ConnectError};
+use sstpd::client::ConnectError;
 use sstpd::config::TlsVersion;
 use sstpd::proto::auth::{AuthFailure, AuthProtocol};
 use sstpd::proto::ppp::PppCloseReason;
 use sstpd::proto::session::CloseReason;
 use sstpd::tls::certs::SelfSignedKey;
-
-type Inbox = Rc<RefCell<Vec<Vec<u8>>>>;
-
-/// Connects and returns the client with an inbox of received packets.
-async fn connect(options: &sstpd::client::ClientOptions) -> Result<(Client, Inbox), ConnectError> {
-    let inbox: Inbox = Rc::default();
-    let sink = inbox.clone();
-    let (client, _times) = client::connect(
-        options,
-        Box::new(move |p| sink.borrow_mut().push(p.to_vec())),
-    )
-    .await?;
-    Ok((client, inbox))
-}
-
-/// Waits (bounded) until `inbox` holds a packet matching `want`.
-async fn wait_for(inbox: &Inbox, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if inbox.borrow().iter().any(|p| want(p)) {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Pings the gateway (the kernel answers through the TUN device) and
-/// checks the reply carries our payload.
-async fn ping_gateway(client: &Client, inbox: &Inbox, id: u16, payload: &[u8]) -> bool {
-    let me = client.address().unwrap();
-    for attempt in 0..3u16 {
-        client
-            .send_ip(&icmp_echo(8, me, GATEWAY, id, attempt, payload))
-            .expect("send");
-        let ok = wait_for(inbox, Duration::from_secs(2), |p| {
-            parse_echo(p).is_some_and(|e| {
-                e.kind == 0 && e.id == id && e.src == GATEWAY && e.dst == me && e.payload == payload
-            })
-        })
-        .await;
-        if ok {
-            return true;
-        }
-    }
-    false
-}
 
 fn tls_pair(v: TlsVersion) -> (TlsVersion, TlsVersion) {
     (v, v)

@@ -15,6 +15,7 @@ use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
+use crate::proto::sstp::{record_units, HashProtocol};
 use crate::session_table::SessionRef;
 use crate::tls::ktls::KtlsDecision;
 use crate::uring_tls::{Offload, ReadOutcome, TlsConn};
@@ -227,7 +228,9 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         ctx.handle_events(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
-            let result = ctx.tls.write_plaintext(&batch).await;
+            // One TLS record per SSTP packet: sstp-client handles only
+            // the first packet of a record until more bytes arrive.
+            let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
             batch.clear();
             if let Err(e) = result {
                 worker.metrics().event(e.as_str());
@@ -326,6 +329,9 @@ impl SessionCtx {
                     worker.shared.authenticator.authenticate(request, reply);
                 }
                 SessionEvent::HttpHandshake { correlation_id } => {
+                    // Set against sessions_established, this shows the
+                    // clients that stop between the 200 and Call Connected.
+                    worker.metrics().event("http_accepted");
                     self.span
                         .record("correlation_id", field::display(&correlation_id));
                 }
@@ -335,7 +341,18 @@ impl SessionCtx {
                 }
                 SessionEvent::Established => {
                     WorkerMetrics::add(&worker.metrics().sessions_established, 1);
-                    tracing::info!("call connected");
+                    // Which hash the client bound with: SHA-1-only clients
+                    // are worth knowing about before SHA-1 is switched off.
+                    let hash = self.proto.borrow().sstp().hash_protocol();
+                    worker.metrics().event(match hash {
+                        Some(HashProtocol::Sha1) => "crypto_binding_sha1",
+                        Some(HashProtocol::Sha256) => "crypto_binding_sha256",
+                        None => "crypto_binding_unknown",
+                    });
+                    tracing::info!(
+                        hash = hash.map_or("none", HashProtocol::as_str),
+                        "call connected"
+                    );
                 }
                 SessionEvent::Ipv4Up(params) => {
                     self.span.record("ip", field::display(params.peer));
