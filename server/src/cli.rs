@@ -115,9 +115,17 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
 
     let suites =
         tls::cipher_suites(config.tls.cipher_suites.as_deref()).map_err(CheckError::Tls)?;
+    let versions = if config.tls.max_version == crate::config::TlsVersion::Tls13 {
+        format!("{}+", config.tls.min_version.as_str())
+    } else {
+        format!(
+            "{} to {}",
+            config.tls.min_version.as_str(),
+            config.tls.max_version.as_str()
+        )
+    };
     let tls_line = format!(
-        "tls: TLS {}+, {} cipher suites, kTLS {}, session tickets {}",
-        config.tls.min_version.as_str(),
+        "tls: TLS {versions}, {} cipher suites, kTLS {}, session tickets {}",
         suites.len(),
         config.tls.ktls.as_str(),
         if config.tls.session_tickets {

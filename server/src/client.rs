@@ -113,6 +113,9 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+/// How long a closing session waits for the server's end of the stream.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// Receives IP packets from the server.
 pub type IpHandler = Box<dyn FnMut(&[u8])>;
 
@@ -127,6 +130,9 @@ struct Inner {
     progress_changed: Notify,
     closed: Cell<bool>,
     closed_notify: Notify,
+    /// The reader saw the end of the stream (or failed).
+    reader_done: Cell<bool>,
+    reader_done_notify: Notify,
     close_reason: RefCell<Option<CloseReason>>,
     /// Plaintext bytes queued beyond which `send_ip` refuses (backpressure).
     max_pending: usize,
@@ -139,6 +145,8 @@ struct Progress {
     authenticated: Option<Instant>,
     established: Option<Instant>,
     ipv4: Option<(Instant, Ipv4Params)>,
+    /// The IPv6 prefix the server announced (Router Advertisement).
+    ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
 }
 
 /// A connected session.
@@ -201,6 +209,7 @@ pub async fn connect(
             c.peer_certificates()
                 .and_then(|certs| certs.first().map(|c| CertHashes::of_der(c.as_ref())))
         })
+        .flatten()
         .ok_or(ConnectError::Tls(TlsIoError::Tls(
             rustls::Error::NoCertificatesPresented,
         )))?;
@@ -237,6 +246,8 @@ pub async fn connect(
         progress_changed: Notify::new(),
         closed: Cell::new(false),
         closed_notify: Notify::new(),
+        reader_done: Cell::new(false),
+        reader_done_notify: Notify::new(),
         close_reason: RefCell::new(None),
         max_pending: 1 << 20,
     });
@@ -375,6 +386,8 @@ async fn reader(client: Client) {
             break;
         }
     }
+    client.inner.reader_done.set(true);
+    client.inner.reader_done_notify.notify_waiters();
 }
 
 async fn writer(client: Client) {
@@ -404,6 +417,7 @@ async fn writer(client: Client) {
         }
         if inner.proto.borrow().is_closed() {
             let _ = inner.tls.close().await;
+            client.linger().await;
             break;
         }
         match deadline {
@@ -452,6 +466,9 @@ impl Client {
                 SessionEvent::Authenticated { .. } => progress.authenticated = Some(now),
                 SessionEvent::Established => progress.established = Some(now),
                 SessionEvent::Ipv4Up(params) => progress.ipv4 = Some((now, params)),
+                SessionEvent::Ipv6Prefix { prefix, len } => {
+                    progress.ipv6_prefix = Some((prefix, len))
+                }
                 SessionEvent::Closed(reason) => {
                     *inner.close_reason.borrow_mut() = Some(reason);
                 }
@@ -472,6 +489,21 @@ impl Client {
             "ppp_auth"
         } else {
             "network"
+        }
+    }
+
+    /// After our close_notify and FIN: waits (at most [`CLOSE_LINGER`])
+    /// for the server's. Closing the socket before they arrive would make
+    /// the kernel answer them with a reset.
+    async fn linger(&self) {
+        let deadline = tokio::time::Instant::now() + CLOSE_LINGER;
+        while !self.inner.reader_done.get() {
+            let finished = self.inner.reader_done_notify.notified();
+            if self.inner.reader_done.get()
+                || tokio::time::timeout_at(deadline, finished).await.is_err()
+            {
+                return;
+            }
         }
     }
 
@@ -503,6 +535,36 @@ impl Client {
     /// The address IPCP assigned and the server's tunnel address.
     pub fn ipv4(&self) -> Option<Ipv4Params> {
         self.inner.proto.borrow().ipv4()
+    }
+
+    /// Our global IPv6 address: the announced prefix with the interface
+    /// identifier IPv6CP agreed (SLAAC, [RFC 4862]), once both are known.
+    ///
+    /// [RFC 4862]: https://www.rfc-editor.org/rfc/rfc4862
+    pub fn ipv6_address(&self) -> Option<std::net::Ipv6Addr> {
+        let (prefix, len) = self.inner.progress.borrow().ipv6_prefix?;
+        let ifid = self.inner.proto.borrow().ipv6()?.local_ifid;
+        (len == 64).then(|| std::net::Ipv6Addr::from(u128::from(prefix) | u128::from(ifid)))
+    }
+
+    /// The IPv6 link-local address (`fe80::<interface identifier>`).
+    pub fn ipv6_link_local(&self) -> Option<std::net::Ipv6Addr> {
+        let ifid = self.inner.proto.borrow().ipv6()?.local_ifid;
+        Some(crate::proto::ndp::link_local(ifid))
+    }
+
+    /// Waits (bounded) until the server has announced an IPv6 prefix.
+    pub async fn wait_ipv6(&self, timeout: Duration) -> Option<std::net::Ipv6Addr> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.inner.progress_changed.notified();
+            if let Some(addr) = self.ipv6_address() {
+                return Some(addr);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.ipv6_address();
+            }
+        }
     }
 
     /// Our tunnel address.

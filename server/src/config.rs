@@ -159,6 +159,10 @@ pub struct TlsSection {
     /// Lowest TLS version accepted. Default "1.2" (Windows 7/8 and many
     /// routers speak no TLS 1.3).
     pub min_version: TlsVersion,
+    /// Highest TLS version accepted. Default "1.3". "1.2" pins the server
+    /// to TLS 1.2, e.g. to reproduce what a Windows 10 client negotiates
+    /// or to test a client's TLS 1.2 path.
+    pub max_version: TlsVersion,
     /// Cipher suites in preference order, by their IANA/rustls names. Default:
     /// every suite listed in [`crate::tls::DEFAULT_CIPHER_SUITE_NAMES`].
     pub cipher_suites: Option<Vec<String>>,
@@ -179,6 +183,7 @@ impl Default for TlsSection {
             certificate: None,
             private_key: None,
             min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
             cipher_suites: None,
             handshake_timeout: Duration::from_secs(10),
             ktls: KtlsMode::Auto,
@@ -1040,6 +1045,16 @@ impl Config {
             }
             _ => {}
         }
+        if t.min_version > t.max_version {
+            return Err(ConfigError::invalid(
+                "tls.max_version",
+                format!(
+                    "\"{}\" is below tls.min_version \"{}\"",
+                    t.max_version.as_str(),
+                    t.min_version.as_str()
+                ),
+            ));
+        }
         if let Some(names) = &t.cipher_suites {
             if names.is_empty() {
                 return Err(ConfigError::invalid(
@@ -1049,6 +1064,7 @@ impl Config {
             }
             let mut seen = Vec::new();
             let mut any_tls13 = false;
+            let mut any_in_range = false;
             for (i, name) in names.iter().enumerate() {
                 let key = format!("tls.cipher_suites[{i}]");
                 let suite = crate::tls::cipher_suite_by_name(name)
@@ -1058,11 +1074,23 @@ impl Config {
                 }
                 seen.push(suite.suite());
                 any_tls13 |= suite.version() == &rustls::version::TLS13;
+                any_in_range |=
+                    (t.min_version..=t.max_version).contains(&crate::tls::suite_version(suite));
             }
             if t.min_version == TlsVersion::Tls13 && !any_tls13 {
                 return Err(ConfigError::invalid(
                     "tls.cipher_suites",
                     "no TLS 1.3 suite listed, but tls.min_version is \"1.3\"",
+                ));
+            }
+            if !any_in_range {
+                return Err(ConfigError::invalid(
+                    "tls.cipher_suites",
+                    format!(
+                        "no suite listed for TLS {} to {} (tls.min_version..tls.max_version)",
+                        t.min_version.as_str(),
+                        t.max_version.as_str()
+                    ),
                 ));
             }
         }
@@ -1431,6 +1459,7 @@ mod tests {
         let t = &config.tls;
         assert_eq!((t.certificate.clone(), t.private_key.clone()), (None, None));
         assert_eq!(t.min_version, TlsVersion::Tls12);
+        assert_eq!(t.max_version, TlsVersion::Tls13);
         assert_eq!(t.cipher_suites, None);
         assert_eq!(t.handshake_timeout, Duration::from_secs(10));
         assert_eq!((t.ktls, t.session_tickets), (KtlsMode::Auto, false));
@@ -1513,6 +1542,7 @@ mod tests {
             certificate = "c.pem"
             private_key = "k.pem"
             min_version = "1.3"
+            max_version = "1.3"
             cipher_suites = ["TLS13_CHACHA20_POLY1305_SHA256", "tls13_aes_128_gcm_sha256"]
             handshake_timeout = "2500ms"
             ktls = "off"
@@ -1570,6 +1600,7 @@ mod tests {
         assert_eq!(config.state_dir().unwrap(), PathBuf::from("/srv/sstpd"));
         assert_eq!(config.server.shutdown_timeout, Duration::from_secs(90));
         assert_eq!(config.tls.min_version, TlsVersion::Tls13);
+        assert_eq!(config.tls.max_version, TlsVersion::Tls13);
         assert_eq!(config.tls.handshake_timeout, Duration::from_millis(2500));
         assert_eq!(config.tls.ktls, KtlsMode::Off);
         assert_eq!(config.sstp.abort_ack_timeout, Duration::from_millis(500));
@@ -1706,6 +1737,8 @@ mod tests {
             ("[tls]\ncipher_suites = [\"TLS_RSA_WITH_RC4_128_MD5\"]", "tls.cipher_suites[0]: unknown cipher suite \"TLS_RSA_WITH_RC4_128_MD5\""),
             ("[tls]\ncipher_suites = [\"TLS13_AES_128_GCM_SHA256\", \"tls13_aes_128_gcm_sha256\"]", "tls.cipher_suites[1]: tls13_aes_128_gcm_sha256 is listed twice"),
             ("[tls]\nmin_version = \"1.3\"\ncipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"]", "tls.cipher_suites: no TLS 1.3 suite listed"),
+            ("[tls]\nmin_version = \"1.3\"\nmax_version = \"1.2\"", "tls.max_version: \"1.2\" is below tls.min_version \"1.3\""),
+            ("[tls]\nmax_version = \"1.2\"\ncipher_suites = [\"TLS13_AES_128_GCM_SHA256\"]", "tls.cipher_suites: no suite listed for TLS 1.2 to 1.2"),
             ("[tls]\nhandshake_timeout = \"0s\"", "tls.handshake_timeout: must be between 1ms and 5m"),
             ("[tls]\nhandshake_timeout = \"10m\"", "tls.handshake_timeout: must be between 1ms and 5m"),
             ("[tls]\nsession_tickets = true", "tls.session_tickets: needs tls.ktls = \"off\" (it is \"auto\")"),

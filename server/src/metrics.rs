@@ -2,10 +2,11 @@
 //!
 //! Every worker owns one [`WorkerMetrics`], padded to its own cache lines, so
 //! the per-packet counters are plain relaxed atomic adds on memory no other
-//! core writes. Rare events (a session closing for a reason, a protocol
-//! violation, a refused handshake) are counted by their label (the
-//! `as_str()` of the error enums) in a small map behind a mutex: those happen
-//! at session-setup rates, never per packet.
+//! core writes. Events (a session closing for a reason, a protocol
+//! violation, a dropped packet) are counted by their label (the `as_str()`
+//! of the error enums) in a small lock-free table: some of them, such as
+//! `spoofed_source`, can happen per packet under attack, and the packet path
+//! takes no locks.
 //!
 //! [`Metrics::snapshot`] sums all workers; the server logs it periodically
 //! and at shutdown, and tests assert on it.
@@ -38,7 +39,7 @@ pub struct WorkerMetrics {
     pub tx_queue_full: AtomicU64,
     /// Packets dropped because the TUN write queue was full.
     pub tun_write_queue_full: AtomicU64,
-    events: Mutex<BTreeMap<&'static str, u64>>,
+    events: LabelCounters,
 }
 
 impl WorkerMetrics {
@@ -48,13 +49,13 @@ impl WorkerMetrics {
         self.events_n(label, 1);
     }
 
-    /// Counts `n` occurrences of a labelled event.
+    /// Counts `n` occurrences of a labelled event. Lock-free; called by the
+    /// worker that owns these counters (the table has one writer).
     pub fn events_n(&self, label: &'static str, n: u64) {
         if n == 0 {
             return;
         }
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        *events.entry(label).or_insert(0) += n;
+        self.events.add(label, n);
     }
 
     /// Adds to a counter (relaxed: these are statistics).
@@ -115,12 +116,107 @@ impl Metrics {
             snap.handoff_packets += get(&w.handoff_packets);
             snap.tx_queue_full += get(&w.tx_queue_full);
             snap.tun_write_queue_full += get(&w.tun_write_queue_full);
-            let events = w.events.lock().unwrap_or_else(|e| e.into_inner());
-            for (label, n) in events.iter() {
-                *snap.events.entry(label).or_insert(0) += n;
-            }
+            w.events
+                .for_each(|label, n| *snap.events.entry(label).or_insert(0) += n);
         }
         snap
+    }
+}
+
+/// Labelled counters without locks: an open-addressed table of
+/// (label, count) slots. Each table has a single writer (its worker), which
+/// claims a slot by publishing the label's length and then its pointer
+/// (release); readers skip slots whose pointer is not yet set (acquire).
+/// Labels are compared by content, so the same label from two codegen units
+/// lands in one slot. When the table is full, the rest count under
+/// `"other_events"`.
+#[derive(Debug)]
+struct LabelCounters {
+    slots: Box<[LabelSlot]>,
+    other: AtomicU64,
+    /// Serialises writers; uncontended (one writer per table), and held
+    /// only when a new label is inserted, never on the counting path.
+    insert: Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct LabelSlot {
+    ptr: std::sync::atomic::AtomicPtr<u8>,
+    len: std::sync::atomic::AtomicUsize,
+    count: AtomicU64,
+}
+
+const LABEL_SLOTS: usize = 256;
+
+impl Default for LabelCounters {
+    fn default() -> Self {
+        LabelCounters {
+            slots: (0..LABEL_SLOTS).map(|_| LabelSlot::default()).collect(),
+            other: AtomicU64::new(0),
+            insert: Mutex::new(()),
+        }
+    }
+}
+
+impl LabelSlot {
+    fn label(&self) -> Option<&'static str> {
+        let ptr = self.ptr.load(Ordering::Acquire);
+        if ptr.is_null() {
+            return None;
+        }
+        let len = self.len.load(Ordering::Relaxed);
+        // SAFETY: `ptr`/`len` were published together from a `&'static str`
+        // (len stored before ptr, ptr with release, loaded with acquire).
+        Some(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len)) })
+    }
+}
+
+impl LabelCounters {
+    fn start(label: &str) -> usize {
+        // FNV-1a over the content: stable whichever copy of the literal.
+        let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        hash as usize % LABEL_SLOTS
+    }
+
+    fn add(&self, label: &'static str, n: u64) {
+        let start = Self::start(label);
+        for i in 0..LABEL_SLOTS {
+            let slot = &self.slots[(start + i) % LABEL_SLOTS];
+            match slot.label() {
+                Some(existing) if existing == label => {
+                    slot.count.fetch_add(n, Ordering::Relaxed);
+                    return;
+                }
+                Some(_) => continue,
+                None => {
+                    let _writer = self.insert.lock().unwrap_or_else(|e| e.into_inner());
+                    if slot.label().is_some() {
+                        // Claimed meanwhile: look again from here.
+                        drop(_writer);
+                        return self.add(label, n);
+                    }
+                    slot.count.store(n, Ordering::Relaxed);
+                    slot.len.store(label.len(), Ordering::Relaxed);
+                    slot.ptr.store(label.as_ptr().cast_mut(), Ordering::Release);
+                    return;
+                }
+            }
+        }
+        self.other.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
+        for slot in self.slots.iter() {
+            if let Some(label) = slot.label() {
+                f(label, slot.count.load(Ordering::Relaxed));
+            }
+        }
+        let other = self.other.load(Ordering::Relaxed);
+        if other > 0 {
+            f("other_events", other);
+        }
     }
 }
 
@@ -197,6 +293,34 @@ mod tests {
         let text = s.to_string();
         assert!(text.contains("wrong_mac=3"), "{text}");
         assert!(text.contains("rx 7 pkts"), "{text}");
+    }
+
+    #[test]
+    fn many_labels_fill_the_table_then_overflow_to_other_events() {
+        let m = Metrics::new(1);
+        let labels: Vec<&'static str> = (0..LABEL_SLOTS + 10)
+            .map(|i| &*Box::leak(format!("label_{i}").into_boxed_str()))
+            .collect();
+        for (i, label) in labels.iter().enumerate() {
+            m.worker(0).events_n(label, i as u64 + 1);
+            m.worker(0).event(label);
+        }
+        let s = m.snapshot();
+        let counted: u64 = s.events.values().sum();
+        let expected: u64 = (0..labels.len() as u64).map(|i| i + 2).sum();
+        assert_eq!(counted, expected, "nothing is lost");
+        assert_eq!(s.event("label_0"), 2);
+        assert!(s.event("other_events") > 0);
+    }
+
+    #[test]
+    fn equal_labels_from_different_allocations_share_a_counter() {
+        let m = Metrics::new(1);
+        let a: &'static str = Box::leak(String::from("wrong_mac").into_boxed_str());
+        m.worker(0).event("wrong_mac");
+        m.worker(0).event(a);
+        assert_eq!(m.snapshot().event("wrong_mac"), 2);
+        assert_eq!(m.snapshot().events.len(), 1);
     }
 
     #[test]

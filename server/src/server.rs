@@ -410,7 +410,10 @@ pub fn session_config(config: &Config, pool: Arc<dyn AddressPool>) -> SessionCon
         },
         pool: Some(pool),
     };
-    SessionConfig::new(sstp, ppp)
+    let mut session = SessionConfig::new(sstp, ppp);
+    session.ipv6_dns = config.ipv6.dns.clone();
+    session.ipv6_mtu = Some(u32::from(config.tun.mtu));
+    session
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //!   the caller's plaintext buffer;
 //! * [`TlsConn::write_plaintext`]: encrypt a batch of plaintext (several SSTP
 //!   packets at once become as few TLS records as rustls allows) and write it
-//!   in one submission.
+//!   in one submission; [`TlsConn::write_plaintext_units`] makes each unit
+//!   (an SSTP packet) a record of its own, still in one submission.
 //!
 //! A session runs a reader task and a writer task concurrently. They share
 //! the connection through `Rc`; the rustls state is only borrowed
@@ -37,10 +38,38 @@ pub enum ReadOutcome {
     Closed,
 }
 
+/// Who does the record layer.
+// One per session, and the userspace variant is the hot one: boxing it would
+// add a pointer chase to every read and write to save ~1 KiB per kTLS session.
+#[allow(clippy::large_enum_variant)]
+enum Records {
+    /// rustls encrypts and decrypts.
+    Userspace(Connection),
+    /// The kernel does (kTLS): the socket carries plaintext.
+    Kernel(KernelRecords),
+    /// Transient, while the connection is handed to the kernel.
+    Switching,
+}
+
+struct KernelRecords {
+    version: crate::config::TlsVersion,
+    /// Approximate records sent, against the AEAD confidentiality limit
+    /// the kernel does not enforce.
+    records_sent: u64,
+}
+
+/// Records of at most 16 KiB; close well before 2^24.5 of them (the
+/// AES-GCM limit rustls would re-key at and the kernel cannot).
+const KERNEL_RECORD_LIMIT: u64 = 1 << 24;
+
 /// A TLS connection on a tokio-uring TCP socket.
 pub struct TlsConn {
     tcp: TcpStream,
-    tls: RefCell<Connection>,
+    tls: RefCell<Records>,
+    /// Until the handshake is over, read one TLS record at a time so that
+    /// nothing beyond the last handshake record is read into userspace
+    /// (required before handing the connection to kernel TLS).
+    exact_records: Cell<bool>,
     /// Reusable ciphertext read buffer (moved into the kernel during a read).
     read_buf: Cell<Option<Vec<u8>>>,
     /// Reusable ciphertext write buffer.
@@ -111,7 +140,8 @@ impl TlsConn {
     pub fn new(tcp: TcpStream, tls: Connection) -> Self {
         TlsConn {
             tcp,
-            tls: RefCell::new(tls),
+            tls: RefCell::new(Records::Userspace(tls)),
+            exact_records: Cell::new(false),
             read_buf: Cell::new(Some(Vec::with_capacity(READ_CHUNK))),
             write_buf: Cell::new(Some(Vec::with_capacity(READ_CHUNK))),
             pending_tls_output: Cell::new(false),
@@ -124,9 +154,24 @@ impl TlsConn {
     }
 
     /// Runs `f` with the rustls connection (for inspection: negotiated
-    /// version, suite, peer certificates).
-    pub fn with_tls<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
-        f(&self.tls.borrow())
+    /// version, suite, peer certificates); `None` once the kernel does the
+    /// records.
+    pub fn with_tls<R>(&self, f: impl FnOnce(&Connection) -> R) -> Option<R> {
+        match &*self.tls.borrow() {
+            Records::Userspace(conn) => Some(f(conn)),
+            _ => None,
+        }
+    }
+
+    /// Whether the kernel does the record layer (kTLS).
+    pub fn is_kernel_tls(&self) -> bool {
+        matches!(&*self.tls.borrow(), Records::Kernel(_))
+    }
+
+    /// Reads the handshake one TLS record at a time (see
+    /// [`TlsConn::offload_to_kernel`]). Call before [`TlsConn::handshake`].
+    pub fn read_exact_records_during_handshake(&self) {
+        self.exact_records.set(true);
     }
 
     /// Completes the TLS handshake within `timeout`. Plaintext that arrived
@@ -145,20 +190,60 @@ impl TlsConn {
     async fn handshake_inner(&self, early: &mut Vec<u8>) -> Result<(), TlsIoError> {
         loop {
             self.flush_tls().await?;
-            if !self.tls.borrow().is_handshaking() {
+            let handshaking = match &*self.tls.borrow() {
+                Records::Userspace(conn) => conn.is_handshaking(),
+                _ => false,
+            };
+            if !handshaking {
+                self.exact_records.set(false);
                 return Ok(());
             }
-            match self.read_plaintext(early).await? {
-                ReadOutcome::Closed => return Err(TlsIoError::ClosedDuringHandshake),
-                ReadOutcome::Data(_) => {}
+            let outcome = if self.exact_records.get() {
+                self.read_one_record(early).await?
+            } else {
+                self.read_plaintext(early).await?
+            };
+            if outcome == ReadOutcome::Closed {
+                return Err(TlsIoError::ClosedDuringHandshake);
             }
         }
+    }
+
+    /// Reads exactly one TLS record (header, then its length) and feeds it
+    /// to rustls.
+    async fn read_one_record(&self, plaintext: &mut Vec<u8>) -> Result<ReadOutcome, TlsIoError> {
+        let mut record = Vec::with_capacity(crate::tls::ktls::RECORD_HEADER_LEN + 16 * 1024 + 256);
+        let header_len = crate::tls::ktls::RECORD_HEADER_LEN;
+        if !self.read_exact_into(&mut record, header_len).await? {
+            return Ok(ReadOutcome::Closed);
+        }
+        let mut header = [0u8; 5];
+        header.copy_from_slice(&record[..header_len]);
+        let total = crate::tls::ktls::record_len(header);
+        if !self.read_exact_into(&mut record, total).await? {
+            return Ok(ReadOutcome::Closed);
+        }
+        self.absorb(&record, plaintext)
+    }
+
+    /// Reads until `buf` holds `len` bytes; `false` on EOF first.
+    async fn read_exact_into(&self, buf: &mut Vec<u8>, len: usize) -> Result<bool, TlsIoError> {
+        while buf.len() < len {
+            let chunk = Vec::with_capacity(len - buf.len());
+            let (res, chunk) = self.tcp.read(chunk).await;
+            match res? {
+                0 => return Ok(false),
+                _ => buf.extend_from_slice(&chunk),
+            }
+        }
+        Ok(true)
     }
 
     /// Whether rustls has queued TLS output (alerts, handshake or
     /// post-handshake messages) that [`TlsConn::flush_tls`] should send.
     pub fn wants_flush(&self) -> bool {
-        self.pending_tls_output.get() || self.tls.borrow().wants_write()
+        self.pending_tls_output.get()
+            || matches!(&*self.tls.borrow(), Records::Userspace(conn) if conn.wants_write())
     }
 
     /// Performs one socket read, decrypts it and appends the plaintext to
@@ -170,9 +255,17 @@ impl TlsConn {
             .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
         buf.clear();
         let (res, buf) = self.tcp.read(buf).await;
+        let kernel = self.is_kernel_tls();
         let outcome = match res {
             Ok(0) => Ok(ReadOutcome::Closed),
+            Ok(n) if kernel => {
+                // The kernel decrypted it: application data as is.
+                plaintext.extend_from_slice(&buf[..n]);
+                Ok(ReadOutcome::Data(n))
+            }
             Ok(n) => self.absorb(&buf[..n], plaintext),
+            // kTLS reports a non-data record as EIO on a plain read.
+            Err(e) if kernel && e.raw_os_error() == Some(libc::EIO) => self.kernel_control_record(),
             Err(e) => Err(TlsIoError::Io(e)),
         };
         self.read_buf.set(Some(buf));
@@ -186,7 +279,12 @@ impl TlsConn {
         plaintext: &mut Vec<u8>,
     ) -> Result<ReadOutcome, TlsIoError> {
         let before = plaintext.len();
-        let mut tls = self.tls.borrow_mut();
+        let mut records = self.tls.borrow_mut();
+        let Records::Userspace(tls) = &mut *records else {
+            return Err(TlsIoError::Io(io::Error::other(
+                "TLS record layer not in userspace",
+            )));
+        };
         let mut peer_closed = false;
         while !ciphertext.is_empty() {
             // read_tls takes what fits in rustls' buffer; loop until all of
@@ -224,23 +322,55 @@ impl TlsConn {
     /// per-session memory small); when it stops accepting plaintext the
     /// records so far are written out before the rest is encrypted.
     pub async fn write_plaintext(&self, plaintext: &[u8]) -> Result<(), TlsIoError> {
-        let mut rest = plaintext;
-        let mut refused_after_flush = false;
-        while !rest.is_empty() {
-            let accepted = io::Write::write(&mut self.tls.borrow_mut().writer(), rest)?;
-            rest = &rest[accepted..];
-            if accepted == 0 {
-                if refused_after_flush {
-                    // Nothing is buffered and rustls still refuses: the
-                    // connection no longer takes application data.
-                    return Err(TlsIoError::Io(io::ErrorKind::WriteZero.into()));
-                }
-                refused_after_flush = true;
-            } else {
-                refused_after_flush = false;
+        if self.is_kernel_tls() {
+            return self.write_kernel(plaintext).await;
+        }
+        self.write_plaintext_units(std::iter::once(plaintext)).await
+    }
+
+    /// Encrypts each unit as its own TLS record(s) (rustls seals every
+    /// write call separately) and writes them in one submission, unless
+    /// rustls' send buffer fills up first. The server sends one SSTP packet
+    /// per record this way, which sstp-client needs (see
+    /// [`crate::proto::sstp::records`]).
+    ///
+    /// With kernel TLS every `send` becomes its own record(s), so each unit
+    /// is written by itself (in order, one at a time).
+    pub async fn write_plaintext_units<'a>(
+        &self,
+        units: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), TlsIoError> {
+        if self.is_kernel_tls() {
+            for unit in units {
+                self.write_kernel(unit).await?;
             }
-            if !rest.is_empty() {
-                self.flush_tls().await?;
+            return Ok(());
+        }
+        for unit in units {
+            let mut rest = unit;
+            let mut refused_after_flush = false;
+            while !rest.is_empty() {
+                let accepted = {
+                    let mut records = self.tls.borrow_mut();
+                    let Records::Userspace(tls) = &mut *records else {
+                        return Err(TlsIoError::Io(io::ErrorKind::NotConnected.into()));
+                    };
+                    io::Write::write(&mut tls.writer(), rest)?
+                };
+                rest = &rest[accepted..];
+                if accepted == 0 {
+                    if refused_after_flush {
+                        // Nothing is buffered and rustls still refuses: the
+                        // connection no longer takes application data.
+                        return Err(TlsIoError::Io(io::ErrorKind::WriteZero.into()));
+                    }
+                    refused_after_flush = true;
+                } else {
+                    refused_after_flush = false;
+                }
+                if !rest.is_empty() {
+                    self.flush_tls().await?;
+                }
             }
         }
         self.flush_tls().await
@@ -254,13 +384,12 @@ impl TlsConn {
             .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
         loop {
             buf.clear();
-            {
-                let mut tls = self.tls.borrow_mut();
+            if let Records::Userspace(tls) = &mut *self.tls.borrow_mut() {
                 while tls.wants_write() {
                     tls.write_tls(&mut buf)?;
                 }
-                self.pending_tls_output.set(false);
             }
+            self.pending_tls_output.set(false);
             if buf.is_empty() {
                 break;
             }
@@ -279,8 +408,18 @@ impl TlsConn {
     /// has already gone (reset, not connected, broken pipe) is not an error:
     /// the connection is closed either way.
     pub async fn close(&self) -> Result<(), TlsIoError> {
-        self.tls.borrow_mut().send_close_notify();
-        let flushed = self.flush_tls().await;
+        let flushed = match &mut *self.tls.borrow_mut() {
+            Records::Userspace(tls) => {
+                tls.send_close_notify();
+                Ok(())
+            }
+            Records::Kernel(_) => kernel_send_close_notify(self.tcp_fd()).map_err(TlsIoError::Io),
+            Records::Switching => Ok(()),
+        };
+        let flushed = match flushed {
+            Ok(()) => self.flush_tls().await,
+            Err(e) => Err(e),
+        };
         let shut = self
             .tcp
             .shutdown(std::net::Shutdown::Write)
@@ -298,4 +437,166 @@ pub fn peer_already_gone(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotConnected | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
     )
+}
+
+/// What happened when a connection was offered to kernel TLS.
+#[derive(Debug)]
+pub enum Offload {
+    /// The kernel does the records now; process this plaintext (decrypted
+    /// by rustls before the switch) before the next read.
+    Kernel { early_plaintext: Vec<u8> },
+    /// The kernel refused before anything changed: rustls carries on.
+    StayedInUserspace(crate::tls::ktls::KtlsError),
+}
+
+impl TlsConn {
+    fn tcp_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.tcp)
+    }
+
+    /// Hands an established server connection to kernel TLS
+    /// ([`crate::tls::ktls::enable`]). The handshake must have been read
+    /// record by record ([`TlsConn::read_exact_records_during_handshake`])
+    /// and all TLS output flushed. An error means the connection is
+    /// unusable (the secrets left rustls but the kernel refused them).
+    pub fn offload_to_kernel(&self) -> Result<Offload, TlsIoError> {
+        let records = std::mem::replace(&mut *self.tls.borrow_mut(), Records::Switching);
+        let conn = match records {
+            Records::Userspace(Connection::Server(conn)) => conn,
+            other => {
+                *self.tls.borrow_mut() = other;
+                return Err(TlsIoError::Io(io::Error::other(
+                    "only server connections are offloaded",
+                )));
+            }
+        };
+        match crate::tls::ktls::enable(self.tcp_fd(), conn) {
+            Ok(enabled) => {
+                *self.tls.borrow_mut() = Records::Kernel(KernelRecords {
+                    version: enabled.version,
+                    records_sent: 0,
+                });
+                Ok(Offload::Kernel {
+                    early_plaintext: enabled.early_plaintext,
+                })
+            }
+            Err(failure) => match failure.connection {
+                Some(conn) => {
+                    *self.tls.borrow_mut() = Records::Userspace(Connection::Server(*conn));
+                    Ok(Offload::StayedInUserspace(failure.error))
+                }
+                None => Err(TlsIoError::Io(io::Error::other(format!(
+                    "kernel TLS setup failed after the switch: {}",
+                    failure.error.as_str()
+                )))),
+            },
+        }
+    }
+
+    /// Kernel TLS: the socket takes plaintext; the kernel makes records.
+    async fn write_kernel(&self, plaintext: &[u8]) -> Result<(), TlsIoError> {
+        if plaintext.is_empty() {
+            return Ok(());
+        }
+        if let Records::Kernel(k) = &mut *self.tls.borrow_mut() {
+            k.records_sent += plaintext.len().div_ceil(16 * 1024) as u64;
+            if k.records_sent >= KERNEL_RECORD_LIMIT {
+                return Err(TlsIoError::Io(io::Error::other(
+                    "kernel TLS record limit reached; the client must reconnect",
+                )));
+            }
+        }
+        let mut buf = self.write_buf.take().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(plaintext);
+        let (res, returned) = self.tcp.write_all(buf).await;
+        self.write_buf.set(Some(returned));
+        res.map_err(TlsIoError::Io)
+    }
+
+    /// Kernel TLS returned EIO: the next record is not application data.
+    /// Read it with its record type and decide.
+    fn kernel_control_record(&self) -> Result<ReadOutcome, TlsIoError> {
+        use crate::tls::ktls::{control_record_action, ControlAction};
+        let version = match &*self.tls.borrow() {
+            Records::Kernel(k) => k.version,
+            _ => return Err(TlsIoError::Io(io::Error::from_raw_os_error(libc::EIO))),
+        };
+        let (record_type, payload) = recv_control_record(self.tcp_fd()).map_err(TlsIoError::Io)?;
+        match control_record_action(version, record_type, &payload) {
+            ControlAction::PeerClosed => Ok(ReadOutcome::Closed),
+            ControlAction::Ignore => Ok(ReadOutcome::Data(0)),
+            action => Err(TlsIoError::Io(io::Error::other(format!(
+                "kernel TLS: {} (record type {record_type})",
+                action.as_str()
+            )))),
+        }
+    }
+}
+
+/// `recvmsg` of one non-data record with its `TLS_GET_RECORD_TYPE`
+/// control message (the kernel has it queued: it just reported EIO).
+fn recv_control_record(fd: std::os::fd::RawFd) -> io::Result<(u8, Vec<u8>)> {
+    let mut payload = vec![0u8; 16 * 1024 + 256];
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: msghdr points at live buffers of the stated sizes.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: valid fd and msghdr; non-blocking so it never stalls the worker.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    payload.truncate(n as usize);
+    // SAFETY: walking the control buffer the kernel filled, with the libc
+    // CMSG helpers bounded by msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        let header = unsafe { &*cmsg };
+        if header.cmsg_level == libc::SOL_TLS
+            && header.cmsg_type == crate::tls::ktls::TLS_GET_RECORD_TYPE
+        {
+            let record_type = unsafe { *libc::CMSG_DATA(cmsg) };
+            return Ok((record_type, payload));
+        }
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Err(io::Error::other("kernel TLS: record without a type"))
+}
+
+/// Sends a TLS close_notify alert through kernel TLS (a `sendmsg` whose
+/// `TLS_SET_RECORD_TYPE` control message says "alert").
+fn kernel_send_close_notify(fd: std::os::fd::RawFd) -> io::Result<()> {
+    const ALERT: u8 = 21;
+    let mut alert = [1u8, 0]; // warning, close_notify
+    let mut iov = libc::iovec {
+        iov_base: alert.as_mut_ptr().cast(),
+        iov_len: alert.len(),
+    };
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr and control buffer are live and sized; CMSG helpers
+    // stay within msg_controllen.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(1) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_TLS;
+        (*cmsg).cmsg_type = crate::tls::ktls::TLS_SET_RECORD_TYPE;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(1) as _;
+        *libc::CMSG_DATA(cmsg) = ALERT;
+        if libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }

@@ -5,67 +5,16 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::net::Ipv4Addr;
-use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use sstpd::client::{self, Client, ConnectError};
+use sstpd::client::ConnectError;
 use sstpd::config::TlsVersion;
 use sstpd::proto::auth::{AuthFailure, AuthProtocol};
 use sstpd::proto::ppp::PppCloseReason;
 use sstpd::proto::session::CloseReason;
 use sstpd::tls::certs::SelfSignedKey;
-
-type Inbox = Rc<RefCell<Vec<Vec<u8>>>>;
-
-/// Connects and returns the client with an inbox of received packets.
-async fn connect(options: &sstpd::client::ClientOptions) -> Result<(Client, Inbox), ConnectError> {
-    let inbox: Inbox = Rc::default();
-    let sink = inbox.clone();
-    let (client, _times) = client::connect(
-        options,
-        Box::new(move |p| sink.borrow_mut().push(p.to_vec())),
-    )
-    .await?;
-    Ok((client, inbox))
-}
-
-/// Waits (bounded) until `inbox` holds a packet matching `want`.
-async fn wait_for(inbox: &Inbox, timeout: Duration, want: impl Fn(&[u8]) -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if inbox.borrow().iter().any(|p| want(p)) {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Pings the gateway (the kernel answers through the TUN device) and
-/// checks the reply carries our payload.
-async fn ping_gateway(client: &Client, inbox: &Inbox, id: u16, payload: &[u8]) -> bool {
-    let me = client.address().unwrap();
-    for attempt in 0..3u16 {
-        client
-            .send_ip(&icmp_echo(8, me, GATEWAY, id, attempt, payload))
-            .expect("send");
-        let ok = wait_for(inbox, Duration::from_secs(2), |p| {
-            parse_echo(p).is_some_and(|e| {
-                e.kind == 0 && e.id == id && e.src == GATEWAY && e.dst == me && e.payload == payload
-            })
-        })
-        .await;
-        if ok {
-            return true;
-        }
-    }
-    false
-}
 
 fn tls_pair(v: TlsVersion) -> (TlsVersion, TlsVersion) {
     (v, v)
@@ -439,4 +388,143 @@ fn config_toml(config: &sstpd::config::Config) -> String {
         config.tls.certificate.as_ref().unwrap().display(),
         config.tls.private_key.as_ref().unwrap().display(),
     )
+}
+
+/// An ICMPv6 echo request with a valid checksum.
+fn icmpv6_echo(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    id: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut icmp = vec![128, 0, 0, 0];
+    icmp.extend_from_slice(&id.to_be_bytes());
+    icmp.extend_from_slice(&1u16.to_be_bytes());
+    icmp.extend_from_slice(payload);
+    let checksum = sstpd::proto::ndp::icmpv6_checksum(src, dst, &icmp);
+    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    let mut p = vec![0x60, 0, 0, 0];
+    p.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[58, 64]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&icmp);
+    p
+}
+
+#[test]
+fn ipv6_clients_get_a_prefix_by_router_advertisement_and_reach_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.ipv6.enabled = true;
+    let gateway6: std::net::Ipv6Addr = "fd99::1".parse().unwrap();
+    config.ipv6.gateway = Some(gateway6);
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let results = server.run_clients(move || async move {
+        let mut results = Vec::new();
+        for (user, password) in USERS {
+            let options = client_options(
+                addr,
+                user,
+                password,
+                (TlsVersion::Tls12, TlsVersion::Tls13),
+                &[AuthProtocol::MsChapV2],
+            );
+            let (client, inbox) = connect(&options).await.unwrap();
+            let global = client
+                .wait_ipv6(Duration::from_secs(5))
+                .await
+                .expect("a prefix was announced");
+            let mut answered = false;
+            for _ in 0..5 {
+                client
+                    .send_ip(&icmpv6_echo(global, gateway6, 6, user.as_bytes()))
+                    .unwrap();
+                answered = wait_for(&inbox, Duration::from_secs(1), |p| {
+                    p.len() > 48
+                        && p[0] >> 4 == 6
+                        && p[6] == 58
+                        && p[40] == 129
+                        && p[8..24] == gateway6.octets()
+                        && p[24..40] == global.octets()
+                        && p.ends_with(user.as_bytes())
+                })
+                .await;
+                if answered {
+                    break;
+                }
+            }
+            results.push((global, answered));
+        }
+        results
+    });
+    let (a, b) = (results[0].0, results[1].0);
+    assert_eq!(a.segments()[..3], [0xfd99, 0, 0], "{a} is inside fd99::/48");
+    assert_ne!(
+        a.segments()[..4],
+        b.segments()[..4],
+        "each session has its own /64"
+    );
+    for (global, answered) in results {
+        assert!(answered, "{global}: no ICMPv6 echo reply from the gateway");
+    }
+}
+
+#[test]
+fn chap_secrets_fixed_addresses_are_honoured_and_reload_adds_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.users.local.clear();
+    let secrets = dir.path().join("chap-secrets");
+    std::fs::write(
+        &secrets,
+        "# client server secret ip\nalice * alice-secret 10.99.0.77\ncarol * \"carol secret\" *\n",
+    )
+    .unwrap();
+    config.users.chap_secrets = Some(secrets.clone());
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let options = |user: &str, password: &str| {
+        client_options(
+            addr,
+            user,
+            password,
+            (TlsVersion::Tls12, TlsVersion::Tls13),
+            &[AuthProtocol::MsChapV2],
+        )
+    };
+    let (alice, carol, dave) = (
+        options("alice", "alice-secret"),
+        options("carol", "carol secret"),
+        options("dave", "dave-secret"),
+    );
+    let (alice_ip, carol_ok, dave_before) = server.run_clients({
+        let (alice, carol, dave) = (alice.clone(), carol.clone(), dave.clone());
+        move || async move {
+            let (a, _) = connect(&alice).await.unwrap();
+            let carol_ok = connect(&carol).await.is_ok();
+            let dave_before = connect(&dave).await.is_ok();
+            (a.address(), carol_ok, dave_before)
+        }
+    });
+    assert_eq!(
+        alice_ip,
+        Some(Ipv4Addr::new(10, 99, 0, 77)),
+        "fixed address from chap-secrets"
+    );
+    assert!(carol_ok, "quoted secret with a space");
+    assert!(!dave_before, "dave is not a user yet");
+
+    std::fs::write(
+        &secrets,
+        "alice * alice-secret 10.99.0.77\ndave * dave-secret *\n",
+    )
+    .unwrap();
+    server.handle().reload_users().expect("reload");
+    let (dave_after, carol_after) = server.run_clients(move || async move {
+        (connect(&dave).await.is_ok(), connect(&carol).await.is_ok())
+    });
+    assert!(dave_after, "dave can log in after the reload");
+    assert!(!carol_after, "carol was removed by the reload");
 }

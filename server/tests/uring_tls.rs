@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use sstpd::uring_tls::{ReadOutcome, TlsConn};
+use sstpd::uring_tls::{Offload, ReadOutcome, TlsConn};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
@@ -37,7 +37,11 @@ fn configs(
 
 /// Echoes everything the client sends until it closes; returns the byte
 /// count and the negotiated version.
-fn run_echo(version: &'static rustls::SupportedProtocolVersion, payload: Vec<u8>) {
+fn run_echo(
+    version: &'static rustls::SupportedProtocolVersion,
+    payload: Vec<u8>,
+    try_kernel_tls: bool,
+) {
     let (server_cfg, client_cfg) = configs(version);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -48,11 +52,31 @@ fn run_echo(version: &'static rustls::SupportedProtocolVersion, payload: Vec<u8>
             let (tcp, _) = listener.accept().await.unwrap();
             let conn = rustls::ServerConnection::new(server_cfg).unwrap();
             let tls = TlsConn::new(tcp, conn.into());
+            if try_kernel_tls {
+                tls.read_exact_records_during_handshake();
+            }
             let mut plain = Vec::new();
             tls.handshake(Duration::from_secs(5), &mut plain)
                 .await
                 .unwrap();
-            let negotiated = tls.with_tls(|c| c.protocol_version());
+            let negotiated = tls.with_tls(|c| c.protocol_version()).flatten();
+            if try_kernel_tls {
+                match tls
+                    .offload_to_kernel()
+                    .expect("a refused offload is not fatal")
+                {
+                    // This kernel has no TLS ULP: the connection must carry
+                    // on in userspace, losing nothing.
+                    Offload::StayedInUserspace(reason) => {
+                        assert!(!tls.is_kernel_tls(), "{reason:?}");
+                    }
+                    // A kernel with kTLS: the records are the kernel's now.
+                    Offload::Kernel { early_plaintext } => {
+                        assert!(tls.is_kernel_tls());
+                        plain.extend_from_slice(&early_plaintext);
+                    }
+                }
+            }
             let mut echoed = 0usize;
             loop {
                 if !plain.is_empty() {
@@ -120,10 +144,19 @@ fn payload() -> Vec<u8> {
 
 #[test]
 fn echo_over_tls13() {
-    run_echo(&rustls::version::TLS13, payload());
+    run_echo(&rustls::version::TLS13, payload(), false);
 }
 
 #[test]
 fn echo_over_tls12() {
-    run_echo(&rustls::version::TLS12, payload());
+    run_echo(&rustls::version::TLS12, payload(), false);
+}
+
+/// The kernel-TLS path as far as this kernel allows: the handshake is read
+/// record by record (nothing beyond it may sit in userspace), then the
+/// switch is attempted; refused, the session continues in userspace.
+#[test]
+fn kernel_tls_attempt_reads_records_exactly_and_falls_back_cleanly() {
+    run_echo(&rustls::version::TLS13, payload(), true);
+    run_echo(&rustls::version::TLS12, payload(), true);
 }

@@ -538,6 +538,11 @@ impl Session {
         let (Some((prefix, len)), Some(ipv6)) = (self.ipv6_prefix, self.ipv6) else {
             return;
         };
+        if !self.sstp.is_established() {
+            // Like any IP traffic, not before Call Connected is verified;
+            // sent on `Established` instead.
+            return;
+        }
         let ra = RouterAdvertisement {
             prefix,
             prefix_len: len,
@@ -642,7 +647,12 @@ impl Session {
                 self.events.push_back(SessionEvent::PppStarted);
                 self.ppp.open(now);
             }
-            SstpEvent::Established { .. } => self.events.push_back(SessionEvent::Established),
+            SstpEvent::Established { .. } => {
+                self.events.push_back(SessionEvent::Established);
+                // A prefix delegated before the call was verified is
+                // announced now.
+                self.queue_router_advertisement(Some(ndp::ALL_NODES));
+            }
             SstpEvent::Dropped { reason, count } => self.events.push_back(SessionEvent::Dropped {
                 reason: DropReason::Sstp(reason),
                 count,

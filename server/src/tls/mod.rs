@@ -151,14 +151,22 @@ pub fn build_server_config(
     suites: Vec<SupportedCipherSuite>,
     options: ServerTlsOptions,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    if tls.min_version > tls.max_version {
+        return Err(TlsError::Versions(format!(
+            "tls.max_version {} is below tls.min_version {}",
+            tls.max_version.as_str(),
+            tls.min_version.as_str()
+        )));
+    }
     let suites: Vec<SupportedCipherSuite> = suites
         .into_iter()
-        .filter(|s| suite_version(*s) >= tls.min_version)
+        .filter(|s| (tls.min_version..=tls.max_version).contains(&suite_version(*s)))
         .collect();
     if suites.is_empty() {
         return Err(TlsError::CipherSuite(format!(
-            "no cipher suite left for TLS {} and newer",
-            tls.min_version.as_str()
+            "no cipher suite left for TLS {} to {}",
+            tls.min_version.as_str(),
+            tls.max_version.as_str()
         )));
     }
     // A TLS 1.2 offer that no TLS 1.2 suite can serve with this key would
@@ -178,7 +186,7 @@ pub fn build_server_config(
         )));
     }
 
-    let versions = protocol_versions(tls.min_version, TlsVersion::Tls13);
+    let versions = protocol_versions(tls.min_version, tls.max_version);
     let mut config = rustls::ServerConfig::builder_with_provider(provider_with_suites(suites))
         .with_protocol_versions(&versions)
         .map_err(TlsError::Rustls)?

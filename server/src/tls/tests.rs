@@ -461,13 +461,46 @@ fn server_config_settings() {
         ..TlsSection::default()
     };
     let config = server_config(&tls13, &t.identity, false);
-    let names: Vec<String> = config
+    assert_eq!(suite_names(&config), DEFAULT_CIPHER_SUITE_NAMES[..3]);
+
+    let tls12 = TlsSection {
+        max_version: TlsVersion::Tls12,
+        ..TlsSection::default()
+    };
+    let config = server_config(&tls12, &t.identity, false);
+    assert_eq!(suite_names(&config), DEFAULT_CIPHER_SUITE_NAMES[3..]);
+}
+
+/// The names of the suites a server configuration offers, in order.
+fn suite_names(config: &rustls::ServerConfig) -> Vec<String> {
+    config
         .crypto_provider()
         .cipher_suites
         .iter()
         .map(|s| cipher_suite_name(*s))
-        .collect();
-    assert_eq!(names, DEFAULT_CIPHER_SUITE_NAMES[..3]);
+        .collect()
+}
+
+#[test]
+fn max_version_pins_what_a_client_offering_both_gets() {
+    let t = ecdsa();
+    for (max, expected) in [
+        (TlsVersion::Tls12, ProtocolVersion::TLSv1_2),
+        (TlsVersion::Tls13, ProtocolVersion::TLSv1_3),
+    ] {
+        let server = server_config(
+            &TlsSection {
+                max_version: max,
+                ..TlsSection::default()
+            },
+            &t.identity,
+            false,
+        );
+        let client = client::build_client_config(&ClientOptions::default()).unwrap();
+        let (server, client) = handshake(server, client, "localhost").unwrap();
+        assert_eq!(server.conn.protocol_version(), Some(expected), "{max:?}");
+        assert_eq!(client.conn.protocol_version(), Some(expected), "{max:?}");
+    }
 }
 
 #[test]
@@ -519,6 +552,22 @@ fn server_config_errors() {
     .unwrap_err();
     assert_eq!(err.as_str(), "cipher_suite");
     assert!(err.to_string().contains("no cipher suite left for TLS 1.3"));
+
+    let inverted = TlsSection {
+        min_version: TlsVersion::Tls13,
+        max_version: TlsVersion::Tls12,
+        ..TlsSection::default()
+    };
+    let err = build_server_config(
+        &inverted,
+        &rsa().identity,
+        cipher_suites(None).unwrap(),
+        ServerTlsOptions {
+            secret_extraction: false,
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.as_str(), "versions");
 }
 
 // ---------------------------------------------------------------------------

@@ -15,8 +15,10 @@ use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
+use crate::proto::sstp::{record_units, HashProtocol};
 use crate::session_table::SessionRef;
-use crate::uring_tls::{ReadOutcome, TlsConn};
+use crate::tls::ktls::KtlsDecision;
+use crate::uring_tls::{Offload, ReadOutcome, TlsConn};
 
 /// Plaintext queued for a client beyond which further packets from TUN are
 /// dropped (and counted): bounds memory per session under overload.
@@ -87,6 +89,11 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         }
     };
     let tls = TlsConn::new(tcp, conn.into());
+    if worker.shared.ktls.may_offload() {
+        // Nothing past the handshake may be read into userspace before the
+        // kernel takes over the records.
+        tls.read_exact_records_during_handshake();
+    }
     let mut early = Vec::new();
     let timeout = worker.shared.config.tls.handshake_timeout;
     if let Err(e) = tls
@@ -98,12 +105,46 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
         return;
     }
-    if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()) {
-        // The decision is logged and counted; offload itself needs a
-        // kernel with the TLS ULP (see tls::ktls), which the startup probe
-        // found missing when this says Userspace.
-        let decision = worker.shared.ktls.decide(suite);
-        span.in_scope(|| tracing::debug!(suite = ?suite.suite(), ?decision, "TLS established"));
+    if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()).flatten() {
+        match worker.shared.ktls.decide(suite) {
+            KtlsDecision::Kernel(cipher) => match tls.offload_to_kernel() {
+                Ok(Offload::Kernel { early_plaintext }) => {
+                    early.extend_from_slice(&early_plaintext);
+                    worker.metrics().event("ktls_enabled");
+                    span.in_scope(|| {
+                        tracing::debug!(cipher = cipher.as_str(), "records moved to kernel TLS")
+                    });
+                }
+                Ok(Offload::StayedInUserspace(reason)) => {
+                    worker.metrics().event(reason.as_str());
+                    span.in_scope(|| {
+                        tracing::debug!(
+                            reason = reason.as_str(),
+                            "kernel TLS refused; staying in userspace"
+                        )
+                    });
+                }
+                Err(e) => {
+                    worker.metrics().event("ktls_switch_failed");
+                    span.in_scope(
+                        || tracing::warn!(error = %e, "kernel TLS switch failed; closing"),
+                    );
+                    return;
+                }
+            },
+            // Counted once at startup when the kernel lacks kTLS.
+            KtlsDecision::Userspace(_) => {}
+            KtlsDecision::Refuse(reason) => {
+                worker.metrics().event(reason.as_str());
+                span.in_scope(|| {
+                    tracing::warn!(
+                        reason = reason.as_str(),
+                        "tls.ktls = require and this suite cannot be offloaded"
+                    )
+                });
+                return;
+            }
+        }
     }
 
     let seed: [u8; 32] = rand::random();
@@ -187,7 +228,9 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         ctx.handle_events(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
-            let result = ctx.tls.write_plaintext(&batch).await;
+            // One TLS record per SSTP packet: sstp-client handles only
+            // the first packet of a record until more bytes arrive.
+            let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
             batch.clear();
             if let Err(e) = result {
                 worker.metrics().event(e.as_str());
@@ -286,6 +329,9 @@ impl SessionCtx {
                     worker.shared.authenticator.authenticate(request, reply);
                 }
                 SessionEvent::HttpHandshake { correlation_id } => {
+                    // Set against sessions_established, this shows the
+                    // clients that stop between the 200 and Call Connected.
+                    worker.metrics().event("http_accepted");
                     self.span
                         .record("correlation_id", field::display(&correlation_id));
                 }
@@ -295,7 +341,18 @@ impl SessionCtx {
                 }
                 SessionEvent::Established => {
                     WorkerMetrics::add(&worker.metrics().sessions_established, 1);
-                    tracing::info!("call connected");
+                    // Which hash the client bound with: SHA-1-only clients
+                    // are worth knowing about before SHA-1 is switched off.
+                    let hash = self.proto.borrow().sstp().hash_protocol();
+                    worker.metrics().event(match hash {
+                        Some(HashProtocol::Sha1) => "crypto_binding_sha1",
+                        Some(HashProtocol::Sha256) => "crypto_binding_sha256",
+                        None => "crypto_binding_unknown",
+                    });
+                    tracing::info!(
+                        hash = hash.map_or("none", HashProtocol::as_str),
+                        "call connected"
+                    );
                 }
                 SessionEvent::Ipv4Up(params) => {
                     self.span.record("ip", field::display(params.peer));
