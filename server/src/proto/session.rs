@@ -677,6 +677,7 @@ enum SourceCheck {
 /// Anti-spoofing ([MS-SSTP] leaves it to the server; every VPN server
 /// must): IPv4 from the assigned address only; IPv6 from the link-local
 /// address IPv6CP agreed or from the delegated prefix.
+#[inline]
 fn check_source(
     version: IpVersion,
     packet: &[u8],
