@@ -291,6 +291,37 @@ impl Baseline {
     }
 }
 
+/// The baseline `--update-baseline` writes: `previous` with the measured
+/// parts replaced, keeping its tolerance and the parts not measured this
+/// time; and one line per count that moved, for the terminal and the
+/// commit message.
+pub fn updated_baseline(
+    previous: Option<&Baseline>,
+    environment: GateEnvironment,
+    measured: &BTreeMap<String, PartCount>,
+) -> (Baseline, Vec<String>) {
+    let mut parts = previous.map(|b| b.parts.clone()).unwrap_or_default();
+    let mut changes = Vec::new();
+    for (name, count) in measured {
+        match parts.get(name).map(|c| c.instructions) {
+            Some(old) if old == count.instructions => {}
+            Some(old) => changes.push(format!(
+                "{name}: {} -> {} Ir ({:+.2}%)",
+                thousands(old),
+                thousands(count.instructions),
+                relative_percent(old, count.instructions)
+            )),
+            None => changes.push(format!("{name}: new, {} Ir", thousands(count.instructions))),
+        }
+        parts.insert(name.clone(), count.clone());
+    }
+    let mut baseline = Baseline::new(environment, parts);
+    if let Some(previous) = previous {
+        baseline.tolerance_percent = previous.tolerance_percent;
+    }
+    (baseline, changes)
+}
+
 /// How one part compares with the baseline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -721,6 +752,50 @@ totals: 987654321
             newer.differences(&env),
             ["rustc: rustc 1.96.0 (baseline: rustc 1.95.0)"]
         );
+    }
+
+    #[test]
+    fn updating_keeps_unmeasured_parts_and_the_tolerance_and_lists_changes() {
+        let env = |rustc: &str| GateEnvironment {
+            rustc: rustc.into(),
+            valgrind: "valgrind-3.19.0".into(),
+            arch: "x86_64".into(),
+            cpu_model: "Test".into(),
+        };
+        let mut previous = Baseline::new(
+            env("rustc 1.95.0"),
+            counts(&[("data", 1_000_000), ("hdlc", 500), ("setup", 42)]),
+        );
+        previous.tolerance_percent = 3.0;
+        let measured = counts(&[("data", 1_050_000), ("setup", 42), ("tls_bulk", 7)]);
+        let (updated, changes) = updated_baseline(Some(&previous), env("rustc 1.96.0"), &measured);
+        assert_eq!(updated.tolerance_percent, 3.0);
+        assert_eq!(updated.environment.rustc, "rustc 1.96.0");
+        let parts: Vec<(&str, u64)> = updated
+            .parts
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.instructions))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                ("data", 1_050_000),
+                ("hdlc", 500),
+                ("setup", 42),
+                ("tls_bulk", 7)
+            ]
+        );
+        assert_eq!(
+            changes,
+            [
+                "data: 1,000,000 -> 1,050,000 Ir (+5.00%)",
+                "tls_bulk: new, 7 Ir"
+            ]
+        );
+
+        let (fresh, changes) = updated_baseline(None, env("rustc 1.95.0"), &measured);
+        assert_eq!(fresh.tolerance_percent, DEFAULT_TOLERANCE_PERCENT);
+        assert_eq!(changes.len(), 3);
     }
 
     #[test]

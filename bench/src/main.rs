@@ -398,32 +398,23 @@ fn update_baseline(
     env: GateEnvironment,
     measured: BTreeMap<String, PartCount>,
 ) -> ExitCode {
-    // Keep parts that were not measured this time, and the tolerance.
-    let previous = Baseline::load(path).ok();
-    let mut parts = previous
-        .as_ref()
-        .map(|b| b.parts.clone())
-        .unwrap_or_default();
-    let mut changes = Vec::new();
-    for (name, count) in measured {
-        let old = parts.get(&name).map(|c| c.instructions);
-        if old != Some(count.instructions) {
-            changes.push(match old {
-                Some(old) => format!(
-                    "  {name}: {} -> {} Ir ({:+.2}%)",
-                    gate::thousands(old),
-                    gate::thousands(count.instructions),
-                    (count.instructions as f64 - old as f64) / old.max(1) as f64 * 100.0
-                ),
-                None => format!("  {name}: new, {} Ir", gate::thousands(count.instructions)),
-            });
+    // A baseline that exists must parse: its tolerance and the parts not
+    // measured this time are kept.
+    let previous = if path.exists() {
+        match Baseline::load(path) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!(
+                    "sstp-bench: {e}
+(fix or remove the file, then update again)"
+                );
+                return ExitCode::FAILURE;
+            }
         }
-        parts.insert(name, count);
-    }
-    let mut baseline = Baseline::new(env, parts);
-    if let Some(previous) = previous {
-        baseline.tolerance_percent = previous.tolerance_percent;
-    }
+    } else {
+        None
+    };
+    let (baseline, changes) = gate::updated_baseline(previous.as_ref(), env, &measured);
     if let Err(e) = std::fs::write(path, baseline.to_json()) {
         eprintln!("sstp-bench: {}: {e}", path.display());
         return ExitCode::FAILURE;
@@ -432,7 +423,9 @@ fn update_baseline(
     if changes.is_empty() {
         println!("  (no count changed)");
     } else {
-        println!("{}", changes.join("\n"));
+        for change in changes {
+            println!("  {change}");
+        }
     }
     println!("Commit it in its own reviewed change, saying why the counts moved.");
     ExitCode::SUCCESS
