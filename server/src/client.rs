@@ -121,6 +121,9 @@ struct Inner {
     tls: TlsConn,
     out: RefCell<Vec<u8>>,
     wake_writer: Notify,
+    /// Signalled whenever the writer takes the queued bytes (and on close):
+    /// what [`Client::writable`] waits for.
+    drained: Notify,
     on_ip: RefCell<IpHandler>,
     /// Setup progress, timestamped.
     progress: RefCell<Progress>,
@@ -232,6 +235,7 @@ pub async fn connect(
         tls,
         out: RefCell::new(Vec::with_capacity(16 * 1024)),
         wake_writer: Notify::new(),
+        drained: Notify::new(),
         on_ip: RefCell::new(on_ip),
         progress: RefCell::new(Progress::default()),
         progress_changed: Notify::new(),
@@ -392,6 +396,9 @@ async fn writer(client: Client) {
         };
         client.handle_events();
         std::mem::swap(&mut *inner.out.borrow_mut(), &mut batch);
+        if !batch.is_empty() {
+            inner.drained.notify_waiters();
+        }
         if !batch.is_empty() || inner.tls.wants_flush() {
             let result = inner.tls.write_plaintext(&batch).await;
             batch.clear();
@@ -489,6 +496,7 @@ impl Client {
         }
         self.inner.progress_changed.notify_waiters();
         self.inner.closed_notify.notify_waiters();
+        self.inner.drained.notify_waiters();
     }
 
     /// Stops the session without the protocol's goodbyes (setup timeout).
@@ -531,6 +539,23 @@ impl Client {
     /// Plaintext bytes queued and not yet handed to TLS.
     pub fn pending_bytes(&self) -> usize {
         self.inner.out.borrow().len()
+    }
+
+    /// Waits until fewer than `limit` plaintext bytes are queued (the
+    /// writer has taken the batch and is encrypting it), or the session has
+    /// ended. A sender that fills the queue to `limit` and then waits here
+    /// keeps one batch in TLS and one filling: full speed without polling,
+    /// and at most about `2 * limit` bytes buffered per session.
+    pub async fn writable(&self, limit: usize) {
+        loop {
+            let drained = self.inner.drained.notified();
+            if self.pending_bytes() < limit || self.inner.closed.get() {
+                return;
+            }
+            // Make sure a writer parked on its notify sees the queue.
+            self.inner.wake_writer.notify_one();
+            drained.await;
+        }
     }
 
     /// Whether the session has ended.
