@@ -526,7 +526,7 @@ async fn monitor(w: Rc<Worker>) {
                 w.phase_changed.notify_waiters();
             }
         }
-        let mut pause = Duration::from_millis(1);
+        let mut pause = Duration::from_millis(2);
         if let Some(go) = w.go.get() {
             let stop = w.shared.stop_at(go);
             if now >= stop && !w.stopped.get() {

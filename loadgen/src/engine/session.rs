@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use sstpd::client::{self, Client, ClientSendError, IpHandler};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use super::Worker;
@@ -54,12 +54,8 @@ pub(super) async fn start_all(w: &Rc<Worker>) -> Vec<JoinHandle<()>> {
             _ => {
                 // Hold a setup permit from before the connect until it is
                 // done, so at most `--setup-concurrency` are in flight.
-                let permit = w.setups.clone().acquire_owned().await;
-                let w2 = w.clone();
-                tasks.push(tokio_uring::spawn(async move {
-                    let _permit = permit;
-                    session(w2, index).await;
-                }));
+                let permit = w.setups.clone().acquire_owned().await.ok();
+                tasks.push(tokio_uring::spawn(session(w.clone(), index, permit)));
             }
         }
         index += w.config.workers as u64;
@@ -262,9 +258,10 @@ async fn until_closed<T>(client: &Client, f: impl std::future::Future<Output = T
 }
 
 /// One session in echo, udp, bulk or idle mode.
-async fn session(w: Rc<Worker>, index: u64) {
+async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphorePermit>) {
     let rx = FlowRx::new(w.flow(index));
     let client = w.connect(index, index, &rx).await;
+    drop(setup_permit);
     w.shared.setup_finished();
     let Some(client) = client else { return };
 
