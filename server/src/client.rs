@@ -233,7 +233,7 @@ pub async fn connect(
     let inner = Rc::new(Inner {
         proto: RefCell::new(session),
         tls,
-        out: RefCell::new(Vec::with_capacity(16 * 1024)),
+        out: RefCell::new(Vec::new()),
         wake_writer: Notify::new(),
         drained: Notify::new(),
         on_ip: RefCell::new(on_ip),
@@ -360,7 +360,7 @@ async fn wait_connected(stream: &std::net::TcpStream) -> std::io::Result<()> {
 }
 
 async fn reader(client: Client) {
-    let mut plaintext = Vec::with_capacity(crate::uring_tls::READ_CHUNK);
+    let mut plaintext = Vec::new();
     loop {
         plaintext.clear();
         match client.inner.tls.read_plaintext(&mut plaintext).await {
@@ -383,7 +383,7 @@ async fn reader(client: Client) {
 
 async fn writer(client: Client) {
     let inner = &client.inner;
-    let mut batch = Vec::with_capacity(16 * 1024);
+    let mut batch = Vec::new();
     loop {
         let now = Instant::now();
         let deadline = {
