@@ -235,6 +235,9 @@ fn sessions_per_user_pattern_and_source_range_are_used() {
     config.source_range = Some("127.3.0.0/30".parse().unwrap());
     config.duration = Duration::from_millis(200);
     config.rate = Some(50.0);
+    // One setup at a time per worker: a permit must be freed by the setup,
+    // not held for the session's life, or the third session never starts.
+    config.setup_concurrency = 2;
     let r = run(&server, config);
     assert_consistent(&r);
     assert_eq!(r.sessions.established, 4, "{:?}", r.sessions);

@@ -9,6 +9,7 @@ mod server_common;
 
 use std::time::Duration;
 
+#[allow(unused_imports)]
 pub use server_common::{test_config, TestServer, GATEWAY, USERS};
 use sstp_loadgen::config::Pinning;
 use sstp_loadgen::peer::{Peer, PeerConfig};
