@@ -10,6 +10,7 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 
 use crate::engine::{Observer, Snapshot};
+use crate::report::bit_rate;
 use crate::stats::{Counters, Histo};
 
 impl<T: Observer> Observer for Option<T> {
@@ -82,10 +83,10 @@ impl<W: Write> ProgressLine<W> {
         let down = per_s(c.down_bytes, before.down_bytes);
         if c.up_packets + c.down_packets > 0 {
             line += &format!(
-                " | up {:.3} Gbit/s {:.0} pps | down {:.3} Gbit/s {:.0} pps",
-                up * 8.0 / 1e9,
+                " | up {} {:.0} pps | down {} {:.0} pps",
+                bit_rate(up * 8.0),
                 per_s(c.up_packets, before.up_packets),
-                down * 8.0 / 1e9,
+                bit_rate(down * 8.0),
                 per_s(c.down_packets, before.down_packets),
             );
         }
@@ -198,5 +199,66 @@ impl Observer for HdrLog {
         if let Err(e) = self.write(s) {
             self.error = Some(io::Error::other(e));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Phase;
+
+    #[test]
+    fn the_progress_line_shows_rates_over_the_last_interval() {
+        let mut rtt = Histo::new();
+        rtt.record(Duration::from_micros(250));
+        let setup = Histo::new();
+        let mut counters = Counters {
+            attempted: 10,
+            established: 10,
+            failed: 1,
+            up_packets: 1000,
+            up_bytes: 1_000_000,
+            down_packets: 500,
+            down_bytes: 500_000,
+            ..Counters::default()
+        };
+        let snapshot = |counters: &Counters, last| {
+            let mut out = Vec::new();
+            let mut line = ProgressLine::new(&mut out, false);
+            line.previous = Some((Duration::from_secs(1), Counters::default()));
+            line.interval(&Snapshot {
+                elapsed: Duration::from_secs(2),
+                interval_start: Duration::from_secs(1),
+                phase: Phase::Window,
+                sessions: 12,
+                counters,
+                rtt: &rtt,
+                setup: &setup,
+                last,
+            });
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            snapshot(&counters, false),
+            "[   2.0s] run    sessions 10/12 up, 1 failed, 0 dropped | 10 setups/s \
+             | up 8.0 Mbit/s 1000 pps | down 4.0 Mbit/s 500 pps | rtt p50 0.250 p99 0.250 ms\n"
+        );
+        counters.dropped = 2;
+        assert!(snapshot(&counters, true).contains("8/12 up, 1 failed, 2 dropped"));
+        // On a terminal the line is rewritten in place, and ended at the end.
+        let mut out = Vec::new();
+        let mut line = ProgressLine::new(&mut out, true);
+        line.interval(&Snapshot {
+            elapsed: Duration::from_secs(1),
+            interval_start: Duration::ZERO,
+            phase: Phase::Finish,
+            sessions: 12,
+            counters: &counters,
+            rtt: &rtt,
+            setup: &setup,
+            last: true,
+        });
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("\r\x1b[2K[   1.0s] finish") && text.ends_with('\n'));
     }
 }

@@ -432,12 +432,13 @@ impl Report {
         let s = &self.sessions;
         let _ = writeln!(
             out,
-            "sstp-loadgen {} {} -> {}: {} sessions, {} workers, window {:.2}s (ramp {:.2}s, total {:.2}s)",
+            "sstp-loadgen {} {} -> {}: {} sessions, {} worker{}, window {:.2}s (ramp {:.2}s, total {:.2}s)",
             self.tool.version,
             self.mode,
             self.config.target,
             self.config.sessions,
             self.config.workers,
+            if self.config.workers == 1 { "" } else { "s" },
             self.timing.window_s,
             self.timing.ramp_s,
             self.timing.total_s
@@ -506,8 +507,12 @@ impl Report {
             for (name, f) in [("up", &t.up), ("down", &t.down)] {
                 let _ = writeln!(
                     out,
-                    "{:<12}{:.3} Gbit/s  {:.0} packets/s  ({} packets, {} bytes)",
-                    name, f.gbit_per_s, f.packets_per_s, f.packets, f.bytes
+                    "{:<12}{}  {:.0} packets/s  ({} packets, {} bytes)",
+                    name,
+                    bit_rate(f.gbit_per_s * 1e9),
+                    f.packets_per_s,
+                    f.packets,
+                    f.bytes
                 );
             }
         }
@@ -539,7 +544,12 @@ impl Report {
             "cpu         workers {:.2}s  process {:.2}s user {:.2}s system",
             self.cpu.workers_s, self.cpu.process_user_s, self.cpu.process_system_s
         );
-        if let Some(per_gb) = self.cpu.per_gb_s {
+        // Per GB only means something once a fair amount has moved.
+        if let Some(per_gb) = self
+            .cpu
+            .per_gb_s
+            .filter(|_| t.up.bytes + t.down.bytes >= 100_000_000)
+        {
             let _ = write!(out, "  ({per_gb:.2} s per GB)");
         }
         let _ = writeln!(out);
@@ -557,6 +567,18 @@ impl Report {
             );
         }
         out
+    }
+}
+
+/// `bits_per_s` with a unit that keeps three significant figures readable:
+/// `2.318 Gbit/s`, `920.0 kbit/s`.
+pub fn bit_rate(bits_per_s: f64) -> String {
+    if bits_per_s >= 1e9 {
+        format!("{:.3} Gbit/s", bits_per_s / 1e9)
+    } else if bits_per_s >= 1e6 {
+        format!("{:.1} Mbit/s", bits_per_s / 1e6)
+    } else {
+        format!("{:.1} kbit/s", bits_per_s / 1e3)
     }
 }
 
@@ -633,6 +655,14 @@ mod tests {
         assert_eq!(r.setup.per_s, 9.0);
         assert!(r.failures.exceeded && r.failed());
         assert!(r.table().contains("EXCEEDED"));
+    }
+
+    #[test]
+    fn bit_rates_pick_a_readable_unit() {
+        assert_eq!(bit_rate(2.318e9), "2.318 Gbit/s");
+        assert_eq!(bit_rate(224e6), "224.0 Mbit/s");
+        assert_eq!(bit_rate(33_600.0), "33.6 kbit/s");
+        assert_eq!(bit_rate(0.0), "0.0 kbit/s");
     }
 
     #[test]
