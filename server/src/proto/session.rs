@@ -34,7 +34,7 @@ use super::ppp::{
 };
 use super::sstp::connection::CloseReason as SstpCloseReason;
 use super::sstp::connection::DropReason as SstpDropReason;
-use super::sstp::wire::put_packet_header;
+use super::sstp::wire::packet_header;
 use super::sstp::{CertHashes, ClientHandshake, SstpConfig, SstpConnection, SstpEvent};
 use super::Role;
 
@@ -411,9 +411,7 @@ impl Session {
             out.truncate(start);
             return Err(SendIpError::TooLarge);
         }
-        let mut header = Vec::with_capacity(SSTP_HEADER_LEN);
-        put_packet_header(&mut header, false, len);
-        out[start..start + SSTP_HEADER_LEN].copy_from_slice(&header);
+        out[start..start + SSTP_HEADER_LEN].copy_from_slice(&packet_header(false, len));
         self.stats.ip_packets_out += 1;
         self.stats.ip_bytes_out += packet.len() as u64;
         Ok(())
@@ -661,7 +659,14 @@ impl Session {
             }),
             SstpEvent::Closing(reason) | SstpEvent::Closed(reason) => {
                 if self.close_cause.is_none() {
-                    self.close_cause = Some(CloseReason::Sstp(reason));
+                    // PPP may have begun terminating first (the peer
+                    // rejected our credentials) and the peer's Call
+                    // Disconnect overtaken the Terminate exchange: that
+                    // earlier cause is the one to report.
+                    self.close_cause = Some(match self.ppp.closing_reason() {
+                        Some(ppp) => CloseReason::Ppp(ppp.clone()),
+                        None => CloseReason::Sstp(reason),
+                    });
                 }
             }
             SstpEvent::NakSent { .. } | SstpEvent::NakReceived { .. } => {}

@@ -725,6 +725,12 @@ impl PppLink {
         self.phase
     }
 
+    /// Why the link is terminating, while the Terminate exchange that will
+    /// end in [`PppEvent::Closed`] with this reason is still under way.
+    pub fn closing_reason(&self) -> Option<&PppCloseReason> {
+        self.close_reason.as_ref()
+    }
+
     /// Which end this link plays.
     pub fn role(&self) -> Role {
         self.role

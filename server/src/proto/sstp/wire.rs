@@ -1086,10 +1086,15 @@ pub fn connect_request_defects<'a>(
 
 /// Appends a packet header ([MS-SSTP] 2.2.1). `len` is the whole packet.
 pub fn put_packet_header(out: &mut Vec<u8>, control: bool, len: usize) {
+    out.extend_from_slice(&packet_header(control, len));
+}
+
+/// A packet header ([MS-SSTP] 2.2.1), for writing over a placeholder once
+/// the packet's length is known. `len` is the whole packet.
+pub fn packet_header(control: bool, len: usize) -> [u8; 4] {
     debug_assert!(len <= MAX_PACKET_LEN);
-    out.push(VERSION);
-    out.push(u8::from(control));
-    out.extend_from_slice(&(len as u16 & LENGTH_MASK).to_be_bytes());
+    let [hi, lo] = (len as u16 & LENGTH_MASK).to_be_bytes();
+    [VERSION, u8::from(control), hi, lo]
 }
 
 /// Appends a control packet's fixed part for a message whose attributes
