@@ -471,3 +471,27 @@ fn graceful_close_terminates_lcp_then_disconnects_sstp() {
         "no timer had to expire"
     );
 }
+
+#[test]
+fn a_client_that_terminates_lcp_is_reported_as_peer_terminated_by_the_server() {
+    let mut pair = pair_with(
+        AuthProtocol::MsChapV2,
+        HashProtocols::SHA256,
+        "correct horse",
+    );
+    assert!(pair.connect());
+    let now = pair.now;
+    pair.client.session.close(now);
+    assert!(
+        pair.run_until(Duration::from_secs(30), |p| p.server.session.is_closed()
+            && p.client.session.is_closed())
+    );
+    assert_eq!(
+        pair.server.closed_reason().map(|r| r.as_str()),
+        Some("peer_terminated")
+    );
+    assert_eq!(
+        pair.client.closed_reason().map(|r| r.as_str()),
+        Some("local_close")
+    );
+}

@@ -664,7 +664,7 @@ impl Session {
                     // Disconnect overtaken the Terminate exchange: that
                     // earlier cause is the one to report.
                     self.close_cause = Some(match self.ppp.closing_reason() {
-                        Some(ppp) => CloseReason::Ppp(ppp.clone()),
+                        Some(ppp) => CloseReason::Ppp(ppp),
                         None => CloseReason::Sstp(reason),
                     });
                 }
