@@ -124,6 +124,9 @@ struct Inner {
     tls: TlsConn,
     out: RefCell<Vec<u8>>,
     wake_writer: Notify,
+    /// Signalled whenever the writer takes the queued bytes (and on close):
+    /// what [`Client::writable`] waits for.
+    drained: Notify,
     on_ip: RefCell<IpHandler>,
     /// Setup progress, timestamped.
     progress: RefCell<Progress>,
@@ -239,8 +242,9 @@ pub async fn connect(
     let inner = Rc::new(Inner {
         proto: RefCell::new(session),
         tls,
-        out: RefCell::new(Vec::with_capacity(16 * 1024)),
+        out: RefCell::new(Vec::new()),
         wake_writer: Notify::new(),
+        drained: Notify::new(),
         on_ip: RefCell::new(on_ip),
         progress: RefCell::new(Progress::default()),
         progress_changed: Notify::new(),
@@ -367,7 +371,7 @@ async fn wait_connected(stream: &std::net::TcpStream) -> std::io::Result<()> {
 }
 
 async fn reader(client: Client) {
-    let mut plaintext = Vec::with_capacity(crate::uring_tls::READ_CHUNK);
+    let mut plaintext = Vec::new();
     loop {
         plaintext.clear();
         match client.inner.tls.read_plaintext(&mut plaintext).await {
@@ -392,7 +396,7 @@ async fn reader(client: Client) {
 
 async fn writer(client: Client) {
     let inner = &client.inner;
-    let mut batch = Vec::with_capacity(16 * 1024);
+    let mut batch = Vec::new();
     loop {
         let now = Instant::now();
         let deadline = {
@@ -405,6 +409,9 @@ async fn writer(client: Client) {
         };
         client.handle_events();
         std::mem::swap(&mut *inner.out.borrow_mut(), &mut batch);
+        if !batch.is_empty() {
+            inner.drained.notify_waiters();
+        }
         if !batch.is_empty() || inner.tls.wants_flush() {
             let result = inner.tls.write_plaintext(&batch).await;
             batch.clear();
@@ -521,6 +528,7 @@ impl Client {
         }
         self.inner.progress_changed.notify_waiters();
         self.inner.closed_notify.notify_waiters();
+        self.inner.drained.notify_waiters();
     }
 
     /// Stops the session without the protocol's goodbyes (setup timeout).
@@ -593,6 +601,23 @@ impl Client {
     /// Plaintext bytes queued and not yet handed to TLS.
     pub fn pending_bytes(&self) -> usize {
         self.inner.out.borrow().len()
+    }
+
+    /// Waits until fewer than `limit` plaintext bytes are queued (the
+    /// writer has taken the batch and is encrypting it), or the session has
+    /// ended. A sender that fills the queue to `limit` and then waits here
+    /// keeps one batch in TLS and one filling: full speed without polling,
+    /// and at most about `2 * limit` bytes buffered per session.
+    pub async fn writable(&self, limit: usize) {
+        loop {
+            let drained = self.inner.drained.notified();
+            if self.pending_bytes() < limit || self.inner.closed.get() {
+                return;
+            }
+            // Make sure a writer parked on its notify sees the queue.
+            self.inner.wake_writer.notify_one();
+            drained.await;
+        }
     }
 
     /// Whether the session has ended.

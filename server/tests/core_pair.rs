@@ -12,7 +12,6 @@ use sstpd::proto::ndp;
 use sstpd::proto::pair::{control_message_type, is_data_packet, Direction, Pair};
 use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, Ipv6cpConfig, PppCloseReason, PppConfig};
 use sstpd::proto::session::{CloseReason, DropReason, SessionConfig, SessionEvent};
-use sstpd::proto::sstp::connection::CloseReason as SstpClose;
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -289,7 +288,7 @@ fn wrong_password_fails_with_691_then_lcp_terminate_and_sstp_disconnect() {
         }))) => {
             assert_eq!(*code, Some(691));
         }
-        Some(CloseReason::Sstp(SstpClose::PeerDisconnect { .. })) => {}
+        // Not the server's Call Disconnect that followed: the first cause.
         other => panic!("client closed with {other:?}"),
     }
     let authenticated = |e: &SessionEvent| matches!(e, SessionEvent::Authenticated { .. });
@@ -470,5 +469,29 @@ fn graceful_close_terminates_lcp_then_disconnects_sstp() {
     assert!(
         pair.elapsed() < Duration::from_secs(10),
         "no timer had to expire"
+    );
+}
+
+#[test]
+fn a_client_that_terminates_lcp_is_reported_as_peer_terminated_by_the_server() {
+    let mut pair = pair_with(
+        AuthProtocol::MsChapV2,
+        HashProtocols::SHA256,
+        "correct horse",
+    );
+    assert!(pair.connect());
+    let now = pair.now;
+    pair.client.session.close(now);
+    assert!(
+        pair.run_until(Duration::from_secs(30), |p| p.server.session.is_closed()
+            && p.client.session.is_closed())
+    );
+    assert_eq!(
+        pair.server.closed_reason().map(|r| r.as_str()),
+        Some("peer_terminated")
+    );
+    assert_eq!(
+        pair.client.closed_reason().map(|r| r.as_str()),
+        Some("local_close")
     );
 }

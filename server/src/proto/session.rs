@@ -659,7 +659,14 @@ impl Session {
             }),
             SstpEvent::Closing(reason) | SstpEvent::Closed(reason) => {
                 if self.close_cause.is_none() {
-                    self.close_cause = Some(CloseReason::Sstp(reason));
+                    // PPP may have begun terminating first (the peer
+                    // rejected our credentials) and the peer's Call
+                    // Disconnect overtaken the Terminate exchange: that
+                    // earlier cause is the one to report.
+                    self.close_cause = Some(match self.ppp.closing_reason() {
+                        Some(ppp) => CloseReason::Ppp(ppp),
+                        None => CloseReason::Sstp(reason),
+                    });
                 }
             }
             SstpEvent::NakSent { .. } | SstpEvent::NakReceived { .. } => {}

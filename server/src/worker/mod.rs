@@ -118,6 +118,8 @@ pub(crate) struct Worker {
     tun: tokio_uring::fs::File,
     tun_queue: RefCell<TunWriteQueue>,
     tun_wake: Notify,
+    /// Signalled when the TUN queue drains below its low-water mark.
+    tun_space: Notify,
     /// Packets for other workers, collected during one tick.
     outbound: RefCell<Vec<Vec<WorkerMsg>>>,
     flush_wake: Notify,
@@ -137,6 +139,7 @@ impl Worker {
             tun: tokio_uring::fs::File::from_std(setup.tun_queue),
             tun_queue: RefCell::new(TunWriteQueue::new(mtu)),
             tun_wake: Notify::new(),
+            tun_space: Notify::new(),
             outbound: RefCell::new((0..workers).map(|_| Vec::new()).collect()),
             flush_wake: Notify::new(),
             mailbox: RefCell::new(setup.mailbox),

@@ -161,7 +161,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             reference,
             proto: RefCell::new(session),
             tls,
-            out: RefCell::new(Vec::with_capacity(16 * 1024)),
+            out: RefCell::new(Vec::new()),
             wake_writer: Notify::new(),
             span: span.clone(),
             routes: RefCell::new(Vec::new()),
@@ -188,8 +188,10 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
 
 /// Socket -> TLS -> protocol core -> TUN.
 async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
-    let mut plaintext = Vec::with_capacity(crate::uring_tls::READ_CHUNK);
+    // Grows to what a read yields; an idle session keeps it small.
+    let mut plaintext = Vec::new();
     loop {
+        super::tun_io::wait_for_tun_space(&worker).await;
         plaintext.clear();
         match ctx.tls.read_plaintext(&mut plaintext).await {
             Ok(ReadOutcome::Data(_)) => ctx.input(&worker, &plaintext),
@@ -214,7 +216,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
 
 /// Protocol output -> TLS -> socket; also runs the session's timers.
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
-    let mut batch: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut batch: Vec<u8> = Vec::new();
     loop {
         let now = Instant::now();
         let deadline = {

@@ -18,8 +18,15 @@ pub(crate) struct TunWriteQueue {
 }
 
 /// Bound on queued packets per worker; beyond it packets are dropped (and
-/// counted) rather than letting memory grow under overload.
+/// counted) rather than letting memory grow under overload. Readers stop
+/// reading their sockets well before that ([`HIGH_WATER`]), so in practice
+/// TCP flow control slows the clients down and nothing is dropped.
 const MAX_QUEUED: usize = 8192;
+/// Queue length at which session readers pause (one 64 KiB read of small
+/// packets adds at most ~1,600, so the queue stays under [`MAX_QUEUED`]).
+pub(crate) const HIGH_WATER: usize = MAX_QUEUED / 2;
+/// Queue length at which paused readers resume.
+const LOW_WATER: usize = MAX_QUEUED / 4;
 /// Packets submitted per batch.
 const BATCH: usize = 64;
 
@@ -45,6 +52,11 @@ impl TunWriteQueue {
         buf.extend_from_slice(packet);
         self.queued.push_back(buf);
         true
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.queued.len()
     }
 
     fn take_batch(&mut self) -> Vec<Vec<u8>> {
@@ -111,6 +123,23 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
             }
             worker.tun_queue.borrow_mut().recycle(buf);
         }
+        if worker.tun_queue.borrow().len() <= LOW_WATER {
+            worker.tun_space.notify_waiters();
+        }
+    }
+}
+
+/// Waits until the worker's TUN queue has room (below [`HIGH_WATER`]):
+/// session readers call it before each socket read, so a client sending
+/// faster than TUN takes packets is slowed down by TCP, not dropped.
+pub(crate) async fn wait_for_tun_space(worker: &Worker) {
+    loop {
+        // Registered before the check, so a wakeup in between is not lost.
+        let space = worker.tun_space.notified();
+        if worker.tun_queue.borrow().len() < HIGH_WATER {
+            return;
+        }
+        space.await;
     }
 }
 

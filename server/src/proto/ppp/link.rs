@@ -725,6 +725,19 @@ impl PppLink {
         self.phase
     }
 
+    /// Why the link is terminating, while the Terminate exchange that will
+    /// end in [`PppEvent::Closed`] with this reason is still under way:
+    /// our own reason, or the peer's Terminate-Request (LCP then waits a
+    /// restart interval in Stopping before it finishes, [RFC 1661] 4.2, and
+    /// the peer's Call Disconnect usually arrives first).
+    pub fn closing_reason(&self) -> Option<PppCloseReason> {
+        if let Some(reason) = &self.close_reason {
+            return Some(reason.clone());
+        }
+        (self.lcp.peer_terminated() && self.lcp.state() != State::Opened)
+            .then_some(PppCloseReason::PeerTerminated)
+    }
+
     /// Which end this link plays.
     pub fn role(&self) -> Role {
         self.role

@@ -1089,12 +1089,12 @@ pub fn put_packet_header(out: &mut Vec<u8>, control: bool, len: usize) {
     out.extend_from_slice(&packet_header(control, len));
 }
 
-/// The 4-byte packet header ([MS-SSTP] 2.2.1) for a packet of `len`
-/// bytes, header included: for writing into a buffer in place.
-pub fn packet_header(control: bool, len: usize) -> [u8; HEADER_LEN] {
+/// A packet header ([MS-SSTP] 2.2.1), for writing over a placeholder once
+/// the packet's length is known. `len` is the whole packet.
+pub fn packet_header(control: bool, len: usize) -> [u8; 4] {
     debug_assert!(len <= MAX_PACKET_LEN);
-    let [high, low] = (len as u16 & LENGTH_MASK).to_be_bytes();
-    [VERSION, u8::from(control), high, low]
+    let [hi, lo] = (len as u16 & LENGTH_MASK).to_be_bytes();
+    [VERSION, u8::from(control), hi, lo]
 }
 
 /// Appends a control packet's fixed part for a message whose attributes

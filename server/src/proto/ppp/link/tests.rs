@@ -805,6 +805,46 @@ fn client_naks_an_eap_offer_toward_its_preferred_method() {
 }
 
 #[test]
+fn client_drops_its_magic_number_when_the_server_rejects_it() {
+    // Some servers Configure-Reject the Magic-Number ([RFC 1661] 6.4: "it
+    // can only mean that the link is not looped-back"); the client must
+    // carry on without one rather than give up, and must not insist on it.
+    let now = Instant::now();
+    let mut client = PppLink::client(Arc::new(client_config()), now, "alice", b"pw", [4; 32]);
+    client.open(now);
+    let first = drain(&mut client).remove(0);
+    assert_eq!(first.data[..2], [5, 6], "a Magic-Number request");
+    feed(
+        &mut client,
+        now,
+        &control_frame(PROTO_LCP, 4, first.identifier, &first.data),
+    );
+    let second = drain(&mut client).remove(0);
+    assert_eq!((second.code, second.data.as_slice()), (1, &[][..]));
+    assert_ne!(second.identifier, first.identifier);
+    // The server's own request carries no Magic-Number either.
+    let pap = option(3, &[0xc0, 0x23]);
+    feed(&mut client, now, &control_frame(PROTO_LCP, 1, 0x31, &pap));
+    assert_eq!(
+        drain(&mut client),
+        [Sent {
+            protocol: PROTO_LCP,
+            code: 2,
+            identifier: 0x31,
+            data: pap
+        }]
+    );
+    feed(
+        &mut client,
+        now,
+        &control_frame(PROTO_LCP, 2, second.identifier, &[]),
+    );
+    assert_eq!(client.lcp_state(), State::Opened);
+    assert_eq!(client.phase(), Phase::Authenticate);
+    assert_no_drops(&events(&mut client));
+}
+
+#[test]
 fn server_moves_through_its_auth_list_on_naks() {
     let now = Instant::now();
     let config = PppConfig {

@@ -1,0 +1,655 @@
+//! One session's life in each mode: set up, wait for the window, generate
+//! traffic, drain, ask the peer, close. And what it does with each packet
+//! that arrives from the tunnel.
+
+use std::cell::Cell;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use sstpd::client::{self, Client, ClientSendError, IpHandler};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::task::JoinHandle;
+
+use super::Worker;
+use crate::config::{Direction, Mode, DEFAULT_PEER_PORT};
+use crate::packet::{
+    parse_ip, FlowStats, Header, Kind, StreamRequest, Template, Transport, HEADER_LEN,
+    STREAM_REQUEST_LEN,
+};
+use crate::stats::count_reason;
+
+/// Bulk senders fill a session's queue to this many plaintext bytes, then
+/// wait for the writer to take it: one batch in TLS, one filling.
+const BULK_QUEUE: usize = 128 * 1024;
+/// Most packets a paced sender sends at once to catch up after a stall.
+const MAX_CATCH_UP: u32 = 256;
+/// How long a session waits for the first datagram of a stream it asked
+/// for before asking again, and how often it asks.
+const STREAM_START_WAIT: Duration = Duration::from_millis(500);
+const STREAM_START_TRIES: u32 = 3;
+/// The same for the peer's counters.
+const STATS_WAIT: Duration = Duration::from_millis(300);
+const STATS_TRIES: u32 = 4;
+/// A "forever" that cannot overflow an `Instant`.
+const LONG: Duration = Duration::from_secs(365 * 24 * 3600);
+/// First UDP source port; session `i` uses `SOURCE_PORT_BASE + i % 16384`.
+const SOURCE_PORT_BASE: u16 = 49152;
+
+/// Starts every session of this worker (at `--rate`) and returns their
+/// tasks.
+pub(super) async fn start_all(w: &Rc<Worker>) -> Vec<JoinHandle<()>> {
+    let config = &w.config;
+    let mut tasks = Vec::new();
+    let mut index = w.index as u64;
+    while index < config.sessions {
+        w.pace().await;
+        if w.aborted() {
+            break;
+        }
+        match config.mode {
+            Mode::Churn { hold } => {
+                tasks.push(tokio_uring::spawn(churn_slot(w.clone(), index, hold)));
+            }
+            _ => {
+                // Hold a setup permit from before the connect until it is
+                // done, so at most `--setup-concurrency` are in flight.
+                let permit = w.setups.clone().acquire_owned().await.ok();
+                tasks.push(tokio_uring::spawn(session(w.clone(), index, permit)));
+            }
+        }
+        index += w.config.workers as u64;
+    }
+    // Sessions never started (abort) still count toward the window's start.
+    while index < config.sessions {
+        w.shared.setup_finished();
+        index += w.config.workers as u64;
+    }
+    tasks
+}
+
+/// What the receive side of one session tracks (shared with its
+/// `on_ip` handler).
+struct FlowRx {
+    flow: u32,
+    /// Replies to probes.
+    answered: Cell<u64>,
+    /// Highest probe sequence answered, plus one (0: none).
+    probe_high: Cell<u64>,
+    /// Data received: reflections and stream datagrams.
+    data_received: Cell<u64>,
+    stream_high: Cell<u64>,
+    stats: Cell<Option<FlowStats>>,
+    /// A stats reply or a first stream datagram arrived.
+    changed: Notify,
+}
+
+impl FlowRx {
+    fn new(flow: u32) -> Rc<FlowRx> {
+        Rc::new(FlowRx {
+            flow,
+            answered: Cell::new(0),
+            probe_high: Cell::new(0),
+            data_received: Cell::new(0),
+            stream_high: Cell::new(0),
+            stats: Cell::new(None),
+            changed: Notify::new(),
+        })
+    }
+}
+
+/// Counts `seq` against the highest seen; true when it arrived out of order.
+fn reordered(high: &Cell<u64>, seq: u64) -> bool {
+    if seq < high.get() {
+        return true;
+    }
+    high.set(seq + 1);
+    false
+}
+
+impl Worker {
+    /// Handles one IP packet from the tunnel (borrowed: nothing is copied).
+    fn receive(&self, rx: &FlowRx, packet: &[u8]) {
+        let Some(r) = parse_ip(packet).filter(|r| r.header.flow == rx.flow) else {
+            self.counters().foreign += 1;
+            return;
+        };
+        let reordered = match (r.header.kind, r.transport) {
+            // The kernel answers ICMP echo with our header unchanged; the
+            // peer marks its UDP reflections.
+            (Kind::Echo, Transport::IcmpEchoReply) | (Kind::EchoReply, Transport::Udp { .. }) => {
+                rx.answered.set(rx.answered.get() + 1);
+                rx.data_received.set(rx.data_received.get() + 1);
+                let rtt = Duration::from_nanos(self.now_ns().saturating_sub(r.header.timestamp_ns));
+                let mut stats = self.stats.borrow_mut();
+                stats.rtt.record(rtt);
+                stats.counters.probes_answered += 1;
+                drop(stats);
+                self.interval_rtt.borrow_mut().record(rtt);
+                reordered(&rx.probe_high, r.header.seq)
+            }
+            (Kind::StreamData, Transport::Udp { .. }) => {
+                let first = rx.data_received.get() == 0;
+                rx.data_received.set(rx.data_received.get() + 1);
+                if first {
+                    rx.changed.notify_waiters();
+                }
+                reordered(&rx.stream_high, r.header.seq)
+            }
+            (Kind::StatsReply, Transport::Udp { .. }) => {
+                if let Some(stats) = FlowStats::parse(r.body) {
+                    rx.stats.set(Some(stats));
+                    rx.changed.notify_waiters();
+                }
+                return;
+            }
+            _ => {
+                self.counters().foreign += 1;
+                return;
+            }
+        };
+        let in_window = self.go.get().is_some() && !self.stopped.get();
+        let mut c = self.counters();
+        c.down_packets_total += 1;
+        if reordered {
+            c.reordered += 1;
+        }
+        if in_window {
+            c.down_packets += 1;
+            c.down_bytes += packet.len() as u64;
+        }
+    }
+
+    fn receiver(self: &Rc<Self>, rx: &Rc<FlowRx>) -> IpHandler {
+        let w = self.clone();
+        let rx = rx.clone();
+        Box::new(move |packet| w.receive(&rx, packet))
+    }
+
+    fn client_options(&self, credentials_index: u64, source_index: u64) -> client::ClientOptions {
+        let mut options = self.options.clone();
+        let (user, password) = self.config.credentials.for_session(credentials_index);
+        options.username = user;
+        options.password = password;
+        options.bind = self
+            .config
+            .source_range
+            .map(|r| r.address(source_index).into());
+        options
+    }
+
+    /// Opens a session and records the outcome.
+    async fn connect(
+        self: &Rc<Self>,
+        index: u64,
+        source_index: u64,
+        rx: &Rc<FlowRx>,
+    ) -> Option<Client> {
+        self.counters().attempted += 1;
+        let options = self.client_options(index, source_index);
+        match client::connect(&options, self.receiver(rx)).await {
+            Ok((client, times)) => {
+                let mut stats = self.stats.borrow_mut();
+                stats.counters.established += 1;
+                stats.setup.record(&times);
+                drop(stats);
+                self.interval_setup.borrow_mut().record(times.total);
+                Some(client)
+            }
+            Err(e) => {
+                let mut stats = self.stats.borrow_mut();
+                stats.counters.failed += 1;
+                count_reason(&mut stats.failure_reasons, e.as_str());
+                stats
+                    .failure_examples
+                    .entry(e.as_str().to_string())
+                    .or_insert_with(|| e.to_string());
+                None
+            }
+        }
+    }
+
+    fn dropped(&self, client: &Client) {
+        let reason = client.close_reason().map_or("unknown", |r| r.as_str());
+        let mut stats = self.stats.borrow_mut();
+        stats.counters.dropped += 1;
+        count_reason(&mut stats.drop_reasons, reason);
+    }
+
+    /// Graceful close, timed.
+    async fn close(&self, client: &Client) {
+        let start = Instant::now();
+        client.close(self.config.close_timeout).await;
+        let mut stats = self.stats.borrow_mut();
+        if client.is_closed() {
+            stats.counters.closed += 1;
+            stats.teardown.record(start.elapsed());
+        } else {
+            stats.counters.close_timeouts += 1;
+        }
+    }
+
+    /// The flow id of session `index`.
+    fn flow(&self, index: u64) -> u32 {
+        self.shared.flow_base.wrapping_add(index as u32)
+    }
+
+    fn count_sent(&self, packets: u64, bytes: u64, probes: bool) {
+        let mut c = self.counters();
+        c.up_packets += packets;
+        c.up_bytes += bytes;
+        if probes {
+            c.probes_sent += packets;
+        }
+    }
+}
+
+/// Where a session's UDP traffic goes: `to`, or the gateway's peer port.
+fn udp_target(to: Option<SocketAddrV4>, gateway: Ipv4Addr) -> SocketAddrV4 {
+    to.unwrap_or(SocketAddrV4::new(gateway, DEFAULT_PEER_PORT))
+}
+
+/// Runs `f` until it ends or the session does.
+async fn until_closed<T>(client: &Client, f: impl std::future::Future<Output = T>) {
+    tokio::select! {
+        _ = f => {}
+        _ = client.wait_closed(LONG) => {}
+    }
+}
+
+/// One session in echo, udp, bulk or idle mode.
+async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphorePermit>) {
+    let rx = FlowRx::new(w.flow(index));
+    let client = w.connect(index, index, &rx).await;
+    drop(setup_permit);
+    w.shared.setup_finished();
+    let Some(client) = client else { return };
+
+    until_closed(&client, w.wait_go()).await;
+    if client.is_closed() {
+        w.dropped(&client);
+        return;
+    }
+    let Some(params) = client.ipv4() else {
+        w.dropped(&client);
+        return;
+    };
+    let me = params.local;
+    let gateway = params.peer;
+    let source = SocketAddrV4::new(me, SOURCE_PORT_BASE + (index % 16384) as u16);
+    let payload = w.config.payload();
+    let pps = w.config.pps();
+    // The peer's address when it keeps counters for us.
+    let mut peer: Option<SocketAddrV4> = None;
+    // Templates cannot fail here: `LoadConfig::validate` built them once.
+    let sent = match w.config.mode {
+        Mode::Echo { to } => {
+            match Template::icmp_echo(me, to.unwrap_or(gateway), rx.flow, payload) {
+                Ok(mut probe) => paced(&w, &client, &mut probe, pps, index, true).await,
+                Err(_) => 0,
+            }
+        }
+        Mode::Udp { to, reflect } => {
+            let to = udp_target(to, gateway);
+            peer = Some(to);
+            let kind = if reflect { Kind::Echo } else { Kind::Discard };
+            match Template::udp(source, to, Header::new(kind, rx.flow), &[], payload) {
+                Ok(mut datagram) => paced(&w, &client, &mut datagram, pps, index, reflect).await,
+                Err(_) => 0,
+            }
+        }
+        Mode::Bulk { to, direction } => {
+            let to = udp_target(to, gateway);
+            peer = Some(to);
+            bulk(&w, &client, &rx, source, to, direction, payload, pps, index).await
+        }
+        // (Churn sessions run in `churn_slot`; here they would idle.)
+        Mode::Idle | Mode::Churn { .. } => {
+            until_closed(&client, w.wait_stopped()).await;
+            0
+        }
+    };
+    if client.is_closed() {
+        w.dropped(&client);
+        return;
+    }
+    w.counters().held += 1;
+    drain(&w, &client, &rx, sent).await;
+    if let Some(to) = peer {
+        query_peer(&w, &client, &rx, source, to, sent).await;
+    }
+    if client.is_closed() {
+        w.dropped(&client);
+        return;
+    }
+    w.close(&client).await;
+}
+
+/// Sends `template` at `pps` from the window's start (offset by the
+/// session's share of one period, so sessions do not send in lockstep)
+/// until it ends. Returns the packets sent.
+async fn paced(
+    w: &Worker,
+    client: &Client,
+    template: &mut Template,
+    pps: f64,
+    index: u64,
+    probes: bool,
+) -> u64 {
+    let Some(go) = w.go.get() else { return 0 };
+    let period = Duration::from_secs_f64(1.0 / pps);
+    let share = index as f64 / w.config.sessions as f64;
+    let mut next = go + period.mul_f64(share);
+    let mut seq = 0u64;
+    let len = template.len() as u64;
+    loop {
+        if w.stopped.get() || client.is_closed() {
+            return seq;
+        }
+        let now = Instant::now();
+        if next > now {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = w.wait_stopped() => return seq,
+            }
+            continue;
+        }
+        let mut burst = 0;
+        while next <= now && burst < MAX_CATCH_UP {
+            match client.send_ip(template.stamp(seq, w.now_ns())) {
+                Ok(()) => {
+                    seq += 1;
+                    w.count_sent(1, len, probes);
+                }
+                Err(ClientSendError::Backpressure) => {
+                    // The tunnel is slower than the pace: the packet is
+                    // late, not lost. Wait for room.
+                    w.counters().backpressure_waits += 1;
+                    tokio::select! {
+                        _ = client.writable(BULK_QUEUE) => {}
+                        _ = w.wait_stopped() => return seq,
+                    }
+                    break;
+                }
+                Err(ClientSendError::Protocol(_)) => {
+                    w.counters().send_errors += 1;
+                    return seq;
+                }
+            }
+            next += period;
+            burst += 1;
+        }
+        if burst == MAX_CATCH_UP && next < now {
+            // Far behind (a stall): do not try to make up for all of it.
+            next = now;
+        }
+    }
+}
+
+/// Sends as fast as the session's TLS connection takes (or at `pps`)
+/// until the window ends. Returns the packets sent.
+async fn fill(w: &Worker, client: &Client, template: &mut Template) -> u64 {
+    let mut seq = 0u64;
+    let len = template.len() as u64;
+    loop {
+        if w.stopped.get() || client.is_closed() {
+            return seq;
+        }
+        // One timestamp per burst: bulk packets are counted, not timed.
+        let ts = w.now_ns();
+        let before = seq;
+        let mut failed = false;
+        while client.pending_bytes() < BULK_QUEUE {
+            match client.send_ip(template.stamp(seq, ts)) {
+                Ok(()) => seq += 1,
+                Err(ClientSendError::Backpressure) => break,
+                Err(ClientSendError::Protocol(_)) => {
+                    w.counters().send_errors += 1;
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        w.count_sent(seq - before, (seq - before) * len, false);
+        if failed {
+            return seq;
+        }
+        tokio::select! {
+            _ = client.writable(BULK_QUEUE) => {}
+            _ = w.wait_stopped() => return seq,
+        }
+    }
+}
+
+/// Bulk mode: upstream (`fill` or `paced` discard datagrams) and/or a
+/// downstream stream requested from the peer. Returns the data packets
+/// sent.
+#[allow(clippy::too_many_arguments)]
+async fn bulk(
+    w: &Worker,
+    client: &Client,
+    rx: &FlowRx,
+    source: SocketAddrV4,
+    to: SocketAddrV4,
+    direction: Direction,
+    payload: usize,
+    pps: f64,
+    index: u64,
+) -> u64 {
+    let up = async {
+        if !direction.up() {
+            w.wait_stopped().await;
+            return 0;
+        }
+        let Ok(mut datagram) = Template::udp(
+            source,
+            to,
+            Header::new(Kind::Discard, rx.flow),
+            &[],
+            payload,
+        ) else {
+            return 0;
+        };
+        if pps > 0.0 {
+            paced(w, client, &mut datagram, pps, index, false).await
+        } else {
+            fill(w, client, &mut datagram).await
+        }
+    };
+    let down = async {
+        if direction.down() {
+            request_stream(w, client, rx, source, to, payload, pps).await;
+        }
+    };
+    let (sent, ()) = tokio::join!(up, down);
+    if direction.down() {
+        // The peer stops by itself at the end; this ends an aborted run's
+        // stream early.
+        let _ = send_control(
+            client,
+            source,
+            to,
+            Header::new(Kind::StreamStop, rx.flow),
+            &[],
+        );
+    }
+    sent
+}
+
+fn send_control(
+    client: &Client,
+    source: SocketAddrV4,
+    to: SocketAddrV4,
+    header: Header,
+    body: &[u8],
+) -> Result<(), ClientSendError> {
+    match Template::udp(source, to, header, body, HEADER_LEN + body.len()) {
+        Ok(mut t) => client.send_ip(t.stamp(header.seq, 0)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Asks the peer to stream to us until the window ends; asks again if no
+/// datagram follows.
+async fn request_stream(
+    w: &Worker,
+    client: &Client,
+    rx: &FlowRx,
+    source: SocketAddrV4,
+    to: SocketAddrV4,
+    payload: usize,
+    pps: f64,
+) {
+    let Some(go) = w.go.get() else { return };
+    let stop = w.shared.stop_at(go);
+    for attempt in 0..STREAM_START_TRIES {
+        let left = stop.saturating_duration_since(Instant::now());
+        if left.is_zero() || w.stopped.get() {
+            return;
+        }
+        let request = StreamRequest {
+            pps: pps.ceil() as u64,
+            duration_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX),
+            payload_len: u16::try_from(payload).unwrap_or(u16::MAX),
+        };
+        let mut body = [0u8; STREAM_REQUEST_LEN];
+        request.write(&mut body);
+        let mut header = Header::new(Kind::StreamStart, rx.flow);
+        header.seq = u64::from(attempt);
+        if send_control(client, source, to, header, &body).is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + STREAM_START_WAIT;
+        while rx.data_received.get() == 0 {
+            let changed = rx.changed.notified();
+            if rx.data_received.get() > 0
+                || tokio::time::timeout_at(deadline, changed).await.is_err()
+            {
+                break;
+            }
+        }
+        if rx.data_received.get() > 0 {
+            return;
+        }
+    }
+    w.counters().streams_unanswered += 1;
+}
+
+/// After the window: waits (at most `--drain`) for what is in flight.
+/// Probes are done when every one sent was answered; other traffic when
+/// our queue is empty and nothing has arrived for [`QUIET`].
+async fn drain(w: &Worker, client: &Client, rx: &FlowRx, sent: u64) {
+    const QUIET: Duration = Duration::from_millis(100);
+    let probes = matches!(
+        w.config.mode,
+        Mode::Echo { .. } | Mode::Udp { reflect: true, .. }
+    );
+    if !w.config.mode.has_traffic() {
+        return;
+    }
+    let deadline = Instant::now() + w.config.drain;
+    let mut last_count = rx.data_received.get();
+    let mut last_change = Instant::now();
+    while !client.is_closed() {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        if probes {
+            if rx.answered.get() >= sent {
+                return;
+            }
+        } else {
+            if rx.data_received.get() != last_count {
+                last_count = rx.data_received.get();
+                last_change = now;
+            }
+            if client.pending_bytes() == 0 && now.duration_since(last_change) >= QUIET {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Asks the peer for its counters of this flow and adds them up.
+async fn query_peer(
+    w: &Worker,
+    client: &Client,
+    rx: &FlowRx,
+    source: SocketAddrV4,
+    to: SocketAddrV4,
+    sent: u64,
+) {
+    w.counters().peer_queried += 1;
+    for attempt in 0..STATS_TRIES {
+        let mut header = Header::new(Kind::StatsRequest, rx.flow);
+        header.seq = u64::from(attempt);
+        if send_control(client, source, to, header, &[]).is_err() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + STATS_WAIT * (attempt + 1);
+        loop {
+            let changed = rx.changed.notified();
+            if let Some(stats) = rx.stats.get() {
+                let mut c = w.counters();
+                c.peer_answered += 1;
+                c.peer_rx_packets += stats.rx_packets;
+                c.peer_rx_bytes += stats.rx_bytes;
+                c.peer_tx_packets += stats.tx_packets;
+                c.peer_tx_bytes += stats.tx_bytes;
+                c.peer_flow_up_sent += sent;
+                c.peer_flow_down_received += rx.data_received.get();
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Churn: connect, hold, close, again, until the run ends.
+async fn churn_slot(w: Rc<Worker>, slot: u64, hold: Duration) {
+    let Some(go) = w.go.get().or(w.shared.go()) else {
+        return;
+    };
+    let mut cycle = 0u64;
+    loop {
+        let end = w.shared.stop_at(go);
+        if Instant::now() >= end || w.aborted() {
+            return;
+        }
+        if cycle > 0 {
+            w.pace().await;
+        }
+        let permit = w.setups.clone().acquire_owned().await;
+        let rx = FlowRx::new(w.flow(slot));
+        // Rotate source addresses across cycles.
+        let source_index = slot + cycle * w.config.sessions;
+        let client = w.connect(slot, source_index, &rx).await;
+        drop(permit);
+        cycle += 1;
+        let Some(client) = client else {
+            // Do not hammer a failing server from this slot.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let until = (Instant::now() + hold).min(w.shared.stop_at(go));
+        until_closed(&client, async {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = w.wait_stopped() => {}
+            }
+        })
+        .await;
+        if client.is_closed() {
+            w.dropped(&client);
+            continue;
+        }
+        w.close(&client).await;
+        if client.is_closed() {
+            w.counters().cycles += 1;
+        }
+    }
+}

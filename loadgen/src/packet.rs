@@ -1,0 +1,678 @@
+//! The packets the load generator sends through the tunnel, and the small
+//! protocol it speaks with `sstp-loadgen peer` on the server side.
+//!
+//! Every probe (ICMP echo data, UDP payload) starts with a 32-octet
+//! [`Header`]: a magic number, a kind, a per-session flow id, a sequence
+//! number and the send time. Replies carry the header back, so the round
+//! trip time is `now - timestamp` and loss is `sent - received`, with no
+//! per-packet state on the sending side.
+//!
+//! A [`Template`] is one complete IPv4 packet built once per session;
+//! [`Template::stamp`] patches the sequence number and the timestamp in
+//! place and fixes the ICMP checksum incrementally ([RFC 1624]), so the
+//! data path neither allocates nor re-checksums the payload.
+//!
+//! [RFC 1624]: https://www.rfc-editor.org/rfc/rfc1624
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// "SLG1": marks load generator probes and peer messages.
+pub const MAGIC: u32 = 0x534c_4731;
+/// Length of [`Header`] on the wire.
+pub const HEADER_LEN: usize = 32;
+pub const IPV4_HEADER_LEN: usize = 20;
+pub const UDP_HEADER_LEN: usize = 8;
+pub const ICMP_HEADER_LEN: usize = 8;
+/// IPv4 + UDP headers: what the peer adds to a datagram's payload length
+/// to count IP bytes, the unit the load generator counts in.
+pub const IPV4_UDP_OVERHEAD: usize = IPV4_HEADER_LEN + UDP_HEADER_LEN;
+/// Length of a [`StreamRequest`] body.
+pub const STREAM_REQUEST_LEN: usize = 16;
+/// Length of a [`FlowStats`] body.
+pub const FLOW_STATS_LEN: usize = 32;
+/// The largest IP packet an SSTP data packet carries: 4095 (12-bit SSTP
+/// length, [MS-SSTP] 2.2.1) minus the SSTP and PPP headers.
+pub const MAX_IP_PACKET: usize = 4095 - 4 - 4;
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_UDP: u8 = 17;
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMP_ECHO_REPLY: u8 = 0;
+
+/// What a message is. Numbers are the wire values (octet 4 of the header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Kind {
+    /// A probe to be answered: ICMP echo data, or a UDP datagram the peer
+    /// reflects back to its sender.
+    Echo = 1,
+    /// The peer's reflection of an [`Kind::Echo`] (header and payload
+    /// unchanged but for this octet).
+    EchoReply = 2,
+    /// Counted by the peer and discarded (bulk upstream).
+    Discard = 3,
+    /// Asks the peer to stream [`Kind::StreamData`] back to the sender
+    /// (body: [`StreamRequest`]).
+    StreamStart = 4,
+    /// A datagram of a stream (bulk downstream).
+    StreamData = 5,
+    /// Ends the sender's stream early.
+    StreamStop = 6,
+    /// Asks the peer for its counters of this flow.
+    StatsRequest = 7,
+    /// The answer to [`Kind::StatsRequest`] (body: [`FlowStats`]).
+    StatsReply = 8,
+}
+
+impl Kind {
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            1 => Kind::Echo,
+            2 => Kind::EchoReply,
+            3 => Kind::Discard,
+            4 => Kind::StreamStart,
+            5 => Kind::StreamData,
+            6 => Kind::StreamStop,
+            7 => Kind::StatsRequest,
+            8 => Kind::StatsReply,
+            _ => return None,
+        })
+    }
+}
+
+/// The header every probe and peer message starts with (all fields big
+/// endian):
+///
+/// ```text
+///  0..4   magic 0x534c4731 ("SLG1")
+///  4      kind
+///  5      flags (0)
+///  6..8   header length (32; receivers skip longer headers' extra octets)
+///  8..12  flow: identifies one session's traffic within a run
+/// 12..16  aux: free for the kind (0)
+/// 16..24  sequence number, from 0 per flow and kind
+/// 24..32  timestamp: the sender's clock, nanoseconds since its run began
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: Kind,
+    pub flow: u32,
+    pub aux: u32,
+    pub seq: u64,
+    pub timestamp_ns: u64,
+}
+
+const SEQ_AT: usize = 16;
+const TIMESTAMP_AT: usize = 24;
+
+impl Header {
+    pub fn new(kind: Kind, flow: u32) -> Header {
+        Header {
+            kind,
+            flow,
+            aux: 0,
+            seq: 0,
+            timestamp_ns: 0,
+        }
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] octets of `out`.
+    /// Panics if `out` is shorter (callers size their buffers).
+    pub fn write(&self, out: &mut [u8]) {
+        let out = &mut out[..HEADER_LEN];
+        out[0..4].copy_from_slice(&MAGIC.to_be_bytes());
+        out[4] = self.kind as u8;
+        out[5] = 0;
+        out[6..8].copy_from_slice(&(HEADER_LEN as u16).to_be_bytes());
+        out[8..12].copy_from_slice(&self.flow.to_be_bytes());
+        out[12..16].copy_from_slice(&self.aux.to_be_bytes());
+        out[SEQ_AT..SEQ_AT + 8].copy_from_slice(&self.seq.to_be_bytes());
+        out[TIMESTAMP_AT..TIMESTAMP_AT + 8].copy_from_slice(&self.timestamp_ns.to_be_bytes());
+    }
+
+    /// Parses a header and returns it with the body after it.
+    pub fn parse(data: &[u8]) -> Option<(Header, &[u8])> {
+        let fixed: &[u8; HEADER_LEN] = data.get(..HEADER_LEN)?.try_into().ok()?;
+        if u32::from_be_bytes(word4(fixed, 0)) != MAGIC {
+            return None;
+        }
+        let kind = Kind::from_u8(fixed[4])?;
+        let header_len = usize::from(u16::from_be_bytes([fixed[6], fixed[7]]));
+        if header_len < HEADER_LEN {
+            return None;
+        }
+        let body = data.get(header_len..)?;
+        Some((
+            Header {
+                kind,
+                flow: u32::from_be_bytes(word4(fixed, 8)),
+                aux: u32::from_be_bytes(word4(fixed, 12)),
+                seq: u64::from_be_bytes(word8(fixed, SEQ_AT)),
+                timestamp_ns: u64::from_be_bytes(word8(fixed, TIMESTAMP_AT)),
+            },
+            body,
+        ))
+    }
+}
+
+fn word4(b: &[u8; HEADER_LEN], at: usize) -> [u8; 4] {
+    [b[at], b[at + 1], b[at + 2], b[at + 3]]
+}
+
+fn word8(b: &[u8; HEADER_LEN], at: usize) -> [u8; 8] {
+    let mut w = [0; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    w
+}
+
+/// Body of [`Kind::StreamStart`]: stream `payload_len`-octet datagrams
+/// back to the sender at `pps` (0: as fast as the peer can) for
+/// `duration_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamRequest {
+    pub pps: u64,
+    pub duration_ms: u32,
+    /// UDP payload length of each datagram, header included.
+    pub payload_len: u16,
+}
+
+impl StreamRequest {
+    pub fn write(&self, out: &mut [u8]) {
+        let out = &mut out[..STREAM_REQUEST_LEN];
+        out[0..8].copy_from_slice(&self.pps.to_be_bytes());
+        out[8..12].copy_from_slice(&self.duration_ms.to_be_bytes());
+        out[12..14].copy_from_slice(&self.payload_len.to_be_bytes());
+        out[14..16].fill(0);
+    }
+
+    pub fn parse(body: &[u8]) -> Option<StreamRequest> {
+        let b = body.get(..STREAM_REQUEST_LEN)?;
+        Some(StreamRequest {
+            pps: u64::from_be_bytes(b[0..8].try_into().ok()?),
+            duration_ms: u32::from_be_bytes(b[8..12].try_into().ok()?),
+            payload_len: u16::from_be_bytes(b[12..14].try_into().ok()?),
+        })
+    }
+}
+
+/// Body of [`Kind::StatsReply`]: what the peer saw of one flow. Bytes are
+/// IP bytes (UDP payload + 28 for IPv4), the unit the load generator
+/// counts in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Datagrams received from the flow (echo, discard).
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    /// Datagrams sent to the flow (reflections, stream data).
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+impl FlowStats {
+    pub fn write(&self, out: &mut [u8]) {
+        let out = &mut out[..FLOW_STATS_LEN];
+        for (i, v) in [
+            self.rx_packets,
+            self.rx_bytes,
+            self.tx_packets,
+            self.tx_bytes,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    pub fn parse(body: &[u8]) -> Option<FlowStats> {
+        let b = body.get(..FLOW_STATS_LEN)?;
+        let at = |i: usize| b[i * 8..i * 8 + 8].try_into().ok().map(u64::from_be_bytes);
+        Some(FlowStats {
+            rx_packets: at(0)?,
+            rx_bytes: at(1)?,
+            tx_packets: at(2)?,
+            tx_bytes: at(3)?,
+        })
+    }
+}
+
+/// Fills `payload` (after the header and any body) with a fixed pattern,
+/// so captures show where the padding starts.
+fn fill_pattern(payload: &mut [u8]) {
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+}
+
+/// One's-complement sum of 16-bit big-endian words, unfolded ([RFC 1071]).
+fn sum_words(data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    let mut sum: u32 = chunks
+        .by_ref()
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The Internet checksum of `data` ([RFC 1071]).
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum_words(data))
+}
+
+fn ipv4_header(out: &mut [u8], total_len: usize, protocol: u8, src: Ipv4Addr, dst: Ipv4Addr) {
+    let h = &mut out[..IPV4_HEADER_LEN];
+    h.fill(0);
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&(total_len as u16).to_be_bytes());
+    h[6] = 0x40; // DF: the tunnel never fragments our probes
+    h[8] = 64;
+    h[9] = protocol;
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    let c = checksum(h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Why a template could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TemplateError {
+    /// The payload cannot hold the header (and body).
+    PayloadTooSmall { min: usize },
+    /// The IP packet would not fit one SSTP data packet.
+    PacketTooLarge { max_payload: usize },
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateError::PayloadTooSmall { min } => {
+                write!(f, "payload must be at least {min} bytes")
+            }
+            TemplateError::PacketTooLarge { max_payload } => write!(
+                f,
+                "payload must be at most {max_payload} bytes (one SSTP packet)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+/// A complete IPv4 packet carrying a [`Header`], built once and re-stamped
+/// for every send.
+#[derive(Clone, Debug)]
+pub struct Template {
+    packet: Vec<u8>,
+    header_at: usize,
+    /// ICMP: where the ICMP message starts and the sum of its words with
+    /// the stamped fields zeroed.
+    icmp: Option<(usize, u32)>,
+}
+
+impl Template {
+    /// An ICMP echo request from `src` to `dst` with `payload_len` octets of
+    /// echo data (the header first). The ICMP identifier is the flow's low
+    /// 16 bits; the ICMP sequence number follows the header's.
+    pub fn icmp_echo(
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        flow: u32,
+        payload_len: usize,
+    ) -> Result<Template, TemplateError> {
+        check_sizes(payload_len, HEADER_LEN, IPV4_HEADER_LEN + ICMP_HEADER_LEN)?;
+        let total = IPV4_HEADER_LEN + ICMP_HEADER_LEN + payload_len;
+        let mut packet = vec![0u8; total];
+        ipv4_header(&mut packet, total, IPPROTO_ICMP, src, dst);
+        let icmp = IPV4_HEADER_LEN;
+        packet[icmp] = ICMP_ECHO_REQUEST;
+        packet[icmp + 4..icmp + 6].copy_from_slice(&(flow as u16).to_be_bytes());
+        let header_at = icmp + ICMP_HEADER_LEN;
+        Header::new(Kind::Echo, flow).write(&mut packet[header_at..]);
+        fill_pattern(&mut packet[header_at + HEADER_LEN..]);
+        // Checksum and stamped fields are zero here.
+        let base = sum_words(&packet[icmp..]);
+        let mut template = Template {
+            packet,
+            header_at,
+            icmp: Some((icmp, base)),
+        };
+        template.stamp(0, 0);
+        Ok(template)
+    }
+
+    /// A UDP datagram from `src` to `dst` whose `payload_len`-octet payload
+    /// starts with `header` and `body`. The UDP checksum is left zero
+    /// (optional over IPv4, [RFC 768]), so stamping needs no checksum work.
+    pub fn udp(
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        header: Header,
+        body: &[u8],
+        payload_len: usize,
+    ) -> Result<Template, TemplateError> {
+        check_sizes(payload_len, HEADER_LEN + body.len(), IPV4_UDP_OVERHEAD)?;
+        let total = IPV4_UDP_OVERHEAD + payload_len;
+        let mut packet = vec![0u8; total];
+        ipv4_header(&mut packet, total, IPPROTO_UDP, *src.ip(), *dst.ip());
+        let udp = IPV4_HEADER_LEN;
+        packet[udp..udp + 2].copy_from_slice(&src.port().to_be_bytes());
+        packet[udp + 2..udp + 4].copy_from_slice(&dst.port().to_be_bytes());
+        packet[udp + 4..udp + 6]
+            .copy_from_slice(&((UDP_HEADER_LEN + payload_len) as u16).to_be_bytes());
+        let header_at = udp + UDP_HEADER_LEN;
+        header.write(&mut packet[header_at..]);
+        let body_at = header_at + HEADER_LEN;
+        packet[body_at..body_at + body.len()].copy_from_slice(body);
+        fill_pattern(&mut packet[body_at + body.len()..]);
+        Ok(Template {
+            packet,
+            header_at,
+            icmp: None,
+        })
+    }
+
+    /// Sets the sequence number and timestamp and returns the packet.
+    pub fn stamp(&mut self, seq: u64, timestamp_ns: u64) -> &[u8] {
+        let h = self.header_at;
+        self.packet[h + SEQ_AT..h + SEQ_AT + 8].copy_from_slice(&seq.to_be_bytes());
+        self.packet[h + TIMESTAMP_AT..h + TIMESTAMP_AT + 8]
+            .copy_from_slice(&timestamp_ns.to_be_bytes());
+        if let Some((icmp, base)) = self.icmp {
+            let seq16 = seq as u16;
+            self.packet[icmp + 6..icmp + 8].copy_from_slice(&seq16.to_be_bytes());
+            // RFC 1624: add the new words to the sum of everything else.
+            let sum =
+                base + u32::from(seq16) + sum_words(&self.packet[h + SEQ_AT..h + TIMESTAMP_AT + 8]);
+            let c = !fold(sum);
+            self.packet[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+        }
+        &self.packet
+    }
+
+    /// The packet as last stamped.
+    pub fn packet(&self) -> &[u8] {
+        &self.packet
+    }
+
+    /// IP packet length.
+    pub fn len(&self) -> usize {
+        self.packet.len()
+    }
+
+    /// Never true: a template holds at least the headers.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+fn check_sizes(payload_len: usize, min: usize, overhead: usize) -> Result<(), TemplateError> {
+    if payload_len < min {
+        return Err(TemplateError::PayloadTooSmall { min });
+    }
+    if payload_len + overhead > MAX_IP_PACKET {
+        return Err(TemplateError::PacketTooLarge {
+            max_payload: MAX_IP_PACKET - overhead,
+        });
+    }
+    Ok(())
+}
+
+/// How a received probe travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// An ICMP echo reply.
+    IcmpEchoReply,
+    /// A UDP datagram from this address.
+    Udp { from: SocketAddrV4 },
+}
+
+/// A load generator message found in an IP packet from the tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received<'a> {
+    pub header: Header,
+    /// What follows the header in the payload.
+    pub body: &'a [u8],
+    pub transport: Transport,
+}
+
+/// Finds a load generator message in an IPv4 packet: an ICMP echo reply
+/// or a UDP datagram whose payload starts with a [`Header`]. Anything else
+/// (including fragments) is `None`. Borrows from `packet`.
+pub fn parse_ip(packet: &[u8]) -> Option<Received<'_>> {
+    let first = *packet.first()?;
+    if first >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(first & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+    if ihl < IPV4_HEADER_LEN || total < ihl || total > packet.len() {
+        return None;
+    }
+    // Fragment offset or More Fragments set: not ours to reassemble.
+    if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+    let l4 = &packet[ihl..total];
+    match packet[9] {
+        IPPROTO_ICMP => {
+            if *l4.first()? != ICMP_ECHO_REPLY {
+                return None;
+            }
+            let (header, body) = Header::parse(l4.get(ICMP_HEADER_LEN..)?)?;
+            Some(Received {
+                header,
+                body,
+                transport: Transport::IcmpEchoReply,
+            })
+        }
+        IPPROTO_UDP => {
+            let port = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
+            let (header, body) = Header::parse(l4.get(UDP_HEADER_LEN..)?)?;
+            Some(Received {
+                header,
+                body,
+                transport: Transport::Udp {
+                    from: SocketAddrV4::new(src, port),
+                },
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 7);
+    const DST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+    #[test]
+    fn header_round_trips_and_has_the_documented_layout() {
+        let h = Header {
+            kind: Kind::StreamData,
+            flow: 0x0102_0304,
+            aux: 9,
+            seq: 0x1122_3344_5566_7788,
+            timestamp_ns: 42,
+        };
+        let mut buf = [0u8; HEADER_LEN + 3];
+        h.write(&mut buf);
+        buf[HEADER_LEN..].copy_from_slice(b"abc");
+        assert_eq!(
+            buf[..HEADER_LEN],
+            [
+                0x53, 0x4c, 0x47, 0x31, 5, 0, 0, 32, 1, 2, 3, 4, 0, 0, 0, 9, 0x11, 0x22, 0x33,
+                0x44, 0x55, 0x66, 0x77, 0x88, 0, 0, 0, 0, 0, 0, 0, 42
+            ]
+        );
+        assert_eq!(Header::parse(&buf), Some((h, &b"abc"[..])));
+        // Wrong magic, unknown kind, short, header length below 32.
+        let mut bad = buf;
+        bad[0] = 0;
+        assert_eq!(Header::parse(&bad), None);
+        let mut bad = buf;
+        bad[4] = 99;
+        assert_eq!(Header::parse(&bad), None);
+        assert_eq!(Header::parse(&buf[..31]), None);
+        let mut bad = buf;
+        bad[7] = 31;
+        assert_eq!(Header::parse(&bad), None);
+        // A longer header skips its extension.
+        let mut long = buf;
+        long[7] = 34;
+        assert_eq!(Header::parse(&long).unwrap().1, b"c");
+    }
+
+    #[test]
+    fn stamped_icmp_echo_has_valid_checksums_for_every_sequence() {
+        let mut t = Template::icmp_echo(SRC, DST, 0xabcd_1234, 56).unwrap();
+        assert_eq!(t.len(), 20 + 8 + 56);
+        for (seq, ts) in [(0, 0), (1, 7), (0xffff, u64::MAX), (0x1_0001, 123_456_789)] {
+            let p = t.stamp(seq, ts).to_vec();
+            assert_eq!(checksum(&p[..20]), 0, "IP header checksum");
+            assert_eq!(checksum(&p[20..]), 0, "ICMP checksum at seq {seq}");
+            assert_eq!(p[20], 8);
+            assert_eq!(&p[24..26], &[0x12, 0x34], "identifier = low flow bits");
+            assert_eq!(&p[26..28], &(seq as u16).to_be_bytes());
+            let (h, body) = Header::parse(&p[28..]).unwrap();
+            assert_eq!(
+                (h.kind, h.flow, h.seq, h.timestamp_ns),
+                (Kind::Echo, 0xabcd_1234, seq, ts)
+            );
+            assert_eq!(body.len(), 56 - 32);
+            assert_eq!(body[..3], [0, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn odd_icmp_payloads_still_checksum() {
+        let mut t = Template::icmp_echo(SRC, DST, 1, 33).unwrap();
+        let p = t.stamp(5, 5).to_vec();
+        assert_eq!(checksum(&p[20..]), 0);
+    }
+
+    /// What the kernel sends back for an echo request: same data, type 0,
+    /// addresses swapped.
+    fn as_reply(request: &[u8]) -> Vec<u8> {
+        let mut p = request.to_vec();
+        p[12..16].copy_from_slice(&request[16..20]);
+        p[16..20].copy_from_slice(&request[12..16]);
+        p[20] = 0;
+        p[22..24].fill(0);
+        let c = checksum(&p[20..]);
+        p[22..24].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn echo_replies_and_udp_datagrams_parse() {
+        let mut t = Template::icmp_echo(SRC, DST, 77, 40).unwrap();
+        let reply = as_reply(t.stamp(3, 99));
+        let r = parse_ip(&reply).unwrap();
+        assert_eq!(r.transport, Transport::IcmpEchoReply);
+        assert_eq!(
+            (r.header.flow, r.header.seq, r.header.timestamp_ns),
+            (77, 3, 99)
+        );
+        // The request itself is not a reply.
+        assert_eq!(parse_ip(t.packet()), None);
+
+        let src = SocketAddrV4::new(SRC, 40000);
+        let dst = SocketAddrV4::new(DST, 9000);
+        let request = StreamRequest {
+            pps: 1000,
+            duration_ms: 5000,
+            payload_len: 1200,
+        };
+        let mut body = [0u8; STREAM_REQUEST_LEN];
+        request.write(&mut body);
+        let mut u = Template::udp(src, dst, Header::new(Kind::StreamStart, 5), &body, 64).unwrap();
+        let p = u.stamp(1, 2).to_vec();
+        assert_eq!(p.len(), 28 + 64);
+        assert_eq!(checksum(&p[..20]), 0);
+        assert_eq!(&p[20..28], &[0x9c, 0x40, 0x23, 0x28, 0, 72, 0, 0]);
+        let r = parse_ip(&p).unwrap();
+        assert_eq!(r.transport, Transport::Udp { from: src });
+        assert_eq!(r.header.kind, Kind::StreamStart);
+        assert_eq!(StreamRequest::parse(r.body), Some(request));
+    }
+
+    #[test]
+    fn parse_ip_refuses_fragments_truncation_and_other_protocols() {
+        let mut t = Template::udp(
+            SocketAddrV4::new(SRC, 1),
+            SocketAddrV4::new(DST, 2),
+            Header::new(Kind::Discard, 1),
+            &[],
+            40,
+        )
+        .unwrap();
+        let p = t.stamp(0, 0).to_vec();
+        assert!(parse_ip(&p).is_some());
+        let mut frag = p.clone();
+        frag[6] = 0x20; // More Fragments
+        assert_eq!(parse_ip(&frag), None);
+        assert_eq!(
+            parse_ip(&p[..p.len() - 1]),
+            None,
+            "shorter than total length"
+        );
+        let mut tcp = p.clone();
+        tcp[9] = 6;
+        assert_eq!(parse_ip(&tcp), None);
+        let mut v6 = p.clone();
+        v6[0] = 0x60;
+        assert_eq!(parse_ip(&v6), None);
+        for n in 0..p.len() {
+            let _ = parse_ip(&p[..n]);
+        }
+        assert_eq!(parse_ip(&[]), None);
+    }
+
+    #[test]
+    fn sizes_are_bounded_by_the_header_and_one_sstp_packet() {
+        assert_eq!(
+            Template::icmp_echo(SRC, DST, 1, 31).unwrap_err(),
+            TemplateError::PayloadTooSmall { min: 32 }
+        );
+        assert!(Template::icmp_echo(SRC, DST, 1, MAX_IP_PACKET - 28).is_ok());
+        assert_eq!(
+            Template::icmp_echo(SRC, DST, 1, MAX_IP_PACKET - 27).unwrap_err(),
+            TemplateError::PacketTooLarge {
+                max_payload: MAX_IP_PACKET - 28
+            }
+        );
+        let a = SocketAddrV4::new(SRC, 1);
+        assert_eq!(
+            Template::udp(a, a, Header::new(Kind::StreamStart, 1), &[0; 16], 47).unwrap_err(),
+            TemplateError::PayloadTooSmall { min: 48 }
+        );
+    }
+
+    #[test]
+    fn stats_bodies_round_trip() {
+        let s = FlowStats {
+            rx_packets: 1,
+            rx_bytes: 2,
+            tx_packets: 3,
+            tx_bytes: u64::MAX,
+        };
+        let mut b = [0u8; FLOW_STATS_LEN];
+        s.write(&mut b);
+        assert_eq!(FlowStats::parse(&b), Some(s));
+        assert_eq!(FlowStats::parse(&b[..31]), None);
+        assert_eq!(StreamRequest::parse(&b[..15]), None);
+    }
+}

@@ -1,0 +1,629 @@
+//! `sstp-loadgen peer`: the server-side end of the traffic modes. It runs
+//! next to the SSTP server (for instance in the server's network
+//! namespace), listening on a UDP port that clients reach through their
+//! tunnels, and speaks the protocol of [`crate::packet`]:
+//!
+//! * [`Kind::Echo`]: reflected to the sender with the kind changed to
+//!   [`Kind::EchoReply`] (udp mode);
+//! * [`Kind::Discard`]: counted, nothing sent (bulk upstream);
+//! * [`Kind::StreamStart`]: the peer streams [`Kind::StreamData`]
+//!   datagrams to the sender at the requested rate (or as fast as it can)
+//!   for the requested time; a second request for the same flow restarts
+//!   the stream; [`Kind::StreamStop`] ends it (bulk downstream);
+//! * [`Kind::StatsRequest`]: answered with [`Kind::StatsReply`] carrying
+//!   the flow's counters ([`FlowStats`]), so the client can compare what
+//!   it sent with what arrived.
+//!
+//! Counters are kept per flow (the header's flow id, random per session
+//! and run), not per address: tunnel addresses are reused across runs.
+//! Several threads share the port with `SO_REUSEPORT`; the kernel sends a
+//! given source address and port to the same thread, so a flow's counters
+//! and its stats requests meet.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::packet::{
+    FlowStats, Header, Kind, StreamRequest, FLOW_STATS_LEN, HEADER_LEN, IPV4_UDP_OVERHEAD,
+};
+
+/// Longest stream a client may ask for.
+pub const MAX_STREAM: Duration = Duration::from_secs(3600);
+/// Flows silent for this long are forgotten.
+const FLOW_IDLE: Duration = Duration::from_secs(300);
+/// Datagrams sent per stream before the loop looks at incoming traffic.
+const STREAM_BURST: u64 = 64;
+/// Datagrams read per turn before streams get their turn.
+const RECEIVE_BURST: usize = 256;
+
+/// How to run the peer.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    pub bind: SocketAddr,
+    /// Threads sharing the port (`SO_REUSEPORT`).
+    pub threads: usize,
+    /// Flows tracked at most; traffic of further flows is still reflected
+    /// or discarded, but not counted per flow.
+    pub max_flows: usize,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], crate::config::DEFAULT_PEER_PORT)),
+            threads: 1,
+            max_flows: 1 << 20,
+        }
+    }
+}
+
+/// Totals over all flows and threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerTotals {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub streams_started: u64,
+    pub stats_answered: u64,
+    /// Datagrams without a valid header.
+    pub invalid: u64,
+    /// Sends the kernel refused (buffer full: the datagram is lost).
+    pub send_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    streams_started: AtomicU64,
+    stats_answered: AtomicU64,
+    invalid: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> PeerTotals {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PeerTotals {
+            rx_packets: g(&self.rx_packets),
+            rx_bytes: g(&self.rx_bytes),
+            tx_packets: g(&self.tx_packets),
+            tx_bytes: g(&self.tx_bytes),
+            streams_started: g(&self.streams_started),
+            stats_answered: g(&self.stats_answered),
+            invalid: g(&self.invalid),
+            send_errors: g(&self.send_errors),
+        }
+    }
+}
+
+/// A running peer; stopped on drop.
+pub struct Peer {
+    local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// Binds the port and starts the threads (which inherit the calling
+    /// thread's network namespace).
+    pub fn start(config: &PeerConfig) -> io::Result<Peer> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let mut bound = config.bind;
+        let mut sockets = Vec::new();
+        for _ in 0..config.threads.max(1) {
+            let socket = reuseport_udp(bound)?;
+            bound = socket.local_addr()?;
+            sockets.push(socket);
+        }
+        let threads = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, socket)| {
+                let stop = stop.clone();
+                let counters = counters.clone();
+                let max_flows = config.max_flows;
+                thread::Builder::new()
+                    .name(format!("peer-{i}"))
+                    .spawn(move || PeerLoop::new(socket, counters, max_flows).run(&stop))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Peer {
+            local_addr: bound,
+            stop,
+            counters,
+            threads,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn totals(&self) -> PeerTotals {
+        self.counters.snapshot()
+    }
+
+    /// A flag that stops the peer when set (signal handlers).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Waits until the stop flag is set.
+    pub fn wait(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the threads and returns the totals.
+    pub fn stop(mut self) -> PeerTotals {
+        self.shutdown();
+        self.totals()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    // Bulk downstream and many reflecting sessions: big buffers.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+#[derive(Default)]
+struct Flow {
+    stats: FlowStats,
+    last_seen: Option<Instant>,
+}
+
+/// One stream of [`Kind::StreamData`] to a client.
+struct Stream {
+    to: SocketAddr,
+    flow: u32,
+    /// Datagram buffer: header (re-stamped per send), then padding.
+    datagram: Vec<u8>,
+    pps: u64,
+    start: Instant,
+    end: Instant,
+    sent: u64,
+}
+
+impl Stream {
+    /// When the next datagram is due (rate-limited streams).
+    fn due(&self) -> Instant {
+        if self.pps == 0 {
+            return self.start;
+        }
+        let nanos = u128::from(self.sent) * 1_000_000_000 / u128::from(self.pps);
+        self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+struct PeerLoop {
+    socket: UdpSocket,
+    counters: Arc<Counters>,
+    flows: HashMap<u32, Flow>,
+    max_flows: usize,
+    streams: Vec<Stream>,
+    epoch: Instant,
+    last_gc: Instant,
+    buf: Vec<u8>,
+    reply: [u8; HEADER_LEN + FLOW_STATS_LEN],
+}
+
+impl PeerLoop {
+    fn new(socket: UdpSocket, counters: Arc<Counters>, max_flows: usize) -> PeerLoop {
+        let now = Instant::now();
+        PeerLoop {
+            socket,
+            counters,
+            flows: HashMap::new(),
+            max_flows,
+            streams: Vec::new(),
+            epoch: now,
+            last_gc: now,
+            buf: vec![0; 65536],
+            reply: [0; HEADER_LEN + FLOW_STATS_LEN],
+        }
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let received = self.receive_burst();
+            let now = Instant::now();
+            let next_due = self.pump_streams(now);
+            if now.duration_since(self.last_gc) > Duration::from_secs(10) {
+                self.gc(now);
+            }
+            if received == 0 {
+                // Sleep until traffic arrives or a stream is due (at most
+                // 50 ms, to notice the stop flag).
+                let wait = next_due
+                    .map(|due| due.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_millis(50))
+                    .min(Duration::from_millis(50));
+                if !wait.is_zero() {
+                    wait_readable(&self.socket, wait);
+                }
+            }
+        }
+    }
+
+    fn receive_burst(&mut self) -> usize {
+        let mut n = 0;
+        while n < RECEIVE_BURST {
+            let (len, from) = match self.socket.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP errors from earlier sends (port unreachable): ignore.
+                Err(_) => continue,
+            };
+            n += 1;
+            self.handle(len, from);
+        }
+        n
+    }
+
+    fn flow(&mut self, flow: u32, now: Instant) -> Option<&mut Flow> {
+        if !self.flows.contains_key(&flow) && self.flows.len() >= self.max_flows {
+            return None;
+        }
+        let entry = self.flows.entry(flow).or_default();
+        entry.last_seen = Some(now);
+        Some(entry)
+    }
+
+    fn handle(&mut self, len: usize, from: SocketAddr) {
+        let ip_bytes = ip_bytes(len, from);
+        let Some((header, body)) = Header::parse(&self.buf[..len]) else {
+            Counters::add(&self.counters.invalid, 1);
+            return;
+        };
+        let stream_request = StreamRequest::parse(body);
+        let now = Instant::now();
+        // Data is counted; requests are not, so a flow's counters compare
+        // directly with what the client sent and received as data.
+        if matches!(header.kind, Kind::Echo | Kind::Discard) {
+            Counters::add(&self.counters.rx_packets, 1);
+            Counters::add(&self.counters.rx_bytes, ip_bytes);
+            if let Some(flow) = self.flow(header.flow, now) {
+                flow.stats.rx_packets += 1;
+                flow.stats.rx_bytes += ip_bytes;
+            }
+        } else {
+            // Requests keep the flow alive (and create it).
+            let _ = self.flow(header.flow, now);
+        }
+        match header.kind {
+            Kind::Echo => {
+                self.buf[4] = Kind::EchoReply as u8;
+                if self.send(len, from, header.flow) {
+                    Counters::add(&self.counters.tx_packets, 1);
+                }
+            }
+            Kind::StreamStart => {
+                if let Some(request) = stream_request {
+                    self.start_stream(header.flow, from, request, now);
+                } else {
+                    Counters::add(&self.counters.invalid, 1);
+                }
+            }
+            Kind::StreamStop => self
+                .streams
+                .retain(|s| !(s.flow == header.flow && s.to == from)),
+            Kind::StatsRequest => {
+                let stats = self
+                    .flows
+                    .get(&header.flow)
+                    .map(|f| f.stats)
+                    .unwrap_or_default();
+                let mut reply_header = Header::new(Kind::StatsReply, header.flow);
+                reply_header.seq = header.seq;
+                reply_header.timestamp_ns = header.timestamp_ns;
+                reply_header.write(&mut self.reply);
+                stats.write(&mut self.reply[HEADER_LEN..]);
+                if self.socket.send_to(&self.reply, from).is_ok() {
+                    Counters::add(&self.counters.stats_answered, 1);
+                }
+            }
+            Kind::Discard | Kind::EchoReply | Kind::StreamData | Kind::StatsReply => {}
+        }
+    }
+
+    /// Sends `buf[..len]` to `to`, counting it for `flow`.
+    fn send(&mut self, len: usize, to: SocketAddr, flow: u32) -> bool {
+        match self.socket.send_to(&self.buf[..len], to) {
+            Ok(_) => {
+                let bytes = ip_bytes(len, to);
+                Counters::add(&self.counters.tx_bytes, bytes);
+                if let Some(f) = self.flows.get_mut(&flow) {
+                    f.stats.tx_packets += 1;
+                    f.stats.tx_bytes += bytes;
+                }
+                true
+            }
+            Err(_) => {
+                Counters::add(&self.counters.send_errors, 1);
+                false
+            }
+        }
+    }
+
+    fn start_stream(&mut self, flow: u32, to: SocketAddr, request: StreamRequest, now: Instant) {
+        self.streams.retain(|s| !(s.flow == flow && s.to == to));
+        let payload = usize::from(request.payload_len).max(HEADER_LEN);
+        let mut datagram = vec![0u8; payload];
+        Header::new(Kind::StreamData, flow).write(&mut datagram);
+        for (i, b) in datagram[HEADER_LEN..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let duration = Duration::from_millis(u64::from(request.duration_ms)).min(MAX_STREAM);
+        Counters::add(&self.counters.streams_started, 1);
+        self.streams.push(Stream {
+            to,
+            flow,
+            datagram,
+            pps: request.pps,
+            start: now,
+            end: now + duration,
+            sent: 0,
+        });
+    }
+
+    /// Sends what is due on every stream; returns when the next datagram
+    /// of a rate-limited stream is due (`now` when some stream is
+    /// unlimited and has more to send).
+    fn pump_streams(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut i = 0;
+        while i < self.streams.len() {
+            let stream = &mut self.streams[i];
+            if now >= stream.end {
+                self.streams.swap_remove(i);
+                continue;
+            }
+            let mut sent_now = 0;
+            while sent_now < STREAM_BURST && stream.due() <= now {
+                let seq = stream.sent;
+                stream.datagram[16..24].copy_from_slice(&seq.to_be_bytes());
+                let ts = now.duration_since(self.epoch).as_nanos() as u64;
+                stream.datagram[24..32].copy_from_slice(&ts.to_be_bytes());
+                match self.socket.send_to(&stream.datagram, stream.to) {
+                    Ok(_) => {
+                        let bytes = ip_bytes(stream.datagram.len(), stream.to);
+                        Counters::add(&self.counters.tx_packets, 1);
+                        Counters::add(&self.counters.tx_bytes, bytes);
+                        if let Some(f) = self.flows.get_mut(&stream.flow) {
+                            f.stats.tx_packets += 1;
+                            f.stats.tx_bytes += bytes;
+                        }
+                        stream.sent += 1;
+                        sent_now += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        // Not sent: counted as a send error, retried later.
+                        Counters::add(&self.counters.send_errors, 1);
+                        break;
+                    }
+                }
+            }
+            let due = stream.due().max(now).min(stream.end);
+            next = Some(next.map_or(due, |n| n.min(due)));
+            i += 1;
+        }
+        next
+    }
+
+    fn gc(&mut self, now: Instant) {
+        self.last_gc = now;
+        self.flows.retain(|_, f| {
+            f.last_seen
+                .is_some_and(|t| now.duration_since(t) < FLOW_IDLE)
+        });
+    }
+}
+
+/// IP bytes of a datagram with `payload` octets to or from `addr`.
+fn ip_bytes(payload: usize, addr: SocketAddr) -> u64 {
+    let overhead = match addr {
+        SocketAddr::V4(_) => IPV4_UDP_OVERHEAD,
+        SocketAddr::V6(_) => 40 + 8,
+    };
+    (payload + overhead) as u64
+}
+
+fn wait_readable(socket: &UdpSocket, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().clamp(1, 1000) as libc::c_int;
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut pfd, 1, ms) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::STREAM_REQUEST_LEN;
+
+    fn message(kind: Kind, flow: u32, seq: u64, body: &[u8], len: usize) -> Vec<u8> {
+        let mut m = vec![0u8; len.max(HEADER_LEN + body.len())];
+        let mut h = Header::new(kind, flow);
+        h.seq = seq;
+        h.write(&mut m);
+        m[HEADER_LEN..HEADER_LEN + body.len()].copy_from_slice(body);
+        m
+    }
+
+    fn recv(socket: &UdpSocket) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => Some(buf[..n].to_vec()),
+            Err(_) => None,
+        }
+    }
+
+    fn stats(client: &UdpSocket, peer: SocketAddr, flow: u32) -> FlowStats {
+        client
+            .send_to(&message(Kind::StatsRequest, flow, 0, &[], 0), peer)
+            .unwrap();
+        loop {
+            let reply = recv(client).expect("stats reply");
+            let (h, body) = Header::parse(&reply).unwrap();
+            if h.kind == Kind::StatsReply {
+                assert_eq!(h.flow, flow);
+                return FlowStats::parse(body).unwrap();
+            }
+        }
+    }
+
+    /// A peer on loopback and a client socket with a read timeout.
+    fn started(threads: usize, max_flows: usize) -> (Peer, SocketAddr, UdpSocket) {
+        let peer = Peer::start(&PeerConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            threads,
+            max_flows,
+        })
+        .unwrap();
+        let to = peer.local_addr();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (peer, to, client)
+    }
+
+    #[test]
+    fn peer_reflects_discards_streams_and_reports_per_flow() {
+        let (peer, to, client) = started(2, 16);
+
+        // Echo: reflected with the kind changed, everything else unchanged.
+        let echo = message(Kind::Echo, 7, 41, &[], 100);
+        client.send_to(&echo, to).unwrap();
+        let reply = recv(&client).unwrap();
+        assert_eq!(reply.len(), 100);
+        assert_eq!(reply[4], Kind::EchoReply as u8);
+        assert_eq!(reply[5..], echo[5..]);
+
+        // Discard: nothing comes back, but it is counted.
+        for seq in 0..10 {
+            client
+                .send_to(&message(Kind::Discard, 8, seq, &[], 200), to)
+                .unwrap();
+        }
+        let s = stats(&client, to, 8);
+        assert_eq!(
+            s,
+            FlowStats {
+                rx_packets: 10,
+                rx_bytes: 10 * (200 + 28),
+                tx_packets: 0,
+                tx_bytes: 0
+            }
+        );
+        let s = stats(&client, to, 7);
+        assert_eq!((s.rx_packets, s.tx_packets), (1, 1));
+        assert_eq!((s.rx_bytes, s.tx_bytes), (128, 128));
+
+        // A rate-limited stream: 200 datagrams/s for 100 ms.
+        let mut body = [0u8; STREAM_REQUEST_LEN];
+        StreamRequest {
+            pps: 200,
+            duration_ms: 100,
+            payload_len: 300,
+        }
+        .write(&mut body);
+        client
+            .send_to(&message(Kind::StreamStart, 9, 0, &body, 0), to)
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut seqs = Vec::new();
+        while let Some(d) = recv(&client) {
+            let (h, _) = Header::parse(&d).unwrap();
+            assert_eq!((h.kind, h.flow, d.len()), (Kind::StreamData, 9, 300));
+            seqs.push(h.seq);
+            assert!(seqs.len() < 1000, "the stream must end");
+        }
+        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+        // 100 ms at 200/s: never more than 21 (the first goes at once).
+        assert!((1..=21).contains(&seqs.len()), "{}", seqs.len());
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let s = stats(&client, to, 9);
+        assert_eq!(s.tx_packets, seqs.len() as u64);
+        assert_eq!(s.tx_bytes, seqs.len() as u64 * 328);
+
+        // Garbage is counted as invalid and not answered.
+        client.send_to(b"not a probe", to).unwrap();
+        let unknown = stats(&client, to, 12345);
+        assert_eq!(unknown, FlowStats::default());
+        let totals = peer.stop();
+        assert_eq!(totals.invalid, 1);
+        assert_eq!(totals.streams_started, 1);
+        assert_eq!(totals.stats_answered, 4);
+        assert_eq!(totals.rx_packets, 1 + 10, "data only, not requests");
+    }
+
+    #[test]
+    fn flows_beyond_the_limit_are_served_but_not_tracked() {
+        let (_peer, to, client) = started(1, 1);
+        client
+            .send_to(&message(Kind::Echo, 1, 0, &[], 40), to)
+            .unwrap();
+        assert!(recv(&client).is_some());
+        client
+            .send_to(&message(Kind::Echo, 2, 0, &[], 40), to)
+            .unwrap();
+        assert!(recv(&client).is_some(), "reflected although untracked");
+        assert_eq!(stats(&client, to, 1).rx_packets, 1);
+        assert_eq!(stats(&client, to, 2), FlowStats::default());
+    }
+}

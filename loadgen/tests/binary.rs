@@ -1,0 +1,248 @@
+//! The `sstp-loadgen` binary as users and the benchmark suite run it: its
+//! JSON report against the field table in docs/loadgen.md, its interval
+//! log, and its exit status.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+use support::*;
+
+/// `path -> type` from the table between the report-fields markers.
+fn documented_fields() -> BTreeMap<String, String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/loadgen.md"))
+            .expect("docs/loadgen.md");
+    let table = doc
+        .split("<!-- report-fields:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- report-fields:end -->").next())
+        .expect("the report-fields markers");
+    let mut fields = BTreeMap::new();
+    for row in table.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let path = cells[1].trim_matches('`').to_string();
+        let kind = cells[2].to_string();
+        assert!(
+            fields.insert(path.clone(), kind).is_none(),
+            "{path} documented twice"
+        );
+    }
+    assert!(fields.len() > 50, "the table was found: {}", fields.len());
+    fields
+}
+
+const HISTOGRAM_FIELDS: &[(&str, &str)] = &[
+    ("count", "integer"),
+    ("min_us", "integer"),
+    ("mean_us", "number"),
+    ("p50_us", "integer"),
+    ("p90_us", "integer"),
+    ("p99_us", "integer"),
+    ("p99_9_us", "integer"),
+    ("max_us", "integer"),
+    ("sum_ns", "integer"),
+];
+
+/// Whether `value` has the documented type.
+fn has_type(value: &Value, kind: &str) -> bool {
+    if let Some(base) = kind.strip_suffix(" or null") {
+        return value.is_null() || has_type(value, base);
+    }
+    match kind {
+        "string" => value.is_string(),
+        "integer" => value.is_u64() || value.is_i64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "object" => value.is_object(),
+        "array of string" => value
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_string)),
+        "histogram" => value.as_object().is_some_and(|o| {
+            o.len() == HISTOGRAM_FIELDS.len()
+                && HISTOGRAM_FIELDS
+                    .iter()
+                    .all(|(k, t)| o.get(*k).is_some_and(|v| has_type(v, t)))
+        }),
+        other => panic!("undocumented type {other:?}"),
+    }
+}
+
+/// The documented row a JSON path falls under (`<x>` matches any key).
+fn row_for<'a>(fields: &'a BTreeMap<String, String>, path: &str) -> Option<(&'a str, &'a str)> {
+    let segments: Vec<&str> = path.split('.').collect();
+    fields.iter().find_map(|(pattern, kind)| {
+        let pattern_segments: Vec<&str> = pattern.split('.').collect();
+        let matches = pattern_segments.len() == segments.len()
+            && pattern_segments
+                .iter()
+                .zip(&segments)
+                .all(|(p, s)| p == s || (p.starts_with('<') && p.ends_with('>')));
+        matches.then_some((pattern.as_str(), kind.as_str()))
+    })
+}
+
+/// Every documented field is present (unless under a null parent or a
+/// map) with its type, and every field present is documented.
+fn check_report(json: &Value, fields: &BTreeMap<String, String>) {
+    // Walk the JSON: each node must be documented and typed.
+    fn walk(value: &Value, path: &str, fields: &BTreeMap<String, String>) {
+        let Some(object) = value.as_object() else {
+            return;
+        };
+        for (key, child) in object {
+            let child_path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            let (pattern, kind) = row_for(fields, &child_path)
+                .unwrap_or_else(|| panic!("{child_path} is undocumented"));
+            assert!(
+                has_type(child, kind),
+                "{child_path} (documented as {pattern}: {kind}) is {child}"
+            );
+            if kind != "histogram" {
+                walk(child, &child_path, fields);
+            }
+        }
+    }
+    walk(json, "", fields);
+    // And each documented field must be there.
+    for path in fields.keys().filter(|p| !p.contains('<')) {
+        let mut node = Some(json);
+        let mut parent_null = false;
+        for segment in path.split('.') {
+            if node.is_some_and(Value::is_null) {
+                parent_null = true;
+                break;
+            }
+            node = node.and_then(|n| n.get(segment));
+        }
+        assert!(parent_null || node.is_some(), "{path} is missing");
+    }
+}
+
+fn loadgen(server: &TestServer, args: &[&str]) -> Output {
+    let target = server.addr.to_string();
+    server
+        .ns
+        .command(env!("CARGO_BIN_EXE_sstp-loadgen"))
+        .args(["echo", "--target", &target, "--insecure"])
+        .args(["--workers", "1", "--no-pin", "--progress", "never"])
+        .args(args)
+        .output()
+        .expect("run sstp-loadgen")
+}
+
+#[test]
+fn the_json_report_has_exactly_the_documented_fields_and_types() {
+    let fields = documented_fields();
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("report.json");
+    let log_path = dir.path().join("rtt.hlog");
+    let out = loadgen(
+        &server,
+        &[
+            "--user",
+            "alice",
+            "--password",
+            "alice-secret",
+            "--sessions",
+            "2",
+            "--pps",
+            "10",
+            "--duration",
+            "1500ms",
+            "--json",
+            json_path.to_str().unwrap(),
+            "--hdr-log",
+            log_path.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("established 2"), "the table: {stdout}");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    check_report(&json, &fields);
+    assert_eq!(json["schema"], "sstp-loadgen/report");
+    assert_eq!(json["schema_version"], sstp_loadgen::SCHEMA_VERSION);
+    assert_eq!(json["sessions"]["established"], 2);
+    assert!(json["rtt"]["count"].as_u64().unwrap() > 0);
+    // It is the library's Report, too.
+    let report: sstp_loadgen::Report = serde_json::from_value(json).unwrap();
+    assert_eq!(report.mode, "echo");
+
+    // The interval log: one rtt and one setup histogram per interval.
+    let log = std::fs::read(&log_path).unwrap();
+    let mut tags = BTreeMap::<String, u64>::new();
+    let mut samples = 0;
+    for entry in hdrhistogram::serialization::interval_log::IntervalLogIterator::new(&log) {
+        if let hdrhistogram::serialization::interval_log::LogEntry::Interval(h) = entry.unwrap() {
+            *tags
+                .entry(h.tag().map(|t| t.as_str().to_string()).unwrap_or_default())
+                .or_default() += 1;
+            let mut bytes = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                h.encoded_histogram(),
+            )
+            .unwrap();
+            let hist: hdrhistogram::Histogram<u64> =
+                hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut std::io::Cursor::new(&mut bytes))
+                    .unwrap();
+            if h.tag().map(|t| t.as_str()) == Some("rtt") {
+                samples += hist.len();
+            }
+        }
+    }
+    assert!(tags["rtt"] >= 1 && tags["rtt"] == tags["setup"], "{tags:?}");
+    assert_eq!(samples, report.rtt.count, "the log holds every sample");
+}
+
+#[test]
+fn failures_are_reported_with_reasons_and_set_the_exit_status() {
+    let fields = documented_fields();
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("failed.json");
+    let wrong = [
+        "--user",
+        "alice",
+        "--password",
+        "wrong",
+        "--sessions",
+        "2",
+        "--duration",
+        "500ms",
+    ];
+    let out = loadgen(
+        &server,
+        &[
+            &wrong[..],
+            &["--max-failures", "1", "--json", json_path.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    check_report(&json, &fields);
+    assert_eq!(json["sessions"]["failure_reasons"]["auth_failed"], 2);
+    assert_eq!(json["failures"]["exceeded"], true);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed auth_failed: 2"));
+    // Within the limit, but nothing established: still a failed run.
+    let out = loadgen(&server, &[&wrong[..], &["--max-failures", "100%"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // Usage errors are 2.
+    let out = loadgen(&server, &["--user", "alice"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
