@@ -524,10 +524,18 @@ impl PppLink {
 
     /// The lower layer is up and the link may negotiate: LCP Up and Open
     /// ([RFC 1661] 3.2, Dead -> Establish). Ignored once started.
+    #[inline]
     pub fn open(&mut self, now: Instant) {
+        // Called for every received frame (the session cannot tell the
+        // first one): the check stays inline, the opening does not.
         if self.finished || self.phase != Phase::Dead {
             return;
         }
+        self.open_dead_link(now);
+    }
+
+    #[inline(never)]
+    fn open_dead_link(&mut self, now: Instant) {
         self.phase = Phase::Establish;
         let mut ctx = self.effects.at(now);
         self.lcp.open(&mut ctx);

@@ -701,6 +701,7 @@ pub enum Packet<'a> {
 impl<'a> Packet<'a> {
     /// Parses one whole packet: `bytes` must be exactly the packet (as the
     /// deframer yields it). The reserved bits are ignored ([MS-SSTP] 2.2.1).
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<Self, WireError> {
         let header = PacketHeader::parse(bytes).ok_or(WireError::BadPacketLength {
             length: 0,
