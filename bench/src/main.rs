@@ -252,8 +252,9 @@ fn main() -> ExitCode {
         } => run_scenarios(&name, target, &out),
         Command::Demo => {
             eprintln!(
-                "sstp-bench: demo drives sstpd with sstp-loadgen, which has not landed yet; \
-                 nothing to show. Meanwhile: `sstp-bench reference` measures bare TLS here."
+                "sstp-bench: demo drives sstpd with sstp-loadgen, and sstp-bench does not drive \
+                 it yet: nothing to show. Meanwhile: sstp-loadgen on its own (docs/loadgen.md), \
+                 and `sstp-bench reference` for bare TLS here."
             );
             ExitCode::FAILURE
         }

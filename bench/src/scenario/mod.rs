@@ -6,8 +6,8 @@
 //! references it is compared with, sample the server's CPU and memory
 //! ([`ProcessSample`]) around the load, and record figures, references and
 //! ratios ([`ScenarioRun`]). The load itself comes from sstp-loadgen; until
-//! it lands every scenario reports [`ScenarioError::NeedsLoadgen`] instead
-//! of a number.
+//! the scenarios drive it, every scenario reports
+//! [`ScenarioError::NeedsLoadgen`] instead of a number.
 
 pub mod process;
 
@@ -75,8 +75,9 @@ impl fmt::Display for ScenarioError {
         match self {
             ScenarioError::NeedsLoadgen { scenario } => write!(
                 f,
-                "scenario `{scenario}` is driven by sstp-loadgen, which has not landed yet: \
-                 nothing was measured (the gate and `sstp-bench reference` work today)"
+                "scenario `{scenario}` is driven by sstp-loadgen, and sstp-bench does not \
+                 drive it yet: nothing was measured (today: the gate, `sstp-bench reference`, \
+                 and sstp-loadgen on its own, see docs/loadgen.md)"
             ),
             ScenarioError::UnknownScenario(name) => write!(
                 f,
@@ -175,7 +176,8 @@ pub fn select(name: &str) -> Result<Vec<ScenarioSpec>, ScenarioError> {
     }
 }
 
-/// Runs one scenario: today every one of them needs sstp-loadgen.
+/// Runs one scenario: today every one of them reports that it is not
+/// wired to sstp-loadgen yet.
 ///
 /// The follow-up fills this in per scenario: start [`SstpdProcess`] (or
 /// use `target`), measure the matching references (with the server's
