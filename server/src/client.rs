@@ -398,15 +398,7 @@ async fn writer(client: Client) {
     let inner = &client.inner;
     let mut batch = Vec::new();
     loop {
-        let now = Instant::now();
-        let deadline = {
-            let mut proto = inner.proto.borrow_mut();
-            if proto.poll_timeout().is_some_and(|t| t <= now) {
-                proto.handle_timeout(now);
-            }
-            proto.poll_transmit(now, &mut inner.out.borrow_mut());
-            proto.poll_timeout()
-        };
+        let deadline = crate::session_io::collect_output(&inner.proto, &inner.out, Instant::now());
         client.handle_events();
         std::mem::swap(&mut *inner.out.borrow_mut(), &mut batch);
         if !batch.is_empty() {
@@ -427,16 +419,7 @@ async fn writer(client: Client) {
             client.linger().await;
             break;
         }
-        match deadline {
-            Some(deadline) => {
-                let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
-                tokio::select! {
-                    _ = inner.wake_writer.notified() => {}
-                    _ = sleep => {}
-                }
-            }
-            None => inner.wake_writer.notified().await,
-        }
+        crate::session_io::wait_for_work(&inner.wake_writer, deadline).await;
     }
     let _ = inner.tls.tcp().shutdown(std::net::Shutdown::Both);
     client.mark_closed();

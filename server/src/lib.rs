@@ -42,6 +42,9 @@ pub mod pool;
 /// until the worker runtime is merged.
 #[cfg(feature = "runtime")]
 pub mod server;
+/// Steps shared by the server's and the client's session writers.
+#[cfg(feature = "runtime")]
+mod session_io;
 /// Which session owns which tunnel address, readable from every worker.
 #[cfg(feature = "runtime")]
 pub mod session_table;

@@ -218,15 +218,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
-        let now = Instant::now();
-        let deadline = {
-            let mut proto = ctx.proto.borrow_mut();
-            if proto.poll_timeout().is_some_and(|t| t <= now) {
-                proto.handle_timeout(now);
-            }
-            proto.poll_transmit(now, &mut ctx.out.borrow_mut());
-            proto.poll_timeout()
-        };
+        let deadline = crate::session_io::collect_output(&ctx.proto, &ctx.out, Instant::now());
         ctx.handle_events(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
@@ -250,16 +242,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         if ctx.reader_done.get() && ctx.proto.borrow().is_closed() {
             break;
         }
-        match deadline {
-            Some(deadline) => {
-                let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
-                tokio::select! {
-                    _ = ctx.wake_writer.notified() => {}
-                    _ = sleep => {}
-                }
-            }
-            None => ctx.wake_writer.notified().await,
-        }
+        crate::session_io::wait_for_work(&ctx.wake_writer, deadline).await;
     }
     // Make the reader's pending read return so its task ends too.
     let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);

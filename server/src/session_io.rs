@@ -1,0 +1,41 @@
+//! The two steps every session writer repeats, for the server's sessions
+//! and the client runtime alike: run the protocol's due timers and collect
+//! what it wants to send, then sleep until there is new work or the next
+//! timer is due.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use crate::proto::session::Session;
+
+/// Fires the session's timers if they are due and appends everything it
+/// wants to send to `out`. Returns the next timer deadline.
+pub(crate) fn collect_output(
+    proto: &RefCell<Session>,
+    out: &RefCell<Vec<u8>>,
+    now: Instant,
+) -> Option<Instant> {
+    let mut proto = proto.borrow_mut();
+    if proto.poll_timeout().is_some_and(|t| t <= now) {
+        proto.handle_timeout(now);
+    }
+    proto.poll_transmit(now, &mut out.borrow_mut());
+    proto.poll_timeout()
+}
+
+/// Waits until `wake` is notified or `deadline` passes (no deadline: only
+/// the notification). Both futures are cancel-safe.
+pub(crate) async fn wait_for_work(wake: &Notify, deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => {
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = sleep => {}
+            }
+        }
+        None => wake.notified().await,
+    }
+}
