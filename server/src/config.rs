@@ -80,6 +80,7 @@ pub struct ServerSection {
     /// Pin worker N to core N (core_affinity). Default true.
     pub pin_workers: bool,
     /// Where generated state (the self-signed certificate) lives. Default:
+    /// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`), else
     /// `/var/lib/sstpd` as root, else `$XDG_STATE_HOME/sstpd` or
     /// `~/.local/state/sstpd`.
     pub state_dir: Option<PathBuf>,
@@ -881,6 +882,9 @@ impl Config {
         if let Some(dir) = &self.server.state_dir {
             return Ok(dir.clone());
         }
+        if let Some(dir) = systemd_state_directory(std::env::var_os("STATE_DIRECTORY")) {
+            return Ok(dir);
+        }
         // SAFETY: geteuid has no preconditions and cannot fail.
         let is_root = unsafe { libc::geteuid() } == 0;
         default_state_dir(
@@ -891,7 +895,8 @@ impl Config {
         .ok_or_else(|| {
             ConfigError::invalid(
                 "server.state_dir",
-                "not set, and neither XDG_STATE_HOME nor HOME is set to derive it from",
+                "not set, and neither STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set to \
+                 derive it from",
             )
         })
     }
@@ -903,6 +908,19 @@ impl Config {
             n => n,
         }
     }
+}
+
+/// The directory systemd created for the service (`StateDirectory=`
+/// exports it as `STATE_DIRECTORY`; several are separated by colons, the
+/// first is ours). Relative or empty values are ignored. It also lets a
+/// root process that is not a service (the benchmark demo) keep its state
+/// out of `/var/lib`.
+pub fn systemd_state_directory(value: Option<OsString>) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let value = value?;
+    let first = value.as_bytes().split(|&b| b == b':').next()?;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(first));
+    path.is_absolute().then_some(path)
 }
 
 /// The default state directory: `/var/lib/sstpd` for root, else
@@ -1981,6 +1999,21 @@ mod tests {
             startup_banner(&file_config, Path::new("c.pem"), &digest).len(),
             3
         );
+    }
+
+    #[test]
+    fn systemd_state_directory_comes_first_when_absolute() {
+        assert_eq!(
+            systemd_state_directory(Some("/var/lib/sstpd".into())),
+            Some(PathBuf::from("/var/lib/sstpd"))
+        );
+        assert_eq!(
+            systemd_state_directory(Some("/var/lib/a:/var/lib/b".into())),
+            Some(PathBuf::from("/var/lib/a"))
+        );
+        assert_eq!(systemd_state_directory(Some("relative".into())), None);
+        assert_eq!(systemd_state_directory(Some("".into())), None);
+        assert_eq!(systemd_state_directory(None), None);
     }
 
     #[test]
