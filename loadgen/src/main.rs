@@ -26,7 +26,7 @@ const EXIT_ERROR: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    raise_open_file_limit();
+    sstp_loadgen::raise_open_file_limit();
     if let Command::Peer(args) = &cli.command {
         return run_peer(&args.config());
     }
@@ -115,21 +115,4 @@ fn run_peer(config: &sstp_loadgen::peer::PeerConfig) -> ExitCode {
         t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes, t.streams_started, t.stats_answered, t.invalid, t.send_errors
     );
     ExitCode::SUCCESS
-}
-
-/// Every session is a socket: allow as many as the hard limit permits
-/// (the soft limit is often 1,024).
-fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
