@@ -6,8 +6,8 @@
 //!   figures they stand beside.
 //! * [`results`]: the versioned results file; [`report`] renders it as
 //!   Markdown with SVG charts; [`compare`] judges two of them.
-//! * [`scenario`]: sstpd in a network namespace, its CPU and memory, and
-//!   the scenarios that drive it with sstp-loadgen.
+//! * [`scenario`]: sstpd in a network namespace, its CPU and memory, the
+//!   scenarios that drive it with sstp-loadgen, and the demo.
 
 pub mod compare;
 pub mod gate;
@@ -16,4 +16,5 @@ pub mod report;
 pub mod results;
 pub mod scenario;
 pub mod table;
+pub mod units;
 pub mod workload;

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -31,9 +32,17 @@ Examples:
       report/report.md with SVG charts.
   sstp-bench compare old.json new.json
       Exit status 1 if a figure got worse beyond its noise band.
+  sstp-bench demo
+      Ten seconds: sstpd with its embedded defaults, sessions, echo, bulk.
+  sstp-bench run all
+      Every scenario (about 3 minutes), written to sstp-bench-results.json.
+  sstp-bench run bulk --duration 10
+      The four bulk scenarios, 10 s windows.
+  sstp-bench run latency --target vpn.example.com:443 --user u --password p
+      Another SSTP server (run `sstp-loadgen peer` on its side).
 
 Exit status: 0 success, 1 regression (gate, compare) or failed measurement,
-2 bad usage.";
+2 bad usage, 130 interrupted.";
 
 #[derive(Debug, Parser)]
 #[command(name = "sstp-bench", version, about, after_help = EXAMPLES)]
@@ -118,19 +127,87 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         instructions_band: f64,
     },
-    /// Run scenarios (sstpd driven by sstp-loadgen): bulk, pps, latency,
-    /// setup, idle, churn, or all.
-    Run {
-        scenario: String,
-        /// Measure an sstpd that is already running there instead of
-        /// starting one (no server CPU/RSS figures then).
-        #[arg(long, value_name = "HOST:PORT")]
-        target: Option<SocketAddr>,
-        #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]
-        out: PathBuf,
+    /// Run scenarios: sstpd in a network namespace driven by sstp-loadgen,
+    /// each figure beside a bare-TLS reference measured just before.
+    Run(RunArgs),
+    /// The ten-second tour: sstpd with its embedded defaults in a network
+    /// namespace; sessions coming up, echo latency, bulk throughput, each
+    /// beside bare TLS; everything removed afterwards.
+    Demo {
+        /// Also write the figures as a results file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
-    /// Start sstpd and a few clients in namespaces and show live figures.
-    Demo,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// `all`, a group (bulk, pps, latency, setup, idle, churn) or one
+    /// scenario (bulk_up_1, bulk_up_64, bulk_down_1, bulk_down_64, pps_up,
+    /// pps_down, latency, setup, idle, churn).
+    scenario: String,
+    /// Where the results file goes.
+    #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]
+    out: PathBuf,
+    /// Traffic (or hold) window of each load run.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    duration: f64,
+    /// How long each bare-TLS reference runs.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    reference_duration: f64,
+    /// Sessions held by the idle scenario.
+    #[arg(long, value_name = "N", default_value_t = 4000)]
+    idle_sessions: u64,
+    /// Sessions set up by the setup scenario.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    setup_sessions: u64,
+    /// Setups in flight (setup), connect loops (churn), and the
+    /// tls_handshake reference's clients.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    concurrency: usize,
+    /// sstpd workers, pinned to cores 0.. (default: half the cores).
+    #[arg(long, value_name = "N")]
+    server_workers: Option<usize>,
+    /// sstp-loadgen workers, pinned to the cores after sstpd's (default:
+    /// the other half).
+    #[arg(long, value_name = "N")]
+    loadgen_workers: Option<usize>,
+
+    /// Measure another SSTP server there instead of a local sstpd (no
+    /// server CPU or memory figures then). Needs --user and --password;
+    /// the traffic scenarios need `sstp-loadgen peer` on the server side.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Another server")]
+    target: Option<String>,
+    #[arg(long, requires = "target", help_heading = "Another server")]
+    user: Option<String>,
+    #[arg(long, requires = "target", help_heading = "Another server")]
+    password: Option<String>,
+    /// Verify the target's certificate against these CA certificates
+    /// (default: accept any).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "target",
+        help_heading = "Another server"
+    )]
+    ca: Option<PathBuf>,
+    /// TLS server name and HTTP Host for the target.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "target",
+        help_heading = "Another server"
+    )]
+    sni: Option<String>,
+    /// Where the target's tunnel traffic reaches `sstp-loadgen peer`
+    /// (default: the tunnel gateway, port 9000).
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        requires = "target",
+        help_heading = "Another server"
+    )]
+    peer: Option<std::net::SocketAddrV4>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -245,19 +322,8 @@ fn main() -> ExitCode {
             };
             run_compare(&old, &new, &bands)
         }
-        Command::Run {
-            scenario: name,
-            target,
-            out,
-        } => run_scenarios(&name, target, &out),
-        Command::Demo => {
-            eprintln!(
-                "sstp-bench: demo drives sstpd with sstp-loadgen, and sstp-bench does not drive \
-                 it yet: nothing to show. Meanwhile: sstp-loadgen on its own (docs/loadgen.md), \
-                 and `sstp-bench reference` for bare TLS here."
-            );
-            ExitCode::FAILURE
-        }
+        Command::Run(args) => run_scenarios(&args),
+        Command::Demo { out } => run_demo(out.as_deref()),
     }
 }
 
@@ -492,39 +558,264 @@ fn run_compare(old: &std::path::Path, new: &std::path::Path, bands: &Bands) -> E
     }
 }
 
-fn run_scenarios(name: &str, target: Option<SocketAddr>, out: &std::path::Path) -> ExitCode {
-    let specs = match scenario::select(name) {
+/// Exit status of an interrupted run (128 + SIGINT, as shells report it).
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// Prepares a run or the demo: SIGINT/SIGTERM set a flag instead of
+/// killing us (so every guard gets to remove what it made), the open-file
+/// limit is raised for the children (thousands of sessions are thousands
+/// of sockets), and namespaces left by crashed runs are removed.
+fn prepare() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, interrupt.clone()) {
+            eprintln!("sstp-bench: cannot handle signal {signal}: {e}");
+        }
+    }
+    sstp_loadgen::raise_open_file_limit();
+    for name in sstpd::netns::NetNs::sweep_stale(scenario::process::NAMESPACE_PREFIX) {
+        println!("removed namespace {name}, left by an earlier run that did not finish");
+    }
+    interrupt
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, String> {
+    if value > 0.0 && value <= 3600.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!("--{name} must be in (0, 3600] seconds"))
+    }
+}
+
+/// The options of `run`, or a usage error.
+fn bench_options(
+    args: &RunArgs,
+    binaries: scenario::Binaries,
+) -> Result<scenario::BenchOptions, String> {
+    let mut options = scenario::BenchOptions::new(binaries);
+    options.duration = seconds("duration", args.duration)?;
+    options.reference_duration = seconds("reference-duration", args.reference_duration)?;
+    if args.concurrency == 0 || args.idle_sessions == 0 || args.setup_sessions == 0 {
+        return Err("--concurrency and the session counts must be at least 1".into());
+    }
+    if args.idle_sessions.max(args.setup_sessions) > 65_000 {
+        return Err("at most 65,000 sessions (the largest pool sstp-bench gives sstpd)".into());
+    }
+    options.idle_sessions = args.idle_sessions;
+    options.setup_sessions = args.setup_sessions;
+    options.concurrency = args.concurrency;
+    if let Some(n) = args.server_workers {
+        options.topology.server_workers = n.max(1);
+    }
+    if let Some(n) = args.loadgen_workers {
+        options.topology.loadgen_workers = n.max(1);
+    }
+    if let Some(target) = &args.target {
+        let (Some(user), Some(password)) = (&args.user, &args.password) else {
+            return Err("--target needs --user and --password".into());
+        };
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(target.as_str())
+            .map_err(|e| format!("--target {target}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("--target {target}: no address"))?;
+        let host = target
+            .rsplit_once(':')
+            .map_or(target.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let sni = args.sni.clone().or_else(|| {
+            host.parse::<std::net::IpAddr>()
+                .is_err()
+                .then(|| host.to_owned())
+        });
+        options.remote = Some(scenario::loadgen::Connection {
+            target: addr,
+            user: user.clone(),
+            password: password.clone(),
+            ca: args.ca.clone(),
+            sni,
+            peer: args.peer,
+        });
+    }
+    Ok(options)
+}
+
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next().map(str::to_owned)
+}
+
+fn run_scenarios(args: &RunArgs) -> ExitCode {
+    let specs = match scenario::select(&args.scenario) {
         Ok(specs) => specs,
         Err(e) => {
             eprintln!("sstp-bench: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut run = scenario::ScenarioRun::new(out);
+    // Check the arguments before building anything.
+    let placeholder = scenario::Binaries {
+        sstpd: PathBuf::new(),
+        loadgen: PathBuf::new(),
+    };
+    if let Err(e) = bench_options(args, placeholder) {
+        eprintln!("sstp-bench: {e}");
+        return ExitCode::from(2);
+    }
+    let interrupt = prepare();
+    let binaries = match scenario::ensure_built(&interrupt) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("sstp-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = bench_options(args, binaries).expect("checked above");
+    let mut run = scenario::ScenarioRun::new(&args.out);
+    let machine = &run.results.machine;
+    let t = &options.topology;
+    println!(
+        "sstp-bench run {}: {} scenario(s); {} ({} cores, load average {}: shared with other work, \
+         so absolute figures move between runs and the ratios much less)",
+        args.scenario,
+        specs.len(),
+        machine.cpu_model,
+        machine.logical_cores,
+        load_average().unwrap_or_else(|| "?".into()),
+    );
+    let notes = &mut run.results.notes;
+    match &options.remote {
+        None => {
+            let loadgen_cores = t
+                .placement()
+                .cpus
+                .map(|c| format!("core(s) {c:?}"))
+                .unwrap_or_else(|| "any core".into());
+            let line = format!(
+                "sstpd {} worker(s) on core(s) 0..{}, sstp-loadgen {} worker(s) on {loadgen_cores}, \
+                 its peer unpinned; all in one network namespace, over loopback like the references",
+                t.server_workers,
+                t.server_workers - 1,
+                t.loadgen_workers,
+            );
+            println!("{line}");
+            notes.push(line);
+        }
+        Some(c) => {
+            let line = format!(
+                "--target {}: not our server, so no server CPU or memory figures; the \
+                 references are bare TLS on this machine (loopback), and ratios compare the \
+                 target with them",
+                c.target
+            );
+            println!("{line}");
+            notes.push(line);
+        }
+    }
+    if options.binaries.debug_build() {
+        let line =
+            "measured debug builds of sstpd or sstp-loadgen: the figures say little".to_string();
+        println!("note: {line}");
+        notes.push(line);
+    }
     let mut failed = false;
+    let mut interrupted = false;
     for spec in specs {
-        match scenario::run(spec, target) {
-            Ok(result) => run.add_scenario(result),
+        if interrupt.load(Ordering::Acquire) {
+            interrupted = true;
+            break;
+        }
+        println!(
+            "\n{}: {}",
+            spec.name,
+            spec.load
+                .replace("{concurrency}", &options.concurrency.to_string())
+        );
+        let mut print = |line: &str| println!("{line}");
+        match scenario::catalog::run(&spec, &options, &interrupt, &mut print) {
+            Ok(outcome) => {
+                run.add_references(outcome.references);
+                for result in outcome.results {
+                    run.add_scenario(result);
+                }
+            }
+            Err(scenario::ScenarioError::Interrupted) => {
+                interrupted = true;
+                break;
+            }
             Err(e) => {
                 eprintln!("sstp-bench: {}: {e}", spec.name);
                 failed = true;
             }
         }
     }
-    if run.results.scenarios.is_empty() {
-        // Nothing measured: write no file rather than an empty one.
-        return ExitCode::FAILURE;
+    if interrupted {
+        run.results.notes.push("interrupted: a partial run".into());
+        println!("\ninterrupted: sstpd, the load generator and the namespace were removed");
     }
-    match run.save() {
-        Ok(path) => println!("wrote {}", path.display()),
+    if !run.results.scenarios.is_empty() {
+        match run.save() {
+            Ok(path) => println!("\nwrote {}", path.display()),
+            Err(e) => {
+                eprintln!("sstp-bench: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if failed || run.results.scenarios.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_demo(out: Option<&std::path::Path>) -> ExitCode {
+    let interrupt = prepare();
+    println!("sstp-bench demo: sstpd and sstp-loadgen in a network namespace, about 10 seconds");
+    let binaries = match scenario::ensure_built(&interrupt) {
+        Ok(b) => b,
+        Err(scenario::ScenarioError::Interrupted) => return ExitCode::from(EXIT_INTERRUPTED),
         Err(e) => {
             eprintln!("sstp-bench: {e}");
             return ExitCode::FAILURE;
         }
-    }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    };
+    let mut print = |line: &str| println!("{line}");
+    match scenario::demo::run(&binaries, &interrupt, &mut print) {
+        Ok(report) => {
+            let machine = &report.results.machine;
+            println!(
+                "\n{}\n{} ({} cores, load average {}): the machine is shared, so absolute \
+                 figures vary between runs; the ratios much less.\n\
+                 Everything is gone again: sstpd, the peer, namespace {}, the temporary files.\n\
+                 Next: `sstp-bench run all` measures every scenario (docs/benchmarking.md).",
+                report.table.trim_end(),
+                machine.cpu_model,
+                machine.logical_cores,
+                load_average().unwrap_or_else(|| "?".into()),
+                report.namespace
+            );
+            if let Some(path) = out {
+                if let Err(e) = report.results.save(path) {
+                    eprintln!("sstp-bench: {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(scenario::ScenarioError::Interrupted) => {
+            println!(
+                "interrupted: sstpd, the peer, the namespace and the temporary files were removed"
+            );
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Err(e) => {
+            eprintln!("sstp-bench: demo: {e}");
+            eprintln!("(everything the demo started or created was removed)");
+            ExitCode::FAILURE
+        }
     }
 }

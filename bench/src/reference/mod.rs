@@ -108,94 +108,151 @@ pub const TLS_PING_PONG: &str = "tls_ping_pong";
 pub fn measure(plan: &ReferencePlan) -> Result<Vec<ReferenceResult>, ReferenceError> {
     let mut out = Vec::new();
     if let Some(p) = &plan.stream {
-        let r = tls::stream(p)?;
-        out.push(ReferenceResult {
-            name: TLS_STREAM.into(),
-            params: Params::from_iter([
-                ("suite".into(), p.suite.clone()),
-                ("record_size".into(), p.record_size.to_string()),
-                ("write_size".into(), p.write_size.to_string()),
-                ("certificate".into(), p.cert.describe()),
-                (
-                    "duration_s".into(),
-                    format!("{:.1}", p.duration.as_secs_f64()),
-                ),
-            ]),
-            figures: vec![
-                Figure::new("throughput", "Gbit/s", r.gbit_per_s, Better::Higher),
-                Figure::new(
-                    "server_cpu_per_gb",
-                    "s/GB",
-                    r.server_cpu_s_per_gb(),
-                    Better::Lower,
-                ),
-                Figure::new("bytes", "B", r.bytes as f64, Better::Neither),
-            ],
-            latency: None,
-        });
+        out.push(stream_reference(TLS_STREAM, p)?);
     }
     if let Some(p) = &plan.handshakes {
-        let r = tls::handshakes(p)?;
-        if r.failures > 0 {
-            return Err(ReferenceError::Incomplete(format!(
-                "{} of the handshake clients' attempts failed",
-                r.failures
-            )));
-        }
-        out.push(ReferenceResult {
-            name: TLS_HANDSHAKE.into(),
-            params: Params::from_iter([
-                (
-                    "suite".into(),
-                    p.suite.clone().unwrap_or_else(|| "sstpd defaults".into()),
-                ),
-                ("clients".into(), p.clients.to_string()),
-                ("certificate".into(), p.cert.describe()),
-                (
-                    "duration_s".into(),
-                    format!("{:.1}", p.duration.as_secs_f64()),
-                ),
-            ]),
-            figures: vec![
-                Figure::new(
-                    "handshake_rate",
-                    "handshakes/s",
-                    r.per_second,
-                    Better::Higher,
-                ),
-                Figure::new(
-                    "server_cpu_per_1000",
-                    "s/1000 handshakes",
-                    r.server_cpu_s_per_1000(),
-                    Better::Lower,
-                ),
-                Figure::new("handshakes", "count", r.handshakes as f64, Better::Neither),
-            ],
-            latency: None,
-        });
+        out.push(handshake_reference(p)?);
     }
     if let Some(p) = &plan.ping_pong {
-        let r = tls::ping_pong(p)?;
-        let mut figures = r.latency.figures();
-        figures.push(Figure::new(
-            "round_trips",
-            "count",
-            r.round_trips as f64,
-            Better::Neither,
-        ));
-        out.push(ReferenceResult {
-            name: TLS_PING_PONG.into(),
-            params: Params::from_iter([
-                ("suite".into(), p.suite.clone()),
-                ("message_size".into(), p.message_size.to_string()),
-                (
-                    "duration_s".into(),
-                    format!("{:.1}", p.duration.as_secs_f64()),
-                ),
-            ]),
-            figures,
-            latency: Some(r.latency),
-        });
+        out.push(ping_pong_reference(p)?);
     }
     Ok(out)
+}
+
+/// The name of a stream reference with `record_size`-byte records, as the
+/// scenarios record it: `tls_stream_1408`.
+pub fn stream_name(record_size: usize) -> String {
+    format!("{TLS_STREAM}_{record_size}")
+}
+
+fn duration_param(d: Duration) -> (String, String) {
+    ("duration_s".into(), format!("{:.1}", d.as_secs_f64()))
+}
+
+/// [`tls::stream`], recorded under `name`: throughput, records per
+/// second, and the CPU each side spent per GB and per record (the
+/// receiving server's and the sending client's).
+pub fn stream_reference(
+    name: &str,
+    p: &tls::StreamParams,
+) -> Result<ReferenceResult, ReferenceError> {
+    let r = tls::stream(p)?;
+    let records = r.bytes.div_ceil(p.record_size.max(1) as u64);
+    let per_record_ns = |seconds: f64| {
+        if records == 0 {
+            0.0
+        } else {
+            seconds * 1e9 / records as f64
+        }
+    };
+    Ok(ReferenceResult {
+        name: name.into(),
+        params: Params::from_iter([
+            ("suite".into(), p.suite.clone()),
+            ("record_size".into(), p.record_size.to_string()),
+            ("write_size".into(), p.write_size.to_string()),
+            ("certificate".into(), p.cert.describe()),
+            duration_param(p.duration),
+        ]),
+        figures: vec![
+            Figure::new("throughput", "Gbit/s", r.gbit_per_s, Better::Higher),
+            Figure::new(
+                "records_per_s",
+                "records/s",
+                if r.seconds > 0.0 {
+                    records as f64 / r.seconds
+                } else {
+                    0.0
+                },
+                Better::Higher,
+            ),
+            Figure::new(
+                "server_cpu_per_gb",
+                "s/GB",
+                r.server_cpu_s_per_gb(),
+                Better::Lower,
+            ),
+            Figure::new(
+                "sender_cpu_per_gb",
+                "s/GB",
+                r.client_cpu_s_per_gb(),
+                Better::Lower,
+            ),
+            Figure::new(
+                "server_cpu_per_record",
+                "ns",
+                per_record_ns(r.server_cpu_seconds),
+                Better::Lower,
+            ),
+            Figure::new(
+                "sender_cpu_per_record",
+                "ns",
+                per_record_ns(r.client_cpu_seconds),
+                Better::Lower,
+            ),
+            Figure::new("bytes", "B", r.bytes as f64, Better::Neither),
+        ],
+        latency: None,
+    })
+}
+
+/// [`tls::handshakes`] as the `tls_handshake` reference.
+pub fn handshake_reference(p: &tls::HandshakeParams) -> Result<ReferenceResult, ReferenceError> {
+    let r = tls::handshakes(p)?;
+    if r.failures > 0 {
+        return Err(ReferenceError::Incomplete(format!(
+            "{} of the handshake clients' attempts failed",
+            r.failures
+        )));
+    }
+    Ok(ReferenceResult {
+        name: TLS_HANDSHAKE.into(),
+        params: Params::from_iter([
+            (
+                "suite".into(),
+                p.suite.clone().unwrap_or_else(|| "sstpd defaults".into()),
+            ),
+            ("clients".into(), p.clients.to_string()),
+            ("certificate".into(), p.cert.describe()),
+            duration_param(p.duration),
+        ]),
+        figures: vec![
+            Figure::new(
+                "handshake_rate",
+                "handshakes/s",
+                r.per_second,
+                Better::Higher,
+            ),
+            Figure::new(
+                "server_cpu_per_1000",
+                "s/1000 handshakes",
+                r.server_cpu_s_per_1000(),
+                Better::Lower,
+            ),
+            Figure::new("handshakes", "count", r.handshakes as f64, Better::Neither),
+        ],
+        latency: None,
+    })
+}
+
+/// [`tls::ping_pong`] as the `tls_ping_pong` reference.
+pub fn ping_pong_reference(p: &tls::PingPongParams) -> Result<ReferenceResult, ReferenceError> {
+    let r = tls::ping_pong(p)?;
+    let mut figures = r.latency.figures();
+    figures.push(Figure::new(
+        "round_trips",
+        "count",
+        r.round_trips as f64,
+        Better::Neither,
+    ));
+    Ok(ReferenceResult {
+        name: TLS_PING_PONG.into(),
+        params: Params::from_iter([
+            ("suite".into(), p.suite.clone()),
+            ("message_size".into(), p.message_size.to_string()),
+            duration_param(p.duration),
+        ]),
+        figures,
+        latency: Some(r.latency),
+    })
 }

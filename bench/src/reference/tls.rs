@@ -196,6 +196,11 @@ impl StreamResult {
     pub fn server_cpu_s_per_gb(&self) -> f64 {
         per_gb(self.server_cpu_seconds, self.bytes)
     }
+
+    /// Sender CPU seconds per gigabyte of plaintext (encryption, writes).
+    pub fn client_cpu_s_per_gb(&self) -> f64 {
+        per_gb(self.client_cpu_seconds, self.bytes)
+    }
 }
 
 fn per_gb(seconds: f64, bytes: u64) -> f64 {

@@ -1,38 +1,48 @@
 //! Scenarios: sstpd under load from sstp-loadgen, each figure reported
 //! beside a reference measured in the same run.
 //!
-//! A scenario is: start the real `sstpd` binary with a generated
-//! configuration in a network namespace ([`SstpdProcess`]), measure the
-//! references it is compared with, sample the server's CPU and memory
-//! ([`ProcessSample`]) around the load, and record figures, references and
-//! ratios ([`ScenarioRun`]). The load itself comes from sstp-loadgen; until
-//! the scenarios drive it, every scenario reports
-//! [`ScenarioError::NeedsLoadgen`] instead of a number.
+//! A scenario ([`catalog`]) starts the real `sstpd` binary with a
+//! generated configuration in a network namespace ([`SstpdProcess`],
+//! [`Testbed`]) with the traffic peer next to it, measures the references
+//! it is compared with (with sstpd's own certificate), runs
+//! `sstp-loadgen` ([`loadgen`]) while [`Sampler`] watches every process's
+//! CPU and memory, and records figures, references and ratios
+//! ([`ScenarioRun`]). [`demo`] is the short tour the README opens with.
 
+pub mod binaries;
+pub mod catalog;
+pub mod demo;
+pub mod loadgen;
 pub mod process;
+pub mod sampler;
+pub mod testbed;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub use binaries::{ensure_built, Binaries};
+pub use catalog::{BenchOptions, Kind, Outcome, ScenarioSpec, SCENARIOS};
 pub use process::{locate_sstpd, ProcessSample, SstpdOptions, SstpdProcess};
+pub use sampler::Sampler;
+pub use testbed::{Testbed, Topology};
 
+use crate::reference::ReferenceError;
 use crate::results::{ReferenceResult, Results, ResultsError, ScenarioResult, ServerUsage};
 
 /// Why a scenario produced no result.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ScenarioError {
-    /// The scenario is driven by sstp-loadgen, which is not available yet.
-    NeedsLoadgen {
-        scenario: String,
-    },
     UnknownScenario(String),
-    /// The sstpd binary does not exist.
+    /// A binary does not exist.
     Binary(PathBuf),
+    /// Building the binaries failed.
+    Build(String),
     Io(std::io::Error),
-    /// Namespace, certificate or configuration could not be prepared.
+    /// Namespace, certificate, configuration or peer could not be
+    /// prepared.
     Setup(String),
     /// sstpd exited during startup.
     Exited {
@@ -51,14 +61,20 @@ pub enum ScenarioError {
     },
     Proc(String),
     Results(ResultsError),
+    /// A reference could not be measured.
+    Reference(ReferenceError),
+    /// The load generator failed, hung, or brought no session up.
+    Loadgen(String),
+    /// SIGINT or SIGTERM: the run stopped early.
+    Interrupted,
 }
 
 impl ScenarioError {
     pub fn as_str(&self) -> &'static str {
         match self {
-            ScenarioError::NeedsLoadgen { .. } => "needs_loadgen",
             ScenarioError::UnknownScenario(_) => "unknown_scenario",
             ScenarioError::Binary(_) => "binary_missing",
+            ScenarioError::Build(_) => "build_failed",
             ScenarioError::Io(_) => "io",
             ScenarioError::Setup(_) => "setup",
             ScenarioError::Exited { .. } => "sstpd_exited",
@@ -66,6 +82,9 @@ impl ScenarioError {
             ScenarioError::StopTimeout { .. } => "sstpd_stop_timeout",
             ScenarioError::Proc(_) => "proc",
             ScenarioError::Results(_) => "results",
+            ScenarioError::Reference(_) => "reference",
+            ScenarioError::Loadgen(_) => "loadgen",
+            ScenarioError::Interrupted => "interrupted",
         }
     }
 }
@@ -73,27 +92,32 @@ impl ScenarioError {
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ScenarioError::NeedsLoadgen { scenario } => write!(
-                f,
-                "scenario `{scenario}` is driven by sstp-loadgen, and sstp-bench does not \
-                 drive it yet: nothing was measured (today: the gate, `sstp-bench reference`, \
-                 and sstp-loadgen on its own, see docs/loadgen.md)"
-            ),
-            ScenarioError::UnknownScenario(name) => write!(
-                f,
-                "unknown scenario {name:?}; scenarios: {}, or all",
-                SCENARIOS
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            ScenarioError::UnknownScenario(name) => {
+                let groups: Vec<&str> =
+                    SCENARIOS
+                        .iter()
+                        .map(|s| s.group)
+                        .fold(Vec::new(), |mut all, g| {
+                            if !all.contains(&g) {
+                                all.push(g);
+                            }
+                            all
+                        });
+                let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+                write!(
+                    f,
+                    "unknown scenario {name:?}; scenarios: {}, or all (groups: {})",
+                    names.join(", "),
+                    groups.join(", ")
+                )
+            }
             ScenarioError::Binary(path) => write!(
                 f,
-                "sstpd binary {} not found: build it with `cargo build --release -p sstpd` \
-                 or set SSTPD_BIN",
+                "{} not found: build it with `cargo build --release -p sstpd -p sstp-loadgen` \
+                 (or set SSTPD_BIN / SSTP_LOADGEN_BIN)",
                 path.display()
             ),
+            ScenarioError::Build(e) => write!(f, "build: {e}"),
             ScenarioError::Io(e) => write!(f, "{e}"),
             ScenarioError::Setup(e) => write!(f, "setup: {e}"),
             ScenarioError::Exited { status, log } => {
@@ -107,56 +131,14 @@ impl fmt::Display for ScenarioError {
             }
             ScenarioError::Proc(e) => write!(f, "reading /proc: {e}"),
             ScenarioError::Results(e) => write!(f, "results: {e}"),
+            ScenarioError::Reference(e) => write!(f, "reference: {e}"),
+            ScenarioError::Loadgen(e) => write!(f, "sstp-loadgen: {e}"),
+            ScenarioError::Interrupted => write!(f, "interrupted"),
         }
     }
 }
 
 impl std::error::Error for ScenarioError {}
-
-/// A scenario's name and what it will measure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ScenarioSpec {
-    pub name: &'static str,
-    /// What the load is.
-    pub load: &'static str,
-    /// Its figures and the reference each stands beside.
-    pub figures: &'static str,
-}
-
-/// The scenarios, in the order `run all` runs them.
-pub const SCENARIOS: [ScenarioSpec; 6] = [
-    ScenarioSpec {
-        name: "bulk",
-        load: "a few sessions moving bulk TCP-sized packets both ways",
-        figures: "throughput (Gbit/s) beside tls_stream with 1,408-byte records (sstpd \
-                  seals one SSTP packet per record); server CPU s/GB; RSS",
-    },
-    ScenarioSpec {
-        name: "pps",
-        load: "many sessions sending small packets",
-        figures: "packets/s; server CPU s/GB beside tls_stream's; RSS",
-    },
-    ScenarioSpec {
-        name: "latency",
-        load: "one session, ICMP-sized ping-pong through the tunnel",
-        figures: "round-trip percentiles beside tls_ping_pong",
-    },
-    ScenarioSpec {
-        name: "setup",
-        load: "sessions set up as fast as they complete, N concurrent",
-        figures: "sessions/s beside tls_handshake; server CPU per 1,000 sessions",
-    },
-    ScenarioSpec {
-        name: "idle",
-        load: "thousands of established, idle sessions",
-        figures: "RSS per session; server CPU s per hour idle",
-    },
-    ScenarioSpec {
-        name: "churn",
-        load: "sessions connecting and disconnecting continuously under traffic",
-        figures: "sessions/s and throughput beside their references; RSS drift",
-    },
-];
 
 /// Looks a scenario up by name.
 pub fn spec(name: &str) -> Result<ScenarioSpec, ScenarioError> {
@@ -167,30 +149,22 @@ pub fn spec(name: &str) -> Result<ScenarioSpec, ScenarioError> {
         .ok_or_else(|| ScenarioError::UnknownScenario(name.into()))
 }
 
-/// The names `run NAME|all` selects.
+/// What `run NAME` selects: `all`, a group (`bulk`: its four), or one
+/// scenario by name (`bulk_up_64`).
 pub fn select(name: &str) -> Result<Vec<ScenarioSpec>, ScenarioError> {
     if name == "all" {
-        Ok(SCENARIOS.to_vec())
-    } else {
-        Ok(vec![spec(name)?])
+        return Ok(SCENARIOS.to_vec());
     }
-}
-
-/// Runs one scenario: today every one of them reports that it is not
-/// wired to sstp-loadgen yet.
-///
-/// The follow-up fills this in per scenario: start [`SstpdProcess`] (or
-/// use `target`), measure the matching references (with the server's
-/// certificate, [`SstpdProcess::certificate_files`]), [`Window::open`],
-/// run sstp-loadgen, [`Window::close`], and build the [`ScenarioResult`]
-/// with `Figure::beside`.
-pub fn run(
-    spec: ScenarioSpec,
-    _target: Option<SocketAddr>,
-) -> Result<ScenarioResult, ScenarioError> {
-    Err(ScenarioError::NeedsLoadgen {
-        scenario: spec.name.into(),
-    })
+    let group: Vec<ScenarioSpec> = SCENARIOS
+        .iter()
+        .copied()
+        .filter(|s| s.group == name)
+        .collect();
+    if group.is_empty() {
+        Ok(vec![spec(name)?])
+    } else {
+        Ok(group)
+    }
 }
 
 /// The server's counters at the start of a measured window.
@@ -271,25 +245,24 @@ mod tests {
     use crate::results::{Better, Figure};
 
     #[test]
-    fn scenarios_are_selected_by_name_or_all() {
-        assert_eq!(select("all").unwrap().len(), 6);
+    fn scenarios_are_selected_by_name_group_or_all() {
+        assert_eq!(select("all").unwrap().len(), SCENARIOS.len());
+        let bulk: Vec<&str> = select("bulk").unwrap().iter().map(|s| s.name).collect();
+        assert_eq!(
+            bulk,
+            ["bulk_up_1", "bulk_up_64", "bulk_down_1", "bulk_down_64"]
+        );
         assert_eq!(select("latency").unwrap()[0].name, "latency");
+        assert_eq!(select("bulk_down_64").unwrap().len(), 1);
+        assert_eq!(select("pps").unwrap().len(), 2);
         let error = select("nope").unwrap_err();
         assert_eq!(error.as_str(), "unknown_scenario");
         assert_eq!(
             error.to_string(),
-            "unknown scenario \"nope\"; scenarios: bulk, pps, latency, setup, idle, churn, or all"
+            "unknown scenario \"nope\"; scenarios: bulk_up_1, bulk_up_64, bulk_down_1, \
+             bulk_down_64, pps_up, pps_down, latency, setup, idle, churn, or all (groups: bulk, \
+             pps, latency, setup, idle, churn)"
         );
-    }
-
-    #[test]
-    fn every_scenario_says_it_needs_the_load_generator() {
-        for spec in SCENARIOS {
-            let error = run(spec, None).unwrap_err();
-            assert_eq!(error.as_str(), "needs_loadgen");
-            assert!(error.to_string().contains("sstp-loadgen"));
-            assert!(error.to_string().contains("nothing was measured"));
-        }
     }
 
     #[test]

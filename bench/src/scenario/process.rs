@@ -11,15 +11,37 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use sstpd::netns::NetNs;
-use sstpd::tls::certs::{generate_self_signed, SelfSignedKey};
+use sstpd::tls::certs::{
+    generate_self_signed, SelfSignedKey, SELF_SIGNED_CERT_FILE, SELF_SIGNED_KEY_FILE,
+};
+
+/// Prefix of the namespaces sstp-bench creates (`<prefix>-<pid>-<n>`);
+/// [`NetNs::sweep_stale`] with it removes those of runs that crashed.
+pub const NAMESPACE_PREFIX: &str = "sstp-bench";
 
 use super::ScenarioError;
+
+/// Which configuration sstpd starts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerConfig {
+    /// A file generated from [`SstpdOptions`] (certificate, users, pool,
+    /// workers).
+    Generated,
+    /// No configuration file: sstpd's embedded defaults (listen
+    /// 127.0.0.1:4443, user `demo` with this password through
+    /// `SSTPD_DEMO_PASSWORD`, a self-signed certificate it generates).
+    /// The state directory is a temporary directory (`STATE_DIRECTORY`,
+    /// `XDG_STATE_HOME` and `HOME` point there), so nothing is written to
+    /// `/var/lib/sstpd`.
+    EmbeddedDefaults { demo_password: String },
+}
 
 /// How to start sstpd.
 #[derive(Clone, Debug)]
 pub struct SstpdOptions {
     /// The binary (`target/release/sstpd` for measurements).
     pub binary: PathBuf,
+    pub config: ServerConfig,
     /// Worker threads (0: one per core).
     pub workers: usize,
     /// Listen address inside the namespace.
@@ -30,6 +52,8 @@ pub struct SstpdOptions {
     pub ipv4_pool: String,
     pub ipv4_gateway: String,
     pub certificate: SelfSignedKey,
+    /// `server.max_sessions`.
+    pub max_sessions: usize,
     /// `logging.level`.
     pub log_level: String,
     /// Extra TOML appended to the generated file (sections not set above).
@@ -43,17 +67,34 @@ impl SstpdOptions {
     pub fn new(binary: PathBuf) -> SstpdOptions {
         SstpdOptions {
             binary,
+            config: ServerConfig::Generated,
             workers: 0,
             listen: "127.0.0.1:4443".parse().expect("static address"),
             users: vec![("bench".into(), "bench-password".into())],
             ipv4_pool: "10.99.0.0/20".into(),
             ipv4_gateway: "10.99.0.1".into(),
             certificate: SelfSignedKey::EcdsaP256,
+            max_sessions: 10_000,
             log_level: "warn".into(),
             extra_toml: String::new(),
             start_timeout: Duration::from_secs(15),
             stop_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// The embedded defaults with `demo_password`, listening where they
+    /// do.
+    pub fn embedded_defaults(binary: PathBuf, demo_password: String) -> SstpdOptions {
+        // The embedded defaults are the defaults plus the demo user.
+        let defaults = sstpd::config::Config::default();
+        let mut options = SstpdOptions::new(binary);
+        options.users = vec![(sstpd::config::DEMO_USER.into(), demo_password.clone())];
+        options.config = ServerConfig::EmbeddedDefaults { demo_password };
+        options.listen = defaults.server.listen[0];
+        options.ipv4_pool = defaults.ipv4.pool.to_string();
+        options.ipv4_gateway = defaults.ipv4.gateway.to_string();
+        options.workers = defaults.server.workers;
+        options
     }
 
     /// The configuration file for `dir` (certificate and key in `dir`).
@@ -72,6 +113,7 @@ impl SstpdOptions {
              [server]\n\
              listen = [{listen}]\n\
              workers = {workers}\n\
+             max_sessions = {max_sessions}\n\
              state_dir = {state}\n\
              shutdown_timeout = \"2s\"\n\
              \n\
@@ -96,6 +138,7 @@ impl SstpdOptions {
              {users}\n{extra}\n",
             listen = quote(&self.listen.to_string()),
             workers = self.workers,
+            max_sessions = self.max_sessions,
             state = quote(&dir.display().to_string()),
             cert = quote(&dir.join("cert.pem").display().to_string()),
             key = quote(&dir.join("key.pem").display().to_string()),
@@ -179,6 +222,7 @@ pub struct SstpdProcess {
     child: Option<Child>,
     pid: u32,
     listen: SocketAddr,
+    certificate: (PathBuf, PathBuf),
     dir: tempfile::TempDir,
     log: PathBuf,
     stop_timeout: Duration,
@@ -198,21 +242,37 @@ impl SstpdProcess {
             .prefix("sstp-bench-")
             .tempdir()
             .map_err(ScenarioError::Io)?;
-        let cert = generate_self_signed(options.certificate, &["localhost", "127.0.0.1"])
-            .map_err(|e| ScenarioError::Setup(e.to_string()))?;
-        fs::write(dir.path().join("cert.pem"), &cert.cert_pem).map_err(ScenarioError::Io)?;
-        fs::write(dir.path().join("key.pem"), &cert.key_pem).map_err(ScenarioError::Io)?;
-        let config = dir.path().join("sstpd.toml");
-        fs::write(&config, options.config_toml(dir.path())).map_err(ScenarioError::Io)?;
         let log = dir.path().join("sstpd.log");
         let log_file = fs::File::create(&log).map_err(ScenarioError::Io)?;
-        let ns = NetNs::new("sstp-bench").map_err(|e| ScenarioError::Setup(e.to_string()))?;
+        let ns = NetNs::new(NAMESPACE_PREFIX).map_err(|e| ScenarioError::Setup(e.to_string()))?;
         // `ip netns exec` enters the namespace and execs the program, so
         // the child's pid is sstpd's.
-        let child = ns
-            .command(&options.binary)
-            .arg("--config")
-            .arg(&config)
+        let mut command = ns.command(&options.binary);
+        let certificate = match &options.config {
+            ServerConfig::Generated => {
+                let cert = generate_self_signed(options.certificate, &["localhost", "127.0.0.1"])
+                    .map_err(|e| ScenarioError::Setup(e.to_string()))?;
+                let files = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+                fs::write(&files.0, &cert.cert_pem).map_err(ScenarioError::Io)?;
+                fs::write(&files.1, &cert.key_pem).map_err(ScenarioError::Io)?;
+                let config = dir.path().join("sstpd.toml");
+                fs::write(&config, options.config_toml(dir.path())).map_err(ScenarioError::Io)?;
+                command.arg("--config").arg(&config);
+                files
+            }
+            ServerConfig::EmbeddedDefaults { demo_password } => {
+                command
+                    .env(sstpd::config::DEMO_PASSWORD_ENV, demo_password)
+                    .env("STATE_DIRECTORY", dir.path())
+                    .env("XDG_STATE_HOME", dir.path())
+                    .env("HOME", dir.path());
+                (
+                    dir.path().join(SELF_SIGNED_CERT_FILE),
+                    dir.path().join(SELF_SIGNED_KEY_FILE),
+                )
+            }
+        };
+        let child = command
             .env_remove("SSTPD_LOG")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -225,6 +285,7 @@ impl SstpdProcess {
             child: Some(child),
             pid,
             listen: options.listen,
+            certificate,
             dir,
             log,
             stop_timeout: options.stop_timeout,
@@ -284,10 +345,13 @@ impl SstpdProcess {
     /// The certificate and key sstpd serves, for references that must pay
     /// for the same signatures.
     pub fn certificate_files(&self) -> (PathBuf, PathBuf) {
-        (
-            self.dir.path().join("cert.pem"),
-            self.dir.path().join("key.pem"),
-        )
+        self.certificate.clone()
+    }
+
+    /// The temporary directory of this server (configuration, state, log);
+    /// removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The process's counters now.
@@ -297,14 +361,7 @@ impl SstpdProcess {
 
     /// The last `lines` lines of sstpd's output.
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = fs::File::open(&self.log) {
-            let len = file.metadata().map_or(0, |m| m.len());
-            let _ = file.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
-            let _ = file.read_to_string(&mut text);
-        }
-        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        tail_of_file(&self.log, lines)
     }
 
     /// Graceful stop: SIGTERM, then wait up to the stop timeout; SIGKILL
@@ -346,6 +403,19 @@ impl Drop for SstpdProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The last `lines` lines of a log file (of its last 16 KiB).
+pub fn tail_of_file(path: &Path, lines: usize) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut file) = fs::File::open(path) {
+        let len = file.metadata().map_or(0, |m| m.len());
+        let _ = file.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
+        let _ = file.read_to_end(&mut bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 /// The sstpd binary to measure: `$SSTPD_BIN`, else `target/release/sstpd`

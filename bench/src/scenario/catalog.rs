@@ -1,0 +1,1109 @@
+//! The scenarios: what each one loads sstpd with, which bare-TLS
+//! reference it measures right before (with sstpd's own certificate), and
+//! the figures it records.
+//!
+//! Every reference does the TLS work the server does in the scenario,
+//! with the record sizes the server sees:
+//!
+//! * upstream, the load generator's client batches packets into full
+//!   16 KiB records, so upstream figures stand beside `tls_stream_16384`
+//!   (the server decrypts records of that size);
+//! * downstream, sstpd seals one record per SSTP packet (sstp-client needs
+//!   it), so downstream figures stand beside a stream of records of the
+//!   packet's size plus 8 bytes of SSTP and PPP headers (`tls_stream_1408`
+//!   for 1,400-byte packets, `tls_stream_100` for 92-byte ones), and the
+//!   server's CPU beside the reference's *sender* CPU;
+//! * session setup beside `tls_handshake` (same certificate, as many
+//!   concurrent clients as the load generator has setups in flight);
+//! * round trips beside `tls_ping_pong` with the tunnel's record size.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use sstp_loadgen::report::HistSummary;
+use sstp_loadgen::{Direction, Mode, Report};
+
+use super::loadgen::{bulk, Connection, LoadSpec};
+use super::process::SstpdOptions;
+use super::testbed::{CpuShares, Interval, LoadOutcome, Testbed, Topology};
+use super::{binaries::Binaries, ScenarioError};
+use crate::reference::{self, tls};
+use crate::results::{
+    Better, Figure, LatencyProfile, Params, Percentile, ReferenceResult, ScenarioResult,
+    ServerUsage,
+};
+use crate::units::{quantity, ratio};
+
+/// IPv4 and UDP headers around the load generator's payload.
+pub const IP_UDP_OVERHEAD: usize = 28;
+/// What sstpd adds to an IP packet in its TLS record: the SSTP data
+/// header (4 octets, [MS-SSTP] 2.2.2) and the PPP address, control and
+/// protocol fields (4 octets, [RFC 1661] 2).
+pub const SSTP_PPP_OVERHEAD: usize = 8;
+/// UDP payload of the bulk scenarios: 1,400-byte IP packets, sstpd's
+/// default tunnel MTU.
+pub const BULK_PAYLOAD: usize = 1372;
+/// UDP payload of the small-packet scenarios: 92-byte IP packets.
+pub const SMALL_PAYLOAD: usize = 64;
+/// The load generator's upstream TLS records (full ones).
+pub const UPSTREAM_RECORD: usize = 16 * 1024;
+/// Plaintext per write in the stream references.
+const STREAM_WRITE: usize = 64 * 1024;
+/// The suite sstpd and sstp-loadgen negotiate by default.
+pub const SUITE: &str = "TLS13_AES_128_GCM_SHA256";
+/// Sessions in the latency scenario and the small-packet scenarios.
+const SMALL_PACKET_SESSIONS: u64 = 8;
+/// Offered rate per session when measuring the maximum round-trip rate:
+/// far above what any tunnel here carries, so the tunnel sets the pace.
+const SATURATING_PPS: f64 = 200_000.0;
+
+/// The TLS record sstpd seals around an IP packet carrying `payload`
+/// bytes of UDP payload.
+pub fn downstream_record(payload: usize) -> usize {
+    payload + IP_UDP_OVERHEAD + SSTP_PPP_OVERHEAD
+}
+
+/// What a scenario does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Full-speed 1,400-byte packets through `sessions` sessions.
+    Bulk { direction: Direction, sessions: u64 },
+    /// Full-speed 92-byte packets through 8 sessions.
+    SmallPackets { direction: Direction },
+    /// The maximum reflected round-trip rate, then round trips at 10% and
+    /// 50% of it.
+    Latency,
+    /// Sessions set up as fast as they complete.
+    Setup,
+    /// Many sessions held without traffic.
+    Idle,
+    /// Connect, disconnect, again, in concurrent loops.
+    Churn,
+}
+
+/// A scenario's name and what it will measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScenarioSpec {
+    pub name: &'static str,
+    /// `run GROUP` runs every scenario of the group.
+    pub group: &'static str,
+    pub kind: Kind,
+    /// What the load is (`{concurrency}` stands for `--concurrency`).
+    pub load: &'static str,
+    /// Its figures and the reference each stands beside.
+    pub figures: &'static str,
+}
+
+/// The scenarios, in the order `run all` runs them.
+pub const SCENARIOS: [ScenarioSpec; 10] = [
+    ScenarioSpec {
+        name: "bulk_up_1",
+        group: "bulk",
+        kind: Kind::Bulk {
+            direction: Direction::Up,
+            sessions: 1,
+        },
+        load: "1 session, 1,400-byte packets upstream at full speed",
+        figures: "throughput beside tls_stream_16384; server CPU per GB beside its receiver's",
+    },
+    ScenarioSpec {
+        name: "bulk_up_64",
+        group: "bulk",
+        kind: Kind::Bulk {
+            direction: Direction::Up,
+            sessions: 64,
+        },
+        load: "64 sessions, 1,400-byte packets upstream at full speed",
+        figures: "throughput beside tls_stream_16384; server CPU per GB beside its receiver's",
+    },
+    ScenarioSpec {
+        name: "bulk_down_1",
+        group: "bulk",
+        kind: Kind::Bulk {
+            direction: Direction::Down,
+            sessions: 1,
+        },
+        load: "1 session, 1,400-byte packets downstream at full speed",
+        figures: "throughput beside tls_stream_1408; server CPU per GB beside its sender's",
+    },
+    ScenarioSpec {
+        name: "bulk_down_64",
+        group: "bulk",
+        kind: Kind::Bulk {
+            direction: Direction::Down,
+            sessions: 64,
+        },
+        load: "64 sessions, 1,400-byte packets downstream at full speed",
+        figures: "throughput beside tls_stream_1408; server CPU per GB beside its sender's",
+    },
+    ScenarioSpec {
+        name: "pps_up",
+        group: "pps",
+        kind: Kind::SmallPackets {
+            direction: Direction::Up,
+        },
+        load: "8 sessions, 92-byte packets upstream at full speed",
+        figures: "packets/s and server CPU per packet; throughput beside tls_stream_16384",
+    },
+    ScenarioSpec {
+        name: "pps_down",
+        group: "pps",
+        kind: Kind::SmallPackets {
+            direction: Direction::Down,
+        },
+        load: "8 sessions, 92-byte packets downstream at full speed",
+        figures: "packets/s beside tls_stream_100 records/s; server CPU per packet beside its \
+                  sender's per record",
+    },
+    ScenarioSpec {
+        name: "latency",
+        group: "latency",
+        kind: Kind::Latency,
+        load: "8 sessions of 92-byte UDP round trips reflected by the peer: at full speed \
+               (the maximum), then paced at 10% and 50% of it",
+        figures: "latency_max: round trips/s; latency_10pct, latency_50pct: percentiles \
+                  beside tls_ping_pong with 100-byte messages",
+    },
+    ScenarioSpec {
+        name: "setup",
+        group: "setup",
+        kind: Kind::Setup,
+        load: "sessions set up as fast as they complete, {concurrency} in flight",
+        figures: "sessions/s beside tls_handshake ({concurrency} clients); server CPU per 1,000 sessions \
+                  beside its server's per 1,000 handshakes",
+    },
+    ScenarioSpec {
+        name: "idle",
+        group: "idle",
+        kind: Kind::Idle,
+        load: "thousands of sessions held, keepalives only",
+        figures: "server RSS with them and per session; server CPU while they idle",
+    },
+    ScenarioSpec {
+        name: "churn",
+        group: "churn",
+        kind: Kind::Churn,
+        load: "{concurrency} loops connecting and disconnecting at once (no hold)",
+        figures: "cycles/s beside tls_handshake; server CPU per 1,000 sessions; RSS growth",
+    },
+];
+
+/// Settings common to the scenarios of a run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub binaries: Binaries,
+    pub topology: Topology,
+    /// The traffic (or hold) window of each load run.
+    pub duration: Duration,
+    /// How long each reference runs.
+    pub reference_duration: Duration,
+    /// Sessions of the idle scenario.
+    pub idle_sessions: u64,
+    /// Sessions of the setup scenario.
+    pub setup_sessions: u64,
+    /// Setups in flight (setup), loops (churn), clients (tls_handshake).
+    pub concurrency: usize,
+    /// Another SSTP server to measure instead of a local sstpd.
+    pub remote: Option<Connection>,
+}
+
+impl BenchOptions {
+    pub fn new(binaries: Binaries) -> BenchOptions {
+        BenchOptions {
+            binaries,
+            topology: Topology::current(),
+            duration: Duration::from_secs(5),
+            reference_duration: Duration::from_secs(3),
+            idle_sessions: 4000,
+            setup_sessions: 1000,
+            concurrency: 64,
+            remote: None,
+        }
+    }
+}
+
+/// What one scenario produced: its results (the latency scenario has
+/// three) and the references they stand beside.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub results: Vec<ScenarioResult>,
+    pub references: Vec<ReferenceResult>,
+}
+
+impl Outcome {
+    /// One result, printed as it is recorded.
+    fn single(
+        result: ScenarioResult,
+        references: Vec<ReferenceResult>,
+        print: &mut dyn FnMut(&str),
+    ) -> Outcome {
+        print(&render(&result));
+        Outcome {
+            results: vec![result],
+            references,
+        }
+    }
+}
+
+/// The largest IPv4 pool sstpd is given, and its size in clients.
+fn pool_for(sessions: u64) -> (&'static str, usize) {
+    if sessions <= 4000 {
+        ("10.99.0.0/20", 4093)
+    } else {
+        ("10.99.0.0/16", 65_533)
+    }
+}
+
+pub(crate) fn testbed(options: &BenchOptions) -> Result<Testbed, ScenarioError> {
+    if let Some(connection) = &options.remote {
+        return Testbed::remote(
+            &options.binaries,
+            connection.clone(),
+            options.topology.clone(),
+        );
+    }
+    let mut server = SstpdOptions::new(options.binaries.sstpd.clone());
+    server.workers = options.topology.server_workers;
+    let (pool, clients) = pool_for(options.idle_sessions.max(options.setup_sessions));
+    server.ipv4_pool = pool.into();
+    server.max_sessions = clients.max(10_000);
+    Testbed::local(&options.binaries, &server, options.topology.clone())
+}
+
+/// Runs one scenario: a fresh sstpd (or the remote target), its
+/// references, its load, its figures. `print` receives the lines to show.
+pub fn run(
+    spec: &ScenarioSpec,
+    options: &BenchOptions,
+    interrupt: &AtomicBool,
+    print: &mut dyn FnMut(&str),
+) -> Result<Outcome, ScenarioError> {
+    let mut bed = testbed(options)?;
+    let outcome = match spec.kind {
+        Kind::Bulk {
+            direction,
+            sessions,
+        } => throughput(
+            &mut bed,
+            spec.name,
+            direction,
+            sessions,
+            BULK_PAYLOAD,
+            options,
+            interrupt,
+            print,
+        ),
+        Kind::SmallPackets { direction } => throughput(
+            &mut bed,
+            spec.name,
+            direction,
+            SMALL_PACKET_SESSIONS,
+            SMALL_PAYLOAD,
+            options,
+            interrupt,
+            print,
+        ),
+        Kind::Latency => latency(&mut bed, options, interrupt, print),
+        Kind::Setup => setup(&mut bed, options, interrupt, print),
+        Kind::Idle => idle(&mut bed, options, interrupt, print),
+        Kind::Churn => churn(&mut bed, options, interrupt, print),
+    }?;
+    bed.stop()?;
+    Ok(outcome)
+}
+
+// ------------------------------------------------------------ references
+
+pub(crate) fn stream(
+    bed: &Testbed,
+    options: &BenchOptions,
+    record_size: usize,
+    print: &mut dyn FnMut(&str),
+) -> Result<ReferenceResult, ScenarioError> {
+    let name = reference::stream_name(record_size);
+    print(&format!(
+        "  reference {name}: bare TLS, {record_size}-byte records ..."
+    ));
+    let r = reference::stream_reference(
+        &name,
+        &tls::StreamParams {
+            suite: SUITE.into(),
+            record_size,
+            write_size: STREAM_WRITE,
+            duration: options.reference_duration,
+            cert: bed.certificate(),
+            ..Default::default()
+        },
+    )
+    .map_err(ScenarioError::Reference)?;
+    Ok(r)
+}
+
+pub(crate) fn handshakes(
+    bed: &Testbed,
+    options: &BenchOptions,
+    print: &mut dyn FnMut(&str),
+) -> Result<ReferenceResult, ScenarioError> {
+    print(&format!(
+        "  reference {}: bare TLS handshakes, {} clients ...",
+        reference::TLS_HANDSHAKE,
+        options.concurrency
+    ));
+    reference::handshake_reference(&tls::HandshakeParams {
+        clients: options.concurrency,
+        duration: options.reference_duration,
+        cert: bed.certificate(),
+        ..Default::default()
+    })
+    .map_err(ScenarioError::Reference)
+}
+
+pub(crate) fn ping_pong(
+    bed: &Testbed,
+    options: &BenchOptions,
+    message_size: usize,
+    print: &mut dyn FnMut(&str),
+) -> Result<ReferenceResult, ScenarioError> {
+    print(&format!(
+        "  reference {}: bare TLS, {message_size}-byte messages ...",
+        reference::TLS_PING_PONG
+    ));
+    reference::ping_pong_reference(&tls::PingPongParams {
+        suite: SUITE.into(),
+        message_size,
+        duration: options.reference_duration,
+        cert: bed.certificate(),
+        ..Default::default()
+    })
+    .map_err(ScenarioError::Reference)
+}
+
+// -------------------------------------------------------------- figures
+
+pub(crate) fn fig(metric: &str, unit: &str, value: f64, better: Better) -> Figure {
+    Figure::new(metric, unit, value, better)
+}
+
+pub(crate) fn per_second(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+/// The server's cost over `interval`, with the payload bytes and the
+/// sessions set up in it (a local server only).
+pub(crate) fn server_usage(
+    outcome: &LoadOutcome,
+    interval: Interval,
+    bytes: u64,
+    sessions: u64,
+) -> Option<ServerUsage> {
+    let cpu = outcome.shares(interval).server?;
+    let last = outcome.server_last()?;
+    Some(ServerUsage::new(
+        cpu.seconds(),
+        interval.1 - interval.0,
+        bytes,
+        sessions,
+        last.rss_peak_bytes,
+        outcome
+            .server_rss_near(interval.1)
+            .unwrap_or(last.rss_bytes),
+    ))
+}
+
+/// Who used the CPU in `interval` (in cores), and what that says the
+/// limit was.
+pub(crate) fn cpu_context(
+    outcome: &LoadOutcome,
+    interval: Interval,
+    topology: &Topology,
+    figures: &mut Vec<Figure>,
+    params: &mut Params,
+) -> CpuShares {
+    let shares = outcome.shares(interval);
+    let mut add = |metric: &str, value: Option<f64>| {
+        if let Some(v) = value {
+            figures.push(fig(metric, "cores", v, Better::Neither));
+        }
+    };
+    add("server_cores", shares.cores(shares.server));
+    add("loadgen_cores", shares.cores(shares.loadgen));
+    add("peer_cores", shares.cores(shares.peer));
+    add("other_cores", shares.others_cores());
+    if let Some(server) = shares.server {
+        figures.push(fig(
+            "server_kernel_share",
+            "ratio",
+            server.system_share(),
+            Better::Neither,
+        ));
+    }
+    let limit = shares.limit(topology, outcome.local);
+    params.insert("limited_by".into(), limit.as_str().into());
+    shares
+}
+
+pub(crate) fn base_params(report: &Report, topology: &Topology, local: bool) -> Params {
+    let mut p = Params::new();
+    p.insert("mode".into(), report.mode.clone());
+    p.insert("sessions".into(), report.config.sessions.to_string());
+    p.insert("window_s".into(), format!("{:.2}", report.timing.window_s));
+    p.insert("target".into(), report.config.target.clone());
+    p.insert(
+        "server".into(),
+        if local {
+            format!("sstpd, {} worker(s)", topology.server_workers)
+        } else {
+            "remote (not measured)".into()
+        },
+    );
+    p.insert("loadgen_workers".into(), report.config.workers.to_string());
+    p
+}
+
+/// Fails the scenario when no session came up; otherwise the number of
+/// failed or dropped sessions becomes a figure.
+pub(crate) fn check_sessions(
+    report: &Report,
+    figures: &mut Vec<Figure>,
+) -> Result<(), ScenarioError> {
+    let s = &report.sessions;
+    if s.established == 0 {
+        let reasons: Vec<String> = s
+            .failure_examples
+            .iter()
+            .map(|(reason, example)| format!("{reason}: {example}"))
+            .collect();
+        return Err(ScenarioError::Loadgen(format!(
+            "no session came up ({} attempted): {}",
+            s.attempted,
+            reasons.join("; ")
+        )));
+    }
+    figures.push(fig(
+        "failed_sessions",
+        "count",
+        (s.failed + s.dropped) as f64,
+        Better::Neither,
+    ));
+    Ok(())
+}
+
+pub(crate) fn hist_profile(h: &HistSummary) -> LatencyProfile {
+    let point = |percentile: f64, value: u64| Percentile {
+        percentile,
+        value: value as f64,
+    };
+    LatencyProfile {
+        unit: "us".into(),
+        samples: h.count,
+        min: h.min_us as f64,
+        mean: h.mean_us,
+        max: h.max_us as f64,
+        points: vec![
+            point(0.0, h.min_us),
+            point(50.0, h.p50_us),
+            point(90.0, h.p90_us),
+            point(99.0, h.p99_us),
+            point(99.9, h.p99_9_us),
+            point(100.0, h.max_us),
+        ],
+    }
+}
+
+// ------------------------------------------------------------ scenarios
+
+/// Bulk and small-packet throughput in one direction.
+#[allow(clippy::too_many_arguments)]
+fn throughput(
+    bed: &mut Testbed,
+    name: &str,
+    direction: Direction,
+    sessions: u64,
+    payload: usize,
+    options: &BenchOptions,
+    interrupt: &AtomicBool,
+    print: &mut dyn FnMut(&str),
+) -> Result<Outcome, ScenarioError> {
+    let up = direction == Direction::Up;
+    let record = if up {
+        UPSTREAM_RECORD
+    } else {
+        downstream_record(payload)
+    };
+    let reference = stream(bed, options, record, print)?;
+    let mut spec = LoadSpec::new(bulk(direction), sessions, options.duration);
+    spec.payload = Some(payload);
+    spec.setup_concurrency = Some(options.concurrency);
+    let outcome = bed.load(&spec, interrupt)?;
+    let r = &outcome.report;
+    let mut figures = Vec::new();
+    check_sessions(r, &mut figures)?;
+    let window = outcome.window();
+    let seconds = r.timing.window_s;
+    // What came out of the tunnel: the peer's count upstream (when every
+    // flow answered), what we received downstream.
+    let (packets, bytes, loss) = if up {
+        let counted = r.peer.answered_flows == r.peer.queried_flows && r.peer.queried_flows > 0;
+        if counted {
+            (r.peer.rx_packets, r.peer.rx_bytes, r.loss.up.as_ref())
+        } else {
+            (r.traffic.up.packets, r.traffic.up.bytes, None)
+        }
+    } else {
+        (
+            r.traffic.down.packets,
+            r.traffic.down.bytes,
+            r.loss.down.as_ref(),
+        )
+    };
+    let gbit = per_second(bytes, seconds) * 8.0 / 1e9;
+    let pps = per_second(packets, seconds);
+    let small = payload == SMALL_PAYLOAD;
+    if small {
+        let f = fig("packets_per_s", "packets/s", pps, Better::Higher);
+        figures.push(if up {
+            f
+        } else {
+            f.beside(&reference, "records_per_s")
+        });
+    }
+    figures
+        .push(fig("throughput", "Gbit/s", gbit, Better::Higher).beside(&reference, "throughput"));
+    if !small {
+        figures.push(fig("packets_per_s", "packets/s", pps, Better::Higher));
+    }
+    let usage = server_usage(&outcome, window, bytes, 0);
+    if let Some(per_gb) = usage.as_ref().and_then(|u| u.cpu_s_per_gb) {
+        let side = if up {
+            "server_cpu_per_gb"
+        } else {
+            "sender_cpu_per_gb"
+        };
+        figures
+            .push(fig("server_cpu_per_gb", "s/GB", per_gb, Better::Lower).beside(&reference, side));
+    }
+    if let Some(u) = usage.as_ref().filter(|_| packets > 0) {
+        let ns = u.cpu_seconds * 1e9 / packets as f64;
+        let f = fig("server_cpu_per_packet", "ns", ns, Better::Lower);
+        figures.push(if small && !up {
+            f.beside(&reference, "sender_cpu_per_record")
+        } else {
+            f
+        });
+    }
+    if let Some(l) = loss {
+        figures.push(fig("loss", "ratio", l.ratio, Better::Neither));
+    }
+    if up {
+        let offered = r.traffic.up.gbit_per_s;
+        figures.push(fig("offered", "Gbit/s", offered, Better::Neither));
+    }
+    let mut params = base_params(r, &options.topology, outcome.local);
+    params.insert("direction".into(), direction.as_str().into());
+    params.insert("payload".into(), payload.to_string());
+    params.insert(
+        "ip_packet_bytes".into(),
+        (payload + IP_UDP_OVERHEAD).to_string(),
+    );
+    params.insert("server_record_bytes".into(), record.to_string());
+    cpu_context(
+        &outcome,
+        window,
+        &options.topology,
+        &mut figures,
+        &mut params,
+    );
+    let result = ScenarioResult {
+        name: name.into(),
+        params,
+        figures,
+        server: usage,
+        latency: None,
+    };
+    Ok(Outcome::single(result, vec![reference], print))
+}
+
+/// The maximum reflected round-trip rate, then latency at 10% and 50% of
+/// it.
+fn latency(
+    bed: &mut Testbed,
+    options: &BenchOptions,
+    interrupt: &AtomicBool,
+    print: &mut dyn FnMut(&str),
+) -> Result<Outcome, ScenarioError> {
+    let message = downstream_record(SMALL_PAYLOAD);
+    let reference = ping_pong(bed, options, message, print)?;
+    let udp = |pps: f64| {
+        let mut spec = LoadSpec::new(
+            Mode::Udp {
+                to: None,
+                reflect: true,
+            },
+            SMALL_PACKET_SESSIONS,
+            options.duration,
+        );
+        spec.payload = Some(SMALL_PAYLOAD);
+        spec.pps = Some(pps);
+        spec.setup_concurrency = Some(options.concurrency);
+        spec
+    };
+    print(&format!(
+        "  latency_max: {SMALL_PACKET_SESSIONS} sessions, round trips at full speed ..."
+    ));
+    let outcome = bed.load(&udp(SATURATING_PPS), interrupt)?;
+    let r = &outcome.report;
+    let mut figures = Vec::new();
+    check_sessions(r, &mut figures)?;
+    // Replies received in the window: what the loop carried.
+    let max = r.traffic.down.packets_per_s;
+    if max <= 0.0 {
+        return Err(ScenarioError::Loadgen(
+            "no round trip completed at full speed".into(),
+        ));
+    }
+    figures.insert(
+        0,
+        fig("round_trip_rate", "round trips/s", max, Better::Higher),
+    );
+    let result = round_trip_result(
+        "latency_max",
+        &outcome,
+        figures,
+        Params::new(),
+        &options.topology,
+    );
+    print(&render(&result));
+    let mut results = vec![result];
+    for (name, share) in [("latency_10pct", 0.10), ("latency_50pct", 0.50)] {
+        let rate = max * share;
+        print(&format!(
+            "  {name}: {} round trips/s ({:.0}% of the maximum) ...",
+            crate::units::significant(rate),
+            share * 100.0
+        ));
+        let outcome = bed.load(&udp(rate / SMALL_PACKET_SESSIONS as f64), interrupt)?;
+        let r = &outcome.report;
+        let mut figures = Vec::new();
+        check_sessions(r, &mut figures)?;
+        let mut latency: Vec<Figure> = hist_profile(&r.rtt)
+            .figures()
+            .into_iter()
+            .map(|f| {
+                let metric = f.metric.clone();
+                f.beside(&reference, &metric)
+            })
+            .collect();
+        latency.append(&mut figures);
+        let mut figures = latency;
+        figures.push(fig(
+            "round_trip_rate",
+            "round trips/s",
+            r.traffic.down.packets_per_s,
+            Better::Neither,
+        ));
+        if let Some(l) = &r.loss.round_trip {
+            figures.push(fig("loss", "ratio", l.ratio, Better::Neither));
+        }
+        let mut params = Params::new();
+        params.insert("rate_of_max".into(), format!("{share}"));
+        params.insert("max_round_trip_rate".into(), format!("{max:.0}"));
+        let result = round_trip_result(name, &outcome, figures, params, &options.topology);
+        print(&render(&result));
+        results.push(result);
+    }
+    Ok(Outcome {
+        results,
+        references: vec![reference],
+    })
+}
+
+/// Session setup rate and its server cost, over the ramp.
+fn setup(
+    bed: &mut Testbed,
+    options: &BenchOptions,
+    interrupt: &AtomicBool,
+    print: &mut dyn FnMut(&str),
+) -> Result<Outcome, ScenarioError> {
+    let reference = handshakes(bed, options, print)?;
+    let mut spec = LoadSpec::new(
+        Mode::Idle,
+        options.setup_sessions,
+        Duration::from_millis(500),
+    );
+    spec.setup_concurrency = Some(options.concurrency);
+    let outcome = bed.load(&spec, interrupt)?;
+    let r = &outcome.report;
+    let mut figures = Vec::new();
+    check_sessions(r, &mut figures)?;
+    let ramp = outcome.ramp();
+    let established = r.sessions.established;
+    let mut all = vec![fig(
+        "setup_rate",
+        "sessions/s",
+        per_second(established, r.timing.ramp_s),
+        Better::Higher,
+    )
+    .beside(&reference, "handshake_rate")];
+    let usage = server_usage(&outcome, ramp, 0, established);
+    all.extend(cpu_per_1000_sessions(usage.as_ref(), &reference));
+    all.push(fig(
+        "setup_latency_p50",
+        "us",
+        r.setup.total.p50_us as f64,
+        Better::Lower,
+    ));
+    all.push(fig(
+        "setup_latency_p99",
+        "us",
+        r.setup.total.p99_us as f64,
+        Better::Lower,
+    ));
+    all.append(&mut figures);
+    let mut params = base_params(r, &options.topology, outcome.local);
+    params.insert(
+        "setup_concurrency".into(),
+        r.config.setup_concurrency.to_string(),
+    );
+    params.insert("ramp_s".into(), format!("{:.2}", r.timing.ramp_s));
+    cpu_context(&outcome, ramp, &options.topology, &mut all, &mut params);
+    let result = ScenarioResult {
+        name: "setup".into(),
+        params,
+        figures: all,
+        server: usage,
+        latency: None,
+    };
+    Ok(Outcome::single(result, vec![reference], print))
+}
+
+/// A result of the latency scenario's UDP round trips: `extra` params on
+/// top of the common ones, the server's CPU, and the round-trip profile.
+fn round_trip_result(
+    name: &str,
+    outcome: &LoadOutcome,
+    mut figures: Vec<Figure>,
+    extra: Params,
+    topology: &Topology,
+) -> ScenarioResult {
+    let r = &outcome.report;
+    let window = outcome.window();
+    let mut params = base_params(r, topology, outcome.local);
+    params.insert("payload".into(), SMALL_PAYLOAD.to_string());
+    params.extend(extra);
+    cpu_context(outcome, window, topology, &mut figures, &mut params);
+    let usage = server_usage(
+        outcome,
+        window,
+        r.traffic.up.bytes + r.traffic.down.bytes,
+        0,
+    );
+    ScenarioResult {
+        name: name.into(),
+        params,
+        figures,
+        server: usage,
+        latency: Some(hist_profile(&r.rtt)),
+    }
+}
+
+/// The server's CPU seconds per 1,000 sessions set up, beside the
+/// reference server's per 1,000 handshakes.
+fn cpu_per_1000_sessions(
+    usage: Option<&ServerUsage>,
+    reference: &ReferenceResult,
+) -> Option<Figure> {
+    let per_1000 = usage?.cpu_s_per_1000_sessions?;
+    Some(
+        fig(
+            "server_cpu_per_1000_sessions",
+            "s/1000 sessions",
+            per_1000,
+            Better::Lower,
+        )
+        .beside(reference, "server_cpu_per_1000"),
+    )
+}
+
+/// Many idle sessions: what they cost the server in memory and CPU.
+fn idle(
+    bed: &mut Testbed,
+    options: &BenchOptions,
+    interrupt: &AtomicBool,
+    print: &mut dyn FnMut(&str),
+) -> Result<Outcome, ScenarioError> {
+    let before = match bed.server() {
+        Some(server) => Some(server.sample()?),
+        None => None,
+    };
+    let mut spec = LoadSpec::new(Mode::Idle, options.idle_sessions, options.duration);
+    spec.setup_concurrency = Some(options.concurrency);
+    print(&format!(
+        "  {} sessions coming up, then held for {:.0} s ...",
+        options.idle_sessions,
+        options.duration.as_secs_f64()
+    ));
+    let outcome = bed.load(&spec, interrupt)?;
+    let r = &outcome.report;
+    let mut figures = vec![fig(
+        "sessions_held",
+        "sessions",
+        r.sessions.held as f64,
+        Better::Higher,
+    )];
+    check_sessions(r, &mut figures)?;
+    let window = outcome.window();
+    let middle = (window.0 + window.1) / 2.0;
+    if let (Some(before), Some(held)) = (before, outcome.server_rss_near(middle)) {
+        figures.push(fig("server_rss_held", "B", held as f64, Better::Lower));
+        if r.sessions.held > 0 {
+            let per = held.saturating_sub(before.rss_bytes) as f64 / r.sessions.held as f64;
+            figures.push(fig("server_rss_per_session", "B", per, Better::Lower));
+        }
+        figures.push(fig(
+            "server_rss_empty",
+            "B",
+            before.rss_bytes as f64,
+            Better::Neither,
+        ));
+    }
+    let mut params = base_params(r, &options.topology, outcome.local);
+    params.insert("ramp_s".into(), format!("{:.2}", r.timing.ramp_s));
+    let usage = server_usage(&outcome, window, 0, 0);
+    cpu_context(
+        &outcome,
+        window,
+        &options.topology,
+        &mut figures,
+        &mut params,
+    );
+    // Nothing limits an idle hold.
+    params.remove("limited_by");
+    let result = ScenarioResult {
+        name: "idle".into(),
+        params,
+        figures,
+        server: usage,
+        latency: None,
+    };
+    Ok(Outcome::single(result, Vec::new(), print))
+}
+
+/// Connect and disconnect in concurrent loops.
+fn churn(
+    bed: &mut Testbed,
+    options: &BenchOptions,
+    interrupt: &AtomicBool,
+    print: &mut dyn FnMut(&str),
+) -> Result<Outcome, ScenarioError> {
+    let reference = handshakes(bed, options, print)?;
+    let before = match bed.server() {
+        Some(server) => Some(server.sample()?),
+        None => None,
+    };
+    let spec = LoadSpec::new(
+        Mode::Churn {
+            hold: Duration::ZERO,
+        },
+        options.concurrency as u64,
+        options.duration,
+    );
+    let outcome = bed.load(&spec, interrupt)?;
+    let r = &outcome.report;
+    let mut figures = Vec::new();
+    check_sessions(r, &mut figures)?;
+    let whole = outcome.whole();
+    let mut all = vec![fig(
+        "cycles_per_s",
+        "cycles/s",
+        r.churn.cycles_per_s,
+        Better::Higher,
+    )
+    .beside(&reference, "handshake_rate")];
+    let usage = server_usage(&outcome, whole, 0, r.sessions.established);
+    all.extend(cpu_per_1000_sessions(usage.as_ref(), &reference));
+    if let (Some(before), Some(after)) = (before, outcome.server_last()) {
+        figures.push(fig(
+            "server_rss_growth",
+            "B",
+            after.rss_bytes as f64 - before.rss_bytes as f64,
+            Better::Neither,
+        ));
+    }
+    all.push(fig(
+        "teardown_latency_p50",
+        "us",
+        r.teardown.p50_us as f64,
+        Better::Neither,
+    ));
+    all.append(&mut figures);
+    let mut params = base_params(r, &options.topology, outcome.local);
+    params.insert("cycles".into(), r.churn.cycles.to_string());
+    cpu_context(&outcome, whole, &options.topology, &mut all, &mut params);
+    let result = ScenarioResult {
+        name: "churn".into(),
+        params,
+        figures: all,
+        server: usage,
+        latency: None,
+    };
+    Ok(Outcome::single(result, vec![reference], print))
+}
+
+// -------------------------------------------------------------- display
+
+/// A scenario's figures as a short table: value, the reference beside it
+/// and the ratio; then who used the CPU.
+pub fn render(result: &ScenarioResult) -> String {
+    let mut rows = vec![vec![
+        format!("  {}", result.name),
+        String::new(),
+        "same-run reference".to_string(),
+        "ratio".to_string(),
+    ]];
+    let mut cores = Vec::new();
+    for f in &result.figures {
+        if f.unit == "cores" {
+            cores.push(format!(
+                "{} {}",
+                f.metric.trim_end_matches("_cores"),
+                crate::units::significant(f.value)
+            ));
+            continue;
+        }
+        if f.metric == "server_kernel_share" {
+            continue;
+        }
+        let (reference, r) = match &f.reference {
+            Some(r) => (
+                format!("{} {}", r.name, quantity(r.value, &f.unit)),
+                ratio(r.ratio),
+            ),
+            None => (String::new(), String::new()),
+        };
+        rows.push(vec![
+            format!("    {}", f.metric),
+            quantity(f.value, &f.unit),
+            reference,
+            r,
+        ]);
+    }
+    let mut out = crate::table::render(&rows, |i| i == 1 || i == 3);
+    if !cores.is_empty() {
+        let kernel = result
+            .figures
+            .iter()
+            .find(|f| f.metric == "server_kernel_share")
+            .map(|f| format!(" (sstpd {:.0}% in the kernel)", f.value * 100.0))
+            .unwrap_or_default();
+        let _ = writeln!(out, "    CPU cores used: {}{kernel}", cores.join(", "));
+    }
+    if let Some(limit) = result.params.get("limited_by") {
+        let _ = writeln!(out, "    limited by: {}", describe_limit(limit));
+    }
+    out.trim_end().to_owned()
+}
+
+fn describe_limit(label: &str) -> String {
+    use super::testbed::Limit;
+    [
+        Limit::Server,
+        Limit::Loadgen,
+        Limit::Peer,
+        Limit::Machine,
+        Limit::NotCpu,
+        Limit::ServerOrNetwork,
+    ]
+    .into_iter()
+    .find(|l| l.as_str() == label)
+    .map_or_else(|| label.to_owned(), |l| l.describe().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downstream_records_are_packet_plus_sstp_and_ppp_headers() {
+        assert_eq!(downstream_record(BULK_PAYLOAD), 1408);
+        assert_eq!(downstream_record(SMALL_PAYLOAD), 100);
+    }
+
+    #[test]
+    fn scenario_names_are_unique_and_grouped() {
+        let mut names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SCENARIOS.len());
+        let groups: Vec<&str> = SCENARIOS.iter().map(|s| s.group).collect();
+        for group in ["bulk", "pps", "latency", "setup", "idle", "churn"] {
+            assert!(groups.contains(&group), "{group}");
+        }
+    }
+
+    #[test]
+    fn the_pool_grows_with_the_sessions() {
+        assert_eq!(pool_for(4000), ("10.99.0.0/20", 4093));
+        assert_eq!(pool_for(4001).0, "10.99.0.0/16");
+    }
+
+    #[test]
+    fn a_histogram_summary_becomes_a_profile_with_the_judged_percentiles() {
+        let h = HistSummary {
+            count: 100,
+            min_us: 10,
+            mean_us: 20.5,
+            p50_us: 19,
+            p90_us: 30,
+            p99_us: 45,
+            p99_9_us: 60,
+            max_us: 70,
+            sum_ns: 2_050_000,
+        };
+        let p = hist_profile(&h);
+        assert_eq!(p.samples, 100);
+        assert_eq!(p.at(50.0), Some(19.0));
+        assert_eq!(p.at(99.9), Some(60.0));
+        let names: Vec<String> = p.figures().into_iter().map(|f| f.metric).collect();
+        assert_eq!(
+            names,
+            ["latency_p50", "latency_p90", "latency_p99", "latency_p999"]
+        );
+    }
+
+    #[test]
+    fn a_result_renders_with_reference_ratio_and_cpu() {
+        let reference = ReferenceResult {
+            name: "tls_stream_16384".into(),
+            params: Params::new(),
+            figures: vec![fig("throughput", "Gbit/s", 6.0, Better::Higher)],
+            latency: None,
+        };
+        let mut params = Params::new();
+        params.insert("limited_by".into(), "sstpd".into());
+        let result = ScenarioResult {
+            name: "bulk_up_1".into(),
+            params,
+            figures: vec![
+                fig("throughput", "Gbit/s", 2.0, Better::Higher).beside(&reference, "throughput"),
+                fig("server_cores", "cores", 0.98, Better::Neither),
+                fig("loadgen_cores", "cores", 0.5, Better::Neither),
+                fig("server_kernel_share", "ratio", 0.6, Better::Neither),
+            ],
+            server: None,
+            latency: None,
+        };
+        let text = render(&result);
+        assert_eq!(
+            text,
+            "  bulk_up_1                  same-run reference            ratio\n\
+             \x20   throughput  2.00 Gbit/s  tls_stream_16384 6.00 Gbit/s   0.33\n\
+             \x20   CPU cores used: server 0.980, loadgen 0.500 (sstpd 60% in the kernel)\n\
+             \x20   limited by: sstpd (its worker cores were busy)"
+        );
+    }
+}

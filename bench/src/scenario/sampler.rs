@@ -1,0 +1,308 @@
+//! Who used the CPU while a load ran: a background thread samples the
+//! CPU time and resident memory of a few processes (sstpd, the load
+//! generator, its peer) and the whole machine's busy time every
+//! [`SAMPLE_INTERVAL`], so a scenario can ask afterwards for any
+//! sub-interval of the run (the ramp, the traffic window) by wall-clock
+//! time, which is how the load generator's report states them.
+
+use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::process::ProcessSample;
+
+/// Time between two samples. CPU time advances in 10 ms clock ticks, so
+/// sampling faster would add noise, not resolution.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Samples kept at most (one hour at [`SAMPLE_INTERVAL`]); the sampler
+/// stops on its own after that.
+pub const MAX_SAMPLES: usize = 36_000;
+
+/// One reading of every watched process and of the machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    /// In the order of [`Sampler::start`]'s `pids`; `None` once a process
+    /// is gone.
+    pub processes: Vec<Option<ProcessSample>>,
+    /// Busy CPU seconds of the whole machine (all cores) since boot.
+    pub machine_busy_seconds: Option<f64>,
+}
+
+/// What a [`Sampler`] collected.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Samples {
+    pub points: Vec<Point>,
+}
+
+/// The CPU one process used in an interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuUse {
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+}
+
+impl CpuUse {
+    pub fn seconds(&self) -> f64 {
+        self.user_seconds + self.system_seconds
+    }
+
+    /// The share spent in the kernel (system calls, the network stack run
+    /// on the process's behalf), 0 when nothing was used.
+    pub fn system_share(&self) -> f64 {
+        let total = self.seconds();
+        if total > 0.0 {
+            self.system_seconds / total
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Linear interpolation of `value` over `points` at time `at`; clamped to
+/// the first and last points that have a value.
+fn interpolate(points: &[Point], at: f64, value: impl Fn(&Point) -> Option<f64>) -> Option<f64> {
+    let known: Vec<(f64, f64)> = points
+        .iter()
+        .filter_map(|p| Some((p.at, value(p)?)))
+        .collect();
+    let (first, last) = (known.first()?, known.last()?);
+    if at <= first.0 {
+        return Some(first.1);
+    }
+    if at >= last.0 {
+        return Some(last.1);
+    }
+    let after = known.iter().position(|&(t, _)| t >= at)?;
+    let (t1, v1) = known[after];
+    let (t0, v0) = known[after.checked_sub(1)?];
+    if t1 <= t0 {
+        return Some(v1);
+    }
+    Some(v0 + (v1 - v0) * (at - t0) / (t1 - t0))
+}
+
+impl Samples {
+    /// CPU used by the `index`th process between `from` and `to` (Unix
+    /// seconds), interpolated between samples.
+    pub fn cpu(&self, index: usize, from: f64, to: f64) -> Option<CpuUse> {
+        let process = |p: &Point| p.processes.get(index).copied().flatten();
+        let user = |at| interpolate(&self.points, at, |p| Some(process(p)?.user_seconds));
+        let system = |at| interpolate(&self.points, at, |p| Some(process(p)?.system_seconds));
+        Some(CpuUse {
+            user_seconds: (user(to)? - user(from)?).max(0.0),
+            system_seconds: (system(to)? - system(from)?).max(0.0),
+        })
+    }
+
+    /// Busy CPU seconds of the whole machine between `from` and `to`.
+    pub fn machine_busy(&self, from: f64, to: f64) -> Option<f64> {
+        let busy = |at| interpolate(&self.points, at, |p| p.machine_busy_seconds);
+        Some((busy(to)? - busy(from)?).max(0.0))
+    }
+
+    /// The `index`th process's resident memory at the sample nearest to
+    /// `at`.
+    pub fn rss_near(&self, index: usize, at: f64) -> Option<u64> {
+        self.points
+            .iter()
+            .filter_map(|p| Some((p.at, p.processes.get(index).copied().flatten()?)))
+            .min_by(|a, b| (a.0 - at).abs().total_cmp(&(b.0 - at).abs()))
+            .map(|(_, s)| s.rss_bytes)
+    }
+
+    /// The `index`th process's last reading.
+    pub fn last(&self, index: usize) -> Option<ProcessSample> {
+        self.points
+            .iter()
+            .rev()
+            .find_map(|p| p.processes.get(index).copied().flatten())
+    }
+}
+
+/// Busy time of all cores from the first line of `/proc/stat` (`ticks`
+/// per second): everything but idle and iowait.
+pub fn parse_machine_busy(stat: &str, ticks: u64) -> Option<f64> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already in user).
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some(total.saturating_sub(idle) as f64 / ticks.max(1) as f64)
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
+}
+
+fn read_point(pids: &[u32], ticks: u64) -> Point {
+    Point {
+        at: unix_seconds(SystemTime::now()),
+        processes: pids.iter().map(|&p| ProcessSample::read(p).ok()).collect(),
+        machine_busy_seconds: fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| parse_machine_busy(&s, ticks)),
+    }
+}
+
+/// A running sampler; [`Sampler::finish`] stops it and returns the
+/// samples (dropping it stops it too).
+#[derive(Debug)]
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Samples>>,
+}
+
+impl Sampler {
+    /// Starts sampling `pids` (a first point is taken before it returns).
+    pub fn start(pids: Vec<u32>) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticks = clock_ticks();
+        let first = read_point(&pids, ticks);
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut samples = Samples {
+                points: vec![first],
+            };
+            while !flag.load(Ordering::Acquire) && samples.points.len() < MAX_SAMPLES {
+                std::thread::park_timeout(SAMPLE_INTERVAL);
+                samples.points.push(read_point(&pids, ticks));
+            }
+            samples
+        });
+        Sampler {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops sampling (after one last point) and returns what was seen.
+    pub fn finish(mut self) -> Samples {
+        self.halt().unwrap_or_default()
+    }
+
+    fn halt(&mut self) -> Option<Samples> {
+        let handle = self.handle.take()?;
+        self.stop.store(true, Ordering::Release);
+        handle.thread().unpark();
+        handle.join().ok()
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn sample(user: f64, system: f64, rss: u64) -> ProcessSample {
+        ProcessSample {
+            user_seconds: user,
+            system_seconds: system,
+            threads: 1,
+            rss_bytes: rss,
+            rss_peak_bytes: rss,
+            at: Instant::now(),
+        }
+    }
+
+    fn points() -> Samples {
+        Samples {
+            points: vec![
+                Point {
+                    at: 100.0,
+                    processes: vec![Some(sample(1.0, 0.0, 10)), None],
+                    machine_busy_seconds: Some(50.0),
+                },
+                Point {
+                    at: 101.0,
+                    processes: vec![Some(sample(1.5, 0.5, 20)), None],
+                    machine_busy_seconds: Some(51.8),
+                },
+                Point {
+                    at: 102.0,
+                    processes: vec![Some(sample(2.5, 0.5, 30)), None],
+                    machine_busy_seconds: Some(53.8),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn cpu_is_interpolated_between_samples() {
+        let s = points();
+        let all = s.cpu(0, 100.0, 102.0).unwrap();
+        assert_eq!((all.user_seconds, all.system_seconds), (1.5, 0.5));
+        assert_eq!(all.system_share(), 0.25);
+        // Half of the first second, half of the second.
+        let mid = s.cpu(0, 100.5, 101.5).unwrap();
+        assert!((mid.user_seconds - 0.75).abs() < 1e-9, "{mid:?}");
+        assert!((mid.system_seconds - 0.25).abs() < 1e-9, "{mid:?}");
+        // Outside the samples: clamped, so nothing is invented.
+        assert_eq!(s.cpu(0, 90.0, 100.0).unwrap().seconds(), 0.0);
+        assert_eq!(s.cpu(0, 102.0, 200.0).unwrap().seconds(), 0.0);
+        // A process never seen has no figure.
+        assert_eq!(s.cpu(1, 100.0, 102.0), None);
+        assert_eq!(s.cpu(7, 100.0, 102.0), None);
+        assert!((s.machine_busy(100.0, 102.0).unwrap() - 3.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rss_is_taken_at_the_nearest_sample() {
+        let s = points();
+        assert_eq!(s.rss_near(0, 101.2), Some(20));
+        assert_eq!(s.rss_near(0, 500.0), Some(30));
+        assert_eq!(s.rss_near(1, 101.0), None);
+        assert_eq!(s.last(0).unwrap().rss_bytes, 30);
+        assert_eq!(Samples::default().cpu(0, 0.0, 1.0), None);
+    }
+
+    #[test]
+    fn machine_busy_time_excludes_idle_and_iowait() {
+        let stat = "cpu  1000 0 200 5000 300 0 40 60 0 0\ncpu0 1 2 3 4\n";
+        // (1000 + 200 + 40 + 60) ticks at 100 per second.
+        assert_eq!(parse_machine_busy(stat, 100), Some(13.0));
+        assert_eq!(parse_machine_busy("cpu0 1 2 3", 100), None);
+        assert_eq!(parse_machine_busy("cpu  x y", 100), None);
+        assert_eq!(parse_machine_busy("", 100), None);
+    }
+
+    #[test]
+    fn a_sampler_watches_our_own_process() {
+        let sampler = Sampler::start(vec![std::process::id(), u32::MAX]);
+        std::thread::sleep(Duration::from_millis(250));
+        let samples = sampler.finish();
+        assert!(samples.points.len() >= 2, "{}", samples.points.len());
+        assert!(samples.points.iter().all(|p| p.processes[0].is_some()));
+        assert!(samples.points.iter().all(|p| p.processes[1].is_none()));
+        let (first, last) = (&samples.points[0], samples.points.last().unwrap());
+        assert!(last.at > first.at);
+        assert!(samples.cpu(0, first.at, last.at).is_some());
+        assert!(samples.machine_busy(first.at, last.at).unwrap() >= 0.0);
+    }
+}
