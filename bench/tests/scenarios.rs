@@ -1,0 +1,166 @@
+//! `sstp-bench demo` and `sstp-bench run` end to end: the real sstp-bench,
+//! sstpd and sstp-loadgen binaries, in network namespaces of their own.
+//! Needs root (namespaces, TUN). The figures of debug builds mean little,
+//! so these tests check what a run must do whatever the machine's speed:
+//! every session comes up, every figure that has a reference carries its
+//! ratio, the results file is readable, and nothing is left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use sstp_bench::results::Results;
+
+/// A binary built in the same profile as this test (nextest builds every
+/// workspace binary for `--workspace`: sstpd and sstp-loadgen have
+/// integration tests of their own).
+fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join(name))
+        .expect("target directory of the test");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p sstpd -p sstp-loadgen`",
+        path.display()
+    );
+    path
+}
+
+/// Runs sstp-bench with the sibling sstpd and sstp-loadgen; returns its
+/// output and its pid (which names its namespaces).
+fn sstp_bench(args: &[&str]) -> (Output, u32) {
+    let child = Command::new(env!("CARGO_BIN_EXE_sstp-bench"))
+        .args(args)
+        .env("SSTPD_BIN", sibling_binary("sstpd"))
+        .env("SSTP_LOADGEN_BIN", sibling_binary("sstp-loadgen"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sstp-bench");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("wait for sstp-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "sstp-bench {args:?} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    (output, pid)
+}
+
+/// The namespaces sstp-bench with this pid created and left
+/// (`sstp-bench-PID-N`, as `sstpd::netns::NetNs` names them).
+fn namespaces_left_by(pid: u32) -> Vec<String> {
+    let prefix = format!("sstp-bench-{pid}-");
+    let listing = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_demo_sets_up_sessions_echoes_moves_bulk_and_leaves_nothing() {
+    let (output, pid) = sstp_bench(&["demo"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // Every step reported, with nothing lost on the way.
+    assert!(stdout.contains("200 up in"), "{stdout}");
+    assert!(stdout.contains(", 0 failed"), "{stdout}");
+    assert!(stdout.contains(", 0 lost"), "{stdout}");
+    // The table: each figure beside its same-run reference and a ratio.
+    for row in [
+        "sessions set up (200)",
+        "echo round trip p50",
+        "echo round trip p99",
+        "bulk upstream (4 sessions)",
+        "sstpd CPU per GB",
+        "sstpd memory, 200 sessions up",
+    ] {
+        assert!(stdout.contains(row), "no {row:?} row in:\n{stdout}");
+    }
+    let bulk = stdout
+        .lines()
+        .find(|l| l.starts_with("bulk upstream"))
+        .expect("bulk row");
+    assert!(
+        bulk.contains("Gbit/s") && bulk.contains("(stream)"),
+        "{bulk}"
+    );
+    // Cleaned up: the namespace it used is gone.
+    assert!(
+        stdout.contains(&format!("namespace sstp-bench-{pid}-")),
+        "{stdout}"
+    );
+    assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+    assert!(stdout.contains("Everything is gone again"), "{stdout}");
+}
+
+#[test]
+fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let results_path = dir.path().join("results.json");
+    let results_arg = results_path.to_str().expect("utf-8 path");
+    let (output, pid) = sstp_bench(&[
+        "run",
+        "setup",
+        "--setup-sessions",
+        "24",
+        "--concurrency",
+        "4",
+        "--duration",
+        "1",
+        "--reference-duration",
+        "0.3",
+        "--out",
+        results_arg,
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("4 in flight"), "{stdout}");
+
+    let results = Results::load(&results_path).expect("results file readable");
+    let setup = results
+        .scenarios
+        .iter()
+        .find(|s| s.name == "setup")
+        .unwrap_or_else(|| panic!("no setup scenario in {results:?}"));
+    let figure = |metric: &str| {
+        setup
+            .figures
+            .iter()
+            .find(|f| f.metric == metric)
+            .unwrap_or_else(|| panic!("no {metric} figure in {setup:?}"))
+    };
+    assert_eq!(figure("failed_sessions").value, 0.0);
+    let rate = figure("setup_rate");
+    assert!(rate.value > 0.0, "{rate:?}");
+    let reference = rate.reference.as_ref().expect("setup_rate has a reference");
+    assert_eq!(reference.name, "tls_handshake");
+    assert!(reference.value > 0.0, "{reference:?}");
+    assert!(
+        (reference.ratio - rate.value / reference.value).abs() < 1e-9,
+        "{reference:?}"
+    );
+    // Server cost from /proc: CPU per 1,000 sessions set up.
+    assert_eq!(
+        setup.server.as_ref().expect("server cost").sessions_set_up,
+        24
+    );
+    let per_1000 = figure("server_cpu_per_1000_sessions");
+    assert!(per_1000.value > 0.0, "{per_1000:?}");
+    // The reference it was measured against is in the same file.
+    assert!(
+        results.references.iter().any(|r| r.name == "tls_handshake"),
+        "{:?}",
+        results.references
+    );
+    assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+}
