@@ -579,6 +579,21 @@ fn prepare() -> Arc<AtomicBool> {
     interrupt
 }
 
+/// Whether we run as root, which a local sstpd needs (network
+/// namespaces, its TUN device); says so when not.
+fn is_root(command: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    eprintln!(
+        "sstp-bench: {command} needs root: it creates a network namespace and sstpd creates a \
+         TUN device in it (run it as root, e.g. `sudo -E cargo run --release -p sstp-bench -- \
+         {command}`; `run --target` needs no root)"
+    );
+    false
+}
+
 fn seconds(name: &str, value: f64) -> Result<Duration, String> {
     if value > 0.0 && value <= 3600.0 {
         Ok(Duration::from_secs_f64(value))
@@ -661,6 +676,9 @@ fn run_scenarios(args: &RunArgs) -> ExitCode {
     if let Err(e) = bench_options(args, placeholder) {
         eprintln!("sstp-bench: {e}");
         return ExitCode::from(2);
+    }
+    if args.target.is_none() && !is_root("run") {
+        return ExitCode::FAILURE;
     }
     let interrupt = prepare();
     let binaries = match scenario::ensure_built(&interrupt) {
@@ -772,6 +790,9 @@ fn run_scenarios(args: &RunArgs) -> ExitCode {
 }
 
 fn run_demo(out: Option<&std::path::Path>) -> ExitCode {
+    if !is_root("demo") {
+        return ExitCode::FAILURE;
+    }
     let interrupt = prepare();
     println!("sstp-bench demo: sstpd and sstp-loadgen in a network namespace, about 10 seconds");
     let binaries = match scenario::ensure_built(&interrupt) {
