@@ -572,7 +572,9 @@ fn prepare() -> Arc<AtomicBool> {
             eprintln!("sstp-bench: cannot handle signal {signal}: {e}");
         }
     }
-    sstp_loadgen::raise_open_file_limit();
+    if let Err(e) = sstpd::limits::raise_open_file_limit() {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
     for name in sstpd::netns::NetNs::sweep_stale(scenario::process::NAMESPACE_PREFIX) {
         println!("removed namespace {name}, left by an earlier run that did not finish");
     }

@@ -33,21 +33,3 @@ pub mod stats;
 pub use config::{Credentials, Direction, FailureLimit, LoadConfig, Mode};
 pub use engine::{Engine, Observer, Quiet, RunError, Snapshot};
 pub use report::{Report, SCHEMA, SCHEMA_VERSION};
-
-/// Every session is a socket: allow as many as the hard limit permits
-/// (the soft limit is often 1,024). The
-/// benchmark suite calls it too: its children inherit the limit.
-pub fn raise_open_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}

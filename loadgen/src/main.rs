@@ -26,7 +26,9 @@ const EXIT_ERROR: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    sstp_loadgen::raise_open_file_limit();
+    if let Err(e) = sstpd::limits::raise_open_file_limit() {
+        eprintln!("warning: cannot raise the open-file limit: {e}");
+    }
     if let Command::Peer(args) = &cli.command {
         return run_peer(&args.config());
     }

@@ -29,6 +29,9 @@ pub mod client;
 /// The TOML configuration and its embedded defaults.
 #[cfg(feature = "runtime")]
 pub mod config;
+/// The open-file limit, raised at startup for the sessions' sockets.
+#[cfg(feature = "runtime")]
+pub mod limits;
 /// Counters for operators and tests.
 #[cfg(feature = "runtime")]
 pub mod metrics;

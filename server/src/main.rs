@@ -51,6 +51,20 @@ fn run(config_path: Option<std::path::PathBuf>) -> ExitCode {
         tracing::error!("{e}");
         return ExitCode::FAILURE;
     }
+    match sstpd::limits::raise_open_file_limit() {
+        Ok(limit) => {
+            let room = sstpd::limits::sessions_within(limit, config.worker_count());
+            if room < config.server.max_sessions as u64 {
+                tracing::warn!(
+                    open_file_limit = limit,
+                    max_sessions = config.server.max_sessions,
+                    "the open-file limit leaves room for about {room} sessions only: raise it \
+                     (LimitNOFILE= in the systemd unit, `ulimit -Hn` in a shell)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
 
     // Load (or generate) the certificate before the workers start, so that a
     // bad key fails fast and the banner can show the fingerprint.
