@@ -113,9 +113,6 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// How long a closing session waits for the server's end of the stream.
-const CLOSE_LINGER: Duration = Duration::from_secs(1);
-
 /// Receives IP packets from the server.
 pub type IpHandler = Box<dyn FnMut(&[u8])>;
 
@@ -391,7 +388,7 @@ async fn reader(client: Client) {
         }
     }
     client.inner.reader_done.set(true);
-    client.inner.reader_done_notify.notify_waiters();
+    client.inner.reader_done_notify.notify_one();
 }
 
 async fn writer(client: Client) {
@@ -482,19 +479,10 @@ impl Client {
         }
     }
 
-    /// After our close_notify and FIN: waits (at most [`CLOSE_LINGER`])
-    /// for the server's. Closing the socket before they arrive would make
-    /// the kernel answer them with a reset.
+    /// After our close_notify and FIN: waits for the server's
+    /// ([`crate::session_io::linger`]).
     async fn linger(&self) {
-        let deadline = tokio::time::Instant::now() + CLOSE_LINGER;
-        while !self.inner.reader_done.get() {
-            let finished = self.inner.reader_done_notify.notified();
-            if self.inner.reader_done.get()
-                || tokio::time::timeout_at(deadline, finished).await.is_err()
-            {
-                return;
-            }
-        }
+        crate::session_io::linger(&self.inner.reader_done, &self.inner.reader_done_notify).await;
     }
 
     fn mark_closed(&self) {

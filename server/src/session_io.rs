@@ -1,10 +1,10 @@
 //! The two steps every session writer repeats, for the server's sessions
 //! and the client runtime alike: run the protocol's due timers and collect
 //! what it wants to send, then sleep until there is new work or the next
-//! timer is due.
+//! timer is due; and, after closing, to linger for the peer's close.
 
-use std::cell::RefCell;
-use std::time::Instant;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -37,5 +37,21 @@ pub(crate) async fn wait_for_work(wake: &Notify, deadline: Option<Instant>) {
             }
         }
         None => wake.notified().await,
+    }
+}
+
+/// How long a session that has sent its close_notify and FIN waits for
+/// the peer's.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// After our close_notify and FIN: waits, at most [`CLOSE_LINGER`], until
+/// the reader has seen the peer's end of the stream (`reader_done`, each
+/// change announced by `notify_one` on `wake`). Closing the socket before
+/// the peer's close_notify and FIN arrive makes the kernel answer them
+/// with a reset, which clients report as an error.
+pub(crate) async fn linger(reader_done: &Cell<bool>, wake: &Notify) {
+    let deadline = Instant::now() + CLOSE_LINGER;
+    while !reader_done.get() && Instant::now() < deadline {
+        wait_for_work(wake, Some(deadline)).await;
     }
 }

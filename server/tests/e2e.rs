@@ -301,6 +301,7 @@ fn sigterm_disconnects_every_session_cleanly() {
         .unwrap();
     let pid = child.id();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ns_ref = &ns;
     let reasons = ns.run(move || {
         tokio_uring::start(async move {
             // Wait for the listener.
@@ -333,6 +334,7 @@ fn sigterm_disconnects_every_session_cleanly() {
                 );
                 clients.push(connect(&options).await.unwrap());
             }
+            let rsts_before = tcp_out_rsts(ns_ref);
             // SAFETY: sending a signal to our own child.
             unsafe { libc::kill(pid as i32, libc::SIGTERM) };
             let mut reasons = Vec::new();
@@ -343,9 +345,10 @@ fn sigterm_disconnects_every_session_cleanly() {
                 );
                 reasons.push(client.close_reason().map(|r| r.as_str()).unwrap_or("none"));
             }
-            reasons
+            (reasons, rsts_before)
         })
     });
+    let (reasons, rsts_before) = reasons;
     for reason in &reasons {
         assert!(
             ["peer_terminated", "peer_disconnect"].contains(reason),
@@ -368,6 +371,30 @@ fn sigterm_disconnects_every_session_cleanly() {
         + &String::from_utf8_lossy(&output.stdout);
     assert!(status.success(), "exit status {status}; log:\n{log}");
     assert!(log.contains("sstpd stopped"), "log:\n{log}");
+    // Both ends closed in order (close_notify and FIN each way, the closer
+    // lingering for the other's): no TCP reset in the namespace.
+    assert_eq!(tcp_out_rsts(&ns), rsts_before, "TCP resets were sent");
+}
+
+/// The namespace's count of TCP resets sent (`OutRsts` in /proc/net/snmp).
+fn tcp_out_rsts(ns: &sstpd::netns::NetNs) -> u64 {
+    let output = ns
+        .command("cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .expect("read /proc/net/snmp in the namespace");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (
+        tcp.next().expect("Tcp header"),
+        tcp.next().expect("Tcp values"),
+    );
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "OutRsts")
+        .and_then(|(_, value)| value.parse().ok())
+        .expect("OutRsts in /proc/net/snmp")
 }
 
 /// The parts of a test configuration the binary needs, as TOML.

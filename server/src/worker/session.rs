@@ -194,6 +194,10 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
         super::tun_io::wait_for_tun_space(&worker).await;
         plaintext.clear();
         match ctx.tls.read_plaintext(&mut plaintext).await {
+            // Once the session has closed, what still arrives (the
+            // client's close_notify, a late packet) is read and dropped
+            // until the client's end of the stream: see the writer's linger.
+            Ok(ReadOutcome::Data(_)) if ctx.proto.borrow().is_closed() => {}
             Ok(ReadOutcome::Data(_)) => ctx.input(&worker, &plaintext),
             Ok(ReadOutcome::Closed) => {
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
@@ -205,9 +209,6 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
                 break;
             }
-        }
-        if ctx.proto.borrow().is_closed() {
-            break;
         }
     }
     ctx.reader_done.set(true);
@@ -237,9 +238,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         }
         if ctx.proto.borrow().is_closed() {
             let _ = ctx.tls.close().await;
-            break;
-        }
-        if ctx.reader_done.get() && ctx.proto.borrow().is_closed() {
+            crate::session_io::linger(&ctx.reader_done, &ctx.wake_writer).await;
             break;
         }
         crate::session_io::wait_for_work(&ctx.wake_writer, deadline).await;
