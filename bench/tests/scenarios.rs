@@ -1,5 +1,6 @@
-//! `sstp-bench demo` and `sstp-bench run` end to end: the real sstp-bench,
-//! sstpd and sstp-loadgen binaries, in network namespaces of their own.
+//! `sstp-bench demo`, `sstp-bench run` and `run --target` end to end: the
+//! real sstp-bench, sstpd and sstp-loadgen binaries, in network namespaces
+//! of their own.
 //! Needs root (namespaces, TUN). The figures of debug builds mean little,
 //! so these tests check what a run must do whatever the machine's speed:
 //! every session comes up, every figure that has a reference carries its
@@ -7,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use sstp_bench::results::Results;
 
@@ -32,7 +34,12 @@ fn sibling_binary(name: &str) -> PathBuf {
 /// Runs sstp-bench with the sibling sstpd and sstp-loadgen; returns its
 /// output and its pid (which names its namespaces).
 fn sstp_bench(args: &[&str]) -> (Output, u32) {
-    let child = Command::new(env!("CARGO_BIN_EXE_sstp-bench"))
+    sstp_bench_with(Command::new(env!("CARGO_BIN_EXE_sstp-bench")), args)
+}
+
+/// [`sstp_bench`] through `command` (e.g. `ip netns exec NS sstp-bench`).
+fn sstp_bench_with(mut command: Command, args: &[&str]) -> (Output, u32) {
+    let child = command
         .args(args)
         .env("SSTPD_BIN", sibling_binary("sstpd"))
         .env("SSTP_LOADGEN_BIN", sibling_binary("sstp-loadgen"))
@@ -163,4 +170,95 @@ fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
         results.references
     );
     assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+}
+
+#[test]
+fn a_target_run_measures_another_server_through_its_peer() {
+    // "Another" server: sstpd on its embedded defaults, started by hand in
+    // a namespace with `sstp-loadgen peer` beside it, as an operator would
+    // set up a server under test. sstp-bench runs in the same namespace
+    // and knows it only by address and credentials.
+    let state = tempfile::tempdir().expect("temporary directory");
+    let ns = sstpd::netns::NetNs::new("sstp-bench-target").expect("namespace");
+    ns.spawn_tracked(
+        ns.command(sibling_binary("sstpd"))
+            .env("SSTPD_DEMO_PASSWORD", "target-pw")
+            .env("STATE_DIRECTORY", state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("start sstpd");
+    ns.spawn_tracked(
+        ns.command(sibling_binary("sstp-loadgen"))
+            .args(["peer", "--bind", "0.0.0.0:9000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("start the peer");
+    let listening = ns.run(|| {
+        (0..200).any(|_| {
+            let up = std::net::TcpStream::connect("127.0.0.1:4443").is_ok();
+            if !up {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            up
+        })
+    });
+    assert!(listening, "sstpd did not listen on 127.0.0.1:4443");
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let results_path = dir.path().join("results.json");
+    let mut command = ns.command(env!("CARGO_BIN_EXE_sstp-bench"));
+    command.env("SSTPD_BIN", sibling_binary("sstpd"));
+    command.env("SSTP_LOADGEN_BIN", sibling_binary("sstp-loadgen"));
+    let (output, _) = sstp_bench_with(
+        command,
+        &[
+            "run",
+            "latency",
+            "--target",
+            "127.0.0.1:4443",
+            "--user",
+            "demo",
+            "--password",
+            "target-pw",
+            "--duration",
+            "0.5",
+            "--reference-duration",
+            "0.3",
+            "--out",
+            results_path.to_str().expect("utf-8 path"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("--target 127.0.0.1:4443"), "{stdout}");
+    ns.kill_tracked();
+
+    let results = Results::load(&results_path).expect("results file readable");
+    let names: Vec<&str> = results.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["latency_max", "latency_10pct", "latency_50pct"]);
+    for scenario in &results.scenarios {
+        // Not our server: no CPU or memory of it is claimed.
+        assert!(scenario.server.is_none(), "{scenario:?}");
+        assert_eq!(
+            scenario.params.get("target").map(String::as_str),
+            Some("127.0.0.1:4443")
+        );
+    }
+    let paced = &results.scenarios[1];
+    let p50 = paced
+        .figures
+        .iter()
+        .find(|f| f.metric == "latency_p50")
+        .unwrap_or_else(|| panic!("no latency_p50 in {paced:?}"));
+    assert!(p50.value > 0.0, "{p50:?}");
+    let reference = p50.reference.as_ref().expect("p50 has a reference");
+    assert_eq!(reference.name, "tls_ping_pong");
+    // Replies came back through the target's tunnels at the paced rate.
+    let rate = paced
+        .figures
+        .iter()
+        .find(|f| f.metric == "round_trip_rate")
+        .expect("round_trip_rate");
+    assert!(rate.value > 0.0, "{rate:?}");
 }

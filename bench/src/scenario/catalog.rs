@@ -246,6 +246,29 @@ impl Outcome {
     }
 }
 
+/// For a `--target` run whose traffic went unanswered: where the load
+/// generator expected `sstp-loadgen peer`.
+fn peer_hint(options: &BenchOptions) -> String {
+    match &options.remote {
+        Some(c) => {
+            let at = c.peer.map_or_else(
+                || {
+                    format!(
+                        "the tunnel gateway, port {}",
+                        sstp_loadgen::config::DEFAULT_PEER_PORT
+                    )
+                },
+                |p| p.to_string(),
+            );
+            format!(
+                " (is `sstp-loadgen peer` running behind {}, at {at}?)",
+                c.target
+            )
+        }
+        None => String::new(),
+    }
+}
+
 /// The largest IPv4 pool sstpd is given, and its size in clients.
 fn pool_for(sessions: u64) -> (&'static str, usize) {
     if sessions <= 4000 {
@@ -547,13 +570,17 @@ fn throughput(
     let seconds = r.timing.window_s;
     // What came out of the tunnel: the peer's count upstream (when every
     // flow answered), what we received downstream.
-    let (packets, bytes, loss) = if up {
-        let counted = r.peer.answered_flows == r.peer.queried_flows && r.peer.queried_flows > 0;
-        if counted {
-            (r.peer.rx_packets, r.peer.rx_bytes, r.loss.up.as_ref())
-        } else {
-            (r.traffic.up.packets, r.traffic.up.bytes, None)
-        }
+    let counted_by_peer =
+        up && r.peer.answered_flows == r.peer.queried_flows && r.peer.queried_flows > 0;
+    let (packets, bytes, loss) = if counted_by_peer {
+        (r.peer.rx_packets, r.peer.rx_bytes, r.loss.up.as_ref())
+    } else if up {
+        print(&format!(
+            "  note: the peer did not report what it received{}; the throughput is what \
+             the load generator sent",
+            peer_hint(options)
+        ));
+        (r.traffic.up.packets, r.traffic.up.bytes, None)
     } else {
         (
             r.traffic.down.packets,
@@ -561,6 +588,12 @@ fn throughput(
             r.loss.down.as_ref(),
         )
     };
+    if !up && packets == 0 {
+        return Err(ScenarioError::Loadgen(format!(
+            "no traffic came down the tunnels{}",
+            peer_hint(options)
+        )));
+    }
     let gbit = per_second(bytes, seconds) * 8.0 / 1e9;
     let pps = per_second(packets, seconds);
     let small = payload == SMALL_PAYLOAD;
@@ -611,6 +644,10 @@ fn throughput(
         (payload + IP_UDP_OVERHEAD).to_string(),
     );
     params.insert("server_record_bytes".into(), record.to_string());
+    if up {
+        let counted_by = if counted_by_peer { "peer" } else { "sender" };
+        params.insert("counted_by".into(), counted_by.into());
+    }
     cpu_context(
         &outcome,
         window,
@@ -662,9 +699,10 @@ fn latency(
     // Replies received in the window: what the loop carried.
     let max = r.traffic.down.packets_per_s;
     if max <= 0.0 {
-        return Err(ScenarioError::Loadgen(
-            "no round trip completed at full speed".into(),
-        ));
+        return Err(ScenarioError::Loadgen(format!(
+            "no round trip completed at full speed{}",
+            peer_hint(options)
+        )));
     }
     figures.insert(
         0,
