@@ -1,7 +1,8 @@
 //! The open-file limit: every session is a socket, so the soft limit
 //! (1,024 in a login shell) would cap sstpd far below
 //! `server.max_sessions`. At startup sstpd raises the soft limit to the
-//! hard one and says when even that is too low.
+//! hard one, and the hard one to what `max_sessions` needs where it may
+//! (root), and says when the limit is still too low.
 
 /// Descriptors that are not sessions: listeners, TUN queues, eventfds,
 /// io_uring rings, log and state files, per worker and in total.
@@ -14,9 +15,11 @@ pub fn sessions_within(limit: u64, workers: usize) -> u64 {
     limit.saturating_sub(overhead)
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit now
-/// in force.
-pub fn raise_open_file_limit() -> std::io::Result<u64> {
+/// Raises RLIMIT_NOFILE: the soft limit to the hard one, and both to
+/// `wanted` (capped at the kernel's `fs.nr_open`) when the hard limit is
+/// lower and the process may raise it (root, `CAP_SYS_RESOURCE`). Returns
+/// the limit now in force.
+pub fn raise_open_file_limit(wanted: u64) -> std::io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -25,18 +28,41 @@ pub fn raise_open_file_limit() -> std::io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: setrlimit reads the valid rlimit it is given.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        return Ok(raised.rlim_cur);
+    let wanted = wanted.min(kernel_maximum());
+    if wanted > limit.rlim_max && set_limit(wanted, wanted).is_ok() {
+        return Ok(wanted);
     }
-    Ok(limit.rlim_cur)
+    if limit.rlim_cur < limit.rlim_max {
+        set_limit(limit.rlim_max, limit.rlim_max)?;
+    }
+    Ok(limit.rlim_max)
+}
+
+fn set_limit(soft: u64, hard: u64) -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the valid rlimit it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fs.nr_open`, the most descriptors a process may be allowed (the
+/// kernel's default when it cannot be read).
+fn kernel_maximum() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20)
+}
+
+/// The limit sstpd asks for: room for `max_sessions` plus its fixed
+/// descriptors.
+pub fn wanted_for(max_sessions: usize, workers: usize) -> u64 {
+    max_sessions as u64 + DESCRIPTORS_BESIDES_WORKERS + DESCRIPTORS_PER_WORKER * workers as u64
 }
 
 #[cfg(test)]
@@ -51,8 +77,16 @@ mod tests {
     }
 
     #[test]
+    fn wanted_is_the_sessions_plus_the_fixed_descriptors() {
+        assert_eq!(wanted_for(1000, 2), 1000 + 64 + 16);
+        assert_eq!(sessions_within(wanted_for(1000, 2), 2), 1000);
+    }
+
+    #[test]
     fn raising_leaves_the_soft_limit_at_the_hard_one() {
-        let now = raise_open_file_limit().expect("getrlimit/setrlimit");
+        // Asks for no more than is allowed already: only the soft limit
+        // moves, so the test process keeps the limits it was given.
+        let now = raise_open_file_limit(0).expect("getrlimit/setrlimit");
         let mut limit = libc::rlimit {
             rlim_cur: 0,
             rlim_max: 0,

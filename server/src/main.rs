@@ -51,7 +51,8 @@ fn run(config_path: Option<std::path::PathBuf>) -> ExitCode {
         tracing::error!("{e}");
         return ExitCode::FAILURE;
     }
-    match sstpd::limits::raise_open_file_limit() {
+    let wanted = sstpd::limits::wanted_for(config.server.max_sessions, config.worker_count());
+    match sstpd::limits::raise_open_file_limit(wanted) {
         Ok(limit) => {
             let room = sstpd::limits::sessions_within(limit, config.worker_count());
             if room < config.server.max_sessions as u64 {
@@ -59,7 +60,7 @@ fn run(config_path: Option<std::path::PathBuf>) -> ExitCode {
                     open_file_limit = limit,
                     max_sessions = config.server.max_sessions,
                     "the open-file limit leaves room for about {room} sessions only: raise it \
-                     (LimitNOFILE= in the systemd unit, `ulimit -Hn` in a shell)"
+                     (LimitNOFILE= in the systemd unit, or run as root)"
                 );
             }
         }
