@@ -572,7 +572,9 @@ fn prepare() -> Arc<AtomicBool> {
             eprintln!("sstp-bench: cannot handle signal {signal}: {e}");
         }
     }
-    if let Err(e) = sstpd::limits::raise_open_file_limit() {
+    // The load generator and sstpd inherit it: as many descriptors as the kernel allows
+    // this process (fs.nr_open as root, else the hard limit).
+    if let Err(e) = sstpd::limits::raise_open_file_limit(u64::MAX) {
         eprintln!("warning: cannot raise the open-file limit: {e}");
     }
     for name in sstpd::netns::NetNs::sweep_stale(scenario::process::NAMESPACE_PREFIX) {
@@ -615,8 +617,11 @@ fn bench_options(
     if args.concurrency == 0 || args.idle_sessions == 0 || args.setup_sessions == 0 {
         return Err("--concurrency and the session counts must be at least 1".into());
     }
-    if args.idle_sessions.max(args.setup_sessions) > 65_000 {
-        return Err("at most 65,000 sessions (the largest pool sstp-bench gives sstpd)".into());
+    if args.idle_sessions.max(args.setup_sessions) > scenario::catalog::MAX_LOCAL_SESSIONS {
+        return Err(format!(
+            "at most {} sessions (the largest pool sstp-bench gives sstpd)",
+            scenario::catalog::MAX_LOCAL_SESSIONS
+        ));
     }
     options.idle_sessions = args.idle_sessions;
     options.setup_sessions = args.setup_sessions;

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use sstp_loadgen::report::HistSummary;
+use sstp_loadgen::report::{HistSummary, Sessions};
 use sstp_loadgen::{Direction, Mode, Report};
 
 use super::loadgen::{bulk, Connection, LoadSpec};
@@ -269,12 +269,17 @@ fn peer_hint(options: &BenchOptions) -> String {
     }
 }
 
+/// Most sessions a local run asks of sstpd (the largest pool it gives it).
+pub const MAX_LOCAL_SESSIONS: u64 = 130_000;
+
 /// The largest IPv4 pool sstpd is given, and its size in clients.
 fn pool_for(sessions: u64) -> (&'static str, usize) {
     if sessions <= 4000 {
         ("10.99.0.0/20", 4093)
-    } else {
+    } else if sessions <= 65_000 {
         ("10.99.0.0/16", 65_533)
+    } else {
+        ("10.98.0.0/15", 131_069)
     }
 }
 
@@ -485,7 +490,31 @@ pub(crate) fn base_params(report: &Report, topology: &Topology, local: bool) -> 
         },
     );
     p.insert("loadgen_workers".into(), report.config.workers.to_string());
+    if let Some(failures) = failure_summary(&report.sessions) {
+        p.insert("failures".into(), failures);
+    }
     p
+}
+
+/// Why sessions failed or dropped, most frequent first: `reason ×count
+/// (example)`; `None` when none did.
+fn failure_summary(s: &Sessions) -> Option<String> {
+    let mut counts: Vec<(&String, u64)> = s
+        .failure_reasons
+        .iter()
+        .chain(&s.drop_reasons)
+        .map(|(reason, &count)| (reason, count))
+        .filter(|&(_, count)| count > 0)
+        .collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let parts: Vec<String> = counts
+        .into_iter()
+        .map(|(reason, count)| match s.failure_examples.get(reason) {
+            Some(example) => format!("{reason} ×{count} ({example})"),
+            None => format!("{reason} ×{count}"),
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Fails the scenario when no session came up; otherwise the number of
@@ -1040,6 +1069,9 @@ pub fn render(result: &ScenarioResult) -> String {
             .unwrap_or_default();
         let _ = writeln!(out, "    CPU cores used: {}{kernel}", cores.join(", "));
     }
+    if let Some(failures) = result.params.get("failures") {
+        let _ = writeln!(out, "    failures: {failures}");
+    }
     if let Some(limit) = result.params.get("limited_by") {
         let _ = writeln!(out, "    limited by: {}", describe_limit(limit));
     }
@@ -1084,9 +1116,37 @@ mod tests {
     }
 
     #[test]
+    fn failures_are_summarized_most_frequent_first_with_an_example() {
+        let mut sessions = Sessions {
+            attempted: 10,
+            established: 6,
+            failed: 3,
+            dropped: 1,
+            held: 5,
+            closed: 0,
+            close_timeouts: 0,
+            failure_reasons: Default::default(),
+            failure_examples: Default::default(),
+            drop_reasons: Default::default(),
+        };
+        assert_eq!(failure_summary(&sessions), None);
+        sessions.failure_reasons.insert("tcp_connect".into(), 1);
+        sessions.failure_reasons.insert("tls".into(), 2);
+        sessions
+            .failure_examples
+            .insert("tls".into(), "handshake timed out".into());
+        sessions.drop_reasons.insert("peer_abort".into(), 1);
+        assert_eq!(
+            failure_summary(&sessions).as_deref(),
+            Some("tls ×2 (handshake timed out); peer_abort ×1; tcp_connect ×1")
+        );
+    }
+
+    #[test]
     fn the_pool_grows_with_the_sessions() {
         assert_eq!(pool_for(4000), ("10.99.0.0/20", 4093));
         assert_eq!(pool_for(4001).0, "10.99.0.0/16");
+        assert_eq!(pool_for(100_000), ("10.98.0.0/15", 131_069));
     }
 
     #[test]
