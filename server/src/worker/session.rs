@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tracing::{field, Instrument};
@@ -26,6 +26,7 @@ const MAX_PENDING_PLAINTEXT: usize = 512 * 1024;
 
 /// Accepts connections on one listener until shutdown.
 pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::TcpListener) {
+    let mut warnings = AcceptWarnings::default();
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
@@ -38,10 +39,40 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly rather than spin.
                 worker.metrics().event("accept_error");
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                if let Some(suppressed) = warnings.due(Instant::now()) {
+                    tracing::warn!(error = %e, suppressed, "accept failed");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
+    }
+}
+
+/// Pause after a failed accept (out of descriptors, usually).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// At most one "accept failed" line per this interval: a listener out of
+/// descriptors fails every [`ACCEPT_BACKOFF`], and the counter has them all.
+const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Rate limit of the "accept failed" log line.
+#[derive(Debug, Default)]
+struct AcceptWarnings {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptWarnings {
+    /// `Some(failures not logged since the last line)` when a line is due.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < ACCEPT_WARNING_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
@@ -444,5 +475,22 @@ impl SessionCtx {
             .sessions_active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         worker.session_ended.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_warnings_are_one_line_per_interval_with_the_rest_counted() {
+        let mut warnings = AcceptWarnings::default();
+        let start = Instant::now();
+        assert_eq!(warnings.due(start), Some(0));
+        for i in 1..50 {
+            assert_eq!(warnings.due(start + ACCEPT_BACKOFF * i), None);
+        }
+        assert_eq!(warnings.due(start + ACCEPT_WARNING_INTERVAL), Some(49));
+        assert_eq!(warnings.due(start + ACCEPT_WARNING_INTERVAL * 3), Some(0));
     }
 }
