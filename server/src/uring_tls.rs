@@ -90,6 +90,9 @@ impl std::fmt::Debug for TlsConn {
     }
 }
 
+/// How long a failed handshake may take to send its alert.
+const ALERT_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// TLS or IO failure of a connection.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -188,6 +191,13 @@ impl TlsConn {
         early: &mut Vec<u8>,
     ) -> Result<(), TlsIoError> {
         match tokio::time::timeout(timeout, self.handshake_inner(early)).await {
+            Ok(Err(TlsIoError::Tls(e))) => {
+                // A protocol error: tell the peer which, with the alert
+                // rustls queued (RFC 8446 6.2), as far as the socket takes
+                // it at once.
+                let _ = tokio::time::timeout(ALERT_FLUSH_TIMEOUT, self.flush_tls()).await;
+                Err(TlsIoError::Tls(e))
+            }
             Ok(r) => r,
             Err(_) => Err(TlsIoError::HandshakeTimeout),
         }
@@ -302,7 +312,17 @@ impl TlsConn {
             // read_tls takes what fits in rustls' buffer; loop until all of
             // this read has been consumed.
             tls.read_tls(&mut ciphertext)?;
-            let state = tls.process_new_packets()?;
+            let state = match tls.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    // rustls has queued the fatal alert that names the
+                    // error; the caller sends it before closing.
+                    if tls.wants_write() {
+                        self.pending_tls_output.set(true);
+                    }
+                    return Err(e.into());
+                }
+            };
             let available = state.plaintext_bytes_to_read();
             if available > 0 {
                 let start = plaintext.len();
