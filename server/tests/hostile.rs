@@ -1,0 +1,185 @@
+#![cfg(feature = "runtime")]
+//! Bad input at the real server: each hostile connection gets the answer
+//! the spec names (a TLS alert, an HTTP 4xx, a Call Abort), is counted,
+//! and disturbs no other session: a client that was up before keeps
+//! pinging through it all.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use sstpd::config::TlsVersion;
+use sstpd::proto::auth::AuthProtocol;
+use sstpd::tls::certs::SelfSignedKey;
+use sstpd::tls::client::{build_client_config, ServerVerification};
+
+/// [MS-SSTP] 2.2.9: Call Abort's message type.
+const CALL_ABORT: u16 = 0x0005;
+/// A request that passes every check of [MS-SSTP] 3.2.4.1.
+const DUPLEX_POST: &str =
+    "SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n\
+Host: localhost\r\n\
+Content-Length: 18446744073709551615\r\n\
+SSTPCORRELATIONID: {B0F4A4BE-7E84-4A4F-A4F6-0C5D4F2E1B63}\r\n\r\n";
+/// How long any one hostile exchange may take (the server's Call Abort
+/// timer is 3 s; nothing here waits for a handshake timeout).
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn tcp(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    stream
+}
+
+fn tls(addr: SocketAddr) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config: Arc<rustls::ClientConfig> =
+        build_client_config(&sstpd::tls::client::ClientOptions {
+            verification: ServerVerification::Insecure,
+            ..Default::default()
+        })
+        .unwrap();
+    let name = sstpd::tls::client::server_name("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    rustls::StreamOwned::new(conn, tcp(addr))
+}
+
+/// Everything until the server closes (close_notify, FIN or reset) or
+/// `enough` says so.
+fn read_until(stream: &mut impl Read, enough: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !enough(&got) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("no answer within {READ_TIMEOUT:?}; got {got:?}")
+            }
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+fn head_end(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
+
+/// The status line of an HTTP response.
+fn status_line(bytes: &[u8]) -> String {
+    let end = bytes
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Message types of the SSTP control packets in `bytes` ([MS-SSTP] 2.2.1).
+fn control_messages(mut bytes: &[u8]) -> Vec<u16> {
+    let mut types = Vec::new();
+    while bytes.len() >= 6 {
+        let len = (usize::from(bytes[2] & 0x0f) << 8) | usize::from(bytes[3]);
+        if len < 4 || len > bytes.len() {
+            break;
+        }
+        if bytes[1] & 1 == 1 {
+            types.push(u16::from_be_bytes([bytes[4], bytes[5]]));
+        }
+        bytes = &bytes[len..];
+    }
+    types
+}
+
+#[test]
+fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 1));
+    let addr = server.addr;
+    let outcome = server.run_clients(move || async move {
+        let options = client_options(
+            addr,
+            "alice",
+            "alice-secret",
+            (TlsVersion::Tls13, TlsVersion::Tls13),
+            &[AuthProtocol::MsChapV2],
+        );
+        let (client, inbox) = connect(&options).await.expect("alice comes up");
+        let before = ping_gateway(&client, &inbox, 1, b"before").await;
+
+        // Not TLS at all: a TLS alert, then the server closes.
+        let mut plain = tcp(addr);
+        plain.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let alert = read_until(&mut plain, |_| false);
+
+        // TLS, then an ordinary web request: 4xx and close.
+        let mut web = tls(addr);
+        web.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let web_reply = read_until(&mut web, |_| false);
+
+        // TLS, then a request head that never ends: refused at 8 KiB.
+        let mut flood = tls(addr);
+        let mut head =
+            b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n".to_vec();
+        while head.len() < 9 * 1024 {
+            head.extend_from_slice(
+                b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            );
+        }
+        // The server may close before all of it is written.
+        let _ = flood.write_all(&head);
+        let flood_reply = read_until(&mut flood, |_| false);
+
+        // A valid handshake, then an SSTP packet of version 2.0: Call
+        // Abort ([MS-SSTP] 3.3.5.2.1).
+        let mut sstp = tls(addr);
+        let mut bytes = DUPLEX_POST.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0x20, 0x00, 0x00, 0x08, 0, 0, 0, 0]);
+        sstp.write_all(&bytes).unwrap();
+        let sstp_reply = read_until(&mut sstp, |got| {
+            head_end(got).is_some_and(|end| control_messages(&got[end..]).contains(&CALL_ABORT))
+        });
+
+        let after = ping_gateway(&client, &inbox, 2, b"after").await;
+        client.close(Duration::from_secs(5)).await;
+        (before, after, alert, web_reply, flood_reply, sstp_reply)
+    });
+    let (before, after, alert, web_reply, flood_reply, sstp_reply) = outcome;
+    assert!(before && after, "pinged before {before}, after {after}");
+
+    // A TLS alert record (content type 21).
+    assert_eq!(alert.first(), Some(&21), "{alert:?}");
+    let web_status = status_line(&web_reply);
+    assert!(web_status.starts_with("HTTP/1.1 4"), "{web_status}");
+    let flood_status = status_line(&flood_reply);
+    assert!(flood_status.starts_with("HTTP/1.1 4"), "{flood_status}");
+    assert!(
+        status_line(&sstp_reply).starts_with("HTTP/1.1 200"),
+        "{sstp_reply:?}"
+    );
+    let end = head_end(&sstp_reply).unwrap();
+    assert!(
+        control_messages(&sstp_reply[end..]).contains(&CALL_ABORT),
+        "{sstp_reply:?}"
+    );
+
+    assert!(
+        server.wait_idle(Duration::from_secs(10)),
+        "{}",
+        server.handle().metrics()
+    );
+    // Each counted once, by what went wrong; only alice got anywhere.
+    let stats = server.handle().metrics();
+    assert_eq!(stats.connections_accepted, 5, "{stats}");
+    assert_eq!(stats.sessions_established, 1, "{stats}");
+    assert_eq!(stats.event("tls_error"), 1, "{stats}");
+    assert_eq!(stats.event("http_request_rejected"), 2, "{stats}");
+    assert_eq!(stats.event("invalid_packet"), 1, "{stats}");
+}
