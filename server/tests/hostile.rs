@@ -180,6 +180,7 @@ fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
     assert_eq!(stats.connections_accepted, 5, "{stats}");
     assert_eq!(stats.sessions_established, 1, "{stats}");
     assert_eq!(stats.event("tls_error"), 1, "{stats}");
-    assert_eq!(stats.event("http_request_rejected"), 2, "{stats}");
+    assert_eq!(stats.event("http_rejected_not_found"), 1, "{stats}");
+    assert_eq!(stats.event("http_rejected_head_too_large"), 1, "{stats}");
     assert_eq!(stats.event("invalid_packet"), 1, "{stats}");
 }

@@ -229,7 +229,7 @@ impl CloseReason {
             CloseReason::PeerAbort { .. } => "peer_abort",
             CloseReason::HelloTimeout => "hello_timeout",
             CloseReason::Framing(_) => "framing",
-            CloseReason::HttpRequestRejected(_) => "http_request_rejected",
+            CloseReason::HttpRequestRejected(error) => error.rejection_label(),
             CloseReason::HttpResponseRejected(_) => "http_response_rejected",
             CloseReason::TransportClosed => "transport_closed",
         }

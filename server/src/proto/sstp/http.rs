@@ -113,6 +113,25 @@ impl HttpError {
         }
     }
 
+    /// The metric label of a request refused with this error: which
+    /// refusals a server sees (scanners' `GET /`, slow clients, oversized
+    /// heads) tells an operator who is knocking.
+    pub fn rejection_label(&self) -> &'static str {
+        match self {
+            HttpError::Malformed => "http_rejected_malformed",
+            HttpError::BadHost => "http_rejected_bad_host",
+            HttpError::BadContentLength => "http_rejected_bad_content_length",
+            HttpError::MissingContentLength => "http_rejected_missing_content_length",
+            HttpError::TransferEncoding => "http_rejected_transfer_encoding",
+            HttpError::NotFound => "http_rejected_not_found",
+            HttpError::MethodNotAllowed => "http_rejected_method_not_allowed",
+            HttpError::VersionNotSupported => "http_rejected_version_not_supported",
+            HttpError::UriTooLong => "http_rejected_uri_too_long",
+            HttpError::HeadTooLarge => "http_rejected_head_too_large",
+            HttpError::Timeout => "http_rejected_timeout",
+        }
+    }
+
     /// Appends the error response: status line, `Content-Length: 0`,
     /// `Connection: close`, and for 405 the `Allow` header [RFC 7231] 6.5.5
     /// requires.
