@@ -353,6 +353,7 @@ impl ChapServer {
             ChapAlgorithm::MsChapV2 => {
                 let response = ResponseValue::parse(value)?;
                 Credentials::MsChapV2 {
+                    identifier,
                     authenticator_challenge: self.challenge,
                     peer_challenge: response.peer_challenge,
                     nt_response: response.nt_response,

@@ -70,6 +70,7 @@ impl<S: PasswordStore> LocalAuthenticator<S> {
                 authenticator_challenge,
                 peer_challenge,
                 nt_response,
+                ..
             } => {
                 let username = request.username.as_bytes();
                 let password_hash = mschapv2::nt_password_hash(password);
@@ -253,6 +254,7 @@ mod tests {
         let request = |username: &str, nt_response: [u8; 24]| AuthRequest {
             username: username.into(),
             credentials: Credentials::MsChapV2 {
+                identifier: 1,
                 authenticator_challenge: rfc::AUTHENTICATOR_CHALLENGE,
                 peer_challenge: rfc::PEER_CHALLENGE,
                 nt_response,

@@ -119,8 +119,11 @@ pub enum Credentials {
         challenge: Vec<u8>,
         response: [u8; 16],
     },
-    /// [RFC 2759] 4 and 8.
+    /// [RFC 2759] 4 and 8. `identifier` is the CHAP Identifier of the
+    /// Response: a RADIUS server needs it for MS-CHAP2-Response and answers
+    /// with it in MS-CHAP2-Success ([RFC 2548] 2.3.2, 2.3.3).
     MsChapV2 {
+        identifier: u8,
         authenticator_challenge: [u8; 16],
         peer_challenge: [u8; 16],
         nt_response: [u8; 24],

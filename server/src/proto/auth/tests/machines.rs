@@ -416,14 +416,17 @@ fn mschapv2_retry_with_new_challenge_succeeds() {
     let auth = local();
     let mut first = true;
     let mut challenges = Vec::new();
+    let mut identifiers = Vec::new();
     pair.run(
         &mut |request| {
             if let crate::proto::auth::Credentials::MsChapV2 {
+                identifier,
                 authenticator_challenge,
                 ..
             } = &request.credentials
             {
                 challenges.push(*authenticator_challenge);
+                identifiers.push(*identifier);
             }
             if std::mem::take(&mut first) {
                 AuthDecision::Reject(AuthReject {
@@ -444,6 +447,8 @@ fn mschapv2_retry_with_new_challenge_succeeds() {
     assert_eq!(challenges.len(), 2);
     assert_eq!(Some(challenges[1]), failures[0].1.challenge);
     assert_ne!(challenges[0], challenges[1]);
+    // Each request names the Response it came from (RADIUS needs it).
+    assert_eq!(identifiers, response_identifiers(&pair));
     let (_, server_hlak, _) = single_success(&pair.server_events);
     let (_, client_hlak, _) = single_success(&pair.client_events);
     assert_eq!(server_hlak, client_hlak);
