@@ -195,11 +195,22 @@ impl TlsConn {
                 // A protocol error: tell the peer which, with the alert
                 // rustls queued (RFC 8446 6.2), as far as the socket takes
                 // it at once.
-                let _ = tokio::time::timeout(ALERT_FLUSH_TIMEOUT, self.flush_tls()).await;
+                let flush = tokio::time::timeout(ALERT_FLUSH_TIMEOUT, self.flush_tls()).await;
+                if flush.is_err() {
+                    // The abandoned write would hold the socket open.
+                    let _ = self.tcp.shutdown(std::net::Shutdown::Both);
+                }
                 Err(TlsIoError::Tls(e))
             }
             Ok(r) => r,
-            Err(_) => Err(TlsIoError::HandshakeTimeout),
+            Err(_) => {
+                // The read the timeout abandoned is still in the ring and
+                // holds the socket open until it completes: a peer that
+                // never sends would keep its descriptor for good. Shutting
+                // the socket down completes it and lets the socket close.
+                let _ = self.tcp.shutdown(std::net::Shutdown::Both);
+                Err(TlsIoError::HandshakeTimeout)
+            }
         }
     }
 
