@@ -1,6 +1,7 @@
 #![cfg(feature = "runtime")]
 //! Bad input at the real server: each hostile connection gets the answer
-//! the spec names (a TLS alert, an HTTP 4xx, a Call Abort), is counted,
+//! the spec names (a TLS alert, an HTTP 4xx, a Call Abort, a close at the
+//! timeout), is counted,
 //! and disturbs no other session: a client that was up before keeps
 //! pinging through it all.
 
@@ -100,7 +101,12 @@ fn control_messages(mut bytes: &[u8]) -> Vec<u16> {
 #[test]
 fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 1));
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    // Short enough for the stalled connections below, long enough for a
+    // session's whole setup on a busy machine.
+    config.tls.handshake_timeout = Duration::from_secs(1);
+    config.sstp.negotiation_timeout = Duration::from_secs(3);
+    let server = TestServer::start(config);
     let addr = server.addr;
     let outcome = server.run_clients(move || async move {
         let options = client_options(
@@ -147,11 +153,28 @@ fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
             head_end(got).is_some_and(|end| control_messages(&got[end..]).contains(&CALL_ABORT))
         });
 
+        // Slow loris, twice: a TCP connection that never starts TLS is
+        // closed at the handshake timeout; a request that never ends gets
+        // 408 at the negotiation timeout ([MS-SSTP] 3.2.2).
+        let mut silent = tcp(addr);
+        let silent_reply = read_until(&mut silent, |_| false);
+        let mut stalled = tls(addr);
+        stalled
+            .write_all(
+                b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n",
+            )
+            .unwrap();
+        let stalled_reply = read_until(&mut stalled, |_| false);
+
         let after = ping_gateway(&client, &inbox, 2, b"after").await;
         client.close(Duration::from_secs(5)).await;
-        (before, after, alert, web_reply, flood_reply, sstp_reply)
+        (
+            (before, after),
+            (alert, web_reply, flood_reply, sstp_reply),
+            (silent_reply, stalled_reply),
+        )
     });
-    let (before, after, alert, web_reply, flood_reply, sstp_reply) = outcome;
+    let ((before, after), (alert, web_reply, flood_reply, sstp_reply), (silent, stalled)) = outcome;
     assert!(before && after, "pinged before {before}, after {after}");
 
     // A TLS alert record (content type 21).
@@ -170,6 +193,13 @@ fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
         "{sstp_reply:?}"
     );
 
+    assert!(silent.is_empty(), "{silent:?}");
+    let stalled_status = status_line(&stalled);
+    assert!(
+        stalled_status.starts_with("HTTP/1.1 408"),
+        "{stalled_status}"
+    );
+
     assert!(
         server.wait_idle(Duration::from_secs(10)),
         "{}",
@@ -177,10 +207,12 @@ fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
     );
     // Each counted once, by what went wrong; only alice got anywhere.
     let stats = server.handle().metrics();
-    assert_eq!(stats.connections_accepted, 5, "{stats}");
+    assert_eq!(stats.connections_accepted, 7, "{stats}");
     assert_eq!(stats.sessions_established, 1, "{stats}");
     assert_eq!(stats.event("tls_error"), 1, "{stats}");
     assert_eq!(stats.event("http_rejected_not_found"), 1, "{stats}");
     assert_eq!(stats.event("http_rejected_head_too_large"), 1, "{stats}");
+    assert_eq!(stats.event("http_rejected_timeout"), 1, "{stats}");
+    assert_eq!(stats.event("tls_handshake_timeout"), 1, "{stats}");
     assert_eq!(stats.event("invalid_packet"), 1, "{stats}");
 }
