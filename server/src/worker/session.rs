@@ -76,6 +76,37 @@ impl AcceptWarnings {
     }
 }
 
+/// How long data sstpd sent may stay unacknowledged before the kernel
+/// drops the connection: two Hello intervals, when the Hello timer would
+/// have declared the peer dead ([MS-SSTP] 3.1.2). The writer also runs the
+/// session's timers, so a client that stops reading (a zero window) would
+/// otherwise block its session for good; the failed write ends it.
+fn user_timeout_for(hello_interval: Duration) -> Duration {
+    hello_interval.saturating_mul(2)
+}
+
+/// `TCP_USER_TIMEOUT` (tcp(7)): milliseconds as a non-negative int,
+/// saturating.
+fn set_user_timeout(fd: std::os::fd::RawFd, timeout: Duration) -> std::io::Result<()> {
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid
+    // pointer; a bad descriptor is reported as an error.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Per-session state shared by the reader and writer tasks.
 pub(crate) struct SessionCtx {
     reference: SessionRef,
@@ -111,6 +142,10 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         return;
     }
     let _ = tcp.set_nodelay(true);
+    let user_timeout = user_timeout_for(worker.shared.config.sstp.hello_interval);
+    if let Err(e) = set_user_timeout(std::os::fd::AsRawFd::as_raw_fd(&tcp), user_timeout) {
+        span.in_scope(|| tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT"));
+    }
     let conn = match rustls::ServerConnection::new(worker.shared.tls.clone()) {
         Ok(c) => c,
         Err(e) => {
@@ -481,6 +516,34 @@ impl SessionCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_timeout_is_two_hello_intervals_and_reaches_the_socket() {
+        assert_eq!(
+            user_timeout_for(Duration::from_secs(60)),
+            Duration::from_secs(120)
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        set_user_timeout(fd, Duration::from_secs(120)).unwrap();
+        let mut ms: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `ms`.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                (&mut ms as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(ms, 120_000);
+        // Out of range saturates instead of wrapping.
+        set_user_timeout(fd, Duration::MAX).unwrap();
+    }
 
     #[test]
     fn accept_warnings_are_one_line_per_interval_with_the_rest_counted() {
