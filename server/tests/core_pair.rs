@@ -154,6 +154,14 @@ fn exchange_traffic(pair: &mut Pair) {
     }
 }
 
+/// Runs the pair (bounded) until the server's IPv6CP is up, the last
+/// step of a full setup.
+fn server_ipv6_up(pair: &mut Pair) -> bool {
+    pair.run_until(Duration::from_secs(30), |p| {
+        p.server.session.ipv6().is_some()
+    })
+}
+
 #[test]
 fn setup_needs_no_retransmission_on_a_lossless_stream() {
     for method in [
@@ -174,11 +182,7 @@ fn setup_needs_no_retransmission_on_a_lossless_stream() {
 fn mschapv2_session_comes_up_with_crypto_binding_from_mppe_keys() {
     let mut pair = pair_with(AuthProtocol::MsChapV2, HashProtocols::BOTH, "correct horse");
     assert!(pair.connect(), "{pair:?}");
-    assert!(pair.run_until(Duration::from_secs(30), |p| p
-        .server
-        .session
-        .ipv6()
-        .is_some()));
+    assert!(server_ipv6_up(&mut pair));
     assert_up(&pair, HashProtocol::Sha256);
     exchange_traffic(&mut pair);
 }
@@ -187,11 +191,7 @@ fn mschapv2_session_comes_up_with_crypto_binding_from_mppe_keys() {
 fn mschapv2_binding_with_a_sha1_only_server() {
     let mut pair = pair_with(AuthProtocol::MsChapV2, HashProtocols::SHA1, "correct horse");
     assert!(pair.connect());
-    assert!(pair.run_until(Duration::from_secs(30), |p| p
-        .server
-        .session
-        .ipv6()
-        .is_some()));
+    assert!(server_ipv6_up(&mut pair));
     assert_up(&pair, HashProtocol::Sha1);
 }
 
@@ -199,11 +199,7 @@ fn mschapv2_binding_with_a_sha1_only_server() {
 fn pap_session_comes_up_with_the_zero_hlak() {
     let mut pair = pair_with(AuthProtocol::Pap, HashProtocols::SHA256, "correct horse");
     assert!(pair.connect());
-    assert!(pair.run_until(Duration::from_secs(30), |p| p
-        .server
-        .session
-        .ipv6()
-        .is_some()));
+    assert!(server_ipv6_up(&mut pair));
     assert_up(&pair, HashProtocol::Sha256);
     exchange_traffic(&mut pair);
 }
@@ -216,11 +212,7 @@ fn chap_md5_session_comes_up() {
         "correct horse",
     );
     assert!(pair.connect());
-    assert!(pair.run_until(Duration::from_secs(30), |p| p
-        .server
-        .session
-        .ipv6()
-        .is_some()));
+    assert!(server_ipv6_up(&mut pair));
     assert_up(&pair, HashProtocol::Sha256);
 }
 

@@ -517,6 +517,19 @@ fn failure_summary(s: &Sessions) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+/// Runs `spec` on the testbed and checks its sessions
+/// ([`check_sessions`]): the load's outcome and its first figure.
+pub(crate) fn load_checked(
+    bed: &mut Testbed,
+    spec: &LoadSpec,
+    interrupt: &AtomicBool,
+) -> Result<(LoadOutcome, Vec<Figure>), ScenarioError> {
+    let outcome = bed.load(spec, interrupt)?;
+    let mut figures = Vec::new();
+    check_sessions(&outcome.report, &mut figures)?;
+    Ok((outcome, figures))
+}
+
 /// Fails the scenario when no session came up; otherwise the number of
 /// failed or dropped sessions becomes a figure.
 pub(crate) fn check_sessions(
@@ -591,10 +604,8 @@ fn throughput(
     let mut spec = LoadSpec::new(bulk(direction), sessions, options.duration);
     spec.payload = Some(payload);
     spec.setup_concurrency = Some(options.concurrency);
-    let outcome = bed.load(&spec, interrupt)?;
+    let (outcome, mut figures) = load_checked(bed, &spec, interrupt)?;
     let r = &outcome.report;
-    let mut figures = Vec::new();
-    check_sessions(r, &mut figures)?;
     let window = outcome.window();
     let seconds = r.timing.window_s;
     // What came out of the tunnel: the peer's count upstream (when every
@@ -721,10 +732,8 @@ fn latency(
     print(&format!(
         "  latency_max: {SMALL_PACKET_SESSIONS} sessions, round trips at full speed ..."
     ));
-    let outcome = bed.load(&udp(SATURATING_PPS), interrupt)?;
+    let (outcome, mut figures) = load_checked(bed, &udp(SATURATING_PPS), interrupt)?;
     let r = &outcome.report;
-    let mut figures = Vec::new();
-    check_sessions(r, &mut figures)?;
     // Replies received in the window: what the loop carried.
     let max = r.traffic.down.packets_per_s;
     if max <= 0.0 {
@@ -753,10 +762,9 @@ fn latency(
             crate::units::significant(rate),
             share * 100.0
         ));
-        let outcome = bed.load(&udp(rate / SMALL_PACKET_SESSIONS as f64), interrupt)?;
+        let (outcome, mut figures) =
+            load_checked(bed, &udp(rate / SMALL_PACKET_SESSIONS as f64), interrupt)?;
         let r = &outcome.report;
-        let mut figures = Vec::new();
-        check_sessions(r, &mut figures)?;
         let mut latency: Vec<Figure> = hist_profile(&r.rtt)
             .figures()
             .into_iter()
@@ -803,10 +811,8 @@ fn setup(
         Duration::from_millis(500),
     );
     spec.setup_concurrency = Some(options.concurrency);
-    let outcome = bed.load(&spec, interrupt)?;
+    let (outcome, mut figures) = load_checked(bed, &spec, interrupt)?;
     let r = &outcome.report;
-    let mut figures = Vec::new();
-    check_sessions(r, &mut figures)?;
     let ramp = outcome.ramp();
     let established = r.sessions.established;
     let mut all = vec![fig(
@@ -914,15 +920,17 @@ fn idle(
         options.idle_sessions,
         options.duration.as_secs_f64()
     ));
-    let outcome = bed.load(&spec, interrupt)?;
+    let (outcome, mut figures) = load_checked(bed, &spec, interrupt)?;
     let r = &outcome.report;
-    let mut figures = vec![fig(
-        "sessions_held",
-        "sessions",
-        r.sessions.held as f64,
-        Better::Higher,
-    )];
-    check_sessions(r, &mut figures)?;
+    figures.insert(
+        0,
+        fig(
+            "sessions_held",
+            "sessions",
+            r.sessions.held as f64,
+            Better::Higher,
+        ),
+    );
     let window = outcome.window();
     let middle = (window.0 + window.1) / 2.0;
     if let (Some(before), Some(held)) = (before, outcome.server_rss_near(middle)) {
@@ -979,10 +987,8 @@ fn churn(
         options.concurrency as u64,
         options.duration,
     );
-    let outcome = bed.load(&spec, interrupt)?;
+    let (outcome, mut figures) = load_checked(bed, &spec, interrupt)?;
     let r = &outcome.report;
-    let mut figures = Vec::new();
-    check_sessions(r, &mut figures)?;
     let whole = outcome.whole();
     let mut all = vec![fig(
         "cycles_per_s",

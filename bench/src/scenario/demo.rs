@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use sstp_loadgen::Mode;
 
 use super::catalog::{
-    check_sessions, cpu_context, fig, handshakes, hist_profile, ping_pong, server_usage, stream,
+    cpu_context, fig, handshakes, hist_profile, load_checked, ping_pong, server_usage, stream,
     BenchOptions, IP_UDP_OVERHEAD, SSTP_PPP_OVERHEAD, UPSTREAM_RECORD,
 };
 use super::loadgen::{bulk, LoadSpec};
@@ -130,10 +130,8 @@ pub fn run(
     let mut spec = LoadSpec::new(Mode::Idle, SESSIONS, Duration::from_millis(500));
     spec.setup_concurrency = Some(options.concurrency);
     spec.drain = Duration::from_millis(300);
-    let setup = bed.load(&spec, interrupt)?;
+    let (setup, mut figures) = load_checked(&mut bed, &spec, interrupt)?;
     let r = &setup.report;
-    let mut figures = Vec::new();
-    check_sessions(r, &mut figures)?;
     let rate = if r.timing.ramp_s > 0.0 {
         r.sessions.established as f64 / r.timing.ramp_s
     } else {
@@ -190,10 +188,8 @@ pub fn run(
     spec.pps = Some(ECHO_PPS);
     spec.payload = Some(ECHO_PAYLOAD);
     spec.drain = Duration::from_millis(300);
-    let echo = bed.load(&spec, interrupt)?;
+    let (echo, mut figures) = load_checked(&mut bed, &spec, interrupt)?;
     let r = &echo.report;
-    let mut figures = Vec::new();
-    check_sessions(r, &mut figures)?;
     let profile = hist_profile(&r.rtt);
     let mut echo_figures: Vec<_> = profile
         .figures()
@@ -233,10 +229,8 @@ pub fn run(
         Duration::from_millis(2500),
     );
     spec.drain = Duration::from_millis(300);
-    let bulk_run = bed.load(&spec, interrupt)?;
+    let (bulk_run, mut figures) = load_checked(&mut bed, &spec, interrupt)?;
     let r = &bulk_run.report;
-    let mut figures = Vec::new();
-    check_sessions(r, &mut figures)?;
     let (packets, bytes) = if r.peer.answered_flows == r.peer.queried_flows {
         (r.peer.rx_packets, r.peer.rx_bytes)
     } else {
