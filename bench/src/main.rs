@@ -562,20 +562,15 @@ fn run_compare(old: &std::path::Path, new: &std::path::Path, bands: &Bands) -> E
 const EXIT_INTERRUPTED: u8 = 130;
 
 /// Prepares a run or the demo: SIGINT/SIGTERM set a flag instead of
-/// killing us (so every guard gets to remove what it made), the open-file
-/// limit is raised for the children (thousands of sessions are thousands
-/// of sockets), and namespaces left by crashed runs are removed.
+/// killing us (so every guard gets to remove what it made), and namespaces
+/// left by crashed runs are removed. (sstpd and sstp-loadgen raise their
+/// own open-file limits.)
 fn prepare() -> Arc<AtomicBool> {
     let interrupt = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(signal, interrupt.clone()) {
             eprintln!("sstp-bench: cannot handle signal {signal}: {e}");
         }
-    }
-    // The load generator and sstpd inherit it: as many descriptors as the kernel allows
-    // this process (fs.nr_open as root, else the hard limit).
-    if let Err(e) = sstpd::limits::raise_open_file_limit(u64::MAX) {
-        eprintln!("warning: cannot raise the open-file limit: {e}");
     }
     for name in sstpd::netns::NetNs::sweep_stale(scenario::process::NAMESPACE_PREFIX) {
         println!("removed namespace {name}, left by an earlier run that did not finish");

@@ -9,14 +9,13 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use sstpd::config::TlsVersion;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::certs::SelfSignedKey;
-use sstpd::tls::client::{build_client_config, ServerVerification};
+use sstpd::tls::client::ServerVerification;
 
 /// [MS-SSTP] 2.2.9: Call Abort's message type.
 const CALL_ABORT: u16 = 0x0005;
@@ -37,12 +36,7 @@ fn tcp(addr: SocketAddr) -> TcpStream {
 }
 
 fn tls(addr: SocketAddr) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let config: Arc<rustls::ClientConfig> =
-        build_client_config(&sstpd::tls::client::ClientOptions {
-            verification: ServerVerification::Insecure,
-            ..Default::default()
-        })
-        .unwrap();
+    let config = client_tls(ServerVerification::Insecure);
     let name = sstpd::tls::client::server_name("localhost").unwrap();
     let conn = rustls::ClientConnection::new(config, name).unwrap();
     rustls::StreamOwned::new(conn, tcp(addr))
