@@ -572,7 +572,7 @@ fn prepare() -> Arc<AtomicBool> {
             eprintln!("sstp-bench: cannot handle signal {signal}: {e}");
         }
     }
-    for name in sstpd::netns::NetNs::sweep_stale(scenario::process::NAMESPACE_PREFIX) {
+    for name in sstpd::testing::netns::NetNs::sweep_stale(scenario::process::NAMESPACE_PREFIX) {
         println!("removed namespace {name}, left by an earlier run that did not finish");
     }
     interrupt

@@ -60,7 +60,7 @@ fn sstp_bench_with(mut command: Command, args: &[&str]) -> (Output, u32) {
 }
 
 /// The namespaces sstp-bench with this pid created and left
-/// (`sstp-bench-PID-N`, as `sstpd::netns::NetNs` names them).
+/// (`sstp-bench-PID-N`, as `sstpd::testing::netns::NetNs` names them).
 fn namespaces_left_by(pid: u32) -> Vec<String> {
     let prefix = format!("sstp-bench-{pid}-");
     let listing = Command::new("ip")
@@ -179,7 +179,7 @@ fn a_target_run_measures_another_server_through_its_peer() {
     // set up a server under test. sstp-bench runs in the same namespace
     // and knows it only by address and credentials.
     let state = tempfile::tempdir().expect("temporary directory");
-    let ns = sstpd::netns::NetNs::new("sstp-bench-target").expect("namespace");
+    let ns = sstpd::testing::netns::NetNs::new("sstp-bench-target").expect("namespace");
     ns.spawn_tracked(
         ns.command(sibling_binary("sstpd"))
             .env("SSTPD_DEMO_PASSWORD", "target-pw")

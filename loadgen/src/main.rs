@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every session is a socket: as many descriptors as the kernel allows
     // this process (fs.nr_open as root, else the hard limit).
-    if let Err(e) = sstpd::limits::raise_open_file_limit(u64::MAX) {
+    if let Err(e) = sstpd::sys::limits::raise_open_file_limit(u64::MAX) {
         eprintln!("warning: cannot raise the open-file limit: {e}");
     }
     if let Command::Peer(args) = &cli.command {

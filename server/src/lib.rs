@@ -1,71 +1,57 @@
 //! sstpd: an SSTP ([MS-SSTP]) VPN server.
 //!
-//! The crate has two layers, kept apart on purpose:
+//! The crate is layered; every arrow points down, toward the protocol core,
+//! and none back up (docs/architecture.md draws the tree):
 //!
-//! * [`proto`]: the sans-IO protocol core. SSTP framing and state machines,
-//!   the HTTP handshake, PPP (LCP, authentication, IPCP, IPv6CP) and the
-//!   crypto binding, for both the server and the client role. It performs no
-//!   IO and never reads a clock: callers pass bytes and `now` in and get bytes,
-//!   events and timer deadlines out. The load generator uses the same code.
-//! * The runtime (feature `runtime`, on by default): thread-per-core io_uring
-//!   workers, TLS (rustls, kTLS where the kernel has it), the TUN device,
-//!   address pools, configuration and the CLI.
+//! ```text
+//! app            startup, shutdown, signals, reload, the command line
+//!  └ worker      pinned per-core threads: accept, session tasks, TUN queue IO, mailboxes
+//!     ├ net      sockets and rustls driven over io_uring's owned buffers
+//!     ├ tls      rustls configuration, certificates, kernel TLS
+//!     ├ tun      the multi-queue TUN device
+//!     ├ routing  address pools and the address → session table
+//!     ├ aaa      who may log in: local users (RADIUS next)
+//!     └ metrics  counters
+//! client         the client runtime (load generator, end-to-end tests): net, tls, proto
+//! config         the TOML schema, embedded defaults and validation
+//! sys            capabilities and resource limits
+//! proto          the sans-IO protocol core: SSTP, PPP, authentication, both roles
+//! ```
+//!
+//! [`proto`] performs no IO and never reads a clock: callers pass bytes and
+//! `now` in and get bytes, events and timer deadlines out. It builds without
+//! the runtime (feature `runtime`, on by default). Test and benchmark support
+//! (network namespaces, the client↔server harness) is behind the `testing`
+//! feature and not part of the shipped library.
+//!
+//! [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
 
 #![warn(missing_debug_implementations)]
 
 pub mod proto;
 
-// ---- Runtime (feature "runtime") ----
-
-/// Capability checks (CAP_NET_ADMIN) with errors that name what is missing.
 #[cfg(feature = "runtime")]
-pub mod caps;
-/// Command-line interface.
+pub mod aaa;
 #[cfg(feature = "runtime")]
-pub mod cli;
-/// The client side of the runtime (load generator, end-to-end tests).
+pub mod app;
 #[cfg(feature = "runtime")]
 pub mod client;
-/// The TOML configuration and its embedded defaults.
 #[cfg(feature = "runtime")]
 pub mod config;
-/// The open-file limit, raised at startup for the sessions' sockets.
-#[cfg(feature = "runtime")]
-pub mod limits;
-/// Counters for operators and tests.
 #[cfg(feature = "runtime")]
 pub mod metrics;
-/// Network namespaces, for tests, benchmarks and the demo.
 #[cfg(feature = "runtime")]
-pub mod netns;
-/// IPv4 range pools and IPv6 prefix pools.
+pub mod net;
 #[cfg(feature = "runtime")]
-pub mod pool;
-/// The server runtime entry point (`run`). INTEGRATION POINT: placeholder
-/// until the worker runtime is merged.
+pub mod routing;
 #[cfg(feature = "runtime")]
-pub mod server;
-/// Steps shared by the server's and the client's session writers.
-#[cfg(feature = "runtime")]
-mod session_io;
-/// Which session owns which tunnel address, readable from every worker.
-#[cfg(feature = "runtime")]
-pub mod session_table;
-/// TLS: rustls configuration, certificates, kernel TLS.
+pub mod sys;
 #[cfg(feature = "runtime")]
 pub mod tls;
-/// The multi-queue TUN device.
 #[cfg(feature = "runtime")]
 pub mod tun;
-/// rustls driven over tokio-uring's owned buffers.
 #[cfg(feature = "runtime")]
-pub mod uring_tls;
-/// Local users from a pppd chap-secrets file.
-#[cfg(feature = "runtime")]
-pub mod users;
-/// Cross-worker wakeups (eventfd) visible to io_uring.
-#[cfg(feature = "runtime")]
-pub mod wakeup;
-/// The per-core workers: listeners, sessions, TUN queues.
-#[cfg(feature = "runtime")]
-mod worker;
+pub mod worker;
+
+#[cfg(all(feature = "testing", feature = "runtime"))]
+pub mod testing;

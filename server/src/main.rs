@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sstpd::cli::{self, Cli, Command};
+use sstpd::app::cli::{self, Cli, Command};
 use sstpd::config::Config;
 use sstpd::tls::ServerIdentity;
 
@@ -47,14 +47,14 @@ fn run(config_path: Option<std::path::PathBuf>) -> ExitCode {
     cli::init_tracing(&config.logging);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "sstpd starting");
 
-    if let Err(e) = sstpd::caps::check(&config.server.listen) {
+    if let Err(e) = sstpd::sys::caps::check(&config.server.listen) {
         tracing::error!("{e}");
         return ExitCode::FAILURE;
     }
-    let wanted = sstpd::limits::wanted_for(config.server.max_sessions, config.worker_count());
-    match sstpd::limits::raise_open_file_limit(wanted) {
+    let wanted = sstpd::sys::limits::wanted_for(config.server.max_sessions, config.worker_count());
+    match sstpd::sys::limits::raise_open_file_limit(wanted) {
         Ok(limit) => {
-            let room = sstpd::limits::sessions_within(limit, config.worker_count());
+            let room = sstpd::sys::limits::sessions_within(limit, config.worker_count());
             if room < config.server.max_sessions as u64 {
                 tracing::warn!(
                     open_file_limit = limit,
@@ -79,13 +79,11 @@ fn run(config_path: Option<std::path::PathBuf>) -> ExitCode {
     if *identity.origin() == sstpd::tls::certs::IdentityOrigin::SelfSignedGenerated {
         tracing::info!(path = %identity.cert_path().display(), "generated a self-signed certificate");
     }
-    for line in
-        sstpd::config::startup_banner(&config, identity.cert_path(), &identity.leaf_sha256())
-    {
+    for line in sstpd::app::startup_banner(&config, identity.cert_path(), &identity.leaf_sha256()) {
         tracing::info!("{line}");
     }
 
-    match sstpd::server::run(config) {
+    match sstpd::app::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

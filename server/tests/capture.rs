@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use common::*;
 use sstpd::config::TlsVersion;
-use sstpd::netns::NetNs;
 use sstpd::proto::auth::AuthProtocol;
+use sstpd::testing::netns::NetNs;
 use sstpd::tls::certs::SelfSignedKey;
 
 /// The server listens on the HTTPS port inside its namespace, where

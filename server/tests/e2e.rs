@@ -289,7 +289,7 @@ fn sigterm_disconnects_every_session_cleanly() {
     let config_path = dir.path().join("sstpd.toml");
     std::fs::write(&config_path, toml).unwrap();
 
-    let ns = sstpd::netns::NetNs::new("sstpd-e2e").unwrap();
+    let ns = sstpd::testing::netns::NetNs::new("sstpd-e2e").unwrap();
     let mut child = ns
         .command(env!("CARGO_BIN_EXE_sstpd"))
         .arg("--config")
@@ -377,7 +377,7 @@ fn sigterm_disconnects_every_session_cleanly() {
 }
 
 /// The namespace's count of TCP resets sent (`OutRsts` in /proc/net/snmp).
-fn tcp_out_rsts(ns: &sstpd::netns::NetNs) -> u64 {
+fn tcp_out_rsts(ns: &sstpd::testing::netns::NetNs) -> u64 {
     let output = ns
         .command("cat")
         .arg("/proc/net/snmp")

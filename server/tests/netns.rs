@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
-use sstpd::netns::{create_veth_pair, NetNs, NetNsError, VethEnd};
+use sstpd::testing::netns::{create_veth_pair, NetNs, NetNsError, VethEnd};
 
 const PREFIX: &str = "sstpd-nstest";
 

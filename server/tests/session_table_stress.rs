@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sstpd::pool::{Ipv4Pool, Ipv6PrefixPool};
-use sstpd::session_table::{SessionRef, SessionTable, SessionTableError};
+use sstpd::routing::pool::{Ipv4Pool, Ipv6PrefixPool};
+use sstpd::routing::session_table::{SessionRef, SessionTable, SessionTableError};
 
 const THREADS: u16 = 4;
 const OPS_PER_THREAD: u32 = 100_000;

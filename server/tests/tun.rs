@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use sstpd::netns::NetNs;
+use sstpd::testing::netns::NetNs;
 use sstpd::tun::{TunDevice, TunError, TunOptions};
 
 const PREFIX: &str = "sstpd-tuntest";

@@ -6,7 +6,7 @@ use std::io;
 use std::thread;
 use std::time::Duration;
 
-use sstpd::wakeup::{mailbox, SendBatchErrorKind, Wakeup, WakeupStats};
+use sstpd::worker::mailbox::{mailbox, SendBatchErrorKind, Wakeup, WakeupStats};
 
 /// Upper bound for anything that should happen "at once"; only hit when a
 /// test is failing.

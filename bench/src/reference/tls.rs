@@ -1,5 +1,5 @@
 //! Bare TLS over loopback with sstpd's own TLS stack: rustls (aws-lc-rs)
-//! configured by `sstpd::tls`, driven by [`sstpd::uring_tls::TlsConn`] on
+//! configured by `sstpd::tls`, driven by [`sstpd::net::uring_tls::TlsConn`] on
 //! tokio-uring, one thread per side. That is exactly the path a tunnel
 //! packet takes in sstpd minus SSTP, PPP and TUN, so a scenario's figure
 //! divided by its reference says what the tunnel costs on top of the TLS
@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rustls::{ClientConnection, Connection, ServerConnection};
 use sstpd::config::{TlsSection, TlsVersion};
+use sstpd::net::uring_tls::{ReadOutcome, TlsConn};
 use sstpd::tls::certs::{generate_self_signed, IdentityOrigin, SelfSignedKey};
 use sstpd::tls::client::{build_client_config, server_name, ClientOptions, ServerVerification};
 use sstpd::tls::{
     build_server_config, cipher_suite_by_name, cipher_suites, suite_version, ServerIdentity,
     ServerTlsOptions,
 };
-use sstpd::uring_tls::{ReadOutcome, TlsConn};
 
 use super::{thread_cpu_seconds, ReferenceError};
 use crate::results::LatencyProfile;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sstp_loadgen::{Direction, Mode, Report};
-use sstpd::netns::NetNs;
+use sstpd::testing::netns::NetNs;
 
 use super::process::tail_of_file;
 use super::ScenarioError;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use sstpd::netns::NetNs;
+use sstpd::testing::netns::NetNs;
 use sstpd::tls::certs::{
     generate_self_signed, SelfSignedKey, SELF_SIGNED_CERT_FILE, SELF_SIGNED_KEY_FILE,
 };

@@ -7,13 +7,14 @@
 //! thread, so the per-packet path takes no locks.
 //!
 //! Packets read from this worker's TUN queue are routed by destination
-//! through the lock-free [`SessionTable`](crate::session_table::SessionTable).
+//! through the lock-free [`SessionTable`](crate::routing::session_table::SessionTable).
 //! When the owning session lives on another worker, the packet is handed over
-//! through that worker's [`Mailbox`](crate::wakeup::Mailbox) (crossbeam
+//! through that worker's [`Mailbox`](crate::worker::mailbox::Mailbox) (crossbeam
 //! channel plus an eventfd the receiving io_uring waits on), in batches: all
 //! packets read in one scheduler tick go out as one message per destination
 //! worker.
 
+pub mod mailbox;
 mod session;
 mod slots;
 mod tun_io;
@@ -33,9 +34,9 @@ use crate::metrics::{Metrics, WorkerMetrics};
 use crate::proto::auth::{AuthDecision, Authenticator};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::CertHashes;
-use crate::session_table::{SessionRef, SessionTable};
+use crate::routing::session_table::{SessionRef, SessionTable};
 use crate::tls::ktls::KtlsPlan;
-use crate::wakeup::{Mailbox, MailboxSender};
+use crate::worker::mailbox::{Mailbox, MailboxSender};
 
 pub(crate) use session::SessionCtx;
 use slots::Slots;
@@ -65,7 +66,7 @@ pub(crate) struct Shared {
     pub ktls: KtlsPlan,
     pub cert: CertHashes,
     pub authenticator: Arc<dyn Authenticator>,
-    pub pools: Arc<crate::server::ServerPools>,
+    pub pools: Arc<crate::routing::ServerPools>,
     pub table: SessionTable,
     pub metrics: Metrics,
     pub mailboxes: Vec<MailboxSender<WorkerMsg>>,

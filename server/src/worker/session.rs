@@ -13,12 +13,12 @@ use tracing::{field, Instrument};
 
 use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
+use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn};
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
 use crate::proto::sstp::{record_units, HashProtocol};
-use crate::session_table::SessionRef;
+use crate::routing::session_table::SessionRef;
 use crate::tls::ktls::KtlsDecision;
-use crate::uring_tls::{Offload, ReadOutcome, TlsConn};
 
 /// Plaintext queued for a client beyond which further packets from TUN are
 /// dropped (and counted): bounds memory per session under overload.
@@ -285,7 +285,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
-        let deadline = crate::session_io::collect_output(&ctx.proto, &ctx.out, Instant::now());
+        let deadline = crate::net::session_io::collect_output(&ctx.proto, &ctx.out, Instant::now());
         ctx.handle_events(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
@@ -304,10 +304,10 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         }
         if ctx.proto.borrow().is_closed() {
             let _ = ctx.tls.close().await;
-            crate::session_io::linger(&ctx.reader_done, &ctx.wake_writer).await;
+            crate::net::session_io::linger(&ctx.reader_done, &ctx.wake_writer).await;
             break;
         }
-        crate::session_io::wait_for_work(&ctx.wake_writer, deadline).await;
+        crate::net::session_io::wait_for_work(&ctx.wake_writer, deadline).await;
     }
     // Make the reader's pending read return so its task ends too.
     let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use crate::session_table::SessionRef;
+use crate::routing::session_table::SessionRef;
 
 #[derive(Debug)]
 struct Entry<T> {

@@ -11,14 +11,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sstpd::app::ServerHandle;
 use sstpd::client::ClientOptions;
 use sstpd::config::{Config, InlineUser, Secret, TlsVersion};
-use sstpd::netns::NetNs;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::proto::ppp::PppConfig;
 use sstpd::proto::session::SessionConfig;
 use sstpd::proto::sstp::SstpConfig;
-use sstpd::server::ServerHandle;
+use sstpd::testing::netns::NetNs;
 use sstpd::tls::certs::{generate_self_signed, SelfSignedKey};
 use sstpd::tls::client::{build_client_config, ServerVerification};
 
@@ -89,7 +89,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let cert_der = std::fs::read(config.tls.certificate.as_ref().unwrap()).unwrap();
         let server = ns
-            .run(move || sstpd::server::start(config))
+            .run(move || sstpd::app::start(config))
             .expect("server starts");
         let addr = server.local_addrs()[0];
         TestServer {

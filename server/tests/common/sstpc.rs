@@ -39,11 +39,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sstpd::netns::NetNs;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::proto::ppp::frame::PROTO_IPV4;
 use sstpd::proto::ppp::hdlc::{HdlcDecoder, HdlcEncoder, HdlcError};
 use sstpd::proto::ppp::{Ipv4Params, PppCloseReason, PppConfig, PppEvent, PppLink};
+use sstpd::testing::netns::NetNs;
 
 use super::{parse_echo, require_tool, Echo, TestServer};
 

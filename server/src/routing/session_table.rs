@@ -2,8 +2,8 @@
 //! without locks.
 //!
 //! A packet read from any TUN queue must reach the session that owns its
-//! destination: an IPv4 address from an [`Ipv4Pool`](crate::pool::Ipv4Pool)
-//! or an IPv6 /64 from an [`Ipv6PrefixPool`](crate::pool::Ipv6PrefixPool).
+//! destination: an IPv4 address from an [`Ipv4Pool`](crate::routing::pool::Ipv4Pool)
+//! or an IPv6 /64 from an [`Ipv6PrefixPool`](crate::routing::pool::Ipv6PrefixPool).
 //! The table is a flat array of `AtomicU64`, one entry per pool offset, so a
 //! lookup is an offset computation and one atomic load. Each entry packs a
 //! [`SessionRef`] (which worker, which slot in that worker's session slab,
@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::pool::{AddressRange, Ipv4Range, Ipv6PrefixRange, MAX_POOL_SPAN};
+use crate::routing::pool::{AddressRange, Ipv4Range, Ipv6PrefixRange, MAX_POOL_SPAN};
 
 /// The handle of a session: the worker it lives on, its slot in that
 /// worker's session slab, and the slot's generation (bumped each time the
@@ -163,8 +163,8 @@ impl fmt::Debug for SessionTable {
 
 impl SessionTable {
     /// A table covering the given ranges (take them from the pools with
-    /// [`Ipv4Pool::range`](crate::pool::Ipv4Pool::range) and
-    /// [`Ipv6PrefixPool::range`](crate::pool::Ipv6PrefixPool::range)).
+    /// [`Ipv4Pool::range`](crate::routing::pool::Ipv4Pool::range) and
+    /// [`Ipv6PrefixPool::range`](crate::routing::pool::Ipv6PrefixPool::range)).
     /// Ranges of one family must not overlap.
     pub fn new(ipv4: &[Ipv4Range], ipv6: &[Ipv6PrefixRange]) -> Result<Self, SessionTableError> {
         let overlapping = |len: usize, overlaps: &dyn Fn(usize, usize) -> bool| {
@@ -374,7 +374,7 @@ fn ipv6_field(packet: &[u8], at: usize) -> Option<Ipv6Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::tests::{v4, v6};
+    use crate::routing::pool::tests::{v4, v6};
     use proptest::prelude::*;
 
     fn table() -> SessionTable {

@@ -3,7 +3,7 @@
 //!
 //! Both pools are bitmaps over a contiguous range of *offsets*. The offset of
 //! an address ([`Ipv4Pool::offset`], [`Ipv6PrefixPool::offset`]) is also the
-//! index the [`session_table`](crate::session_table) uses, so routing a packet
+//! index the [`session_table`](crate::routing::session_table) uses, so routing a packet
 //! to its session is an offset computation plus one atomic load.
 //!
 //! Allocation is next-fit: the search starts after the most recent

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+use crate::aaa::local::{LocalUsers, UsersError};
 use crate::config::{Config, ConfigError, LogFormat, LoggingSection};
 use crate::tls::{self, ServerIdentity, TlsError};
-use crate::users::{LocalUsers, UsersError};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -856,4 +856,24 @@ mod tests {
             proptest::prop_assert_eq!(table.get(&name).map(|u| u.password.clone()), Some(secret.into_bytes()));
         }
     }
+
+    /// The example configuration's chap-secrets file, as the docs describe it.
+    #[test]
+    fn example_chap_secrets_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sstpd.toml");
+        let config = crate::config::Config::load(&path).unwrap();
+        let (users, summary) = crate::aaa::local::LocalUsers::load(&config.users).unwrap();
+        assert_eq!(summary.users, 3);
+        assert_eq!(summary.other_server_lines, 1);
+        assert_eq!(
+            users.lookup("alice").unwrap().password,
+            b"correct horse battery staple"
+        );
+        assert_eq!(
+            users.lookup("bob").unwrap().framed_ipv4,
+            Some(Ipv4Addr::new(10, 99, 0, 20))
+        );
+        assert_eq!(users.lookup("Carol Smith").unwrap().password, b"pa ss#word");
+        assert!(users.lookup("dave").is_none());
+    }
 }

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use tokio::sync::Notify;
 
+use crate::net::uring_tls::{ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::ppp::Ipv4Params;
 use crate::proto::session::{
     ClientParams, CloseReason, SendIpError, Session, SessionConfig, SessionEvent,
 };
 use crate::proto::sstp::{CertHashes, ClientHandshake};
-use crate::uring_tls::{ReadOutcome, TlsConn, TlsIoError};
 
 /// Everything needed to open one session.
 #[derive(Clone)]
@@ -395,7 +395,8 @@ async fn writer(client: Client) {
     let inner = &client.inner;
     let mut batch = Vec::new();
     loop {
-        let deadline = crate::session_io::collect_output(&inner.proto, &inner.out, Instant::now());
+        let deadline =
+            crate::net::session_io::collect_output(&inner.proto, &inner.out, Instant::now());
         client.handle_events();
         std::mem::swap(&mut *inner.out.borrow_mut(), &mut batch);
         if !batch.is_empty() {
@@ -416,7 +417,7 @@ async fn writer(client: Client) {
             client.linger().await;
             break;
         }
-        crate::session_io::wait_for_work(&inner.wake_writer, deadline).await;
+        crate::net::session_io::wait_for_work(&inner.wake_writer, deadline).await;
     }
     let _ = inner.tls.tcp().shutdown(std::net::Shutdown::Both);
     client.mark_closed();
@@ -480,9 +481,10 @@ impl Client {
     }
 
     /// After our close_notify and FIN: waits for the server's
-    /// ([`crate::session_io::linger`]).
+    /// ([`crate::net::session_io::linger`]).
     async fn linger(&self) {
-        crate::session_io::linger(&self.inner.reader_done, &self.inner.reader_done_notify).await;
+        crate::net::session_io::linger(&self.inner.reader_done, &self.inner.reader_done_notify)
+            .await;
     }
 
     fn mark_closed(&self) {

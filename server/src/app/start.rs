@@ -12,57 +12,27 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::aaa::local::LocalUsers;
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::pool::{Ipv4Pool, Ipv4Range as PoolIpv4Range, Ipv6PrefixPool, Ipv6PrefixRange};
 use crate::proto::auth::local::LocalAuthenticator;
 use crate::proto::auth::Authenticator;
 use crate::proto::ppp::{AddressPool, FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::{CertHashes, HashProtocols, SstpConfig};
-use crate::session_table::SessionTable;
+use crate::routing::pool::{Ipv4Range as PoolIpv4Range, Ipv6PrefixRange};
+use crate::routing::session_table::SessionTable;
+use crate::routing::ServerPools;
 use crate::tun::{TunDevice, TunOptions};
-use crate::users::LocalUsers;
 use crate::worker::{self, Shared, WorkerSetup};
-
-/// The address pools of the server, shared by all workers. Allocation
-/// happens once per session setup, so the pools' mutexes never sit on the
-/// packet path.
-#[derive(Debug)]
-pub struct ServerPools {
-    pub ipv4: Ipv4Pool,
-    pub ipv6: Option<Ipv6PrefixPool>,
-}
-
-impl AddressPool for ServerPools {
-    fn allocate_ipv4(&self, username: &str, wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
-        let result = match wanted {
-            Some(addr) => self.ipv4.allocate_specific(addr).map(|()| addr),
-            None => self.ipv4.allocate(),
-        };
-        match result {
-            Ok(addr) => Some(addr),
-            Err(e) => {
-                tracing::warn!(user = username, wanted = ?wanted, error = %e, "no IPv4 address for session");
-                None
-            }
-        }
-    }
-
-    fn release_ipv4(&self, addr: Ipv4Addr) {
-        if let Err(e) = self.ipv4.release(addr) {
-            tracing::warn!(%addr, error = %e, "address release failed");
-        }
-    }
-}
 
 /// Why the server could not start.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StartError {
     Tls(crate::tls::TlsError),
-    Users(crate::users::UsersError),
-    Pool(crate::pool::PoolError),
+    Users(crate::aaa::local::UsersError),
+    Pool(crate::routing::pool::PoolError),
     Tun(crate::tun::TunError),
     Listen { addr: SocketAddr, error: io::Error },
     Io(io::Error),
@@ -134,7 +104,7 @@ impl ServerHandle {
     }
 
     /// Re-reads the users (chap-secrets); the old table stays on error.
-    pub fn reload_users(&self) -> Result<(), crate::users::UsersError> {
+    pub fn reload_users(&self) -> Result<(), crate::aaa::local::UsersError> {
         let summary = self.users.reload()?;
         tracing::info!(?summary, "users reloaded");
         Ok(())
@@ -182,7 +152,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     tracing::info!(?summary, "users loaded");
     let authenticator: Arc<dyn Authenticator> = Arc::new(LocalAuthenticator::new(users.clone()));
 
-    let pools = Arc::new(build_pools(&config)?);
+    let pools = Arc::new(ServerPools::from_config(&config).map_err(StartError::Pool)?);
     let ipv4_range = PoolIpv4Range::new(config.ipv4.pool.first(), config.ipv4.pool.last())
         .map_err(StartError::Pool)?;
     let ipv6_ranges: Vec<Ipv6PrefixRange> = pools.ipv6.iter().map(|p| p.range()).collect();
@@ -211,7 +181,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let mut senders = Vec::with_capacity(workers);
     let mut mailboxes = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let (tx, rx) = crate::wakeup::mailbox(4096).map_err(StartError::Io)?;
+        let (tx, rx) = crate::worker::mailbox::mailbox(4096).map_err(StartError::Io)?;
         senders.push(tx);
         mailboxes.push(rx);
     }
@@ -290,19 +260,6 @@ pub fn run(config: Config) -> io::Result<()> {
     }
     tracing::info!(%stats, "sstpd stopped");
     Ok(())
-}
-
-fn build_pools(config: &Config) -> Result<ServerPools, StartError> {
-    let v4 = &config.ipv4;
-    let ipv4 = Ipv4Pool::from_range(v4.pool.first(), v4.pool.last(), Some(v4.gateway))
-        .map_err(StartError::Pool)?;
-    let ipv6 = if config.ipv6.enabled {
-        let p = &config.ipv6.prefix;
-        Some(Ipv6PrefixPool::new(p.addr, p.len, config.ipv6.gateway).map_err(StartError::Pool)?)
-    } else {
-        None
-    };
-    Ok(ServerPools { ipv4, ipv6 })
 }
 
 /// The smallest prefix that holds the gateway and the whole pool: the

@@ -1,0 +1,16 @@
+//! The top of the runtime: building everything below from a [`Config`],
+//! running it, and stopping it.
+//!
+//! * [`start`] / [`run`]: TLS, users, pools, the TUN device, the listeners
+//!   and the workers; signals (SIGTERM drains, SIGHUP reloads).
+//! * [`cli`]: the command line and `check-config`.
+//! * [`startup_banner`]: what to connect to and which certificate to expect.
+//!
+//! [`Config`]: crate::config::Config
+
+mod banner;
+pub mod cli;
+mod start;
+
+pub use banner::startup_banner;
+pub use start::*;

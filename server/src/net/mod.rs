@@ -1,0 +1,9 @@
+//! Sockets and TLS streams on io_uring, shared by the server's workers and
+//! the client runtime. tokio-uring is confined to this layer and `worker`.
+//!
+//! * [`uring_tls`]: rustls driven by hand over tokio-uring's owned buffers.
+//! * `session_io`: the steps the server's and the client's session writers
+//!   share (collecting the core's output, waiting for work, lingering).
+
+pub(crate) mod session_io;
+pub mod uring_tls;
