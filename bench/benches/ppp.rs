@@ -7,9 +7,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sstp_bench::workload::{authenticator, client_config, imix_ppp_frames, server_config};
-use sstpd::proto::ppp::hdlc::{HdlcDecoder, HdlcEncoder};
-use sstpd::proto::ppp::testing::LinkPair;
 use sstpd::proto::ppp::IpVersion;
+use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
+use sstpd::testing::link_pair::LinkPair;
 
 fn demux(c: &mut Criterion) {
     let auth = authenticator();

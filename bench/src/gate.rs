@@ -604,7 +604,7 @@ ob=(1) /work/target/release/sstp-bench-workload
 fl=(1) ???
 fn=(1) sstp_bench_measured
 0 12
-cfn=(2) sstpd::proto::pair::Pair::drive_now
+cfn=(2) sstpd::testing::pair::Pair::drive_now
 calls=6250 0 
 0 987654309
 

@@ -24,11 +24,11 @@ use std::sync::Arc;
 
 use sstpd::proto::auth::local::LocalAuthenticator;
 use sstpd::proto::auth::{AuthProtocol, LocalUser, PasswordStore};
-use sstpd::proto::pair::{Direction, Pair};
-use sstpd::proto::ppp::hdlc::{HdlcDecoder, HdlcEncoder};
 use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, Ipv6cpConfig, PppConfig};
 use sstpd::proto::session::SessionConfig;
 use sstpd::proto::sstp::{Deframer, SstpConfig};
+use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
+use sstpd::testing::pair::{Direction, Pair};
 
 /// The one user of the workload.
 pub const USERNAME: &str = "bench";

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sstpd::proto::ppp::hdlc::{HdlcDecoder, HdlcEncoder, DEFAULT_ACCM};
+use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder, DEFAULT_ACCM};
 
 fuzz_target!(|data: &[u8]| {
     let [shape, accm, stream @ ..] = data else {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sstpd::proto::ppp::testing::fuzz_ipcp_options;
+use sstpd::testing::link_pair::fuzz_ipcp_options;
 
 fuzz_target!(|data: &[u8]| {
     fuzz_ipcp_options(data);

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sstpd::proto::ppp::testing::fuzz_ipv6cp_options;
+use sstpd::testing::link_pair::fuzz_ipv6cp_options;
 
 fuzz_target!(|data: &[u8]| {
     fuzz_ipv6cp_options(data);

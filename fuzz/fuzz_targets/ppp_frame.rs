@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sstpd::proto::ppp::testing::fuzz_ppp_frame;
+use sstpd::testing::link_pair::fuzz_ppp_frame;
 
 fuzz_target!(|data: &[u8]| {
     fuzz_ppp_frame(data);

@@ -17,11 +17,11 @@ use std::time::Duration;
 use sstp_loadgen::engine::client_session_config;
 use sstp_loadgen::{Credentials, LoadConfig, Mode};
 use sstpd::proto::auth::{AuthProtocol, LocalAuthenticator, StaticPasswords};
-use sstpd::proto::pair::Pair;
 use sstpd::proto::ppp::PppDropReason;
 use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, LcpConfig, PppConfig};
 use sstpd::proto::session::{DropReason, SessionConfig, SessionEvent};
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
+use sstpd::testing::pair::Pair;
 
 fn loadgen_client(auth: &[AuthProtocol]) -> SessionConfig {
     let mut config = LoadConfig::new(

@@ -53,5 +53,5 @@ pub mod tun;
 #[cfg(feature = "runtime")]
 pub mod worker;
 
-#[cfg(all(feature = "testing", feature = "runtime"))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;

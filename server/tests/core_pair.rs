@@ -9,10 +9,10 @@ use std::time::Duration;
 use sstpd::proto::auth::local::{LocalAuthenticator, StaticPasswords};
 use sstpd::proto::auth::{AuthFailure, AuthProtocol, RejectReason};
 use sstpd::proto::ndp;
-use sstpd::proto::pair::{control_message_type, is_data_packet, Direction, Pair};
 use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, Ipv6cpConfig, PppCloseReason, PppConfig};
 use sstpd::proto::session::{CloseReason, DropReason, SessionConfig, SessionEvent};
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
+use sstpd::testing::pair::{control_message_type, is_data_packet, Direction, Pair};
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 

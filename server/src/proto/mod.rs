@@ -20,7 +20,6 @@
 
 pub mod auth;
 pub mod ndp;
-pub mod pair;
 pub mod ppp;
 pub mod session;
 pub mod sstp;

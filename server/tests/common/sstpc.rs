@@ -7,7 +7,7 @@
 //! the two parts pppd would:
 //!
 //! * the PPP peer: [`HdlcPppClient`], the protocol core's PPP client role
-//!   (`PppLink`) framed with `sstpd::proto::ppp::hdlc`, driven by a real
+//!   (`PppLink`) framed with `sstpd::testing::hdlc`, driven by a real
 //!   clock;
 //! * sstpc's pppd plugin: [`deliver_mppe_keys`] hands the MPPE keys over
 //!   the Unix socket `/var/run/sstpc/sstpc-<ipparam>`, after which sstpc
@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::proto::ppp::frame::PROTO_IPV4;
-use sstpd::proto::ppp::hdlc::{HdlcDecoder, HdlcEncoder, HdlcError};
 use sstpd::proto::ppp::{Ipv4Params, PppCloseReason, PppConfig, PppEvent, PppLink};
+use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder, HdlcError};
 use sstpd::testing::netns::NetNs;
 
 use super::{parse_echo, require_tool, Echo, TestServer};

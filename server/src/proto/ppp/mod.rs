@@ -21,7 +21,6 @@
 
 pub mod frame;
 pub mod fsm;
-pub mod hdlc;
 pub mod ipcp;
 pub mod ipv6cp;
 pub mod lcp;
@@ -29,8 +28,6 @@ pub mod link;
 pub mod outbox;
 pub mod packet;
 pub mod pool;
-#[doc(hidden)]
-pub mod testing;
 
 pub use fsm::{FsmConfig, NegotiationFailure};
 pub use ipcp::{IpcpConfig, Ipv4Params};

@@ -12,7 +12,7 @@ use crate::proto::auth::{AuthAccept, AuthReject, Credentials as AuthCredentials,
 use crate::proto::ppp::frame::{PROTO_CCP, PROTO_IPV6CP};
 use crate::proto::ppp::packet::{parse_control, write_control, ControlPacket};
 use crate::proto::ppp::pool::Ipv4RangePool;
-use crate::proto::ppp::testing::{
+use crate::testing::link_pair::{
     client_in_network, open_lcp, server_in_network, Direction, LinkPair,
 };
 
@@ -1769,7 +1769,7 @@ mod arbitrary_input {
 
 mod seed_corpora {
     use super::*;
-    use crate::proto::ppp::testing::{
+    use crate::testing::link_pair::{
         fuzz_ipcp_options, fuzz_ipv6cp_options, fuzz_lcp_options, fuzz_ppp_frame,
     };
     use std::path::Path;

@@ -7,14 +7,16 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::frame::{parse_frame, write_header, HeaderFormat, PROTO_IPCP, PROTO_IPV6CP, PROTO_LCP};
-use super::fsm::State;
-use super::lcp::OPT_MAGIC_NUMBER;
-use super::packet::{
+use crate::proto::auth::{AuthDecision, AuthRequest};
+use crate::proto::ppp::frame::{
+    parse_frame, write_header, HeaderFormat, PROTO_IPCP, PROTO_IPV6CP, PROTO_LCP,
+};
+use crate::proto::ppp::fsm::State;
+use crate::proto::ppp::lcp::OPT_MAGIC_NUMBER;
+use crate::proto::ppp::packet::{
     parse_control, parse_options, write_control, write_option, CONFIGURE_ACK, CONFIGURE_REQUEST,
 };
-use super::{AddressPool, IpVersion, Ipv4RangePool, PppConfig, PppEvent, PppLink};
-use crate::proto::auth::{AuthDecision, AuthRequest};
+use crate::proto::ppp::{AddressPool, IpVersion, Ipv4RangePool, PppConfig, PppEvent, PppLink};
 
 /// Which way a frame travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //!
 //! SSTP itself carries bare PPP frames; this framing is what pppd and
 //! sstp-client speak on a tty or socket (sstp-client's fd 0 with
-//! `--nolaunchpppd`), so tests and the load generator use it to talk to the
-//! real client.
+//! `--nolaunchpppd`). The interoperability tests play pppd with it against
+//! the real client; the benchmarks measure it. sstpd itself never uses it.
 //!
 //! * [`HdlcEncoder::encode`] appends one framed frame to a caller buffer.
 //! * [`HdlcDecoder::decode`] takes arbitrary chunks of a byte stream and

@@ -15,9 +15,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::auth::{AuthDecision, AuthReply, Authenticator};
-use super::session::{ClientParams, Session, SessionConfig, SessionEvent};
-use super::sstp::{CertHashes, ClientHandshake, Deframer};
+use crate::proto::auth::{AuthDecision, AuthReply, Authenticator};
+use crate::proto::session::{ClientParams, Session, SessionConfig, SessionEvent};
+use crate::proto::sstp::{CertHashes, ClientHandshake, Deframer};
 
 /// Which way bytes travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl Side {
     }
 
     /// The close event, if the session ended.
-    pub fn closed_reason(&self) -> Option<&super::session::CloseReason> {
+    pub fn closed_reason(&self) -> Option<&crate::proto::session::CloseReason> {
         self.events.iter().find_map(|e| match e {
             SessionEvent::Closed(reason) => Some(reason),
             _ => None,
@@ -238,7 +238,7 @@ impl Pair {
         &mut self,
         from: Direction,
         packet: &[u8],
-    ) -> Result<(), super::session::SendIpError> {
+    ) -> Result<(), crate::proto::session::SendIpError> {
         let side = match from {
             Direction::ClientToServer => &mut self.client,
             Direction::ServerToClient => &mut self.server,
