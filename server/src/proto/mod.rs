@@ -19,6 +19,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+#[doc(hidden)]
+pub mod hostile;
 pub mod ndp;
 pub mod pair;
 pub mod ppp;
