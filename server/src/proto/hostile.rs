@@ -375,8 +375,8 @@ impl LoneServer {
 
     /// Delivers the answer to the `index`-th authentication request.
     pub fn decide(&mut self, index: usize, decision: AuthDecision) {
-        let _ = &self.requests[index];
-        self.session.auth_decision(self.now, decision);
+        let id = self.requests[index].id;
+        self.session.auth_decision(self.now, id, decision);
         self.flush();
     }
 
