@@ -453,3 +453,37 @@ fn an_attempt_limit_of_one_ends_the_connection_at_the_first_failure() {
     );
     assert_eq!(close_reason(&mut server), Some("auth_attempts_exhausted"));
 }
+
+// ---- The `session` fuzz target's seeds ----
+
+/// Runs every seed of fuzz/corpus/session through the fuzz driver (its
+/// invariants are asserts), and checks that the seeds reach what they are
+/// named for, so that the fuzzer starts from deep states.
+#[test]
+fn session_fuzz_seeds_hold_the_invariants_and_reach_their_states() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/session");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("seed_") {
+            continue;
+        }
+        seen += 1;
+        let summary = sstpd::proto::hostile::fuzz_session(&std::fs::read(&path).unwrap());
+        if name.ends_with("_connect") {
+            assert!(summary.server_established, "{name}: {summary:?}");
+            assert_eq!(summary.authenticated.as_deref(), Some("alice"), "{name}");
+            assert!(summary.server_ip > 0, "{name}: {summary:?}");
+        }
+        if name == "seed_pap_attack" {
+            assert!(summary.requests >= 2, "{name}: {summary:?}");
+            assert_ne!(summary.authenticated.as_deref(), Some("bob"), "{name}");
+        }
+        if name == "seed_mschapv2_wrong_password" {
+            assert_eq!(summary.authenticated, None, "{name}");
+            assert!(summary.requests >= 2, "{name}: {summary:?}");
+        }
+    }
+    assert!(seen >= 5, "seeds in {}", dir.display());
+}

@@ -400,3 +400,406 @@ impl LoneServer {
         self.events.iter().any(predicate)
     }
 }
+
+// ---- Fuzz target `session`: a whole client and server on arbitrary input ----
+
+/// Users the fuzzed server knows.
+const FUZZ_USERS: &[(&str, &str)] = &[("alice", "alice-secret"), ("bob", "bob-secret")];
+
+/// Fuzz target `session`: a real client [`Session`] and a server
+/// [`Session`] (with a [`ScriptedClient`] beside the real client, injecting
+/// hostile frames into the same stream), driven by `data`, asserting the
+/// invariants that must hold whatever the peer does:
+///
+/// * no IP packet is delivered (server to the network, client to the
+///   application) before that side reported [`SessionEvent::Established`]
+///   (Call Connected verified, [MS-SSTP] 3.3.5.2.3);
+/// * the server reports [`SessionEvent::Authenticated`] only right after
+///   an accepting answer to the request it names, with that request's
+///   name, and at most once;
+/// * an answer to a request already answered, or never made, is reported
+///   stale and changes nothing;
+/// * what one step queues stays bounded; nothing panics.
+///
+/// Input: the first octet picks the server's methods (`& 3`: MS-CHAPv2,
+/// CHAP-MD5, PAP, all three) and whether the real client knows alice's
+/// password (`& 4`); the rest is a list of operations, one octet each
+/// (`op % 8`), some with operands:
+/// 0: relay the client's output to the server, SSTP packet by packet;
+/// 1: relay the server's output to both clients;
+/// 2: answer request `a % (n + 1)` (`n`: a forged id) in manner `b % 4`
+///    (0 the user table, 1 accept, 2 reject, 3 accept with an MS-CHAPv2
+///    proof of zeros);
+/// 3: a length octet and that many octets, sent as one PPP frame;
+/// 4: a scripted frame `a % 8` (LCP Configure-Request, the Ack of the
+///    server's latest or next Configure-Request, PAP as alice or as bob,
+///    CHAP-MD5 or MS-CHAPv2 Responses to the latest challenge, an IPv4
+///    packet);
+/// 5: run both sides' timers at the earliest deadline;
+/// 6: advance the clock by `op / 8` seconds;
+/// 7: the real client sends an IPv4 packet.
+///
+/// [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
+pub fn fuzz_session(data: &[u8]) -> FuzzSummary {
+    let Some((&flags, mut ops)) = data.split_first() else {
+        return FuzzSummary::default();
+    };
+    let mut run = FuzzRun::new(flags);
+    while let Some((&op, rest)) = ops.split_first() {
+        ops = rest;
+        let mut operand = || {
+            let (&value, rest) = ops.split_first().unwrap_or((&0, &[]));
+            ops = rest;
+            value
+        };
+        match op % 8 {
+            0 => run.relay_to_server(),
+            1 => run.relay_to_clients(),
+            2 => {
+                let (which, manner) = (operand(), operand());
+                run.answer(which, manner);
+            }
+            3 => {
+                let len = usize::from(operand());
+                let frame: Vec<u8> = (0..len).map(|_| operand()).collect();
+                run.inject(&ScriptedClient::data_packet(&frame));
+            }
+            4 => {
+                let kind = operand();
+                if let Some(bytes) = run.scripted(kind) {
+                    run.inject(&bytes);
+                }
+            }
+            5 => run.timers(),
+            6 => {
+                run.now += Duration::from_secs(u64::from(op / 8));
+                run.timers();
+            }
+            _ => run.client_sends_ip(),
+        }
+    }
+    FuzzSummary {
+        requests: run.requests.len(),
+        authenticated: run.authenticated,
+        server_established: run.server_established,
+        server_ip: run.server_ip,
+    }
+}
+
+/// How far a [`fuzz_session`] run got (for tests of the seed corpus).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FuzzSummary {
+    /// Authentication requests the server made.
+    pub requests: usize,
+    /// The name the server authenticated, if any.
+    pub authenticated: Option<String>,
+    pub server_established: bool,
+    /// IP packets the server delivered to the network.
+    pub server_ip: usize,
+}
+
+struct FuzzRun {
+    server: Session,
+    client: Session,
+    /// Watches what the server sends, to build scripted frames.
+    observer: ScriptedClient,
+    now: Instant,
+    /// The real client's bytes not yet relayed, and its HTTP head state.
+    client_out: Vec<u8>,
+    client_head_sent: bool,
+    client_deframer: Deframer,
+    server_out: Vec<u8>,
+    /// Every request the server made, and whether it was answered.
+    requests: Vec<(AuthRequest, bool)>,
+    server_established: bool,
+    client_established: bool,
+    authenticated: Option<String>,
+    server_ip: usize,
+    local: super::auth::LocalAuthenticator<super::auth::StaticPasswords>,
+}
+
+/// Events or output beyond these in one step would mean a queue without
+/// a bound.
+const MAX_EVENTS_PER_STEP: usize = 1024;
+const MAX_OUTPUT_PER_STEP: usize = 1 << 20;
+
+impl FuzzRun {
+    fn new(flags: u8) -> FuzzRun {
+        use super::auth::{AuthProtocol, LocalAuthenticator, StaticPasswords};
+        use super::ppp::{IpcpConfig, Ipv4RangePool, PppConfig};
+        use super::sstp::SstpConfig;
+        use std::net::Ipv4Addr;
+        use std::sync::Arc;
+
+        let methods = match flags & 3 {
+            0 => vec![AuthProtocol::MsChapV2],
+            1 => vec![AuthProtocol::ChapMd5],
+            2 => vec![AuthProtocol::Pap],
+            _ => vec![
+                AuthProtocol::MsChapV2,
+                AuthProtocol::ChapMd5,
+                AuthProtocol::Pap,
+            ],
+        };
+        let pool = Ipv4RangePool::new(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3))
+            .ok()
+            .map(|pool| Arc::new(pool) as Arc<dyn super::ppp::AddressPool>);
+        let server_ppp = PppConfig {
+            auth_protocols: methods,
+            ipcp: IpcpConfig {
+                local_address: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                ..IpcpConfig::default()
+            },
+            pool,
+            ..PppConfig::default()
+        };
+        let server_config = SessionConfig::new(SstpConfig::default(), server_ppp);
+        let client_config = SessionConfig::new(SstpConfig::default(), PppConfig::default());
+        let now = Instant::now();
+        let cert = CertHashes::of_der(super::pair::TEST_CERTIFICATE);
+        let server = Session::server(&server_config, now, cert, [flags; 32]);
+        let password = if flags & 4 == 0 {
+            "alice-secret"
+        } else {
+            "wrong"
+        };
+        let client = Session::client(
+            &client_config,
+            now,
+            super::session::ClientParams {
+                handshake: super::sstp::ClientHandshake::new("127.0.0.1", "{fuzz}")
+                    .expect("static handshake values are valid"),
+                server_cert: cert,
+                username: "alice".into(),
+                password: password.as_bytes().to_vec(),
+            },
+            [flags ^ 0x5a; 32],
+        );
+        let mut users = StaticPasswords::new();
+        for (name, password) in FUZZ_USERS {
+            users.insert(*name, *password);
+        }
+        let mut run = FuzzRun {
+            server,
+            client,
+            observer: ScriptedClient::new(),
+            now,
+            client_out: Vec::new(),
+            client_head_sent: false,
+            client_deframer: Deframer::new(MAX_PACKET_LEN as u16),
+            server_out: Vec::new(),
+            requests: Vec::new(),
+            server_established: false,
+            client_established: false,
+            authenticated: None,
+            server_ip: 0,
+            local: LocalAuthenticator::new(users),
+        };
+        run.collect(None);
+        run
+    }
+
+    /// Drains both sides' events and output, checking the invariants.
+    /// `answered`: the request an answer was just delivered for, and
+    /// whether it could be applied.
+    fn collect(&mut self, answered: Option<(usize, bool)>) {
+        let mut count = 0;
+        let mut stale = 0;
+        while let Some(event) = self.server.poll_event() {
+            count += 1;
+            match event {
+                SessionEvent::AuthRequest(request) => {
+                    assert!(
+                        self.requests.iter().all(|(r, _)| r.id != request.id),
+                        "request ids are never reused"
+                    );
+                    self.requests.push((request, false));
+                }
+                SessionEvent::Authenticated { username } => {
+                    let Some((index, true)) = answered else {
+                        panic!("authenticated as {username:?} without an accepting answer");
+                    };
+                    assert_eq!(
+                        username, self.requests[index].0.username,
+                        "the name of the request the answer was for"
+                    );
+                    assert!(self.authenticated.is_none(), "authenticated twice");
+                    self.authenticated = Some(username);
+                }
+                SessionEvent::Established => self.server_established = true,
+                SessionEvent::Dropped { reason, .. }
+                    if reason.as_str() == "stale_auth_decision" =>
+                {
+                    stale += 1
+                }
+                _ => {}
+            }
+        }
+        if let Some((index, _)) = answered {
+            let fresh = index < self.requests.len() && !self.requests[index].1;
+            if !fresh {
+                assert_eq!(stale, 1, "an answer to no waiting request is stale");
+            }
+            if index < self.requests.len() {
+                self.requests[index].1 = true;
+            }
+        } else {
+            assert_eq!(stale, 0);
+        }
+        while let Some(event) = self.client.poll_event() {
+            count += 1;
+            if event == SessionEvent::Established {
+                self.client_established = true;
+            }
+        }
+        assert!(count <= MAX_EVENTS_PER_STEP, "{count} events in one step");
+        let before = (self.client_out.len(), self.server_out.len());
+        self.client.poll_transmit(self.now, &mut self.client_out);
+        self.server.poll_transmit(self.now, &mut self.server_out);
+        assert!(self.client_out.len() - before.0 <= MAX_OUTPUT_PER_STEP);
+        assert!(self.server_out.len() - before.1 <= MAX_OUTPUT_PER_STEP);
+    }
+
+    /// Feeds the server one read's worth, checking that no IP reaches the
+    /// network before the call is established.
+    fn feed_server(&mut self, bytes: &[u8]) {
+        let mut delivered = 0usize;
+        self.server
+            .handle_input(self.now, bytes, &mut |_| delivered += 1);
+        self.collect(None);
+        assert!(
+            delivered == 0 || self.server_established,
+            "IP forwarded before Call Connected was verified"
+        );
+        self.server_ip += delivered;
+    }
+
+    fn relay_to_server(&mut self) {
+        let bytes = std::mem::take(&mut self.client_out);
+        let mut rest = &bytes[..];
+        if !self.client_head_sent {
+            let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+                self.feed_server(&bytes);
+                return;
+            };
+            self.client_head_sent = true;
+            self.feed_server(&bytes[..end + 4]);
+            rest = &bytes[end + 4..];
+        }
+        // Packet by packet, so that "established before IP" is judged at
+        // the granularity the core must honour.
+        let mut packets = Vec::new();
+        let mut feed = self.client_deframer.feed(rest);
+        while let Some(Ok(packet)) = feed.next() {
+            packets.push(packet.to_vec());
+        }
+        for packet in packets {
+            self.feed_server(&packet);
+        }
+    }
+
+    fn relay_to_clients(&mut self) {
+        let bytes = std::mem::take(&mut self.server_out);
+        self.observer.receive(&bytes);
+        let mut delivered = 0usize;
+        self.client
+            .handle_input(self.now, &bytes, &mut |_| delivered += 1);
+        self.collect(None);
+        assert!(
+            delivered == 0 || self.client_established,
+            "client delivered IP before the call was established"
+        );
+    }
+
+    /// Hostile bytes into the server, between the real client's packets.
+    fn inject(&mut self, packet: &[u8]) {
+        if !self.client_head_sent {
+            // Before the HTTP head they would only be part of the head.
+            return;
+        }
+        self.feed_server(packet);
+    }
+
+    fn answer(&mut self, which: u8, manner: u8) {
+        use super::auth::{
+            AuthAccept, AuthDecision, AuthReject, AuthRequestId, MppeKeys, MsChapV2Proof,
+            RejectReason,
+        };
+        let index = usize::from(which) % (self.requests.len() + 1);
+        let id = self
+            .requests
+            .get(index)
+            .map_or(AuthRequestId::from_raw(u64::MAX), |(r, _)| r.id);
+        let decision = match manner % 4 {
+            0 => match self.requests.get(index) {
+                Some((request, _)) => self.local.decide(request),
+                None => AuthDecision::Accept(AuthAccept::default()),
+            },
+            1 => AuthDecision::Accept(AuthAccept::default()),
+            2 => AuthDecision::Reject(AuthReject {
+                reason: RejectReason::AuthenticationFailure,
+                message: "no".into(),
+            }),
+            _ => AuthDecision::Accept(AuthAccept {
+                mschapv2: Some(MsChapV2Proof {
+                    authenticator_response: [0; 20],
+                    keys: MppeKeys {
+                        send: [0; 16],
+                        receive: [0; 16],
+                    },
+                }),
+                framed_ipv4: None,
+            }),
+        };
+        let accepts = matches!(decision, AuthDecision::Accept(_));
+        self.server.auth_decision(self.now, id, decision);
+        self.collect(Some((index, accepts)));
+    }
+
+    fn scripted(&self, kind: u8) -> Option<Vec<u8>> {
+        let observer = &self.observer;
+        Some(match kind % 8 {
+            0 => ScriptedClient::lcp_configure_request(kind),
+            1 => ScriptedClient::ack(observer.lcp_request()?),
+            2 => ScriptedClient::ack_next(observer.lcp_request()?),
+            3 => ScriptedClient::pap_request(kind, "alice", "alice-secret"),
+            4 => ScriptedClient::pap_request(kind, "bob", "wrong"),
+            5 => ScriptedClient::chap_md5_response(observer.chap_challenge()?, "bob", "bob-secret"),
+            6 => ScriptedClient::mschapv2_response(
+                observer.chap_challenge()?,
+                "alice",
+                "alice-secret",
+            ),
+            _ => {
+                // An IPv4 packet from the pool's first address.
+                let mut frame = vec![0xff, 0x03, 0x00, 0x21, 0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17];
+                frame.extend_from_slice(&[0, 0, 10, 0, 0, 2, 10, 0, 0, 1]);
+                ScriptedClient::data_packet(&frame)
+            }
+        })
+    }
+
+    fn timers(&mut self) {
+        let next = [self.server.poll_timeout(), self.client.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(deadline) = next {
+            self.now = self.now.max(deadline);
+        }
+        self.server.handle_timeout(self.now);
+        self.client.handle_timeout(self.now);
+        self.collect(None);
+    }
+
+    fn client_sends_ip(&mut self) {
+        let Some(v4) = self.client.ipv4() else {
+            return;
+        };
+        let mut packet = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0];
+        packet.extend_from_slice(&v4.local.octets());
+        packet.extend_from_slice(&v4.peer.octets());
+        let _ = self.client.send_ip(&packet, &mut self.client_out);
+        self.collect(None);
+    }
+}
