@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sstpd::proto::auth::local::{LocalAuthenticator, StaticPasswords};
-use sstpd::proto::auth::{AuthFailure, AuthProtocol, RejectReason};
+use sstpd::proto::auth::{AttemptOutcome, AuthFailure, AuthProtocol, RejectReason};
 use sstpd::proto::ndp;
 use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, Ipv6cpConfig, PppCloseReason, PppConfig};
 use sstpd::proto::session::{CloseReason, DropReason, SessionConfig, SessionEvent};
@@ -261,18 +261,33 @@ fn wrong_password_fails_with_691_then_lcp_terminate_and_sstp_disconnect() {
         pair.server.session.ipv4().is_none(),
         "no address handed out"
     );
-    // The server gave up after its attempts with the authentication failure
-    // (E=691), and told the client so.
-    match pair.server.closed_reason() {
-        Some(CloseReason::Ppp(PppCloseReason::AuthFailed(AuthFailure::Rejected {
-            reason,
-            code,
-            ..
-        }))) => {
-            assert_eq!(*reason, RejectReason::AuthenticationFailure);
-            assert_eq!(*code, Some(691));
-        }
-        other => panic!("server closed with {other:?}"),
+    // The server gave up once the connection had spent its attempts
+    // (ppp.auth_max_attempts, 3), and told the client so with E=691.
+    assert_eq!(
+        pair.server.closed_reason(),
+        Some(&CloseReason::Ppp(PppCloseReason::AuthAttemptsExhausted))
+    );
+    // Each failed attempt was reported, not only the last, with the name
+    // and the method.
+    let failures: Vec<_> = pair
+        .server
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::AuthAttemptFailed(attempt) => Some(attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures.len(), 3, "{:?}", pair.server.events);
+    for (i, attempt) in failures.iter().enumerate() {
+        assert_eq!(attempt.username, "alice");
+        assert_eq!(attempt.protocol, AuthProtocol::MsChapV2);
+        assert_eq!(
+            attempt.outcome,
+            AttemptOutcome::Rejected(RejectReason::AuthenticationFailure)
+        );
+        assert_eq!((attempt.attempt, attempt.max_attempts), (i as u32 + 1, 3));
+        assert_eq!(attempt.metric_label(), "auth_failure_mschapv2");
     }
     match pair.client.closed_reason() {
         Some(CloseReason::Ppp(PppCloseReason::AuthFailed(AuthFailure::Rejected {

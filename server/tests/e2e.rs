@@ -150,7 +150,12 @@ fn wrong_password_is_rejected() {
     }
     let stats = server.handle().metrics();
     assert_eq!(stats.sessions_established, 0, "{stats}");
-    assert!(stats.event("auth_failed") >= 2, "{stats}");
+    // PAP's one attempt fails the phase; MS-CHAPv2 spends the connection's
+    // three (ppp.auth_max_attempts). Every attempt is counted by method.
+    assert_eq!(stats.event("auth_failed"), 1, "{stats}");
+    assert_eq!(stats.event("auth_attempts_exhausted"), 1, "{stats}");
+    assert_eq!(stats.event("auth_failure_pap"), 1, "{stats}");
+    assert_eq!(stats.event("auth_failure_mschapv2"), 3, "{stats}");
 }
 
 #[test]

@@ -13,7 +13,11 @@ use std::time::Duration;
 
 use common::*;
 use sstpd::config::TlsVersion;
-use sstpd::proto::auth::AuthProtocol;
+use sstpd::proto::auth::pap::{CODE_AUTHENTICATE_ACK, CODE_AUTHENTICATE_NAK};
+use sstpd::proto::auth::{AuthProtocol, PROTO_PAP};
+use sstpd::proto::ppp::frame::{PROTO_IPCP, PROTO_LCP};
+use sstpd::proto::ppp::packet::{CONFIGURE_ACK, CONFIGURE_REQUEST, TERMINATE_REQUEST};
+use sstpd::testing::hostile::ScriptedClient;
 use sstpd::tls::certs::SelfSignedKey;
 use sstpd::tls::client::ServerVerification;
 
@@ -209,4 +213,152 @@ fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
     assert_eq!(stats.event("http_rejected_timeout"), 1, "{stats}");
     assert_eq!(stats.event("tls_handshake_timeout"), 1, "{stats}");
     assert_eq!(stats.event("invalid_packet"), 1, "{stats}");
+}
+
+// ---------------------------------------------------------------- authentication
+
+/// A raw TLS connection driven by the protocol core's scripted client.
+struct Scripted {
+    stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    client: ScriptedClient,
+}
+
+impl Scripted {
+    /// Connects and opens LCP: the server is then authenticating.
+    fn in_authentication(addr: SocketAddr) -> Scripted {
+        let mut this = Scripted {
+            stream: tls(addr),
+            client: ScriptedClient::new(),
+        };
+        this.stream.write_all(&ScriptedClient::opening()).unwrap();
+        assert!(
+            this.read_until(|c| c.lcp_request().is_some()),
+            "LCP request"
+        );
+        let request = this.client.lcp_request().unwrap().clone();
+        let mut bytes = ScriptedClient::lcp_configure_request(1);
+        bytes.extend_from_slice(&ScriptedClient::ack(&request));
+        this.stream.write_all(&bytes).unwrap();
+        assert!(
+            this.read_until(|c| c.saw(PROTO_LCP, CONFIGURE_ACK)),
+            "LCP open"
+        );
+        this
+    }
+
+    /// Reads until `done` holds, the server closes, or nothing arrives for
+    /// [`READ_TIMEOUT`]. Returns whether `done` held.
+    fn read_until(&mut self, done: impl Fn(&ScriptedClient) -> bool) -> bool {
+        let mut buf = [0u8; 4096];
+        while !done(&self.client) {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.client.receive(&buf[..n]),
+            }
+        }
+        done(&self.client)
+    }
+
+    /// An LCP renegotiation with the Ack of the server's predictable next
+    /// Configure-Request.
+    fn renegotiation(&self) -> Vec<u8> {
+        let request = self.client.lcp_request().expect("server's LCP request");
+        let mut bytes = ScriptedClient::lcp_configure_request(0x20);
+        bytes.extend_from_slice(&ScriptedClient::ack_next(request));
+        bytes
+    }
+}
+
+fn pap_server(dir: &std::path::Path) -> TestServer {
+    let mut config = test_config(dir, SelfSignedKey::EcdsaP256, 1);
+    config.ppp.auth = vec![AuthProtocol::Pap];
+    TestServer::start(config)
+}
+
+/// Issue 12, defect 1: one TLS record with alice's good PAP request, an
+/// LCP renegotiation with the Ack of the server's next Configure-Request,
+/// and bob's request with a wrong password. alice's Accept must not be
+/// taken as the answer to bob's request.
+#[test]
+fn an_answer_is_never_applied_to_a_request_made_after_a_renegotiation() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = pap_server(dir.path());
+    let addr = server.addr;
+    let client = server.run_clients(move || async move {
+        let mut conn = Scripted::in_authentication(addr);
+        let mut record = ScriptedClient::pap_request(1, "alice", "alice-secret");
+        record.extend_from_slice(&conn.renegotiation());
+        record.extend_from_slice(&ScriptedClient::pap_request(2, "bob", "wrong"));
+        // One write of a few hundred bytes: one TLS record.
+        conn.stream.write_all(&record).unwrap();
+        conn.read_until(|c| {
+            c.saw(PROTO_PAP, CODE_AUTHENTICATE_ACK) || c.saw(PROTO_LCP, TERMINATE_REQUEST)
+        });
+        conn.client
+    });
+    assert!(
+        !client.saw(PROTO_PAP, CODE_AUTHENTICATE_ACK),
+        "bob got an Authenticate-Ack: {:?}",
+        client.received
+    );
+    assert!(
+        !client.saw(PROTO_IPCP, CONFIGURE_REQUEST),
+        "IPCP opened for bob"
+    );
+    assert!(
+        client.saw(PROTO_PAP, CODE_AUTHENTICATE_NAK),
+        "{:?}",
+        client.received
+    );
+    assert!(
+        server.wait_idle(Duration::from_secs(30)),
+        "{}",
+        server.handle().metrics()
+    );
+    let stats = server.handle().metrics();
+    assert_eq!(stats.sessions_established, 0, "{stats}");
+    assert_eq!(stats.event("stale_auth_decision"), 1, "{stats}");
+    // bob's refusal and alice's request abandoned by the renegotiation.
+    assert_eq!(stats.event("auth_failure_pap"), 2, "{stats}");
+}
+
+/// Issue 12, defect 2: renegotiating LCP while each guess is judged must
+/// not reset `ppp.auth_max_attempts` (3 by default).
+#[test]
+fn renegotiation_does_not_reset_the_attempt_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = pap_server(dir.path());
+    let addr = server.addr;
+    let (guesses, terminated) = server.run_clients(move || async move {
+        let mut conn = Scripted::in_authentication(addr);
+        let mut guesses = 0u8;
+        while guesses < 12 && !conn.client.saw(PROTO_LCP, TERMINATE_REQUEST) {
+            let seen = conn.client.received.len();
+            let mut record =
+                ScriptedClient::pap_request(guesses, "alice", &format!("guess-{guesses}"));
+            record.extend_from_slice(&conn.renegotiation());
+            if conn.stream.write_all(&record).is_err() {
+                break;
+            }
+            guesses += 1;
+            // The server's new Configure-Request (or its Terminate-Request).
+            conn.read_until(|c| {
+                c.received[seen..].iter().any(|r| {
+                    r.protocol == PROTO_LCP
+                        && matches!(r.code, CONFIGURE_REQUEST | TERMINATE_REQUEST)
+                })
+            });
+        }
+        (guesses, conn.client.saw(PROTO_LCP, TERMINATE_REQUEST))
+    });
+    assert!(terminated, "the server never gave up ({guesses} guesses)");
+    assert!(guesses <= 3, "{guesses} guesses on one connection");
+    assert!(
+        server.wait_idle(Duration::from_secs(30)),
+        "{}",
+        server.handle().metrics()
+    );
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("auth_attempts_exhausted"), 1, "{stats}");
+    assert_eq!(stats.event("auth_failure_pap"), 3, "{stats}");
 }

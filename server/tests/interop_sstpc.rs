@@ -53,6 +53,8 @@ const UNCLEAN_ENDINGS: &[&str] = &[
     "framing",
     // PPP
     "auth_failed",
+    "auth_attempts_exhausted",
+    "renegotiated_after_auth",
     "echo_timeout",
     "max_configure",
     "max_failure",

@@ -13,7 +13,11 @@
 //!   established, i.e. Call Connected was verified ([MS-SSTP] 3.3.5.2.3),
 //!   judged per frame;
 //! * when the PPP link finishes, SSTP sends Call Disconnect; when SSTP
-//!   closes, the session is over.
+//!   closes, the session is over;
+//! * an authenticator's answer is delivered with the id of the request it
+//!   answers ([`Session::auth_decision`]) and applied to that request only
+//!   (see [`crate::proto::ppp::link`] for the authentication phase's rules:
+//!   renegotiation, the per-connection attempt limit, failure reports).
 //!
 //! The server also polices the source addresses of client traffic
 //! (anti-spoofing) and answers IPv6 Router Solicitations with the
@@ -27,7 +31,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use super::auth::{AuthDecision, AuthRequest};
+use super::auth::{AuthDecision, AuthRequest, AuthRequestId, FailedAuthAttempt};
 use super::ndp::{self, RouterAdvertisement};
 use super::ppp::{
     IpVersion, Ipv4Params, Ipv6Params, PppCloseReason, PppConfig, PppDropReason, PppEvent, PppLink,
@@ -91,8 +95,12 @@ pub enum SessionEvent {
     /// Acknowledge sent; client: received).
     PppStarted,
     /// Server: judge these credentials and answer with
-    /// [`Session::auth_decision`], now or later.
+    /// [`Session::auth_decision`], now or later, naming `request.id`.
     AuthRequest(AuthRequest),
+    /// Server: an authentication attempt failed. Log it (with the peer's
+    /// address: the name is only what the peer claimed) and count it under
+    /// [`FailedAuthAttempt::metric_label`].
+    AuthAttemptFailed(FailedAuthAttempt),
     /// PPP authentication succeeded.
     Authenticated {
         username: String,
@@ -155,6 +163,9 @@ pub enum DropReason {
     SpoofedSource,
     /// A packet too short to carry an IP header.
     MalformedIpPacket,
+    /// Server: an authenticator's answer to a request the session no
+    /// longer waits for (see [`AuthRequestId`]); not applied.
+    StaleAuthDecision,
 }
 
 impl DropReason {
@@ -166,6 +177,7 @@ impl DropReason {
             DropReason::IpBeforeCallConnected => "ip_before_call_connected",
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::MalformedIpPacket => "malformed_ip_packet",
+            DropReason::StaleAuthDecision => "stale_auth_decision",
         }
     }
 }
@@ -219,6 +231,8 @@ pub struct Session {
     ipv6: Option<Ipv6Params>,
     ipv6_prefix: Option<(Ipv6Addr, u8)>,
     username: Option<String>,
+    /// Server: the name of the latest authentication request.
+    claimed_username: Option<String>,
     http_reported: bool,
     /// The first cause of the end, reported in `Closed`.
     close_cause: Option<CloseReason>,
@@ -291,6 +305,7 @@ impl Session {
             ipv6: None,
             ipv6_prefix: None,
             username: None,
+            claimed_username: None,
             http_reported: false,
             close_cause: None,
             closed_reported: false,
@@ -442,9 +457,17 @@ impl Session {
         self.settle(now);
     }
 
-    /// Server: the answer to [`SessionEvent::AuthRequest`].
-    pub fn auth_decision(&mut self, now: Instant, decision: AuthDecision) {
-        self.ppp.auth_decision(now, decision);
+    /// Server: the answer to the [`SessionEvent::AuthRequest`] whose
+    /// `id` is `request`. Applied only to that very request, and only
+    /// while the session still waits for it: any other answer is stale,
+    /// dropped, and reported as [`DropReason::StaleAuthDecision`].
+    pub fn auth_decision(&mut self, now: Instant, request: AuthRequestId, decision: AuthDecision) {
+        if self.ppp.auth_decision(now, request, decision).is_err() {
+            self.events.push_back(SessionEvent::Dropped {
+                reason: DropReason::StaleAuthDecision,
+                count: 1,
+            });
+        }
         self.settle(now);
     }
 
@@ -491,8 +514,15 @@ impl Session {
         self.sstp.correlation_id()
     }
 
+    /// The authenticated user name, once authentication succeeded.
     pub fn username(&self) -> Option<&str> {
         self.username.as_deref()
+    }
+
+    /// Server: the name the peer last tried to authenticate as, whether or
+    /// not it succeeded (for the log line of a session that failed).
+    pub fn claimed_username(&self) -> Option<&str> {
+        self.claimed_username.as_deref()
     }
 
     pub fn ipv4(&self) -> Option<Ipv4Params> {
@@ -602,8 +632,12 @@ impl Session {
     fn on_ppp_event(&mut self, now: Instant, event: PppEvent) {
         match event {
             PppEvent::AuthRequest(request) => {
+                self.claimed_username = Some(request.username.clone());
                 self.events.push_back(SessionEvent::AuthRequest(request))
             }
+            PppEvent::AuthAttemptFailed(attempt) => self
+                .events
+                .push_back(SessionEvent::AuthAttemptFailed(attempt)),
             PppEvent::Authenticated { username, hlak } => {
                 self.sstp.set_hlak(now, hlak);
                 self.username = Some(username.clone());

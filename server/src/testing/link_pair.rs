@@ -153,9 +153,9 @@ impl LinkPair {
                 if let (PppEvent::AuthRequest(request), Some(authenticator)) =
                     (&event, &mut self.authenticator)
                 {
-                    let decision = authenticator(request);
+                    let (id, decision) = (request.id, authenticator(request));
                     self.server_events.push(event);
-                    self.server.auth_decision(self.now, decision);
+                    let _ = self.server.auth_decision(self.now, id, decision);
                     decided = true;
                     continue;
                 }

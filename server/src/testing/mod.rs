@@ -6,12 +6,16 @@
 //!   and the instruction-count gate.
 //! * [`link_pair`]: the same for two PPP links alone, and the fuzzers'
 //!   entry points into PPP.
+//! * [`hostile`]: a scripted client that sends exactly the bytes a test
+//!   wants (any PPP frame, in any order) and a lone server `Session`, for
+//!   the hostile-input tests and the `session` fuzz target.
 //! * [`hdlc`]: PPP in HDLC-like framing (RFC 1662), which sstp-client's
 //!   pppd speaks on its pty; the interoperability tests play pppd with it.
 //! * [`netns`]: network namespaces for end-to-end tests, benchmarks and the
 //!   demo (runtime only).
 
 pub mod hdlc;
+pub mod hostile;
 pub mod link_pair;
 #[cfg(feature = "runtime")]
 pub mod netns;

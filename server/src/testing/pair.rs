@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::proto::auth::{AuthDecision, AuthReply, Authenticator};
+use crate::proto::auth::{AuthDecision, AuthReply, AuthRequestId, Authenticator};
 use crate::proto::session::{ClientParams, Session, SessionConfig, SessionEvent};
 use crate::proto::sstp::{CertHashes, ClientHandshake, Deframer};
 
@@ -95,7 +95,7 @@ pub struct Pair {
     pub dropped: u64,
     /// Bytes moved each way (index 0: client to server).
     pub bytes: [u64; 2],
-    decisions: Arc<Mutex<Vec<AuthDecision>>>,
+    decisions: Arc<Mutex<Vec<(AuthRequestId, AuthDecision)>>>,
 }
 
 impl fmt::Debug for Pair {
@@ -313,10 +313,11 @@ impl Pair {
                 any = true;
                 if let SessionEvent::AuthRequest(request) = &event {
                     let sink = self.decisions.clone();
+                    let id = request.id;
                     self.authenticator.authenticate(
                         request.clone(),
                         AuthReply::new(move |d| {
-                            sink.lock().unwrap_or_else(|e| e.into_inner()).push(d)
+                            sink.lock().unwrap_or_else(|e| e.into_inner()).push((id, d))
                         }),
                     );
                 }
@@ -330,8 +331,10 @@ impl Pair {
         let decisions =
             std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|e| e.into_inner()));
         let any = !decisions.is_empty();
-        for decision in decisions {
-            self.server.session.auth_decision(self.now, decision);
+        for (request, decision) in decisions {
+            self.server
+                .session
+                .auth_decision(self.now, request, decision);
         }
         any
     }

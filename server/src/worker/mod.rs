@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::metrics::{Metrics, WorkerMetrics};
-use crate::proto::auth::{AuthDecision, Authenticator};
+use crate::proto::auth::{AuthDecision, AuthRequestId, Authenticator};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::CertHashes;
 use crate::routing::session_table::{SessionRef, SessionTable};
@@ -48,9 +48,12 @@ pub(crate) enum WorkerMsg {
     /// An IP packet read from TUN for a session living on the receiving
     /// worker.
     Packet { to: SessionRef, packet: Vec<u8> },
-    /// An [`Authenticator`]'s answer for a session of the receiving worker.
+    /// An [`Authenticator`]'s answer for a session of the receiving worker,
+    /// to the request named `request` (the session applies it to that
+    /// request only).
     Auth {
         to: SessionRef,
+        request: AuthRequestId,
         decision: AuthDecision,
     },
     /// Disconnect every session and stop.
@@ -174,10 +177,14 @@ impl Worker {
             for msg in messages {
                 match msg {
                     WorkerMsg::Packet { to, packet } => worker.deliver_to_session(to, &packet),
-                    WorkerMsg::Auth { to, decision } => {
+                    WorkerMsg::Auth {
+                        to,
+                        request,
+                        decision,
+                    } => {
                         let session = worker.sessions.borrow().get(to).cloned();
                         match session {
-                            Some(s) => s.auth_decision(&worker, decision),
+                            Some(s) => s.auth_decision(&worker, request, decision),
                             None => worker.metrics().event("auth_answer_for_closed_session"),
                         }
                     }

@@ -14,7 +14,7 @@ use tracing::{field, Instrument};
 use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn};
-use crate::proto::auth::{AuthDecision, AuthReply};
+use crate::proto::auth::{AuthDecision, AuthReply, AuthRequestId};
 use crate::proto::session::{Session, SessionEvent};
 use crate::proto::sstp::{record_units, HashProtocol};
 use crate::routing::session_table::SessionRef;
@@ -350,10 +350,15 @@ impl SessionCtx {
         self.wake_writer.notify_one();
     }
 
-    pub(crate) fn auth_decision(&self, worker: &Worker, decision: AuthDecision) {
+    pub(crate) fn auth_decision(
+        &self,
+        worker: &Worker,
+        request: AuthRequestId,
+        decision: AuthDecision,
+    ) {
         self.proto
             .borrow_mut()
-            .auth_decision(Instant::now(), decision);
+            .auth_decision(Instant::now(), request, decision);
         self.after_step(worker);
     }
 
@@ -372,9 +377,13 @@ impl SessionCtx {
                 SessionEvent::AuthRequest(request) => {
                     tracing::debug!(user = %request.username, method = %request.credentials.protocol(), "authenticating");
                     let mailbox = worker.shared.mailboxes[worker.index].clone();
-                    let to = self.reference;
+                    let (to, request_id) = (self.reference, request.id);
                     let reply = AuthReply::new(move |decision| {
-                        let _ = mailbox.send_batch(vec![WorkerMsg::Auth { to, decision }]);
+                        let _ = mailbox.send_batch(vec![WorkerMsg::Auth {
+                            to,
+                            request: request_id,
+                            decision,
+                        }]);
                     });
                     worker.shared.authenticator.authenticate(request, reply);
                 }
@@ -384,6 +393,17 @@ impl SessionCtx {
                     worker.metrics().event("http_accepted");
                     self.span
                         .record("correlation_id", field::display(&correlation_id));
+                }
+                SessionEvent::AuthAttemptFailed(attempt) => {
+                    worker.metrics().event(attempt.metric_label());
+                    tracing::info!(
+                        user = %attempt.username,
+                        method = %attempt.protocol,
+                        outcome = attempt.outcome.as_str(),
+                        attempt = attempt.attempt,
+                        max_attempts = attempt.max_attempts,
+                        "authentication failed"
+                    );
                 }
                 SessionEvent::Authenticated { username } => {
                     self.span.record("user", field::display(&username));
@@ -430,7 +450,18 @@ impl SessionCtx {
                 }
                 SessionEvent::Closed(reason) => {
                     worker.metrics().event(reason.as_str());
-                    tracing::info!(reason = reason.as_str(), "session closed");
+                    let proto = self.proto.borrow();
+                    match proto
+                        .claimed_username()
+                        .filter(|_| proto.username().is_none())
+                    {
+                        // Never authenticated: the name it tried, for the
+                        // line that says why it ended.
+                        Some(user) => {
+                            tracing::info!(reason = reason.as_str(), user, "session closed")
+                        }
+                        None => tracing::info!(reason = reason.as_str(), "session closed"),
+                    }
                 }
                 SessionEvent::Dropped { reason, count } => {
                     worker.metrics().events_n(reason.as_str(), u64::from(count));

@@ -304,6 +304,13 @@ impl ChapServer {
         server
     }
 
+    /// Failures earlier authentication phases of this connection already
+    /// spent: an LCP renegotiation starts a new machine but the
+    /// connection's attempt limit goes on counting.
+    pub(crate) fn set_failed_attempts(&mut self, failed: u32) {
+        self.failed_attempts = failed;
+    }
+
     fn send_challenge(&mut self, now: Instant) {
         self.outbox.send(
             ChapPacket::Challenge {
@@ -366,6 +373,7 @@ impl ChapServer {
             username: username.clone(),
         };
         self.outbox.emit(AuthEvent::Request(AuthRequest {
+            id: super::AuthRequestId::UNASSIGNED,
             username,
             credentials,
         }));

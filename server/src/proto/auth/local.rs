@@ -194,6 +194,7 @@ mod tests {
 
     fn pap(username: &str, password: &[u8]) -> AuthRequest {
         AuthRequest {
+            id: super::super::AuthRequestId::UNASSIGNED,
             username: username.into(),
             credentials: Credentials::Pap {
                 password: password.to_vec(),
@@ -233,6 +234,7 @@ mod tests {
         let auth = authenticator();
         let challenge = vec![9u8; 16];
         let request = |username: &str, secret: &[u8]| AuthRequest {
+            id: super::super::AuthRequestId::UNASSIGNED,
             username: username.into(),
             credentials: Credentials::ChapMd5 {
                 identifier: 3,
@@ -252,6 +254,7 @@ mod tests {
     fn mschapv2_with_rfc2759_vectors() {
         let auth = authenticator();
         let request = |username: &str, nt_response: [u8; 24]| AuthRequest {
+            id: super::super::AuthRequestId::UNASSIGNED,
             username: username.into(),
             credentials: Credentials::MsChapV2 {
                 identifier: 1,

@@ -177,6 +177,17 @@ impl AuthServer {
         AuthServer { inner }
     }
 
+    /// Counts `failed` attempts that earlier authentication phases of the
+    /// same connection spent against [`AuthConfig::max_attempts`]: the
+    /// MS-CHAPv2 retry offer (`R=1`) ends when the connection's total
+    /// reaches the limit, however many machines it took.
+    pub fn with_failed_attempts(mut self, failed: u32) -> Self {
+        if let ServerInner::Chap(machine) = &mut self.inner {
+            machine.set_failed_attempts(failed);
+        }
+        self
+    }
+
     /// Feeds the information field of a received packet of this method's
     /// PPP protocol.
     pub fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), AuthPacketError> {
@@ -188,7 +199,9 @@ impl AuthServer {
     }
 
     /// Delivers the [`super::Authenticator`]'s answer to the last
-    /// [`AuthEvent::Request`]. Ignored if no request is outstanding.
+    /// [`AuthEvent::Request`]. Ignored if no request is outstanding. The
+    /// owner checks that the answer is for that request (the PPP link does,
+    /// by [`super::AuthRequestId`]): this machine cannot tell.
     pub fn decide(&mut self, now: Instant, decision: AuthDecision) {
         let _ = now;
         match &mut self.inner {

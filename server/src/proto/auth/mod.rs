@@ -88,9 +88,46 @@ impl fmt::Display for AuthProtocol {
     }
 }
 
+/// Which request an [`Authenticator`]'s answer belongs to.
+///
+/// The PPP link numbers every request it hands out, counting up from 1 over
+/// the whole connection (across LCP renegotiations), and applies an answer
+/// only to the request it names, and only while that request is the one its
+/// current authentication machine is waiting for. An answer to anything else
+/// (a request whose phase an LCP renegotiation ended, one already answered,
+/// one the phase timeout gave up on) is stale: dropped and reported, never
+/// applied to whatever request happens to be pending when it arrives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AuthRequestId(u64);
+
+impl AuthRequestId {
+    /// Not numbered yet: what the authentication machines put into the
+    /// requests they build; the link numbers each one it passes on.
+    pub const UNASSIGNED: AuthRequestId = AuthRequestId(0);
+
+    /// The id with this number (tests and fuzz targets forge stale ones).
+    pub fn from_raw(raw: u64) -> Self {
+        AuthRequestId(raw)
+    }
+
+    /// The number, for logs.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for AuthRequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// What the peer presented, for an [`Authenticator`] to judge.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthRequest {
+    /// Names this request; the answer is delivered with it
+    /// ([`crate::proto::session::Session::auth_decision`]).
+    pub id: AuthRequestId,
     /// The name the peer authenticated as (PAP Peer-ID, CHAP Name).
     pub username: String,
     /// The method-specific proof.
@@ -101,6 +138,7 @@ impl fmt::Debug for AuthRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never log secrets: only the user and the method.
         f.debug_struct("AuthRequest")
+            .field("id", &self.id)
             .field("username", &self.username)
             .field("method", &self.credentials.protocol())
             .finish()
@@ -281,6 +319,63 @@ impl RejectReason {
             RejectReason::PasswordExpired => "password_expired",
             RejectReason::NoDialinPermission => "no_dialin_permission",
             RejectReason::ServiceUnavailable => "service_unavailable",
+        }
+    }
+}
+
+/// One failed authentication attempt on a server link: reported (as
+/// [`crate::proto::session::SessionEvent::AuthAttemptFailed`]) for every
+/// set of credentials that did not authenticate the peer, so that the
+/// owner logs and counts each one, not only the last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedAuthAttempt {
+    /// The request whose credentials failed.
+    pub request: AuthRequestId,
+    /// The name the peer claimed (not authenticated: the peer's words).
+    pub username: String,
+    pub protocol: AuthProtocol,
+    pub outcome: AttemptOutcome,
+    /// Failed attempts on this connection so far, this one included; they
+    /// survive LCP renegotiation.
+    pub attempt: u32,
+    /// The limit (`ppp.auth_max_attempts`): the connection ends when
+    /// `attempt` reaches it.
+    pub max_attempts: u32,
+}
+
+impl FailedAuthAttempt {
+    /// The counter this attempt is counted under: `auth_failure_<method>`.
+    pub fn metric_label(&self) -> &'static str {
+        match self.protocol {
+            AuthProtocol::Pap => "auth_failure_pap",
+            AuthProtocol::ChapMd5 => "auth_failure_chap_md5",
+            AuthProtocol::MsChapV2 => "auth_failure_mschapv2",
+        }
+    }
+}
+
+/// How an authentication attempt failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// The authenticator refused the credentials (or accepted MS-CHAPv2
+    /// credentials without the proof a Success needs).
+    Rejected(RejectReason),
+    /// An LCP renegotiation ended the authentication phase while these
+    /// credentials were being judged: the answer will be stale. Counted as
+    /// a failure, or renegotiating would buy unlimited guesses.
+    Abandoned,
+    /// The phase timeout passed while these credentials were being judged.
+    TimedOut,
+}
+
+impl AttemptOutcome {
+    /// Short lowercase name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Rejected(reason) => reason.as_str(),
+            AttemptOutcome::Abandoned => "abandoned_by_renegotiation",
+            AttemptOutcome::TimedOut => "timed_out",
         }
     }
 }

@@ -243,6 +243,7 @@ impl PapServer {
         match &mut self.state {
             PapServerState::Waiting => {
                 self.outbox.emit(AuthEvent::Request(AuthRequest {
+                    id: super::AuthRequestId::UNASSIGNED,
                     username: peer_text(peer_id),
                     credentials: Credentials::Pap {
                         password: password.to_vec(),

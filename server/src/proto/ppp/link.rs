@@ -8,6 +8,31 @@
 //! [`PppLink::poll_timeout`]). IP packets are handed to a callback borrowing
 //! the input and encapsulated into the caller's buffer, without allocation.
 //!
+//! # The authentication phase (server)
+//!
+//! * **Answers are bound to their request.** Every [`PppEvent::AuthRequest`]
+//!   carries an [`AuthRequestId`], numbered by the link and never reused on
+//!   it; [`PppLink::auth_decision`] applies an answer only if it names the
+//!   request the running machine waits for. Anything else is a
+//!   [`StaleAuthDecision`]: dropped, never applied to whichever request is
+//!   pending when it arrives.
+//! * **LCP renegotiation while authenticating** (RFC 1661 allows it) ends
+//!   the phase: the machine is dropped with its state, the request it was
+//!   waiting on is abandoned (its answer will be stale) and counted as a
+//!   failed attempt, and the next phase starts from nothing (a new machine,
+//!   new challenge, no verdict inherited).
+//! * **LCP renegotiation after a successful authentication** ends the link
+//!   ([`PppCloseReason::RenegotiatedAfterAuthentication`]): the SSTP crypto
+//!   binding ties the session to that authentication, and the identity of a
+//!   session never changes.
+//! * **The attempt limit is per connection**: failed attempts (refused,
+//!   abandoned, timed out) are counted on the link across renegotiations,
+//!   new machines start with the count so far, and reaching
+//!   [`AuthConfig::max_attempts`] ends the link
+//!   ([`PppCloseReason::AuthAttemptsExhausted`]).
+//! * **Every failed attempt is reported** as [`PppEvent::AuthAttemptFailed`]
+//!   with the claimed name and the method, for the owner to log and count.
+//!
 //! [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
 
 use std::collections::VecDeque;
@@ -32,8 +57,9 @@ use super::lcp::{Lcp, LcpConfig};
 use super::outbox::Outbox;
 use super::pool::AddressPool;
 use crate::proto::auth::{
-    AuthClient, AuthConfig, AuthDecision, AuthEvent, AuthFailure, AuthPacketError, AuthProtocol,
-    AuthRequest, AuthServer, ZERO_HLAK,
+    AttemptOutcome, AuthClient, AuthConfig, AuthDecision, AuthEvent, AuthFailure, AuthPacketError,
+    AuthProtocol, AuthRequest, AuthRequestId, AuthServer, FailedAuthAttempt, RejectReason,
+    ZERO_HLAK,
 };
 use crate::proto::Role;
 
@@ -176,6 +202,13 @@ pub enum PppCloseReason {
     /// Every network control protocol was rejected or terminated by the
     /// peer.
     NoNetworkProtocol,
+    /// Server: the connection's failed authentication attempts reached
+    /// [`AuthConfig::max_attempts`] (counted across LCP renegotiations).
+    AuthAttemptsExhausted,
+    /// Server: the peer renegotiated LCP after it had authenticated. The
+    /// SSTP crypto binding ties the session to that one authentication, so
+    /// the link ends rather than authenticate anew.
+    RenegotiatedAfterAuthentication,
 }
 
 impl PppCloseReason {
@@ -196,6 +229,8 @@ impl PppCloseReason {
             PppCloseReason::NoAddress => "no_address",
             PppCloseReason::EchoTimeout => "echo_timeout",
             PppCloseReason::NoNetworkProtocol => "no_network_protocol",
+            PppCloseReason::AuthAttemptsExhausted => "auth_attempts_exhausted",
+            PppCloseReason::RenegotiatedAfterAuthentication => "renegotiated_after_auth",
         }
     }
 
@@ -256,8 +291,11 @@ impl PppDropReason {
 #[non_exhaustive]
 pub enum PppEvent {
     /// Server: judge these credentials and answer with
-    /// [`PppLink::auth_decision`] (now or later).
+    /// [`PppLink::auth_decision`] (now or later), naming `request.id`.
     AuthRequest(AuthRequest),
+    /// Server: a set of credentials failed (refused, abandoned by an LCP
+    /// renegotiation, or timed out while judged). One per attempt.
+    AuthAttemptFailed(FailedAuthAttempt),
     /// Authentication succeeded (both roles). `hlak` is this role's
     /// Higher-Layer Authentication Key for the SSTP crypto binding
     /// ([MS-SSTP] 3.2.5.2). Also emitted, with an empty `username` (server)
@@ -378,7 +416,25 @@ impl AuthMachine {
 struct AuthSession {
     protocol: u16,
     machine: AuthMachine,
+    /// Server: the request this machine waits an answer for. At most one:
+    /// a machine asks again only after the previous answer.
+    outstanding: Option<Outstanding>,
 }
+
+/// A request handed to the owner and not answered yet.
+#[derive(Debug)]
+struct Outstanding {
+    id: AuthRequestId,
+    username: String,
+    protocol: AuthProtocol,
+}
+
+/// [`PppLink::auth_decision`]'s refusal: the answer names no request the
+/// link is waiting for (its phase was ended by an LCP renegotiation or a
+/// timeout, it was answered already, or it never existed). The answer was
+/// dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleAuthDecision(pub AuthRequestId);
 
 /// What every automaton event needs besides the automaton: the outgoing
 /// queue and the link's randomness.
@@ -434,6 +490,14 @@ pub struct PppLink {
     ipcp: Option<Fsm<Ipcp>>,
     ipv6cp: Option<Fsm<Ipv6cp>>,
     auth: Option<AuthSession>,
+    /// The number of the next authentication request (never reused on
+    /// this link).
+    next_auth_request: u64,
+    /// Failed authentication attempts on this connection, across LCP
+    /// renegotiations.
+    auth_failures: u32,
+    /// An authentication machine reported success (either role).
+    auth_succeeded: bool,
     credentials: Option<Credentials>,
     /// The authenticated user name (server) once known.
     username: Option<String>,
@@ -503,6 +567,9 @@ impl PppLink {
             ipcp,
             ipv6cp,
             auth: None,
+            next_auth_request: 1,
+            auth_failures: 0,
+            auth_succeeded: false,
             credentials,
             username: None,
             framed_ipv4: None,
@@ -653,17 +720,52 @@ impl PppLink {
         out.extend_from_slice(packet);
     }
 
-    /// Server: delivers the answer to a [`PppEvent::AuthRequest`]. Ignored
-    /// when authentication is no longer running.
-    pub fn auth_decision(&mut self, now: Instant, decision: AuthDecision) {
-        match self.auth.as_mut().map(|auth| &mut auth.machine) {
-            Some(AuthMachine::Server(server)) => server.decide(now, decision),
-            #[cfg(test)]
-            Some(AuthMachine::Scripted(scripted)) => scripted.decide(now, decision),
-            _ => return,
+    /// Server: delivers the answer to the [`PppEvent::AuthRequest`] named
+    /// `request`. It is applied only if that request is the one the
+    /// running authentication waits for; otherwise it is stale, dropped,
+    /// and `Err` says so (the owner reports it). See
+    /// [`AuthRequestId`] and the module documentation.
+    pub fn auth_decision(
+        &mut self,
+        now: Instant,
+        request: AuthRequestId,
+        decision: AuthDecision,
+    ) -> Result<(), StaleAuthDecision> {
+        let stale = StaleAuthDecision(request);
+        let Some(auth) = self.auth.as_mut() else {
+            return Err(stale);
+        };
+        if auth.outstanding.as_ref().map(|o| o.id) != Some(request) {
+            return Err(stale);
         }
-        self.pump_auth(now);
+        let outstanding = auth.outstanding.take().ok_or(stale)?;
+        let rejected = match &decision {
+            AuthDecision::Reject(reject) => Some(reject.reason),
+            AuthDecision::Accept(_) => None,
+        };
+        match &mut auth.machine {
+            AuthMachine::Server(server) => server.decide(now, decision),
+            #[cfg(test)]
+            AuthMachine::Scripted(scripted) => scripted.decide(now, decision),
+            AuthMachine::Client(_) => return Err(stale),
+        }
+        if let Some(reason) = rejected {
+            // Counted before the machine's verdict is acted on, so that a
+            // final failure already knows the connection's total.
+            self.auth_failed(outstanding, AttemptOutcome::Rejected(reason));
+            self.pump_auth(now);
+        } else {
+            self.pump_auth(now);
+            if !self.auth_succeeded {
+                // Accepted, yet the machine could not use the answer
+                // (MS-CHAPv2 without its proof): the peer got a Failure.
+                let reason = RejectReason::ServiceUnavailable;
+                self.auth_failed(outstanding, AttemptOutcome::Rejected(reason));
+            }
+        }
+        self.enforce_attempt_limit(now);
         self.settle(now);
+        Ok(())
     }
 
     /// The next event for the owner.
@@ -885,6 +987,7 @@ impl PppLink {
         self.auth = Some(AuthSession {
             protocol: protocol.ppp_protocol(),
             machine,
+            outstanding: None,
         });
         self.phase = Phase::Authenticate;
         self.pump_auth(now);
@@ -904,12 +1007,10 @@ impl PppLink {
                 now,
                 &mut self.effects.rng,
             )),
-            _ => AuthMachine::Server(AuthServer::new(
-                protocol,
-                &self.config.auth,
-                now,
-                &mut self.effects.rng,
-            )),
+            _ => AuthMachine::Server(
+                AuthServer::new(protocol, &self.config.auth, now, &mut self.effects.rng)
+                    .with_failed_attempts(self.auth_failures),
+            ),
         }
     }
 
@@ -938,7 +1039,16 @@ impl PppLink {
         }
         for event in events {
             match event {
-                AuthEvent::Request(request) => {
+                AuthEvent::Request(mut request) => {
+                    request.id = AuthRequestId::from_raw(self.next_auth_request);
+                    self.next_auth_request += 1;
+                    if let Some(auth) = &mut self.auth {
+                        auth.outstanding = Some(Outstanding {
+                            id: request.id,
+                            username: request.username.clone(),
+                            protocol: request.credentials.protocol(),
+                        });
+                    }
                     self.events.push_back(PppEvent::AuthRequest(request))
                 }
                 AuthEvent::Success {
@@ -946,6 +1056,7 @@ impl PppLink {
                     hlak,
                     framed_ipv4,
                 } => {
+                    self.auth_succeeded = true;
                     self.username = Some(username.clone());
                     self.framed_ipv4 = framed_ipv4;
                     self.events
@@ -955,9 +1066,19 @@ impl PppLink {
                     }
                 }
                 AuthEvent::Failure(failure) => {
+                    let judged = self.auth.as_mut().and_then(|a| a.outstanding.take());
+                    if let (AuthFailure::Timeout, Some(outstanding)) = (&failure, judged) {
+                        self.auth_failed(outstanding, AttemptOutcome::TimedOut);
+                    }
+                    let reason = match failure {
+                        AuthFailure::Rejected { .. } if self.attempts_exhausted() => {
+                            PppCloseReason::AuthAttemptsExhausted
+                        }
+                        failure => PppCloseReason::AuthFailed(failure),
+                    };
                     // The Failure packet was queued above, ahead of the
                     // Terminate-Request this sends.
-                    self.close_link(now, PppCloseReason::AuthFailed(failure));
+                    self.close_link(now, reason);
                 }
             }
         }
@@ -1036,9 +1157,55 @@ impl PppLink {
         }
     }
 
+    /// Counts a failed attempt and reports it.
+    fn auth_failed(&mut self, outstanding: Outstanding, outcome: AttemptOutcome) {
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        self.events
+            .push_back(PppEvent::AuthAttemptFailed(FailedAuthAttempt {
+                request: outstanding.id,
+                username: outstanding.username,
+                protocol: outstanding.protocol,
+                outcome,
+                attempt: self.auth_failures,
+                max_attempts: self.max_attempts(),
+            }));
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.config.auth.max_attempts.max(1)
+    }
+
+    fn attempts_exhausted(&self) -> bool {
+        self.role == Role::Server && self.auth_failures >= self.max_attempts()
+    }
+
+    /// Ends the link once the connection has spent its attempts, whatever
+    /// the running machine thinks (it may be one of several this
+    /// connection went through).
+    fn enforce_attempt_limit(&mut self, now: Instant) {
+        if self.attempts_exhausted() && !self.auth_succeeded {
+            self.close_link(now, PppCloseReason::AuthAttemptsExhausted);
+        }
+    }
+
     /// LCP tld: everything above LCP goes down.
+    ///
+    /// When the peer renegotiates (LCP left Opened for Req-Sent or
+    /// Ack-Sent, not for a terminate), a server applies its policy:
+    /// a request being judged is abandoned (counted as a failed attempt;
+    /// its answer will be stale) and the next authentication phase starts
+    /// from nothing; a peer that had already authenticated is refused (the
+    /// link ends: the crypto binding was made for that authentication).
     fn lcp_down(&mut self, now: Instant) {
-        self.auth = None;
+        let renegotiating = matches!(
+            self.lcp.state(),
+            State::ReqSent | State::AckSent | State::AckRcvd
+        );
+        if let Some(outstanding) = self.auth.take().and_then(|a| a.outstanding) {
+            if renegotiating {
+                self.auth_failed(outstanding, AttemptOutcome::Abandoned);
+            }
+        }
         self.keepalive = Keepalive::default();
         self.transmit_format = HeaderFormat::FULL;
         if let Some(ipcp) = &mut self.ipcp {
@@ -1056,6 +1223,13 @@ impl PppLink {
         }
         self.release_lease();
         self.phase = Phase::Establish;
+        if renegotiating && self.role == Role::Server {
+            if self.auth_succeeded {
+                self.close_link(now, PppCloseReason::RenegotiatedAfterAuthentication);
+            } else {
+                self.enforce_attempt_limit(now);
+            }
+        }
     }
 
     /// LCP tlf: the link is finished.

@@ -35,5 +35,6 @@ pub use ipv6cp::{Ipv6Params, Ipv6cpConfig};
 pub use lcp::LcpConfig;
 pub use link::{
     IpVersion, Phase, PppCloseReason, PppConfig, PppDropReason, PppEvent, PppLink, PppStats,
+    StaleAuthDecision,
 };
 pub use pool::{AddressPool, Ipv4RangePool};

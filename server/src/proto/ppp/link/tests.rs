@@ -62,6 +62,7 @@ impl ScriptedAuth {
                 self.username = String::from_utf8_lossy(packet.data).into_owned();
                 self.pending = Some(packet.identifier);
                 self.events.push_back(AuthEvent::Request(AuthRequest {
+                    id: crate::proto::auth::AuthRequestId::UNASSIGNED,
                     username: self.username.clone(),
                     credentials: AuthCredentials::Pap {
                         password: Vec::new(),
@@ -1513,15 +1514,18 @@ fn failure_packet_precedes_the_terminate_request() {
         PppEvent::AuthRequest(request) => Some(request),
         _ => None,
     });
-    assert_eq!(request.unwrap().username, "mallory");
+    let request = request.unwrap();
+    assert_eq!(request.username, "mallory");
     // The decision arrives later (an asynchronous authenticator).
-    server.auth_decision(
+    let decided = server.auth_decision(
         now + Duration::from_millis(200),
+        request.id,
         AuthDecision::Reject(AuthReject {
             reason: RejectReason::AccountDisabled,
             message: String::new(),
         }),
     );
+    assert_eq!(decided, Ok(()));
     let sent = drain(&mut server);
     let order: Vec<_> = sent.iter().map(|s| (s.protocol, s.code)).collect();
     assert_eq!(order, [(PROTO_PAP, 3), (PROTO_LCP, 5)]);

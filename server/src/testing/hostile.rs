@@ -1,0 +1,805 @@
+//! A scripted SSTP client for hostile sequences: it builds exactly the
+//! bytes a test wants a client to send (any PPP frame, in any order, many
+//! in one TLS record) and reads what the server answers, with no client
+//! state machine of its own that would refuse to misbehave.
+//!
+//! [`ScriptedClient`] is transport-agnostic: the end-to-end tests write its
+//! bytes to the real server over TLS; [`LoneServer`] feeds them to a server
+//! [`Session`] in memory, on a virtual clock, holding the authenticator's
+//! answers until the test delivers them (so that a test decides when an
+//! answer arrives, as a slow RADIUS server would).
+//!
+//! Not a stable API: for tests, fuzz targets and benchmarks.
+
+use std::time::{Duration, Instant};
+
+use crate::proto::auth::chap::{md5_response, CODE_CHALLENGE, CODE_FAILURE, CODE_RESPONSE};
+use crate::proto::auth::mschapv2::{self, FailureMessage, ResponseValue};
+use crate::proto::auth::pap::CODE_AUTHENTICATE_REQUEST;
+use crate::proto::auth::{AuthDecision, AuthRequest, PROTO_CHAP, PROTO_PAP};
+use crate::proto::ppp::frame::{parse_frame, write_header, HeaderFormat, PROTO_LCP};
+use crate::proto::ppp::lcp::OPT_MAGIC_NUMBER;
+use crate::proto::ppp::packet::{
+    parse_control, write_control, write_option, CONFIGURE_ACK, CONFIGURE_REQUEST,
+};
+use crate::proto::session::{Session, SessionConfig, SessionEvent};
+use crate::proto::sstp::wire::{packet_header, MAX_PACKET_LEN};
+use crate::proto::sstp::{CertHashes, ControlMessage, Deframer, Packet};
+
+/// An `SSTP_DUPLEX_POST` request head that passes every check of
+/// [MS-SSTP] 3.2.4.1 (what sstp-client sends).
+pub const REQUEST_HEAD: &[u8] =
+    b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\n\
+Host: localhost\r\n\
+Content-Length: 18446744073709551615\r\n\
+SSTPCORRELATIONID: {B0F4A4BE-7E84-4A4F-A4F6-0C5D4F2E1B63}\r\n\r\n";
+
+/// The Magic-Number a [`ScriptedClient`] puts in its LCP requests.
+pub const CLIENT_MAGIC: u32 = 0x5eed_0001;
+
+/// A PPP control packet (LCP, PAP, CHAP, IPCP, ...) the server sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub protocol: u16,
+    pub code: u8,
+    pub identifier: u8,
+    /// Everything after the Length field.
+    pub data: Vec<u8>,
+}
+
+/// The client half of a hostile conversation: builders for what it sends,
+/// and a record of what the server sent back.
+#[derive(Debug)]
+pub struct ScriptedClient {
+    deframer: Deframer,
+    head: Vec<u8>,
+    head_done: bool,
+    /// The status code of the server's HTTP reply, once read.
+    pub http_status: Option<u16>,
+    /// Every PPP control packet the server sent, in order.
+    pub received: Vec<Received>,
+    /// The message type of every SSTP control packet the server sent.
+    pub control: Vec<u16>,
+    /// PPP frames that were not control packets (IP), counted.
+    pub data_frames: usize,
+}
+
+impl Default for ScriptedClient {
+    fn default() -> Self {
+        ScriptedClient::new()
+    }
+}
+
+impl ScriptedClient {
+    pub fn new() -> Self {
+        ScriptedClient {
+            deframer: Deframer::new(MAX_PACKET_LEN as u16),
+            head: Vec::new(),
+            head_done: false,
+            http_status: None,
+            received: Vec::new(),
+            control: Vec::new(),
+            data_frames: 0,
+        }
+    }
+
+    /// The HTTP request and the Call Connect Request, as a client opens.
+    pub fn opening() -> Vec<u8> {
+        let mut out = REQUEST_HEAD.to_vec();
+        ControlMessage::CallConnectRequest {
+            protocol_id: crate::proto::sstp::wire::PROTOCOL_PPP,
+        }
+        .encode(&mut out);
+        out
+    }
+
+    /// Reads bytes from the server: the HTTP head first, then SSTP packets.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if !self.head_done {
+            self.head.extend_from_slice(bytes);
+            let Some(end) = self.head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return;
+            };
+            let head = std::mem::take(&mut self.head);
+            self.head_done = true;
+            self.http_status = std::str::from_utf8(&head[..end])
+                .ok()
+                .and_then(|h| h.split(' ').nth(1))
+                .and_then(|code| code.parse().ok());
+            let rest = head[end + 4..].to_vec();
+            return self.receive_packets(&rest);
+        }
+        self.receive_packets(bytes);
+    }
+
+    fn receive_packets(&mut self, bytes: &[u8]) {
+        let mut packets = Vec::new();
+        let mut feed = self.deframer.feed(bytes);
+        while let Some(Ok(packet)) = feed.next() {
+            packets.push(packet.to_vec());
+        }
+        for packet in packets {
+            match Packet::parse(&packet) {
+                Ok(Packet::Data(frame)) => self.receive_frame(frame),
+                Ok(Packet::Control(control)) => {
+                    self.control.push(control.message_type().as_u16());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn receive_frame(&mut self, frame: &[u8]) {
+        let Ok(frame) = parse_frame(frame) else {
+            return;
+        };
+        match parse_control(frame.information) {
+            Ok(packet) if !matches!(frame.protocol, 0x0021 | 0x0057) => {
+                self.received.push(Received {
+                    protocol: frame.protocol,
+                    code: packet.code,
+                    identifier: packet.identifier,
+                    data: packet.data.to_vec(),
+                })
+            }
+            _ => self.data_frames += 1,
+        }
+    }
+
+    /// Whether the server sent a packet of `protocol` with `code`.
+    pub fn saw(&self, protocol: u16, code: u8) -> bool {
+        self.received
+            .iter()
+            .any(|r| r.protocol == protocol && r.code == code)
+    }
+
+    /// The latest packet of `protocol` with `code` the server sent.
+    pub fn latest(&self, protocol: u16, code: u8) -> Option<&Received> {
+        self.received
+            .iter()
+            .rev()
+            .find(|r| r.protocol == protocol && r.code == code)
+    }
+
+    /// The server's latest LCP Configure-Request.
+    pub fn lcp_request(&self) -> Option<&Received> {
+        self.latest(PROTO_LCP, CONFIGURE_REQUEST)
+    }
+
+    /// What an MS-CHAPv2 or CHAP-MD5 Response must answer now: the
+    /// Identifier and challenge of the server's latest Challenge, or of
+    /// its latest MS-CHAPv2 Failure offering a retry (`R=1`: the
+    /// Identifier plus one and the `C=` challenge, [RFC 2759] 6).
+    ///
+    /// [RFC 2759]: https://www.rfc-editor.org/rfc/rfc2759
+    pub fn chap_challenge(&self) -> Option<(u8, Vec<u8>)> {
+        let latest = self.received.iter().rev().find(|r| {
+            r.protocol == PROTO_CHAP && matches!(r.code, CODE_CHALLENGE | CODE_FAILURE)
+        })?;
+        if latest.code == CODE_CHALLENGE {
+            let size = usize::from(*latest.data.first()?);
+            return Some((latest.identifier, latest.data.get(1..1 + size)?.to_vec()));
+        }
+        let failure = FailureMessage::parse(&latest.data).ok()?;
+        if !failure.retry {
+            return None;
+        }
+        Some((
+            latest.identifier.wrapping_add(1),
+            failure.challenge?.to_vec(),
+        ))
+    }
+
+    // ---- What the client sends: each an SSTP data packet ----
+
+    /// An SSTP data packet carrying a PPP control packet (`FF 03` header).
+    pub fn ppp(protocol: u16, code: u8, identifier: u8, parts: &[&[u8]]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        write_header(protocol, HeaderFormat::FULL, &mut frame);
+        write_control(code, identifier, parts, &mut frame);
+        Self::data_packet(&frame)
+    }
+
+    /// An SSTP data packet carrying `frame` (cut to what one can carry).
+    pub fn data_packet(frame: &[u8]) -> Vec<u8> {
+        let frame = &frame[..frame.len().min(MAX_PACKET_LEN - 4)];
+        let mut out = packet_header(false, 4 + frame.len()).to_vec();
+        out.extend_from_slice(frame);
+        out
+    }
+
+    /// An LCP Configure-Request with only a Magic-Number.
+    pub fn lcp_configure_request(identifier: u8) -> Vec<u8> {
+        let mut magic = Vec::new();
+        write_option(OPT_MAGIC_NUMBER, &CLIENT_MAGIC.to_be_bytes(), &mut magic);
+        Self::ppp(PROTO_LCP, CONFIGURE_REQUEST, identifier, &[&magic])
+    }
+
+    /// A Configure-Ack of `request` (same protocol, Identifier and
+    /// options).
+    pub fn ack(request: &Received) -> Vec<u8> {
+        Self::ppp(
+            request.protocol,
+            CONFIGURE_ACK,
+            request.identifier,
+            &[&request.data],
+        )
+    }
+
+    /// A Configure-Ack of the request the server will send next when the
+    /// link renegotiates: Identifier plus one, the same options (the
+    /// server keeps what it had agreed). What an attacker predicts.
+    pub fn ack_next(request: &Received) -> Vec<u8> {
+        Self::ppp(
+            request.protocol,
+            CONFIGURE_ACK,
+            request.identifier.wrapping_add(1),
+            &[&request.data],
+        )
+    }
+
+    /// A PAP Authenticate-Request.
+    pub fn pap_request(identifier: u8, user: &str, password: &str) -> Vec<u8> {
+        Self::ppp(
+            PROTO_PAP,
+            CODE_AUTHENTICATE_REQUEST,
+            identifier,
+            &[
+                &[user.len() as u8],
+                user.as_bytes(),
+                &[password.len() as u8],
+                password.as_bytes(),
+            ],
+        )
+    }
+
+    /// A CHAP-MD5 Response to `(identifier, challenge)`.
+    pub fn chap_md5_response(
+        (identifier, challenge): (u8, Vec<u8>),
+        user: &str,
+        password: &str,
+    ) -> Vec<u8> {
+        let value = md5_response(identifier, password.as_bytes(), &challenge);
+        Self::ppp(
+            PROTO_CHAP,
+            CODE_RESPONSE,
+            identifier,
+            &[&[16], &value, user.as_bytes()],
+        )
+    }
+
+    /// An MS-CHAPv2 Response to `(identifier, challenge)` ([RFC 2759] 4).
+    ///
+    /// [RFC 2759]: https://www.rfc-editor.org/rfc/rfc2759
+    pub fn mschapv2_response(
+        (identifier, challenge): (u8, Vec<u8>),
+        user: &str,
+        password: &str,
+    ) -> Vec<u8> {
+        let mut authenticator_challenge = [0u8; 16];
+        let n = challenge.len().min(16);
+        authenticator_challenge[..n].copy_from_slice(&challenge[..n]);
+        let peer_challenge = [0x42; 16];
+        let nt_response = mschapv2::generate_nt_response(
+            &authenticator_challenge,
+            &peer_challenge,
+            user.as_bytes(),
+            password.as_bytes(),
+        );
+        let value = ResponseValue {
+            peer_challenge,
+            nt_response,
+            flags: 0,
+        }
+        .to_bytes();
+        Self::ppp(
+            PROTO_CHAP,
+            CODE_RESPONSE,
+            identifier,
+            &[&[value.len() as u8], &value, user.as_bytes()],
+        )
+    }
+}
+
+/// A server [`Session`] talking to a [`ScriptedClient`] in memory, on a
+/// virtual clock. Authentication requests are collected, not answered:
+/// the test delivers each decision when it wants.
+#[derive(Debug)]
+pub struct LoneServer {
+    pub session: Session,
+    pub client: ScriptedClient,
+    pub base: Instant,
+    pub now: Instant,
+    /// Every event the server reported, in order.
+    pub events: Vec<SessionEvent>,
+    /// Every authentication request, in order.
+    pub requests: Vec<AuthRequest>,
+    /// IP packets the server delivered to the network.
+    pub ip_delivered: usize,
+}
+
+impl LoneServer {
+    /// A server session with `config`; nothing sent yet.
+    pub fn new(config: &SessionConfig, seed: u8) -> Self {
+        let base = Instant::now();
+        let cert = CertHashes::of_der(crate::testing::pair::TEST_CERTIFICATE);
+        LoneServer {
+            session: Session::server(config, base, cert, [seed; 32]),
+            client: ScriptedClient::new(),
+            base,
+            now: base,
+            events: Vec::new(),
+            requests: Vec::new(),
+            ip_delivered: 0,
+        }
+    }
+
+    /// A server whose LCP is open with the scripted client: the HTTP
+    /// exchange, Call Connect Request/Acknowledge, then LCP both ways.
+    /// The server is then in the Authenticate phase (if it authenticates).
+    pub fn in_authentication(config: &SessionConfig, seed: u8) -> Self {
+        let mut server = LoneServer::new(config, seed);
+        server.send(&ScriptedClient::opening());
+        let request = server
+            .client
+            .lcp_request()
+            .expect("the server asks for LCP once PPP starts")
+            .clone();
+        let mut bytes = ScriptedClient::lcp_configure_request(1);
+        bytes.extend_from_slice(&ScriptedClient::ack(&request));
+        server.send(&bytes);
+        server
+    }
+
+    /// Feeds `bytes` (one read's worth) to the server, then moves
+    /// everything it answers to the client.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let delivered = &mut self.ip_delivered;
+        self.session
+            .handle_input(self.now, bytes, &mut |_| *delivered += 1);
+        self.flush();
+    }
+
+    /// Moves the server's output to the client and collects its events.
+    pub fn flush(&mut self) {
+        let mut out = Vec::new();
+        self.session.poll_transmit(self.now, &mut out);
+        self.client.receive(&out);
+        while let Some(event) = self.session.poll_event() {
+            if let SessionEvent::AuthRequest(request) = &event {
+                self.requests.push(request.clone());
+            }
+            self.events.push(event);
+        }
+    }
+
+    /// Delivers the answer to the `index`-th authentication request.
+    pub fn decide(&mut self, index: usize, decision: AuthDecision) {
+        let id = self.requests[index].id;
+        self.session.auth_decision(self.now, id, decision);
+        self.flush();
+    }
+
+    /// Runs the server's timers up to `now + by`.
+    pub fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while let Some(deadline) = self.session.poll_timeout() {
+            if deadline > end {
+                break;
+            }
+            self.now = self.now.max(deadline);
+            self.session.handle_timeout(self.now);
+            self.flush();
+        }
+        self.now = end;
+        self.flush();
+    }
+
+    /// Whether the server reported an event matching `predicate`.
+    pub fn saw(&self, predicate: impl Fn(&SessionEvent) -> bool) -> bool {
+        self.events.iter().any(predicate)
+    }
+}
+
+// ---- Fuzz target `session`: a whole client and server on arbitrary input ----
+
+/// Users the fuzzed server knows.
+const FUZZ_USERS: &[(&str, &str)] = &[("alice", "alice-secret"), ("bob", "bob-secret")];
+
+/// Fuzz target `session`: a real client [`Session`] and a server
+/// [`Session`] (with a [`ScriptedClient`] beside the real client, injecting
+/// hostile frames into the same stream), driven by `data`, asserting the
+/// invariants that must hold whatever the peer does:
+///
+/// * no IP packet is delivered (server to the network, client to the
+///   application) before that side reported [`SessionEvent::Established`]
+///   (Call Connected verified, [MS-SSTP] 3.3.5.2.3);
+/// * the server reports [`SessionEvent::Authenticated`] only right after
+///   an accepting answer to the request it names, with that request's
+///   name, and at most once;
+/// * an answer to a request already answered, or never made, is reported
+///   stale and changes nothing;
+/// * what one step queues stays bounded; nothing panics.
+///
+/// Input: the first octet picks the server's methods (`& 3`: MS-CHAPv2,
+/// CHAP-MD5, PAP, all three) and whether the real client knows alice's
+/// password (`& 4`); the rest is a list of operations, one octet each
+/// (`op % 8`), some with operands:
+/// 0: relay the client's output to the server, SSTP packet by packet;
+/// 1: relay the server's output to both clients;
+/// 2: answer request `a % (n + 1)` (`n`: a forged id) in manner `b % 4`
+///    (0 the user table, 1 accept, 2 reject, 3 accept with an MS-CHAPv2
+///    proof of zeros);
+/// 3: a length octet and that many octets, sent as one PPP frame;
+/// 4: a scripted frame `a % 8` (LCP Configure-Request, the Ack of the
+///    server's latest or next Configure-Request, PAP as alice or as bob,
+///    CHAP-MD5 or MS-CHAPv2 Responses to the latest challenge, an IPv4
+///    packet);
+/// 5: run both sides' timers at the earliest deadline;
+/// 6: advance the clock by `op / 8` seconds;
+/// 7: the real client sends an IPv4 packet.
+///
+/// [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
+pub fn fuzz_session(data: &[u8]) -> FuzzSummary {
+    let Some((&flags, mut ops)) = data.split_first() else {
+        return FuzzSummary::default();
+    };
+    let mut run = FuzzRun::new(flags);
+    while let Some((&op, rest)) = ops.split_first() {
+        ops = rest;
+        let mut operand = || {
+            let (&value, rest) = ops.split_first().unwrap_or((&0, &[]));
+            ops = rest;
+            value
+        };
+        match op % 8 {
+            0 => run.relay_to_server(),
+            1 => run.relay_to_clients(),
+            2 => {
+                let (which, manner) = (operand(), operand());
+                run.answer(which, manner);
+            }
+            3 => {
+                let len = usize::from(operand());
+                let frame: Vec<u8> = (0..len).map(|_| operand()).collect();
+                run.inject(&ScriptedClient::data_packet(&frame));
+            }
+            4 => {
+                let kind = operand();
+                if let Some(bytes) = run.scripted(kind) {
+                    run.inject(&bytes);
+                }
+            }
+            5 => run.timers(),
+            6 => {
+                run.now += Duration::from_secs(u64::from(op / 8));
+                run.timers();
+            }
+            _ => run.client_sends_ip(),
+        }
+    }
+    FuzzSummary {
+        requests: run.requests.len(),
+        authenticated: run.authenticated,
+        server_established: run.server_established,
+        server_ip: run.server_ip,
+    }
+}
+
+/// How far a [`fuzz_session`] run got (for tests of the seed corpus).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FuzzSummary {
+    /// Authentication requests the server made.
+    pub requests: usize,
+    /// The name the server authenticated, if any.
+    pub authenticated: Option<String>,
+    pub server_established: bool,
+    /// IP packets the server delivered to the network.
+    pub server_ip: usize,
+}
+
+struct FuzzRun {
+    server: Session,
+    client: Session,
+    /// Watches what the server sends, to build scripted frames.
+    observer: ScriptedClient,
+    now: Instant,
+    /// The real client's bytes not yet relayed, and its HTTP head state.
+    client_out: Vec<u8>,
+    client_head_sent: bool,
+    client_deframer: Deframer,
+    server_out: Vec<u8>,
+    /// Every request the server made, and whether it was answered.
+    requests: Vec<(AuthRequest, bool)>,
+    server_established: bool,
+    client_established: bool,
+    authenticated: Option<String>,
+    server_ip: usize,
+    local: crate::proto::auth::LocalAuthenticator<crate::proto::auth::StaticPasswords>,
+}
+
+/// Events or output beyond these in one step would mean a queue without
+/// a bound.
+const MAX_EVENTS_PER_STEP: usize = 1024;
+const MAX_OUTPUT_PER_STEP: usize = 1 << 20;
+
+impl FuzzRun {
+    fn new(flags: u8) -> FuzzRun {
+        use crate::proto::auth::{AuthProtocol, LocalAuthenticator, StaticPasswords};
+        use crate::proto::ppp::{IpcpConfig, Ipv4RangePool, PppConfig};
+        use crate::proto::sstp::SstpConfig;
+        use std::net::Ipv4Addr;
+        use std::sync::Arc;
+
+        let methods = match flags & 3 {
+            0 => vec![AuthProtocol::MsChapV2],
+            1 => vec![AuthProtocol::ChapMd5],
+            2 => vec![AuthProtocol::Pap],
+            _ => vec![
+                AuthProtocol::MsChapV2,
+                AuthProtocol::ChapMd5,
+                AuthProtocol::Pap,
+            ],
+        };
+        let pool = Ipv4RangePool::new(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3))
+            .ok()
+            .map(|pool| Arc::new(pool) as Arc<dyn crate::proto::ppp::AddressPool>);
+        let server_ppp = PppConfig {
+            auth_protocols: methods,
+            ipcp: IpcpConfig {
+                local_address: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                ..IpcpConfig::default()
+            },
+            pool,
+            ..PppConfig::default()
+        };
+        let server_config = SessionConfig::new(SstpConfig::default(), server_ppp);
+        let client_config = SessionConfig::new(SstpConfig::default(), PppConfig::default());
+        let now = Instant::now();
+        let cert = CertHashes::of_der(crate::testing::pair::TEST_CERTIFICATE);
+        let server = Session::server(&server_config, now, cert, [flags; 32]);
+        let password = if flags & 4 == 0 {
+            "alice-secret"
+        } else {
+            "wrong"
+        };
+        let client = Session::client(
+            &client_config,
+            now,
+            crate::proto::session::ClientParams {
+                handshake: crate::proto::sstp::ClientHandshake::new("127.0.0.1", "{fuzz}")
+                    .expect("static handshake values are valid"),
+                server_cert: cert,
+                username: "alice".into(),
+                password: password.as_bytes().to_vec(),
+            },
+            [flags ^ 0x5a; 32],
+        );
+        let mut users = StaticPasswords::new();
+        for (name, password) in FUZZ_USERS {
+            users.insert(*name, *password);
+        }
+        let mut run = FuzzRun {
+            server,
+            client,
+            observer: ScriptedClient::new(),
+            now,
+            client_out: Vec::new(),
+            client_head_sent: false,
+            client_deframer: Deframer::new(MAX_PACKET_LEN as u16),
+            server_out: Vec::new(),
+            requests: Vec::new(),
+            server_established: false,
+            client_established: false,
+            authenticated: None,
+            server_ip: 0,
+            local: LocalAuthenticator::new(users),
+        };
+        run.collect(None);
+        run
+    }
+
+    /// Drains both sides' events and output, checking the invariants.
+    /// `answered`: the request an answer was just delivered for, and
+    /// whether it could be applied.
+    fn collect(&mut self, answered: Option<(usize, bool)>) {
+        let mut count = 0;
+        let mut stale = 0;
+        while let Some(event) = self.server.poll_event() {
+            count += 1;
+            match event {
+                SessionEvent::AuthRequest(request) => {
+                    assert!(
+                        self.requests.iter().all(|(r, _)| r.id != request.id),
+                        "request ids are never reused"
+                    );
+                    self.requests.push((request, false));
+                }
+                SessionEvent::Authenticated { username } => {
+                    let Some((index, true)) = answered else {
+                        panic!("authenticated as {username:?} without an accepting answer");
+                    };
+                    assert_eq!(
+                        username, self.requests[index].0.username,
+                        "the name of the request the answer was for"
+                    );
+                    assert!(self.authenticated.is_none(), "authenticated twice");
+                    self.authenticated = Some(username);
+                }
+                SessionEvent::Established => self.server_established = true,
+                SessionEvent::Dropped { reason, .. }
+                    if reason.as_str() == "stale_auth_decision" =>
+                {
+                    stale += 1
+                }
+                _ => {}
+            }
+        }
+        if let Some((index, _)) = answered {
+            let fresh = index < self.requests.len() && !self.requests[index].1;
+            if !fresh {
+                assert_eq!(stale, 1, "an answer to no waiting request is stale");
+            }
+            if index < self.requests.len() {
+                self.requests[index].1 = true;
+            }
+        } else {
+            assert_eq!(stale, 0);
+        }
+        while let Some(event) = self.client.poll_event() {
+            count += 1;
+            if event == SessionEvent::Established {
+                self.client_established = true;
+            }
+        }
+        assert!(count <= MAX_EVENTS_PER_STEP, "{count} events in one step");
+        let before = (self.client_out.len(), self.server_out.len());
+        self.client.poll_transmit(self.now, &mut self.client_out);
+        self.server.poll_transmit(self.now, &mut self.server_out);
+        assert!(self.client_out.len() - before.0 <= MAX_OUTPUT_PER_STEP);
+        assert!(self.server_out.len() - before.1 <= MAX_OUTPUT_PER_STEP);
+    }
+
+    /// Feeds the server one read's worth, checking that no IP reaches the
+    /// network before the call is established.
+    fn feed_server(&mut self, bytes: &[u8]) {
+        let mut delivered = 0usize;
+        self.server
+            .handle_input(self.now, bytes, &mut |_| delivered += 1);
+        self.collect(None);
+        assert!(
+            delivered == 0 || self.server_established,
+            "IP forwarded before Call Connected was verified"
+        );
+        self.server_ip += delivered;
+    }
+
+    fn relay_to_server(&mut self) {
+        let bytes = std::mem::take(&mut self.client_out);
+        let mut rest = &bytes[..];
+        if !self.client_head_sent {
+            let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") else {
+                self.feed_server(&bytes);
+                return;
+            };
+            self.client_head_sent = true;
+            self.feed_server(&bytes[..end + 4]);
+            rest = &bytes[end + 4..];
+        }
+        // Packet by packet, so that "established before IP" is judged at
+        // the granularity the core must honour.
+        let mut packets = Vec::new();
+        let mut feed = self.client_deframer.feed(rest);
+        while let Some(Ok(packet)) = feed.next() {
+            packets.push(packet.to_vec());
+        }
+        for packet in packets {
+            self.feed_server(&packet);
+        }
+    }
+
+    fn relay_to_clients(&mut self) {
+        let bytes = std::mem::take(&mut self.server_out);
+        self.observer.receive(&bytes);
+        let mut delivered = 0usize;
+        self.client
+            .handle_input(self.now, &bytes, &mut |_| delivered += 1);
+        self.collect(None);
+        assert!(
+            delivered == 0 || self.client_established,
+            "client delivered IP before the call was established"
+        );
+    }
+
+    /// Hostile bytes into the server, between the real client's packets.
+    fn inject(&mut self, packet: &[u8]) {
+        if !self.client_head_sent {
+            // Before the HTTP head they would only be part of the head.
+            return;
+        }
+        self.feed_server(packet);
+    }
+
+    fn answer(&mut self, which: u8, manner: u8) {
+        use crate::proto::auth::{
+            AuthAccept, AuthDecision, AuthReject, AuthRequestId, MppeKeys, MsChapV2Proof,
+            RejectReason,
+        };
+        let index = usize::from(which) % (self.requests.len() + 1);
+        let id = self
+            .requests
+            .get(index)
+            .map_or(AuthRequestId::from_raw(u64::MAX), |(r, _)| r.id);
+        let decision = match manner % 4 {
+            0 => match self.requests.get(index) {
+                Some((request, _)) => self.local.decide(request),
+                None => AuthDecision::Accept(AuthAccept::default()),
+            },
+            1 => AuthDecision::Accept(AuthAccept::default()),
+            2 => AuthDecision::Reject(AuthReject {
+                reason: RejectReason::AuthenticationFailure,
+                message: "no".into(),
+            }),
+            _ => AuthDecision::Accept(AuthAccept {
+                mschapv2: Some(MsChapV2Proof {
+                    authenticator_response: [0; 20],
+                    keys: MppeKeys {
+                        send: [0; 16],
+                        receive: [0; 16],
+                    },
+                }),
+                framed_ipv4: None,
+            }),
+        };
+        let accepts = matches!(decision, AuthDecision::Accept(_));
+        self.server.auth_decision(self.now, id, decision);
+        self.collect(Some((index, accepts)));
+    }
+
+    fn scripted(&self, kind: u8) -> Option<Vec<u8>> {
+        let observer = &self.observer;
+        Some(match kind % 8 {
+            0 => ScriptedClient::lcp_configure_request(kind),
+            1 => ScriptedClient::ack(observer.lcp_request()?),
+            2 => ScriptedClient::ack_next(observer.lcp_request()?),
+            3 => ScriptedClient::pap_request(kind, "alice", "alice-secret"),
+            4 => ScriptedClient::pap_request(kind, "bob", "wrong"),
+            5 => ScriptedClient::chap_md5_response(observer.chap_challenge()?, "bob", "bob-secret"),
+            6 => ScriptedClient::mschapv2_response(
+                observer.chap_challenge()?,
+                "alice",
+                "alice-secret",
+            ),
+            _ => {
+                // An IPv4 packet from the pool's first address.
+                let mut frame = vec![0xff, 0x03, 0x00, 0x21, 0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17];
+                frame.extend_from_slice(&[0, 0, 10, 0, 0, 2, 10, 0, 0, 1]);
+                ScriptedClient::data_packet(&frame)
+            }
+        })
+    }
+
+    fn timers(&mut self) {
+        let next = [self.server.poll_timeout(), self.client.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(deadline) = next {
+            self.now = self.now.max(deadline);
+        }
+        self.server.handle_timeout(self.now);
+        self.client.handle_timeout(self.now);
+        self.collect(None);
+    }
+
+    fn client_sends_ip(&mut self) {
+        let Some(v4) = self.client.ipv4() else {
+            return;
+        };
+        let mut packet = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0];
+        packet.extend_from_slice(&v4.local.octets());
+        packet.extend_from_slice(&v4.peer.octets());
+        let _ = self.client.send_ip(&packet, &mut self.client_out);
+        self.collect(None);
+    }
+}
