@@ -20,13 +20,14 @@ use std::fmt;
 use std::io::{Read as _, Write as _};
 use std::net::Ipv4Addr;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sstpd::proto::auth::local::LocalAuthenticator;
 use sstpd::proto::auth::{AuthProtocol, LocalUser, PasswordStore};
-use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, Ipv6cpConfig, PppConfig};
+use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppConfig};
 use sstpd::proto::session::SessionConfig;
 use sstpd::proto::sstp::{Deframer, SstpConfig};
+use sstpd::routing::ServerPools;
 use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
 use sstpd::testing::pair::{Direction, Pair};
 
@@ -197,11 +198,10 @@ impl PasswordStore for OneUser {
     }
 }
 
-/// Server-side protocol configuration: MS-CHAPv2 only, IPv4 from a /16
-/// pool, no IPv6 (one NCP keeps the setup path what most clients do).
+/// Server-side protocol configuration: MS-CHAPv2 only, no IPv6 (one NCP
+/// keeps the setup path what most clients do); addresses come from
+/// [`addresses`].
 pub fn server_config() -> SessionConfig {
-    let pool = Ipv4RangePool::new(Ipv4Addr::new(10, 64, 0, 2), Ipv4Addr::new(10, 64, 255, 254))
-        .expect("static pool range is valid");
     let ppp = PppConfig {
         auth_protocols: vec![AuthProtocol::MsChapV2],
         ipcp: IpcpConfig {
@@ -210,7 +210,6 @@ pub fn server_config() -> SessionConfig {
             ..IpcpConfig::default()
         },
         ipv6cp: Ipv6cpConfig { enabled: false },
-        pool: Some(Arc::new(pool)),
         ..PppConfig::default()
     };
     SessionConfig::new(SstpConfig::default(), ppp)
@@ -231,6 +230,15 @@ pub fn authenticator() -> Arc<LocalAuthenticator<OneUser>> {
     Arc::new(LocalAuthenticator::new(OneUser))
 }
 
+/// The server's IPv4 pool, a /16 shared by every pair of the process (as
+/// the server's pool is shared by its sessions).
+pub fn addresses() -> Arc<ServerPools> {
+    static POOLS: OnceLock<Arc<ServerPools>> = OnceLock::new();
+    POOLS
+        .get_or_init(|| sstpd::testing::ipv4_pools([10, 64, 0, 2], [10, 64, 255, 254]))
+        .clone()
+}
+
 /// A new, unconnected session pair with the workload's configuration.
 pub fn new_pair(
     server: &SessionConfig,
@@ -238,7 +246,7 @@ pub fn new_pair(
     auth: &Arc<LocalAuthenticator<OneUser>>,
     seed: u8,
 ) -> Pair {
-    Pair::new(server, client, auth.clone(), USERNAME, PASSWORD, seed)
+    Pair::new(server, client, auth.clone(), USERNAME, PASSWORD, seed).with_addresses(addresses())
 }
 
 /// An IPv4/UDP packet of `total` bytes (at least 28) from `src` to `dst`

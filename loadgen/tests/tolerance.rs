@@ -18,7 +18,7 @@ use sstp_loadgen::engine::client_session_config;
 use sstp_loadgen::{Credentials, LoadConfig, Mode};
 use sstpd::proto::auth::{AuthProtocol, LocalAuthenticator, StaticPasswords};
 use sstpd::proto::ppp::PppDropReason;
-use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, LcpConfig, PppConfig};
+use sstpd::proto::ppp::{IpcpConfig, LcpConfig, PppConfig};
 use sstpd::proto::session::{DropReason, SessionConfig, SessionEvent};
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
 use sstpd::testing::pair::Pair;
@@ -37,9 +37,6 @@ fn loadgen_client(auth: &[AuthProtocol]) -> SessionConfig {
 /// Magic-Number, offers `methods`, and probes every few seconds with both
 /// SSTP Echo Requests and LCP Echo-Requests.
 fn quirky_server(methods: &[AuthProtocol]) -> SessionConfig {
-    let pool = Arc::new(
-        Ipv4RangePool::new(Ipv4Addr::new(10, 1, 0, 2), Ipv4Addr::new(10, 1, 0, 9)).unwrap(),
-    );
     let sstp = SstpConfig {
         server_hash_protocols: HashProtocols::SHA256,
         hello_interval: Duration::from_secs(5),
@@ -56,7 +53,6 @@ fn quirky_server(methods: &[AuthProtocol]) -> SessionConfig {
             local_address: Some(Ipv4Addr::new(10, 1, 0, 1)),
             ..IpcpConfig::default()
         },
-        pool: Some(pool),
         ..PppConfig::default()
     };
     SessionConfig::new(sstp, ppp)
@@ -73,6 +69,7 @@ fn pair(server: &SessionConfig, client: &SessionConfig) -> Pair {
         b"pw",
         3,
     )
+    .with_addresses(sstpd::testing::ipv4_pools([10, 1, 0, 2], [10, 1, 0, 9]))
 }
 
 #[test]

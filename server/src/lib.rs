@@ -42,7 +42,6 @@ pub mod config;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod net;
-#[cfg(feature = "runtime")]
 pub mod routing;
 #[cfg(feature = "runtime")]
 pub mod sys;

@@ -18,20 +18,18 @@ use sstpd::proto::auth::{
 };
 use sstpd::proto::ppp::frame::{PROTO_IPCP, PROTO_LCP};
 use sstpd::proto::ppp::packet::CONFIGURE_REQUEST;
-use sstpd::proto::ppp::{IpcpConfig, Ipv4RangePool, PppConfig};
+use sstpd::proto::ppp::{IpcpConfig, PppConfig};
 use sstpd::proto::session::{SessionConfig, SessionEvent};
 use sstpd::proto::sstp::SstpConfig;
 use sstpd::testing::hostile::{LoneServer, ScriptedClient};
 
 fn config(method: AuthProtocol) -> SessionConfig {
-    let pool = Ipv4RangePool::new(Ipv4Addr::new(10, 99, 0, 2), Ipv4Addr::new(10, 99, 0, 9));
     let ppp = PppConfig {
         auth_protocols: vec![method],
         ipcp: IpcpConfig {
             local_address: Some(Ipv4Addr::new(10, 99, 0, 1)),
             ..IpcpConfig::default()
         },
-        pool: Some(Arc::new(pool.unwrap())),
         ..PppConfig::default()
     };
     SessionConfig::new(SstpConfig::default(), ppp)

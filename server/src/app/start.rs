@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::proto::auth::local::LocalAuthenticator;
 use crate::proto::auth::Authenticator;
-use crate::proto::ppp::{AddressPool, FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
+use crate::proto::ppp::{FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::{CertHashes, HashProtocols, SstpConfig};
 use crate::routing::pool::{Ipv4Range as PoolIpv4Range, Ipv6PrefixRange};
@@ -186,7 +186,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         mailboxes.push(rx);
     }
 
-    let session_config = session_config(&config, pools.clone());
+    let session_config = session_config(&config);
     let shared = Arc::new(Shared {
         config: config.clone(),
         session_config,
@@ -313,7 +313,7 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 /// Protocol-core configuration from the file's `[sstp]`, `[ppp]`, `[ipv4]`
 /// and `[ipv6]` sections.
-pub fn session_config(config: &Config, pool: Arc<dyn AddressPool>) -> SessionConfig {
+pub fn session_config(config: &Config) -> SessionConfig {
     let s = &config.sstp;
     let bits = s.crypto_binding.iter().fold(0u8, |bits, h| {
         bits | match h {
@@ -365,7 +365,6 @@ pub fn session_config(config: &Config, pool: Arc<dyn AddressPool>) -> SessionCon
         ipv6cp: Ipv6cpConfig {
             enabled: config.ipv6.enabled,
         },
-        pool: Some(pool),
     };
     let mut session = SessionConfig::new(sstp, ppp);
     session.ipv6_dns = config.ipv6.dns.clone();

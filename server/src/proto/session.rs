@@ -34,7 +34,8 @@ use rand::{RngCore, SeedableRng};
 use super::auth::{AuthDecision, AuthRequest, AuthRequestId, FailedAuthAttempt};
 use super::ndp::{self, RouterAdvertisement};
 use super::ppp::{
-    IpVersion, Ipv4Params, Ipv6Params, PppCloseReason, PppConfig, PppDropReason, PppEvent, PppLink,
+    AddressRequestId, IpVersion, Ipv4AddressRequest, Ipv4Params, Ipv6Params, PppCloseReason,
+    PppConfig, PppDropReason, PppEvent, PppLink, StaleAddressAnswer,
 };
 use super::sstp::connection::CloseReason as SstpCloseReason;
 use super::sstp::connection::DropReason as SstpDropReason;
@@ -108,6 +109,13 @@ pub enum SessionEvent {
     /// The SSTP call is established (server: Call Connected verified;
     /// client: Call Connected sent). IP traffic may flow once an NCP is up.
     Established,
+    /// Server: the client needs an IPv4 address. Reserve one (the
+    /// `wanted` one if set, else from a pool) and answer with
+    /// [`Session::assign_ipv4`], naming `request.id`.
+    Ipv4AddressRequest(Ipv4AddressRequest),
+    /// Server: the address assigned with [`Session::assign_ipv4`] is no
+    /// longer used; return it to its pool.
+    Ipv4AddressReleased(Ipv4Addr),
     /// IPCP opened: route `peer` to this session.
     Ipv4Up(Ipv4Params),
     /// IPv6CP opened. A server should delegate a prefix with
@@ -166,6 +174,9 @@ pub enum DropReason {
     /// Server: an authenticator's answer to a request the session no
     /// longer waits for (see [`AuthRequestId`]); not applied.
     StaleAuthDecision,
+    /// Server: an address answer to a request the session no longer
+    /// waits for; not applied.
+    StaleAddressAnswer,
 }
 
 impl DropReason {
@@ -178,6 +189,7 @@ impl DropReason {
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::MalformedIpPacket => "malformed_ip_packet",
             DropReason::StaleAuthDecision => "stale_auth_decision",
+            DropReason::StaleAddressAnswer => "stale_address_answer",
         }
     }
 }
@@ -457,6 +469,29 @@ impl Session {
         self.settle(now);
     }
 
+    /// Server: the answer to the [`SessionEvent::Ipv4AddressRequest`] whose
+    /// `id` is `request`: the address reserved for the client, or none
+    /// (the session then closes with `no_address`). A stale answer (the
+    /// request was abandoned by a renegotiation or the end of the link) is
+    /// refused and reported as [`DropReason::StaleAddressAnswer`]; the
+    /// caller keeps the address and must release it.
+    pub fn assign_ipv4(
+        &mut self,
+        now: Instant,
+        request: AddressRequestId,
+        address: Option<Ipv4Addr>,
+    ) -> Result<(), StaleAddressAnswer> {
+        let result = self.ppp.assign_ipv4(now, request, address);
+        if result.is_err() {
+            self.events.push_back(SessionEvent::Dropped {
+                reason: DropReason::StaleAddressAnswer,
+                count: 1,
+            });
+        }
+        self.settle(now);
+        result
+    }
+
     /// Server: the answer to the [`SessionEvent::AuthRequest`] whose
     /// `id` is `request`. Applied only to that very request, and only
     /// while the session still waits for it: any other answer is stale,
@@ -644,6 +679,12 @@ impl Session {
                 self.events
                     .push_back(SessionEvent::Authenticated { username });
             }
+            PppEvent::Ipv4AddressRequest(request) => self
+                .events
+                .push_back(SessionEvent::Ipv4AddressRequest(request)),
+            PppEvent::Ipv4AddressReleased(address) => self
+                .events
+                .push_back(SessionEvent::Ipv4AddressReleased(address)),
             PppEvent::Ipv4Up(params) => {
                 self.ipv4 = Some(params);
                 self.events.push_back(SessionEvent::Ipv4Up(params));

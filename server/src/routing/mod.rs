@@ -1,14 +1,19 @@
 //! Which tunnel address belongs to whom: the IPv4 and IPv6 address pools and
 //! the lock-free address → session table the packet path reads.
+//!
+//! Plain data structures over `std`: the core's test harnesses answer its
+//! address requests from the same pools the server uses.
 
 pub mod pool;
 pub mod session_table;
 
 use std::net::Ipv4Addr;
 
+#[cfg(feature = "runtime")]
 use crate::config::Config;
-use crate::proto::ppp::AddressPool;
-use pool::{Ipv4Pool, Ipv6PrefixPool, PoolError};
+#[cfg(feature = "runtime")]
+use pool::PoolError;
+use pool::{Ipv4Pool, Ipv6PrefixPool};
 
 /// The address pools of the server, shared by all workers. Allocation
 /// happens once per session setup, so the pools' mutexes never sit on the
@@ -19,8 +24,11 @@ pub struct ServerPools {
     pub ipv6: Option<Ipv6PrefixPool>,
 }
 
-impl AddressPool for ServerPools {
-    fn allocate_ipv4(&self, username: &str, wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+impl ServerPools {
+    /// Reserves an IPv4 address for `username`: `wanted` (a fixed address
+    /// from the authenticator) or, without one, the next free one of the
+    /// pool. Failures are logged; `None` ends the session with `no_address`.
+    pub fn allocate_ipv4(&self, username: &str, wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
         let result = match wanted {
             Some(addr) => self.ipv4.allocate_specific(addr).map(|()| addr),
             None => self.ipv4.allocate(),
@@ -34,13 +42,15 @@ impl AddressPool for ServerPools {
         }
     }
 
-    fn release_ipv4(&self, addr: Ipv4Addr) {
+    /// Returns an address [`ServerPools::allocate_ipv4`] gave out.
+    pub fn release_ipv4(&self, addr: Ipv4Addr) {
         if let Err(e) = self.ipv4.release(addr) {
             tracing::warn!(%addr, error = %e, "address release failed");
         }
     }
 }
 
+#[cfg(feature = "runtime")]
 impl ServerPools {
     /// The pools `[ipv4]` and `[ipv6]` describe.
     pub fn from_config(config: &Config) -> Result<ServerPools, PoolError> {

@@ -11,7 +11,11 @@
 //!
 //! Not a stable API: for tests, fuzz targets and benchmarks.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::proto::ppp::Ipv4AddressRequest;
+use crate::routing::ServerPools;
 
 use crate::proto::auth::chap::{md5_response, CODE_CHALLENGE, CODE_FAILURE, CODE_RESPONSE};
 use crate::proto::auth::mschapv2::{self, FailureMessage, ResponseValue};
@@ -301,6 +305,20 @@ impl ScriptedClient {
     }
 }
 
+/// Plays the runtime's part: answers a server session's address request
+/// from `pools`, releasing the address if the answer is refused as stale.
+pub fn answer_address(
+    session: &mut Session,
+    now: Instant,
+    pools: &ServerPools,
+    request: &Ipv4AddressRequest,
+) {
+    let address = pools.allocate_ipv4(&request.username, request.wanted);
+    if let (Err(_), Some(address)) = (session.assign_ipv4(now, request.id, address), address) {
+        pools.release_ipv4(address);
+    }
+}
+
 /// A server [`Session`] talking to a [`ScriptedClient`] in memory, on a
 /// virtual clock. Authentication requests are collected, not answered:
 /// the test delivers each decision when it wants.
@@ -316,6 +334,9 @@ pub struct LoneServer {
     pub requests: Vec<AuthRequest>,
     /// IP packets the server delivered to the network.
     pub ip_delivered: usize,
+    /// Answers the server's address requests, as the runtime does
+    /// (default: 10.99.0.2 to 10.99.0.9).
+    pub addresses: Arc<ServerPools>,
 }
 
 impl LoneServer {
@@ -331,6 +352,7 @@ impl LoneServer {
             events: Vec::new(),
             requests: Vec::new(),
             ip_delivered: 0,
+            addresses: super::ipv4_pools([10, 99, 0, 2], [10, 99, 0, 9]),
         }
     }
 
@@ -362,14 +384,27 @@ impl LoneServer {
 
     /// Moves the server's output to the client and collects its events.
     pub fn flush(&mut self) {
-        let mut out = Vec::new();
-        self.session.poll_transmit(self.now, &mut out);
-        self.client.receive(&out);
-        while let Some(event) = self.session.poll_event() {
-            if let SessionEvent::AuthRequest(request) = &event {
-                self.requests.push(request.clone());
+        // Answering an address request makes more output: go round again.
+        let mut again = true;
+        while again {
+            again = false;
+            let mut out = Vec::new();
+            self.session.poll_transmit(self.now, &mut out);
+            self.client.receive(&out);
+            while let Some(event) = self.session.poll_event() {
+                match &event {
+                    SessionEvent::AuthRequest(request) => self.requests.push(request.clone()),
+                    SessionEvent::Ipv4AddressRequest(request) => {
+                        answer_address(&mut self.session, self.now, &self.addresses, request);
+                        again = true;
+                    }
+                    SessionEvent::Ipv4AddressReleased(address) => {
+                        self.addresses.release_ipv4(*address)
+                    }
+                    _ => {}
+                }
+                self.events.push(event);
             }
-            self.events.push(event);
         }
     }
 
@@ -500,6 +535,8 @@ pub struct FuzzSummary {
 
 struct FuzzRun {
     server: Session,
+    /// Answers the server's address requests, as the runtime does.
+    addresses: Arc<ServerPools>,
     client: Session,
     /// Watches what the server sends, to build scripted frames.
     observer: ScriptedClient,
@@ -526,10 +563,9 @@ const MAX_OUTPUT_PER_STEP: usize = 1 << 20;
 impl FuzzRun {
     fn new(flags: u8) -> FuzzRun {
         use crate::proto::auth::{AuthProtocol, LocalAuthenticator, StaticPasswords};
-        use crate::proto::ppp::{IpcpConfig, Ipv4RangePool, PppConfig};
+        use crate::proto::ppp::{IpcpConfig, PppConfig};
         use crate::proto::sstp::SstpConfig;
         use std::net::Ipv4Addr;
-        use std::sync::Arc;
 
         let methods = match flags & 3 {
             0 => vec![AuthProtocol::MsChapV2],
@@ -541,16 +577,12 @@ impl FuzzRun {
                 AuthProtocol::Pap,
             ],
         };
-        let pool = Ipv4RangePool::new(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3))
-            .ok()
-            .map(|pool| Arc::new(pool) as Arc<dyn crate::proto::ppp::AddressPool>);
         let server_ppp = PppConfig {
             auth_protocols: methods,
             ipcp: IpcpConfig {
                 local_address: Some(Ipv4Addr::new(10, 0, 0, 1)),
                 ..IpcpConfig::default()
             },
-            pool,
             ..PppConfig::default()
         };
         let server_config = SessionConfig::new(SstpConfig::default(), server_ppp);
@@ -581,6 +613,7 @@ impl FuzzRun {
         }
         let mut run = FuzzRun {
             server,
+            addresses: super::ipv4_pools([10, 0, 0, 2], [10, 0, 0, 3]),
             client,
             observer: ScriptedClient::new(),
             now,
@@ -627,6 +660,10 @@ impl FuzzRun {
                     self.authenticated = Some(username);
                 }
                 SessionEvent::Established => self.server_established = true,
+                SessionEvent::Ipv4AddressRequest(request) => {
+                    answer_address(&mut self.server, self.now, &self.addresses, &request)
+                }
+                SessionEvent::Ipv4AddressReleased(address) => self.addresses.release_ipv4(address),
                 SessionEvent::Dropped { reason, .. }
                     if reason.as_str() == "stale_auth_decision" =>
                 {

@@ -16,7 +16,8 @@ use crate::proto::ppp::lcp::OPT_MAGIC_NUMBER;
 use crate::proto::ppp::packet::{
     parse_control, parse_options, write_control, write_option, CONFIGURE_ACK, CONFIGURE_REQUEST,
 };
-use crate::proto::ppp::{AddressPool, IpVersion, Ipv4RangePool, PppConfig, PppEvent, PppLink};
+use crate::proto::ppp::{IpVersion, PppConfig, PppEvent, PppLink};
+use crate::routing::ServerPools;
 
 /// Which way a frame travels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,9 @@ pub struct LinkPair {
     /// Frames sent each way (index 0: client to server) and dropped.
     pub frames_sent: [u64; 2],
     pub frames_lost: u64,
+    /// Where the server's address requests are answered from, as the
+    /// runtime does (default: 10.0.0.2 to 10.0.0.254).
+    pub addresses: Arc<ServerPools>,
 }
 
 impl fmt::Debug for LinkPair {
@@ -86,6 +90,7 @@ impl LinkPair {
             client_ip: Vec::new(),
             frames_sent: [0; 2],
             frames_lost: 0,
+            addresses: super::ipv4_pools([10, 0, 0, 2], [10, 0, 0, 254]),
         }
     }
 
@@ -150,6 +155,9 @@ impl LinkPair {
         for _ in 0..16 {
             let mut decided = false;
             while let Some(event) = self.server.poll_event() {
+                if answer_address(&mut self.server, self.now, &self.addresses, &event) {
+                    decided = true;
+                }
                 if let (PppEvent::AuthRequest(request), Some(authenticator)) =
                     (&event, &mut self.authenticator)
                 {
@@ -233,6 +241,42 @@ impl LinkPair {
     }
 }
 
+/// Plays the runtime's part in address assignment: answers a
+/// [`PppEvent::Ipv4AddressRequest`] from `pools` and returns a released
+/// address to them. Returns whether `event` was one of those.
+pub fn answer_address(
+    link: &mut PppLink,
+    now: Instant,
+    pools: &ServerPools,
+    event: &PppEvent,
+) -> bool {
+    match event {
+        PppEvent::Ipv4AddressRequest(request) => {
+            let address = pools.allocate_ipv4(&request.username, request.wanted);
+            if let (Err(_), Some(address)) = (link.assign_ipv4(now, request.id, address), address) {
+                pools.release_ipv4(address);
+            }
+            true
+        }
+        PppEvent::Ipv4AddressReleased(address) => {
+            pools.release_ipv4(*address);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Drains a lone server link's events, answering address requests from
+/// `pools`; returns the events (address ones included), in order.
+pub fn serve_addresses(link: &mut PppLink, now: Instant, pools: &ServerPools) -> Vec<PppEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = link.poll_event() {
+        answer_address(link, now, pools, &event);
+        events.push(event);
+    }
+    events
+}
+
 /// Opens a lone link's LCP by playing a minimal peer: a Configure-Request
 /// carrying only `peer_magic`, and an Ack of the link's latest
 /// Configure-Request (taken from its queued frames, which are consumed).
@@ -273,10 +317,28 @@ pub fn open_lcp(link: &mut PppLink, now: Instant, peer_magic: u32) -> bool {
 /// negotiating (their requests queued). `config` must not require
 /// authentication.
 pub fn server_in_network(config: Arc<PppConfig>, now: Instant, seed: [u8; 32]) -> PppLink {
+    server_in_network_with(
+        config,
+        now,
+        seed,
+        &super::ipv4_pools([10, 0, 0, 2], [10, 0, 0, 3]),
+    )
+    .0
+}
+
+/// [`server_in_network`] with the peer's address from `pools`; also
+/// returns the events the link reported on the way.
+pub fn server_in_network_with(
+    config: Arc<PppConfig>,
+    now: Instant,
+    seed: [u8; 32],
+    pools: &ServerPools,
+) -> (PppLink, Vec<PppEvent>) {
     let mut link = PppLink::server(config, now, seed);
     link.open(now);
     open_lcp(&mut link, now, 0x1122_3344);
-    link
+    let events = serve_addresses(&mut link, now, pools);
+    (link, events)
 }
 
 /// A client link whose LCP is open, in the Network phase with its NCPs
@@ -293,7 +355,7 @@ pub fn client_in_network(config: Arc<PppConfig>, now: Instant, seed: [u8; 32]) -
 /// A configuration chosen by the bits of `flags`: 0x02 authentication
 /// offered/accepted, 0x04 PFC/ACFC requested and used, 0x08 IPv6CP off,
 /// 0x10 LCP keepalive, 0x20 name servers configured (server) or requested
-/// (client). Always with a small address pool.
+/// (client).
 pub fn fuzz_config(flags: u8) -> PppConfig {
     let mut config = PppConfig::default();
     if flags & 0x02 == 0 {
@@ -314,8 +376,6 @@ pub fn fuzz_config(flags: u8) -> PppConfig {
         ];
         config.ipcp.nbns = [Some(Ipv4Addr::new(10, 0, 0, 139)), None];
     }
-    let pool = Ipv4RangePool::new(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3));
-    config.pool = pool.ok().map(|pool| Arc::new(pool) as Arc<dyn AddressPool>);
     config
 }
 

@@ -20,3 +20,17 @@ pub mod link_pair;
 #[cfg(feature = "runtime")]
 pub mod netns;
 pub mod pair;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use crate::routing::pool::Ipv4Pool;
+use crate::routing::ServerPools;
+
+/// IPv4-only server pools over `first..=last`, the harnesses' address
+/// source (the runtime's own pool implementation).
+pub fn ipv4_pools(first: [u8; 4], last: [u8; 4]) -> Arc<ServerPools> {
+    let ipv4 = Ipv4Pool::from_range(Ipv4Addr::from(first), Ipv4Addr::from(last), None)
+        .expect("a valid test range");
+    Arc::new(ServerPools { ipv4, ipv6: None })
+}

@@ -15,9 +15,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::net::Ipv4Addr;
+
 use crate::proto::auth::{AuthDecision, AuthReply, AuthRequestId, Authenticator};
+use crate::proto::ppp::AddressRequestId;
 use crate::proto::session::{ClientParams, Session, SessionConfig, SessionEvent};
 use crate::proto::sstp::{CertHashes, ClientHandshake, Deframer};
+use crate::routing::ServerPools;
 
 /// Which way bytes travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +99,11 @@ pub struct Pair {
     pub dropped: u64,
     /// Bytes moved each way (index 0: client to server).
     pub bytes: [u64; 2],
+    /// Where the server's address requests are answered from, as the
+    /// runtime does (default: 10.99.0.2 to 10.99.0.254).
+    pub addresses: Arc<ServerPools>,
     decisions: Arc<Mutex<Vec<(AuthRequestId, AuthDecision)>>>,
+    address_answers: Vec<(AddressRequestId, Option<Ipv4Addr>)>,
 }
 
 impl fmt::Debug for Pair {
@@ -147,8 +155,16 @@ impl Pair {
             loss: None,
             dropped: 0,
             bytes: [0, 0],
+            addresses: super::ipv4_pools([10, 99, 0, 2], [10, 99, 0, 254]),
             decisions: Arc::new(Mutex::new(Vec::new())),
+            address_answers: Vec::new(),
         }
+    }
+
+    /// Answers the server's address requests from `addresses` instead.
+    pub fn with_addresses(mut self, addresses: Arc<ServerPools>) -> Pair {
+        self.addresses = addresses;
+        self
     }
 
     /// Moves bytes both ways and handles events until nothing moves, without
@@ -311,6 +327,18 @@ impl Pair {
         for side in [&mut self.client, &mut self.server] {
             while let Some(event) = side.session.poll_event() {
                 any = true;
+                match &event {
+                    SessionEvent::Ipv4AddressRequest(request) => {
+                        let address = self
+                            .addresses
+                            .allocate_ipv4(&request.username, request.wanted);
+                        self.address_answers.push((request.id, address));
+                    }
+                    SessionEvent::Ipv4AddressReleased(address) => {
+                        self.addresses.release_ipv4(*address)
+                    }
+                    _ => {}
+                }
                 if let SessionEvent::AuthRequest(request) = &event {
                     let sink = self.decisions.clone();
                     let id = request.id;
@@ -330,11 +358,17 @@ impl Pair {
     fn apply_decisions(&mut self) -> bool {
         let decisions =
             std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|e| e.into_inner()));
-        let any = !decisions.is_empty();
+        let any = !decisions.is_empty() || !self.address_answers.is_empty();
         for (request, decision) in decisions {
             self.server
                 .session
                 .auth_decision(self.now, request, decision);
+        }
+        for (request, address) in std::mem::take(&mut self.address_answers) {
+            let answer = self.server.session.assign_ipv4(self.now, request, address);
+            if let (Err(_), Some(address)) = (answer, address) {
+                self.addresses.release_ipv4(address);
+            }
         }
         any
     }

@@ -15,6 +15,7 @@ use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn};
 use crate::proto::auth::{AuthDecision, AuthReply, AuthRequestId};
+use crate::proto::ppp::Ipv4AddressRequest;
 use crate::proto::session::{Session, SessionEvent};
 use crate::proto::sstp::{record_units, HashProtocol};
 use crate::routing::session_table::SessionRef;
@@ -122,6 +123,8 @@ pub(crate) struct SessionCtx {
     ipv4_route: Cell<Option<std::net::Ipv4Addr>>,
     /// The IPv6 /64 delegated to this session, to return to the pool.
     ipv6_prefix: Cell<Option<std::net::Ipv6Addr>>,
+    /// The IPv4 address reserved for the client, until the core releases it.
+    ipv4_lease: Cell<Option<std::net::Ipv4Addr>>,
     reader_done: Cell<bool>,
 }
 
@@ -233,6 +236,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             routes: RefCell::new(Vec::new()),
             ipv4_route: Cell::new(None),
             ipv6_prefix: Cell::new(None),
+            ipv4_lease: Cell::new(None),
             reader_done: Cell::new(false),
         });
     let Some((_, ctx)) = inserted else {
@@ -424,6 +428,12 @@ impl SessionCtx {
                         "call connected"
                     );
                 }
+                SessionEvent::Ipv4AddressRequest(request) => self.assign_ipv4(worker, request),
+                SessionEvent::Ipv4AddressReleased(address) => {
+                    if self.ipv4_lease.get() == Some(address) {
+                        self.release_ipv4(worker);
+                    }
+                }
                 SessionEvent::Ipv4Up(params) => {
                     self.span.record("ip", field::display(params.peer));
                     self.add_route(worker, IpAddr::V4(params.peer));
@@ -496,6 +506,31 @@ impl SessionCtx {
         self.routes.borrow_mut().retain(|a| *a != addr);
     }
 
+    /// Answers the core's address request from the pool (the user's fixed
+    /// address, or the next free one).
+    fn assign_ipv4(&self, worker: &Worker, request: Ipv4AddressRequest) {
+        let address = worker
+            .shared
+            .pools
+            .allocate_ipv4(&request.username, request.wanted);
+        if let Some(address) = address {
+            self.ipv4_lease.set(Some(address));
+        }
+        let answer = self
+            .proto
+            .borrow_mut()
+            .assign_ipv4(Instant::now(), request.id, address);
+        if answer.is_err() {
+            self.release_ipv4(worker);
+        }
+    }
+
+    fn release_ipv4(&self, worker: &Worker) {
+        if let Some(address) = self.ipv4_lease.take() {
+            worker.shared.pools.release_ipv4(address);
+        }
+    }
+
     fn delegate_ipv6_prefix(&self, worker: &Worker) {
         let Some(pool) = worker.shared.pools.ipv6.as_ref() else {
             return;
@@ -529,12 +564,11 @@ impl SessionCtx {
     fn finish(&self, worker: &Worker) {
         self.handle_events(worker);
         self.release_ipv6_prefix(worker);
+        self.release_ipv4(worker);
         let routes = std::mem::take(&mut *self.routes.borrow_mut());
         for addr in routes {
             let _ = worker.shared.table.remove(addr, self.reference);
         }
-        // Dropping the protocol session releases its IPv4 address (the PPP
-        // link returns it to the pool).
         worker.sessions.borrow_mut().remove(self.reference);
         worker
             .metrics()

@@ -55,7 +55,6 @@ use super::ipcp::{Ipcp, IpcpConfig, Ipv4Params};
 use super::ipv6cp::{Ipv6Params, Ipv6cp, Ipv6cpConfig};
 use super::lcp::{Lcp, LcpConfig};
 use super::outbox::Outbox;
-use super::pool::AddressPool;
 use crate::proto::auth::{
     AttemptOutcome, AuthClient, AuthConfig, AuthDecision, AuthEvent, AuthFailure, AuthPacketError,
     AuthProtocol, AuthRequest, AuthRequestId, AuthServer, FailedAuthAttempt, RejectReason,
@@ -82,9 +81,6 @@ pub struct PppConfig {
     pub auth: AuthConfig,
     pub ipcp: IpcpConfig,
     pub ipv6cp: Ipv6cpConfig,
-    /// Server: where peer addresses come from. Without a pool, only an
-    /// address pinned by the authenticator (Framed-IP) can be assigned.
-    pub pool: Option<Arc<dyn AddressPool>>,
 }
 
 impl Default for PppConfig {
@@ -100,7 +96,6 @@ impl Default for PppConfig {
             auth: AuthConfig::default(),
             ipcp: IpcpConfig::default(),
             ipv6cp: Ipv6cpConfig::default(),
-            pool: None,
         }
     }
 }
@@ -114,7 +109,6 @@ impl fmt::Debug for PppConfig {
             .field("auth", &self.auth)
             .field("ipcp", &self.ipcp)
             .field("ipv6cp", &self.ipv6cp)
-            .field("pool", &self.pool.as_ref().map(|_| "AddressPool"))
             .finish()
     }
 }
@@ -269,6 +263,9 @@ pub enum PppDropReason {
     Auth(AuthPacketError),
     /// The link has finished.
     LinkDead,
+    /// An IPCP packet held while the address request waited, replaced by
+    /// a newer one (only the latest is kept).
+    HeldIpcpReplaced,
 }
 
 impl PppDropReason {
@@ -282,6 +279,7 @@ impl PppDropReason {
             PppDropReason::IpNotOpen(_) => "ip_not_open",
             PppDropReason::Auth(_) => "bad_auth_packet",
             PppDropReason::LinkDead => "link_dead",
+            PppDropReason::HeldIpcpReplaced => "held_ipcp_replaced",
         }
     }
 }
@@ -302,12 +300,18 @@ pub enum PppEvent {
     /// and 32 zero octets, when no authentication was negotiated, so that
     /// the owner always learns the HLAK the same way.
     Authenticated { username: String, hlak: [u8; 32] },
+    /// Server: IPCP needs the peer's address; answer with
+    /// [`PppLink::assign_ipv4`].
+    Ipv4AddressRequest(Ipv4AddressRequest),
+    /// Server: the address assigned earlier is no longer used (the link
+    /// left the Network phase); the owner may give it to someone else.
+    Ipv4AddressReleased(Ipv4Addr),
     /// IPCP opened.
     Ipv4Up(Ipv4Params),
     /// IPv6CP opened.
     Ipv6Up(Ipv6Params),
-    /// IPCP left Opened. On a server the address is back in the pool once
-    /// the link leaves the Network phase.
+    /// IPCP left Opened. On a server the address stays assigned until
+    /// [`PppEvent::Ipv4AddressReleased`].
     Ipv4Down,
     /// IPv6CP left Opened.
     Ipv6Down,
@@ -334,12 +338,32 @@ pub struct PppStats {
     pub drop_events_suppressed: u64,
 }
 
-/// A reserved peer address and whether the pool must get it back.
-#[derive(Clone, Copy, Debug)]
-struct Lease {
-    address: Ipv4Addr,
-    pooled: bool,
+/// Names one [`Ipv4AddressRequest`], so that its answer is applied to that
+/// request and no other (a renegotiation may have made a new one since).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AddressRequestId(u64);
+
+/// Server: IPCP needs an address for the peer. The owner answers with
+/// [`PppLink::assign_ipv4`]: an address it reserved (from its pool, or the
+/// `wanted` one), or none (the link then closes with `no_address`). The
+/// owner keeps the address reserved until [`PppEvent::Ipv4AddressReleased`]
+/// names it, or until it drops the link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ipv4AddressRequest {
+    /// Quote it in the answer.
+    pub id: AddressRequestId,
+    /// The authenticated user.
+    pub username: String,
+    /// The address the authenticator pinned for this user (Framed-IP), to be
+    /// honoured or refused, never replaced by another.
+    pub wanted: Option<Ipv4Addr>,
 }
+
+/// [`PppLink::assign_ipv4`]'s refusal: the link waits for no such request
+/// (a renegotiation or the end of the link abandoned it). The owner keeps
+/// the address it offered and should release it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleAddressAnswer(pub AddressRequestId);
 
 /// The client's credentials.
 struct Credentials {
@@ -502,7 +526,14 @@ pub struct PppLink {
     /// The authenticated user name (server) once known.
     username: Option<String>,
     framed_ipv4: Option<Ipv4Addr>,
-    lease: Option<Lease>,
+    /// Server: the peer's address, as the owner assigned it.
+    lease: Option<Ipv4Addr>,
+    /// Server: the address request waiting for its answer.
+    address_request: Option<AddressRequestId>,
+    /// The number of the last address request (never reused).
+    address_requests: u64,
+    /// The peer's latest IPCP packet while the address request waits.
+    held_ipcp: Option<Vec<u8>>,
     ipv4: Option<Ipv4Params>,
     ipv6: Option<Ipv6Params>,
     transmit_format: HeaderFormat,
@@ -574,6 +605,9 @@ impl PppLink {
             username: None,
             framed_ipv4: None,
             lease: None,
+            address_request: None,
+            address_requests: 0,
+            held_ipcp: None,
             ipv4: None,
             ipv6: None,
             transmit_format: HeaderFormat::FULL,
@@ -673,6 +707,15 @@ impl PppLink {
                     protocol,
                     phase: self.phase,
                 });
+            }
+            PROTO_IPCP if self.address_request.is_some() => {
+                // IPCP waits for the owner's address answer: keep the
+                // peer's latest packet (one, so the wait is bounded) and
+                // hand it to IPCP once it starts, instead of making the
+                // peer wait for its restart timer.
+                if self.held_ipcp.replace(information.to_vec()).is_some() {
+                    self.dropped(PppDropReason::HeldIpcpReplaced);
+                }
             }
             protocol @ (PROTO_IPCP | PROTO_IPV6CP) if self.runs_ncp(protocol) => {
                 let effects = &mut self.effects;
@@ -1257,22 +1300,30 @@ impl PppLink {
     fn enter_network(&mut self, now: Instant) {
         self.phase = Phase::Network;
         if self.ipcp.is_some() && self.role == Role::Server {
-            let Some(lease) = self.reserve_address() else {
-                self.close_link(now, PppCloseReason::NoAddress);
-                return;
-            };
-            if let Some(ipcp) = &mut self.ipcp {
-                ipcp.handler_mut().set_assigned(Some(lease.address));
+            match self.lease {
+                Some(address) => self.start_ipcp(now, Some(address)),
+                // IPCP starts when the owner answers.
+                None => self.request_address(),
             }
+        } else {
+            self.start_ipcp(now, None);
         }
         let mut ctx = self.effects.at(now);
-        if let Some(ipcp) = &mut self.ipcp {
-            ipcp.open(&mut ctx);
-            ipcp.up(&mut ctx);
-        }
         if let Some(ipv6cp) = &mut self.ipv6cp {
             ipv6cp.open(&mut ctx);
             ipv6cp.up(&mut ctx);
+        }
+    }
+
+    /// Opens IPCP (server: offering `assigned` to the peer).
+    fn start_ipcp(&mut self, now: Instant, assigned: Option<Ipv4Addr>) {
+        let mut ctx = self.effects.at(now);
+        if let Some(ipcp) = &mut self.ipcp {
+            if assigned.is_some() {
+                ipcp.handler_mut().set_assigned(assigned);
+            }
+            ipcp.open(&mut ctx);
+            ipcp.up(&mut ctx);
         }
     }
 
@@ -1412,37 +1463,58 @@ impl PppLink {
 
     // ---- Addresses ----
 
-    /// Server: the peer's address, pinned by the authenticator or from the
-    /// pool.
-    fn reserve_address(&mut self) -> Option<Lease> {
-        if let Some(lease) = self.lease {
-            return Some(lease);
-        }
-        let wanted = self.framed_ipv4;
-        let lease = match &self.config.pool {
-            Some(pool) => {
-                let username = self.username.as_deref().unwrap_or_default();
-                pool.allocate_ipv4(username, wanted).map(|address| Lease {
-                    address,
-                    pooled: true,
-                })
-            }
-            None => wanted.map(|address| Lease {
-                address,
-                pooled: false,
-            }),
-        };
-        self.lease = lease;
-        lease
+    /// Server: asks the owner for the peer's address.
+    fn request_address(&mut self) {
+        self.address_requests += 1;
+        let id = AddressRequestId(self.address_requests);
+        self.address_request = Some(id);
+        self.events
+            .push_back(PppEvent::Ipv4AddressRequest(Ipv4AddressRequest {
+                id,
+                username: self.username.clone().unwrap_or_default(),
+                wanted: self.framed_ipv4,
+            }));
     }
 
-    fn release_lease(&mut self) {
-        if let Some(lease) = self.lease.take() {
-            if lease.pooled {
-                if let Some(pool) = &self.config.pool {
-                    pool.release_ipv4(lease.address);
+    /// Server: the owner's answer to the address request `id`: the
+    /// address it reserved for the peer, or none (the link closes with
+    /// `no_address`). Applied only while the link waits for that very
+    /// request; any other answer is refused, and the owner keeps (and
+    /// should release) what it offered.
+    pub fn assign_ipv4(
+        &mut self,
+        now: Instant,
+        id: AddressRequestId,
+        address: Option<Ipv4Addr>,
+    ) -> Result<(), StaleAddressAnswer> {
+        if self.address_request != Some(id) || self.phase != Phase::Network {
+            return Err(StaleAddressAnswer(id));
+        }
+        self.address_request = None;
+        match address {
+            Some(address) => {
+                self.lease = Some(address);
+                self.start_ipcp(now, Some(address));
+                if let (Some(held), Some(ipcp)) = (self.held_ipcp.take(), self.ipcp.as_mut()) {
+                    if let Err(reason) = receive_control(ipcp, &mut self.effects, now, &held) {
+                        self.dropped(reason);
+                    }
                 }
+                self.settle(now);
             }
+            None => self.close_link(now, PppCloseReason::NoAddress),
+        }
+        Ok(())
+    }
+
+    /// The peer's address goes back to the owner, and a request still
+    /// unanswered is abandoned (its answer will be stale).
+    fn release_lease(&mut self) {
+        self.address_request = None;
+        self.held_ipcp = None;
+        if let Some(address) = self.lease.take() {
+            self.events
+                .push_back(PppEvent::Ipv4AddressReleased(address));
         }
         if let Some(ipcp) = &mut self.ipcp {
             ipcp.handler_mut().set_assigned(None);
@@ -1466,14 +1538,6 @@ impl PppLink {
     #[cfg(test)]
     pub(crate) fn script_auth(&mut self, scripted: tests::ScriptedAuth) {
         self.scripted_auth = Some(scripted);
-    }
-}
-
-impl Drop for PppLink {
-    /// A safety net: the address goes back to the pool even when the owner
-    /// drops a link that never finished.
-    fn drop(&mut self) {
-        self.release_lease();
     }
 }
 

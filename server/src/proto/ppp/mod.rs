@@ -12,7 +12,6 @@
 //!   [`ipv6cp::Ipv6cp`].
 //! * [`link`]: [`PppLink`], the phases, driving LCP, the authentication
 //!   machines of [`crate::proto::auth`] and the NCPs.
-//! * [`pool`]: where a server's IPCP gets peer addresses.
 //!
 //! [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
 //! [RFC 1332]: https://www.rfc-editor.org/rfc/rfc1332
@@ -27,14 +26,12 @@ pub mod lcp;
 pub mod link;
 pub mod outbox;
 pub mod packet;
-pub mod pool;
 
 pub use fsm::{FsmConfig, NegotiationFailure};
 pub use ipcp::{IpcpConfig, Ipv4Params};
 pub use ipv6cp::{Ipv6Params, Ipv6cpConfig};
 pub use lcp::LcpConfig;
 pub use link::{
-    IpVersion, Phase, PppCloseReason, PppConfig, PppDropReason, PppEvent, PppLink, PppStats,
-    StaleAuthDecision,
+    AddressRequestId, IpVersion, Ipv4AddressRequest, Phase, PppCloseReason, PppConfig,
+    PppDropReason, PppEvent, PppLink, PppStats, StaleAddressAnswer, StaleAuthDecision,
 };
-pub use pool::{AddressPool, Ipv4RangePool};

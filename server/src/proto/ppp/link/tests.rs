@@ -11,7 +11,7 @@ use super::*;
 use crate::proto::auth::{AuthAccept, AuthReject, Credentials as AuthCredentials, RejectReason};
 use crate::proto::ppp::frame::{PROTO_CCP, PROTO_IPV6CP};
 use crate::proto::ppp::packet::{parse_control, write_control, ControlPacket};
-use crate::proto::ppp::pool::Ipv4RangePool;
+use crate::routing::ServerPools;
 use crate::testing::link_pair::{
     client_in_network, open_lcp, server_in_network, Direction, LinkPair,
 };
@@ -140,12 +140,17 @@ const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const DNS1: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 53);
 const DNS2: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 53);
 
-fn range_pool(first: [u8; 4], last: [u8; 4]) -> Arc<Ipv4RangePool> {
-    Arc::new(Ipv4RangePool::new(first.into(), last.into()).unwrap())
+fn range_pool(first: [u8; 4], last: [u8; 4]) -> Arc<ServerPools> {
+    crate::testing::ipv4_pools(first, last)
+}
+
+/// Addresses of the pool not given out.
+fn free(pool: &ServerPools) -> usize {
+    pool.ipv4.usage().free
 }
 
 /// A server without authentication (LCP opens straight to Network).
-fn server_config(pool: Arc<Ipv4RangePool>) -> PppConfig {
+fn server_config() -> PppConfig {
     PppConfig {
         auth_protocols: vec![],
         ipcp: IpcpConfig {
@@ -153,7 +158,6 @@ fn server_config(pool: Arc<Ipv4RangePool>) -> PppConfig {
             dns: [Some(DNS1), Some(DNS2)],
             ..IpcpConfig::default()
         },
-        pool: Some(pool),
         ..PppConfig::default()
     }
 }
@@ -168,12 +172,18 @@ fn pair_with(server: PppConfig, client: PppConfig) -> LinkPair {
     pair
 }
 
-fn pair() -> (LinkPair, Arc<Ipv4RangePool>) {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 254]);
-    (
-        pair_with(server_config(pool.clone()), client_config()),
-        pool,
-    )
+fn pair() -> (LinkPair, Arc<ServerPools>) {
+    let pair = pair_with(server_config(), client_config());
+    let pool = pair.addresses.clone();
+    (pair, pool)
+}
+
+/// [`pair_with`], the server's addresses from `pool`.
+fn pair_with_pool(server: PppConfig, client: PppConfig, pool: &Arc<ServerPools>) -> LinkPair {
+    let mut pair = LinkPair::new(Arc::new(server), Arc::new(client), "alice", b"secret", 1);
+    pair.addresses = pool.clone();
+    pair.open();
+    pair
 }
 
 fn both_ncps_up(pair: &LinkPair) -> bool {
@@ -280,7 +290,7 @@ fn pair_opens_ipcp_and_ipv6cp_and_passes_ip_both_ways() {
             dns: [Some(DNS1), Some(DNS2)]
         }
     );
-    assert_eq!(pool.available(), 252);
+    assert_eq!(free(&pool), 252);
 
     let server_v6 = pair.server.ipv6().unwrap();
     let client_v6 = pair.client.ipv6().unwrap();
@@ -374,8 +384,7 @@ fn data_frames_with_and_without_compression_are_accepted_and_counted() {
 
 #[test]
 fn compressed_transmit_when_enabled_and_agreed() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let mut server = server_config(pool);
+    let mut server = server_config();
     server.lcp.compress_transmit = true;
     server.lcp.request_compression = true;
     let mut client = client_config();
@@ -399,8 +408,7 @@ fn compressed_transmit_when_enabled_and_agreed() {
 
 #[test]
 fn ip_is_dropped_until_its_ncp_is_open() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let (mut server, now, _) = lone_server_in_network(server_config(pool));
+    let (mut server, now, _) = lone_server_in_network(server_config());
     assert!(feed(&mut server, now, &[0xff, 0x03, 0x00, 0x21, 0x45]).is_empty());
     assert!(feed(&mut server, now, &[0xff, 0x03, 0x00, 0x57, 0x60]).is_empty());
     assert_eq!(
@@ -437,11 +445,7 @@ fn frame_loss_is_recovered_by_retransmission() {
 #[test]
 fn unanswered_link_gives_up_after_max_configure() {
     let now = Instant::now();
-    let mut server = PppLink::server(
-        Arc::new(server_config(range_pool([10, 0, 0, 2], [10, 0, 0, 3]))),
-        now,
-        [1; 32],
-    );
+    let mut server = PppLink::server(Arc::new(server_config()), now, [1; 32]);
     server.open(now);
     let mut requests = drain(&mut server).len();
     let mut clock = now;
@@ -473,23 +477,25 @@ fn unanswered_link_gives_up_after_max_configure() {
 fn close_terminates_both_sides_and_returns_the_address() {
     let (mut pair, pool) = pair();
     assert!(pair.drive_until(20, both_ncps_up));
-    assert_eq!(pool.available(), 252);
+    assert_eq!(free(&pool), 252);
     pair.client.close(pair.now);
     assert_eq!(pair.client.phase(), Phase::Terminate);
     assert!(pair.drive_until(20, |p| p.server.phase() == Phase::Dead
         && p.client.phase() == Phase::Dead));
-    assert_eq!(pool.available(), 253);
+    assert_eq!(free(&pool), 253);
     assert!(pair
         .client_events
         .contains(&PppEvent::Closed(PppCloseReason::LocalClose)));
-    let tail: Vec<_> = pair
+    assert!(pair
+        .server_events
+        .contains(&PppEvent::Ipv4AddressReleased(Ipv4Addr::new(10, 0, 0, 2))));
+    let kept: Vec<_> = pair
         .server_events
         .iter()
-        .rev()
-        .take(3)
-        .rev()
+        .filter(|e| !matches!(e, PppEvent::Ipv4AddressReleased(_)))
         .cloned()
         .collect();
+    let tail = &kept[kept.len() - 3..];
     assert_eq!(
         tail,
         [
@@ -519,22 +525,51 @@ fn closing_while_the_peer_terminates_keeps_the_peer_as_the_reason() {
 }
 
 #[test]
-fn dropping_a_link_returns_its_address() {
-    let (mut pair, pool) = pair();
-    assert!(pair.drive_until(20, both_ncps_up));
-    assert_eq!(pool.available(), 252);
-    drop(pair);
-    assert_eq!(pool.available(), 253);
+fn an_address_answer_is_applied_only_to_the_waiting_request() {
+    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
+    let now = Instant::now();
+    let mut server = PppLink::server(Arc::new(server_config()), now, [9; 32]);
+    server.open(now);
+    assert!(crate::testing::link_pair::open_lcp(
+        &mut server,
+        now,
+        0x1122_3344
+    ));
+    let request = events(&mut server)
+        .into_iter()
+        .find_map(|e| match e {
+            PppEvent::Ipv4AddressRequest(request) => Some(request),
+            _ => None,
+        })
+        .expect("the server asks for an address in the Network phase");
+    assert_eq!(request.wanted, None);
+    assert_eq!(server.ipv4(), None);
+    // No IPCP request before the answer: nothing to offer the peer yet.
+    assert!(drain(&mut server).iter().all(|s| s.protocol != PROTO_IPCP));
+    // A forged id is refused; the owner keeps its address.
+    let forged = crate::proto::ppp::AddressRequestId::clone(&request.id);
+    let address = pool.allocate_ipv4("alice", None).unwrap();
+    server.handle_frame(
+        now,
+        &control_frame(PROTO_LCP, 1, 0x77, &option(5, &[9, 9, 9, 9])),
+        &mut |_, _| {},
+    );
+    assert_eq!(
+        server.assign_ipv4(now, forged, Some(address)),
+        Err(crate::proto::ppp::StaleAddressAnswer(forged)),
+        "a renegotiation abandoned the request"
+    );
+    assert_eq!(server.phase(), Phase::Establish);
 }
 
 #[test]
 fn pool_exhaustion_terminates_the_link_with_no_address() {
     let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 2]);
-    let mut first = pair_with(server_config(pool.clone()), client_config());
+    let mut first = pair_with_pool(server_config(), client_config(), &pool);
     assert!(first.drive_until(20, both_ncps_up));
-    assert_eq!(pool.available(), 0);
+    assert_eq!(free(&pool), 0);
 
-    let mut second = pair_with(server_config(pool.clone()), client_config());
+    let mut second = pair_with_pool(server_config(), client_config(), &pool);
     assert!(second.drive_until(20, |p| p.server.phase() == Phase::Dead
         && p.client.phase() == Phase::Dead));
     assert_eq!(
@@ -554,8 +589,9 @@ fn pool_exhaustion_terminates_the_link_with_no_address() {
         Ipv4Addr::new(10, 0, 0, 2),
         "first link unaffected"
     );
-    drop(first);
-    assert_eq!(pool.available(), 1);
+    first.client.close(first.now);
+    assert!(first.drive_until(20, |p| p.server.phase() == Phase::Dead));
+    assert_eq!(free(&pool), 1, "the owner got the address back");
 }
 
 #[test]
@@ -571,15 +607,13 @@ fn renegotiation_from_opened_goes_down_and_comes_back() {
     );
     assert_eq!(pair.server.phase(), Phase::Establish);
     assert_eq!(pair.server.ipv4(), None);
-    assert_eq!(
-        pool.available(),
-        253,
-        "address released when leaving Network"
-    );
     pair.collect_events();
-    assert!(pair
-        .server_events
-        .ends_with(&[PppEvent::Ipv4Down, PppEvent::Ipv6Down]));
+    assert_eq!(free(&pool), 253, "address released when leaving Network");
+    assert!(pair.server_events.ends_with(&[
+        PppEvent::Ipv4Down,
+        PppEvent::Ipv6Down,
+        PppEvent::Ipv4AddressReleased(Ipv4Addr::new(10, 0, 0, 2))
+    ]));
     assert!(pair.drive_until(20, both_ncps_up));
     let ups = pair
         .server_events
@@ -587,7 +621,7 @@ fn renegotiation_from_opened_goes_down_and_comes_back() {
         .filter(|e| matches!(e, PppEvent::Ipv4Up(_)))
         .count();
     assert_eq!(ups, 2);
-    assert_eq!(pool.available(), 252);
+    assert_eq!(free(&pool), 252);
 }
 
 // ---- LCP against hand-made peers ----
@@ -624,8 +658,7 @@ fn windows_lcp_request() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 #[test]
 fn windows_like_lcp_request_converges() {
     let now = Instant::now();
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let mut server = PppLink::server(Arc::new(server_config(pool)), now, [2; 32]);
+    let mut server = PppLink::server(Arc::new(server_config()), now, [2; 32]);
     server.open(now);
     let ours = drain(&mut server);
     assert_eq!(ours.len(), 1);
@@ -670,10 +703,9 @@ fn windows_like_lcp_request_converges() {
 
 #[test]
 fn small_peer_mru_is_naked_up_to_the_floor() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let now = Instant::now();
     for (ipv6, floor) in [(false, 576u16), (true, 1280)] {
-        let mut config = server_config(pool.clone());
+        let mut config = server_config();
         config.ipv6cp.enabled = ipv6;
         let mut server = PppLink::server(Arc::new(config), now, [2; 32]);
         server.open(now);
@@ -710,9 +742,8 @@ fn small_peer_mru_is_naked_up_to_the_floor() {
 
 #[test]
 fn zero_magic_is_naked_and_peer_auth_request_rejected_by_server() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let now = Instant::now();
-    let mut server = PppLink::server(Arc::new(server_config(pool)), now, [2; 32]);
+    let mut server = PppLink::server(Arc::new(server_config()), now, [2; 32]);
     server.open(now);
     drain(&mut server);
     feed(
@@ -849,7 +880,6 @@ fn client_drops_its_magic_number_when_the_server_rejects_it() {
 fn server_moves_through_its_auth_list_on_naks() {
     let now = Instant::now();
     let config = PppConfig {
-        pool: Some(range_pool([10, 0, 0, 2], [10, 0, 0, 9])),
         ..PppConfig::default()
     };
     let mut server = PppLink::server(Arc::new(config), now, [4; 32]);
@@ -917,9 +947,7 @@ fn server_moves_through_its_auth_list_on_naks() {
 
 #[test]
 fn client_refusing_to_authenticate_closes_the_server() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let server = PppConfig {
-        pool: Some(pool),
         ..PppConfig::default()
     };
     let client = PppConfig {
@@ -936,12 +964,11 @@ fn client_refusing_to_authenticate_closes_the_server() {
 
 #[test]
 fn ccp_probe_gets_a_protocol_reject_in_network_phase_only() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let now = Instant::now();
     let ccp = control_frame(PROTO_CCP, 1, 5, &option(18, &[0x01, 0x00, 0x00, 0x60]));
 
     // Before LCP is open: silently discarded.
-    let mut early = PppLink::server(Arc::new(server_config(pool.clone())), now, [5; 32]);
+    let mut early = PppLink::server(Arc::new(server_config()), now, [5; 32]);
     early.open(now);
     drain(&mut early);
     feed(&mut early, now, &ccp);
@@ -954,7 +981,7 @@ fn ccp_probe_gets_a_protocol_reject_in_network_phase_only() {
         })]
     );
 
-    let (mut server, now, _) = lone_server_in_network(server_config(pool));
+    let (mut server, now, _) = lone_server_in_network(server_config());
     events(&mut server);
     feed(&mut server, now, &ccp);
     let sent = drain(&mut server);
@@ -972,7 +999,7 @@ fn ccp_probe_gets_a_protocol_reject_in_network_phase_only() {
 #[test]
 fn disabled_ncp_is_protocol_rejected_and_peer_protocol_reject_stops_an_ncp() {
     let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let mut config = server_config(pool.clone());
+    let mut config = server_config();
     config.ipv6cp.enabled = false;
     {
         let (mut server, now, _) = lone_server_in_network(config);
@@ -983,7 +1010,7 @@ fn disabled_ncp_is_protocol_rejected_and_peer_protocol_reject_stops_an_ncp() {
     }
 
     // The peer Protocol-Rejects our IPCP: nothing left, the link closes.
-    let (mut server, now, _) = lone_server_in_network(server_config(pool.clone()));
+    let (mut server, now, _) = lone_server_in_network(server_config());
     feed(
         &mut server,
         now,
@@ -1009,13 +1036,12 @@ fn disabled_ncp_is_protocol_rejected_and_peer_protocol_reject_stops_an_ncp() {
         events(&mut server).last(),
         Some(&PppEvent::Closed(PppCloseReason::NoNetworkProtocol))
     );
-    assert_eq!(pool.available(), 8);
+    assert_eq!(free(&pool), 8);
 }
 
 #[test]
 fn unknown_lcp_code_gets_a_code_reject() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let (mut server, now, _) = lone_server_in_network(server_config(pool));
+    let (mut server, now, _) = lone_server_in_network(server_config());
     events(&mut server);
     let odd = control_frame(PROTO_LCP, 0x20, 7, &[0xab, 0xcd]);
     feed(&mut server, now, &odd);
@@ -1035,8 +1061,7 @@ fn unknown_lcp_code_gets_a_code_reject() {
 
 #[test]
 fn echo_request_is_answered_with_our_magic_and_rfc1570_codes_are_accepted() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let (mut server, now, _) = lone_server_in_network(server_config(pool));
+    let (mut server, now, _) = lone_server_in_network(server_config());
     events(&mut server);
     let our_magic = server.lcp.handler().local().magic;
     assert_ne!(our_magic, 0);
@@ -1086,7 +1111,6 @@ fn looped_back_link_is_detected() {
     for role in [Role::Client, Role::Server] {
         let now = Instant::now();
         let config = Arc::new(PppConfig {
-            pool: Some(range_pool([10, 0, 0, 2], [10, 0, 0, 9])),
             ..PppConfig::default()
         });
         let mut link = match role {
@@ -1119,9 +1143,8 @@ fn looped_back_link_is_detected() {
 
 #[test]
 fn colliding_magic_numbers_still_converge() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let now = Instant::now();
-    let mut server = PppLink::server(Arc::new(server_config(pool)), now, [8; 32]);
+    let mut server = PppLink::server(Arc::new(server_config()), now, [8; 32]);
     server.open(now);
     let ours = drain(&mut server).remove(0);
     let magic: Vec<u8> = ours.data.windows(6).find(|w| w[..2] == [5, 6]).unwrap()[2..].to_vec();
@@ -1186,8 +1209,7 @@ fn answer(
 
 #[test]
 fn ipcp_server_assigns_naks_and_rejects() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let mut config = server_config(pool);
+    let mut config = server_config();
     config.ipcp.dns = [Some(DNS1), None];
     config.ipcp.nbns = [Some(Ipv4Addr::new(10, 0, 0, 139)), None];
     let (mut server, now, sent) = lone_server_in_network(config);
@@ -1311,8 +1333,7 @@ fn ipcp_client_drops_rejected_options_and_fails_without_an_address() {
 
 #[test]
 fn pair_with_only_a_primary_dns_and_without_dns_requests() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let mut server = server_config(pool.clone());
+    let mut server = server_config();
     server.ipcp.dns = [Some(DNS1), None];
     let mut pair = pair_with(server, client_config());
     assert!(pair.drive_until(20, both_ncps_up));
@@ -1320,15 +1341,14 @@ fn pair_with_only_a_primary_dns_and_without_dns_requests() {
 
     let mut client = client_config();
     client.ipcp.request_dns = false;
-    let mut pair = pair_with(server_config(pool), client);
+    let mut pair = pair_with(server_config(), client);
     assert!(pair.drive_until(20, both_ncps_up));
     assert_eq!(pair.client.ipv4().unwrap().dns, [None, None]);
 }
 
 #[test]
 fn ipv6cp_identifier_collisions_are_naked_with_fresh_identifiers() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let (mut server, now, sent) = lone_server_in_network(server_config(pool));
+    let (mut server, now, sent) = lone_server_in_network(server_config());
     let request = sent
         .iter()
         .find(|s| s.protocol == PROTO_IPV6CP)
@@ -1407,11 +1427,11 @@ fn ipv6cp_identifier_collisions_are_naked_with_fresh_identifiers() {
 
 fn auth_pair(
     decide: impl FnMut(&AuthRequest) -> AuthDecision + 'static,
-) -> (LinkPair, Arc<Ipv4RangePool>) {
+) -> (LinkPair, Arc<ServerPools>) {
     let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let server = PppConfig {
         auth_protocols: vec![AuthProtocol::Pap],
-        ..server_config(pool.clone())
+        ..server_config()
     };
     let mut pair = LinkPair::new(
         Arc::new(server),
@@ -1423,6 +1443,7 @@ fn auth_pair(
     pair.server.script_auth(ScriptedAuth::server());
     pair.client.script_auth(ScriptedAuth::client("alice"));
     pair.authenticator = Some(Box::new(decide));
+    pair.addresses = pool.clone();
     pair.open();
     (pair, pool)
 }
@@ -1458,7 +1479,7 @@ fn authentication_success_enters_network_with_the_pinned_address() {
     assert!(request_at < authenticated_at && authenticated_at < up_at);
     assert!(pair.client_events.contains(&authenticated));
     assert_no_drops(&pair.server_events);
-    assert_eq!(pool.available(), 7, "pinned address taken from the pool");
+    assert_eq!(free(&pool), 7, "pinned address taken from the pool");
 }
 
 #[test]
@@ -1488,15 +1509,14 @@ fn authentication_failure_sends_failure_then_terminates() {
         .server_events
         .iter()
         .any(|e| matches!(e, PppEvent::Authenticated { .. })));
-    assert_eq!(pool.available(), 8, "no address was taken");
+    assert_eq!(free(&pool), 8, "no address was taken");
 }
 
 #[test]
 fn failure_packet_precedes_the_terminate_request() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let config = PppConfig {
         auth_protocols: vec![AuthProtocol::Pap],
-        ..server_config(pool)
+        ..server_config()
     };
     let now = Instant::now();
     let mut server = PppLink::server(Arc::new(config), now, [1; 32]);
@@ -1537,8 +1557,7 @@ fn failure_packet_precedes_the_terminate_request() {
 
 #[test]
 fn auth_packets_outside_authentication_are_discarded() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let (mut server, now, _) = lone_server_in_network(server_config(pool));
+    let (mut server, now, _) = lone_server_in_network(server_config());
     events(&mut server);
     feed(
         &mut server,
@@ -1562,8 +1581,7 @@ fn auth_packets_outside_authentication_are_discarded() {
 
 #[test]
 fn lcp_keepalive_closes_a_silent_link() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let mut server = server_config(pool);
+    let mut server = server_config();
     server.lcp.echo_interval = Some(Duration::from_secs(10));
     server.lcp.echo_failures = 2;
     let mut pair = pair_with(server, client_config());
@@ -1610,8 +1628,7 @@ fn lcp_keepalive_closes_a_silent_link() {
 
 #[test]
 fn drop_reports_are_bounded() {
-    let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
-    let (mut server, now, _) = lone_server_in_network(server_config(pool));
+    let (mut server, now, _) = lone_server_in_network(server_config());
     events(&mut server);
     for _ in 0..100 {
         feed(&mut server, now, &[0xff]);
@@ -1716,7 +1733,7 @@ mod arbitrary_input {
     fn no_auth() -> PppConfig {
         PppConfig {
             auth_protocols: vec![],
-            ..server_config(range_pool([10, 0, 0, 2], [10, 0, 0, 3]))
+            ..server_config()
         }
     }
 
