@@ -1,4 +1,4 @@
-# Used by scripts/check-readme: finds the
+# Shared by scripts/check-readme and scripts/check-deployment: finds the
 # commands a Markdown file tells the reader to run, and prints one verdict
 # line per command. Sourced, not run.
 #
@@ -7,6 +7,9 @@
 # line before its fence is a marker with a reason:
 #
 #   <!-- not run by scripts/check-readme: REASON -->
+#   <!-- not run by scripts/check-deployment as written: REASON -->
+#
+# (the second where the check runs a stand-in for the block instead).
 #
 # A command is a non-blank, non-comment line of such a block, together with
 # the lines its trailing backslashes continue onto.
@@ -16,7 +19,7 @@
 doc_commands() {
     local file=$1 n=0 line fence='^[[:space:]]*```' in_block=0 run=0
     local marker='' cmd='' start=0
-    local marker_re='^[[:space:]]*<!-- not run by scripts/check-[a-z-]+: (.+) -->[[:space:]]*$'
+    local marker_re='^[[:space:]]*<!-- not run by scripts/check-[a-z-]+( as written)?: (.+) -->[[:space:]]*$'
     DOC_LINE=() DOC_TEXT=() SKIP_LINE=() SKIP_REASON=()
     while IFS= read -r line || [ -n "$line" ]; do
         n=$((n + 1))
@@ -34,7 +37,7 @@ doc_commands() {
                 esac
                 marker=''
             elif [[ $line =~ $marker_re ]]; then
-                marker=${BASH_REMATCH[1]}
+                marker=${BASH_REMATCH[2]}
             elif [[ $line =~ [^[:space:]] ]]; then
                 marker=''
             fi
