@@ -167,6 +167,9 @@ fn two_hundred_sessions_on_two_workers_each_get_their_own_packets() {
     const SESSIONS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    // Waves of 50 setups from one address: more than the default
+    // per-source cap on connections not yet authenticated.
+    config.server.max_preauth_per_source = 64;
     config.users.local.clear();
     for i in 0..SESSIONS {
         config.users.local.push(sstpd::config::InlineUser {
