@@ -452,6 +452,8 @@ fn wireshark_decodes_tls12_and_tls13_sessions_completely_and_in_order() {
     std::env::set_var("SSLKEYLOGFILE", &keys);
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
     config.server.listen = vec![format!("127.0.0.1:{PORT}").parse().unwrap()];
+    // PAP is off by default; the capture shows both methods.
+    config.ppp.auth = vec![AuthProtocol::MsChapV2, AuthProtocol::Pap];
     let server = TestServer::start(config);
     let capture = Dumpcap::start(&server.ns, &dumpcap, &pcap);
 

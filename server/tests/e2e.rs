@@ -24,7 +24,11 @@ fn tls_pair(v: TlsVersion) -> (TlsVersion, TlsVersion) {
 fn sessions_come_up_with_pap_and_mschapv2_over_tls12_and_tls13_with_rsa_and_ecdsa() {
     for key in [SelfSignedKey::Rsa2048, SelfSignedKey::EcdsaP256] {
         let dir = tempfile::tempdir().unwrap();
-        let server = TestServer::start(test_config(dir.path(), key, 2));
+        let mut config = test_config(dir.path(), key, 2);
+        // PAP is off by default (it binds with a zero key): enabled here
+        // to test it.
+        config.ppp.auth = vec![AuthProtocol::MsChapV2, AuthProtocol::Pap];
+        let server = TestServer::start(config);
         let addr = server.addr;
         let results = server.run_clients(move || async move {
             let mut results = Vec::new();
@@ -66,7 +70,10 @@ fn sessions_come_up_with_pap_and_mschapv2_over_tls12_and_tls13_with_rsa_and_ecds
 #[test]
 fn two_clients_ping_each_other_through_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 2));
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    // Client-to-client traffic is denied by default (tests/policy.rs).
+    config.ipv4.client_to_client = sstpd::config::ClientToClient::Allow;
+    let server = TestServer::start(config);
     let addr = server.addr;
     let (a_got_reply, b_saw_request) = server.run_clients(move || async move {
         let options_a = client_options(
@@ -123,7 +130,9 @@ fn two_clients_ping_each_other_through_the_server() {
 #[test]
 fn wrong_password_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 1));
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.ppp.auth = vec![AuthProtocol::MsChapV2, AuthProtocol::Pap];
+    let server = TestServer::start(config);
     let addr = server.addr;
     let outcomes = server.run_clients(move || async move {
         let mut outcomes = Vec::new();
@@ -163,6 +172,9 @@ fn two_hundred_sessions_on_two_workers_each_get_their_own_packets() {
     const SESSIONS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    // Waves of 50 setups from one address: more than the default
+    // per-source cap on connections not yet authenticated.
+    config.server.max_preauth_per_source = 64;
     config.users.local.clear();
     for i in 0..SESSIONS {
         config.users.local.push(sstpd::config::InlineUser {
@@ -285,49 +297,28 @@ fn sigterm_disconnects_every_session_cleanly() {
     // The real binary, in a namespace, stopped with SIGTERM.
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     config.server.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
-    let toml = config_toml(&config);
+    let toml = config_toml(&config, "");
     let config_path = dir.path().join("sstpd.toml");
     std::fs::write(&config_path, toml).unwrap();
 
     let ns = sstpd::testing::netns::NetNs::new("sstpd-e2e").unwrap();
-    let mut child = ns
-        .command(env!("CARGO_BIN_EXE_sstpd"))
-        .arg("--config")
-        .arg(&config_path)
-        .env("SSTPD_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_sstpd(&ns, env!("CARGO_BIN_EXE_sstpd"), &config_path);
     let pid = child.id();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ns_ref = &ns;
     let reasons = ns.run(move || {
         tokio_uring::start(async move {
             // Wait for the listener.
-            let mut clients = Vec::new();
-            for attempt in 0..100 {
-                let options = client_options(
-                    addr,
-                    "alice",
-                    "alice-secret",
-                    (TlsVersion::Tls12, TlsVersion::Tls13),
-                    &[AuthProtocol::MsChapV2],
-                );
-                match connect(&options).await {
-                    Ok(c) => {
-                        clients.push(c);
-                        break;
-                    }
-                    Err(_) if attempt < 99 => tokio::time::sleep(Duration::from_millis(50)).await,
-                    Err(e) => panic!("server did not come up: {e}"),
-                }
-            }
+            let options = client_options(
+                addr,
+                "alice",
+                "alice-secret",
+                (TlsVersion::Tls12, TlsVersion::Tls13),
+                &[AuthProtocol::MsChapV2],
+            );
+            let mut clients = vec![connect_when_up(&options, 100).await];
             for user in ["bob", "alice", "bob"] {
                 let password = format!("{user}-secret");
                 let options = client_options(
@@ -400,26 +391,6 @@ fn tcp_out_rsts(ns: &sstpd::testing::netns::NetNs) -> u64 {
         .find(|(name, _)| *name == "OutRsts")
         .and_then(|(_, value)| value.parse().ok())
         .expect("OutRsts in /proc/net/snmp")
-}
-
-/// The parts of a test configuration the binary needs, as TOML.
-fn config_toml(config: &sstpd::config::Config) -> String {
-    let mut users = String::new();
-    for u in &config.users.local {
-        users.push_str(&format!(
-            "\n[[users.local]]\nname = \"{}\"\npassword = \"{}\"\n",
-            u.name, u.password.0
-        ));
-    }
-    format!(
-        "[server]\nlisten = [\"{}\"]\nworkers = {}\nstate_dir = \"{}\"\nshutdown_timeout = \"5s\"\n\n\
-         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{users}",
-        config.server.listen[0],
-        config.server.workers,
-        config.server.state_dir.as_ref().unwrap().display(),
-        config.tls.certificate.as_ref().unwrap().display(),
-        config.tls.private_key.as_ref().unwrap().display(),
-    )
 }
 
 /// An ICMPv6 echo request with a valid checksum.

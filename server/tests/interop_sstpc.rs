@@ -91,6 +91,12 @@ fn server_config(dir: &std::path::Path, tls: TlsVersion, hashes: &[CryptoBinding
     config.tls.min_version = tls;
     config.tls.max_version = tls;
     config.sstp.crypto_binding = hashes.to_vec();
+    // The matrix covers PAP, which is off by default.
+    config.ppp.auth = vec![
+        AuthProtocol::MsChapV2,
+        AuthProtocol::ChapMd5,
+        AuthProtocol::Pap,
+    ];
     config
 }
 

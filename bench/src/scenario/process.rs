@@ -114,6 +114,10 @@ impl SstpdOptions {
              listen = [{listen}]\n\
              workers = {workers}\n\
              max_sessions = {max_sessions}\n\
+             # The load generator sets up sessions from one address, many at\n\
+             # once: the pre-authentication caps are the global bound.\n\
+             max_preauth_sessions = {max_sessions}\n\
+             max_preauth_per_source = {max_sessions}\n\
              state_dir = {state}\n\
              shutdown_timeout = \"2s\"\n\
              \n\

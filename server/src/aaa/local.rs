@@ -479,7 +479,8 @@ pub struct LoadSummary {
 /// [`LocalUsers::reload`] (e.g. on SIGHUP) without disturbing lookups.
 #[derive(Debug)]
 pub struct LocalUsers {
-    config: UsersSection,
+    /// The `[users]` section the table was last built from.
+    config: std::sync::Mutex<UsersSection>,
     table: ArcSwap<UserTable>,
 }
 
@@ -490,7 +491,7 @@ impl LocalUsers {
         let (table, summary) = build_table(config)?;
         Ok((
             LocalUsers {
-                config: config.clone(),
+                config: std::sync::Mutex::new(config.clone()),
                 table: ArcSwap::from_pointee(table),
             },
             summary,
@@ -500,9 +501,24 @@ impl LocalUsers {
     /// Re-reads the chap-secrets file and swaps the table in one step. On
     /// error the current table stays in force.
     pub fn reload(&self) -> Result<LoadSummary, UsersError> {
-        let (table, summary) = build_table(&self.config)?;
+        let config = self.config().clone();
+        self.reload_from(&config)
+    }
+
+    /// Rebuilds the table from a new `[users]` section (the configuration
+    /// file re-read: inline users and the chap-secrets path may have
+    /// changed) and swaps it in. On error the current table and section
+    /// stay in force.
+    pub fn reload_from(&self, config: &UsersSection) -> Result<LoadSummary, UsersError> {
+        let (table, summary) = build_table(config)?;
+        let mut current = self.config();
         self.table.store(Arc::new(table));
+        *current = config.clone();
         Ok(summary)
+    }
+
+    fn config(&self) -> std::sync::MutexGuard<'_, UsersSection> {
+        self.config.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The current table (a cheap snapshot).
@@ -827,6 +843,26 @@ mod tests {
         assert!(err
             .to_string()
             .starts_with("users.chap_secrets: cannot read"));
+    }
+
+    #[test]
+    fn reload_from_a_new_section_replaces_inline_users() {
+        let config = users_config(None, &[("alice", "a1"), ("bob", "b1")]);
+        let (users, _) = LocalUsers::load(&config).unwrap();
+        let changed = users_config(None, &[("alice", "a2"), ("carol", "c1")]);
+        let summary = users.reload_from(&changed).unwrap();
+        assert_eq!(summary.users, 2);
+        assert_eq!(users.lookup("alice").unwrap().password, b"a2");
+        assert!(users.lookup("bob").is_none(), "bob was removed");
+        assert_eq!(users.lookup("carol").unwrap().password, b"c1");
+        // A plain reload now rebuilds from the new section.
+        users.reload().unwrap();
+        assert!(users.lookup("carol").is_some());
+        // A section naming a file that cannot be read changes nothing.
+        let broken = users_config(Some("/nonexistent/chap-secrets".into()), &[]);
+        assert!(users.reload_from(&broken).is_err());
+        users.reload().unwrap();
+        assert!(users.lookup("carol").is_some());
     }
 
     #[test]

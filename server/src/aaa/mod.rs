@@ -3,7 +3,10 @@
 //!
 //! * [`local`]: users from pppd's chap-secrets file and the configuration's
 //!   inline entries, reloadable without dropping sessions.
+//! * [`throttle`]: back-off for password guessing, per source address and
+//!   per user name, in bounded memory.
 //!
 //! [`Authenticator`]: crate::proto::auth::Authenticator
 
 pub mod local;
+pub mod throttle;

@@ -137,6 +137,11 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
     report.summary.push(tls_line);
     match (&config.tls.certificate, &config.tls.private_key) {
         (Some(cert), Some(key)) if cert.exists() && key.exists() => {
+            if let Some(mode) = tls::certs::loose_key_permissions(key) {
+                report
+                    .warnings
+                    .push(tls::certs::loose_key_warning(key, mode));
+            }
             let identity =
                 ServerIdentity::from_pem_files(cert, key, tls::certs::IdentityOrigin::Files)
                     .map_err(CheckError::Tls)?;
@@ -165,13 +170,21 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
                 }
             }
         }
-        _ => report.summary.push(format!(
-            "certificate: self-signed, generated into {} on first start",
-            config
-                .state_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|e| e.to_string())
-        )),
+        _ if !config.tls.self_signed => return Err(CheckError::Tls(TlsError::NoCertificate)),
+        _ => {
+            report.summary.push(format!(
+                "certificate: self-signed (tls.self_signed), generated into {} on first start",
+                config
+                    .state_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|e| e.to_string())
+            ));
+            report.warnings.push(
+                "tls.self_signed: clients cannot verify a self-signed certificate; use a \
+                 certificate they trust in production"
+                    .into(),
+            );
+        }
     }
 
     let hashes: Vec<&str> = config
@@ -191,11 +204,38 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
         auth.join(", "),
         config.ppp.mru
     ));
+    report.warnings.extend(weak_auth_warnings(&config));
+    let s = &config.server;
+    report.summary.push(format!(
+        "admission: {} connections, {} not yet authenticated ({} per source), {} to authenticate",
+        s.max_sessions,
+        s.max_preauth_sessions,
+        s.max_preauth_per_source,
+        humantime_serde::re::humantime::format_duration(s.preauth_timeout)
+    ));
+    let t = &config.auth_throttle;
+    report.summary.push(if t.enabled {
+        format!(
+            "auth_throttle: {} failures per source or {} per user within {} lock out for {}",
+            t.max_failures_per_source,
+            t.max_failures_per_user,
+            humantime_serde::re::humantime::format_duration(t.window),
+            humantime_serde::re::humantime::format_duration(t.lockout)
+        )
+    } else {
+        "auth_throttle: off".to_owned()
+    });
+    if !t.enabled {
+        report
+            .warnings
+            .push("auth_throttle.enabled = false: password guessing is not slowed down".into());
+    }
     let pool = &config.ipv4.pool;
     let clients = pool.len() - u64::from(pool.contains(config.ipv4.gateway));
     report.summary.push(format!(
-        "ipv4: pool {pool} ({clients} client addresses), gateway {}",
-        config.ipv4.gateway
+        "ipv4: pool {pool} ({clients} client addresses), gateway {}, client-to-client {}",
+        config.ipv4.gateway,
+        config.ipv4.client_to_client.as_str()
     ));
     report.summary.push(if config.ipv6.enabled {
         format!(
@@ -243,6 +283,29 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
         ));
     }
     Ok(report)
+}
+
+/// Warnings about the authentication methods `[ppp]` enables: PAP and
+/// CHAP-MD5 yield no keys, so the SSTP crypto binding falls back to an
+/// all-zero key ([MS-SSTP] 3.2.5.2) that a relaying man in the middle can
+/// compute as well as the client; PAP also sends the password itself.
+pub fn weak_auth_warnings(config: &Config) -> Vec<String> {
+    use crate::proto::auth::AuthProtocol;
+    let mut warnings = Vec::new();
+    for method in &config.ppp.auth {
+        let why = match method {
+            AuthProtocol::Pap => "sends the password in the clear inside TLS and",
+            AuthProtocol::ChapMd5 => "",
+            _ => continue,
+        };
+        warnings.push(format!(
+            "ppp.auth: {method} {why}{}binds the SSTP crypto binding with an all-zero key, so a \
+             relaying man in the middle can complete it; use [\"mschapv2\"] alone unless \
+             clients need {method}",
+            if why.is_empty() { "" } else { " " }
+        ));
+    }
+    warnings
 }
 
 /// The tracing filter directive: `SSTPD_LOG`, else `RUST_LOG`, else the
@@ -378,7 +441,9 @@ mod tests {
             tls::certs::generate_self_signed(tls::SelfSignedKey::Rsa2048, &["vpn.example.com"])
                 .unwrap();
         std::fs::write(dir.path().join("cert.pem"), &generated.cert_pem).unwrap();
-        std::fs::write(dir.path().join("key.pem"), &generated.key_pem).unwrap();
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&key_path, &generated.key_pem).unwrap();
+        set_mode(&key_path, 0o600);
         let path = dir.path().join("sstpd.toml");
         std::fs::write(
             &path,
@@ -393,9 +458,94 @@ mod tests {
             .iter()
             .any(|l| l.contains("(RSA key, SHA-256 ")));
 
+        // A key others may read is a warning (startup logs it too).
+        set_mode(&key_path, 0o640);
+        let report = check_config(&path).unwrap();
+        assert_eq!(
+            report.warnings,
+            vec![format!(
+                "tls.private_key: {} is accessible to group or others (mode 0640): chmod 600",
+                key_path.display()
+            )]
+        );
+
         std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
         let err = check_config(&path).unwrap_err();
         assert!(err.to_string().starts_with("tls.private_key: "), "{err}");
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn check_config_refuses_no_certificate_unless_self_signed_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sstpd.toml");
+        let users = "[[users.local]]\nname = \"a\"\npassword = \"b\"\n";
+        std::fs::write(&path, users).unwrap();
+        let err = check_config(&path).unwrap_err();
+        assert!(
+            err.to_string().starts_with("tls.certificate: not set"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("tls.self_signed = true"), "{err}");
+
+        std::fs::write(&path, format!("[tls]\nself_signed = true\n{users}")).unwrap();
+        let report = check_config(&path).unwrap();
+        assert!(report
+            .summary
+            .iter()
+            .any(|l| l.starts_with("certificate: self-signed (tls.self_signed)")));
+        assert!(report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("tls.self_signed: clients cannot verify")));
+    }
+
+    #[test]
+    fn check_config_warns_about_pap_and_chap_md5() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sstpd.toml");
+        let base = "[tls]\nself_signed = true\n[[users.local]]\nname = \"a\"\npassword = \"b\"\n";
+        std::fs::write(&path, base).unwrap();
+        let report = check_config(&path).unwrap();
+        assert!(
+            report.warnings.iter().all(|w| !w.starts_with("ppp.auth")),
+            "{:?}",
+            report.warnings
+        );
+        assert!(report
+            .summary
+            .iter()
+            .any(|l| l == "ppp: auth mschapv2, mru 1400"));
+
+        std::fs::write(
+            &path,
+            format!("[ppp]\nauth = [\"mschapv2\", \"chap-md5\", \"pap\"]\n{base}"),
+        )
+        .unwrap();
+        let report = check_config(&path).unwrap();
+        let auth: Vec<_> = report
+            .warnings
+            .iter()
+            .filter(|w| w.starts_with("ppp.auth"))
+            .collect();
+        assert_eq!(auth.len(), 2, "{auth:?}");
+        assert!(
+            auth[0].starts_with(
+                "ppp.auth: chap-md5 binds the SSTP crypto binding with an all-zero key"
+            ),
+            "{}",
+            auth[0]
+        );
+        assert!(
+            auth[1]
+                .starts_with("ppp.auth: pap sends the password in the clear inside TLS and binds"),
+            "{}",
+            auth[1]
+        );
     }
 
     #[test]

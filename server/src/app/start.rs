@@ -62,6 +62,27 @@ impl From<StartError> for io::Error {
     }
 }
 
+/// Why a reload failed (the old users stay in force).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The configuration file no longer loads.
+    Config(crate::config::ConfigError),
+    /// The users it names do not.
+    Users(crate::aaa::local::UsersError),
+}
+
+impl fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReloadError::Config(e) => e.fmt(f),
+            ReloadError::Users(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ReloadError {}
+
 /// A running server.
 pub struct ServerHandle {
     shared: Arc<Shared>,
@@ -103,11 +124,41 @@ impl ServerHandle {
         self.shared.metrics.snapshot()
     }
 
-    /// Re-reads the users (chap-secrets); the old table stays on error.
-    pub fn reload_users(&self) -> Result<(), crate::aaa::local::UsersError> {
-        let summary = self.users.reload()?;
+    /// Re-reads the users: the configuration file's `[users]` section
+    /// (inline users, the chap-secrets path), when the server was started
+    /// from a file, and the chap-secrets file. On any error the old users
+    /// stay in force. Sessions of users no longer in the store are then
+    /// closed (counted as `user_removed`). Changes outside `[users]` need a
+    /// restart; a reload says so in the log.
+    pub fn reload_users(&self) -> Result<(), ReloadError> {
+        let config = &self.shared.config;
+        let summary = match &config.source {
+            crate::config::ConfigSource::File(path) => {
+                let new = Config::load(path).map_err(ReloadError::Config)?;
+                let mut rest = new.clone();
+                rest.users = config.users.clone();
+                if rest != **config {
+                    tracing::warn!(
+                        "{}: only [users] is reloaded; other changes take effect at restart",
+                        path.display()
+                    );
+                }
+                self.users.reload_from(&new.users)
+            }
+            _ => self.users.reload(),
+        }
+        .map_err(ReloadError::Users)?;
         tracing::info!(?summary, "users reloaded");
+        for mailbox in &self.shared.mailboxes {
+            let _ = mailbox.send_batch(vec![worker::WorkerMsg::UsersReloaded]);
+        }
         Ok(())
+    }
+
+    /// Connections open, and those not yet authenticated (admission
+    /// control's counts).
+    pub fn admission_counts(&self) -> (usize, usize) {
+        self.shared.admission.counts()
     }
 
     /// Begins a graceful shutdown: every session gets LCP Terminate and
@@ -141,6 +192,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let workers = config.worker_count().max(1);
 
     let tls = crate::tls::prepare_server_tls(&config).map_err(StartError::Tls)?;
+    if let Some(key) = &config.tls.private_key {
+        if let Some(mode) = crate::tls::certs::loose_key_permissions(key) {
+            tracing::warn!("{}", crate::tls::certs::loose_key_warning(key, mode));
+        }
+    }
     let cert = CertHashes::of_der(tls.identity.leaf().as_ref());
     let metrics = Metrics::new(workers);
     if let Some((reason, _)) = tls.ktls.startup_notice() {
@@ -150,6 +206,9 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let (users, summary) = LocalUsers::load(&config.users).map_err(StartError::Users)?;
     let users = Arc::new(users);
     tracing::info!(?summary, "users loaded");
+    for warning in crate::app::cli::weak_auth_warnings(&config) {
+        tracing::warn!("{warning}");
+    }
     let authenticator: Arc<dyn Authenticator> = Arc::new(LocalAuthenticator::new(users.clone()));
 
     let pools = Arc::new(ServerPools::from_config(&config).map_err(StartError::Pool)?);
@@ -194,6 +253,9 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         ktls: tls.ktls.clone(),
         cert,
         authenticator,
+        users: users.clone(),
+        throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
+        admission: crate::worker::admission::Admission::new(&config.server),
         pools,
         table,
         metrics,

@@ -15,7 +15,10 @@ pub const DEMO_PASSWORD_LEN: usize = 16;
 impl Config {
     /// What sstpd runs with when no configuration file is given: every
     /// default, plus the user `demo` whose password is taken from
-    /// `SSTPD_DEMO_PASSWORD` or generated (and shown in the startup banner).
+    /// `SSTPD_DEMO_PASSWORD` or generated (and shown in the startup banner),
+    /// a generated self-signed certificate (`tls.self_signed`), and no
+    /// per-source pre-authentication cap beyond the global one: the demo
+    /// listens on loopback only, where every client shares one address.
     pub fn embedded_defaults() -> Config {
         let env_password = std::env::var(DEMO_PASSWORD_ENV)
             .ok()
@@ -29,6 +32,8 @@ impl Config {
         let generated = env_password.is_none();
         let password = env_password.unwrap_or_else(|| generate_password(rng));
         let mut config = Config::default();
+        config.tls.self_signed = true;
+        config.server.max_preauth_per_source = config.server.max_preauth_sessions;
         config.users.local.push(InlineUser {
             name: DEMO_USER.into(),
             password: Secret(password),

@@ -23,6 +23,7 @@ pub struct Config {
     pub ipv6: Ipv6Section,
     pub tun: TunSection,
     pub users: UsersSection,
+    pub auth_throttle: AuthThrottleSection,
     pub logging: LoggingSection,
     /// Where this configuration came from (not a key).
     #[serde(skip)]
@@ -66,9 +67,22 @@ pub struct ServerSection {
     /// Disconnect) before the process exits anyway. Default 5 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
-    /// Upper bound on concurrent sessions (all workers together); further
-    /// connections are refused. Default 10000.
+    /// Upper bound on concurrent connections (all workers together),
+    /// counted from accept, TLS handshakes included; further connections
+    /// are refused. Default 10000.
     pub max_sessions: usize,
+    /// Upper bound on connections not yet authenticated (TLS handshake,
+    /// HTTP, SSTP negotiation, PPP authentication, until Call Connected),
+    /// all workers together. Default 1024.
+    pub max_preauth_sessions: usize,
+    /// The same bound per source address (an IPv6 source counts by its
+    /// /64). Default 32.
+    pub max_preauth_per_source: usize,
+    /// Bound on the whole pre-authentication window: from accept to Call
+    /// Connected (TLS handshake, HTTP request, SSTP negotiation, PPP
+    /// authentication and crypto binding). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub preauth_timeout: Duration,
 }
 
 impl Default for ServerSection {
@@ -80,6 +94,9 @@ impl Default for ServerSection {
             state_dir: None,
             shutdown_timeout: Duration::from_secs(5),
             max_sessions: 10_000,
+            max_preauth_sessions: 1024,
+            max_preauth_per_source: 32,
+            preauth_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -129,12 +146,17 @@ impl KtlsMode {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSection {
-    /// PEM file with the certificate chain, leaf first. Absent (together with
-    /// `private_key`): a self-signed certificate for `localhost` is generated
-    /// into the state directory and reused on later starts.
+    /// PEM file with the certificate chain, leaf first. Required unless
+    /// `self_signed` is true.
     pub certificate: Option<PathBuf>,
     /// PEM private key (RSA or ECDSA; PKCS#8, PKCS#1 or SEC1).
     pub private_key: Option<PathBuf>,
+    /// Serve a self-signed certificate for `localhost`, generated into the
+    /// state directory and reused on later starts, instead of
+    /// `certificate`/`private_key`. Default false (the embedded no-file
+    /// defaults set it): clients cannot verify such a certificate, so a
+    /// configuration must ask for it.
+    pub self_signed: bool,
     /// Lowest TLS version accepted. Default "1.2" (Windows 7/8 and many
     /// routers speak no TLS 1.3).
     pub min_version: TlsVersion,
@@ -161,6 +183,7 @@ impl Default for TlsSection {
         TlsSection {
             certificate: None,
             private_key: None,
+            self_signed: false,
             min_version: TlsVersion::Tls12,
             max_version: TlsVersion::Tls13,
             cipher_suites: None,
@@ -242,10 +265,14 @@ impl Default for SstpSection {
 pub struct PppSection {
     /// Authentication methods the server asks for, most preferred first;
     /// a Configure-Nak from the peer moves down the list. Default
-    /// ["mschapv2", "chap-md5", "pap"].
+    /// ["mschapv2"]: PAP and CHAP-MD5 yield no keys, so their crypto
+    /// binding uses an all-zero key that a relaying man in the middle can
+    /// compute too.
     #[serde(deserialize_with = "deserialize_auth_protocols")]
     pub auth: Vec<AuthProtocol>,
-    /// Maximum-Receive-Unit we announce ([RFC 1661] 6.1). Default 1400.
+    /// Maximum-Receive-Unit we announce ([RFC 1661] 6.1); IP packets from a
+    /// client larger than the MRU it accepted are dropped and counted
+    /// (`ip_exceeds_mru`). Default 1400.
     pub mru: u16,
     /// Restart timer for Configure/Terminate-Request ([RFC 1661] 4.6, 3 s).
     #[serde(with = "humantime_serde")]
@@ -274,11 +301,7 @@ pub struct PppSection {
 impl Default for PppSection {
     fn default() -> Self {
         PppSection {
-            auth: vec![
-                AuthProtocol::MsChapV2,
-                AuthProtocol::ChapMd5,
-                AuthProtocol::Pap,
-            ],
+            auth: vec![AuthProtocol::MsChapV2],
             mru: 1400,
             lcp_restart_interval: Duration::from_secs(3),
             lcp_max_configure: 10,
@@ -322,6 +345,31 @@ pub struct Ipv4Section {
     pub dns: Vec<Ipv4Addr>,
     /// NBNS (WINS) servers offered to clients ([RFC 1877]), at most two.
     pub nbns: Vec<Ipv4Addr>,
+    /// Whether one client's packets may reach another client's tunnel
+    /// address (IPv4 or its IPv6 prefix). Default "deny".
+    pub client_to_client: ClientToClient,
+}
+
+/// Traffic between clients of this server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientToClient {
+    /// Packets to another client's address are dropped and counted
+    /// (`client_to_client_denied`) before they reach the TUN device.
+    #[default]
+    Deny,
+    /// Such packets go to the TUN device like any other; the kernel's
+    /// forwarding and firewall decide.
+    Allow,
+}
+
+impl ClientToClient {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientToClient::Deny => "deny",
+            ClientToClient::Allow => "allow",
+        }
+    }
 }
 
 impl Default for Ipv4Section {
@@ -335,6 +383,7 @@ impl Default for Ipv4Section {
             gateway: Ipv4Addr::new(10, 99, 0, 1),
             dns: Vec::new(),
             nbns: Vec::new(),
+            client_to_client: ClientToClient::Deny,
         }
     }
 }
@@ -446,6 +495,47 @@ impl Default for UsersSection {
             chap_secrets: None,
             server_name: "sstpd".into(),
             local: Vec::new(),
+        }
+    }
+}
+
+/// `[auth_throttle]`: back-off for password guessing. Failed
+/// authentications are counted per source address (an IPv6 source by its
+/// /64) and per user name; after `max_failures_per_source` or
+/// `max_failures_per_user` failures within `window`, further attempts from
+/// that source or for that user are refused without consulting the user
+/// store for `lockout`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthThrottleSection {
+    /// Default true.
+    pub enabled: bool,
+    /// The period failures are counted over. Default 15 min.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Failures from one source within `window` that lock it out.
+    /// Default 20 (several users may share an address behind NAT).
+    pub max_failures_per_source: u32,
+    /// Failures for one user name within `window` that lock it out.
+    /// Default 10.
+    pub max_failures_per_user: u32,
+    /// How long a locked-out source or user is refused. Default 15 min.
+    #[serde(with = "humantime_serde")]
+    pub lockout: Duration,
+    /// Sources and user names tracked, each; the least recently seen is
+    /// forgotten (and counted) when a new one needs room. Default 16384.
+    pub max_entries: usize,
+}
+
+impl Default for AuthThrottleSection {
+    fn default() -> Self {
+        AuthThrottleSection {
+            enabled: true,
+            window: Duration::from_secs(15 * 60),
+            max_failures_per_source: 20,
+            max_failures_per_user: 10,
+            lockout: Duration::from_secs(15 * 60),
+            max_entries: 16_384,
         }
     }
 }

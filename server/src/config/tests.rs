@@ -40,8 +40,17 @@ fn empty_file_with_a_user_gives_the_documented_defaults() {
     assert_eq!((s.workers, s.pin_workers), (0, true));
     assert_eq!(s.shutdown_timeout, Duration::from_secs(5));
     assert_eq!(s.max_sessions, 10_000);
+    assert_eq!(
+        (s.max_preauth_sessions, s.max_preauth_per_source),
+        (1024, 32)
+    );
+    assert_eq!(s.preauth_timeout, Duration::from_secs(30));
     let t = &config.tls;
     assert_eq!((t.certificate.clone(), t.private_key.clone()), (None, None));
+    assert!(
+        !t.self_signed,
+        "a file must ask for a self-signed certificate"
+    );
     assert_eq!(t.min_version, TlsVersion::Tls12);
     assert_eq!(t.max_version, TlsVersion::Tls13);
     assert_eq!(t.cipher_suites, None);
@@ -64,14 +73,8 @@ fn empty_file_with_a_user_gives_the_documented_defaults() {
         vec![CryptoBindingHash::Sha256, CryptoBindingHash::Sha1]
     );
     let p = &config.ppp;
-    assert_eq!(
-        p.auth,
-        vec![
-            AuthProtocol::MsChapV2,
-            AuthProtocol::ChapMd5,
-            AuthProtocol::Pap
-        ]
-    );
+    // PAP and CHAP-MD5 bind with an all-zero key: not offered by default.
+    assert_eq!(p.auth, vec![AuthProtocol::MsChapV2]);
     assert_eq!(p.mru, 1400);
     assert_eq!(
         (p.lcp_max_configure, p.lcp_max_failure, p.lcp_max_terminate),
@@ -88,6 +91,18 @@ fn empty_file_with_a_user_gives_the_documented_defaults() {
     assert_eq!(config.ipv4.pool.last(), Ipv4Addr::new(10, 99, 0, 254));
     assert_eq!(config.ipv4.gateway, Ipv4Addr::new(10, 99, 0, 1));
     assert!(config.ipv4.dns.is_empty() && config.ipv4.nbns.is_empty());
+    assert_eq!(config.ipv4.client_to_client, ClientToClient::Deny);
+    let a = &config.auth_throttle;
+    assert!(a.enabled);
+    assert_eq!(
+        (a.window, a.lockout),
+        (Duration::from_secs(900), Duration::from_secs(900))
+    );
+    assert_eq!(
+        (a.max_failures_per_source, a.max_failures_per_user),
+        (20, 10)
+    );
+    assert_eq!(a.max_entries, 16_384);
     assert!(!config.ipv6.enabled);
     assert_eq!(config.ipv6.prefix.to_string(), "fd99::/48");
     assert_eq!(
@@ -122,6 +137,9 @@ fn every_key_parses() {
             state_dir = "/srv/sstpd"
             shutdown_timeout = "1m 30s"
             max_sessions = 5
+            max_preauth_sessions = 4
+            max_preauth_per_source = 2
+            preauth_timeout = "45s"
             [tls]
             certificate = "c.pem"
             private_key = "k.pem"
@@ -155,6 +173,7 @@ fn every_key_parses() {
             gateway = "192.168.50.1"
             dns = ["192.168.50.1", "1.1.1.1"]
             nbns = ["192.168.50.2"]
+            client_to_client = "allow"
             [ipv6]
             enabled = true
             prefix = "2001:db8:1::/56"
@@ -171,6 +190,13 @@ fn every_key_parses() {
             name = "alice"
             password = "apple pie"
             ip = "192.168.50.99"
+            [auth_throttle]
+            enabled = false
+            window = "5m"
+            max_failures_per_source = 50
+            max_failures_per_user = 5
+            lockout = "1h"
+            max_entries = 100
             [logging]
             level = "debug"
             format = "json"
@@ -183,6 +209,29 @@ fn every_key_parses() {
     assert!(!config.server.pin_workers);
     assert_eq!(config.state_dir().unwrap(), PathBuf::from("/srv/sstpd"));
     assert_eq!(config.server.shutdown_timeout, Duration::from_secs(90));
+    assert_eq!(
+        (
+            config.server.max_preauth_sessions,
+            config.server.max_preauth_per_source,
+            config.server.preauth_timeout
+        ),
+        (4, 2, Duration::from_secs(45))
+    );
+    assert_eq!(config.ipv4.client_to_client, ClientToClient::Allow);
+    let a = &config.auth_throttle;
+    assert!(!a.enabled);
+    assert_eq!(
+        (a.window, a.lockout),
+        (Duration::from_secs(300), Duration::from_secs(3600))
+    );
+    assert_eq!(
+        (
+            a.max_failures_per_source,
+            a.max_failures_per_user,
+            a.max_entries
+        ),
+        (50, 5, 100)
+    );
     assert_eq!(config.tls.min_version, TlsVersion::Tls13);
     assert_eq!(config.tls.max_version, TlsVersion::Tls13);
     assert_eq!(config.tls.handshake_timeout, Duration::from_millis(2500));
@@ -315,6 +364,17 @@ fn every_validation_error_names_its_key() {
             ("[server]\nworkers = 5000", "server.workers: 5000 is more than 1024"),
             ("[server]\nshutdown_timeout = \"6m\"", "server.shutdown_timeout: must be at most 5m"),
             ("[server]\nmax_sessions = 0", "server.max_sessions: must be at least 1"),
+            ("[server]\nmax_preauth_sessions = 0", "server.max_preauth_sessions: must be at least 1"),
+            ("[server]\nmax_preauth_per_source = 0", "server.max_preauth_per_source: must be at least 1"),
+            ("[server]\npreauth_timeout = \"0s\"", "server.preauth_timeout: 0s is outside 1ms..=10m"),
+            ("[server]\npreauth_timeout = \"11m\"", "server.preauth_timeout: 11m is outside 1ms..=10m"),
+            ("[tls]\nself_signed = true\ncertificate = \"c.pem\"\nprivate_key = \"k.pem\"", "tls.self_signed: cannot be combined with tls.certificate"),
+            ("[auth_throttle]\nwindow = \"0s\"", "auth_throttle.window: 0s is outside"),
+            ("[auth_throttle]\nlockout = \"2days\"", "auth_throttle.lockout: 2days is outside 1ms..=1day"),
+            ("[auth_throttle]\nmax_failures_per_source = 0", "auth_throttle.max_failures_per_source: 0 is outside 1..=100000"),
+            ("[auth_throttle]\nmax_failures_per_user = 0", "auth_throttle.max_failures_per_user: 0 is outside 1..=100000"),
+            ("[auth_throttle]\nmax_entries = 0", "auth_throttle.max_entries: 0 is outside 1..=1048576"),
+            ("[ipv4]\nclient_to_client = \"maybe\"", "ipv4.client_to_client: unknown variant `maybe`"),
             ("[tls]\ncertificate = \"c.pem\"", "tls.private_key: required when tls.certificate is set"),
             ("[tls]\nprivate_key = \"k.pem\"", "tls.certificate: required when tls.private_key is set"),
             ("[tls]\ncipher_suites = []", "tls.cipher_suites: must not be empty"),
@@ -498,6 +558,13 @@ fn embedded_defaults() {
     assert_eq!(config.ipv4.gateway, Ipv4Addr::new(10, 99, 0, 1));
     assert_eq!(config.tun.name, "sstp0");
     assert_eq!(config.tls.certificate, None);
+    // The demo serves its generated certificate, on loopback only, where
+    // every client shares one source address.
+    assert!(config.tls.self_signed);
+    assert_eq!(
+        config.server.max_preauth_per_source,
+        config.server.max_preauth_sessions
+    );
     assert_eq!(config.users.local.len(), 1);
     let demo = &config.users.local[0];
     assert_eq!(demo.name, "demo");

@@ -29,6 +29,7 @@ impl Config {
         self.validate_ipv6()?;
         self.validate_tun()?;
         self.validate_users()?;
+        self.validate_auth_throttle()?;
         Ok(())
     }
 
@@ -53,10 +54,51 @@ impl Config {
                 "must be at most 5m",
             ));
         }
-        if s.max_sessions == 0 {
+        for (key, value) in [
+            ("server.max_sessions", s.max_sessions),
+            ("server.max_preauth_sessions", s.max_preauth_sessions),
+            ("server.max_preauth_per_source", s.max_preauth_per_source),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        positive_at_most(
+            "server.preauth_timeout",
+            s.preauth_timeout,
+            Duration::from_secs(600),
+        )
+    }
+
+    fn validate_auth_throttle(&self) -> Result<(), ConfigError> {
+        let t = &self.auth_throttle;
+        for (key, value) in [
+            ("auth_throttle.window", t.window),
+            ("auth_throttle.lockout", t.lockout),
+        ] {
+            positive_at_most(key, value, Duration::from_secs(24 * 3600))?;
+        }
+        for (key, value) in [
+            (
+                "auth_throttle.max_failures_per_source",
+                t.max_failures_per_source,
+            ),
+            (
+                "auth_throttle.max_failures_per_user",
+                t.max_failures_per_user,
+            ),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{value} is outside 1..=100000"),
+                ));
+            }
+        }
+        if !(1..=1 << 20).contains(&t.max_entries) {
             return Err(ConfigError::invalid(
-                "server.max_sessions",
-                "must be at least 1",
+                "auth_throttle.max_entries",
+                format!("{} is outside 1..=1048576", t.max_entries),
             ));
         }
         Ok(())
@@ -78,6 +120,12 @@ impl Config {
                 ))
             }
             _ => {}
+        }
+        if t.self_signed && t.certificate.is_some() {
+            return Err(ConfigError::invalid(
+                "tls.self_signed",
+                "cannot be combined with tls.certificate: choose one",
+            ));
         }
         if t.min_version > t.max_version {
             return Err(ConfigError::invalid(

@@ -32,5 +32,5 @@ use crate::routing::ServerPools;
 pub fn ipv4_pools(first: [u8; 4], last: [u8; 4]) -> Arc<ServerPools> {
     let ipv4 = Ipv4Pool::from_range(Ipv4Addr::from(first), Ipv4Addr::from(last), None)
         .expect("a valid test range");
-    Arc::new(ServerPools { ipv4, ipv6: None })
+    Arc::new(ServerPools::new(ipv4, None))
 }

@@ -61,11 +61,14 @@ pub struct ServerIdentity {
 }
 
 impl ServerIdentity {
-    /// What `[tls]` asks for: the configured files, or the self-signed
-    /// certificate in the state directory (generated on first use).
+    /// What `[tls]` asks for: the configured files, or, with
+    /// `tls.self_signed`, the self-signed certificate in the state
+    /// directory (generated on first use). Neither is an error: a server
+    /// never falls back to a certificate its clients cannot verify.
     pub fn load(config: &Config) -> Result<Self, TlsError> {
         match (&config.tls.certificate, &config.tls.private_key) {
             (Some(cert), Some(key)) => Self::from_pem_files(cert, key, IdentityOrigin::Files),
+            _ if !config.tls.self_signed => Err(TlsError::NoCertificate),
             _ => {
                 let dir = config
                     .state_dir()
@@ -197,6 +200,23 @@ impl ServerIdentity {
     pub fn origin(&self) -> &IdentityOrigin {
         &self.origin
     }
+}
+
+/// The permission bits of a private key file when group or others may
+/// access it (`mode & 0o077`), to warn about; `None` when it is private or
+/// cannot be read.
+pub fn loose_key_permissions(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// The warning for [`loose_key_permissions`].
+pub fn loose_key_warning(path: &Path, mode: u32) -> String {
+    format!(
+        "tls.private_key: {} is accessible to group or others (mode {mode:04o}): chmod 600",
+        path.display()
+    )
 }
 
 /// Every `CERTIFICATE` block of a PEM file, in order.

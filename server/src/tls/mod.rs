@@ -262,6 +262,8 @@ pub enum TlsError {
     Generate(String),
     /// No state directory for the self-signed certificate.
     StateDir(String),
+    /// Neither `tls.certificate` nor `tls.self_signed` is set.
+    NoCertificate,
     /// Client options that cannot work together (min above max version).
     Versions(String),
     /// Not a DNS name or IP address usable as a TLS server name.
@@ -283,6 +285,7 @@ impl TlsError {
             TlsError::CipherSuite(_) => "cipher_suite",
             TlsError::Generate(_) => "generate",
             TlsError::StateDir(_) => "state_dir",
+            TlsError::NoCertificate => "no_certificate",
             TlsError::Versions(_) => "versions",
             TlsError::ServerName(_) => "server_name",
             TlsError::KtlsRequired(_) => "ktls_required",
@@ -309,6 +312,11 @@ impl fmt::Display for TlsError {
                 write!(f, "generating the self-signed certificate: {message}")
             }
             TlsError::StateDir(message) => f.write_str(message),
+            TlsError::NoCertificate => f.write_str(
+                "tls.certificate: not set; give tls.certificate and tls.private_key, or set \
+                 tls.self_signed = true to serve a generated self-signed certificate (clients \
+                 cannot verify it)",
+            ),
             TlsError::Versions(message) => f.write_str(message),
             TlsError::ServerName(message) => f.write_str(message),
             TlsError::KtlsRequired(e) => e.fmt(f),

@@ -14,6 +14,7 @@
 //! packets read in one scheduler tick go out as one message per destination
 //! worker.
 
+pub(crate) mod admission;
 pub mod mailbox;
 mod session;
 mod slots;
@@ -29,6 +30,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::aaa::local::LocalUsers;
+use crate::aaa::throttle::{AuthThrottle, ThrottleKind};
 use crate::config::Config;
 use crate::metrics::{Metrics, WorkerMetrics};
 use crate::proto::auth::{AuthDecision, AuthRequestId, Authenticator};
@@ -56,6 +59,15 @@ pub(crate) enum WorkerMsg {
         request: AuthRequestId,
         decision: AuthDecision,
     },
+    /// Close a session of the receiving worker, counting `reason` as its
+    /// close reason (an older session whose address a newer one of the
+    /// same user took over).
+    Disconnect {
+        to: SessionRef,
+        reason: &'static str,
+    },
+    /// The users were reloaded: close the sessions of users that are gone.
+    UsersReloaded,
     /// Disconnect every session and stop.
     Shutdown,
 }
@@ -69,6 +81,13 @@ pub(crate) struct Shared {
     pub ktls: KtlsPlan,
     pub cert: CertHashes,
     pub authenticator: Arc<dyn Authenticator>,
+    /// The local user store (sessions of users removed from it are closed
+    /// on reload).
+    pub users: Arc<LocalUsers>,
+    /// Back-off for password guessing.
+    pub throttle: AuthThrottle,
+    /// Connection and pre-authentication caps.
+    pub admission: Arc<admission::Admission>,
     pub pools: Arc<crate::routing::ServerPools>,
     pub table: SessionTable,
     pub metrics: Metrics,
@@ -131,6 +150,10 @@ pub(crate) struct Worker {
     stopping: Cell<bool>,
     /// Signalled whenever a session ends (shutdown waits on it).
     session_ended: Notify,
+    /// Rate limits of the refusal log lines (the counters have them all).
+    refusal_logs: RefCell<admission::RefusalLogs>,
+    /// Rate limit of the "throttle engaged" log line.
+    throttle_log: RefCell<admission::RateLimitedLog>,
 }
 
 impl Worker {
@@ -149,6 +172,10 @@ impl Worker {
             mailbox: RefCell::new(setup.mailbox),
             stopping: Cell::new(false),
             session_ended: Notify::new(),
+            refusal_logs: RefCell::default(),
+            throttle_log: RefCell::new(admission::RateLimitedLog::new(
+                admission::REFUSAL_LOG_INTERVAL,
+            )),
             shared,
         });
         let mut listener_wait = worker.mailbox.borrow().listener()?;
@@ -188,6 +215,13 @@ impl Worker {
                             None => worker.metrics().event("auth_answer_for_closed_session"),
                         }
                     }
+                    WorkerMsg::Disconnect { to, reason } => {
+                        let session = worker.sessions.borrow().get(to).cloned();
+                        if let Some(s) = session {
+                            s.close_for(&worker, reason);
+                        }
+                    }
+                    WorkerMsg::UsersReloaded => worker.close_removed_users(),
                     WorkerMsg::Shutdown => shutdown = true,
                 }
             }
@@ -200,6 +234,87 @@ impl Worker {
 
     fn metrics(&self) -> &WorkerMetrics {
         self.shared.metrics.worker(self.index)
+    }
+
+    /// Counts a connection refused at accept; logs it at most once a
+    /// second per reason.
+    fn refused(&self, refusal: admission::Refusal, peer: std::net::SocketAddr) {
+        self.metrics().event(refusal.as_str());
+        let due = self
+            .refusal_logs
+            .borrow_mut()
+            .due(refusal, std::time::Instant::now());
+        if let Some(suppressed) = due {
+            tracing::warn!(
+                %peer,
+                limit = refusal.key(),
+                suppressed,
+                "refusing connection: {} reached",
+                refusal.key()
+            );
+        }
+    }
+
+    /// Counts a throttle engaging; logs it at most once a second.
+    fn throttle_engaged(
+        &self,
+        kind: ThrottleKind,
+        source: std::net::IpAddr,
+        user: &str,
+        now: std::time::Instant,
+    ) {
+        self.metrics().event(kind.engaged_label());
+        if let Some(suppressed) = self.throttle_log.borrow_mut().due(now) {
+            let source = crate::aaa::throttle::SourceKey::of(source);
+            let lockout =
+                humantime_serde::re::humantime::format_duration(self.shared.throttle.lockout());
+            match kind {
+                ThrottleKind::Source => tracing::warn!(
+                    %source,
+                    user,
+                    suppressed,
+                    "repeated authentication failures: source locked out for {lockout}"
+                ),
+                ThrottleKind::User => tracing::warn!(
+                    %source,
+                    user,
+                    suppressed,
+                    "repeated authentication failures: user locked out for {lockout}"
+                ),
+            }
+        }
+    }
+
+    /// Closes `to` (on whichever worker it lives) for `reason`.
+    fn disconnect(&self, to: SessionRef, reason: &'static str) {
+        if usize::from(to.worker) == self.index {
+            let session = self.sessions.borrow().get(to).cloned();
+            if let Some(s) = session {
+                s.close_for(self, reason);
+            }
+            return;
+        }
+        if let Some(mailbox) = self.shared.mailboxes.get(usize::from(to.worker)) {
+            if let Err(e) = mailbox.send_batch(vec![WorkerMsg::Disconnect { to, reason }]) {
+                self.metrics().event(e.kind.as_str());
+            }
+        }
+    }
+
+    /// After a reload: closes the sessions whose user is no longer in the
+    /// user store (policy: removing a user ends their sessions).
+    fn close_removed_users(&self) {
+        let sessions: Vec<_> = self.sessions.borrow().values().cloned().collect();
+        for s in sessions {
+            let Some(user) = s.username() else { continue };
+            if crate::proto::auth::PasswordStore::lookup(&*self.shared.users, &user).is_none() {
+                tracing::info!(
+                    user,
+                    "user removed from the user store: closing the session"
+                );
+                s.close_for(self, "user_removed");
+            }
+        }
     }
 
     /// Disconnects every session (CALL_DISCONNECT after LCP terminate) and

@@ -11,12 +11,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{field, Instrument};
 
+use super::admission::{Admitted, PreauthPermit, RateLimitedLog};
 use super::{Worker, WorkerMsg};
+use crate::aaa::throttle::{ThrottleKind, Verdict};
+use crate::config::ClientToClient;
 use crate::metrics::WorkerMetrics;
-use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn};
-use crate::proto::auth::{AuthDecision, AuthReply, AuthRequestId};
+use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
+use crate::proto::auth::{AuthDecision, AuthReject, AuthReply, AuthRequestId, RejectReason};
 use crate::proto::ppp::Ipv4AddressRequest;
-use crate::proto::session::{Session, SessionEvent};
+use crate::proto::session::{CloseReason, Session, SessionEvent};
+use crate::proto::sstp::connection::{AbortReason, CloseReason as SstpCloseReason};
 use crate::proto::sstp::{record_units, HashProtocol};
 use crate::routing::session_table::SessionRef;
 use crate::tls::ktls::KtlsDecision;
@@ -25,9 +29,11 @@ use crate::tls::ktls::KtlsDecision;
 /// dropped (and counted): bounds memory per session under overload.
 const MAX_PENDING_PLAINTEXT: usize = 512 * 1024;
 
-/// Accepts connections on one listener until shutdown.
+/// Accepts connections on one listener until shutdown. Admission control
+/// ([`super::admission`]) decides before any TLS work: a refused
+/// connection is closed at once and counted by why.
 pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::TcpListener) {
-    let mut warnings = AcceptWarnings::default();
+    let mut warnings = RateLimitedLog::new(ACCEPT_WARNING_INTERVAL);
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
@@ -35,7 +41,15 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::
                     return;
                 }
                 WorkerMetrics::add(&worker.metrics().connections_accepted, 1);
-                tokio_uring::spawn(serve_connection(worker.clone(), tcp, peer));
+                match worker.shared.admission.admit(peer.ip()) {
+                    Ok(admitted) => {
+                        tokio_uring::spawn(serve_connection(worker.clone(), tcp, peer, admitted));
+                    }
+                    Err(refusal) => {
+                        drop(tcp);
+                        worker.refused(refusal, peer);
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly rather than spin.
@@ -54,28 +68,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 /// At most one "accept failed" line per this interval: a listener out of
 /// descriptors fails every [`ACCEPT_BACKOFF`], and the counter has them all.
 const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Rate limit of the "accept failed" log line.
-#[derive(Debug, Default)]
-struct AcceptWarnings {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl AcceptWarnings {
-    /// `Some(failures not logged since the last line)` when a line is due.
-    fn due(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < ACCEPT_WARNING_INTERVAL)
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
 
 /// How long data sstpd sent may stay unacknowledged before the kernel
 /// drops the connection: two Hello intervals, when the Hello timer would
@@ -126,10 +118,36 @@ pub(crate) struct SessionCtx {
     /// The IPv4 address reserved for the client, until the core releases it.
     ipv4_lease: Cell<Option<std::net::Ipv4Addr>>,
     reader_done: Cell<bool>,
+    /// The client's address (admission and the authentication throttle
+    /// count by it).
+    peer: SocketAddr,
+    /// This connection's place in the pre-authentication window, until the
+    /// call is established.
+    preauth: RefCell<Option<PreauthPermit>>,
+    /// When the pre-authentication window ends (`server.preauth_timeout`
+    /// after accept).
+    preauth_deadline: Instant,
+    /// The user name of the request handed to the authenticator, until
+    /// its answer arrives (the throttle counts the answer against it).
+    pending_auth: RefCell<Option<(AuthRequestId, String)>>,
+    /// Why the runtime closed this session (taken over, user removed, pre-
+    /// auth timeout): counted instead of the protocol's close reason.
+    close_label: Cell<Option<&'static str>>,
 }
 
-async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, peer: SocketAddr) {
+async fn serve_connection(
+    worker: Rc<Worker>,
+    tcp: tokio_uring::net::TcpStream,
+    peer: SocketAddr,
+    admitted: Admitted,
+) {
     let accepted_at = Instant::now();
+    // Held until the connection ends: its place under max_sessions.
+    let Admitted {
+        connection: _connection,
+        preauth,
+    } = admitted;
+    let preauth_timeout = worker.shared.config.server.preauth_timeout;
     let span = tracing::info_span!(
         "session",
         %peer,
@@ -137,13 +155,6 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         user = field::Empty,
         ip = field::Empty
     );
-    let max = worker.shared.config.server.max_sessions;
-    let live = worker.shared.metrics.sessions_active();
-    if max > 0 && live >= max as i64 {
-        worker.metrics().event("refused_max_sessions");
-        span.in_scope(|| tracing::warn!(max, "refusing connection: max_sessions reached"));
-        return;
-    }
     let _ = tcp.set_nodelay(true);
     let user_timeout = user_timeout_for(worker.shared.config.sstp.hello_interval);
     if let Err(e) = set_user_timeout(std::os::fd::AsRawFd::as_raw_fd(&tcp), user_timeout) {
@@ -164,13 +175,22 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         tls.read_exact_records_during_handshake();
     }
     let mut early = Vec::new();
-    let timeout = worker.shared.config.tls.handshake_timeout;
+    // The handshake is part of the pre-authentication window: whichever
+    // bound is shorter applies.
+    let handshake_timeout = worker.shared.config.tls.handshake_timeout;
+    let timeout = handshake_timeout.min(preauth_timeout);
     if let Err(e) = tls
         .handshake(timeout, &mut early)
         .instrument(span.clone())
         .await
     {
-        worker.metrics().event(e.as_str());
+        let label = match e {
+            TlsIoError::HandshakeTimeout if preauth_timeout < handshake_timeout => {
+                "preauth_timeout"
+            }
+            _ => e.as_str(),
+        };
+        worker.metrics().event(label);
         span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
         return;
     }
@@ -238,6 +258,11 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             ipv6_prefix: Cell::new(None),
             ipv4_lease: Cell::new(None),
             reader_done: Cell::new(false),
+            peer,
+            preauth: RefCell::new(Some(preauth)),
+            preauth_deadline: accepted_at + preauth_timeout,
+            pending_auth: RefCell::new(None),
+            close_label: Cell::new(None),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event("refused_worker_full");
@@ -289,7 +314,19 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
-        let deadline = crate::net::session_io::collect_output(&ctx.proto, &ctx.out, Instant::now());
+        let now = Instant::now();
+        if ctx.preauth_expired(now) {
+            // Not authenticated within server.preauth_timeout: the
+            // connection is dropped, not closed politely (which would hold
+            // the place for another round of timers).
+            tracing::debug!("not authenticated within server.preauth_timeout; dropping");
+            ctx.close_label.set(Some("preauth_timeout"));
+            ctx.proto.borrow_mut().transport_closed(now);
+            ctx.handle_events(worker);
+            break;
+        }
+        let deadline = crate::net::session_io::collect_output(&ctx.proto, &ctx.out, now);
+        let deadline = ctx.with_preauth_deadline(deadline);
         ctx.handle_events(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
@@ -320,11 +357,36 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
 impl SessionCtx {
     /// Feeds plaintext from the client to the protocol core; IP packets go
     /// to the TUN write queue.
+    ///
+    /// Two policies apply to each IP packet here: one larger than the MRU
+    /// the client accepted is dropped (`ip_exceeds_mru`), and with
+    /// `ipv4.client_to_client = "deny"` one addressed to another client's
+    /// tunnel address is dropped (`client_to_client_denied`).
     fn input(&self, worker: &Worker, plaintext: &[u8]) {
         let now = Instant::now();
+        let mru = usize::from(self.proto.borrow().ppp().local_mru());
+        let deny = worker.shared.config.ipv4.client_to_client == ClientToClient::Deny;
+        let (mut oversized, mut denied) = (0u64, 0u64);
         self.proto
             .borrow_mut()
-            .handle_input(now, plaintext, &mut |packet| worker.write_to_tun(packet));
+            .handle_input(now, plaintext, &mut |packet| {
+                if packet.len() > mru {
+                    oversized += 1;
+                } else if deny
+                    && worker
+                        .shared
+                        .table
+                        .lookup_packet_destination(packet)
+                        .is_some_and(|owner| owner != self.reference)
+                {
+                    denied += 1;
+                } else {
+                    worker.write_to_tun(packet)
+                }
+            });
+        let m = worker.metrics();
+        m.events_n("ip_exceeds_mru", oversized);
+        m.events_n("client_to_client_denied", denied);
         self.after_step(worker);
     }
 
@@ -360,16 +422,78 @@ impl SessionCtx {
         request: AuthRequestId,
         decision: AuthDecision,
     ) {
+        let now = Instant::now();
+        let pending = self.pending_auth.borrow().as_ref().map(|(id, _)| *id);
+        if pending == Some(request) {
+            if let Some((_, user)) = self.pending_auth.take() {
+                match &decision {
+                    AuthDecision::Accept(_) => worker.shared.throttle.record_success(&user),
+                    // The authenticator could not decide: not a guess.
+                    AuthDecision::Reject(AuthReject {
+                        reason: RejectReason::ServiceUnavailable,
+                        ..
+                    }) => {}
+                    AuthDecision::Reject(_) => self.auth_failed(worker, now, &user),
+                }
+            }
+        }
         self.proto
             .borrow_mut()
-            .auth_decision(Instant::now(), request, decision);
+            .auth_decision(now, request, decision);
         self.after_step(worker);
+    }
+
+    /// Counts a failed attempt with the throttle; logs (rate-limited) when
+    /// a lockout engages.
+    fn auth_failed(&self, worker: &Worker, now: Instant, user: &str) {
+        let source = self.peer.ip();
+        let outcome = worker.shared.throttle.record_failure(now, source, user);
+        worker
+            .metrics()
+            .events_n("auth_throttle_evicted", u64::from(outcome.evicted));
+        for (engaged, kind) in [
+            (outcome.source_engaged, ThrottleKind::Source),
+            (outcome.user_engaged, ThrottleKind::User),
+        ] {
+            if engaged {
+                worker.throttle_engaged(kind, source, user, now);
+            }
+        }
     }
 
     /// Graceful close (shutdown): LCP Terminate, then CALL_DISCONNECT.
     pub(crate) fn close(&self, worker: &Worker) {
         self.proto.borrow_mut().close(Instant::now());
         self.after_step(worker);
+    }
+
+    /// Graceful close for a reason of the runtime's (`label`, counted
+    /// instead of the protocol's close reason).
+    pub(crate) fn close_for(&self, worker: &Worker, label: &'static str) {
+        if self.close_label.get().is_none() {
+            self.close_label.set(Some(label));
+        }
+        self.close(worker);
+    }
+
+    /// The authenticated user, if authentication succeeded.
+    pub(crate) fn username(&self) -> Option<String> {
+        self.proto.borrow().username().map(str::to_owned)
+    }
+
+    /// Whether the pre-authentication window is over without the call
+    /// being established.
+    fn preauth_expired(&self, now: Instant) -> bool {
+        now >= self.preauth_deadline && self.preauth.borrow().is_some()
+    }
+
+    /// `deadline`, or the end of the pre-authentication window if that
+    /// comes first and the call is not established yet.
+    fn with_preauth_deadline(&self, deadline: Option<Instant>) -> Option<Instant> {
+        if self.preauth.borrow().is_none() {
+            return deadline;
+        }
+        Some(deadline.map_or(self.preauth_deadline, |d| d.min(self.preauth_deadline)))
     }
 
     fn handle_events(&self, worker: &Worker) {
@@ -379,7 +503,28 @@ impl SessionCtx {
             let _guard = self.span.enter();
             match event {
                 SessionEvent::AuthRequest(request) => {
+                    let now = Instant::now();
+                    let verdict =
+                        worker
+                            .shared
+                            .throttle
+                            .check(now, self.peer.ip(), &request.username);
+                    if let Verdict::Throttled { by, .. } = verdict {
+                        // Refused without consulting the user store, with
+                        // the answer a wrong password gets.
+                        worker.metrics().event(by.refused_label());
+                        tracing::debug!(user = %request.username, by = ?by, "authentication throttled");
+                        let reject = AuthDecision::Reject(AuthReject {
+                            reason: RejectReason::AuthenticationFailure,
+                            message: crate::proto::auth::local::REJECT_MESSAGE.into(),
+                        });
+                        self.proto
+                            .borrow_mut()
+                            .auth_decision(now, request.id, reject);
+                        continue;
+                    }
                     tracing::debug!(user = %request.username, method = %request.credentials.protocol(), "authenticating");
+                    *self.pending_auth.borrow_mut() = Some((request.id, request.username.clone()));
                     let mailbox = worker.shared.mailboxes[worker.index].clone();
                     let (to, request_id) = (self.reference, request.id);
                     let reply = AuthReply::new(move |decision| {
@@ -414,6 +559,8 @@ impl SessionCtx {
                     tracing::info!("authenticated");
                 }
                 SessionEvent::Established => {
+                    // Authenticated and bound: the pre-auth place is free.
+                    drop(self.preauth.take());
                     WorkerMetrics::add(&worker.metrics().sessions_established, 1);
                     // Which hash the client bound with: SHA-1-only clients
                     // are worth knowing about before SHA-1 is switched off.
@@ -459,18 +606,31 @@ impl SessionCtx {
                     tracing::debug!("call connect acknowledged; PPP started")
                 }
                 SessionEvent::Closed(reason) => {
-                    worker.metrics().event(reason.as_str());
-                    let proto = self.proto.borrow();
-                    match proto
-                        .claimed_username()
-                        .filter(|_| proto.username().is_none())
+                    let label = self.close_label.get().unwrap_or(reason.as_str());
+                    worker.metrics().event(label);
                     {
-                        // Never authenticated: the name it tried, for the
-                        // line that says why it ended.
-                        Some(user) => {
-                            tracing::info!(reason = reason.as_str(), user, "session closed")
+                        let proto = self.proto.borrow();
+                        match proto
+                            .claimed_username()
+                            .filter(|_| proto.username().is_none())
+                        {
+                            // Never authenticated: the name it tried, for
+                            // the line that says why it ended.
+                            Some(user) => tracing::info!(reason = label, user, "session closed"),
+                            None => tracing::info!(reason = label, "session closed"),
                         }
-                        None => tracing::info!(reason = reason.as_str(), "session closed"),
+                    }
+                    // Credentials the authenticator accepted but the crypto
+                    // binding did not confirm (a relaying man in the middle,
+                    // or a client that does not know the password it
+                    // replayed): a failed attempt too.
+                    if let CloseReason::Sstp(SstpCloseReason::LocalAbort(
+                        AbortReason::CryptoBinding(_),
+                    )) = reason
+                    {
+                        if let Some(user) = self.username() {
+                            self.auth_failed(worker, Instant::now(), &user);
+                        }
                     }
                 }
                 SessionEvent::Dropped { reason, count } => {
@@ -486,10 +646,12 @@ impl SessionCtx {
             Ok(None) => {}
             Ok(Some(previous)) if previous != self.reference => {
                 // A fixed address still held by an older session of the
-                // same user: the newer session wins, the old one's traffic
-                // stops; it will time out or be closed by its client.
+                // same user (a second login, or a client reconnecting
+                // before its old connection timed out): the newer session
+                // takes the address over and the older one is closed.
                 worker.metrics().event("route_taken_over");
-                tracing::warn!(%addr, ?previous, "address moved from an older session");
+                tracing::warn!(%addr, ?previous, "address moved from an older session; closing it");
+                worker.disconnect(previous, "session_taken_over");
             }
             Ok(Some(_)) => {}
             Err(e) => {
@@ -569,6 +731,7 @@ impl SessionCtx {
         for addr in routes {
             let _ = worker.shared.table.remove(addr, self.reference);
         }
+        drop(self.preauth.take());
         worker.sessions.borrow_mut().remove(self.reference);
         worker
             .metrics()
@@ -608,17 +771,5 @@ mod tests {
         assert_eq!(ms, 120_000);
         // Out of range saturates instead of wrapping.
         set_user_timeout(fd, Duration::MAX).unwrap();
-    }
-
-    #[test]
-    fn accept_warnings_are_one_line_per_interval_with_the_rest_counted() {
-        let mut warnings = AcceptWarnings::default();
-        let start = Instant::now();
-        assert_eq!(warnings.due(start), Some(0));
-        for i in 1..50 {
-            assert_eq!(warnings.due(start + ACCEPT_BACKOFF * i), None);
-        }
-        assert_eq!(warnings.due(start + ACCEPT_WARNING_INTERVAL), Some(49));
-        assert_eq!(warnings.due(start + ACCEPT_WARNING_INTERVAL * 3), Some(0));
     }
 }

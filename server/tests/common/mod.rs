@@ -315,6 +315,70 @@ pub fn client_tls(verification: ServerVerification) -> Arc<rustls::ClientConfig>
     .unwrap()
 }
 
+// ---------------------------------------------------------------- binary
+
+/// The parts of a test configuration the binary needs, as TOML: listen,
+/// workers, state directory, certificate and the inline users (with their
+/// fixed addresses), then `extra` (more sections).
+pub fn config_toml(config: &Config, extra: &str) -> String {
+    let mut users = String::new();
+    for u in &config.users.local {
+        users.push_str(&format!(
+            "\n[[users.local]]\nname = \"{}\"\npassword = \"{}\"\n",
+            u.name, u.password.0
+        ));
+        if let Some(ip) = u.ip {
+            users.push_str(&format!("ip = \"{ip}\"\n"));
+        }
+    }
+    format!(
+        "[server]\nlisten = [\"{}\"]\nworkers = {}\nstate_dir = \"{}\"\nshutdown_timeout = \"5s\"\n\n\
+         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{extra}\n{users}",
+        config.server.listen[0],
+        config.server.workers,
+        config.server.state_dir.as_ref().unwrap().display(),
+        config.tls.certificate.as_ref().unwrap().display(),
+        config.tls.private_key.as_ref().unwrap().display(),
+    )
+}
+
+/// A loopback port free at the time of asking (for the binary, which
+/// cannot report the port it bound).
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+/// The real `sstpd` binary (`binary`: the test's
+/// `env!("CARGO_BIN_EXE_sstpd")`) with `--config path`, in `ns`, its
+/// output piped.
+pub fn spawn_sstpd(ns: &NetNs, binary: &str, config_path: &Path) -> std::process::Child {
+    ns.command(binary)
+        .arg("--config")
+        .arg(config_path)
+        .env("SSTPD_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Connects, retrying while the server is starting (at most `tries`
+/// times, 50 ms apart).
+pub async fn connect_when_up(
+    options: &ClientOptions,
+    tries: u32,
+) -> (sstpd::client::Client, Inbox) {
+    for attempt in 1..=tries {
+        match connect(options).await {
+            Ok(c) => return c,
+            Err(_) if attempt < tries => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("server did not come up: {e}"),
+        }
+    }
+    unreachable!("tries is at least 1")
+}
+
 // ---------------------------------------------------------------- tools
 
 /// The path of `program` (searched in `PATH`, then the sbin directories
