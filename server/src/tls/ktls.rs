@@ -58,6 +58,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use rustls::{CipherSuite, SupportedCipherSuite};
 
 use crate::config::{KtlsMode, TlsVersion};
+use crate::metrics::Event;
 
 /// `setsockopt(SOL_TLS, ...)` control message type that reports the type of
 /// a received non-data record.
@@ -446,12 +447,19 @@ pub enum UserspaceReason {
 }
 
 impl UserspaceReason {
-    /// Metric label; `ktls_unavailable` is the one counted at startup.
+    /// Short name for logs: the label it is counted under (`ktls_unavailable`
+    /// is also counted once at startup).
     pub fn as_str(self) -> &'static str {
-        match self {
-            UserspaceReason::Disabled => "ktls_disabled",
-            UserspaceReason::KernelUnavailable => "ktls_unavailable",
-            UserspaceReason::CipherNotInKernel => "ktls_cipher_unsupported",
+        Event::from(self).label()
+    }
+}
+
+impl From<UserspaceReason> for Event {
+    fn from(reason: UserspaceReason) -> Event {
+        match reason {
+            UserspaceReason::Disabled => Event::KtlsDisabled,
+            UserspaceReason::KernelUnavailable => Event::KtlsUnavailable,
+            UserspaceReason::CipherNotInKernel => Event::KtlsCipherUnsupported,
         }
     }
 }
@@ -556,26 +564,27 @@ pub enum KtlsError {
 }
 
 impl KtlsError {
+    /// Short snake_case name for logs: the label it is counted under.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            KtlsError::HandshakeNotComplete => "handshake_not_complete",
-            KtlsError::PendingOutput => "pending_output",
-            KtlsError::Tls(_) => "tls",
-            KtlsError::PeerClosed => "peer_closed",
-            KtlsError::ExtractSecrets(_) => "extract_secrets",
-            KtlsError::UnsupportedCipher(_) => "unsupported_cipher",
-            KtlsError::Kernel {
-                step: KtlsStep::Ulp,
-                ..
-            } => "ulp_refused",
-            KtlsError::Kernel {
-                step: KtlsStep::TxKeys,
-                ..
-            } => "tx_keys_refused",
-            KtlsError::Kernel {
-                step: KtlsStep::RxKeys,
-                ..
-            } => "rx_keys_refused",
+        Event::from(self).label()
+    }
+}
+
+/// A connection that stayed in userspace, by the step that failed.
+impl From<&KtlsError> for Event {
+    fn from(error: &KtlsError) -> Event {
+        match error {
+            KtlsError::HandshakeNotComplete => Event::KtlsHandshakeNotComplete,
+            KtlsError::PendingOutput => Event::KtlsPendingOutput,
+            KtlsError::Tls(_) => Event::KtlsTls,
+            KtlsError::PeerClosed => Event::KtlsPeerClosed,
+            KtlsError::ExtractSecrets(_) => Event::KtlsExtractSecrets,
+            KtlsError::UnsupportedCipher(_) => Event::KtlsUnsupportedCipher,
+            KtlsError::Kernel { step, .. } => match step {
+                KtlsStep::Ulp => Event::KtlsUlpRefused,
+                KtlsStep::TxKeys => Event::KtlsTxKeysRefused,
+                KtlsStep::RxKeys => Event::KtlsRxKeysRefused,
+            },
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::metrics::{Metrics, WorkerMetrics};
+use crate::metrics::{Event, Metrics, WorkerMetrics};
 use crate::proto::auth::{AuthDecision, Authenticator};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::CertHashes;
@@ -178,7 +178,7 @@ impl Worker {
                         let session = worker.sessions.borrow().get(to).cloned();
                         match session {
                             Some(s) => s.auth_decision(&worker, decision),
-                            None => worker.metrics().event("auth_answer_for_closed_session"),
+                            None => worker.metrics().event(Event::AuthAnswerForClosedSession),
                         }
                     }
                     WorkerMsg::Shutdown => shutdown = true,
@@ -220,7 +220,7 @@ impl Worker {
                     "shutdown timeout: dropping the rest"
                 );
                 self.metrics()
-                    .events_n("shutdown_forced_close", left as u64);
+                    .events_n(Event::ShutdownForcedClose, left as u64);
                 break;
             }
         }
@@ -288,7 +288,7 @@ async fn flush_outbound(worker: Rc<Worker>) {
         for (target, batch) in batches {
             let n = batch.len() as u64;
             if let Err(e) = worker.shared.mailboxes[target].send_batch(batch) {
-                worker.metrics().events_n(e.kind.as_str(), n);
+                worker.metrics().events_n(e.kind, n);
             }
         }
     }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tracing::{field, Instrument};
 
 use super::{Worker, WorkerMsg};
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{Event, WorkerMetrics};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn};
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
@@ -38,7 +38,7 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly rather than spin.
-                worker.metrics().event("accept_error");
+                worker.metrics().event(Event::AcceptError);
                 if let Some(suppressed) = warnings.due(Instant::now()) {
                     tracing::warn!(error = %e, suppressed, "accept failed");
                 }
@@ -137,7 +137,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
     let max = worker.shared.config.server.max_sessions;
     let live = worker.shared.metrics.sessions_active();
     if max > 0 && live >= max as i64 {
-        worker.metrics().event("refused_max_sessions");
+        worker.metrics().event(Event::RefusedMaxSessions);
         span.in_scope(|| tracing::warn!(max, "refusing connection: max_sessions reached"));
         return;
     }
@@ -149,7 +149,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
     let conn = match rustls::ServerConnection::new(worker.shared.tls.clone()) {
         Ok(c) => c,
         Err(e) => {
-            worker.metrics().event("tls_setup_error");
+            worker.metrics().event(Event::TlsSetupError);
             span.in_scope(|| tracing::error!(error = %e, "TLS setup failed"));
             return;
         }
@@ -167,7 +167,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         .instrument(span.clone())
         .await
     {
-        worker.metrics().event(e.as_str());
+        worker.metrics().event(&e);
         span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
         return;
     }
@@ -176,13 +176,13 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             KtlsDecision::Kernel(cipher) => match tls.offload_to_kernel() {
                 Ok(Offload::Kernel { early_plaintext }) => {
                     early.extend_from_slice(&early_plaintext);
-                    worker.metrics().event("ktls_enabled");
+                    worker.metrics().event(Event::KtlsEnabled);
                     span.in_scope(|| {
                         tracing::debug!(cipher = cipher.as_str(), "records moved to kernel TLS")
                     });
                 }
                 Ok(Offload::StayedInUserspace(reason)) => {
-                    worker.metrics().event(reason.as_str());
+                    worker.metrics().event(&reason);
                     span.in_scope(|| {
                         tracing::debug!(
                             reason = reason.as_str(),
@@ -191,7 +191,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
                     });
                 }
                 Err(e) => {
-                    worker.metrics().event("ktls_switch_failed");
+                    worker.metrics().event(Event::KtlsSwitchFailed);
                     span.in_scope(
                         || tracing::warn!(error = %e, "kernel TLS switch failed; closing"),
                     );
@@ -201,7 +201,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             // Counted once at startup when the kernel lacks kTLS.
             KtlsDecision::Userspace(_) => {}
             KtlsDecision::Refuse(reason) => {
-                worker.metrics().event(reason.as_str());
+                worker.metrics().event(reason);
                 span.in_scope(|| {
                     tracing::warn!(
                         reason = reason.as_str(),
@@ -236,7 +236,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             reader_done: Cell::new(false),
         });
     let Some((_, ctx)) = inserted else {
-        worker.metrics().event("refused_worker_full");
+        worker.metrics().event(Event::RefusedWorkerFull);
         return;
     };
     worker
@@ -270,7 +270,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
                 break;
             }
             Err(e) => {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::debug!(error = %e, "connection read failed");
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
                 break;
@@ -294,7 +294,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
             batch.clear();
             if let Err(e) = result {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::debug!(error = %e, "connection write failed");
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
                 ctx.handle_events(worker);
@@ -344,7 +344,7 @@ impl SessionCtx {
                 WorkerMetrics::add(&m.tx_packets, 1);
                 WorkerMetrics::add(&m.tx_bytes, packet.len() as u64);
             }
-            Err(e) => worker.metrics().event(e.as_str()),
+            Err(e) => worker.metrics().event(e),
         }
         drop(out);
         self.wake_writer.notify_one();
@@ -381,7 +381,7 @@ impl SessionCtx {
                 SessionEvent::HttpHandshake { correlation_id } => {
                     // Set against sessions_established, this shows the
                     // clients that stop between the 200 and Call Connected.
-                    worker.metrics().event("http_accepted");
+                    worker.metrics().event(Event::HttpAccepted);
                     self.span
                         .record("correlation_id", field::display(&correlation_id));
                 }
@@ -395,9 +395,9 @@ impl SessionCtx {
                     // are worth knowing about before SHA-1 is switched off.
                     let hash = self.proto.borrow().sstp().hash_protocol();
                     worker.metrics().event(match hash {
-                        Some(HashProtocol::Sha1) => "crypto_binding_sha1",
-                        Some(HashProtocol::Sha256) => "crypto_binding_sha256",
-                        None => "crypto_binding_unknown",
+                        Some(HashProtocol::Sha1) => Event::CryptoBindingSha1,
+                        Some(HashProtocol::Sha256) => Event::CryptoBindingSha256,
+                        None => Event::CryptoBindingUnknown,
                     });
                     tracing::info!(
                         hash = hash.map_or("none", HashProtocol::as_str),
@@ -429,11 +429,11 @@ impl SessionCtx {
                     tracing::debug!("call connect acknowledged; PPP started")
                 }
                 SessionEvent::Closed(reason) => {
-                    worker.metrics().event(reason.as_str());
+                    worker.metrics().event(&reason);
                     tracing::info!(reason = reason.as_str(), "session closed");
                 }
                 SessionEvent::Dropped { reason, count } => {
-                    worker.metrics().events_n(reason.as_str(), u64::from(count));
+                    worker.metrics().events_n(&reason, u64::from(count));
                     tracing::debug!(reason = reason.as_str(), count, "dropped");
                 }
             }
@@ -447,12 +447,12 @@ impl SessionCtx {
                 // A fixed address still held by an older session of the
                 // same user: the newer session wins, the old one's traffic
                 // stops; it will time out or be closed by its client.
-                worker.metrics().event("route_taken_over");
+                worker.metrics().event(Event::RouteTakenOver);
                 tracing::warn!(%addr, ?previous, "address moved from an older session");
             }
             Ok(Some(_)) => {}
             Err(e) => {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::error!(%addr, error = %e, "cannot route address");
                 return;
             }
@@ -479,7 +479,7 @@ impl SessionCtx {
                 tracing::info!(%prefix, "delegated IPv6 /64");
             }
             Err(e) => {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::warn!(error = %e, "no IPv6 prefix left");
             }
         }
