@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -85,26 +86,12 @@ fn user_timeout_for(hello_interval: Duration) -> Duration {
     hello_interval.saturating_mul(2)
 }
 
-/// `TCP_USER_TIMEOUT` (tcp(7)): milliseconds as a non-negative int,
-/// saturating.
-fn set_user_timeout(fd: std::os::fd::RawFd, timeout: Duration) -> std::io::Result<()> {
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid
-    // pointer; a bad descriptor is reported as an error.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+/// Sets `TCP_USER_TIMEOUT` (tcp(7)). The kernel takes a non-negative int of
+/// milliseconds (socket2 clamps to an unsigned one, which the kernel would
+/// refuse as negative), so longer timeouts saturate at `i32::MAX` ms.
+fn set_user_timeout(socket: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<()> {
+    let max = Duration::from_millis(i32::MAX as u64);
+    socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeout.min(max)))
 }
 
 /// Per-session state shared by the reader and writer tasks.
@@ -143,7 +130,9 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
     }
     let _ = tcp.set_nodelay(true);
     let user_timeout = user_timeout_for(worker.shared.config.sstp.hello_interval);
-    if let Err(e) = set_user_timeout(std::os::fd::AsRawFd::as_raw_fd(&tcp), user_timeout) {
+    // SAFETY: the descriptor is `tcp`'s, which outlives the borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    if let Err(e) = set_user_timeout(fd, user_timeout) {
         span.in_scope(|| tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT"));
     }
     let conn = match rustls::ServerConnection::new(worker.shared.tls.clone()) {
@@ -516,6 +505,7 @@ impl SessionCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn the_user_timeout_is_two_hello_intervals_and_reaches_the_socket() {
@@ -525,24 +515,18 @@ mod tests {
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        set_user_timeout(fd, Duration::from_secs(120)).unwrap();
-        let mut ms: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `ms`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_USER_TIMEOUT,
-                (&mut ms as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
-        assert_eq!(ms, 120_000);
+        set_user_timeout(stream.as_fd(), Duration::from_secs(120)).unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(120))
+        );
         // Out of range saturates instead of wrapping.
-        set_user_timeout(fd, Duration::MAX).unwrap();
+        set_user_timeout(stream.as_fd(), Duration::MAX).unwrap();
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(i32::MAX as u64))
+        );
     }
 
     #[test]
