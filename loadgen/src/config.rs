@@ -8,6 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use sstpd::config::TlsVersion;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::client::ServerVerification;
@@ -199,9 +200,10 @@ impl Credentials {
 /// every host address is used in turn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SourceRange {
+    /// Host bits cleared.
+    net: Ipv4Net,
     first: Ipv4Addr,
     count: u32,
-    prefix_len: u8,
 }
 
 impl SourceRange {
@@ -224,45 +226,29 @@ impl SourceRange {
 impl FromStr for SourceRange {
     type Err = String;
     /// `A.B.C.D/len`, or one address. Below /31 the network and broadcast
-    /// addresses are left out.
+    /// addresses are left out; host bits are ignored.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (
-                a,
-                l.parse::<u8>().map_err(|_| format!("{s:?}: bad prefix"))?,
-            ),
-            None => (s, 32),
+        let net = match s.parse::<Ipv4Net>() {
+            Ok(net) => net.trunc(),
+            Err(_) => s
+                .parse::<Ipv4Addr>()
+                .map(Ipv4Net::from)
+                .map_err(|_| format!("{s:?}: not an IPv4 address or prefix"))?,
         };
-        let addr: Ipv4Addr = addr
-            .parse()
-            .map_err(|_| format!("{s:?}: not an IPv4 prefix"))?;
-        if !(8..=32).contains(&len) {
+        if !(8..=32).contains(&net.prefix_len()) {
             return Err(format!("{s:?}: prefix length must be 8..=32"));
         }
-        let size = 1u64 << (32 - len);
-        let network = u32::from(addr) & !((size - 1) as u32);
-        let (first, count) = if len >= 31 {
-            (network, size as u32)
-        } else {
-            (network + 1, (size - 2) as u32)
-        };
         Ok(SourceRange {
-            first: Ipv4Addr::from(first),
-            count,
-            prefix_len: len,
+            net,
+            first: net.hosts().next().expect("a prefix has a host"),
+            count: net.hosts().count() as u32,
         })
     }
 }
 
 impl fmt::Display for SourceRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let first = u32::from(self.first);
-        let network = if self.prefix_len >= 31 {
-            first
-        } else {
-            first - 1
-        };
-        write!(f, "{}/{}", Ipv4Addr::from(network), self.prefix_len)
+        self.net.fmt(f)
     }
 }
 

@@ -38,7 +38,6 @@ pub mod app;
 pub mod client;
 #[cfg(feature = "runtime")]
 pub mod config;
-#[cfg(feature = "runtime")]
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod net;

@@ -103,7 +103,7 @@ fn failure_summary(server: &LoneServer) -> Vec<(String, &'static str, &'static s
         .map(|f| {
             (
                 f.username.clone(),
-                f.metric_label(),
+                sstpd::metrics::Event::from(f).label(),
                 f.outcome.as_str(),
                 f.attempt,
             )

@@ -285,7 +285,10 @@ fn wrong_password_fails_with_691_then_lcp_terminate_and_sstp_disconnect() {
             AttemptOutcome::Rejected(RejectReason::AuthenticationFailure)
         );
         assert_eq!((attempt.attempt, attempt.max_attempts), (i as u32 + 1, 3));
-        assert_eq!(attempt.metric_label(), "auth_failure_mschapv2");
+        assert_eq!(
+            sstpd::metrics::Event::from(*attempt).label(),
+            "auth_failure_mschapv2"
+        );
     }
     match pair.client.closed_reason() {
         Some(CloseReason::Ppp(PppCloseReason::AuthFailed(AuthFailure::Rejected {

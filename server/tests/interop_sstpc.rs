@@ -29,59 +29,40 @@ use common::sstpc::{
 };
 use common::*;
 use sstpd::config::{Config, CryptoBindingHash, TlsVersion};
+use sstpd::metrics::{Event, Family};
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::proto::ppp::PppCloseReason;
 use sstpd::tls::certs::SelfSignedKey;
 
-/// Server event labels that mean a session ended badly: every SSTP and
-/// PPP close reason except the clean ones, and connection errors.
-const UNCLEAN_ENDINGS: &[&str] = &[
-    // SSTP ([MS-SSTP] 3.1.5.1, 3.2.5.2, timers)
-    "negotiation_timeout",
-    "hello_timeout",
-    "peer_abort",
-    "local",
-    "invalid_packet",
-    "invalid_call_connected",
-    "unexpected_message",
-    "retry_count_exceeded",
-    "no_common_hash_protocol",
-    "hash_protocol_not_offered",
-    "wrong_nonce",
-    "wrong_cert_hash",
-    "wrong_mac",
-    "framing",
-    // PPP
-    "auth_failed",
-    "auth_attempts_exhausted",
-    "renegotiated_after_auth",
-    "echo_timeout",
-    "max_configure",
-    "max_failure",
-    "rejected_by_peer",
-    "negotiation_failed",
-    "no_common_auth_protocol",
-    "loopback_detected",
-    "no_address",
-    "no_network_protocol",
-    // Transport
-    "transport_closed",
-    "io_error",
-    "tls_error",
-];
+/// Server events that mean a session ended badly: every close reason but
+/// the clean ones, and connection errors.
+fn unclean_endings() -> impl Iterator<Item = Event> {
+    const CLEAN: &[Event] = &[
+        Event::LocalDisconnect,
+        Event::PeerDisconnect,
+        Event::PeerTerminated,
+        Event::LocalClose,
+    ];
+    Family::SessionsClosed
+        .events()
+        .iter()
+        .copied()
+        .filter(|e| !CLEAN.contains(e))
+        .chain([Event::IoError, Event::TlsError])
+}
 
 /// Asserts that the server closed exactly one session, for `clean`, and
 /// none badly, except that each attempt abandoned to sstpc's flake leaves
 /// a connection that ended with the transport (`transport_closed`, maybe
 /// an `io_error`).
-fn assert_closed_cleanly(stats: &sstpd::metrics::MetricsSnapshot, clean: &str, abandoned: u32) {
-    assert_eq!(stats.event(clean), 1, "closed for {clean}: {stats}");
-    for ending in UNCLEAN_ENDINGS {
-        let allowed = match *ending {
-            "transport_closed" | "io_error" => u64::from(abandoned),
+fn assert_closed_cleanly(stats: &sstpd::metrics::MetricsSnapshot, clean: Event, abandoned: u32) {
+    assert_eq!(stats.count(clean), 1, "closed for {clean}: {stats}");
+    for ending in unclean_endings() {
+        let allowed = match ending {
+            Event::TransportClosed | Event::IoError => u64::from(abandoned),
             _ => 0,
         };
-        assert!(stats.event(ending) <= allowed, "{ending}: {stats}");
+        assert!(stats.count(ending) <= allowed, "{ending}: {stats}");
     }
 }
 
@@ -259,7 +240,7 @@ fn full_session(test: &str, method: AuthProtocol, tls: TlsVersion, hashes: &[Cry
         context(&server, &sstpc)
     );
     let stats = server.handle().metrics();
-    assert_closed_cleanly(&stats, "peer_terminated", keep.retries);
+    assert_closed_cleanly(&stats, Event::PeerTerminated, keep.retries);
     assert_eq!(stats.event("ip_before_call_connected"), 0, "{stats}");
     // A PPP reply to a superseded request means a frame waited for its
     // retransmission somewhere (as the first LCP request did in sstpc's

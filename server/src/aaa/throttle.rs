@@ -75,24 +75,6 @@ pub enum ThrottleKind {
     User,
 }
 
-impl ThrottleKind {
-    /// Metric label of an attempt refused by this limit.
-    pub fn refused_label(self) -> &'static str {
-        match self {
-            ThrottleKind::Source => "auth_throttled_source",
-            ThrottleKind::User => "auth_throttled_user",
-        }
-    }
-
-    /// Metric label of this limit engaging (a key locked out).
-    pub fn engaged_label(self) -> &'static str {
-        match self {
-            ThrottleKind::Source => "auth_throttle_engaged_source",
-            ThrottleKind::User => "auth_throttle_engaged_user",
-        }
-    }
-}
-
 /// The answer to [`AuthThrottle::check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

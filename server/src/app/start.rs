@@ -200,7 +200,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let cert = CertHashes::of_der(tls.identity.leaf().as_ref());
     let metrics = Metrics::new(workers);
     if let Some((reason, _)) = tls.ktls.startup_notice() {
-        metrics.global().event(reason.as_str());
+        metrics.global().event(reason);
     }
 
     let (users, summary) = LocalUsers::load(&config.users).map_err(StartError::Users)?;

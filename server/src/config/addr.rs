@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer};
 
 /// An inclusive range of IPv4 addresses, written as a prefix or `first-last`.
@@ -62,34 +63,26 @@ impl FromStr for Ipv4Range {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let text = s.trim();
-        if let Some((addr, len)) = text.split_once('/') {
-            let addr: Ipv4Addr = addr
+        if text.contains('/') {
+            let net: Ipv4Net = text
                 .parse()
                 .map_err(|_| format!("{text} is not a valid prefix"))?;
-            let len: u32 = match len.parse() {
-                Ok(len) if len <= 32 => len,
-                _ => return Err(format!("{text} is not a valid prefix")),
-            };
-            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-            let network = u32::from(addr) & mask;
-            if network != u32::from(addr) {
+            if net != net.trunc() {
                 return Err(format!(
-                    "{text} has host bits set (did you mean {}/{len}?)",
-                    Ipv4Addr::from(network)
+                    "{text} has host bits set (did you mean {}?)",
+                    net.trunc()
                 ));
             }
-            let broadcast = network | !mask;
-            // /31 and /32 have no network or broadcast address to skip.
-            let (first, last) = if len <= 30 {
-                (network + 1, broadcast - 1)
-            } else {
-                (network, broadcast)
-            };
-            Ok(Ipv4Range {
-                first: first.into(),
-                last: last.into(),
-                text: text.into(),
-            })
+            // Without the network and broadcast addresses, which /31 and
+            // /32 do not have.
+            match (net.hosts().next(), net.hosts().last()) {
+                (Some(first), Some(last)) => Ok(Ipv4Range {
+                    first,
+                    last,
+                    text: text.into(),
+                }),
+                _ => unreachable!("every prefix has a host"),
+            }
         } else if let Some((first, last)) = text.split_once('-') {
             let parse = |s: &str| {
                 s.trim().parse::<Ipv4Addr>().map_err(|_| {
@@ -137,22 +130,20 @@ impl FromStr for Ipv6Prefix {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let invalid = || format!("{s} is not a valid IPv6 prefix (fd99::/48)");
-        let (addr, len) = s.trim().split_once('/').ok_or_else(invalid)?;
-        let addr: Ipv6Addr = addr.parse().map_err(|_| invalid())?;
-        let len: u8 = match len.parse() {
-            Ok(len) if len <= 128 => len,
-            _ => return Err(invalid()),
-        };
-        let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-        let network = u128::from(addr) & mask;
-        if network != u128::from(addr) {
+        let net: Ipv6Net = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s} is not a valid IPv6 prefix (fd99::/48)"))?;
+        if net != net.trunc() {
             return Err(format!(
-                "{s} has host bits set (did you mean {}/{len}?)",
-                Ipv6Addr::from(network)
+                "{s} has host bits set (did you mean {}?)",
+                net.trunc()
             ));
         }
-        Ok(Ipv6Prefix { addr, len })
+        Ok(Ipv6Prefix {
+            addr: net.addr(),
+            len: net.prefix_len(),
+        })
     }
 }
 

@@ -3,17 +3,26 @@
 //! Every worker owns one [`WorkerMetrics`], padded to its own cache lines, so
 //! the per-packet counters are plain relaxed atomic adds on memory no other
 //! core writes. Events (a session closing for a reason, a protocol
-//! violation, a dropped packet) are counted by their label (the `as_str()`
-//! of the error enums) in a small lock-free table: some of them, such as
-//! `spoofed_source`, can happen per packet under attack, and the packet path
-//! takes no locks.
+//! violation, a dropped packet) are [`Event`]s: one relaxed counter each in
+//! a fixed table indexed by the event, so that counting one (some, such as
+//! `spoofed_source`, can happen per packet under attack) is one atomic add.
+//! The core's reasons convert into events here (`reasons.rs`), the
+//! runtime's errors next to their definitions; an event's label is the
+//! reason's `as_str()`.
 //!
 //! [`Metrics::snapshot`] sums all workers; the server logs it periodically
 //! and at shutdown, and tests assert on it.
 
+mod event;
+mod reasons;
+
+pub use event::{Event, Family};
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use event::EventCounters;
 
 /// Per-packet and per-session counters of one worker.
 #[derive(Debug, Default)]
@@ -39,23 +48,28 @@ pub struct WorkerMetrics {
     pub tx_queue_full: AtomicU64,
     /// Packets dropped because the TUN write queue was full.
     pub tun_write_queue_full: AtomicU64,
-    events: LabelCounters,
+    events: EventCounters,
 }
 
 impl WorkerMetrics {
-    /// Counts one occurrence of a labelled event (a close reason, a dropped
-    /// frame's reason, a refused handshake).
-    pub fn event(&self, label: &'static str) {
-        self.events_n(label, 1);
+    /// Counts one event (a close reason, a dropped frame's reason, a
+    /// refused handshake).
+    #[inline]
+    pub fn event(&self, event: impl Into<Event>) {
+        self.events.add(event.into(), 1);
     }
 
-    /// Counts `n` occurrences of a labelled event. Lock-free; called by the
-    /// worker that owns these counters (the table has one writer).
-    pub fn events_n(&self, label: &'static str, n: u64) {
-        if n == 0 {
-            return;
+    /// Counts `n` occurrences of an event.
+    #[inline]
+    pub fn events_n(&self, event: impl Into<Event>, n: u64) {
+        if n != 0 {
+            self.events.add(event.into(), n);
         }
-        self.events.add(label, n);
+    }
+
+    /// How often this worker counted `event`.
+    pub fn event_count(&self, event: Event) -> u64 {
+        self.events.get(event)
     }
 
     /// Adds to a counter (relaxed: these are statistics).
@@ -103,7 +117,8 @@ impl Metrics {
     /// Sums every worker's counters.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let mut snap = MetricsSnapshot::default();
-        for w in self.workers.iter().chain(std::iter::once(&*self.global)) {
+        let all = || self.workers.iter().chain(std::iter::once(&*self.global));
+        for w in all() {
             let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
             snap.connections_accepted += get(&w.connections_accepted);
             snap.sessions_established += get(&w.sessions_established);
@@ -116,107 +131,13 @@ impl Metrics {
             snap.handoff_packets += get(&w.handoff_packets);
             snap.tx_queue_full += get(&w.tx_queue_full);
             snap.tun_write_queue_full += get(&w.tun_write_queue_full);
-            w.events
-                .for_each(|label, n| *snap.events.entry(label).or_insert(0) += n);
         }
+        snap.events = Event::ALL
+            .iter()
+            .map(|&e| (e.label(), all().map(|w| w.event_count(e)).sum()))
+            .filter(|&(_, n)| n > 0)
+            .collect();
         snap
-    }
-}
-
-/// Labelled counters without locks: an open-addressed table of
-/// (label, count) slots. Each table has a single writer (its worker), which
-/// claims a slot by publishing the label's length and then its pointer
-/// (release); readers skip slots whose pointer is not yet set (acquire).
-/// Labels are compared by content, so the same label from two codegen units
-/// lands in one slot. When the table is full, the rest count under
-/// `"other_events"`.
-#[derive(Debug)]
-struct LabelCounters {
-    slots: Box<[LabelSlot]>,
-    other: AtomicU64,
-    /// Serialises writers; uncontended (one writer per table), and held
-    /// only when a new label is inserted, never on the counting path.
-    insert: Mutex<()>,
-}
-
-#[derive(Debug, Default)]
-struct LabelSlot {
-    ptr: std::sync::atomic::AtomicPtr<u8>,
-    len: std::sync::atomic::AtomicUsize,
-    count: AtomicU64,
-}
-
-const LABEL_SLOTS: usize = 256;
-
-impl Default for LabelCounters {
-    fn default() -> Self {
-        LabelCounters {
-            slots: (0..LABEL_SLOTS).map(|_| LabelSlot::default()).collect(),
-            other: AtomicU64::new(0),
-            insert: Mutex::new(()),
-        }
-    }
-}
-
-impl LabelSlot {
-    fn label(&self) -> Option<&'static str> {
-        let ptr = self.ptr.load(Ordering::Acquire);
-        if ptr.is_null() {
-            return None;
-        }
-        let len = self.len.load(Ordering::Relaxed);
-        // SAFETY: `ptr`/`len` were published together from a `&'static str`
-        // (len stored before ptr, ptr with release, loaded with acquire).
-        Some(unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len)) })
-    }
-}
-
-impl LabelCounters {
-    fn start(label: &str) -> usize {
-        // FNV-1a over the content: stable whichever copy of the literal.
-        let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        hash as usize % LABEL_SLOTS
-    }
-
-    fn add(&self, label: &'static str, n: u64) {
-        let start = Self::start(label);
-        for i in 0..LABEL_SLOTS {
-            let slot = &self.slots[(start + i) % LABEL_SLOTS];
-            match slot.label() {
-                Some(existing) if existing == label => {
-                    slot.count.fetch_add(n, Ordering::Relaxed);
-                    return;
-                }
-                Some(_) => continue,
-                None => {
-                    let _writer = self.insert.lock().unwrap_or_else(|e| e.into_inner());
-                    if slot.label().is_some() {
-                        // Claimed meanwhile: look again from here.
-                        drop(_writer);
-                        return self.add(label, n);
-                    }
-                    slot.count.store(n, Ordering::Relaxed);
-                    slot.len.store(label.len(), Ordering::Relaxed);
-                    slot.ptr.store(label.as_ptr().cast_mut(), Ordering::Release);
-                    return;
-                }
-            }
-        }
-        self.other.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
-        for slot in self.slots.iter() {
-            if let Some(label) = slot.label() {
-                f(label, slot.count.load(Ordering::Relaxed));
-            }
-        }
-        let other = self.other.load(Ordering::Relaxed);
-        if other > 0 {
-            f("other_events", other);
-        }
     }
 }
 
@@ -234,14 +155,27 @@ pub struct MetricsSnapshot {
     pub handoff_packets: u64,
     pub tx_queue_full: u64,
     pub tun_write_queue_full: u64,
-    /// Labelled events, by label.
+    /// The events that happened, by label ([`Event::label`]); those that
+    /// did not are left out.
     pub events: BTreeMap<&'static str, u64>,
 }
 
 impl MetricsSnapshot {
-    /// The count of one labelled event (0 if it never happened).
+    /// How often an event happened (0 if never).
+    pub fn count(&self, event: Event) -> u64 {
+        self.events.get(event.label()).copied().unwrap_or(0)
+    }
+
+    /// How often the event labelled `label` happened (0 if never).
+    ///
+    /// # Panics
+    ///
+    /// If no event has this label: a test asserting on a misspelt label
+    /// would otherwise read 0 and pass.
     pub fn event(&self, label: &str) -> u64 {
-        self.events.get(label).copied().unwrap_or(0)
+        let event =
+            Event::from_label(label).unwrap_or_else(|| panic!("no event is labelled {label:?}"));
+        self.count(event)
     }
 }
 
@@ -279,16 +213,17 @@ mod tests {
         let m = Metrics::new(2);
         WorkerMetrics::add(&m.worker(0).rx_packets, 3);
         WorkerMetrics::add(&m.worker(1).rx_packets, 4);
-        m.worker(0).event("wrong_mac");
-        m.worker(1).events_n("wrong_mac", 2);
-        m.global().event("ktls_unavailable");
+        m.worker(0).event(Event::WrongMac);
+        m.worker(1).events_n(Event::WrongMac, 2);
+        m.global().event(Event::KtlsUnavailable);
         m.worker(1).sessions_active.fetch_add(5, Ordering::Relaxed);
         m.worker(0).sessions_active.fetch_sub(1, Ordering::Relaxed);
         let s = m.snapshot();
         assert_eq!(s.rx_packets, 7);
         assert_eq!(s.event("wrong_mac"), 3);
+        assert_eq!(s.count(Event::WrongMac), 3);
         assert_eq!(s.event("ktls_unavailable"), 1);
-        assert_eq!(s.event("never"), 0);
+        assert_eq!(s.event("spoofed_source"), 0);
         assert_eq!(s.sessions_active, 4);
         let text = s.to_string();
         assert!(text.contains("wrong_mac=3"), "{text}");
@@ -296,37 +231,22 @@ mod tests {
     }
 
     #[test]
-    fn many_labels_fill_the_table_then_overflow_to_other_events() {
+    fn the_snapshot_and_the_log_line_leave_out_what_did_not_happen() {
         let m = Metrics::new(1);
-        let labels: Vec<&'static str> = (0..LABEL_SLOTS + 10)
-            .map(|i| &*Box::leak(format!("label_{i}").into_boxed_str()))
-            .collect();
-        for (i, label) in labels.iter().enumerate() {
-            m.worker(0).events_n(label, i as u64 + 1);
-            m.worker(0).event(label);
-        }
-        let s = m.snapshot();
-        let counted: u64 = s.events.values().sum();
-        let expected: u64 = (0..labels.len() as u64).map(|i| i + 2).sum();
-        assert_eq!(counted, expected, "nothing is lost");
-        assert_eq!(s.event("label_0"), 2);
-        assert!(s.event("other_events") > 0);
-    }
-
-    #[test]
-    fn equal_labels_from_different_allocations_share_a_counter() {
-        let m = Metrics::new(1);
-        let a: &'static str = Box::leak(String::from("wrong_mac").into_boxed_str());
-        m.worker(0).event("wrong_mac");
-        m.worker(0).event(a);
-        assert_eq!(m.snapshot().event("wrong_mac"), 2);
-        assert_eq!(m.snapshot().events.len(), 1);
-    }
-
-    #[test]
-    fn zero_events_are_not_recorded() {
-        let m = Metrics::new(1);
-        m.worker(0).events_n("nothing", 0);
+        m.worker(0).events_n(Event::SpoofedSource, 0);
         assert!(m.snapshot().events.is_empty());
+        m.worker(0).event(Event::SpoofedSource);
+        m.worker(0).event(Event::HelloTimeout);
+        let s = m.snapshot();
+        assert_eq!(
+            s.events.into_iter().collect::<Vec<_>>(),
+            [("hello_timeout", 1), ("spoofed_source", 1)]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "no event is labelled \"wrong_mack\"")]
+    fn reading_an_unknown_label_is_a_mistake() {
+        Metrics::new(1).snapshot().event("wrong_mack");
     }
 }

@@ -25,6 +25,8 @@ use std::time::Duration;
 use rustls::Connection;
 use tokio_uring::net::TcpStream;
 
+use crate::metrics::Event;
+
 /// Size of one socket read once a connection carries traffic. Large enough
 /// for several full TLS records.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -106,13 +108,19 @@ pub enum TlsIoError {
 }
 
 impl TlsIoError {
-    /// Short lowercase name for logs and metric labels.
+    /// Short snake_case name for logs: the label it is counted under.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            TlsIoError::Io(_) => "io_error",
-            TlsIoError::Tls(_) => "tls_error",
-            TlsIoError::HandshakeTimeout => "tls_handshake_timeout",
-            TlsIoError::ClosedDuringHandshake => "tls_closed_during_handshake",
+        Event::from(self).label()
+    }
+}
+
+impl From<&TlsIoError> for Event {
+    fn from(error: &TlsIoError) -> Self {
+        match error {
+            TlsIoError::Io(_) => Event::IoError,
+            TlsIoError::Tls(_) => Event::TlsError,
+            TlsIoError::HandshakeTimeout => Event::TlsHandshakeTimeout,
+            TlsIoError::ClosedDuringHandshake => Event::TlsClosedDuringHandshake,
         }
     }
 }

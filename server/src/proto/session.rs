@@ -100,7 +100,7 @@ pub enum SessionEvent {
     AuthRequest(AuthRequest),
     /// Server: an authentication attempt failed. Log it (with the peer's
     /// address: the name is only what the peer claimed) and count it under
-    /// [`FailedAuthAttempt::metric_label`].
+    /// `auth_failure_<method>`.
     AuthAttemptFailed(FailedAuthAttempt),
     /// PPP authentication succeeded.
     Authenticated {

@@ -19,6 +19,8 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::metrics::Event;
+
 /// The largest number of offsets (addresses or /64 prefixes) one pool may
 /// span: 2^22, i.e. an IPv4 /10 or an IPv6 /42 cut into /64s. The session
 /// table keeps one 8-byte entry per offset, so this caps it at 32 MiB.
@@ -61,19 +63,25 @@ pub enum PoolError {
 }
 
 impl PoolError {
-    /// A short snake_case name for logs and metric labels.
+    /// Short snake_case name for logs: the label it is counted under.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            PoolError::InvalidPrefixLength { .. } => "invalid_prefix_length",
-            PoolError::HostBitsSet => "host_bits_set",
-            PoolError::EmptyRange => "empty_range",
-            PoolError::TooLarge => "too_large",
-            PoolError::NoUsableAddresses => "no_usable_addresses",
-            PoolError::OutOfRange => "out_of_range",
-            PoolError::Reserved => "reserved",
-            PoolError::InUse => "in_use",
-            PoolError::NotAllocated => "not_allocated",
-            PoolError::Exhausted => "exhausted",
+        Event::from(self).label()
+    }
+}
+
+impl From<&PoolError> for Event {
+    fn from(error: &PoolError) -> Self {
+        match error {
+            PoolError::InvalidPrefixLength { .. } => Event::InvalidPrefixLength,
+            PoolError::HostBitsSet => Event::HostBitsSet,
+            PoolError::EmptyRange => Event::EmptyRange,
+            PoolError::TooLarge => Event::TooLarge,
+            PoolError::NoUsableAddresses => Event::NoUsableAddresses,
+            PoolError::OutOfRange => Event::OutOfRange,
+            PoolError::Reserved => Event::Reserved,
+            PoolError::InUse => Event::InUse,
+            PoolError::NotAllocated => Event::NotAllocated,
+            PoolError::Exhausted => Event::Exhausted,
         }
     }
 }

@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics::Event;
 use crate::routing::pool::{AddressRange, Ipv4Range, Ipv6PrefixRange, MAX_POOL_SPAN};
 
 /// The handle of a session: the worker it lives on, its slot in that
@@ -98,14 +99,20 @@ pub enum SessionTableError {
 }
 
 impl SessionTableError {
-    /// A short snake_case name for logs and metric labels.
+    /// Short snake_case name for logs: the label it is counted under.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            SessionTableError::OverlappingRanges => "overlapping_ranges",
-            SessionTableError::TooLarge => "too_large",
-            SessionTableError::AddressNotCovered(_) => "address_not_covered",
-            SessionTableError::RefOutOfRange(_) => "ref_out_of_range",
-            SessionTableError::Occupied(_) => "occupied",
+        Event::from(self).label()
+    }
+}
+
+impl From<&SessionTableError> for Event {
+    fn from(error: &SessionTableError) -> Self {
+        match error {
+            SessionTableError::OverlappingRanges => Event::OverlappingRanges,
+            SessionTableError::TooLarge => Event::TooLarge,
+            SessionTableError::AddressNotCovered(_) => Event::AddressNotCovered,
+            SessionTableError::RefOutOfRange(_) => Event::RefOutOfRange,
+            SessionTableError::Occupied(_) => Event::Occupied,
         }
     }
 }

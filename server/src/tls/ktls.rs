@@ -58,6 +58,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use rustls::{CipherSuite, SupportedCipherSuite};
 
 use crate::config::{KtlsMode, TlsVersion};
+use crate::metrics::Event;
 
 /// `setsockopt(SOL_TLS, ...)` control message type that reports the type of
 /// a received non-data record.
@@ -323,7 +324,7 @@ fn loopback_pair() -> io::Result<(TcpStream, TcpStream)> {
     Ok((client, server))
 }
 
-/// `setsockopt(fd, level, name, value)`, the one unsafe call of this module.
+/// `setsockopt(fd, level, name, value)`: the kernel only reads `value`.
 fn setsockopt_bytes(fd: RawFd, level: i32, name: i32, value: &[u8]) -> io::Result<()> {
     let len = libc::socklen_t::try_from(value.len())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -341,17 +342,30 @@ fn attach_ulp(fd: RawFd) -> io::Result<()> {
     setsockopt_bytes(fd, libc::SOL_TCP, libc::TCP_ULP, b"tls")
 }
 
-/// Views a kernel crypto_info struct as the bytes setsockopt takes.
-fn struct_bytes<T: Copy>(value: &T) -> &[u8] {
-    // SAFETY: the libc tls12_crypto_info_* structs are plain `repr(C)`
-    // arrays of u8/u16 without padding; reading them as bytes is sound.
-    unsafe {
-        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
-    }
+/// Installs one direction's keys: `setsockopt(SOL_TLS, TLS_TX or TLS_RX)`
+/// with the kernel struct inside `info`.
+fn install_keys(fd: RawFd, name: libc::c_int, info: &::ktls::CryptoInfo) -> io::Result<()> {
+    setsockopt_bytes(fd, libc::SOL_TLS, name, crypto_info_bytes(info))
 }
 
+/// The kernel struct inside `info`, as the bytes setsockopt takes.
+fn crypto_info_bytes(info: &::ktls::CryptoInfo) -> &[u8] {
+    // SAFETY: `as_ptr()` points at the `repr(C)` kernel struct inside
+    // `info` (two u16 and arrays of u8: no padding, every byte
+    // initialised), `size()` bytes long, borrowed as long as `info` is.
+    unsafe { std::slice::from_raw_parts(info.as_ptr().cast::<u8>(), info.size()) }
+}
+
+/// Installs all-zero transmit keys for (`version`, `cipher`): the probe,
+/// on a connection that never sends.
 fn set_zero_tx_keys(fd: RawFd, version: TlsVersion, cipher: KtlsCipher) -> io::Result<()> {
-    let info = libc::tls_crypto_info {
+    install_keys(fd, libc::TLS_TX, &zero_keys(version, cipher))
+}
+
+fn zero_keys(version: TlsVersion, cipher: KtlsCipher) -> ::ktls::CryptoInfo {
+    use ::ktls::CryptoInfo;
+    use ktls_sys::bindings as sys;
+    let info = sys::tls_crypto_info {
         version: match version {
             TlsVersion::Tls12 => libc::TLS_1_2_VERSION,
             TlsVersion::Tls13 => libc::TLS_1_3_VERSION,
@@ -362,37 +376,29 @@ fn set_zero_tx_keys(fd: RawFd, version: TlsVersion, cipher: KtlsCipher) -> io::R
             KtlsCipher::Chacha20Poly1305 => libc::TLS_CIPHER_CHACHA20_POLY1305,
         },
     };
-    let tx = libc::TLS_TX;
     match cipher {
-        KtlsCipher::AesGcm128 => {
-            let keys = libc::tls12_crypto_info_aes_gcm_128 {
-                info,
-                iv: [0; 8],
-                key: [0; 16],
-                salt: [0; 4],
-                rec_seq: [0; 8],
-            };
-            setsockopt_bytes(fd, libc::SOL_TLS, tx, struct_bytes(&keys))
-        }
-        KtlsCipher::AesGcm256 => {
-            let keys = libc::tls12_crypto_info_aes_gcm_256 {
-                info,
-                iv: [0; 8],
-                key: [0; 32],
-                salt: [0; 4],
-                rec_seq: [0; 8],
-            };
-            setsockopt_bytes(fd, libc::SOL_TLS, tx, struct_bytes(&keys))
-        }
+        KtlsCipher::AesGcm128 => CryptoInfo::AesGcm128(sys::tls12_crypto_info_aes_gcm_128 {
+            info,
+            iv: [0; 8],
+            key: [0; 16],
+            salt: [0; 4],
+            rec_seq: [0; 8],
+        }),
+        KtlsCipher::AesGcm256 => CryptoInfo::AesGcm256(sys::tls12_crypto_info_aes_gcm_256 {
+            info,
+            iv: [0; 8],
+            key: [0; 32],
+            salt: [0; 4],
+            rec_seq: [0; 8],
+        }),
         KtlsCipher::Chacha20Poly1305 => {
-            let keys = libc::tls12_crypto_info_chacha20_poly1305 {
+            CryptoInfo::Chacha20Poly1305(sys::tls12_crypto_info_chacha20_poly1305 {
                 info,
                 iv: [0; 12],
                 key: [0; 32],
-                salt: [],
+                salt: sys::__IncompleteArrayField::new(),
                 rec_seq: [0; 8],
-            };
-            setsockopt_bytes(fd, libc::SOL_TLS, tx, struct_bytes(&keys))
+            })
         }
     }
 }
@@ -446,12 +452,19 @@ pub enum UserspaceReason {
 }
 
 impl UserspaceReason {
-    /// Metric label; `ktls_unavailable` is the one counted at startup.
+    /// Short name for logs: the label it is counted under (`ktls_unavailable`
+    /// is also counted once at startup).
     pub fn as_str(self) -> &'static str {
-        match self {
-            UserspaceReason::Disabled => "ktls_disabled",
-            UserspaceReason::KernelUnavailable => "ktls_unavailable",
-            UserspaceReason::CipherNotInKernel => "ktls_cipher_unsupported",
+        Event::from(self).label()
+    }
+}
+
+impl From<UserspaceReason> for Event {
+    fn from(reason: UserspaceReason) -> Event {
+        match reason {
+            UserspaceReason::Disabled => Event::KtlsDisabled,
+            UserspaceReason::KernelUnavailable => Event::KtlsUnavailable,
+            UserspaceReason::CipherNotInKernel => Event::KtlsCipherUnsupported,
         }
     }
 }
@@ -556,26 +569,27 @@ pub enum KtlsError {
 }
 
 impl KtlsError {
+    /// Short snake_case name for logs: the label it is counted under.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            KtlsError::HandshakeNotComplete => "handshake_not_complete",
-            KtlsError::PendingOutput => "pending_output",
-            KtlsError::Tls(_) => "tls",
-            KtlsError::PeerClosed => "peer_closed",
-            KtlsError::ExtractSecrets(_) => "extract_secrets",
-            KtlsError::UnsupportedCipher(_) => "unsupported_cipher",
-            KtlsError::Kernel {
-                step: KtlsStep::Ulp,
-                ..
-            } => "ulp_refused",
-            KtlsError::Kernel {
-                step: KtlsStep::TxKeys,
-                ..
-            } => "tx_keys_refused",
-            KtlsError::Kernel {
-                step: KtlsStep::RxKeys,
-                ..
-            } => "rx_keys_refused",
+        Event::from(self).label()
+    }
+}
+
+/// A connection that stayed in userspace, by the step that failed.
+impl From<&KtlsError> for Event {
+    fn from(error: &KtlsError) -> Event {
+        match error {
+            KtlsError::HandshakeNotComplete => Event::KtlsHandshakeNotComplete,
+            KtlsError::PendingOutput => Event::KtlsPendingOutput,
+            KtlsError::Tls(_) => Event::KtlsTls,
+            KtlsError::PeerClosed => Event::KtlsPeerClosed,
+            KtlsError::ExtractSecrets(_) => Event::KtlsExtractSecrets,
+            KtlsError::UnsupportedCipher(_) => Event::KtlsUnsupportedCipher,
+            KtlsError::Kernel { step, .. } => match step {
+                KtlsStep::Ulp => Event::KtlsUlpRefused,
+                KtlsStep::TxKeys => Event::KtlsTxKeysRefused,
+                KtlsStep::RxKeys => Event::KtlsRxKeysRefused,
+            },
         }
     }
 }
@@ -671,10 +685,7 @@ pub fn enable(fd: RawFd, mut conn: rustls::ServerConnection) -> Result<KtlsEnabl
             KtlsStep::TxKeys => libc::TLS_TX,
             KtlsStep::RxKeys | KtlsStep::Ulp => libc::TLS_RX,
         };
-        // SAFETY: `info.as_ptr()` points at the kernel struct inside `info`,
-        // `info.size()` bytes long, alive for this call.
-        let bytes = unsafe { std::slice::from_raw_parts(info.as_ptr().cast::<u8>(), info.size()) };
-        setsockopt_bytes(fd, libc::SOL_TLS, name, bytes).map_err(|e| {
+        install_keys(fd, name, &info).map_err(|e| {
             fatal(KtlsError::Kernel {
                 step,
                 refusal: KernelRefusal::from_io(&e),
@@ -767,5 +778,45 @@ pub fn control_record_action(
         },
         CONTENT_HANDSHAKE => ControlAction::UnsupportedHandshake,
         other => ControlAction::Unexpected { record_type: other },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the probe installs is the kernel's struct (as libc declares
+    /// it) with the version and cipher in front and zeros after, whatever
+    /// this machine's kernel supports.
+    #[test]
+    fn zero_keys_are_the_kernel_struct() {
+        for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
+            for cipher in KtlsCipher::ALL {
+                let keys = zero_keys(version, cipher);
+                let bytes = crypto_info_bytes(&keys);
+                let (size, cipher_type) = match cipher {
+                    KtlsCipher::AesGcm128 => (
+                        std::mem::size_of::<libc::tls12_crypto_info_aes_gcm_128>(),
+                        libc::TLS_CIPHER_AES_GCM_128,
+                    ),
+                    KtlsCipher::AesGcm256 => (
+                        std::mem::size_of::<libc::tls12_crypto_info_aes_gcm_256>(),
+                        libc::TLS_CIPHER_AES_GCM_256,
+                    ),
+                    KtlsCipher::Chacha20Poly1305 => (
+                        std::mem::size_of::<libc::tls12_crypto_info_chacha20_poly1305>(),
+                        libc::TLS_CIPHER_CHACHA20_POLY1305,
+                    ),
+                };
+                let version = match version {
+                    TlsVersion::Tls12 => libc::TLS_1_2_VERSION,
+                    TlsVersion::Tls13 => libc::TLS_1_3_VERSION,
+                };
+                assert_eq!(bytes.len(), size, "{cipher:?}");
+                assert_eq!(bytes[..2], version.to_ne_bytes());
+                assert_eq!(bytes[2..4], cipher_type.to_ne_bytes());
+                assert!(bytes[4..].iter().all(|&b| b == 0), "{cipher:?}");
+            }
+        }
     }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use crate::aaa::throttle::SourceKey;
 use crate::config::ServerSection;
+use crate::metrics::Event;
 
 /// Why a connection was refused at accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,16 +41,17 @@ pub(crate) enum Refusal {
     PreauthPerSource,
 }
 
-impl Refusal {
-    /// Metric label.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Refusal::MaxSessions => "refused_max_sessions",
-            Refusal::MaxPreauth => "refused_max_preauth",
-            Refusal::PreauthPerSource => "refused_preauth_per_source",
+impl From<Refusal> for Event {
+    fn from(refusal: Refusal) -> Event {
+        match refusal {
+            Refusal::MaxSessions => Event::RefusedMaxSessions,
+            Refusal::MaxPreauth => Event::RefusedMaxPreauth,
+            Refusal::PreauthPerSource => Event::RefusedPreauthPerSource,
         }
     }
+}
 
+impl Refusal {
     /// The configuration key whose bound was reached.
     pub(crate) fn key(self) -> &'static str {
         match self {

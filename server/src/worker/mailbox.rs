@@ -32,6 +32,8 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use crate::metrics::Event;
+
 /// The shared half of a wakeup: the eventfd, the armed flag, counters.
 struct WakeupShared {
     eventfd: File,
@@ -297,11 +299,17 @@ pub enum SendBatchErrorKind {
 }
 
 impl SendBatchErrorKind {
-    /// A short snake_case name for logs and metric labels.
+    /// Short snake_case name for logs: the label it is counted under.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            SendBatchErrorKind::Full => "mailbox_full",
-            SendBatchErrorKind::Disconnected => "mailbox_disconnected",
+        Event::from(*self).label()
+    }
+}
+
+impl From<SendBatchErrorKind> for Event {
+    fn from(kind: SendBatchErrorKind) -> Self {
+        match kind {
+            SendBatchErrorKind::Full => Event::MailboxFull,
+            SendBatchErrorKind::Disconnected => Event::MailboxDisconnected,
         }
     }
 }

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use crate::aaa::local::LocalUsers;
 use crate::aaa::throttle::{AuthThrottle, ThrottleKind};
 use crate::config::Config;
-use crate::metrics::{Metrics, WorkerMetrics};
+use crate::metrics::{Event, Metrics, WorkerMetrics};
 use crate::proto::auth::{AuthDecision, AuthRequestId, Authenticator};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::CertHashes;
@@ -62,10 +62,7 @@ pub(crate) enum WorkerMsg {
     /// Close a session of the receiving worker, counting `reason` as its
     /// close reason (an older session whose address a newer one of the
     /// same user took over).
-    Disconnect {
-        to: SessionRef,
-        reason: &'static str,
-    },
+    Disconnect { to: SessionRef, reason: Event },
     /// The users were reloaded: close the sessions of users that are gone.
     UsersReloaded,
     /// Disconnect every session and stop.
@@ -212,7 +209,7 @@ impl Worker {
                         let session = worker.sessions.borrow().get(to).cloned();
                         match session {
                             Some(s) => s.auth_decision(&worker, request, decision),
-                            None => worker.metrics().event("auth_answer_for_closed_session"),
+                            None => worker.metrics().event(Event::AuthAnswerForClosedSession),
                         }
                     }
                     WorkerMsg::Disconnect { to, reason } => {
@@ -239,7 +236,7 @@ impl Worker {
     /// Counts a connection refused at accept; logs it at most once a
     /// second per reason.
     fn refused(&self, refusal: admission::Refusal, peer: std::net::SocketAddr) {
-        self.metrics().event(refusal.as_str());
+        self.metrics().event(refusal);
         let due = self
             .refusal_logs
             .borrow_mut()
@@ -263,7 +260,10 @@ impl Worker {
         user: &str,
         now: std::time::Instant,
     ) {
-        self.metrics().event(kind.engaged_label());
+        self.metrics().event(match kind {
+            ThrottleKind::Source => Event::AuthThrottleEngagedSource,
+            ThrottleKind::User => Event::AuthThrottleEngagedUser,
+        });
         if let Some(suppressed) = self.throttle_log.borrow_mut().due(now) {
             let source = crate::aaa::throttle::SourceKey::of(source);
             let lockout =
@@ -286,7 +286,7 @@ impl Worker {
     }
 
     /// Closes `to` (on whichever worker it lives) for `reason`.
-    fn disconnect(&self, to: SessionRef, reason: &'static str) {
+    fn disconnect(&self, to: SessionRef, reason: Event) {
         if usize::from(to.worker) == self.index {
             let session = self.sessions.borrow().get(to).cloned();
             if let Some(s) = session {
@@ -296,7 +296,7 @@ impl Worker {
         }
         if let Some(mailbox) = self.shared.mailboxes.get(usize::from(to.worker)) {
             if let Err(e) = mailbox.send_batch(vec![WorkerMsg::Disconnect { to, reason }]) {
-                self.metrics().event(e.kind.as_str());
+                self.metrics().event(e.kind);
             }
         }
     }
@@ -312,7 +312,7 @@ impl Worker {
                     user,
                     "user removed from the user store: closing the session"
                 );
-                s.close_for(self, "user_removed");
+                s.close_for(self, Event::UserRemoved);
             }
         }
     }
@@ -342,7 +342,7 @@ impl Worker {
                     "shutdown timeout: dropping the rest"
                 );
                 self.metrics()
-                    .events_n("shutdown_forced_close", left as u64);
+                    .events_n(Event::ShutdownForcedClose, left as u64);
                 break;
             }
         }
@@ -410,7 +410,7 @@ async fn flush_outbound(worker: Rc<Worker>) {
         for (target, batch) in batches {
             let n = batch.len() as u64;
             if let Err(e) = worker.shared.mailboxes[target].send_batch(batch) {
-                worker.metrics().events_n(e.kind.as_str(), n);
+                worker.metrics().events_n(e.kind, n);
             }
         }
     }

@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use super::admission::{Admitted, PreauthPermit, RateLimitedLog};
 use super::{Worker, WorkerMsg};
 use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::ClientToClient;
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{Event, WorkerMetrics};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::auth::{AuthDecision, AuthReject, AuthReply, AuthRequestId, RejectReason};
 use crate::proto::ppp::Ipv4AddressRequest;
@@ -53,7 +54,7 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::
             }
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off briefly rather than spin.
-                worker.metrics().event("accept_error");
+                worker.metrics().event(Event::AcceptError);
                 if let Some(suppressed) = warnings.due(Instant::now()) {
                     tracing::warn!(error = %e, suppressed, "accept failed");
                 }
@@ -78,26 +79,12 @@ fn user_timeout_for(hello_interval: Duration) -> Duration {
     hello_interval.saturating_mul(2)
 }
 
-/// `TCP_USER_TIMEOUT` (tcp(7)): milliseconds as a non-negative int,
-/// saturating.
-fn set_user_timeout(fd: std::os::fd::RawFd, timeout: Duration) -> std::io::Result<()> {
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a valid
-    // pointer; a bad descriptor is reported as an error.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+/// Sets `TCP_USER_TIMEOUT` (tcp(7)). The kernel takes a non-negative int of
+/// milliseconds (socket2 clamps to an unsigned one, which the kernel would
+/// refuse as negative), so longer timeouts saturate at `i32::MAX` ms.
+fn set_user_timeout(socket: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<()> {
+    let max = Duration::from_millis(i32::MAX as u64);
+    socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeout.min(max)))
 }
 
 /// Per-session state shared by the reader and writer tasks.
@@ -132,7 +119,7 @@ pub(crate) struct SessionCtx {
     pending_auth: RefCell<Option<(AuthRequestId, String)>>,
     /// Why the runtime closed this session (taken over, user removed, pre-
     /// auth timeout): counted instead of the protocol's close reason.
-    close_label: Cell<Option<&'static str>>,
+    close_label: Cell<Option<Event>>,
 }
 
 async fn serve_connection(
@@ -157,13 +144,15 @@ async fn serve_connection(
     );
     let _ = tcp.set_nodelay(true);
     let user_timeout = user_timeout_for(worker.shared.config.sstp.hello_interval);
-    if let Err(e) = set_user_timeout(std::os::fd::AsRawFd::as_raw_fd(&tcp), user_timeout) {
+    // SAFETY: the descriptor is `tcp`'s, which outlives the borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+    if let Err(e) = set_user_timeout(fd, user_timeout) {
         span.in_scope(|| tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT"));
     }
     let conn = match rustls::ServerConnection::new(worker.shared.tls.clone()) {
         Ok(c) => c,
         Err(e) => {
-            worker.metrics().event("tls_setup_error");
+            worker.metrics().event(Event::TlsSetupError);
             span.in_scope(|| tracing::error!(error = %e, "TLS setup failed"));
             return;
         }
@@ -184,13 +173,13 @@ async fn serve_connection(
         .instrument(span.clone())
         .await
     {
-        let label = match e {
+        let event = match e {
             TlsIoError::HandshakeTimeout if preauth_timeout < handshake_timeout => {
-                "preauth_timeout"
+                Event::PreauthTimeout
             }
-            _ => e.as_str(),
+            _ => Event::from(&e),
         };
-        worker.metrics().event(label);
+        worker.metrics().event(event);
         span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
         return;
     }
@@ -199,13 +188,13 @@ async fn serve_connection(
             KtlsDecision::Kernel(cipher) => match tls.offload_to_kernel() {
                 Ok(Offload::Kernel { early_plaintext }) => {
                     early.extend_from_slice(&early_plaintext);
-                    worker.metrics().event("ktls_enabled");
+                    worker.metrics().event(Event::KtlsEnabled);
                     span.in_scope(|| {
                         tracing::debug!(cipher = cipher.as_str(), "records moved to kernel TLS")
                     });
                 }
                 Ok(Offload::StayedInUserspace(reason)) => {
-                    worker.metrics().event(reason.as_str());
+                    worker.metrics().event(&reason);
                     span.in_scope(|| {
                         tracing::debug!(
                             reason = reason.as_str(),
@@ -214,7 +203,7 @@ async fn serve_connection(
                     });
                 }
                 Err(e) => {
-                    worker.metrics().event("ktls_switch_failed");
+                    worker.metrics().event(Event::KtlsSwitchFailed);
                     span.in_scope(
                         || tracing::warn!(error = %e, "kernel TLS switch failed; closing"),
                     );
@@ -224,7 +213,7 @@ async fn serve_connection(
             // Counted once at startup when the kernel lacks kTLS.
             KtlsDecision::Userspace(_) => {}
             KtlsDecision::Refuse(reason) => {
-                worker.metrics().event(reason.as_str());
+                worker.metrics().event(reason);
                 span.in_scope(|| {
                     tracing::warn!(
                         reason = reason.as_str(),
@@ -265,7 +254,7 @@ async fn serve_connection(
             close_label: Cell::new(None),
         });
     let Some((_, ctx)) = inserted else {
-        worker.metrics().event("refused_worker_full");
+        worker.metrics().event(Event::RefusedWorkerFull);
         return;
     };
     worker
@@ -299,7 +288,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
                 break;
             }
             Err(e) => {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::debug!(error = %e, "connection read failed");
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
                 break;
@@ -320,7 +309,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             // connection is dropped, not closed politely (which would hold
             // the place for another round of timers).
             tracing::debug!("not authenticated within server.preauth_timeout; dropping");
-            ctx.close_label.set(Some("preauth_timeout"));
+            ctx.close_label.set(Some(Event::PreauthTimeout));
             ctx.proto.borrow_mut().transport_closed(now);
             ctx.handle_events(worker);
             break;
@@ -335,7 +324,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
             batch.clear();
             if let Err(e) = result {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::debug!(error = %e, "connection write failed");
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
                 ctx.handle_events(worker);
@@ -385,8 +374,8 @@ impl SessionCtx {
                 }
             });
         let m = worker.metrics();
-        m.events_n("ip_exceeds_mru", oversized);
-        m.events_n("client_to_client_denied", denied);
+        m.events_n(Event::IpExceedsMru, oversized);
+        m.events_n(Event::ClientToClientDenied, denied);
         self.after_step(worker);
     }
 
@@ -410,7 +399,7 @@ impl SessionCtx {
                 WorkerMetrics::add(&m.tx_packets, 1);
                 WorkerMetrics::add(&m.tx_bytes, packet.len() as u64);
             }
-            Err(e) => worker.metrics().event(e.as_str()),
+            Err(e) => worker.metrics().event(e),
         }
         drop(out);
         self.wake_writer.notify_one();
@@ -450,7 +439,7 @@ impl SessionCtx {
         let outcome = worker.shared.throttle.record_failure(now, source, user);
         worker
             .metrics()
-            .events_n("auth_throttle_evicted", u64::from(outcome.evicted));
+            .events_n(Event::AuthThrottleEvicted, u64::from(outcome.evicted));
         for (engaged, kind) in [
             (outcome.source_engaged, ThrottleKind::Source),
             (outcome.user_engaged, ThrottleKind::User),
@@ -469,7 +458,7 @@ impl SessionCtx {
 
     /// Graceful close for a reason of the runtime's (`label`, counted
     /// instead of the protocol's close reason).
-    pub(crate) fn close_for(&self, worker: &Worker, label: &'static str) {
+    pub(crate) fn close_for(&self, worker: &Worker, label: Event) {
         if self.close_label.get().is_none() {
             self.close_label.set(Some(label));
         }
@@ -512,7 +501,10 @@ impl SessionCtx {
                     if let Verdict::Throttled { by, .. } = verdict {
                         // Refused without consulting the user store, with
                         // the answer a wrong password gets.
-                        worker.metrics().event(by.refused_label());
+                        worker.metrics().event(match by {
+                            ThrottleKind::Source => Event::AuthThrottledSource,
+                            ThrottleKind::User => Event::AuthThrottledUser,
+                        });
                         tracing::debug!(user = %request.username, by = ?by, "authentication throttled");
                         let reject = AuthDecision::Reject(AuthReject {
                             reason: RejectReason::AuthenticationFailure,
@@ -539,12 +531,12 @@ impl SessionCtx {
                 SessionEvent::HttpHandshake { correlation_id } => {
                     // Set against sessions_established, this shows the
                     // clients that stop between the 200 and Call Connected.
-                    worker.metrics().event("http_accepted");
+                    worker.metrics().event(Event::HttpAccepted);
                     self.span
                         .record("correlation_id", field::display(&correlation_id));
                 }
                 SessionEvent::AuthAttemptFailed(attempt) => {
-                    worker.metrics().event(attempt.metric_label());
+                    worker.metrics().event(&attempt);
                     tracing::info!(
                         user = %attempt.username,
                         method = %attempt.protocol,
@@ -566,9 +558,9 @@ impl SessionCtx {
                     // are worth knowing about before SHA-1 is switched off.
                     let hash = self.proto.borrow().sstp().hash_protocol();
                     worker.metrics().event(match hash {
-                        Some(HashProtocol::Sha1) => "crypto_binding_sha1",
-                        Some(HashProtocol::Sha256) => "crypto_binding_sha256",
-                        None => "crypto_binding_unknown",
+                        Some(HashProtocol::Sha1) => Event::CryptoBindingSha1,
+                        Some(HashProtocol::Sha256) => Event::CryptoBindingSha256,
+                        None => Event::CryptoBindingUnknown,
                     });
                     tracing::info!(
                         hash = hash.map_or("none", HashProtocol::as_str),
@@ -606,8 +598,12 @@ impl SessionCtx {
                     tracing::debug!("call connect acknowledged; PPP started")
                 }
                 SessionEvent::Closed(reason) => {
-                    let label = self.close_label.get().unwrap_or(reason.as_str());
+                    let label = self
+                        .close_label
+                        .get()
+                        .unwrap_or_else(|| Event::from(&reason));
                     worker.metrics().event(label);
+                    let label = label.label();
                     {
                         let proto = self.proto.borrow();
                         match proto
@@ -634,7 +630,7 @@ impl SessionCtx {
                     }
                 }
                 SessionEvent::Dropped { reason, count } => {
-                    worker.metrics().events_n(reason.as_str(), u64::from(count));
+                    worker.metrics().events_n(&reason, u64::from(count));
                     tracing::debug!(reason = reason.as_str(), count, "dropped");
                 }
             }
@@ -649,13 +645,13 @@ impl SessionCtx {
                 // same user (a second login, or a client reconnecting
                 // before its old connection timed out): the newer session
                 // takes the address over and the older one is closed.
-                worker.metrics().event("route_taken_over");
+                worker.metrics().event(Event::RouteTakenOver);
                 tracing::warn!(%addr, ?previous, "address moved from an older session; closing it");
-                worker.disconnect(previous, "session_taken_over");
+                worker.disconnect(previous, Event::SessionTakenOver);
             }
             Ok(Some(_)) => {}
             Err(e) => {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::error!(%addr, error = %e, "cannot route address");
                 return;
             }
@@ -707,7 +703,7 @@ impl SessionCtx {
                 tracing::info!(%prefix, "delegated IPv6 /64");
             }
             Err(e) => {
-                worker.metrics().event(e.as_str());
+                worker.metrics().event(&e);
                 tracing::warn!(error = %e, "no IPv6 prefix left");
             }
         }
@@ -744,6 +740,7 @@ impl SessionCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn the_user_timeout_is_two_hello_intervals_and_reaches_the_socket() {
@@ -753,23 +750,17 @@ mod tests {
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        set_user_timeout(fd, Duration::from_secs(120)).unwrap();
-        let mut ms: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `ms`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_USER_TIMEOUT,
-                (&mut ms as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(rc, 0);
-        assert_eq!(ms, 120_000);
+        set_user_timeout(stream.as_fd(), Duration::from_secs(120)).unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(120))
+        );
         // Out of range saturates instead of wrapping.
-        set_user_timeout(fd, Duration::MAX).unwrap();
+        set_user_timeout(stream.as_fd(), Duration::MAX).unwrap();
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(i32::MAX as u64))
+        );
     }
 }

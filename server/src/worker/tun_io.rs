@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use super::Worker;
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{Event, WorkerMetrics};
 
 /// Packets waiting to be written to TUN, with recycled buffers so the
 /// steady state allocates nothing.
@@ -86,7 +86,7 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
                 if worker.stopping.get() {
                     return;
                 }
-                worker.metrics().event("tun_read_error");
+                worker.metrics().event(Event::TunReadError);
                 tracing::warn!(error = %e, "TUN read failed");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
@@ -117,7 +117,7 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
                     WorkerMetrics::add(&m.rx_bytes, n as u64);
                 }
                 Err(e) => {
-                    worker.metrics().event("tun_write_error");
+                    worker.metrics().event(Event::TunWriteError);
                     tracing::debug!(error = %e, "TUN write failed");
                 }
             }

@@ -343,17 +343,6 @@ pub struct FailedAuthAttempt {
     pub max_attempts: u32,
 }
 
-impl FailedAuthAttempt {
-    /// The counter this attempt is counted under: `auth_failure_<method>`.
-    pub fn metric_label(&self) -> &'static str {
-        match self.protocol {
-            AuthProtocol::Pap => "auth_failure_pap",
-            AuthProtocol::ChapMd5 => "auth_failure_chap_md5",
-            AuthProtocol::MsChapV2 => "auth_failure_mschapv2",
-        }
-    }
-}
-
 /// How an authentication attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

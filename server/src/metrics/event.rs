@@ -1,0 +1,360 @@
+//! The events sstpd counts: one fixed table, indexed by [`Event`].
+//!
+//! Every event has a label (the key of [`MetricsSnapshot::events`] and of
+//! the periodic log line, and the `reason` a Prometheus exposition will
+//! carry) and belongs to one [`Family`] (the metric it will be exposed
+//! under: `sstpd_<family>_total{reason="<label>"}`). Adding an event is
+//! adding one line below; counting a label that is not listed here does not
+//! compile.
+//!
+//! [`MetricsSnapshot::events`]: super::MetricsSnapshot::events
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Declares the families and their events: `Family("name", "help") {
+/// Variant = "label", ... }`. Generates [`Event`] (`#[repr(usize)]`, variants numbered
+/// in order, so an event is its own index into [`EventCounters`]) and
+/// [`Family`], each with `ALL`.
+macro_rules! events {
+    ($(
+        $family:ident($family_name:literal, $help:literal) {
+            $($variant:ident = $label:literal,)+
+        }
+    )+) => {
+        /// A counted event. See the module documentation.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(usize)]
+        pub enum Event {
+            $($(#[doc = concat!("`", $label, "`")] $variant,)+)+
+        }
+
+        impl Event {
+            /// Every event, in index order.
+            pub const ALL: &'static [Event] = &[$($(Event::$variant,)+)+];
+
+            /// The label: the snapshot's and log line's key, and the
+            /// `reason` label of the family's metric.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $($(Event::$variant => $label,)+)+
+                }
+            }
+
+            /// The family (metric) this event is counted under.
+            pub const fn family(self) -> Family {
+                match self {
+                    $($(Event::$variant => Family::$family,)+)+
+                }
+            }
+        }
+
+        /// A group of events that will be one metric, labelled by event.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Family {
+            $(#[doc = $help] $family,)+
+        }
+
+        impl Family {
+            /// Every family.
+            pub const ALL: &'static [Family] = &[$(Family::$family,)+];
+
+            /// The metric's name without prefix or suffix
+            /// (`sstpd_<name>_total`).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Family::$family => $family_name,)+
+                }
+            }
+
+            /// What the metric counts (its help text).
+            pub const fn help(self) -> &'static str {
+                match self {
+                    $(Family::$family => $help,)+
+                }
+            }
+
+            /// The family's events, in index order.
+            pub const fn events(self) -> &'static [Event] {
+                match self {
+                    $(Family::$family => &[$(Event::$variant,)+],)+
+                }
+            }
+        }
+    };
+}
+
+events! {
+    SessionsClosed("sessions_closed", "Sessions that ended, by first cause.") {
+        // The SSTP layer ([MS-SSTP] 3.1.5.1): disconnects, aborts (one
+        // label per crypto binding failure), timeouts, transport loss.
+        LocalDisconnect = "local_disconnect",
+        PeerDisconnect = "peer_disconnect",
+        LocalAbort = "local",
+        InvalidPacket = "invalid_packet",
+        InvalidCallConnected = "invalid_call_connected",
+        UnexpectedMessage = "unexpected_message",
+        NegotiationTimeout = "negotiation_timeout",
+        RetryCountExceeded = "retry_count_exceeded",
+        NoCommonHashProtocol = "no_common_hash_protocol",
+        HashProtocolNotOffered = "hash_protocol_not_offered",
+        WrongNonce = "wrong_nonce",
+        WrongCertHash = "wrong_cert_hash",
+        WrongMac = "wrong_mac",
+        PeerAbort = "peer_abort",
+        HelloTimeout = "hello_timeout",
+        Framing = "framing",
+        HttpResponseRejected = "http_response_rejected",
+        TransportClosed = "transport_closed",
+        // The PPP link.
+        PeerTerminated = "peer_terminated",
+        LocalClose = "local_close",
+        AuthFailed = "auth_failed",
+        MaxConfigure = "max_configure",
+        MaxFailure = "max_failure",
+        RejectedByPeer = "rejected_by_peer",
+        NegotiationFailed = "negotiation_failed",
+        NoCommonAuthProtocol = "no_common_auth_protocol",
+        LoopbackDetected = "loopback_detected",
+        NoAddress = "no_address",
+        EchoTimeout = "echo_timeout",
+        NoNetworkProtocol = "no_network_protocol",
+        AuthAttemptsExhausted = "auth_attempts_exhausted",
+        RenegotiatedAfterAuth = "renegotiated_after_auth",
+        // Closed by the runtime: the pre-authentication window ran out, a
+        // newer login of the same user took the address over, the user
+        // was removed from the user store.
+        PreauthTimeout = "preauth_timeout",
+        SessionTakenOver = "session_taken_over",
+        UserRemoved = "user_removed",
+        // Still open when the shutdown timeout ran out.
+        ShutdownForcedClose = "shutdown_forced_close",
+    }
+
+    HttpRejected("http_rejected",
+        "HTTP requests refused before SSTP started, by the error answered.") {
+        HttpRejectedMalformed = "http_rejected_malformed",
+        HttpRejectedBadHost = "http_rejected_bad_host",
+        HttpRejectedBadContentLength = "http_rejected_bad_content_length",
+        HttpRejectedMissingContentLength = "http_rejected_missing_content_length",
+        HttpRejectedTransferEncoding = "http_rejected_transfer_encoding",
+        HttpRejectedNotFound = "http_rejected_not_found",
+        HttpRejectedMethodNotAllowed = "http_rejected_method_not_allowed",
+        HttpRejectedVersionNotSupported = "http_rejected_version_not_supported",
+        HttpRejectedUriTooLong = "http_rejected_uri_too_long",
+        HttpRejectedHeadTooLarge = "http_rejected_head_too_large",
+        HttpRejectedTimeout = "http_rejected_timeout",
+    }
+
+    Drops("drops", "Packets and frames discarded without ending the session, by reason.") {
+        // SSTP.
+        PppBeforeConnect = "ppp_before_connect",
+        PppWhileClosing = "ppp_while_closing",
+        EmptyDataPacket = "empty_data_packet",
+        IgnoredWhileClosing = "ignored_while_closing",
+        // PPP.
+        MalformedFrame = "malformed_frame",
+        MalformedControl = "malformed_control",
+        NotRunning = "not_running",
+        StaleReply = "stale_reply",
+        MismatchedReply = "mismatched_reply",
+        UnknownCode = "unknown_code",
+        NotOpened = "not_opened",
+        UnknownProtocol = "unknown_protocol",
+        NotInPhase = "not_in_phase",
+        IpNotOpen = "ip_not_open",
+        BadAuthPacket = "bad_auth_packet",
+        LinkDead = "link_dead",
+        HeldIpcpReplaced = "held_ipcp_replaced",
+        // Answers to requests the session no longer waits for.
+        StaleAuthDecision = "stale_auth_decision",
+        StaleAddressAnswer = "stale_address_answer",
+        // IP from the client.
+        IpBeforeCallConnected = "ip_before_call_connected",
+        SpoofedSource = "spoofed_source",
+        MalformedIpPacket = "malformed_ip_packet",
+        IpExceedsMru = "ip_exceeds_mru",
+        ClientToClientDenied = "client_to_client_denied",
+        // IP to the client.
+        SendNotReady = "send_not_ready",
+        SendClosed = "send_closed",
+        SendTooLarge = "send_too_large",
+        SendNotIp = "send_not_ip",
+        // Handed to another worker.
+        MailboxFull = "mailbox_full",
+        MailboxDisconnected = "mailbox_disconnected",
+    }
+
+    ConnectionsRefused("connections_refused", "Connections refused at accept.") {
+        RefusedMaxSessions = "refused_max_sessions",
+        RefusedWorkerFull = "refused_worker_full",
+        RefusedMaxPreauth = "refused_max_preauth",
+        RefusedPreauthPerSource = "refused_preauth_per_source",
+    }
+
+    ConnectionErrors("connection_errors",
+        "Connection failures: accept, TLS setup and handshake, socket IO.") {
+        AcceptError = "accept_error",
+        TlsSetupError = "tls_setup_error",
+        IoError = "io_error",
+        TlsError = "tls_error",
+        TlsHandshakeTimeout = "tls_handshake_timeout",
+        TlsClosedDuringHandshake = "tls_closed_during_handshake",
+    }
+
+    Handshakes("handshakes",
+        "SSTP handshakes: HTTP requests accepted, calls connected by binding hash.") {
+        HttpAccepted = "http_accepted",
+        CryptoBindingSha1 = "crypto_binding_sha1",
+        CryptoBindingSha256 = "crypto_binding_sha256",
+        CryptoBindingUnknown = "crypto_binding_unknown",
+    }
+
+    Ktls("ktls",
+        "Kernel TLS: connections offloaded, or kept in userspace (or refused) and why.") {
+        KtlsEnabled = "ktls_enabled",
+        KtlsSwitchFailed = "ktls_switch_failed",
+        KtlsDisabled = "ktls_disabled",
+        KtlsUnavailable = "ktls_unavailable",
+        KtlsCipherUnsupported = "ktls_cipher_unsupported",
+    }
+
+    KtlsFallbacks("ktls_fallbacks",
+        "Connections kernel TLS refused, left in userspace TLS, by failed step.") {
+        KtlsHandshakeNotComplete = "handshake_not_complete",
+        KtlsPendingOutput = "pending_output",
+        KtlsTls = "tls",
+        KtlsPeerClosed = "peer_closed",
+        KtlsExtractSecrets = "extract_secrets",
+        KtlsUnsupportedCipher = "unsupported_cipher",
+        KtlsUlpRefused = "ulp_refused",
+        KtlsTxKeysRefused = "tx_keys_refused",
+        KtlsRxKeysRefused = "rx_keys_refused",
+    }
+
+    Routing("routing",
+        "Tunnel addresses: routes moved between sessions, routing and pool failures.") {
+        RouteTakenOver = "route_taken_over",
+        OverlappingRanges = "overlapping_ranges",
+        // Both the session table's and the pools' error.
+        TooLarge = "too_large",
+        AddressNotCovered = "address_not_covered",
+        RefOutOfRange = "ref_out_of_range",
+        Occupied = "occupied",
+        InvalidPrefixLength = "invalid_prefix_length",
+        HostBitsSet = "host_bits_set",
+        EmptyRange = "empty_range",
+        NoUsableAddresses = "no_usable_addresses",
+        OutOfRange = "out_of_range",
+        Reserved = "reserved",
+        InUse = "in_use",
+        NotAllocated = "not_allocated",
+        Exhausted = "exhausted",
+    }
+
+    Auth("auth",
+        "Failed authentication attempts by method, throttling, and answers for closed sessions.") {
+        AuthFailurePap = "auth_failure_pap",
+        AuthFailureChapMd5 = "auth_failure_chap_md5",
+        AuthFailureMsChapV2 = "auth_failure_mschapv2",
+        AuthThrottledSource = "auth_throttled_source",
+        AuthThrottledUser = "auth_throttled_user",
+        AuthThrottleEngagedSource = "auth_throttle_engaged_source",
+        AuthThrottleEngagedUser = "auth_throttle_engaged_user",
+        AuthThrottleEvicted = "auth_throttle_evicted",
+        AuthAnswerForClosedSession = "auth_answer_for_closed_session",
+    }
+
+    TunErrors("tun_errors", "TUN device reads and writes that failed.") {
+        TunReadError = "tun_read_error",
+        TunWriteError = "tun_write_error",
+    }
+}
+
+impl Event {
+    /// The number of events.
+    pub const COUNT: usize = Event::ALL.len();
+
+    /// The event with this label.
+    pub fn from_label(label: &str) -> Option<Event> {
+        Event::ALL.iter().copied().find(|e| e.label() == label)
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One relaxed counter per event. Each worker owns one table; no locks, no
+/// allocation, nothing to insert.
+#[derive(Debug)]
+pub(super) struct EventCounters([AtomicU64; Event::COUNT]);
+
+impl Default for EventCounters {
+    fn default() -> Self {
+        EventCounters([const { AtomicU64::new(0) }; Event::COUNT])
+    }
+}
+
+impl EventCounters {
+    #[inline]
+    pub(super) fn add(&self, event: Event, n: u64) {
+        self.0[event as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn get(&self, event: Event) -> u64 {
+        self.0[event as usize].load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn labels_are_unique_and_non_empty() {
+        let mut seen = HashSet::new();
+        for event in Event::ALL {
+            let label = event.label();
+            assert!(!label.is_empty(), "{event:?} has an empty label");
+            assert!(
+                label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{label:?} is not snake_case (a Prometheus label value may be anything, but the \
+                 log line is key=value)"
+            );
+            assert!(seen.insert(label), "{label:?} is used twice");
+        }
+    }
+
+    #[test]
+    fn events_are_their_own_index_and_each_in_one_family() {
+        for (index, event) in Event::ALL.iter().enumerate() {
+            assert_eq!(*event as usize, index);
+            assert_eq!(Event::from_label(event.label()), Some(*event));
+        }
+        let mut in_families: Vec<Event> = Family::ALL
+            .iter()
+            .flat_map(|family| {
+                assert!(!family.name().is_empty() && !family.help().is_empty());
+                family.events().iter().inspect(move |e| {
+                    assert_eq!(e.family(), *family, "{e:?}");
+                })
+            })
+            .copied()
+            .collect();
+        in_families.sort();
+        assert_eq!(in_families, Event::ALL);
+        let names: HashSet<_> = Family::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), Family::ALL.len(), "family names are unique");
+    }
+
+    #[test]
+    fn unknown_labels_are_not_events() {
+        assert_eq!(Event::from_label("never"), None);
+        assert_eq!(Event::from_label(""), None);
+    }
+}
