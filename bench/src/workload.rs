@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
-use sstpd::proto::auth::local::LocalAuthenticator;
+use sstpd::proto::auth::verify::LocalAuthenticator;
 use sstpd::proto::auth::{AuthProtocol, LocalUser, PasswordStore};
 use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppConfig};
 use sstpd::proto::session::SessionConfig;

@@ -23,8 +23,9 @@ use sstpd::proto::auth::packet::RawPacket;
 use sstpd::proto::auth::pap::PapPacket;
 use sstpd::proto::auth::{
     seeded_rng, AuthAccept, AuthClient, AuthConfig, AuthDecision, AuthEvent, AuthProtocol,
-    AuthReject, AuthRequest, AuthServer, LocalAuthenticator, RejectReason, StaticPasswords,
+    AuthReject, AuthRequest, AuthServer, LocalAuthenticator, RejectReason,
 };
+use sstpd::testing::StaticPasswords;
 
 fn parsers(data: &[u8]) {
     let _ = RawPacket::parse(data);

@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use sstp_loadgen::engine::client_session_config;
 use sstp_loadgen::{Credentials, LoadConfig, Mode};
-use sstpd::proto::auth::{AuthProtocol, LocalAuthenticator, StaticPasswords};
+use sstpd::proto::auth::{AuthProtocol, LocalAuthenticator};
 use sstpd::proto::ppp::PppDropReason;
 use sstpd::proto::ppp::{IpcpConfig, LcpConfig, PppConfig};
 use sstpd::proto::session::{DropReason, SessionConfig, SessionEvent};
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
 use sstpd::testing::pair::Pair;
+use sstpd::testing::StaticPasswords;
 
 fn loadgen_client(auth: &[AuthProtocol]) -> SessionConfig {
     let mut config = LoadConfig::new(

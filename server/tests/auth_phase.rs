@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sstpd::proto::auth::chap::{CODE_FAILURE, CODE_SUCCESS};
-use sstpd::proto::auth::local::{LocalAuthenticator, StaticPasswords};
 use sstpd::proto::auth::pap::{CODE_AUTHENTICATE_ACK, CODE_AUTHENTICATE_NAK};
+use sstpd::proto::auth::LocalAuthenticator;
 use sstpd::proto::auth::{
     AuthAccept, AuthDecision, AuthProtocol, AuthRequestId, FailedAuthAttempt, PROTO_CHAP, PROTO_PAP,
 };
@@ -22,6 +22,7 @@ use sstpd::proto::ppp::{IpcpConfig, PppConfig};
 use sstpd::proto::session::{SessionConfig, SessionEvent};
 use sstpd::proto::sstp::SstpConfig;
 use sstpd::testing::hostile::{LoneServer, ScriptedClient};
+use sstpd::testing::StaticPasswords;
 
 fn config(method: AuthProtocol) -> SessionConfig {
     let ppp = PppConfig {

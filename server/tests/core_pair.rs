@@ -6,13 +6,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sstpd::proto::auth::local::{LocalAuthenticator, StaticPasswords};
+use sstpd::proto::auth::LocalAuthenticator;
 use sstpd::proto::auth::{AttemptOutcome, AuthFailure, AuthProtocol, RejectReason};
 use sstpd::proto::ndp;
 use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppCloseReason, PppConfig};
 use sstpd::proto::session::{CloseReason, DropReason, SessionConfig, SessionEvent};
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
 use sstpd::testing::pair::{control_message_type, is_data_packet, Direction, Pair};
+use sstpd::testing::StaticPasswords;
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 

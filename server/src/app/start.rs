@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::aaa::local::LocalUsers;
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::proto::auth::local::LocalAuthenticator;
+use crate::proto::auth::verify::LocalAuthenticator;
 use crate::proto::auth::Authenticator;
 use crate::proto::ppp::{FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
 use crate::proto::session::SessionConfig;

@@ -552,7 +552,7 @@ struct FuzzRun {
     client_established: bool,
     authenticated: Option<String>,
     server_ip: usize,
-    local: crate::proto::auth::LocalAuthenticator<crate::proto::auth::StaticPasswords>,
+    local: crate::proto::auth::LocalAuthenticator<crate::testing::StaticPasswords>,
 }
 
 /// Events or output beyond these in one step would mean a queue without
@@ -562,9 +562,10 @@ const MAX_OUTPUT_PER_STEP: usize = 1 << 20;
 
 impl FuzzRun {
     fn new(flags: u8) -> FuzzRun {
-        use crate::proto::auth::{AuthProtocol, LocalAuthenticator, StaticPasswords};
+        use crate::proto::auth::{AuthProtocol, LocalAuthenticator};
         use crate::proto::ppp::{IpcpConfig, PppConfig};
         use crate::proto::sstp::SstpConfig;
+        use crate::testing::StaticPasswords;
         use std::net::Ipv4Addr;
 
         let methods = match flags & 3 {

@@ -11,6 +11,7 @@
 //!   the hostile-input tests and the `session` fuzz target.
 //! * [`hdlc`]: PPP in HDLC-like framing (RFC 1662), which sstp-client's
 //!   pppd speaks on its pty; the interoperability tests play pppd with it.
+//! * [`StaticPasswords`]: users in memory, for the harnesses' authenticator.
 //! * [`netns`]: network namespaces for end-to-end tests, benchmarks and the
 //!   demo (runtime only).
 
@@ -20,6 +21,9 @@ pub mod link_pair;
 #[cfg(feature = "runtime")]
 pub mod netns;
 pub mod pair;
+mod users;
+
+pub use users::StaticPasswords;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;

@@ -508,7 +508,7 @@ impl SessionCtx {
                         tracing::debug!(user = %request.username, by = ?by, "authentication throttled");
                         let reject = AuthDecision::Reject(AuthReject {
                             reason: RejectReason::AuthenticationFailure,
-                            message: crate::proto::auth::local::REJECT_MESSAGE.into(),
+                            message: crate::proto::auth::verify::REJECT_MESSAGE.into(),
                         });
                         self.proto
                             .borrow_mut()

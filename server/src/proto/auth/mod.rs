@@ -425,15 +425,15 @@ pub trait PasswordStore: Send + Sync {
 }
 
 pub mod chap;
-pub mod local;
 mod machine;
 pub mod mppe;
 pub mod mschapv2;
 mod outbox;
 pub mod packet;
 pub mod pap;
+pub mod verify;
 
-pub use local::{LocalAuthenticator, StaticPasswords};
+pub use verify::LocalAuthenticator;
 
 /// A deterministic generator to pass as the machines' `rng`, for fuzz
 /// targets and tests that do not depend on `rand` themselves. Never for

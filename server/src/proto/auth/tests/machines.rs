@@ -9,14 +9,15 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::proto::auth::chap::{ChapPacket, CODE_FAILURE, CODE_SUCCESS};
-use crate::proto::auth::local::REJECT_MESSAGE;
 use crate::proto::auth::mschapv2::FailureMessage;
 use crate::proto::auth::pap::PapPacket;
+use crate::proto::auth::verify::REJECT_MESSAGE;
 use crate::proto::auth::{
     AuthAccept, AuthClient, AuthConfig, AuthDecision, AuthEvent, AuthFailure, AuthPacketError,
     AuthProtocol, AuthReject, AuthRequest, AuthServer, LocalAuthenticator, LocalUser,
-    MsChapV2Proof, RejectReason, StaticPasswords, ZERO_HLAK,
+    MsChapV2Proof, RejectReason, ZERO_HLAK,
 };
+use crate::testing::StaticPasswords;
 
 const ALL: [AuthProtocol; 3] = [
     AuthProtocol::Pap,

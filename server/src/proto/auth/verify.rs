@@ -1,5 +1,6 @@
 //! Deciding with locally stored cleartext passwords: [`LocalAuthenticator`]
-//! over any [`PasswordStore`], and [`StaticPasswords`], an in-memory store.
+//! over a [`PasswordStore`] (the server's is `sstpd::aaa::local::LocalUsers`;
+//! tests use `sstpd::testing::StaticPasswords`).
 //!
 //! An unknown user and a wrong password get the same answer
 //! ([`RejectReason::AuthenticationFailure`], same message) after the same
@@ -8,7 +9,6 @@
 //! constant-time (`subtle`); PAP passwords are compared as SHA-256 digests
 //! so that their lengths do not show either.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use sha2::{Digest as _, Sha256};
@@ -114,56 +114,6 @@ impl<S: PasswordStore> Authenticator for LocalAuthenticator<S> {
     }
 }
 
-/// An in-memory [`PasswordStore`] for tests and simple setups.
-#[derive(Clone, Default)]
-pub struct StaticPasswords {
-    users: HashMap<String, LocalUser>,
-}
-
-impl fmt::Debug for StaticPasswords {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticPasswords")
-            .field("users", &self.users.len())
-            .finish()
-    }
-}
-
-impl StaticPasswords {
-    pub fn new() -> Self {
-        StaticPasswords::default()
-    }
-
-    /// Adds (or replaces) a user with no fixed address.
-    pub fn insert(&mut self, username: impl Into<String>, password: impl Into<Vec<u8>>) {
-        self.insert_user(
-            username,
-            LocalUser {
-                password: password.into(),
-                framed_ipv4: None,
-            },
-        );
-    }
-
-    /// Adds (or replaces) a user.
-    pub fn insert_user(&mut self, username: impl Into<String>, user: LocalUser) {
-        self.users.insert(username.into(), user);
-    }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
-}
-
-impl PasswordStore for StaticPasswords {
-    fn lookup(&self, username: &str) -> Option<LocalUser> {
-        self.users.get(username).cloned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -171,6 +121,7 @@ mod tests {
 
     use super::*;
     use crate::proto::auth::tests::vectors as rfc;
+    use crate::testing::StaticPasswords;
 
     fn authenticator() -> LocalAuthenticator<StaticPasswords> {
         let mut store = StaticPasswords::new();
