@@ -9,9 +9,9 @@
 //!     ├ net      sockets and rustls driven over io_uring's owned buffers
 //!     ├ tls      rustls configuration, certificates, kernel TLS
 //!     ├ tun      the multi-queue TUN device
-//!     ├ routing  address pools and the address → session table
-//!     ├ aaa      who may log in: local users (RADIUS next)
-//!     └ metrics  counters
+//!     ├ aaa      who may log in: local users, the guessing throttle
+//!     ├ routing  address pools and the address → session table (std only)
+//!     └ metrics  the counter table (std only)
 //! client         the client runtime (load generator, end-to-end tests): net, tls, proto
 //! config         the TOML schema, embedded defaults and validation
 //! sys            capabilities and resource limits
