@@ -708,16 +708,11 @@ impl PppLink {
                     phase: self.phase,
                 });
             }
-            PROTO_IPCP if self.address_request.is_some() => {
-                // IPCP waits for the owner's address answer: keep the
-                // peer's latest packet (one, so the wait is bounded) and
-                // hand it to IPCP once it starts, instead of making the
-                // peer wait for its restart timer.
-                if self.held_ipcp.replace(information.to_vec()).is_some() {
-                    self.dropped(PppDropReason::HeldIpcpReplaced);
-                }
-            }
             protocol @ (PROTO_IPCP | PROTO_IPV6CP) if self.runs_ncp(protocol) => {
+                if protocol == PROTO_IPCP && self.address_request.is_some() {
+                    self.hold_ipcp(information);
+                    return;
+                }
                 let effects = &mut self.effects;
                 let result = match protocol {
                     PROTO_IPCP => self
@@ -1462,6 +1457,16 @@ impl PppLink {
     }
 
     // ---- Addresses ----
+
+    /// IPCP waits for the owner's address answer: keeps the peer's latest
+    /// packet (one, so the wait is bounded) to hand to IPCP once it starts,
+    /// instead of making the peer wait for its restart timer.
+    #[cold]
+    fn hold_ipcp(&mut self, information: &[u8]) {
+        if self.held_ipcp.replace(information.to_vec()).is_some() {
+            self.dropped(PppDropReason::HeldIpcpReplaced);
+        }
+    }
 
     /// Server: asks the owner for the peer's address.
     fn request_address(&mut self) {
