@@ -21,8 +21,16 @@ use crate::routing::session_table::SessionRef;
 use crate::tls::ktls::KtlsDecision;
 
 /// Plaintext queued for a client beyond which further packets from TUN are
-/// dropped (and counted): bounds memory per session under overload.
+/// dropped (and counted as `tx_queue_full`): bounds memory per session
+/// under overload.
 const MAX_PENDING_PLAINTEXT: usize = 512 * 1024;
+/// A session's output backlog (plaintext waiting, plus the write in
+/// flight) at which its reader stops reading the socket: what a client's
+/// input makes the server answer (LCP, SSTP control) is queued only while
+/// the client also takes the answers. Counted as `session_read_paused`.
+const OUTPUT_HIGH_WATER: usize = MAX_PENDING_PLAINTEXT;
+/// The backlog below which a paused reader reads again.
+const OUTPUT_LOW_WATER: usize = OUTPUT_HIGH_WATER / 4;
 
 /// Accepts connections on one listener until shutdown.
 pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::TcpListener) {
@@ -123,6 +131,15 @@ pub(crate) struct SessionCtx {
     /// The IPv6 /64 delegated to this session, to return to the pool.
     ipv6_prefix: Cell<Option<std::net::Ipv6Addr>>,
     reader_done: Cell<bool>,
+    /// Plaintext in the write the writer has in flight.
+    in_flight: Cell<usize>,
+    /// Signalled when the output backlog falls below [`OUTPUT_LOW_WATER`]
+    /// or the writer ends (a paused reader waits for it).
+    output_drained: Notify,
+    writer_done: Cell<bool>,
+    /// The PPP link's count of control frames it could not queue, as last
+    /// reported.
+    ppp_overflows: Cell<u64>,
 }
 
 async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, peer: SocketAddr) {
@@ -234,6 +251,10 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             ipv4_route: Cell::new(None),
             ipv6_prefix: Cell::new(None),
             reader_done: Cell::new(false),
+            in_flight: Cell::new(0),
+            output_drained: Notify::new(),
+            writer_done: Cell::new(false),
+            ppp_overflows: Cell::new(0),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event("refused_worker_full");
@@ -258,6 +279,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
     let mut plaintext = Vec::new();
     loop {
         super::tun_io::wait_for_tun_space(&worker).await;
+        ctx.wait_for_output_space(&worker).await;
         plaintext.clear();
         match ctx.tls.read_plaintext(&mut plaintext).await {
             // Once the session has closed, what still arrives (the
@@ -291,7 +313,10 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         if !batch.is_empty() || ctx.tls.wants_flush() {
             // One TLS record per SSTP packet: sstp-client handles only
             // the first packet of a record until more bytes arrive.
+            ctx.in_flight.set(batch.len());
             let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
+            ctx.in_flight.set(0);
+            ctx.output_written();
             batch.clear();
             if let Err(e) = result {
                 worker.metrics().event(e.as_str());
@@ -311,17 +336,65 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     }
     // Make the reader's pending read return so its task ends too.
     let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);
+    ctx.writer_done.set(true);
+    ctx.output_drained.notify_waiters();
 }
 
 impl SessionCtx {
     /// Feeds plaintext from the client to the protocol core; IP packets go
     /// to the TUN write queue.
+    ///
+    /// What the input makes the protocol answer is collected into the
+    /// output buffer at once, so the backlog the reader checks before its
+    /// next read ([`SessionCtx::wait_for_output_space`]) is all there is.
     fn input(&self, worker: &Worker, plaintext: &[u8]) {
         let now = Instant::now();
-        self.proto
-            .borrow_mut()
-            .handle_input(now, plaintext, &mut |packet| worker.write_to_tun(packet));
+        {
+            let mut proto = self.proto.borrow_mut();
+            proto.handle_input(now, plaintext, &mut |packet| worker.write_to_tun(packet));
+            proto.poll_transmit(now, &mut self.out.borrow_mut());
+            // One input answers at most the PPP outbox's 64 frames; what
+            // did not fit was dropped (PPP retransmits what matters).
+            let overflows = proto.ppp().transmit_overflows();
+            let new = overflows.saturating_sub(self.ppp_overflows.replace(overflows));
+            worker.metrics().events_n("ppp_outbox_full", new);
+        }
         self.after_step(worker);
+    }
+
+    /// Plaintext queued for the client: waiting, and in the write in
+    /// flight.
+    fn output_backlog(&self) -> usize {
+        self.out.borrow().len() + self.in_flight.get()
+    }
+
+    /// Backpressure on the client's input: while the output backlog is at
+    /// [`OUTPUT_HIGH_WATER`], the reader does not read (TCP's window then
+    /// slows the client down) until the writer has taken it below
+    /// [`OUTPUT_LOW_WATER`]. A client that sends requests and never reads
+    /// the answers is held to the bound this way; its timers (negotiation,
+    /// Hello) run on and close it.
+    async fn wait_for_output_space(&self, worker: &Worker) {
+        if self.output_backlog() < OUTPUT_HIGH_WATER || self.proto.borrow().is_closed() {
+            return;
+        }
+        worker.metrics().event("session_read_paused");
+        loop {
+            // Registered before the check, so a wakeup in between is not
+            // lost.
+            let drained = self.output_drained.notified();
+            if self.output_backlog() < OUTPUT_LOW_WATER || self.writer_done.get() {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// After a write: wakes a paused reader once the backlog is low.
+    fn output_written(&self) {
+        if self.output_backlog() < OUTPUT_LOW_WATER {
+            self.output_drained.notify_waiters();
+        }
     }
 
     /// After any input: act on events and let the writer send what the
