@@ -349,3 +349,37 @@ fn a_client_that_stops_reading_is_not_read_any_further() {
         server.handle().metrics()
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_is_closed_by_the_negotiation_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.sstp.negotiation_timeout = Duration::from_secs(3);
+    config.sstp.abort_timeout = Duration::from_secs(1);
+    // TCP_USER_TIMEOUT is two Hello intervals: 4 minutes here, far beyond
+    // the wait below, so only the protocol's timers can end the session.
+    config.sstp.hello_interval = Duration::from_secs(120);
+    let server = TestServer::start(config);
+    small_tcp_buffers(&server);
+    let addr = server.addr;
+    let started = std::time::Instant::now();
+    let tls = server.ns.run(move || {
+        let mut tls = deaf_tls(addr);
+        flood_without_reading(&mut tls);
+        tls
+    });
+    // Still connected, still not reading.
+    let closed = wait_until(Duration::from_secs(30), || {
+        server.handle().metrics().sessions_active == 0
+    });
+    let stats = server.handle().metrics();
+    assert!(
+        closed,
+        "the session outlived its negotiation timer by far ({:?}): {stats}",
+        started.elapsed()
+    );
+    assert_eq!(stats.event("negotiation_timeout"), 1, "{stats}");
+    // Its last write never finished: the close shut the socket down.
+    assert_eq!(stats.event("write_stalled_at_close"), 1, "{stats}");
+    drop(tls);
+}

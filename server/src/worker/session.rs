@@ -4,6 +4,7 @@
 //! sans-IO [`Session`].
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use tracing::{field, Instrument};
 
 use super::{Worker, WorkerMsg};
 use crate::metrics::WorkerMetrics;
-use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn};
+use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
+use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::auth::{AuthDecision, AuthReply};
 use crate::proto::session::{Session, SessionEvent};
 use crate::proto::sstp::{record_units, HashProtocol};
@@ -86,9 +88,9 @@ impl AcceptWarnings {
 
 /// How long data sstpd sent may stay unacknowledged before the kernel
 /// drops the connection: two Hello intervals, when the Hello timer would
-/// have declared the peer dead ([MS-SSTP] 3.1.2). The writer also runs the
-/// session's timers, so a client that stops reading (a zero window) would
-/// otherwise block its session for good; the failed write ends it.
+/// have declared the peer dead ([MS-SSTP] 3.1.2). A backstop: the
+/// session's own timers run while a write waits, and close a client that
+/// stops reading (a zero window) at the negotiation or Hello timeout.
 fn user_timeout_for(hello_interval: Duration) -> Duration {
     hello_interval.saturating_mul(2)
 }
@@ -303,18 +305,19 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
     ctx.after_step(&worker);
 }
 
-/// Protocol output -> TLS -> socket; also runs the session's timers.
+/// Protocol output -> TLS -> socket; also runs the session's timers, also
+/// while a write waits for the client ([`SessionCtx::while_writing`]).
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
-        let deadline = crate::net::session_io::collect_output(&ctx.proto, &ctx.out, Instant::now());
-        ctx.handle_events(worker);
+        let deadline = ctx.run_timers(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
             // One TLS record per SSTP packet: sstp-client handles only
             // the first packet of a record until more bytes arrive.
             ctx.in_flight.set(batch.len());
-            let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
+            let write = ctx.tls.write_plaintext_units(record_units(&batch));
+            let result = ctx.while_writing(worker, write).await;
             ctx.in_flight.set(0);
             ctx.output_written();
             batch.clear();
@@ -328,11 +331,11 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             continue;
         }
         if ctx.proto.borrow().is_closed() {
-            let _ = ctx.tls.close().await;
+            let _ = ctx.while_writing(worker, ctx.tls.close()).await;
             crate::net::session_io::linger(&ctx.reader_done, &ctx.wake_writer).await;
             break;
         }
-        crate::net::session_io::wait_for_work(&ctx.wake_writer, deadline).await;
+        wait_for_work(&ctx.wake_writer, deadline).await;
     }
     // Make the reader's pending read return so its task ends too.
     let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);
@@ -341,6 +344,54 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
 }
 
 impl SessionCtx {
+    /// Runs the session's due timers, collects what they and everything
+    /// since make the protocol send, and acts on its events. Returns the
+    /// next timer deadline.
+    fn run_timers(&self, worker: &Worker) -> Option<Instant> {
+        let deadline =
+            crate::net::session_io::collect_output(&self.proto, &self.out, Instant::now());
+        self.handle_events(worker);
+        deadline
+    }
+
+    /// Awaits `write` (a write of this session's socket) while the
+    /// session's timers keep running: a client that stops reading (a zero
+    /// window) holds the write up, and must not hold up the negotiation
+    /// and Hello timers that would close it too. Once the session is
+    /// closed, the write gets [`CLOSE_LINGER`] to finish; then the socket
+    /// is shut down, counted as `write_stalled_at_close`, which completes
+    /// the write with an error. (A tokio-uring write cannot be abandoned:
+    /// the ring holds it, and with it the socket, until it completes.)
+    async fn while_writing<T>(
+        &self,
+        worker: &Worker,
+        write: impl Future<Output = Result<T, TlsIoError>>,
+    ) -> Result<T, TlsIoError> {
+        let mut write = std::pin::pin!(write);
+        let mut give_up_at: Option<Instant> = None;
+        loop {
+            let timer = self.run_timers(worker);
+            if give_up_at.is_none() && self.proto.borrow().is_closed() {
+                give_up_at = Some(Instant::now() + CLOSE_LINGER);
+            }
+            let wake_at = match (timer, give_up_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                biased;
+                result = &mut write => return result,
+                () = wait_for_work(&self.wake_writer, wake_at) => {}
+            }
+            if give_up_at.is_some_and(|at| Instant::now() >= at) {
+                worker.metrics().event("write_stalled_at_close");
+                tracing::debug!("the client took nothing since the session closed; shutting down");
+                let _ = self.tls.tcp().shutdown(std::net::Shutdown::Both);
+                return write.await;
+            }
+        }
+    }
+
     /// Feeds plaintext from the client to the protocol core; IP packets go
     /// to the TUN write queue.
     ///
