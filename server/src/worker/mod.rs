@@ -36,24 +36,30 @@ use crate::proto::session::SessionConfig;
 use crate::proto::sstp::CertHashes;
 use crate::routing::session_table::{SessionRef, SessionTable};
 use crate::tls::ktls::KtlsPlan;
+#[cfg(test)]
+use crate::worker::mailbox::SendBatchErrorKind;
 use crate::worker::mailbox::{Mailbox, MailboxSender};
 
 pub(crate) use session::SessionCtx;
 use slots::Slots;
 use tun_io::TunWriteQueue;
 
-/// What workers send each other.
+/// What workers send each other. Packets go in batches on the mailbox's
+/// bounded lane (dropped and counted when it is full); the rest are
+/// control messages, sent with [`send_control`] on its control lane, which
+/// never drops.
 #[derive(Debug)]
 pub(crate) enum WorkerMsg {
     /// An IP packet read from TUN for a session living on the receiving
     /// worker.
     Packet { to: SessionRef, packet: Vec<u8> },
-    /// An [`Authenticator`]'s answer for a session of the receiving worker.
+    /// An [`Authenticator`]'s answer for a session of the receiving worker
+    /// (control).
     Auth {
         to: SessionRef,
         decision: AuthDecision,
     },
-    /// Disconnect every session and stop.
+    /// Disconnect every session and stop (control).
     Shutdown,
 }
 
@@ -311,6 +317,76 @@ pub(crate) fn broadcast_shutdown(shared: &Shared) {
         return;
     }
     for mailbox in &shared.mailboxes {
-        let _ = mailbox.send_batch(vec![WorkerMsg::Shutdown]);
+        send_control(mailbox, WorkerMsg::Shutdown);
+    }
+}
+
+/// Sends a control message (an authentication answer, shutdown) on the
+/// mailbox's control lane, which is never full: a lost answer would leave
+/// its session waiting until it times out, a lost shutdown a worker
+/// running. It fails only when the receiving worker is gone, and then
+/// there is nobody left to tell.
+pub(crate) fn send_control(mailbox: &MailboxSender<WorkerMsg>, msg: WorkerMsg) {
+    if mailbox.send_control(msg).is_err() {
+        tracing::debug!("control message for a worker that has stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::auth::AuthAccept;
+
+    fn session(slot: u32) -> SessionRef {
+        SessionRef {
+            worker: 0,
+            slot,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn control_messages_get_through_a_mailbox_full_of_packets() {
+        let (tx, mut rx) = crate::worker::mailbox::mailbox::<WorkerMsg>(2).unwrap();
+        let mut packets = 0;
+        loop {
+            let batch = vec![WorkerMsg::Packet {
+                to: session(1),
+                packet: vec![0x45; 20],
+            }];
+            match tx.send_batch(batch) {
+                Ok(()) => packets += 1,
+                Err(e) => {
+                    assert_eq!(e.kind, SendBatchErrorKind::Full);
+                    break;
+                }
+            }
+        }
+        assert_eq!(packets, 2);
+        send_control(
+            &tx,
+            WorkerMsg::Auth {
+                to: session(7),
+                decision: AuthDecision::Accept(AuthAccept::default()),
+            },
+        );
+        send_control(&tx, WorkerMsg::Shutdown);
+
+        let mut got = Vec::new();
+        while rx.drain(&mut |msg| got.push(msg)) > 0 {}
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|msg| match msg {
+                WorkerMsg::Packet { .. } => "packet",
+                WorkerMsg::Auth { .. } => "auth",
+                WorkerMsg::Shutdown => "shutdown",
+            })
+            .collect();
+        // Control first: an answer is not held up behind a backlog of
+        // packets.
+        assert_eq!(kinds, ["auth", "shutdown", "packet", "packet"]);
+        // The packet that did not fit was counted; the control messages
+        // are not packets and were neither dropped nor counted as such.
+        assert_eq!(rx.stats().items_dropped, 1);
     }
 }

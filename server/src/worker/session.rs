@@ -498,7 +498,7 @@ impl SessionCtx {
                     let mailbox = worker.shared.mailboxes[worker.index].clone();
                     let to = self.reference;
                     let reply = AuthReply::new(move |decision| {
-                        let _ = mailbox.send_batch(vec![WorkerMsg::Auth { to, decision }]);
+                        super::send_control(&mailbox, WorkerMsg::Auth { to, decision });
                     });
                     worker.shared.authenticator.authenticate(request, reply);
                 }
