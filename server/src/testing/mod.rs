@@ -10,7 +10,9 @@
 //!   pppd speaks on its pty; the interoperability tests play pppd with it.
 //! * [`netns`]: network namespaces for end-to-end tests, benchmarks and the
 //!   demo (runtime only).
+//! * [`faults`]: panics injected into a running server's session tasks.
 
+pub mod faults;
 pub mod hdlc;
 pub mod link_pair;
 #[cfg(feature = "runtime")]

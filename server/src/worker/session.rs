@@ -142,6 +142,8 @@ pub(crate) struct SessionCtx {
     /// The PPP link's count of control frames it could not queue, as last
     /// reported.
     ppp_overflows: Cell<u64>,
+    /// One of the session's tasks panicked ([`TaskGuard`]).
+    failed: Cell<bool>,
 }
 
 async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, peer: SocketAddr) {
@@ -257,6 +259,7 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
             output_drained: Notify::new(),
             writer_done: Cell::new(false),
             ppp_overflows: Cell::new(0),
+            failed: Cell::new(false),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event("refused_worker_full");
@@ -266,29 +269,108 @@ async fn serve_connection(worker: Rc<Worker>, tcp: tokio_uring::net::TcpStream, 
         .metrics()
         .sessions_active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // From here on, however this task ends, the guard gives back what the
+    // session holds (see `TaskGuard`).
+    let guard = TaskGuard::new(&worker, &ctx, Task::Writer);
 
     if !early.is_empty() {
         ctx.input(&worker, &early);
     }
     tokio_uring::spawn(reader(worker.clone(), ctx.clone()).instrument(span.clone()));
     writer(&worker, &ctx).instrument(span).await;
-    ctx.finish(&worker);
+    guard.completed();
+}
+
+/// A session's two tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Task {
+    Reader,
+    Writer,
+}
+
+/// Ends a session task, however it ends: normally, by a panic (tokio
+/// catches it and drops the task's future, and with it this guard, after
+/// the unwinding), or with the worker's runtime.
+///
+/// A task that did not complete while its worker was not stopping has
+/// panicked: counted as `session_panicked` (once per session), the
+/// session marked failed (its protocol state is not to be trusted any
+/// more), and its socket shut down, so that the other task's IO completes
+/// and it ends too. The writer's guard then gives back what the session
+/// held ([`SessionCtx::finish`]): its routes, its IPv6 prefix, its slot and
+/// its place in the session count; the protocol session, and with it the
+/// pool address its PPP link holds, goes when the last task lets go of it.
+struct TaskGuard {
+    worker: Rc<Worker>,
+    ctx: Rc<SessionCtx>,
+    task: Task,
+    completed: bool,
+}
+
+impl TaskGuard {
+    fn new(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>, task: Task) -> Self {
+        TaskGuard {
+            worker: worker.clone(),
+            ctx: ctx.clone(),
+            task,
+            completed: false,
+        }
+    }
+
+    /// The task came to its end.
+    fn completed(mut self) {
+        self.completed = true;
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let (worker, ctx) = (&*self.worker, &*self.ctx);
+        if !self.completed && !worker.stopping.get() {
+            ctx.task_failed(worker, self.task);
+        }
+        match self.task {
+            Task::Reader => {
+                ctx.reader_done.set(true);
+                ctx.wake_writer.notify_one();
+            }
+            Task::Writer => {
+                // Make the reader's pending read return so its task ends
+                // too, and release it if it waits for output space.
+                let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);
+                ctx.writer_done.set(true);
+                ctx.output_drained.notify_waiters();
+                ctx.finish(worker);
+            }
+        }
+    }
 }
 
 /// Socket -> TLS -> protocol core -> TUN.
 async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
+    let guard = TaskGuard::new(&worker, &ctx, Task::Reader);
     // Grows to what a read yields; an idle session keeps it small.
     let mut plaintext = Vec::new();
     loop {
         super::tun_io::wait_for_tun_space(&worker).await;
         ctx.wait_for_output_space(&worker).await;
         plaintext.clear();
-        match ctx.tls.read_plaintext(&mut plaintext).await {
+        let outcome = ctx.tls.read_plaintext(&mut plaintext).await;
+        if ctx.failed.get() {
+            // The writer failed: leave the protocol state alone.
+            guard.completed();
+            return;
+        }
+        match outcome {
             // Once the session has closed, what still arrives (the
             // client's close_notify, a late packet) is read and dropped
             // until the client's end of the stream: see the writer's linger.
             Ok(ReadOutcome::Data(_)) if ctx.proto.borrow().is_closed() => {}
-            Ok(ReadOutcome::Data(_)) => ctx.input(&worker, &plaintext),
+            Ok(ReadOutcome::Data(_)) => {
+                ctx.input(&worker, &plaintext);
+                #[cfg(any(test, feature = "testing"))]
+                ctx.injected_panic(crate::testing::faults::SessionTask::Reader);
+            }
             Ok(ReadOutcome::Closed) => {
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
                 break;
@@ -301,8 +383,8 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
             }
         }
     }
-    ctx.reader_done.set(true);
-    ctx.after_step(&worker);
+    ctx.handle_events(&worker);
+    guard.completed();
 }
 
 /// Protocol output -> TLS -> socket; also runs the session's timers, also
@@ -310,9 +392,15 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
+        if ctx.failed.get() {
+            // The reader failed and shut the socket down.
+            return;
+        }
         let deadline = ctx.run_timers(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
+            #[cfg(any(test, feature = "testing"))]
+            ctx.injected_panic(crate::testing::faults::SessionTask::Writer);
             // One TLS record per SSTP packet: sstp-client handles only
             // the first packet of a record until more bytes arrive.
             ctx.in_flight.set(batch.len());
@@ -337,13 +425,41 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
         }
         wait_for_work(&ctx.wake_writer, deadline).await;
     }
-    // Make the reader's pending read return so its task ends too.
-    let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);
-    ctx.writer_done.set(true);
-    ctx.output_drained.notify_waiters();
 }
 
 impl SessionCtx {
+    /// `task` panicked (see [`TaskGuard`]): count it once, stop trusting
+    /// the protocol state, and shut the socket down so the other task's IO
+    /// completes and it ends too.
+    fn task_failed(&self, worker: &Worker, task: Task) {
+        if self.failed.replace(true) {
+            return;
+        }
+        worker.metrics().event("session_panicked");
+        self.span.in_scope(|| {
+            tracing::error!(
+                ?task,
+                "session task panicked; closing the session and giving back what it held"
+            )
+        });
+        let _ = self.tls.tcp().shutdown(std::net::Shutdown::Both);
+        self.wake_writer.notify_one();
+        self.output_drained.notify_waiters();
+    }
+
+    /// Test builds: panics if a test asked this task of this session to
+    /// ([`crate::testing::faults`]). Not compiled into the shipped server.
+    #[cfg(any(test, feature = "testing"))]
+    fn injected_panic(&self, task: crate::testing::faults::SessionTask) {
+        let proto = self.proto.borrow();
+        if proto.ipv4().is_some()
+            && crate::testing::faults::session_should_panic(proto.username(), task)
+        {
+            drop(proto);
+            panic!("injected panic in the session's {task:?} task");
+        }
+    }
+
     /// Runs the session's due timers, collects what they and everything
     /// since make the protocol send, and acts on its events. Returns the
     /// next timer deadline.
@@ -370,6 +486,11 @@ impl SessionCtx {
         let mut write = std::pin::pin!(write);
         let mut give_up_at: Option<Instant> = None;
         loop {
+            if self.failed.get() {
+                // The reader failed and shut the socket down: the write
+                // completes.
+                return write.await;
+            }
             let timer = self.run_timers(worker);
             if give_up_at.is_none() && self.proto.borrow().is_closed() {
                 give_up_at = Some(Instant::now() + CLOSE_LINGER);
@@ -618,17 +739,31 @@ impl SessionCtx {
         }
     }
 
-    /// Final cleanup once the writer has finished: routes, prefix, slot.
+    /// Final cleanup once the writer has ended (from its [`TaskGuard`]):
+    /// routes, prefix, slot, session count. After a panic the protocol's
+    /// last events are left alone, and no borrow is assumed free.
     fn finish(&self, worker: &Worker) {
-        self.handle_events(worker);
+        if !self.failed.get() {
+            self.handle_events(worker);
+        }
         self.release_ipv6_prefix(worker);
-        let routes = std::mem::take(&mut *self.routes.borrow_mut());
+        let routes = self
+            .routes
+            .try_borrow_mut()
+            .map(|mut routes| std::mem::take(&mut *routes))
+            .unwrap_or_default();
         for addr in routes {
             let _ = worker.shared.table.remove(addr, self.reference);
         }
         // Dropping the protocol session releases its IPv4 address (the PPP
-        // link returns it to the pool).
-        worker.sessions.borrow_mut().remove(self.reference);
+        // link returns it to the pool): the slot's reference goes here, the
+        // reader's when its task ends.
+        match worker.sessions.try_borrow_mut() {
+            Ok(mut sessions) => {
+                sessions.remove(self.reference);
+            }
+            Err(_) => tracing::error!("session slot busy at cleanup; it stays taken"),
+        }
         worker
             .metrics()
             .sessions_active
