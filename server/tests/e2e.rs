@@ -279,28 +279,9 @@ fn a_client_spoofing_its_source_gets_nothing_through() {
 fn sigterm_disconnects_every_session_cleanly() {
     // The real binary, in a namespace, stopped with SIGTERM.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    config.server.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
-    let toml = config_toml(&config);
-    let config_path = dir.path().join("sstpd.toml");
-    std::fs::write(&config_path, toml).unwrap();
-
-    let ns = sstpd::testing::netns::NetNs::new("sstpd-e2e").unwrap();
-    let mut child = ns
-        .command(env!("CARGO_BIN_EXE_sstpd"))
-        .arg("--config")
-        .arg(&config_path)
-        .env("SSTPD_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let (ns, mut child, addr) = spawn_sstpd(env!("CARGO_BIN_EXE_sstpd"), dir.path(), config);
     let pid = child.id();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ns_ref = &ns;
     let reasons = ns.run(move || {
         tokio_uring::start(async move {
@@ -395,26 +376,6 @@ fn tcp_out_rsts(ns: &sstpd::testing::netns::NetNs) -> u64 {
         .find(|(name, _)| *name == "OutRsts")
         .and_then(|(_, value)| value.parse().ok())
         .expect("OutRsts in /proc/net/snmp")
-}
-
-/// The parts of a test configuration the binary needs, as TOML.
-fn config_toml(config: &sstpd::config::Config) -> String {
-    let mut users = String::new();
-    for u in &config.users.local {
-        users.push_str(&format!(
-            "\n[[users.local]]\nname = \"{}\"\npassword = \"{}\"\n",
-            u.name, u.password.0
-        ));
-    }
-    format!(
-        "[server]\nlisten = [\"{}\"]\nworkers = {}\nstate_dir = \"{}\"\nshutdown_timeout = \"5s\"\n\n\
-         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{users}",
-        config.server.listen[0],
-        config.server.workers,
-        config.server.state_dir.as_ref().unwrap().display(),
-        config.tls.certificate.as_ref().unwrap().display(),
-        config.tls.private_key.as_ref().unwrap().display(),
-    )
 }
 
 /// An ICMPv6 echo request with a valid checksum.

@@ -2,7 +2,8 @@
 //! When part of the server itself fails: a session task that panics gives
 //! back everything the session held (its slot, the session count, its
 //! routes, its pool address) and is counted, and the other sessions carry
-//! on.
+//! on; a worker that loses its TUN queue ends the process with a clear
+//! error and a non-zero exit, for the service manager to restart it.
 
 mod common;
 
@@ -80,4 +81,61 @@ fn a_panicking_session_task_gives_back_its_slot_route_and_address() {
     // The dead sessions' routes went with them.
     assert_eq!(stats.event("route_taken_over"), 0, "{stats}");
     assert_eq!(stats.sessions_established, 3, "{stats}");
+}
+
+#[test]
+fn losing_the_tun_device_ends_the_process_with_an_error() {
+    // The real binary, in a namespace; its TUN device deleted under it. A
+    // worker without its TUN queue can carry no traffic: sstpd must say so
+    // and exit non-zero (systemd restarts it), not warn forever.
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let tun = config.tun.name.clone();
+    let (ns, mut child, _) = spawn_sstpd(env!("CARGO_BIN_EXE_sstpd"), dir.path(), config);
+    let (stderr, stderr_thread) = collect_output(child.stderr.take().unwrap());
+    let (stdout, stdout_thread) = collect_output(child.stdout.take().unwrap());
+    let log = || stderr.lock().unwrap().clone() + &stdout.lock().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || log().contains("sstpd ready")),
+        "sstpd did not start; log:\n{}",
+        log()
+    );
+    let out = ns
+        .command("ip")
+        .args(["link", "del", &tun])
+        .output()
+        .expect("ip link del");
+    assert!(out.status.success(), "ip link del {tun}: {out:?}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stderr_thread.join().unwrap();
+    stdout_thread.join().unwrap();
+    let log = log();
+    let tail: String = log
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let status = status
+        .unwrap_or_else(|| panic!("sstpd kept running without its TUN device; log tail:\n{tail}"));
+    assert!(!status.success(), "exit status {status}; log tail:\n{tail}");
+    assert!(log.contains("TUN queue lost"), "log tail:\n{tail}");
+    // One line per lost queue at most, not a flood.
+    let warnings = log.matches("TUN read failed").count();
+    assert!(warnings <= 2, "{warnings} warnings; log tail:\n{tail}");
 }

@@ -17,6 +17,7 @@
 pub mod mailbox;
 mod session;
 mod slots;
+mod supervise;
 mod tun_io;
 
 use std::cell::{Cell, RefCell};
@@ -42,6 +43,7 @@ use crate::worker::mailbox::{Mailbox, MailboxSender};
 
 pub(crate) use session::SessionCtx;
 use slots::Slots;
+pub(crate) use supervise::Fatal;
 use tun_io::TunWriteQueue;
 
 /// What workers send each other. Packets go in batches on the mailbox's
@@ -78,6 +80,8 @@ pub(crate) struct Shared {
     pub mailboxes: Vec<MailboxSender<WorkerMsg>>,
     /// Set once shutdown has begun: stop accepting.
     pub stopping: AtomicBool,
+    /// A worker died or lost its TUN queue: the server must stop.
+    pub fatal: Fatal,
 }
 
 /// The per-worker resources created before the thread starts.
@@ -106,12 +110,13 @@ pub(crate) fn spawn(
                     );
                 }
             }
-            let result = tokio_uring::builder()
-                .entries(1024)
-                .start(async move { Worker::run(shared, setup).await });
-            if let Err(e) = result {
-                tracing::error!(error = %e, "worker failed");
-            }
+            let index = setup.index;
+            let watched = shared.clone();
+            supervise::watch_worker(index, &shared.fatal, &shared.stopping, move || {
+                tokio_uring::builder()
+                    .entries(1024)
+                    .start(async move { Worker::run(watched, setup).await })
+            });
         })
 }
 
@@ -134,6 +139,8 @@ pub(crate) struct Worker {
     stopping: Cell<bool>,
     /// Signalled whenever a session ends (shutdown waits on it).
     session_ended: Notify,
+    /// TUN reads that failed in a row (all of this worker's readers).
+    tun_read_failures: Cell<u32>,
 }
 
 impl Worker {
@@ -152,6 +159,7 @@ impl Worker {
             mailbox: RefCell::new(setup.mailbox),
             stopping: Cell::new(false),
             session_ended: Notify::new(),
+            tun_read_failures: Cell::new(0),
             shared,
         });
         let mut listener_wait = worker.mailbox.borrow().listener()?;

@@ -166,6 +166,56 @@ pub fn trusting(cert_pem: &[u8]) -> ServerVerification {
 
 pub type Shared<T> = std::rc::Rc<std::cell::RefCell<T>>;
 
+/// The parts of a test configuration the binary needs, as TOML.
+pub fn config_toml(config: &sstpd::config::Config) -> String {
+    let mut users = String::new();
+    for u in &config.users.local {
+        users.push_str(&format!(
+            "\n[[users.local]]\nname = \"{}\"\npassword = \"{}\"\n",
+            u.name, u.password.0
+        ));
+    }
+    format!(
+        "[server]\nlisten = [\"{}\"]\nworkers = {}\nstate_dir = \"{}\"\nshutdown_timeout = \"5s\"\n\n\
+         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{users}",
+        config.server.listen[0],
+        config.server.workers,
+        config.server.state_dir.as_ref().unwrap().display(),
+        config.tls.certificate.as_ref().unwrap().display(),
+        config.tls.private_key.as_ref().unwrap().display(),
+    )
+}
+
+/// The real `sstpd` binary (`env!("CARGO_BIN_EXE_sstpd")` of the calling
+/// test), started in a namespace of its own with `config` listening on a
+/// free port of 127.0.0.1 (written as TOML into `dir`), logging at info
+/// level to its piped stdout and stderr.
+pub fn spawn_sstpd(
+    binary: &str,
+    dir: &Path,
+    mut config: Config,
+) -> (NetNs, std::process::Child, SocketAddr) {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    config.server.listen = vec![addr];
+    let config_path = dir.join("sstpd.toml");
+    std::fs::write(&config_path, config_toml(&config)).unwrap();
+    let ns = NetNs::new("sstpd-e2e").unwrap();
+    let child = ns
+        .command(binary)
+        .arg("--config")
+        .arg(&config_path)
+        .env("SSTPD_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (ns, child, addr)
+}
+
 // ---------------------------------------------------------------- clients
 
 /// IP packets a client received, in order.
