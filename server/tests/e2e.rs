@@ -296,17 +296,9 @@ fn a_client_spoofing_its_source_gets_nothing_through() {
 fn sigterm_disconnects_every_session_cleanly() {
     // The real binary, in a namespace, stopped with SIGTERM.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
-    let port = free_port();
-    config.server.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
-    let toml = config_toml(&config, "");
-    let config_path = dir.path().join("sstpd.toml");
-    std::fs::write(&config_path, toml).unwrap();
-
-    let ns = sstpd::testing::netns::NetNs::new("sstpd-e2e").unwrap();
-    let mut child = spawn_sstpd(&ns, env!("CARGO_BIN_EXE_sstpd"), &config_path);
+    let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let (ns, mut child, addr) = spawn_sstpd(env!("CARGO_BIN_EXE_sstpd"), dir.path(), config);
     let pid = child.id();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let ns_ref = &ns;
     let reasons = ns.run(move || {
         tokio_uring::start(async move {

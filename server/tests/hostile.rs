@@ -362,3 +362,176 @@ fn renegotiation_does_not_reset_the_attempt_limit() {
     assert_eq!(stats.event("auth_attempts_exhausted"), 1, "{stats}");
     assert_eq!(stats.event("auth_failure_pap"), 3, "{stats}");
 }
+
+// ------------------------------------------------ clients that stop reading
+
+/// How much a flooding client may write before the test calls the server's
+/// reading unbounded (the server would be queuing replies to all of it).
+const FLOOD_LIMIT: u64 = 64 * 1024 * 1024;
+/// A write blocked this long means the server stopped reading.
+const FLOOD_STALL: Duration = Duration::from_secs(2);
+
+/// Small TCP buffers in the namespace (`tcp_rmem`, `tcp_wmem` are per
+/// namespace): what the kernel holds on either side stays small, so how far
+/// a client gets is decided by what sstpd itself reads and queues.
+fn small_tcp_buffers(server: &TestServer) {
+    for sysctl in [
+        "net.ipv4.tcp_rmem=4096 65536 262144",
+        "net.ipv4.tcp_wmem=4096 65536 262144",
+    ] {
+        let out = server
+            .ns
+            .command("sysctl")
+            .args(["-qw", sysctl])
+            .output()
+            .expect("sysctl");
+        assert!(out.status.success(), "sysctl {sysctl}: {out:?}");
+    }
+}
+
+/// A TLS client whose socket has a tiny receive buffer and that never
+/// reads after the handshake: a zero window for everything sstpd sends.
+fn deaf_tls(addr: SocketAddr) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let config = client_tls(ServerVerification::Insecure);
+    let name = sstpd::tls::client::server_name("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    tls
+}
+
+/// Writes the HTTP request, a Call Connect Request and then, until the
+/// writes block for [`FLOOD_STALL`] (or fail) or [`FLOOD_LIMIT`] bytes are
+/// out, LCP packets of an unknown code, each of which sstpd answers with a
+/// Code-Reject quoting it ([RFC 1661] 5.6): as much to send as it reads.
+/// Never reads. Returns the bytes written.
+fn flood_without_reading(
+    tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+) -> u64 {
+    use sstpd::proto::sstp::wire::{encode_call_connect_request, put_packet_header, PROTOCOL_PPP};
+    let mut start = DUPLEX_POST.as_bytes().to_vec();
+    encode_call_connect_request(PROTOCOL_PPP, &mut start);
+    tls.write_all(&start).unwrap();
+
+    // ff 03 c0 21, then LCP code 0x40 (unknown), identifier, length.
+    let lcp_len: usize = 4 + 1400;
+    let mut packet = Vec::new();
+    put_packet_header(&mut packet, false, 4 + 4 + lcp_len);
+    packet.extend_from_slice(&[0xff, 0x03, 0xc0, 0x21, 0x40, 0x01]);
+    packet.extend_from_slice(&(lcp_len as u16).to_be_bytes());
+    packet.resize(4 + 4 + lcp_len, 0x5a);
+    let chunk: Vec<u8> = packet.repeat(32);
+
+    tls.sock.set_write_timeout(Some(FLOOD_STALL)).unwrap();
+    let mut written = start.len() as u64;
+    let mut at = 0;
+    while written < FLOOD_LIMIT {
+        // rustls takes plaintext only once what it holds has gone out, so
+        // an error (the socket took nothing for FLOOD_STALL) means none of
+        // this write was taken.
+        match tls.write(&chunk[at..]) {
+            Ok(n) => {
+                written += n as u64;
+                at = (at + n) % chunk.len();
+            }
+            Err(_) => break,
+        }
+    }
+    written
+}
+
+#[test]
+fn a_client_that_stops_reading_is_not_read_any_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    // The flood is not ended by a timer in this test.
+    config.sstp.negotiation_timeout = Duration::from_secs(60);
+    let server = TestServer::start(config);
+    small_tcp_buffers(&server);
+    let addr = server.addr;
+    let (pinged, written) = server.run_clients(move || async move {
+        let options = client_options(
+            addr,
+            "alice",
+            "alice-secret",
+            (TlsVersion::Tls13, TlsVersion::Tls13),
+            &[AuthProtocol::MsChapV2],
+        );
+        let (client, inbox) = connect(&options).await.expect("alice comes up");
+        // The flood runs on a thread of its own: it blocks.
+        let flood = std::thread::spawn(move || {
+            let mut tls = deaf_tls(addr);
+            let written = flood_without_reading(&mut tls);
+            (tls, written)
+        });
+        while !flood.is_finished() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (tls, written) = flood.join().unwrap();
+        let pinged = ping_gateway(&client, &inbox, 1, b"during the flood").await;
+        // Gone without reading: the server's stuck write fails.
+        drop(tls);
+        client.close(Duration::from_secs(5)).await;
+        (pinged, written)
+    });
+    assert!(pinged, "alice could not ping during the flood");
+    let stats = server.handle().metrics();
+    // With 256 KiB socket buffers each way the kernel holds well under
+    // 1 MiB; sstpd must not take much more than its own bound on top.
+    assert!(
+        written < 8 * 1024 * 1024,
+        "sstpd kept reading a client that never reads: {written} bytes in; {stats}"
+    );
+    assert!(stats.event("session_read_paused") >= 1, "{stats}");
+    assert!(
+        server.wait_idle(Duration::from_secs(10)),
+        "{}",
+        server.handle().metrics()
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_by_the_negotiation_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.sstp.negotiation_timeout = Duration::from_secs(3);
+    config.sstp.abort_timeout = Duration::from_secs(1);
+    // TCP_USER_TIMEOUT is two Hello intervals: 4 minutes here, far beyond
+    // the wait below, so only the protocol's timers can end the session.
+    config.sstp.hello_interval = Duration::from_secs(120);
+    let server = TestServer::start(config);
+    small_tcp_buffers(&server);
+    let addr = server.addr;
+    let started = std::time::Instant::now();
+    let tls = server.ns.run(move || {
+        let mut tls = deaf_tls(addr);
+        flood_without_reading(&mut tls);
+        tls
+    });
+    // Still connected, still not reading.
+    let closed = wait_until(Duration::from_secs(30), || {
+        server.handle().metrics().sessions_active == 0
+    });
+    let stats = server.handle().metrics();
+    assert!(
+        closed,
+        "the session outlived its negotiation timer by far ({:?}): {stats}",
+        started.elapsed()
+    );
+    assert_eq!(stats.event("negotiation_timeout"), 1, "{stats}");
+    // Its last write never finished: the close shut the socket down.
+    assert_eq!(stats.event("write_stalled_at_close"), 1, "{stats}");
+    drop(tls);
+}

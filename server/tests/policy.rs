@@ -160,7 +160,7 @@ fn sighup_rereads_inline_users_and_closes_sessions_of_removed_ones() {
     let config_path = dir.path().join("sstpd.toml");
     std::fs::write(&config_path, config_toml(&config, "")).unwrap();
     let ns = sstpd::testing::netns::NetNs::new("sstpd-policy").unwrap();
-    let child = spawn_sstpd(&ns, env!("CARGO_BIN_EXE_sstpd"), &config_path);
+    let child = spawn_sstpd_in(&ns, env!("CARGO_BIN_EXE_sstpd"), &config_path);
     let pid = child.id() as i32;
     // The same file without bob, with carol.
     config.users.local.retain(|u| u.name != "bob");
@@ -228,7 +228,7 @@ fn run_binary(toml: &str, wait: Duration) -> (Option<std::process::ExitStatus>, 
     )
     .unwrap();
     let ns = sstpd::testing::netns::NetNs::new("sstpd-policy").unwrap();
-    let mut child = spawn_sstpd(&ns, env!("CARGO_BIN_EXE_sstpd"), &path);
+    let mut child = spawn_sstpd_in(&ns, env!("CARGO_BIN_EXE_sstpd"), &path);
     let status = wait_until(wait, || child.try_wait().unwrap().is_some())
         .then(|| child.try_wait().unwrap())
         .flatten();

@@ -206,3 +206,32 @@ fn what_a_bounded_drain_leaves_behind_still_wakes_the_listener() {
         assert_eq!(items, [1, 2, 3]);
     });
 }
+
+#[test]
+fn control_messages_pass_a_full_mailbox_first_and_wake_the_listener() {
+    let (sender, mut mailbox) = mailbox::<u32>(1).unwrap();
+    on_uring_thread(|| async {
+        let mut listener = mailbox.listener().unwrap();
+        sender.send_batch(vec![1]).unwrap();
+        let full = sender.send_batch(vec![2]).unwrap_err();
+        assert_eq!(full.kind, SendBatchErrorKind::Full);
+        // The data lane is full; the control lane still takes a message,
+        // wakes the listener, and is drained first.
+        sender.send_control(100).unwrap();
+        tokio::time::timeout(PATIENCE, listener.wait())
+            .await
+            .expect("control message without a wakeup")
+            .unwrap();
+        let mut items = Vec::new();
+        assert_eq!(mailbox.drain(&mut |i| items.push(i)), 2);
+        assert_eq!(items, [100, 1]);
+    });
+    let stats = sender.stats();
+    assert_eq!((stats.control_sent, stats.items_dropped), (1, 1));
+    drop(mailbox);
+    assert_eq!(
+        sender.send_control(7),
+        Err(7),
+        "handed back once nobody listens"
+    );
+}

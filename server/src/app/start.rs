@@ -150,7 +150,7 @@ impl ServerHandle {
         .map_err(ReloadError::Users)?;
         tracing::info!(?summary, "users reloaded");
         for mailbox in &self.shared.mailboxes {
-            let _ = mailbox.send_batch(vec![worker::WorkerMsg::UsersReloaded]);
+            worker::send_control(mailbox, worker::WorkerMsg::UsersReloaded);
         }
         Ok(())
     }
@@ -159,6 +159,20 @@ impl ServerHandle {
     /// control's counts).
     pub fn admission_counts(&self) -> (usize, usize) {
         self.shared.admission.counts()
+    }
+
+    /// Why the server can no longer serve, once that has happened: a worker
+    /// died or lost its TUN queue. The server should then be shut down and
+    /// the process exit non-zero, for its service manager to restart it
+    /// ([`run`] does).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.fatal.error()
+    }
+
+    /// Calls `hook`, from whichever thread finds it, once there is a
+    /// [`failure`](Self::failure) (at once if there is one already).
+    pub fn on_failure(&self, hook: impl FnOnce() + Send + 'static) {
+        self.shared.fatal.on_report(Box::new(hook));
     }
 
     /// Begins a graceful shutdown: every session gets LCP Terminate and
@@ -261,6 +275,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         metrics,
         mailboxes: senders,
         stopping: AtomicBool::new(false),
+        fatal: worker::Fatal::default(),
     });
 
     let cores = if config.server.pin_workers {
@@ -294,12 +309,19 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 }
 
 /// Runs the server until SIGINT or SIGTERM, reloading users on SIGHUP.
+///
+/// A [failure](ServerHandle::failure) (a worker died, a TUN queue was
+/// lost) also stops the server, and then `run` returns it as an error: the
+/// process exits non-zero and its service manager restarts it.
 pub fn run(config: Config) -> io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     // Register before starting so an early signal is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let shutdown_timeout = config.server.shutdown_timeout;
     let server = start(config)?;
+    // A failure ends the wait for signals below.
+    let signals_handle = signals.handle();
+    server.on_failure(move || signals_handle.close());
     for signal in signals.forever() {
         match signal {
             SIGHUP => {
@@ -313,6 +335,10 @@ pub fn run(config: Config) -> io::Result<()> {
             }
         }
     }
+    let failure = server.failure();
+    if failure.is_some() {
+        tracing::info!("stopping after a failure: disconnecting every session");
+    }
     server.shutdown();
     let stats = server.metrics();
     // Workers bound their own drain by shutdown_timeout; allow a little more
@@ -321,7 +347,13 @@ pub fn run(config: Config) -> io::Result<()> {
         tracing::warn!("some workers did not stop in time");
     }
     tracing::info!(%stats, "sstpd stopped");
-    Ok(())
+    match failure {
+        Some(failure) => Err(io::Error::other(format!(
+            "{failure}: sstpd cannot serve without it; exiting for the service manager \
+             to restart it"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The smallest prefix that holds the gateway and the whole pool: the

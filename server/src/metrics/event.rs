@@ -105,6 +105,7 @@ events! {
         Framing = "framing",
         HttpResponseRejected = "http_response_rejected",
         TransportClosed = "transport_closed",
+        OutputQueueOverflow = "output_queue_overflow",
         // The PPP link.
         PeerTerminated = "peer_terminated",
         LocalClose = "local_close",
@@ -151,6 +152,7 @@ events! {
         PppWhileClosing = "ppp_while_closing",
         EmptyDataPacket = "empty_data_packet",
         IgnoredWhileClosing = "ignored_while_closing",
+        SstpEchoRateLimited = "sstp_echo_rate_limited",
         // PPP.
         MalformedFrame = "malformed_frame",
         MalformedControl = "malformed_control",
@@ -159,6 +161,9 @@ events! {
         MismatchedReply = "mismatched_reply",
         UnknownCode = "unknown_code",
         NotOpened = "not_opened",
+        EchoRateLimited = "echo_rate_limited",
+        // Control frames one input made PPP answer beyond its outbox.
+        PppOutboxFull = "ppp_outbox_full",
         UnknownProtocol = "unknown_protocol",
         NotInPhase = "not_in_phase",
         IpNotOpen = "ip_not_open",
@@ -262,6 +267,13 @@ events! {
         AuthThrottleEngagedUser = "auth_throttle_engaged_user",
         AuthThrottleEvicted = "auth_throttle_evicted",
         AuthAnswerForClosedSession = "auth_answer_for_closed_session",
+    }
+
+    Sessions("session_events",
+        "Session conditions: reads paused for backpressure, writes stalled at close, panics.") {
+        SessionReadPaused = "session_read_paused",
+        WriteStalledAtClose = "write_stalled_at_close",
+        SessionPanicked = "session_panicked",
     }
 
     TunErrors("tun_errors", "TUN device reads and writes that failed.") {

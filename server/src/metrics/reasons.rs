@@ -46,6 +46,7 @@ impl From<&SstpCloseReason> for Event {
             SstpCloseReason::HttpRequestRejected(error) => error.into(),
             SstpCloseReason::HttpResponseRejected(_) => Event::HttpResponseRejected,
             SstpCloseReason::TransportClosed => Event::TransportClosed,
+            SstpCloseReason::OutputQueueOverflow => Event::OutputQueueOverflow,
         }
     }
 }
@@ -141,6 +142,7 @@ impl From<&SstpDropReason> for Event {
             SstpDropReason::PppWhileClosing => Event::PppWhileClosing,
             SstpDropReason::EmptyDataPacket => Event::EmptyDataPacket,
             SstpDropReason::IgnoredWhileClosing => Event::IgnoredWhileClosing,
+            SstpDropReason::EchoRateLimited => Event::SstpEchoRateLimited,
         }
     }
 }
@@ -169,6 +171,7 @@ impl From<&ControlDrop> for Event {
             ControlDrop::MismatchedReply => Event::MismatchedReply,
             ControlDrop::UnknownCode(_) => Event::UnknownCode,
             ControlDrop::NotOpened => Event::NotOpened,
+            ControlDrop::RateLimited => Event::EchoRateLimited,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!   IPCP, IPv6CP and the link phases that tie them to authentication.
 //! * [`auth`]: PAP, CHAP-MD5, MS-CHAPv2 and MPPE key derivation, and the
 //!   [`auth::Authenticator`] interface behind which credentials are checked.
+//! * [`rate`]: the token bucket that bounds how fast a peer gets answers
+//!   (Echo-Requests of either layer).
 //!
 //! Nothing in here performs IO or reads a clock. Time comes in as `now`
 //! ([`std::time::Instant`] values chosen by the caller, so tests run on a
@@ -21,6 +23,7 @@
 pub mod auth;
 pub mod ndp;
 pub mod ppp;
+pub mod rate;
 pub mod session;
 pub mod sstp;
 

@@ -14,7 +14,9 @@
 //! * [`StaticPasswords`]: users in memory, for the harnesses' authenticator.
 //! * [`netns`]: network namespaces for end-to-end tests, benchmarks and the
 //!   demo (runtime only).
+//! * [`faults`]: panics injected into a running server's session tasks.
 
+pub mod faults;
 pub mod hdlc;
 pub mod hostile;
 pub mod link_pair;

@@ -11,7 +11,10 @@
 //!   receiving worker's tokio-uring runtime for the worker's whole life.
 //! * [`Mailbox`] / [`MailboxSender`]: a bounded crossbeam channel of batches
 //!   plus a `Wakeup`. A full mailbox drops the batch and counts it instead of
-//!   blocking the sending worker.
+//!   blocking the sending worker. Beside it, a control lane for messages that
+//!   must never be dropped ([`MailboxSender::send_control`]): unbounded, for
+//!   messages bounded by what they answer (one authentication answer per
+//!   request, one shutdown), and drained before the batches.
 //!
 //! The protocol: a sender pushes into the channel, then `notify`s, which
 //! writes the eventfd only if it flips `armed` from false to true. The
@@ -240,6 +243,8 @@ pub struct MailboxStats {
     pub batches_dropped: u64,
     /// Items in those batches.
     pub items_dropped: u64,
+    /// Messages accepted by [`MailboxSender::send_control`].
+    pub control_sent: u64,
 }
 
 #[derive(Default)]
@@ -248,6 +253,7 @@ struct MailboxCounters {
     items_sent: AtomicU64,
     batches_dropped: AtomicU64,
     items_dropped: AtomicU64,
+    control_sent: AtomicU64,
 }
 
 impl MailboxCounters {
@@ -262,6 +268,7 @@ impl MailboxCounters {
             items_sent: self.items_sent.load(Ordering::Relaxed),
             batches_dropped: self.batches_dropped.load(Ordering::Relaxed),
             items_dropped: self.items_dropped.load(Ordering::Relaxed),
+            control_sent: self.control_sent.load(Ordering::Relaxed),
         }
     }
 }
@@ -271,16 +278,19 @@ impl MailboxCounters {
 /// [`MailboxSender`] to every other worker.
 pub fn mailbox<T: Send>(capacity_batches: usize) -> io::Result<(MailboxSender<T>, Mailbox<T>)> {
     let (tx, rx) = crossbeam_channel::bounded(capacity_batches);
+    let (control_tx, control_rx) = crossbeam_channel::unbounded();
     let wakeup = Wakeup::new()?;
     let counters = Arc::new(MailboxCounters::default());
     Ok((
         MailboxSender {
             tx,
+            control_tx,
             wakeup: wakeup.clone(),
             counters: Arc::clone(&counters),
         },
         Mailbox {
             rx,
+            control_rx,
             wakeup,
             counters,
             capacity_batches,
@@ -336,6 +346,7 @@ impl<T> fmt::Debug for SendBatchError<T> {
 /// thread, never blocks.
 pub struct MailboxSender<T> {
     tx: Sender<Vec<T>>,
+    control_tx: Sender<T>,
     wakeup: Wakeup,
     counters: Arc<MailboxCounters>,
 }
@@ -344,6 +355,7 @@ impl<T> Clone for MailboxSender<T> {
     fn clone(&self) -> Self {
         MailboxSender {
             tx: self.tx.clone(),
+            control_tx: self.control_tx.clone(),
             wakeup: self.wakeup.clone(),
             counters: Arc::clone(&self.counters),
         }
@@ -354,11 +366,29 @@ impl<T> fmt::Debug for MailboxSender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MailboxSender")
             .field("queued_batches", &self.tx.len())
+            .field("queued_control", &self.control_tx.len())
             .finish()
     }
 }
 
 impl<T> MailboxSender<T> {
+    /// Hands over a message that must not be dropped (an answer the
+    /// receiver waits for, a command), on a lane of its own that a backlog
+    /// of batches cannot fill and that the receiver drains first. The lane
+    /// is unbounded: only messages bounded by what they answer belong on
+    /// it. Fails, handing the message back, only once the receiving
+    /// [`Mailbox`] is gone.
+    pub fn send_control(&self, item: T) -> Result<(), T> {
+        match self.control_tx.send(item) {
+            Ok(()) => {
+                self.counters.control_sent.fetch_add(1, Ordering::Relaxed);
+                self.wakeup.notify();
+                Ok(())
+            }
+            Err(crossbeam_channel::SendError(item)) => Err(item),
+        }
+    }
+
     /// Hands `batch` over in one channel message and at most one eventfd
     /// write. An empty batch is accepted and ignored. When the mailbox is
     /// full the batch is dropped (counted, and returned in the error).
@@ -397,6 +427,7 @@ impl<T> MailboxSender<T> {
 /// `loop { listener.wait().await?; mailbox.drain(&mut handle); }`.
 pub struct Mailbox<T> {
     rx: Receiver<Vec<T>>,
+    control_rx: Receiver<T>,
     wakeup: Wakeup,
     counters: Arc<MailboxCounters>,
     capacity_batches: usize,
@@ -406,6 +437,7 @@ impl<T> fmt::Debug for Mailbox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mailbox")
             .field("queued_batches", &self.rx.len())
+            .field("queued_control", &self.control_rx.len())
             .field("capacity_batches", &self.capacity_batches)
             .finish()
     }
@@ -417,17 +449,24 @@ impl<T> Mailbox<T> {
         self.wakeup.listener()
     }
 
-    /// Calls `handle` for every item of the queued batches, in order, and
-    /// returns how many items it handled.
+    /// Calls `handle` for every queued control message, then for every
+    /// item of the queued batches, each in order, and returns how many
+    /// items it handled.
     ///
-    /// Takes at most `capacity_batches` batches per call, so senders that
-    /// keep sending cannot hold the worker here. Nothing is stranded by
-    /// that: when the listener disarmed, the channel held at most
-    /// `capacity_batches` batches, which this drain takes first (FIFO);
-    /// whatever it leaves was sent after the disarm, so its sender wrote
-    /// the eventfd and the next `wait` returns at once.
+    /// Takes the control messages queued when it starts and at most
+    /// `capacity_batches` batches per call, so senders that keep sending
+    /// cannot hold the worker here. Nothing is stranded by that: when the
+    /// listener disarmed, the channels held at most that much, which this
+    /// drain takes first (FIFO); whatever it leaves was sent after the
+    /// disarm, so its sender wrote the eventfd and the next `wait` returns
+    /// at once.
     pub fn drain(&mut self, handle: &mut impl FnMut(T)) -> usize {
+        let control = self.control_rx.len();
         let mut items = 0;
+        for item in self.control_rx.try_iter().take(control) {
+            items += 1;
+            handle(item);
+        }
         for batch in self.rx.try_iter().take(self.capacity_batches.max(1)) {
             items += batch.len();
             batch.into_iter().for_each(&mut *handle);

@@ -18,6 +18,7 @@ pub(crate) mod admission;
 pub mod mailbox;
 mod session;
 mod slots;
+mod supervise;
 mod tun_io;
 
 use std::cell::{Cell, RefCell};
@@ -39,13 +40,19 @@ use crate::proto::session::SessionConfig;
 use crate::proto::sstp::CertHashes;
 use crate::routing::session_table::{SessionRef, SessionTable};
 use crate::tls::ktls::KtlsPlan;
+#[cfg(test)]
+use crate::worker::mailbox::SendBatchErrorKind;
 use crate::worker::mailbox::{Mailbox, MailboxSender};
 
 pub(crate) use session::SessionCtx;
 use slots::Slots;
+pub(crate) use supervise::Fatal;
 use tun_io::TunWriteQueue;
 
-/// What workers send each other.
+/// What workers send each other. Packets go in batches on the mailbox's
+/// bounded lane (dropped and counted when it is full); the rest are
+/// control messages, sent with [`send_control`] on its control lane, which
+/// never drops.
 #[derive(Debug)]
 pub(crate) enum WorkerMsg {
     /// An IP packet read from TUN for a session living on the receiving
@@ -53,7 +60,7 @@ pub(crate) enum WorkerMsg {
     Packet { to: SessionRef, packet: Vec<u8> },
     /// An [`Authenticator`]'s answer for a session of the receiving worker,
     /// to the request named `request` (the session applies it to that
-    /// request only).
+    /// request only; control).
     Auth {
         to: SessionRef,
         request: AuthRequestId,
@@ -61,11 +68,12 @@ pub(crate) enum WorkerMsg {
     },
     /// Close a session of the receiving worker, counting `reason` as its
     /// close reason (an older session whose address a newer one of the
-    /// same user took over).
+    /// same user took over; control).
     Disconnect { to: SessionRef, reason: Event },
-    /// The users were reloaded: close the sessions of users that are gone.
+    /// The users were reloaded: close the sessions of users that are gone
+    /// (control).
     UsersReloaded,
-    /// Disconnect every session and stop.
+    /// Disconnect every session and stop (control).
     Shutdown,
 }
 
@@ -91,6 +99,8 @@ pub(crate) struct Shared {
     pub mailboxes: Vec<MailboxSender<WorkerMsg>>,
     /// Set once shutdown has begun: stop accepting.
     pub stopping: AtomicBool,
+    /// A worker died or lost its TUN queue: the server must stop.
+    pub fatal: Fatal,
 }
 
 /// The per-worker resources created before the thread starts.
@@ -119,12 +129,13 @@ pub(crate) fn spawn(
                     );
                 }
             }
-            let result = tokio_uring::builder()
-                .entries(1024)
-                .start(async move { Worker::run(shared, setup).await });
-            if let Err(e) = result {
-                tracing::error!(error = %e, "worker failed");
-            }
+            let index = setup.index;
+            let watched = shared.clone();
+            supervise::watch_worker(index, &shared.fatal, &shared.stopping, move || {
+                tokio_uring::builder()
+                    .entries(1024)
+                    .start(async move { Worker::run(watched, setup).await })
+            });
         })
 }
 
@@ -151,6 +162,8 @@ pub(crate) struct Worker {
     refusal_logs: RefCell<admission::RefusalLogs>,
     /// Rate limit of the "throttle engaged" log line.
     throttle_log: RefCell<admission::RateLimitedLog>,
+    /// TUN reads that failed in a row (all of this worker's readers).
+    tun_read_failures: Cell<u32>,
 }
 
 impl Worker {
@@ -173,6 +186,7 @@ impl Worker {
             throttle_log: RefCell::new(admission::RateLimitedLog::new(
                 admission::REFUSAL_LOG_INTERVAL,
             )),
+            tun_read_failures: Cell::new(0),
             shared,
         });
         let mut listener_wait = worker.mailbox.borrow().listener()?;
@@ -295,9 +309,7 @@ impl Worker {
             return;
         }
         if let Some(mailbox) = self.shared.mailboxes.get(usize::from(to.worker)) {
-            if let Err(e) = mailbox.send_batch(vec![WorkerMsg::Disconnect { to, reason }]) {
-                self.metrics().event(e.kind);
-            }
+            send_control(mailbox, WorkerMsg::Disconnect { to, reason });
         }
     }
 
@@ -433,6 +445,79 @@ pub(crate) fn broadcast_shutdown(shared: &Shared) {
         return;
     }
     for mailbox in &shared.mailboxes {
-        let _ = mailbox.send_batch(vec![WorkerMsg::Shutdown]);
+        send_control(mailbox, WorkerMsg::Shutdown);
+    }
+}
+
+/// Sends a control message (an authentication answer, shutdown) on the
+/// mailbox's control lane, which is never full: a lost answer would leave
+/// its session waiting until it times out, a lost shutdown a worker
+/// running. It fails only when the receiving worker is gone, and then
+/// there is nobody left to tell.
+pub(crate) fn send_control(mailbox: &MailboxSender<WorkerMsg>, msg: WorkerMsg) {
+    if mailbox.send_control(msg).is_err() {
+        tracing::debug!("control message for a worker that has stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::auth::AuthAccept;
+
+    fn session(slot: u32) -> SessionRef {
+        SessionRef {
+            worker: 0,
+            slot,
+            generation: 0,
+        }
+    }
+
+    #[test]
+    fn control_messages_get_through_a_mailbox_full_of_packets() {
+        let (tx, mut rx) = crate::worker::mailbox::mailbox::<WorkerMsg>(2).unwrap();
+        let mut packets = 0;
+        loop {
+            let batch = vec![WorkerMsg::Packet {
+                to: session(1),
+                packet: vec![0x45; 20],
+            }];
+            match tx.send_batch(batch) {
+                Ok(()) => packets += 1,
+                Err(e) => {
+                    assert_eq!(e.kind, SendBatchErrorKind::Full);
+                    break;
+                }
+            }
+        }
+        assert_eq!(packets, 2);
+        send_control(
+            &tx,
+            WorkerMsg::Auth {
+                to: session(7),
+                request: AuthRequestId::from_raw(1),
+                decision: AuthDecision::Accept(AuthAccept::default()),
+            },
+        );
+        send_control(&tx, WorkerMsg::Shutdown);
+
+        let mut got = Vec::new();
+        while rx.drain(&mut |msg| got.push(msg)) > 0 {}
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|msg| match msg {
+                WorkerMsg::Packet { .. } => "packet",
+                WorkerMsg::Auth { .. } => "auth",
+                WorkerMsg::Disconnect { .. } => "disconnect",
+                WorkerMsg::UsersReloaded => "users_reloaded",
+                WorkerMsg::Shutdown => "shutdown",
+            })
+            .collect();
+        // Control first: an answer is not held up behind a backlog of
+        // packets.
+        assert_eq!(kinds, ["auth", "shutdown", "packet", "packet"]);
+        // The packet that did not fit was counted; the control messages
+        // are not packets and were neither dropped nor counted as such.
+        assert_eq!(rx.stats().items_dropped, 1);
     }
 }

@@ -4,6 +4,7 @@
 //! sans-IO [`Session`].
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use super::{Worker, WorkerMsg};
 use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::ClientToClient;
 use crate::metrics::{Event, WorkerMetrics};
+use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::auth::{AuthDecision, AuthReject, AuthReply, AuthRequestId, RejectReason};
 use crate::proto::ppp::Ipv4AddressRequest;
@@ -27,8 +29,16 @@ use crate::routing::session_table::SessionRef;
 use crate::tls::ktls::KtlsDecision;
 
 /// Plaintext queued for a client beyond which further packets from TUN are
-/// dropped (and counted): bounds memory per session under overload.
+/// dropped (and counted as `tx_queue_full`): bounds memory per session
+/// under overload.
 const MAX_PENDING_PLAINTEXT: usize = 512 * 1024;
+/// A session's output backlog (plaintext waiting, plus the write in
+/// flight) at which its reader stops reading the socket: what a client's
+/// input makes the server answer (LCP, SSTP control) is queued only while
+/// the client also takes the answers. Counted as `session_read_paused`.
+const OUTPUT_HIGH_WATER: usize = MAX_PENDING_PLAINTEXT;
+/// The backlog below which a paused reader reads again.
+const OUTPUT_LOW_WATER: usize = OUTPUT_HIGH_WATER / 4;
 
 /// Accepts connections on one listener until shutdown. Admission control
 /// ([`super::admission`]) decides before any TLS work: a refused
@@ -72,9 +82,9 @@ const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long data sstpd sent may stay unacknowledged before the kernel
 /// drops the connection: two Hello intervals, when the Hello timer would
-/// have declared the peer dead ([MS-SSTP] 3.1.2). The writer also runs the
-/// session's timers, so a client that stops reading (a zero window) would
-/// otherwise block its session for good; the failed write ends it.
+/// have declared the peer dead ([MS-SSTP] 3.1.2). A backstop: the
+/// session's own timers run while a write waits, and close a client that
+/// stops reading (a zero window) at the negotiation or Hello timeout.
 fn user_timeout_for(hello_interval: Duration) -> Duration {
     hello_interval.saturating_mul(2)
 }
@@ -120,6 +130,17 @@ pub(crate) struct SessionCtx {
     /// Why the runtime closed this session (taken over, user removed, pre-
     /// auth timeout): counted instead of the protocol's close reason.
     close_label: Cell<Option<Event>>,
+    /// Plaintext in the write the writer has in flight.
+    in_flight: Cell<usize>,
+    /// Signalled when the output backlog falls below [`OUTPUT_LOW_WATER`]
+    /// or the writer ends (a paused reader waits for it).
+    output_drained: Notify,
+    writer_done: Cell<bool>,
+    /// The PPP link's count of control frames it could not queue, as last
+    /// reported.
+    ppp_overflows: Cell<u64>,
+    /// One of the session's tasks panicked ([`TaskGuard`]).
+    failed: Cell<bool>,
 }
 
 async fn serve_connection(
@@ -252,6 +273,11 @@ async fn serve_connection(
             preauth_deadline: accepted_at + preauth_timeout,
             pending_auth: RefCell::new(None),
             close_label: Cell::new(None),
+            in_flight: Cell::new(0),
+            output_drained: Notify::new(),
+            writer_done: Cell::new(false),
+            ppp_overflows: Cell::new(0),
+            failed: Cell::new(false),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
@@ -261,28 +287,108 @@ async fn serve_connection(
         .metrics()
         .sessions_active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // From here on, however this task ends, the guard gives back what the
+    // session holds (see `TaskGuard`).
+    let guard = TaskGuard::new(&worker, &ctx, Task::Writer);
 
     if !early.is_empty() {
         ctx.input(&worker, &early);
     }
     tokio_uring::spawn(reader(worker.clone(), ctx.clone()).instrument(span.clone()));
     writer(&worker, &ctx).instrument(span).await;
-    ctx.finish(&worker);
+    guard.completed();
+}
+
+/// A session's two tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Task {
+    Reader,
+    Writer,
+}
+
+/// Ends a session task, however it ends: normally, by a panic (tokio
+/// catches it and drops the task's future, and with it this guard, after
+/// the unwinding), or with the worker's runtime.
+///
+/// A task that did not complete while its worker was not stopping has
+/// panicked: counted as `session_panicked` (once per session), the
+/// session marked failed (its protocol state is not to be trusted any
+/// more), and its socket shut down, so that the other task's IO completes
+/// and it ends too. The writer's guard then gives back what the session
+/// held ([`SessionCtx::finish`]): its routes, its IPv6 prefix, its slot and
+/// its place in the session count; the protocol session, and with it the
+/// pool address its PPP link holds, goes when the last task lets go of it.
+struct TaskGuard {
+    worker: Rc<Worker>,
+    ctx: Rc<SessionCtx>,
+    task: Task,
+    completed: bool,
+}
+
+impl TaskGuard {
+    fn new(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>, task: Task) -> Self {
+        TaskGuard {
+            worker: worker.clone(),
+            ctx: ctx.clone(),
+            task,
+            completed: false,
+        }
+    }
+
+    /// The task came to its end.
+    fn completed(mut self) {
+        self.completed = true;
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        let (worker, ctx) = (&*self.worker, &*self.ctx);
+        if !self.completed && !worker.stopping.get() {
+            ctx.task_failed(worker, self.task);
+        }
+        match self.task {
+            Task::Reader => {
+                ctx.reader_done.set(true);
+                ctx.wake_writer.notify_one();
+            }
+            Task::Writer => {
+                // Make the reader's pending read return so its task ends
+                // too, and release it if it waits for output space.
+                let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);
+                ctx.writer_done.set(true);
+                ctx.output_drained.notify_waiters();
+                ctx.finish(worker);
+            }
+        }
+    }
 }
 
 /// Socket -> TLS -> protocol core -> TUN.
 async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
+    let guard = TaskGuard::new(&worker, &ctx, Task::Reader);
     // Grows to what a read yields; an idle session keeps it small.
     let mut plaintext = Vec::new();
     loop {
         super::tun_io::wait_for_tun_space(&worker).await;
+        ctx.wait_for_output_space(&worker).await;
         plaintext.clear();
-        match ctx.tls.read_plaintext(&mut plaintext).await {
+        let outcome = ctx.tls.read_plaintext(&mut plaintext).await;
+        if ctx.failed.get() {
+            // The writer failed: leave the protocol state alone.
+            guard.completed();
+            return;
+        }
+        match outcome {
             // Once the session has closed, what still arrives (the
             // client's close_notify, a late packet) is read and dropped
             // until the client's end of the stream: see the writer's linger.
             Ok(ReadOutcome::Data(_)) if ctx.proto.borrow().is_closed() => {}
-            Ok(ReadOutcome::Data(_)) => ctx.input(&worker, &plaintext),
+            Ok(ReadOutcome::Data(_)) => {
+                ctx.input(&worker, &plaintext);
+                #[cfg(any(test, feature = "testing"))]
+                ctx.injected_panic(crate::testing::faults::SessionTask::Reader);
+            }
             Ok(ReadOutcome::Closed) => {
                 ctx.proto.borrow_mut().transport_closed(Instant::now());
                 break;
@@ -295,33 +401,37 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
             }
         }
     }
-    ctx.reader_done.set(true);
-    ctx.after_step(&worker);
+    ctx.handle_events(&worker);
+    guard.completed();
 }
 
-/// Protocol output -> TLS -> socket; also runs the session's timers.
+/// Protocol output -> TLS -> socket; also runs the session's timers, also
+/// while a write waits for the client ([`SessionCtx::while_writing`]).
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch: Vec<u8> = Vec::new();
     loop {
-        let now = Instant::now();
-        if ctx.preauth_expired(now) {
+        if ctx.failed.get() {
+            // The reader failed and shut the socket down.
+            return;
+        }
+        let deadline = ctx.run_timers(worker);
+        if ctx.close_label.get() == Some(Event::PreauthTimeout) {
             // Not authenticated within server.preauth_timeout: the
             // connection is dropped, not closed politely (which would hold
             // the place for another round of timers).
-            tracing::debug!("not authenticated within server.preauth_timeout; dropping");
-            ctx.close_label.set(Some(Event::PreauthTimeout));
-            ctx.proto.borrow_mut().transport_closed(now);
-            ctx.handle_events(worker);
             break;
         }
-        let deadline = crate::net::session_io::collect_output(&ctx.proto, &ctx.out, now);
-        let deadline = ctx.with_preauth_deadline(deadline);
-        ctx.handle_events(worker);
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
         if !batch.is_empty() || ctx.tls.wants_flush() {
+            #[cfg(any(test, feature = "testing"))]
+            ctx.injected_panic(crate::testing::faults::SessionTask::Writer);
             // One TLS record per SSTP packet: sstp-client handles only
             // the first packet of a record until more bytes arrive.
-            let result = ctx.tls.write_plaintext_units(record_units(&batch)).await;
+            ctx.in_flight.set(batch.len());
+            let write = ctx.tls.write_plaintext_units(record_units(&batch));
+            let result = ctx.while_writing(worker, write).await;
+            ctx.in_flight.set(0);
+            ctx.output_written();
             batch.clear();
             if let Err(e) = result {
                 worker.metrics().event(&e);
@@ -333,17 +443,105 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             continue;
         }
         if ctx.proto.borrow().is_closed() {
-            let _ = ctx.tls.close().await;
+            let _ = ctx.while_writing(worker, ctx.tls.close()).await;
             crate::net::session_io::linger(&ctx.reader_done, &ctx.wake_writer).await;
             break;
         }
-        crate::net::session_io::wait_for_work(&ctx.wake_writer, deadline).await;
+        wait_for_work(&ctx.wake_writer, deadline).await;
     }
-    // Make the reader's pending read return so its task ends too.
-    let _ = ctx.tls.tcp().shutdown(std::net::Shutdown::Both);
 }
 
 impl SessionCtx {
+    /// `task` panicked (see [`TaskGuard`]): count it once, stop trusting
+    /// the protocol state, and shut the socket down so the other task's IO
+    /// completes and it ends too.
+    fn task_failed(&self, worker: &Worker, task: Task) {
+        if self.failed.replace(true) {
+            return;
+        }
+        worker.metrics().event(Event::SessionPanicked);
+        self.span.in_scope(|| {
+            tracing::error!(
+                ?task,
+                "session task panicked; closing the session and giving back what it held"
+            )
+        });
+        let _ = self.tls.tcp().shutdown(std::net::Shutdown::Both);
+        self.wake_writer.notify_one();
+        self.output_drained.notify_waiters();
+    }
+
+    /// Test builds: panics if a test asked this task of this session to
+    /// ([`crate::testing::faults`]). Not compiled into the shipped server.
+    #[cfg(any(test, feature = "testing"))]
+    fn injected_panic(&self, task: crate::testing::faults::SessionTask) {
+        let proto = self.proto.borrow();
+        if proto.ipv4().is_some()
+            && crate::testing::faults::session_should_panic(proto.username(), task)
+        {
+            drop(proto);
+            panic!("injected panic in the session's {task:?} task");
+        }
+    }
+
+    /// Runs the session's due timers, collects what they and everything
+    /// since make the protocol send, and acts on its events. Returns the
+    /// next timer deadline.
+    fn run_timers(&self, worker: &Worker) -> Option<Instant> {
+        let now = Instant::now();
+        if self.preauth_expired(now) && self.close_label.get().is_none() {
+            tracing::debug!("not authenticated within server.preauth_timeout; dropping");
+            self.close_label.set(Some(Event::PreauthTimeout));
+            self.proto.borrow_mut().transport_closed(now);
+        }
+        let deadline = crate::net::session_io::collect_output(&self.proto, &self.out, now);
+        self.handle_events(worker);
+        self.with_preauth_deadline(deadline)
+    }
+
+    /// Awaits `write` (a write of this session's socket) while the
+    /// session's timers keep running: a client that stops reading (a zero
+    /// window) holds the write up, and must not hold up the negotiation
+    /// and Hello timers that would close it too. Once the session is
+    /// closed, the write gets [`CLOSE_LINGER`] to finish; then the socket
+    /// is shut down, counted as `write_stalled_at_close`, which completes
+    /// the write with an error. (A tokio-uring write cannot be abandoned:
+    /// the ring holds it, and with it the socket, until it completes.)
+    async fn while_writing<T>(
+        &self,
+        worker: &Worker,
+        write: impl Future<Output = Result<T, TlsIoError>>,
+    ) -> Result<T, TlsIoError> {
+        let mut write = std::pin::pin!(write);
+        let mut give_up_at: Option<Instant> = None;
+        loop {
+            if self.failed.get() {
+                // The reader failed and shut the socket down: the write
+                // completes.
+                return write.await;
+            }
+            let timer = self.run_timers(worker);
+            if give_up_at.is_none() && self.proto.borrow().is_closed() {
+                give_up_at = Some(Instant::now() + CLOSE_LINGER);
+            }
+            let wake_at = match (timer, give_up_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                biased;
+                result = &mut write => return result,
+                () = wait_for_work(&self.wake_writer, wake_at) => {}
+            }
+            if give_up_at.is_some_and(|at| Instant::now() >= at) {
+                worker.metrics().event(Event::WriteStalledAtClose);
+                tracing::debug!("the client took nothing since the session closed; shutting down");
+                let _ = self.tls.tcp().shutdown(std::net::Shutdown::Both);
+                return write.await;
+            }
+        }
+    }
+
     /// Feeds plaintext from the client to the protocol core; IP packets go
     /// to the TUN write queue.
     ///
@@ -351,14 +549,18 @@ impl SessionCtx {
     /// the client accepted is dropped (`ip_exceeds_mru`), and with
     /// `ipv4.client_to_client = "deny"` one addressed to another client's
     /// tunnel address is dropped (`client_to_client_denied`).
+    ///
+    /// What the input makes the protocol answer is collected into the
+    /// output buffer at once, so the backlog the reader checks before its
+    /// next read ([`SessionCtx::wait_for_output_space`]) is all there is.
     fn input(&self, worker: &Worker, plaintext: &[u8]) {
         let now = Instant::now();
         let mru = usize::from(self.proto.borrow().ppp().local_mru());
         let deny = worker.shared.config.ipv4.client_to_client == ClientToClient::Deny;
         let (mut oversized, mut denied) = (0u64, 0u64);
-        self.proto
-            .borrow_mut()
-            .handle_input(now, plaintext, &mut |packet| {
+        {
+            let mut proto = self.proto.borrow_mut();
+            proto.handle_input(now, plaintext, &mut |packet| {
                 if packet.len() > mru {
                     oversized += 1;
                 } else if deny
@@ -373,10 +575,52 @@ impl SessionCtx {
                     worker.write_to_tun(packet)
                 }
             });
+            proto.poll_transmit(now, &mut self.out.borrow_mut());
+            // One input answers at most the PPP outbox's 64 frames; what
+            // did not fit was dropped (PPP retransmits what matters).
+            let overflows = proto.ppp().transmit_overflows();
+            let new = overflows.saturating_sub(self.ppp_overflows.replace(overflows));
+            worker.metrics().events_n(Event::PppOutboxFull, new);
+        }
         let m = worker.metrics();
         m.events_n(Event::IpExceedsMru, oversized);
         m.events_n(Event::ClientToClientDenied, denied);
         self.after_step(worker);
+    }
+
+    /// Plaintext queued for the client: waiting, and in the write in
+    /// flight.
+    fn output_backlog(&self) -> usize {
+        self.out.borrow().len() + self.in_flight.get()
+    }
+
+    /// Backpressure on the client's input: while the output backlog is at
+    /// [`OUTPUT_HIGH_WATER`], the reader does not read (TCP's window then
+    /// slows the client down) until the writer has taken it below
+    /// [`OUTPUT_LOW_WATER`]. A client that sends requests and never reads
+    /// the answers is held to the bound this way; its timers (negotiation,
+    /// Hello) run on and close it.
+    async fn wait_for_output_space(&self, worker: &Worker) {
+        if self.output_backlog() < OUTPUT_HIGH_WATER || self.proto.borrow().is_closed() {
+            return;
+        }
+        worker.metrics().event(Event::SessionReadPaused);
+        loop {
+            // Registered before the check, so a wakeup in between is not
+            // lost.
+            let drained = self.output_drained.notified();
+            if self.output_backlog() < OUTPUT_LOW_WATER || self.writer_done.get() {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// After a write: wakes a paused reader once the backlog is low.
+    fn output_written(&self) {
+        if self.output_backlog() < OUTPUT_LOW_WATER {
+            self.output_drained.notify_waiters();
+        }
     }
 
     /// After any input: act on events and let the writer send what the
@@ -520,11 +764,14 @@ impl SessionCtx {
                     let mailbox = worker.shared.mailboxes[worker.index].clone();
                     let (to, request_id) = (self.reference, request.id);
                     let reply = AuthReply::new(move |decision| {
-                        let _ = mailbox.send_batch(vec![WorkerMsg::Auth {
-                            to,
-                            request: request_id,
-                            decision,
-                        }]);
+                        super::send_control(
+                            &mailbox,
+                            WorkerMsg::Auth {
+                                to,
+                                request: request_id,
+                                decision,
+                            },
+                        );
                     });
                     worker.shared.authenticator.authenticate(request, reply);
                 }
@@ -718,17 +965,30 @@ impl SessionCtx {
         }
     }
 
-    /// Final cleanup once the writer has finished: routes, prefix, slot.
+    /// Final cleanup once the writer has ended (from its [`TaskGuard`]):
+    /// routes, prefix, slot, session count. After a panic the protocol's
+    /// last events are left alone, and no borrow is assumed free.
     fn finish(&self, worker: &Worker) {
-        self.handle_events(worker);
+        if !self.failed.get() {
+            self.handle_events(worker);
+        }
         self.release_ipv6_prefix(worker);
         self.release_ipv4(worker);
-        let routes = std::mem::take(&mut *self.routes.borrow_mut());
+        let routes = self
+            .routes
+            .try_borrow_mut()
+            .map(|mut routes| std::mem::take(&mut *routes))
+            .unwrap_or_default();
         for addr in routes {
             let _ = worker.shared.table.remove(addr, self.reference);
         }
         drop(self.preauth.take());
-        worker.sessions.borrow_mut().remove(self.reference);
+        match worker.sessions.try_borrow_mut() {
+            Ok(mut sessions) => {
+                sessions.remove(self.reference);
+            }
+            Err(_) => tracing::error!("session slot busy at cleanup; it stays taken"),
+        }
         worker
             .metrics()
             .sessions_active

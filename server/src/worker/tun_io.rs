@@ -3,7 +3,9 @@
 //! last batch goes to the kernel in one `io_uring_enter`).
 
 use std::collections::VecDeque;
+use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
 use super::Worker;
 use crate::metrics::{Event, WorkerMetrics};
@@ -71,7 +73,29 @@ impl TunWriteQueue {
     }
 }
 
+/// TUN reads of one worker that may fail in a row (10 ms apart, so about
+/// a second) before its queue counts as lost.
+const MAX_FAILED_READS: u32 = 100;
+/// Pause after a failed TUN read.
+const READ_RETRY: Duration = Duration::from_millis(10);
+
+/// Whether a TUN read error means the queue will never read again: the
+/// device was deleted (its queues' files are detached: `EBADFD`; `EIO`
+/// while it unregisters) or the descriptor is unusable.
+fn queue_is_lost(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::EBADF | libc::EIO | libc::ENODEV | libc::ENXIO)
+    )
+}
+
 /// Reads packets from this worker's TUN queue and routes them.
+///
+/// A queue that is lost (see [`queue_is_lost`], or [`MAX_FAILED_READS`]
+/// failures in a row) ends the process through
+/// [`Fatal`](super::Fatal): a worker without its queue carries no
+/// traffic. Other failures are counted (`tun_read_error`) and retried,
+/// with one warning per run of failures.
 pub(crate) async fn tun_reader(worker: Rc<Worker>) {
     let size = usize::from(worker.shared.config.tun.mtu).max(1500) + 64;
     let mut buf = Vec::with_capacity(size);
@@ -80,15 +104,40 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
         let (res, returned) = worker.tun.read_at(buf, 0).await;
         buf = returned;
         match res {
-            Ok(0) => {}
-            Ok(n) => worker.route_from_tun(&buf[..n]),
+            Ok(n) => {
+                let failed = worker.tun_read_failures.replace(0);
+                if failed > 0 {
+                    tracing::info!(failed, "TUN reads work again");
+                }
+                if n > 0 {
+                    worker.route_from_tun(&buf[..n]);
+                }
+            }
             Err(e) => {
-                if worker.stopping.get() {
+                if worker.stopping.get() || worker.shared.fatal.error().is_some() {
                     return;
                 }
                 worker.metrics().event(Event::TunReadError);
-                tracing::warn!(error = %e, "TUN read failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                let failed = worker.tun_read_failures.get() + 1;
+                worker.tun_read_failures.set(failed);
+                let lost = if queue_is_lost(&e) {
+                    Some(e.to_string())
+                } else if failed >= MAX_FAILED_READS {
+                    Some(format!("{failed} reads failed in a row, the last: {e}"))
+                } else {
+                    None
+                };
+                if let Some(why) = lost {
+                    worker
+                        .shared
+                        .fatal
+                        .report(format!("worker {}: TUN queue lost: {why}", worker.index));
+                    return;
+                }
+                if failed == 1 {
+                    tracing::warn!(error = %e, "TUN read failed; retrying");
+                }
+                tokio::time::sleep(READ_RETRY).await;
             }
         }
     }

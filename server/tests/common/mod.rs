@@ -166,6 +166,24 @@ pub fn trusting(cert_pem: &[u8]) -> ServerVerification {
 
 pub type Shared<T> = std::rc::Rc<std::cell::RefCell<T>>;
 
+/// The real `sstpd` binary (`env!("CARGO_BIN_EXE_sstpd")` of the calling
+/// test), started in a namespace of its own with `config` listening on a
+/// free port of 127.0.0.1 (written as TOML into `dir`), logging at info
+/// level to its piped stdout and stderr.
+pub fn spawn_sstpd(
+    binary: &str,
+    dir: &Path,
+    mut config: Config,
+) -> (NetNs, std::process::Child, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.server.listen = vec![addr];
+    let config_path = dir.join("sstpd.toml");
+    std::fs::write(&config_path, config_toml(&config, "")).unwrap();
+    let ns = NetNs::new("sstpd-e2e").unwrap();
+    let child = spawn_sstpd_in(&ns, binary, &config_path);
+    (ns, child, addr)
+}
+
 // ---------------------------------------------------------------- clients
 
 /// IP packets a client received, in order.
@@ -352,7 +370,7 @@ pub fn free_port() -> u16 {
 /// The real `sstpd` binary (`binary`: the test's
 /// `env!("CARGO_BIN_EXE_sstpd")`) with `--config path`, in `ns`, its
 /// output piped.
-pub fn spawn_sstpd(ns: &NetNs, binary: &str, config_path: &Path) -> std::process::Child {
+pub fn spawn_sstpd_in(ns: &NetNs, binary: &str, config_path: &Path) -> std::process::Child {
     ns.command(binary)
         .arg("--config")
         .arg(config_path)

@@ -173,6 +173,8 @@ pub enum ControlDrop {
     UnknownCode(u8),
     /// A code only valid in the Opened state (Echo, Discard, ...).
     NotOpened,
+    /// A request beyond the rate this end answers (Echo-Request).
+    RateLimited,
 }
 
 impl ControlDrop {
@@ -185,6 +187,7 @@ impl ControlDrop {
             ControlDrop::MismatchedReply => "mismatched_reply",
             ControlDrop::UnknownCode(_) => "unknown_code",
             ControlDrop::NotOpened => "not_opened",
+            ControlDrop::RateLimited => "echo_rate_limited",
         }
     }
 }
@@ -204,6 +207,8 @@ pub enum CodeOutcome {
     NotOpened,
     /// Known but malformed: silently discarded.
     Malformed,
+    /// Known, and beyond the rate this end answers: silently discarded.
+    RateLimited,
     /// Not a code of this protocol: answer with Code-Reject (RUC).
     Unknown,
     /// The peer rejected something we cannot do without (RXJ-).
@@ -322,14 +327,16 @@ pub trait OptionHandler {
     /// The peer rejected options of our last request.
     fn request_rejected(&mut self, options: Options<'_>) -> Result<(), NegotiationFailure>;
 
-    /// A code other than 1..=7. The default knows none (Code-Reject).
+    /// A code other than 1..=7, received at `now`. The default knows none
+    /// (Code-Reject).
     fn handle_other_code(
         &mut self,
+        now: Instant,
         packet: &ControlPacket<'_>,
         opened: bool,
         out: &mut Outbox,
     ) -> CodeOutcome {
-        let _ = (packet, opened, out);
+        let _ = (now, packet, opened, out);
         CodeOutcome::Unknown
     }
 
@@ -848,8 +855,12 @@ impl<H: OptionHandler> Fsm<H> {
         information: &[u8],
     ) -> Result<(), ControlDrop> {
         let opened = self.state == State::Opened;
-        match self.handler.handle_other_code(packet, opened, ctx.out) {
+        match self
+            .handler
+            .handle_other_code(ctx.now, packet, opened, ctx.out)
+        {
             CodeOutcome::Handled => Ok(()),
+            CodeOutcome::RateLimited => Err(ControlDrop::RateLimited),
             CodeOutcome::NotOpened => Err(ControlDrop::NotOpened),
             CodeOutcome::Malformed => Err(ControlDrop::Malformed(PacketError::Truncated)),
             CodeOutcome::Unknown => {

@@ -13,7 +13,7 @@
 //! [RFC 1570]: https://www.rfc-editor.org/rfc/rfc1570
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::RngCore;
 
@@ -23,6 +23,7 @@ use super::outbox::Outbox;
 use super::packet::{data_u16, data_u32, write_option, ConfigOption, ControlPacket, Options};
 use super::PppConfig;
 use crate::proto::auth::AuthProtocol;
+use crate::proto::rate::TokenBucket;
 use crate::proto::Role;
 
 pub use super::frame::DEFAULT_MRU;
@@ -113,6 +114,15 @@ pub struct LcpConfig {
     /// ([`PppCloseReason::EchoTimeout`](super::PppCloseReason::EchoTimeout)).
     /// Default 3.
     pub echo_failures: u32,
+    /// Echo-Requests answered at once ([RFC 1661] 5.8): the bucket of a
+    /// token-bucket limit. Beyond it, and beyond one more per
+    /// [`echo_reply_interval`](Self::echo_reply_interval), Echo-Requests
+    /// are dropped (counted as `echo_rate_limited`): a peer must not make
+    /// the link answer as fast as it can send. Default 10.
+    pub echo_reply_burst: u32,
+    /// One more Echo-Reply allowed per this interval. Default 100 ms (10/s
+    /// sustained; keepalives come seconds apart).
+    pub echo_reply_interval: Duration,
 }
 
 impl Default for LcpConfig {
@@ -127,6 +137,8 @@ impl Default for LcpConfig {
             compress_transmit: false,
             echo_interval: None,
             echo_failures: 3,
+            echo_reply_burst: 10,
+            echo_reply_interval: Duration::from_millis(100),
         }
     }
 }
@@ -186,6 +198,8 @@ pub struct Lcp {
     // For the link.
     protocol_rejects: Vec<u16>,
     echo_replies: u32,
+    /// How many Echo-Requests are answered ([`LcpConfig::echo_reply_burst`]).
+    echo_budget: TokenBucket,
     next_identifier: u8,
 }
 
@@ -196,6 +210,8 @@ impl Lcp {
         if config.ipv6cp.enabled {
             min_peer_mru = min_peer_mru.max(1280);
         }
+        let echo_budget =
+            TokenBucket::new(config.lcp.echo_reply_burst, config.lcp.echo_reply_interval);
         Lcp {
             role,
             config,
@@ -213,6 +229,7 @@ impl Lcp {
             peer: LcpOptions::default(),
             protocol_rejects: Vec::new(),
             echo_replies: 0,
+            echo_budget,
             next_identifier: 0,
         }
     }
@@ -513,6 +530,7 @@ impl OptionHandler for Lcp {
 
     fn handle_other_code(
         &mut self,
+        now: Instant,
         packet: &ControlPacket<'_>,
         opened: bool,
         out: &mut Outbox,
@@ -549,6 +567,9 @@ impl OptionHandler for Lcp {
                     };
                 }
                 match packet.code {
+                    // The peer may send them as fast as it likes; the
+                    // answers go out at a bounded rate.
+                    ECHO_REQUEST if !self.echo_budget.take(now) => return CodeOutcome::RateLimited,
                     ECHO_REQUEST => {
                         let data = packet.data.get(4..).unwrap_or_default();
                         out.send_control_quoting(

@@ -57,6 +57,14 @@ pub struct SstpConfig {
     /// propose [`UNSUPPORTED_TEST_PROTOCOL`] instead of PPP, so that the
     /// NAK-and-retry path runs. 0 in production.
     pub client_unsupported_proposals: u8,
+    /// Echo Requests answered at once ([MS-SSTP] 3.2.5.3.7, 3.3.5.2.7):
+    /// the bucket of a token-bucket limit. Beyond it, and beyond one more
+    /// per [`echo_reply_interval`](Self::echo_reply_interval), Echo
+    /// Requests are dropped (counted as `sstp_echo_rate_limited`); any
+    /// packet still restarts the Hello timer. Default 10.
+    pub echo_reply_burst: u32,
+    /// One more Echo Response allowed per this interval. Default 100 ms.
+    pub echo_reply_interval: Duration,
 }
 
 /// The encapsulated protocol a test client proposes to provoke a NAK: no
@@ -82,6 +90,8 @@ impl Default for SstpConfig {
             server_max_naks: 3,
             client_connect_retries: 3,
             client_unsupported_proposals: 0,
+            echo_reply_burst: 10,
+            echo_reply_interval: Duration::from_millis(100),
         }
     }
 }

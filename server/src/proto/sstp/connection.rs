@@ -29,6 +29,7 @@ use super::wire::{
     MessageType, Packet, PacketHeader, Status, StatusInfo, WireError, ATTRIB_NO_ERROR,
     CALL_CONNECTED_LEN, HEADER_LEN, MAX_PPP_FRAME_LEN, NONCE_LEN, PROTOCOL_PPP,
 };
+use crate::proto::rate::TokenBucket;
 use crate::proto::Role;
 
 /// Where a connection stands: the CurrentState of [MS-SSTP] 3.1.1, 3.2.1
@@ -216,6 +217,11 @@ pub enum CloseReason {
     /// The owner reported the TLS/TCP connection gone
     /// ([MS-SSTP] 3.1.7.2, "HTTPS connection disconnected").
     TransportClosed,
+    /// More than [`MAX_QUEUED_OUTPUT`] bytes were queued for the peer and
+    /// not collected by the owner: the peer keeps asking (each request
+    /// queues an answer) faster than the owner can send. Closed without a
+    /// message, the queue discarded.
+    OutputQueueOverflow,
 }
 
 impl CloseReason {
@@ -232,6 +238,7 @@ impl CloseReason {
             CloseReason::HttpRequestRejected(error) => error.rejection_label(),
             CloseReason::HttpResponseRejected(_) => "http_response_rejected",
             CloseReason::TransportClosed => "transport_closed",
+            CloseReason::OutputQueueOverflow => "output_queue_overflow",
         }
     }
 }
@@ -250,6 +257,9 @@ pub enum DropReason {
     /// A control message during an abort or disconnect exchange: "silently
     /// discarded" ([MS-SSTP] 3.1.1.1.2).
     IgnoredWhileClosing,
+    /// An Echo Request beyond the rate this end answers
+    /// ([`SstpConfig::echo_reply_burst`](super::SstpConfig::echo_reply_burst)).
+    EchoRateLimited,
 }
 
 impl DropReason {
@@ -260,6 +270,7 @@ impl DropReason {
             DropReason::PppWhileClosing => "ppp_while_closing",
             DropReason::EmptyDataPacket => "empty_data_packet",
             DropReason::IgnoredWhileClosing => "ignored_while_closing",
+            DropReason::EchoRateLimited => "sstp_echo_rate_limited",
         }
     }
 }
@@ -352,6 +363,9 @@ struct Machine {
     timer: Option<Instant>,
     /// An Echo Request is out and unanswered ([MS-SSTP] 3.1.2.3).
     echo_outstanding: bool,
+    /// How many of the peer's Echo Requests are answered
+    /// ([`SstpConfig::echo_reply_burst`]).
+    echo_budget: TokenBucket,
     /// Control bytes (HTTP, SSTP control packets) waiting to be sent.
     tx: Vec<u8>,
     events: VecDeque<SstpEvent>,
@@ -381,6 +395,14 @@ struct Machine {
 fn after(now: Instant, delay: Duration) -> Option<Instant> {
     now.checked_add(delay)
 }
+
+/// Bytes of output (HTTP, SSTP control, queued PPP frames) the connection
+/// holds for its owner to collect with
+/// [`SstpConnection::poll_transmit`]. An owner that collects after every
+/// input never comes near it (one input queues a bounded answer: the PPP
+/// link's outbox holds 64 frames); beyond it, at the next input, the
+/// connection ends with [`CloseReason::OutputQueueOverflow`].
+pub const MAX_QUEUED_OUTPUT: usize = 256 * 1024;
 
 impl SstpConnection {
     /// A server connection, created when the TCP connection is accepted
@@ -473,6 +495,12 @@ impl SstpConnection {
         }
         let mut feed = deframer.feed(data);
         while let Some(item) = feed.next() {
+            if machine.tx.len() >= MAX_QUEUED_OUTPUT {
+                // The owner is not collecting what the peer's requests
+                // queue: stop answering before memory does.
+                machine.terminate(CloseReason::OutputQueueOverflow, true);
+                return;
+            }
             match item {
                 Ok(packet) => machine.on_packet(now, packet, on_ppp),
                 Err(error) => machine.terminate(CloseReason::Framing(error), true),
@@ -651,6 +679,7 @@ impl Machine {
             Role::Server => SstpState::ServerHttpPending,
             Role::Client => SstpState::ClientHttpPending,
         };
+        let echo_budget = TokenBucket::new(config.echo_reply_burst, config.echo_reply_interval);
         Machine {
             config,
             role,
@@ -658,6 +687,7 @@ impl Machine {
             http,
             timer,
             echo_outstanding: false,
+            echo_budget,
             tx: Vec::new(),
             events: VecDeque::new(),
             cert,
@@ -809,6 +839,11 @@ impl Machine {
             ) => match control.message() {
                 // [MS-SSTP] 3.2.5.3.7, 3.3.5.2.7 (the Hello timer restarted
                 // on receipt, for responses too: 3.2.5.3.8, 3.3.5.2.8).
+                // Answered at a bounded rate: the peer can ask faster than
+                // it reads.
+                Ok(ControlMessage::EchoRequest) if !self.echo_budget.take(now) => {
+                    self.dropped(DropReason::EchoRateLimited)
+                }
                 Ok(ControlMessage::EchoRequest) => {
                     encode_bare(MessageType::EchoResponse, &mut self.tx)
                 }

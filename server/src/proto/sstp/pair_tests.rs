@@ -1299,3 +1299,83 @@ fn http_date_is_sent_when_given() {
         b"\r\nDate: Thu, 09 Nov 2006 00:51:09 GMT\r\n"
     ));
 }
+
+#[test]
+fn echo_requests_are_answered_at_a_bounded_rate_and_the_excess_counted() {
+    let mut pair = Pair::default();
+    pair.establish([0; 32]);
+    let echo_request = hex("10 01 00 08 00 08 00 00");
+    let echo_response = hex("10 01 00 08 00 09 00 00");
+    let responses = |bytes: &[u8]| bytes.chunks(8).filter(|c| *c == echo_response).count();
+    let config = SstpConfig::default();
+    let burst = config.echo_reply_burst as usize;
+    let mut sent = Vec::new();
+    pair.server.conn.poll_transmit(pair.now, &mut sent);
+    sent.clear();
+    pair.server.events.clear();
+    // A flood at one instant: the burst is answered, the rest dropped and
+    // counted.
+    let flood = echo_request.repeat(100);
+    pair.server.feed(pair.now, &flood, usize::MAX);
+    pair.server.conn.poll_transmit(pair.now, &mut sent);
+    pair.server.collect_events();
+    assert_eq!(responses(&sent), burst);
+    assert_eq!(
+        pair.server.events,
+        [SstpEvent::Dropped {
+            reason: DropReason::EchoRateLimited,
+            count: (100 - burst) as u32
+        }]
+    );
+    // The budget comes back with time; a peer within the rate is never
+    // refused.
+    pair.server.events.clear();
+    for _ in 0..20 {
+        pair.now += config.echo_reply_interval;
+        sent.clear();
+        pair.server.feed(pair.now, &echo_request, usize::MAX);
+        pair.server.conn.poll_transmit(pair.now, &mut sent);
+        assert_eq!(responses(&sent), 1);
+    }
+    pair.server.collect_events();
+    assert!(pair.server.events.is_empty(), "{:?}", pair.server.events);
+    assert!(pair.server.conn.is_established());
+}
+
+#[test]
+fn output_the_owner_never_collects_is_bounded_and_ends_the_connection() {
+    let mut pair = Pair::default();
+    pair.connect();
+    let mut sent = Vec::new();
+    pair.server.conn.poll_transmit(pair.now, &mut sent);
+    pair.server.events.clear();
+    // What a PPP link answers to a flood (quoted Code-Rejects), queued
+    // behind the connection's control output while the owner never calls
+    // poll_transmit; one input packet (an empty data packet) per answer.
+    let answer = vec![0xc0; 1400];
+    let input = hex("10 00 00 04");
+    let mut answers = 0;
+    for _ in 0..10_000 {
+        pair.server.feed(pair.now, &input, usize::MAX);
+        if pair.server.conn.state() == SstpState::Closed {
+            break;
+        }
+        pair.server.conn.send_ppp_queued(&answer).unwrap();
+        answers += 1;
+    }
+    // Each answer is a 4-byte header and the frame.
+    assert_eq!(answers, MAX_QUEUED_OUTPUT.div_ceil(4 + answer.len()));
+    pair.server.collect_events();
+    assert_eq!(
+        pair.server.closed_reason(),
+        Some(&CloseReason::OutputQueueOverflow),
+        "{:?}",
+        pair.server.conn
+    );
+    assert_eq!(
+        CloseReason::OutputQueueOverflow.as_str(),
+        "output_queue_overflow"
+    );
+    // Closed at once, nothing more to send.
+    assert!(pair.server.conn.is_closed());
+}

@@ -67,6 +67,7 @@ impl OptionHandler for Probe {
 
     fn handle_other_code(
         &mut self,
+        _now: Instant,
         packet: &ControlPacket<'_>,
         opened: bool,
         out: &mut Outbox,

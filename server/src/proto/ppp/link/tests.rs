@@ -1925,3 +1925,43 @@ mod seed_corpora {
         );
     }
 }
+
+#[test]
+fn echo_requests_are_answered_at_a_bounded_rate_and_the_excess_counted() {
+    let (mut server, now, _) = lone_server_in_network(server_config());
+    events(&mut server);
+    let echo = |id: u8| control_frame(PROTO_LCP, 9, id, &[0x11, 0x22, 0x33, 0x44]);
+    let flood = |server: &mut PppLink, at: Instant, ids: std::ops::Range<u8>| {
+        let mut answered = 0;
+        let mut dropped = 0;
+        for id in ids {
+            feed(server, at, &echo(id));
+            answered += drain(server).len();
+            for event in events(server) {
+                assert_eq!(
+                    event,
+                    PppEvent::Dropped(PppDropReason::Control {
+                        protocol: PROTO_LCP,
+                        reason: ControlDrop::RateLimited,
+                    })
+                );
+                dropped += 1;
+            }
+        }
+        (answered, dropped)
+    };
+    let lcp = LcpConfig::default();
+    let burst = lcp.echo_reply_burst as usize;
+    // A flood at one instant: the burst is answered, the rest dropped.
+    assert_eq!(flood(&mut server, now, 0..100), (burst, 100 - burst));
+    // The budget comes back with time, one reply per interval.
+    let later = now + lcp.echo_reply_interval * 3;
+    assert_eq!(flood(&mut server, later, 100..110), (3, 7));
+    // A peer within the rate is never refused.
+    let mut at = later;
+    for id in 110..130 {
+        at += lcp.echo_reply_interval;
+        assert_eq!(flood(&mut server, at, id..id + 1), (1, 0));
+    }
+    assert_eq!(server.lcp_state(), State::Opened);
+}

@@ -1,0 +1,153 @@
+//! What ends the process: a worker thread that dies (panics, fails, or
+//! returns without being asked to stop) or a TUN queue that is lost leaves
+//! the server unable to carry its sessions' traffic, for good. Rather than
+//! log it and limp on, the first such failure is recorded in [`Fatal`],
+//! which wakes whoever waits on it ([`crate::app::run`]): the server then
+//! shuts down and the process exits non-zero, for its service manager to
+//! restart it.
+
+use std::any::Any;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// The first failure the server cannot recover from, and who to tell.
+#[derive(Default)]
+pub(crate) struct Fatal {
+    state: Mutex<FatalState>,
+}
+
+#[derive(Default)]
+struct FatalState {
+    error: Option<String>,
+    hooks: Vec<Hook>,
+}
+
+impl Fatal {
+    /// Records `error` (the first one only; later ones are logged) and
+    /// calls the waiting hooks.
+    pub fn report(&self, error: String) {
+        let hooks = {
+            let mut state = self.lock();
+            if state.error.is_some() {
+                tracing::debug!(%error, "another failure after the first");
+                return;
+            }
+            tracing::error!("{error}");
+            state.error = Some(error);
+            std::mem::take(&mut state.hooks)
+        };
+        for hook in hooks {
+            hook();
+        }
+    }
+
+    /// The failure, once there is one.
+    pub fn error(&self) -> Option<String> {
+        self.lock().error.clone()
+    }
+
+    /// Calls `hook` once there is a failure (at once if there is one).
+    pub fn on_report(&self, hook: Hook) {
+        let mut state = self.lock();
+        if state.error.is_some() {
+            drop(state);
+            hook();
+        } else {
+            state.hooks.push(hook);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FatalState> {
+        // A hook that panicked does not make the record unreadable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Runs worker `index` (`body`, the worker's whole life on its thread) and
+/// reports to `fatal` how it ended, unless it ended because `stopping` was
+/// set: a panic, an error, or a return nobody asked for.
+pub(crate) fn watch_worker(
+    index: usize,
+    fatal: &Fatal,
+    stopping: &AtomicBool,
+    body: impl FnOnce() -> io::Result<()>,
+) {
+    let failure = match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) if stopping.load(Ordering::SeqCst) => return,
+        Ok(Ok(())) => "stopped unexpectedly".to_string(),
+        Ok(Err(e)) => format!("failed: {e}"),
+        Err(panic) => format!("panicked: {}", panic_message(&*panic)),
+    };
+    fatal.report(format!("worker {index} {failure}"));
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_dying_worker_is_reported_once_and_wakes_the_waiters() {
+        let fatal = Fatal::default();
+        let stopping = AtomicBool::new(false);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        fatal.on_report(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        // A worker asked to stop ends quietly.
+        stopping.store(true, Ordering::SeqCst);
+        watch_worker(0, &fatal, &stopping, || Ok(()));
+        assert_eq!(fatal.error(), None);
+        stopping.store(false, Ordering::SeqCst);
+
+        watch_worker(3, &fatal, &stopping, || panic!("boom"));
+        let error = fatal.error().expect("reported");
+        assert!(error.starts_with("worker 3 panicked: boom"), "{error}");
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        // Later failures do not replace the first; late waiters are told
+        // at once.
+        watch_worker(1, &fatal, &stopping, || Err(io::Error::other("ring")));
+        assert_eq!(fatal.error(), Some(error));
+        let w = woken.clone();
+        fatal.on_report(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_worker_that_fails_or_returns_unasked_is_reported() {
+        for (body, expected) in [
+            (
+                Box::new(|| Err(io::Error::other("ring setup"))) as Box<dyn FnOnce() -> _>,
+                "worker 0 failed: ring setup",
+            ),
+            (Box::new(|| Ok(())), "worker 0 stopped unexpectedly"),
+            (
+                Box::new(|| std::panic::panic_any(String::from("formatted 7"))),
+                "worker 0 panicked: formatted 7",
+            ),
+        ] {
+            let fatal = Fatal::default();
+            watch_worker(0, &fatal, &AtomicBool::new(false), body);
+            let error = fatal.error().unwrap();
+            assert!(error.starts_with(expected), "{error}");
+        }
+    }
+}

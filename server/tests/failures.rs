@@ -1,0 +1,141 @@
+#![cfg(feature = "runtime")]
+//! When part of the server itself fails: a session task that panics gives
+//! back everything the session held (its slot, the session count, its
+//! routes, its pool address) and is counted, and the other sessions carry
+//! on; a worker that loses its TUN queue ends the process with a clear
+//! error and a non-zero exit, for the service manager to restart it.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::*;
+use sstpd::config::TlsVersion;
+use sstpd::proto::auth::AuthProtocol;
+use sstpd::testing::faults::{panic_session_of, SessionTask};
+use sstpd::tls::certs::SelfSignedKey;
+
+#[test]
+fn a_panicking_session_task_gives_back_its_slot_route_and_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    // A pool of one: a leaked lease would lock every later client out.
+    let only = Ipv4Addr::new(10, 99, 0, 2);
+    config.ipv4.pool = sstpd::config::Ipv4Range::new(only, only).unwrap();
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let rounds = [
+        ("alice", Some(SessionTask::Reader)),
+        ("bob", Some(SessionTask::Writer)),
+        ("alice", None),
+    ];
+    let outcome = server.run_clients(move || async move {
+        let mut outcome = Vec::new();
+        for (round, (user, task)) in rounds.into_iter().enumerate() {
+            let password = format!("{user}-secret");
+            let options = client_options(
+                addr,
+                user,
+                &password,
+                (TlsVersion::Tls13, TlsVersion::Tls13),
+                &[AuthProtocol::MsChapV2],
+            );
+            let (client, inbox) = connect(&options)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {user} does not come up: {e}"));
+            let address = client.address();
+            let pinged = ping_gateway(&client, &inbox, round as u16, b"before").await;
+            let closed = match task {
+                Some(task) => {
+                    panic_session_of(user, task);
+                    // The server's reader panics on this packet, its
+                    // writer on the reply.
+                    let me = address.unwrap();
+                    client
+                        .send_ip(&icmp_echo(8, me, GATEWAY, 99, 0, b"boom"))
+                        .unwrap();
+                    client.wait_closed(Duration::from_secs(10)).await
+                }
+                None => {
+                    client.close(Duration::from_secs(5)).await;
+                    true
+                }
+            };
+            outcome.push((user, address, pinged, closed));
+        }
+        outcome
+    });
+    for (user, address, pinged, closed) in outcome {
+        assert_eq!(address, Some(only), "{user}");
+        assert!(pinged, "{user} could not ping");
+        assert!(closed, "{user}'s session outlived the panic of its task");
+    }
+    assert!(
+        server.wait_idle(Duration::from_secs(10)),
+        "{}",
+        server.handle().metrics()
+    );
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("session_panicked"), 2, "{stats}");
+    // The dead sessions' routes went with them.
+    assert_eq!(stats.event("route_taken_over"), 0, "{stats}");
+    assert_eq!(stats.sessions_established, 3, "{stats}");
+}
+
+#[test]
+fn losing_the_tun_device_ends_the_process_with_an_error() {
+    // The real binary, in a namespace; its TUN device deleted under it. A
+    // worker without its TUN queue can carry no traffic: sstpd must say so
+    // and exit non-zero (systemd restarts it), not warn forever.
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let tun = config.tun.name.clone();
+    let (ns, mut child, _) = spawn_sstpd(env!("CARGO_BIN_EXE_sstpd"), dir.path(), config);
+    let (stderr, stderr_thread) = collect_output(child.stderr.take().unwrap());
+    let (stdout, stdout_thread) = collect_output(child.stdout.take().unwrap());
+    let log = || stderr.lock().unwrap().clone() + &stdout.lock().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || log().contains("sstpd ready")),
+        "sstpd did not start; log:\n{}",
+        log()
+    );
+    let out = ns
+        .command("ip")
+        .args(["link", "del", &tun])
+        .output()
+        .expect("ip link del");
+    assert!(out.status.success(), "ip link del {tun}: {out:?}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stderr_thread.join().unwrap();
+    stdout_thread.join().unwrap();
+    let log = log();
+    let tail: String = log
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    let status = status
+        .unwrap_or_else(|| panic!("sstpd kept running without its TUN device; log tail:\n{tail}"));
+    assert!(!status.success(), "exit status {status}; log tail:\n{tail}");
+    assert!(log.contains("TUN queue lost"), "log tail:\n{tail}");
+    // One line per lost queue at most, not a flood.
+    let warnings = log.matches("TUN read failed").count();
+    assert!(warnings <= 2, "{warnings} warnings; log tail:\n{tail}");
+}
