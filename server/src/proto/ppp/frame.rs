@@ -147,11 +147,16 @@ impl HeaderFormat {
 /// LCP is always sent with `FF 03` ([RFC 1661] 6.6); a protocol number is
 /// only compressed when its high octet is zero ([RFC 1661] 6.5).
 pub fn write_header(protocol: u16, format: HeaderFormat, out: &mut Vec<u8>) {
-    if !format.omit_address_control || protocol == PROTO_LCP {
+    let omit_address_control = format.omit_address_control && protocol != PROTO_LCP;
+    if !omit_address_control {
         out.extend_from_slice(&[ADDRESS, CONTROL]);
     }
     let [high, low] = protocol.to_be_bytes();
-    if format.compress_protocol && high == 0 {
+    // A compressed 0x00ff at the start of a frame would read as the Address
+    // field ([RFC 1662] 3.2: a receiver takes a leading 0xff 0x03 for
+    // Address and Control), so that one value is always sent in full.
+    let ambiguous = omit_address_control && low == ADDRESS;
+    if format.compress_protocol && high == 0 && !ambiguous {
         out.push(low);
     } else {
         out.extend_from_slice(&[high, low]);
@@ -162,6 +167,21 @@ pub fn write_header(protocol: u16, format: HeaderFormat, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The case proptest found: protocol 0x00ff, compressed, without
+    /// Address and Control, would be the single byte 0xff, which a receiver
+    /// reads as the Address field.
+    #[test]
+    fn protocol_00ff_is_never_compressed_into_an_address_lookalike() {
+        let format = HeaderFormat {
+            omit_address_control: true,
+            compress_protocol: true,
+        };
+        let mut out = Vec::new();
+        write_header(0x00ff, format, &mut out);
+        assert_eq!(out, [0x00, 0xff]);
+        assert_eq!(parse_frame(&out).unwrap().protocol, 0x00ff);
+    }
 
     #[test]
     fn parses_full_header() {
