@@ -10,7 +10,7 @@
 //!     ├ tls      rustls configuration, certificates, kernel TLS
 //!     ├ tun      the multi-queue TUN device
 //!     ├ routing  address pools and the address → session table
-//!     ├ aaa      who may log in: local users (RADIUS next)
+//!     ├ aaa      who may log in: local users, password-guessing throttle
 //!     └ metrics  counters
 //! client         the client runtime (load generator, end-to-end tests): net, tls, proto
 //! config         the TOML schema, embedded defaults and validation

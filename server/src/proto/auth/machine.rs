@@ -1,8 +1,5 @@
 //! The sans-IO authentication state machines owned by the PPP link.
 //!
-//! CONTRACT (shared by the PPP-link and the authentication work): the public
-//! signatures in this file are what `ppp::link` builds against.
-//!
 //! [`AuthServer`] and [`AuthClient`] dispatch to the per-method machines in
 //! [`super::pap`] and [`super::chap`]; the module documentation there says
 //! how each treats retransmissions, duplicates and retries.

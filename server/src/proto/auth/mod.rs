@@ -10,9 +10,9 @@
 //! ([`crate::proto::ppp`]) owns them and does the framing.
 //!
 //! Deciding is separate from the protocol: the server machine emits an
-//! [`AuthRequest`], the owner passes it to an [`Authenticator`] (local users
-//! now, RADIUS later), and hands the [`AuthDecision`] back whenever it
-//! arrives, possibly from another task.
+//! [`AuthRequest`], the owner passes it to an [`Authenticator`] (local
+//! users, or a remote service such as RADIUS), and hands the
+//! [`AuthDecision`] back whenever it arrives, possibly from another task.
 //!
 //! [RFC 1334]: https://www.rfc-editor.org/rfc/rfc1334
 //! [RFC 1994]: https://www.rfc-editor.org/rfc/rfc1994

@@ -1533,8 +1533,9 @@ impl PppLink {
         self.events.push_back(PppEvent::Dropped(reason));
     }
 
-    /// Makes the next authentication use `scripted` (tests of the
-    /// integration path while the real machines are built elsewhere).
+    /// Makes the next authentication run `scripted` instead of an
+    /// [`AuthServer`]/[`AuthClient`], so that tests drive the Authenticate
+    /// phase's plumbing packet by packet.
     #[cfg(test)]
     pub(crate) fn script_auth(&mut self, scripted: tests::ScriptedAuth) {
         self.scripted_auth = Some(scripted);
