@@ -39,10 +39,12 @@ impl<S: PasswordStore> fmt::Debug for LocalAuthenticator<S> {
 }
 
 impl<S: PasswordStore> LocalAuthenticator<S> {
+    /// An authenticator that looks users up in `store`.
     pub fn new(store: S) -> Self {
         LocalAuthenticator { store }
     }
 
+    /// The store users are looked up in.
     pub fn store(&self) -> &S {
         &self.store
     }

@@ -17,9 +17,17 @@ use super::wire::{PacketHeader, HEADER_LEN, MAX_PACKET_LEN};
 #[non_exhaustive]
 pub enum DeframeError {
     /// A Length field under the 4-byte header.
-    LengthTooSmall { length: u16 },
+    LengthTooSmall {
+        /// The 12-bit Length received.
+        length: u16,
+    },
     /// A Length field over the configured maximum.
-    LengthTooLarge { length: u16, max: u16 },
+    LengthTooLarge {
+        /// The 12-bit Length received.
+        length: u16,
+        /// The configured maximum.
+        max: u16,
+    },
 }
 
 impl DeframeError {
