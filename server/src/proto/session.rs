@@ -477,11 +477,13 @@ impl Session {
     }
 
     /// The next event for the owner, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }
 
     /// The next instant [`Session::handle_timeout`] must be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.sstp.poll_timeout(), self.ppp.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -183,6 +183,7 @@ impl AuthServer {
     /// same connection spent against [`AuthConfig::max_attempts`]: the
     /// MS-CHAPv2 retry offer (`R=1`) ends when the connection's total
     /// reaches the limit, however many machines it took.
+    #[must_use]
     pub fn with_failed_attempts(mut self, failed: u32) -> Self {
         if let ServerInner::Chap(machine) = &mut self.inner {
             machine.set_failed_attempts(failed);
@@ -214,17 +215,20 @@ impl AuthServer {
 
     /// Appends the information field of the next packet to send to `buf`;
     /// returns `false` when nothing is queued.
+    #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         self.outbox().poll_transmit(buf)
     }
 
     /// The next event for the owner, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<AuthEvent> {
         self.outbox().poll_event()
     }
 
     /// When [`Self::handle_timeout`] is due next: the retransmission timer
     /// or the phase bound, whichever is earlier.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.inner {
             ServerInner::Pap(machine) => &machine.outbox,
@@ -337,17 +341,20 @@ impl AuthClient {
 
     /// Appends the information field of the next packet to send to `buf`;
     /// returns `false` when nothing is queued.
+    #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         self.outbox().poll_transmit(buf)
     }
 
     /// The next event for the owner, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<AuthEvent> {
         self.outbox().poll_event()
     }
 
     /// When [`Self::handle_timeout`] is due next: the retransmission timer
     /// or the phase bound, whichever is earlier.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.inner {
             ClientInner::Pap(machine) => &machine.outbox,

@@ -50,6 +50,7 @@ impl<S: PasswordStore> LocalAuthenticator<S> {
     }
 
     /// Judges `request`: the answer [`Authenticator::authenticate`] sends.
+    #[must_use]
     pub fn decide(&self, request: &AuthRequest) -> AuthDecision {
         let user = self.store.lookup(&request.username);
         let known = Choice::from(u8::from(user.is_some()));

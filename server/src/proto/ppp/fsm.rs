@@ -424,11 +424,13 @@ impl<H: OptionHandler> Fsm<H> {
     }
 
     /// The restart timer's deadline, if running.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// The next This-Layer signal to act on.
+    #[must_use]
     pub fn poll_signal(&mut self) -> Option<LayerSignal> {
         self.signals.pop_front()
     }

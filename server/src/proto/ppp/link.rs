@@ -425,6 +425,7 @@ impl AuthMachine {
         }
     }
 
+    #[must_use]
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         match self {
             AuthMachine::Server(m) => m.poll_transmit(buf),
@@ -434,6 +435,7 @@ impl AuthMachine {
         }
     }
 
+    #[must_use]
     fn poll_event(&mut self) -> Option<AuthEvent> {
         match self {
             AuthMachine::Server(m) => m.poll_event(),
@@ -443,6 +445,7 @@ impl AuthMachine {
         }
     }
 
+    #[must_use]
     fn poll_timeout(&self) -> Option<Instant> {
         match self {
             AuthMachine::Server(m) => m.poll_timeout(),
@@ -777,6 +780,7 @@ impl PppLink {
 
     /// Appends the next outgoing control frame (header included) to `buf`;
     /// `false` when none is waiting.
+    #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         self.effects.out.pop_into(buf)
     }
@@ -839,6 +843,7 @@ impl PppLink {
     }
 
     /// The next event for the owner.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<PppEvent> {
         let event = self.events.pop_front()?;
         if matches!(event, PppEvent::Dropped(_)) {
@@ -848,6 +853,7 @@ impl PppLink {
     }
 
     /// When [`PppLink::handle_timeout`] must next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.finished {
             return None;

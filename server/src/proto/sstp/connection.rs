@@ -558,11 +558,13 @@ impl SstpConnection {
     }
 
     /// The next event, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<SstpEvent> {
         self.machine.events.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.machine.timer
     }

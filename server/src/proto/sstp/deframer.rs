@@ -98,6 +98,7 @@ impl Deframer {
     /// Starts delineating `input`. Pull packets with [`Feed::next`] until it
     /// returns `None`; bytes not pulled when the `Feed` is dropped are lost,
     /// so pull to the end unless the connection is being torn down.
+    #[must_use = "bytes not pulled from the Feed are lost"]
     pub fn feed<'d>(&'d mut self, input: &'d [u8]) -> Feed<'d> {
         Feed {
             deframer: self,
@@ -137,6 +138,7 @@ impl Feed<'_> {
     /// tail is then buffered). A length error is returned once and stops the
     /// deframer for good.
     #[allow(clippy::should_implement_trait)] // a lending iterator: items borrow `self`
+    #[must_use]
     pub fn next(&mut self) -> Option<Result<&[u8], DeframeError>> {
         let deframer = &mut *self.deframer;
         if deframer.failed.is_some() {
