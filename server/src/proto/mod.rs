@@ -19,6 +19,7 @@
 //! (`poll_timeout`/`handle_timeout`), in the style of quinn-proto.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
 pub mod ndp;

@@ -31,6 +31,7 @@ pub fn link_local(ifid: u64) -> Ipv6Addr {
 pub struct RouterAdvertisement {
     /// The session's prefix (on-link, autonomous).
     pub prefix: Ipv6Addr,
+    /// Its length in bits (64 for SLAAC).
     pub prefix_len: u8,
     /// Router lifetime in seconds; 0 = not a default router.
     pub router_lifetime: u16,

@@ -51,7 +51,9 @@ const SSTP_HEADER_LEN: usize = 4;
 /// Configuration of both layers, shared by many sessions.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
+    /// The SSTP layer's timers and limits.
     pub sstp: Arc<SstpConfig>,
+    /// The PPP link's negotiation, authentication and NCP settings.
     pub ppp: Arc<PppConfig>,
     /// Server: DNS servers announced to IPv6 clients ([RFC 8106]).
     ///
@@ -62,6 +64,7 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
+    /// Both layers' configuration, without IPv6 DNS servers or MTU.
     pub fn new(sstp: SstpConfig, ppp: PppConfig) -> Self {
         SessionConfig {
             sstp: Arc::new(sstp),
@@ -79,7 +82,9 @@ pub struct ClientParams {
     pub handshake: ClientHandshake,
     /// Hashes of the server's leaf certificate as seen in the TLS handshake.
     pub server_cert: CertHashes,
+    /// The name to authenticate as.
     pub username: String,
+    /// The password (PAP sends it; CHAP and MS-CHAPv2 prove knowing it).
     pub password: Vec<u8>,
 }
 
@@ -90,6 +95,8 @@ pub enum SessionEvent {
     /// The HTTP exchange is over (server: request accepted, with the
     /// client's SSTPCORRELATIONID; client: 200 received).
     HttpHandshake {
+        /// The SSTPCORRELATIONID ([MS-SSTP] 3.2.4.1); empty if the request
+        /// had none.
         correlation_id: String,
     },
     /// SSTP's lower link is up and PPP has started (server: Call Connect
@@ -104,6 +111,8 @@ pub enum SessionEvent {
     AuthAttemptFailed(FailedAuthAttempt),
     /// PPP authentication succeeded.
     Authenticated {
+        /// Server: the peer's authenticated name (empty when no
+        /// authentication was negotiated). Client: our own.
         username: String,
     },
     /// The SSTP call is established (server: Call Connected verified;
@@ -123,14 +132,22 @@ pub enum SessionEvent {
     Ipv6Up(Ipv6Params),
     /// Client: the server announced this prefix (Router Advertisement).
     Ipv6Prefix {
+        /// The prefix from the Prefix Information option.
         prefix: Ipv6Addr,
+        /// Its length in bits.
         len: u8,
     },
+    /// IPCP left Opened: stop routing to this session. A server's address
+    /// stays reserved until [`SessionEvent::Ipv4AddressReleased`].
     Ipv4Down,
+    /// IPv6CP left Opened: stop routing the delegated prefix to this
+    /// session.
     Ipv6Down,
     /// Input was discarded `count` times; count it under `reason.as_str()`.
     Dropped {
+        /// Why it was discarded.
         reason: DropReason,
+        /// How many times (SSTP reports repeats in one event).
         count: u32,
     },
     /// The session is over; the last event. The reason is the first cause.
@@ -163,7 +180,9 @@ impl CloseReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DropReason {
+    /// Discarded by the SSTP layer.
     Sstp(SstpDropReason),
+    /// Discarded by the PPP link.
     Ppp(PppDropReason),
     /// An IP packet before Call Connected was verified ([MS-SSTP] 3.3.5.2.3).
     IpBeforeCallConnected,
@@ -209,6 +228,7 @@ pub enum SendIpError {
 }
 
 impl SendIpError {
+    /// Short name for logs and metric labels.
     pub fn as_str(self) -> &'static str {
         match self {
             SendIpError::NotReady => "send_not_ready",
@@ -222,10 +242,15 @@ impl SendIpError {
 /// Per-session counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SessionStats {
+    /// IP packets received from the peer and passed on.
     pub ip_packets_in: u64,
+    /// Their octets (IP headers included).
     pub ip_bytes_in: u64,
+    /// IP packets sent with [`Session::send_ip`].
     pub ip_packets_out: u64,
+    /// Their octets (IP headers included).
     pub ip_bytes_out: u64,
+    /// Server: packets dropped for a source address not the client's.
     pub spoofed_drops: u64,
 }
 
@@ -451,11 +476,14 @@ impl Session {
         self.sstp.poll_transmit(now, out);
     }
 
+    /// The next event for the owner, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }
 
     /// The next instant [`Session::handle_timeout`] must be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.sstp.poll_timeout(), self.ppp.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -463,6 +491,8 @@ impl Session {
         }
     }
 
+    /// Fires both layers' timers due at `now` (retransmissions, echo,
+    /// negotiation and phase limits).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.sstp.handle_timeout(now);
         self.ppp.handle_timeout(now);
@@ -541,10 +571,13 @@ impl Session {
         self.sstp.is_established()
     }
 
+    /// Which end this session plays.
     pub fn role(&self) -> Role {
         self.role
     }
 
+    /// The SSTPCORRELATIONID: the client's own, or the one the server
+    /// received.
     pub fn correlation_id(&self) -> Option<&str> {
         self.sstp.correlation_id()
     }
@@ -560,14 +593,17 @@ impl Session {
         self.claimed_username.as_deref()
     }
 
+    /// The IPv4 addresses, while IPCP is open.
     pub fn ipv4(&self) -> Option<Ipv4Params> {
         self.ipv4
     }
 
+    /// The interface identifiers, while IPv6CP is open.
     pub fn ipv6(&self) -> Option<Ipv6Params> {
         self.ipv6
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> SessionStats {
         self.stats
     }

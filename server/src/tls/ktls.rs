@@ -1,7 +1,6 @@
 //! Kernel TLS (kTLS): after rustls finishes the handshake, the kernel can
 //! encrypt and decrypt the records itself, so the data path moves plain
-//! SSTP bytes through the socket (and can later use splice/sendfile-style
-//! zero copy).
+//! SSTP bytes through the socket.
 //!
 //! Three small pieces:
 //!
@@ -91,7 +90,7 @@ impl KtlsCipher {
     ];
 
     /// The kernel's record cipher for a rustls suite; `None` when the
-    /// kernel has none (not the case for any suite sstpd offers today).
+    /// kernel has none (every suite sstpd offers has one).
     pub fn of_suite(suite: SupportedCipherSuite) -> Option<KtlsCipher> {
         Some(match suite.suite() {
             CipherSuite::TLS13_AES_128_GCM_SHA256

@@ -61,9 +61,9 @@ pub struct TunOptions {
     /// NAPI context, batching them like a real NIC's receive path.
     pub napi: bool,
     /// `IFF_VNET_HDR`: every packet read or written is prefixed with a
-    /// `struct virtio_net_hdr`. Reserved for the GSO/GRO work on the
-    /// roadmap: setting it changes the packet format, and nothing in the
-    /// runtime produces or parses that header yet.
+    /// `struct virtio_net_hdr` (GSO/GRO metadata). Off by default; nothing
+    /// in the runtime produces or parses that header, so the workers'
+    /// packet IO needs it off.
     pub vnet_hdr: bool,
 }
 

@@ -72,20 +72,37 @@ const MISSING_PROOF_TEXT: &str = "Authentication service unavailable";
 pub enum ChapPacket<'a> {
     /// [RFC 1994] 4.1.
     Challenge {
+        /// Matches the Response to this Challenge.
         identifier: u8,
+        /// The challenge value (16 octets for MS-CHAPv2).
         value: &'a [u8],
+        /// The authenticator's name (the rest of the packet).
         name: &'a [u8],
     },
     /// [RFC 1994] 4.1.
     Response {
+        /// Copied from the Challenge being answered.
         identifier: u8,
+        /// The MD5 digest, or the MS-CHAPv2 Response value ([RFC 2759] 4).
         value: &'a [u8],
+        /// The peer's user name (the rest of the packet).
         name: &'a [u8],
     },
     /// [RFC 1994] 4.2.
-    Success { identifier: u8, message: &'a [u8] },
+    Success {
+        /// Copied from the Response being answered.
+        identifier: u8,
+        /// Free text, or the MS-CHAPv2 `S=` message ([RFC 2759] 5).
+        message: &'a [u8],
+    },
     /// [RFC 1994] 4.2.
-    Failure { identifier: u8, message: &'a [u8] },
+    Failure {
+        /// Copied from the Response being answered.
+        identifier: u8,
+        /// Free text, or the MS-CHAPv2 `E=… R=… C=… V=… M=…` message
+        /// ([RFC 2759] 6).
+        message: &'a [u8],
+    },
 }
 
 impl fmt::Debug for ChapPacket<'_> {
@@ -154,6 +171,7 @@ impl<'a> ChapPacket<'a> {
         }
     }
 
+    /// The packet's Code ([`CODE_CHALLENGE`] to [`CODE_FAILURE`]).
     pub fn code(&self) -> u8 {
         match self {
             ChapPacket::Challenge { .. } => CODE_CHALLENGE,
@@ -163,6 +181,7 @@ impl<'a> ChapPacket<'a> {
         }
     }
 
+    /// The packet's Identifier.
     pub fn identifier(&self) -> u8 {
         match *self {
             ChapPacket::Challenge { identifier, .. }
@@ -192,6 +211,7 @@ impl<'a> ChapPacket<'a> {
         }
     }
 
+    /// The packet encoded into a new buffer, as [`Self::encode`] writes it.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut buf = Vec::new();
         self.encode(&mut buf);

@@ -1,8 +1,5 @@
 //! The sans-IO authentication state machines owned by the PPP link.
 //!
-//! CONTRACT (shared by the PPP-link and the authentication work): the public
-//! signatures in this file are what `ppp::link` builds against.
-//!
 //! [`AuthServer`] and [`AuthClient`] dispatch to the per-method machines in
 //! [`super::pap`] and [`super::chap`]; the module documentation there says
 //! how each treats retransmissions, duplicates and retries.
@@ -56,7 +53,9 @@ pub enum AuthEvent {
     /// derived from the MPPE master keys for MS-CHAPv2, 32 zero octets for
     /// PAP and CHAP-MD5.
     Success {
+        /// The name authenticated: the peer's (server) or our own (client).
         username: String,
+        /// The Higher-Layer Authentication Key described above.
         hlak: [u8; 32],
         /// Server only: the address the authenticator pinned for this user.
         framed_ipv4: Option<Ipv4Addr>,
@@ -72,9 +71,12 @@ pub enum AuthFailure {
     /// Server: the authenticator rejected the peer (after the last attempt).
     /// Client: the server sent Failure/Nak; for MS-CHAPv2 with the `E=` code.
     Rejected {
+        /// Server: the authenticator's reason. Client: mapped from the
+        /// MS-CHAPv2 `E=` code, else [`RejectReason::AuthenticationFailure`].
         reason: RejectReason,
         /// MS-CHAPv2 `E=` code as received or sent.
         code: Option<u32>,
+        /// The text of the Failure/Nak message, as sent or received.
         message: String,
     },
     /// No verdict within the phase timeout, or retransmissions exhausted.
@@ -181,6 +183,7 @@ impl AuthServer {
     /// same connection spent against [`AuthConfig::max_attempts`]: the
     /// MS-CHAPv2 retry offer (`R=1`) ends when the connection's total
     /// reaches the limit, however many machines it took.
+    #[must_use]
     pub fn with_failed_attempts(mut self, failed: u32) -> Self {
         if let ServerInner::Chap(machine) = &mut self.inner {
             machine.set_failed_attempts(failed);
@@ -212,14 +215,20 @@ impl AuthServer {
 
     /// Appends the information field of the next packet to send to `buf`;
     /// returns `false` when nothing is queued.
+    #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         self.outbox().poll_transmit(buf)
     }
 
+    /// The next event for the owner, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<AuthEvent> {
         self.outbox().poll_event()
     }
 
+    /// When [`Self::handle_timeout`] is due next: the retransmission timer
+    /// or the phase bound, whichever is earlier.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.inner {
             ServerInner::Pap(machine) => &machine.outbox,
@@ -228,6 +237,9 @@ impl AuthServer {
         .poll_timeout()
     }
 
+    /// Fires the timers due at `now`: repeats a CHAP Challenge, or fails
+    /// with [`AuthFailure::Timeout`] when the transmissions or the phase
+    /// bound are spent.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.inner {
             ServerInner::Pap(machine) => machine.handle_timeout(now),
@@ -318,6 +330,8 @@ impl AuthClient {
         AuthClient { inner }
     }
 
+    /// Feeds the information field of a received packet of this method's
+    /// PPP protocol.
     pub fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), AuthPacketError> {
         match &mut self.inner {
             ClientInner::Pap(machine) => machine.handle_packet(info),
@@ -325,14 +339,22 @@ impl AuthClient {
         }
     }
 
+    /// Appends the information field of the next packet to send to `buf`;
+    /// returns `false` when nothing is queued.
+    #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         self.outbox().poll_transmit(buf)
     }
 
+    /// The next event for the owner, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<AuthEvent> {
         self.outbox().poll_event()
     }
 
+    /// When [`Self::handle_timeout`] is due next: the retransmission timer
+    /// or the phase bound, whichever is earlier.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.inner {
             ClientInner::Pap(machine) => &machine.outbox,
@@ -341,6 +363,9 @@ impl AuthClient {
         .poll_timeout()
     }
 
+    /// Fires the timers due at `now`: repeats the Authenticate-Request or
+    /// Response, or fails with [`AuthFailure::Timeout`] when the phase bound
+    /// or (before success) the transmissions are spent.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.inner {
             ClientInner::Pap(machine) => machine.handle_timeout(now),

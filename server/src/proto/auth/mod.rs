@@ -10,9 +10,9 @@
 //! ([`crate::proto::ppp`]) owns them and does the framing.
 //!
 //! Deciding is separate from the protocol: the server machine emits an
-//! [`AuthRequest`], the owner passes it to an [`Authenticator`] (local users
-//! now, RADIUS later), and hands the [`AuthDecision`] back whenever it
-//! arrives, possibly from another task.
+//! [`AuthRequest`], the owner passes it to an [`Authenticator`] (local
+//! users, or a remote service such as RADIUS), and hands the
+//! [`AuthDecision`] back whenever it arrives, possibly from another task.
 //!
 //! [RFC 1334]: https://www.rfc-editor.org/rfc/rfc1334
 //! [RFC 1994]: https://www.rfc-editor.org/rfc/rfc1994
@@ -150,20 +150,30 @@ impl fmt::Debug for AuthRequest {
 #[non_exhaustive]
 pub enum Credentials {
     /// [RFC 1334] 2.2.1: the cleartext password.
-    Pap { password: Vec<u8> },
+    Pap {
+        /// The Authenticate-Request's Password field.
+        password: Vec<u8>,
+    },
     /// [RFC 1994] 4.1: `response = MD5(identifier ‖ secret ‖ challenge)`.
     ChapMd5 {
+        /// The CHAP Identifier of the Challenge and Response.
         identifier: u8,
+        /// The Challenge value this server sent.
         challenge: Vec<u8>,
+        /// The peer's Response value.
         response: [u8; 16],
     },
     /// [RFC 2759] 4 and 8. `identifier` is the CHAP Identifier of the
     /// Response: a RADIUS server needs it for MS-CHAP2-Response and answers
     /// with it in MS-CHAP2-Success ([RFC 2548] 2.3.2, 2.3.3).
     MsChapV2 {
+        /// The CHAP Identifier of the Response.
         identifier: u8,
+        /// The 16-octet Challenge this server sent ([RFC 2759] 3).
         authenticator_challenge: [u8; 16],
+        /// The Peer-Challenge field of the Response ([RFC 2759] 4).
         peer_challenge: [u8; 16],
+        /// The NT-Response field of the Response ([RFC 2759] 4, 8.1).
         nt_response: [u8; 24],
     },
 }
@@ -192,7 +202,9 @@ impl Credentials {
 /// MasterReceiveKey; the client's are the mirror image.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct MppeKeys {
+    /// This end's MasterSendKey ([RFC 3079] 3.4).
     pub send: [u8; 16],
+    /// This end's MasterReceiveKey ([RFC 3079] 3.4).
     pub receive: [u8; 16],
 }
 
@@ -230,7 +242,9 @@ pub const ZERO_HLAK: [u8; 32] = [0u8; 32];
 /// An [`Authenticator`]'s answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthDecision {
+    /// The credentials are good: the server sends Success/Ack.
     Accept(AuthAccept),
+    /// The credentials are refused: the server sends Failure/Nak.
     Reject(AuthReject),
 }
 
@@ -258,6 +272,7 @@ pub struct MsChapV2Proof {
 /// A negative answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthReject {
+    /// Why; for MS-CHAPv2 it picks the `E=` code.
     pub reason: RejectReason,
     /// Human-readable text for the Failure/Nak packet (`M=` for MS-CHAPv2).
     pub message: String,
@@ -333,7 +348,9 @@ pub struct FailedAuthAttempt {
     pub request: AuthRequestId,
     /// The name the peer claimed (not authenticated: the peer's words).
     pub username: String,
+    /// The method the attempt used.
     pub protocol: AuthProtocol,
+    /// How the attempt failed.
     pub outcome: AttemptOutcome,
     /// Failed attempts on this connection so far, this one included; they
     /// survive LCP renegotiation.
@@ -376,6 +393,7 @@ impl AttemptOutcome {
 /// whenever they know. Dropping the reply without sending counts as
 /// [`RejectReason::ServiceUnavailable`] for the runtime that created it.
 pub trait Authenticator: Send + Sync {
+    /// Judges `request` and answers through `reply`, now or later.
     fn authenticate(&self, request: AuthRequest, reply: AuthReply);
 }
 
@@ -421,6 +439,7 @@ impl fmt::Debug for LocalUser {
 /// Where a [`LocalAuthenticator`] looks passwords up (the server's
 /// chap-secrets file, a test's map).
 pub trait PasswordStore: Send + Sync {
+    /// The user named `username`; `None` if there is no such user.
     fn lookup(&self, username: &str) -> Option<LocalUser>;
 }
 

@@ -179,7 +179,9 @@ pub fn check_authenticator_response(
 /// The 49-octet Response value of [RFC 2759] 4.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ResponseValue {
+    /// Peer-Challenge: 16 random octets of the peer's.
     pub peer_challenge: [u8; 16],
+    /// NT-Response: the challenge response ([RFC 2759] 8.1).
     pub nt_response: [u8; 24],
     /// "Reserved for future use and MUST be zero"; kept as received.
     pub flags: u8,

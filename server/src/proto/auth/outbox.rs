@@ -97,6 +97,7 @@ impl Outbox {
         self.retransmit_at.is_some_and(|at| now >= at)
     }
 
+    #[must_use]
     pub(crate) fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         match self.packets.pop_front() {
             Some(packet) => {
@@ -107,10 +108,12 @@ impl Outbox {
         }
     }
 
+    #[must_use]
     pub(crate) fn poll_event(&mut self) -> Option<AuthEvent> {
         self.events.pop_front()
     }
 
+    #[must_use]
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match (self.retransmit_at, self.phase_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -17,7 +17,9 @@ pub const MAX_TEXT_LEN: usize = 255;
 /// A PAP or CHAP packet with its data borrowed from the information field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawPacket<'a> {
+    /// The packet's kind (PAP's and CHAP's values differ).
     pub code: u8,
+    /// Matches requests and replies.
     pub identifier: u8,
     /// Exactly the octets the Length field covers after the header.
     pub data: &'a [u8],

@@ -28,14 +28,27 @@ const ACK_MESSAGE: &str = "Authentication succeeded";
 pub enum PapPacket<'a> {
     /// [RFC 1334] 2.2.1.
     AuthenticateRequest {
+        /// Changes with each new request; copied into the Ack/Nak.
         identifier: u8,
+        /// The name of the peer authenticating.
         peer_id: &'a [u8],
+        /// The cleartext password.
         password: &'a [u8],
     },
     /// [RFC 1334] 2.2.2.
-    AuthenticateAck { identifier: u8, message: &'a [u8] },
+    AuthenticateAck {
+        /// Copied from the Authenticate-Request being answered.
+        identifier: u8,
+        /// Free text for the peer.
+        message: &'a [u8],
+    },
     /// [RFC 1334] 2.2.2.
-    AuthenticateNak { identifier: u8, message: &'a [u8] },
+    AuthenticateNak {
+        /// Copied from the Authenticate-Request being answered.
+        identifier: u8,
+        /// Free text for the peer.
+        message: &'a [u8],
+    },
 }
 
 impl fmt::Debug for PapPacket<'_> {
@@ -102,6 +115,8 @@ impl<'a> PapPacket<'a> {
         }
     }
 
+    /// The packet's Code ([`CODE_AUTHENTICATE_REQUEST`] to
+    /// [`CODE_AUTHENTICATE_NAK`]).
     pub fn code(&self) -> u8 {
         match self {
             PapPacket::AuthenticateRequest { .. } => CODE_AUTHENTICATE_REQUEST,
@@ -110,6 +125,7 @@ impl<'a> PapPacket<'a> {
         }
     }
 
+    /// The packet's Identifier.
     pub fn identifier(&self) -> u8 {
         match *self {
             PapPacket::AuthenticateRequest { identifier, .. }

@@ -39,15 +39,18 @@ impl<S: PasswordStore> fmt::Debug for LocalAuthenticator<S> {
 }
 
 impl<S: PasswordStore> LocalAuthenticator<S> {
+    /// An authenticator that looks users up in `store`.
     pub fn new(store: S) -> Self {
         LocalAuthenticator { store }
     }
 
+    /// The store users are looked up in.
     pub fn store(&self) -> &S {
         &self.store
     }
 
     /// Judges `request`: the answer [`Authenticator::authenticate`] sends.
+    #[must_use]
     pub fn decide(&self, request: &AuthRequest) -> AuthDecision {
         let user = self.store.lookup(&request.username);
         let known = Choice::from(u8::from(user.is_some()));

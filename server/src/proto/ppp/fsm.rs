@@ -59,15 +59,27 @@ impl Default for FsmConfig {
 /// The ten states of [RFC 1661] 4.2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
+    /// Lower layer down, no Open yet.
     Initial,
+    /// Open issued, waiting for the lower layer to come up.
     Starting,
+    /// Lower layer up, no Open (or closed again): requests get a
+    /// Terminate-Ack.
     Closed,
+    /// Open but given up (or terminated by the peer): waiting for a Down or
+    /// for the peer to start again.
     Stopped,
+    /// Terminate-Request sent after a Close; waiting for the Terminate-Ack.
     Closing,
+    /// Terminate-Request sent while still Open; ends in Stopped.
     Stopping,
+    /// Request-Sent: our Configure-Request is out, no Ack sent or received.
     ReqSent,
+    /// Ack-Received: our request was acknowledged, the peer's not yet.
     AckRcvd,
+    /// Ack-Sent: we acknowledged the peer's request, ours is not yet.
     AckSent,
+    /// Both requests acknowledged: the layer is up.
     Opened,
 }
 
@@ -392,14 +404,18 @@ impl<H: OptionHandler> Fsm<H> {
         }
     }
 
+    /// The current state.
     pub fn state(&self) -> State {
         self.state
     }
 
+    /// The protocol-specific part (its negotiated values).
     pub fn handler(&self) -> &H {
         &self.handler
     }
 
+    /// The protocol-specific part, mutably (addresses to request, queued
+    /// replies to drain).
     pub fn handler_mut(&mut self) -> &mut H {
         &mut self.handler
     }
@@ -415,11 +431,13 @@ impl<H: OptionHandler> Fsm<H> {
     }
 
     /// The restart timer's deadline, if running.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
     }
 
     /// The next This-Layer signal to act on.
+    #[must_use]
     pub fn poll_signal(&mut self) -> Option<LayerSignal> {
         self.signals.pop_front()
     }

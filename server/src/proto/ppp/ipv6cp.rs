@@ -39,6 +39,7 @@ impl Default for Ipv6cpConfig {
 /// that form the link-local addresses `fe80::/64 + identifier`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ipv6Params {
+    /// This end's Interface-Identifier ([RFC 5072] 4.1).
     pub local_ifid: u64,
     /// 0 when the peer did not negotiate one.
     pub peer_ifid: u64,

@@ -71,6 +71,7 @@ const MAX_QUEUED_DROP_EVENTS: usize = 64;
 pub struct PppConfig {
     /// Restart timer and counters of every automaton ([RFC 1661] 4.6).
     pub fsm: FsmConfig,
+    /// LCP: the options it requests and accepts, and its keepalive.
     pub lcp: LcpConfig,
     /// Server: the methods offered, most preferred first (default MS-CHAPv2,
     /// CHAP-MD5, PAP). Client: the methods it will use, most preferred first
@@ -79,7 +80,10 @@ pub struct PppConfig {
     pub auth_protocols: Vec<AuthProtocol>,
     /// Timers and limits of the authentication machines.
     pub auth: AuthConfig,
+    /// IPCP ([RFC 1332]): whether it runs, the addresses it offers or asks
+    /// for.
     pub ipcp: IpcpConfig,
+    /// IPv6CP ([RFC 5072]): whether it runs.
     pub ipv6cp: Ipv6cpConfig,
 }
 
@@ -116,7 +120,9 @@ impl fmt::Debug for PppConfig {
 /// The IP version of a data packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IpVersion {
+    /// IPv4, PPP protocol 0x0021.
     V4,
+    /// IPv6, PPP protocol 0x0057.
     V6,
 }
 
@@ -181,6 +187,7 @@ pub enum PppCloseReason {
     NegotiationFailed {
         /// LCP, IPCP or IPv6CP.
         protocol: u16,
+        /// Why it gave up.
         failure: NegotiationFailure,
     },
     /// The peer accepts none of the authentication methods offered (or
@@ -251,12 +258,22 @@ pub enum PppDropReason {
     /// Unparseable frame header, or an empty IP packet.
     Frame(FrameError),
     /// A control packet discarded by (or Code-Rejected by) an automaton.
-    Control { protocol: u16, reason: ControlDrop },
+    Control {
+        /// The automaton's PPP protocol (LCP, IPCP, IPv6CP).
+        protocol: u16,
+        /// Why it did not take the packet.
+        reason: ControlDrop,
+    },
     /// A protocol this link does not run; answered with Protocol-Reject.
     UnknownProtocol(u16),
     /// A protocol not allowed in the current phase, silently discarded
     /// ([RFC 1661] 3.3-3.5).
-    NotInPhase { protocol: u16, phase: Phase },
+    NotInPhase {
+        /// The frame's PPP protocol.
+        protocol: u16,
+        /// The phase the link was in.
+        phase: Phase,
+    },
     /// An IP packet while its NCP is not open.
     IpNotOpen(IpVersion),
     /// An authentication packet the machine refused.
@@ -299,7 +316,12 @@ pub enum PppEvent {
     /// ([MS-SSTP] 3.2.5.2). Also emitted, with an empty `username` (server)
     /// and 32 zero octets, when no authentication was negotiated, so that
     /// the owner always learns the HLAK the same way.
-    Authenticated { username: String, hlak: [u8; 32] },
+    Authenticated {
+        /// Server: the peer's authenticated name. Client: our own.
+        username: String,
+        /// The Higher-Layer Authentication Key described above.
+        hlak: [u8; 32],
+    },
     /// Server: IPCP needs the peer's address; answer with
     /// [`PppLink::assign_ipv4`].
     Ipv4AddressRequest(Ipv4AddressRequest),
@@ -324,8 +346,11 @@ pub enum PppEvent {
 /// Counters for the owner's metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PppStats {
+    /// Every frame passed to [`PppLink::handle_frame`].
     pub frames_received: u64,
+    /// Frames dropped, each reported as a [`PppDropReason`] (or suppressed).
     pub frames_dropped: u64,
+    /// IP packets handed to the owner.
     pub ip_packets_received: u64,
     /// Frames with a 1-octet Protocol field although PFC was not agreed
     /// (accepted anyway).
@@ -333,6 +358,8 @@ pub struct PppStats {
     /// Frames without `FF 03` although ACFC was not agreed (accepted
     /// anyway).
     pub unnegotiated_acfc: u64,
+    /// LCP Protocol-Rejects sent for protocols this link does not run
+    /// ([RFC 1661] 5.7).
     pub protocol_rejects_sent: u64,
     /// Drop reports not queued because too many were pending.
     pub drop_events_suppressed: u64,
@@ -398,6 +425,7 @@ impl AuthMachine {
         }
     }
 
+    #[must_use]
     fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         match self {
             AuthMachine::Server(m) => m.poll_transmit(buf),
@@ -407,6 +435,7 @@ impl AuthMachine {
         }
     }
 
+    #[must_use]
     fn poll_event(&mut self) -> Option<AuthEvent> {
         match self {
             AuthMachine::Server(m) => m.poll_event(),
@@ -416,6 +445,7 @@ impl AuthMachine {
         }
     }
 
+    #[must_use]
     fn poll_timeout(&self) -> Option<Instant> {
         match self {
             AuthMachine::Server(m) => m.poll_timeout(),
@@ -745,6 +775,7 @@ impl PppLink {
 
     /// Appends the next outgoing control frame (header included) to `buf`;
     /// `false` when none is waiting.
+    #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
         self.effects.out.pop_into(buf)
     }
@@ -807,6 +838,7 @@ impl PppLink {
     }
 
     /// The next event for the owner.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<PppEvent> {
         let event = self.events.pop_front()?;
         if matches!(event, PppEvent::Dropped(_)) {
@@ -816,6 +848,7 @@ impl PppLink {
     }
 
     /// When [`PppLink::handle_timeout`] must next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.finished {
             return None;
@@ -1538,8 +1571,9 @@ impl PppLink {
         self.events.push_back(PppEvent::Dropped(reason));
     }
 
-    /// Makes the next authentication use `scripted` (tests of the
-    /// integration path while the real machines are built elsewhere).
+    /// Makes the next authentication run `scripted` instead of an
+    /// [`AuthServer`]/[`AuthClient`], so that tests drive the Authenticate
+    /// phase's plumbing packet by packet.
     #[cfg(test)]
     pub(crate) fn script_auth(&mut self, scripted: tests::ScriptedAuth) {
         self.scripted_auth = Some(scripted);

@@ -104,6 +104,7 @@ impl Outbox {
     }
 
     /// Moves the oldest frame to the end of `buf`; `false` when empty.
+    #[must_use]
     pub fn pop_into(&mut self, buf: &mut Vec<u8>) -> bool {
         match self.frames.pop_front() {
             Some(frame) => {
@@ -158,7 +159,7 @@ mod tests {
         outbox.set_peer_mru(10);
         outbox.send_control_quoting(0xc021, 8, 1, &[0x80, 0xfd], &[0xaa; 20]);
         let mut buf = Vec::new();
-        outbox.pop_into(&mut buf);
+        assert!(outbox.pop_into(&mut buf));
         // 4-octet PPP header + Information of exactly the MRU (10).
         assert_eq!(buf.len(), 4 + 10);
         assert_eq!(&buf[4..10], [8, 1, 0, 10, 0x80, 0xfd]);

@@ -26,7 +26,10 @@ pub const HEADER_LEN: usize = 4;
 /// A control packet, borrowing its Data field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ControlPacket<'a> {
+    /// The Code ([RFC 1661] 5): [`CONFIGURE_REQUEST`] to [`CODE_REJECT`], or
+    /// one of a protocol's own (LCP's 8 to 11).
     pub code: u8,
+    /// Matches replies to requests ([RFC 1661] 5).
     pub identifier: u8,
     /// The Data field: exactly `Length - 4` octets; padding beyond Length is
     /// not included ([RFC 1661] 5).

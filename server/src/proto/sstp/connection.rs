@@ -199,11 +199,17 @@ pub enum CloseReason {
     /// [`SstpConnection::close`]: Call Disconnect sent ([MS-SSTP] 3.2.4.2).
     LocalDisconnect,
     /// The peer sent Call Disconnect, with this status if it had one.
-    PeerDisconnect { status: Option<Status> },
+    PeerDisconnect {
+        /// The status of its Status Info attribute ([MS-SSTP] 2.2.14).
+        status: Option<Status>,
+    },
     /// This end sent Call Abort.
     LocalAbort(AbortReason),
     /// The peer sent Call Abort, with this status if it had one.
-    PeerAbort { status: Option<Status> },
+    PeerAbort {
+        /// The status of its Status Info attribute ([MS-SSTP] 2.2.13).
+        status: Option<Status>,
+    },
     /// No packet for two Hello intervals; closed without a Call Abort
     /// ([MS-SSTP] 3.1.2.3).
     HelloTimeout,
@@ -284,13 +290,27 @@ pub enum SstpEvent {
     PppReady,
     /// The SSTP negotiation is complete: the server verified the crypto
     /// binding, or the client sent Call Connected.
-    Established { hash_protocol: HashProtocol },
+    Established {
+        /// The crypto binding's hash protocol ([MS-SSTP] 2.2.7).
+        hash_protocol: HashProtocol,
+    },
     /// Server: a Call Connect Request was refused with a NAK.
-    NakSent { status: Status },
+    NakSent {
+        /// The status of the NAK's first Status Info ([MS-SSTP] 2.2.12).
+        status: Status,
+    },
     /// Client: the server refused a Call Connect Request.
-    NakReceived { status: Status },
+    NakReceived {
+        /// The status of the NAK's first Status Info ([MS-SSTP] 2.2.12).
+        status: Status,
+    },
     /// Input was discarded `count` times for `reason` since the last poll.
-    Dropped { reason: DropReason, count: u32 },
+    Dropped {
+        /// What was discarded.
+        reason: DropReason,
+        /// Discards for this reason while the event waited to be polled.
+        count: u32,
+    },
     /// An abort or disconnect exchange started; PPP should stop. `Closed`
     /// with the same reason follows.
     Closing(CloseReason),
@@ -311,7 +331,10 @@ pub enum SendError {
     EmptyFrame,
     /// A frame over 4091 bytes, which no 12-bit SSTP length can carry
     /// ([MS-SSTP] 2.2.1, 3.1.5.2).
-    FrameTooLarge { len: usize },
+    FrameTooLarge {
+        /// The frame's size.
+        len: usize,
+    },
 }
 
 impl SendError {
@@ -563,11 +586,13 @@ impl SstpConnection {
     }
 
     /// The next event, oldest first.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<SstpEvent> {
         self.machine.events.pop_front()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.machine.timer
     }

@@ -17,9 +17,17 @@ use super::wire::{PacketHeader, HEADER_LEN, MAX_PACKET_LEN};
 #[non_exhaustive]
 pub enum DeframeError {
     /// A Length field under the 4-byte header.
-    LengthTooSmall { length: u16 },
+    LengthTooSmall {
+        /// The 12-bit Length received.
+        length: u16,
+    },
     /// A Length field over the configured maximum.
-    LengthTooLarge { length: u16, max: u16 },
+    LengthTooLarge {
+        /// The 12-bit Length received.
+        length: u16,
+        /// The configured maximum.
+        max: u16,
+    },
 }
 
 impl DeframeError {
@@ -90,6 +98,7 @@ impl Deframer {
     /// Starts delineating `input`. Pull packets with [`Feed::next`] until it
     /// returns `None`; bytes not pulled when the `Feed` is dropped are lost,
     /// so pull to the end unless the connection is being torn down.
+    #[must_use = "bytes not pulled from the Feed are lost"]
     pub fn feed<'d>(&'d mut self, input: &'d [u8]) -> Feed<'d> {
         Feed {
             deframer: self,
@@ -129,6 +138,7 @@ impl Feed<'_> {
     /// tail is then buffered). A length error is returned once and stops the
     /// deframer for good.
     #[allow(clippy::should_implement_trait)] // a lending iterator: items borrow `self`
+    #[must_use]
     pub fn next(&mut self) -> Option<Result<&[u8], DeframeError>> {
         let deframer = &mut *self.deframer;
         if deframer.failed.is_some() {

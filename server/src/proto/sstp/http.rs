@@ -206,7 +206,12 @@ pub enum Parsed<T> {
     NeedMore,
     /// The head is complete. `consumed` bytes of the last chunk belonged to
     /// it; the rest of that chunk is SSTP.
-    Done { message: T, consumed: usize },
+    Done {
+        /// The parsed head.
+        message: T,
+        /// How many bytes of the last chunk the head took.
+        consumed: usize,
+    },
 }
 
 /// Collects an HTTP head (up to and including the empty line) across

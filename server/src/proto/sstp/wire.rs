@@ -494,7 +494,11 @@ impl<'a> StatusInfos<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlMessage<'a> {
     /// 2.2.9: the client proposes an encapsulated protocol.
-    CallConnectRequest { protocol_id: u16 },
+    CallConnectRequest {
+        /// The Encapsulated Protocol ID attribute's value (2.2.5):
+        /// [`PROTOCOL_PPP`] is the only one defined.
+        protocol_id: u16,
+    },
     /// 2.2.10: the server accepts and asks for the crypto binding.
     CallConnectAck(CryptoBindingRequest<'a>),
     /// 2.2.12: the server refuses the request's attributes.
@@ -580,32 +584,70 @@ impl ControlMessage<'_> {
 #[non_exhaustive]
 pub enum WireError {
     /// The Length field does not match the packet handed over, or is under 4.
-    BadPacketLength { length: u16, actual: usize },
+    BadPacketLength {
+        /// The 12-bit Length (0 when not even the header arrived).
+        length: u16,
+        /// The size of the packet handed over.
+        actual: usize,
+    },
     /// The Version field is not 0x10 ([MS-SSTP] 2.2.1).
     UnsupportedVersion(u8),
     /// A control packet shorter than its 8-byte fixed part.
-    ControlPacketTooShort { length: u16 },
+    ControlPacketTooShort {
+        /// The packet's 12-bit Length.
+        length: u16,
+    },
     /// A Message Type [MS-SSTP] 2.2.2 does not define.
     UnknownMessageType(u16),
     /// Num Attributes does not describe the attribute bytes exactly.
-    AttributeCountMismatch { declared: u16 },
+    AttributeCountMismatch {
+        /// The Num Attributes field.
+        declared: u16,
+    },
     /// An attribute's Length is under 4 or runs past the packet.
-    TruncatedAttribute { attribute: u8 },
+    TruncatedAttribute {
+        /// The attribute's AttribID.
+        attribute: u8,
+    },
     /// An attribute's Length differs from what its section prescribes.
-    InvalidAttributeLength { attribute: u8, length: u16 },
+    InvalidAttributeLength {
+        /// The attribute's AttribID.
+        attribute: u8,
+        /// Its 12-bit Length.
+        length: u16,
+    },
     /// An attribute occurs more than once.
-    DuplicateAttribute { attribute: u8 },
+    DuplicateAttribute {
+        /// The repeated AttribID.
+        attribute: u8,
+    },
     /// An attribute ID [MS-SSTP] 2.2.4 does not define.
-    UnrecognizedAttribute { attribute: u8 },
+    UnrecognizedAttribute {
+        /// The undefined AttribID.
+        attribute: u8,
+    },
     /// A defined attribute this message must not carry.
-    AttributeNotAllowed { message: MessageType, attribute: u8 },
+    AttributeNotAllowed {
+        /// The message that carried it.
+        message: MessageType,
+        /// The attribute's AttribID.
+        attribute: u8,
+    },
     /// A mandatory attribute is absent.
-    MissingAttribute { message: MessageType, attribute: u8 },
+    MissingAttribute {
+        /// The message missing it.
+        message: MessageType,
+        /// The AttribID it must carry.
+        attribute: u8,
+    },
     /// A Call Connect Request proposing a protocol other than PPP.
     UnsupportedProtocol(u16),
     /// A Call Connect Request carrying a Status Info whose status is not
     /// ATTRIB_STATUS_NO_ERROR ([MS-SSTP] 3.3.5.2.2).
-    StatusInfoInRequest { status: Status },
+    StatusInfoInRequest {
+        /// The status it carried.
+        status: Status,
+    },
 }
 
 impl WireError {

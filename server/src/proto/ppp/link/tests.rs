@@ -19,8 +19,8 @@ use crate::testing::link_pair::{
 // ---- A scripted stand-in for the authentication machines ----
 
 /// A PAP-shaped exchange driving the link's authentication plumbing exactly
-/// as `AuthServer`/`AuthClient` do (packets in, packets/events out), so the
-/// Authenticate phase is tested before the real machines are merged.
+/// as `AuthServer`/`AuthClient` do (packets in, packets/events out), so that
+/// tests of the Authenticate phase's plumbing do not depend on a real method.
 /// Codes: 1 request (name), 2 success, 3 failure.
 #[derive(Debug)]
 pub(crate) struct ScriptedAuth {
