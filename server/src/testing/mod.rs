@@ -1,11 +1,13 @@
 //! Test and benchmark support (feature `testing`, and the crate's own unit
 //! tests): not part of the shipped server.
 //!
-//! * [`pair`]: an in-memory client↔server [`Session`](crate::proto::session::Session)
-//!   pair on a virtual clock, the harness of the core's tests, the benchmarks
-//!   and the instruction-count gate.
-//! * [`link_pair`]: the same for two PPP links alone, and the fuzzers'
-//!   entry points into PPP.
+//! * [`pair`]: the one in-memory client↔server harness on a virtual clock,
+//!   generic over the layer ([`pair::Endpoint`]): whole sessions
+//!   ([`pair::SessionPair`], the harness of the core's tests, the
+//!   benchmarks and the instruction-count gate) and PPP links
+//!   ([`pair::LinkPair`]), each through a thin adapter.
+//! * [`link_pair`]: lone PPP links opened by a minimal peer, and the
+//!   fuzzers' entry points into PPP.
 //! * [`hostile`]: a scripted client that sends exactly the bytes a test
 //!   wants (any PPP frame, in any order) and a lone server `Session`, for
 //!   the hostile-input tests and the `session` fuzz target.
