@@ -17,6 +17,7 @@
 //!   (where a byte stream may be cut for loss).
 //! * Thin adapters, one a layer, each dereferencing to the machine it
 //!   wraps: [`SessionEnd`] (a whole [`Session`](crate::proto::session::Session),
+//!   a byte stream), [`SstpEnd`] (an [`SstpConnection`](crate::proto::sstp::SstpConnection),
 //!   a byte stream) and [`LinkEnd`] (a [`PppLink`](crate::proto::ppp::PppLink),
 //!   frames).
 //! * [`Services`]: the runtime's part for a server session or link:
@@ -50,6 +51,7 @@
 //!
 //! The layers' own pairs are aliases with their constructors:
 //! [`SessionPair`] (the benchmarks' and gate's workload) and [`LinkPair`].
+//! The SSTP tests build theirs from [`SstpEnd`].
 //!
 //! # Cost
 //!
@@ -103,12 +105,14 @@ macro_rules! timers_and_events_of {
 mod link;
 mod services;
 mod session;
+mod sstp;
 
 pub use link::{LinkEnd, LinkPair};
 pub use services::{authenticator_fn, Duty, Services};
 pub use session::{
     control_message_type, is_data_packet, SessionEnd, SessionPair, TEST_CERTIFICATE,
 };
+pub use sstp::SstpEnd;
 
 /// Which way bytes travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
