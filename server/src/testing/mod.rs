@@ -5,8 +5,8 @@
 //!   generic over the layer ([`pair::Endpoint`]): whole sessions
 //!   ([`pair::SessionPair`], the harness of the core's tests, the
 //!   benchmarks and the instruction-count gate), PPP links
-//!   ([`pair::LinkPair`]) and SSTP connections, each through a thin
-//!   adapter.
+//!   ([`pair::LinkPair`]), SSTP connections and the authentication
+//!   machines, each through a thin adapter.
 //! * [`link_pair`]: lone PPP links opened by a minimal peer, and the
 //!   fuzzers' entry points into PPP.
 //! * [`hostile`]: a scripted client that sends exactly the bytes a test

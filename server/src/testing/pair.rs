@@ -18,8 +18,9 @@
 //! * Thin adapters, one a layer, each dereferencing to the machine it
 //!   wraps: [`SessionEnd`] (a whole [`Session`](crate::proto::session::Session),
 //!   a byte stream), [`SstpEnd`] (an [`SstpConnection`](crate::proto::sstp::SstpConnection),
-//!   a byte stream) and [`LinkEnd`] (a [`PppLink`](crate::proto::ppp::PppLink),
-//!   frames).
+//!   a byte stream), [`LinkEnd`] (a [`PppLink`](crate::proto::ppp::PppLink),
+//!   frames), and [`AuthServerEnd`] and [`AuthClientEnd`] (the
+//!   authentication machines, packets).
 //! * [`Services`]: the runtime's part for a server session or link:
 //!   authentication requests go to an [`Authenticator`](crate::proto::auth::Authenticator)
 //!   (or wait in [`Services::requests`] for the test to answer), address
@@ -51,7 +52,8 @@
 //!
 //! The layers' own pairs are aliases with their constructors:
 //! [`SessionPair`] (the benchmarks' and gate's workload) and [`LinkPair`].
-//! The SSTP tests build theirs from [`SstpEnd`].
+//! The SSTP and authentication-machine tests build theirs from [`SstpEnd`]
+//! and the `Auth*End`s.
 //!
 //! # Cost
 //!
@@ -102,11 +104,13 @@ macro_rules! timers_and_events_of {
     };
 }
 
+mod auth;
 mod link;
 mod services;
 mod session;
 mod sstp;
 
+pub use auth::{AuthClientEnd, AuthServerEnd};
 pub use link::{LinkEnd, LinkPair};
 pub use services::{authenticator_fn, Duty, Services};
 pub use session::{
