@@ -10,8 +10,9 @@
 //! * [`link_pair`]: lone PPP links opened by a minimal peer, and the
 //!   fuzzers' entry points into PPP.
 //! * [`hostile`]: a scripted client that sends exactly the bytes a test
-//!   wants (any PPP frame, in any order) and a lone server `Session`, for
-//!   the hostile-input tests and the `session` fuzz target.
+//!   wants (any PPP frame, in any order), on the harness against a real
+//!   server `Session` ([`hostile::LoneServer`]), for the hostile-input
+//!   tests and the `session` fuzz target.
 //! * [`hdlc`]: PPP in HDLC-like framing (RFC 1662), which sstp-client's
 //!   pppd speaks on its pty; the interoperability tests play pppd with it.
 //! * [`StaticPasswords`]: users in memory, for the harnesses' authenticator.

@@ -19,8 +19,9 @@
 //!   wraps: [`SessionEnd`] (a whole [`Session`](crate::proto::session::Session),
 //!   a byte stream), [`SstpEnd`] (an [`SstpConnection`](crate::proto::sstp::SstpConnection),
 //!   a byte stream), [`LinkEnd`] (a [`PppLink`](crate::proto::ppp::PppLink),
-//!   frames), and [`AuthServerEnd`] and [`AuthClientEnd`] (the
-//!   authentication machines, packets).
+//!   frames), [`AuthServerEnd`] and [`AuthClientEnd`] (the authentication
+//!   machines, packets), and [`ScriptedClient`](super::hostile::ScriptedClient)
+//!   itself (hand-made bytes against a real server).
 //! * [`Services`]: the runtime's part for a server session or link:
 //!   authentication requests go to an [`Authenticator`](crate::proto::auth::Authenticator)
 //!   (or wait in [`Services::requests`] for the test to answer), address
@@ -51,9 +52,10 @@
 //! [`drive_now_with_loss`](Pair::drive_now_with_loss)) composes these.
 //!
 //! The layers' own pairs are aliases with their constructors:
-//! [`SessionPair`] (the benchmarks' and gate's workload) and [`LinkPair`].
-//! The SSTP and authentication-machine tests build theirs from [`SstpEnd`]
-//! and the `Auth*End`s.
+//! [`SessionPair`] (the benchmarks' and gate's workload), [`LinkPair`],
+//! and [`LoneServer`](super::hostile::LoneServer). The SSTP and
+//! authentication-machine tests build theirs from [`SstpEnd`] and the
+//! `Auth*End`s.
 //!
 //! # Cost
 //!
