@@ -108,6 +108,10 @@ impl Pair<LinkEnd, LinkEnd> {
 
     /// Answers the server's address requests from `addresses` instead.
     pub fn with_addresses(mut self, addresses: Arc<ServerPools>) -> Self {
+        // The client's services hold the pools too (it never asks): swap
+        // both, so that the default pools are freed here rather than with
+        // the pair (the gate's setup part counts the allocator's work,
+        // which depends on that order).
         self.client.services.addresses = addresses.clone();
         self.server.services.addresses = addresses;
         self
