@@ -4,12 +4,13 @@
 //! `cargo bench -p sstp-bench --bench ppp -- --quick`.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sstp_bench::workload::{authenticator, client_config, imix_ppp_frames, server_config};
 use sstpd::proto::ppp::IpVersion;
 use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
-use sstpd::testing::link_pair::LinkPair;
+use sstpd::testing::pair::LinkPair;
 
 fn demux(c: &mut Criterion) {
     let auth = authenticator();
@@ -19,11 +20,11 @@ fn demux(c: &mut Criterion) {
         sstp_bench::workload::USERNAME,
         sstp_bench::workload::PASSWORD,
         3,
-    );
-    pair.authenticator = Some(Box::new(move |request| auth.decide(request)));
+    )
+    .with_authenticator(auth);
     pair.open();
     assert!(
-        pair.drive_until(64, |p| p.server.ipv4().is_some()
+        pair.run_until(Duration::from_secs(60), |p| p.server.ipv4().is_some()
             && p.client.ipv4().is_some()),
         "IPCP did not come up: {pair:?}"
     );

@@ -29,7 +29,7 @@ use sstpd::proto::session::SessionConfig;
 use sstpd::proto::sstp::{Deframer, SstpConfig};
 use sstpd::routing::ServerPools;
 use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
-use sstpd::testing::pair::{Direction, Pair};
+use sstpd::testing::pair::{Direction, SessionPair};
 
 /// The one user of the workload.
 pub const USERNAME: &str = "bench";
@@ -245,8 +245,9 @@ pub fn new_pair(
     client: &SessionConfig,
     auth: &Arc<LocalAuthenticator<OneUser>>,
     seed: u8,
-) -> Pair {
-    Pair::new(server, client, auth.clone(), USERNAME, PASSWORD, seed).with_addresses(addresses())
+) -> SessionPair {
+    SessionPair::new(server, client, auth.clone(), USERNAME, PASSWORD, seed)
+        .with_addresses(addresses())
 }
 
 /// An IPv4/UDP packet of `total` bytes (at least 28) from `src` to `dst`
@@ -416,7 +417,7 @@ const DATA_BATCH: u64 = 16;
 
 /// [`Part::Data`]: IMIX packets both ways through a connected pair.
 pub struct DataWork {
-    pair: Pair,
+    pair: SessionPair,
     packets: u64,
     up: Vec<Vec<u8>>,
     down: Vec<Vec<u8>>,
@@ -428,8 +429,8 @@ impl DataWork {
         if !pair.connect_without_timers() {
             return Err(format!("data: the session pair did not come up: {pair:?}"));
         }
-        pair.client.keep_ip = false;
-        pair.server.keep_ip = false;
+        pair.client.keep_delivered = false;
+        pair.server.keep_delivered = false;
         let client_ip = pair
             .client
             .session
@@ -458,13 +459,13 @@ impl DataWork {
             sent += batch;
             self.pair.drive_now();
         }
-        self.pair.server.received_ip_count + self.pair.client.received_ip_count
+        self.pair.server.delivered_count + self.pair.client.delivered_count
     }
 
     fn verify(&self) -> Result<(), String> {
         let (to_server, to_client) = (
-            self.pair.server.received_ip_count,
-            self.pair.client.received_ip_count,
+            self.pair.server.delivered_count,
+            self.pair.client.delivered_count,
         );
         if to_server != self.packets || to_client != self.packets {
             return Err(format!(

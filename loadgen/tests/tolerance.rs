@@ -21,7 +21,7 @@ use sstpd::proto::ppp::PppDropReason;
 use sstpd::proto::ppp::{IpcpConfig, LcpConfig, PppConfig};
 use sstpd::proto::session::{DropReason, SessionConfig, SessionEvent};
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
-use sstpd::testing::pair::Pair;
+use sstpd::testing::pair::SessionPair;
 use sstpd::testing::StaticPasswords;
 
 fn loadgen_client(auth: &[AuthProtocol]) -> SessionConfig {
@@ -59,10 +59,10 @@ fn quirky_server(methods: &[AuthProtocol]) -> SessionConfig {
     SessionConfig::new(sstp, ppp)
 }
 
-fn pair(server: &SessionConfig, client: &SessionConfig) -> Pair {
+fn pair(server: &SessionConfig, client: &SessionConfig) -> SessionPair {
     let mut users = StaticPasswords::new();
     users.insert("alice", "pw");
-    Pair::new(
+    SessionPair::new(
         server,
         client,
         Arc::new(LocalAuthenticator::new(users)),

@@ -45,7 +45,7 @@ fn users() -> LocalAuthenticator<StaticPasswords> {
 
 /// Answers the `index`-th request as the local user table does.
 fn answer(server: &mut LoneServer, index: usize) {
-    let decision = users().decide(&server.requests[index]);
+    let decision = users().decide(&server.requests()[index]);
     server.decide(index, decision);
 }
 
@@ -68,7 +68,11 @@ fn pap_attack(seed: u8, first: (&str, &str), second: (&str, &str)) -> LoneServer
     record.extend_from_slice(&renegotiation(&server));
     record.extend_from_slice(&ScriptedClient::pap_request(2, second.0, second.1));
     server.send(&record);
-    let names: Vec<_> = server.requests.iter().map(|r| r.username.clone()).collect();
+    let names: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.username.clone())
+        .collect();
     assert_eq!(names, [first.0, second.0], "both reached the authenticator");
     answer(&mut server, 0);
     answer(&mut server, 1);
@@ -77,7 +81,7 @@ fn pap_attack(seed: u8, first: (&str, &str), second: (&str, &str)) -> LoneServer
 
 fn authenticated(server: &LoneServer) -> Vec<String> {
     server
-        .events
+        .events()
         .iter()
         .filter_map(|e| match e {
             SessionEvent::Authenticated { username } => Some(username.clone()),
@@ -88,7 +92,7 @@ fn authenticated(server: &LoneServer) -> Vec<String> {
 
 fn failures(server: &LoneServer) -> Vec<&FailedAuthAttempt> {
     server
-        .events
+        .events()
         .iter()
         .filter_map(|e| match e {
             SessionEvent::AuthAttemptFailed(attempt) => Some(attempt),
@@ -114,7 +118,7 @@ fn failure_summary(server: &LoneServer) -> Vec<(String, &'static str, &'static s
 
 fn stale_answers(server: &LoneServer) -> usize {
     server
-        .events
+        .events()
         .iter()
         .filter(|e| matches!(e, SessionEvent::Dropped { reason, .. } if reason.as_str() == "stale_auth_decision"))
         .count()
@@ -127,8 +131,8 @@ fn ipcp_requested(server: &LoneServer) -> bool {
 /// The close reason once the server's LCP terminate and SSTP disconnect
 /// have run their course without the client's help.
 fn close_reason(server: &mut LoneServer) -> Option<&'static str> {
-    server.advance(Duration::from_secs(120));
-    server.events.iter().find_map(|e| match e {
+    server.advance_by(Duration::from_secs(120));
+    server.events().iter().find_map(|e| match e {
         SessionEvent::Closed(reason) => Some(reason.as_str()),
         _ => None,
     })
@@ -144,13 +148,13 @@ fn pap_accept_for_a_request_renegotiated_away_does_not_authenticate_the_next_nam
         "no Authenticate-Ack: {:?}",
         server.client.received
     );
-    assert!(authenticated(&server).is_empty(), "{:?}", server.events);
+    assert!(authenticated(&server).is_empty(), "{:?}", server.events());
     assert!(!ipcp_requested(&server), "IPCP never starts");
     assert!(
         server.client.saw(PROTO_PAP, CODE_AUTHENTICATE_NAK),
         "bob is refused"
     );
-    assert_eq!(stale_answers(&server), 1, "{:?}", server.events);
+    assert_eq!(stale_answers(&server), 1, "{:?}", server.events());
 }
 
 /// CHAP-MD5 and MS-CHAPv2: the second Response must wait for the new
@@ -170,7 +174,11 @@ fn chap_binding(method: AuthProtocol) {
         .chap_challenge()
         .expect("the new phase's Challenge");
     server.send(&respond(challenge, "bob", "wrong"));
-    let names: Vec<_> = server.requests.iter().map(|r| r.username.clone()).collect();
+    let names: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.username.clone())
+        .collect();
     assert_eq!(names, ["alice", "bob"], "{method}");
 
     answer(&mut server, 0);
@@ -183,14 +191,14 @@ fn chap_binding(method: AuthProtocol) {
     assert!(
         authenticated(&server).is_empty(),
         "{method}: {:?}",
-        server.events
+        server.events()
     );
     assert!(!ipcp_requested(&server), "{method}");
     assert!(
         server.client.saw(PROTO_CHAP, CODE_FAILURE),
         "{method}: bob is refused"
     );
-    assert_eq!(stale_answers(&server), 1, "{method}: {:?}", server.events);
+    assert_eq!(stale_answers(&server), 1, "{method}: {:?}", server.events());
 }
 
 #[test]
@@ -225,13 +233,13 @@ fn mschapv2_renegotiation_does_not_reset_the_attempt_limit() {
         let Some(challenge) = server.client.chap_challenge() else {
             break;
         };
-        let before = server.requests.len();
+        let before = server.requests().len();
         server.send(&ScriptedClient::mschapv2_response(
             challenge,
             "alice",
             &format!("guess-{guess}"),
         ));
-        if server.requests.len() == before {
+        if server.requests().len() == before {
             break;
         }
         answer(&mut server, before);
@@ -241,7 +249,7 @@ fn mschapv2_renegotiation_does_not_reset_the_attempt_limit() {
         }
     }
     assert_eq!(
-        server.requests.len(),
+        server.requests().len(),
         3,
         "three guesses per connection, renegotiation or not"
     );
@@ -269,13 +277,13 @@ fn renegotiating_while_judged(method: AuthProtocol) {
         }
     }
     // Whatever the answers say, they come too late for their machine.
-    for index in 0..server.requests.len() {
+    for index in 0..server.requests().len() {
         answer(&mut server, index);
     }
     assert!(
-        server.requests.len() <= 3,
+        server.requests().len() <= 3,
         "{method}: {} guesses judged on one connection",
-        server.requests.len()
+        server.requests().len()
     );
     assert_eq!(
         close_reason(&mut server),
@@ -320,12 +328,12 @@ fn every_failed_attempt_is_reported_with_the_claimed_name_and_the_method() {
     );
     assert_eq!(stale_answers(&server), 1);
     let bob = failures(&server)[1];
-    assert_eq!(bob.request, server.requests[1].id);
+    assert_eq!(bob.request, server.requests()[1].id);
     assert_eq!(bob.max_attempts, 3);
     // PAP has no retry: bob's refusal ends the phase.
     assert_eq!(close_reason(&mut server), Some("auth_failed"));
-    assert_eq!(server.session.claimed_username(), Some("bob"));
-    assert_eq!(server.session.username(), None);
+    assert_eq!(server.session().claimed_username(), Some("bob"));
+    assert_eq!(server.session().username(), None);
 }
 
 #[test]
@@ -352,9 +360,9 @@ fn chap_md5_refusal_is_reported_once() {
 fn a_request_left_unanswered_is_reported_when_the_phase_times_out() {
     let mut server = LoneServer::in_authentication(&config(AuthProtocol::Pap), 10);
     server.send(&ScriptedClient::pap_request(1, "carol", "whatever"));
-    assert_eq!(server.requests.len(), 1);
+    assert_eq!(server.requests().len(), 1);
     // The authenticator never answers; the phase bound (30 s) passes.
-    server.advance(Duration::from_secs(31));
+    server.advance_by(Duration::from_secs(31));
     assert_eq!(
         failure_summary(&server),
         [("carol".into(), "auth_failure_pap", "timed_out", 1)]
@@ -376,9 +384,10 @@ fn answers_are_applied_once_and_forged_ids_never() {
     let accept = || AuthDecision::Accept(AuthAccept::default());
     for forged in [0, 2, u64::MAX] {
         server
+            .server
             .session
             .auth_decision(now, AuthRequestId::from_raw(forged), accept());
-        server.flush();
+        server.drive_now();
     }
     assert_eq!(stale_answers(&server), 3);
     assert!(authenticated(&server).is_empty());
@@ -423,7 +432,7 @@ fn renegotiation_after_authentication_ends_the_session() {
             server.client.saw(PROTO_LCP, 5),
             "{method}: Terminate-Request"
         );
-        assert_eq!(server.requests.len(), 1, "{method}: nothing judged after");
+        assert_eq!(server.requests().len(), 1, "{method}: nothing judged after");
         assert_eq!(authenticated(&server), ["alice"], "{method}");
         assert_eq!(
             close_reason(&mut server),

@@ -12,7 +12,7 @@ use sstpd::proto::ndp;
 use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppCloseReason, PppConfig};
 use sstpd::proto::session::{CloseReason, DropReason, SessionConfig, SessionEvent};
 use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
-use sstpd::testing::pair::{control_message_type, is_data_packet, Direction, Pair};
+use sstpd::testing::pair::{control_message_type, is_data_packet, Direction, SessionPair};
 use sstpd::testing::StaticPasswords;
 
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -50,8 +50,8 @@ fn authenticator() -> Arc<LocalAuthenticator<StaticPasswords>> {
     Arc::new(LocalAuthenticator::new(users))
 }
 
-fn pair_with(method: AuthProtocol, hashes: HashProtocols, password: &str) -> Pair {
-    Pair::new(
+fn pair_with(method: AuthProtocol, hashes: HashProtocols, password: &str) -> SessionPair {
+    SessionPair::new(
         &server_config(&[method], hashes),
         &client_config(&[
             AuthProtocol::MsChapV2,
@@ -98,7 +98,7 @@ fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
     p
 }
 
-fn assert_up(pair: &Pair, hash: HashProtocol) {
+fn assert_up(pair: &SessionPair, hash: HashProtocol) {
     let server = &pair.server.session;
     let client = &pair.client.session;
     assert!(server.is_established(), "server verified Call Connected");
@@ -126,7 +126,7 @@ fn assert_up(pair: &Pair, hash: HashProtocol) {
         SessionEvent::HttpHandshake { correlation_id } if correlation_id == "{6BAA1E45-9937-77B0-567472AB}")));
 }
 
-fn exchange_traffic(pair: &mut Pair) {
+fn exchange_traffic(pair: &mut SessionPair) {
     let client_ip = pair.client.session.ipv4().unwrap().local;
     for i in 0..50u32 {
         let up = ipv4_packet(client_ip, GATEWAY, &i.to_be_bytes());
@@ -135,15 +135,15 @@ fn exchange_traffic(pair: &mut Pair) {
         pair.send_ip(Direction::ServerToClient, &down).unwrap();
     }
     pair.drive_now();
-    assert_eq!(pair.server.received_ip.len(), 50);
-    assert_eq!(pair.client.received_ip.len(), 50);
-    for (i, p) in pair.server.received_ip.iter().enumerate() {
+    assert_eq!(pair.server.delivered.len(), 50);
+    assert_eq!(pair.client.delivered.len(), 50);
+    for (i, p) in pair.server.delivered.iter().enumerate() {
         assert_eq!(
             p,
             &ipv4_packet(client_ip, GATEWAY, &(i as u32).to_be_bytes())
         );
     }
-    for (i, p) in pair.client.received_ip.iter().enumerate() {
+    for (i, p) in pair.client.delivered.iter().enumerate() {
         assert_eq!(
             p,
             &ipv4_packet(GATEWAY, client_ip, &(1000 + i as u32).to_be_bytes())
@@ -153,7 +153,7 @@ fn exchange_traffic(pair: &mut Pair) {
 
 /// Runs the pair (bounded) until the server's IPv6CP is up, the last
 /// step of a full setup.
-fn server_ipv6_up(pair: &mut Pair) -> bool {
+fn server_ipv6_up(pair: &mut SessionPair) -> bool {
     pair.run_until(Duration::from_secs(30), |p| {
         p.server.session.ipv6().is_some()
     })
@@ -225,7 +225,7 @@ fn lost_ppp_frames_are_recovered_by_retransmission() {
         // during setup: a loss on every frame of a fixed period can keep
         // both ends' NCPs restarting each other for ever.
         let mut counter = [0u32; 2];
-        pair.loss = Some(Box::new(move |dir, packet| {
+        pair.loss = Some(Box::new(move |dir, _, packet| {
             if !is_data_packet(packet) {
                 return false;
             }
@@ -315,7 +315,7 @@ fn spoofed_sources_are_dropped() {
     let honest = ipv4_packet(client_ip, GATEWAY, b"honest");
     pair.send_ip(Direction::ClientToServer, &honest).unwrap();
     pair.drive_now();
-    assert_eq!(pair.server.received_ip, vec![honest]);
+    assert_eq!(pair.server.delivered, vec![honest]);
     assert_eq!(pair.server.session.stats().spoofed_drops, 1);
     assert!(pair.server.saw(|e| matches!(
         e,
@@ -331,7 +331,7 @@ fn no_ip_traffic_passes_until_the_crypto_binding_is_verified() {
     // Hold back the client's Call Connected (message type 4): PPP completes,
     // but the server never sees the crypto binding.
     let mut pair = pair_with(AuthProtocol::Pap, HashProtocols::SHA256, "correct horse");
-    pair.loss = Some(Box::new(|dir, packet| {
+    pair.loss = Some(Box::new(|dir, _, packet| {
         dir == Direction::ClientToServer && control_message_type(packet) == Some(4)
     }));
     assert!(pair.run_until(Duration::from_secs(30), |p| p
@@ -416,7 +416,7 @@ fn router_solicitation_gets_the_delegated_prefix() {
     let rs = router_solicitation(ndp::link_local(ifid));
     pair.send_ip(Direction::ClientToServer, &rs).unwrap();
     pair.drive_now();
-    assert!(pair.server.received_ip.is_empty(), "RS is not forwarded");
+    assert!(pair.server.delivered.is_empty(), "RS is not forwarded");
     assert!(pair.client.events[before..]
         .iter()
         .any(|e| matches!(e, SessionEvent::Ipv6Prefix { .. })));
@@ -429,7 +429,7 @@ fn router_solicitation_gets_the_delegated_prefix() {
     pair.send_ip(Direction::ClientToServer, &ipv6_packet(outside))
         .unwrap();
     pair.drive_now();
-    assert_eq!(pair.server.received_ip, vec![ipv6_packet(inside)]);
+    assert_eq!(pair.server.delivered, vec![ipv6_packet(inside)]);
 }
 
 fn router_solicitation(src: std::net::Ipv6Addr) -> Vec<u8> {

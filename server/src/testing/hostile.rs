@@ -4,19 +4,18 @@
 //! state machine of its own that would refuse to misbehave.
 //!
 //! [`ScriptedClient`] is transport-agnostic: the end-to-end tests write its
-//! bytes to the real server over TLS; [`LoneServer`] feeds them to a server
-//! [`Session`] in memory, on a virtual clock, holding the authenticator's
-//! answers until the test delivers them (so that a test decides when an
-//! answer arrives, as a slow RADIUS server would).
+//! bytes to the real server over TLS; [`LoneServer`] makes it the client
+//! endpoint of the common [`Pair`] harness against a server [`Session`] in
+//! memory, on a virtual clock, holding the authenticator's answers until
+//! the test delivers them (so that a test decides when an answer arrives,
+//! as a slow RADIUS server would).
 //!
 //! Not a stable API: for tests, fuzz targets and benchmarks.
 
-use std::sync::Arc;
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use crate::proto::ppp::Ipv4AddressRequest;
-use crate::routing::ServerPools;
-
+use super::pair::{Delivery, Duty, Endpoint, Pair, Services, SessionEnd, TEST_CERTIFICATE};
 use crate::proto::auth::chap::{md5_response, CODE_CHALLENGE, CODE_FAILURE, CODE_RESPONSE};
 use crate::proto::auth::mschapv2::{self, FailureMessage, ResponseValue};
 use crate::proto::auth::pap::CODE_AUTHENTICATE_REQUEST;
@@ -305,55 +304,53 @@ impl ScriptedClient {
     }
 }
 
-/// Plays the runtime's part: answers a server session's address request
-/// from `pools`, releasing the address if the answer is refused as stale.
-pub fn answer_address(
-    session: &mut Session,
-    now: Instant,
-    pools: &ServerPools,
-    request: &Ipv4AddressRequest,
-) {
-    let address = pools.allocate_ipv4(&request.username, request.wanted);
-    if let (Err(_), Some(address)) = (session.assign_ipv4(now, request.id, address), address) {
-        pools.release_ipv4(address);
+impl Endpoint for ScriptedClient {
+    type Event = Infallible;
+    type Delivered = Infallible;
+    const STREAM: bool = true;
+
+    /// What the test put in the side's outbox, as one write.
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
+        !out.is_empty()
+    }
+
+    fn receive(&mut self, _now: Instant, input: &[u8], _: &mut Delivery<'_, Infallible>) {
+        ScriptedClient::receive(self, input);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn poll_event(&mut self) -> Option<Infallible> {
+        None
     }
 }
 
-/// A server [`Session`] talking to a [`ScriptedClient`] in memory, on a
-/// virtual clock. Authentication requests are collected, not answered:
-/// the test delivers each decision when it wants.
-#[derive(Debug)]
-pub struct LoneServer {
-    pub session: Session,
-    pub client: ScriptedClient,
-    pub base: Instant,
-    pub now: Instant,
-    /// Every event the server reported, in order.
-    pub events: Vec<SessionEvent>,
-    /// Every authentication request, in order.
-    pub requests: Vec<AuthRequest>,
-    /// IP packets the server delivered to the network.
-    pub ip_delivered: usize,
-    /// Answers the server's address requests, as the runtime does
-    /// (default: 10.99.0.2 to 10.99.0.9).
-    pub addresses: Arc<ServerPools>,
-}
+/// A server [`Session`] talking to a [`ScriptedClient`] on the common
+/// harness, on a virtual clock. Authentication requests are collected, not
+/// answered: the test delivers each decision when it wants. Address
+/// requests are answered as the runtime does (default: 10.99.0.2 to
+/// 10.99.0.9). What the server delivers to the network is only counted
+/// (`server.delivered_count`).
+pub type LoneServer = Pair<SessionEnd, ScriptedClient>;
 
-impl LoneServer {
+impl Pair<SessionEnd, ScriptedClient> {
     /// A server session with `config`; nothing sent yet.
     pub fn new(config: &SessionConfig, seed: u8) -> Self {
         let base = Instant::now();
-        let cert = CertHashes::of_der(crate::testing::pair::TEST_CERTIFICATE);
-        LoneServer {
-            session: Session::server(config, base, cert, [seed; 32]),
-            client: ScriptedClient::new(),
+        let cert = CertHashes::of_der(TEST_CERTIFICATE);
+        let session = Session::server(config, base, cert, [seed; 32]);
+        let addresses = super::ipv4_pools([10, 99, 0, 2], [10, 99, 0, 9]);
+        let mut pair = Pair::between(
+            SessionEnd::new(session, Services::new(None, addresses)),
+            ScriptedClient::new(),
             base,
-            now: base,
-            events: Vec::new(),
-            requests: Vec::new(),
-            ip_delivered: 0,
-            addresses: super::ipv4_pools([10, 99, 0, 2], [10, 99, 0, 9]),
-        }
+        );
+        pair.server.keep_delivered = false;
+        pair
     }
 
     /// A server whose LCP is open with the scripted client: the HTTP
@@ -376,63 +373,31 @@ impl LoneServer {
     /// Feeds `bytes` (one read's worth) to the server, then moves
     /// everything it answers to the client.
     pub fn send(&mut self, bytes: &[u8]) {
-        let delivered = &mut self.ip_delivered;
-        self.session
-            .handle_input(self.now, bytes, &mut |_| *delivered += 1);
-        self.flush();
-    }
-
-    /// Moves the server's output to the client and collects its events.
-    pub fn flush(&mut self) {
-        // Answering an address request makes more output: go round again.
-        let mut again = true;
-        while again {
-            again = false;
-            let mut out = Vec::new();
-            self.session.poll_transmit(self.now, &mut out);
-            self.client.receive(&out);
-            while let Some(event) = self.session.poll_event() {
-                match &event {
-                    SessionEvent::AuthRequest(request) => self.requests.push(request.clone()),
-                    SessionEvent::Ipv4AddressRequest(request) => {
-                        answer_address(&mut self.session, self.now, &self.addresses, request);
-                        again = true;
-                    }
-                    SessionEvent::Ipv4AddressReleased(address) => {
-                        self.addresses.release_ipv4(*address)
-                    }
-                    _ => {}
-                }
-                self.events.push(event);
-            }
-        }
+        self.client.outbox.extend_from_slice(bytes);
+        self.drive_now();
     }
 
     /// Delivers the answer to the `index`-th authentication request.
     pub fn decide(&mut self, index: usize, decision: AuthDecision) {
-        let id = self.requests[index].id;
-        self.session.auth_decision(self.now, id, decision);
-        self.flush();
+        let id = self.requests()[index].id;
+        let now = self.now;
+        self.server.session.auth_decision(now, id, decision);
+        self.drive_now();
     }
 
-    /// Runs the server's timers up to `now + by`.
-    pub fn advance(&mut self, by: Duration) {
-        let end = self.now + by;
-        while let Some(deadline) = self.session.poll_timeout() {
-            if deadline > end {
-                break;
-            }
-            self.now = self.now.max(deadline);
-            self.session.handle_timeout(self.now);
-            self.flush();
-        }
-        self.now = end;
-        self.flush();
+    /// The server session.
+    pub fn session(&self) -> &Session {
+        &self.server.session
     }
 
-    /// Whether the server reported an event matching `predicate`.
-    pub fn saw(&self, predicate: impl Fn(&SessionEvent) -> bool) -> bool {
-        self.events.iter().any(predicate)
+    /// Every event the server reported, in order.
+    pub fn events(&self) -> &[SessionEvent] {
+        &self.server.events
+    }
+
+    /// Every authentication request, in order.
+    pub fn requests(&self) -> &[AuthRequest] {
+        &self.server.services.requests
     }
 }
 
@@ -536,7 +501,7 @@ pub struct FuzzSummary {
 struct FuzzRun {
     server: Session,
     /// Answers the server's address requests, as the runtime does.
-    addresses: Arc<ServerPools>,
+    services: Services,
     client: Session,
     /// Watches what the server sends, to build scripted frames.
     observer: ScriptedClient,
@@ -589,7 +554,7 @@ impl FuzzRun {
         let server_config = SessionConfig::new(SstpConfig::default(), server_ppp);
         let client_config = SessionConfig::new(SstpConfig::default(), PppConfig::default());
         let now = Instant::now();
-        let cert = CertHashes::of_der(crate::testing::pair::TEST_CERTIFICATE);
+        let cert = CertHashes::of_der(TEST_CERTIFICATE);
         let server = Session::server(&server_config, now, cert, [flags; 32]);
         let password = if flags & 4 == 0 {
             "alice-secret"
@@ -614,7 +579,7 @@ impl FuzzRun {
         }
         let mut run = FuzzRun {
             server,
-            addresses: super::ipv4_pools([10, 0, 0, 2], [10, 0, 0, 3]),
+            services: Services::new(None, super::ipv4_pools([10, 0, 0, 2], [10, 0, 0, 3])),
             client,
             observer: ScriptedClient::new(),
             now,
@@ -662,9 +627,12 @@ impl FuzzRun {
                 }
                 SessionEvent::Established => self.server_established = true,
                 SessionEvent::Ipv4AddressRequest(request) => {
-                    answer_address(&mut self.server, self.now, &self.addresses, &request)
+                    self.services.perform(Some(Duty::Allocate(&request)));
+                    self.services.apply(self.now, &mut self.server);
                 }
-                SessionEvent::Ipv4AddressReleased(address) => self.addresses.release_ipv4(address),
+                SessionEvent::Ipv4AddressReleased(address) => {
+                    self.services.perform(Some(Duty::Release(address)))
+                }
                 SessionEvent::Dropped { reason, .. }
                     if reason.as_str() == "stale_auth_decision" =>
                 {

@@ -1,13 +1,12 @@
-//! A client and a server [`PppLink`] wired back to back on a virtual clock,
-//! for tests, fuzz targets and benchmarks (no SSTP in between: frames are
-//! shuttled directly). Not a stable API.
+//! PPP links alone, without a peer: helpers that open a lone link's LCP
+//! by playing a minimal peer, and the fuzzers' entry points into PPP. Two
+//! links back to back are [`LinkPair`](super::pair::LinkPair), on the
+//! common harness. Not a stable API.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::proto::auth::{AuthDecision, AuthRequest};
 use crate::proto::ppp::frame::{
     parse_frame, write_header, HeaderFormat, PROTO_IPCP, PROTO_IPV6CP, PROTO_LCP,
 };
@@ -19,263 +18,7 @@ use crate::proto::ppp::packet::{
 use crate::proto::ppp::{IpVersion, PppConfig, PppEvent, PppLink};
 use crate::routing::ServerPools;
 
-/// Which way a frame travels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    ClientToServer,
-    ServerToClient,
-}
-
-/// Decides whether to drop the `n`-th frame (counting from 0) travelling
-/// in a direction.
-pub type LossFn = Box<dyn FnMut(Direction, u64, &[u8]) -> bool>;
-/// Answers the server's authentication requests.
-pub type AuthenticatorFn = Box<dyn FnMut(&AuthRequest) -> AuthDecision>;
-
-/// Two links and the wire between them.
-pub struct LinkPair {
-    pub server: PppLink,
-    pub client: PppLink,
-    /// The start of the virtual clock.
-    pub base: Instant,
-    pub now: Instant,
-    /// Frame loss injected on the wire.
-    pub loss: Option<LossFn>,
-    /// Answers [`PppEvent::AuthRequest`] at once when set.
-    pub authenticator: Option<AuthenticatorFn>,
-    /// Every event either link reported, in order.
-    pub server_events: Vec<PppEvent>,
-    pub client_events: Vec<PppEvent>,
-    /// IP packets delivered to each side.
-    pub server_ip: Vec<(IpVersion, Vec<u8>)>,
-    pub client_ip: Vec<(IpVersion, Vec<u8>)>,
-    /// Frames sent each way (index 0: client to server) and dropped.
-    pub frames_sent: [u64; 2],
-    pub frames_lost: u64,
-    /// Where the server's address requests are answered from, as the
-    /// runtime does (default: 10.0.0.2 to 10.0.0.254).
-    pub addresses: Arc<ServerPools>,
-}
-
-impl fmt::Debug for LinkPair {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkPair")
-            .field("server", &self.server.phase())
-            .field("client", &self.client.phase())
-            .field("elapsed", &(self.now - self.base))
-            .finish_non_exhaustive()
-    }
-}
-
-impl LinkPair {
-    /// A pair with distinct RNG seeds derived from `seed`.
-    pub fn new(
-        server_config: Arc<PppConfig>,
-        client_config: Arc<PppConfig>,
-        username: &str,
-        password: &[u8],
-        seed: u8,
-    ) -> Self {
-        let base = Instant::now();
-        LinkPair {
-            server: PppLink::server(server_config, base, [seed; 32]),
-            client: PppLink::client(client_config, base, username, password, [seed ^ 0x5a; 32]),
-            base,
-            now: base,
-            loss: None,
-            authenticator: None,
-            server_events: Vec::new(),
-            client_events: Vec::new(),
-            server_ip: Vec::new(),
-            client_ip: Vec::new(),
-            frames_sent: [0; 2],
-            frames_lost: 0,
-            addresses: super::ipv4_pools([10, 0, 0, 2], [10, 0, 0, 254]),
-        }
-    }
-
-    /// Both lower layers up.
-    pub fn open(&mut self) {
-        self.server.open(self.now);
-        self.client.open(self.now);
-        self.collect_events();
-    }
-
-    /// Moves every frame queued on either side across once. Returns how
-    /// many frames were sent (lost ones included).
-    pub fn exchange(&mut self) -> usize {
-        let mut moved = 0;
-        let mut frame = Vec::new();
-        while self.client.poll_transmit(&mut frame) {
-            moved += 1;
-            self.deliver(Direction::ClientToServer, &frame);
-            frame.clear();
-        }
-        while self.server.poll_transmit(&mut frame) {
-            moved += 1;
-            self.deliver(Direction::ServerToClient, &frame);
-            frame.clear();
-        }
-        self.collect_events();
-        moved
-    }
-
-    fn deliver(&mut self, direction: Direction, frame: &[u8]) {
-        let index = match direction {
-            Direction::ClientToServer => 0,
-            Direction::ServerToClient => 1,
-        };
-        let n = self.frames_sent[index];
-        self.frames_sent[index] += 1;
-        if let Some(loss) = &mut self.loss {
-            if loss(direction, n, frame) {
-                self.frames_lost += 1;
-                return;
-            }
-        }
-        let now = self.now;
-        match direction {
-            Direction::ClientToServer => {
-                let delivered = &mut self.server_ip;
-                self.server
-                    .handle_frame(now, frame, &mut |v, p| delivered.push((v, p.to_vec())));
-            }
-            Direction::ServerToClient => {
-                let delivered = &mut self.client_ip;
-                self.client
-                    .handle_frame(now, frame, &mut |v, p| delivered.push((v, p.to_vec())));
-            }
-        }
-    }
-
-    /// Drains both links' events, answering authentication requests when an
-    /// authenticator is set.
-    pub fn collect_events(&mut self) {
-        // Bounded: each decision produces at most a few further events.
-        for _ in 0..16 {
-            let mut decided = false;
-            while let Some(event) = self.server.poll_event() {
-                if answer_address(&mut self.server, self.now, &self.addresses, &event) {
-                    decided = true;
-                }
-                if let (PppEvent::AuthRequest(request), Some(authenticator)) =
-                    (&event, &mut self.authenticator)
-                {
-                    let (id, decision) = (request.id, authenticator(request));
-                    self.server_events.push(event);
-                    let _ = self.server.auth_decision(self.now, id, decision);
-                    decided = true;
-                    continue;
-                }
-                self.server_events.push(event);
-            }
-            while let Some(event) = self.client.poll_event() {
-                self.client_events.push(event);
-            }
-            if !decided {
-                break;
-            }
-        }
-    }
-
-    /// Exchanges frames until the wire is quiet (at most `max_rounds`).
-    pub fn settle(&mut self, max_rounds: usize) {
-        for _ in 0..max_rounds {
-            if self.exchange() == 0 {
-                break;
-            }
-        }
-    }
-
-    /// Moves the clock to the earliest deadline of either link, if it is
-    /// within `limit`, and runs the timers. Returns `false` otherwise.
-    pub fn advance(&mut self, limit: Duration) -> bool {
-        let next = [self.server.poll_timeout(), self.client.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
-        match next {
-            Some(deadline) if deadline <= self.now + limit => {
-                self.now = self.now.max(deadline);
-                self.server.handle_timeout(self.now);
-                self.client.handle_timeout(self.now);
-                self.collect_events();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Settles, then advances the clock and settles again, until `done`
-    /// holds or `max_steps` timer steps passed. Returns whether `done` held.
-    pub fn drive_until(
-        &mut self,
-        max_steps: usize,
-        mut done: impl FnMut(&LinkPair) -> bool,
-    ) -> bool {
-        for _ in 0..max_steps {
-            self.settle(64);
-            if done(self) {
-                return true;
-            }
-            if !self.advance(Duration::from_secs(3600)) {
-                return done(self);
-            }
-        }
-        self.settle(64);
-        done(self)
-    }
-
-    /// Moves the clock forward by `by`, running every timer that falls due.
-    pub fn advance_by(&mut self, by: Duration) {
-        let end = self.now + by;
-        for _ in 0..10_000 {
-            self.settle(64);
-            let remaining = end.saturating_duration_since(self.now);
-            if !self.advance(remaining) {
-                break;
-            }
-        }
-        self.now = end;
-        self.settle(64);
-    }
-}
-
-/// Plays the runtime's part in address assignment: answers a
-/// [`PppEvent::Ipv4AddressRequest`] from `pools` and returns a released
-/// address to them. Returns whether `event` was one of those.
-pub fn answer_address(
-    link: &mut PppLink,
-    now: Instant,
-    pools: &ServerPools,
-    event: &PppEvent,
-) -> bool {
-    match event {
-        PppEvent::Ipv4AddressRequest(request) => {
-            let address = pools.allocate_ipv4(&request.username, request.wanted);
-            if let (Err(_), Some(address)) = (link.assign_ipv4(now, request.id, address), address) {
-                pools.release_ipv4(address);
-            }
-            true
-        }
-        PppEvent::Ipv4AddressReleased(address) => {
-            pools.release_ipv4(*address);
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Drains a lone server link's events, answering address requests from
-/// `pools`; returns the events (address ones included), in order.
-pub fn serve_addresses(link: &mut PppLink, now: Instant, pools: &ServerPools) -> Vec<PppEvent> {
-    let mut events = Vec::new();
-    while let Some(event) = link.poll_event() {
-        answer_address(link, now, pools, &event);
-        events.push(event);
-    }
-    events
-}
+use super::pair::{LinkEnd, Services, Side};
 
 /// Opens a lone link's LCP by playing a minimal peer: a Configure-Request
 /// carrying only `peer_magic`, and an Ack of the link's latest
@@ -326,19 +69,24 @@ pub fn server_in_network(config: Arc<PppConfig>, now: Instant, seed: [u8; 32]) -
     .0
 }
 
-/// [`server_in_network`] with the peer's address from `pools`; also
-/// returns the events the link reported on the way.
+/// [`server_in_network`] with the peer's address from `pools` (answered
+/// as the runtime does); also returns the events the link reported on the
+/// way.
 pub fn server_in_network_with(
     config: Arc<PppConfig>,
     now: Instant,
     seed: [u8; 32],
-    pools: &ServerPools,
+    pools: &Arc<ServerPools>,
 ) -> (PppLink, Vec<PppEvent>) {
     let mut link = PppLink::server(config, now, seed);
     link.open(now);
     open_lcp(&mut link, now, 0x1122_3344);
-    let events = serve_addresses(&mut link, now, pools);
-    (link, events)
+    let mut side = Side::new(LinkEnd {
+        link,
+        services: Services::new(None, pools.clone()),
+    });
+    while side.collect_events(now) {}
+    (side.endpoint.link, side.events)
 }
 
 /// A client link whose LCP is open, in the Network phase with its NCPs

@@ -1,14 +1,18 @@
 //! Test and benchmark support (feature `testing`, and the crate's own unit
 //! tests): not part of the shipped server.
 //!
-//! * [`pair`]: an in-memory client↔server [`Session`](crate::proto::session::Session)
-//!   pair on a virtual clock, the harness of the core's tests, the benchmarks
-//!   and the instruction-count gate.
-//! * [`link_pair`]: the same for two PPP links alone, and the fuzzers'
-//!   entry points into PPP.
+//! * [`pair`]: the one in-memory client↔server harness on a virtual clock,
+//!   generic over the layer ([`pair::Endpoint`]): whole sessions
+//!   ([`pair::SessionPair`], the harness of the core's tests, the
+//!   benchmarks and the instruction-count gate), PPP links
+//!   ([`pair::LinkPair`]), SSTP connections and the authentication
+//!   machines, each through a thin adapter.
+//! * [`link_pair`]: lone PPP links opened by a minimal peer, and the
+//!   fuzzers' entry points into PPP.
 //! * [`hostile`]: a scripted client that sends exactly the bytes a test
-//!   wants (any PPP frame, in any order) and a lone server `Session`, for
-//!   the hostile-input tests and the `session` fuzz target.
+//!   wants (any PPP frame, in any order), on the harness against a real
+//!   server `Session` ([`hostile::LoneServer`]), for the hostile-input
+//!   tests and the `session` fuzz target.
 //! * [`hdlc`]: PPP in HDLC-like framing (RFC 1662), which sstp-client's
 //!   pppd speaks on its pty; the interoperability tests play pppd with it.
 //! * [`StaticPasswords`]: users in memory, for the harnesses' authenticator.

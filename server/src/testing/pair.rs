@@ -1,27 +1,124 @@
-//! An in-memory client↔server [`Session`] pair on a virtual clock, in the
+//! The one in-memory client↔server harness on a virtual clock, in the
 //! manner of quinn-proto's test `Pair`: what one side transmits is fed to
-//! the other, authentication requests are answered by a real
-//! [`Authenticator`], and time jumps straight to the next timer deadline.
+//! the other, what the runtime would do with an event (judge credentials,
+//! hand out an address) is done before anything moves again, and time
+//! jumps straight to the next timer deadline. The protocol core's tests,
+//! the benchmarks and the instruction-count gate all drive their pairs
+//! with it, whatever the layer.
 //!
-//! It is public because the instruction-count benchmarks drive the same
-//! workload (session setup, then data both ways) through it.
+//! # Pieces
 //!
-//! Loss can be injected per SSTP packet: dropping data packets (the PPP
-//! frames inside, see [`is_data_packet`]) exercises PPP retransmission
-//! across the whole stack; dropping a control packet lets a test hold back,
-//! say, the client's Call Connected.
+//! * [`Endpoint`]: what the harness needs of one side, the sans-IO surface
+//!   every layer of `proto` has (transmit, receive, `poll_timeout`,
+//!   `handle_timeout`, `poll_event`), plus three hooks with do-nothing
+//!   defaults: [`serve`](Endpoint::serve) (what the runtime does with an
+//!   event, before the event is recorded), [`answer`](Endpoint::answer)
+//!   (hand the runtime's answers back) and [`pieces`](Endpoint::pieces)
+//!   (where a byte stream may be cut for loss).
+//! * Thin adapters, one a layer, each dereferencing to the machine it
+//!   wraps: [`SessionEnd`] (a whole [`Session`](crate::proto::session::Session),
+//!   a byte stream), [`SstpEnd`] (an [`SstpConnection`](crate::proto::sstp::SstpConnection),
+//!   a byte stream), [`LinkEnd`] (a [`PppLink`](crate::proto::ppp::PppLink),
+//!   frames), [`AuthServerEnd`] and [`AuthClientEnd`] (the authentication
+//!   machines, packets), and [`ScriptedClient`](super::hostile::ScriptedClient)
+//!   itself (hand-made bytes against a real server).
+//! * [`Services`]: the runtime's part for a server session or link:
+//!   authentication requests go to an [`Authenticator`](crate::proto::auth::Authenticator)
+//!   (or wait in [`Services::requests`] for the test to answer), address
+//!   requests are answered from [`ServerPools`](crate::routing::ServerPools)
+//!   and released addresses returned, as the runtime does.
+//! * [`Side`]: one end and its record: the events it reported (after
+//!   `serve`), what it delivered up (IP packets, PPP frames, the errors of
+//!   refused packets), optionally a [`Transcript`] of what it sent, and its
+//!   outbox (bytes on the wire not yet moved; a data path such as
+//!   `Session::send_ip` writes there directly).
+//! * [`Pair`]: a server side, a client side, the clock and the wire:
+//!   [`loss`](Pair::loss) by direction and index, [`tamper`](Pair::tamper),
+//!   delivery in pieces of at most [`chunk`](Pair::chunk) bytes, and byte
+//!   and unit counters each way.
+//!
+//! # Driving
+//!
+//! One [`step`](Pair::step) moves what the client transmits to the server,
+//! then what the server transmits to the client, then collects both sides'
+//! events through their hooks and applies the answers.
+//! [`drive_now`](Pair::drive_now) steps until nothing moves, without
+//! touching the clock; [`fire_next_timer`](Pair::fire_next_timer) jumps to
+//! the earliest deadline and runs it without moving anything;
+//! [`advance`](Pair::advance), [`advance_by`](Pair::advance_by) and
+//! [`run_until`](Pair::run_until) alternate the two. Timers run only on the
+//! side whose deadline is due. A test with its own rhythm (deciding
+//! requests between exchanges, loss from a closure over its locals with
+//! [`drive_now_with_loss`](Pair::drive_now_with_loss)) composes these.
+//!
+//! The layers' own pairs are aliases with their constructors:
+//! [`SessionPair`] (the benchmarks' and gate's workload), [`LinkPair`],
+//! and [`LoneServer`](super::hostile::LoneServer). The SSTP and
+//! authentication-machine tests build theirs from [`SstpEnd`] and the
+//! `Auth*End`s.
+//!
+//! # Cost
+//!
+//! The gate counts the instructions of `SessionPair::send_ip` and
+//! [`drive_now`](Pair::drive_now): without loss, tamper or transcript a
+//! transfer is one `poll_transmit` into the side's reused outbox and one
+//! `receive` of all of it, with no allocation or copy per packet; delivered
+//! packets are only counted unless [`Side::keep_delivered`] is set, and a
+//! side with no request outstanding answers nothing without a lock.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use std::net::Ipv4Addr;
+/// Dereferences an adapter to the machine it wraps.
+macro_rules! derefs_to {
+    ($end:ty => $field:ident: $machine:ty) => {
+        impl std::ops::Deref for $end {
+            type Target = $machine;
 
-use crate::proto::auth::{AuthDecision, AuthReply, AuthRequestId, Authenticator};
-use crate::proto::ppp::AddressRequestId;
-use crate::proto::session::{ClientParams, Session, SessionConfig, SessionEvent};
-use crate::proto::sstp::{CertHashes, ClientHandshake, Deframer};
-use crate::routing::ServerPools;
+            fn deref(&self) -> &$machine {
+                &self.$field
+            }
+        }
+
+        impl std::ops::DerefMut for $end {
+            fn deref_mut(&mut self) -> &mut $machine {
+                &mut self.$field
+            }
+        }
+    };
+}
+
+/// The [`Endpoint`] methods an adapter hands straight to its machine.
+macro_rules! timers_and_events_of {
+    ($field:ident: $event:ty) => {
+        fn poll_timeout(&self) -> Option<Instant> {
+            self.$field.poll_timeout()
+        }
+
+        fn handle_timeout(&mut self, now: Instant) {
+            self.$field.handle_timeout(now);
+        }
+
+        fn poll_event(&mut self) -> Option<$event> {
+            self.$field.poll_event()
+        }
+    };
+}
+
+mod auth;
+mod link;
+mod services;
+mod session;
+mod sstp;
+
+pub use auth::{AuthClientEnd, AuthServerEnd};
+pub use link::{LinkEnd, LinkPair};
+pub use services::{authenticator_fn, Duty, Services};
+pub use session::{
+    control_message_type, is_data_packet, SessionEnd, SessionPair, TEST_CERTIFICATE,
+};
+pub use sstp::SstpEnd;
 
 /// Which way bytes travel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,197 +127,318 @@ pub enum Direction {
     ServerToClient,
 }
 
-/// Decides whether to drop an SSTP packet (its bytes, header included).
-pub type LossFn = Box<dyn FnMut(Direction, &[u8]) -> bool>;
+/// Decides whether to drop a unit travelling in a direction: a message, or
+/// for a byte stream a piece [`Endpoint::pieces`] cut. `n` is the unit's
+/// index among [`Pair::units`] that way (from 0, lost ones included).
+pub type LossFn = Box<dyn FnMut(Direction, u64, &[u8]) -> bool>;
 
-/// One end of the pair and what it has seen.
-pub struct Side {
-    pub session: Session,
-    pub events: Vec<SessionEvent>,
-    /// IP packets delivered to this side.
-    pub received_ip: Vec<Vec<u8>>,
-    /// Keep every delivered packet in `received_ip` (tests) or only count
-    /// them (benchmarks).
-    pub keep_ip: bool,
-    pub received_ip_count: u64,
-    outbox: Vec<u8>,
-    deframer: Deframer,
-    /// The HTTP head this side sends first has not been seen on the wire.
-    http_head_pending: bool,
+/// Rewrites a transmission in flight (after the sender's transcript, before
+/// loss).
+pub type TamperFn = Box<dyn FnMut(Direction, &mut Vec<u8>)>;
+
+/// A [`TamperFn`] borrowed for `'a`.
+type Tamper<'a> = &'a mut (dyn FnMut(Direction, &mut Vec<u8>) + 'static);
+
+/// A loss decision (living for `'f`) borrowed for `'a`.
+type Loss<'a, 'f> = &'a mut (dyn FnMut(Direction, u64, &[u8]) -> bool + 'f);
+
+/// One side of a [`Pair`]: a protocol machine behind the sans-IO surface
+/// the harness drives. Implemented by the thin adapters of this module.
+pub trait Endpoint: fmt::Debug {
+    /// What the endpoint reports.
+    type Event: fmt::Debug;
+    /// What receiving hands up: IP packets (session), PPP frames (SSTP),
+    /// IP packets with their version (PPP link), the errors of refused
+    /// packets (authentication machines).
+    type Delivered;
+    /// Whether one [`poll_transmit`](Endpoint::poll_transmit) hands over
+    /// everything queued (a byte stream) rather than one message: the
+    /// harness then asks once a transfer.
+    const STREAM: bool = false;
+
+    /// Appends the next message, or for a byte stream everything queued,
+    /// to `out`; returns whether `out` holds anything to move.
+    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    /// Takes in what the peer transmitted (a message, or a piece of the
+    /// stream).
+    fn receive(
+        &mut self,
+        now: Instant,
+        input: &[u8],
+        delivered: &mut Delivery<'_, Self::Delivered>,
+    );
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_event(&mut self) -> Option<Self::Event>;
+
+    /// Plays the runtime's part for `event` (takes up the requests it
+    /// makes); returns the event to record, or `None` to leave it out.
+    fn serve(&mut self, now: Instant, event: Self::Event) -> Option<Self::Event> {
+        let _ = now;
+        Some(event)
+    }
+
+    /// Hands the runtime's answers that arrived since back to the machine;
+    /// returns whether there were any.
+    fn answer(&mut self, now: Instant) -> bool {
+        let _ = now;
+        false
+    }
+
+    /// Cuts one transmission into the units loss decides on, in order.
+    /// Messages are one unit each (the default).
+    fn pieces(&mut self, transmission: &[u8], piece: &mut dyn FnMut(&[u8])) {
+        piece(transmission)
+    }
 }
 
-impl fmt::Debug for Side {
+/// Where [`Endpoint::receive`] hands things up: into a side's
+/// [`delivered`](Side::delivered), or only its count.
+pub struct Delivery<'a, T> {
+    items: &'a mut Vec<T>,
+    count: &'a mut u64,
+    keep: bool,
+}
+
+impl<T> Delivery<'_, T> {
+    /// Counts one item, and keeps it (built by `item`) when the side keeps
+    /// what it delivers.
+    #[inline]
+    pub fn deliver_with(&mut self, item: impl FnOnce() -> T) {
+        *self.count += 1;
+        if self.keep {
+            self.items.push(item());
+        }
+    }
+
+    /// [`deliver_with`](Self::deliver_with) of an item already built.
+    pub fn deliver(&mut self, item: T) {
+        self.deliver_with(|| item)
+    }
+}
+
+impl<T> fmt::Debug for Delivery<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("count", &self.count)
+            .field("keep", &self.keep)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything one side transmitted through the harness, in order (only
+/// when [`enabled`](Transcript::enabled), see [`Pair::recording`]). Reads
+/// as the concatenated bytes; [`transmissions`](Transcript::transmissions)
+/// gives them one by one.
+#[derive(Clone, Default)]
+pub struct Transcript {
+    pub enabled: bool,
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Transcript {
+    fn record(&mut self, transmission: &[u8]) {
+        if self.enabled {
+            self.bytes.extend_from_slice(transmission);
+            self.ends.push(self.bytes.len());
+        }
+    }
+
+    /// Each transmission (a message, or what one transfer of a stream
+    /// moved), in order.
+    pub fn transmissions(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let transmission = &self.bytes[start..end];
+            start = end;
+            transmission
+        })
+    }
+}
+
+impl Deref for Transcript {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl PartialEq<Vec<u8>> for Transcript {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        self.bytes == *other
+    }
+}
+
+impl fmt::Debug for Transcript {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.bytes, f)
+    }
+}
+
+/// One end of a [`Pair`] and what it has seen. Dereferences to its
+/// endpoint (and through the adapter to the machine).
+pub struct Side<E: Endpoint> {
+    pub endpoint: E,
+    /// Every event it reported and [`Endpoint::serve`] kept, in order.
+    pub events: Vec<E::Event>,
+    /// What it handed up, when [`keep_delivered`](Side::keep_delivered).
+    pub delivered: Vec<E::Delivered>,
+    /// How many things it handed up, kept or not.
+    pub delivered_count: u64,
+    /// Keep every delivered thing (tests) or only count them (benchmarks).
+    pub keep_delivered: bool,
+    /// What it transmitted, if recording.
+    pub sent: Transcript,
+    /// Bytes on the wire from this side, moved on the next transfer.
+    pub outbox: Vec<u8>,
+}
+
+impl<E: Endpoint> Side<E> {
+    pub fn new(endpoint: E) -> Self {
+        Side {
+            endpoint,
+            events: Vec::new(),
+            delivered: Vec::new(),
+            delivered_count: 0,
+            keep_delivered: true,
+            sent: Transcript::default(),
+            outbox: Vec::new(),
+        }
+    }
+
+    /// Feeds `input` to the endpoint as one read, recording what it hands
+    /// up (the harness's transfers come here too).
+    pub fn receive(&mut self, now: Instant, input: &[u8]) {
+        let mut delivery = Delivery {
+            items: &mut self.delivered,
+            count: &mut self.delivered_count,
+            keep: self.keep_delivered,
+        };
+        self.endpoint.receive(now, input, &mut delivery);
+    }
+
+    /// [`receive`](Self::receive) in pieces of at most `chunk` bytes.
+    pub fn receive_in_chunks(&mut self, now: Instant, input: &[u8], chunk: usize) {
+        if input.len() <= chunk {
+            return self.receive(now, input);
+        }
+        for piece in input.chunks(chunk.max(1)) {
+            self.receive(now, piece);
+        }
+    }
+
+    /// Drains the endpoint's events through [`Endpoint::serve`] into
+    /// [`events`](Side::events), then applies the runtime's answers.
+    /// Returns whether anything happened.
+    pub fn collect_events(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Some(event) = self.endpoint.poll_event() {
+            any = true;
+            if let Some(event) = self.endpoint.serve(now, event) {
+                self.events.push(event);
+            }
+        }
+        self.endpoint.answer(now) | any
+    }
+
+    /// Runs the endpoint's timers if one is due at `now`.
+    fn fire(&mut self, now: Instant) {
+        if self.endpoint.poll_timeout().is_some_and(|d| d <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+    }
+}
+
+impl<E: Endpoint> Deref for Side<E> {
+    type Target = E;
+
+    fn deref(&self) -> &E {
+        &self.endpoint
+    }
+}
+
+impl<E: Endpoint> DerefMut for Side<E> {
+    fn deref_mut(&mut self) -> &mut E {
+        &mut self.endpoint
+    }
+}
+
+impl<E: Endpoint> fmt::Debug for Side<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Side")
-            .field("established", &self.session.is_established())
-            .field("closed", &self.session.is_closed())
+            .field("endpoint", &self.endpoint)
             .field("events", &self.events.len())
+            .field("delivered", &self.delivered_count)
             .finish_non_exhaustive()
     }
 }
 
-impl Side {
-    fn new(session: Session) -> Side {
-        Side {
-            session,
-            events: Vec::new(),
-            received_ip: Vec::new(),
-            keep_ip: true,
-            received_ip_count: 0,
-            outbox: Vec::new(),
-            deframer: Deframer::new(4095),
-            http_head_pending: true,
-        }
-    }
-
-    /// Whether an event matching `predicate` has been seen.
-    pub fn saw(&self, predicate: impl Fn(&SessionEvent) -> bool) -> bool {
-        self.events.iter().any(predicate)
-    }
-
-    /// The close event, if the session ended.
-    pub fn closed_reason(&self) -> Option<&crate::proto::session::CloseReason> {
-        self.events.iter().find_map(|e| match e {
-            SessionEvent::Closed(reason) => Some(reason),
-            _ => None,
-        })
-    }
-}
-
-/// A client and a server session connected by an in-memory stream.
-pub struct Pair {
-    pub client: Side,
-    pub server: Side,
+/// A server and a client connected by an in-memory wire, on a virtual
+/// clock. See the [module documentation](self).
+pub struct Pair<S: Endpoint, C: Endpoint> {
+    pub server: Side<S>,
+    pub client: Side<C>,
+    /// The start of the virtual clock.
     pub base: Instant,
     pub now: Instant,
-    pub authenticator: Arc<dyn Authenticator>,
+    /// Loss injected on the wire.
     pub loss: Option<LossFn>,
-    /// SSTP data packets dropped by `loss`.
-    pub dropped: u64,
-    /// Bytes moved each way (index 0: client to server).
+    /// Rewriting of transmissions in flight.
+    pub tamper: Option<TamperFn>,
+    /// The largest piece a transfer is handed to the receiver in (byte
+    /// streams only; default: all at once).
+    pub chunk: usize,
+    /// Bytes transmitted each way (index: [`Direction`] as `usize`).
     pub bytes: [u64; 2],
-    /// Where the server's address requests are answered from, as the
-    /// runtime does (default: 10.99.0.2 to 10.99.0.254).
-    pub addresses: Arc<ServerPools>,
-    decisions: Arc<Mutex<Vec<(AuthRequestId, AuthDecision)>>>,
-    address_answers: Vec<(AddressRequestId, Option<Ipv4Addr>)>,
+    /// Units transmitted each way, lost ones included: messages, or for a
+    /// byte stream its transfers (its loss pieces while `loss` is set).
+    pub units: [u64; 2],
+    /// Units dropped by `loss`.
+    pub dropped: u64,
 }
 
-impl fmt::Debug for Pair {
+impl<S: Endpoint, C: Endpoint> fmt::Debug for Pair<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pair")
-            .field("client", &self.client)
             .field("server", &self.server)
-            .field("elapsed", &(self.now - self.base))
+            .field("client", &self.client)
+            .field("elapsed", &self.elapsed())
             .finish_non_exhaustive()
     }
 }
 
-/// The stand-in certificate whose hashes both ends use.
-pub const TEST_CERTIFICATE: &[u8] = b"sstpd pair harness certificate";
+/// Steps of [`Pair::drive_now`] before it gives up on a pair that never
+/// goes quiet.
+const MAX_STEPS: usize = 10_000;
+/// Timer deadlines one [`Pair::run_until`] or [`Pair::advance_by`] may
+/// pass before it gives up on a timer that never stops firing.
+const MAX_DEADLINES: usize = 1_000_000;
 
-impl Pair {
-    /// A pair whose client authenticates as `username`/`password` against
-    /// `authenticator`. Seeds derive from `seed`, so runs are reproducible.
-    pub fn new(
-        server_config: &SessionConfig,
-        client_config: &SessionConfig,
-        authenticator: Arc<dyn Authenticator>,
-        username: &str,
-        password: &[u8],
-        seed: u8,
-    ) -> Pair {
-        let base = Instant::now();
-        let cert = CertHashes::of_der(TEST_CERTIFICATE);
-        let server = Session::server(server_config, base, cert, [seed; 32]);
-        let handshake = ClientHandshake::new("127.0.0.1", "{6BAA1E45-9937-77B0-567472AB}")
-            .expect("static handshake values are valid");
-        let client = Session::client(
-            client_config,
-            base,
-            ClientParams {
-                handshake,
-                server_cert: cert,
-                username: username.to_string(),
-                password: password.to_vec(),
-            },
-            [seed.wrapping_add(1); 32],
-        );
+impl<S: Endpoint, C: Endpoint> Pair<S, C> {
+    /// `server` and `client` on a clock starting at `now`, nothing in
+    /// flight, no loss.
+    pub fn between(server: S, client: C, now: Instant) -> Self {
         Pair {
-            client: Side::new(client),
             server: Side::new(server),
-            base,
-            now: base,
-            authenticator,
+            client: Side::new(client),
+            base: now,
+            now,
             loss: None,
+            tamper: None,
+            chunk: usize::MAX,
+            bytes: [0; 2],
+            units: [0; 2],
             dropped: 0,
-            bytes: [0, 0],
-            addresses: super::ipv4_pools([10, 99, 0, 2], [10, 99, 0, 254]),
-            decisions: Arc::new(Mutex::new(Vec::new())),
-            address_answers: Vec::new(),
         }
     }
 
-    /// Answers the server's address requests from `addresses` instead.
-    pub fn with_addresses(mut self, addresses: Arc<ServerPools>) -> Pair {
-        self.addresses = addresses;
+    /// Records every transmission in both sides' [`Side::sent`].
+    pub fn recording(mut self) -> Self {
+        self.server.sent.enabled = true;
+        self.client.sent.enabled = true;
         self
-    }
-
-    /// Moves bytes both ways and handles events until nothing moves, without
-    /// advancing time. Returns whether anything moved.
-    pub fn drive_now(&mut self) -> bool {
-        let mut any = false;
-        for _ in 0..10_000 {
-            let mut moved = false;
-            moved |= self.transfer(Direction::ClientToServer);
-            moved |= self.transfer(Direction::ServerToClient);
-            moved |= self.collect_events();
-            moved |= self.apply_decisions();
-            if !moved {
-                return any;
-            }
-            any = true;
-        }
-        panic!("pair did not settle: {self:?}");
-    }
-
-    /// The earliest timer of either side.
-    pub fn next_timeout(&self) -> Option<Instant> {
-        match (
-            self.client.session.poll_timeout(),
-            self.server.session.poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Drives until `done` holds, jumping time from deadline to deadline,
-    /// for at most `limit` of virtual time. Returns whether `done` held.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Pair) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            self.drive_now();
-            if done(self) {
-                return true;
-            }
-            match self.next_timeout() {
-                Some(t) if t <= end => self.advance_to(t.max(self.now)),
-                _ => return false,
-            }
-        }
-    }
-
-    /// Runs until both calls are established and IPCP is up on both sides.
-    /// Without loss this needs no timer at all; see [`Pair::connect_without_timers`].
-    pub fn connect(&mut self) -> bool {
-        self.run_until(Duration::from_secs(120), |p| {
-            p.client.session.is_established()
-                && p.server.session.is_established()
-                && p.client.session.ipv4().is_some()
-                && p.server.session.ipv4().is_some()
-        })
     }
 
     /// Virtual time since the pair was made.
@@ -228,169 +446,210 @@ impl Pair {
         self.now - self.base
     }
 
-    /// Connects without advancing the virtual clock: on a lossless stream
-    /// every step of the setup must follow from the previous one, never
-    /// from a retransmission timer. Returns whether the session came up.
-    pub fn connect_without_timers(&mut self) -> bool {
-        self.drive_now();
-        self.client.session.is_established()
-            && self.server.session.is_established()
-            && self.client.session.ipv4().is_some()
-            && self.server.session.ipv4().is_some()
-    }
-
-    /// Sets the clock to `t` and fires both sides' timers.
-    pub fn advance_to(&mut self, t: Instant) {
-        self.now = t;
-        for side in [&mut self.client, &mut self.server] {
-            if side.session.poll_timeout().is_some_and(|d| d <= t) {
-                side.session.handle_timeout(t);
-            }
+    /// The earliest timer of either side.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        match (self.server.poll_timeout(), self.client.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Sends an IP packet from one side; the caller drives delivery.
-    pub fn send_ip(
-        &mut self,
-        from: Direction,
-        packet: &[u8],
-    ) -> Result<(), crate::proto::session::SendIpError> {
-        let side = match from {
-            Direction::ClientToServer => &mut self.client,
-            Direction::ServerToClient => &mut self.server,
-        };
-        side.session.send_ip(packet, &mut side.outbox)
+    /// Sets the clock to `t` (never backwards) and runs the timers due by
+    /// then. Moves nothing.
+    pub fn advance_to(&mut self, t: Instant) {
+        self.now = self.now.max(t);
+        self.server.fire(self.now);
+        self.client.fire(self.now);
     }
 
-    fn transfer(&mut self, direction: Direction) -> bool {
-        let (from, to) = match direction {
-            Direction::ClientToServer => (&mut self.client, &mut self.server),
-            Direction::ServerToClient => (&mut self.server, &mut self.client),
+    /// Jumps to the earliest deadline of either side, if it is within
+    /// `limit` of now, runs the timers and collects the events; moves
+    /// nothing. Returns whether there was such a deadline.
+    pub fn fire_next_timer(&mut self, limit: Duration) -> bool {
+        let Some(deadline) = self.next_timeout() else {
+            return false;
         };
-        from.session.poll_transmit(self.now, &mut from.outbox);
-        if from.outbox.is_empty() {
+        if self
+            .now
+            .checked_add(limit)
+            .is_some_and(|end| deadline > end)
+        {
             return false;
         }
-        let bytes = std::mem::take(&mut from.outbox);
-        self.bytes[direction as usize] += bytes.len() as u64;
-        let now = self.now;
-        let deliver = |to: &mut Side, chunk: &[u8]| {
-            let Side {
-                session,
-                received_ip,
-                keep_ip,
-                received_ip_count,
-                ..
-            } = to;
-            session.handle_input(now, chunk, &mut |packet| {
-                *received_ip_count += 1;
-                if *keep_ip {
-                    received_ip.push(packet.to_vec());
-                }
-            });
-        };
-        match self.loss.as_mut() {
-            None => deliver(to, &bytes),
-            Some(loss) => {
-                // Split into SSTP packets once the HTTP head is past, and
-                // drop the packets `loss` picks.
-                let head = if from.http_head_pending {
-                    from.http_head_pending = false;
-                    http_head_len(&bytes)
-                } else {
-                    0
-                };
-                if head > 0 {
-                    deliver(to, &bytes[..head]);
-                }
-                let mut packets = Vec::new();
-                let mut feed = from.deframer.feed(&bytes[head..]);
-                while let Some(Ok(packet)) = feed.next() {
-                    packets.push(packet.to_vec());
-                }
-                for packet in packets {
-                    if loss(direction, &packet) {
-                        self.dropped += 1;
-                        continue;
-                    }
-                    deliver(to, &packet);
-                }
-            }
-        }
-        from.outbox = bytes;
-        from.outbox.clear();
+        self.advance_to(deadline);
+        self.collect_events();
         true
     }
 
-    fn collect_events(&mut self) -> bool {
-        let mut any = false;
-        for side in [&mut self.client, &mut self.server] {
-            while let Some(event) = side.session.poll_event() {
-                any = true;
-                match &event {
-                    SessionEvent::Ipv4AddressRequest(request) => {
-                        let address = self
-                            .addresses
-                            .allocate_ipv4(&request.username, request.wanted);
-                        self.address_answers.push((request.id, address));
-                    }
-                    SessionEvent::Ipv4AddressReleased(address) => {
-                        self.addresses.release_ipv4(*address)
-                    }
-                    _ => {}
-                }
-                if let SessionEvent::AuthRequest(request) = &event {
-                    let sink = self.decisions.clone();
-                    let id = request.id;
-                    self.authenticator.authenticate(
-                        request.clone(),
-                        AuthReply::new(move |d| {
-                            sink.lock().unwrap_or_else(|e| e.into_inner()).push((id, d))
-                        }),
-                    );
-                }
-                side.events.push(event);
+    /// Jumps to the earliest deadline, runs it and drives until quiet.
+    /// Returns `false` (and does nothing) when no timer is set.
+    pub fn advance(&mut self) -> bool {
+        if !self.fire_next_timer(Duration::MAX) {
+            return false;
+        }
+        self.drive_now();
+        true
+    }
+
+    /// Moves the clock forward by `by`, driving and running every timer
+    /// that falls due on the way.
+    pub fn advance_by(&mut self, by: Duration) {
+        let end = self.now + by;
+        for _ in 0..MAX_DEADLINES {
+            self.drive_now();
+            if !self.fire_next_timer(end.saturating_duration_since(self.now)) {
+                self.now = self.now.max(end);
+                self.drive_now();
+                return;
             }
         }
-        any
+        panic!("timers kept firing: {self:?}");
     }
 
-    fn apply_decisions(&mut self) -> bool {
-        let decisions =
-            std::mem::take(&mut *self.decisions.lock().unwrap_or_else(|e| e.into_inner()));
-        let any = !decisions.is_empty() || !self.address_answers.is_empty();
-        for (request, decision) in decisions {
-            self.server
-                .session
-                .auth_decision(self.now, request, decision);
-        }
-        for (request, address) in std::mem::take(&mut self.address_answers) {
-            let answer = self.server.session.assign_ipv4(self.now, request, address);
-            if let (Err(_), Some(address)) = (answer, address) {
-                self.addresses.release_ipv4(address);
+    /// Collects both sides' events (see [`Side::collect_events`]). Returns
+    /// whether anything happened.
+    pub fn collect_events(&mut self) -> bool {
+        let server = self.server.collect_events(self.now);
+        self.client.collect_events(self.now) | server
+    }
+
+    /// One round: what the client transmits to the server, what the server
+    /// transmits to the client, then both sides' events. Returns whether
+    /// anything moved or happened.
+    pub fn step(&mut self) -> bool {
+        let mut loss = self.loss.take();
+        let moved = self.step_with(loss.as_deref_mut());
+        self.loss = loss;
+        moved
+    }
+
+    /// Steps until nothing moves, without advancing time. Returns whether
+    /// anything moved.
+    pub fn drive_now(&mut self) -> bool {
+        let mut loss = self.loss.take();
+        let moved = self.settle(loss.as_deref_mut());
+        self.loss = loss;
+        moved
+    }
+
+    /// [`drive_now`](Self::drive_now) with `loss` instead of the pair's
+    /// own (for a test's closure that borrows its locals).
+    pub fn drive_now_with_loss(
+        &mut self,
+        loss: &mut dyn FnMut(Direction, u64, &[u8]) -> bool,
+    ) -> bool {
+        self.settle(Some(loss))
+    }
+
+    /// Drives until `done` holds, jumping time from deadline to deadline,
+    /// for at most `limit` of virtual time. Returns whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let end = self.now + limit;
+        for _ in 0..MAX_DEADLINES {
+            self.drive_now();
+            if done(self) {
+                return true;
+            }
+            match self.next_timeout() {
+                Some(t) if t <= end => self.advance_to(t),
+                _ => return false,
             }
         }
-        any
+        panic!("timers kept firing: {self:?}");
+    }
+
+    fn settle(&mut self, mut loss: Option<Loss<'_, '_>>) -> bool {
+        for step in 0..MAX_STEPS {
+            if !self.step_with(loss.as_deref_mut()) {
+                return step > 0;
+            }
+        }
+        panic!("the pair did not settle: {self:?}");
+    }
+
+    fn step_with(&mut self, loss: Option<Loss<'_, '_>>) -> bool {
+        let Pair {
+            server,
+            client,
+            now,
+            tamper,
+            chunk,
+            bytes,
+            units,
+            dropped,
+            ..
+        } = self;
+        let mut wire = Wire {
+            now: *now,
+            loss,
+            tamper: tamper.as_deref_mut(),
+            chunk: *chunk,
+            bytes,
+            units,
+            dropped,
+        };
+        let mut moved = wire.transfer(Direction::ClientToServer, client, server);
+        moved |= wire.transfer(Direction::ServerToClient, server, client);
+        moved |= server.collect_events(*now);
+        moved |= client.collect_events(*now);
+        moved
     }
 }
 
-/// Whether an SSTP packet is a data packet (C bit clear, [MS-SSTP] 2.2.1).
-pub fn is_data_packet(packet: &[u8]) -> bool {
-    packet.get(1).is_some_and(|b| b & 1 == 0)
+/// The wire of one step: the pair's loss, tamper and counters, borrowed.
+struct Wire<'a, 'f> {
+    now: Instant,
+    loss: Option<Loss<'a, 'f>>,
+    tamper: Option<Tamper<'a>>,
+    chunk: usize,
+    bytes: &'a mut [u64; 2],
+    units: &'a mut [u64; 2],
+    dropped: &'a mut u64,
 }
 
-/// The message type of an SSTP control packet ([MS-SSTP] 2.2.2).
-pub fn control_message_type(packet: &[u8]) -> Option<u16> {
-    if is_data_packet(packet) {
-        return None;
+impl Wire<'_, '_> {
+    /// Moves everything `from` transmits to `to`. Returns whether anything
+    /// was transmitted.
+    fn transfer<A: Endpoint, B: Endpoint>(
+        &mut self,
+        direction: Direction,
+        from: &mut Side<A>,
+        to: &mut Side<B>,
+    ) -> bool {
+        let index = direction as usize;
+        let (now, chunk) = (self.now, self.chunk);
+        let mut moved = false;
+        while from.endpoint.poll_transmit(now, &mut from.outbox) {
+            moved = true;
+            self.bytes[index] += from.outbox.len() as u64;
+            from.sent.record(&from.outbox);
+            if let Some(tamper) = self.tamper.as_deref_mut() {
+                tamper(direction, &mut from.outbox);
+            }
+            match self.loss.as_deref_mut() {
+                None => {
+                    self.units[index] += 1;
+                    to.receive_in_chunks(now, &from.outbox, chunk);
+                }
+                Some(loss) => {
+                    let units = &mut self.units[index];
+                    let dropped = &mut *self.dropped;
+                    from.endpoint.pieces(&from.outbox, &mut |piece| {
+                        let n = *units;
+                        *units += 1;
+                        if loss(direction, n, piece) {
+                            *dropped += 1;
+                        } else {
+                            to.receive_in_chunks(now, piece, chunk);
+                        }
+                    });
+                }
+            }
+            from.outbox.clear();
+            if A::STREAM {
+                break;
+            }
+        }
+        moved
     }
-    Some(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]))
-}
-
-/// Length of the HTTP head at the start of a side's first transfer.
-fn http_head_len(bytes: &[u8]) -> usize {
-    bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(bytes.len(), |p| p + 4)
 }

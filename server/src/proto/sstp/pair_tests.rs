@@ -1,6 +1,7 @@
-//! A server and a client wired back to back in memory, on a virtual clock:
-//! each side's `poll_transmit` output goes into the other's `handle_input`,
-//! and time jumps to the earliest `poll_timeout`.
+//! A server and a client wired back to back in memory, on a virtual clock
+//! (the common harness, [`crate::testing::pair`]): each side's
+//! `poll_transmit` output goes into the other's `handle_input`, and time
+//! jumps to the earliest `poll_timeout`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use super::http::{ClientHandshake, HttpError, HttpResponseError};
 use super::test_vectors::*;
 use super::wire::*;
 use super::BindingError;
+use crate::testing::pair::{self, Direction, SstpEnd, TamperFn};
 
 const NONCE: [u8; 32] = [0x5a; 32];
 const CERT_DER: &[u8] = b"0\x82 a server certificate, DER-encoded";
@@ -21,63 +23,9 @@ fn cert() -> CertHashes {
     CertHashes::of_der(CERT_DER)
 }
 
-#[derive(Debug)]
-struct Side {
-    conn: SstpConnection,
-    /// PPP frames handed up.
-    ppp: Vec<Vec<u8>>,
-    events: Vec<SstpEvent>,
-    /// Everything this side transmitted.
-    sent: Vec<u8>,
-    /// Whether what the other side sends reaches this one.
-    receives: bool,
-}
-
-impl Side {
-    fn new(conn: SstpConnection) -> Self {
-        Side {
-            conn,
-            ppp: Vec::new(),
-            events: Vec::new(),
-            sent: Vec::new(),
-            receives: true,
-        }
-    }
-
-    fn feed(&mut self, now: Instant, bytes: &[u8], chunk: usize) {
-        for piece in bytes.chunks(chunk.max(1)) {
-            let ppp = &mut self.ppp;
-            self.conn
-                .handle_input(now, piece, &mut |frame: &[u8]| ppp.push(frame.to_vec()));
-        }
-    }
-
-    fn collect_events(&mut self) {
-        while let Some(event) = self.conn.poll_event() {
-            self.events.push(event);
-        }
-    }
-
-    fn closed_reason(&self) -> Option<&CloseReason> {
-        self.events.iter().find_map(|event| match event {
-            SstpEvent::Closed(reason) => Some(reason),
-            _ => None,
-        })
-    }
-}
-
-type Tamper = Box<dyn FnMut(&mut Vec<u8>)>;
-
-struct Pair {
-    base: Instant,
-    now: Instant,
-    server: Side,
-    client: Side,
-    /// Size of the pieces the bytes are delivered in.
-    chunk: usize,
-    /// Applied to server-to-client bytes in flight.
-    tamper_to_client: Option<Tamper>,
-}
+/// Both connections on the common harness, every transmission recorded
+/// (`pair.server.sent`, `pair.client.sent`).
+type Pair = pair::Pair<SstpEnd, SstpEnd>;
 
 impl Pair {
     fn new(server_config: SstpConfig, client_config: SstpConfig) -> Self {
@@ -94,76 +42,16 @@ impl Pair {
         let server = SstpConnection::server(Arc::new(server_config), base, cert(), NONCE);
         let handshake = ClientHandshake::new("127.0.0.1", CORRELATION_ID).unwrap();
         let client = SstpConnection::client(Arc::new(client_config), base, handshake, client_cert);
-        Pair {
-            base,
-            now: base,
-            server: Side::new(server),
-            client: Side::new(client),
-            chunk: usize::MAX,
-            tamper_to_client: None,
-        }
+        pair::Pair::between(SstpEnd { conn: server }, SstpEnd { conn: client }, base).recording()
     }
 
     fn default() -> Self {
         Self::new(SstpConfig::default(), SstpConfig::default())
     }
 
-    fn elapsed(&self) -> Duration {
-        self.now - self.base
-    }
-
-    /// Moves bytes both ways until neither side has anything to send.
-    fn pump(&mut self) {
-        for _ in 0..1000 {
-            let mut to_client = Vec::new();
-            self.server.conn.poll_transmit(self.now, &mut to_client);
-            let mut to_server = Vec::new();
-            self.client.conn.poll_transmit(self.now, &mut to_server);
-            self.server.sent.extend_from_slice(&to_client);
-            self.client.sent.extend_from_slice(&to_server);
-            if let Some(tamper) = self.tamper_to_client.as_mut() {
-                tamper(&mut to_client);
-            }
-            if self.client.receives {
-                self.client.feed(self.now, &to_client, self.chunk);
-            }
-            if self.server.receives {
-                self.server.feed(self.now, &to_server, self.chunk);
-            }
-            self.server.collect_events();
-            self.client.collect_events();
-            if to_client.is_empty() && to_server.is_empty() {
-                return;
-            }
-        }
-        panic!("the pair never went quiet");
-    }
-
-    fn next_timeout(&self) -> Option<Instant> {
-        [
-            self.server.conn.poll_timeout(),
-            self.client.conn.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    /// Jumps to the next deadline of either side and runs it.
-    fn advance(&mut self) -> bool {
-        let Some(deadline) = self.next_timeout() else {
-            return false;
-        };
-        self.now = self.now.max(deadline);
-        self.server.conn.handle_timeout(self.now);
-        self.client.conn.handle_timeout(self.now);
-        self.pump();
-        true
-    }
-
     /// Runs timers until both sides are closed (bounded).
     fn run_to_close(&mut self) {
-        self.pump();
+        self.drive_now();
         for _ in 0..100 {
             if self.server.conn.is_closed() && self.client.conn.is_closed() {
                 return;
@@ -197,7 +85,7 @@ impl Pair {
 
     /// HTTP, Call Connect Request and Acknowledge.
     fn connect(&mut self) {
-        self.pump();
+        self.drive_now();
         assert_eq!(
             self.server.conn.state(),
             SstpState::ServerCallConnectedPending
@@ -213,7 +101,7 @@ impl Pair {
         self.connect();
         self.server.conn.set_hlak(self.now, server);
         self.client.conn.set_hlak(self.now, client);
-        self.pump();
+        self.drive_now();
     }
 
     /// Through Call Connected, both sides with `hlak`.
@@ -243,6 +131,15 @@ fn abort_bytes(attrib_id: u8, status: Status) -> Vec<u8> {
     let mut out = Vec::new();
     encode_call_abort(Some(StatusInfo::new(attrib_id, status)), &mut out);
     out
+}
+
+/// Applies `change` to what the server sends, in flight.
+fn to_client(mut change: impl FnMut(&mut Vec<u8>) + 'static) -> TamperFn {
+    Box::new(move |direction, bytes| {
+        if direction == Direction::ServerToClient {
+            change(bytes)
+        }
+    })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -296,7 +193,7 @@ fn call_connected_before_the_servers_hlak_is_kept_and_verified_later() {
     let mut pair = Pair::default();
     pair.connect();
     pair.client.conn.set_hlak(pair.now, hlak);
-    pair.pump();
+    pair.drive_now();
     assert!(pair.client.conn.is_established());
     assert!(!pair.server.conn.is_established(), "no HLAK yet");
     assert_eq!(
@@ -304,7 +201,7 @@ fn call_connected_before_the_servers_hlak_is_kept_and_verified_later() {
         SstpState::ServerCallConnectedPending
     );
     pair.server.conn.set_hlak(pair.now, hlak);
-    pair.pump();
+    pair.drive_now();
     assert!(pair.server.conn.is_established());
     assert!(pair.server.events.contains(&SstpEvent::Established {
         hash_protocol: HashProtocol::Sha256
@@ -318,7 +215,7 @@ fn non_zero_hlak_known_to_the_server_first() {
     pair.connect();
     pair.server.conn.set_hlak(pair.now, hlak);
     pair.client.conn.set_hlak(pair.now, hlak);
-    pair.pump();
+    pair.drive_now();
     assert!(pair.server.conn.is_established());
     assert!(pair.client.conn.is_established());
 }
@@ -328,7 +225,7 @@ fn client_with_hlak_before_the_ack_sends_call_connected_on_the_ack() {
     let mut pair = Pair::default();
     pair.client.conn.set_hlak(pair.now, [0; 32]);
     pair.server.conn.set_hlak(pair.now, [0; 32]);
-    pair.pump();
+    pair.drive_now();
     assert!(pair.client.conn.is_established());
     assert!(pair.server.conn.is_established());
 }
@@ -425,7 +322,7 @@ fn wrong_nonce_is_rejected() {
     let mut pair = Pair::default();
     // Change the nonce of the Call Connect Acknowledge in flight: the client
     // echoes a nonce the server never sent.
-    pair.tamper_to_client = Some(Box::new(|bytes: &mut Vec<u8>| {
+    pair.tamper = Some(to_client(|bytes: &mut Vec<u8>| {
         if let Some(at) = bytes
             .windows(6)
             .position(|w| w == [0x10, 0x01, 0x00, 0x30, 0x00, 0x02])
@@ -462,7 +359,7 @@ fn hash_protocol_not_offered_is_rejected() {
     let mut pair = Pair::new(server_config, SstpConfig::default());
     // Rewrite the offer in flight to SHA-1: the client answers with SHA-1,
     // which the server did not offer.
-    pair.tamper_to_client = Some(Box::new(|bytes: &mut Vec<u8>| {
+    pair.tamper = Some(to_client(|bytes: &mut Vec<u8>| {
         if let Some(at) = bytes
             .windows(6)
             .position(|w| w == [0x10, 0x01, 0x00, 0x30, 0x00, 0x02])
@@ -573,19 +470,19 @@ fn ppp_frames_pass_both_ways_once_ppp_may_run() {
     let lcp = [0xff, 0x03, 0xc0, 0x21, 0x01, 0x01, 0x00, 0x04];
     pair.client.conn.send_ppp(&lcp, &mut out).unwrap();
     assert_eq!(out[..4], [0x10, 0x00, 0x00, 0x0c]);
-    pair.server.feed(pair.now, &out, usize::MAX);
-    assert_eq!(pair.server.ppp, vec![lcp.to_vec()]);
+    pair.server.receive(pair.now, &out);
+    assert_eq!(pair.server.delivered, vec![lcp.to_vec()]);
 
     pair.server.conn.set_hlak(pair.now, [0; 32]);
     pair.client.conn.set_hlak(pair.now, [0; 32]);
-    pair.pump();
+    pair.drive_now();
     let big = vec![0x21; MAX_PPP_FRAME_LEN];
     let mut out = Vec::new();
     pair.server.conn.send_ppp(&big, &mut out).unwrap();
     pair.server.conn.send_ppp(&[0x21, 0x45], &mut out).unwrap();
     assert_eq!(out[..4], [0x10, 0x00, 0x0f, 0xff]);
-    pair.client.feed(pair.now, &out, usize::MAX);
-    assert_eq!(pair.client.ppp, vec![big.clone(), vec![0x21, 0x45]]);
+    pair.client.receive(pair.now, &out);
+    assert_eq!(pair.client.delivered, vec![big.clone(), vec![0x21, 0x45]]);
 
     assert_eq!(
         pair.server
@@ -612,12 +509,11 @@ fn send_ppp_flushes_queued_control_bytes_first() {
     // Deliver the request only: the server queues the 200 and the ACK.
     let mut request = Vec::new();
     pair.client.conn.poll_transmit(pair.now, &mut request);
-    pair.server.feed(pair.now, &request, usize::MAX);
+    pair.server.receive(pair.now, &request);
     let mut to_server = Vec::new();
-    pair.client
-        .feed(pair.now, b"HTTP/1.1 200 OK\r\n\r\n", usize::MAX);
+    pair.client.receive(pair.now, b"HTTP/1.1 200 OK\r\n\r\n");
     pair.client.conn.poll_transmit(pair.now, &mut to_server);
-    pair.server.feed(pair.now, &to_server, usize::MAX);
+    pair.server.receive(pair.now, &to_server);
     assert!(pair.server.conn.state().ppp_ready());
     let mut out = Vec::new();
     pair.server
@@ -644,14 +540,14 @@ fn everything_delivered_one_byte_at_a_time() {
     for frame in &frames {
         pair.client.conn.send_ppp(frame, &mut out).unwrap();
     }
-    pair.server.feed(pair.now, &out, 1);
-    assert_eq!(pair.server.ppp, frames.to_vec());
+    pair.server.receive_in_chunks(pair.now, &out, 1);
+    assert_eq!(pair.server.delivered, frames.to_vec());
     let mut out = Vec::new();
     for frame in &frames {
         pair.server.conn.send_ppp(frame, &mut out).unwrap();
     }
-    pair.client.feed(pair.now, &out, 1);
-    assert_eq!(pair.client.ppp, frames.to_vec());
+    pair.client.receive_in_chunks(pair.now, &out, 1);
+    assert_eq!(pair.client.delivered, frames.to_vec());
 }
 
 #[test]
@@ -680,8 +576,8 @@ fn echo_keeps_an_idle_connection_alive() {
 fn hello_timeout_sends_an_echo_then_closes_without_call_abort() {
     let mut pair = Pair::default();
     pair.establish([0; 32]);
-    pair.client.receives = false;
-    pair.server.receives = false;
+    // Nothing reaches either side any more.
+    pair.loss = Some(Box::new(|_, _, _| true));
     let established_at = pair.now;
     let sent_before = pair.server.sent.len();
     assert!(pair.advance());
@@ -715,7 +611,7 @@ fn any_packet_restarts_the_hello_timer() {
     pair.now += Duration::from_secs(59);
     let mut out = Vec::new();
     pair.client.conn.send_ppp(&[0x21, 0x45], &mut out).unwrap();
-    pair.server.feed(pair.now, &out, usize::MAX);
+    pair.server.receive(pair.now, &out);
     assert_eq!(
         pair.server.conn.poll_timeout(),
         Some(pair.now + Duration::from_secs(60))
@@ -730,7 +626,7 @@ fn abort_answered_by_the_peer_takes_one_second() {
     pair.server.conn.abort(pair.now, Status::NegotiationTimeout);
     assert!(!pair.server.conn.is_established());
     assert_eq!(pair.server.conn.state(), SstpState::CallAbortPending);
-    pair.pump();
+    pair.drive_now();
     // The client answered with its own Call Abort (Call_Abort_In_Progress_2).
     assert!(pair
         .client
@@ -764,12 +660,14 @@ fn abort_answered_by_the_peer_takes_one_second() {
 fn unanswered_abort_waits_three_seconds() {
     let mut pair = Pair::default();
     pair.establish([0; 32]);
-    pair.client.receives = false;
+    pair.loss = Some(Box::new(|direction, _, _| {
+        direction == Direction::ServerToClient
+    }));
     let start = pair.now;
     pair.server
         .conn
         .abort(pair.now, Status::InvalidFrameReceived);
-    pair.pump();
+    pair.drive_now();
     pair.run_server_to_close();
     assert_eq!(pair.now - start, Duration::from_secs(3));
 }
@@ -780,7 +678,7 @@ fn disconnect_acknowledged_closes_at_once_and_the_peer_after_one_second() {
     pair.establish([0; 32]);
     let start = pair.now;
     pair.server.conn.close(pair.now);
-    pair.pump();
+    pair.drive_now();
     // With a Status Info (sstp-client needs one), then the peer's ACK.
     assert!(pair.server.sent.ends_with(&hex(
         "10 01 00 14 00 06 00 01 00 02 00 0c 00 00 00 00 00 00 00 00"
@@ -809,10 +707,12 @@ fn disconnect_acknowledged_closes_at_once_and_the_peer_after_one_second() {
 fn unacknowledged_disconnect_waits_five_seconds() {
     let mut pair = Pair::default();
     pair.establish([0; 32]);
-    pair.client.receives = false;
+    pair.loss = Some(Box::new(|direction, _, _| {
+        direction == Direction::ServerToClient
+    }));
     let start = pair.now;
     pair.server.conn.close(pair.now);
-    pair.pump();
+    pair.drive_now();
     pair.run_server_to_close();
     assert_eq!(pair.now - start, Duration::from_secs(5));
     assert_eq!(
@@ -847,10 +747,12 @@ fn timers_are_configurable() {
     });
     let mut pair = Pair::new(config.clone(), config);
     pair.establish([0; 32]);
-    pair.client.receives = false;
+    pair.loss = Some(Box::new(|direction, _, _| {
+        direction == Direction::ServerToClient
+    }));
     let start = pair.now;
     pair.server.conn.close(pair.now);
-    pair.pump();
+    pair.drive_now();
     pair.run_server_to_close();
     assert_eq!(pair.now - start, Duration::from_millis(700));
 }
@@ -1030,12 +932,9 @@ fn client_refuses_a_non_200_reply() {
     let mut pair = Pair::default();
     let mut request = Vec::new();
     pair.client.conn.poll_transmit(pair.now, &mut request);
-    pair.client.feed(
-        pair.now,
-        b"HTTP/1.1 503 Service Unavailable\r\n\r\n",
-        usize::MAX,
-    );
-    pair.client.collect_events();
+    pair.client
+        .receive(pair.now, b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+    pair.client.collect_events(pair.now);
     assert!(pair.client.conn.is_closed());
     assert_eq!(
         pair.client.closed_reason(),
@@ -1258,7 +1157,7 @@ fn transport_closed_cleans_up_at_once() {
     pair.server.conn.transport_closed();
     assert!(pair.server.conn.is_closed());
     assert_eq!(pair.server.conn.poll_timeout(), None);
-    pair.server.collect_events();
+    pair.server.collect_events(pair.now);
     assert_eq!(
         pair.server.closed_reason(),
         Some(&CloseReason::TransportClosed)
@@ -1268,7 +1167,7 @@ fn transport_closed_cleans_up_at_once() {
         .conn
         .abort(pair.now, Status::InvalidFrameReceived);
     pair.client.conn.transport_closed();
-    pair.client.collect_events();
+    pair.client.collect_events(pair.now);
     assert_eq!(
         pair.client.closed_reason(),
         Some(&CloseReason::LocalAbort(AbortReason::Local(
@@ -1316,9 +1215,9 @@ fn echo_requests_are_answered_at_a_bounded_rate_and_the_excess_counted() {
     // A flood at one instant: the burst is answered, the rest dropped and
     // counted.
     let flood = echo_request.repeat(100);
-    pair.server.feed(pair.now, &flood, usize::MAX);
+    pair.server.receive(pair.now, &flood);
     pair.server.conn.poll_transmit(pair.now, &mut sent);
-    pair.server.collect_events();
+    pair.server.collect_events(pair.now);
     assert_eq!(responses(&sent), burst);
     assert_eq!(
         pair.server.events,
@@ -1333,11 +1232,11 @@ fn echo_requests_are_answered_at_a_bounded_rate_and_the_excess_counted() {
     for _ in 0..20 {
         pair.now += config.echo_reply_interval;
         sent.clear();
-        pair.server.feed(pair.now, &echo_request, usize::MAX);
+        pair.server.receive(pair.now, &echo_request);
         pair.server.conn.poll_transmit(pair.now, &mut sent);
         assert_eq!(responses(&sent), 1);
     }
-    pair.server.collect_events();
+    pair.server.collect_events(pair.now);
     assert!(pair.server.events.is_empty(), "{:?}", pair.server.events);
     assert!(pair.server.conn.is_established());
 }
@@ -1356,7 +1255,7 @@ fn output_the_owner_never_collects_is_bounded_and_ends_the_connection() {
     let input = hex("10 00 00 04");
     let mut answers = 0;
     for _ in 0..10_000 {
-        pair.server.feed(pair.now, &input, usize::MAX);
+        pair.server.receive(pair.now, &input);
         if pair.server.conn.state() == SstpState::Closed {
             break;
         }
@@ -1365,7 +1264,7 @@ fn output_the_owner_never_collects_is_bounded_and_ends_the_connection() {
     }
     // Each answer is a 4-byte header and the frame.
     assert_eq!(answers, MAX_QUEUED_OUTPUT.div_ceil(4 + answer.len()));
-    pair.server.collect_events();
+    pair.server.collect_events(pair.now);
     assert_eq!(
         pair.server.closed_reason(),
         Some(&CloseReason::OutputQueueOverflow),

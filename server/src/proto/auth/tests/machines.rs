@@ -1,7 +1,6 @@
 //! Server and client machines talking to each other on a virtual clock,
 //! with loss, late decisions and hostile input.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use crate::proto::auth::{
     AuthProtocol, AuthReject, AuthRequest, AuthServer, LocalAuthenticator, LocalUser,
     MsChapV2Proof, RejectReason, ZERO_HLAK,
 };
+use crate::testing::pair::{self, AuthClientEnd, AuthServerEnd, Direction};
 use crate::testing::StaticPasswords;
 
 const ALL: [AuthProtocol; 3] = [
@@ -42,115 +42,42 @@ fn local() -> LocalAuthenticator<StaticPasswords> {
     LocalAuthenticator::new(store)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Direction {
-    ToServer,
-    ToClient,
-}
-
-/// Both machines, a virtual clock and the wire between them.
-struct Pair {
-    start: Instant,
-    now: Instant,
-    server: AuthServer,
-    client: AuthClient,
-    server_events: Vec<AuthEvent>,
-    client_events: Vec<AuthEvent>,
-    /// Requests the server emitted and nobody decided yet.
-    requests: VecDeque<AuthRequest>,
-    /// Every packet each side put on the wire (delivered or lost).
-    wire: Vec<(Direction, Vec<u8>)>,
-    /// Errors the machines returned for delivered packets.
-    errors: Vec<(Direction, AuthPacketError)>,
-}
+/// Both machines on the common harness, every packet recorded
+/// (delivered or lost). The server's requests wait in
+/// `pair.server.requests` until decided.
+type Pair = pair::Pair<AuthServerEnd, AuthClientEnd>;
 
 impl Pair {
     fn new(protocol: AuthProtocol, config: &AuthConfig, username: &str, password: &[u8]) -> Self {
         let start = Instant::now();
         let mut rng = StdRng::seed_from_u64(7);
-        Pair {
+        let server = AuthServer::new(protocol, config, start, &mut rng);
+        let client = AuthClient::new(protocol, config, username, password, start, &mut rng);
+        pair::Pair::between(
+            AuthServerEnd::new(server),
+            AuthClientEnd { machine: client },
             start,
-            now: start,
-            server: AuthServer::new(protocol, config, start, &mut rng),
-            client: AuthClient::new(protocol, config, username, password, start, &mut rng),
-            server_events: Vec::new(),
-            client_events: Vec::new(),
-            requests: VecDeque::new(),
-            wire: Vec::new(),
-            errors: Vec::new(),
-        }
-    }
-
-    fn elapsed(&self) -> Duration {
-        self.now - self.start
-    }
-
-    fn collect_events(&mut self) {
-        while let Some(event) = self.server.poll_event() {
-            match event {
-                AuthEvent::Request(request) => self.requests.push_back(request),
-                other => self.server_events.push(other),
-            }
-        }
-        while let Some(event) = self.client.poll_event() {
-            self.client_events.push(event);
-        }
+        )
+        .recording()
     }
 
     /// Delivers queued packets both ways until the wire is quiet; `lose`
     /// picks packets to drop (it sees each packet once).
     fn exchange(&mut self, lose: &mut dyn FnMut(Direction, &[u8]) -> bool) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            let mut buf = Vec::new();
-            while self.client.poll_transmit(&mut buf) {
-                moved = true;
-                self.wire.push((Direction::ToServer, buf.clone()));
-                if !lose(Direction::ToServer, &buf) {
-                    if let Err(error) = self.server.handle_packet(self.now, &buf) {
-                        self.errors.push((Direction::ToServer, error));
-                    }
-                }
-                buf.clear();
-            }
-            while self.server.poll_transmit(&mut buf) {
-                moved = true;
-                self.wire.push((Direction::ToClient, buf.clone()));
-                if !lose(Direction::ToClient, &buf) {
-                    if let Err(error) = self.client.handle_packet(self.now, &buf) {
-                        self.errors.push((Direction::ToClient, error));
-                    }
-                }
-                buf.clear();
-            }
-            self.collect_events();
-            if !moved {
-                return;
-            }
-        }
-        panic!("the machines never went quiet");
+        self.drive_now_with_loss(&mut |direction, _, packet| lose(direction, packet));
     }
 
     /// Moves the clock to the earliest deadline and fires it. False when
     /// neither machine waits for anything.
-    fn advance(&mut self) -> bool {
-        let next = match (self.server.poll_timeout(), self.client.poll_timeout()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => match a.or(b) {
-                Some(next) => next,
-                None => return false,
-            },
-        };
-        assert!(next >= self.now, "a deadline in the past");
-        self.now = next;
-        self.server.handle_timeout(self.now);
-        self.client.handle_timeout(self.now);
-        self.collect_events();
-        true
+    fn tick(&mut self) -> bool {
+        if let Some(next) = self.next_timeout() {
+            assert!(next >= self.now, "a deadline in the past");
+        }
+        self.fire_next_timer(Duration::MAX)
     }
 
     fn decide_all(&mut self, decide: &mut dyn FnMut(&AuthRequest) -> AuthDecision) {
-        while let Some(request) = self.requests.pop_front() {
+        while let Some(request) = self.server.requests.pop_front() {
             let decision = decide(&request);
             self.server.decide(self.now, decision);
         }
@@ -166,22 +93,32 @@ impl Pair {
     ) {
         for _ in 0..1000 {
             self.exchange(lose);
-            if !self.requests.is_empty() {
+            if !self.server.requests.is_empty() {
                 self.decide_all(decide);
                 continue;
             }
-            if !self.advance() {
+            if !self.tick() {
                 return;
             }
         }
         panic!("no end after 1000 steps");
     }
 
+    /// Every packet sent `direction`, delivered or lost.
     fn packets(&self, direction: Direction) -> Vec<&[u8]> {
-        self.wire
-            .iter()
-            .filter(|(d, _)| *d == direction)
-            .map(|(_, p)| p.as_slice())
+        match direction {
+            Direction::ClientToServer => self.client.sent.transmissions().collect(),
+            Direction::ServerToClient => self.server.sent.transmissions().collect(),
+        }
+    }
+
+    /// Errors the machines returned for delivered packets.
+    fn errors(&self) -> Vec<(Direction, &AuthPacketError)> {
+        let to_server = self.server.delivered.iter();
+        let to_client = self.client.delivered.iter();
+        to_server
+            .map(|e| (Direction::ClientToServer, e))
+            .chain(to_client.map(|e| (Direction::ServerToClient, e)))
             .collect()
     }
 }
@@ -238,7 +175,7 @@ fn single_failure(events: &[AuthEvent]) -> AuthFailure {
 }
 
 fn failure_messages(pair: &Pair) -> Vec<(u8, FailureMessage)> {
-    pair.packets(Direction::ToClient)
+    pair.packets(Direction::ServerToClient)
         .into_iter()
         .filter_map(|p| match ChapPacket::parse(p) {
             Ok(ChapPacket::Failure {
@@ -251,7 +188,7 @@ fn failure_messages(pair: &Pair) -> Vec<(u8, FailureMessage)> {
 }
 
 fn response_identifiers(pair: &Pair) -> Vec<u8> {
-    pair.packets(Direction::ToServer)
+    pair.packets(Direction::ClientToServer)
         .into_iter()
         .filter_map(|p| match ChapPacket::parse(p) {
             Ok(ChapPacket::Response { identifier, .. }) => Some(identifier),
@@ -265,8 +202,8 @@ fn success_for_every_method() {
     for protocol in ALL {
         let mut pair = Pair::new(protocol, &config(), "bob", b"battery staple");
         pair.run(&mut with_local(), &mut no_loss());
-        let (server_user, server_hlak, framed) = single_success(&pair.server_events);
-        let (client_user, client_hlak, client_framed) = single_success(&pair.client_events);
+        let (server_user, server_hlak, framed) = single_success(&pair.server.events);
+        let (client_user, client_hlak, client_framed) = single_success(&pair.client.events);
         assert_eq!(server_user, "bob", "{protocol}");
         assert_eq!(client_user, "bob", "{protocol}");
         assert_eq!(framed, Some(Ipv4Addr::new(192, 0, 2, 9)), "{protocol}");
@@ -284,7 +221,7 @@ fn success_for_every_method() {
             assert_eq!(server_hlak, ZERO_HLAK, "{protocol}");
             assert_eq!(pair.server.mppe_keys(), None);
         }
-        assert!(pair.errors.is_empty(), "{protocol}: {:?}", pair.errors);
+        assert!(pair.errors().is_empty(), "{protocol}: {:?}", pair.errors());
         // Done: no timers left, nothing more to send.
         assert_eq!(pair.server.poll_timeout(), None, "{protocol}");
         assert_eq!(pair.client.poll_timeout(), None, "{protocol}");
@@ -292,8 +229,8 @@ fn success_for_every_method() {
         assert_eq!(pair.client.protocol(), protocol);
         // One packet each way is all a clean exchange takes (plus the
         // Challenge for CHAP).
-        let to_server = pair.packets(Direction::ToServer).len();
-        let to_client = pair.packets(Direction::ToClient).len();
+        let to_server = pair.packets(Direction::ClientToServer).len();
+        let to_client = pair.packets(Direction::ServerToClient).len();
         assert_eq!(to_server, 1, "{protocol}");
         assert_eq!(
             to_client,
@@ -307,7 +244,7 @@ fn success_for_every_method() {
 fn mschapv2_success_packet_carries_the_authenticator_response() {
     let mut pair = Pair::new(AuthProtocol::MsChapV2, &config(), "alice", b"correct horse");
     pair.run(&mut with_local(), &mut no_loss());
-    let success = pair.packets(Direction::ToClient)[1].to_vec();
+    let success = pair.packets(Direction::ServerToClient)[1].to_vec();
     let Ok(ChapPacket::Success { message, .. }) = ChapPacket::parse(&success) else {
         panic!("second server packet is not Success");
     };
@@ -330,10 +267,10 @@ fn wrong_password_pap_and_md5_fail_at_once() {
             code: None,
             message: REJECT_MESSAGE.into(),
         };
-        assert_eq!(single_failure(&pair.server_events), expected, "{protocol}");
-        assert_eq!(single_failure(&pair.client_events), expected, "{protocol}");
+        assert_eq!(single_failure(&pair.server.events), expected, "{protocol}");
+        assert_eq!(single_failure(&pair.client.events), expected, "{protocol}");
         // The Nak/Failure carries the message.
-        let last = *pair.packets(Direction::ToClient).last().unwrap();
+        let last = *pair.packets(Direction::ServerToClient).last().unwrap();
         let message: &[u8] = match protocol {
             AuthProtocol::Pap => match PapPacket::parse(last).unwrap() {
                 PapPacket::AuthenticateNak { message, .. } => message,
@@ -358,7 +295,7 @@ fn unknown_user_fails_like_a_wrong_password() {
     );
     pair.run(&mut with_local(), &mut no_loss());
     assert_eq!(
-        single_failure(&pair.client_events),
+        single_failure(&pair.client.events),
         AuthFailure::Rejected {
             reason: RejectReason::AuthenticationFailure,
             code: None,
@@ -404,9 +341,9 @@ fn mschapv2_wrong_password_exhausts_attempts() {
         code: Some(691),
         message: REJECT_MESSAGE.into(),
     };
-    assert_eq!(single_failure(&pair.server_events), expected);
-    assert_eq!(single_failure(&pair.client_events), expected);
-    assert!(pair.errors.is_empty(), "{:?}", pair.errors);
+    assert_eq!(single_failure(&pair.server.events), expected);
+    assert_eq!(single_failure(&pair.client.events), expected);
+    assert!(pair.errors().is_empty(), "{:?}", pair.errors());
 }
 
 #[test]
@@ -450,8 +387,8 @@ fn mschapv2_retry_with_new_challenge_succeeds() {
     assert_ne!(challenges[0], challenges[1]);
     // Each request names the Response it came from (RADIUS needs it).
     assert_eq!(identifiers, response_identifiers(&pair));
-    let (_, server_hlak, _) = single_success(&pair.server_events);
-    let (_, client_hlak, _) = single_success(&pair.client_events);
+    let (_, server_hlak, _) = single_success(&pair.server.events);
+    let (_, client_hlak, _) = single_success(&pair.client.events);
     assert_eq!(server_hlak, client_hlak);
     assert_ne!(server_hlak, ZERO_HLAK);
 }
@@ -483,8 +420,8 @@ fn mschapv2_non_retryable_reasons_end_at_once() {
             code: Some(code),
             message: "no".into(),
         };
-        assert_eq!(single_failure(&pair.server_events), expected);
-        assert_eq!(single_failure(&pair.client_events), expected);
+        assert_eq!(single_failure(&pair.server.events), expected);
+        assert_eq!(single_failure(&pair.client.events), expected);
     }
 }
 
@@ -506,11 +443,11 @@ fn mschapv2_server_without_the_password_is_caught() {
         &mut no_loss(),
     );
     assert!(matches!(
-        single_success(&pair.server_events),
+        single_success(&pair.server.events),
         (ref name, _, _) if name == "alice"
     ));
     assert_eq!(
-        single_failure(&pair.client_events),
+        single_failure(&pair.client.events),
         AuthFailure::ServerNotAuthenticated
     );
     assert_eq!(pair.client.mppe_keys(), None);
@@ -520,7 +457,7 @@ fn mschapv2_server_without_the_password_is_caught() {
 fn mschapv2_success_without_proof_is_refused() {
     let mut pair = Pair::new(AuthProtocol::MsChapV2, &config(), "alice", b"correct horse");
     pair.exchange(&mut no_loss());
-    let request = pair.requests.pop_front().unwrap();
+    let request = pair.server.requests.pop_front().unwrap();
     assert_eq!(request.username, "alice");
     // Forge a Success with a bare message for the client's Response.
     let identifier = response_identifiers(&pair)[0];
@@ -532,7 +469,7 @@ fn mschapv2_success_without_proof_is_refused() {
     pair.client.handle_packet(pair.now, &forged).unwrap();
     pair.collect_events();
     assert_eq!(
-        single_failure(&pair.client_events),
+        single_failure(&pair.client.events),
         AuthFailure::ServerNotAuthenticated
     );
 }
@@ -548,7 +485,7 @@ fn accept_without_mschapv2_proof_is_a_service_failure() {
     assert_eq!(failures.len(), 1);
     assert!(!failures[0].1.retry);
     assert!(matches!(
-        single_failure(&pair.server_events),
+        single_failure(&pair.server.events),
         AuthFailure::Rejected {
             reason: RejectReason::ServiceUnavailable,
             code: Some(691),
@@ -563,33 +500,33 @@ fn late_decision_after_retransmissions() {
         let config = config();
         let mut pair = Pair::new(protocol, &config, "alice", b"correct horse");
         pair.exchange(&mut no_loss());
-        assert_eq!(pair.requests.len(), 1, "{protocol}");
-        let request = pair.requests.pop_front().unwrap();
+        assert_eq!(pair.server.requests.len(), 1, "{protocol}");
+        let request = pair.server.requests.pop_front().unwrap();
         // The backend takes 10 s: the peer retransmits meanwhile.
         while pair.elapsed() < Duration::from_secs(10) {
-            assert!(pair.advance());
+            assert!(pair.tick());
             pair.exchange(&mut no_loss());
         }
-        let sent = pair.packets(Direction::ToServer).len();
+        let sent = pair.packets(Direction::ClientToServer).len();
         assert!(sent >= 4, "{protocol}: only {sent} transmissions");
         // Judged once.
-        assert!(pair.requests.is_empty(), "{protocol}: re-judged");
-        assert!(pair.server_events.is_empty());
+        assert!(pair.server.requests.is_empty(), "{protocol}: re-judged");
+        assert!(pair.server.events.is_empty());
         pair.server.decide(pair.now, local().decide(&request));
         pair.collect_events();
         pair.exchange(&mut no_loss());
-        let (_, server_hlak, _) = single_success(&pair.server_events);
-        let (_, client_hlak, _) = single_success(&pair.client_events);
+        let (_, server_hlak, _) = single_success(&pair.server.events);
+        let (_, client_hlak, _) = single_success(&pair.client.events);
         assert_eq!(server_hlak, client_hlak, "{protocol}");
         // A second decision is ignored.
         pair.server
             .decide(pair.now, AuthDecision::Accept(AuthAccept::default()));
         pair.collect_events();
-        assert_eq!(pair.server_events.len(), 1);
+        assert_eq!(pair.server.events.len(), 1);
         // Exactly one reply went out for all those copies, since they
         // arrived while the decision was pending.
         let replies = pair
-            .packets(Direction::ToClient)
+            .packets(Direction::ServerToClient)
             .iter()
             .filter(|p| p[0] == CODE_SUCCESS || (protocol == AuthProtocol::Pap && p[0] == 2))
             .count();
@@ -608,8 +545,8 @@ fn lost_packets_are_recovered() {
         pair.run(
             &mut with_local(),
             &mut |direction, packet: &[u8]| match direction {
-                Direction::ToServer => !std::mem::replace(&mut lost_to_server, true),
-                Direction::ToClient => {
+                Direction::ClientToServer => !std::mem::replace(&mut lost_to_server, true),
+                Direction::ServerToClient => {
                     let verdict = packet[0] == CODE_SUCCESS
                         || (protocol == AuthProtocol::Pap && packet[0] == 2);
                     if verdict {
@@ -621,13 +558,13 @@ fn lost_packets_are_recovered() {
             },
         );
         assert!(lost_to_server && lost_verdict, "{protocol}");
-        let (_, server_hlak, _) = single_success(&pair.server_events);
-        let (_, client_hlak, _) = single_success(&pair.client_events);
+        let (_, server_hlak, _) = single_success(&pair.server.events);
+        let (_, client_hlak, _) = single_success(&pair.client.events);
         assert_eq!(server_hlak, client_hlak, "{protocol}");
         // The repeated verdict is byte-identical to the lost one (CHAP) or
         // the same code (PAP, which echoes each request's identifier).
         let verdicts: Vec<&[u8]> = pair
-            .packets(Direction::ToClient)
+            .packets(Direction::ServerToClient)
             .into_iter()
             .filter(|p| p[0] == CODE_SUCCESS || (protocol == AuthProtocol::Pap && p[0] == 2))
             .collect();
@@ -660,7 +597,7 @@ fn lost_failure_is_answered_again() {
             }
         },
         &mut |direction, packet: &[u8]| {
-            direction == Direction::ToClient
+            direction == Direction::ServerToClient
                 && packet[0] == CODE_FAILURE
                 && !std::mem::replace(&mut lost, true)
         },
@@ -669,8 +606,8 @@ fn lost_failure_is_answered_again() {
     let failures = failure_messages(&pair);
     assert_eq!(failures.len(), 2);
     assert_eq!(failures[0], failures[1]);
-    single_success(&pair.client_events);
-    single_success(&pair.server_events);
+    single_success(&pair.client.events);
+    single_success(&pair.server.events);
 }
 
 #[test]
@@ -681,13 +618,17 @@ fn phase_timeout_without_decision() {
         // Requests pile up undecided.
         for _ in 0..100 {
             pair.exchange(&mut no_loss());
-            if !pair.advance() {
+            if !pair.tick() {
                 break;
             }
         }
-        assert_eq!(pair.requests.len(), 1, "{protocol}: judged more than once");
-        assert_eq!(single_failure(&pair.server_events), AuthFailure::Timeout);
-        assert_eq!(single_failure(&pair.client_events), AuthFailure::Timeout);
+        assert_eq!(
+            pair.server.requests.len(),
+            1,
+            "{protocol}: judged more than once"
+        );
+        assert_eq!(single_failure(&pair.server.events), AuthFailure::Timeout);
+        assert_eq!(single_failure(&pair.client.events), AuthFailure::Timeout);
         assert!(pair.elapsed() <= config.phase_timeout, "{protocol}");
         assert_eq!(pair.server.poll_timeout(), None);
         assert_eq!(pair.client.poll_timeout(), None);
@@ -707,17 +648,17 @@ fn silent_peer_times_out() {
         // Everything is lost: each side gives up after its transmissions
         // (PAP's server, which never transmits, waits for the phase bound).
         pair.run(&mut with_local(), &mut |_, _| true);
-        assert_eq!(single_failure(&pair.client_events), AuthFailure::Timeout);
-        assert_eq!(single_failure(&pair.server_events), AuthFailure::Timeout);
+        assert_eq!(single_failure(&pair.client.events), AuthFailure::Timeout);
+        assert_eq!(single_failure(&pair.server.events), AuthFailure::Timeout);
         let expected_client = if protocol == AuthProtocol::Pap { 4 } else { 0 };
         assert_eq!(
-            pair.packets(Direction::ToServer).len(),
+            pair.packets(Direction::ClientToServer).len(),
             expected_client,
             "{protocol}"
         );
         let expected_server = if protocol == AuthProtocol::Pap { 0 } else { 4 };
         assert_eq!(
-            pair.packets(Direction::ToClient).len(),
+            pair.packets(Direction::ServerToClient).len(),
             expected_server,
             "{protocol}"
         );
@@ -1165,7 +1106,7 @@ fn proof_type_is_what_the_server_uses() {
         &mut no_loss(),
     );
     let proof: MsChapV2Proof = proof_seen.unwrap();
-    let (_, hlak, _) = single_success(&pair.server_events);
+    let (_, hlak, _) = single_success(&pair.server.events);
     assert_eq!(hlak, proof.keys.server_hlak());
     assert_eq!(pair.server.mppe_keys(), Some(proof.keys));
 }

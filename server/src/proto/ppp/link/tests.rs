@@ -12,9 +12,8 @@ use crate::proto::auth::{AuthAccept, AuthReject, Credentials as AuthCredentials,
 use crate::proto::ppp::frame::{PROTO_CCP, PROTO_IPV6CP};
 use crate::proto::ppp::packet::{parse_control, write_control, ControlPacket};
 use crate::routing::ServerPools;
-use crate::testing::link_pair::{
-    client_in_network, open_lcp, server_in_network, Direction, LinkPair,
-};
+use crate::testing::link_pair::{client_in_network, open_lcp, server_in_network};
+use crate::testing::pair::{authenticator_fn, Direction, LinkPair};
 
 // ---- A scripted stand-in for the authentication machines ----
 
@@ -166,6 +165,10 @@ fn client_config() -> PppConfig {
     PppConfig::default()
 }
 
+/// Virtual time a pair gets to reach what a test waits for (the slowest,
+/// a keepalive timing out, needs under a minute).
+const LIMIT: Duration = Duration::from_secs(300);
+
 fn pair_with(server: PppConfig, client: PppConfig) -> LinkPair {
     let mut pair = LinkPair::new(Arc::new(server), Arc::new(client), "alice", b"secret", 1);
     pair.open();
@@ -174,14 +177,14 @@ fn pair_with(server: PppConfig, client: PppConfig) -> LinkPair {
 
 fn pair() -> (LinkPair, Arc<ServerPools>) {
     let pair = pair_with(server_config(), client_config());
-    let pool = pair.addresses.clone();
+    let pool = pair.server.services.addresses.clone();
     (pair, pool)
 }
 
 /// [`pair_with`], the server's addresses from `pool`.
 fn pair_with_pool(server: PppConfig, client: PppConfig, pool: &Arc<ServerPools>) -> LinkPair {
-    let mut pair = LinkPair::new(Arc::new(server), Arc::new(client), "alice", b"secret", 1);
-    pair.addresses = pool.clone();
+    let mut pair = LinkPair::new(Arc::new(server), Arc::new(client), "alice", b"secret", 1)
+        .with_addresses(pool.clone());
     pair.open();
     pair
 }
@@ -268,7 +271,7 @@ fn lone_server_in_network(config: PppConfig) -> (PppLink, Instant, Vec<Sent>) {
 #[test]
 fn pair_opens_ipcp_and_ipv6cp_and_passes_ip_both_ways() {
     let (mut pair, pool) = pair();
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     assert_eq!(pair.now, pair.base, "no retransmission needed");
 
     let assigned = Ipv4Addr::new(10, 0, 0, 2);
@@ -301,7 +304,8 @@ fn pair_opens_ipcp_and_ipv6cp_and_passes_ip_both_ways() {
 
     // Events, in order, without authentication: zero HLAK, then the NCPs.
     let server_events: Vec<_> = pair
-        .server_events
+        .server
+        .events
         .iter()
         .filter(|e| !matches!(e, PppEvent::Dropped(_)))
         .cloned()
@@ -315,12 +319,12 @@ fn pair_opens_ipcp_and_ipv6cp_and_passes_ip_both_ways() {
     );
     assert!(server_events.contains(&PppEvent::Ipv4Up(server_v4)));
     assert!(server_events.contains(&PppEvent::Ipv6Up(server_v6)));
-    assert!(pair.client_events.contains(&PppEvent::Authenticated {
+    assert!(pair.client.events.contains(&PppEvent::Authenticated {
         username: "alice".into(),
         hlak: ZERO_HLAK
     }));
-    assert_no_drops(&pair.server_events);
-    assert_no_drops(&pair.client_events);
+    assert_no_drops(&pair.server.events);
+    assert_no_drops(&pair.client.events);
     assert_eq!(pair.server.phase(), Phase::Network);
     assert_eq!(
         pair.server.poll_timeout(),
@@ -350,7 +354,7 @@ fn pair_opens_ipcp_and_ipv6cp_and_passes_ip_both_ways() {
 #[test]
 fn data_frames_with_and_without_compression_are_accepted_and_counted() {
     let (mut pair, _) = pair();
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     let now = pair.now;
     // No FF 03, 1-octet protocol: neither compression was agreed.
     assert_eq!(
@@ -390,7 +394,7 @@ fn compressed_transmit_when_enabled_and_agreed() {
     let mut client = client_config();
     client.lcp.request_compression = true;
     let mut pair = pair_with(server, client);
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     let mut wire = Vec::new();
     pair.server
         .encapsulate_ip(IpVersion::V4, &[0x45], &mut wire);
@@ -428,8 +432,8 @@ fn frame_loss_is_recovered_by_retransmission() {
     let (mut pair, _) = pair();
     // Lose the first two frames each way, then every third frame.
     pair.loss = Some(Box::new(|_direction, n, _frame| n < 2 || n % 3 == 0));
-    assert!(pair.drive_until(100, both_ncps_up));
-    assert!(pair.frames_lost >= 6, "lost {}", pair.frames_lost);
+    assert!(pair.run_until(LIMIT, both_ncps_up));
+    assert!(pair.dropped >= 6, "lost {}", pair.dropped);
     let elapsed = pair.now - pair.base;
     assert!(
         elapsed >= Duration::from_secs(3),
@@ -476,21 +480,24 @@ fn unanswered_link_gives_up_after_max_configure() {
 #[test]
 fn close_terminates_both_sides_and_returns_the_address() {
     let (mut pair, pool) = pair();
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     assert_eq!(free(&pool), 252);
     pair.client.close(pair.now);
     assert_eq!(pair.client.phase(), Phase::Terminate);
-    assert!(pair.drive_until(20, |p| p.server.phase() == Phase::Dead
+    assert!(pair.run_until(LIMIT, |p| p.server.phase() == Phase::Dead
         && p.client.phase() == Phase::Dead));
     assert_eq!(free(&pool), 253);
     assert!(pair
-        .client_events
+        .client
+        .events
         .contains(&PppEvent::Closed(PppCloseReason::LocalClose)));
     assert!(pair
-        .server_events
+        .server
+        .events
         .contains(&PppEvent::Ipv4AddressReleased(Ipv4Addr::new(10, 0, 0, 2))));
     let kept: Vec<_> = pair
-        .server_events
+        .server
+        .events
         .iter()
         .filter(|e| !matches!(e, PppEvent::Ipv4AddressReleased(_)))
         .cloned()
@@ -512,14 +519,14 @@ fn close_terminates_both_sides_and_returns_the_address() {
 #[test]
 fn closing_while_the_peer_terminates_keeps_the_peer_as_the_reason() {
     let (mut pair, _) = pair();
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     pair.client.close(pair.now);
-    pair.exchange();
+    pair.step();
     assert_eq!(pair.server.lcp_state(), State::Stopping);
     pair.server.close(pair.now);
-    assert!(pair.drive_until(20, |p| p.server.phase() == Phase::Dead));
+    assert!(pair.run_until(LIMIT, |p| p.server.phase() == Phase::Dead));
     assert_eq!(
-        pair.server_events.last(),
+        pair.server.events.last(),
         Some(&PppEvent::Closed(PppCloseReason::PeerTerminated))
     );
 }
@@ -566,22 +573,23 @@ fn an_address_answer_is_applied_only_to_the_waiting_request() {
 fn pool_exhaustion_terminates_the_link_with_no_address() {
     let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 2]);
     let mut first = pair_with_pool(server_config(), client_config(), &pool);
-    assert!(first.drive_until(20, both_ncps_up));
+    assert!(first.run_until(LIMIT, both_ncps_up));
     assert_eq!(free(&pool), 0);
 
     let mut second = pair_with_pool(server_config(), client_config(), &pool);
-    assert!(second.drive_until(20, |p| p.server.phase() == Phase::Dead
+    assert!(second.run_until(LIMIT, |p| p.server.phase() == Phase::Dead
         && p.client.phase() == Phase::Dead));
     assert_eq!(
-        second.server_events.last(),
+        second.server.events.last(),
         Some(&PppEvent::Closed(PppCloseReason::NoAddress))
     );
     assert_eq!(
-        second.client_events.last(),
+        second.client.events.last(),
         Some(&PppEvent::Closed(PppCloseReason::PeerTerminated))
     );
     assert!(!second
-        .server_events
+        .server
+        .events
         .iter()
         .any(|e| matches!(e, PppEvent::Ipv4Up(_))));
     assert_eq!(
@@ -590,14 +598,14 @@ fn pool_exhaustion_terminates_the_link_with_no_address() {
         "first link unaffected"
     );
     first.client.close(first.now);
-    assert!(first.drive_until(20, |p| p.server.phase() == Phase::Dead));
+    assert!(first.run_until(LIMIT, |p| p.server.phase() == Phase::Dead));
     assert_eq!(free(&pool), 1, "the owner got the address back");
 }
 
 #[test]
 fn renegotiation_from_opened_goes_down_and_comes_back() {
     let (mut pair, pool) = pair();
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     // The client's LCP starts over (as after a peer's restart).
     let now = pair.now;
     feed(
@@ -609,14 +617,15 @@ fn renegotiation_from_opened_goes_down_and_comes_back() {
     assert_eq!(pair.server.ipv4(), None);
     pair.collect_events();
     assert_eq!(free(&pool), 253, "address released when leaving Network");
-    assert!(pair.server_events.ends_with(&[
+    assert!(pair.server.events.ends_with(&[
         PppEvent::Ipv4Down,
         PppEvent::Ipv6Down,
         PppEvent::Ipv4AddressReleased(Ipv4Addr::new(10, 0, 0, 2))
     ]));
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     let ups = pair
-        .server_events
+        .server
+        .events
         .iter()
         .filter(|e| matches!(e, PppEvent::Ipv4Up(_)))
         .count();
@@ -955,9 +964,9 @@ fn client_refusing_to_authenticate_closes_the_server() {
         ..client_config()
     };
     let mut pair = pair_with(server, client);
-    assert!(pair.drive_until(20, |p| p.server.phase() == Phase::Dead));
+    assert!(pair.run_until(LIMIT, |p| p.server.phase() == Phase::Dead));
     assert_eq!(
-        pair.server_events.last(),
+        pair.server.events.last(),
         Some(&PppEvent::Closed(PppCloseReason::NoCommonAuthProtocol))
     );
 }
@@ -1336,13 +1345,13 @@ fn pair_with_only_a_primary_dns_and_without_dns_requests() {
     let mut server = server_config();
     server.ipcp.dns = [Some(DNS1), None];
     let mut pair = pair_with(server, client_config());
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     assert_eq!(pair.client.ipv4().unwrap().dns, [Some(DNS1), None]);
 
     let mut client = client_config();
     client.ipcp.request_dns = false;
     let mut pair = pair_with(server_config(), client);
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     assert_eq!(pair.client.ipv4().unwrap().dns, [None, None]);
 }
 
@@ -1426,7 +1435,7 @@ fn ipv6cp_identifier_collisions_are_naked_with_fresh_identifiers() {
 // ---- Authentication plumbing (scripted machines) ----
 
 fn auth_pair(
-    decide: impl FnMut(&AuthRequest) -> AuthDecision + 'static,
+    decide: impl Fn(&AuthRequest) -> AuthDecision + Send + Sync + 'static,
 ) -> (LinkPair, Arc<ServerPools>) {
     let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
     let server = PppConfig {
@@ -1439,11 +1448,11 @@ fn auth_pair(
         "alice",
         b"secret",
         1,
-    );
+    )
+    .with_authenticator(authenticator_fn(decide))
+    .with_addresses(pool.clone());
     pair.server.script_auth(ScriptedAuth::server());
     pair.client.script_auth(ScriptedAuth::client("alice"));
-    pair.authenticator = Some(Box::new(decide));
-    pair.addresses = pool.clone();
     pair.open();
     (pair, pool)
 }
@@ -1458,7 +1467,7 @@ fn authentication_success_enters_network_with_the_pinned_address() {
             framed_ipv4: Some(pinned),
         })
     });
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     assert_eq!(pair.client.ipv4().unwrap().local, pinned);
     assert_eq!(pair.server.username(), Some("alice"));
     let authenticated = PppEvent::Authenticated {
@@ -1466,7 +1475,7 @@ fn authentication_success_enters_network_with_the_pinned_address() {
         hlak: [7; 32],
     };
     let position = |events: &[PppEvent], wanted: &PppEvent| events.iter().position(|e| e == wanted);
-    let server_events = pair.server_events.clone();
+    let server_events = pair.server.events.clone();
     let request_at = server_events
         .iter()
         .position(|e| matches!(e, PppEvent::AuthRequest(_)))
@@ -1477,8 +1486,8 @@ fn authentication_success_enters_network_with_the_pinned_address() {
         .position(|e| matches!(e, PppEvent::Ipv4Up(_)))
         .unwrap();
     assert!(request_at < authenticated_at && authenticated_at < up_at);
-    assert!(pair.client_events.contains(&authenticated));
-    assert_no_drops(&pair.server_events);
+    assert!(pair.client.events.contains(&authenticated));
+    assert_no_drops(&pair.server.events);
     assert_eq!(free(&pool), 7, "pinned address taken from the pool");
 }
 
@@ -1492,21 +1501,22 @@ fn authentication_failure_sends_failure_then_terminates() {
     });
     // Run by hand to observe the server's frame order.
     for _ in 0..10 {
-        pair.exchange();
+        pair.step();
         if pair.server.phase() == Phase::Terminate {
             break;
         }
     }
     assert_eq!(pair.server.phase(), Phase::Terminate);
-    assert!(pair.drive_until(20, |p| p.server.phase() == Phase::Dead));
+    assert!(pair.run_until(LIMIT, |p| p.server.phase() == Phase::Dead));
     let expected = PppCloseReason::AuthFailed(AuthFailure::Rejected {
         reason: RejectReason::AuthenticationFailure,
         code: None,
         message: "no".into(),
     });
-    assert_eq!(pair.server_events.last(), Some(&PppEvent::Closed(expected)));
+    assert_eq!(pair.server.events.last(), Some(&PppEvent::Closed(expected)));
     assert!(!pair
-        .server_events
+        .server
+        .events
         .iter()
         .any(|e| matches!(e, PppEvent::Authenticated { .. })));
     assert_eq!(free(&pool), 8, "no address was taken");
@@ -1585,9 +1595,9 @@ fn lcp_keepalive_closes_a_silent_link() {
     server.lcp.echo_interval = Some(Duration::from_secs(10));
     server.lcp.echo_failures = 2;
     let mut pair = pair_with(server, client_config());
-    assert!(pair.drive_until(20, both_ncps_up));
+    assert!(pair.run_until(LIMIT, both_ncps_up));
     // A busy link needs no echo: the client's traffic is proof of life.
-    let echoes_sent = |pair: &LinkPair| pair.frames_sent[1];
+    let echoes_sent = |pair: &LinkPair| pair.units[1];
     let before = echoes_sent(&pair);
     for _ in 0..12 {
         let mut wire = Vec::new();
@@ -1613,9 +1623,10 @@ fn lcp_keepalive_closes_a_silent_link() {
     pair.loss = Some(Box::new(|direction, _, _| {
         direction == Direction::ClientToServer
     }));
-    assert!(pair.drive_until(50, |p| p.server.phase() == Phase::Dead));
+    assert!(pair.run_until(LIMIT, |p| p.server.phase() == Phase::Dead));
     assert!(pair
-        .server_events
+        .server
+        .events
         .contains(&PppEvent::Closed(PppCloseReason::EchoTimeout)));
     let silent_for = pair.now - opened_at;
     // Two unanswered echoes 10 s apart, then the third tick closes;
