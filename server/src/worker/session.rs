@@ -20,7 +20,10 @@ use crate::config::ClientToClient;
 use crate::metrics::{Event, WorkerMetrics};
 use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
-use crate::proto::auth::{AuthDecision, AuthReject, AuthReply, AuthRequestId, RejectReason};
+use crate::proto::auth::{
+    AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequestId, PasswordStore as _,
+    RejectReason, SessionPolicy,
+};
 use crate::proto::ppp::Ipv4AddressRequest;
 use crate::proto::session::{CloseReason, Session, SessionEvent};
 use crate::proto::sstp::connection::{AbortReason, CloseReason as SstpCloseReason};
@@ -141,6 +144,49 @@ pub(crate) struct SessionCtx {
     ppp_overflows: Cell<u64>,
     /// One of the session's tasks panicked ([`TaskGuard`]).
     failed: Cell<bool>,
+    /// Acct-Session-Id: names the session to RADIUS.
+    session_id: String,
+    /// What the authenticator decided for this session besides the accept
+    /// (RADIUS attributes), once accepted.
+    policy: RefCell<SessionPolicy>,
+    /// The timers `policy` sets (Session-Timeout, Idle-Timeout).
+    limits: Cell<PolicyLimits>,
+    /// The local user store authenticated this session (a reload that
+    /// removes the user closes it).
+    authenticated_locally: Cell<bool>,
+}
+
+/// The session-ending timers of an authenticator's [`SessionPolicy`]
+/// ([RFC 2865] 5.27, 5.28).
+///
+/// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+#[derive(Clone, Copy, Debug, Default)]
+struct PolicyLimits {
+    /// Session-Timeout: the session ends at this instant.
+    session_end: Option<Instant>,
+    /// Idle-Timeout.
+    idle: Option<IdleWatch>,
+}
+
+/// Idle-Timeout: the session's IP packet count (both directions) is looked
+/// at every [`IdleWatch::check_interval`]; the session ends once it has
+/// not changed for `timeout`. Sampling keeps the data path free of clock
+/// reads; the session ends at most one check interval late.
+#[derive(Clone, Copy, Debug)]
+struct IdleWatch {
+    timeout: Duration,
+    /// The packet count at the last check, and when it last changed.
+    packets: u64,
+    active_at: Instant,
+    next_check: Instant,
+}
+
+impl IdleWatch {
+    /// An eighth of the timeout, at least a second: the session ends
+    /// between `timeout` and `timeout * 9/8` after its last packet.
+    fn check_interval(timeout: Duration) -> Duration {
+        (timeout / 8).max(Duration::from_secs(1)).min(timeout)
+    }
 }
 
 async fn serve_connection(
@@ -278,6 +324,10 @@ async fn serve_connection(
             writer_done: Cell::new(false),
             ppp_overflows: Cell::new(0),
             failed: Cell::new(false),
+            session_id: worker.shared.session_ids.next_id(),
+            policy: RefCell::new(SessionPolicy::default()),
+            limits: Cell::new(PolicyLimits::default()),
+            authenticated_locally: Cell::new(false),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
@@ -494,9 +544,55 @@ impl SessionCtx {
             self.close_label.set(Some(Event::PreauthTimeout));
             self.proto.borrow_mut().transport_closed(now);
         }
+        let policy_deadline = self.enforce_policy_limits(worker, now);
         let deadline = crate::net::session_io::collect_output(&self.proto, &self.out, now);
         self.handle_events(worker);
+        let deadline = match (deadline, policy_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.with_preauth_deadline(deadline)
+    }
+
+    /// Ends the session when its Session-Timeout has passed or it has been
+    /// idle for its Idle-Timeout (counted as `session_timeout` and
+    /// `idle_timeout`); returns when to look again.
+    fn enforce_policy_limits(&self, worker: &Worker, now: Instant) -> Option<Instant> {
+        let mut limits = self.limits.get();
+        if limits.session_end.is_none() && limits.idle.is_none() {
+            return None;
+        }
+        if self.proto.borrow().is_closed() {
+            self.limits.set(PolicyLimits::default());
+            return None;
+        }
+        if limits.session_end.is_some_and(|end| now >= end) {
+            tracing::info!("Session-Timeout reached: closing");
+            self.limits.set(PolicyLimits::default());
+            self.close_for(worker, Event::SessionTimeout);
+            return None;
+        }
+        if let Some(idle) = limits.idle.as_mut() {
+            if now >= idle.next_check {
+                let stats = self.proto.borrow().stats();
+                let packets = stats.ip_packets_in + stats.ip_packets_out;
+                if packets != idle.packets {
+                    idle.packets = packets;
+                    idle.active_at = now;
+                } else if now.saturating_duration_since(idle.active_at) >= idle.timeout {
+                    tracing::info!("Idle-Timeout reached: closing");
+                    self.limits.set(PolicyLimits::default());
+                    self.close_for(worker, Event::IdleTimeout);
+                    return None;
+                }
+                idle.next_check = now + IdleWatch::check_interval(idle.timeout);
+            }
+        }
+        self.limits.set(limits);
+        [limits.session_end, limits.idle.map(|i| i.next_check)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Awaits `write` (a write of this session's socket) while the
@@ -555,7 +651,14 @@ impl SessionCtx {
     /// next read ([`SessionCtx::wait_for_output_space`]) is all there is.
     fn input(&self, worker: &Worker, plaintext: &[u8]) {
         let now = Instant::now();
-        let mru = usize::from(self.proto.borrow().ppp().local_mru());
+        let mru = {
+            let proto = self.proto.borrow();
+            let ppp = proto.ppp();
+            usize::from(
+                ppp.framed_mtu()
+                    .map_or(ppp.local_mru(), |mtu| mtu.min(ppp.local_mru())),
+            )
+        };
         let deny = worker.shared.config.ipv4.client_to_client == ClientToClient::Deny;
         let (mut oversized, mut denied) = (0u64, 0u64);
         {
@@ -660,7 +763,10 @@ impl SessionCtx {
         if pending == Some(request) {
             if let Some((_, user)) = self.pending_auth.take() {
                 match &decision {
-                    AuthDecision::Accept(_) => worker.shared.throttle.record_success(&user),
+                    AuthDecision::Accept(accept) => {
+                        worker.shared.throttle.record_success(&user);
+                        self.apply_policy(worker, now, &user, &accept.policy);
+                    }
                     // The authenticator could not decide: not a guess.
                     AuthDecision::Reject(AuthReject {
                         reason: RejectReason::ServiceUnavailable,
@@ -674,6 +780,35 @@ impl SessionCtx {
             .borrow_mut()
             .auth_decision(now, request, decision);
         self.after_step(worker);
+    }
+
+    /// Takes the authenticator's per-session policy: the runtime's part of
+    /// it (timeouts, pool, accounting) is kept here; the core applies its
+    /// own part (DNS, MTU) from the same decision.
+    fn apply_policy(&self, worker: &Worker, now: Instant, user: &str, policy: &SessionPolicy) {
+        let idle = policy.idle_timeout.map(|timeout| IdleWatch {
+            timeout,
+            packets: 0,
+            active_at: now,
+            next_check: now + IdleWatch::check_interval(timeout),
+        });
+        self.limits.set(PolicyLimits {
+            session_end: policy.session_timeout.map(|t| now + t),
+            idle,
+        });
+        *self.policy.borrow_mut() = policy.clone();
+        self.authenticated_locally.set(
+            worker.shared.config.uses_local_users() && worker.shared.users.lookup(user).is_some(),
+        );
+        if policy != &SessionPolicy::default() {
+            tracing::debug!(?policy, "session policy from the authenticator");
+        }
+        self.wake_writer.notify_one();
+    }
+
+    /// Whether the local user store authenticated this session.
+    pub(crate) fn authenticated_locally(&self) -> bool {
+        self.authenticated_locally.get()
     }
 
     /// Counts a failed attempt with the throttle; logs (rate-limited) when
@@ -773,7 +908,11 @@ impl SessionCtx {
                             },
                         );
                     });
-                    worker.shared.authenticator.authenticate(request, reply);
+                    let context = AuthContext::new(self.peer, self.session_id.clone());
+                    worker
+                        .shared
+                        .authenticator
+                        .authenticate(request, context, reply);
                 }
                 SessionEvent::HttpHandshake { correlation_id } => {
                     // Set against sessions_established, this shows the
@@ -914,10 +1053,12 @@ impl SessionCtx {
     /// Answers the core's address request from the pool (the user's fixed
     /// address, or the next free one).
     fn assign_ipv4(&self, worker: &Worker, request: Ipv4AddressRequest) {
-        let address = worker
-            .shared
-            .pools
-            .allocate_ipv4(&request.username, request.wanted);
+        let pool = self.policy.borrow().pool.clone();
+        let address = worker.shared.pools.allocate_ipv4_from(
+            &request.username,
+            request.wanted,
+            pool.as_deref(),
+        );
         if let Some(address) = address {
             self.ipv4_lease.set(Some(address));
         }
