@@ -183,9 +183,51 @@ struct IdleWatch {
 
 impl IdleWatch {
     /// An eighth of the timeout, at least a second: the session ends
-    /// between `timeout` and `timeout * 9/8` after its last packet.
+    /// between `timeout` and `timeout * 9/8` (or a second) after its last
+    /// packet.
     fn check_interval(timeout: Duration) -> Duration {
         (timeout / 8).max(Duration::from_secs(1)).min(timeout)
+    }
+}
+
+/// What [`PolicyLimits::check`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LimitVerdict {
+    /// Look again at this instant (none: no limit left).
+    Next(Option<Instant>),
+    /// End the session, counted as this event.
+    End(Event),
+}
+
+impl PolicyLimits {
+    fn is_set(&self) -> bool {
+        self.session_end.is_some() || self.idle.is_some()
+    }
+
+    /// Whether a limit is reached at `now`; `packets` counts the session's
+    /// IP packets so far (asked only when an idle check is due).
+    fn check(&mut self, now: Instant, packets: impl FnOnce() -> u64) -> LimitVerdict {
+        if self.session_end.is_some_and(|end| now >= end) {
+            return LimitVerdict::End(Event::SessionTimeout);
+        }
+        if let Some(idle) = self.idle.as_mut() {
+            if now >= idle.next_check {
+                let packets = packets();
+                if packets != idle.packets {
+                    idle.packets = packets;
+                    idle.active_at = now;
+                } else if now.saturating_duration_since(idle.active_at) >= idle.timeout {
+                    return LimitVerdict::End(Event::IdleTimeout);
+                }
+                idle.next_check = now + IdleWatch::check_interval(idle.timeout);
+            }
+        }
+        LimitVerdict::Next(
+            [self.session_end, self.idle.map(|i| i.next_check)]
+                .into_iter()
+                .flatten()
+                .min(),
+        )
     }
 }
 
@@ -559,40 +601,28 @@ impl SessionCtx {
     /// `idle_timeout`); returns when to look again.
     fn enforce_policy_limits(&self, worker: &Worker, now: Instant) -> Option<Instant> {
         let mut limits = self.limits.get();
-        if limits.session_end.is_none() && limits.idle.is_none() {
+        if !limits.is_set() {
             return None;
         }
         if self.proto.borrow().is_closed() {
             self.limits.set(PolicyLimits::default());
             return None;
         }
-        if limits.session_end.is_some_and(|end| now >= end) {
-            tracing::info!("Session-Timeout reached: closing");
-            self.limits.set(PolicyLimits::default());
-            self.close_for(worker, Event::SessionTimeout);
-            return None;
-        }
-        if let Some(idle) = limits.idle.as_mut() {
-            if now >= idle.next_check {
-                let stats = self.proto.borrow().stats();
-                let packets = stats.ip_packets_in + stats.ip_packets_out;
-                if packets != idle.packets {
-                    idle.packets = packets;
-                    idle.active_at = now;
-                } else if now.saturating_duration_since(idle.active_at) >= idle.timeout {
-                    tracing::info!("Idle-Timeout reached: closing");
-                    self.limits.set(PolicyLimits::default());
-                    self.close_for(worker, Event::IdleTimeout);
-                    return None;
-                }
-                idle.next_check = now + IdleWatch::check_interval(idle.timeout);
+        let packets = || {
+            let stats = self.proto.borrow().stats();
+            stats.ip_packets_in + stats.ip_packets_out
+        };
+        let verdict = limits.check(now, packets);
+        self.limits.set(limits);
+        match verdict {
+            LimitVerdict::Next(at) => at,
+            LimitVerdict::End(event) => {
+                tracing::info!(reason = event.label(), "session limit reached: closing");
+                self.limits.set(PolicyLimits::default());
+                self.close_for(worker, event);
+                None
             }
         }
-        self.limits.set(limits);
-        [limits.session_end, limits.idle.map(|i| i.next_check)]
-            .into_iter()
-            .flatten()
-            .min()
     }
 
     /// Awaits `write` (a write of this session's socket) while the
@@ -1142,6 +1172,73 @@ impl SessionCtx {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn session_timeout_ends_at_its_instant() {
+        let t0 = Instant::now();
+        let mut limits = PolicyLimits {
+            session_end: Some(t0 + Duration::from_secs(10)),
+            idle: None,
+        };
+        let never = || -> u64 { unreachable!("no idle check without Idle-Timeout") };
+        assert_eq!(
+            limits.check(t0, never),
+            LimitVerdict::Next(Some(t0 + Duration::from_secs(10)))
+        );
+        assert_eq!(
+            limits.check(t0 + Duration::from_secs(10), never),
+            LimitVerdict::End(Event::SessionTimeout)
+        );
+    }
+
+    #[test]
+    fn idle_timeout_ends_a_silent_session_within_an_eighth_of_it() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(80);
+        let step = IdleWatch::check_interval(timeout);
+        assert_eq!(step, Duration::from_secs(10));
+        let mut limits = PolicyLimits {
+            session_end: None,
+            idle: Some(IdleWatch {
+                timeout,
+                packets: 0,
+                active_at: t0,
+                next_check: t0 + step,
+            }),
+        };
+        // Traffic for 30 s keeps it alive.
+        let mut now = t0;
+        for packets in [3, 5, 9] {
+            now += step;
+            assert_eq!(
+                limits.check(now, || packets),
+                LimitVerdict::Next(Some(now + step))
+            );
+        }
+        let last_seen = now;
+        // Then silence: ended at the first check 80 s after the last
+        // packet was seen.
+        loop {
+            now += step;
+            match limits.check(now, || 9) {
+                LimitVerdict::Next(_) => assert!(now - last_seen < timeout),
+                LimitVerdict::End(event) => {
+                    assert_eq!(event, Event::IdleTimeout);
+                    assert_eq!(now - last_seen, timeout);
+                    break;
+                }
+            }
+        }
+        // Short timeouts are checked every second.
+        assert_eq!(
+            IdleWatch::check_interval(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            IdleWatch::check_interval(Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn the_user_timeout_is_two_hello_intervals_and_reaches_the_socket() {
