@@ -19,8 +19,12 @@
 //! * [`netns`]: network namespaces for end-to-end tests, benchmarks and the
 //!   demo (runtime only).
 //! * [`faults`]: panics injected into a running server's session tasks.
+//! * [`freeradius`]: a real FreeRADIUS on loopback or in a namespace, with
+//!   its own generated configuration, and `radclient`; what FreeRADIUS
+//!   3.2.1 does that sstpd's RADIUS client depends on.
 
 pub mod faults;
+pub mod freeradius;
 pub mod hdlc;
 pub mod hostile;
 pub mod link_pair;
