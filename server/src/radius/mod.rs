@@ -42,7 +42,8 @@
 //! * [`attr`]: attribute numbers, [`Attributes`], vendor attributes,
 //!   enumerated values;
 //! * [`crypt`]: password hiding, MPPE keys, authenticators, signing and
-//!   verification.
+//!   verification;
+//! * [`dae`]: Disconnect-/CoA-Request verification and responses.
 //!
 //! [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
 //! [RFC 2866]: https://www.rfc-editor.org/rfc/rfc2866
@@ -57,6 +58,7 @@
 
 pub mod attr;
 pub mod crypt;
+pub mod dae;
 pub mod packet;
 
 pub use attr::{Attribute, Attributes};
