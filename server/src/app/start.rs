@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::aaa::chain::AaaChain;
 use crate::aaa::local::LocalUsers;
+use crate::aaa::radius::{RadiusService, RadiusStartError};
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::proto::auth::Authenticator;
@@ -35,6 +36,7 @@ pub enum StartError {
     Pool(crate::routing::pool::PoolError),
     Tun(crate::tun::TunError),
     Listen { addr: SocketAddr, error: io::Error },
+    Radius(RadiusStartError),
     Io(io::Error),
 }
 
@@ -46,6 +48,7 @@ impl fmt::Display for StartError {
             StartError::Pool(e) => write!(f, "address pool: {e}"),
             StartError::Tun(e) => write!(f, "TUN device: {e}"),
             StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Radius(e) => write!(f, "RADIUS: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -91,6 +94,9 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     tun_name: String,
     cert: CertHashes,
+    /// The RADIUS thread, when `users.backends` names RADIUS; stopped
+    /// once the workers are.
+    radius: Option<Arc<RadiusService>>,
     _tun: TunDevice,
 }
 
@@ -191,6 +197,11 @@ impl ServerHandle {
                 for t in self.threads.drain(..) {
                     let _ = t.join();
                 }
+                if let Some(radius) = self.radius.take() {
+                    // Stops from the sessions just closed, then
+                    // Accounting-Off, in the time left.
+                    radius.shutdown(deadline.max(Instant::now() + Duration::from_millis(100)));
+                }
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -223,8 +234,28 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     for warning in crate::app::cli::weak_auth_warnings(&config) {
         tracing::warn!("{warning}");
     }
+    let radius = if config.uses_radius() || config.uses_radius_accounting() {
+        let state_dir = if config.uses_radius_accounting() {
+            Some(
+                config
+                    .state_dir()
+                    .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?,
+            )
+        } else {
+            None
+        };
+        let service = RadiusService::start(&config.radius, state_dir.as_deref(), metrics.clone())
+            .map_err(StartError::Radius)?;
+        Some(service)
+    } else {
+        None
+    };
+    let remote = radius
+        .clone()
+        .filter(|_| config.uses_radius())
+        .map(|r| r as Arc<dyn Authenticator>);
     let local = config.uses_local_users().then(|| users.clone());
-    let authenticator: Arc<dyn Authenticator> = Arc::new(AaaChain::new(local, None));
+    let authenticator: Arc<dyn Authenticator> = Arc::new(AaaChain::new(local, remote));
 
     let pools = Arc::new(ServerPools::from_config(&config).map_err(StartError::Pool)?);
     let ipv4_ranges: Vec<PoolIpv4Range> = pools.ipv4_pools().map(|p| p.range()).collect();
@@ -270,6 +301,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
         session_ids: crate::aaa::session_id::SessionIds::default(),
+        radius: radius.clone(),
         admission: crate::worker::admission::Admission::new(&config.server),
         pools,
         table,
@@ -305,6 +337,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         local_addrs,
         tun_name,
         cert,
+        radius,
         _tun: tun,
     })
 }

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub throttle: AuthThrottle,
     /// Acct-Session-Ids for new sessions.
     pub session_ids: crate::aaa::session_id::SessionIds,
+    /// The RADIUS client, when authentication or accounting uses it.
+    pub radius: Option<Arc<crate::aaa::radius::RadiusService>>,
     /// Connection and pre-authentication caps.
     pub admission: Arc<admission::Admission>,
     pub pools: Arc<crate::routing::ServerPools>,

@@ -15,6 +15,9 @@ use tracing::{field, Instrument};
 
 use super::admission::{Admitted, PreauthPermit, RateLimitedLog};
 use super::{Worker, WorkerMsg};
+use crate::aaa::radius::accounting::{
+    terminate_cause, unix_now, AcctKind, AcctRecord, Authentic, Traffic,
+};
 use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::ClientToClient;
 use crate::metrics::{Event, WorkerMetrics};
@@ -154,6 +157,21 @@ pub(crate) struct SessionCtx {
     /// The local user store authenticated this session (a reload that
     /// removes the user closes it).
     authenticated_locally: Cell<bool>,
+    /// RADIUS accounting, from the Start on until the Stop is sent.
+    acct: RefCell<Option<SessionAcct>>,
+}
+
+/// A session's accounting ([RFC 2866]): Start when IPCP gives it its
+/// address, Interim-Update every interval, Stop when it ends.
+///
+/// [RFC 2866]: https://www.rfc-editor.org/rfc/rfc2866
+#[derive(Clone, Copy, Debug)]
+struct SessionAcct {
+    started: Instant,
+    start_unix: u64,
+    framed_ip: std::net::Ipv4Addr,
+    interim: Option<Duration>,
+    next_interim: Option<Instant>,
 }
 
 /// The session-ending timers of an authenticator's [`SessionPolicy`]
@@ -370,6 +388,7 @@ async fn serve_connection(
             policy: RefCell::new(SessionPolicy::default()),
             limits: Cell::new(PolicyLimits::default()),
             authenticated_locally: Cell::new(false),
+            acct: RefCell::new(None),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
@@ -587,12 +606,13 @@ impl SessionCtx {
             self.proto.borrow_mut().transport_closed(now);
         }
         let policy_deadline = self.enforce_policy_limits(worker, now);
+        let interim_deadline = self.acct_interim(worker, now);
         let deadline = crate::net::session_io::collect_output(&self.proto, &self.out, now);
         self.handle_events(worker);
-        let deadline = match (deadline, policy_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let deadline = [deadline, policy_deadline, interim_deadline]
+            .into_iter()
+            .flatten()
+            .min();
         self.with_preauth_deadline(deadline)
     }
 
@@ -841,6 +861,109 @@ impl SessionCtx {
         self.authenticated_locally.get()
     }
 
+    /// The accounting record of `kind` for this session now.
+    fn acct_record(&self, kind: AcctKind, acct: &SessionAcct, now: Instant) -> AcctRecord {
+        let (user, stats) = match self.proto.try_borrow() {
+            Ok(proto) => (
+                proto.username().unwrap_or_default().to_owned(),
+                proto.stats(),
+            ),
+            // Only after a panic left the protocol state borrowed.
+            Err(_) => (String::new(), Default::default()),
+        };
+        let class = self
+            .policy
+            .try_borrow()
+            .map(|p| p.class.clone())
+            .unwrap_or_default();
+        AcctRecord {
+            kind,
+            session_id: self.session_id.clone(),
+            user,
+            calling_station: Some(self.peer.ip().to_string()),
+            framed_ip: Some(acct.framed_ip),
+            class,
+            authentic: if self.authenticated_locally.get() {
+                Authentic::Local
+            } else {
+                Authentic::Radius
+            },
+            event_time: if kind == AcctKind::Start {
+                acct.start_unix
+            } else {
+                unix_now()
+            },
+            session_time: u32::try_from(now.saturating_duration_since(acct.started).as_secs())
+                .unwrap_or(u32::MAX),
+            traffic: Traffic {
+                input_octets: stats.ip_bytes_in,
+                output_octets: stats.ip_bytes_out,
+                input_packets: stats.ip_packets_in,
+                output_packets: stats.ip_packets_out,
+            },
+            terminate_cause: None,
+        }
+    }
+
+    /// Accounting Start, once, when IPCP gave the session its address.
+    fn acct_start(&self, worker: &Worker, framed_ip: std::net::Ipv4Addr) {
+        let Some(radius) = worker.shared.radius.as_ref().filter(|r| r.accounting()) else {
+            return;
+        };
+        if self.acct.borrow().is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let interim = self.policy.borrow().acct_interim_interval.or_else(|| {
+            let default = worker.shared.config.radius.acct_interim_interval;
+            (!default.is_zero()).then_some(default)
+        });
+        let acct = SessionAcct {
+            started: now,
+            start_unix: unix_now(),
+            framed_ip,
+            interim,
+            next_interim: interim.map(|i| now + i),
+        };
+        radius.account(self.acct_record(AcctKind::Start, &acct, now));
+        *self.acct.borrow_mut() = Some(acct);
+        self.wake_writer.notify_one();
+    }
+
+    /// Sends the Interim-Update that is due; returns when the next one is.
+    fn acct_interim(&self, worker: &Worker, now: Instant) -> Option<Instant> {
+        let mut acct = (*self.acct.borrow())?;
+        let (interval, due) = (acct.interim?, acct.next_interim?);
+        if now < due {
+            return Some(due);
+        }
+        if let Some(radius) = worker.shared.radius.as_ref() {
+            radius.account(self.acct_record(AcctKind::InterimUpdate, &acct, now));
+        }
+        // Catch up without a burst after a stall.
+        let mut next = due + interval;
+        if next <= now {
+            next = now + interval;
+        }
+        acct.next_interim = Some(next);
+        *self.acct.borrow_mut() = Some(acct);
+        Some(next)
+    }
+
+    /// Accounting Stop for a session that ended for `reason`, once.
+    fn acct_stop(&self, worker: &Worker, reason: Event) {
+        let Some(acct) = self.acct.try_borrow_mut().ok().and_then(|mut a| a.take()) else {
+            return;
+        };
+        let Some(radius) = worker.shared.radius.as_ref() else {
+            return;
+        };
+        let mut record = self.acct_record(AcctKind::Stop, &acct, Instant::now());
+        let cause = terminate_cause(reason, worker.stopping.get());
+        record.terminate_cause = Some(cause.value());
+        radius.account(record);
+    }
+
     /// Counts a failed attempt with the throttle; logs (rate-limited) when
     /// a lockout engages.
     fn auth_failed(&self, worker: &Worker, now: Instant, user: &str) {
@@ -994,6 +1117,7 @@ impl SessionCtx {
                     self.add_route(worker, IpAddr::V4(params.peer));
                     self.ipv4_route.set(Some(params.peer));
                     tracing::info!(peer = %params.peer, local = %params.local, "IPCP opened");
+                    self.acct_start(worker, params.peer);
                 }
                 SessionEvent::Ipv4Down => {
                     if let Some(v4) = self.ipv4_route.take() {
@@ -1019,6 +1143,7 @@ impl SessionCtx {
                         .get()
                         .unwrap_or_else(|| Event::from(&reason));
                     worker.metrics().event(label);
+                    self.acct_stop(worker, label);
                     let label = label.label();
                     {
                         let proto = self.proto.borrow();
@@ -1143,6 +1268,9 @@ impl SessionCtx {
         if !self.failed.get() {
             self.handle_events(worker);
         }
+        // A session that ended without its Closed event (a panic, the
+        // worker's runtime going away) still gets its Stop.
+        self.acct_stop(worker, Event::SessionPanicked);
         self.release_ipv6_prefix(worker);
         self.release_ipv4(worker);
         let routes = self

@@ -42,4 +42,7 @@
 
 pub mod accounting;
 pub mod mapping;
+pub mod service;
 pub mod spool;
+
+pub use service::{RadiusService, RadiusStartError};
