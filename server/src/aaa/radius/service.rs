@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use super::accounting::{unix_now, AcctKind, AcctRecord};
 use super::mapping::{self, DecryptedKeys, NasIdentity};
@@ -121,7 +121,7 @@ enum Control {
     /// then stop; by `deadline` at the latest. Answered when done.
     Shutdown {
         deadline: Instant,
-        done: oneshot::Sender<()>,
+        done: std::sync::mpsc::Sender<()>,
     },
 }
 
@@ -331,14 +331,15 @@ impl RadiusService {
     /// answers, then sends Accounting-Off, by `deadline` at the latest;
     /// then stops the thread. Records not acknowledged stay in the spool.
     pub fn shutdown(&self, deadline: Instant) {
-        let (done, wait) = oneshot::channel();
+        let (done, wait) = std::sync::mpsc::channel();
         if self
             .control
             .send(Control::Shutdown { deadline, done })
             .is_ok()
         {
             // The thread answers by the deadline; a dead one drops `done`.
-            let _ = wait.blocking_recv();
+            let margin = Duration::from_millis(100);
+            let _ = wait.recv_timeout(deadline.saturating_duration_since(Instant::now()) + margin);
         }
         self.stop();
     }
@@ -422,12 +423,12 @@ enum Draining {
     /// Sending what is queued and waiting for the answers.
     Records {
         deadline: Instant,
-        done: oneshot::Sender<()>,
+        done: std::sync::mpsc::Sender<()>,
     },
     /// Accounting-Off sent; waiting for its answer.
     Off {
         deadline: Instant,
-        done: oneshot::Sender<()>,
+        done: std::sync::mpsc::Sender<()>,
     },
 }
 
