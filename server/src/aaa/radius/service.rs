@@ -497,7 +497,8 @@ impl Runner {
                     Some(Control::Shutdown { deadline, done }) => {
                         draining = Draining::Records { deadline, done };
                     }
-                    None => {}
+                    // The service is gone.
+                    None => break,
                 },
                 job = jobs.recv() => match job {
                     Some(Job::Access { request, pending }) => self.send_access(request, pending),
