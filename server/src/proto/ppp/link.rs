@@ -798,6 +798,9 @@ impl PppLink {
     /// `FF 03` and a 2-octet protocol unless compression was enabled in
     /// [`LcpConfig::compress_transmit`] and agreed by the peer. The caller
     /// sends only while the version's NCP is up (see [`PppEvent::Ipv4Up`]).
+    /// Inlined into `Session::send_ip` (the gate's `data` part: 499 Ir per
+    /// packet with it, 526 when LLVM chose a call after unrelated changes).
+    #[inline]
     pub fn encapsulate_ip(&self, version: IpVersion, packet: &[u8], out: &mut Vec<u8>) {
         write_header(version.ppp_protocol(), self.transmit_format, out);
         out.extend_from_slice(packet);
