@@ -5,8 +5,13 @@
 //!   inline entries, reloadable without dropping sessions.
 //! * [`throttle`]: back-off for password guessing, per source address and
 //!   per user name, in bounded memory.
+//! * [`chain`]: the user store order (`users.backends`): local users, then
+//!   RADIUS.
+//! * [`session_id`]: Acct-Session-Ids, unique across restarts and nodes.
 //!
 //! [`Authenticator`]: crate::proto::auth::Authenticator
 
+pub mod chain;
 pub mod local;
+pub mod session_id;
 pub mod throttle;

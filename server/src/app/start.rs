@@ -12,10 +12,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::aaa::chain::AaaChain;
 use crate::aaa::local::LocalUsers;
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::proto::auth::verify::LocalAuthenticator;
 use crate::proto::auth::Authenticator;
 use crate::proto::ppp::{FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
 use crate::proto::session::SessionConfig;
@@ -223,13 +223,13 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     for warning in crate::app::cli::weak_auth_warnings(&config) {
         tracing::warn!("{warning}");
     }
-    let authenticator: Arc<dyn Authenticator> = Arc::new(LocalAuthenticator::new(users.clone()));
+    let local = config.uses_local_users().then(|| users.clone());
+    let authenticator: Arc<dyn Authenticator> = Arc::new(AaaChain::new(local, None));
 
     let pools = Arc::new(ServerPools::from_config(&config).map_err(StartError::Pool)?);
-    let ipv4_range = PoolIpv4Range::new(config.ipv4.pool.first(), config.ipv4.pool.last())
-        .map_err(StartError::Pool)?;
+    let ipv4_ranges: Vec<PoolIpv4Range> = pools.ipv4_pools().map(|p| p.range()).collect();
     let ipv6_ranges: Vec<Ipv6PrefixRange> = pools.ipv6.iter().map(|p| p.range()).collect();
-    let table = SessionTable::new(&[ipv4_range], &ipv6_ranges)
+    let table = SessionTable::new(&ipv4_ranges, &ipv6_ranges)
         .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?;
 
     let tun = open_tun(&config, workers)?;
@@ -269,6 +269,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         authenticator,
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
+        session_ids: crate::aaa::session_id::SessionIds::default(),
         admission: crate::worker::admission::Admission::new(&config.server),
         pools,
         table,
@@ -365,6 +366,17 @@ fn tun_ipv4_prefix_len(gateway: Ipv4Addr, first: Ipv4Addr, last: Ipv4Addr) -> u8
     spread.leading_zeros() as u8
 }
 
+/// [`tun_ipv4_prefix_len`] over every pool, the named ones too: the TUN
+/// subnet is the smallest prefix holding the gateway and all of them.
+fn tun_ipv4_prefix_len_all(config: &Config) -> u8 {
+    let v4 = &config.ipv4;
+    std::iter::once(&v4.pool)
+        .chain(v4.pools.iter().map(|p| &p.range))
+        .map(|range| tun_ipv4_prefix_len(v4.gateway, range.first(), range.last()))
+        .min()
+        .unwrap_or(32)
+}
+
 fn open_tun(config: &Config, workers: usize) -> Result<TunDevice, StartError> {
     let queues = if config.tun.multi_queue { workers } else { 1 };
     if queues < workers {
@@ -377,7 +389,7 @@ fn open_tun(config: &Config, workers: usize) -> Result<TunDevice, StartError> {
     tun.set_mtu(u32::from(config.tun.mtu))
         .map_err(StartError::Tun)?;
     let v4 = &config.ipv4;
-    let prefix = tun_ipv4_prefix_len(v4.gateway, v4.pool.first(), v4.pool.last());
+    let prefix = tun_ipv4_prefix_len_all(config);
     tun.set_ipv4(v4.gateway, prefix).map_err(StartError::Tun)?;
     if config.ipv6.enabled {
         let p = &config.ipv6.prefix;

@@ -127,6 +127,10 @@ events! {
         PreauthTimeout = "preauth_timeout",
         SessionTakenOver = "session_taken_over",
         UserRemoved = "user_removed",
+        // The authenticator's Session-Timeout and Idle-Timeout (RFC 2865
+        // 5.27, 5.28).
+        SessionTimeout = "session_timeout",
+        IdleTimeout = "idle_timeout",
         // Still open when the shutdown timeout ran out.
         ShutdownForcedClose = "shutdown_forced_close",
     }

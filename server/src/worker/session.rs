@@ -20,7 +20,10 @@ use crate::config::ClientToClient;
 use crate::metrics::{Event, WorkerMetrics};
 use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
-use crate::proto::auth::{AuthDecision, AuthReject, AuthReply, AuthRequestId, RejectReason};
+use crate::proto::auth::{
+    AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequestId, PasswordStore as _,
+    RejectReason, SessionPolicy,
+};
 use crate::proto::ppp::Ipv4AddressRequest;
 use crate::proto::session::{CloseReason, Session, SessionEvent};
 use crate::proto::sstp::connection::{AbortReason, CloseReason as SstpCloseReason};
@@ -141,6 +144,91 @@ pub(crate) struct SessionCtx {
     ppp_overflows: Cell<u64>,
     /// One of the session's tasks panicked ([`TaskGuard`]).
     failed: Cell<bool>,
+    /// Acct-Session-Id: names the session to RADIUS.
+    session_id: String,
+    /// What the authenticator decided for this session besides the accept
+    /// (RADIUS attributes), once accepted.
+    policy: RefCell<SessionPolicy>,
+    /// The timers `policy` sets (Session-Timeout, Idle-Timeout).
+    limits: Cell<PolicyLimits>,
+    /// The local user store authenticated this session (a reload that
+    /// removes the user closes it).
+    authenticated_locally: Cell<bool>,
+}
+
+/// The session-ending timers of an authenticator's [`SessionPolicy`]
+/// ([RFC 2865] 5.27, 5.28).
+///
+/// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+#[derive(Clone, Copy, Debug, Default)]
+struct PolicyLimits {
+    /// Session-Timeout: the session ends at this instant.
+    session_end: Option<Instant>,
+    /// Idle-Timeout.
+    idle: Option<IdleWatch>,
+}
+
+/// Idle-Timeout: the session's IP packet count (both directions) is looked
+/// at every [`IdleWatch::check_interval`]; the session ends once it has
+/// not changed for `timeout`. Sampling keeps the data path free of clock
+/// reads; the session ends at most one check interval late.
+#[derive(Clone, Copy, Debug)]
+struct IdleWatch {
+    timeout: Duration,
+    /// The packet count at the last check, and when it last changed.
+    packets: u64,
+    active_at: Instant,
+    next_check: Instant,
+}
+
+impl IdleWatch {
+    /// An eighth of the timeout, at least a second: the session ends
+    /// between `timeout` and `timeout * 9/8` (or a second) after its last
+    /// packet.
+    fn check_interval(timeout: Duration) -> Duration {
+        (timeout / 8).max(Duration::from_secs(1)).min(timeout)
+    }
+}
+
+/// What [`PolicyLimits::check`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LimitVerdict {
+    /// Look again at this instant (none: no limit left).
+    Next(Option<Instant>),
+    /// End the session, counted as this event.
+    End(Event),
+}
+
+impl PolicyLimits {
+    fn is_set(&self) -> bool {
+        self.session_end.is_some() || self.idle.is_some()
+    }
+
+    /// Whether a limit is reached at `now`; `packets` counts the session's
+    /// IP packets so far (asked only when an idle check is due).
+    fn check(&mut self, now: Instant, packets: impl FnOnce() -> u64) -> LimitVerdict {
+        if self.session_end.is_some_and(|end| now >= end) {
+            return LimitVerdict::End(Event::SessionTimeout);
+        }
+        if let Some(idle) = self.idle.as_mut() {
+            if now >= idle.next_check {
+                let packets = packets();
+                if packets != idle.packets {
+                    idle.packets = packets;
+                    idle.active_at = now;
+                } else if now.saturating_duration_since(idle.active_at) >= idle.timeout {
+                    return LimitVerdict::End(Event::IdleTimeout);
+                }
+                idle.next_check = now + IdleWatch::check_interval(idle.timeout);
+            }
+        }
+        LimitVerdict::Next(
+            [self.session_end, self.idle.map(|i| i.next_check)]
+                .into_iter()
+                .flatten()
+                .min(),
+        )
+    }
 }
 
 async fn serve_connection(
@@ -278,6 +366,10 @@ async fn serve_connection(
             writer_done: Cell::new(false),
             ppp_overflows: Cell::new(0),
             failed: Cell::new(false),
+            session_id: worker.shared.session_ids.next_id(),
+            policy: RefCell::new(SessionPolicy::default()),
+            limits: Cell::new(PolicyLimits::default()),
+            authenticated_locally: Cell::new(false),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
@@ -494,9 +586,43 @@ impl SessionCtx {
             self.close_label.set(Some(Event::PreauthTimeout));
             self.proto.borrow_mut().transport_closed(now);
         }
+        let policy_deadline = self.enforce_policy_limits(worker, now);
         let deadline = crate::net::session_io::collect_output(&self.proto, &self.out, now);
         self.handle_events(worker);
+        let deadline = match (deadline, policy_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.with_preauth_deadline(deadline)
+    }
+
+    /// Ends the session when its Session-Timeout has passed or it has been
+    /// idle for its Idle-Timeout (counted as `session_timeout` and
+    /// `idle_timeout`); returns when to look again.
+    fn enforce_policy_limits(&self, worker: &Worker, now: Instant) -> Option<Instant> {
+        let mut limits = self.limits.get();
+        if !limits.is_set() {
+            return None;
+        }
+        if self.proto.borrow().is_closed() {
+            self.limits.set(PolicyLimits::default());
+            return None;
+        }
+        let packets = || {
+            let stats = self.proto.borrow().stats();
+            stats.ip_packets_in + stats.ip_packets_out
+        };
+        let verdict = limits.check(now, packets);
+        self.limits.set(limits);
+        match verdict {
+            LimitVerdict::Next(at) => at,
+            LimitVerdict::End(event) => {
+                tracing::info!(reason = event.label(), "session limit reached: closing");
+                self.limits.set(PolicyLimits::default());
+                self.close_for(worker, event);
+                None
+            }
+        }
     }
 
     /// Awaits `write` (a write of this session's socket) while the
@@ -555,7 +681,14 @@ impl SessionCtx {
     /// next read ([`SessionCtx::wait_for_output_space`]) is all there is.
     fn input(&self, worker: &Worker, plaintext: &[u8]) {
         let now = Instant::now();
-        let mru = usize::from(self.proto.borrow().ppp().local_mru());
+        let mru = {
+            let proto = self.proto.borrow();
+            let ppp = proto.ppp();
+            usize::from(
+                ppp.framed_mtu()
+                    .map_or(ppp.local_mru(), |mtu| mtu.min(ppp.local_mru())),
+            )
+        };
         let deny = worker.shared.config.ipv4.client_to_client == ClientToClient::Deny;
         let (mut oversized, mut denied) = (0u64, 0u64);
         {
@@ -660,7 +793,10 @@ impl SessionCtx {
         if pending == Some(request) {
             if let Some((_, user)) = self.pending_auth.take() {
                 match &decision {
-                    AuthDecision::Accept(_) => worker.shared.throttle.record_success(&user),
+                    AuthDecision::Accept(accept) => {
+                        worker.shared.throttle.record_success(&user);
+                        self.apply_policy(worker, now, &user, &accept.policy);
+                    }
                     // The authenticator could not decide: not a guess.
                     AuthDecision::Reject(AuthReject {
                         reason: RejectReason::ServiceUnavailable,
@@ -674,6 +810,35 @@ impl SessionCtx {
             .borrow_mut()
             .auth_decision(now, request, decision);
         self.after_step(worker);
+    }
+
+    /// Takes the authenticator's per-session policy: the runtime's part of
+    /// it (timeouts, pool, accounting) is kept here; the core applies its
+    /// own part (DNS, MTU) from the same decision.
+    fn apply_policy(&self, worker: &Worker, now: Instant, user: &str, policy: &SessionPolicy) {
+        let idle = policy.idle_timeout.map(|timeout| IdleWatch {
+            timeout,
+            packets: 0,
+            active_at: now,
+            next_check: now + IdleWatch::check_interval(timeout),
+        });
+        self.limits.set(PolicyLimits {
+            session_end: policy.session_timeout.map(|t| now + t),
+            idle,
+        });
+        *self.policy.borrow_mut() = policy.clone();
+        self.authenticated_locally.set(
+            worker.shared.config.uses_local_users() && worker.shared.users.lookup(user).is_some(),
+        );
+        if policy != &SessionPolicy::default() {
+            tracing::debug!(?policy, "session policy from the authenticator");
+        }
+        self.wake_writer.notify_one();
+    }
+
+    /// Whether the local user store authenticated this session.
+    pub(crate) fn authenticated_locally(&self) -> bool {
+        self.authenticated_locally.get()
     }
 
     /// Counts a failed attempt with the throttle; logs (rate-limited) when
@@ -773,7 +938,11 @@ impl SessionCtx {
                             },
                         );
                     });
-                    worker.shared.authenticator.authenticate(request, reply);
+                    let context = AuthContext::new(self.peer, self.session_id.clone());
+                    worker
+                        .shared
+                        .authenticator
+                        .authenticate(request, context, reply);
                 }
                 SessionEvent::HttpHandshake { correlation_id } => {
                     // Set against sessions_established, this shows the
@@ -914,10 +1083,12 @@ impl SessionCtx {
     /// Answers the core's address request from the pool (the user's fixed
     /// address, or the next free one).
     fn assign_ipv4(&self, worker: &Worker, request: Ipv4AddressRequest) {
-        let address = worker
-            .shared
-            .pools
-            .allocate_ipv4(&request.username, request.wanted);
+        let pool = self.policy.borrow().pool.clone();
+        let address = worker.shared.pools.allocate_ipv4_from(
+            &request.username,
+            request.wanted,
+            pool.as_deref(),
+        );
         if let Some(address) = address {
             self.ipv4_lease.set(Some(address));
         }
@@ -1001,6 +1172,73 @@ impl SessionCtx {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn session_timeout_ends_at_its_instant() {
+        let t0 = Instant::now();
+        let mut limits = PolicyLimits {
+            session_end: Some(t0 + Duration::from_secs(10)),
+            idle: None,
+        };
+        let never = || -> u64 { unreachable!("no idle check without Idle-Timeout") };
+        assert_eq!(
+            limits.check(t0, never),
+            LimitVerdict::Next(Some(t0 + Duration::from_secs(10)))
+        );
+        assert_eq!(
+            limits.check(t0 + Duration::from_secs(10), never),
+            LimitVerdict::End(Event::SessionTimeout)
+        );
+    }
+
+    #[test]
+    fn idle_timeout_ends_a_silent_session_within_an_eighth_of_it() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(80);
+        let step = IdleWatch::check_interval(timeout);
+        assert_eq!(step, Duration::from_secs(10));
+        let mut limits = PolicyLimits {
+            session_end: None,
+            idle: Some(IdleWatch {
+                timeout,
+                packets: 0,
+                active_at: t0,
+                next_check: t0 + step,
+            }),
+        };
+        // Traffic for 30 s keeps it alive.
+        let mut now = t0;
+        for packets in [3, 5, 9] {
+            now += step;
+            assert_eq!(
+                limits.check(now, || packets),
+                LimitVerdict::Next(Some(now + step))
+            );
+        }
+        let last_seen = now;
+        // Then silence: ended at the first check 80 s after the last
+        // packet was seen.
+        loop {
+            now += step;
+            match limits.check(now, || 9) {
+                LimitVerdict::Next(_) => assert!(now - last_seen < timeout),
+                LimitVerdict::End(event) => {
+                    assert_eq!(event, Event::IdleTimeout);
+                    assert_eq!(now - last_seen, timeout);
+                    break;
+                }
+            }
+        }
+        // Short timeouts are checked every second.
+        assert_eq!(
+            IdleWatch::check_interval(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            IdleWatch::check_interval(Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn the_user_timeout_is_two_hello_intervals_and_reaches_the_socket() {
