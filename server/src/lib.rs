@@ -9,12 +9,13 @@
 //!     ├ net      sockets and rustls driven over io_uring's owned buffers
 //!     ├ tls      rustls configuration, certificates, kernel TLS
 //!     ├ tun      the multi-queue TUN device
-//!     ├ aaa      who may log in: local users, the guessing throttle
+//!     ├ aaa      who may log in: local users, the guessing throttle, RADIUS
 //!     ├ routing  address pools and the address → session table (std only)
 //!     └ metrics  the counter table (std only)
 //! client         the client runtime (load generator, end-to-end tests): net, tls, proto
 //! config         the TOML schema, embedded defaults and validation
 //! sys            capabilities and resource limits
+//! radius         the sans-IO RADIUS codec and NAS client (std only), under aaa
 //! proto          the sans-IO protocol core: SSTP, PPP, authentication, both roles
 //! ```
 //!
@@ -41,6 +42,7 @@ pub mod config;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod net;
+pub mod radius;
 pub mod routing;
 #[cfg(feature = "runtime")]
 pub mod sys;
