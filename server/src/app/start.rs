@@ -91,6 +91,9 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     tun_name: String,
     cert: CertHashes,
+    /// The dynamic authorization listener, when `[[radius.dae.client]]`
+    /// is configured.
+    dae: Option<crate::aaa::dae::DaeListener>,
     _tun: TunDevice,
 }
 
@@ -112,6 +115,12 @@ impl ServerHandle {
     /// The TUN device's name.
     pub fn tun_name(&self) -> &str {
         &self.tun_name
+    }
+
+    /// The UDP addresses the dynamic authorization listener (RFC 5176)
+    /// bound; empty when it does not run.
+    pub fn dae_addrs(&self) -> &[SocketAddr] {
+        self.dae.as_ref().map_or(&[], |d| d.local_addrs())
     }
 
     /// Hashes of the certificate clients see (for the crypto binding).
@@ -179,6 +188,9 @@ impl ServerHandle {
     /// CALL_DISCONNECT; workers exit when their sessions are gone or
     /// `server.shutdown_timeout` has passed.
     pub fn shutdown(&self) {
+        if let Some(dae) = &self.dae {
+            dae.stop();
+        }
         worker::broadcast_shutdown(&self.shared);
     }
 
@@ -270,6 +282,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
         session_ids: crate::aaa::session_id::SessionIds::default(),
+        dae_sessions: config.radius.dae.enabled().then(|| {
+            Arc::new(crate::aaa::dae::SessionRegistry::new(
+                config.server.max_sessions,
+            ))
+        }),
         admission: crate::worker::admission::Admission::new(&config.server),
         pools,
         table,
@@ -278,6 +295,21 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         stopping: AtomicBool::new(false),
         fatal: worker::Fatal::default(),
     });
+
+    // Before the workers: a listener that cannot bind stops the start
+    // while nothing runs yet.
+    let dae = match &shared.dae_sessions {
+        Some(registry) => Some(
+            crate::aaa::dae::DaeListener::start(
+                &config,
+                registry.clone(),
+                Arc::new(worker::dae::WorkerControl::new(shared.mailboxes.clone())),
+                shared.metrics.clone(),
+            )
+            .map_err(StartError::Io)?,
+        ),
+        None => None,
+    };
 
     let cores = if config.server.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -305,6 +337,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         local_addrs,
         tun_name,
         cert,
+        dae,
         _tun: tun,
     })
 }

@@ -71,6 +71,10 @@ pub struct RadiusSection {
     /// request beyond it is answered "service unavailable" at once and
     /// counted (`radius_queue_full`). Default 4096.
     pub max_pending: usize,
+    /// `[radius.dae]`: Disconnect and CoA requests ([RFC 5176]).
+    ///
+    /// [RFC 5176]: https://www.rfc-editor.org/rfc/rfc5176
+    pub dae: DaeSection,
 }
 
 impl Default for RadiusSection {
@@ -88,6 +92,7 @@ impl Default for RadiusSection {
             called_station_id: None,
             acct_interim_interval: Duration::ZERO,
             max_pending: 4096,
+            dae: DaeSection::default(),
         }
     }
 }
@@ -268,6 +273,6 @@ impl Config {
                 format!("{} is outside 1..=1048576", r.max_pending),
             ));
         }
-        Ok(())
+        self.validate_dae()
     }
 }
