@@ -123,6 +123,19 @@ impl ServerHandle {
         self.dae.as_ref().map_or(&[], |d| d.local_addrs())
     }
 
+    /// The live, authenticated sessions `selector` names, as a
+    /// Disconnect-Request or CoA-Request would find them; none when the
+    /// dynamic authorization listener does not run.
+    pub fn find_sessions(
+        &self,
+        selector: &crate::aaa::dae::Selector,
+    ) -> Vec<crate::aaa::dae::registry::Selected> {
+        self.shared
+            .dae_sessions
+            .as_ref()
+            .map_or_else(Vec::new, |registry| registry.select(selector))
+    }
+
     /// Hashes of the certificate clients see (for the crypto binding).
     pub fn cert_hashes(&self) -> CertHashes {
         self.cert
