@@ -462,3 +462,66 @@ fn the_session_registry_decides_what_matches() {
         .handle_outcome(h.now, jobs[0].token, ActionOutcome::Done);
     assert_eq!(h.answer(&req).code, Code::DisconnectAck);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn attribute() -> impl Strategy<Value = (u8, Vec<u8>)> {
+        let kinds = prop_oneof![
+            Just(attr::USER_NAME),
+            Just(attr::ACCT_SESSION_ID),
+            Just(attr::FRAMED_IP_ADDRESS),
+            Just(attr::CALLING_STATION_ID),
+            Just(attr::NAS_IDENTIFIER),
+            Just(attr::NAS_IP_ADDRESS),
+            Just(attr::SESSION_TIMEOUT),
+            Just(attr::IDLE_TIMEOUT),
+            Just(attr::SERVICE_TYPE),
+            Just(attr::PROXY_STATE),
+            any::<u8>(),
+        ];
+        let values = prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..8),
+            Just(b"alice".to_vec()),
+            Just(b"s-bob".to_vec()),
+            Just(vec![10, 99, 0, 9]),
+        ];
+        (kinds, values)
+    }
+
+    proptest! {
+        /// Whatever a client that knows the secret sends, sstpd neither
+        /// panics nor stays silent: one answer at once, or actions for the
+        /// workers and then one answer.
+        #[test]
+        fn every_verified_request_gets_one_answer(
+            coa in any::<bool>(),
+            attrs in prop::collection::vec(attribute(), 0..8),
+        ) {
+            let mut h = harness();
+            let attrs: Vec<(u8, Vec<u8>)> = attrs
+                .into_iter()
+                .filter(|(kind, _)| *kind != attr::MESSAGE_AUTHENTICATOR && *kind != attr::EVENT_TIMESTAMP)
+                .collect();
+            let borrowed: Vec<(u8, &[u8])> = attrs.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            let code = if coa { Code::CoaRequest } else { Code::DisconnectRequest };
+            let req = h.send(code, &borrowed);
+            for job in h.jobs() {
+                h.server.handle_outcome(h.now, job.token, ActionOutcome::Done);
+            }
+            let answer = h.answer(&req);
+            let acked = matches!(answer.code, Code::CoaAck | Code::DisconnectAck);
+            prop_assert_eq!(acked, error_cause(&answer).is_none());
+        }
+
+        /// Arbitrary bytes from a known client: never a panic, never an
+        /// action.
+        #[test]
+        fn arbitrary_datagrams_are_harmless(data in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut h = harness();
+            h.send_from(NAS, &data);
+            prop_assert!(h.jobs().is_empty());
+        }
+    }
+}
