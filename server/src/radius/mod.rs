@@ -43,6 +43,8 @@
 //!   enumerated values;
 //! * [`crypt`]: password hiding, MPPE keys, authenticators, signing and
 //!   verification;
+//! * [`client`]: [`Client`], the NAS's requests with retransmission,
+//!   failover and dead-server detection;
 //! * [`dae`]: Disconnect-/CoA-Request verification and responses.
 //!
 //! [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
@@ -57,9 +59,11 @@
 #![forbid(unsafe_code)]
 
 pub mod attr;
+pub mod client;
 pub mod crypt;
 pub mod dae;
 pub mod packet;
 
 pub use attr::{Attribute, Attributes};
+pub use client::{Client, ClientConfig, Event, Request, RequestHandle, Response, ServerConfig};
 pub use packet::{Code, Packet};

@@ -20,8 +20,10 @@
 //!   a byte stream), [`SstpEnd`] (an [`SstpConnection`](crate::proto::sstp::SstpConnection),
 //!   a byte stream), [`LinkEnd`] (a [`PppLink`](crate::proto::ppp::PppLink),
 //!   frames), [`AuthServerEnd`] and [`AuthClientEnd`] (the authentication
-//!   machines, packets), and [`ScriptedClient`](super::hostile::ScriptedClient)
-//!   itself (hand-made bytes against a real server).
+//!   machines, packets), [`RadiusNas`] and [`RadiusServers`] (the RADIUS
+//!   client, and servers built from its codec, datagrams), and
+//!   [`ScriptedClient`](super::hostile::ScriptedClient) itself (hand-made
+//!   bytes against a real server).
 //! * [`Services`]: the runtime's part for a server session or link:
 //!   authentication requests go to an [`Authenticator`](crate::proto::auth::Authenticator)
 //!   (or wait in [`Services::requests`] for the test to answer), address
@@ -108,12 +110,14 @@ macro_rules! timers_and_events_of {
 
 mod auth;
 mod link;
+mod radius;
 mod services;
 mod session;
 mod sstp;
 
 pub use auth::{AuthClientEnd, AuthServerEnd};
 pub use link::{LinkEnd, LinkPair};
+pub use radius::{accept_all, Answer, RadiusNas, RadiusServers, Received, Responder};
 pub use services::{authenticator_fn, Duty, Services};
 pub use session::{
     control_message_type, is_data_packet, SessionEnd, SessionPair, TEST_CERTIFICATE,
