@@ -64,6 +64,9 @@ pub mod crypt;
 pub mod dae;
 pub mod packet;
 
+#[cfg(test)]
+mod proptests;
+
 pub use attr::{Attribute, Attributes};
 pub use client::{Client, ClientConfig, Event, Request, RequestHandle, Response, ServerConfig};
 pub use packet::{Code, Packet};

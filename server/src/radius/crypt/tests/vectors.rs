@@ -165,3 +165,40 @@ fn radclient_dynamic_authorization_requests() {
     let packet = frame(&disconnect).unwrap();
     assert_eq!(packet.len(), 0x37);
 }
+
+#[test]
+fn the_fuzz_seeds_are_these_captures() {
+    let captures: Vec<Vec<u8>> = [
+        PAP_REQUEST,
+        PAP_ACCEPT,
+        MSCHAP_REQUEST,
+        MSCHAP_ACCEPT,
+        REJECTED_REQUEST,
+        REJECT,
+        ACCT_REQUEST,
+        ACCT_RESPONSE,
+        DISCONNECT_REQUEST,
+        COA_REQUEST,
+    ]
+    .into_iter()
+    .map(unhex)
+    .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/radius_packet");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("seed_")
+        {
+            continue;
+        }
+        let seed = std::fs::read(&path).unwrap();
+        // The target's selector octet, then the datagram.
+        assert!(captures.contains(&seed[1..].to_vec()), "{}", path.display());
+        seen += 1;
+    }
+    assert_eq!(seen, captures.len());
+}
