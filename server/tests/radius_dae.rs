@@ -364,3 +364,36 @@ fn refusals_get_a_nak_with_its_error_cause_or_no_answer() {
     );
     assert_eq!(stats.event("dae_nak_missing_attribute"), 1, "{stats}");
 }
+
+#[test]
+fn coa_idle_timeout_ends_an_idle_session() {
+    let (server, _dir) = dae_server();
+    let (addr, dae) = (server.addr, server.handle().dae_addrs()[0]);
+    let outcome = server.ns.run(|| {
+        tokio_uring::start(async {
+            let (client, _) = connect(&options(addr, "alice", "alice-secret"))
+                .await
+                .unwrap();
+            let answer = radclient(
+                dae,
+                RadclientKind::Coa,
+                SECRET,
+                &[("User-Name", "alice"), ("Idle-Timeout", "1")],
+            )
+            .await;
+            let acked = Instant::now();
+            // Nothing flows: ended at the first check a second after.
+            let closed = client.wait_closed(Duration::from_secs(10)).await;
+            (answer, closed, acked.elapsed(), closed_by_server(&client))
+        })
+    });
+    let (answer, closed, after, graceful) = outcome;
+    let stats = server.handle().metrics();
+    assert_eq!(answer.code.as_deref(), Some("CoA-ACK"), "{}", answer.output);
+    assert!(closed && graceful, "{stats}");
+    assert!(
+        after < Duration::from_secs(5),
+        "ended {after:?} after the CoA-ACK"
+    );
+    assert_eq!(stats.event("idle_timeout"), 1, "{stats}");
+}
