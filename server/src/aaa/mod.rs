@@ -10,10 +10,13 @@
 //! * [`chain`]: the user store order (`users.backends`): local users, then
 //!   RADIUS.
 //! * [`session_id`]: Acct-Session-Ids, unique across restarts and nodes.
+//! * [`dae`]: dynamic authorization (RFC 5176): the Disconnect and CoA
+//!   listener and the registry of sessions it looks up.
 //!
 //! [`Authenticator`]: crate::proto::auth::Authenticator
 
 pub mod chain;
+pub mod dae;
 pub mod local;
 pub mod radius;
 pub mod session_id;

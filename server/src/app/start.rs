@@ -97,6 +97,9 @@ pub struct ServerHandle {
     /// The RADIUS thread, when `users.backends` names RADIUS; stopped
     /// once the workers are.
     radius: Option<Arc<RadiusService>>,
+    /// The dynamic authorization listener, when `[[radius.dae.client]]`
+    /// is configured.
+    dae: Option<crate::aaa::dae::DaeListener>,
     _tun: TunDevice,
 }
 
@@ -118,6 +121,25 @@ impl ServerHandle {
     /// The TUN device's name.
     pub fn tun_name(&self) -> &str {
         &self.tun_name
+    }
+
+    /// The UDP addresses the dynamic authorization listener (RFC 5176)
+    /// bound; empty when it does not run.
+    pub fn dae_addrs(&self) -> &[SocketAddr] {
+        self.dae.as_ref().map_or(&[], |d| d.local_addrs())
+    }
+
+    /// The live, authenticated sessions `selector` names, as a
+    /// Disconnect-Request or CoA-Request would find them; none when the
+    /// dynamic authorization listener does not run.
+    pub fn find_sessions(
+        &self,
+        selector: &crate::aaa::dae::Selector,
+    ) -> Vec<crate::aaa::dae::registry::Selected> {
+        self.shared
+            .dae_sessions
+            .as_ref()
+            .map_or_else(Vec::new, |registry| registry.select(selector))
     }
 
     /// Hashes of the certificate clients see (for the crypto binding).
@@ -198,6 +220,9 @@ impl ServerHandle {
     /// CALL_DISCONNECT; workers exit when their sessions are gone or
     /// `server.shutdown_timeout` has passed.
     pub fn shutdown(&self) {
+        if let Some(dae) = &self.dae {
+            dae.stop();
+        }
         worker::broadcast_shutdown(&self.shared);
     }
 
@@ -315,6 +340,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
         session_ids: crate::aaa::session_id::SessionIds::default(),
         radius: radius.clone(),
+        dae_sessions: config.radius.dae.enabled().then(|| {
+            Arc::new(crate::aaa::dae::SessionRegistry::new(
+                config.server.max_sessions,
+            ))
+        }),
         admission: crate::worker::admission::Admission::new(&config.server),
         pools,
         table,
@@ -323,6 +353,21 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         stopping: AtomicBool::new(false),
         fatal: worker::Fatal::default(),
     });
+
+    // Before the workers: a listener that cannot bind stops the start
+    // while nothing runs yet.
+    let dae = match &shared.dae_sessions {
+        Some(registry) => Some(
+            crate::aaa::dae::DaeListener::start(
+                &config,
+                registry.clone(),
+                Arc::new(worker::dae::WorkerControl::new(shared.mailboxes.clone())),
+                shared.metrics.clone(),
+            )
+            .map_err(StartError::Io)?,
+        ),
+        None => None,
+    };
 
     let cores = if config.server.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -351,6 +396,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         tun_name,
         cert,
         radius,
+        dae,
         _tun: tun,
     })
 }

@@ -20,6 +20,7 @@
 //! [`state_dir`] (where generated state lives) and [`error`].
 
 mod addr;
+mod dae;
 mod defaults;
 mod error;
 mod radius;
@@ -29,6 +30,7 @@ pub mod tls_names;
 mod validate;
 
 pub use addr::*;
+pub use dae::*;
 pub use defaults::*;
 pub use error::*;
 pub use radius::*;

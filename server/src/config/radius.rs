@@ -84,6 +84,10 @@ pub struct RadiusSection {
     /// server acknowledges them. Beyond it, records are sent without a
     /// copy on disk (counted `radius_acct_spool_full`). Default 16384.
     pub acct_spool_max: usize,
+    /// `[radius.dae]`: Disconnect and CoA requests ([RFC 5176]).
+    ///
+    /// [RFC 5176]: https://www.rfc-editor.org/rfc/rfc5176
+    pub dae: DaeSection,
 }
 
 impl Default for RadiusSection {
@@ -103,6 +107,7 @@ impl Default for RadiusSection {
             acct_interim_interval: Duration::ZERO,
             max_pending: 4096,
             acct_spool_max: 16_384,
+            dae: DaeSection::default(),
         }
     }
 }
@@ -287,6 +292,6 @@ impl Config {
                 format!("{} is outside 1..=1048576", r.max_pending),
             ));
         }
-        Ok(())
+        self.validate_dae()
     }
 }

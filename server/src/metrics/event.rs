@@ -131,6 +131,8 @@ events! {
         // 5.27, 5.28).
         SessionTimeout = "session_timeout",
         IdleTimeout = "idle_timeout",
+        // A Disconnect-Request (RFC 5176 3); accounting's Admin-Reset.
+        AdminReset = "admin_reset",
         // Still open when the shutdown timeout ran out.
         ShutdownForcedClose = "shutdown_forced_close",
     }
@@ -330,6 +332,45 @@ events! {
         SessionReadPaused = "session_read_paused",
         WriteStalledAtClose = "write_stalled_at_close",
         SessionPanicked = "session_panicked",
+    }
+
+    DaeAnswers("dae_answers",
+        "Dynamic authorization (RFC 5176) requests answered, by answer and Error-Cause.") {
+        DaeDisconnectAck = "dae_disconnect_ack",
+        DaeCoaAck = "dae_coa_ack",
+        DaeNakUnsupportedAttribute = "dae_nak_unsupported_attribute",
+        DaeNakMissingAttribute = "dae_nak_missing_attribute",
+        DaeNakNasIdentificationMismatch = "dae_nak_nas_identification_mismatch",
+        DaeNakInvalidRequest = "dae_nak_invalid_request",
+        DaeNakUnsupportedService = "dae_nak_unsupported_service",
+        DaeNakInvalidAttributeValue = "dae_nak_invalid_attribute_value",
+        DaeNakSessionContextNotFound = "dae_nak_session_context_not_found",
+        DaeNakResourcesUnavailable = "dae_nak_resources_unavailable",
+        // A retransmission answered again from the duplicate cache.
+        DaeDuplicateAnswered = "dae_duplicate_answered",
+    }
+
+    DaeDropped("dae_dropped",
+        "Dynamic authorization requests dropped without an answer, by reason.") {
+        DaeUnknownClient = "dae_unknown_client",
+        DaeMalformed = "dae_malformed",
+        DaeUnexpectedCode = "dae_unexpected_code",
+        DaeBadAuthenticator = "dae_bad_authenticator",
+        DaeMissingMessageAuthenticator = "dae_missing_message_authenticator",
+        DaeBadMessageAuthenticator = "dae_bad_message_authenticator",
+        DaeMissingEventTimestamp = "dae_missing_event_timestamp",
+        DaeStaleEventTimestamp = "dae_stale_event_timestamp",
+        // A retransmission of a request the workers are still acting on.
+        DaeDuplicateInProgress = "dae_duplicate_in_progress",
+        // The answer would exceed 4096 octets (Proxy-State fills the request).
+        DaeAnswerTooLong = "dae_answer_too_long",
+        DaeSendFailed = "dae_send_failed",
+    }
+
+    DaeBookkeeping("dae_bookkeeping",
+        "Dynamic authorization bounds reached: cached answers evicted, sessions not registered.") {
+        DaeCacheEvicted = "dae_cache_evicted",
+        DaeRegistryFull = "dae_registry_full",
     }
 
     TunErrors("tun_errors", "TUN device reads and writes that failed.") {

@@ -15,6 +15,7 @@
 //! worker.
 
 pub(crate) mod admission;
+pub(crate) mod dae;
 pub mod mailbox;
 mod session;
 mod slots;
@@ -70,6 +71,13 @@ pub(crate) enum WorkerMsg {
     /// close reason (an older session whose address a newer one of the
     /// same user took over; control).
     Disconnect { to: SessionRef, reason: Event },
+    /// A dynamic authorization action (RFC 5176) for a session of the
+    /// receiving worker, confirmed through `reply` (control).
+    Dae {
+        to: SessionRef,
+        action: crate::aaa::dae::DaeAction,
+        reply: crate::aaa::dae::ActionReply,
+    },
     /// The users were reloaded: close the sessions of users that are gone
     /// (control).
     UsersReloaded,
@@ -95,6 +103,9 @@ pub(crate) struct Shared {
     pub session_ids: crate::aaa::session_id::SessionIds,
     /// The RADIUS client, when authentication or accounting uses it.
     pub radius: Option<Arc<crate::aaa::radius::RadiusService>>,
+    /// The authenticated sessions for dynamic authorization, when its
+    /// listener runs (`[[radius.dae.client]]` configured).
+    pub dae_sessions: Option<Arc<crate::aaa::dae::SessionRegistry>>,
     /// Connection and pre-authentication caps.
     pub admission: Arc<admission::Admission>,
     pub pools: Arc<crate::routing::ServerPools>,
@@ -236,6 +247,7 @@ impl Worker {
                             s.close_for(&worker, reason);
                         }
                     }
+                    WorkerMsg::Dae { to, action, reply } => worker.dae_action(to, action, reply),
                     WorkerMsg::UsersReloaded => worker.close_removed_users(),
                     WorkerMsg::Shutdown => shutdown = true,
                 }
@@ -517,6 +529,7 @@ mod tests {
                 WorkerMsg::Packet { .. } => "packet",
                 WorkerMsg::Auth { .. } => "auth",
                 WorkerMsg::Disconnect { .. } => "disconnect",
+                WorkerMsg::Dae { .. } => "dae",
                 WorkerMsg::UsersReloaded => "users_reloaded",
                 WorkerMsg::Shutdown => "shutdown",
             })

@@ -18,6 +18,7 @@ use super::{Worker, WorkerMsg};
 use crate::aaa::radius::accounting::{
     terminate_cause, unix_now, AcctKind, AcctRecord, Authentic, Traffic,
 };
+use crate::aaa::dae::{ActionOutcome, DaeAction, PolicyChange, TimeoutChange};
 use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::ClientToClient;
 use crate::metrics::{Event, WorkerMetrics};
@@ -1088,6 +1089,12 @@ impl SessionCtx {
                 SessionEvent::Authenticated { username } => {
                     self.span.record("user", field::display(&username));
                     tracing::info!("authenticated");
+                    worker.dae_register(
+                        &self.session_id,
+                        &username,
+                        self.peer.ip(),
+                        self.reference,
+                    );
                 }
                 SessionEvent::Established => {
                     // Authenticated and bound: the pre-auth place is free.
@@ -1116,10 +1123,12 @@ impl SessionCtx {
                     self.span.record("ip", field::display(params.peer));
                     self.add_route(worker, IpAddr::V4(params.peer));
                     self.ipv4_route.set(Some(params.peer));
+                    worker.dae_framed_ip(&self.session_id, Some(params.peer));
                     tracing::info!(peer = %params.peer, local = %params.local, "IPCP opened");
                     self.acct_start(worker, params.peer);
                 }
                 SessionEvent::Ipv4Down => {
+                    worker.dae_framed_ip(&self.session_id, None);
                     if let Some(v4) = self.ipv4_route.take() {
                         self.remove_route(worker, IpAddr::V4(v4));
                     }
@@ -1138,6 +1147,7 @@ impl SessionCtx {
                     tracing::debug!("call connect acknowledged; PPP started")
                 }
                 SessionEvent::Closed(reason) => {
+                    worker.dae_unregister(&self.session_id);
                     let label = self
                         .close_label
                         .get()
@@ -1282,6 +1292,7 @@ impl SessionCtx {
             let _ = worker.shared.table.remove(addr, self.reference);
         }
         drop(self.preauth.take());
+        worker.dae_unregister(&self.session_id);
         match worker.sessions.try_borrow_mut() {
             Ok(mut sessions) => {
                 sessions.remove(self.reference);
@@ -1293,6 +1304,67 @@ impl SessionCtx {
             .sessions_active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         worker.session_ended.notify_waiters();
+    }
+}
+
+/// Dynamic authorization ([RFC 5176]): what a Disconnect-Request or
+/// CoA-Request does to this session.
+///
+/// [RFC 5176]: https://www.rfc-editor.org/rfc/rfc5176
+impl SessionCtx {
+    /// Carries out `action`; [`ActionOutcome::Gone`] if the session is
+    /// already closing.
+    pub(super) fn dae_action(&self, worker: &Worker, action: DaeAction) -> ActionOutcome {
+        if self.failed.get() || self.close_label.get().is_some() || self.proto.borrow().is_closed()
+        {
+            return ActionOutcome::Gone;
+        }
+        let _span = self.span.enter();
+        match action {
+            DaeAction::Disconnect => {
+                tracing::info!("Disconnect-Request: closing (admin reset)");
+                self.close_for(worker, Event::AdminReset);
+            }
+            DaeAction::Change(change) => self.change_limits(Instant::now(), change),
+        }
+        ActionOutcome::Done
+    }
+
+    /// Applies a CoA's Session-Timeout and Idle-Timeout ([RFC 2865] 5.27,
+    /// 5.28), counted from `now`; a value of 0 lifts the limit.
+    ///
+    /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+    fn change_limits(&self, now: Instant, change: PolicyChange) {
+        let seconds = |c: TimeoutChange| match c {
+            TimeoutChange::Remove => None,
+            TimeoutChange::Set(t) => Some(t),
+        };
+        let mut limits = self.limits.get();
+        let mut policy = self.policy.borrow_mut();
+        if let Some(c) = change.session_timeout {
+            let timeout = seconds(c);
+            limits.session_end = timeout.and_then(|t| now.checked_add(t));
+            policy.session_timeout = timeout;
+        }
+        if let Some(c) = change.idle_timeout {
+            let timeout = seconds(c);
+            let stats = self.proto.borrow().stats();
+            limits.idle = timeout.map(|timeout| IdleWatch {
+                timeout,
+                packets: stats.ip_packets_in + stats.ip_packets_out,
+                active_at: now,
+                next_check: now + IdleWatch::check_interval(timeout),
+            });
+            policy.idle_timeout = timeout;
+        }
+        self.limits.set(limits);
+        tracing::info!(
+            session_timeout = ?policy.session_timeout,
+            idle_timeout = ?policy.idle_timeout,
+            "CoA-Request: session limits changed"
+        );
+        // The writer runs the timers: it takes the new deadline.
+        self.wake_writer.notify_one();
     }
 }
 

@@ -199,6 +199,7 @@ pub fn unix_now() -> u64 {
 /// was shutting down, which ends every session with Admin-Reboot.
 ///
 /// [RFC 2866]: https://www.rfc-editor.org/rfc/rfc2866
+/// [RFC 5176]: https://www.rfc-editor.org/rfc/rfc5176
 pub fn terminate_cause(reason: Event, stopping: bool) -> AcctTerminateCause {
     use AcctTerminateCause as Cause;
     if stopping {
@@ -215,8 +216,9 @@ pub fn terminate_cause(reason: Event, stopping: bool) -> AcctTerminateCause {
         | Event::TlsError => Cause::LostCarrier,
         Event::SessionTimeout => Cause::SessionTimeout,
         Event::IdleTimeout => Cause::IdleTimeout,
-        // The operator removed the user.
-        Event::UserRemoved => Cause::AdminReset,
+        // The operator removed the user, or a RADIUS Disconnect-Request
+        // ([RFC 5176] 3) ended the session.
+        Event::UserRemoved | Event::AdminReset => Cause::AdminReset,
         // The same user's newer session took the address over.
         Event::SessionTakenOver => Cause::PortPreempted,
         Event::ShutdownForcedClose => Cause::AdminReboot,
@@ -313,6 +315,7 @@ mod tests {
             (Event::SessionTimeout, Cause::SessionTimeout),
             (Event::IdleTimeout, Cause::IdleTimeout),
             (Event::UserRemoved, Cause::AdminReset),
+            (Event::AdminReset, Cause::AdminReset),
             (Event::LocalDisconnect, Cause::NasRequest),
             (Event::WrongMac, Cause::NasError),
         ] {
