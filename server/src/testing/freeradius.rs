@@ -276,7 +276,8 @@ impl RadiusUser {
         }
     }
 
-    /// Adds a reply item (`value` in FreeRADIUS's syntax).
+    /// Adds a reply item (`value` in FreeRADIUS's syntax); an attribute
+    /// added again is added to the reply (`+=`), not dropped.
     pub fn with_reply(mut self, name: impl Into<String>, value: impl Into<String>) -> RadiusUser {
         self.reply.push((name.into(), value.into()));
         self
@@ -708,7 +709,14 @@ fn render_users(users: &[RadiusUser]) -> Result<String, FreeRadiusError> {
             } else {
                 ""
             };
-            out.push_str(&format!("\t{name} = {value}{comma}\n"));
+            // `=` adds an attribute only if the reply has none of that
+            // name yet: a repeated one (Framed-Route, Class) needs `+=`.
+            let op = if user.reply[..index].iter().any(|(n, _)| n == name) {
+                "+="
+            } else {
+                "="
+            };
+            out.push_str(&format!("\t{name} {op} {value}{comma}\n"));
         }
         out.push('\n');
     }
@@ -1126,14 +1134,16 @@ mod tests {
         let users = [
             RadiusUser::new("alice", "pa\"ss\\word")
                 .with_reply("Framed-IP-Address", "10.1.2.3")
-                .with_reply("Class", "\"gold\""),
+                .with_reply("Class", "\"gold\"")
+                .with_reply("Class", "\"silver\""),
             RadiusUser::new("bob smith", "x").rejected(),
         ];
         assert_eq!(
             render_users(&users).unwrap(),
             "\"alice\" Cleartext-Password := \"pa\\\"ss\\\\word\"\n\
              \tFramed-IP-Address = 10.1.2.3,\n\
-             \tClass = \"gold\"\n\n\
+             \tClass = \"gold\",\n\
+             \tClass += \"silver\"\n\n\
              \"bob smith\" Cleartext-Password := \"x\", Auth-Type := Reject\n\n"
         );
     }
