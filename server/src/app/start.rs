@@ -12,10 +12,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::aaa::chain::AaaChain;
 use crate::aaa::local::LocalUsers;
+use crate::aaa::radius::{RadiusService, RadiusStartError};
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::proto::auth::verify::LocalAuthenticator;
 use crate::proto::auth::Authenticator;
 use crate::proto::ppp::{FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
 use crate::proto::session::SessionConfig;
@@ -35,6 +36,7 @@ pub enum StartError {
     Pool(crate::routing::pool::PoolError),
     Tun(crate::tun::TunError),
     Listen { addr: SocketAddr, error: io::Error },
+    Radius(RadiusStartError),
     Io(io::Error),
 }
 
@@ -46,6 +48,7 @@ impl fmt::Display for StartError {
             StartError::Pool(e) => write!(f, "address pool: {e}"),
             StartError::Tun(e) => write!(f, "TUN device: {e}"),
             StartError::Listen { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Radius(e) => write!(f, "RADIUS: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -91,6 +94,9 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     tun_name: String,
     cert: CertHashes,
+    /// The RADIUS thread, when `users.backends` names RADIUS; stopped
+    /// once the workers are.
+    radius: Option<Arc<RadiusService>>,
     _tun: TunDevice,
 }
 
@@ -191,6 +197,11 @@ impl ServerHandle {
                 for t in self.threads.drain(..) {
                     let _ = t.join();
                 }
+                if let Some(radius) = self.radius.take() {
+                    // Stops from the sessions just closed, then
+                    // Accounting-Off, in the time left.
+                    radius.shutdown(deadline.max(Instant::now() + Duration::from_millis(100)));
+                }
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -223,13 +234,33 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     for warning in crate::app::cli::weak_auth_warnings(&config) {
         tracing::warn!("{warning}");
     }
-    let authenticator: Arc<dyn Authenticator> = Arc::new(LocalAuthenticator::new(users.clone()));
+    let radius = if config.uses_radius() || config.uses_radius_accounting() {
+        let state_dir = if config.uses_radius_accounting() {
+            Some(
+                config
+                    .state_dir()
+                    .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?,
+            )
+        } else {
+            None
+        };
+        let service = RadiusService::start(&config.radius, state_dir.as_deref(), metrics.clone())
+            .map_err(StartError::Radius)?;
+        Some(service)
+    } else {
+        None
+    };
+    let remote = radius
+        .clone()
+        .filter(|_| config.uses_radius())
+        .map(|r| r as Arc<dyn Authenticator>);
+    let local = config.uses_local_users().then(|| users.clone());
+    let authenticator: Arc<dyn Authenticator> = Arc::new(AaaChain::new(local, remote));
 
     let pools = Arc::new(ServerPools::from_config(&config).map_err(StartError::Pool)?);
-    let ipv4_range = PoolIpv4Range::new(config.ipv4.pool.first(), config.ipv4.pool.last())
-        .map_err(StartError::Pool)?;
+    let ipv4_ranges: Vec<PoolIpv4Range> = pools.ipv4_pools().map(|p| p.range()).collect();
     let ipv6_ranges: Vec<Ipv6PrefixRange> = pools.ipv6.iter().map(|p| p.range()).collect();
-    let table = SessionTable::new(&[ipv4_range], &ipv6_ranges)
+    let table = SessionTable::new(&ipv4_ranges, &ipv6_ranges)
         .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?;
 
     let tun = open_tun(&config, workers)?;
@@ -269,6 +300,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         authenticator,
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
+        session_ids: crate::aaa::session_id::SessionIds::default(),
+        radius: radius.clone(),
         admission: crate::worker::admission::Admission::new(&config.server),
         pools,
         table,
@@ -304,6 +337,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         local_addrs,
         tun_name,
         cert,
+        radius,
         _tun: tun,
     })
 }
@@ -365,6 +399,17 @@ fn tun_ipv4_prefix_len(gateway: Ipv4Addr, first: Ipv4Addr, last: Ipv4Addr) -> u8
     spread.leading_zeros() as u8
 }
 
+/// [`tun_ipv4_prefix_len`] over every pool, the named ones too: the TUN
+/// subnet is the smallest prefix holding the gateway and all of them.
+fn tun_ipv4_prefix_len_all(config: &Config) -> u8 {
+    let v4 = &config.ipv4;
+    std::iter::once(&v4.pool)
+        .chain(v4.pools.iter().map(|p| &p.range))
+        .map(|range| tun_ipv4_prefix_len(v4.gateway, range.first(), range.last()))
+        .min()
+        .unwrap_or(32)
+}
+
 fn open_tun(config: &Config, workers: usize) -> Result<TunDevice, StartError> {
     let queues = if config.tun.multi_queue { workers } else { 1 };
     if queues < workers {
@@ -377,7 +422,7 @@ fn open_tun(config: &Config, workers: usize) -> Result<TunDevice, StartError> {
     tun.set_mtu(u32::from(config.tun.mtu))
         .map_err(StartError::Tun)?;
     let v4 = &config.ipv4;
-    let prefix = tun_ipv4_prefix_len(v4.gateway, v4.pool.first(), v4.pool.last());
+    let prefix = tun_ipv4_prefix_len_all(config);
     tun.set_ipv4(v4.gateway, prefix).map_err(StartError::Tun)?;
     if config.ipv6.enabled {
         let p = &config.ipv6.prefix;

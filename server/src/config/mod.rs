@@ -22,6 +22,7 @@
 mod addr;
 mod defaults;
 mod error;
+mod radius;
 mod schema;
 mod state_dir;
 pub mod tls_names;
@@ -30,6 +31,7 @@ mod validate;
 pub use addr::*;
 pub use defaults::*;
 pub use error::*;
+pub use radius::*;
 pub use schema::*;
 pub use state_dir::*;
 

@@ -24,6 +24,7 @@ pub struct Config {
     pub tun: TunSection,
     pub users: UsersSection,
     pub auth_throttle: AuthThrottleSection,
+    pub radius: RadiusSection,
     pub logging: LoggingSection,
     /// Where this configuration came from (not a key).
     #[serde(skip)]
@@ -348,6 +349,21 @@ pub struct Ipv4Section {
     /// Whether one client's packets may reach another client's tunnel
     /// address (IPv4 or its IPv6 prefix). Default "deny".
     pub client_to_client: ClientToClient,
+    /// Named pools (`[[ipv4.pools]]`), for users whose authenticator names
+    /// one (RADIUS Framed-Pool); everyone else gets addresses from `pool`.
+    pub pools: Vec<NamedIpv4Pool>,
+}
+
+/// One `[[ipv4.pools]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedIpv4Pool {
+    /// The name RADIUS Framed-Pool ([RFC 2869] 5.18) refers to.
+    ///
+    /// [RFC 2869]: https://www.rfc-editor.org/rfc/rfc2869
+    pub name: String,
+    /// Its addresses, written as `ipv4.pool` is.
+    pub range: Ipv4Range,
 }
 
 /// Traffic between clients of this server.
@@ -384,6 +400,7 @@ impl Default for Ipv4Section {
             dns: Vec::new(),
             nbns: Vec::new(),
             client_to_client: ClientToClient::Deny,
+            pools: Vec::new(),
         }
     }
 }
@@ -487,6 +504,10 @@ pub struct UsersSection {
     pub server_name: String,
     /// Inline users; they override chap-secrets entries of the same name.
     pub local: Vec<InlineUser>,
+    /// Where users are looked up, in order: `["local"]` (default),
+    /// `["radius"]`, or `["local", "radius"]` (RADIUS for users the local
+    /// store does not know).
+    pub backends: Vec<UserBackend>,
 }
 
 impl Default for UsersSection {
@@ -495,6 +516,7 @@ impl Default for UsersSection {
             chap_secrets: None,
             server_name: "sstpd".into(),
             local: Vec::new(),
+            backends: super::radius::default_backends(),
         }
     }
 }

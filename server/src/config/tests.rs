@@ -666,3 +666,102 @@ fn line_column_positions() {
     assert_eq!(line_column("ab\ncd", 4), (2, 2));
     assert_eq!(line_column("ab", 99), (1, 3));
 }
+
+#[test]
+fn radius_section_defaults_and_a_full_example() {
+    let config = load("").unwrap();
+    let r = &config.radius;
+    assert_eq!(config.users.backends, [UserBackend::Local]);
+    assert!(r.auth_server.is_empty() && r.acct_server.is_empty());
+    assert_eq!(
+        (r.auth_timeout, r.acct_timeout, r.retries, r.dead_time),
+        (
+            Duration::from_secs(3),
+            Duration::from_secs(5),
+            2,
+            Duration::from_secs(30)
+        )
+    );
+    assert!(r.require_message_authenticator);
+    assert_eq!(r.nas_identifier, "sstpd");
+    assert_eq!(r.acct_interim_interval, Duration::ZERO);
+    assert_eq!(r.max_pending, 4096);
+
+    let config = Config::from_toml_str(
+        "[users]\nbackends = [\"radius\"]\n\
+         [radius]\nnas_identifier = \"vpn1\"\nnas_ip_address = \"192.0.2.1\"\n\
+         called_station_id = \"vpn.example.com\"\nretries = 1\nacct_interim_interval = \"5m\"\n\
+         [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"testing123\"\n\
+         [[radius.auth_server]]\naddress = \"127.0.0.2:1812\"\nsecret = \"other\"\n\
+         [[radius.acct_server]]\naddress = \"127.0.0.1:1813\"\nsecret = \"testing123\"\n\
+         [[ipv4.pools]]\nname = \"gold\"\nrange = \"10.98.0.0/24\"\n",
+    )
+    .expect("no local users needed with backends = [\"radius\"]");
+    assert!(config.uses_radius() && !config.uses_local_users());
+    let r = &config.radius;
+    assert_eq!(r.auth_server.len(), 2);
+    assert_eq!(r.auth_server[1].secret.0, "other");
+    assert!(
+        !format!("{r:?}").contains("testing123"),
+        "secrets stay out of logs"
+    );
+    assert_eq!(r.nas_ip_address, Some(Ipv4Addr::new(192, 0, 2, 1)));
+    assert_eq!(config.ipv4.pools[0].name, "gold");
+}
+
+#[test]
+fn radius_errors_name_the_key() {
+    let server = "[[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"s\"\n";
+    assert_err(
+        "[users]\nbackends = [\"radius\"]\n",
+        "radius.auth_server: users.backends names \"radius\"",
+    );
+    assert_err(
+        "[users]\nbackends = [\"radius\", \"local\"]\n",
+        "users.backends: must be",
+    );
+    assert_err("[users]\nbackends = []\n", "users.backends: must name");
+    assert_err(
+        "[[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"\"\n",
+        "radius.auth_server[0].secret: must be 1 to 128 bytes",
+    );
+    assert_err(
+        &format!("{server}{server}"),
+        "radius.auth_server[1].address: 127.0.0.1:1812 is listed twice",
+    );
+    assert_err(
+        "[[radius.acct_server]]\naddress = \"0.0.0.0:1813\"\nsecret = \"s\"\n",
+        "radius.acct_server[0].address",
+    );
+    assert_err("[radius]\nretries = 11\n", "radius.retries");
+    assert_err("[radius]\nauth_timeout = \"0s\"\n", "radius.auth_timeout");
+    assert_err(
+        "[radius]\nacct_interim_interval = \"10ms\"\n",
+        "radius.acct_interim_interval: must be 0 (off) or at least 1s",
+    );
+    assert_err("[radius]\nnas_identifier = \"\"\n", "radius.nas_identifier");
+    assert_err("[radius]\nmax_pending = 0\n", "radius.max_pending");
+    assert_err("[radius]\nsecret = \"s\"\n", "radius.secret");
+}
+
+#[test]
+fn named_pools_must_stand_apart() {
+    assert_err(
+        "[[ipv4.pools]]\nname = \"a\"\nrange = \"10.99.0.128/25\"\n",
+        "ipv4.pools[0].range: 10.99.0.128/25 overlaps ipv4.pool",
+    );
+    assert_err(
+        "[[ipv4.pools]]\nname = \"a\"\nrange = \"10.98.0.0/24\"\n\
+         [[ipv4.pools]]\nname = \"b\"\nrange = \"10.98.0.100-10.98.1.5\"\n",
+        "ipv4.pools[1].range: 10.98.0.100-10.98.1.5 overlaps pool \"a\"",
+    );
+    assert_err(
+        "[[ipv4.pools]]\nname = \"a\"\nrange = \"10.98.0.0/24\"\n\
+         [[ipv4.pools]]\nname = \"a\"\nrange = \"10.97.0.0/24\"\n",
+        "ipv4.pools[1].name: \"a\" is defined twice",
+    );
+    assert_err(
+        "[[ipv4.pools]]\nname = \"\"\nrange = \"10.98.0.0/24\"\n",
+        "ipv4.pools[0].name",
+    );
+}

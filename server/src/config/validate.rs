@@ -29,6 +29,8 @@ impl Config {
         self.validate_ipv6()?;
         self.validate_tun()?;
         self.validate_users()?;
+        self.validate_backends()?;
+        self.validate_radius()?;
         self.validate_auth_throttle()?;
         Ok(())
     }
@@ -308,6 +310,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_named_pools()?;
         for (key, list) in [("ipv4.dns", &v4.dns), ("ipv4.nbns", &v4.nbns)] {
             if list.len() > 2 {
                 return Err(ConfigError::invalid(
@@ -323,6 +326,59 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `[[ipv4.pools]]`: named, usable, and apart from each other and from
+    /// `ipv4.pool` (an address belongs to one pool).
+    fn validate_named_pools(&self) -> Result<(), ConfigError> {
+        let v4 = &self.ipv4;
+        let mut total = v4.pool.len();
+        for (i, pool) in v4.pools.iter().enumerate() {
+            let key = |field: &str| format!("ipv4.pools[{i}].{field}");
+            if pool.name.is_empty() || pool.name.len() > 253 {
+                return Err(ConfigError::invalid(key("name"), "must be 1 to 253 bytes"));
+            }
+            if v4.pools[..i].iter().any(|p| p.name == pool.name) {
+                return Err(ConfigError::invalid(
+                    key("name"),
+                    format!("{:?} is defined twice", pool.name),
+                ));
+            }
+            let range = &pool.range;
+            for addr in [range.first(), range.last()] {
+                if !usable_unicast_v4(addr) {
+                    return Err(ConfigError::invalid(
+                        key("range"),
+                        format!("{range} contains {addr}, which cannot be a client address"),
+                    ));
+                }
+            }
+            let overlaps =
+                |other: &Ipv4Range| range.first() <= other.last() && other.first() <= range.last();
+            if overlaps(&v4.pool) {
+                return Err(ConfigError::invalid(
+                    key("range"),
+                    format!("{range} overlaps ipv4.pool {}", v4.pool),
+                ));
+            }
+            if let Some(other) = v4.pools[..i].iter().find(|p| overlaps(&p.range)) {
+                return Err(ConfigError::invalid(
+                    key("range"),
+                    format!("{range} overlaps pool {:?} ({})", other.name, other.range),
+                ));
+            }
+            total += range.len();
+        }
+        if total > MAX_POOL_ADDRESSES {
+            return Err(ConfigError::invalid(
+                "ipv4.pools",
+                format!(
+                    "the pools hold {total} addresses together; the limit is \
+                     {MAX_POOL_ADDRESSES} (a /8)"
+                ),
+            ));
         }
         Ok(())
     }
@@ -409,7 +465,7 @@ impl Config {
 
     fn validate_users(&self) -> Result<(), ConfigError> {
         let u = &self.users;
-        if u.chap_secrets.is_none() && u.local.is_empty() {
+        if u.chap_secrets.is_none() && u.local.is_empty() && self.uses_local_users() {
             return Err(ConfigError::invalid(
                 "users",
                 "no users: set users.chap_secrets or add [[users.local]] entries",
@@ -471,7 +527,11 @@ fn usable_unicast_v4(addr: Ipv4Addr) -> bool {
         || addr.octets()[0] >= 240)
 }
 
-fn positive_at_most(key: &str, value: Duration, max: Duration) -> Result<(), ConfigError> {
+pub(super) fn positive_at_most(
+    key: &str,
+    value: Duration,
+    max: Duration,
+) -> Result<(), ConfigError> {
     if value.is_zero() || value > max {
         return Err(ConfigError::invalid(
             key,

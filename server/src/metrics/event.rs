@@ -127,6 +127,10 @@ events! {
         PreauthTimeout = "preauth_timeout",
         SessionTakenOver = "session_taken_over",
         UserRemoved = "user_removed",
+        // The authenticator's Session-Timeout and Idle-Timeout (RFC 2865
+        // 5.27, 5.28).
+        SessionTimeout = "session_timeout",
+        IdleTimeout = "idle_timeout",
         // Still open when the shutdown timeout ran out.
         ShutdownForcedClose = "shutdown_forced_close",
     }
@@ -267,6 +271,58 @@ events! {
         AuthThrottleEngagedUser = "auth_throttle_engaged_user",
         AuthThrottleEvicted = "auth_throttle_evicted",
         AuthAnswerForClosedSession = "auth_answer_for_closed_session",
+    }
+
+    Radius("radius",
+        "RADIUS: answers by kind, requests refused or lost, servers down and up.") {
+        RadiusAccept = "radius_accept",
+        RadiusReject = "radius_reject",
+        // No server answered within the retries (or all were dead).
+        RadiusTimeout = "radius_timeout",
+        // An Access-Accept without what the session needs (MS-CHAP2-Success,
+        // MPPE keys): the session is refused.
+        RadiusAcceptUnusable = "radius_accept_unusable",
+        // Access-Challenge or another code sstpd cannot use.
+        RadiusUnexpectedCode = "radius_unexpected_code",
+        // Accept attributes sstpd does not use (unknown or unusable).
+        RadiusAttributeIgnored = "radius_attribute_ignored",
+        // Requests answered "service unavailable" at once: the queue to the
+        // RADIUS thread was full, the thread was gone, or the credentials
+        // do not fit an Access-Request.
+        RadiusQueueFull = "radius_queue_full",
+        RadiusUnavailable = "radius_unavailable",
+        RadiusRequestUnencodable = "radius_request_unencodable",
+        // Datagrams from servers that failed validation (wrong
+        // authenticator, missing Message-Authenticator, unknown identifier,
+        // duplicates) or found the queue to the client full.
+        RadiusResponseDropped = "radius_response_dropped",
+        RadiusRxDropped = "radius_rx_dropped",
+        RadiusSendError = "radius_send_error",
+        RadiusServerDown = "radius_server_down",
+        RadiusServerUp = "radius_server_up",
+    }
+
+    RadiusAccounting("radius_accounting",
+        "RADIUS accounting records: spooled, acknowledged, retried, replayed, lost.") {
+        // Written to the spool before the first send.
+        RadiusAcctSpooled = "radius_acct_spooled",
+        // A server acknowledged a record (and it left the spool).
+        RadiusAcctAcknowledged = "radius_acct_acknowledged",
+        // A record's request failed on every server; spooled ones wait and
+        // are sent again.
+        RadiusAcctFailed = "radius_acct_failed",
+        // Records found in the spool at start and sent again.
+        RadiusAcctReplayed = "radius_acct_replayed",
+        // The spool was full: the record was sent without a copy on disk.
+        RadiusAcctSpoolFull = "radius_acct_spool_full",
+        RadiusAcctSpoolError = "radius_acct_spool_error",
+        RadiusAcctSpoolUnreadable = "radius_acct_spool_unreadable",
+        // Lost: not spooled and not delivered, or the queue to the RADIUS
+        // thread was full.
+        RadiusAcctLost = "radius_acct_lost",
+        RadiusAcctQueueFull = "radius_acct_queue_full",
+        // Accounting-On/Off that no server answered (never spooled).
+        RadiusAcctNasUnanswered = "radius_acct_nas_unanswered",
     }
 
     Sessions("session_events",

@@ -453,6 +453,13 @@ impl Session {
         if !up {
             return Err(SendIpError::NotReady);
         }
+        if self
+            .ppp
+            .framed_mtu()
+            .is_some_and(|mtu| packet.len() > usize::from(mtu))
+        {
+            return Err(SendIpError::TooLarge);
+        }
         // Queued control bytes go first so the stream stays in order.
         self.sstp.write_queued(out);
         let start = out.len();

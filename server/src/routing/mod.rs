@@ -23,6 +23,9 @@ use pool::{Ipv4Pool, Ipv6PrefixPool};
 #[derive(Debug)]
 pub struct ServerPools {
     pub ipv4: Ipv4Pool,
+    /// Named IPv4 pools (RADIUS Framed-Pool), apart from `ipv4` and from
+    /// each other.
+    named: Vec<(String, Ipv4Pool)>,
     pub ipv6: Option<Ipv6PrefixPool>,
     /// Fixed addresses in use: whose they are and how many sessions of
     /// that user hold them.
@@ -41,9 +44,32 @@ impl ServerPools {
     pub fn new(ipv4: Ipv4Pool, ipv6: Option<Ipv6PrefixPool>) -> ServerPools {
         ServerPools {
             ipv4,
+            named: Vec::new(),
             ipv6,
             fixed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Adds the named IPv4 pool `name` (its range must not overlap the
+    /// others': an address belongs to one pool).
+    pub fn with_named_ipv4(mut self, name: impl Into<String>, pool: Ipv4Pool) -> ServerPools {
+        self.named.push((name.into(), pool));
+        self
+    }
+
+    /// The named pool `name`.
+    pub fn named_ipv4(&self, name: &str) -> Option<&Ipv4Pool> {
+        self.named.iter().find(|(n, _)| n == name).map(|(_, p)| p)
+    }
+
+    /// Every IPv4 pool: the default one, then the named ones.
+    pub fn ipv4_pools(&self) -> impl Iterator<Item = &Ipv4Pool> {
+        std::iter::once(&self.ipv4).chain(self.named.iter().map(|(_, p)| p))
+    }
+
+    /// The pool whose range holds `addr`.
+    fn ipv4_pool_of(&self, addr: Ipv4Addr) -> Option<&Ipv4Pool> {
+        self.ipv4_pools().find(|p| p.offset(addr).is_some())
     }
 
     fn fixed(&self) -> std::sync::MutexGuard<'_, HashMap<Ipv4Addr, FixedHold>> {
@@ -61,6 +87,31 @@ impl ServerPools {
     /// when its last holder releases it. A fixed address held by someone
     /// else is refused.
     pub fn allocate_ipv4(&self, username: &str, wanted: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+        self.allocate_ipv4_from(username, wanted, None)
+    }
+
+    /// [`ServerPools::allocate_ipv4`], taking a dynamic address from the
+    /// named pool `pool` (RADIUS Framed-Pool) instead of the default one.
+    /// An unknown name gets no address (logged), rather than one from a
+    /// pool the operator did not mean. A fixed address comes from
+    /// whichever pool holds it.
+    pub fn allocate_ipv4_from(
+        &self,
+        username: &str,
+        wanted: Option<Ipv4Addr>,
+        pool: Option<&str>,
+    ) -> Option<Ipv4Addr> {
+        let dynamic = match pool {
+            None => &self.ipv4,
+            Some(name) => match self.named_ipv4(name) {
+                Some(pool) => pool,
+                None if wanted.is_some() => &self.ipv4,
+                None => {
+                    tracing::warn!(user = username, pool = name, "no IPv4 pool of that name");
+                    return None;
+                }
+            },
+        };
         let result = match wanted {
             Some(addr) => {
                 let mut fixed = self.fixed();
@@ -69,19 +120,23 @@ impl ServerPools {
                         hold.holders += 1;
                         Ok(addr)
                     }
-                    _ => self.ipv4.allocate_specific(addr).map(|()| {
-                        fixed.insert(
-                            addr,
-                            FixedHold {
-                                user: username.to_owned(),
-                                holders: 1,
-                            },
-                        );
-                        addr
-                    }),
+                    _ => self
+                        .ipv4_pool_of(addr)
+                        .unwrap_or(&self.ipv4)
+                        .allocate_specific(addr)
+                        .map(|()| {
+                            fixed.insert(
+                                addr,
+                                FixedHold {
+                                    user: username.to_owned(),
+                                    holders: 1,
+                                },
+                            );
+                            addr
+                        }),
                 }
             }
-            None => self.ipv4.allocate(),
+            None => dynamic.allocate(),
         };
         match result {
             Ok(addr) => Some(addr),
@@ -104,7 +159,8 @@ impl ServerPools {
                 fixed.remove(&addr);
             }
         }
-        if let Err(e) = self.ipv4.release(addr) {
+        let pool = self.ipv4_pool_of(addr).unwrap_or(&self.ipv4);
+        if let Err(e) = pool.release(addr) {
             tracing::warn!(%addr, error = %e, "address release failed");
         }
     }
@@ -122,7 +178,13 @@ impl ServerPools {
         } else {
             None
         };
-        Ok(ServerPools::new(ipv4, ipv6))
+        let mut pools = ServerPools::new(ipv4, ipv6);
+        for named in &v4.pools {
+            let range = &named.range;
+            let pool = Ipv4Pool::from_range(range.first(), range.last(), Some(v4.gateway))?;
+            pools = pools.with_named_ipv4(named.name.clone(), pool);
+        }
+        Ok(pools)
     }
 }
 
@@ -155,5 +217,40 @@ mod tests {
         let dynamic = p.allocate_ipv4("dave", None).unwrap();
         p.release_ipv4(dynamic);
         assert!(!p.ipv4.is_allocated(dynamic));
+    }
+
+    #[test]
+    fn named_pools_hand_out_their_own_addresses_and_take_them_back() {
+        let mut config = crate::config::Config::default();
+        config.ipv4.pools.push(crate::config::NamedIpv4Pool {
+            name: "gold".into(),
+            range: crate::config::Ipv4Range::new(
+                Ipv4Addr::new(10, 98, 0, 10),
+                Ipv4Addr::new(10, 98, 0, 11),
+            )
+            .unwrap(),
+        });
+        let p = ServerPools::from_config(&config).unwrap();
+        let a = p.allocate_ipv4_from("u1", None, Some("gold")).unwrap();
+        let b = p.allocate_ipv4_from("u2", None, Some("gold")).unwrap();
+        assert_eq!(
+            [a, b],
+            [Ipv4Addr::new(10, 98, 0, 10), Ipv4Addr::new(10, 98, 0, 11)]
+        );
+        // Exhausted: no spill-over into the default pool.
+        assert_eq!(p.allocate_ipv4_from("u3", None, Some("gold")), None);
+        // An unknown name gets nothing.
+        assert_eq!(p.allocate_ipv4_from("u3", None, Some("silver")), None);
+        p.release_ipv4(a);
+        assert!(!p.named_ipv4("gold").unwrap().is_allocated(a));
+        assert!(p.named_ipv4("gold").unwrap().is_allocated(b));
+        // A fixed address inside a named pool comes from that pool.
+        assert_eq!(p.allocate_ipv4("u4", Some(a)), Some(a));
+        assert!(p.named_ipv4("gold").unwrap().is_allocated(a));
+        // The default pool is untouched by all of this.
+        assert_eq!(
+            p.ipv4.usage(),
+            ServerPools::from_config(&config).unwrap().ipv4.usage()
+        );
     }
 }

@@ -755,6 +755,7 @@ impl FuzzRun {
                     },
                 }),
                 framed_ipv4: None,
+                ..AuthAccept::default()
             }),
         };
         let accepts = matches!(decision, AuthDecision::Accept(_));

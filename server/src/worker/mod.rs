@@ -91,6 +91,10 @@ pub(crate) struct Shared {
     pub users: Arc<LocalUsers>,
     /// Back-off for password guessing.
     pub throttle: AuthThrottle,
+    /// Acct-Session-Ids for new sessions.
+    pub session_ids: crate::aaa::session_id::SessionIds,
+    /// The RADIUS client, when authentication or accounting uses it.
+    pub radius: Option<Arc<crate::aaa::radius::RadiusService>>,
     /// Connection and pre-authentication caps.
     pub admission: Arc<admission::Admission>,
     pub pools: Arc<crate::routing::ServerPools>,
@@ -318,6 +322,10 @@ impl Worker {
     fn close_removed_users(&self) {
         let sessions: Vec<_> = self.sessions.borrow().values().cloned().collect();
         for s in sessions {
+            if !s.authenticated_locally() {
+                // RADIUS users are not in the local store.
+                continue;
+            }
             let Some(user) = s.username() else { continue };
             if crate::proto::auth::PasswordStore::lookup(&*self.shared.users, &user).is_none() {
                 tracing::info!(

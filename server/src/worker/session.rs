@@ -15,12 +15,18 @@ use tracing::{field, Instrument};
 
 use super::admission::{Admitted, PreauthPermit, RateLimitedLog};
 use super::{Worker, WorkerMsg};
+use crate::aaa::radius::accounting::{
+    terminate_cause, unix_now, AcctKind, AcctRecord, Authentic, Traffic,
+};
 use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::ClientToClient;
 use crate::metrics::{Event, WorkerMetrics};
 use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
-use crate::proto::auth::{AuthDecision, AuthReject, AuthReply, AuthRequestId, RejectReason};
+use crate::proto::auth::{
+    AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequestId, PasswordStore as _,
+    RejectReason, SessionPolicy,
+};
 use crate::proto::ppp::Ipv4AddressRequest;
 use crate::proto::session::{CloseReason, Session, SessionEvent};
 use crate::proto::sstp::connection::{AbortReason, CloseReason as SstpCloseReason};
@@ -141,6 +147,106 @@ pub(crate) struct SessionCtx {
     ppp_overflows: Cell<u64>,
     /// One of the session's tasks panicked ([`TaskGuard`]).
     failed: Cell<bool>,
+    /// Acct-Session-Id: names the session to RADIUS.
+    session_id: String,
+    /// What the authenticator decided for this session besides the accept
+    /// (RADIUS attributes), once accepted.
+    policy: RefCell<SessionPolicy>,
+    /// The timers `policy` sets (Session-Timeout, Idle-Timeout).
+    limits: Cell<PolicyLimits>,
+    /// The local user store authenticated this session (a reload that
+    /// removes the user closes it).
+    authenticated_locally: Cell<bool>,
+    /// RADIUS accounting, from the Start on until the Stop is sent.
+    acct: RefCell<Option<SessionAcct>>,
+}
+
+/// A session's accounting ([RFC 2866]): Start when IPCP gives it its
+/// address, Interim-Update every interval, Stop when it ends.
+///
+/// [RFC 2866]: https://www.rfc-editor.org/rfc/rfc2866
+#[derive(Clone, Copy, Debug)]
+struct SessionAcct {
+    started: Instant,
+    start_unix: u64,
+    framed_ip: std::net::Ipv4Addr,
+    interim: Option<Duration>,
+    next_interim: Option<Instant>,
+}
+
+/// The session-ending timers of an authenticator's [`SessionPolicy`]
+/// ([RFC 2865] 5.27, 5.28).
+///
+/// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+#[derive(Clone, Copy, Debug, Default)]
+struct PolicyLimits {
+    /// Session-Timeout: the session ends at this instant.
+    session_end: Option<Instant>,
+    /// Idle-Timeout.
+    idle: Option<IdleWatch>,
+}
+
+/// Idle-Timeout: the session's IP packet count (both directions) is looked
+/// at every [`IdleWatch::check_interval`]; the session ends once it has
+/// not changed for `timeout`. Sampling keeps the data path free of clock
+/// reads; the session ends at most one check interval late.
+#[derive(Clone, Copy, Debug)]
+struct IdleWatch {
+    timeout: Duration,
+    /// The packet count at the last check, and when it last changed.
+    packets: u64,
+    active_at: Instant,
+    next_check: Instant,
+}
+
+impl IdleWatch {
+    /// An eighth of the timeout, at least a second: the session ends
+    /// between `timeout` and `timeout * 9/8` (or a second) after its last
+    /// packet.
+    fn check_interval(timeout: Duration) -> Duration {
+        (timeout / 8).max(Duration::from_secs(1)).min(timeout)
+    }
+}
+
+/// What [`PolicyLimits::check`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LimitVerdict {
+    /// Look again at this instant (none: no limit left).
+    Next(Option<Instant>),
+    /// End the session, counted as this event.
+    End(Event),
+}
+
+impl PolicyLimits {
+    fn is_set(&self) -> bool {
+        self.session_end.is_some() || self.idle.is_some()
+    }
+
+    /// Whether a limit is reached at `now`; `packets` counts the session's
+    /// IP packets so far (asked only when an idle check is due).
+    fn check(&mut self, now: Instant, packets: impl FnOnce() -> u64) -> LimitVerdict {
+        if self.session_end.is_some_and(|end| now >= end) {
+            return LimitVerdict::End(Event::SessionTimeout);
+        }
+        if let Some(idle) = self.idle.as_mut() {
+            if now >= idle.next_check {
+                let packets = packets();
+                if packets != idle.packets {
+                    idle.packets = packets;
+                    idle.active_at = now;
+                } else if now.saturating_duration_since(idle.active_at) >= idle.timeout {
+                    return LimitVerdict::End(Event::IdleTimeout);
+                }
+                idle.next_check = now + IdleWatch::check_interval(idle.timeout);
+            }
+        }
+        LimitVerdict::Next(
+            [self.session_end, self.idle.map(|i| i.next_check)]
+                .into_iter()
+                .flatten()
+                .min(),
+        )
+    }
 }
 
 async fn serve_connection(
@@ -278,6 +384,11 @@ async fn serve_connection(
             writer_done: Cell::new(false),
             ppp_overflows: Cell::new(0),
             failed: Cell::new(false),
+            session_id: worker.shared.session_ids.next_id(),
+            policy: RefCell::new(SessionPolicy::default()),
+            limits: Cell::new(PolicyLimits::default()),
+            authenticated_locally: Cell::new(false),
+            acct: RefCell::new(None),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
@@ -494,9 +605,44 @@ impl SessionCtx {
             self.close_label.set(Some(Event::PreauthTimeout));
             self.proto.borrow_mut().transport_closed(now);
         }
+        let policy_deadline = self.enforce_policy_limits(worker, now);
+        let interim_deadline = self.acct_interim(worker, now);
         let deadline = crate::net::session_io::collect_output(&self.proto, &self.out, now);
         self.handle_events(worker);
+        let deadline = [deadline, policy_deadline, interim_deadline]
+            .into_iter()
+            .flatten()
+            .min();
         self.with_preauth_deadline(deadline)
+    }
+
+    /// Ends the session when its Session-Timeout has passed or it has been
+    /// idle for its Idle-Timeout (counted as `session_timeout` and
+    /// `idle_timeout`); returns when to look again.
+    fn enforce_policy_limits(&self, worker: &Worker, now: Instant) -> Option<Instant> {
+        let mut limits = self.limits.get();
+        if !limits.is_set() {
+            return None;
+        }
+        if self.proto.borrow().is_closed() {
+            self.limits.set(PolicyLimits::default());
+            return None;
+        }
+        let packets = || {
+            let stats = self.proto.borrow().stats();
+            stats.ip_packets_in + stats.ip_packets_out
+        };
+        let verdict = limits.check(now, packets);
+        self.limits.set(limits);
+        match verdict {
+            LimitVerdict::Next(at) => at,
+            LimitVerdict::End(event) => {
+                tracing::info!(reason = event.label(), "session limit reached: closing");
+                self.limits.set(PolicyLimits::default());
+                self.close_for(worker, event);
+                None
+            }
+        }
     }
 
     /// Awaits `write` (a write of this session's socket) while the
@@ -555,7 +701,14 @@ impl SessionCtx {
     /// next read ([`SessionCtx::wait_for_output_space`]) is all there is.
     fn input(&self, worker: &Worker, plaintext: &[u8]) {
         let now = Instant::now();
-        let mru = usize::from(self.proto.borrow().ppp().local_mru());
+        let mru = {
+            let proto = self.proto.borrow();
+            let ppp = proto.ppp();
+            usize::from(
+                ppp.framed_mtu()
+                    .map_or(ppp.local_mru(), |mtu| mtu.min(ppp.local_mru())),
+            )
+        };
         let deny = worker.shared.config.ipv4.client_to_client == ClientToClient::Deny;
         let (mut oversized, mut denied) = (0u64, 0u64);
         {
@@ -660,7 +813,10 @@ impl SessionCtx {
         if pending == Some(request) {
             if let Some((_, user)) = self.pending_auth.take() {
                 match &decision {
-                    AuthDecision::Accept(_) => worker.shared.throttle.record_success(&user),
+                    AuthDecision::Accept(accept) => {
+                        worker.shared.throttle.record_success(&user);
+                        self.apply_policy(worker, now, &user, &accept.policy);
+                    }
                     // The authenticator could not decide: not a guess.
                     AuthDecision::Reject(AuthReject {
                         reason: RejectReason::ServiceUnavailable,
@@ -674,6 +830,138 @@ impl SessionCtx {
             .borrow_mut()
             .auth_decision(now, request, decision);
         self.after_step(worker);
+    }
+
+    /// Takes the authenticator's per-session policy: the runtime's part of
+    /// it (timeouts, pool, accounting) is kept here; the core applies its
+    /// own part (DNS, MTU) from the same decision.
+    fn apply_policy(&self, worker: &Worker, now: Instant, user: &str, policy: &SessionPolicy) {
+        let idle = policy.idle_timeout.map(|timeout| IdleWatch {
+            timeout,
+            packets: 0,
+            active_at: now,
+            next_check: now + IdleWatch::check_interval(timeout),
+        });
+        self.limits.set(PolicyLimits {
+            session_end: policy.session_timeout.map(|t| now + t),
+            idle,
+        });
+        *self.policy.borrow_mut() = policy.clone();
+        self.authenticated_locally.set(
+            worker.shared.config.uses_local_users() && worker.shared.users.lookup(user).is_some(),
+        );
+        if policy != &SessionPolicy::default() {
+            tracing::debug!(?policy, "session policy from the authenticator");
+        }
+        self.wake_writer.notify_one();
+    }
+
+    /// Whether the local user store authenticated this session.
+    pub(crate) fn authenticated_locally(&self) -> bool {
+        self.authenticated_locally.get()
+    }
+
+    /// The accounting record of `kind` for this session now.
+    fn acct_record(&self, kind: AcctKind, acct: &SessionAcct, now: Instant) -> AcctRecord {
+        let (user, stats) = match self.proto.try_borrow() {
+            Ok(proto) => (
+                proto.username().unwrap_or_default().to_owned(),
+                proto.stats(),
+            ),
+            // Only after a panic left the protocol state borrowed.
+            Err(_) => (String::new(), Default::default()),
+        };
+        let class = self
+            .policy
+            .try_borrow()
+            .map(|p| p.class.clone())
+            .unwrap_or_default();
+        AcctRecord {
+            kind,
+            session_id: self.session_id.clone(),
+            user,
+            calling_station: Some(self.peer.ip().to_string()),
+            framed_ip: Some(acct.framed_ip),
+            class,
+            authentic: if self.authenticated_locally.get() {
+                Authentic::Local
+            } else {
+                Authentic::Radius
+            },
+            event_time: if kind == AcctKind::Start {
+                acct.start_unix
+            } else {
+                unix_now()
+            },
+            session_time: u32::try_from(now.saturating_duration_since(acct.started).as_secs())
+                .unwrap_or(u32::MAX),
+            traffic: Traffic {
+                input_octets: stats.ip_bytes_in,
+                output_octets: stats.ip_bytes_out,
+                input_packets: stats.ip_packets_in,
+                output_packets: stats.ip_packets_out,
+            },
+            terminate_cause: None,
+        }
+    }
+
+    /// Accounting Start, once, when IPCP gave the session its address.
+    fn acct_start(&self, worker: &Worker, framed_ip: std::net::Ipv4Addr) {
+        let Some(radius) = worker.shared.radius.as_ref().filter(|r| r.accounting()) else {
+            return;
+        };
+        if self.acct.borrow().is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let interim = self.policy.borrow().acct_interim_interval.or_else(|| {
+            let default = worker.shared.config.radius.acct_interim_interval;
+            (!default.is_zero()).then_some(default)
+        });
+        let acct = SessionAcct {
+            started: now,
+            start_unix: unix_now(),
+            framed_ip,
+            interim,
+            next_interim: interim.map(|i| now + i),
+        };
+        radius.account(self.acct_record(AcctKind::Start, &acct, now));
+        *self.acct.borrow_mut() = Some(acct);
+        self.wake_writer.notify_one();
+    }
+
+    /// Sends the Interim-Update that is due; returns when the next one is.
+    fn acct_interim(&self, worker: &Worker, now: Instant) -> Option<Instant> {
+        let mut acct = (*self.acct.borrow())?;
+        let (interval, due) = (acct.interim?, acct.next_interim?);
+        if now < due {
+            return Some(due);
+        }
+        if let Some(radius) = worker.shared.radius.as_ref() {
+            radius.account(self.acct_record(AcctKind::InterimUpdate, &acct, now));
+        }
+        // Catch up without a burst after a stall.
+        let mut next = due + interval;
+        if next <= now {
+            next = now + interval;
+        }
+        acct.next_interim = Some(next);
+        *self.acct.borrow_mut() = Some(acct);
+        Some(next)
+    }
+
+    /// Accounting Stop for a session that ended for `reason`, once.
+    fn acct_stop(&self, worker: &Worker, reason: Event) {
+        let Some(acct) = self.acct.try_borrow_mut().ok().and_then(|mut a| a.take()) else {
+            return;
+        };
+        let Some(radius) = worker.shared.radius.as_ref() else {
+            return;
+        };
+        let mut record = self.acct_record(AcctKind::Stop, &acct, Instant::now());
+        let cause = terminate_cause(reason, worker.stopping.get());
+        record.terminate_cause = Some(cause.value());
+        radius.account(record);
     }
 
     /// Counts a failed attempt with the throttle; logs (rate-limited) when
@@ -773,7 +1061,11 @@ impl SessionCtx {
                             },
                         );
                     });
-                    worker.shared.authenticator.authenticate(request, reply);
+                    let context = AuthContext::new(self.peer, self.session_id.clone());
+                    worker
+                        .shared
+                        .authenticator
+                        .authenticate(request, context, reply);
                 }
                 SessionEvent::HttpHandshake { correlation_id } => {
                     // Set against sessions_established, this shows the
@@ -825,6 +1117,7 @@ impl SessionCtx {
                     self.add_route(worker, IpAddr::V4(params.peer));
                     self.ipv4_route.set(Some(params.peer));
                     tracing::info!(peer = %params.peer, local = %params.local, "IPCP opened");
+                    self.acct_start(worker, params.peer);
                 }
                 SessionEvent::Ipv4Down => {
                     if let Some(v4) = self.ipv4_route.take() {
@@ -850,6 +1143,7 @@ impl SessionCtx {
                         .get()
                         .unwrap_or_else(|| Event::from(&reason));
                     worker.metrics().event(label);
+                    self.acct_stop(worker, label);
                     let label = label.label();
                     {
                         let proto = self.proto.borrow();
@@ -914,10 +1208,12 @@ impl SessionCtx {
     /// Answers the core's address request from the pool (the user's fixed
     /// address, or the next free one).
     fn assign_ipv4(&self, worker: &Worker, request: Ipv4AddressRequest) {
-        let address = worker
-            .shared
-            .pools
-            .allocate_ipv4(&request.username, request.wanted);
+        let pool = self.policy.borrow().pool.clone();
+        let address = worker.shared.pools.allocate_ipv4_from(
+            &request.username,
+            request.wanted,
+            pool.as_deref(),
+        );
         if let Some(address) = address {
             self.ipv4_lease.set(Some(address));
         }
@@ -972,6 +1268,9 @@ impl SessionCtx {
         if !self.failed.get() {
             self.handle_events(worker);
         }
+        // A session that ended without its Closed event (a panic, the
+        // worker's runtime going away) still gets its Stop.
+        self.acct_stop(worker, Event::SessionPanicked);
         self.release_ipv6_prefix(worker);
         self.release_ipv4(worker);
         let routes = self
@@ -1001,6 +1300,73 @@ impl SessionCtx {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn session_timeout_ends_at_its_instant() {
+        let t0 = Instant::now();
+        let mut limits = PolicyLimits {
+            session_end: Some(t0 + Duration::from_secs(10)),
+            idle: None,
+        };
+        let never = || -> u64 { unreachable!("no idle check without Idle-Timeout") };
+        assert_eq!(
+            limits.check(t0, never),
+            LimitVerdict::Next(Some(t0 + Duration::from_secs(10)))
+        );
+        assert_eq!(
+            limits.check(t0 + Duration::from_secs(10), never),
+            LimitVerdict::End(Event::SessionTimeout)
+        );
+    }
+
+    #[test]
+    fn idle_timeout_ends_a_silent_session_within_an_eighth_of_it() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(80);
+        let step = IdleWatch::check_interval(timeout);
+        assert_eq!(step, Duration::from_secs(10));
+        let mut limits = PolicyLimits {
+            session_end: None,
+            idle: Some(IdleWatch {
+                timeout,
+                packets: 0,
+                active_at: t0,
+                next_check: t0 + step,
+            }),
+        };
+        // Traffic for 30 s keeps it alive.
+        let mut now = t0;
+        for packets in [3, 5, 9] {
+            now += step;
+            assert_eq!(
+                limits.check(now, || packets),
+                LimitVerdict::Next(Some(now + step))
+            );
+        }
+        let last_seen = now;
+        // Then silence: ended at the first check 80 s after the last
+        // packet was seen.
+        loop {
+            now += step;
+            match limits.check(now, || 9) {
+                LimitVerdict::Next(_) => assert!(now - last_seen < timeout),
+                LimitVerdict::End(event) => {
+                    assert_eq!(event, Event::IdleTimeout);
+                    assert_eq!(now - last_seen, timeout);
+                    break;
+                }
+            }
+        }
+        // Short timeouts are checked every second.
+        assert_eq!(
+            IdleWatch::check_interval(Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            IdleWatch::check_interval(Duration::from_millis(500)),
+            Duration::from_millis(500)
+        );
+    }
 
     #[test]
     fn the_user_timeout_is_two_hello_intervals_and_reaches_the_socket() {

@@ -20,7 +20,8 @@
 //! [RFC 3079]: https://www.rfc-editor.org/rfc/rfc3079
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 /// PPP protocol number of PAP.
 pub const PROTO_PAP: u16 = 0xc023;
@@ -258,6 +259,73 @@ pub struct AuthAccept {
     /// An address this user must get (chap-secrets' fourth column,
     /// RADIUS Framed-IP-Address).
     pub framed_ipv4: Option<Ipv4Addr>,
+    /// What else the authenticator decided for this session (RADIUS
+    /// Access-Accept attributes); empty for local users.
+    pub policy: SessionPolicy,
+}
+
+/// Per-session settings an authenticator hands out with an accept (RADIUS
+/// Access-Accept attributes, [RFC 2865] 5, [RFC 2869] 5, [RFC 2548] 2.7).
+///
+/// The core applies what is protocol: `dns` (sent by IPCP instead of the
+/// configured servers, [RFC 1877]) and `mtu` (caps the IP packets sent to
+/// and accepted from the peer). The runtime applies what is policy: the
+/// timeouts end the session, `pool` picks the address pool, `class` and
+/// `acct_interim_interval` go to accounting.
+///
+/// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+/// [RFC 2869]: https://www.rfc-editor.org/rfc/rfc2869
+/// [RFC 2548]: https://www.rfc-editor.org/rfc/rfc2548
+/// [RFC 1877]: https://www.rfc-editor.org/rfc/rfc1877
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionPolicy {
+    /// Session-Timeout ([RFC 2865] 5.27): the session ends this long after
+    /// the accept.
+    pub session_timeout: Option<Duration>,
+    /// Idle-Timeout ([RFC 2865] 5.28): the session ends after this long
+    /// without an IP packet in either direction.
+    pub idle_timeout: Option<Duration>,
+    /// Acct-Interim-Interval ([RFC 2869] 5.16): how often accounting sends
+    /// Interim-Update for this session.
+    pub acct_interim_interval: Option<Duration>,
+    /// Framed-MTU ([RFC 2865] 5.12): the largest IP packet sent to or
+    /// accepted from the peer, below what LCP negotiated.
+    pub mtu: Option<u16>,
+    /// MS-Primary-DNS-Server and MS-Secondary-DNS-Server ([RFC 2548]
+    /// 2.7.5, 2.7.6): offered by IPCP instead of the configured ones.
+    pub dns: [Option<Ipv4Addr>; 2],
+    /// Framed-Pool ([RFC 2869] 5.18): the named pool the address comes
+    /// from.
+    pub pool: Option<String>,
+    /// Class ([RFC 2865] 5.25): echoed unchanged in accounting.
+    pub class: Vec<Vec<u8>>,
+}
+
+/// What the runtime knows about the connection an [`AuthRequest`] came on,
+/// for authenticators that pass it on (RADIUS Calling-Station-Id and
+/// Acct-Session-Id, [RFC 2865] 5.31, [RFC 2866] 5.5). The protocol core
+/// never sees it: the runtime supplies it with each request.
+///
+/// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+/// [RFC 2866]: https://www.rfc-editor.org/rfc/rfc2866
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthContext {
+    /// The client's transport address.
+    pub peer: Option<SocketAddr>,
+    /// The session's accounting id, unique across restarts and nodes.
+    pub session_id: Option<String>,
+}
+
+impl AuthContext {
+    /// The context of a session with the client at `peer`.
+    pub fn new(peer: SocketAddr, session_id: impl Into<String>) -> Self {
+        AuthContext {
+            peer: Some(peer),
+            session_id: Some(session_id.into()),
+        }
+    }
 }
 
 /// The server side's MS-CHAPv2 results ([RFC 2759] 5, [RFC 3079] 3).
@@ -393,8 +461,9 @@ impl AttemptOutcome {
 /// whenever they know. Dropping the reply without sending counts as
 /// [`RejectReason::ServiceUnavailable`] for the runtime that created it.
 pub trait Authenticator: Send + Sync {
-    /// Judges `request` and answers through `reply`, now or later.
-    fn authenticate(&self, request: AuthRequest, reply: AuthReply);
+    /// Judges `request`, made on the connection `context` describes, and
+    /// answers through `reply`, now or later.
+    fn authenticate(&self, request: AuthRequest, context: AuthContext, reply: AuthReply);
 }
 
 /// One-shot channel for an [`Authenticator`]'s answer.

@@ -16,8 +16,8 @@ use subtle::{Choice, ConstantTimeEq};
 
 use super::chap::md5_response;
 use super::{
-    mppe, mschapv2, AuthAccept, AuthDecision, AuthReject, AuthReply, AuthRequest, Authenticator,
-    Credentials, LocalUser, MsChapV2Proof, PasswordStore, RejectReason,
+    mppe, mschapv2, AuthAccept, AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequest,
+    Authenticator, Credentials, LocalUser, MsChapV2Proof, PasswordStore, RejectReason,
 };
 use crate::proto::Role;
 
@@ -102,6 +102,7 @@ impl<S: PasswordStore> LocalAuthenticator<S> {
             (Some(LocalUser { framed_ipv4, .. }), true) => AuthDecision::Accept(AuthAccept {
                 mschapv2,
                 framed_ipv4,
+                ..AuthAccept::default()
             }),
             _ => AuthDecision::Reject(AuthReject {
                 reason: RejectReason::AuthenticationFailure,
@@ -112,7 +113,7 @@ impl<S: PasswordStore> LocalAuthenticator<S> {
 }
 
 impl<S: PasswordStore> Authenticator for LocalAuthenticator<S> {
-    fn authenticate(&self, request: AuthRequest, reply: AuthReply) {
+    fn authenticate(&self, request: AuthRequest, _context: AuthContext, reply: AuthReply) {
         reply.send(self.decide(&request));
     }
 }
@@ -179,6 +180,7 @@ mod tests {
             AuthDecision::Accept(AuthAccept {
                 mschapv2: None,
                 framed_ipv4: Some(Ipv4Addr::new(10, 0, 0, 7)),
+                ..AuthAccept::default()
             })
         );
     }
@@ -238,6 +240,7 @@ mod tests {
         let slot = answer.clone();
         authenticator().authenticate(
             pap("User", b"clientPass"),
+            AuthContext::default(),
             AuthReply::new(move |decision| *slot.lock().unwrap() = Some(decision)),
         );
         assert_eq!(

@@ -98,6 +98,10 @@ pub struct Ipcp {
     dns: [Option<Ipv4Addr>; 2],
     /// Server: the address reserved for the peer.
     assigned: Option<Ipv4Addr>,
+    /// Server: name servers the authenticator chose for this peer
+    /// (RADIUS MS-Primary/Secondary-DNS-Server), offered instead of the
+    /// configured ones.
+    dns_override: Option<[Option<Ipv4Addr>; 2]>,
     /// The peer's address as acknowledged.
     peer_address: Option<Ipv4Addr>,
 }
@@ -122,8 +126,21 @@ impl Ipcp {
             request_dns: [false; 2],
             dns: [None; 2],
             assigned: None,
+            dns_override: None,
             peer_address: None,
         }
+    }
+
+    /// Server: offer `dns` ([RFC 1877] 1.1, 1.3) instead of the configured
+    /// DNS servers (the authenticator's choice for this peer). Must be set
+    /// before IPCP comes up.
+    pub fn set_dns(&mut self, dns: [Option<Ipv4Addr>; 2]) {
+        self.dns_override = Some(dns);
+    }
+
+    /// Server: the DNS servers offered to the peer.
+    fn offered_dns(&self) -> [Option<Ipv4Addr>; 2] {
+        self.dns_override.unwrap_or(self.config.ipcp.dns)
     }
 
     /// Server: the address reserved for the peer (from the pool or the
@@ -149,7 +166,7 @@ impl Ipcp {
                     .local_address
                     .unwrap_or(Ipv4Addr::UNSPECIFIED),
                 peer: self.assigned?,
-                dns: self.config.ipcp.dns,
+                dns: self.offered_dns(),
             }),
             Role::Client => {
                 if self.local_address.is_unspecified() {
@@ -195,7 +212,7 @@ impl Ipcp {
                     }
                 }
                 OPT_PRIMARY_DNS | OPT_SECONDARY_DNS => {
-                    let configured = self.config.ipcp.dns[name_server_index(option.kind)];
+                    let configured = self.offered_dns()[name_server_index(option.kind)];
                     Self::judge_configured(&option, configured, verdict);
                 }
                 OPT_PRIMARY_NBNS | OPT_SECONDARY_NBNS => {

@@ -365,6 +365,16 @@ pub struct PppStats {
     pub drop_events_suppressed: u64,
 }
 
+/// The parts of an authenticator's [`crate::proto::auth::SessionPolicy`]
+/// the link applies.
+#[derive(Clone, Copy, Debug, Default)]
+struct LinkPolicy {
+    /// DNS servers IPCP offers instead of the configured ones.
+    dns: Option<[Option<Ipv4Addr>; 2]>,
+    /// Framed-MTU.
+    mtu: Option<u16>,
+}
+
 /// Names one [`Ipv4AddressRequest`], so that its answer is applied to that
 /// request and no other (a renegotiation may have made a new one since).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -556,6 +566,9 @@ pub struct PppLink {
     /// The authenticated user name (server) once known.
     username: Option<String>,
     framed_ipv4: Option<Ipv4Addr>,
+    /// Server: the authenticator's per-session settings the link applies
+    /// (DNS servers for IPCP, an MTU cap), from the accepted decision.
+    policy: LinkPolicy,
     /// Server: the peer's address, as the owner assigned it.
     lease: Option<Ipv4Addr>,
     /// Server: the address request waiting for its answer.
@@ -634,6 +647,7 @@ impl PppLink {
             credentials,
             username: None,
             framed_ipv4: None,
+            policy: LinkPolicy::default(),
             lease: None,
             address_request: None,
             address_requests: 0,
@@ -810,7 +824,18 @@ impl PppLink {
         let outstanding = auth.outstanding.take().ok_or(stale)?;
         let rejected = match &decision {
             AuthDecision::Reject(reject) => Some(reject.reason),
-            AuthDecision::Accept(_) => None,
+            AuthDecision::Accept(accept) => {
+                self.policy = LinkPolicy {
+                    dns: accept
+                        .policy
+                        .dns
+                        .iter()
+                        .any(Option::is_some)
+                        .then_some(accept.policy.dns),
+                    mtu: accept.policy.mtu,
+                };
+                None
+            }
         };
         match &mut auth.machine {
             AuthMachine::Server(server) => server.decide(now, decision),
@@ -942,9 +967,22 @@ impl PppLink {
     }
 
     /// The largest IP packet to send: the peer's MRU capped by the
-    /// transport ([`LcpConfig::max_transmit_unit`]).
+    /// transport ([`LcpConfig::max_transmit_unit`]) and by the
+    /// authenticator's MTU for this peer (RADIUS Framed-MTU).
     pub fn transmit_mtu(&self) -> u16 {
-        self.lcp.handler().transmit_mtu()
+        let negotiated = self.lcp.handler().transmit_mtu();
+        self.policy
+            .mtu
+            .map_or(negotiated, |mtu| mtu.min(negotiated))
+    }
+
+    /// Server: the authenticator's MTU for this peer (RADIUS Framed-MTU,
+    /// [RFC 2865] 5.12), if it set one: IP packets above it are neither
+    /// sent to nor accepted from the peer.
+    ///
+    /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+    pub fn framed_mtu(&self) -> Option<u16> {
+        self.policy.mtu
     }
 
     /// LCP's automaton state, for diagnostics.
@@ -1349,6 +1387,9 @@ impl PppLink {
         if let Some(ipcp) = &mut self.ipcp {
             if assigned.is_some() {
                 ipcp.handler_mut().set_assigned(assigned);
+            }
+            if let Some(dns) = self.policy.dns {
+                ipcp.handler_mut().set_dns(dns);
             }
             ipcp.open(&mut ctx);
             ipcp.up(&mut ctx);

@@ -6,7 +6,9 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::proto::auth::{AuthDecision, AuthReply, AuthRequest, AuthRequestId, Authenticator};
+use crate::proto::auth::{
+    AuthContext, AuthDecision, AuthReply, AuthRequest, AuthRequestId, Authenticator,
+};
 use crate::proto::ppp::{AddressRequestId, Ipv4AddressRequest, PppLink};
 use crate::proto::session::Session;
 use crate::routing::ServerPools;
@@ -80,6 +82,7 @@ impl Services {
                     let id = request.id;
                     authenticator.authenticate(
                         request.clone(),
+                        AuthContext::default(),
                         AuthReply::new(move |decision| {
                             sink.lock()
                                 .unwrap_or_else(|e| e.into_inner())
@@ -180,7 +183,7 @@ pub fn authenticator_fn(
     struct FnAuthenticator<F>(F);
 
     impl<F: Fn(&AuthRequest) -> AuthDecision + Send + Sync> Authenticator for FnAuthenticator<F> {
-        fn authenticate(&self, request: AuthRequest, reply: AuthReply) {
+        fn authenticate(&self, request: AuthRequest, _context: AuthContext, reply: AuthReply) {
             reply.send((self.0)(&request));
         }
     }

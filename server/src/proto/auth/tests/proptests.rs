@@ -69,6 +69,7 @@ fn decision(kind: u8) -> AuthDecision {
                 },
             }),
             framed_ipv4: None,
+            ..AuthAccept::default()
         }),
         2 => AuthDecision::Reject(AuthReject {
             reason: RejectReason::AuthenticationFailure,

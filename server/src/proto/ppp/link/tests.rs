@@ -1465,6 +1465,7 @@ fn authentication_success_enters_network_with_the_pinned_address() {
         AuthDecision::Accept(AuthAccept {
             mschapv2: None,
             framed_ipv4: Some(pinned),
+            ..AuthAccept::default()
         })
     });
     assert!(pair.run_until(LIMIT, both_ncps_up));
@@ -1489,6 +1490,31 @@ fn authentication_success_enters_network_with_the_pinned_address() {
     assert!(pair.client.events.contains(&authenticated));
     assert_no_drops(&pair.server.events);
     assert_eq!(free(&pool), 7, "pinned address taken from the pool");
+}
+
+#[test]
+fn the_authenticators_dns_servers_and_mtu_apply_to_this_link() {
+    let dns = [
+        Some(Ipv4Addr::new(192, 0, 2, 53)),
+        Some(Ipv4Addr::new(192, 0, 2, 54)),
+    ];
+    let (mut pair, _pool) = auth_pair(move |_| {
+        AuthDecision::Accept(AuthAccept {
+            policy: crate::proto::auth::SessionPolicy {
+                dns,
+                mtu: Some(1200),
+                ..Default::default()
+            },
+            ..AuthAccept::default()
+        })
+    });
+    assert!(pair.run_until(LIMIT, both_ncps_up));
+    // IPCP offered the authenticator's servers, not the configured ones.
+    assert_eq!(pair.client.ipv4().unwrap().dns, dns);
+    assert_eq!(pair.server.ipv4().unwrap().dns, dns);
+    assert_eq!(pair.server.framed_mtu(), Some(1200));
+    assert_eq!(pair.server.transmit_mtu(), 1200);
+    assert_no_drops(&pair.server.events);
 }
 
 #[test]
