@@ -504,3 +504,43 @@ fn a_client_that_terminates_lcp_is_reported_as_peer_terminated_by_the_server() {
         Some("local_close")
     );
 }
+
+#[test]
+fn the_authenticators_mtu_and_dns_servers_apply_to_the_session() {
+    // An authenticator that accepts like the local one and adds a policy,
+    // as RADIUS does with Framed-MTU and MS-Primary-DNS-Server.
+    let local = authenticator();
+    let with_policy =
+        sstpd::testing::pair::authenticator_fn(move |request| match local.decide(request) {
+            sstpd::proto::auth::AuthDecision::Accept(mut accept) => {
+                accept.policy.mtu = Some(600);
+                accept.policy.dns = [Some(Ipv4Addr::new(192, 0, 2, 53)), None];
+                sstpd::proto::auth::AuthDecision::Accept(accept)
+            }
+            reject => reject,
+        });
+    let mut pair = SessionPair::new(
+        &server_config(&[AuthProtocol::MsChapV2], HashProtocols::BOTH),
+        &client_config(&[AuthProtocol::MsChapV2]),
+        with_policy,
+        "alice",
+        b"correct horse",
+        7,
+    );
+    assert!(pair.connect(), "{pair:?}");
+    let client = pair.client.session.ipv4().unwrap();
+    assert_eq!(
+        client.dns,
+        [Some(Ipv4Addr::new(192, 0, 2, 53)), None],
+        "not the configured 10.99.0.53"
+    );
+    let server = &mut pair.server.session;
+    let fits = ipv4_packet(GATEWAY, client.local, &[0; 600 - 28]);
+    let too_large = ipv4_packet(GATEWAY, client.local, &[0; 601 - 28]);
+    assert_eq!(server.send_ip(&fits, &mut Vec::new()), Ok(()));
+    assert_eq!(
+        server.send_ip(&too_large, &mut Vec::new()),
+        Err(sstpd::proto::session::SendIpError::TooLarge)
+    );
+    assert_eq!(server.ppp().framed_mtu(), Some(600));
+}

@@ -257,14 +257,44 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
         }
     ));
     report.summary.push(format!(
-        "users: {}{}",
+        "users: {}{}{}",
         users.users,
         if users.any_client {
             " plus a '*' catch-all"
         } else {
             ""
+        },
+        if config.uses_radius() {
+            let backends: Vec<&str> = config.users.backends.iter().map(|b| b.as_str()).collect();
+            format!(" (backends: {})", backends.join(", "))
+        } else {
+            String::new()
         }
     ));
+    if config.uses_radius() || config.uses_radius_accounting() {
+        let list = |servers: &[crate::config::RadiusServer]| {
+            let addrs: Vec<String> = servers.iter().map(|s| s.address.to_string()).collect();
+            if addrs.is_empty() {
+                "none".to_owned()
+            } else {
+                addrs.join(", ")
+            }
+        };
+        let r = &config.radius;
+        report.summary.push(format!(
+            "radius: authentication {}, accounting {}, nas_identifier {:?}",
+            list(&r.auth_server),
+            list(&r.acct_server),
+            r.nas_identifier
+        ));
+        if !r.require_message_authenticator {
+            report.warnings.push(
+                "radius.require_message_authenticator = false: forged Access-Accepts \
+                 (BlastRADIUS, CVE-2024-3596) are not detected"
+                    .into(),
+            );
+        }
+    }
     if users.any_client {
         report.warnings.push(
             "users.chap_secrets: a line with client '*' accepts any user name with its secret"
@@ -352,6 +382,33 @@ mod tests {
 
     fn examples_dir() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
+    }
+
+    #[test]
+    fn check_config_names_the_radius_servers_and_warns_without_message_authenticator() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sstpd.toml");
+        std::fs::write(
+            &path,
+            "[tls]\nself_signed = true\n[users]\nbackends = [\"radius\"]\n\
+             [radius]\nrequire_message_authenticator = false\n\
+             [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"s\"\n\
+             [[radius.acct_server]]\naddress = \"127.0.0.1:1813\"\nsecret = \"s\"\n",
+        )
+        .unwrap();
+        let report = check_config(&path).unwrap();
+        assert!(report
+            .summary
+            .iter()
+            .any(|l| l == "users: 0 (backends: radius)"));
+        assert!(
+            report.summary.iter().any(|l| l
+                == "radius: authentication 127.0.0.1:1812, accounting 127.0.0.1:1813, \
+                    nas_identifier \"sstpd\""),
+            "{:?}",
+            report.summary
+        );
+        assert!(report.warnings.iter().any(|w| w.contains("BlastRADIUS")));
     }
 
     #[test]

@@ -149,6 +149,13 @@ impl ServerHandle {
                         path.display()
                     );
                 }
+                if new.users.backends != config.users.backends {
+                    // The authenticator chain is built at start.
+                    tracing::warn!(
+                        "{}: users.backends changes take effect at restart",
+                        path.display()
+                    );
+                }
                 self.users.reload_from(&new.users)
             }
             _ => self.users.reload(),
@@ -159,6 +166,12 @@ impl ServerHandle {
             worker::send_control(mailbox, worker::WorkerMsg::UsersReloaded);
         }
         Ok(())
+    }
+
+    /// Accounting records waiting in the spool for a server's
+    /// acknowledgement (0 without RADIUS accounting).
+    pub fn accounting_spooled(&self) -> usize {
+        self.radius.as_ref().map_or(0, |r| r.spooled())
     }
 
     /// Connections open, and those not yet authenticated (admission

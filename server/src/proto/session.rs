@@ -271,6 +271,10 @@ pub struct Session {
     /// Server: the name of the latest authentication request.
     claimed_username: Option<String>,
     http_reported: bool,
+    /// The authenticator's Framed-MTU for this peer (`usize::MAX`: none):
+    /// larger IP packets are not sent. Kept here so the data path reads
+    /// one integer.
+    ip_send_limit: usize,
     /// The first cause of the end, reported in `Closed`.
     close_cause: Option<CloseReason>,
     closed_reported: bool,
@@ -344,6 +348,7 @@ impl Session {
             username: None,
             claimed_username: None,
             http_reported: false,
+            ip_send_limit: usize::MAX,
             close_cause: None,
             closed_reported: false,
             stats: SessionStats::default(),
@@ -453,11 +458,7 @@ impl Session {
         if !up {
             return Err(SendIpError::NotReady);
         }
-        if self
-            .ppp
-            .framed_mtu()
-            .is_some_and(|mtu| packet.len() > usize::from(mtu))
-        {
+        if packet.len() > self.ip_send_limit {
             return Err(SendIpError::TooLarge);
         }
         // Queued control bytes go first so the stream stays in order.
@@ -540,6 +541,7 @@ impl Session {
                 count: 1,
             });
         }
+        self.ip_send_limit = self.ppp.framed_mtu().map_or(usize::MAX, usize::from);
         self.settle(now);
     }
 

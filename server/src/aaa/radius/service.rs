@@ -27,11 +27,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use super::accounting::{unix_now, AcctKind, AcctRecord};
 use super::mapping::{self, DecryptedKeys, NasIdentity};
-use super::spool::{Spool, SpoolError, SpoolId};
+use super::spool::{Spool, SpoolId};
 use crate::config::{RadiusSection, RadiusServer};
 use crate::metrics::{Event, Metrics};
 use crate::proto::auth::{
@@ -121,7 +121,7 @@ enum Control {
     /// then stop; by `deadline` at the latest. Answered when done.
     Shutdown {
         deadline: Instant,
-        done: oneshot::Sender<()>,
+        done: std::sync::mpsc::Sender<()>,
     },
 }
 
@@ -331,14 +331,15 @@ impl RadiusService {
     /// answers, then sends Accounting-Off, by `deadline` at the latest;
     /// then stops the thread. Records not acknowledged stay in the spool.
     pub fn shutdown(&self, deadline: Instant) {
-        let (done, wait) = oneshot::channel();
+        let (done, wait) = std::sync::mpsc::channel();
         if self
             .control
             .send(Control::Shutdown { deadline, done })
             .is_ok()
         {
             // The thread answers by the deadline; a dead one drops `done`.
-            let _ = wait.blocking_recv();
+            let margin = Duration::from_millis(100);
+            let _ = wait.recv_timeout(deadline.saturating_duration_since(Instant::now()) + margin);
         }
         self.stop();
     }
@@ -422,12 +423,12 @@ enum Draining {
     /// Sending what is queued and waiting for the answers.
     Records {
         deadline: Instant,
-        done: oneshot::Sender<()>,
+        done: std::sync::mpsc::Sender<()>,
     },
     /// Accounting-Off sent; waiting for its answer.
     Off {
         deadline: Instant,
-        done: oneshot::Sender<()>,
+        done: std::sync::mpsc::Sender<()>,
     },
 }
 
@@ -496,7 +497,8 @@ impl Runner {
                     Some(Control::Shutdown { deadline, done }) => {
                         draining = Draining::Records { deadline, done };
                     }
-                    None => {}
+                    // The service is gone.
+                    None => break,
                 },
                 job = jobs.recv() => match job {
                     Some(Job::Access { request, pending }) => self.send_access(request, pending),
@@ -548,42 +550,30 @@ impl Runner {
         }
     }
 
-    /// Spools a batch of records (one directory sync for all), then sends
+    /// Spools a batch of records (one synced file for all), then sends
     /// them.
     fn spool_and_send(&mut self, batch: Vec<AcctRecord>) {
         let global = self.metrics.global();
-        let mut pending = Vec::with_capacity(batch.len());
-        for record in batch {
-            let spooled = match self.spool.as_mut().map(|s| s.store(&record)) {
-                Some(Ok(id)) => {
-                    global.event(Event::RadiusAcctSpooled);
-                    Some(id)
-                }
-                Some(Err(SpoolError::Full)) => {
-                    global.event(Event::RadiusAcctSpoolFull);
-                    None
-                }
-                Some(Err(e)) => {
-                    global.event(Event::RadiusAcctSpoolError);
-                    tracing::error!(error = %e, "cannot spool an accounting record; sending it anyway");
-                    None
-                }
-                None => None,
-            };
-            pending.push(PendingAcct {
+        let ids = match self.spool.as_mut().map(|s| s.store_batch(&batch)) {
+            Some(Ok(ids)) => ids,
+            Some(Err(e)) => {
+                global.event(Event::RadiusAcctSpoolError);
+                tracing::error!(error = %e, "cannot spool accounting records; sending them anyway");
+                vec![None; batch.len()]
+            }
+            None => vec![None; batch.len()],
+        };
+        let spooled = ids.iter().filter(|id| id.is_some()).count();
+        global.events_n(Event::RadiusAcctSpooled, spooled as u64);
+        if self.spool.is_some() {
+            global.events_n(Event::RadiusAcctSpoolFull, (batch.len() - spooled) as u64);
+        }
+        for (record, spooled) in batch.into_iter().zip(ids) {
+            self.send_acct(PendingAcct {
                 spooled,
                 record,
                 failures: 0,
             });
-        }
-        if let Some(spool) = &self.spool {
-            if let Err(e) = spool.sync() {
-                global.event(Event::RadiusAcctSpoolError);
-                tracing::error!(error = %e, "cannot sync the accounting spool");
-            }
-        }
-        for p in pending {
-            self.send_acct(p);
         }
     }
 
@@ -672,7 +662,7 @@ impl Runner {
                     self.acct_in_flight = self.acct_in_flight.saturating_sub(1);
                     global.event(Event::RadiusAcctAcknowledged);
                     if let (Some(id), Some(spool)) = (pending.spooled, self.spool.as_mut()) {
-                        if let Err(e) = spool.remove(id) {
+                        if let Err(e) = spool.acknowledge(id) {
                             global.event(Event::RadiusAcctSpoolError);
                             tracing::error!(error = %e, "cannot remove an acknowledged accounting record; it will be sent again");
                         }
