@@ -1,0 +1,279 @@
+//! The real `sstpd` binary under a stand-in for systemd: a Unix datagram
+//! socket bound by the test and passed as `NOTIFY_SOCKET` (what systemd
+//! does for `Type=notify`), with `WATCHDOG_USEC` set. The test reads the
+//! notifications as systemd would: READY=1 once it listens, STATUS= with
+//! the session count, WATCHDOG=1 at half of WATCHDOG_USEC,
+//! RELOADING=1 + MONOTONIC_USEC= then READY=1 around SIGHUP, STOPPING=1 on
+//! SIGTERM. Its log carries the structured session start and end lines.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sstpd::config::TlsVersion;
+use sstpd::proto::auth::AuthProtocol;
+use sstpd::tls::certs::SelfSignedKey;
+
+/// Notifications received, with when they arrived.
+type Received = Arc<Mutex<Vec<(Instant, String)>>>;
+
+fn received_since(received: &Received, from: usize) -> Vec<(Instant, String)> {
+    received.lock().unwrap()[from..].to_vec()
+}
+
+fn wait_for_message(received: &Received, from: usize, timeout: Duration, want: &str) -> usize {
+    let mut found = None;
+    let ok = wait_until(timeout, || {
+        let all = received.lock().unwrap();
+        found = all[from..]
+            .iter()
+            .position(|(_, m)| m.lines().any(|l| l == want))
+            .map(|i| i + from);
+        found.is_some()
+    });
+    assert!(
+        ok,
+        "no {want:?} within {timeout:?}; received: {:?}",
+        received_since(received, from)
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect::<Vec<_>>()
+    );
+    found.unwrap()
+}
+
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// The value of `key` on the first line with the message `marker`, after
+/// it (the span's fields before it are not read).
+fn field<'a>(log: &'a str, marker: &str, key: &str) -> Option<&'a str> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let line = &line[line.find(marker)? + marker.len()..];
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    Some(rest.split(' ').next().unwrap_or("").trim_matches('"'))
+}
+
+#[test]
+fn notifies_systemd_of_readiness_status_watchdog_reload_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let received: Received = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let received = received.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !done.load(Ordering::SeqCst) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    received.lock().unwrap().push((Instant::now(), text));
+                }
+            }
+        })
+    };
+
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.server.listen = vec![addr];
+    let config_path = dir.path().join("sstpd.toml");
+    std::fs::write(&config_path, config_toml(&config, "")).unwrap();
+    let ns = sstpd::testing::netns::NetNs::new("sstpd-notify").unwrap();
+    // WATCHDOG_USEC=1 s: pings every 0.5 s. No WATCHDOG_PID: libsystemd
+    // takes that as "this process" (systemd sets it to the main PID).
+    let watchdog = Duration::from_secs(1);
+    let mut child = ns
+        .command(env!("CARGO_BIN_EXE_sstpd"))
+        .arg("--config")
+        .arg(&config_path)
+        .env("SSTPD_LOG", "info")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", watchdog.as_micros().to_string())
+        .env_remove("WATCHDOG_PID")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (stderr, stderr_thread) = collect_output(child.stderr.take().unwrap());
+    let (stdout, stdout_thread) = collect_output(child.stdout.take().unwrap());
+    let log = || stderr.lock().unwrap().clone() + &stdout.lock().unwrap();
+
+    // READY=1, and by then it listens.
+    let ready = wait_for_message(&received, 0, Duration::from_secs(30), "READY=1");
+    assert!(
+        log().contains("sstpd ready"),
+        "READY=1 before the workers started; log:\n{}",
+        log()
+    );
+    let connected = ns.run(move || std::net::TcpStream::connect(addr).map(drop));
+    assert!(
+        connected.is_ok(),
+        "READY=1 sent, but {addr} refuses: {connected:?}"
+    );
+    assert!(
+        received.lock().unwrap()[ready]
+            .1
+            .contains("STATUS=0 sessions"),
+        "{:?}",
+        received.lock().unwrap()[ready]
+    );
+
+    // WATCHDOG=1 every half WATCHDOG_USEC while the workers run.
+    let from = received.lock().unwrap().len();
+    std::thread::sleep(Duration::from_secs(4));
+    let pings: Vec<Instant> = received_since(&received, from)
+        .into_iter()
+        .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
+        .map(|(t, _)| t)
+        .collect();
+    assert!(
+        (6..=10).contains(&pings.len()),
+        "{} WATCHDOG=1 in 4 s, expected about 8",
+        pings.len()
+    );
+    let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    let mean = gaps.iter().sum::<Duration>() / gaps.len() as u32;
+    assert!(
+        mean >= Duration::from_millis(400) && mean <= Duration::from_millis(650),
+        "mean gap between pings {mean:?}, expected 500 ms: {gaps:?}"
+    );
+    assert!(
+        gaps.iter().all(|g| *g < watchdog),
+        "a gap reached WATCHDOG_USEC: {gaps:?}"
+    );
+
+    // A session: STATUS= counts it. The client holds it until told.
+    let release = Arc::new(AtomicBool::new(false));
+    let status_from = received.lock().unwrap().len();
+    std::thread::scope(|scope| {
+        let release_client = release.clone();
+        let ns = &ns;
+        let client = scope.spawn(move || {
+            ns.run(move || {
+                tokio_uring::start(async move {
+                    let options = client_options(
+                        addr,
+                        "alice",
+                        "alice-secret",
+                        (TlsVersion::Tls12, TlsVersion::Tls13),
+                        &[AuthProtocol::MsChapV2],
+                    );
+                    let (client, _inbox) = connect_when_up(&options, 100).await;
+                    // Some traffic for the end line's counters.
+                    for seq in 0..3 {
+                        let me = client.address().expect("address");
+                        let _ = client.send_ip(&icmp_echo(8, me, GATEWAY, 9, seq, b"notify"));
+                    }
+                    while !release_client.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    client.close(Duration::from_secs(5)).await;
+                })
+            })
+        });
+        // STATUS= is refreshed every 5 s.
+        wait_for_message(
+            &received,
+            status_from,
+            Duration::from_secs(15),
+            "STATUS=1 session",
+        );
+
+        // SIGHUP: RELOADING=1 with MONOTONIC_USEC=, then READY=1.
+        let from = received.lock().unwrap().len();
+        let before = monotonic_usec();
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        let reloading = wait_for_message(&received, from, Duration::from_secs(10), "RELOADING=1");
+        let after = monotonic_usec();
+        let message = received.lock().unwrap()[reloading].1.clone();
+        let usec: u64 = message
+            .lines()
+            .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+            .unwrap_or_else(|| panic!("RELOADING=1 without MONOTONIC_USEC: {message:?}"))
+            .parse()
+            .unwrap();
+        assert!(
+            (before..=after).contains(&usec),
+            "MONOTONIC_USEC={usec} not between {before} and {after}"
+        );
+        let ready_again =
+            wait_for_message(&received, reloading, Duration::from_secs(10), "READY=1");
+        assert!(ready_again > reloading);
+        assert!(log().contains("users reloaded"), "log:\n{}", log());
+
+        release.store(true, Ordering::SeqCst);
+        client.join().unwrap();
+    });
+
+    // The structured session lines.
+    assert!(
+        wait_until(Duration::from_secs(10), || log().contains("session ended")),
+        "no session end line; log:\n{}",
+        log()
+    );
+    let log_text = log();
+    assert_eq!(field(&log_text, "session started", "user"), Some("alice"));
+    assert!(
+        field(&log_text, "session started", "client").is_some_and(|c| c.starts_with("127.0.0.1:"))
+    );
+    assert_eq!(field(&log_text, "session ended", "user"), Some("alice"));
+    let ip = field(&log_text, "session ended", "ip").unwrap_or("");
+    assert!(ip.starts_with("10.99.0."), "ip={ip:?}; log:\n{log_text}");
+    for key in ["duration_ms", "bytes_from_client", "packets_from_client"] {
+        let n: u64 = field(&log_text, "session ended", key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in the end line; log:\n{log_text}"));
+        assert!(n > 0, "{key}={n}; log:\n{log_text}");
+    }
+    for key in ["bytes_to_client", "packets_to_client", "reason"] {
+        assert!(
+            field(&log_text, "session ended", key).is_some(),
+            "no {key}; log:\n{log_text}"
+        );
+    }
+
+    // SIGTERM: STOPPING=1, no pings after it, exit 0.
+    let from = received.lock().unwrap().len();
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let stopping = wait_for_message(&received, from, Duration::from_secs(10), "STOPPING=1");
+    let status = wait_until(Duration::from_secs(15), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !status {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    done.store(true, Ordering::SeqCst);
+    reader.join().unwrap();
+    stderr_thread.join().unwrap();
+    stdout_thread.join().unwrap();
+    assert!(status.success(), "exit {status}; log:\n{}", log());
+    let after_stop: Vec<String> = received_since(&received, stopping + 1)
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        after_stop.iter().all(|m| !m.contains("WATCHDOG=1")),
+        "watchdog pings after STOPPING=1: {after_stop:?}"
+    );
+}
