@@ -56,14 +56,12 @@ fn monotonic_usec() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
-/// The value of `key` on the first line with the message `marker`, after
-/// it (the span's fields before it are not read).
-fn field<'a>(log: &'a str, marker: &str, key: &str) -> Option<&'a str> {
-    let line = log.lines().find(|l| l.contains(marker))?;
-    let line = &line[line.find(marker)? + marker.len()..];
-    let start = line.find(&format!(" {key}="))? + key.len() + 2;
-    let rest = &line[start..];
-    Some(rest.split(' ').next().unwrap_or("").trim_matches('"'))
+/// The fields of the first JSON log line whose message is `message`.
+fn json_line(log: &str, message: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("fields")?.as_object().cloned())
+        .find(|f| f.get("message").and_then(|m| m.as_str()) == Some(message))
 }
 
 #[test]
@@ -94,7 +92,9 @@ fn notifies_systemd_of_readiness_status_watchdog_reload_and_stop() {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.server.listen = vec![addr];
     let config_path = dir.path().join("sstpd.toml");
-    std::fs::write(&config_path, config_toml(&config, "")).unwrap();
+    // JSON lines, as a log shipper would read them.
+    let logging = "[logging]\nformat = \"json\"\n";
+    std::fs::write(&config_path, config_toml(&config, logging)).unwrap();
     let ns = sstpd::testing::netns::NetNs::new("sstpd-notify").unwrap();
     // WATCHDOG_USEC=1 s: pings every 0.5 s. No WATCHDOG_PID: libsystemd
     // takes that as "this process" (systemd sets it to the main PID).
@@ -231,25 +231,26 @@ fn notifies_systemd_of_readiness_status_watchdog_reload_and_stop() {
         log()
     );
     let log_text = log();
-    assert_eq!(field(&log_text, "session started", "user"), Some("alice"));
-    assert!(
-        field(&log_text, "session started", "client").is_some_and(|c| c.starts_with("127.0.0.1:"))
-    );
-    assert_eq!(field(&log_text, "session ended", "user"), Some("alice"));
-    let ip = field(&log_text, "session ended", "ip").unwrap_or("");
-    assert!(ip.starts_with("10.99.0."), "ip={ip:?}; log:\n{log_text}");
-    for key in ["duration_ms", "bytes_from_client", "packets_from_client"] {
-        let n: u64 = field(&log_text, "session ended", key)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in the end line; log:\n{log_text}"));
-        assert!(n > 0, "{key}={n}; log:\n{log_text}");
+    let started = json_line(&log_text, "session started")
+        .unwrap_or_else(|| panic!("no JSON start line; log:\n{log_text}"));
+    assert_eq!(started["user"], "alice", "{started:?}");
+    let client = started["client"].as_str().unwrap_or("");
+    assert!(client.starts_with("127.0.0.1:"), "{started:?}");
+    let ended = json_line(&log_text, "session ended")
+        .unwrap_or_else(|| panic!("no JSON end line; log:\n{log_text}"));
+    assert_eq!(ended["user"], "alice", "{ended:?}");
+    assert_eq!(ended["client"].as_str(), Some(client), "{ended:?}");
+    assert_eq!(ended["session_id"], started["session_id"], "{ended:?}");
+    let ip = ended["ip"].as_str().unwrap_or("");
+    assert!(ip.starts_with("10.99.0."), "{ended:?}");
+    assert_eq!(ended["reason"], "peer_terminated", "{ended:?}");
+    // Three echo requests went in; the gateway answered them.
+    assert_eq!(ended["packets_from_client"], 3, "{ended:?}");
+    assert_eq!(ended["bytes_from_client"], 3 * (28 + 6), "{ended:?}");
+    for key in ["duration_ms", "bytes_to_client", "packets_to_client"] {
+        assert!(ended[key].as_u64().is_some(), "no {key}: {ended:?}");
     }
-    for key in ["bytes_to_client", "packets_to_client", "reason"] {
-        assert!(
-            field(&log_text, "session ended", key).is_some(),
-            "no {key}; log:\n{log_text}"
-        );
-    }
+    assert!(ended["duration_ms"].as_u64() > Some(0), "{ended:?}");
 
     // SIGTERM: STOPPING=1, no pings after it, exit 0.
     let from = received.lock().unwrap().len();
