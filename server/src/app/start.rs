@@ -457,6 +457,8 @@ pub fn run(config: Config) -> io::Result<()> {
     let monitor = if super::systemd::notify_socket_set() {
         if server.wait_workers_running(Duration::from_secs(30)) {
             super::systemd::ready(&super::systemd::status_text(server.sessions_active()));
+        } else if server.failure().is_none() {
+            tracing::warn!("the workers did not all start within 30 s: READY=1 not sent");
         }
         let watchdog = super::systemd::watchdog_interval();
         if let Some(interval) = watchdog {

@@ -145,7 +145,7 @@ fn monitor(shared: &Shared, watchdog: Option<Duration>, stopped: &mpsc::Receiver
                     );
                     withheld = true;
                 }
-                next_ping = Some(due + interval).map(|n| n.max(now));
+                next_ping = Some((due + interval).max(now));
             }
         }
         if next_status <= now {
