@@ -4,7 +4,7 @@
 //! notifications as systemd would: READY=1 once it listens, STATUS= with
 //! the session count, WATCHDOG=1 at half of WATCHDOG_USEC,
 //! RELOADING=1 + MONOTONIC_USEC= then READY=1 around SIGHUP, STOPPING=1 on
-//! SIGTERM. Its log carries the structured session start and end lines.
+//! SIGTERM; no WATCHDOG=1 while one worker thread is stopped. Its log carries the structured session start and end lines.
 
 mod common;
 
@@ -44,6 +44,16 @@ fn wait_for_message(received: &Received, from: usize, timeout: Duration, want: &
             .collect::<Vec<_>>()
     );
     found.unwrap()
+}
+
+/// The id of `pid`'s thread named `name`.
+fn worker_thread(pid: i32, name: &str) -> i32 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|t| t.ok())
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .and_then(|t| t.file_name().to_str()?.parse().ok())
+        .unwrap_or_else(|| panic!("no thread {name} in {pid}"))
 }
 
 fn monotonic_usec() -> u64 {
@@ -159,6 +169,48 @@ fn notifies_systemd_of_readiness_status_watchdog_reload_and_stop() {
         gaps.iter().all(|g| *g < watchdog),
         "a gap reached WATCHDOG_USEC: {gaps:?}"
     );
+
+    // A hung worker: one worker thread stopped alone (ptrace's
+    // PTRACE_INTERRUPT stops that thread, not the process). Its heartbeat
+    // stops, so do the pings, within the 2 s a beat may be late; once it
+    // runs again, they resume.
+    let worker = worker_thread(pid, "sstpd-worker-1");
+    let stalled = Instant::now();
+    let from = received.lock().unwrap().len();
+    // SAFETY: ptrace on a thread of our own child; the pointers are unused
+    // (0) or point to a live local.
+    unsafe {
+        assert_eq!(
+            libc::ptrace(libc::PTRACE_SEIZE, worker, 0, 0),
+            0,
+            "PTRACE_SEIZE"
+        );
+        assert_eq!(libc::ptrace(libc::PTRACE_INTERRUPT, worker, 0, 0), 0);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(worker, &mut status, libc::__WALL), worker);
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let late: Vec<Duration> = received_since(&received, from)
+        .into_iter()
+        .filter(|(_, m)| m.contains("WATCHDOG=1"))
+        .map(|(t, _)| t - stalled)
+        .collect();
+    // SAFETY: as above; the thread resumes.
+    assert_eq!(
+        unsafe { libc::ptrace(libc::PTRACE_DETACH, worker, 0, 0) },
+        0
+    );
+    assert!(
+        late.iter().all(|t| *t < Duration::from_millis(3000)),
+        "WATCHDOG=1 while a worker was stopped (at {late:?} after it stopped)"
+    );
+    assert!(
+        log().contains("withholding the systemd watchdog ping"),
+        "log:\n{}",
+        log()
+    );
+    let from = received.lock().unwrap().len();
+    wait_for_message(&received, from, Duration::from_secs(3), "WATCHDOG=1");
 
     // A session: STATUS= counts it. The client holds it until told.
     let release = Arc::new(AtomicBool::new(false));
