@@ -5,12 +5,14 @@
 //!   and the workers; signals (SIGTERM drains, SIGHUP reloads).
 //! * [`cli`]: the command line and `check-config`.
 //! * [`startup_banner`]: what to connect to and which certificate to expect.
+//! * [`systemd`]: `Type=notify` readiness, reload, stop, status and watchdog.
 //!
 //! [`Config`]: crate::config::Config
 
 mod banner;
 pub mod cli;
 mod start;
+pub mod systemd;
 
 pub use banner::startup_banner;
 pub use start::*;

@@ -195,6 +195,39 @@ impl ServerHandle {
         Ok(())
     }
 
+    /// Waits (at most `timeout`) until every worker's runtime has run its
+    /// heartbeat task, which it spawns after its accept loops: then every
+    /// worker listens. `false` on timeout or a [`failure`](Self::failure).
+    pub fn wait_workers_running(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.shared.fatal.error().is_some() {
+                return false;
+            }
+            if self.shared.heartbeats.all_started() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sessions alive on all workers.
+    pub fn sessions_active(&self) -> i64 {
+        self.shared.metrics.sessions_active()
+    }
+
+    /// Starts the thread that pings systemd's watchdog every `watchdog`
+    /// (while every worker is alive) and refreshes `STATUS=`.
+    pub fn systemd_monitor(
+        &self,
+        watchdog: Option<Duration>,
+    ) -> io::Result<super::systemd::Monitor> {
+        super::systemd::Monitor::start(self.shared.clone(), watchdog)
+    }
+
     /// Accounting records waiting in the spool for a server's
     /// acknowledgement (0 without RADIUS accounting).
     pub fn accounting_spooled(&self) -> usize {
@@ -375,6 +408,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         mailboxes: senders,
         stopping: AtomicBool::new(false),
         fatal: worker::Fatal::default(),
+        heartbeats: worker::Heartbeats::new(workers),
     });
 
     // Before the workers: a listener that cannot bind stops the start
@@ -427,6 +461,11 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
 /// Runs the server until SIGINT or SIGTERM, reloading users on SIGHUP.
 ///
+/// Under systemd (`NOTIFY_SOCKET` set) it speaks the notification
+/// protocol ([`super::systemd`]): `READY=1` once every worker runs,
+/// `RELOADING=1`/`READY=1` around a SIGHUP, `STOPPING=1` on the way out,
+/// `STATUS=` and the watchdog pings from a thread of their own.
+///
 /// A [failure](ServerHandle::failure) (a worker died, a TUN queue was
 /// lost) also stops the server, and then `run` returns it as an error: the
 /// process exits non-zero and its service manager restarts it.
@@ -439,12 +478,35 @@ pub fn run(config: Config) -> io::Result<()> {
     // A failure ends the wait for signals below.
     let signals_handle = signals.handle();
     server.on_failure(move || signals_handle.close());
+    let monitor = if super::systemd::notify_socket_set() {
+        if server.wait_workers_running(Duration::from_secs(30)) {
+            super::systemd::ready(&super::systemd::status_text(server.sessions_active()));
+        } else if server.failure().is_none() {
+            tracing::warn!("the workers did not all start within 30 s: READY=1 not sent");
+        }
+        let watchdog = super::systemd::watchdog_interval();
+        if let Some(interval) = watchdog {
+            tracing::info!(
+                ?interval,
+                "systemd watchdog: pinging while every worker runs"
+            );
+        }
+        Some(server.systemd_monitor(watchdog)?)
+    } else {
+        None
+    };
     for signal in signals.forever() {
         match signal {
             SIGHUP => {
-                if let Err(e) = server.reload_users() {
-                    tracing::error!(error = %e, "reloading users failed; keeping the old ones");
-                }
+                super::systemd::reloading();
+                let status = match server.reload_users() {
+                    Ok(()) => super::systemd::status_text(server.sessions_active()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reloading users failed; keeping the old ones");
+                        format!("reload failed, old users kept: {e}")
+                    }
+                };
+                super::systemd::ready(&status);
             }
             _ => {
                 tracing::info!(signal, "shutting down: disconnecting every session");
@@ -456,6 +518,12 @@ pub fn run(config: Config) -> io::Result<()> {
     if failure.is_some() {
         tracing::info!("stopping after a failure: disconnecting every session");
     }
+    super::systemd::stopping(match &failure {
+        Some(failure) => failure,
+        None => "disconnecting every session",
+    });
+    // No more watchdog pings or status updates while draining.
+    drop(monitor);
     server.shutdown();
     let stats = server.metrics();
     // Workers bound their own drain by shutdown_timeout; allow a little more

@@ -48,7 +48,7 @@ use crate::worker::mailbox::{Mailbox, MailboxSender};
 
 pub(crate) use session::SessionCtx;
 use slots::Slots;
-pub(crate) use supervise::Fatal;
+pub(crate) use supervise::{Fatal, Heartbeats};
 use tun_io::TunWriteQueue;
 
 /// What workers send each other. Packets go in batches on the mailbox's
@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     pub stopping: AtomicBool,
     /// A worker died or lost its TUN queue: the server must stop.
     pub fatal: Fatal,
+    /// Each worker's last sign of life (for systemd's watchdog).
+    pub heartbeats: Heartbeats,
 }
 
 /// The per-worker resources created before the thread starts.
@@ -223,6 +225,7 @@ impl Worker {
         tokio_uring::spawn(tun_io::tun_writer(worker.clone()));
         tokio_uring::spawn(flush_outbound(worker.clone()));
         tokio_uring::spawn(stats_logger(worker.clone()));
+        tokio_uring::spawn(heartbeat(worker.clone()));
 
         // The mailbox loop is the worker's main task: it ends the runtime
         // once shutdown has drained every session.
@@ -477,6 +480,19 @@ async fn stats_logger(worker: Rc<Worker>) {
         if worker.index == 0 {
             tracing::info!(stats = %worker.shared.metrics.snapshot(), "server statistics");
         }
+    }
+}
+
+/// Tells the supervisor, every [`supervise::HEARTBEAT_INTERVAL`], that
+/// this worker's runtime still runs its tasks (spawned after the accept
+/// loops: its first beat means the worker listens).
+async fn heartbeat(worker: Rc<Worker>) {
+    loop {
+        worker
+            .shared
+            .heartbeats
+            .beat(worker.index, std::time::Instant::now());
+        tokio::time::sleep(supervise::HEARTBEAT_INTERVAL).await;
     }
 }
 

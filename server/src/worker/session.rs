@@ -164,6 +164,12 @@ pub(crate) struct SessionCtx {
     authenticated_locally: Cell<bool>,
     /// RADIUS accounting, from the Start on until the Stop is sent.
     acct: RefCell<Option<SessionAcct>>,
+    /// When the call was established (the "session started" log line);
+    /// the "session ended" line gives the time since.
+    established_at: Cell<Option<Instant>>,
+    /// The IPv4 address the session had, kept after IPCP goes down for
+    /// the "session ended" line.
+    logged_ipv4: Cell<Option<std::net::Ipv4Addr>>,
 }
 
 /// A session's accounting ([RFC 2866]): Start when IPCP gives it its
@@ -395,6 +401,8 @@ async fn serve_connection(
             limits: Cell::new(PolicyLimits::default()),
             authenticated_locally: Cell::new(false),
             acct: RefCell::new(None),
+            established_at: Cell::new(None),
+            logged_ipv4: Cell::new(None),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
@@ -1111,9 +1119,15 @@ impl SessionCtx {
                         Some(HashProtocol::Sha256) => Event::CryptoBindingSha256,
                         None => Event::CryptoBindingUnknown,
                     });
+                    self.established_at.set(Some(Instant::now()));
+                    // The structured start line (docs/operations.md, Logs);
+                    // the tunnel address follows in "IPCP opened".
                     tracing::info!(
+                        user = self.username().as_deref().unwrap_or(""),
+                        client = %self.peer,
+                        session_id = %self.session_id,
                         hash = hash.map_or("none", HashProtocol::as_str),
-                        "call connected"
+                        "session started"
                     );
                 }
                 SessionEvent::Ipv4AddressRequest(request) => self.assign_ipv4(worker, request),
@@ -1126,6 +1140,7 @@ impl SessionCtx {
                     self.span.record("ip", field::display(params.peer));
                     self.add_route(worker, IpAddr::V4(params.peer));
                     self.ipv4_route.set(Some(params.peer));
+                    self.logged_ipv4.set(Some(params.peer));
                     worker.dae_framed_ip(&self.session_id, Some(params.peer));
                     tracing::info!(peer = %params.peer, local = %params.local, "IPCP opened");
                     self.install_framed_routes(worker, params.peer);
@@ -1160,7 +1175,24 @@ impl SessionCtx {
                     worker.metrics().event(label);
                     self.acct_stop(worker, label);
                     let label = label.label();
-                    {
+                    if let Some(established) = self.established_at.get() {
+                        // The structured end line (docs/operations.md, Logs).
+                        let stats = self.proto.borrow().stats();
+                        let ip = self.logged_ipv4.get();
+                        tracing::info!(
+                            user = self.username().as_deref().unwrap_or(""),
+                            client = %self.peer,
+                            ip = ip.map(|ip| ip.to_string()).as_deref().unwrap_or(""),
+                            session_id = %self.session_id,
+                            duration_ms = established.elapsed().as_millis() as u64,
+                            bytes_from_client = stats.ip_bytes_in,
+                            packets_from_client = stats.ip_packets_in,
+                            bytes_to_client = stats.ip_bytes_out,
+                            packets_to_client = stats.ip_packets_out,
+                            reason = label,
+                            "session ended"
+                        );
+                    } else {
                         let proto = self.proto.borrow();
                         match proto
                             .claimed_username()

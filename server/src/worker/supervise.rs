@@ -5,12 +5,66 @@
 //! which wakes whoever waits on it ([`crate::app::run`]): the server then
 //! shuts down and the process exits non-zero, for its service manager to
 //! restart it.
+//!
+//! A worker can also hang without dying (a busy loop, a blocking call on
+//! its thread): [`Heartbeats`] records when each worker's runtime last ran
+//! its heartbeat task, and systemd's watchdog ping is sent only while all of
+//! them are recent (see `app::systemd`).
 
 use std::any::Any;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often each worker's heartbeat task runs.
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Each worker's last heartbeat: one relaxed store per worker every
+/// [`HEARTBEAT_INTERVAL`], read by the systemd watchdog thread.
+pub(crate) struct Heartbeats {
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last beat, plus one; 0: never.
+    beats: Box<[AtomicU64]>,
+}
+
+impl Heartbeats {
+    pub fn new(workers: usize) -> Self {
+        Heartbeats {
+            epoch: Instant::now(),
+            beats: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Worker `index` is alive at `now`.
+    pub fn beat(&self, index: usize, now: Instant) {
+        if let Some(beat) = self.beats.get(index) {
+            let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+            beat.store(ms + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether every worker has beaten at least once (its runtime runs).
+    pub fn all_started(&self) -> bool {
+        self.beats.iter().all(|b| b.load(Ordering::Relaxed) != 0)
+    }
+
+    /// The workers that have not beaten within `within` before `now`.
+    pub fn stale(&self, now: Instant, within: Duration) -> Vec<usize> {
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        let within_ms = within.as_millis() as u64;
+        self.beats
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                let last = b.load(Ordering::Relaxed);
+                last == 0 || now_ms.saturating_sub(last - 1) > within_ms
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
 
 type Hook = Box<dyn FnOnce() + Send>;
 
@@ -129,6 +183,30 @@ mod tests {
             w.fetch_add(1, Ordering::SeqCst);
         }));
         assert_eq!(woken.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_worker_that_stops_beating_is_stale() {
+        let beats = Heartbeats::new(2);
+        let t0 = beats.epoch;
+        let within = Duration::from_secs(2);
+        assert!(!beats.all_started());
+        assert_eq!(beats.stale(t0, within), [0, 1]);
+        beats.beat(0, t0);
+        beats.beat(1, t0 + Duration::from_millis(500));
+        assert!(beats.all_started());
+        assert!(beats.stale(t0 + Duration::from_secs(2), within).is_empty());
+        // Worker 1 keeps beating, worker 0 hangs.
+        beats.beat(1, t0 + Duration::from_millis(2500));
+        assert_eq!(beats.stale(t0 + Duration::from_millis(2001), within), [0]);
+        assert_eq!(beats.stale(t0 + Duration::from_millis(2600), within), [0]);
+        // It recovers.
+        beats.beat(0, t0 + Duration::from_millis(2700));
+        assert!(beats
+            .stale(t0 + Duration::from_millis(2800), within)
+            .is_empty());
+        // An index out of range is ignored.
+        beats.beat(9, t0);
     }
 
     #[test]
