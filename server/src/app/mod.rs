@@ -4,12 +4,14 @@
 //! * [`start`] / [`run`]: TLS, users, pools, the TUN device, the listeners
 //!   and the workers; signals (SIGTERM drains, SIGHUP reloads).
 //! * [`cli`]: the command line and `check-config`.
+//! * [`exporter`]: the Prometheus endpoint (`[metrics] listen`).
 //! * [`startup_banner`]: what to connect to and which certificate to expect.
 //!
 //! [`Config`]: crate::config::Config
 
 mod banner;
 pub mod cli;
+pub mod exporter;
 mod start;
 
 pub use banner::startup_banner;

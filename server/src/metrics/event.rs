@@ -377,6 +377,19 @@ events! {
         TunReadError = "tun_read_error",
         TunWriteError = "tun_write_error",
     }
+
+    MetricsRequests("metrics_requests",
+        "Requests to the Prometheus endpoint ([metrics] listen), by answer.") {
+        MetricsScraped = "metrics_scraped",
+        MetricsBadRequest = "metrics_bad_request",
+        MetricsHeadTooLarge = "metrics_head_too_large",
+        MetricsNotFound = "metrics_not_found",
+        MetricsMethodNotAllowed = "metrics_method_not_allowed",
+        // The request did not arrive within the read timeout, or the
+        // connection failed before the answer was written.
+        MetricsTimeout = "metrics_timeout",
+        MetricsIoError = "metrics_io_error",
+    }
 }
 
 impl Event {

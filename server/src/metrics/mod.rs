@@ -100,6 +100,11 @@ impl Metrics {
         &self.workers[index]
     }
 
+    /// The number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
     /// Process-wide counters.
     pub fn global(&self) -> &WorkerMetrics {
         &self.global

@@ -15,10 +15,10 @@ use tracing::{field, Instrument};
 
 use super::admission::{Admitted, PreauthPermit, RateLimitedLog};
 use super::{Worker, WorkerMsg};
+use crate::aaa::dae::{ActionOutcome, DaeAction, PolicyChange, TimeoutChange};
 use crate::aaa::radius::accounting::{
     terminate_cause, unix_now, AcctKind, AcctRecord, Authentic, Traffic,
 };
-use crate::aaa::dae::{ActionOutcome, DaeAction, PolicyChange, TimeoutChange};
 use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::ClientToClient;
 use crate::metrics::{Event, WorkerMetrics};

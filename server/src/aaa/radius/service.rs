@@ -307,6 +307,16 @@ impl RadiusService {
         self.spooled.load(Ordering::Relaxed)
     }
 
+    /// Requests waiting in the queues to the RADIUS thread: (Access-Requests,
+    /// accounting records). Two atomic loads; for the metrics endpoint.
+    pub fn queued(&self) -> (usize, usize) {
+        let depth = |max: usize, free: usize| max.saturating_sub(free);
+        (
+            depth(self.jobs.max_capacity(), self.jobs.capacity()),
+            depth(self.acct.max_capacity(), self.acct.capacity()),
+        )
+    }
+
     /// Hands an accounting record to the RADIUS thread without waiting.
     /// With the queue full the record is lost: counted
     /// (`radius_acct_queue_full`) and logged.
