@@ -227,6 +227,74 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
         1
     );
     assert_eq!(stats.event("metrics_scraped"), 2);
+
+    // Every metric the documented alerts use is one this server exports.
+    let exported: std::collections::BTreeSet<&str> = after
+        .keys()
+        .map(|series| series.split('{').next().unwrap())
+        .collect();
+    let (_, alerts) = documented_prometheus_files();
+    let mut named: Vec<&str> = alerts
+        .match_indices("sstpd_")
+        .map(|(at, _)| {
+            let rest = &alerts[at..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    assert!(named.len() >= 10, "{named:?}");
+    for name in named {
+        assert!(
+            exported.contains(name),
+            "docs/operations.md alerts on {name}, which sstpd does not export"
+        );
+    }
+}
+
+/// docs/operations.md's `prometheus.yml` and `sstpd-alerts.yml`: its first
+/// and second YAML blocks.
+fn documented_prometheus_files() -> (String, String) {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/operations.md"
+    ))
+    .unwrap();
+    let blocks: Vec<String> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_string())
+        .collect();
+    assert_eq!(blocks.len(), 2, "prometheus.yml and sstpd-alerts.yml");
+    (blocks[0].clone(), blocks[1].clone())
+}
+
+#[test]
+fn the_documented_scrape_config_and_alerts_pass_promtool() {
+    let promtool = require_tool("promtool", "prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let (config, alerts) = documented_prometheus_files();
+    std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+    std::fs::write(dir.path().join("sstpd-alerts.yml"), alerts).unwrap();
+    for args in [
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "sstpd-alerts.yml"],
+    ] {
+        let out = std::process::Command::new(&promtool)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

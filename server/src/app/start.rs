@@ -455,25 +455,30 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
         let value = gauge(value);
         gauges.push(ScrapeGauge::new(name, help, move || value));
     }
-    if let Some(radius) = &shared.radius {
-        let r = radius.clone();
-        gauges.push(ScrapeGauge::new(
+    // Zero without RADIUS, as ServerHandle::accounting_spooled.
+    type RadiusRead = fn(&crate::aaa::radius::RadiusService) -> usize;
+    let radius_gauges: [(&str, &str, RadiusRead); 3] = [
+        (
             "radius_auth_queued",
             "Access-Requests waiting in the queue to the RADIUS thread.",
-            move || gauge(r.queued().0),
-        ));
-        let r = radius.clone();
-        gauges.push(ScrapeGauge::new(
+            |r| r.queued().0,
+        ),
+        (
             "radius_accounting_queued",
             "Accounting records waiting in the queue to the RADIUS thread.",
-            move || gauge(r.queued().1),
-        ));
-        let r = radius.clone();
-        gauges.push(ScrapeGauge::new(
+            |r| r.queued().1,
+        ),
+        (
             "radius_accounting_spooled",
             "Accounting records in the spool, not yet acknowledged by a server.",
-            move || gauge(r.spooled()),
-        ));
+            |r| r.spooled(),
+        ),
+    ];
+    for (name, help, read) in radius_gauges {
+        let radius = shared.radius.clone();
+        gauges.push(ScrapeGauge::new(name, help, move || {
+            gauge(radius.as_deref().map_or(0, read))
+        }));
     }
     Exporter::new(shared.metrics.clone(), gauges)
 }
