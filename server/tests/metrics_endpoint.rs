@@ -217,6 +217,23 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
         assert!(p >= SESSIONS as u64, "{direction}: {p} packets");
         assert!(b >= SESSIONS as u64 * echo_len, "{direction}: {b} bytes");
     }
+    // Setup latency: every connection finished TLS, HTTP and SSTP; the
+    // refused one went no further.
+    for (phase, n) in [
+        ("tls", SESSIONS + 1),
+        ("http", SESSIONS + 1),
+        ("sstp", SESSIONS + 1),
+        ("auth", SESSIONS),
+        ("call_connected", SESSIONS),
+        ("ipcp", SESSIONS),
+    ] {
+        let count = format!("sstpd_session_setup_seconds_count{{phase=\"{phase}\"}}");
+        let inf = format!("sstpd_session_setup_seconds_bucket{{phase=\"{phase}\",le=\"+Inf\"}}");
+        assert_eq!(value(&after, &count), n as u64, "{phase}");
+        assert_eq!(value(&after, &inf), n as u64, "{phase}");
+        let sum = after[&format!("sstpd_session_setup_seconds_sum{{phase=\"{phase}\"}}")];
+        assert!(sum > 0.0 && sum < 60.0 * n as f64, "{phase}: {sum}");
+    }
     // The two scrapes were counted (the counter is read before this
     // scrape's own count is added).
     assert_eq!(

@@ -32,13 +32,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{Event, Family, Metrics, WorkerMetrics};
+use crate::metrics::{Event, Family, Metrics, SetupPhase, WorkerMetrics, SETUP_BUCKETS};
 
 /// How long a connection has to deliver its request head.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
@@ -262,6 +262,24 @@ impl Collector for Counters {
                     .map(|(d, v)| (vec![("worker", i.as_str()), ("direction", d)], counter(v)))
             }),
         )?;
+
+        // Setup latency, by the phase that ended, from accept.
+        {
+            let mut m = e.encode_descriptor(
+                "session_setup_seconds",
+                "Time from accept to the end of each setup phase (tls, http, sstp, auth, \
+                 call_connected, ipcp).",
+                None,
+                MetricType::Histogram,
+            )?;
+            for phase in SetupPhase::ALL {
+                let h = self.metrics.setup_histogram(phase);
+                let buckets: Vec<(f64, u64)> =
+                    SETUP_BUCKETS.iter().copied().zip(h.buckets).collect();
+                m.encode_family(&[("phase", phase.as_str())])?
+                    .encode_histogram::<NoLabelSet>(h.sum.as_secs_f64(), h.count, &buckets, None)?;
+            }
+        }
 
         // Every event, zeros included, so that rate() sees a series from
         // the start.
@@ -583,6 +601,9 @@ mod tests {
         metrics.worker(1).event(Event::WrongMac);
         metrics.worker(0).events_n(Event::WrongMac, 2);
         WorkerMetrics::add(&metrics.worker(0).rx_bytes, 1500);
+        let tls = SetupPhase::Tls;
+        metrics.worker(0).setup_phase(tls, Duration::from_millis(5));
+        metrics.worker(1).setup_phase(tls, Duration::from_secs(60));
         metrics
             .worker(1)
             .sessions_active
@@ -612,6 +633,25 @@ mod tests {
         assert!(has(r#"sstpd_worker_sessions_active{worker="1"} 3"#));
         assert!(has(r#"sstpd_worker_sessions_active{worker="0"} 0"#));
         assert!(has("sstpd_radius_accounting_spooled 7"));
+        assert!(
+            has("# TYPE sstpd_session_setup_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            has(r#"sstpd_session_setup_seconds_bucket{phase="tls",le="0.01"} 1"#),
+            "{text}"
+        );
+        assert!(has(
+            r#"sstpd_session_setup_seconds_bucket{phase="tls",le="+Inf"} 2"#
+        ));
+        assert!(has(
+            r#"sstpd_session_setup_seconds_bucket{phase="tls",le="0.001"} 0"#
+        ));
+        assert!(has(r#"sstpd_session_setup_seconds_count{phase="tls"} 2"#));
+        assert!(has(
+            r#"sstpd_session_setup_seconds_sum{phase="tls"} 60.005"#
+        ));
+        assert!(has(r#"sstpd_session_setup_seconds_count{phase="ipcp"} 0"#));
         for event in Event::ALL {
             let prefix = format!(
                 "sstpd_{}_total{{reason=\"{}\"}} ",

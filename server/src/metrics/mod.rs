@@ -15,14 +15,17 @@
 
 mod event;
 mod reasons;
+mod setup;
 
 pub use event::{Event, Family};
+pub use setup::{SetupPhase, SetupPhases, SetupSnapshot, SETUP_BUCKETS};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use event::EventCounters;
+use setup::SetupHistograms;
 
 /// Per-packet and per-session counters of one worker.
 #[derive(Debug, Default)]
@@ -49,6 +52,7 @@ pub struct WorkerMetrics {
     /// Packets dropped because the TUN write queue was full.
     pub tun_write_queue_full: AtomicU64,
     events: EventCounters,
+    setup: SetupHistograms,
 }
 
 impl WorkerMetrics {
@@ -65,6 +69,12 @@ impl WorkerMetrics {
         if n != 0 {
             self.events.add(event.into(), n);
         }
+    }
+
+    /// Records how long after accept a session finished `phase`.
+    #[inline]
+    pub fn setup_phase(&self, phase: SetupPhase, since_accept: std::time::Duration) {
+        self.setup.record(phase, since_accept);
     }
 
     /// How often this worker counted `event`.
@@ -117,6 +127,15 @@ impl Metrics {
             .iter()
             .map(|w| w.sessions_active.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The setup-time histogram of `phase`, summed over workers.
+    pub fn setup_histogram(&self, phase: SetupPhase) -> SetupSnapshot {
+        let mut snapshot = SetupSnapshot::default();
+        for w in self.workers.iter() {
+            w.setup.add_to(phase, &mut snapshot);
+        }
+        snapshot
     }
 
     /// Sums every worker's counters.
