@@ -217,6 +217,18 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
         assert!(p >= SESSIONS as u64, "{direction}: {p} packets");
         assert!(b >= SESSIONS as u64 * echo_len, "{direction}: {b} bytes");
     }
+    // Every handshake by version and suite: the clients offered 1.2 and
+    // 1.3, so 1.3 it was.
+    assert_eq!(
+        value(&after, r#"sstpd_tls_versions_total{version="tls13"}"#),
+        SESSIONS as u64 + 1
+    );
+    let suites: u64 = after
+        .iter()
+        .filter(|(series, _)| series.starts_with("sstpd_tls_cipher_suites_total{"))
+        .map(|(_, &n)| n as u64)
+        .sum();
+    assert_eq!(suites, SESSIONS as u64 + 1);
     // Setup latency: every connection finished TLS, HTTP and SSTP; the
     // refused one went no further.
     for (phase, n) in [

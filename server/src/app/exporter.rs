@@ -291,7 +291,7 @@ impl Collector for Counters {
                 Counter,
                 family.events().iter().map(|&event| {
                     (
-                        vec![("reason", event.label())],
+                        vec![(label_key(*family), event.label())],
                         counter(snapshot.count(event)),
                     )
                 }),
@@ -302,6 +302,15 @@ impl Collector for Counters {
             single(e, gauge.name, gauge.help, &ConstGauge::new((gauge.read)()))?;
         }
         Ok(())
+    }
+}
+
+/// The label an event family's series are told apart by.
+fn label_key(family: Family) -> &'static str {
+    match family {
+        Family::TlsVersions => "version",
+        Family::TlsCipherSuites => "cipher_suite",
+        _ => "reason",
     }
 }
 
@@ -654,8 +663,9 @@ mod tests {
         assert!(has(r#"sstpd_session_setup_seconds_count{phase="ipcp"} 0"#));
         for event in Event::ALL {
             let prefix = format!(
-                "sstpd_{}_total{{reason=\"{}\"}} ",
+                "sstpd_{}_total{{{}=\"{}\"}} ",
                 event.family().name(),
+                label_key(event.family()),
                 event.label()
             );
             assert!(

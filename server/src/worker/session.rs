@@ -319,6 +319,9 @@ async fn serve_connection(
         .metrics()
         .setup_phase(SetupPhase::Tls, accepted_at.elapsed());
     if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()).flatten() {
+        for event in crate::tls::handshake_events(suite) {
+            worker.metrics().event(event);
+        }
         match worker.shared.ktls.decide(suite) {
             KtlsDecision::Kernel(cipher) => match tls.offload_to_kernel() {
                 Ok(Offload::Kernel { early_plaintext }) => {
