@@ -639,6 +639,10 @@ fn example_file_is_valid() {
         config.users.chap_secrets,
         Some(path.parent().unwrap().join("chap-secrets"))
     );
+    assert_eq!(
+        config.metrics.listen,
+        Some("127.0.0.1:9464".parse::<SocketAddr>().unwrap())
+    );
 }
 
 proptest::proptest! {
