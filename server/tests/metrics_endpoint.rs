@@ -333,3 +333,70 @@ fn the_endpoint_is_off_unless_configured() {
     let server = TestServer::start(config);
     assert_eq!(server.handle().metrics_addr(), None);
 }
+
+#[test]
+fn radius_round_trips_are_timed_by_result_against_freeradius() {
+    use sstpd::config::{RadiusServer, Secret, UserBackend};
+    use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.users.backends = vec![UserBackend::Radius];
+    config.radius.auth_server = vec![RadiusServer {
+        address: "127.0.0.1:1812".parse().unwrap(),
+        secret: Secret("testing123".into()),
+    }];
+    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = TestServer::start(config);
+    let radius = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("carol", "carol-secret")],
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts in the namespace");
+    let metrics_addr = server.handle().metrics_addr().unwrap();
+    let addr = server.addr;
+    let (accepted, rejected) = server.run_clients(move || async move {
+        let options = |password: &str| {
+            client_options(
+                addr,
+                "carol",
+                password,
+                (TlsVersion::Tls12, TlsVersion::Tls13),
+                &[AuthProtocol::MsChapV2],
+            )
+        };
+        let accepted = match connect(&options("carol-secret")).await {
+            Ok((client, _)) => {
+                client.close(Duration::from_secs(5)).await;
+                true
+            }
+            Err(_) => false,
+        };
+        let rejected = connect(&options("wrong")).await.is_err();
+        (accepted, rejected)
+    });
+    assert!(accepted && rejected, "{}", radius.log());
+    let (_, text) = server.ns.run(move || scrape(metrics_addr));
+    let (ok, said) = promtool_check(&text);
+    assert!(ok, "promtool check metrics: {said}\n{text}");
+    let s = samples(&text);
+    let stats = server.handle().metrics();
+    // One Access-Request accepted; the wrong password spent the
+    // connection's MS-CHAPv2 attempts, each one rejected.
+    let accepts = stats.event("radius_accept");
+    let rejects = stats.event("radius_reject");
+    assert_eq!(accepts, 1, "{stats}");
+    assert!(rejects >= 1, "{stats}");
+    for (result, n) in [("accept", accepts), ("reject", rejects), ("no_answer", 0)] {
+        let count = format!("sstpd_radius_access_seconds_count{{result=\"{result}\"}}");
+        assert_eq!(value(&s, &count), n, "{result}");
+    }
+    let sum = s[r#"sstpd_radius_access_seconds_sum{result="accept"}"#];
+    assert!(
+        sum > 0.0 && sum < 5.0,
+        "one round trip on loopback: {sum} s"
+    );
+    assert_eq!(value(&s, "sstpd_radius_auth_queued"), 0);
+}

@@ -38,7 +38,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{Event, Family, Metrics, SetupPhase, WorkerMetrics, SETUP_BUCKETS};
+use crate::metrics::{
+    Event, Family, LatencySnapshot, Metrics, RadiusAuthResult, SetupPhase, WorkerMetrics,
+    LATENCY_BUCKETS,
+};
 
 /// How long a connection has to deliver its request head.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
@@ -146,6 +149,26 @@ fn labelled<'a, M: EncodeMetric>(
     let mut m = encoder.encode_descriptor(name, help, None, metric_type)?;
     for (labels, metric) in series {
         metric.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One histogram metric, one series per label value.
+fn histograms(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = ((&'static str, &'static str), LatencySnapshot)>,
+) -> fmt::Result {
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (label, h) in series {
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS.iter().copied().zip(h.buckets).collect();
+        m.encode_family(&[label])?.encode_histogram::<NoLabelSet>(
+            h.sum.as_secs_f64(),
+            h.count,
+            &buckets,
+            None,
+        )?;
     }
     Ok(())
 }
@@ -264,22 +287,25 @@ impl Collector for Counters {
         )?;
 
         // Setup latency, by the phase that ended, from accept.
-        {
-            let mut m = e.encode_descriptor(
-                "session_setup_seconds",
-                "Time from accept to the end of each setup phase (tls, http, sstp, auth, \
-                 call_connected, ipcp).",
-                None,
-                MetricType::Histogram,
-            )?;
-            for phase in SetupPhase::ALL {
-                let h = self.metrics.setup_histogram(phase);
-                let buckets: Vec<(f64, u64)> =
-                    SETUP_BUCKETS.iter().copied().zip(h.buckets).collect();
-                m.encode_family(&[("phase", phase.as_str())])?
-                    .encode_histogram::<NoLabelSet>(h.sum.as_secs_f64(), h.count, &buckets, None)?;
-            }
-        }
+        histograms(
+            e,
+            "session_setup_seconds",
+            "Time from accept to the end of each setup phase (tls, http, sstp, auth, \
+             call_connected, ipcp).",
+            SetupPhase::ALL.map(|p| (("phase", p.as_str()), self.metrics.setup_histogram(p))),
+        )?;
+        histograms(
+            e,
+            "radius_access_seconds",
+            "Access-Request round trips, from the session's request to the answer or to \
+             giving up, by result.",
+            RadiusAuthResult::ALL.map(|r| {
+                (
+                    ("result", r.as_str()),
+                    self.metrics.radius_auth_histogram(r),
+                )
+            }),
+        )?;
 
         // Every event, zeros included, so that rate() sees a series from
         // the start.
@@ -613,6 +639,10 @@ mod tests {
         let tls = SetupPhase::Tls;
         metrics.worker(0).setup_phase(tls, Duration::from_millis(5));
         metrics.worker(1).setup_phase(tls, Duration::from_secs(60));
+        let reject = RadiusAuthResult::Reject;
+        metrics
+            .global()
+            .radius_auth(reject, Duration::from_millis(30));
         metrics
             .worker(1)
             .sessions_active
@@ -661,6 +691,18 @@ mod tests {
             r#"sstpd_session_setup_seconds_sum{phase="tls"} 60.005"#
         ));
         assert!(has(r#"sstpd_session_setup_seconds_count{phase="ipcp"} 0"#));
+        assert!(has(
+            r#"sstpd_radius_access_seconds_count{result="reject"} 1"#
+        ));
+        assert!(has(
+            r#"sstpd_radius_access_seconds_bucket{result="reject",le="0.05"} 1"#
+        ));
+        assert!(has(
+            r#"sstpd_radius_access_seconds_bucket{result="reject",le="0.025"} 0"#
+        ));
+        assert!(has(
+            r#"sstpd_radius_access_seconds_count{result="no_answer"} 0"#
+        ));
         for event in Event::ALL {
             let prefix = format!(
                 "sstpd_{}_total{{{}=\"{}\"}} ",

@@ -18,14 +18,14 @@ mod reasons;
 mod setup;
 
 pub use event::{Event, Family};
-pub use setup::{SetupPhase, SetupPhases, SetupSnapshot, SETUP_BUCKETS};
+pub use setup::{LatencySnapshot, RadiusAuthResult, SetupPhase, SetupPhases, LATENCY_BUCKETS};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use event::EventCounters;
-use setup::SetupHistograms;
+use setup::{Histogram, SetupHistograms};
 
 /// Per-packet and per-session counters of one worker.
 #[derive(Debug, Default)]
@@ -53,6 +53,8 @@ pub struct WorkerMetrics {
     pub tun_write_queue_full: AtomicU64,
     events: EventCounters,
     setup: SetupHistograms,
+    /// Access-Request round trips, by result (process-wide only).
+    radius_auth: [Histogram; RadiusAuthResult::ALL.len()],
 }
 
 impl WorkerMetrics {
@@ -75,6 +77,12 @@ impl WorkerMetrics {
     #[inline]
     pub fn setup_phase(&self, phase: SetupPhase, since_accept: std::time::Duration) {
         self.setup.record(phase, since_accept);
+    }
+
+    /// Records how long an Access-Request took, from the session's
+    /// request to the answer (or to giving up).
+    pub fn radius_auth(&self, result: RadiusAuthResult, elapsed: std::time::Duration) {
+        self.radius_auth[result as usize].record(elapsed);
     }
 
     /// How often this worker counted `event`.
@@ -130,11 +138,18 @@ impl Metrics {
     }
 
     /// The setup-time histogram of `phase`, summed over workers.
-    pub fn setup_histogram(&self, phase: SetupPhase) -> SetupSnapshot {
-        let mut snapshot = SetupSnapshot::default();
+    pub fn setup_histogram(&self, phase: SetupPhase) -> LatencySnapshot {
+        let mut snapshot = LatencySnapshot::default();
         for w in self.workers.iter() {
             w.setup.add_to(phase, &mut snapshot);
         }
+        snapshot
+    }
+
+    /// The Access-Request latency histogram of `result`.
+    pub fn radius_auth_histogram(&self, result: RadiusAuthResult) -> LatencySnapshot {
+        let mut snapshot = LatencySnapshot::default();
+        self.global.radius_auth[result as usize].add_to(&mut snapshot);
         snapshot
     }
 

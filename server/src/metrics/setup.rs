@@ -73,28 +73,63 @@ impl SetupPhases {
     }
 }
 
+/// How an Access-Request ended, for the RADIUS latency histogram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum RadiusAuthResult {
+    /// Access-Accept (RFC 2865 4.2), usable or not.
+    Accept,
+    /// Access-Reject (RFC 2865 4.3).
+    Reject,
+    /// Another code (Access-Challenge).
+    Other,
+    /// No server answered within the retries (RFC 2865 2.5).
+    NoAnswer,
+}
+
+impl RadiusAuthResult {
+    /// Every result.
+    pub const ALL: [RadiusAuthResult; 4] = [
+        RadiusAuthResult::Accept,
+        RadiusAuthResult::Reject,
+        RadiusAuthResult::Other,
+        RadiusAuthResult::NoAnswer,
+    ];
+
+    /// The `result` label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RadiusAuthResult::Accept => "accept",
+            RadiusAuthResult::Reject => "reject",
+            RadiusAuthResult::Other => "other",
+            RadiusAuthResult::NoAnswer => "no_answer",
+        }
+    }
+}
+
 /// Upper bounds of the buckets, in seconds (the last bucket, +Inf, is
 /// implicit).
-pub const SETUP_BUCKETS: [f64; 14] = [
+pub const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// One phase's histogram on one worker.
+/// One latency histogram (a setup phase's on one worker, or RADIUS
+/// answers').
 #[derive(Debug, Default)]
-struct Histogram {
+pub(super) struct Histogram {
     /// Observations per bucket (not cumulative); the last is +Inf.
-    buckets: [AtomicU64; SETUP_BUCKETS.len() + 1],
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
 impl Histogram {
-    fn record(&self, elapsed: Duration) {
+    pub(super) fn record(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        let index = SETUP_BUCKETS
+        let index = LATENCY_BUCKETS
             .iter()
             .position(|&bound| seconds <= bound)
-            .unwrap_or(SETUP_BUCKETS.len());
+            .unwrap_or(LATENCY_BUCKETS.len());
         self.buckets[index].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
@@ -112,8 +147,14 @@ impl SetupHistograms {
         self.0[phase as usize].record(elapsed);
     }
 
-    pub(super) fn add_to(&self, phase: SetupPhase, into: &mut SetupSnapshot) {
-        let h = &self.0[phase as usize];
+    pub(super) fn add_to(&self, phase: SetupPhase, into: &mut LatencySnapshot) {
+        self.0[phase as usize].add_to(into);
+    }
+}
+
+impl Histogram {
+    pub(super) fn add_to(&self, into: &mut LatencySnapshot) {
+        let h = self;
         for (sum, bucket) in into.buckets.iter_mut().zip(&h.buckets) {
             *sum += bucket.load(Ordering::Relaxed);
         }
@@ -122,12 +163,12 @@ impl SetupHistograms {
     }
 }
 
-/// One phase's histogram summed over workers.
+/// A histogram's counts (one phase's summed over workers, say).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SetupSnapshot {
-    /// Observations per bucket of [`SETUP_BUCKETS`] (not cumulative), then
+pub struct LatencySnapshot {
+    /// Observations per bucket of [`LATENCY_BUCKETS`] (not cumulative), then
     /// those above the last bound.
-    pub buckets: [u64; SETUP_BUCKETS.len() + 1],
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
     pub count: u64,
     pub sum: Duration,
 }
@@ -144,13 +185,13 @@ mod tests {
         h.record(SetupPhase::Tls, Duration::from_millis(7));
         h.record(SetupPhase::Tls, Duration::from_secs(60));
         h.record(SetupPhase::Ipcp, Duration::from_millis(3));
-        let mut s = SetupSnapshot::default();
+        let mut s = LatencySnapshot::default();
         h.add_to(SetupPhase::Tls, &mut s);
         h.add_to(SetupPhase::Tls, &mut s);
         assert_eq!(s.count, 8);
         assert_eq!(s.buckets[0], 4, "0.5 ms and 1 ms are <= 0.001 s");
         assert_eq!(s.buckets[3], 2, "7 ms is in le=0.01");
-        assert_eq!(s.buckets[SETUP_BUCKETS.len()], 2, "60 s is above 30 s");
+        assert_eq!(s.buckets[LATENCY_BUCKETS.len()], 2, "60 s is above 30 s");
         assert_eq!(s.buckets.iter().sum::<u64>(), s.count);
         assert_eq!(s.sum, 2 * Duration::from_micros(60_008_500));
     }
