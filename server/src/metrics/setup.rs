@@ -1,5 +1,7 @@
-//! How long session setup takes: one fixed-bucket histogram per
-//! [`SetupPhase`], per worker, of the time from accept to the phase's end.
+//! Latency histograms with fixed buckets. How long session setup takes:
+//! one histogram per [`SetupPhase`], per worker, of the time from accept
+//! to the phase's end; and how long Access-Requests take, by
+//! [`RadiusAuthResult`] (process-wide, written by the RADIUS thread).
 //!
 //! Written once per phase per session (a bucket, the count and the sum:
 //! three relaxed atomic adds on the worker's own memory), read at scrape
