@@ -142,9 +142,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// `all`, a group (bulk, pps, latency, setup, idle, churn) or one
-    /// scenario (bulk_up_1, bulk_up_64, bulk_down_1, bulk_down_64, pps_up,
-    /// pps_down, latency, setup, idle, churn).
+    /// `all`, a group (bulk, pps, latency, setup, setup_radius, idle,
+    /// churn) or one scenario (bulk_up_1, bulk_up_64, bulk_down_1,
+    /// bulk_down_64, pps_up, pps_down, latency, setup, setup_radius, idle,
+    /// churn).
     scenario: String,
     /// Where the results file goes.
     #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]
@@ -158,7 +159,8 @@ struct RunArgs {
     /// Sessions held by the idle scenario.
     #[arg(long, value_name = "N", default_value_t = 4000)]
     idle_sessions: u64,
-    /// Sessions set up by the setup scenario.
+    /// Sessions set up by the setup scenarios (setup_radius: also its
+    /// users, one per session).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     setup_sessions: u64,
     /// Setups in flight (setup), connect loops (churn), and the

@@ -1,16 +1,16 @@
 //! `sstp-bench demo`, `sstp-bench run` and `run --target` end to end: the
 //! real sstp-bench, sstpd and sstp-loadgen binaries, in network namespaces
 //! of their own.
-//! Needs root (namespaces, TUN). The figures of debug builds mean little,
-//! so these tests check what a run must do whatever the machine's speed:
-//! every session comes up, every figure that has a reference carries its
+//! Needs root (namespaces, TUN), and FreeRADIUS for `setup_radius`. The
+//! figures of debug builds mean little, so these tests check what a run
+//! must do whatever the machine's speed: every session comes up, every figure that has a reference carries its
 //! ratio, the results file is readable, and nothing is left behind.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use sstp_bench::results::Results;
+use sstp_bench::results::{Figure, Results, ScenarioResult};
 
 /// A binary built in the same profile as this test (nextest builds every
 /// workspace binary for `--workspace`: sstpd and sstp-loadgen have
@@ -111,13 +111,52 @@ fn the_demo_sets_up_sessions_echoes_moves_bulk_and_leaves_nothing() {
     assert!(stdout.contains("Everything is gone again"), "{stdout}");
 }
 
-#[test]
-fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
+/// `sstp-bench run ARGS --out FILE`: its stdout, the results file read
+/// back, and its pid.
+fn run_to_results(args: &[&str]) -> (String, Results, u32) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let results_path = dir.path().join("results.json");
-    let results_arg = results_path.to_str().expect("utf-8 path");
-    let (output, pid) = sstp_bench(&[
-        "run",
+    let mut all = vec!["run"];
+    all.extend(args);
+    all.extend(["--out", results_path.to_str().expect("utf-8 path")]);
+    let (output, pid) = sstp_bench(&all);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let results = Results::load(&results_path).expect("results file readable");
+    (stdout, results, pid)
+}
+
+fn scenario<'a>(results: &'a Results, name: &str) -> &'a ScenarioResult {
+    results
+        .scenarios
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name} scenario in {results:?}"))
+}
+
+fn figure<'a>(scenario: &'a ScenarioResult, metric: &str) -> &'a Figure {
+    scenario
+        .figures
+        .iter()
+        .find(|f| f.metric == metric)
+        .unwrap_or_else(|| panic!("no {metric} figure in {scenario:?}"))
+}
+
+/// A positive figure beside a positive reference named `reference`, with
+/// the ratio of the two.
+fn assert_beside(figure: &Figure, reference: &str) {
+    assert!(figure.value > 0.0, "{figure:?}");
+    let r = figure
+        .reference
+        .as_ref()
+        .unwrap_or_else(|| panic!("{figure:?} has no reference"));
+    assert_eq!(r.name, reference);
+    assert!(r.value > 0.0, "{r:?}");
+    assert!((r.ratio - figure.value / r.value).abs() < 1e-9, "{r:?}");
+}
+
+#[test]
+fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
+    let (stdout, results, pid) = run_to_results(&[
         "setup",
         "--setup-sessions",
         "24",
@@ -127,41 +166,17 @@ fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
         "1",
         "--reference-duration",
         "0.3",
-        "--out",
-        results_arg,
     ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("4 in flight"), "{stdout}");
-
-    let results = Results::load(&results_path).expect("results file readable");
-    let setup = results
-        .scenarios
-        .iter()
-        .find(|s| s.name == "setup")
-        .unwrap_or_else(|| panic!("no setup scenario in {results:?}"));
-    let figure = |metric: &str| {
-        setup
-            .figures
-            .iter()
-            .find(|f| f.metric == metric)
-            .unwrap_or_else(|| panic!("no {metric} figure in {setup:?}"))
-    };
-    assert_eq!(figure("failed_sessions").value, 0.0);
-    let rate = figure("setup_rate");
-    assert!(rate.value > 0.0, "{rate:?}");
-    let reference = rate.reference.as_ref().expect("setup_rate has a reference");
-    assert_eq!(reference.name, "tls_handshake");
-    assert!(reference.value > 0.0, "{reference:?}");
-    assert!(
-        (reference.ratio - rate.value / reference.value).abs() < 1e-9,
-        "{reference:?}"
-    );
+    let setup = scenario(&results, "setup");
+    assert_eq!(figure(setup, "failed_sessions").value, 0.0);
+    assert_beside(figure(setup, "setup_rate"), "tls_handshake");
     // Server cost from /proc: CPU per 1,000 sessions set up.
     assert_eq!(
         setup.server.as_ref().expect("server cost").sessions_set_up,
         24
     );
-    let per_1000 = figure("server_cpu_per_1000_sessions");
+    let per_1000 = figure(setup, "server_cpu_per_1000_sessions");
     assert!(per_1000.value > 0.0, "{per_1000:?}");
     // The reference it was measured against is in the same file.
     assert!(
@@ -169,6 +184,49 @@ fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
         "{:?}",
         results.references
     );
+    assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+}
+
+#[test]
+fn a_setup_radius_run_authenticates_and_accounts_every_session_through_freeradius() {
+    let (stdout, results, pid) = run_to_results(&[
+        "setup_radius",
+        "--setup-sessions",
+        "16",
+        "--concurrency",
+        "4",
+    ]);
+    assert!(stdout.contains("reference setup_local_users"), "{stdout}");
+    assert!(stdout.contains("FreeRADIUS with the 16 users"), "{stdout}");
+    let radius = scenario(&results, "setup_radius");
+    assert_eq!(figure(radius, "failed_sessions").value, 0.0);
+    // Every session was accounted: a Start and a Stop in FreeRADIUS's
+    // detail file each.
+    assert_eq!(figure(radius, "acct_start_records").value, 16.0);
+    assert_eq!(figure(radius, "acct_stop_records").value, 16.0);
+    assert_eq!(
+        radius.server.as_ref().expect("server cost").sessions_set_up,
+        16
+    );
+    // Beside the local-users run of the same invocation.
+    assert_beside(figure(radius, "setup_rate"), "setup_local_users");
+    let local = results
+        .reference("setup_local_users")
+        .expect("the local-users run is in the file");
+    assert_eq!(local.params.get("users").map(String::as_str), Some("16"));
+    // FreeRADIUS's CPU is a share of its own (16 sessions may cost less
+    // than a clock tick: present, not necessarily positive).
+    assert!(figure(radius, "radius_cores").value >= 0.0);
+    assert!(figure(radius, "radius_cpu_per_1000_sessions").value >= 0.0);
+    for (key, value) in [("auth", "mschapv2"), ("users", "16")] {
+        assert_eq!(
+            radius.params.get(key).map(String::as_str),
+            Some(value),
+            "{:?}",
+            radius.params
+        );
+    }
+    assert!(radius.params.contains_key("accounting"));
     assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
 }
 

@@ -327,6 +327,35 @@ fn spoofed_sources_are_dropped() {
 }
 
 #[test]
+fn sources_in_routed_prefixes_pass_until_ipcp_goes_down() {
+    use sstpd::proto::route::Ipv4Prefix;
+    let mut pair = pair_with(AuthProtocol::Pap, HashProtocols::SHA256, "correct horse");
+    assert!(pair.connect());
+    // A network behind the client (RADIUS Framed-Route 192.0.2.0/24).
+    let behind = Ipv4Addr::new(192, 0, 2, 7);
+    let before = ipv4_packet(behind, GATEWAY, b"before");
+    pair.send_ip(Direction::ClientToServer, &before).unwrap();
+    pair.drive_now();
+    assert!(pair.server.delivered.is_empty(), "not routed yet: spoofed");
+    let routed = Ipv4Prefix::new(Ipv4Addr::new(192, 0, 2, 0), 24).unwrap();
+    pair.server.session.set_ipv4_routes(&[routed]);
+    let from_behind = ipv4_packet(behind, GATEWAY, b"behind");
+    let outside = ipv4_packet(Ipv4Addr::new(192, 0, 3, 1), GATEWAY, b"outside");
+    pair.send_ip(Direction::ClientToServer, &from_behind)
+        .unwrap();
+    pair.send_ip(Direction::ClientToServer, &outside).unwrap();
+    pair.drive_now();
+    assert_eq!(pair.server.delivered, vec![from_behind]);
+    assert_eq!(pair.server.session.stats().spoofed_drops, 2);
+    // Replacing the routes with none withdraws them.
+    pair.server.session.set_ipv4_routes(&[]);
+    pair.send_ip(Direction::ClientToServer, &before).unwrap();
+    pair.drive_now();
+    assert_eq!(pair.server.delivered.len(), 1);
+    assert_eq!(pair.server.session.stats().spoofed_drops, 3);
+}
+
+#[test]
 fn no_ip_traffic_passes_until_the_crypto_binding_is_verified() {
     // Hold back the client's Call Connected (message type 4): PPP completes,
     // but the server never sees the crypto binding.

@@ -542,6 +542,34 @@ fn mschapv2_accept_carries_success_and_mppe_keys() {
     assert_eq!(reply.get("MS-MPPE-Send-Key"), None);
 }
 
+/// `post_auth_reply` replaces what mschap put into the Access-Accept: one
+/// MS-MPPE-Send-Key, the configured one, the Recv-Key untouched (the wrong
+/// key the crypto binding's negative interop test needs).
+#[test]
+fn post_auth_reply_replaces_the_mppe_send_key() {
+    let wrong = format!("0x{}", "5a".repeat(16));
+    let server = start(&FreeRadiusConfig {
+        post_auth_reply: vec![("MS-MPPE-Send-Key".into(), wrong.clone())],
+        ..config()
+    });
+    let challenge = [0x11; 16];
+    let peer_challenge = [0x22; 16];
+    let (reply, nt_response) = ask_mschapv2(&server, "alice-secret", &challenge, &peer_challenge);
+    assert_alice_accepted(&server, &reply);
+    let sends: Vec<&str> = reply
+        .attributes
+        .iter()
+        .filter(|(n, _)| n == "MS-MPPE-Send-Key")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(sends, [wrong.as_str()], "{}", server.log());
+    let hash = mschapv2::nt_password_hash(b"alice-secret");
+    let keys = mppe::master_keys(&hash, &nt_response, Role::Server);
+    assert_ne!(wrong, format!("0x{}", hex(&keys.send)));
+    let receive = format!("0x{}", hex(&keys.receive));
+    assert_eq!(reply.get("MS-MPPE-Recv-Key"), Some(receive.as_str()));
+}
+
 // ------------------------------------------------------------ accounting
 
 #[test]

@@ -15,6 +15,12 @@
 //! And sstpc's keepalive and SIGTERM behaviour: it answers the server's
 //! Echo Requests, and leaves without a Call Disconnect.
 //!
+//! Through RADIUS (`users.backends = ["radius"]`, a real FreeRADIUS in the
+//! server's namespace): the server's HLAK comes from the Access-Accept's
+//! MS-MPPE-Send-Key and MS-MPPE-Recv-Key, so sstpc's Call Connected
+//! verifies with the keys FreeRADIUS derived, and fails (`wrong_mac`, Call
+//! Abort) when FreeRADIUS is made to send a wrong one.
+//!
 //! sstpc's loopback stall (it sometimes never reads the 200; the relay of
 //! common/sstpc.rs avoids its cause) is retried once and then reported as a
 //! skip (see `common::record_skip`), never as a pass. docs/interop.md lists
@@ -28,10 +34,11 @@ use common::sstpc::{
     deliver_mppe_keys, start_session, DelayRelay, HdlcPppClient, PppHeader, Sstpc, SstpcSession,
 };
 use common::*;
-use sstpd::config::{Config, CryptoBindingHash, TlsVersion};
+use sstpd::config::{Config, CryptoBindingHash, RadiusServer, Secret, TlsVersion, UserBackend};
 use sstpd::metrics::{Event, Family};
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::proto::ppp::PppCloseReason;
+use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser, DEFAULT_SECRET};
 use sstpd::tls::certs::SelfSignedKey;
 
 /// Server events that mean a session ended badly: every close reason but
@@ -140,9 +147,9 @@ fn run(
     Some((keep, server, sstpc, ppp))
 }
 
-/// Authentication, then the plugin's part (the MPPE keys to sstpc), then
-/// Call Connected verified by the server and IPCP open.
-fn bring_up(server: &TestServer, sstpc: &Sstpc, ppp: &mut HdlcPppClient, method: AuthProtocol) {
+/// Authentication, then the plugin's part: the MPPE keys to sstpc, which
+/// then sends Call Connected.
+fn authenticate(server: &TestServer, sstpc: &Sstpc, ppp: &mut HdlcPppClient, method: AuthProtocol) {
     let authenticated = ppp.run_until(Duration::from_secs(10), |p| {
         p.hlak().is_some() || p.closed().is_some()
     });
@@ -162,7 +169,12 @@ fn bring_up(server: &TestServer, sstpc: &Sstpc, ppp: &mut HdlcPppClient, method:
     }
     deliver_mppe_keys(sstpc.plugin_socket(), &send, &receive)
         .unwrap_or_else(|e| panic!("plugin socket: {e}\n{}", context(server, sstpc)));
+}
 
+/// [`authenticate`], then Call Connected verified by the server and IPCP
+/// open.
+fn bring_up(server: &TestServer, sstpc: &Sstpc, ppp: &mut HdlcPppClient, method: AuthProtocol) {
+    authenticate(server, sstpc, ppp, method);
     // sstpc sends Call Connected; the server verifies the binding. IPCP
     // runs meanwhile.
     let up = ppp.run_until(Duration::from_secs(10), |p| {
@@ -401,4 +413,139 @@ fn sstpc_answers_echo_requests_and_sigterm_needs_no_call_disconnect() {
     );
     assert_eq!(stats.event("peer_disconnect"), 0, "{stats}");
     assert_eq!(stats.event("hello_timeout"), 0, "{stats}");
+}
+
+// ---------------------------------------------------------------- RADIUS
+
+/// A server authenticating every user through FreeRADIUS (alice, with
+/// `post_auth_reply` set on its Access-Accept) in its namespace, and sstpc
+/// against it logging in with MS-CHAPv2, PPP flowing; `None` once a skip
+/// is recorded. Bind the result in this order (the peers drop first).
+fn run_radius(
+    test: &str,
+    post_auth_reply: Vec<(String, String)>,
+) -> Option<(Keep, TestServer, FreeRadius, Sstpc, HdlcPppClient)> {
+    require_tool("sstpc", common::sstpc::PACKAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path(), TlsVersion::Tls13, SHA256_AND_SHA1);
+    config.ppp.auth = vec![AuthProtocol::MsChapV2];
+    config.users.backends = vec![UserBackend::Radius];
+    config.radius.auth_server = vec![RadiusServer {
+        address: "127.0.0.1:1812".parse().unwrap(),
+        secret: Secret(DEFAULT_SECRET.into()),
+    }];
+    let server = TestServer::start(config);
+    let radius = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("alice", "alice-secret")],
+            post_auth_reply,
+            ..FreeRadiusConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("FreeRADIUS did not start ({}): {e}", e.as_str()));
+    let SstpcSession {
+        sstpc,
+        ppp,
+        retries,
+        relay,
+    } = start(test, &server, AuthProtocol::MsChapV2)?;
+    let keep = Keep {
+        retries,
+        _relay: relay,
+        _dir: dir,
+    };
+    Some((keep, server, radius, sstpc, ppp))
+}
+
+/// A session authenticated through RADIUS passes Call Connected
+/// verification with the real sstpc: the HLAK from FreeRADIUS's MPPE keys
+/// (RFC 2548 2.4.2/2.4.3, [MS-SSTP] 3.2.5.2) matches the one sstpc bound
+/// with, and IP passes.
+#[test]
+fn radius_mschapv2_session_binds_with_the_keys_from_freeradius() {
+    const TEST: &str = "radius_mschapv2_session_binds_with_the_keys_from_freeradius";
+    let Some((keep, server, radius, sstpc, mut ppp)) = run_radius(TEST, Vec::new()) else {
+        return;
+    };
+    bring_up(&server, &sstpc, &mut ppp, AuthProtocol::MsChapV2);
+    let stats = server.handle().metrics();
+    assert_eq!(stats.count(Event::RadiusAccept), 1, "{stats}");
+    assert_eq!(stats.count(Event::CryptoBindingSha256), 1, "{stats}");
+    assert_eq!(stats.count(Event::WrongMac), 0, "{stats}");
+    assert!(sstpc.log().contains("Sending Connected Message"));
+    assert!(
+        ppp.ping(GATEWAY, 0x4ad1, b"through radius", PppHeader::Full, 3),
+        "no echo reply through a RADIUS session\n{}\n{}",
+        context(&server, &sstpc),
+        radius.log()
+    );
+    ppp.close();
+    assert!(ppp.run_until(Duration::from_secs(5), |p| p.closed().is_some()));
+    assert!(
+        server.wait_idle(Duration::from_secs(5)),
+        "{}",
+        context(&server, &sstpc)
+    );
+    assert_closed_cleanly(
+        &server.handle().metrics(),
+        Event::PeerTerminated,
+        keep.retries,
+    );
+}
+
+/// FreeRADIUS accepts the user but sends a wrong MS-MPPE-Send-Key: the
+/// server's HLAK differs from sstpc's, so sstpd refuses sstpc's Call
+/// Connected (Compound MAC mismatch, [MS-SSTP] 3.2.5.2), counts
+/// `wrong_mac`, aborts the call, and no IP passes.
+#[test]
+fn radius_with_a_wrong_mppe_key_fails_call_connected() {
+    const TEST: &str = "radius_with_a_wrong_mppe_key_fails_call_connected";
+    let wrong_key = vec![(
+        "MS-MPPE-Send-Key".to_string(),
+        format!("0x{}", "5a".repeat(16)),
+    )];
+    let Some((_keep, server, radius, mut sstpc, mut ppp)) = run_radius(TEST, wrong_key) else {
+        return;
+    };
+    // The client's side of authentication succeeds (MS-CHAP2-Success is
+    // FreeRADIUS's own); its keys are the right ones, sstpc binds with
+    // them.
+    authenticate(&server, &sstpc, &mut ppp, AuthProtocol::MsChapV2);
+
+    let refused = ppp.run_until(Duration::from_secs(10), |_| {
+        server.handle().metrics().count(Event::WrongMac) == 1
+    });
+    assert!(
+        refused,
+        "Call Connected was not refused\n{}\nFreeRADIUS:\n{}",
+        context(&server, &sstpc),
+        radius.log()
+    );
+    assert!(sstpc.log().contains("Sending Connected Message"));
+    // No IP through a call whose binding failed.
+    if let Some(me) = ppp.ipv4().map(|p| p.local) {
+        ppp.send_ipv4(&icmp_echo(8, me, GATEWAY, 0x4ad2, 0, b"wrong key"));
+        ppp.run_for(Duration::from_millis(300));
+    }
+    assert!(ppp.echo_replies().is_empty(), "{:?}", ppp.echo_replies());
+    assert!(
+        server.wait_idle(Duration::from_secs(5)),
+        "the server kept the call\n{}",
+        context(&server, &sstpc)
+    );
+    let stats = server.handle().metrics();
+    assert_eq!(stats.count(Event::RadiusAccept), 1, "{stats}");
+    assert_eq!(stats.count(Event::WrongMac), 1, "{stats}");
+    assert_eq!(stats.sessions_established, 0, "{stats}");
+    assert_eq!(stats.count(Event::CryptoBindingSha256), 0, "{stats}");
+    assert_eq!(stats.count(Event::CryptoBindingSha1), 0, "{stats}");
+    assert_eq!(stats.rx_packets, 0, "nothing reached TUN: {stats}");
+    assert!(
+        sstpc.wait_exit(Duration::from_secs(5)).is_some(),
+        "sstpc survived the abort\n{}",
+        context(&server, &sstpc)
+    );
+    let log = sstpc.log();
+    assert!(log.contains("TYPE(5): ABORT"), "{log}");
 }

@@ -518,22 +518,15 @@ fn sstpc_binding(test: &str, tamper: impl FnOnce(&mut [u8; 16])) -> Option<(bool
     Some((established, context))
 }
 
+// The positive case (sstpc binds with the keys FreeRADIUS sent) and a wrong
+// key on the server's side (FreeRADIUS sending a wrong MS-MPPE-Send-Key) are
+// in interop_sstpc.rs; this one gives the *client* the wrong key.
 #[test]
-fn sstpc_binds_with_the_mppe_keys_freeradius_sent() {
-    if let Some((established, context)) =
-        sstpc_binding("sstpc_binds_with_the_mppe_keys_freeradius_sent", |_| {})
-    {
-        assert!(established, "{context}");
-    }
-}
-
-#[test]
-fn sstpc_with_a_wrong_mppe_key_fails_the_binding() {
-    if let Some((established, context)) =
-        sstpc_binding("sstpc_with_a_wrong_mppe_key_fails_the_binding", |send| {
-            send[0] ^= 1
-        })
-    {
+fn sstpc_with_a_wrong_client_mppe_key_fails_the_binding() {
+    if let Some((established, context)) = sstpc_binding(
+        "sstpc_with_a_wrong_client_mppe_key_fails_the_binding",
+        |send| send[0] ^= 1,
+    ) {
         assert!(!established, "a wrong HLAK was accepted: {context}");
     }
 }
@@ -875,4 +868,73 @@ fn idle_timeout_ends_a_silent_session_and_its_stop_says_so() {
         .unwrap();
     assert_eq!(stop.get("Acct-Terminate-Cause"), Some("Idle-Timeout"));
     assert!(number(stop, "Acct-Session-Time") >= 3, "{stop:?}");
+}
+
+/// RFC 5176 Disconnect-Request from FreeRADIUS's radclient, with accounting
+/// to FreeRADIUS: the session ends and its Stop says Admin-Reset (RFC 2866
+/// 5.10), the cause issue 13 names for an operator's disconnect.
+#[test]
+fn a_disconnect_request_ends_the_session_and_its_stop_says_admin_reset() {
+    use sstpd::config::DaeClient;
+    use sstpd::testing::freeradius::{radclient_with, RadclientKind, RadclientOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_accounting(
+        radius_config(dir.path(), &["127.0.0.1:1812"]),
+        &["127.0.0.1:1813"],
+    );
+    config.radius.dae.client = vec![DaeClient {
+        address: "127.0.0.1".parse().unwrap(),
+        secret: Secret("testing123".into()),
+    }];
+    let server = TestServer::start(config);
+    let radius = freeradius(&server.ns);
+    let (addr, dae) = (server.addr, server.handle().dae_addrs()[0]);
+    let ns = server.ns.name().to_owned();
+    let (answer, closed) = server.run_clients(move || async move {
+        let (client, _inbox) = connect(&mschapv2_options(addr, "carol", "carol-secret"))
+            .await
+            .expect("carol connects");
+        let radclient = std::thread::spawn(move || {
+            let options = RadclientOptions {
+                netns: Some(ns),
+                ..RadclientOptions::default()
+            };
+            radclient_with(
+                dae,
+                RadclientKind::Disconnect,
+                "testing123",
+                &[("User-Name", "carol")],
+                &options,
+            )
+        });
+        while !radclient.is_finished() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let answer = radclient.join().unwrap().expect("radclient ran");
+        let closed = client.wait_closed(Duration::from_secs(10)).await;
+        (answer, closed)
+    });
+    assert_eq!(
+        answer.code.as_deref(),
+        Some("Disconnect-ACK"),
+        "{}",
+        answer.output
+    );
+    assert!(closed, "{}", server.handle().metrics());
+    let records = radius
+        .wait_for_records(
+            |records| records.iter().any(|r| r.status_type() == Some("Stop")),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", radius.log()));
+    let stop = records
+        .iter()
+        .find(|r| r.status_type() == Some("Stop"))
+        .unwrap();
+    assert_eq!(stop.get("User-Name"), Some("carol"), "{stop:?}");
+    assert_eq!(
+        stop.get("Acct-Terminate-Cause"),
+        Some("Admin-Reset"),
+        "{stop:?}"
+    );
 }

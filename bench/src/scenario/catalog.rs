@@ -80,6 +80,10 @@ pub enum Kind {
     Idle,
     /// Connect, disconnect, again, in concurrent loops.
     Churn,
+    /// Sessions set up as fast as they complete, authenticated and
+    /// accounted through FreeRADIUS, beside the same load against local
+    /// users.
+    SetupRadius,
 }
 
 /// A scenario's name and what it will measure.
@@ -96,7 +100,7 @@ pub struct ScenarioSpec {
 }
 
 /// The scenarios, in the order `run all` runs them.
-pub const SCENARIOS: [ScenarioSpec; 10] = [
+pub const SCENARIOS: [ScenarioSpec; 11] = [
     ScenarioSpec {
         name: "bulk_up_1",
         group: "bulk",
@@ -174,6 +178,15 @@ pub const SCENARIOS: [ScenarioSpec; 10] = [
                   beside its server's per 1,000 handshakes",
     },
     ScenarioSpec {
+        name: "setup_radius",
+        group: "setup_radius",
+        kind: Kind::SetupRadius,
+        load: "sessions set up as fast as they complete, {concurrency} in flight, MS-CHAPv2 \
+               through FreeRADIUS with accounting, after the same load against local users",
+        figures: "sessions/s beside setup_local_users (same run; issue 13's target: 0.8); server \
+                  CPU per 1,000 sessions beside its; FreeRADIUS CPU; Start/Stop records",
+    },
+    ScenarioSpec {
         name: "idle",
         group: "idle",
         kind: Kind::Idle,
@@ -233,7 +246,7 @@ pub struct Outcome {
 
 impl Outcome {
     /// One result, printed as it is recorded.
-    fn single(
+    pub(crate) fn single(
         result: ScenarioResult,
         references: Vec<ReferenceResult>,
         print: &mut dyn FnMut(&str),
@@ -273,7 +286,7 @@ fn peer_hint(options: &BenchOptions) -> String {
 pub const MAX_LOCAL_SESSIONS: u64 = 130_000;
 
 /// The largest IPv4 pool sstpd is given, and its size in clients.
-fn pool_for(sessions: u64) -> (&'static str, usize) {
+pub(crate) fn pool_for(sessions: u64) -> (&'static str, usize) {
     if sessions <= 4000 {
         ("10.99.0.0/20", 4093)
     } else if sessions <= 65_000 {
@@ -307,6 +320,10 @@ pub fn run(
     interrupt: &AtomicBool,
     print: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ScenarioError> {
+    if spec.kind == Kind::SetupRadius {
+        // Two servers of its own, one after the other.
+        return super::radius::setup_radius(options, interrupt, print);
+    }
     let mut bed = testbed(options)?;
     let outcome = match spec.kind {
         Kind::Bulk {
@@ -336,6 +353,7 @@ pub fn run(
         Kind::Setup => setup(&mut bed, options, interrupt, print),
         Kind::Idle => idle(&mut bed, options, interrupt, print),
         Kind::Churn => churn(&mut bed, options, interrupt, print),
+        Kind::SetupRadius => unreachable!("run above"),
     }?;
     bed.stop()?;
     Ok(outcome)
@@ -461,6 +479,7 @@ pub(crate) fn cpu_context(
     add("server_cores", shares.cores(shares.server));
     add("loadgen_cores", shares.cores(shares.loadgen));
     add("peer_cores", shares.cores(shares.peer));
+    add("radius_cores", shares.cores(shares.radius));
     add("other_cores", shares.others_cores());
     if let Some(server) = shares.server {
         figures.push(fig(
@@ -805,13 +824,7 @@ fn setup(
     print: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ScenarioError> {
     let reference = handshakes(bed, options, print)?;
-    let mut spec = LoadSpec::new(
-        Mode::Idle,
-        options.setup_sessions,
-        Duration::from_millis(500),
-    );
-    spec.setup_concurrency = Some(options.concurrency);
-    let (outcome, mut figures) = load_checked(bed, &spec, interrupt)?;
+    let (outcome, mut figures) = load_checked(bed, &setup_spec(options), interrupt)?;
     let r = &outcome.report;
     let ramp = outcome.ramp();
     let established = r.sessions.established;
@@ -852,6 +865,18 @@ fn setup(
         latency: None,
     };
     Ok(Outcome::single(result, vec![reference], print))
+}
+
+/// The load of the setup scenarios: `--setup-sessions` sessions set up
+/// with `--concurrency` in flight, held half a second, closed.
+pub(crate) fn setup_spec(options: &BenchOptions) -> LoadSpec {
+    let mut spec = LoadSpec::new(
+        Mode::Idle,
+        options.setup_sessions,
+        Duration::from_millis(500),
+    );
+    spec.setup_concurrency = Some(options.concurrency);
+    spec
 }
 
 /// A result of the latency scenario's UDP round trips: `extra` params on
@@ -1090,6 +1115,7 @@ fn describe_limit(label: &str) -> String {
         Limit::Server,
         Limit::Loadgen,
         Limit::Peer,
+        Limit::Radius,
         Limit::Machine,
         Limit::NotCpu,
         Limit::ServerOrNetwork,
@@ -1116,7 +1142,15 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), SCENARIOS.len());
         let groups: Vec<&str> = SCENARIOS.iter().map(|s| s.group).collect();
-        for group in ["bulk", "pps", "latency", "setup", "idle", "churn"] {
+        for group in [
+            "bulk",
+            "pps",
+            "latency",
+            "setup",
+            "idle",
+            "churn",
+            "setup_radius",
+        ] {
             assert!(groups.contains(&group), "{group}");
         }
     }

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod demo;
 pub mod loadgen;
 pub mod process;
+pub mod radius;
 pub mod sampler;
 pub mod testbed;
 
@@ -260,8 +261,8 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "unknown scenario \"nope\"; scenarios: bulk_up_1, bulk_up_64, bulk_down_1, \
-             bulk_down_64, pps_up, pps_down, latency, setup, idle, churn, or all (groups: bulk, \
-             pps, latency, setup, idle, churn)"
+             bulk_down_64, pps_up, pps_down, latency, setup, setup_radius, idle, churn, or all \
+             (groups: bulk, pps, latency, setup, setup_radius, idle, churn)"
         );
     }
 

@@ -242,13 +242,22 @@ impl SstpdProcess {
         if !options.binary.exists() {
             return Err(ScenarioError::Binary(options.binary.clone()));
         }
+        SstpdProcess::start_in(new_namespace()?, options)
+    }
+
+    /// [`start`](Self::start) in `ns`, which something sstpd needs may
+    /// already run in (FreeRADIUS); the namespace is removed with the
+    /// process.
+    pub fn start_in(ns: NetNs, options: &SstpdOptions) -> Result<SstpdProcess, ScenarioError> {
+        if !options.binary.exists() {
+            return Err(ScenarioError::Binary(options.binary.clone()));
+        }
         let dir = tempfile::Builder::new()
             .prefix("sstp-bench-")
             .tempdir()
             .map_err(ScenarioError::Io)?;
         let log = dir.path().join("sstpd.log");
         let log_file = fs::File::create(&log).map_err(ScenarioError::Io)?;
-        let ns = NetNs::new(NAMESPACE_PREFIX).map_err(|e| ScenarioError::Setup(e.to_string()))?;
         // `ip netns exec` enters the namespace and execs the program, so
         // the child's pid is sstpd's.
         let mut command = ns.command(&options.binary);
@@ -374,7 +383,10 @@ impl SstpdProcess {
         self.terminate()
     }
 
-    fn terminate(&mut self) -> Result<ExitStatus, ScenarioError> {
+    /// [`stop`](Self::stop), keeping the namespace until this is dropped
+    /// (for what still runs in it: sstpd's last accounting goes to a
+    /// FreeRADIUS there).
+    pub fn terminate(&mut self) -> Result<ExitStatus, ScenarioError> {
         let Some(mut child) = self.child.take() else {
             return Err(ScenarioError::Setup("sstpd was already stopped".into()));
         };
@@ -407,6 +419,11 @@ impl Drop for SstpdProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// A fresh namespace for a server (`sstp-bench-<pid>-<n>`).
+pub fn new_namespace() -> Result<NetNs, ScenarioError> {
+    NetNs::new(NAMESPACE_PREFIX).map_err(|e| ScenarioError::Setup(e.to_string()))
 }
 
 /// The last `lines` lines of a log file (of its last 16 KiB).

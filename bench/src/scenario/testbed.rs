@@ -11,19 +11,24 @@
 //! Remotely ([`Testbed::remote`], `--target`): no sstpd of ours; the load
 //! runs from this host's namespace and the server's cost is not measured.
 //!
-//! Each load run is sampled ([`Sampler`]): sstpd, the peer and the load
-//! generator are separate processes, so /proc tells whose CPU a figure
-//! cost and which one was the limit.
+//! With RADIUS ([`Testbed::local_with_radius`]): a real FreeRADIUS in
+//! the same namespace, started before sstpd, sstpd's authentication and
+//! accounting server on that namespace's loopback.
+//!
+//! Each load run is sampled ([`Sampler`]): sstpd, the peer, the load
+//! generator and FreeRADIUS are separate processes, so /proc tells whose
+//! CPU a figure cost and which one was the limit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use sstp_loadgen::Report;
+use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig};
 
 use super::binaries::Binaries;
 use super::loadgen::{load_args, Connection, LoadChild, LoadSpec, PeerProcess, Placement};
-use super::process::{ProcessSample, SstpdOptions, SstpdProcess};
+use super::process::{new_namespace, ProcessSample, SstpdOptions, SstpdProcess};
 use super::sampler::{CpuUse, Sampler, Samples};
 use super::ScenarioError;
 use crate::reference::tls::CertSource;
@@ -86,6 +91,7 @@ impl Topology {
 const SERVER: usize = 0;
 const PEER: usize = 1;
 const LOADGEN: usize = 2;
+const RADIUS: usize = 3;
 
 /// A finished load run: the load generator's report and who used the CPU
 /// meanwhile.
@@ -108,6 +114,8 @@ pub struct CpuShares {
     pub server: Option<CpuUse>,
     pub peer: Option<CpuUse>,
     pub loadgen: Option<CpuUse>,
+    /// FreeRADIUS, when the testbed has one.
+    pub radius: Option<CpuUse>,
     /// The whole machine's busy time.
     pub machine: Option<f64>,
 }
@@ -120,7 +128,7 @@ impl CpuShares {
     /// Busy cores of processes other than ours (other people's work on a
     /// shared machine, kernel threads).
     pub fn others_cores(&self) -> Option<f64> {
-        let ours: f64 = [self.server, self.peer, self.loadgen]
+        let ours: f64 = [self.server, self.peer, self.loadgen, self.radius]
             .iter()
             .flatten()
             .map(CpuUse::seconds)
@@ -149,6 +157,8 @@ impl CpuShares {
             Limit::Loadgen
         } else if near(self.peer, topology.peer_threads) {
             Limit::Peer
+        } else if near(self.radius, 1) {
+            Limit::Radius
         } else if self.machine.is_some_and(|busy| {
             self.seconds > 0.0 && busy / self.seconds >= 0.9 * topology.cores as f64
         }) {
@@ -169,6 +179,9 @@ pub enum Limit {
     Loadgen,
     /// The traffic peer was busy.
     Peer,
+    /// FreeRADIUS used a core's worth of CPU (it is not pinned; its
+    /// thread pool may use more).
+    Radius,
     /// Every core of the machine was busy, no one process alone.
     Machine,
     /// No CPU was saturated: latency, pacing or a lock-step exchange.
@@ -183,6 +196,7 @@ impl Limit {
             Limit::Server => "sstpd",
             Limit::Loadgen => "sstp_loadgen",
             Limit::Peer => "peer",
+            Limit::Radius => "freeradius",
             Limit::Machine => "machine",
             Limit::NotCpu => "not_cpu",
             Limit::ServerOrNetwork => "server_or_network",
@@ -194,6 +208,7 @@ impl Limit {
             Limit::Server => "sstpd (its worker cores were busy)",
             Limit::Loadgen => "the load generator (its cores were busy)",
             Limit::Peer => "the traffic peer (its thread was busy)",
+            Limit::Radius => "FreeRADIUS (a core's worth of CPU busy)",
             Limit::Machine => "the machine (every core busy, no single process saturated)",
             Limit::NotCpu => "no CPU saturated (round trips, pacing)",
             Limit::ServerOrNetwork => {
@@ -231,6 +246,7 @@ impl LoadOutcome {
             server: if self.local { cpu(SERVER) } else { None },
             peer: if self.local { cpu(PEER) } else { None },
             loadgen: cpu(LOADGEN),
+            radius: if self.local { cpu(RADIUS) } else { None },
             machine: self.samples.machine_busy(from, to),
         }
     }
@@ -251,8 +267,10 @@ impl LoadOutcome {
 /// The server under test, its peer, and where the load runs' files go.
 #[derive(Debug)]
 pub struct Testbed {
-    // Dropped first: the peer must be gone before the namespace.
+    // Dropped first: the peer and FreeRADIUS must be gone before the
+    // namespace (sstpd's).
     peer: Option<PeerProcess>,
+    radius: Option<FreeRadius>,
     server: Option<SstpdProcess>,
     pub connection: Connection,
     pub topology: Topology,
@@ -269,7 +287,57 @@ impl Testbed {
         options: &SstpdOptions,
         topology: Topology,
     ) -> Result<Testbed, ScenarioError> {
+        let user = options
+            .users
+            .first()
+            .cloned()
+            .ok_or_else(|| ScenarioError::Setup("sstpd has no user".into()))?;
         let server = SstpdProcess::start(options)?;
+        Testbed::around(binaries, server, None, user, topology)
+    }
+
+    /// A fresh sstpd (`options`, which point its `[radius]` at
+    /// 127.0.0.1:1812/1813) with FreeRADIUS (`radius`, ports 0: 1812 and
+    /// 1813) started first in its namespace, and the peer. The load
+    /// generator connects as `radius`'s first user until told otherwise.
+    pub fn local_with_radius(
+        binaries: &Binaries,
+        options: &SstpdOptions,
+        radius: &FreeRadiusConfig,
+        topology: Topology,
+    ) -> Result<Testbed, ScenarioError> {
+        let user = radius
+            .users
+            .first()
+            .map(|u| (u.name.clone(), u.password.clone()))
+            .ok_or_else(|| ScenarioError::Setup("FreeRADIUS has no user".into()))?;
+        if !options.binary.exists() {
+            return Err(ScenarioError::Binary(options.binary.clone()));
+        }
+        let ns = new_namespace()?;
+        let freeradius = FreeRadius::start_in(&ns, radius)
+            .map_err(|e| ScenarioError::Setup(format!("FreeRADIUS: {e}")))?;
+        // An sstpd that does not start takes its namespace's name with it;
+        // FreeRADIUS, still inside, is killed here, which frees the
+        // namespace itself.
+        let server = match SstpdProcess::start_in(ns, options) {
+            Ok(server) => server,
+            Err(e) => {
+                drop(freeradius);
+                return Err(e);
+            }
+        };
+        Testbed::around(binaries, server, Some(freeradius), user, topology)
+    }
+
+    /// The testbed around a started sstpd: the peer beside it.
+    fn around(
+        binaries: &Binaries,
+        server: SstpdProcess,
+        radius: Option<FreeRadius>,
+        (user, password): (String, String),
+        topology: Topology,
+    ) -> Result<Testbed, ScenarioError> {
         let dir = temp_dir()?;
         let peer = PeerProcess::start(
             &binaries.loadgen,
@@ -278,13 +346,9 @@ impl Testbed {
             topology.peer_threads,
             &dir.path().join("peer.log"),
         )?;
-        let (user, password) = options
-            .users
-            .first()
-            .cloned()
-            .ok_or_else(|| ScenarioError::Setup("sstpd has no user".into()))?;
         Ok(Testbed {
             peer: Some(peer),
+            radius,
             connection: Connection {
                 target: server.listen_addr(),
                 user,
@@ -310,6 +374,7 @@ impl Testbed {
     ) -> Result<Testbed, ScenarioError> {
         Ok(Testbed {
             peer: None,
+            radius: None,
             server: None,
             connection,
             topology,
@@ -325,6 +390,11 @@ impl Testbed {
 
     pub fn server(&self) -> Option<&SstpdProcess> {
         self.server.as_ref()
+    }
+
+    /// FreeRADIUS, when the testbed has one.
+    pub fn radius(&self) -> Option<&FreeRadius> {
+        self.radius.as_ref()
     }
 
     /// The certificate the references use: sstpd's own, or (remote) a
@@ -368,6 +438,10 @@ impl Testbed {
             self.server.as_ref().map_or(absent, SstpdProcess::pid),
             self.peer.as_ref().map_or(absent, PeerProcess::pid),
             child.pid(),
+            self.radius
+                .as_ref()
+                .and_then(FreeRadius::pid)
+                .unwrap_or(absent),
         ]);
         let report = child.wait(interrupt);
         let samples = sampler.finish();
@@ -379,13 +453,17 @@ impl Testbed {
     }
 
     /// Stops the peer and sstpd (SIGTERM; an sstpd that does not stop in
-    /// time is an error) and removes the namespace.
+    /// time is an error), then FreeRADIUS (after sstpd: its last
+    /// accounting goes there), and removes the namespace.
     pub fn stop(mut self) -> Result<(), ScenarioError> {
         drop(self.peer.take());
-        match self.server.take() {
-            Some(server) => server.stop().map(drop),
+        let stopped = match self.server.as_mut() {
+            Some(server) => server.terminate().map(drop),
             None => Ok(()),
-        }
+        };
+        drop(self.radius.take());
+        drop(self.server.take());
+        stopped
     }
 }
 
@@ -428,6 +506,7 @@ mod tests {
             server: used(server),
             peer: used(peer),
             loadgen: used(loadgen),
+            radius: None,
             machine: Some(machine),
         };
         let limit = |s: CpuShares| s.limit(&topology, true);
@@ -442,5 +521,16 @@ mod tests {
         assert_eq!(s.cores(s.server), Some(0.7));
         assert!((s.others_cores().unwrap() - 0.3).abs() < 1e-9);
         assert_eq!(Limit::Server.as_str(), "sstpd");
+        // FreeRADIUS beside them: its core's worth makes it the limit,
+        // and its CPU is not counted as other people's.
+        let with_radius = |radius| CpuShares {
+            radius: used(radius),
+            ..shares(5.0, 5.0, 1.0, 19.5)
+        };
+        assert_eq!(limit(with_radius(9.0)), Limit::Radius);
+        assert_eq!(limit(with_radius(3.0)), Limit::Machine);
+        let s = with_radius(3.0);
+        assert!((s.others_cores().unwrap() - 0.55).abs() < 1e-9);
+        assert_eq!(Limit::Radius.as_str(), "freeradius");
     }
 }

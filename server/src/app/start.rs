@@ -21,9 +21,11 @@ use crate::proto::auth::Authenticator;
 use crate::proto::ppp::{FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::{CertHashes, HashProtocols, SstpConfig};
+use crate::routing::framed_route::FramedRouteTable;
 use crate::routing::pool::{Ipv4Range as PoolIpv4Range, Ipv6PrefixRange};
 use crate::routing::session_table::SessionTable;
 use crate::routing::ServerPools;
+use crate::tun::routes::KernelRoutes;
 use crate::tun::{TunDevice, TunOptions};
 use crate::worker::{self, Shared, WorkerSetup};
 
@@ -100,6 +102,9 @@ pub struct ServerHandle {
     /// The dynamic authorization listener, when `[[radius.dae.client]]`
     /// is configured.
     dae: Option<crate::aaa::dae::DaeListener>,
+    /// The thread installing Framed-Route kernel routes; stopped (taking
+    /// its routes with it) once the workers are.
+    kernel_routes: Option<KernelRoutes>,
     /// The Prometheus endpoint, when `[metrics] listen` is set.
     metrics_endpoint: Option<super::exporter::MetricsServer>,
     _tun: TunDevice,
@@ -242,6 +247,9 @@ impl ServerHandle {
                 for t in self.threads.drain(..) {
                     let _ = t.join();
                 }
+                if let Some(mut routes) = self.kernel_routes.take() {
+                    routes.stop();
+                }
                 if let Some(radius) = self.radius.take() {
                     // Stops from the sessions just closed, then
                     // Accounting-Off, in the time left.
@@ -310,6 +318,20 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let tun = open_tun(&config, workers)?;
     let tun_name = tun.name().to_string();
+    // Framed-Route: no route over a pool or the gateway (see
+    // routing::framed_route); kernel routes via the TUN device.
+    let framed_routes = Arc::new(FramedRouteTable::new(
+        ipv4_ranges
+            .iter()
+            .map(|r| (r.first(), r.last()))
+            .chain([(config.ipv4.gateway, config.ipv4.gateway)]),
+    ));
+    let kernel_routes = KernelRoutes::start(
+        framed_routes.clone(),
+        tun.ifindex().map_err(StartError::Tun)?,
+        metrics.clone(),
+    )
+    .map_err(StartError::Io)?;
     let mut tun = tun;
     let queues = tun.take_queues();
 
@@ -355,6 +377,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         admission: crate::worker::admission::Admission::new(&config.server),
         pools,
         table,
+        framed_routes,
         metrics,
         mailboxes: senders,
         stopping: AtomicBool::new(false),
@@ -416,6 +439,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         cert,
         radius,
         dae,
+        kernel_routes: Some(kernel_routes),
         metrics_endpoint,
         _tun: tun,
     })

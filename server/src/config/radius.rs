@@ -80,6 +80,12 @@ pub struct RadiusSection {
     /// request beyond it is answered "service unavailable" at once and
     /// counted (`radius_queue_full`). Default 4096.
     pub max_pending: usize,
+    /// Accounting-Requests in flight to the accounting server at once;
+    /// the rest wait in order. Bounded so that the Stops of many sessions
+    /// ending together do not overflow the server's receive buffer (its
+    /// kernel drops them silently, and they arrive only after a
+    /// retransmission timeout). Default 128.
+    pub acct_max_in_flight: usize,
     /// Accounting records kept on disk (in the state directory) until a
     /// server acknowledges them. Beyond it, records are sent without a
     /// copy on disk (counted `radius_acct_spool_full`). Default 16384.
@@ -106,6 +112,7 @@ impl Default for RadiusSection {
             called_station_id: None,
             acct_interim_interval: Duration::ZERO,
             max_pending: 4096,
+            acct_max_in_flight: 128,
             acct_spool_max: 16_384,
             dae: DaeSection::default(),
         }
@@ -284,6 +291,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "radius.acct_spool_max",
                 format!("{} is outside 1..=4194304", r.acct_spool_max),
+            ));
+        }
+        if !(1..=1024).contains(&r.acct_max_in_flight) {
+            return Err(ConfigError::invalid(
+                "radius.acct_max_in_flight",
+                format!("{} is outside 1..=1024", r.acct_max_in_flight),
             ));
         }
         if !(1..=1 << 20).contains(&r.max_pending) {

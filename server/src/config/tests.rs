@@ -690,6 +690,7 @@ fn radius_section_defaults_and_a_full_example() {
     assert_eq!(r.nas_identifier, "sstpd");
     assert_eq!(r.acct_interim_interval, Duration::ZERO);
     assert_eq!(r.max_pending, 4096);
+    assert_eq!(r.acct_max_in_flight, 128);
 
     let config = Config::from_toml_str(
         "[users]\nbackends = [\"radius\"]\n\
@@ -745,6 +746,14 @@ fn radius_errors_name_the_key() {
     );
     assert_err("[radius]\nnas_identifier = \"\"\n", "radius.nas_identifier");
     assert_err("[radius]\nmax_pending = 0\n", "radius.max_pending");
+    assert_err(
+        "[radius]\nacct_max_in_flight = 0\n",
+        "radius.acct_max_in_flight",
+    );
+    assert_err(
+        "[radius]\nacct_max_in_flight = 1025\n",
+        "radius.acct_max_in_flight",
+    );
     assert_err("[radius]\nsecret = \"s\"\n", "radius.secret");
 }
 

@@ -262,6 +262,28 @@ events! {
         Exhausted = "exhausted",
     }
 
+    FramedRoutes("framed_routes",
+        "RADIUS Framed-Route: routes installed, refused by why, taken over; kernel route changes.") {
+        // Routed to a session (table and, asynchronously, the kernel).
+        FramedRouteInstalled = "framed_route_installed",
+        // Refused: the default route, a prefix sharing addresses with a
+        // client pool or the gateway, a gateway other than the client, a
+        // prefix overlapping another user's live route.
+        FramedRouteDefault = "framed_route_default",
+        FramedRouteInPool = "framed_route_in_pool",
+        FramedRouteForeignGateway = "framed_route_foreign_gateway",
+        FramedRouteOverlap = "framed_route_overlap",
+        // Moved from an older session of the same user (which is closed).
+        FramedRouteTakenOver = "framed_route_taken_over",
+        // rtnetlink: routes added and deleted, failures, routes of an
+        // earlier run removed at start.
+        KernelRouteAdded = "kernel_route_added",
+        KernelRouteDeleted = "kernel_route_deleted",
+        KernelRouteAddFailed = "kernel_route_add_failed",
+        KernelRouteDeleteFailed = "kernel_route_delete_failed",
+        KernelRouteStaleRemoved = "kernel_route_stale_removed",
+    }
+
     Auth("auth",
         "Failed authentication attempts by method, throttling, and answers for closed sessions.") {
         AuthFailurePap = "auth_failure_pap",

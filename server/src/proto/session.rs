@@ -37,6 +37,7 @@ use super::ppp::{
     AddressRequestId, IpVersion, Ipv4AddressRequest, Ipv4Params, Ipv6Params, PppCloseReason,
     PppConfig, PppDropReason, PppEvent, PppLink, StaleAddressAnswer,
 };
+use super::route::Ipv4Prefix;
 use super::sstp::connection::CloseReason as SstpCloseReason;
 use super::sstp::connection::DropReason as SstpDropReason;
 use super::sstp::wire::packet_header;
@@ -267,6 +268,9 @@ pub struct Session {
     ipv4: Option<Ipv4Params>,
     ipv6: Option<Ipv6Params>,
     ipv6_prefix: Option<(Ipv6Addr, u8)>,
+    /// Server: IPv4 prefixes routed to this client (RADIUS Framed-Route),
+    /// whose addresses it may send from while IPCP is up.
+    routed_ipv4: Vec<Ipv4Prefix>,
     username: Option<String>,
     /// Server: the name of the latest authentication request.
     claimed_username: Option<String>,
@@ -345,6 +349,7 @@ impl Session {
             ipv4: None,
             ipv6: None,
             ipv6_prefix: None,
+            routed_ipv4: Vec::new(),
             username: None,
             claimed_username: None,
             http_reported: false,
@@ -369,6 +374,7 @@ impl Session {
             ipv4,
             ipv6,
             ipv6_prefix,
+            routed_ipv4,
             stats,
             ip_replies,
             ..
@@ -390,8 +396,14 @@ impl Session {
                     return;
                 }
                 if role == Role::Server {
-                    match check_source(version, packet, ipv4.as_ref(), ipv6.as_ref(), *ipv6_prefix)
-                    {
+                    match check_source(
+                        version,
+                        packet,
+                        ipv4.as_ref(),
+                        routed_ipv4,
+                        ipv6.as_ref(),
+                        *ipv6_prefix,
+                    ) {
                         SourceCheck::Allowed => {}
                         SourceCheck::RouterSolicitation => {
                             ip_replies.push(1);
@@ -552,6 +564,18 @@ impl Session {
         self.ipv6_prefix = Some((prefix, len));
         self.queue_router_advertisement(Some(ndp::ALL_NODES));
         self.settle(now);
+    }
+
+    /// Server: the IPv4 prefixes routed to this client (RADIUS
+    /// Framed-Route, [RFC 2865] 5.22, as far as the runtime installed
+    /// them). Traffic from addresses in them is accepted besides the
+    /// client's own address, until IPCP goes down (which forgets them) or
+    /// the next call replaces them.
+    ///
+    /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+    pub fn set_ipv4_routes(&mut self, prefixes: &[Ipv4Prefix]) {
+        self.routed_ipv4.clear();
+        self.routed_ipv4.extend_from_slice(prefixes);
     }
 
     /// Graceful close: LCP Terminate, then Call Disconnect.
@@ -740,6 +764,7 @@ impl Session {
             }
             PppEvent::Ipv4Down => {
                 self.ipv4 = None;
+                self.routed_ipv4.clear();
                 self.events.push_back(SessionEvent::Ipv4Down);
             }
             PppEvent::Ipv6Down => {
@@ -802,13 +827,15 @@ enum SourceCheck {
 }
 
 /// Anti-spoofing ([MS-SSTP] leaves it to the server; every VPN server
-/// must): IPv4 from the assigned address only; IPv6 from the link-local
-/// address IPv6CP agreed or from the delegated prefix.
+/// must): IPv4 from the assigned address or a prefix routed to the client
+/// (Framed-Route); IPv6 from the link-local address IPv6CP agreed or from
+/// the delegated prefix.
 #[inline]
 fn check_source(
     version: IpVersion,
     packet: &[u8],
     ipv4: Option<&Ipv4Params>,
+    routed_ipv4: &[Ipv4Prefix],
     ipv6: Option<&Ipv6Params>,
     prefix: Option<(Ipv6Addr, u8)>,
 ) -> SourceCheck {
@@ -823,6 +850,8 @@ fn check_source(
             let src = Ipv4Addr::new(src[0], src[1], src[2], src[3]);
             match ipv4 {
                 Some(p) if p.peer == src => SourceCheck::Allowed,
+                // The common case has no routes: an empty scan.
+                Some(_) if routed_ipv4.iter().any(|r| r.contains(src)) => SourceCheck::Allowed,
                 _ => SourceCheck::Spoofed,
             }
         }

@@ -136,8 +136,13 @@ pub struct ClientConfig {
     /// Drop Accounting-Responses without Message-Authenticator (servers
     /// do not send one unless configured to).
     pub require_message_authenticator_accounting: bool,
-    /// Requests of each kind in flight at once.
+    /// Access-Requests in flight at once.
     pub max_outstanding: usize,
+    /// Accounting-Requests in flight at once. Lower than for
+    /// authentication: when many sessions end together, a burst of Stops
+    /// larger than the server's receive buffer is dropped by its kernel
+    /// and only arrives after a retransmission timeout.
+    pub max_outstanding_accounting: usize,
     /// Requests of each kind waiting to be sent; beyond: `QueueFull`.
     pub max_queued: usize,
     /// Sockets the runtime has for each server (identifiers are per socket).
@@ -154,7 +159,8 @@ impl Default for ClientConfig {
     /// No servers; 3 s / 5 s timeouts doubling to at most 12 s, 2 retries
     /// per server, servers left alone for 30 s, Message-Authenticator
     /// required in Access responses (not in Accounting-Responses), 1024
-    /// requests in flight and 4096 queued per kind, 4 sockets per server.
+    /// Access-Requests and 128 Accounting-Requests in flight, 4096 queued
+    /// per kind, 4 sockets per server.
     fn default() -> ClientConfig {
         ClientConfig {
             auth_servers: Vec::new(),
@@ -167,6 +173,7 @@ impl Default for ClientConfig {
             require_message_authenticator: true,
             require_message_authenticator_accounting: false,
             max_outstanding: 1024,
+            max_outstanding_accounting: 128,
             max_queued: 4096,
             sockets_per_server: 4,
             nas_identifier: None,
@@ -858,6 +865,7 @@ impl<T> Client<T> {
         config.acct_servers.truncate(MAX_SERVERS);
         config.sockets_per_server = config.sockets_per_server.max(1);
         config.max_outstanding = config.max_outstanding.max(1);
+        config.max_outstanding_accounting = config.max_outstanding_accounting.max(1);
         config.auth_timeout = config.auth_timeout.max(MIN_TIMEOUT);
         config.acct_timeout = config.acct_timeout.max(MIN_TIMEOUT);
         config.max_timeout = config.max_timeout.max(MIN_TIMEOUT);
@@ -905,11 +913,19 @@ impl<T> Client<T> {
         &self.config
     }
 
+    /// How many requests of this kind may be in flight at once.
+    fn max_outstanding(&self, role: ServerRole) -> usize {
+        match role {
+            ServerRole::Auth => self.config.max_outstanding,
+            ServerRole::Acct => self.config.max_outstanding_accounting,
+        }
+    }
+
     /// Whether a request of this kind would be taken now rather than
     /// refused with [`SendError::QueueFull`].
     pub fn has_room(&self, role: ServerRole) -> bool {
         let r = role.index();
-        (self.outstanding[r] < self.config.max_outstanding && self.queue[r].is_empty())
+        (self.outstanding[r] < self.max_outstanding(role) && self.queue[r].is_empty())
             || self.queue[r].len() < self.config.max_queued
     }
 
@@ -957,7 +973,7 @@ impl<T> Client<T> {
         }
 
         let queue_now =
-            self.outstanding[r] >= self.config.max_outstanding || !self.queue[r].is_empty();
+            self.outstanding[r] >= self.max_outstanding(role) || !self.queue[r].is_empty();
         if queue_now && self.queue[r].len() >= self.config.max_queued {
             return Err(SendError::QueueFull);
         }
@@ -1501,7 +1517,7 @@ impl<T> Client<T> {
     /// Sends waiting requests while there is room.
     fn dequeue(&mut self, now: Instant, role: ServerRole) {
         let r = role.index();
-        while self.outstanding[r] < self.config.max_outstanding {
+        while self.outstanding[r] < self.max_outstanding(role) {
             let Some(handle) = self.queue[r].pop_front() else {
                 return;
             };

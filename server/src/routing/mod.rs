@@ -1,9 +1,11 @@
-//! Which tunnel address belongs to whom: the IPv4 and IPv6 address pools and
-//! the lock-free address → session table the packet path reads.
+//! Which tunnel address belongs to whom: the IPv4 and IPv6 address pools,
+//! the lock-free address → session table the packet path reads, and the
+//! prefixes routed behind clients (RADIUS Framed-Route).
 //!
 //! Plain data structures over `std`: the core's test harnesses answer its
 //! address requests from the same pools the server uses.
 
+pub mod framed_route;
 pub mod pool;
 pub mod session_table;
 

@@ -34,6 +34,8 @@
 //! The offset is ignored (a TUN fd is a stream); pass 0. For a
 //! readiness-based loop (epoll) instead, call [`set_nonblocking`] first.
 
+pub mod routes;
+
 use std::ffi::CStr;
 use std::fmt;
 use std::fs::{File, OpenOptions};

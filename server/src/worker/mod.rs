@@ -39,7 +39,8 @@ use crate::metrics::{Event, Metrics, WorkerMetrics};
 use crate::proto::auth::{AuthDecision, AuthRequestId, Authenticator};
 use crate::proto::session::SessionConfig;
 use crate::proto::sstp::CertHashes;
-use crate::routing::session_table::{SessionRef, SessionTable};
+use crate::routing::framed_route::{FramedRouteTable, RouteReader};
+use crate::routing::session_table::{dst_of_ipv4_packet, SessionRef, SessionTable};
 use crate::tls::ktls::KtlsPlan;
 #[cfg(test)]
 use crate::worker::mailbox::SendBatchErrorKind;
@@ -110,6 +111,9 @@ pub(crate) struct Shared {
     pub admission: Arc<admission::Admission>,
     pub pools: Arc<crate::routing::ServerPools>,
     pub table: SessionTable,
+    /// Prefixes routed behind clients (RADIUS Framed-Route); the TUN path
+    /// asks it when `table` has no owner.
+    pub framed_routes: Arc<FramedRouteTable>,
     pub metrics: Metrics,
     pub mailboxes: Vec<MailboxSender<WorkerMsg>>,
     /// Set once shutdown has begun: stop accepting.
@@ -179,6 +183,8 @@ pub(crate) struct Worker {
     throttle_log: RefCell<admission::RateLimitedLog>,
     /// TUN reads that failed in a row (all of this worker's readers).
     tun_read_failures: Cell<u32>,
+    /// This worker's view of the routed prefixes.
+    route_reader: RefCell<RouteReader>,
 }
 
 impl Worker {
@@ -202,6 +208,7 @@ impl Worker {
                 admission::REFUSAL_LOG_INTERVAL,
             )),
             tun_read_failures: Cell::new(0),
+            route_reader: RefCell::new(shared.framed_routes.reader()),
             shared,
         });
         let mut listener_wait = worker.mailbox.borrow().listener()?;
@@ -380,10 +387,24 @@ impl Worker {
         }
     }
 
+    /// The session a packet's destination belongs to: the exact table
+    /// first (a tunnel address; one atomic load), then the prefixes routed
+    /// behind clients (one more load while none is live).
+    #[inline]
+    fn destination_owner(&self, packet: &[u8]) -> Option<SessionRef> {
+        if let Some(owner) = self.shared.table.lookup_packet_destination(packet) {
+            return Some(owner);
+        }
+        let dst = dst_of_ipv4_packet(packet)?;
+        self.shared
+            .framed_routes
+            .lookup(&mut self.route_reader.borrow_mut(), dst)
+    }
+
     /// Routes a packet read from TUN (or handed over by another worker) to
     /// the session that owns its destination.
     fn route_from_tun(&self, packet: &[u8]) {
-        let Some(owner) = self.shared.table.lookup_packet_destination(packet) else {
+        let Some(owner) = self.destination_owner(packet) else {
             WorkerMetrics::add(&self.metrics().tun_no_session, 1);
             return;
         };

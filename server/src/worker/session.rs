@@ -29,6 +29,7 @@ use crate::proto::auth::{
     RejectReason, SessionPolicy,
 };
 use crate::proto::ppp::Ipv4AddressRequest;
+use crate::proto::route::Ipv4Prefix;
 use crate::proto::session::{CloseReason, Session, SessionEvent};
 use crate::proto::sstp::connection::{AbortReason, CloseReason as SstpCloseReason};
 use crate::proto::sstp::{record_units, HashProtocol};
@@ -117,6 +118,9 @@ pub(crate) struct SessionCtx {
     routes: RefCell<Vec<IpAddr>>,
     /// The IPv4 address IPCP assigned, while it is up.
     ipv4_route: Cell<Option<std::net::Ipv4Addr>>,
+    /// The Framed-Route prefixes routed to this session, while its IPv4
+    /// is up.
+    framed_routes: RefCell<Vec<Ipv4Prefix>>,
     /// The IPv6 /64 delegated to this session, to return to the pool.
     ipv6_prefix: Cell<Option<std::net::Ipv6Addr>>,
     /// The IPv4 address reserved for the client, until the core releases it.
@@ -382,6 +386,7 @@ async fn serve_connection(
             span: span.clone(),
             routes: RefCell::new(Vec::new()),
             ipv4_route: Cell::new(None),
+            framed_routes: RefCell::new(Vec::new()),
             ipv6_prefix: Cell::new(None),
             ipv4_lease: Cell::new(None),
             reader_done: Cell::new(false),
@@ -731,9 +736,7 @@ impl SessionCtx {
                     oversized += 1;
                 } else if deny
                     && worker
-                        .shared
-                        .table
-                        .lookup_packet_destination(packet)
+                        .destination_owner(packet)
                         .is_some_and(|owner| owner != self.reference)
                 {
                     denied += 1;
@@ -1145,6 +1148,7 @@ impl SessionCtx {
                     self.ipv4_route.set(Some(params.peer));
                     worker.dae_framed_ip(&self.session_id, Some(params.peer));
                     tracing::info!(peer = %params.peer, local = %params.local, "IPCP opened");
+                    self.install_framed_routes(worker, params.peer);
                     self.acct_start(worker, params.peer);
                 }
                 SessionEvent::Ipv4Down => {
@@ -1152,6 +1156,7 @@ impl SessionCtx {
                     if let Some(v4) = self.ipv4_route.take() {
                         self.remove_route(worker, IpAddr::V4(v4));
                     }
+                    self.release_framed_routes(worker);
                 }
                 SessionEvent::Ipv6Up(params) => {
                     tracing::info!(
@@ -1230,6 +1235,68 @@ impl SessionCtx {
         self.routes.borrow_mut().push(addr);
     }
 
+    /// Routes the authenticator's Framed-Routes to this session once its
+    /// address is known (`client`), as far as
+    /// [`FramedRouteTable::claim`](crate::routing::framed_route::FramedRouteTable::claim)
+    /// allows: refusals are counted and logged, older sessions of the same
+    /// user whose routes move here are closed, and the core accepts
+    /// traffic from the prefixes installed.
+    fn install_framed_routes(&self, worker: &Worker, client: std::net::Ipv4Addr) {
+        let routes = match self.policy.try_borrow() {
+            Ok(policy) if !policy.routes.is_empty() => policy.routes.clone(),
+            _ => return,
+        };
+        // A renegotiated IPCP: the earlier claim goes first.
+        self.release_framed_routes(worker);
+        let user = self.username().unwrap_or_default();
+        let claimed = worker
+            .shared
+            .framed_routes
+            .claim(self.reference, &user, client, &routes);
+        let m = worker.metrics();
+        for (route, refusal) in &claimed.refused {
+            m.event(Event::from(*refusal));
+            tracing::warn!(route = %route, reason = refusal.as_str(), "Framed-Route refused");
+        }
+        m.events_n(Event::FramedRouteInstalled, claimed.installed.len() as u64);
+        m.events_n(Event::FramedRouteTakenOver, claimed.taken_over as u64);
+        for previous in claimed.taken_from {
+            tracing::warn!(
+                ?previous,
+                "Framed-Route moved from an older session of the user; closing it"
+            );
+            worker.disconnect(previous, Event::SessionTakenOver);
+        }
+        if !claimed.installed.is_empty() {
+            let list = claimed
+                .installed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ");
+            tracing::info!(routes = %list, "Framed-Route installed");
+        }
+        self.proto.borrow_mut().set_ipv4_routes(&claimed.installed);
+        *self.framed_routes.borrow_mut() = claimed.installed;
+    }
+
+    /// Withdraws this session's Framed-Routes (IPCP down, or the end).
+    fn release_framed_routes(&self, worker: &Worker) {
+        let Ok(mut routes) = self.framed_routes.try_borrow_mut() else {
+            return;
+        };
+        if routes.is_empty() {
+            return;
+        }
+        let routes = std::mem::take(&mut *routes);
+        worker.shared.framed_routes.release(self.reference, &routes);
+        // After a panic the protocol state may still be borrowed; it goes
+        // with the session anyway.
+        if let Ok(mut proto) = self.proto.try_borrow_mut() {
+            proto.set_ipv4_routes(&[]);
+        }
+    }
+
     fn remove_route(&self, worker: &Worker, addr: IpAddr) {
         let _ = worker.shared.table.remove(addr, self.reference);
         self.routes.borrow_mut().retain(|a| *a != addr);
@@ -1303,6 +1370,7 @@ impl SessionCtx {
         self.acct_stop(worker, Event::SessionPanicked);
         self.release_ipv6_prefix(worker);
         self.release_ipv4(worker);
+        self.release_framed_routes(worker);
         let routes = self
             .routes
             .try_borrow_mut()

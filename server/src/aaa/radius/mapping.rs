@@ -211,6 +211,10 @@ pub fn accept(
         ignored += usize::from(!usable);
         usable.then_some(mtu as u16)
     });
+    // Malformed Framed-Routes are logged there and counted as ignored.
+    let (routes, bad_routes) =
+        crate::routing::framed_route::parse_framed_routes(attrs.get_all(attr::FRAMED_ROUTE));
+    ignored += bad_routes;
     let policy = SessionPolicy {
         session_timeout: seconds(attr::SESSION_TIMEOUT),
         idle_timeout: seconds(attr::IDLE_TIMEOUT),
@@ -225,6 +229,7 @@ pub fn accept(
             .get(attr::FRAMED_POOL)
             .map(|name| String::from_utf8_lossy(name).into_owned()),
         class: attrs.get_all(attr::CLASS).map(<[u8]>::to_vec).collect(),
+        routes,
     };
     ignored += attrs.iter().filter(|a| !applied(a.kind())).count();
     ignored += attrs
@@ -260,6 +265,7 @@ fn applied(kind: u8) -> bool {
             | attr::IDLE_TIMEOUT
             | attr::ACCT_INTERIM_INTERVAL
             | attr::FRAMED_MTU
+            | attr::FRAMED_ROUTE
             | attr::CLASS
             | attr::MESSAGE_AUTHENTICATOR
             | attr::PROXY_STATE
@@ -553,6 +559,29 @@ pub(super) mod tests {
         let (accept, ignored) = accept(&attrs, &pap, None).unwrap();
         assert_eq!(accept.policy, SessionPolicy::default());
         assert_eq!(ignored, 1);
+    }
+
+    #[test]
+    fn framed_routes_become_the_policys_routes_and_bad_ones_are_ignored() {
+        use crate::proto::route::FramedRoute;
+        let pap = Credentials::Pap { password: vec![] };
+        let mut attrs = Attributes::new();
+        for value in [
+            "192.0.2.0/24 0.0.0.0 1",
+            "not a route",
+            "198.51.100.0 255.255.255.128",
+        ] {
+            attrs.push_string(attr::FRAMED_ROUTE, value).unwrap();
+        }
+        let (accept, ignored) = accept(&attrs, &pap, None).unwrap();
+        assert_eq!(
+            accept.policy.routes,
+            [
+                FramedRoute::parse("192.0.2.0/24 0.0.0.0 1").unwrap(),
+                FramedRoute::parse("198.51.100.0/25").unwrap(),
+            ]
+        );
+        assert_eq!(ignored, 1, "the malformed one");
     }
 
     #[test]

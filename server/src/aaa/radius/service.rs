@@ -187,6 +187,7 @@ fn client_config(r: &RadiusSection) -> ClientConfig {
         require_message_authenticator: r.require_message_authenticator,
         require_message_authenticator_accounting: r.require_message_authenticator_accounting,
         max_queued: r.max_pending,
+        max_outstanding_accounting: r.acct_max_in_flight,
         ..ClientConfig::default()
     }
 }

@@ -271,7 +271,8 @@ pub struct AuthAccept {
 /// configured servers, [RFC 1877]) and `mtu` (caps the IP packets sent to
 /// and accepted from the peer). The runtime applies what is policy: the
 /// timeouts end the session, `pool` picks the address pool, `class` and
-/// `acct_interim_interval` go to accounting.
+/// `acct_interim_interval` go to accounting, `routes` are installed while
+/// the session's IPv4 is up.
 ///
 /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
 /// [RFC 2869]: https://www.rfc-editor.org/rfc/rfc2869
@@ -300,6 +301,10 @@ pub struct SessionPolicy {
     pub pool: Option<String>,
     /// Class ([RFC 2865] 5.25): echoed unchanged in accounting.
     pub class: Vec<Vec<u8>>,
+    /// Framed-Route ([RFC 2865] 5.22): IPv4 prefixes behind the client,
+    /// routed to the session while its IPCP is up (the runtime decides
+    /// which it installs: `routing::framed_route`).
+    pub routes: Vec<crate::proto::route::FramedRoute>,
 }
 
 /// What the runtime knows about the connection an [`AuthRequest`] came on,

@@ -840,3 +840,30 @@ fn per_server_counts_follow_failures() {
     pair.advance_by(Duration::from_secs(1));
     assert_eq!(pair.client.stats().servers[0].in_flight, 0);
 }
+
+#[test]
+fn accounting_has_a_lower_in_flight_bound_of_its_own() {
+    // Many sessions ending together: the Stops go out at most
+    // `max_outstanding_accounting` at a time, the rest wait in order.
+    let mut config = config(&[AUTH1], &[ACCT1]);
+    config.max_outstanding_accounting = 4;
+    let mut responders = responders(&[AUTH1, ACCT1]);
+    responders[1].delay = Duration::from_secs(1);
+    let mut pair = pair(config, responders);
+    let now = pair.now;
+    for tag in 0..10 {
+        pair.client
+            .send(now, acct_start(&format!("s{tag}")), tag)
+            .unwrap();
+    }
+    pair.drive_now();
+    let stats = pair.client.stats();
+    assert_eq!((stats.acct_outstanding, stats.acct_queued), (4, 6));
+    assert_eq!(pair.server[1].received.len(), 4);
+    // Authentication keeps its own, larger budget meanwhile.
+    assert!(pair.client.has_room(ServerRole::Auth));
+    run_to(&mut pair, 10);
+    assert_eq!(pair.server[1].received.len(), 10);
+    let stats = pair.client.stats();
+    assert_eq!((stats.acct_outstanding, stats.acct_queued), (0, 0));
+}
