@@ -4,6 +4,7 @@
 //! * [`start`] / [`run`]: TLS, users, pools, the TUN device, the listeners
 //!   and the workers; signals (SIGTERM drains, SIGHUP reloads).
 //! * [`cli`]: the command line and `check-config`.
+//! * [`exporter`]: the Prometheus endpoint (`[metrics] listen`).
 //! * [`startup_banner`]: what to connect to and which certificate to expect.
 //! * [`systemd`]: `Type=notify` readiness, reload, stop, status and watchdog.
 //!
@@ -11,6 +12,7 @@
 
 mod banner;
 pub mod cli;
+pub mod exporter;
 mod start;
 pub mod systemd;
 

@@ -105,6 +105,8 @@ pub struct ServerHandle {
     /// The thread installing Framed-Route kernel routes; stopped (taking
     /// its routes with it) once the workers are.
     kernel_routes: Option<KernelRoutes>,
+    /// The Prometheus endpoint, when `[metrics] listen` is set.
+    metrics_endpoint: Option<super::exporter::MetricsServer>,
     _tun: TunDevice,
 }
 
@@ -145,6 +147,11 @@ impl ServerHandle {
             .dae_sessions
             .as_ref()
             .map_or_else(Vec::new, |registry| registry.select(selector))
+    }
+
+    /// The address the Prometheus endpoint bound, when it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_endpoint.as_ref().map(|m| m.local_addr())
     }
 
     /// Hashes of the certificate clients see (for the crypto binding).
@@ -426,6 +433,18 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         None => None,
     };
 
+    let metrics_endpoint = match config.metrics.listen {
+        Some(addr) => Some(
+            super::exporter::MetricsServer::start(
+                addr,
+                exporter_for(&shared),
+                shared.metrics.clone(),
+            )
+            .map_err(|error| StartError::Listen { addr, error })?,
+        ),
+        None => None,
+    };
+
     let cores = if config.server.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -455,8 +474,71 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         radius,
         dae,
         kernel_routes: Some(kernel_routes),
+        metrics_endpoint,
         _tun: tun,
     })
+}
+
+/// The Prometheus exposition of this server: its counters, and gauges
+/// read at scrape time from admission control, the limits and RADIUS.
+fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
+    use super::exporter::{Exporter, ScrapeGauge};
+    let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    let mut gauges = Vec::new();
+    let admission = shared.admission.clone();
+    gauges.push(ScrapeGauge::new(
+        "connections_open",
+        "TCP connections open (admission control's count).",
+        move || gauge(admission.counts().0),
+    ));
+    let admission = shared.admission.clone();
+    gauges.push(ScrapeGauge::new(
+        "connections_preauth",
+        "Connections not yet authenticated (limit: server.max_preauth_sessions).",
+        move || gauge(admission.counts().1),
+    ));
+    let server = &shared.config.server;
+    for (name, help, value) in [
+        (
+            "max_sessions",
+            "server.max_sessions: the session limit.",
+            server.max_sessions,
+        ),
+        (
+            "max_preauth_sessions",
+            "server.max_preauth_sessions: the pre-authentication limit.",
+            server.max_preauth_sessions,
+        ),
+    ] {
+        let value = gauge(value);
+        gauges.push(ScrapeGauge::new(name, help, move || value));
+    }
+    // Zero without RADIUS, as ServerHandle::accounting_spooled.
+    type RadiusRead = fn(&crate::aaa::radius::RadiusService) -> usize;
+    let radius_gauges: [(&str, &str, RadiusRead); 3] = [
+        (
+            "radius_auth_queued",
+            "Access-Requests waiting in the queue to the RADIUS thread.",
+            |r| r.queued().0,
+        ),
+        (
+            "radius_accounting_queued",
+            "Accounting records waiting in the queue to the RADIUS thread.",
+            |r| r.queued().1,
+        ),
+        (
+            "radius_accounting_spooled",
+            "Accounting records in the spool, not yet acknowledged by a server.",
+            |r| r.spooled(),
+        ),
+    ];
+    for (name, help, read) in radius_gauges {
+        let radius = shared.radius.clone();
+        gauges.push(ScrapeGauge::new(name, help, move || {
+            gauge(radius.as_deref().map_or(0, read))
+        }));
+    }
+    Exporter::new(shared.metrics.clone(), gauges)
 }
 
 /// Runs the server until SIGINT or SIGTERM, reloading users on SIGHUP.

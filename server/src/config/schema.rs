@@ -26,6 +26,7 @@ pub struct Config {
     pub auth_throttle: AuthThrottleSection,
     pub radius: RadiusSection,
     pub logging: LoggingSection,
+    pub metrics: MetricsSection,
     /// Where this configuration came from (not a key).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -607,6 +608,15 @@ pub struct LoggingSection {
     pub level: LogLevel,
     /// "text" (default) or "json".
     pub format: LogFormat,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where to serve `GET /metrics` (Prometheus text format), e.g.
+    /// `"127.0.0.1:9464"`. Off (no socket) unless set.
+    pub listen: Option<SocketAddr>,
 }
 
 fn deserialize_auth_protocols<'de, D: Deserializer<'de>>(

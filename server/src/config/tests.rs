@@ -639,6 +639,10 @@ fn example_file_is_valid() {
         config.users.chap_secrets,
         Some(path.parent().unwrap().join("chap-secrets"))
     );
+    assert_eq!(
+        config.metrics.listen,
+        Some("127.0.0.1:9464".parse::<SocketAddr>().unwrap())
+    );
 }
 
 proptest::proptest! {
@@ -773,4 +777,18 @@ fn named_pools_must_stand_apart() {
         "[[ipv4.pools]]\nname = \"\"\nrange = \"10.98.0.0/24\"\n",
         "ipv4.pools[0].name",
     );
+}
+
+#[test]
+fn the_metrics_endpoint_is_off_unless_an_address_is_given() {
+    assert_eq!(load("").unwrap().metrics.listen, None);
+    let config = load("[metrics]\nlisten = \"127.0.0.1:9464\"\n").unwrap();
+    assert_eq!(
+        config.metrics.listen,
+        Some("127.0.0.1:9464".parse::<SocketAddr>().unwrap())
+    );
+    let got = err("[metrics]\nlisten = \"localhost\"\n");
+    assert!(got.contains("metrics.listen"), "{got}");
+    let got = err("[metrics]\nport = 9464\n");
+    assert!(got.contains("port"), "{got}");
 }

@@ -399,6 +399,38 @@ events! {
         TunReadError = "tun_read_error",
         TunWriteError = "tun_write_error",
     }
+
+    TlsVersions("tls_versions", "TLS handshakes completed, by protocol version.") {
+        TlsVersion12 = "tls12",
+        TlsVersion13 = "tls13",
+    }
+
+    // Labelled by the IANA name as rustls spells it, in lower case.
+    TlsCipherSuites("tls_cipher_suites", "TLS handshakes completed, by cipher suite.") {
+        Tls13Aes128GcmSha256 = "tls13_aes_128_gcm_sha256",
+        Tls13Aes256GcmSha384 = "tls13_aes_256_gcm_sha384",
+        Tls13Chacha20Poly1305Sha256 = "tls13_chacha20_poly1305_sha256",
+        TlsEcdheEcdsaAes128GcmSha256 = "tls_ecdhe_ecdsa_with_aes_128_gcm_sha256",
+        TlsEcdheEcdsaAes256GcmSha384 = "tls_ecdhe_ecdsa_with_aes_256_gcm_sha384",
+        TlsEcdheEcdsaChacha20Poly1305Sha256 = "tls_ecdhe_ecdsa_with_chacha20_poly1305_sha256",
+        TlsEcdheRsaAes128GcmSha256 = "tls_ecdhe_rsa_with_aes_128_gcm_sha256",
+        TlsEcdheRsaAes256GcmSha384 = "tls_ecdhe_rsa_with_aes_256_gcm_sha384",
+        TlsEcdheRsaChacha20Poly1305Sha256 = "tls_ecdhe_rsa_with_chacha20_poly1305_sha256",
+        TlsOtherCipherSuite = "other_cipher_suite",
+    }
+
+    MetricsRequests("metrics_requests",
+        "Requests to the Prometheus endpoint ([metrics] listen), by answer.") {
+        MetricsScraped = "metrics_scraped",
+        MetricsBadRequest = "metrics_bad_request",
+        MetricsHeadTooLarge = "metrics_head_too_large",
+        MetricsNotFound = "metrics_not_found",
+        MetricsMethodNotAllowed = "metrics_method_not_allowed",
+        // The request did not arrive within the read timeout, or the
+        // connection failed before the answer was written.
+        MetricsTimeout = "metrics_timeout",
+        MetricsIoError = "metrics_io_error",
+    }
 }
 
 impl Event {

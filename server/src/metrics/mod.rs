@@ -15,14 +15,17 @@
 
 mod event;
 mod reasons;
+mod setup;
 
 pub use event::{Event, Family};
+pub use setup::{LatencySnapshot, RadiusAuthResult, SetupPhase, SetupPhases, LATENCY_BUCKETS};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use event::EventCounters;
+use setup::{Histogram, SetupHistograms};
 
 /// Per-packet and per-session counters of one worker.
 #[derive(Debug, Default)]
@@ -49,6 +52,9 @@ pub struct WorkerMetrics {
     /// Packets dropped because the TUN write queue was full.
     pub tun_write_queue_full: AtomicU64,
     events: EventCounters,
+    setup: SetupHistograms,
+    /// Access-Request round trips, by result (process-wide only).
+    radius_auth: [Histogram; RadiusAuthResult::ALL.len()],
 }
 
 impl WorkerMetrics {
@@ -65,6 +71,18 @@ impl WorkerMetrics {
         if n != 0 {
             self.events.add(event.into(), n);
         }
+    }
+
+    /// Records how long after accept a session finished `phase`.
+    #[inline]
+    pub fn setup_phase(&self, phase: SetupPhase, since_accept: std::time::Duration) {
+        self.setup.record(phase, since_accept);
+    }
+
+    /// Records how long an Access-Request took, from the session's
+    /// request to the answer (or to giving up).
+    pub fn radius_auth(&self, result: RadiusAuthResult, elapsed: std::time::Duration) {
+        self.radius_auth[result as usize].record(elapsed);
     }
 
     /// How often this worker counted `event`.
@@ -100,6 +118,11 @@ impl Metrics {
         &self.workers[index]
     }
 
+    /// The number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
     /// Process-wide counters.
     pub fn global(&self) -> &WorkerMetrics {
         &self.global
@@ -112,6 +135,22 @@ impl Metrics {
             .iter()
             .map(|w| w.sessions_active.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// The setup-time histogram of `phase`, summed over workers.
+    pub fn setup_histogram(&self, phase: SetupPhase) -> LatencySnapshot {
+        let mut snapshot = LatencySnapshot::default();
+        for w in self.workers.iter() {
+            w.setup.add_to(phase, &mut snapshot);
+        }
+        snapshot
+    }
+
+    /// The Access-Request latency histogram of `result`.
+    pub fn radius_auth_histogram(&self, result: RadiusAuthResult) -> LatencySnapshot {
+        let mut snapshot = LatencySnapshot::default();
+        self.global.radius_auth[result as usize].add_to(&mut snapshot);
+        snapshot
     }
 
     /// Sums every worker's counters.

@@ -327,5 +327,32 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+/// The events a completed handshake is counted under: its protocol
+/// version (family `tls_versions`) and its cipher suite
+/// (`tls_cipher_suites`, labelled by the suite's name in lower case).
+pub fn handshake_events(suite: rustls::SupportedCipherSuite) -> [crate::metrics::Event; 2] {
+    use crate::metrics::Event;
+    use rustls::CipherSuite as C;
+    let version = match suite {
+        rustls::SupportedCipherSuite::Tls12(_) => Event::TlsVersion12,
+        rustls::SupportedCipherSuite::Tls13(_) => Event::TlsVersion13,
+    };
+    let suite = match suite.suite() {
+        C::TLS13_AES_128_GCM_SHA256 => Event::Tls13Aes128GcmSha256,
+        C::TLS13_AES_256_GCM_SHA384 => Event::Tls13Aes256GcmSha384,
+        C::TLS13_CHACHA20_POLY1305_SHA256 => Event::Tls13Chacha20Poly1305Sha256,
+        C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => Event::TlsEcdheEcdsaAes128GcmSha256,
+        C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => Event::TlsEcdheEcdsaAes256GcmSha384,
+        C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            Event::TlsEcdheEcdsaChacha20Poly1305Sha256
+        }
+        C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => Event::TlsEcdheRsaAes128GcmSha256,
+        C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => Event::TlsEcdheRsaAes256GcmSha384,
+        C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => Event::TlsEcdheRsaChacha20Poly1305Sha256,
+        _ => Event::TlsOtherCipherSuite,
+    };
+    [version, suite]
+}
+
 #[cfg(test)]
 mod tests;

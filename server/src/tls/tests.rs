@@ -1163,3 +1163,17 @@ fn prepare_server_tls_follows_the_ktls_mode() {
         }
     }
 }
+
+#[test]
+fn every_default_cipher_suite_is_counted_under_its_own_name_and_version() {
+    for name in DEFAULT_CIPHER_SUITE_NAMES {
+        let suite = cipher_suite_by_name(name).unwrap();
+        let [version, counted] = handshake_events(suite);
+        assert_eq!(counted.label(), name.to_ascii_lowercase(), "{name}");
+        let expected = match suite_version(suite) {
+            crate::config::TlsVersion::Tls12 => "tls12",
+            crate::config::TlsVersion::Tls13 => "tls13",
+        };
+        assert_eq!(version.label(), expected, "{name}");
+    }
+}

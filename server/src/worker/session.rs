@@ -21,7 +21,7 @@ use crate::aaa::radius::accounting::{
 };
 use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::ClientToClient;
-use crate::metrics::{Event, WorkerMetrics};
+use crate::metrics::{Event, SetupPhase, WorkerMetrics};
 use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::auth::{
@@ -135,6 +135,10 @@ pub(crate) struct SessionCtx {
     /// When the pre-authentication window ends (`server.preauth_timeout`
     /// after accept).
     preauth_deadline: Instant,
+    /// When the TCP connection was accepted, and the setup phases timed
+    /// from it so far (each once).
+    accepted_at: Instant,
+    setup_timed: Cell<crate::metrics::SetupPhases>,
     /// The user name of the request handed to the authenticator, until
     /// its answer arrives (the throttle counts the answer against it).
     pending_auth: RefCell<Option<(AuthRequestId, String)>>,
@@ -321,7 +325,13 @@ async fn serve_connection(
         span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
         return;
     }
+    worker
+        .metrics()
+        .setup_phase(SetupPhase::Tls, accepted_at.elapsed());
     if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()).flatten() {
+        for event in crate::tls::handshake_events(suite) {
+            worker.metrics().event(event);
+        }
         match worker.shared.ktls.decide(suite) {
             KtlsDecision::Kernel(cipher) => match tls.offload_to_kernel() {
                 Ok(Offload::Kernel { early_plaintext }) => {
@@ -389,6 +399,8 @@ async fn serve_connection(
             peer,
             preauth: RefCell::new(Some(preauth)),
             preauth_deadline: accepted_at + preauth_timeout,
+            accepted_at,
+            setup_timed: Cell::new(crate::metrics::SetupPhases::default()),
             pending_auth: RefCell::new(None),
             close_label: Cell::new(None),
             in_flight: Cell::new(0),
@@ -1034,6 +1046,14 @@ impl SessionCtx {
             let event = self.proto.borrow_mut().poll_event();
             let Some(event) = event else { return };
             let _guard = self.span.enter();
+            if let Some(phase) = setup_phase(&event) {
+                let mut timed = self.setup_timed.get();
+                if timed.first(phase) {
+                    self.setup_timed.set(timed);
+                    let elapsed = self.accepted_at.elapsed();
+                    worker.metrics().setup_phase(phase, elapsed);
+                }
+            }
             match event {
                 SessionEvent::AuthRequest(request) => {
                     let now = Instant::now();
@@ -1465,6 +1485,18 @@ impl SessionCtx {
         );
         // The writer runs the timers: it takes the new deadline.
         self.wake_writer.notify_one();
+    }
+}
+
+/// The setup phase an event ends, if any.
+fn setup_phase(event: &SessionEvent) -> Option<SetupPhase> {
+    match event {
+        SessionEvent::HttpHandshake { .. } => Some(SetupPhase::Http),
+        SessionEvent::PppStarted => Some(SetupPhase::Sstp),
+        SessionEvent::Authenticated { .. } => Some(SetupPhase::Auth),
+        SessionEvent::Established => Some(SetupPhase::CallConnected),
+        SessionEvent::Ipv4Up(_) => Some(SetupPhase::Ipcp),
+        _ => None,
     }
 }
 

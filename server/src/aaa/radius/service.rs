@@ -33,7 +33,7 @@ use super::accounting::{unix_now, AcctKind, AcctRecord};
 use super::mapping::{self, DecryptedKeys, NasIdentity};
 use super::spool::{Spool, SpoolId};
 use crate::config::{RadiusSection, RadiusServer};
-use crate::metrics::{Event, Metrics};
+use crate::metrics::{Event, Metrics, RadiusAuthResult};
 use crate::proto::auth::{
     AuthContext, AuthDecision, AuthReply, AuthRequest, Authenticator, Credentials,
 };
@@ -133,6 +133,8 @@ struct PendingAuth {
     credentials: Credentials,
     user: String,
     reply: Option<AuthReply>,
+    /// When the session asked (for the latency histogram).
+    asked_at: Instant,
 }
 
 impl PendingAuth {
@@ -308,6 +310,16 @@ impl RadiusService {
         self.spooled.load(Ordering::Relaxed)
     }
 
+    /// Requests waiting in the queues to the RADIUS thread: (Access-Requests,
+    /// accounting records). Two atomic loads; for the metrics endpoint.
+    pub fn queued(&self) -> (usize, usize) {
+        let depth = |max: usize, free: usize| max.saturating_sub(free);
+        (
+            depth(self.jobs.max_capacity(), self.jobs.capacity()),
+            depth(self.acct.max_capacity(), self.acct.capacity()),
+        )
+    }
+
     /// Hands an accounting record to the RADIUS thread without waiting.
     /// With the queue full the record is lost: counted
     /// (`radius_acct_queue_full`) and logged.
@@ -378,6 +390,7 @@ impl Authenticator for RadiusService {
             credentials: request.credentials,
             user: request.username,
             reply: Some(reply),
+            asked_at: Instant::now(),
         };
         let job = Job::Access {
             request: built,
@@ -673,6 +686,7 @@ impl Runner {
             client::Event::Failed { tag, reason, .. } => match tag {
                 Tag::Auth(pending) => {
                     global.event(Event::RadiusTimeout);
+                    global.radius_auth(RadiusAuthResult::NoAnswer, pending.asked_at.elapsed());
                     tracing::info!(user = %pending.user, reason = reason.as_str(), "no answer from any RADIUS server");
                     pending.answer(AuthDecision::Reject(mapping::unavailable()));
                 }
@@ -714,6 +728,12 @@ fn retry_delay(base: Duration, failures: u32) -> Duration {
 fn auth_answer(pending: PendingAuth, response: &client::Response, metrics: &Metrics) {
     let global = metrics.global();
     let packet = response.packet();
+    let result = match response.code() {
+        Code::AccessAccept => RadiusAuthResult::Accept,
+        Code::AccessReject => RadiusAuthResult::Reject,
+        _ => RadiusAuthResult::Other,
+    };
+    global.radius_auth(result, pending.asked_at.elapsed());
     match response.code() {
         Code::AccessAccept => {
             let keys: DecryptedKeys = response.mppe_keys().map(|r| r.map_err(|_| ()));
