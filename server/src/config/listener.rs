@@ -221,6 +221,19 @@ mod tests {
     }
 
     #[test]
+    fn the_behind_haproxy_example_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/behind-haproxy.toml");
+        let c = Config::load(&path).unwrap();
+        let l = c.server.listeners();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].proxy_protocol, ProxyProtocol::V2);
+        assert!(l[0].proxy_allowed("10.0.0.2".parse().unwrap()));
+        assert!(!l[0].proxy_allowed("10.0.0.4".parse().unwrap()));
+        assert_eq!(l[1].proxy_protocol, ProxyProtocol::Any);
+    }
+
+    #[test]
     fn listener_errors_name_the_key() {
         let proxy = "proxy_protocol = \"v1\"\nproxy_from = [\"10.0.0.1\"]\n";
         for (text, want) in [
