@@ -560,6 +560,84 @@ mod tests {
         assert!(matches!(run(&udp, V2), Err(ProxyHeaderError::NotStream)));
     }
 
+    /// Over a real socket: the header arrives in pieces (so the v1 line is
+    /// peeked, taken and waited for in turns), and the bytes behind it are
+    /// left for TLS, untouched.
+    fn over_socket(
+        pieces: &'static [&'static [u8]],
+        mode: ProxyProtocol,
+        timeout: Duration,
+    ) -> (Result<ProxiedPeer, ProxyHeaderError>, Vec<u8>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done, wait_done) = std::sync::mpsc::channel::<()>();
+        let sender = std::thread::spawn(move || {
+            use std::io::Write as _;
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            for piece in pieces {
+                s.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            // Held open until the reader is done.
+            let _ = wait_done.recv_timeout(timeout + Duration::from_secs(1));
+        });
+        let (accepted, _) = listener.accept().unwrap();
+        let out = tokio_uring::start(async move {
+            let tcp = TcpStream::from_std(accepted);
+            let result = read_header(&tcp, mode, timeout).await;
+            let mut rest = Vec::new();
+            if result.is_ok() {
+                let (n, buf) = tcp.read(Vec::with_capacity(64)).await;
+                rest = buf[..n.unwrap()].to_vec();
+            }
+            (result, rest)
+        });
+        let _ = done.send(());
+        sender.join().unwrap();
+        out
+    }
+
+    #[test]
+    fn a_header_in_pieces_over_a_socket_leaves_the_client_hello_alone() {
+        let (peer, rest) = over_socket(
+            &[
+                b"PROXY TCP4 192.0.2.7",
+                b" 10.0.0.1 50123 443\r",
+                b"\n\x16\x03\x01HELLO",
+            ],
+            Any,
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            peer.unwrap(),
+            ProxiedPeer::Client(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 7), 50123)))
+        );
+        assert_eq!(rest, b"\x16\x03\x01HELLO");
+        // v2 and the ClientHello in one segment.
+        let (peer, rest) = over_socket(
+            &[b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c\xc0\x00\x02\x07\x0a\x00\x00\x01\xc3\xcb\x01\xbb\x16\x03\x01"],
+            V2,
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            peer.unwrap(),
+            ProxiedPeer::Client(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 7), 50123)))
+        );
+        assert_eq!(rest, b"\x16\x03\x01");
+    }
+
+    #[test]
+    fn a_header_that_stops_coming_times_out() {
+        let started = std::time::Instant::now();
+        let (result, _) = over_socket(&[b"PROXY TCP4 192.0"], V1, Duration::from_millis(300));
+        assert!(
+            matches!(result, Err(ProxyHeaderError::Timeout)),
+            "{result:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
     #[test]
     fn every_error_has_a_counter_and_a_label() {
         for e in [
