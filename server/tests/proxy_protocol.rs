@@ -24,8 +24,11 @@ use std::time::Duration;
 
 use common::*;
 use sstpd::aaa::dae::Selector;
-use sstpd::config::{DaeClient, ListenerSection, ProxyProtocol, TlsVersion};
+use sstpd::config::{
+    DaeClient, ListenerSection, ProxyProtocol, RadiusServer, Secret, TlsVersion, UserBackend,
+};
 use sstpd::proto::auth::AuthProtocol;
+use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser};
 use sstpd::tls::certs::SelfSignedKey;
 
 /// HAProxy's address towards sstpd (the only one in `proxy_from`).
@@ -105,9 +108,46 @@ fn closed_by_server(stream: &mut std::net::TcpStream, timeout: Duration) -> bool
     }
 }
 
+/// Starts HAProxy in `server`'s namespace in front of its two PROXY
+/// listeners (`send-proxy-v2` to `v2_back`, `send-proxy` to `v1_back`);
+/// returns its two frontends once it listens. Killed with the namespace.
+fn start_haproxy(
+    server: &TestServer,
+    dir: &std::path::Path,
+    v2_back: SocketAddr,
+    v1_back: SocketAddr,
+) -> (SocketAddr, SocketAddr) {
+    let haproxy = require_tool("haproxy", "haproxy");
+    let (v2_port, v1_port) = (free_port(), free_port());
+    let cfg_path = dir.join("haproxy.cfg");
+    std::fs::File::create(&cfg_path)
+        .unwrap()
+        .write_all(haproxy_cfg(v2_port, v2_back, v1_port, v1_back).as_bytes())
+        .unwrap();
+    let mut command = server.ns.command(&haproxy);
+    command
+        .arg("-f")
+        .arg(&cfg_path)
+        .arg("-db")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    server.ns.spawn_tracked(&mut command).unwrap();
+    let v2_front: SocketAddr = format!("{FRONTEND}:{v2_port}").parse().unwrap();
+    let v1_front: SocketAddr = format!("{FRONTEND}:{v1_port}").parse().unwrap();
+    // HAProxy listens once binding its addresses fails (it does not set
+    // SO_REUSEPORT for us).
+    let listening = wait_until(Duration::from_secs(10), || {
+        server.ns.run(move || {
+            std::net::TcpListener::bind(v2_front).is_err()
+                && std::net::TcpListener::bind(v1_front).is_err()
+        })
+    });
+    assert!(listening, "haproxy did not start");
+    (v2_front, v1_front)
+}
+
 #[test]
 fn behind_haproxy_sstpd_sees_the_clients_addresses() {
-    let haproxy = require_tool("haproxy", "haproxy");
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
     config.server.listen = Vec::new();
@@ -119,38 +159,14 @@ fn behind_haproxy_sstpd_sees_the_clients_addresses() {
     // dynamic authorization listener.
     config.radius.dae.client = vec![DaeClient {
         address: "127.0.0.1".parse().unwrap(),
-        secret: sstpd::config::Secret("testing123".into()),
+        secret: Secret("testing123".into()),
     }];
     let server = TestServer::start(config);
     let (v2_back, v1_back) = (
         server.handle().local_addrs()[0],
         server.handle().local_addrs()[1],
     );
-    let (v2_front, v1_front) = (free_port(), free_port());
-    let cfg_path = dir.path().join("haproxy.cfg");
-    std::fs::File::create(&cfg_path)
-        .unwrap()
-        .write_all(haproxy_cfg(v2_front, v2_back, v1_front, v1_back).as_bytes())
-        .unwrap();
-    let mut command = server.ns.command(&haproxy);
-    command
-        .arg("-f")
-        .arg(&cfg_path)
-        .arg("-db")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    server.ns.spawn_tracked(&mut command).unwrap();
-    let v2_front: SocketAddr = format!("{FRONTEND}:{v2_front}").parse().unwrap();
-    let v1_front: SocketAddr = format!("{FRONTEND}:{v1_front}").parse().unwrap();
-    // HAProxy listens once binding its addresses fails (it does not set
-    // SO_REUSEPORT for us).
-    let listening = wait_until(Duration::from_secs(10), || {
-        server.ns.run(move || {
-            std::net::TcpListener::bind(v2_front).is_err()
-                && std::net::TcpListener::bind(v1_front).is_err()
-        })
-    });
-    assert!(listening, "haproxy did not start");
+    let (v2_front, v1_front) = start_haproxy(&server, dir.path(), v2_back, v1_back);
 
     let handle = server.handle();
     let outcome = server.ns.run(|| {
@@ -234,4 +250,64 @@ fn misbehave(v2_back: SocketAddr, v1_back: SocketAddr) -> [bool; 4] {
         silent_closed,
         closed_by_server(&mut wrong, limit),
     ]
+}
+
+/// RADIUS sees the client too: Calling-Station-Id in FreeRADIUS's
+/// accounting records of a session through `send-proxy-v2` is the
+/// client's address.
+#[test]
+fn behind_haproxy_radius_calling_station_id_is_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.server.listen = Vec::new();
+    config.server.listener = vec![
+        proxy_listener(ProxyProtocol::V2),
+        proxy_listener(ProxyProtocol::V1),
+    ];
+    config.users.backends = vec![UserBackend::Radius];
+    let radius_server = |address: &str| RadiusServer {
+        address: address.parse().unwrap(),
+        secret: Secret("testing123".into()),
+    };
+    config.radius.auth_server = vec![radius_server("127.0.0.1:1812")];
+    config.radius.acct_server = vec![radius_server("127.0.0.1:1813")];
+    let server = TestServer::start(config);
+    let radius = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("carol", "carol-secret")],
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts in the namespace");
+    let (v2_back, v1_back) = (
+        server.handle().local_addrs()[0],
+        server.handle().local_addrs()[1],
+    );
+    let (v2_front, _) = start_haproxy(&server, dir.path(), v2_back, v1_back);
+    server.run_clients(move || async move {
+        let (client, _) = connect(&options(v2_front, CLIENT_V2, "carol", "carol-secret"))
+            .await
+            .expect("carol through send-proxy-v2 and FreeRADIUS");
+        client.close(Duration::from_secs(5)).await;
+    });
+    let records = radius
+        .wait_for_records(
+            |records| records.iter().any(|r| r.status_type() == Some("Stop")),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", radius.log()));
+    let sessions: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r.status_type(), Some("Start" | "Stop")))
+        .collect();
+    assert_eq!(sessions.len(), 2, "{records:?}");
+    for record in sessions {
+        assert_eq!(record.get("User-Name"), Some("carol"), "{record:?}");
+        assert_eq!(
+            record.get("Calling-Station-Id"),
+            Some(CLIENT_V2),
+            "{record:?}"
+        );
+    }
 }
