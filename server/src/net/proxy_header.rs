@@ -205,8 +205,18 @@ pub fn line_bytes(buf: &[u8], peeked: &[u8]) -> usize {
 }
 
 /// Parses a complete header (as [`next_need`] framed it) and says what it
-/// means for the connection.
+/// means for the connection. An IPv4-mapped IPv6 source (a balancer
+/// listening on a dual-stack socket) is given as the IPv4 address.
 pub fn interpret(header: &[u8]) -> Result<ProxiedPeer, ProxyHeaderError> {
+    interpret_raw(header).map(|peer| match peer {
+        ProxiedPeer::Client(a) => {
+            ProxiedPeer::Client(SocketAddr::new(a.ip().to_canonical(), a.port()))
+        }
+        other => other,
+    })
+}
+
+fn interpret_raw(header: &[u8]) -> Result<ProxiedPeer, ProxyHeaderError> {
     let malformed = |e: &dyn std::fmt::Display| ProxyHeaderError::Malformed(e.to_string());
     if is_v2(header) {
         let h = v2::Header::try_from(header).map_err(|e| malformed(&e))?;
@@ -404,6 +414,12 @@ mod tests {
             )))
         );
         assert_eq!(used, line.len());
+        // A dual-stack balancer's IPv4 client, as IPv4.
+        let line = b"PROXY TCP6 ::ffff:192.0.2.7 ::ffff:10.0.0.1 4000 443\r\n";
+        assert_eq!(
+            run(line, V1).unwrap().0,
+            ProxiedPeer::Client(SocketAddr::from((Ipv4Addr::new(192, 0, 2, 7), 4000)))
+        );
         let (peer, used) = run(&[&b"PROXY UNKNOWN\r\n"[..], CLIENT_HELLO].concat(), Any).unwrap();
         assert_eq!((peer, used), (ProxiedPeer::Unknown, 15));
         // UNKNOWN may carry anything up to the CRLF (spec 2.1).

@@ -413,14 +413,16 @@ async fn serve_connection(
     // The handshake is part of the pre-authentication window: whichever
     // bound is shorter applies.
     let handshake_timeout = worker.shared.config.tls.handshake_timeout;
-    let timeout = handshake_timeout.min(preauth_timeout);
+    // What is left of the window (a PROXY header may have used some).
+    let preauth_left = (accepted_at + preauth_timeout).saturating_duration_since(Instant::now());
+    let timeout = handshake_timeout.min(preauth_left);
     if let Err(e) = tls
         .handshake(timeout, &mut early)
         .instrument(span.clone())
         .await
     {
         let event = match e {
-            TlsIoError::HandshakeTimeout if preauth_timeout < handshake_timeout => {
+            TlsIoError::HandshakeTimeout if preauth_left < handshake_timeout => {
                 Event::PreauthTimeout
             }
             _ => Event::from(&e),
