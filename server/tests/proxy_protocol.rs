@@ -7,7 +7,9 @@
 //!   their own loopback addresses connect through HAProxy, which connects
 //!   to sstpd from yet another address; sstpd's session registry (what a
 //!   Disconnect-Request's Calling-Station-Id finds) and its counters see
-//!   the clients' addresses, never HAProxy's;
+//!   the clients' addresses, never HAProxy's, and `max_preauth_per_source`
+//!   counts each client, not the balancer (a silent client holding its
+//!   address's one place does not lock the others out);
 //! * a connection to a PROXY listener from outside `proxy_from`, one from
 //!   the balancer's address without a header, and one that never sends
 //!   the header are closed and counted, while the proxied sessions keep
@@ -155,6 +157,9 @@ fn behind_haproxy_sstpd_sees_the_clients_addresses() {
         proxy_listener(ProxyProtocol::V2),
         proxy_listener(ProxyProtocol::V1),
     ];
+    // Counted by the client's address, each client has its own place; by
+    // HAProxy's, the second would be refused.
+    config.server.max_preauth_per_source = 1;
     // The registry of live sessions by Calling-Station-Id runs with the
     // dynamic authorization listener.
     config.radius.dae.client = vec![DaeClient {
@@ -171,12 +176,26 @@ fn behind_haproxy_sstpd_sees_the_clients_addresses() {
     let handle = server.handle();
     let outcome = server.ns.run(|| {
         tokio_uring::start(async {
-            let (alice, inbox_a) = connect(&options(v2_front, CLIENT_V2, "alice", "alice-secret"))
-                .await
-                .expect("alice through send-proxy-v2");
-            let (bob, inbox_b) = connect(&options(v1_front, CLIENT_V1, "bob", "bob-secret"))
-                .await
-                .expect("bob through send-proxy");
+            // A client that connects through HAProxy and stays silent holds
+            // its address's one place in the pre-auth window
+            // (max_preauth_per_source = 1). Counted by HAProxy's address,
+            // nobody else could log in meanwhile.
+            let holder = connect_from("127.0.0.7", v2_front);
+            let held = {
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while handle.admission_counts().1 == 0 && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                handle.admission_counts()
+            };
+            let (alice_options, bob_options) = (
+                options(v2_front, CLIENT_V2, "alice", "alice-secret"),
+                options(v1_front, CLIENT_V1, "bob", "bob-secret"),
+            );
+            let (a, b) = tokio::join!(connect(&alice_options), connect(&bob_options));
+            let (alice, inbox_a) = a.expect("alice through send-proxy-v2");
+            let (bob, inbox_b) = b.expect("bob through send-proxy");
+            drop(holder);
             let registry = [CLIENT_V2, CLIENT_V1, BALANCER, "127.0.0.1"].map(|a| {
                 handle
                     .find_sessions(&by_calling_station(a))
@@ -199,17 +218,19 @@ fn behind_haproxy_sstpd_sees_the_clients_addresses() {
                 && ping_gateway(&bob, &inbox_b, 4, b"bob again").await;
             alice.close(Duration::from_secs(5)).await;
             bob.close(Duration::from_secs(5)).await;
-            (registry, pinged, refused, still)
+            (held, registry, pinged, refused, still)
         })
     });
-    let (registry, pinged, refused, still) = outcome;
+    let (held, registry, pinged, refused, still) = outcome;
     let stats = handle.metrics();
+    assert_eq!(held, (1, 1), "the silent client is in the window");
     assert_eq!(registry[0], ["alice"], "{stats}");
     assert_eq!(registry[1], ["bob"], "{stats}");
     assert!(registry[2].is_empty(), "HAProxy's address is no session's");
     assert!(registry[3].is_empty());
     assert!(pinged, "{stats}");
-    assert_eq!(stats.event("proxy_header_accepted"), 2, "{stats}");
+    // Alice, Bob and the silent holder.
+    assert_eq!(stats.event("proxy_header_accepted"), 3, "{stats}");
     assert_eq!(stats.event("refused_preauth_per_source"), 0, "{stats}");
     assert_eq!(
         refused, [true; 4],
