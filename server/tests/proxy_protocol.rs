@@ -322,7 +322,13 @@ fn behind_haproxy_radius_calling_station_id_is_the_client() {
         .iter()
         .filter(|r| matches!(r.status_type(), Some("Start" | "Stop")))
         .collect();
-    assert_eq!(sessions.len(), 2, "{records:?}");
+    // A retransmission (FreeRADIUS slow to answer) is recorded again.
+    for kind in ["Start", "Stop"] {
+        assert!(
+            sessions.iter().any(|r| r.status_type() == Some(kind)),
+            "no {kind}: {records:?}"
+        );
+    }
     for record in sessions {
         assert_eq!(record.get("User-Name"), Some("carol"), "{record:?}");
         assert_eq!(
