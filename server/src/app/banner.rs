@@ -7,8 +7,21 @@ use crate::config::{Config, ConfigSource, DEMO_PASSWORD_ENV, DEMO_USER};
 
 pub fn startup_banner(config: &Config, cert_path: &Path, cert_sha256: &[u8; 32]) -> Vec<String> {
     let mut lines = Vec::new();
-    for addr in &config.server.listen {
-        lines.push(format!("listen: {addr} (SSTP over HTTPS)"));
+    for l in config.server.listeners() {
+        if l.proxy_protocol.is_on() {
+            lines.push(format!(
+                "listen: {} (SSTP over HTTPS, PROXY protocol {} from {})",
+                l.address,
+                l.proxy_protocol.as_str(),
+                l.proxy_from
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        } else {
+            lines.push(format!("listen: {} (SSTP over HTTPS)", l.address));
+        }
     }
     lines.push(format!("certificate: {}", cert_path.display()));
     lines.push(format!(

@@ -93,7 +93,15 @@ pub fn check_config(path: &Path) -> Result<CheckReport, CheckError> {
     let mut report = CheckReport::default();
     let (_, users) = LocalUsers::load(&config.users).map_err(CheckError::Users)?;
 
-    let listen: Vec<String> = config.server.listen.iter().map(|a| a.to_string()).collect();
+    let listen: Vec<String> = config
+        .server
+        .listeners()
+        .iter()
+        .map(|l| match l.proxy_protocol.is_on() {
+            true => format!("{} (PROXY {})", l.address, l.proxy_protocol.as_str()),
+            false => l.address.to_string(),
+        })
+        .collect();
     report
         .summary
         .push(format!("configuration OK: {}", path.display()));

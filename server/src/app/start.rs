@@ -370,7 +370,9 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let mut listeners: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
-    for &addr in &config.server.listen {
+    // `listen`, then `[[server.listener]]`: the workers pair them with
+    // their options in this order.
+    for addr in config.server.listeners().iter().map(|l| l.address) {
         // Port 0: the first worker's bind picks the port; the others join it.
         let mut bound = addr;
         for per_worker in listeners.iter_mut() {

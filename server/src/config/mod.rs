@@ -23,6 +23,7 @@ mod addr;
 mod dae;
 mod defaults;
 mod error;
+mod listener;
 mod radius;
 mod schema;
 mod state_dir;
@@ -33,6 +34,7 @@ pub use addr::*;
 pub use dae::*;
 pub use defaults::*;
 pub use error::*;
+pub use listener::*;
 pub use radius::*;
 pub use schema::*;
 pub use state_dir::*;
@@ -61,7 +63,7 @@ impl Config {
     /// Parses TOML text without validating it (see [`Config::validate`]).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let deserializer = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
             ConfigError::Parse {
@@ -69,7 +71,9 @@ impl Config {
                 message: inner.message().trim_end().to_owned(),
                 position: inner.span().map(|span| line_column(text, span.start)),
             }
-        })
+        })?;
+        listener::drop_default_listen(&mut config, text);
+        Ok(config)
     }
 
     /// Parses and validates TOML text; relative paths stay relative.

@@ -56,6 +56,10 @@ pub struct ServerSection {
     /// every address with SO_REUSEPORT. Default `["127.0.0.1:4443"]`; a
     /// production server uses `["0.0.0.0:443", "[::]:443"]`.
     pub listen: Vec<SocketAddr>,
+    /// Listeners with options (`[[server.listener]]`: the PROXY protocol
+    /// behind a load balancer), in addition to `listen`. When listeners are
+    /// given and `listen` is not, `listen` is empty instead of its default.
+    pub listener: Vec<ListenerSection>,
     /// Worker threads, one io_uring runtime each. 0 = one per available core.
     pub workers: usize,
     /// Pin worker N to core N (core_affinity). Default true.
@@ -91,6 +95,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 4443))],
+            listener: Vec::new(),
             workers: 0,
             pin_workers: true,
             state_dir: None,

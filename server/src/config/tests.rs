@@ -8,7 +8,7 @@ use super::error::line_column;
 use super::*;
 use crate::proto::auth::AuthProtocol;
 
-const USER: &str = "\n[[users.local]]\nname = \"t\"\npassword = \"p\"\n";
+pub(super) const USER: &str = "\n[[users.local]]\nname = \"t\"\npassword = \"p\"\n";
 
 /// Parses `text` plus one inline user and validates it.
 fn load(text: &str) -> Result<Config, ConfigError> {

@@ -37,13 +37,14 @@ impl Config {
 
     fn validate_server(&self) -> Result<(), ConfigError> {
         let s = &self.server;
-        if s.listen.is_empty() {
+        if s.listen.is_empty() && s.listener.is_empty() {
             return Err(ConfigError::invalid(
                 "server.listen",
                 "at least one address is required",
             ));
         }
         no_duplicates("server.listen", &s.listen, ToString::to_string)?;
+        self.validate_listeners()?;
         if s.workers > 1024 {
             return Err(ConfigError::invalid(
                 "server.workers",

@@ -200,6 +200,8 @@ events! {
         RefusedWorkerFull = "refused_worker_full",
         RefusedMaxPreauth = "refused_max_preauth",
         RefusedPreauthPerSource = "refused_preauth_per_source",
+        // A PROXY listener's connection from outside its `proxy_from`.
+        ProxySourceNotAllowed = "proxy_source_not_allowed",
     }
 
     ConnectionErrors("connection_errors",
@@ -430,6 +432,23 @@ events! {
         // connection failed before the answer was written.
         MetricsTimeout = "metrics_timeout",
         MetricsIoError = "metrics_io_error",
+    }
+
+    ProxyHeaders("proxy_headers",
+        "PROXY protocol headers on listeners behind a load balancer, by outcome.") {
+        ProxyHeaderAccepted = "proxy_header_accepted",
+        // No client address: the load balancer's is used.
+        ProxyHeaderLocal = "proxy_header_local",
+        ProxyHeaderUnknown = "proxy_header_unknown",
+        // Refused: the connection is closed.
+        ProxyHeaderTimeout = "proxy_header_timeout",
+        ProxyHeaderClosed = "proxy_header_closed",
+        ProxyHeaderIoError = "proxy_header_io_error",
+        ProxyHeaderMissing = "proxy_header_missing",
+        ProxyHeaderWrongVersion = "proxy_header_wrong_version",
+        ProxyHeaderOversized = "proxy_header_oversized",
+        ProxyHeaderMalformed = "proxy_header_malformed",
+        ProxyHeaderNotStream = "proxy_header_not_stream",
     }
 }
 

@@ -14,6 +14,16 @@
 //! back. Counters are checked and taken in one atomic step, so concurrent
 //! accepts on several workers never overshoot a cap.
 //!
+//! Behind a load balancer (a `[[server.listener]]` with `proxy_protocol`)
+//! the TCP peer is the balancer, and counting by it would put every client
+//! behind it under one `max_preauth_per_source`. Such a connection is
+//! admitted in two steps: at accept, [`Admission::admit_unsourced`] takes
+//! its places under `max_sessions` and `max_preauth_sessions` (so
+//! connections waiting for their header are bounded with all the others);
+//! once the header is read, [`PendingSource::for_source`] counts it under
+//! `max_preauth_per_source` by the client's address the header carries,
+//! or by the balancer's when the header has none (LOCAL, UNKNOWN).
+//!
 //! The per-source table holds an entry only while that source has a
 //! connection in the pre-auth window, so it never holds more than
 //! `max_preauth_sessions` entries, whatever the number of addresses an
@@ -114,6 +124,12 @@ impl Admission {
 
     /// Admits a connection from `source`, or says which cap refuses it.
     pub(crate) fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Admitted, Refusal> {
+        self.admit_unsourced()?.for_source(source)
+    }
+
+    /// Takes a connection's places under the global caps only; its source
+    /// is counted once known ([`PendingSource::for_source`]).
+    pub(crate) fn admit_unsourced(self: &Arc<Self>) -> Result<PendingSource, Refusal> {
         if !take(&self.connections, self.max_connections) {
             return Err(Refusal::MaxSessions);
         }
@@ -121,24 +137,9 @@ impl Admission {
         if !take(&self.preauth, self.max_preauth) {
             return Err(Refusal::MaxPreauth);
         }
-        let key = SourceKey::of(source);
-        let mut sources = self.sources();
-        let count = sources.entry(key).or_insert(0);
-        if *count >= self.max_per_source {
-            if *count == 0 {
-                sources.remove(&key);
-            }
-            drop(sources);
-            self.preauth.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::PreauthPerSource);
-        }
-        *count += 1;
-        Ok(Admitted {
+        Ok(PendingSource {
             connection,
-            preauth: PreauthPermit {
-                admission: self.clone(),
-                source: key,
-            },
+            preauth: GlobalPreauth(self.clone()),
         })
     }
 
@@ -167,25 +168,69 @@ impl Drop for ConnectionPermit {
     }
 }
 
+/// A connection's place under `server.max_preauth_sessions`.
+#[derive(Debug)]
+pub(crate) struct GlobalPreauth(Arc<Admission>);
+
+impl Drop for GlobalPreauth {
+    fn drop(&mut self) {
+        self.0.preauth.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection admitted under the global caps whose source is not known
+/// yet (a PROXY listener's, until its header is read). Dropping it gives
+/// both places back.
+#[derive(Debug)]
+pub(crate) struct PendingSource {
+    connection: ConnectionPermit,
+    preauth: GlobalPreauth,
+}
+
+impl PendingSource {
+    /// Counts the connection under `server.max_preauth_per_source` for
+    /// `source`; refused, it gives back its global places too.
+    pub(crate) fn for_source(self, source: IpAddr) -> Result<Admitted, Refusal> {
+        let admission = &self.preauth.0;
+        let key = SourceKey::of(source);
+        let mut sources = admission.sources();
+        let count = sources.entry(key).or_insert(0);
+        if *count >= admission.max_per_source {
+            if *count == 0 {
+                sources.remove(&key);
+            }
+            return Err(Refusal::PreauthPerSource);
+        }
+        *count += 1;
+        drop(sources);
+        Ok(Admitted {
+            connection: self.connection,
+            preauth: PreauthPermit {
+                global: self.preauth,
+                source: key,
+            },
+        })
+    }
+}
+
 /// A connection's place in the pre-auth window, globally and for its
 /// source.
 #[derive(Debug)]
 pub(crate) struct PreauthPermit {
-    admission: Arc<Admission>,
+    /// Dropped after the source's place (fields drop after `drop`).
+    global: GlobalPreauth,
     source: SourceKey,
 }
 
 impl Drop for PreauthPermit {
     fn drop(&mut self) {
-        let mut sources = self.admission.sources();
+        let mut sources = self.global.0.sources();
         if let Some(count) = sources.get_mut(&self.source) {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 sources.remove(&self.source);
             }
         }
-        drop(sources);
-        self.admission.preauth.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -310,6 +355,36 @@ mod tests {
         assert_eq!(a.admit(ip("192.0.2.4")).unwrap_err(), Refusal::MaxSessions);
         assert_eq!(a.counts(), (3, 2));
         drop((one.connection, two, three));
+        assert_eq!(a.counts(), (0, 0));
+        assert_eq!(a.sources_tracked(), 0);
+    }
+
+    #[test]
+    fn unsourced_admission_counts_the_source_once_known() {
+        let a = admission(4, 3, 1);
+        // Three connections from one load balancer wait for their headers:
+        // only the global caps count them.
+        let p1 = a.admit_unsourced().unwrap();
+        let p2 = a.admit_unsourced().unwrap();
+        let p3 = a.admit_unsourced().unwrap();
+        assert_eq!(a.admit_unsourced().unwrap_err(), Refusal::MaxPreauth);
+        assert_eq!(a.counts(), (3, 3));
+        assert_eq!(a.sources_tracked(), 0);
+        // Their headers name different clients: each has its own place.
+        let c1 = p1.for_source(ip("192.0.2.1")).unwrap();
+        let c2 = p2.for_source(ip("192.0.2.2")).unwrap();
+        assert_eq!(a.sources_tracked(), 2);
+        // A second client address already at its bound: refused, and its
+        // global places are given back.
+        assert_eq!(
+            p3.for_source(ip("192.0.2.1")).unwrap_err(),
+            Refusal::PreauthPerSource
+        );
+        assert_eq!(a.counts(), (2, 2));
+        // A pending connection that never sends its header leaves nothing.
+        drop(a.admit_unsourced().unwrap());
+        assert_eq!(a.counts(), (2, 2));
+        drop((c1, c2));
         assert_eq!(a.counts(), (0, 0));
         assert_eq!(a.sources_tracked(), 0);
     }

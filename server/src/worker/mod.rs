@@ -127,6 +127,7 @@ pub(crate) struct Shared {
 /// The per-worker resources created before the thread starts.
 pub(crate) struct WorkerSetup {
     pub index: usize,
+    /// One per `ServerSection::listeners()`, in that order.
     pub listeners: Vec<StdTcpListener>,
     pub tun_queue: std::fs::File,
     pub mailbox: Mailbox<WorkerMsg>,
@@ -215,9 +216,15 @@ impl Worker {
         });
         let mut listener_wait = worker.mailbox.borrow().listener()?;
 
-        for listener in setup.listeners {
+        // In the order app::start bound them.
+        let options = worker.shared.config.server.listeners();
+        for (listener, options) in setup.listeners.into_iter().zip(options) {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
-            tokio_uring::spawn(session::accept_loop(worker.clone(), listener));
+            tokio_uring::spawn(session::accept_loop(
+                worker.clone(),
+                listener,
+                std::rc::Rc::new(options),
+            ));
         }
         for _ in 0..TUN_READS_IN_FLIGHT {
             tokio_uring::spawn(tun_io::tun_reader(worker.clone()));

@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{field, Instrument};
 
-use super::admission::{Admitted, PreauthPermit, RateLimitedLog};
+use super::admission::{Admitted, PendingSource, PreauthPermit, RateLimitedLog};
 use super::{Worker, WorkerMsg};
 use crate::aaa::dae::{ActionOutcome, DaeAction, PolicyChange, TimeoutChange};
 use crate::aaa::radius::accounting::{
     terminate_cause, unix_now, AcctKind, AcctRecord, Authentic, Traffic,
 };
 use crate::aaa::throttle::{ThrottleKind, Verdict};
-use crate::config::ClientToClient;
+use crate::config::{ClientToClient, ListenerSection};
 use crate::metrics::{Event, SetupPhase, WorkerMetrics};
+use crate::net::proxy_header::{read_header, ProxiedPeer};
 use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::auth::{
@@ -50,11 +51,52 @@ const OUTPUT_LOW_WATER: usize = OUTPUT_HIGH_WATER / 4;
 
 /// Accepts connections on one listener until shutdown. Admission control
 /// ([`super::admission`]) decides before any TLS work: a refused
-/// connection is closed at once and counted by why.
-pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::TcpListener) {
+/// connection is closed at once and counted by why. On a PROXY listener
+/// a connection from outside `proxy_from` is closed at once
+/// (`proxy_source_not_allowed`), and the others are counted by source once
+/// their header names the client ([`serve_proxied`]).
+pub(crate) async fn accept_loop(
+    worker: Rc<Worker>,
+    listener: tokio_uring::net::TcpListener,
+    options: Rc<ListenerSection>,
+) {
     let mut warnings = RateLimitedLog::new(ACCEPT_WARNING_INTERVAL);
+    let mut not_allowed = RateLimitedLog::new(ACCEPT_WARNING_INTERVAL);
     loop {
         match listener.accept().await {
+            Ok((tcp, peer)) if options.proxy_protocol.is_on() => {
+                if worker.stopping.get() {
+                    return;
+                }
+                WorkerMetrics::add(&worker.metrics().connections_accepted, 1);
+                if !options.proxy_allowed(peer.ip()) {
+                    drop(tcp);
+                    worker.metrics().event(Event::ProxySourceNotAllowed);
+                    if let Some(suppressed) = not_allowed.due(Instant::now()) {
+                        tracing::warn!(
+                            %peer,
+                            suppressed,
+                            "refusing connection: not in proxy_from of this PROXY listener"
+                        );
+                    }
+                    continue;
+                }
+                match worker.shared.admission.admit_unsourced() {
+                    Ok(pending) => {
+                        tokio_uring::spawn(serve_proxied(
+                            worker.clone(),
+                            tcp,
+                            peer,
+                            pending,
+                            options.clone(),
+                        ));
+                    }
+                    Err(refusal) => {
+                        drop(tcp);
+                        worker.refused(refusal, peer);
+                    }
+                }
+            }
             Ok((tcp, peer)) => {
                 if worker.stopping.get() {
                     return;
@@ -62,7 +104,13 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::
                 WorkerMetrics::add(&worker.metrics().connections_accepted, 1);
                 match worker.shared.admission.admit(peer.ip()) {
                     Ok(admitted) => {
-                        tokio_uring::spawn(serve_connection(worker.clone(), tcp, peer, admitted));
+                        tokio_uring::spawn(serve_connection(
+                            worker.clone(),
+                            tcp,
+                            Instant::now(),
+                            Peer::direct(peer),
+                            admitted,
+                        ));
                     }
                     Err(refusal) => {
                         drop(tcp);
@@ -78,6 +126,68 @@ pub(crate) async fn accept_loop(worker: Rc<Worker>, listener: tokio_uring::net::
                 }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// A PROXY listener's connection: reads the header (bounded by the
+/// listener's `proxy_header_timeout` and the pre-auth window), counts the
+/// connection under its client's address, then serves it as that client.
+async fn serve_proxied(
+    worker: Rc<Worker>,
+    tcp: tokio_uring::net::TcpStream,
+    balancer: SocketAddr,
+    pending: PendingSource,
+    options: Rc<ListenerSection>,
+) {
+    let accepted_at = Instant::now();
+    let timeout = options
+        .proxy_header_timeout
+        .min(worker.shared.config.server.preauth_timeout);
+    let header = read_header(&tcp, options.proxy_protocol, timeout).await;
+    let client = match header {
+        Ok(peer) => {
+            worker.metrics().event(peer);
+            match peer {
+                ProxiedPeer::Client(client) => client,
+                ProxiedPeer::Local | ProxiedPeer::Unknown => balancer,
+            }
+        }
+        Err(e) => {
+            worker.metrics().event(&e);
+            tracing::debug!(%balancer, error = %e, "PROXY header refused; closing");
+            return;
+        }
+    };
+    match pending.for_source(client.ip()) {
+        Ok(admitted) => {
+            let peer = Peer {
+                client,
+                balancer: Some(balancer),
+            };
+            serve_connection(worker, tcp, accepted_at, peer, admitted).await;
+        }
+        Err(refusal) => {
+            drop(tcp);
+            worker.refused(refusal, client);
+        }
+    }
+}
+
+/// Who is at the other end of a connection.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    /// The client: the TCP peer, or the address a PROXY header gave.
+    client: SocketAddr,
+    /// The load balancer that sent the PROXY header.
+    balancer: Option<SocketAddr>,
+}
+
+impl Peer {
+    fn direct(client: SocketAddr) -> Peer {
+        Peer {
+            client,
+            balancer: None,
         }
     }
 }
@@ -267,10 +377,14 @@ impl PolicyLimits {
 async fn serve_connection(
     worker: Rc<Worker>,
     tcp: tokio_uring::net::TcpStream,
-    peer: SocketAddr,
+    accepted_at: Instant,
+    peer: Peer,
     admitted: Admitted,
 ) {
-    let accepted_at = Instant::now();
+    let Peer {
+        client: peer,
+        balancer,
+    } = peer;
     // Held until the connection ends: its place under max_sessions.
     let Admitted {
         connection: _connection,
@@ -280,10 +394,14 @@ async fn serve_connection(
     let span = tracing::info_span!(
         "session",
         %peer,
+        balancer = field::Empty,
         correlation_id = field::Empty,
         user = field::Empty,
         ip = field::Empty
     );
+    if let Some(balancer) = balancer {
+        span.record("balancer", field::display(balancer));
+    }
     let _ = tcp.set_nodelay(true);
     let user_timeout = user_timeout_for(worker.shared.config.sstp.hello_interval);
     // SAFETY: the descriptor is `tcp`'s, which outlives the borrow.
@@ -309,14 +427,16 @@ async fn serve_connection(
     // The handshake is part of the pre-authentication window: whichever
     // bound is shorter applies.
     let handshake_timeout = worker.shared.config.tls.handshake_timeout;
-    let timeout = handshake_timeout.min(preauth_timeout);
+    // What is left of the window (a PROXY header may have used some).
+    let preauth_left = (accepted_at + preauth_timeout).saturating_duration_since(Instant::now());
+    let timeout = handshake_timeout.min(preauth_left);
     if let Err(e) = tls
         .handshake(timeout, &mut early)
         .instrument(span.clone())
         .await
     {
         let event = match e {
-            TlsIoError::HandshakeTimeout if preauth_timeout < handshake_timeout => {
+            TlsIoError::HandshakeTimeout if preauth_left < handshake_timeout => {
                 Event::PreauthTimeout
             }
             _ => Event::from(&e),

@@ -1,0 +1,340 @@
+#![cfg(feature = "runtime")]
+//! sstpd behind a real HAProxy (Debian 12's 2.6, TCP mode) that sends the
+//! PROXY protocol header, `send-proxy-v2` to one listener and
+//! `send-proxy` (v1) to the other, all inside one network namespace:
+//!
+//! * clients (the protocol core's client role over real TLS) bound to
+//!   their own loopback addresses connect through HAProxy, which connects
+//!   to sstpd from yet another address; sstpd's session registry (what a
+//!   Disconnect-Request's Calling-Station-Id finds) and its counters see
+//!   the clients' addresses, never HAProxy's, and `max_preauth_per_source`
+//!   counts each client, not the balancer (a silent client holding its
+//!   address's one place does not lock the others out);
+//! * a connection to a PROXY listener from outside `proxy_from`, one from
+//!   the balancer's address without a header, and one that never sends
+//!   the header are closed and counted, while the proxied sessions keep
+//!   passing traffic.
+//!
+//! Needs `haproxy` (scripts/test installs it) and root, like every
+//! end-to-end test.
+
+mod common;
+
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::*;
+use sstpd::aaa::dae::Selector;
+use sstpd::config::{
+    DaeClient, ListenerSection, ProxyProtocol, RadiusServer, Secret, TlsVersion, UserBackend,
+};
+use sstpd::proto::auth::AuthProtocol;
+use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser};
+use sstpd::tls::certs::SelfSignedKey;
+
+/// HAProxy's address towards sstpd (the only one in `proxy_from`).
+const BALANCER: &str = "127.0.0.2";
+/// Where HAProxy listens for clients.
+const FRONTEND: &str = "127.0.0.3";
+/// The clients' source addresses (v2 path, v1 path).
+const CLIENT_V2: &str = "127.0.0.5";
+const CLIENT_V1: &str = "127.0.0.6";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn proxy_listener(mode: ProxyProtocol) -> ListenerSection {
+    ListenerSection {
+        proxy_protocol: mode,
+        proxy_from: vec![BALANCER.parse().unwrap()],
+        proxy_header_timeout: Duration::from_secs(1),
+        ..ListenerSection::plain("127.0.0.1:0".parse().unwrap())
+    }
+}
+
+fn haproxy_cfg(v2_front: u16, v2_back: SocketAddr, v1_front: u16, v1_back: SocketAddr) -> String {
+    format!(
+        "global\n    maxconn 256\n\
+         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+         frontend sstp_v2\n    bind {FRONTEND}:{v2_front}\n    default_backend sstpd_v2\n\
+         backend sstpd_v2\n    server s1 {v2_back} send-proxy-v2 source {BALANCER}\n\
+         frontend sstp_v1\n    bind {FRONTEND}:{v1_front}\n    default_backend sstpd_v1\n\
+         backend sstpd_v1\n    server s1 {v1_back} send-proxy source {BALANCER}\n"
+    )
+}
+
+fn by_calling_station(address: &str) -> Selector {
+    Selector {
+        calling_station_id: Some(address.to_string()),
+        ..Selector::default()
+    }
+}
+
+fn options(
+    target: SocketAddr,
+    bind: &str,
+    user: &str,
+    password: &str,
+) -> sstpd::client::ClientOptions {
+    let mut o = client_options(
+        target,
+        user,
+        password,
+        (TlsVersion::Tls12, TlsVersion::Tls13),
+        &[AuthProtocol::MsChapV2],
+    );
+    o.bind = Some(ip(bind));
+    o
+}
+
+/// A TCP connection from `source` to `target`, inside the caller's
+/// namespace.
+fn connect_from(source: &str, target: SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(ip(source), 0).into()).unwrap();
+    socket.connect(&target.into()).unwrap();
+    socket.into()
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `timeout`.
+fn closed_by_server(stream: &mut std::net::TcpStream, timeout: Duration) -> bool {
+    use std::io::{ErrorKind, Read as _};
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+/// Starts HAProxy in `server`'s namespace in front of its two PROXY
+/// listeners (`send-proxy-v2` to `v2_back`, `send-proxy` to `v1_back`);
+/// returns its two frontends once it listens. Killed with the namespace.
+fn start_haproxy(
+    server: &TestServer,
+    dir: &std::path::Path,
+    v2_back: SocketAddr,
+    v1_back: SocketAddr,
+) -> (SocketAddr, SocketAddr) {
+    let haproxy = require_tool("haproxy", "haproxy");
+    let (v2_port, v1_port) = (free_port(), free_port());
+    let cfg_path = dir.join("haproxy.cfg");
+    std::fs::File::create(&cfg_path)
+        .unwrap()
+        .write_all(haproxy_cfg(v2_port, v2_back, v1_port, v1_back).as_bytes())
+        .unwrap();
+    let mut command = server.ns.command(&haproxy);
+    command
+        .arg("-f")
+        .arg(&cfg_path)
+        .arg("-db")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    server.ns.spawn_tracked(&mut command).unwrap();
+    let v2_front: SocketAddr = format!("{FRONTEND}:{v2_port}").parse().unwrap();
+    let v1_front: SocketAddr = format!("{FRONTEND}:{v1_port}").parse().unwrap();
+    // HAProxy listens once binding its addresses fails (it does not set
+    // SO_REUSEPORT for us).
+    let listening = wait_until(Duration::from_secs(10), || {
+        server.ns.run(move || {
+            std::net::TcpListener::bind(v2_front).is_err()
+                && std::net::TcpListener::bind(v1_front).is_err()
+        })
+    });
+    assert!(listening, "haproxy did not start");
+    (v2_front, v1_front)
+}
+
+#[test]
+fn behind_haproxy_sstpd_sees_the_clients_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.server.listen = Vec::new();
+    config.server.listener = vec![
+        proxy_listener(ProxyProtocol::V2),
+        proxy_listener(ProxyProtocol::V1),
+    ];
+    // Counted by the client's address, each client has its own place; by
+    // HAProxy's, the second would be refused.
+    config.server.max_preauth_per_source = 1;
+    // The registry of live sessions by Calling-Station-Id runs with the
+    // dynamic authorization listener.
+    config.radius.dae.client = vec![DaeClient {
+        address: "127.0.0.1".parse().unwrap(),
+        secret: Secret("testing123".into()),
+    }];
+    let server = TestServer::start(config);
+    let (v2_back, v1_back) = (
+        server.handle().local_addrs()[0],
+        server.handle().local_addrs()[1],
+    );
+    let (v2_front, v1_front) = start_haproxy(&server, dir.path(), v2_back, v1_back);
+
+    let handle = server.handle();
+    let outcome = server.ns.run(|| {
+        tokio_uring::start(async {
+            // A client that connects through HAProxy and stays silent holds
+            // its address's one place in the pre-auth window
+            // (max_preauth_per_source = 1). Counted by HAProxy's address,
+            // nobody else could log in meanwhile.
+            let holder = connect_from("127.0.0.7", v2_front);
+            let held = {
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while handle.admission_counts().1 == 0 && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                handle.admission_counts()
+            };
+            let (alice_options, bob_options) = (
+                options(v2_front, CLIENT_V2, "alice", "alice-secret"),
+                options(v1_front, CLIENT_V1, "bob", "bob-secret"),
+            );
+            let (a, b) = tokio::join!(connect(&alice_options), connect(&bob_options));
+            let (alice, inbox_a) = a.expect("alice through send-proxy-v2");
+            let (bob, inbox_b) = b.expect("bob through send-proxy");
+            drop(holder);
+            let registry = [CLIENT_V2, CLIENT_V1, BALANCER, "127.0.0.1"].map(|a| {
+                handle
+                    .find_sessions(&by_calling_station(a))
+                    .into_iter()
+                    .map(|s| s.user)
+                    .collect::<Vec<_>>()
+            });
+            let pinged = ping_gateway(&alice, &inbox_a, 1, b"alice").await
+                && ping_gateway(&bob, &inbox_b, 2, b"bob").await;
+            // Hostile and broken connections to the PROXY listeners, on a
+            // thread of their own (it inherits this thread's namespace)
+            // while this runtime keeps the sessions going.
+            let misbehaving = std::thread::spawn(move || misbehave(v2_back, v1_back));
+            while !misbehaving.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let refused = misbehaving.join().unwrap();
+            // The proxied sessions were not disturbed.
+            let still = ping_gateway(&alice, &inbox_a, 3, b"alice again").await
+                && ping_gateway(&bob, &inbox_b, 4, b"bob again").await;
+            alice.close(Duration::from_secs(5)).await;
+            bob.close(Duration::from_secs(5)).await;
+            (held, registry, pinged, refused, still)
+        })
+    });
+    let (held, registry, pinged, refused, still) = outcome;
+    let stats = handle.metrics();
+    assert_eq!(held, (1, 1), "the silent client is in the window");
+    assert_eq!(registry[0], ["alice"], "{stats}");
+    assert_eq!(registry[1], ["bob"], "{stats}");
+    assert!(registry[2].is_empty(), "HAProxy's address is no session's");
+    assert!(registry[3].is_empty());
+    assert!(pinged, "{stats}");
+    // Alice, Bob and the silent holder.
+    assert_eq!(stats.event("proxy_header_accepted"), 3, "{stats}");
+    assert_eq!(stats.event("refused_preauth_per_source"), 0, "{stats}");
+    assert_eq!(
+        refused, [true; 4],
+        "each hostile connection closed: {stats}"
+    );
+    assert!(still, "{stats}");
+    assert_eq!(stats.event("proxy_source_not_allowed"), 1, "{stats}");
+    assert_eq!(stats.event("proxy_header_missing"), 1, "{stats}");
+    assert_eq!(stats.event("proxy_header_timeout"), 1, "{stats}");
+    assert_eq!(stats.event("proxy_header_wrong_version"), 1, "{stats}");
+    assert!(server.wait_idle(Duration::from_secs(10)), "{stats}");
+}
+
+/// Connections sstpd must close: from outside `proxy_from`; from the
+/// balancer without a header (TLS straight away); a header that never
+/// comes (closed after `proxy_header_timeout`, 1 s); a v1 header on the v2
+/// listener. Whether each was closed by the server, in that order.
+fn misbehave(v2_back: SocketAddr, v1_back: SocketAddr) -> [bool; 4] {
+    let limit = Duration::from_secs(5);
+    let mut direct = connect_from(CLIENT_V2, v2_back);
+    let mut headerless = connect_from(BALANCER, v1_back);
+    headerless
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x00, 0x20, 0x01, 0x00, 0x00, 0x1c, 0x03, 0x03, 0, 0, 0, 0, 0,
+        ])
+        .unwrap();
+    let mut wrong = connect_from(BALANCER, v2_back);
+    wrong
+        .write_all(b"PROXY TCP4 192.0.2.7 10.0.0.1 50123 443\r\n")
+        .unwrap();
+    let mut silent = connect_from(BALANCER, v2_back);
+    let started = std::time::Instant::now();
+    let silent_closed =
+        closed_by_server(&mut silent, limit) && started.elapsed() >= Duration::from_millis(900);
+    [
+        closed_by_server(&mut direct, limit),
+        closed_by_server(&mut headerless, limit),
+        silent_closed,
+        closed_by_server(&mut wrong, limit),
+    ]
+}
+
+/// RADIUS sees the client too: Calling-Station-Id in FreeRADIUS's
+/// accounting records of a session through `send-proxy-v2` is the
+/// client's address.
+#[test]
+fn behind_haproxy_radius_calling_station_id_is_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.server.listen = Vec::new();
+    config.server.listener = vec![
+        proxy_listener(ProxyProtocol::V2),
+        proxy_listener(ProxyProtocol::V1),
+    ];
+    config.users.backends = vec![UserBackend::Radius];
+    let radius_server = |address: &str| RadiusServer {
+        address: address.parse().unwrap(),
+        secret: Secret("testing123".into()),
+    };
+    config.radius.auth_server = vec![radius_server("127.0.0.1:1812")];
+    config.radius.acct_server = vec![radius_server("127.0.0.1:1813")];
+    let server = TestServer::start(config);
+    let radius = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("carol", "carol-secret")],
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts in the namespace");
+    let (v2_back, v1_back) = (
+        server.handle().local_addrs()[0],
+        server.handle().local_addrs()[1],
+    );
+    let (v2_front, _) = start_haproxy(&server, dir.path(), v2_back, v1_back);
+    server.run_clients(move || async move {
+        let (client, _) = connect(&options(v2_front, CLIENT_V2, "carol", "carol-secret"))
+            .await
+            .expect("carol through send-proxy-v2 and FreeRADIUS");
+        client.close(Duration::from_secs(5)).await;
+    });
+    let records = radius
+        .wait_for_records(
+            |records| records.iter().any(|r| r.status_type() == Some("Stop")),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", radius.log()));
+    let sessions: Vec<_> = records
+        .iter()
+        .filter(|r| matches!(r.status_type(), Some("Start" | "Stop")))
+        .collect();
+    // A retransmission (FreeRADIUS slow to answer) is recorded again.
+    for kind in ["Start", "Stop"] {
+        assert!(
+            sessions.iter().any(|r| r.status_type() == Some(kind)),
+            "no {kind}: {records:?}"
+        );
+    }
+    for record in sessions {
+        assert_eq!(record.get("User-Name"), Some("carol"), "{record:?}");
+        assert_eq!(
+            record.get("Calling-Station-Id"),
+            Some(CLIENT_V2),
+            "{record:?}"
+        );
+    }
+}
