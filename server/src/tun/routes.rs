@@ -302,14 +302,15 @@ impl KernelRoutes {
                 .name("sstpd-routes".into())
                 .spawn(move || {
                     let mut sync = Reconciler::new(rtnl, ifindex, metrics);
-                    let mut seen = u64::MAX;
                     while !stop.load(Ordering::Acquire) {
-                        let (version, desired) = table.kernel_routes();
-                        if version != seen {
-                            sync.reconcile(&desired);
-                            seen = version;
+                        let (seen, desired) = table.kernel_routes();
+                        sync.reconcile(&desired);
+                        // Copy the table again only once it has changed; the
+                        // idle wake is only to look at `stop`.
+                        while !stop.load(Ordering::Acquire)
+                            && table.wait_for_change(seen, IDLE_WAKE) == seen
+                        {
                         }
-                        table.wait_for_change(seen, IDLE_WAKE);
                     }
                     sync.reconcile(&[]);
                 })?
