@@ -43,10 +43,11 @@ fn users() -> LocalAuthenticator<StaticPasswords> {
     LocalAuthenticator::new(users)
 }
 
-/// Answers the `index`-th request as the local user table does.
-fn answer(server: &mut LoneServer, index: usize) {
+/// Answers the `index`-th request as the local user table does; whether
+/// the session applied the answer.
+fn answer(server: &mut LoneServer, index: usize) -> bool {
     let decision = users().decide(&server.requests()[index]);
-    server.decide(index, decision);
+    server.decide(index, decision)
 }
 
 /// An LCP renegotiation the way the attacker sends it: a Configure-Request,
@@ -74,8 +75,11 @@ fn pap_attack(seed: u8, first: (&str, &str), second: (&str, &str)) -> LoneServer
         .map(|r| r.username.clone())
         .collect();
     assert_eq!(names, [first.0, second.0], "both reached the authenticator");
-    answer(&mut server, 0);
-    answer(&mut server, 1);
+    assert!(
+        !answer(&mut server, 0),
+        "the answer to the request renegotiated away is not applied"
+    );
+    assert!(answer(&mut server, 1), "the live request's answer is");
     server
 }
 

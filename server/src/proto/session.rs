@@ -546,8 +546,17 @@ impl Session {
     /// `id` is `request`. Applied only to that very request, and only
     /// while the session still waits for it: any other answer is stale,
     /// dropped, and reported as [`DropReason::StaleAuthDecision`].
-    pub fn auth_decision(&mut self, now: Instant, request: AuthRequestId, decision: AuthDecision) {
-        if self.ppp.auth_decision(now, request, decision).is_err() {
+    ///
+    /// Returns whether the answer was applied: the owner acts on an answer
+    /// (policy, the password-guessing throttle) only when the core did.
+    pub fn auth_decision(
+        &mut self,
+        now: Instant,
+        request: AuthRequestId,
+        decision: AuthDecision,
+    ) -> bool {
+        let applied = self.ppp.auth_decision(now, request, decision).is_ok();
+        if !applied {
             self.events.push_back(SessionEvent::Dropped {
                 reason: DropReason::StaleAuthDecision,
                 count: 1,
@@ -555,6 +564,7 @@ impl Session {
         }
         self.ip_send_limit = self.ppp.framed_mtu().map_or(usize::MAX, usize::from);
         self.settle(now);
+        applied
     }
 
     /// Server: the IPv6 prefix delegated to this client; announced at once

@@ -377,12 +377,14 @@ impl Pair<SessionEnd, ScriptedClient> {
         self.drive_now();
     }
 
-    /// Delivers the answer to the `index`-th authentication request.
-    pub fn decide(&mut self, index: usize, decision: AuthDecision) {
+    /// Delivers the answer to the `index`-th authentication request;
+    /// whether the session applied it (false: stale).
+    pub fn decide(&mut self, index: usize, decision: AuthDecision) -> bool {
         let id = self.requests()[index].id;
         let now = self.now;
-        self.server.session.auth_decision(now, id, decision);
+        let applied = self.server.session.auth_decision(now, id, decision);
         self.drive_now();
+        applied
     }
 
     /// The server session.

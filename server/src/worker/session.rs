@@ -953,26 +953,38 @@ impl SessionCtx {
         decision: AuthDecision,
     ) {
         let now = Instant::now();
-        let pending = self.pending_auth.borrow().as_ref().map(|(id, _)| *id);
-        if pending == Some(request) {
-            if let Some((_, user)) = self.pending_auth.take() {
-                match &decision {
-                    AuthDecision::Accept(accept) => {
-                        worker.shared.throttle.record_success(&user);
-                        self.apply_policy(worker, now, &user, &accept.policy);
-                    }
-                    // The authenticator could not decide: not a guess.
-                    AuthDecision::Reject(AuthReject {
-                        reason: RejectReason::ServiceUnavailable,
-                        ..
-                    }) => {}
-                    AuthDecision::Reject(_) => self.auth_failed(worker, now, &user),
-                }
-            }
-        }
-        self.proto
+        // The user name of this request, if it is the one handed out last.
+        let pending = self
+            .pending_auth
+            .borrow_mut()
+            .take_if(|(id, _)| *id == request)
+            .map(|(_, user)| user);
+        // What the runtime does with the answer, decided before the core
+        // takes it and done only if the core applied it: an answer the core
+        // drops as stale (its request abandoned by an LCP renegotiation or
+        // the phase timeout) sets no policy and counts nothing.
+        let verdict = match &decision {
+            AuthDecision::Accept(accept) => Some(Ok(accept.policy.clone())),
+            // The authenticator could not decide: not a guess.
+            AuthDecision::Reject(AuthReject {
+                reason: RejectReason::ServiceUnavailable,
+                ..
+            }) => None,
+            AuthDecision::Reject(_) => Some(Err(())),
+        };
+        let applied = self
+            .proto
             .borrow_mut()
             .auth_decision(now, request, decision);
+        if let (true, Some(user), Some(verdict)) = (applied, pending, verdict) {
+            match verdict {
+                Ok(policy) => {
+                    worker.shared.throttle.record_success(&user);
+                    self.apply_policy(worker, now, &user, &policy);
+                }
+                Err(()) => self.auth_failed(worker, now, &user),
+            }
+        }
         self.after_step(worker);
     }
 
