@@ -98,11 +98,19 @@ impl DaeSection {
     /// prefix. IPv4-mapped IPv6 sources (a dual-stack socket) count as
     /// IPv4.
     pub fn client_for(&self, source: IpAddr) -> Option<&DaeClient> {
+        self.client_index_for(source).map(|i| &self.client[i])
+    }
+
+    /// [`DaeSection::client_for`]'s position in `client` (the listener
+    /// keeps per-client state by it).
+    pub fn client_index_for(&self, source: IpAddr) -> Option<usize> {
         let source = source.to_canonical();
         self.client
             .iter()
-            .filter(|c| c.address.contains(source))
-            .max_by_key(|c| c.address.0.prefix_len())
+            .enumerate()
+            .filter(|(_, c)| c.address.contains(source))
+            .max_by_key(|(_, c)| c.address.0.prefix_len())
+            .map(|(i, _)| i)
     }
 }
 

@@ -276,11 +276,7 @@ impl DaeServer {
         from: SocketAddr,
         data: &[u8],
     ) {
-        let Some(client) = self
-            .section
-            .client_for(from.ip())
-            .and_then(|c| self.section.client.iter().position(|x| std::ptr::eq(x, c)))
-        else {
+        let Some(client) = self.section.client_index_for(from.ip()) else {
             self.dropped(
                 now,
                 Event::DaeUnknownClient,
