@@ -13,15 +13,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use sstpd::config::{Config, RadiusServer, Secret, TlsVersion, UserBackend};
+use sstpd::config::{Config, RadiusServer, Secret, UserBackend};
 use sstpd::metrics::Event;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser};
 use sstpd::testing::netns::NetNs;
 use sstpd::tls::certs::SelfSignedKey;
 use sstpd::tun::routes::{shown_routes as own_routes, ROUTE_PROTOCOL};
-
-const TLS: (TlsVersion, TlsVersion) = (TlsVersion::Tls12, TlsVersion::Tls13);
 
 /// frank has a network behind him (and, to be refused: a malformed route
 /// and one over the client pool); grace wants part of the same network.
@@ -78,10 +76,6 @@ async fn routes_when(want: impl Fn(&[String]) -> bool) -> Vec<String> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn options(addr: std::net::SocketAddr, user: &str, password: &str) -> sstpd::client::ClientOptions {
-    client_options(addr, user, password, TLS, &[AuthProtocol::MsChapV2])
 }
 
 /// `ping -c 1` from the namespace to `target` (behind the client), while
@@ -168,7 +162,7 @@ fn freeradius_framed_routes_are_installed_carry_traffic_and_go_with_the_session(
     let tun = server.handle().tun_name().to_owned();
     let addr = server.addr;
     let seen = server.run_clients(move || async move {
-        let (frank, frank_inbox) = connect(&options(addr, "frank", "frank-secret"))
+        let (frank, frank_inbox) = connect(&mschapv2_options(addr, "frank", "frank-secret"))
             .await
             .expect("frank connects");
         let frank_routes = routes_when(|r| r.len() == 2).await;
@@ -180,7 +174,7 @@ fn freeradius_framed_routes_are_installed_carry_traffic_and_go_with_the_session(
 
         // grace's route overlaps frank's: refused while his session lives;
         // her session itself is fine.
-        let (grace, grace_inbox) = connect(&options(addr, "grace", "grace-secret"))
+        let (grace, grace_inbox) = connect(&mschapv2_options(addr, "grace", "grace-secret"))
             .await
             .expect("grace connects");
         let grace_pinged = ping_gateway(&grace, &grace_inbox, 3, b"grace").await;
@@ -290,9 +284,10 @@ fn stale_routes_are_removed_at_start_and_live_ones_at_shutdown() {
         let client = scope.spawn(|| {
             ns.run(|| {
                 tokio_uring::start(async {
-                    let (client, _inbox) = connect(&options(addr, "frank", "frank-secret"))
-                        .await
-                        .expect("frank connects");
+                    let (client, _inbox) =
+                        connect(&mschapv2_options(addr, "frank", "frank-secret"))
+                            .await
+                            .expect("frank connects");
                     let routes = routes_when(|r| r.len() == 2).await;
                     connected.store(routes.len() + 1, std::sync::atomic::Ordering::SeqCst);
                     while !stopped.load(std::sync::atomic::Ordering::SeqCst) {

@@ -11,28 +11,19 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::*;
-use sstpd::config::{InlineUser, Secret, TlsVersion};
-use sstpd::proto::auth::AuthProtocol;
+use sstpd::config::{InlineUser, Secret};
 use sstpd::tls::certs::SelfSignedKey;
-
-fn options(addr: SocketAddr, name: &str, password: &str) -> sstpd::client::ClientOptions {
-    client_options(
-        addr,
-        name,
-        password,
-        (TlsVersion::Tls12, TlsVersion::Tls13),
-        &[AuthProtocol::MsChapV2],
-    )
-}
 
 /// Alice pings bob's tunnel address; whether bob saw a request.
 fn alice_pings_bob(server: &TestServer) -> (bool, bool) {
     let addr = server.addr;
     server.run_clients(move || async move {
-        let (a, inbox_a) = connect(&options(addr, "alice", "alice-secret"))
+        let (a, inbox_a) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
             .await
             .unwrap();
-        let (b, inbox_b) = connect(&options(addr, "bob", "bob-secret")).await.unwrap();
+        let (b, inbox_b) = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+            .await
+            .unwrap();
         let (ip_a, ip_b) = (a.address().unwrap(), b.address().unwrap());
         for seq in 0..3u16 {
             a.send_ip(&icmp_echo(8, ip_a, ip_b, 5, seq, b"a to b"))
@@ -82,7 +73,7 @@ fn packets_larger_than_the_mru_are_dropped_and_counted() {
     let server = TestServer::start(config);
     let addr = server.addr;
     let (at_mru, beyond) = server.run_clients(move || async move {
-        let (client, inbox) = connect(&options(addr, "alice", "alice-secret"))
+        let (client, inbox) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
             .await
             .unwrap();
         let me = client.address().unwrap();
@@ -119,7 +110,7 @@ fn a_second_login_of_a_fixed_address_user_takes_over() {
     let server = TestServer::start(config);
     let addr = server.addr;
     let outcome = server.run_clients(move || async move {
-        let carol = options(addr, "carol", "carol-secret");
+        let carol = mschapv2_options(addr, "carol", "carol-secret");
         let (old, _) = connect(&carol).await.unwrap();
         let old_ip = old.address();
         // The same user again (another device, or a reconnect before the
@@ -174,19 +165,23 @@ fn sighup_rereads_inline_users_and_closes_sessions_of_removed_ones() {
     let outcome = ns.run(move || {
         tokio_uring::start(async move {
             let (alice, alice_inbox) =
-                connect_when_up(&options(addr, "alice", "alice-secret"), 100).await;
-            let (bob, _) = connect(&options(addr, "bob", "bob-secret")).await.unwrap();
-            let carol_before = connect(&options(addr, "carol", "carol-secret"))
+                connect_when_up(&mschapv2_options(addr, "alice", "alice-secret"), 100).await;
+            let (bob, _) = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+                .await
+                .unwrap();
+            let carol_before = connect(&mschapv2_options(addr, "carol", "carol-secret"))
                 .await
                 .is_ok();
             std::fs::write(&config_path, reloaded).unwrap();
             // SAFETY: a signal to our own child.
             unsafe { libc::kill(pid, libc::SIGHUP) };
             let bob_closed = bob.wait_closed(Duration::from_secs(10)).await;
-            let carol_after = connect(&options(addr, "carol", "carol-secret"))
+            let carol_after = connect(&mschapv2_options(addr, "carol", "carol-secret"))
                 .await
                 .is_ok();
-            let bob_again = connect(&options(addr, "bob", "bob-secret")).await.is_ok();
+            let bob_again = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+                .await
+                .is_ok();
             let alice_alive =
                 !alice.is_closed() && ping_gateway(&alice, &alice_inbox, 4, b"still here").await;
             (

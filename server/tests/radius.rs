@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use sstpd::aaa::radius::RadiusService;
-use sstpd::config::{Config, RadiusServer, Secret, TlsVersion, UserBackend};
+use sstpd::config::{Config, RadiusServer, Secret, UserBackend};
 use sstpd::metrics::{Event, Metrics};
 use sstpd::proto::auth::verify::LocalAuthenticator;
 use sstpd::proto::auth::{
@@ -23,8 +23,6 @@ use sstpd::testing::freeradius::{AccountingRecord, FreeRadius, FreeRadiusConfig,
 use sstpd::testing::netns::NetNs;
 use sstpd::testing::StaticPasswords;
 use sstpd::tls::certs::SelfSignedKey;
-
-const TLS: (TlsVersion, TlsVersion) = (TlsVersion::Tls12, TlsVersion::Tls13);
 
 /// The RADIUS users of these tests.
 fn users() -> Vec<RadiusUser> {
@@ -83,11 +81,6 @@ fn freeradius(ns: &NetNs) -> FreeRadius {
             ..Default::default()
         },
     )
-}
-
-/// A client of the server at `addr` logging in with MS-CHAPv2.
-fn mschapv2_options(addr: SocketAddr, user: &str, password: &str) -> sstpd::client::ClientOptions {
-    client_options(addr, user, password, TLS, &[AuthProtocol::MsChapV2])
 }
 
 fn count(server: &TestServer, event: Event) -> u64 {

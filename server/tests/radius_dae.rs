@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use sstpd::aaa::dae::Selector;
-use sstpd::config::{DaeClient, TlsVersion};
-use sstpd::proto::auth::AuthProtocol;
+use sstpd::config::DaeClient;
 use sstpd::testing::freeradius::{
     radclient_with, RadclientKind, RadclientOptions, RadclientOutput,
 };
@@ -40,16 +39,6 @@ fn dae_server() -> (TestServer, tempfile::TempDir) {
         "the default port"
     );
     (server, dir)
-}
-
-fn options(addr: SocketAddr, user: &str, password: &str) -> sstpd::client::ClientOptions {
-    client_options(
-        addr,
-        user,
-        password,
-        (TlsVersion::Tls12, TlsVersion::Tls13),
-        &[AuthProtocol::MsChapV2],
-    )
 }
 
 /// Runs radclient from the caller's thread's namespace, on a thread of its
@@ -120,13 +109,15 @@ fn disconnect_by_user_name_ends_every_session_of_that_user() {
     let (addr, dae) = (server.addr, server.handle().dae_addrs()[0]);
     let outcome = server.ns.run(|| {
         tokio_uring::start(async {
-            let (a1, _) = connect(&options(addr, "alice", "alice-secret"))
+            let (a1, _) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
                 .await
                 .unwrap();
-            let (a2, _) = connect(&options(addr, "alice", "alice-secret"))
+            let (a2, _) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
                 .await
                 .unwrap();
-            let (b, inbox_b) = connect(&options(addr, "bob", "bob-secret")).await.unwrap();
+            let (b, inbox_b) = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+                .await
+                .unwrap();
             let registered = server.handle().find_sessions(&by_user("alice")).len();
             let answer = radclient(
                 dae,
@@ -174,10 +165,10 @@ fn disconnect_by_acct_session_id_ends_that_session_only() {
     let (addr, dae) = (server.addr, server.handle().dae_addrs()[0]);
     let outcome = server.ns.run(|| {
         tokio_uring::start(async {
-            let (first, _) = connect(&options(addr, "alice", "alice-secret"))
+            let (first, _) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
                 .await
                 .unwrap();
-            let (second, inbox) = connect(&options(addr, "alice", "alice-secret"))
+            let (second, inbox) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
                 .await
                 .unwrap();
             // The first session's Acct-Session-Id, found by its address.
@@ -236,7 +227,9 @@ fn coa_session_timeout_ends_the_session_after_the_new_timeout() {
     let (addr, dae) = (server.addr, server.handle().dae_addrs()[0]);
     let outcome = server.ns.run(|| {
         tokio_uring::start(async {
-            let (client, inbox) = connect(&options(addr, "bob", "bob-secret")).await.unwrap();
+            let (client, inbox) = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+                .await
+                .unwrap();
             let ip = client.address().unwrap().to_string();
             let answer = radclient(
                 dae,
@@ -283,7 +276,7 @@ fn refusals_get_a_nak_with_its_error_cause_or_no_answer() {
     let (addr, dae) = (server.addr, server.handle().dae_addrs()[0]);
     let outcome = server.ns.run(|| {
         tokio_uring::start(async {
-            let (client, inbox) = connect(&options(addr, "alice", "alice-secret"))
+            let (client, inbox) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
                 .await
                 .unwrap();
             let mut answers = Vec::new();
@@ -371,7 +364,7 @@ fn coa_idle_timeout_ends_an_idle_session() {
     let (addr, dae) = (server.addr, server.handle().dae_addrs()[0]);
     let outcome = server.ns.run(|| {
         tokio_uring::start(async {
-            let (client, _) = connect(&options(addr, "alice", "alice-secret"))
+            let (client, _) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
                 .await
                 .unwrap();
             let answer = radclient(

@@ -130,6 +130,15 @@ pub fn client_session_config(methods: &[AuthProtocol]) -> SessionConfig {
     SessionConfig::new(SstpConfig::default(), ppp)
 }
 
+/// What the tests' clients offer: TLS 1.2 to 1.3.
+pub const TLS: (TlsVersion, TlsVersion) = (TlsVersion::Tls12, TlsVersion::Tls13);
+
+/// A client of the server at `addr` logging in as `user` with MS-CHAPv2,
+/// offering [`TLS`].
+pub fn mschapv2_options(addr: SocketAddr, user: &str, password: &str) -> ClientOptions {
+    client_options(addr, user, password, TLS, &[AuthProtocol::MsChapV2])
+}
+
 /// Options for a client of `server`.
 pub fn client_options(
     addr: SocketAddr,
