@@ -14,10 +14,12 @@
 //! and at shutdown, and tests assert on it.
 
 mod event;
+mod rate_limited_log;
 mod reasons;
 mod setup;
 
 pub use event::{Event, Family};
+pub use rate_limited_log::RateLimitedLog;
 pub use setup::{LatencySnapshot, RadiusAuthResult, SetupPhase, SetupPhases, LATENCY_BUCKETS};
 
 use std::collections::BTreeMap;

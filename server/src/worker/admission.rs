@@ -241,39 +241,7 @@ pub(crate) struct Admitted {
     pub preauth: PreauthPermit,
 }
 
-/// At most one log line per interval for a repeating event, with the
-/// number of occurrences not logged since the last line. The counters have
-/// them all; the log stays readable under a flood.
-#[derive(Debug)]
-pub(crate) struct RateLimitedLog {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl RateLimitedLog {
-    pub(crate) const fn new(interval: Duration) -> Self {
-        RateLimitedLog {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(occurrences not logged since the last line)` when a line is
-    /// due.
-    pub(crate) fn due(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .last
-            .is_some_and(|last| now.saturating_duration_since(last) < self.interval)
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
+pub(crate) use crate::metrics::RateLimitedLog;
 
 /// Interval of the refusal log lines.
 pub(crate) const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);

@@ -38,7 +38,7 @@ use super::registry::SessionRegistry;
 use super::request::{self, DaeRequest, Kind, NasIdentity};
 use super::{ActionOutcome, DaeAction};
 use crate::config::{Config, DaeSection};
-use crate::metrics::{Event, Metrics};
+use crate::metrics::{Event, Metrics, RateLimitedLog};
 use crate::radius::attr::ErrorCause;
 use crate::radius::dae::{self, DaeError};
 use crate::radius::packet::{Packet, HEADER_LEN};
@@ -228,7 +228,9 @@ pub struct DaeServer {
     next_token: u64,
     transmits: VecDeque<Transmit>,
     jobs: VecDeque<Job>,
-    drop_log: DropLog,
+    /// At most one line per second for dropped datagrams (the counters
+    /// have them all).
+    drop_log: RateLimitedLog,
 }
 
 impl DaeServer {
@@ -256,7 +258,7 @@ impl DaeServer {
             next_token: 0,
             transmits: VecDeque::new(),
             jobs: VecDeque::new(),
-            drop_log: DropLog::default(),
+            drop_log: RateLimitedLog::new(Duration::from_secs(1)),
         }
     }
 
@@ -562,28 +564,6 @@ impl DaeServer {
 fn duplicate_key(from: SocketAddr, data: &[u8]) -> Option<DuplicateKey> {
     let authenticator = data.get(4..HEADER_LEN)?.try_into().ok()?;
     Some((from, data[1], authenticator))
-}
-
-/// At most one line per second for dropped datagrams (the counters have
-/// them all), saying how many were not logged since.
-#[derive(Debug, Default)]
-struct DropLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl DropLog {
-    fn due(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .last
-            .is_some_and(|last| now.saturating_duration_since(last) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
 }
 
 #[cfg(test)]
