@@ -516,7 +516,7 @@ fn chap_secrets_fixed_addresses_are_honoured_and_reload_adds_users() {
         "alice * alice-secret 10.99.0.77\ndave * dave-secret *\n",
     )
     .unwrap();
-    server.handle().reload_users().expect("reload");
+    server.handle().reload().expect("reload");
     let (dave_after, carol_after) = server.run_clients(move || async move {
         (connect(&dave).await.is_ok(), connect(&carol).await.is_ok())
     });

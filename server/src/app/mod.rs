@@ -6,6 +6,7 @@
 //! * [`cli`]: the command line and `check-config`.
 //! * [`exporter`]: the Prometheus endpoint (`[metrics] listen`).
 //! * [`startup_banner`]: what to connect to and which certificate to expect.
+//! * [`reload`](ReloadReport): applying a new configuration live.
 //! * [`systemd`]: `Type=notify` readiness, reload, stop, status and watchdog.
 //!
 //! [`Config`]: crate::config::Config
@@ -13,6 +14,7 @@
 mod banner;
 pub mod cli;
 pub mod exporter;
+mod reload;
 mod start;
 pub mod systemd;
 

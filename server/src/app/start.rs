@@ -3,7 +3,7 @@
 //!
 //! [`start`] returns a [`ServerHandle`] (used by tests, the benchmark suite
 //! and [`run`]); [`run`] is the binary's main loop: start, then wait for
-//! SIGINT/SIGTERM (graceful shutdown) or SIGHUP (reload users).
+//! SIGINT/SIGTERM (graceful shutdown) or SIGHUP (reload).
 
 use std::fmt;
 use std::io;
@@ -67,31 +67,13 @@ impl From<StartError> for io::Error {
     }
 }
 
-/// Why a reload failed (the old users stay in force).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ReloadError {
-    /// The configuration file no longer loads.
-    Config(crate::config::ConfigError),
-    /// The users it names do not.
-    Users(crate::aaa::local::UsersError),
-}
-
-impl fmt::Display for ReloadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReloadError::Config(e) => e.fmt(f),
-            ReloadError::Users(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for ReloadError {}
+use super::reload::Reloader;
+pub use super::reload::{ReloadError, ReloadReport};
 
 /// A running server.
 pub struct ServerHandle {
     shared: Arc<Shared>,
-    users: Arc<LocalUsers>,
+    reloader: Arc<Reloader>,
     threads: Vec<std::thread::JoinHandle<()>>,
     local_addrs: Vec<SocketAddr>,
     tun_name: String,
@@ -164,42 +146,12 @@ impl ServerHandle {
         self.shared.metrics.snapshot()
     }
 
-    /// Re-reads the users: the configuration file's `[users]` section
-    /// (inline users, the chap-secrets path), when the server was started
-    /// from a file, and the chap-secrets file. On any error the old users
-    /// stay in force. Sessions of users no longer in the store are then
-    /// closed (counted as `user_removed`). Changes outside `[users]` need a
-    /// restart; a reload says so in the log.
-    pub fn reload_users(&self) -> Result<(), ReloadError> {
-        let config = &self.shared.config;
-        let summary = match &config.source {
-            crate::config::ConfigSource::File(path) => {
-                let new = Config::load(path).map_err(ReloadError::Config)?;
-                let mut rest = new.clone();
-                rest.users = config.users.clone();
-                if rest != **config {
-                    tracing::warn!(
-                        "{}: only [users] is reloaded; other changes take effect at restart",
-                        path.display()
-                    );
-                }
-                if new.users.backends != config.users.backends {
-                    // The authenticator chain is built at start.
-                    tracing::warn!(
-                        "{}: users.backends changes take effect at restart",
-                        path.display()
-                    );
-                }
-                self.users.reload_from(&new.users)
-            }
-            _ => self.users.reload(),
-        }
-        .map_err(ReloadError::Users)?;
-        tracing::info!(?summary, "users reloaded");
-        for mailbox in &self.shared.mailboxes {
-            worker::send_control(mailbox, worker::WorkerMsg::UsersReloaded);
-        }
-        Ok(())
+    /// Re-reads the configuration file and applies what can change
+    /// without a restart (see [`super::reload`]); on any error nothing
+    /// changes. Sessions of users no longer in the store are then closed
+    /// (counted as `user_removed`).
+    pub fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        self.reloader.reload()
     }
 
     /// Waits (at most `timeout`) until every worker's runtime has run its
@@ -467,8 +419,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     }
     tracing::info!(workers, listen = ?local_addrs, tun = %tun_name, "sstpd ready");
     Ok(ServerHandle {
+        reloader: Arc::new(Reloader::new(shared.clone())),
         shared,
-        users,
         threads,
         local_addrs,
         tun_name,
@@ -543,7 +495,7 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
     Exporter::new(shared.metrics.clone(), gauges)
 }
 
-/// Runs the server until SIGINT or SIGTERM, reloading users on SIGHUP.
+/// Runs the server until SIGINT or SIGTERM, reloading on SIGHUP.
 ///
 /// Under systemd (`NOTIFY_SOCKET` set) it speaks the notification
 /// protocol ([`super::systemd`]): `READY=1` once every worker runs,
@@ -583,11 +535,11 @@ pub fn run(config: Config) -> io::Result<()> {
         match signal {
             SIGHUP => {
                 super::systemd::reloading();
-                let status = match server.reload_users() {
-                    Ok(()) => super::systemd::status_text(server.sessions_active()),
+                let status = match server.reload() {
+                    Ok(_) => super::systemd::status_text(server.sessions_active()),
                     Err(e) => {
-                        tracing::error!(error = %e, "reloading users failed; keeping the old ones");
-                        format!("reload failed, old users kept: {e}")
+                        tracing::error!(error = %e, "reload failed; the old configuration stays");
+                        format!("reload failed, old configuration kept: {e}")
                     }
                 };
                 super::systemd::ready(&status);
