@@ -56,6 +56,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct ScrapeGauge {
     name: &'static str,
     help: &'static str,
+    /// Constant labels of its one series (an info metric's), if any.
+    labels: Vec<(&'static str, &'static str)>,
     read: Box<dyn Fn() -> i64 + Send + Sync>,
 }
 
@@ -70,8 +72,16 @@ impl ScrapeGauge {
         ScrapeGauge {
             name,
             help,
+            labels: Vec::new(),
             read: Box::new(read),
         }
+    }
+
+    /// The gauge's one series carries these constant labels (e.g.
+    /// `sstpd_ktls_info{mode="auto",kernel="unavailable"} 1`).
+    pub fn with_labels(mut self, labels: Vec<(&'static str, &'static str)>) -> Self {
+        self.labels = labels;
+        self
     }
 }
 
@@ -205,6 +215,12 @@ impl Collector for Counters {
             "Sessions alive (accepted, not yet closed).",
             &ConstGauge::new(snapshot.sessions_active),
         )?;
+        single(
+            e,
+            "ktls_sessions",
+            "Sessions alive whose TLS records the kernel seals and opens (kTLS).",
+            &ConstGauge::new(snapshot.ktls_sessions),
+        )?;
         let by_direction = |from: u64, to: u64| {
             DIRECTIONS
                 .into_iter()
@@ -325,7 +341,18 @@ impl Collector for Counters {
         }
 
         for gauge in &self.gauges {
-            single(e, gauge.name, gauge.help, &ConstGauge::new((gauge.read)()))?;
+            let value = ConstGauge::new((gauge.read)());
+            if gauge.labels.is_empty() {
+                single(e, gauge.name, gauge.help, &value)?;
+            } else {
+                labelled(
+                    e,
+                    gauge.name,
+                    gauge.help,
+                    Gauge,
+                    [(gauge.labels.clone(), value)],
+                )?;
+            }
         }
         Ok(())
     }

@@ -451,6 +451,26 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
         "Connections not yet authenticated (limit: server.max_preauth_sessions).",
         move || gauge(admission.counts().1),
     ));
+    // kTLS as configured and as the kernel allows (an info metric: the
+    // labels carry the state, the value is 1).
+    gauges.push(
+        ScrapeGauge::new(
+            "ktls_info",
+            "tls.ktls (mode) and whether the kernel has usable kTLS (kernel).",
+            || 1,
+        )
+        .with_labels(vec![
+            ("mode", shared.ktls.mode().as_str()),
+            (
+                "kernel",
+                if shared.ktls.kernel_has_ktls() {
+                    "available"
+                } else {
+                    "unavailable"
+                },
+            ),
+        ]),
+    );
     let server = &shared.config.server;
     for (name, help, value) in [
         (

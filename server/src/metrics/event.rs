@@ -287,7 +287,10 @@ events! {
     }
 
     Auth("auth",
-        "Failed authentication attempts by method, throttling, and answers for closed sessions.") {
+        "Authentication outcomes by method and result, throttling, and answers for closed sessions.") {
+        AuthSuccessPap = "auth_success_pap",
+        AuthSuccessChapMd5 = "auth_success_chap_md5",
+        AuthSuccessMsChapV2 = "auth_success_mschapv2",
         AuthFailurePap = "auth_failure_pap",
         AuthFailureChapMd5 = "auth_failure_chap_md5",
         AuthFailureMsChapV2 = "auth_failure_mschapv2",

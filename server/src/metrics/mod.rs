@@ -39,6 +39,9 @@ pub struct WorkerMetrics {
     pub sessions_established: AtomicU64,
     /// Sessions currently alive on this worker (accepted, not yet closed).
     pub sessions_active: AtomicI64,
+    /// Of those, the sessions whose TLS records the kernel seals and
+    /// opens (kTLS).
+    pub ktls_sessions: AtomicI64,
     /// IP packets from clients written to the TUN device.
     pub rx_packets: AtomicU64,
     pub rx_bytes: AtomicU64,
@@ -164,6 +167,7 @@ impl Metrics {
             snap.connections_accepted += get(&w.connections_accepted);
             snap.sessions_established += get(&w.sessions_established);
             snap.sessions_active += w.sessions_active.load(Ordering::Relaxed);
+            snap.ktls_sessions += w.ktls_sessions.load(Ordering::Relaxed);
             snap.rx_packets += get(&w.rx_packets);
             snap.rx_bytes += get(&w.rx_bytes);
             snap.tx_packets += get(&w.tx_packets);
@@ -188,6 +192,8 @@ pub struct MetricsSnapshot {
     pub connections_accepted: u64,
     pub sessions_established: u64,
     pub sessions_active: i64,
+    /// Sessions whose records go through kernel TLS.
+    pub ktls_sessions: i64,
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,

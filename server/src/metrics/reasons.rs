@@ -24,6 +24,17 @@ impl From<&FailedAuthAttempt> for Event {
     }
 }
 
+/// A successful authentication, by method.
+impl From<AuthProtocol> for Event {
+    fn from(protocol: AuthProtocol) -> Event {
+        match protocol {
+            AuthProtocol::Pap => Event::AuthSuccessPap,
+            AuthProtocol::ChapMd5 => Event::AuthSuccessChapMd5,
+            AuthProtocol::MsChapV2 => Event::AuthSuccessMsChapV2,
+        }
+    }
+}
+
 impl From<&CloseReason> for Event {
     fn from(reason: &CloseReason) -> Event {
         match reason {

@@ -481,6 +481,17 @@ impl KtlsPlan {
         Ok(KtlsPlan { mode, support })
     }
 
+    /// `tls.ktls` as configured.
+    pub fn mode(&self) -> KtlsMode {
+        self.mode
+    }
+
+    /// Whether the running kernel has usable kTLS (the startup probe's
+    /// verdict, whatever the mode).
+    pub fn kernel_has_ktls(&self) -> bool {
+        matches!(self.support, KtlsSupport::Available(_))
+    }
+
     /// Whether any connection may be handed to the kernel (so rustls must
     /// allow secret extraction).
     pub fn may_offload(&self) -> bool {

@@ -220,6 +220,9 @@ pub(crate) struct SessionCtx {
     reference: SessionRef,
     proto: RefCell<Session>,
     tls: TlsConn,
+    /// Whether the kernel does this session's records (kTLS), decided once
+    /// after the handshake (counted in `ktls_sessions` while it lives).
+    kernel_tls: bool,
     /// TLS plaintext waiting for the writer: SSTP packets, control and data.
     out: RefCell<Vec<u8>>,
     wake_writer: Notify,
@@ -493,6 +496,7 @@ async fn serve_connection(
         }
     }
 
+    let kernel_tls = tls.is_kernel_tls();
     let seed: [u8; 32] = rand::random();
     let session = Session::server(
         &worker.shared.session_config,
@@ -507,6 +511,7 @@ async fn serve_connection(
             reference,
             proto: RefCell::new(session),
             tls,
+            kernel_tls,
             out: RefCell::new(Vec::new()),
             wake_writer: Notify::new(),
             span: span.clone(),
@@ -544,6 +549,12 @@ async fn serve_connection(
         .metrics()
         .sessions_active
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if kernel_tls {
+        worker
+            .metrics()
+            .ktls_sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     // From here on, however this task ends, the guard gives back what the
     // session holds (see `TaskGuard`).
     let guard = TaskGuard::new(&worker, &ctx, Task::Writer);
@@ -1250,6 +1261,9 @@ impl SessionCtx {
                     );
                 }
                 SessionEvent::Authenticated { username } => {
+                    if let Some(method) = self.proto.borrow().ppp().auth_protocol() {
+                        worker.metrics().event(method);
+                    }
                     self.span.record("user", field::display(&username));
                     tracing::info!("authenticated");
                     worker.dae_register(
@@ -1555,6 +1569,12 @@ impl SessionCtx {
             .metrics()
             .sessions_active
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.kernel_tls {
+            worker
+                .metrics()
+                .ktls_sessions
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         worker.session_ended.notify_waiters();
     }
 }

@@ -988,6 +988,14 @@ impl PppLink {
         self.policy.mtu
     }
 
+    /// The authentication protocol LCP negotiated ([RFC 1661] 6.2), once
+    /// it has.
+    ///
+    /// [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
+    pub fn auth_protocol(&self) -> Option<AuthProtocol> {
+        self.lcp.handler().negotiated_auth()
+    }
+
     /// LCP's automaton state, for diagnostics.
     pub fn lcp_state(&self) -> State {
         self.lcp.state()
