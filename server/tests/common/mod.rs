@@ -4,6 +4,7 @@
 //! sstp-client.
 #![allow(dead_code)]
 
+pub mod prometheus;
 pub mod sstpc;
 
 use std::net::{Ipv4Addr, SocketAddr};
