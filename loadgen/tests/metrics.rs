@@ -86,6 +86,13 @@ fn counters_scraped_during_a_run_agree_with_the_load_generator() {
     let (ok, said) = promtool_check(&text);
     assert!(ok, "promtool check metrics after the run: {said}\n{text}");
     let after = samples(&text);
+    // Nothing left waiting between the workers.
+    for worker in ["0", "1"] {
+        for queue in ["packet_batches", "control"] {
+            let series = format!(r#"sstpd_worker_mailbox_{queue}{{worker="{worker}"}}"#);
+            assert_eq!(value(&after, &series), 0, "{series}");
+        }
+    }
     let t = &report.traffic;
     assert!(t.up.packets >= SESSIONS, "every session sent: {t:?}");
     let expected = [

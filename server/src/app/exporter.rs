@@ -56,9 +56,18 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct ScrapeGauge {
     name: &'static str,
     help: &'static str,
-    /// Constant labels of its one series (an info metric's), if any.
-    labels: Vec<(&'static str, &'static str)>,
-    read: Box<dyn Fn() -> i64 + Send + Sync>,
+    read: GaugeRead,
+}
+
+/// How a [`ScrapeGauge`] finds its series.
+enum GaugeRead {
+    /// One series, these constant labels (none, or an info metric's).
+    One {
+        labels: Vec<(&'static str, &'static str)>,
+        read: Box<dyn Fn() -> i64 + Send + Sync>,
+    },
+    /// A series per worker (`worker="<index>"`).
+    PerWorker(Box<dyn Fn(usize) -> i64 + Send + Sync>, usize),
 }
 
 impl ScrapeGauge {
@@ -72,15 +81,35 @@ impl ScrapeGauge {
         ScrapeGauge {
             name,
             help,
-            labels: Vec::new(),
-            read: Box::new(read),
+            read: GaugeRead::One {
+                labels: Vec::new(),
+                read: Box::new(read),
+            },
+        }
+    }
+
+    /// A gauge with a series per worker (`worker="0"` ... up to
+    /// `workers - 1`), `read(index)` giving each value; the same rules as
+    /// [`new`](Self::new).
+    pub fn per_worker(
+        name: &'static str,
+        help: &'static str,
+        workers: usize,
+        read: impl Fn(usize) -> i64 + Send + Sync + 'static,
+    ) -> Self {
+        ScrapeGauge {
+            name,
+            help,
+            read: GaugeRead::PerWorker(Box::new(read), workers),
         }
     }
 
     /// The gauge's one series carries these constant labels (e.g.
     /// `sstpd_ktls_info{mode="auto",kernel="unavailable"} 1`).
     pub fn with_labels(mut self, labels: Vec<(&'static str, &'static str)>) -> Self {
-        self.labels = labels;
+        if let GaugeRead::One { labels: l, .. } = &mut self.read {
+            *l = labels;
+        }
         self
     }
 }
@@ -341,17 +370,21 @@ impl Collector for Counters {
         }
 
         for gauge in &self.gauges {
-            let value = ConstGauge::new((gauge.read)());
-            if gauge.labels.is_empty() {
-                single(e, gauge.name, gauge.help, &value)?;
-            } else {
-                labelled(
-                    e,
-                    gauge.name,
-                    gauge.help,
-                    Gauge,
-                    [(gauge.labels.clone(), value)],
-                )?;
+            match &gauge.read {
+                GaugeRead::One { labels, read } if labels.is_empty() => {
+                    single(e, gauge.name, gauge.help, &ConstGauge::new(read()))?;
+                }
+                GaugeRead::One { labels, read } => {
+                    let series = [(labels.clone(), ConstGauge::new(read()))];
+                    labelled(e, gauge.name, gauge.help, Gauge, series)?;
+                }
+                GaugeRead::PerWorker(read, workers) => {
+                    let names: Vec<String> = (0..*workers).map(|i| i.to_string()).collect();
+                    let series = names.iter().enumerate().map(|(i, name)| {
+                        (vec![("worker", name.as_str())], ConstGauge::new(read(i)))
+                    });
+                    labelled(e, gauge.name, gauge.help, Gauge, series)?;
+                }
             }
         }
         Ok(())

@@ -451,6 +451,27 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
         "Connections not yet authenticated (limit: server.max_preauth_sessions).",
         move || gauge(admission.counts().1),
     ));
+    // Queue depths: what waits in each worker's mailbox (packets handed
+    // over by other workers; control messages such as auth answers).
+    let workers = shared.mailboxes.len();
+    for (name, help, lane) in [
+        (
+            "worker_mailbox_packet_batches",
+            "Packet batches from other workers waiting in each worker's mailbox.",
+            0,
+        ),
+        (
+            "worker_mailbox_control",
+            "Control messages (auth answers, disconnects) waiting in each worker's mailbox.",
+            1,
+        ),
+    ] {
+        let mailboxes = shared.mailboxes.clone();
+        gauges.push(ScrapeGauge::per_worker(name, help, workers, move |i| {
+            let (batches, control) = mailboxes[i].queued();
+            gauge(if lane == 0 { batches } else { control })
+        }));
+    }
     // kTLS as configured and as the kernel allows (an info metric: the
     // labels carry the state, the value is 1).
     gauges.push(

@@ -419,6 +419,11 @@ impl<T> MailboxSender<T> {
     pub fn stats(&self) -> MailboxStats {
         self.counters.snapshot()
     }
+
+    /// What waits in the mailbox now: (packet batches, control messages).
+    pub fn queued(&self) -> (usize, usize) {
+        (self.tx.len(), self.control_tx.len())
+    }
 }
 
 /// A worker's incoming mailbox. `Send`, so it can be built before the
