@@ -73,6 +73,16 @@ impl ScrapeGauge {
             read: Box::new(read),
         }
     }
+
+    /// Its name (without the `sstpd_` prefix).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its value now.
+    pub fn read(&self) -> i64 {
+        (self.read)()
+    }
 }
 
 impl fmt::Debug for ScrapeGauge {
