@@ -202,6 +202,11 @@ fn sessions_are_listed_and_killed_by_user_address_and_id() {
             let carol_closed = carol.wait_closed(Duration::from_secs(10)).await;
             let alice_alive_after_carol =
                 !alice.is_closed() && ping_gateway(&alice, &alice_inbox, 3, b"still here").await;
+            // A list of one is still a table.
+            let table_of_one = wait_until(Duration::from_secs(5), || {
+                let table = sstpctl(&socket, &["sessions"]).stdout;
+                table.starts_with("ID ") && table.ends_with("\n1 session(s)\n")
+            });
 
             let alice_id = session_of(&after, "alice")["id"]
                 .as_str()
@@ -219,7 +224,12 @@ fn sessions_are_listed_and_killed_by_user_address_and_id() {
                     bob_by_server,
                     others_alive_after_bob,
                 ),
-                (carol_killed, carol_closed, alice_alive_after_carol),
+                (
+                    carol_killed,
+                    carol_closed,
+                    alice_alive_after_carol,
+                    table_of_one,
+                ),
                 (alice_id, one, one_json, alice_killed, alice_closed),
             )
         })
@@ -285,7 +295,8 @@ fn sessions_are_listed_and_killed_by_user_address_and_id() {
     );
     assert!(others_alive, "kill --user bob touched another session");
     // kill --address: carol's.
-    let (killed, closed, alice_alive) = carol;
+    let (killed, closed, alice_alive, table_of_one) = carol;
+    assert!(table_of_one, "sstpctl sessions with one session left");
     assert!(
         killed.stdout.starts_with("killed 1 session(s)"),
         "{killed:?}"

@@ -111,7 +111,7 @@ fn main() -> ExitCode {
             text
         })
     } else {
-        Ok(render(&answer))
+        Ok(render(&request, &answer))
     };
     match shown {
         Ok(text) => {
@@ -169,11 +169,11 @@ fn exchange(socket: &Path, request: &Request) -> Result<Answer, String> {
     })
 }
 
-/// The answer for people.
-fn render(answer: &Answer) -> String {
+/// The answer for people: `session ID` in detail, lists as tables.
+fn render(request: &Request, answer: &Answer) -> String {
     match answer {
-        Answer::Sessions(list) if list.sessions.len() == 1 => {
-            let mut out = session_details(&list.sessions[0]);
+        Answer::Sessions(list) if matches!(request, Request::Session { .. }) => {
+            let mut out: String = list.sessions.iter().map(session_details).collect();
             out.push_str(&unanswered(&list.unanswered_workers));
             out
         }
