@@ -34,7 +34,7 @@ use crate::aaa::dae::{ActionOutcome, ActionReply, DaeAction, SessionControl};
 use crate::app::exporter::ScrapeGauge;
 use crate::app::reload::Reloader;
 use crate::metrics::{Event, RateLimitedLog};
-use crate::worker::control::ListedSession;
+use crate::worker::control::{ListedSession, WorkerSessions};
 use crate::worker::dae::WorkerControl;
 use crate::worker::{send_control, Shared, WorkerMsg};
 
@@ -399,7 +399,16 @@ fn list_sessions(shared: &Shared) -> (Vec<ListedSession>, Vec<usize>) {
         );
     }
     drop(reply);
-    let deadline = Instant::now() + WORKER_ANSWER_TIMEOUT;
+    collect_answers(&answers, workers, Instant::now() + WORKER_ANSWER_TIMEOUT)
+}
+
+/// The workers' answers until all `workers` answered or `deadline`; the
+/// sessions sorted by worker and id, and the workers that did not answer.
+fn collect_answers(
+    answers: &crossbeam_channel::Receiver<WorkerSessions>,
+    workers: usize,
+    deadline: Instant,
+) -> (Vec<ListedSession>, Vec<usize>) {
     let mut answered = vec![false; workers];
     let mut sessions = Vec::new();
     while answered.iter().any(|a| !a) {
@@ -486,4 +495,53 @@ fn stats(context: &ControlContext) -> Stats {
         .collect();
     gauges.insert("sessions_active".into(), snapshot.sessions_active);
     Stats { counters, gauges }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::session_table::SessionRef;
+
+    fn listed(worker: usize, id: &str) -> ListedSession {
+        let info: super::super::protocol::SessionInfo = serde_json::from_value(serde_json::json!({
+            "id": id, "user": null, "ipv4": null, "ipv6_prefix": null,
+            "client": "192.0.2.1:1", "worker": worker, "established": false,
+            "started_unix": 0, "uptime_secs": 0, "bytes_in": 0, "bytes_out": 0,
+            "packets_in": 0, "packets_out": 0, "tls_version": null,
+            "tls_cipher": null, "ktls": false, "crypto_binding": null
+        }))
+        .unwrap();
+        ListedSession {
+            at: SessionRef {
+                worker: worker as u16,
+                slot: 0,
+                generation: 0,
+            },
+            info,
+        }
+    }
+
+    #[test]
+    fn a_worker_that_does_not_answer_is_reported_not_waited_for() {
+        let (reply, answers) = crossbeam_channel::bounded(3);
+        reply
+            .send((2, vec![listed(2, "b"), listed(2, "a")]))
+            .unwrap();
+        reply.send((0, vec![listed(0, "c")])).unwrap();
+        // Worker 1 holds its question (`reply` stays alive) and never
+        // answers.
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let (sessions, unanswered) = collect_answers(&answers, 3, deadline);
+        assert!(Instant::now() >= deadline);
+        let ids: Vec<_> = sessions.iter().map(|s| s.info.id.as_str()).collect();
+        assert_eq!(ids, ["c", "a", "b"]);
+        assert_eq!(unanswered, [1]);
+
+        // A worker that is gone drops the question: no wait at all.
+        drop(reply);
+        let far = Instant::now() + Duration::from_secs(3600);
+        let (sessions, unanswered) = collect_answers(&answers, 2, far);
+        assert!(sessions.is_empty());
+        assert_eq!(unanswered, [0, 1]);
+    }
 }
