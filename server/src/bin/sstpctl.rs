@@ -69,7 +69,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum Show {
-    /// The configuration as TOML, secrets replaced by "<redacted>".
+    /// The configuration as TOML, every secret redacted.
     Config,
 }
 

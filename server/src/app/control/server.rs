@@ -140,7 +140,7 @@ impl ControlServer {
         let thread = std::thread::Builder::new()
             .name("sstpd-control".into())
             .spawn(move || {
-                let own_uid = unsafe_geteuid();
+                let own_uid = effective_uid();
                 let mut refusals = RateLimitedLog::new(REFUSAL_LOG_INTERVAL);
                 for stream in socket.listener.incoming() {
                     if stopping.load(Ordering::Acquire) {
@@ -179,7 +179,7 @@ impl Drop for ControlServer {
     }
 }
 
-fn unsafe_geteuid() -> u32 {
+fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
