@@ -166,6 +166,9 @@ fn behind_haproxy_sstpd_sees_the_clients_addresses() {
         address: "127.0.0.1".parse().unwrap(),
         secret: Secret("testing123".into()),
     }];
+    // sstpctl lists the clients too.
+    let socket = dir.path().join("control.sock");
+    config.control.socket = Some(socket.clone());
     let server = TestServer::start(config);
     let (v2_back, v1_back) = (
         server.handle().local_addrs()[0],
@@ -203,6 +206,23 @@ fn behind_haproxy_sstpd_sees_the_clients_addresses() {
                     .map(|s| s.user)
                     .collect::<Vec<_>>()
             });
+            let listed = std::process::Command::new(env!("CARGO_BIN_EXE_sstpctl"))
+                .arg("--socket")
+                .arg(&socket)
+                .args(["sessions", "--json"])
+                .output()
+                .expect("sstpctl");
+            let listed: serde_json::Value = serde_json::from_slice(&listed.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {listed:?}"));
+            let clients: Vec<(String, String)> = listed["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| {
+                    let client: SocketAddr = s["client"].as_str()?.parse().ok()?;
+                    Some((s["user"].as_str()?.to_owned(), client.ip().to_string()))
+                })
+                .collect();
             let pinged = ping_gateway(&alice, &inbox_a, 1, b"alice").await
                 && ping_gateway(&bob, &inbox_b, 2, b"bob").await;
             // Hostile and broken connections to the PROXY listeners, on a
@@ -218,16 +238,26 @@ fn behind_haproxy_sstpd_sees_the_clients_addresses() {
                 && ping_gateway(&bob, &inbox_b, 4, b"bob again").await;
             alice.close(Duration::from_secs(5)).await;
             bob.close(Duration::from_secs(5)).await;
-            (held, registry, pinged, refused, still)
+            (held, registry, clients, pinged, refused, still)
         })
     });
-    let (held, registry, pinged, refused, still) = outcome;
+    let (held, registry, clients, pinged, refused, still) = outcome;
     let stats = handle.metrics();
     assert_eq!(held, (1, 1), "the silent client is in the window");
     assert_eq!(registry[0], ["alice"], "{stats}");
     assert_eq!(registry[1], ["bob"], "{stats}");
     assert!(registry[2].is_empty(), "HAProxy's address is no session's");
     assert!(registry[3].is_empty());
+    let mut clients = clients;
+    clients.sort();
+    assert_eq!(
+        clients,
+        [
+            ("alice".to_owned(), CLIENT_V2.to_owned()),
+            ("bob".to_owned(), CLIENT_V1.to_owned())
+        ],
+        "sstpctl shows the clients' addresses, not HAProxy's"
+    );
     assert!(pinged, "{stats}");
     // Alice, Bob and the silent holder.
     assert_eq!(stats.event("proxy_header_accepted"), 3, "{stats}");

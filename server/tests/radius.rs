@@ -528,6 +528,20 @@ fn sstpc_with_a_wrong_client_mppe_key_fails_the_binding() {
 
 /// `config` sends accounting to FreeRADIUS in the namespace (127.0.0.1:1813
 /// by default), retrying quickly.
+/// The first accounting Stop FreeRADIUS records (waiting up to 10 s).
+fn first_stop(radius: &FreeRadius) -> AccountingRecord {
+    let records = radius
+        .wait_for_records(
+            |records| records.iter().any(|r| r.status_type() == Some("Stop")),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", radius.log()));
+    records
+        .into_iter()
+        .find(|r| r.status_type() == Some("Stop"))
+        .unwrap()
+}
+
 fn with_accounting(mut config: Config, servers: &[&str]) -> Config {
     config.radius.acct_server = servers.iter().map(|s| server(s)).collect();
     config.radius.acct_timeout = Duration::from_millis(200);
@@ -849,18 +863,9 @@ fn idle_timeout_ends_a_silent_session_and_its_stop_says_so() {
     });
     assert!(ended, "Idle-Timeout ended the silent session");
     assert_eq!(count(&server, Event::IdleTimeout), 1);
-    let records = radius
-        .wait_for_records(
-            |r| r.iter().any(|r| r.status_type() == Some("Stop")),
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stop = records
-        .iter()
-        .find(|r| r.status_type() == Some("Stop"))
-        .unwrap();
+    let stop = first_stop(&radius);
     assert_eq!(stop.get("Acct-Terminate-Cause"), Some("Idle-Timeout"));
-    assert!(number(stop, "Acct-Session-Time") >= 3, "{stop:?}");
+    assert!(number(&stop, "Acct-Session-Time") >= 3, "{stop:?}");
 }
 
 /// RFC 5176 Disconnect-Request from FreeRADIUS's radclient, with accounting
@@ -914,20 +919,58 @@ fn a_disconnect_request_ends_the_session_and_its_stop_says_admin_reset() {
         answer.output
     );
     assert!(closed, "{}", server.handle().metrics());
-    let records = radius
-        .wait_for_records(
-            |records| records.iter().any(|r| r.status_type() == Some("Stop")),
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", radius.log()));
-    let stop = records
-        .iter()
-        .find(|r| r.status_type() == Some("Stop"))
-        .unwrap();
+    let stop = first_stop(&radius);
     assert_eq!(stop.get("User-Name"), Some("carol"), "{stop:?}");
     assert_eq!(
         stop.get("Acct-Terminate-Cause"),
         Some("Admin-Reset"),
         "{stop:?}"
     );
+}
+
+/// `sstpctl kill` (the real binary, on the in-process server's control
+/// socket) with accounting to FreeRADIUS: the session ends and its Stop
+/// says Admin-Reset, as for a Disconnect-Request (issue 14).
+#[test]
+fn sstpctl_kill_ends_the_session_and_its_stop_says_admin_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = with_accounting(
+        radius_config(dir.path(), &["127.0.0.1:1812"]),
+        &["127.0.0.1:1813"],
+    );
+    let socket = dir.path().join("control.sock");
+    config.control.socket = Some(socket.clone());
+    let server = TestServer::start(config);
+    let radius = freeradius(&server.ns);
+    let addr = server.addr;
+    let (killed, closed) = server.run_clients(move || async move {
+        let (client, _inbox) = connect(&mschapv2_options(addr, "carol", "carol-secret"))
+            .await
+            .expect("carol connects");
+        let killed = std::process::Command::new(env!("CARGO_BIN_EXE_sstpctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["kill", "--user", "carol", "--json"])
+            .output()
+            .expect("run sstpctl");
+        let closed = client.wait_closed(Duration::from_secs(10)).await;
+        (killed, closed)
+    });
+    let answer: serde_json::Value =
+        serde_json::from_slice(&killed.stdout).unwrap_or_else(|e| panic!("{e}: {killed:?}"));
+    assert_eq!(answer["killed"], 1, "{answer}");
+    assert!(closed, "{}", server.handle().metrics());
+    let stop = first_stop(&radius);
+    assert_eq!(stop.get("User-Name"), Some("carol"), "{stop:?}");
+    assert_eq!(
+        stop.get("Acct-Session-Id"),
+        answer["ids"][0].as_str(),
+        "{stop:?}"
+    );
+    assert_eq!(
+        stop.get("Acct-Terminate-Cause"),
+        Some("Admin-Reset"),
+        "{stop:?}"
+    );
+    assert_eq!(server.handle().metrics().event("admin_reset"), 1);
 }

@@ -93,16 +93,6 @@ fn by_user(user: &str) -> Selector {
     }
 }
 
-/// Whether a client's session ended the way a server-side graceful close
-/// ends it: LCP Terminate-Request from the server, then SSTP Call
-/// Disconnect (whichever the client saw first).
-fn closed_by_server(client: &sstpd::client::Client) -> bool {
-    matches!(
-        client.close_reason().map(|r| r.as_str()),
-        Some("peer_terminated" | "peer_disconnect")
-    )
-}
-
 #[test]
 fn disconnect_by_user_name_ends_every_session_of_that_user() {
     let (server, _dir) = dae_server();
@@ -133,7 +123,7 @@ fn disconnect_by_user_name_ends_every_session_of_that_user() {
             .await;
             let closed = a1.wait_closed(Duration::from_secs(10)).await
                 && a2.wait_closed(Duration::from_secs(10)).await;
-            let graceful = closed_by_server(&a1) && closed_by_server(&a2);
+            let graceful = session_closed_by_server(&a1) && session_closed_by_server(&a2);
             // Bob's session is untouched.
             let bob_alive = !b.is_closed() && ping_gateway(&b, &inbox_b, 1, b"bob").await;
             let left = server.handle().find_sessions(&by_user("alice")).len();
@@ -187,7 +177,7 @@ fn disconnect_by_acct_session_id_ends_that_session_only() {
             )
             .await;
             let closed = first.wait_closed(Duration::from_secs(10)).await;
-            let graceful = closed_by_server(&first);
+            let graceful = session_closed_by_server(&first);
             let other_alive = !second.is_closed() && ping_gateway(&second, &inbox, 2, b"2nd").await;
             // Sent again, the same id names no session any more.
             let again = radclient(
@@ -250,7 +240,7 @@ fn coa_session_timeout_ends_the_session_after_the_new_timeout() {
                 alive_before,
                 closed,
                 after,
-                closed_by_server(&client),
+                session_closed_by_server(&client),
             )
         })
     });
@@ -377,7 +367,12 @@ fn coa_idle_timeout_ends_an_idle_session() {
             let acked = Instant::now();
             // Nothing flows: ended at the first check a second after.
             let closed = client.wait_closed(Duration::from_secs(10)).await;
-            (answer, closed, acked.elapsed(), closed_by_server(&client))
+            (
+                answer,
+                closed,
+                acked.elapsed(),
+                session_closed_by_server(&client),
+            )
         })
     });
     let (answer, closed, after, graceful) = outcome;

@@ -112,6 +112,19 @@ impl ScrapeGauge {
         }
         self
     }
+
+    /// Its name (without the `sstpd_` prefix).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Its value now (a per-worker gauge's sum over the workers).
+    pub fn read(&self) -> i64 {
+        match &self.read {
+            GaugeRead::One { read, .. } => read(),
+            GaugeRead::PerWorker(read, workers) => (0..*workers).map(read).sum(),
+        }
+    }
 }
 
 impl fmt::Debug for ScrapeGauge {

@@ -5,6 +5,7 @@
 //!   and the workers; signals (SIGTERM drains, SIGHUP reloads).
 //! * [`cli`]: the command line and `check-config`.
 //! * [`exporter`]: the Prometheus endpoint (`[metrics] listen`).
+//! * [`control`]: the control socket `sstpctl` talks to (`[control] socket`).
 //! * [`startup_banner`]: what to connect to and which certificate to expect.
 //! * [`reload`](ReloadReport): applying a new configuration live.
 //! * [`systemd`]: `Type=notify` readiness, reload, stop, status and watchdog.
@@ -13,6 +14,7 @@
 
 mod banner;
 pub mod cli;
+pub mod control;
 pub mod exporter;
 mod reload;
 mod start;

@@ -36,7 +36,7 @@ impl fmt::Display for ReloadError {
 impl std::error::Error for ReloadError {}
 
 /// What a successful reload did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ReloadReport {
     /// The parts applied to the running server (for example `"users"`).

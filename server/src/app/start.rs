@@ -67,6 +67,7 @@ impl From<StartError> for io::Error {
     }
 }
 
+use super::control::server::{ControlContext, ControlServer, ControlSocket};
 use super::reload::Reloader;
 pub use super::reload::{ReloadError, ReloadReport};
 
@@ -89,6 +90,9 @@ pub struct ServerHandle {
     kernel_routes: Option<KernelRoutes>,
     /// The Prometheus endpoint, when `[metrics] listen` is set.
     metrics_endpoint: Option<super::exporter::MetricsServer>,
+    /// The control socket's thread, when `[control] socket` is set;
+    /// stopped (its socket removed) when shutdown begins.
+    control: std::sync::Mutex<Option<ControlServer>>,
     _tun: TunDevice,
 }
 
@@ -220,6 +224,9 @@ impl ServerHandle {
         if let Some(dae) = &self.dae {
             dae.stop();
         }
+        if let Ok(mut control) = self.control.lock() {
+            drop(control.take());
+        }
         worker::broadcast_shutdown(&self.shared);
     }
 
@@ -253,6 +260,9 @@ impl ServerHandle {
 pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let config = Arc::new(config);
     let workers = config.worker_count().max(1);
+    // First, while no other thread of the server exists (see
+    // `ControlSocket::bind`'s umask).
+    let control_socket = bind_control_socket(&config)?;
 
     let tls = crate::tls::prepare_server_tls(&config).map_err(StartError::Tls)?;
     if let Some(key) = &config.tls.private_key {
@@ -399,6 +409,22 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         None => None,
     };
 
+    let reloader = Arc::new(Reloader::new(shared.clone()));
+    let control = match control_socket {
+        Some(socket) => Some(
+            ControlServer::start(
+                socket,
+                ControlContext {
+                    shared: shared.clone(),
+                    reloader: reloader.clone(),
+                    gauges: scrape_gauges(&shared),
+                },
+            )
+            .map_err(StartError::Io)?,
+        ),
+        None => None,
+    };
+
     let cores = if config.server.pin_workers {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {
@@ -419,7 +445,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     }
     tracing::info!(workers, listen = ?local_addrs, tun = %tun_name, "sstpd ready");
     Ok(ServerHandle {
-        reloader: Arc::new(Reloader::new(shared.clone())),
+        reloader,
+        control: std::sync::Mutex::new(control),
         shared,
         threads,
         local_addrs,
@@ -433,10 +460,54 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     })
 }
 
-/// The Prometheus exposition of this server: its counters, and gauges
-/// read at scrape time from admission control, the limits and RADIUS.
+/// Binds `[control] socket`, when set. Without a configuration file (the
+/// embedded defaults) a socket that cannot be made is a warning, not a
+/// start error: the demo runs unprivileged, where `/run/sstpd` is not
+/// writable.
+fn bind_control_socket(config: &Config) -> Result<Option<ControlSocket>, StartError> {
+    let Some(path) = &config.control.socket else {
+        return Ok(None);
+    };
+    let bound = ensure_parent_dir(path).and_then(|()| ControlSocket::bind(path));
+    match bound {
+        Ok(socket) => Ok(Some(socket)),
+        Err(e) if matches!(config.source, crate::config::ConfigSource::Embedded { .. }) => {
+            tracing::warn!(error = %e, "no control socket: sstpctl cannot reach this server");
+            Ok(None)
+        }
+        Err(e) => Err(StartError::Io(e)),
+    }
+}
+
+/// Creates the socket's directory when it is missing (mode 0755: the
+/// socket's own mode is what keeps others out).
+fn ensure_parent_dir(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("control socket directory {}: {e}", dir.display()),
+                )
+            }),
+        _ => Ok(()),
+    }
+}
+
+/// The Prometheus exposition of this server: its counters, and the
+/// [`scrape_gauges`].
 fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
-    use super::exporter::{Exporter, ScrapeGauge};
+    super::exporter::Exporter::new(shared.metrics.clone(), scrape_gauges(shared))
+}
+
+/// Gauges read when asked (a scrape, `sstpctl stats`) from admission
+/// control, the limits and RADIUS.
+fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
+    use super::exporter::ScrapeGauge;
     let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
     let mut gauges = Vec::new();
     let admission = shared.admission.clone();
@@ -533,7 +604,7 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
             gauge(radius.as_deref().map_or(0, read))
         }));
     }
-    Exporter::new(shared.metrics.clone(), gauges)
+    gauges
 }
 
 /// Runs the server until SIGINT or SIGTERM, reloading on SIGHUP.

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// An inclusive range of IPv4 addresses, written as a prefix or `first-last`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +106,13 @@ impl FromStr for Ipv4Range {
     }
 }
 
+/// Written back as it was read (a prefix or a range).
+impl Serialize for Ipv4Range {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Ipv4Range {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -144,6 +151,12 @@ impl FromStr for Ipv6Prefix {
             addr: net.addr(),
             len: net.prefix_len(),
         })
+    }
+}
+
+impl Serialize for Ipv6Prefix {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

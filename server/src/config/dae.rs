@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::validate::positive_at_most;
 use super::*;
@@ -26,7 +26,7 @@ const MAX_SECRET_LEN: usize = 128;
 const MAX_CLIENTS: usize = 256;
 
 /// `[radius.dae]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaeSection {
     /// UDP addresses to receive Disconnect-Request and CoA-Request on.
@@ -116,7 +116,7 @@ impl DaeSection {
 
 /// One `[[radius.dae.client]]`: a Dynamic Authorization Client (the RADIUS
 /// server or the billing system that sends requests).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DaeClient {
     /// Its address, or a prefix of addresses (`"192.0.2.10"`,
@@ -170,6 +170,12 @@ impl FromStr for ClientAddress {
             ));
         }
         Ok(ClientAddress(net))
+    }
+}
+
+impl Serialize for ClientAddress {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -17,8 +17,9 @@ impl Config {
     /// default, plus the user `demo` whose password is taken from
     /// `SSTPD_DEMO_PASSWORD` or generated (and shown in the startup banner),
     /// a generated self-signed certificate (`tls.self_signed`), and no
-    /// per-source pre-authentication cap beyond the global one: the demo
-    /// listens on loopback only, where every client shares one address.
+    /// per-source pre-authentication cap beyond the global one (the demo
+    /// listens on loopback only, where every client shares one address),
+    /// and the control socket at [`DEFAULT_CONTROL_SOCKET`].
     pub fn embedded_defaults() -> Config {
         let env_password = std::env::var(DEMO_PASSWORD_ENV)
             .ok()
@@ -39,6 +40,7 @@ impl Config {
             password: Secret(password),
             ip: None,
         });
+        config.control.socket = Some(DEFAULT_CONTROL_SOCKET.into());
         config.source = ConfigSource::Embedded {
             demo_password_generated: generated,
         };

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::validate::positive_at_most;
 use super::*;
@@ -21,7 +21,7 @@ const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_PROXY_FROM: usize = 256;
 
 /// Whether a listener expects a PROXY protocol header before TLS.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocol {
     /// No header: the TCP peer is the client (the default).
@@ -52,7 +52,7 @@ impl ProxyProtocol {
 }
 
 /// One `[[server.listener]]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSection {
     /// The TCP address to accept SSTP connections on (required).

@@ -17,9 +17,11 @@
 //! TOML table, with their defaults), [`addr`] (address ranges and
 //! prefixes), [`validate`] (the rules parsing alone does not enforce),
 //! [`defaults`] (the embedded no-file configuration and its demo user),
+//! [`control`] (the control socket, and the configuration rendered back),
 //! [`state_dir`] (where generated state lives) and [`error`].
 
 mod addr;
+mod control;
 mod dae;
 mod defaults;
 mod error;
@@ -31,6 +33,7 @@ pub mod tls_names;
 mod validate;
 
 pub use addr::*;
+pub use control::*;
 pub use dae::*;
 pub use defaults::*;
 pub use error::*;
@@ -95,6 +98,7 @@ impl Config {
         resolve(&mut self.tls.certificate);
         resolve(&mut self.tls.private_key);
         resolve(&mut self.users.chap_secrets);
+        resolve(&mut self.control.socket);
     }
 
     /// The worker count, with 0 resolved to the number of available cores.

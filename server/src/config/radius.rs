@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::validate::positive_at_most;
 use super::*;
@@ -26,7 +26,7 @@ const MAX_SECRET_LEN: usize = 128;
 const MAX_SERVERS: usize = 16;
 
 /// `[radius]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RadiusSection {
     /// Authentication servers, tried in order: the first one alive gets
@@ -120,7 +120,7 @@ impl Default for RadiusSection {
 }
 
 /// One `[[radius.auth_server]]` or `[[radius.acct_server]]` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RadiusServer {
     /// `host:port`, e.g. "127.0.0.1:1812".
@@ -132,7 +132,7 @@ pub struct RadiusServer {
 }
 
 /// Where users are looked up: `users.backends`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserBackend {
     /// `[[users.local]]` and the chap-secrets file.

@@ -6,13 +6,13 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::*;
 use crate::proto::auth::AuthProtocol;
 
 /// The whole configuration. Sections mirror the TOML tables.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerSection,
@@ -27,6 +27,7 @@ pub struct Config {
     pub radius: RadiusSection,
     pub logging: LoggingSection,
     pub metrics: MetricsSection,
+    pub control: ControlSection,
     /// Where this configuration came from (not a key).
     #[serde(skip)]
     pub source: ConfigSource,
@@ -49,7 +50,7 @@ pub enum ConfigSource {
 }
 
 /// `[server]`: sockets, workers, lifecycle.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
     /// TCP addresses to accept SSTP (HTTPS) connections on. Each worker binds
@@ -109,7 +110,7 @@ impl Default for ServerSection {
 }
 
 /// A TLS protocol version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 pub enum TlsVersion {
     #[serde(rename = "1.2")]
     Tls12,
@@ -127,7 +128,7 @@ impl TlsVersion {
 }
 
 /// Whether to hand record encryption to the kernel (kTLS).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KtlsMode {
     /// Use kTLS when the kernel and the negotiated cipher allow it.
@@ -150,7 +151,7 @@ impl KtlsMode {
 }
 
 /// `[tls]`: the HTTPS side.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSection {
     /// PEM file with the certificate chain, leaf first. Required unless
@@ -202,7 +203,7 @@ impl Default for TlsSection {
 }
 
 /// A hash the SSTP crypto binding may use ([MS-SSTP] 2.2.8, 3.2.5.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CryptoBindingHash {
     /// CERT_HASH_PROTOCOL_SHA256 (0x02).
@@ -221,7 +222,7 @@ impl CryptoBindingHash {
 }
 
 /// `[sstp]`: SSTP timers ([MS-SSTP] 3.1.2, 3.2.2) and the crypto binding.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SstpSection {
     /// Send an Echo Request after this much silence; the peer is dead after
@@ -267,7 +268,7 @@ impl Default for SstpSection {
 /// `[ppp]`: LCP ([RFC 1661]) and authentication.
 ///
 /// [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PppSection {
     /// Authentication methods the server asks for, most preferred first;
@@ -275,7 +276,10 @@ pub struct PppSection {
     /// ["mschapv2"]: PAP and CHAP-MD5 yield no keys, so their crypto
     /// binding uses an all-zero key that a relaying man in the middle can
     /// compute too.
-    #[serde(deserialize_with = "deserialize_auth_protocols")]
+    #[serde(
+        deserialize_with = "deserialize_auth_protocols",
+        serialize_with = "serialize_auth_protocols"
+    )]
     pub auth: Vec<AuthProtocol>,
     /// Maximum-Receive-Unit we announce ([RFC 1661] 6.1); IP packets from a
     /// client larger than the MRU it accepted are dropped and counted
@@ -338,7 +342,7 @@ impl PppSection {
 ///
 /// [RFC 1332]: https://www.rfc-editor.org/rfc/rfc1332
 /// [RFC 1877]: https://www.rfc-editor.org/rfc/rfc1877
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ipv4Section {
     /// Client addresses: a prefix ("10.99.0.0/24": network and broadcast
@@ -361,7 +365,7 @@ pub struct Ipv4Section {
 }
 
 /// One `[[ipv4.pools]]` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedIpv4Pool {
     /// The name RADIUS Framed-Pool ([RFC 2869] 5.18) refers to.
@@ -373,7 +377,7 @@ pub struct NamedIpv4Pool {
 }
 
 /// Traffic between clients of this server.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientToClient {
     /// Packets to another client's address are dropped and counted
@@ -414,7 +418,7 @@ impl Default for Ipv4Section {
 /// `[ipv6]`: IPv6CP ([RFC 5072]) and per-session prefixes.
 ///
 /// [RFC 5072]: https://www.rfc-editor.org/rfc/rfc5072
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ipv6Section {
     /// Negotiate IPv6CP and route IPv6. Default false.
@@ -451,7 +455,7 @@ impl Ipv6Section {
 }
 
 /// `[tun]`: the tunnel device.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TunSection {
     /// Interface name, at most 15 bytes. Default "sstp0".
@@ -476,10 +480,15 @@ impl Default for TunSection {
     }
 }
 
-/// A password: printed as `***` in debug output.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+/// A password or a shared secret: printed as `***` in debug output, and
+/// serialized as it is (a configuration written back must load again;
+/// [`Config::redacted`] is the one to show).
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
+
+/// What [`Config::redacted`] puts in place of every secret.
+pub const REDACTED: &str = "<redacted>";
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -488,7 +497,7 @@ impl fmt::Debug for Secret {
 }
 
 /// One `[[users.local]]` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InlineUser {
     /// The name the client authenticates as.
@@ -500,7 +509,7 @@ pub struct InlineUser {
 }
 
 /// `[users]`: local accounts.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UsersSection {
     /// A pppd chap-secrets file (`client server secret [ip]`).
@@ -533,7 +542,7 @@ impl Default for UsersSection {
 /// `max_failures_per_user` failures within `window`, further attempts from
 /// that source or for that user are refused without consulting the user
 /// store for `lockout`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthThrottleSection {
     /// Default true.
@@ -569,7 +578,7 @@ impl Default for AuthThrottleSection {
 }
 
 /// Log verbosity.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Error,
@@ -593,7 +602,7 @@ impl LogLevel {
 }
 
 /// Log line format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -604,7 +613,7 @@ pub enum LogFormat {
 }
 
 /// `[logging]`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoggingSection {
     /// "error", "warn", "info" (default), "debug" or "trace". The environment
@@ -616,12 +625,19 @@ pub struct LoggingSection {
 }
 
 /// `[metrics]`: the Prometheus endpoint.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSection {
     /// Where to serve `GET /metrics` (Prometheus text format), e.g.
     /// `"127.0.0.1:9464"`. Off (no socket) unless set.
     pub listen: Option<SocketAddr>,
+}
+
+fn serialize_auth_protocols<S: Serializer>(
+    protocols: &[AuthProtocol],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(protocols.iter().map(|p| p.as_str()))
 }
 
 fn deserialize_auth_protocols<'de, D: Deserializer<'de>>(

@@ -792,3 +792,91 @@ fn the_metrics_endpoint_is_off_unless_an_address_is_given() {
     let got = err("[metrics]\nport = 9464\n");
     assert!(got.contains("port"), "{got}");
 }
+
+/// Everything a file can say, secrets included, for the rendering tests.
+const FULL_CONFIG: &str = r#"
+[server]
+listen = ["127.0.0.1:4443"]
+workers = 2
+[[server.listener]]
+address = "127.0.0.1:4444"
+proxy_protocol = "v2"
+proxy_from = ["10.0.0.0/8"]
+[tls]
+self_signed = true
+cipher_suites = ["TLS13_AES_128_GCM_SHA256"]
+[ppp]
+auth = ["mschapv2", "pap"]
+[ipv4]
+pool = "10.99.0.10-10.99.0.250"
+dns = ["9.9.9.9"]
+[[ipv4.pools]]
+name = "staff"
+range = "10.98.0.0/24"
+[ipv6]
+enabled = true
+prefix = "fd98::/48"
+[users]
+backends = ["local", "radius"]
+[[users.local]]
+name = "alice"
+password = "alice-password"
+ip = "10.99.0.20"
+[radius]
+acct_interim_interval = "5m"
+[[radius.auth_server]]
+address = "127.0.0.1:1812"
+secret = "auth-secret"
+[[radius.acct_server]]
+address = "127.0.0.1:1813"
+secret = "acct-secret"
+[[radius.dae.client]]
+address = "192.0.2.0/24"
+secret = "dae-secret"
+[metrics]
+listen = "127.0.0.1:9464"
+[control]
+socket = "/run/sstpd/control.sock"
+"#;
+
+#[test]
+fn the_rendered_configuration_loads_back_to_the_same() {
+    let config = Config::from_toml_str(FULL_CONFIG).unwrap();
+    let text = config.to_toml().unwrap();
+    assert_eq!(Config::from_toml_str(&text).unwrap(), config, "{text}");
+    let example =
+        Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sstpd.toml")).unwrap();
+    let mut again = Config::from_toml_str(&example.to_toml().unwrap()).unwrap();
+    again.source = example.source.clone();
+    assert_eq!(again, example);
+    let embedded = Config::embedded_defaults_with(None, &mut rand::rngs::StdRng::seed_from_u64(1));
+    assert_eq!(
+        embedded.control.socket.as_deref(),
+        Some(Path::new(DEFAULT_CONTROL_SOCKET))
+    );
+    assert_eq!(Config::default().control.socket, None);
+}
+
+#[test]
+fn the_redacted_rendering_hides_every_secret_and_nothing_else() {
+    let config = Config::from_toml_str(FULL_CONFIG).unwrap();
+    let text = config.redacted().to_toml().unwrap();
+    for secret in ["alice-password", "auth-secret", "acct-secret", "dae-secret"] {
+        assert!(!text.contains(secret), "{secret} in\n{text}");
+    }
+    assert_eq!(text.matches(REDACTED).count(), 4, "{text}");
+    let mut back = Config::from_toml_str(&text).unwrap();
+    back.users.local[0].password = Secret("alice-password".into());
+    back.radius.auth_server[0].secret = Secret("auth-secret".into());
+    back.radius.acct_server[0].secret = Secret("acct-secret".into());
+    back.radius.dae.client[0].secret = Secret("dae-secret".into());
+    assert_eq!(back, config);
+}
+
+#[test]
+fn a_control_socket_path_must_fit_a_socket_address() {
+    assert_err(
+        &format!("[control]\nsocket = \"/{}\"", "x".repeat(120)),
+        "control.socket: a socket path must be 1 to 107 bytes long",
+    );
+}

@@ -32,6 +32,7 @@ impl Config {
         self.validate_backends()?;
         self.validate_radius()?;
         self.validate_auth_throttle()?;
+        self.validate_control()?;
         Ok(())
     }
 

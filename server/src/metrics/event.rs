@@ -437,6 +437,17 @@ events! {
         MetricsIoError = "metrics_io_error",
     }
 
+    ControlRequests("control_requests",
+        "Requests on the control socket (sstpctl), by outcome.") {
+        ControlAnswered = "control_answered",
+        // Not JSON, not a request, or longer than the limit.
+        ControlBadRequest = "control_bad_request",
+        // Neither root nor the server's user (SO_PEERCRED).
+        ControlRefusedPeer = "control_refused_peer",
+        ControlTimeout = "control_timeout",
+        ControlIoError = "control_io_error",
+    }
+
     ProxyHeaders("proxy_headers",
         "PROXY protocol headers on listeners behind a load balancer, by outcome.") {
         ProxyHeaderAccepted = "proxy_header_accepted",

@@ -15,6 +15,7 @@
 //! worker.
 
 pub(crate) mod admission;
+pub mod control;
 pub(crate) mod dae;
 pub mod mailbox;
 mod session;
@@ -78,6 +79,11 @@ pub(crate) enum WorkerMsg {
         to: SessionRef,
         action: crate::aaa::dae::DaeAction,
         reply: crate::aaa::dae::ActionReply,
+    },
+    /// Describe every session of the receiving worker (`sstpctl
+    /// sessions`; control).
+    ListSessions {
+        reply: crossbeam_channel::Sender<control::WorkerSessions>,
     },
     /// The users were reloaded: close the sessions of users that are gone
     /// (control).
@@ -265,6 +271,7 @@ impl Worker {
                         }
                     }
                     WorkerMsg::Dae { to, action, reply } => worker.dae_action(to, action, reply),
+                    WorkerMsg::ListSessions { reply } => worker.list_sessions(reply),
                     WorkerMsg::UsersReloaded => worker.close_removed_users(),
                     WorkerMsg::Shutdown => shutdown = true,
                 }
@@ -574,6 +581,7 @@ mod tests {
                 WorkerMsg::Auth { .. } => "auth",
                 WorkerMsg::Disconnect { .. } => "disconnect",
                 WorkerMsg::Dae { .. } => "dae",
+                WorkerMsg::ListSessions { .. } => "list_sessions",
                 WorkerMsg::UsersReloaded => "users_reloaded",
                 WorkerMsg::Shutdown => "shutdown",
             })

@@ -217,12 +217,15 @@ fn set_user_timeout(socket: BorrowedFd<'_>, timeout: Duration) -> std::io::Resul
 
 /// Per-session state shared by the reader and writer tasks.
 pub(crate) struct SessionCtx {
-    reference: SessionRef,
-    proto: RefCell<Session>,
-    tls: TlsConn,
+    pub(super) reference: SessionRef,
+    pub(super) proto: RefCell<Session>,
+    pub(super) tls: TlsConn,
     /// Whether the kernel does this session's records (kTLS), decided once
     /// after the handshake (counted in `ktls_sessions` while it lives).
-    kernel_tls: bool,
+    pub(super) kernel_tls: bool,
+    /// The cipher suite the handshake settled on (and with it the TLS
+    /// version).
+    pub(super) tls_suite: Option<rustls::SupportedCipherSuite>,
     /// TLS plaintext waiting for the writer: SSTP packets, control and data.
     out: RefCell<Vec<u8>>,
     wake_writer: Notify,
@@ -230,18 +233,18 @@ pub(crate) struct SessionCtx {
     /// Addresses this session owns in the session table.
     routes: RefCell<Vec<IpAddr>>,
     /// The IPv4 address IPCP assigned, while it is up.
-    ipv4_route: Cell<Option<std::net::Ipv4Addr>>,
+    pub(super) ipv4_route: Cell<Option<std::net::Ipv4Addr>>,
     /// The Framed-Route prefixes routed to this session, while its IPv4
     /// is up.
     framed_routes: RefCell<Vec<Ipv4Prefix>>,
     /// The IPv6 /64 delegated to this session, to return to the pool.
-    ipv6_prefix: Cell<Option<std::net::Ipv6Addr>>,
+    pub(super) ipv6_prefix: Cell<Option<std::net::Ipv6Addr>>,
     /// The IPv4 address reserved for the client, until the core releases it.
     ipv4_lease: Cell<Option<std::net::Ipv4Addr>>,
     reader_done: Cell<bool>,
     /// The client's address (admission and the authentication throttle
     /// count by it).
-    peer: SocketAddr,
+    pub(super) peer: SocketAddr,
     /// This connection's place in the pre-authentication window, until the
     /// call is established.
     preauth: RefCell<Option<PreauthPermit>>,
@@ -250,7 +253,7 @@ pub(crate) struct SessionCtx {
     preauth_deadline: Instant,
     /// When the TCP connection was accepted, and the setup phases timed
     /// from it so far (each once).
-    accepted_at: Instant,
+    pub(super) accepted_at: Instant,
     setup_timed: Cell<crate::metrics::SetupPhases>,
     /// The user name of the request handed to the authenticator, until
     /// its answer arrives (the throttle counts the answer against it).
@@ -270,7 +273,7 @@ pub(crate) struct SessionCtx {
     /// One of the session's tasks panicked ([`TaskGuard`]).
     failed: Cell<bool>,
     /// Acct-Session-Id: names the session to RADIUS.
-    session_id: String,
+    pub(super) session_id: String,
     /// What the authenticator decided for this session besides the accept
     /// (RADIUS attributes), once accepted.
     policy: RefCell<SessionPolicy>,
@@ -283,7 +286,7 @@ pub(crate) struct SessionCtx {
     acct: RefCell<Option<SessionAcct>>,
     /// When the call was established (the "session started" log line);
     /// the "session ended" line gives the time since.
-    established_at: Cell<Option<Instant>>,
+    pub(super) established_at: Cell<Option<Instant>>,
     /// The IPv4 address the session had, kept after IPCP goes down for
     /// the "session ended" line.
     logged_ipv4: Cell<Option<std::net::Ipv4Addr>>,
@@ -451,7 +454,8 @@ async fn serve_connection(
     worker
         .metrics()
         .setup_phase(SetupPhase::Tls, accepted_at.elapsed());
-    if let Some(suite) = tls.with_tls(|c| c.negotiated_cipher_suite()).flatten() {
+    let tls_suite = tls.with_tls(|c| c.negotiated_cipher_suite()).flatten();
+    if let Some(suite) = tls_suite {
         for event in crate::tls::handshake_events(suite) {
             worker.metrics().event(event);
         }
@@ -512,6 +516,7 @@ async fn serve_connection(
             proto: RefCell::new(session),
             tls,
             kernel_tls,
+            tls_suite,
             out: RefCell::new(Vec::new()),
             wake_writer: Notify::new(),
             span: span.clone(),
@@ -1594,7 +1599,7 @@ impl SessionCtx {
         let _span = self.span.enter();
         match action {
             DaeAction::Disconnect => {
-                tracing::info!("Disconnect-Request: closing (admin reset)");
+                tracing::info!("closing on an administrator's request (admin reset)");
                 self.close_for(worker, Event::AdminReset);
             }
             DaeAction::Change(change) => self.change_limits(Instant::now(), change),

@@ -227,6 +227,16 @@ pub async fn wait_for(inbox: &Inbox, timeout: Duration, want: impl Fn(&[u8]) -> 
     }
 }
 
+/// Whether a client's session ended the way a server-side graceful close
+/// ends it: LCP Terminate-Request from the server, then SSTP Call
+/// Disconnect (whichever the client saw first).
+pub fn session_closed_by_server(client: &sstpd::client::Client) -> bool {
+    matches!(
+        client.close_reason().map(|r| r.as_str()),
+        Some("peer_terminated" | "peer_disconnect")
+    )
+}
+
 /// Pings the gateway (the kernel answers through the TUN device) and
 /// checks the reply carries our payload.
 pub async fn ping_gateway(
