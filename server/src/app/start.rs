@@ -77,7 +77,6 @@ pub struct ServerHandle {
     threads: Vec<std::thread::JoinHandle<()>>,
     local_addrs: Vec<SocketAddr>,
     tun_name: String,
-    cert: CertHashes,
     /// The RADIUS thread, when `users.backends` names RADIUS; stopped
     /// once the workers are.
     radius: Option<Arc<RadiusService>>,
@@ -136,9 +135,10 @@ impl ServerHandle {
         self.metrics_endpoint.as_ref().map(|m| m.local_addr())
     }
 
-    /// Hashes of the certificate clients see (for the crypto binding).
+    /// Hashes of the certificate new connections see (for the crypto
+    /// binding); a reload may change it.
     pub fn cert_hashes(&self) -> CertHashes {
-        self.cert
+        self.shared.live.load().cert
     }
 
     /// The counters, summed over workers.
@@ -347,10 +347,13 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let session_config = session_config(&config);
     let shared = Arc::new(Shared {
         config: config.clone(),
-        session_config,
-        tls: tls.config.clone(),
+        live: arc_swap::ArcSwap::from_pointee(worker::Live {
+            config: config.clone(),
+            session_config,
+            tls: tls.config.clone(),
+            cert,
+        }),
         ktls: tls.ktls.clone(),
-        cert,
         authenticator,
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
@@ -424,7 +427,6 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         threads,
         local_addrs,
         tun_name,
-        cert,
         radius,
         dae,
         kernel_routes: Some(kernel_routes),
@@ -437,61 +439,58 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 /// read at scrape time from admission control, the limits and RADIUS.
 fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
     use super::exporter::{Exporter, ScrapeGauge};
-    let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-    let mut gauges = Vec::new();
-    let admission = shared.admission.clone();
-    gauges.push(ScrapeGauge::new(
-        "connections_open",
-        "TCP connections open (admission control's count).",
-        move || gauge(admission.counts().0),
-    ));
-    let admission = shared.admission.clone();
-    gauges.push(ScrapeGauge::new(
-        "connections_preauth",
-        "Connections not yet authenticated (limit: server.max_preauth_sessions).",
-        move || gauge(admission.counts().1),
-    ));
-    let server = &shared.config.server;
-    for (name, help, value) in [
+    // Read at scrape time: admission's counts and caps (a reload changes
+    // the caps), and RADIUS's queues (zero without RADIUS, as
+    // ServerHandle::accounting_spooled).
+    type Read = fn(&Shared) -> usize;
+    let table: [(&str, &str, Read); 7] = [
+        (
+            "connections_open",
+            "TCP connections open (admission control's count).",
+            |s| s.admission.counts().0,
+        ),
+        (
+            "connections_preauth",
+            "Connections not yet authenticated (limit: server.max_preauth_sessions).",
+            |s| s.admission.counts().1,
+        ),
         (
             "max_sessions",
             "server.max_sessions: the session limit.",
-            server.max_sessions,
+            |s| s.admission.limits().0,
         ),
         (
             "max_preauth_sessions",
             "server.max_preauth_sessions: the pre-authentication limit.",
-            server.max_preauth_sessions,
+            |s| s.admission.limits().1,
         ),
-    ] {
-        let value = gauge(value);
-        gauges.push(ScrapeGauge::new(name, help, move || value));
-    }
-    // Zero without RADIUS, as ServerHandle::accounting_spooled.
-    type RadiusRead = fn(&crate::aaa::radius::RadiusService) -> usize;
-    let radius_gauges: [(&str, &str, RadiusRead); 3] = [
         (
             "radius_auth_queued",
             "Access-Requests waiting in the queue to the RADIUS thread.",
-            |r| r.queued().0,
+            |s| s.radius.as_deref().map_or(0, |r| r.queued().0),
         ),
         (
             "radius_accounting_queued",
             "Accounting records waiting in the queue to the RADIUS thread.",
-            |r| r.queued().1,
+            |s| s.radius.as_deref().map_or(0, |r| r.queued().1),
         ),
         (
             "radius_accounting_spooled",
             "Accounting records in the spool, not yet acknowledged by a server.",
-            |r| r.spooled(),
+            |s| s.radius.as_deref().map_or(0, |r| r.spooled()),
         ),
     ];
-    for (name, help, read) in radius_gauges {
-        let radius = shared.radius.clone();
-        gauges.push(ScrapeGauge::new(name, help, move || {
-            gauge(radius.as_deref().map_or(0, read))
-        }));
-    }
+    let gauges = table
+        .into_iter()
+        .map(|(name, help, read)| {
+            // Weak: the endpoint does not keep the server's state alive.
+            let shared = Arc::downgrade(shared);
+            ScrapeGauge::new(name, help, move || {
+                let value = shared.upgrade().map_or(0, |s| read(&s));
+                i64::try_from(value).unwrap_or(i64::MAX)
+            })
+        })
+        .collect();
     Exporter::new(shared.metrics.clone(), gauges)
 }
 
@@ -537,10 +536,8 @@ pub fn run(config: Config) -> io::Result<()> {
                 super::systemd::reloading();
                 let status = match server.reload() {
                     Ok(_) => super::systemd::status_text(server.sessions_active()),
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload failed; the old configuration stays");
-                        format!("reload failed, old configuration kept: {e}")
-                    }
+                    // Logged by the reloader.
+                    Err(e) => format!("reload failed, old configuration kept: {e}"),
                 };
                 super::systemd::ready(&status);
             }
