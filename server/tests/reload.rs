@@ -221,6 +221,16 @@ fn server_from_file(dir: &Path, config: &Config, extra: &str) -> (TestServer, st
     (TestServer::start(loaded), path)
 }
 
+/// Writes `toml` as the server's file and reloads it.
+fn reload_file(server: &TestServer, path: &Path, toml: String) -> sstpd::app::ReloadReport {
+    std::fs::write(path, toml).unwrap();
+    server.handle().reload().expect("the reload succeeds")
+}
+
+fn applied(report: &sstpd::app::ReloadReport, key: &str) -> bool {
+    report.applied.iter().any(|k| k == key)
+}
+
 #[test]
 fn reload_reports_restart_only_keys_and_applies_a_lower_max_sessions() {
     let dir = tempfile::tempdir().unwrap();
@@ -263,11 +273,8 @@ fn reload_reports_restart_only_keys_and_applies_a_lower_max_sessions() {
     });
     let report = report.expect("the reload succeeds");
     assert_eq!(report.restart_required, ["server.workers", "tun.mtu"]);
-    assert!(
-        report.applied.contains(&"server.max_sessions".to_string()),
-        "{report:?}"
-    );
-    assert!(!report.applied.contains(&"certificate".to_string()));
+    assert!(applied(&report, "server.max_sessions"), "{report:?}");
+    assert!(!applied(&report, "certificate"), "{report:?}");
     let (alice_refused, bob_alive) = client_outcome;
     let stats = server.handle().metrics();
     assert!(alice_refused, "a connection above the new cap: {stats}");
@@ -321,16 +328,12 @@ fn radius_servers_and_secrets_change_by_reload_against_freeradius() {
     )
     .expect("the second FreeRADIUS starts");
     first.stop();
-    std::fs::write(
+    let report = reload_file(
+        &server,
         &path,
         config_toml(&config, &radius_toml(1912, "rotated-secret")),
-    )
-    .unwrap();
-    let report = server.handle().reload().expect("the reload succeeds");
-    assert!(
-        report.applied.contains(&"radius.auth_server".to_string()),
-        "{report:?}"
     );
+    assert!(applied(&report, "radius.auth_server"), "{report:?}");
     assert!(report.restart_required.is_empty(), "{report:?}");
     assert!(server.run_clients(carol), "{}", second.log());
     let stats = server.handle().metrics();
@@ -342,4 +345,77 @@ fn radius_servers_and_secrets_change_by_reload_against_freeradius() {
     std::fs::write(&path, config_toml(&config, &radius_toml(1812, ""))).unwrap();
     assert!(server.handle().reload().is_err());
     assert!(server.run_clients(carol), "{}", second.log());
+}
+
+/// The accounting spool across a reload: records that the old accounting
+/// server never acknowledged are delivered to the new one.
+#[test]
+fn spooled_accounting_reaches_the_new_server_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let accounting_toml = |port: u16, secret: &str| {
+        format!(
+            "[radius]\nacct_timeout = \"300ms\"\nretries = 1\n\n\
+             [[radius.acct_server]]\naddress = \"127.0.0.1:{port}\"\nsecret = \"{secret}\"\n"
+        )
+    };
+    let (server, path) =
+        server_from_file(dir.path(), &config, &accounting_toml(1813, "testing123"));
+    let mut first =
+        FreeRadius::start_in(&server.ns, &FreeRadiusConfig::default()).expect("FreeRADIUS starts");
+    first
+        .wait_for_records(|r| !r.is_empty(), Duration::from_secs(5))
+        .expect("Accounting-On");
+    first.stop();
+
+    // alice's Start and Stop find no server: they wait in the spool.
+    let addr = server.addr;
+    assert!(server.run_clients(move || async move {
+        session_comes_up(&mschapv2_options(addr, "alice", "alice-secret")).await
+    }));
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            server.handle().metrics().count(Event::RadiusAcctFailed) >= 2
+        }),
+        "{}",
+        server.handle().metrics()
+    );
+    assert_eq!(server.handle().accounting_spooled(), 2);
+
+    let second = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            secret: "rotated-secret".into(),
+            auth_port: 1912,
+            acct_port: 1913 + 100,
+            ..Default::default()
+        },
+    )
+    .expect("the second FreeRADIUS starts");
+    let report = reload_file(
+        &server,
+        &path,
+        config_toml(&config, &accounting_toml(2013, "rotated-secret")),
+    );
+    assert!(applied(&report, "radius.acct_server"), "{report:?}");
+    let records = second
+        .wait_for_records(
+            |records| records.iter().any(|r| r.status_type() == Some("Stop")),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.handle().metrics()));
+    assert!(
+        records.iter().any(|r| r.status_type() == Some("Start")),
+        "{records:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .handle()
+            .accounting_spooled()
+            == 0),
+        "acknowledged records leave the spool: {}",
+        server.handle().metrics()
+    );
+    let stats = server.handle().metrics();
+    assert_eq!(stats.count(Event::RadiusAcctLost), 0, "{stats}");
 }
