@@ -121,8 +121,9 @@ impl Reloader {
             });
         };
         let new = Config::load(path).map_err(ReloadError::Config)?;
+        // `merged.config` keeps the running configuration's `source`.
         let merged = merge(&current.config, &new, self.shared.radius.is_some());
-        let mut config = merged.config;
+        let config = merged.config;
         config.validate().map_err(ReloadError::Config)?;
 
         let (tls, identity) =
@@ -141,7 +142,6 @@ impl Reloader {
             .map_err(ReloadError::Users)?;
         tracing::info!(?summary, "users reloaded");
 
-        config.source = current.config.source.clone();
         let config = Arc::new(config);
         let mut report = ReloadReport {
             applied: vec!["users".into()],

@@ -196,7 +196,7 @@ fn server_config(server: &RadiusServer) -> ServerConfig {
 }
 
 /// The sans-IO client's configuration from `[radius]`.
-pub(crate) fn client_config(r: &RadiusSection) -> ClientConfig {
+fn client_config(r: &RadiusSection) -> ClientConfig {
     ClientConfig {
         auth_servers: r.auth_server.iter().map(server_config).collect(),
         acct_servers: r.acct_server.iter().map(server_config).collect(),
@@ -872,10 +872,10 @@ fn auth_answer(pending: PendingAuth, response: &client::Response, metrics: &Metr
     }
 }
 
-/// The UDP sockets, one per server and client socket index, opened when
-/// the client first sends on one; each has a task reading it.
-/// Each client generation has sockets of its own: identifiers are per
-/// socket, and two clients must never hand out the same one.
+/// The UDP sockets, one per client generation, server and client socket
+/// index, opened when the client first sends on one; each has a task
+/// reading it. A generation has sockets of its own because identifiers
+/// are per socket, and two clients must never hand out the same one.
 #[derive(Default)]
 struct Sockets {
     open: HashMap<(u64, SocketAddr, usize), (Arc<UdpSocket>, tokio::task::AbortHandle)>,
@@ -924,9 +924,7 @@ impl Sockets {
             tracing::debug!(server = %transmit.server, error = %e, "RADIUS send failed");
         }
     }
-}
 
-impl Sockets {
     /// Closes the sockets of a retired client (their reading tasks end).
     fn close_generation(&mut self, generation: u64) {
         self.open.retain(|(g, _, _), (_, reader)| {
