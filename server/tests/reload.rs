@@ -287,27 +287,43 @@ fn reload_reports_restart_only_keys_and_applies_a_lower_max_sessions() {
     );
 }
 
+/// `[ppp]`, `[users]` and `[radius]` for MS-CHAPv2 logins through one
+/// RADIUS server at 127.0.0.1:`port`.
+fn radius_login_toml(port: u16, secret: &str, auth_timeout: &str, retries: u32) -> String {
+    format!(
+        "[ppp]\nauth = [\"mschapv2\"]\n\n[users]\nbackends = [\"radius\"]\n\n\
+         [radius]\nauth_timeout = \"{auth_timeout}\"\nretries = {retries}\n\n\
+         [[radius.auth_server]]\naddress = \"127.0.0.1:{port}\"\nsecret = \"{secret}\"\n"
+    )
+}
+
+/// FreeRADIUS in `ns` on `auth_port` (accounting on the next port) with
+/// `secret`, knowing carol.
+fn freeradius_knowing_carol(
+    ns: &sstpd::testing::netns::NetNs,
+    auth_port: u16,
+    secret: &str,
+) -> FreeRadius {
+    FreeRadius::start_in(
+        ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("carol", "carol-secret")],
+            secret: secret.into(),
+            auth_port,
+            acct_port: auth_port + 1,
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts")
+}
+
 #[test]
 fn radius_servers_and_secrets_change_by_reload_against_freeradius() {
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
-    let radius_toml = |port: u16, secret: &str| {
-        format!(
-            "[ppp]\nauth = [\"mschapv2\"]\n\n[users]\nbackends = [\"radius\"]\n\n\
-             [radius]\nauth_timeout = \"500ms\"\nretries = 1\n\n\
-             [[radius.auth_server]]\naddress = \"127.0.0.1:{port}\"\nsecret = \"{secret}\"\n"
-        )
-    };
+    let radius_toml = |port, secret| radius_login_toml(port, secret, "500ms", 1);
     let (server, path) = server_from_file(dir.path(), &config, &radius_toml(1812, "testing123"));
-    let users = vec![RadiusUser::new("carol", "carol-secret")];
-    let mut first = FreeRadius::start_in(
-        &server.ns,
-        &FreeRadiusConfig {
-            users: users.clone(),
-            ..Default::default()
-        },
-    )
-    .expect("FreeRADIUS starts");
+    let mut first = freeradius_knowing_carol(&server.ns, 1812, "testing123");
     let addr = server.addr;
     let carol = move || async move {
         session_comes_up(&mschapv2_options(addr, "carol", "carol-secret")).await
@@ -316,17 +332,7 @@ fn radius_servers_and_secrets_change_by_reload_against_freeradius() {
 
     // Another FreeRADIUS, another port and secret; the first one stops, so
     // only the new list can answer.
-    let second = FreeRadius::start_in(
-        &server.ns,
-        &FreeRadiusConfig {
-            users,
-            secret: "rotated-secret".into(),
-            auth_port: 1912,
-            acct_port: 1913,
-            ..Default::default()
-        },
-    )
-    .expect("the second FreeRADIUS starts");
+    let second = freeradius_knowing_carol(&server.ns, 1912, "rotated-secret");
     first.stop();
     let report = reload_file(
         &server,
@@ -418,4 +424,67 @@ fn spooled_accounting_reaches_the_new_server_after_a_reload() {
     );
     let stats = server.handle().metrics();
     assert_eq!(stats.count(Event::RadiusAcctLost), 0, "{stats}");
+}
+
+/// A request in flight when the servers change finishes against the
+/// server (and secret) it was sent to: the first FreeRADIUS is paused
+/// (SIGSTOP) with carol's Access-Request in its socket, the file moves
+/// RADIUS to a second server with another secret and is reloaded, then
+/// the first resumes and its answer, signed with the old secret, lets
+/// carol in. The next login goes to the second server.
+#[test]
+fn a_radius_request_in_flight_finishes_against_its_server_across_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let radius_toml = |port, secret| radius_login_toml(port, secret, "2s", 2);
+    let (server, path) = server_from_file(dir.path(), &config, &radius_toml(1812, "testing123"));
+    let mut first = freeradius_knowing_carol(&server.ns, 1812, "testing123");
+    let second = freeradius_knowing_carol(&server.ns, 1912, "rotated-secret");
+    let first_pid = first.pid().unwrap() as i32;
+    // SAFETY: signals to a child of ours.
+    assert_eq!(unsafe { libc::kill(first_pid, libc::SIGSTOP) }, 0);
+
+    let addr = server.addr;
+    let carol = move || async move {
+        session_comes_up(&mschapv2_options(addr, "carol", "carol-secret")).await
+    };
+    let (in_flight_login, report) = std::thread::scope(|scope| {
+        let login = scope.spawn(|| server.run_clients(carol));
+        // The Access-Request reaches the paused server.
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                server.handle().metrics().count(Event::RadiusAccept) == 0
+                    && server.handle().admission_counts().1 == 1
+            }),
+            "carol's connection is not waiting"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let report = reload_file(
+            &server,
+            &path,
+            config_toml(&config, &radius_toml(1912, "rotated-secret")),
+        );
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::kill(first_pid, libc::SIGCONT) }, 0);
+        (login.join().unwrap(), report)
+    });
+    assert!(applied(&report, "radius.auth_server"), "{report:?}");
+    let stats = server.handle().metrics();
+    assert!(
+        in_flight_login,
+        "the paused server's answer was not taken: {stats}\n{}",
+        first.log()
+    );
+    assert_eq!(stats.count(Event::RadiusResponseDropped), 0, "{stats}");
+    assert_eq!(stats.count(Event::RadiusTimeout), 0, "{stats}");
+    assert!(first.log().contains("carol"), "{}", first.log());
+
+    first.stop();
+    assert!(server.run_clients(carol), "{}", second.log());
+    assert_eq!(
+        server.handle().metrics().count(Event::RadiusAccept),
+        2,
+        "{}",
+        server.handle().metrics()
+    );
 }
