@@ -365,6 +365,35 @@ fn reload_show_config_and_who_may_ask() {
     let reload = sstpctl(&socket, &["reload", "--json"]).json();
     assert_eq!(reload["applied"], serde_json::json!(["users"]));
 
+    // A live key and a restart-only key changed in the file: the reload
+    // names both, and `show config` has the first's new value and the
+    // second's old one (what is in force).
+    let started = Config::load(&daemon.config_path).unwrap();
+    let mut edited = started.clone();
+    edited.server.max_sessions = 77;
+    edited.server.workers = started.server.workers + 1;
+    std::fs::write(&daemon.config_path, edited.to_toml().unwrap()).unwrap();
+    let reload = sstpctl(&socket, &["reload", "--json"]).json();
+    assert_eq!(
+        reload["applied"],
+        serde_json::json!(["users", "server.max_sessions"]),
+        "{reload}"
+    );
+    assert_eq!(
+        reload["restart_required"],
+        serde_json::json!(["server.workers"]),
+        "{reload}"
+    );
+    let shown = Config::from_toml_str(&sstpctl(&socket, &["show", "config"]).stdout).unwrap();
+    assert_eq!(shown.server.max_sessions, 77);
+    assert_eq!(shown.server.workers, started.server.workers);
+    std::fs::write(&daemon.config_path, started.to_toml().unwrap()).unwrap();
+    let reload = sstpctl(&socket, &["reload", "--json"]).json();
+    assert_eq!(
+        reload["applied"],
+        serde_json::json!(["users", "server.max_sessions"])
+    );
+
     // show config: no secret, and with them put back it is the file.
     let shown = sstpctl(&socket, &["show", "config"]);
     assert_eq!(shown.code, Some(0), "{shown:?}");

@@ -10,7 +10,10 @@ mod server_common;
 use std::time::Duration;
 
 #[allow(unused_imports)]
-pub use server_common::{prometheus, test_config, TestServer, GATEWAY, USERS};
+pub use server_common::{
+    config_toml, mschapv2_options, prometheus, test_config, trusting, wait_until, TestServer,
+    GATEWAY, USERS,
+};
 use sstp_loadgen::config::Pinning;
 use sstp_loadgen::peer::{Peer, PeerConfig};
 use sstp_loadgen::{Credentials, Engine, LoadConfig, Mode, Quiet, Report};

@@ -25,9 +25,14 @@
 //!   latency benchmark's peak 16 MB: mimalloc backs its arena with 2 MiB
 //!   transparent huge pages (`server/tests/throttle_memory.rs`).
 //!
+//! * **Reload.** [`AuthThrottle::reconfigure`] takes a new section: the
+//!   counts and lockouts already recorded stay (a reload is no way out of
+//!   a lockout); new thresholds, window and lockout apply from the next
+//!   failure, and a smaller `max_entries` forgets the least recent keys.
+//!
 //! Pure logic: time is passed in, so tests run on a virtual clock. One
-//! mutex serialises the two tables; it is taken once per authentication
-//! attempt, never on the packet path.
+//! mutex serialises the two tables and the settings; it is taken once per
+//! authentication attempt, never on the packet path.
 
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
@@ -177,15 +182,15 @@ impl<K: std::hash::Hash + Eq + Copy> Table<K> {
 
 #[derive(Debug)]
 struct Tables {
+    enabled: bool,
+    window: Duration,
+    lockout: Duration,
     sources: Table<SourceKey>,
     users: Table<u64>,
 }
 
 /// The throttle shared by all workers.
 pub struct AuthThrottle {
-    enabled: bool,
-    window: Duration,
-    lockout: Duration,
     /// Keys the user-name hash, so names cannot be chosen to collide.
     hasher: RandomState,
     tables: Mutex<Tables>,
@@ -193,31 +198,49 @@ pub struct AuthThrottle {
 
 impl fmt::Debug for AuthThrottle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tables = self.tables();
         f.debug_struct("AuthThrottle")
-            .field("enabled", &self.enabled)
-            .field("window", &self.window)
-            .field("lockout", &self.lockout)
+            .field("enabled", &tables.enabled)
+            .field("window", &tables.window)
+            .field("lockout", &tables.lockout)
             .finish_non_exhaustive()
     }
 }
 
+fn capacity(config: &AuthThrottleSection) -> NonZeroUsize {
+    NonZeroUsize::new(config.max_entries).unwrap_or(NonZeroUsize::MIN)
+}
+
 impl AuthThrottle {
     pub fn new(config: &AuthThrottleSection) -> Self {
-        let capacity = NonZeroUsize::new(config.max_entries).unwrap_or(NonZeroUsize::MIN);
+        let capacity = capacity(config);
         AuthThrottle {
-            enabled: config.enabled,
-            window: config.window,
-            lockout: config.lockout,
             hasher: RandomState::new(),
             tables: Mutex::new(Tables {
+                enabled: config.enabled,
+                window: config.window,
+                lockout: config.lockout,
                 sources: Table::new(capacity, config.max_failures_per_source.max(1)),
                 users: Table::new(capacity, config.max_failures_per_user.max(1)),
             }),
         }
     }
 
+    /// Applies a reloaded `[auth_throttle]` (see the module doc).
+    pub fn reconfigure(&self, config: &AuthThrottleSection) {
+        let capacity = capacity(config);
+        let mut tables = self.tables();
+        tables.enabled = config.enabled;
+        tables.window = config.window;
+        tables.lockout = config.lockout;
+        tables.sources.entries.resize(capacity);
+        tables.sources.max_failures = config.max_failures_per_source.max(1);
+        tables.users.entries.resize(capacity);
+        tables.users.max_failures = config.max_failures_per_user.max(1);
+    }
+
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        self.tables().enabled
     }
 
     fn user_key(&self, user: &str) -> u64 {
@@ -231,11 +254,11 @@ impl AuthThrottle {
     /// Whether an attempt from `source` as `user` may be judged now. The
     /// source's lockout is reported first.
     pub fn check(&self, now: Instant, source: IpAddr, user: &str) -> Verdict {
-        if !self.enabled {
-            return Verdict::Allowed;
-        }
         let user = self.user_key(user);
         let mut tables = self.tables();
+        if !tables.enabled {
+            return Verdict::Allowed;
+        }
         if let Some(until) = tables.sources.locked_until(&SourceKey::of(source), now) {
             return Verdict::Throttled {
                 by: ThrottleKind::Source,
@@ -253,16 +276,17 @@ impl AuthThrottle {
 
     /// Counts a failed attempt (credentials the user store rejected).
     pub fn record_failure(&self, now: Instant, source: IpAddr, user: &str) -> FailureOutcome {
-        if !self.enabled {
-            return FailureOutcome::default();
-        }
         let user = self.user_key(user);
         let mut tables = self.tables();
+        if !tables.enabled {
+            return FailureOutcome::default();
+        }
+        let (window, lockout) = (tables.window, tables.lockout);
         let (source_engaged, source_evicted) =
             tables
                 .sources
-                .fail(SourceKey::of(source), now, self.window, self.lockout);
-        let (user_engaged, user_evicted) = tables.users.fail(user, now, self.window, self.lockout);
+                .fail(SourceKey::of(source), now, window, lockout);
+        let (user_engaged, user_evicted) = tables.users.fail(user, now, window, lockout);
         FailureOutcome {
             source_engaged,
             user_engaged,
@@ -273,11 +297,11 @@ impl AuthThrottle {
     /// A successful login clears the user's count (not the source's: a
     /// source may be a NAT shared with an attacker).
     pub fn record_success(&self, user: &str) {
-        if !self.enabled {
-            return;
-        }
         let user = self.user_key(user);
-        self.tables().users.clear(&user);
+        let mut tables = self.tables();
+        if tables.enabled {
+            tables.users.clear(&user);
+        }
     }
 
     /// Keys tracked: (sources, users).
@@ -288,7 +312,7 @@ impl AuthThrottle {
 
     /// The lockout period.
     pub fn lockout(&self) -> Duration {
-        self.lockout
+        self.tables().lockout
     }
 }
 
@@ -341,6 +365,32 @@ mod tests {
         // After the lockout the count starts afresh.
         assert!(!t.record_failure(until, src, "alice").user_engaged);
         assert_eq!(t.check(until, src, "alice"), Verdict::Allowed);
+    }
+
+    #[test]
+    fn reconfiguring_keeps_lockouts_and_applies_new_thresholds() {
+        let t = AuthThrottle::new(&config(100, 2, 16));
+        let t0 = Instant::now();
+        let src = ip("192.0.2.1");
+        t.record_failure(t0, src, "alice");
+        assert!(t.record_failure(t0, src, "alice").user_engaged);
+        t.record_failure(t0, src, "bob");
+        t.reconfigure(&config(100, 5, 16));
+        // alice stays locked out; bob now needs five failures in all.
+        assert!(matches!(
+            t.check(t0 + MIN, src, "alice"),
+            Verdict::Throttled { .. }
+        ));
+        for _ in 0..3 {
+            assert!(!t.record_failure(t0 + MIN, src, "bob").user_engaged);
+        }
+        assert!(t.record_failure(t0 + MIN, src, "bob").user_engaged);
+        // Disabled by a reload: nothing is judged any more.
+        t.reconfigure(&AuthThrottleSection {
+            enabled: false,
+            ..config(100, 5, 16)
+        });
+        assert_eq!(t.check(t0 + MIN, src, "alice"), Verdict::Allowed);
     }
 
     #[test]

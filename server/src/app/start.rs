@@ -78,7 +78,6 @@ pub struct ServerHandle {
     threads: Vec<std::thread::JoinHandle<()>>,
     local_addrs: Vec<SocketAddr>,
     tun_name: String,
-    cert: CertHashes,
     /// The RADIUS thread, when `users.backends` names RADIUS; stopped
     /// once the workers are.
     radius: Option<Arc<RadiusService>>,
@@ -140,9 +139,10 @@ impl ServerHandle {
         self.metrics_endpoint.as_ref().map(|m| m.local_addr())
     }
 
-    /// Hashes of the certificate clients see (for the crypto binding).
+    /// Hashes of the certificate new connections see (for the crypto
+    /// binding); a reload may change it.
     pub fn cert_hashes(&self) -> CertHashes {
-        self.cert
+        self.shared.live.load().cert
     }
 
     /// The counters, summed over workers.
@@ -357,10 +357,13 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let session_config = session_config(&config);
     let shared = Arc::new(Shared {
         config: config.clone(),
-        session_config,
-        tls: tls.config.clone(),
+        live: arc_swap::ArcSwap::from_pointee(worker::Live {
+            config: config.clone(),
+            session_config,
+            tls: tls.config.clone(),
+            cert,
+        }),
         ktls: tls.ktls.clone(),
-        cert,
         authenticator,
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
@@ -451,7 +454,6 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         threads,
         local_addrs,
         tun_name,
-        cert,
         radius,
         dae,
         kernel_routes: Some(kernel_routes),
@@ -504,24 +506,61 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
     super::exporter::Exporter::new(shared.metrics.clone(), scrape_gauges(shared))
 }
 
-/// Gauges read when asked (a scrape, `sstpctl stats`) from admission
-/// control, the limits and RADIUS.
+/// Gauges read when asked (a scrape, `sstpctl stats`): admission's counts
+/// and caps (a reload changes the caps), RADIUS's queues (zero without
+/// RADIUS, as [`ServerHandle::accounting_spooled`]), the workers' mailboxes
+/// and the kTLS state. They hold the server's state weakly: the endpoint
+/// does not keep it alive.
 fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
     use super::exporter::ScrapeGauge;
     let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
-    let mut gauges = Vec::new();
-    let admission = shared.admission.clone();
-    gauges.push(ScrapeGauge::new(
-        "connections_open",
-        "TCP connections open (admission control's count).",
-        move || gauge(admission.counts().0),
-    ));
-    let admission = shared.admission.clone();
-    gauges.push(ScrapeGauge::new(
-        "connections_preauth",
-        "Connections not yet authenticated (limit: server.max_preauth_sessions).",
-        move || gauge(admission.counts().1),
-    ));
+    type Read = fn(&Shared) -> usize;
+    let table: [(&str, &str, Read); 7] = [
+        (
+            "connections_open",
+            "TCP connections open (admission control's count).",
+            |s| s.admission.counts().0,
+        ),
+        (
+            "connections_preauth",
+            "Connections not yet authenticated (limit: server.max_preauth_sessions).",
+            |s| s.admission.counts().1,
+        ),
+        (
+            "max_sessions",
+            "server.max_sessions: the session limit.",
+            |s| s.admission.limits().0,
+        ),
+        (
+            "max_preauth_sessions",
+            "server.max_preauth_sessions: the pre-authentication limit.",
+            |s| s.admission.limits().1,
+        ),
+        (
+            "radius_auth_queued",
+            "Access-Requests waiting in the queue to the RADIUS thread.",
+            |s| s.radius.as_deref().map_or(0, |r| r.queued().0),
+        ),
+        (
+            "radius_accounting_queued",
+            "Accounting records waiting in the queue to the RADIUS thread.",
+            |s| s.radius.as_deref().map_or(0, |r| r.queued().1),
+        ),
+        (
+            "radius_accounting_spooled",
+            "Accounting records in the spool, not yet acknowledged by a server.",
+            |s| s.radius.as_deref().map_or(0, |r| r.spooled()),
+        ),
+    ];
+    let mut gauges: Vec<ScrapeGauge> = table
+        .into_iter()
+        .map(|(name, help, read)| {
+            let shared = Arc::downgrade(shared);
+            ScrapeGauge::new(name, help, move || {
+                gauge(shared.upgrade().map_or(0, |s| read(&s)))
+            })
+        })
+        .collect();
     // Queue depths: what waits in each worker's mailbox (packets handed
     // over by other workers; control messages such as auth answers).
     let workers = shared.mailboxes.len();
@@ -563,47 +602,6 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             ),
         ]),
     );
-    let server = &shared.config.server;
-    for (name, help, value) in [
-        (
-            "max_sessions",
-            "server.max_sessions: the session limit.",
-            server.max_sessions,
-        ),
-        (
-            "max_preauth_sessions",
-            "server.max_preauth_sessions: the pre-authentication limit.",
-            server.max_preauth_sessions,
-        ),
-    ] {
-        let value = gauge(value);
-        gauges.push(ScrapeGauge::new(name, help, move || value));
-    }
-    // Zero without RADIUS, as ServerHandle::accounting_spooled.
-    type RadiusRead = fn(&crate::aaa::radius::RadiusService) -> usize;
-    let radius_gauges: [(&str, &str, RadiusRead); 3] = [
-        (
-            "radius_auth_queued",
-            "Access-Requests waiting in the queue to the RADIUS thread.",
-            |r| r.queued().0,
-        ),
-        (
-            "radius_accounting_queued",
-            "Accounting records waiting in the queue to the RADIUS thread.",
-            |r| r.queued().1,
-        ),
-        (
-            "radius_accounting_spooled",
-            "Accounting records in the spool, not yet acknowledged by a server.",
-            |r| r.spooled(),
-        ),
-    ];
-    for (name, help, read) in radius_gauges {
-        let radius = shared.radius.clone();
-        gauges.push(ScrapeGauge::new(name, help, move || {
-            gauge(radius.as_deref().map_or(0, read))
-        }));
-    }
     gauges
 }
 
@@ -649,10 +647,8 @@ pub fn run(config: Config) -> io::Result<()> {
                 super::systemd::reloading();
                 let status = match server.reload() {
                     Ok(_) => super::systemd::status_text(server.sessions_active()),
-                    Err(e) => {
-                        tracing::error!(error = %e, "reload failed; the old configuration stays");
-                        format!("reload failed, old configuration kept: {e}")
-                    }
+                    // Logged by the reloader.
+                    Err(e) => format!("reload failed, old configuration kept: {e}"),
                 };
                 super::systemd::ready(&status);
             }

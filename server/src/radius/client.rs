@@ -1178,6 +1178,12 @@ impl<T> Client<T> {
         self.last_now = Some(self.last_now.map_or(now, |last| last.max(now)));
     }
 
+    /// No request left, in flight or waiting, and nothing to transmit or
+    /// report: a client being replaced (a reload) may be dropped.
+    pub fn is_idle(&self) -> bool {
+        self.entries.is_empty() && self.transmits.is_empty() && self.events.is_empty()
+    }
+
     /// Requests in flight and waiting, and each server's state.
     pub fn stats(&self) -> ClientStats {
         let servers = [ServerRole::Auth, ServerRole::Acct]

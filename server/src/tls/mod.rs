@@ -193,20 +193,41 @@ pub fn prepare_server_tls(config: &crate::config::Config) -> Result<ServerTls, T
     if let Some((reason, line)) = plan.startup_notice() {
         tracing::warn!(reason = reason.as_str(), "{line}");
     }
-    let suites = plan.offerable_suites(cipher_suites(config.tls.cipher_suites.as_deref())?);
-    let server_config = build_server_config(
-        &config.tls,
-        &identity,
-        suites,
-        ServerTlsOptions {
-            secret_extraction: plan.may_offload(),
-        },
-    )?;
+    let server_config = server_config_for(config, &identity, &plan)?;
     Ok(ServerTls {
         config: server_config,
         identity,
         ktls: plan,
     })
+}
+
+/// A reload: the certificate and key read again and a whole new server
+/// configuration built from `[tls]`, under the kTLS decision taken at
+/// startup (`tls.ktls` needs a restart). Any error leaves the caller's
+/// configuration as it is.
+pub fn reload_server_tls(
+    config: &crate::config::Config,
+    plan: &ktls::KtlsPlan,
+) -> Result<(Arc<rustls::ServerConfig>, ServerIdentity), TlsError> {
+    let identity = ServerIdentity::load(config)?;
+    let server_config = server_config_for(config, &identity, plan)?;
+    Ok((server_config, identity))
+}
+
+fn server_config_for(
+    config: &crate::config::Config,
+    identity: &ServerIdentity,
+    plan: &ktls::KtlsPlan,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let suites = plan.offerable_suites(cipher_suites(config.tls.cipher_suites.as_deref())?);
+    build_server_config(
+        &config.tls,
+        identity,
+        suites,
+        ServerTlsOptions {
+            secret_extraction: plan.may_offload(),
+        },
+    )
 }
 
 /// `rustls::KeyLogFile` when `SSLKEYLOGFILE` is set (logged as a warning:

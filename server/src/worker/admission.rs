@@ -28,10 +28,14 @@
 //! connection in the pre-auth window, so it never holds more than
 //! `max_preauth_sessions` entries, whatever the number of addresses an
 //! attacker cycles through.
+//!
+//! A reload changes the caps ([`Admission::set_limits`]): they bound new
+//! admissions only. Lowering one below the current count closes nothing;
+//! new connections are refused until enough have ended.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,12 +93,16 @@ impl Refusal {
 /// The counters and caps all workers share.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    max_connections: usize,
-    max_preauth: usize,
-    max_per_source: u32,
+    max_connections: AtomicUsize,
+    max_preauth: AtomicUsize,
+    max_per_source: AtomicU32,
     connections: AtomicUsize,
     preauth: AtomicUsize,
     per_source: Mutex<HashMap<SourceKey, u32>>,
+}
+
+fn per_source_cap(server: &ServerSection) -> u32 {
+    u32::try_from(server.max_preauth_per_source).unwrap_or(u32::MAX)
 }
 
 /// Takes one place below `max`, or none.
@@ -109,13 +117,31 @@ fn take(counter: &AtomicUsize, max: usize) -> bool {
 impl Admission {
     pub(crate) fn new(server: &ServerSection) -> Arc<Admission> {
         Arc::new(Admission {
-            max_connections: server.max_sessions,
-            max_preauth: server.max_preauth_sessions,
-            max_per_source: u32::try_from(server.max_preauth_per_source).unwrap_or(u32::MAX),
+            max_connections: AtomicUsize::new(server.max_sessions),
+            max_preauth: AtomicUsize::new(server.max_preauth_sessions),
+            max_per_source: AtomicU32::new(per_source_cap(server)),
             connections: AtomicUsize::new(0),
             preauth: AtomicUsize::new(0),
             per_source: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// New caps from a reloaded `[server]` (see the module doc).
+    pub(crate) fn set_limits(&self, server: &ServerSection) {
+        self.max_connections
+            .store(server.max_sessions, Ordering::Release);
+        self.max_preauth
+            .store(server.max_preauth_sessions, Ordering::Release);
+        self.max_per_source
+            .store(per_source_cap(server), Ordering::Release);
+    }
+
+    /// The caps in force: (max_sessions, max_preauth_sessions).
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        (
+            self.max_connections.load(Ordering::Acquire),
+            self.max_preauth.load(Ordering::Acquire),
+        )
     }
 
     fn sources(&self) -> std::sync::MutexGuard<'_, HashMap<SourceKey, u32>> {
@@ -130,11 +156,14 @@ impl Admission {
     /// Takes a connection's places under the global caps only; its source
     /// is counted once known ([`PendingSource::for_source`]).
     pub(crate) fn admit_unsourced(self: &Arc<Self>) -> Result<PendingSource, Refusal> {
-        if !take(&self.connections, self.max_connections) {
+        if !take(
+            &self.connections,
+            self.max_connections.load(Ordering::Acquire),
+        ) {
             return Err(Refusal::MaxSessions);
         }
         let connection = ConnectionPermit(self.clone());
-        if !take(&self.preauth, self.max_preauth) {
+        if !take(&self.preauth, self.max_preauth.load(Ordering::Acquire)) {
             return Err(Refusal::MaxPreauth);
         }
         Ok(PendingSource {
@@ -195,7 +224,7 @@ impl PendingSource {
         let key = SourceKey::of(source);
         let mut sources = admission.sources();
         let count = sources.entry(key).or_insert(0);
-        if *count >= admission.max_per_source {
+        if *count >= admission.max_per_source.load(Ordering::Acquire) {
             if *count == 0 {
                 sources.remove(&key);
             }
@@ -355,6 +384,27 @@ mod tests {
         drop((c1, c2));
         assert_eq!(a.counts(), (0, 0));
         assert_eq!(a.sources_tracked(), 0);
+    }
+
+    #[test]
+    fn new_limits_bound_new_admissions_and_close_nothing() {
+        let a = admission(3, 3, 3);
+        let x = ip("192.0.2.1");
+        let held: Vec<_> = (0..3).map(|_| a.admit(x).unwrap()).collect();
+        a.set_limits(&ServerSection {
+            max_sessions: 2,
+            max_preauth_sessions: 10,
+            max_preauth_per_source: 10,
+            ..ServerSection::default()
+        });
+        assert_eq!(a.limits(), (2, 10));
+        // Three stay admitted above the new cap; a fourth is refused.
+        assert_eq!(a.counts(), (3, 3));
+        assert_eq!(a.admit(x).unwrap_err(), Refusal::MaxSessions);
+        drop(held);
+        let _first = a.admit(x).unwrap();
+        let _second = a.admit(x).unwrap();
+        assert_eq!(a.admit(x).unwrap_err(), Refusal::MaxSessions);
     }
 
     #[test]

@@ -92,14 +92,30 @@ pub(crate) enum WorkerMsg {
     Shutdown,
 }
 
-/// Everything the workers share (read-only after startup, or internally
-/// synchronised).
-pub(crate) struct Shared {
+/// What a reload may replace: loaded once per accepted connection (one
+/// atomic load at accept, none per packet), so a connection sees one
+/// consistent snapshot from its TLS handshake to its crypto binding.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// The configuration in force: the file's last good version, with the
+    /// restart-only keys kept as the server started (see `app::reload`).
     pub config: Arc<Config>,
     pub session_config: SessionConfig,
     pub tls: Arc<rustls::ServerConfig>,
-    pub ktls: KtlsPlan,
+    /// Hashes of the certificate `tls` serves (for the crypto binding).
     pub cert: CertHashes,
+}
+
+/// Everything the workers share (read-only after startup, swapped
+/// whole by a reload, or internally synchronised).
+pub(crate) struct Shared {
+    /// The configuration as the server started: read here only what a
+    /// reload cannot change (listen addresses, TUN, pools, the per-packet
+    /// `ipv4.client_to_client`, ...); the rest comes from [`Shared::live`].
+    pub config: Arc<Config>,
+    /// Replaced by a reload; see [`Live`].
+    pub live: arc_swap::ArcSwap<Live>,
+    pub ktls: KtlsPlan,
     pub authenticator: Arc<dyn Authenticator>,
     /// The local user store (sessions of users removed from it are closed
     /// on reload).

@@ -143,7 +143,7 @@ async fn serve_proxied(
     let accepted_at = Instant::now();
     let timeout = options
         .proxy_header_timeout
-        .min(worker.shared.config.server.preauth_timeout);
+        .min(worker.shared.live.load().config.server.preauth_timeout);
     let header = read_header(&tcp, options.proxy_protocol, timeout).await;
     let client = match header {
         Ok(peer) => {
@@ -396,7 +396,10 @@ async fn serve_connection(
         connection: _connection,
         preauth,
     } = admitted;
-    let preauth_timeout = worker.shared.config.server.preauth_timeout;
+    // One snapshot for the whole connection: a reload during its handshake
+    // does not mix two certificates or two sets of timeouts.
+    let live = worker.shared.live.load_full();
+    let preauth_timeout = live.config.server.preauth_timeout;
     let span = tracing::info_span!(
         "session",
         %peer,
@@ -409,13 +412,13 @@ async fn serve_connection(
         span.record("balancer", field::display(balancer));
     }
     let _ = tcp.set_nodelay(true);
-    let user_timeout = user_timeout_for(worker.shared.config.sstp.hello_interval);
+    let user_timeout = user_timeout_for(live.config.sstp.hello_interval);
     // SAFETY: the descriptor is `tcp`'s, which outlives the borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
     if let Err(e) = set_user_timeout(fd, user_timeout) {
         span.in_scope(|| tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT"));
     }
-    let conn = match rustls::ServerConnection::new(worker.shared.tls.clone()) {
+    let conn = match rustls::ServerConnection::new(live.tls.clone()) {
         Ok(c) => c,
         Err(e) => {
             worker.metrics().event(Event::TlsSetupError);
@@ -432,7 +435,7 @@ async fn serve_connection(
     let mut early = Vec::new();
     // The handshake is part of the pre-authentication window: whichever
     // bound is shorter applies.
-    let handshake_timeout = worker.shared.config.tls.handshake_timeout;
+    let handshake_timeout = live.config.tls.handshake_timeout;
     // What is left of the window (a PROXY header may have used some).
     let preauth_left = (accepted_at + preauth_timeout).saturating_duration_since(Instant::now());
     let timeout = handshake_timeout.min(preauth_left);
@@ -502,12 +505,10 @@ async fn serve_connection(
 
     let kernel_tls = tls.is_kernel_tls();
     let seed: [u8; 32] = rand::random();
-    let session = Session::server(
-        &worker.shared.session_config,
-        accepted_at,
-        worker.shared.cert,
-        seed,
-    );
+    let session = Session::server(&live.session_config, accepted_at, live.cert, seed);
+    // The session has what it needs; an old certificate is not kept for
+    // its lifetime.
+    drop(live);
     let inserted = worker
         .sessions
         .borrow_mut()
@@ -1087,7 +1088,13 @@ impl SessionCtx {
         }
         let now = Instant::now();
         let interim = self.policy.borrow().acct_interim_interval.or_else(|| {
-            let default = worker.shared.config.radius.acct_interim_interval;
+            let default = worker
+                .shared
+                .live
+                .load()
+                .config
+                .radius
+                .acct_interim_interval;
             (!default.is_zero()).then_some(default)
         });
         let acct = SessionAcct {

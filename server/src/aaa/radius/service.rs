@@ -16,6 +16,20 @@
 //! [`RadiusService::shutdown`] sends what the workers queued, waits for
 //! the answers, then sends Accounting-Off, within a deadline; what is not
 //! acknowledged by then stays in the spool for the next start.
+//!
+//! # Reload
+//!
+//! [`RadiusService::reconfigure`] gives the thread a new server list,
+//! secrets, timeouts, retries and bounds. New requests go to a new
+//! [`Client`]; the old one is kept, with its own sockets, until every
+//! request it holds has been answered or has failed over its own list:
+//! a request in flight finishes against the servers (and the secret) it
+//! was sent with, so an answer signed with the old secret is still
+//! verified. Accounting records are not lost either way: the spool
+//! belongs to the thread, not to a client, and a record whose request
+//! fails waits and is sent again through the new list. The NAS
+//! attributes, `max_pending`, the spool bound and whether accounting
+//! runs at all stay as started.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -117,6 +131,12 @@ enum Job {
 
 /// Orders to the thread.
 enum Control {
+    /// New requests go to a client with this configuration (see the
+    /// module doc, "Reload").
+    Reconfigure {
+        client: Box<ClientConfig>,
+        acct_timeout: Duration,
+    },
     /// Send what is queued, wait for the answers, send Accounting-Off,
     /// then stop; by `deadline` at the latest. Answered when done.
     Shutdown {
@@ -249,6 +269,8 @@ impl RadiusService {
         };
         let mut runner = Runner {
             client: Client::new(client_config(config)),
+            generation: 0,
+            retiring: Vec::new(),
             sockets: Sockets::default(),
             spool,
             spooled: spooled.clone(),
@@ -340,6 +362,19 @@ impl RadiusService {
         }
     }
 
+    /// Sends new requests to the servers of a reloaded `[radius]` (see
+    /// the module doc, "Reload"); requests in flight finish where they
+    /// are.
+    pub fn reconfigure(&self, config: &RadiusSection) {
+        let order = Control::Reconfigure {
+            client: Box::new(client_config(config)),
+            acct_timeout: config.acct_timeout,
+        };
+        if self.control.send(order).is_err() {
+            tracing::warn!("the RADIUS thread is gone: new RADIUS settings not applied");
+        }
+    }
+
     /// Sends the accounting records queued so far, waits for their
     /// answers, then sends Accounting-Off, by `deadline` at the latest;
     /// then stops the thread. Records not acknowledged stay in the spool.
@@ -409,6 +444,8 @@ impl Authenticator for RadiusService {
 
 /// A datagram from a server, as read.
 struct Datagram {
+    /// The client generation whose socket read it.
+    generation: u64,
     socket: usize,
     server: SocketAddr,
     from: SocketAddr,
@@ -417,7 +454,12 @@ struct Datagram {
 
 /// The thread's state.
 struct Runner {
+    /// The client new requests go to.
     client: Client<Tag>,
+    /// Its generation: one more per reload; sockets belong to one.
+    generation: u64,
+    /// Clients replaced by a reload, kept until their requests are done.
+    retiring: Vec<(u64, Client<Tag>)>,
     sockets: Sockets,
     spool: Option<Spool>,
     spooled: Arc<AtomicUsize>,
@@ -461,12 +503,13 @@ impl Runner {
         loop {
             while let Some(transmit) = self.client.poll_transmit() {
                 self.sockets
-                    .send(&transmit, &datagram_tx, &self.metrics)
+                    .send(self.generation, &transmit, &datagram_tx, &self.metrics)
                     .await;
             }
             while let Some(event) = self.client.poll_event() {
                 self.handle_event(event);
             }
+            self.step_retiring(&datagram_tx).await;
             self.spooled
                 .store(self.spool.as_ref().map_or(0, Spool::len), Ordering::Relaxed);
             draining = match draining {
@@ -490,8 +533,14 @@ impl Runner {
                     Some(*deadline)
                 }
             };
+            let retiring_timeout = self
+                .retiring
+                .iter()
+                .filter_map(|(_, c)| c.poll_timeout())
+                .min();
             let deadline = [
                 self.client.poll_timeout(),
+                retiring_timeout,
                 self.waiting.keys().next().map(|(at, _)| *at),
                 drain_deadline,
             ]
@@ -511,6 +560,9 @@ impl Runner {
                     Some(Control::Shutdown { deadline, done }) => {
                         draining = Draining::Records { deadline, done };
                     }
+                    Some(Control::Reconfigure { client, acct_timeout }) => {
+                        self.reconfigure(*client, acct_timeout);
+                    }
                     // The service is gone.
                     None => break,
                 },
@@ -529,6 +581,9 @@ impl Runner {
                 () = sleep => {
                     let now = Instant::now();
                     self.client.handle_timeout(now);
+                    for (_, client) in &mut self.retiring {
+                        client.handle_timeout(now);
+                    }
                     self.retry_due(now);
                     if drain_deadline.is_some_and(|at| now >= at) {
                         tracing::warn!(
@@ -547,6 +602,44 @@ impl Runner {
         // Outstanding requests are dropped with the client: each pending
         // authentication answers "service unavailable" (PendingAuth's
         // drop); spooled records stay on disk.
+    }
+
+    /// A reload: new requests go to a new client; the current one
+    /// retires (see the module doc, "Reload").
+    fn reconfigure(&mut self, config: ClientConfig, acct_timeout: Duration) {
+        tracing::info!(
+            auth_servers = ?config.auth_servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
+            acct_servers = ?config.acct_servers.iter().map(|s| s.addr).collect::<Vec<_>>(),
+            "RADIUS client reconfigured: new requests go to these servers"
+        );
+        let old = std::mem::replace(&mut self.client, Client::new(config));
+        self.retiring.push((self.generation, old));
+        self.generation += 1;
+        self.acct_timeout = acct_timeout;
+    }
+
+    /// Sends and reports what the retiring clients have; drops those
+    /// with nothing left, and their sockets.
+    async fn step_retiring(&mut self, datagram_tx: &mpsc::Sender<Datagram>) {
+        let mut index = 0;
+        while index < self.retiring.len() {
+            let generation = self.retiring[index].0;
+            while let Some(transmit) = self.retiring[index].1.poll_transmit() {
+                self.sockets
+                    .send(generation, &transmit, datagram_tx, &self.metrics)
+                    .await;
+            }
+            while let Some(event) = self.retiring[index].1.poll_event() {
+                self.handle_event(event);
+            }
+            if self.retiring[index].1.is_idle() {
+                self.retiring.swap_remove(index);
+                self.sockets.close_generation(generation);
+                tracing::debug!(generation, "RADIUS client retired: its requests are done");
+            } else {
+                index += 1;
+            }
+        }
     }
 
     fn send_access(&mut self, request: client::Request, pending: PendingAuth) {
@@ -654,7 +747,20 @@ impl Runner {
     }
 
     fn handle_datagram(&mut self, datagram: Datagram) {
-        let result = self.client.handle_datagram(
+        let client = if datagram.generation == self.generation {
+            Some(&mut self.client)
+        } else {
+            self.retiring
+                .iter_mut()
+                .find(|(generation, _)| *generation == datagram.generation)
+                .map(|(_, client)| client)
+        };
+        let Some(client) = client else {
+            // A late answer to a client already retired.
+            self.metrics.global().event(Event::RadiusResponseDropped);
+            return;
+        };
+        let result = client.handle_datagram(
             Instant::now(),
             datagram.from,
             datagram.socket,
@@ -766,34 +872,41 @@ fn auth_answer(pending: PendingAuth, response: &client::Response, metrics: &Metr
     }
 }
 
-/// The UDP sockets, one per server and client socket index, opened when
-/// the client first sends on one; each has a task reading it.
+/// The UDP sockets, one per client generation, server and client socket
+/// index, opened when the client first sends on one; each has a task
+/// reading it. A generation has sockets of its own because identifiers
+/// are per socket, and two clients must never hand out the same one.
 #[derive(Default)]
 struct Sockets {
-    open: HashMap<(SocketAddr, usize), Arc<UdpSocket>>,
+    open: HashMap<(u64, SocketAddr, usize), (Arc<UdpSocket>, tokio::task::AbortHandle)>,
 }
 
 impl Sockets {
     async fn send(
         &mut self,
+        generation: u64,
         transmit: &client::Transmit,
         datagrams: &mpsc::Sender<Datagram>,
         metrics: &Metrics,
     ) {
-        let key = (transmit.server, transmit.socket);
+        let key = (generation, transmit.server, transmit.socket);
         let socket = match self.open.get(&key) {
-            Some(socket) => socket.clone(),
+            Some((socket, _)) => socket.clone(),
             None => match open_socket(transmit.server).await {
                 Ok(socket) => {
                     let socket = Arc::new(socket);
-                    tokio::spawn(read_socket(
+                    let reader = tokio::spawn(read_socket(
                         socket.clone(),
-                        transmit.socket,
-                        transmit.server,
+                        SocketOrigin {
+                            generation,
+                            index: transmit.socket,
+                            server: transmit.server,
+                        },
                         datagrams.clone(),
                         metrics.clone(),
                     ));
-                    self.open.insert(key, socket.clone());
+                    self.open
+                        .insert(key, (socket.clone(), reader.abort_handle()));
                     socket
                 }
                 Err(e) => {
@@ -811,6 +924,25 @@ impl Sockets {
             tracing::debug!(server = %transmit.server, error = %e, "RADIUS send failed");
         }
     }
+
+    /// Closes the sockets of a retired client (their reading tasks end).
+    fn close_generation(&mut self, generation: u64) {
+        self.open.retain(|(g, _, _), (_, reader)| {
+            let keep = *g != generation;
+            if !keep {
+                reader.abort();
+            }
+            keep
+        });
+    }
+}
+
+/// Which socket a reading task reads.
+#[derive(Clone, Copy)]
+struct SocketOrigin {
+    generation: u64,
+    index: usize,
+    server: SocketAddr,
 }
 
 async fn open_socket(server: SocketAddr) -> io::Result<UdpSocket> {
@@ -825,16 +957,21 @@ async fn open_socket(server: SocketAddr) -> io::Result<UdpSocket> {
 /// Reads one socket for as long as the thread runs.
 async fn read_socket(
     socket: Arc<UdpSocket>,
-    index: usize,
-    server: SocketAddr,
+    origin: SocketOrigin,
     datagrams: mpsc::Sender<Datagram>,
     metrics: Metrics,
 ) {
+    let SocketOrigin {
+        generation,
+        index,
+        server,
+    } = origin;
     let mut buf = vec![0u8; MAX_PACKET + 1];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((n, from)) => {
                 let datagram = Datagram {
+                    generation,
                     socket: index,
                     server,
                     from,

@@ -376,7 +376,9 @@ fn answer(request: &Request, context: &ControlContext) -> Answer {
                 message: format!("reload failed, the old configuration stays: {e}"),
             },
         },
-        Request::ShowConfig => match context.shared.config.redacted().to_toml() {
+        // The configuration in force: the last good reload's, with the
+        // restart-only keys as the server started.
+        Request::ShowConfig => match context.shared.live.load().config.redacted().to_toml() {
             Ok(toml) => Answer::Config { toml },
             Err(e) => Answer::Error {
                 message: format!("cannot render the configuration: {e}"),
