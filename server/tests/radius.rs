@@ -211,10 +211,23 @@ fn accept_attributes_are_applied_and_session_timeout_ends_the_session() {
 #[test]
 fn authentication_fails_over_to_a_second_freeradius_when_the_first_stops() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(radius_config(
-        dir.path(),
-        &["127.0.0.1:1812", "127.0.0.1:11812"],
-    ));
+    let mut config = radius_config(dir.path(), &["127.0.0.1:1812", "127.0.0.1:11812"]);
+    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = TestServer::start(config);
+    let metrics = server.handle().metrics_addr().expect("the endpoint runs");
+    // Each server's state as the metrics endpoint shows it: (up, in flight).
+    let states = || {
+        let (_, text) = server.ns.run(move || common::prometheus::scrape(metrics));
+        let s = common::prometheus::samples(&text);
+        ["1812", "11812"].map(|port| {
+            let labels = format!(r#"{{server="127.0.0.1:{port}",role="auth"}}"#);
+            (
+                common::prometheus::value(&s, &format!("sstpd_radius_server_up{labels}")),
+                common::prometheus::value(&s, &format!("sstpd_radius_server_in_flight{labels}")),
+            )
+        })
+    };
+    assert_eq!(states(), [(1, 0), (1, 0)], "both presumed alive");
     let mut first = freeradius(&server.ns);
     let second = radius_in(
         &server.ns,
@@ -243,6 +256,7 @@ fn authentication_fails_over_to_a_second_freeradius_when_the_first_stops() {
     let stats = server.handle().metrics();
     assert!(count(&server, Event::RadiusServerDown) >= 1, "{stats}");
     assert_eq!(count(&server, Event::RadiusAccept), 2, "{stats}");
+    assert_eq!(states(), [(0, 0), (1, 0)], "the first is dead");
     assert!(
         second.log().contains("carol"),
         "the second server judged the second login"

@@ -68,7 +68,13 @@ enum GaugeRead {
     },
     /// A series per worker (`worker="<index>"`).
     PerWorker(Box<dyn Fn(usize) -> i64 + Send + Sync>, usize),
+    /// Series found at scrape time, each with its labels (a bounded set,
+    /// such as the configured RADIUS servers).
+    Series(Box<SeriesRead>),
 }
+
+/// The series of a [`GaugeRead::Series`]: label pairs and value of each.
+type SeriesRead = dyn Fn() -> Vec<(Vec<(&'static str, String)>, i64)> + Send + Sync;
 
 impl ScrapeGauge {
     /// `read` runs on the endpoint's thread at every scrape: it must be
@@ -104,6 +110,22 @@ impl ScrapeGauge {
         }
     }
 
+    /// A gauge whose series `read` lists at every scrape, each with its
+    /// labels; the same rules as [`new`](Self::new), and the set of
+    /// series must stay bounded by the configuration (no per-user
+    /// labels).
+    pub fn series(
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> Vec<(Vec<(&'static str, String)>, i64)> + Send + Sync + 'static,
+    ) -> Self {
+        ScrapeGauge {
+            name,
+            help,
+            read: GaugeRead::Series(Box::new(read)),
+        }
+    }
+
     /// The gauge's one series carries these constant labels (e.g.
     /// `sstpd_ktls_info{mode="auto",kernel="unavailable"} 1`).
     pub fn with_labels(mut self, labels: Vec<(&'static str, &'static str)>) -> Self {
@@ -123,6 +145,7 @@ impl ScrapeGauge {
         match &self.read {
             GaugeRead::One { read, .. } => read(),
             GaugeRead::PerWorker(read, workers) => (0..*workers).map(read).sum(),
+            GaugeRead::Series(read) => read().into_iter().map(|(_, v)| v).sum(),
         }
     }
 }
@@ -395,6 +418,15 @@ impl Collector for Counters {
                     let names: Vec<String> = (0..*workers).map(|i| i.to_string()).collect();
                     let series = names.iter().enumerate().map(|(i, name)| {
                         (vec![("worker", name.as_str())], ConstGauge::new(read(i)))
+                    });
+                    labelled(e, gauge.name, gauge.help, Gauge, series)?;
+                }
+                GaugeRead::Series(read) => {
+                    let found = read();
+                    let series = found.iter().map(|(labels, value)| {
+                        let labels: Labels<'_> =
+                            labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        (labels, ConstGauge::new(*value))
                     });
                     labelled(e, gauge.name, gauge.help, Gauge, series)?;
                 }

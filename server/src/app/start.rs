@@ -582,6 +582,37 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             gauge(if lane == 0 { batches } else { control })
         }));
     }
+    // Each RADIUS server new requests go to: whether it answers, and its
+    // requests in flight (no series without RADIUS).
+    type ServerRead = fn(&crate::radius::client::ServerStats) -> i64;
+    let per_server: [(&str, &str, ServerRead); 2] = [
+        (
+            "radius_server_up",
+            "1 while a RADIUS server answers, 0 while it is considered dead, by server and role.",
+            |s| i64::from(s.alive),
+        ),
+        (
+            "radius_server_in_flight",
+            "Requests in flight to each RADIUS server, by server and role.",
+            |s| i64::try_from(s.in_flight).unwrap_or(i64::MAX),
+        ),
+    ];
+    for (name, help, read) in per_server {
+        let radius = shared.radius.clone();
+        gauges.push(ScrapeGauge::series(name, help, move || {
+            let servers = radius.as_deref().map(|r| r.servers()).unwrap_or_default();
+            servers
+                .iter()
+                .map(|s| {
+                    let labels = vec![
+                        ("server", s.addr.to_string()),
+                        ("role", s.role.as_str().to_string()),
+                    ];
+                    (labels, read(s))
+                })
+                .collect()
+        }));
+    }
     // kTLS as configured and as the kernel allows (an info metric: the
     // labels carry the state, the value is 1).
     gauges.push(

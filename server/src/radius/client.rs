@@ -1184,9 +1184,10 @@ impl<T> Client<T> {
         self.entries.is_empty() && self.transmits.is_empty() && self.events.is_empty()
     }
 
-    /// Requests in flight and waiting, and each server's state.
-    pub fn stats(&self) -> ClientStats {
-        let servers = [ServerRole::Auth, ServerRole::Acct]
+    /// Each server's state: authentication servers, then accounting
+    /// servers, in order.
+    pub fn servers(&self) -> impl Iterator<Item = ServerStats> + '_ {
+        [ServerRole::Auth, ServerRole::Acct]
             .into_iter()
             .flat_map(|role| {
                 self.servers[role.index()].iter().map(move |s| ServerStats {
@@ -1196,7 +1197,11 @@ impl<T> Client<T> {
                     in_flight: s.in_flight,
                 })
             })
-            .collect();
+    }
+
+    /// Requests in flight and waiting, and each server's state.
+    pub fn stats(&self) -> ClientStats {
+        let servers = self.servers().collect();
         ClientStats {
             auth_outstanding: self.outstanding[0],
             auth_queued: self.queue[0].len(),

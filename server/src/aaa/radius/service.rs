@@ -51,7 +51,7 @@ use crate::metrics::{Event, Metrics, RadiusAuthResult};
 use crate::proto::auth::{
     AuthContext, AuthDecision, AuthReply, AuthRequest, Authenticator, Credentials,
 };
-use crate::radius::client::{self, Client, ClientConfig, ServerConfig, ServerRole};
+use crate::radius::client::{self, Client, ClientConfig, ServerConfig, ServerRole, ServerStats};
 use crate::radius::packet::Code;
 
 /// Datagrams read from the sockets waiting for the client; more are
@@ -109,6 +109,9 @@ pub struct RadiusService {
     nas: NasIdentity,
     accounting: bool,
     spooled: Arc<AtomicUsize>,
+    /// The servers new requests go to, and their states, as the thread
+    /// last published them.
+    servers: Arc<Mutex<Vec<ServerStats>>>,
     metrics: Metrics,
 }
 
@@ -267,8 +270,13 @@ impl RadiusService {
             nas_ip_address: config.nas_ip_address,
             called_station_id: config.called_station_id.clone(),
         };
+        let client = Client::new(client_config(config));
+        let published: Vec<ServerStats> = client.servers().collect();
+        let servers = Arc::new(Mutex::new(published.clone()));
         let mut runner = Runner {
-            client: Client::new(client_config(config)),
+            client,
+            servers: servers.clone(),
+            published,
             generation: 0,
             retiring: Vec::new(),
             sockets: Sockets::default(),
@@ -313,8 +321,19 @@ impl RadiusService {
             nas,
             accounting,
             spooled,
+            servers,
             metrics,
         }))
+    }
+
+    /// The servers new requests go to (authentication, then accounting,
+    /// in the configured order): whether each answers, and its requests in
+    /// flight.
+    pub fn servers(&self) -> Vec<ServerStats> {
+        self.servers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The NAS attributes sent with every request.
@@ -456,6 +475,10 @@ struct Datagram {
 struct Runner {
     /// The client new requests go to.
     client: Client<Tag>,
+    /// Its servers' states, published for [`RadiusService::servers`]
+    /// when they change, and what was last published.
+    servers: Arc<Mutex<Vec<ServerStats>>>,
+    published: Vec<ServerStats>,
     /// Its generation: one more per reload; sockets belong to one.
     generation: u64,
     /// Clients replaced by a reload, kept until their requests are done.
@@ -489,6 +512,20 @@ enum Draining {
 }
 
 impl Runner {
+    /// Publishes the servers' states when they changed (the lock is
+    /// taken only then).
+    fn publish_servers(&mut self) {
+        if self.published.iter().copied().eq(self.client.servers()) {
+            return;
+        }
+        self.published.clear();
+        self.published.extend(self.client.servers());
+        self.servers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone_from(&self.published);
+    }
+
     /// The loop: requests in, datagrams out and in, timers, answers back
     /// through each request's reply.
     async fn run(
@@ -512,6 +549,7 @@ impl Runner {
             self.step_retiring(&datagram_tx).await;
             self.spooled
                 .store(self.spool.as_ref().map_or(0, Spool::len), Ordering::Relaxed);
+            self.publish_servers();
             draining = match draining {
                 Draining::Records { deadline, done }
                     if acct.is_empty() && self.acct_in_flight == 0 =>
