@@ -128,6 +128,7 @@ pub fn load_args(
         }
         Mode::Idle => {}
         Mode::Churn { hold } => args.extend(["--hold".into(), millis(*hold)]),
+        Mode::Tun { names } => args.extend(["--ifname".into(), names.to_string()]),
     }
     args.extend(["--target".into(), connection.target.to_string()]);
     match &connection.ca {
