@@ -46,6 +46,9 @@ use crate::stats::count_reason;
 pub const SEND_QUEUE: usize = 128 * 1024;
 /// Packets from the server waiting for the device, at most.
 pub const DEVICE_QUEUE: usize = 1024;
+/// Reads kept in flight on each device: one read at a time waits for a
+/// wakeup per packet, and the kernel's TCP outruns it.
+const READS_IN_FLIGHT: usize = 4;
 /// Packets submitted to the device per batch.
 const BATCH: usize = 64;
 /// The routing table of session `i` is `FIRST_TABLE + i`.
@@ -240,7 +243,9 @@ pub(super) async fn session(
     path.wake.notify_one();
     // Neither task is awaited: a read parked on the device ends when the
     // worker's runtime does.
-    tokio_uring::spawn(read_device(w.clone(), client.clone(), file.clone()));
+    for _ in 0..READS_IN_FLIGHT {
+        tokio_uring::spawn(read_device(w.clone(), client.clone(), file.clone()));
+    }
     tokio_uring::spawn(write_device(w.clone(), path.clone(), file));
 
     super::session::until_closed(&client, w.wait_stopped()).await;
