@@ -715,10 +715,16 @@ fn run_scenarios(args: &RunArgs) -> ExitCode {
                 .unwrap_or_else(|| "any core".into());
             let line = format!(
                 "sstpd {} worker(s) on core(s) 0..{}, sstp-loadgen {} worker(s) on {loadgen_cores}, \
-                 its peer unpinned; all in one network namespace, over loopback like the references",
+                 its peer unpinned; all in one network namespace, over loopback like the references{}",
                 t.server_workers,
                 t.server_workers - 1,
                 t.loadgen_workers,
+                if specs.iter().any(|s| matches!(s.kind, scenario::Kind::Tcp { .. })) {
+                    " (tcp_*: sstp-loadgen tun and the iperf3 clients in a second namespace, \
+                     over a veth pair)"
+                } else {
+                    ""
+                },
             );
             println!("{line}");
             notes.push(line);

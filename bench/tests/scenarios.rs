@@ -188,6 +188,32 @@ fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
 }
 
 #[test]
+fn a_tcp_run_puts_iperf3_through_a_tunnel_beside_the_stream_reference() {
+    let (stdout, results, pid) =
+        run_to_results(&["tcp_up_1", "--duration", "1", "--reference-duration", "0.3"]);
+    assert!(stdout.contains("iperf3 1 stream(s)"), "{stdout}");
+    let tcp = scenario(&results, "tcp_up_1");
+    assert_eq!(figure(tcp, "failed_sessions").value, 0.0);
+    // iperf3's received throughput, beside the bulk upstream reference.
+    assert_beside(figure(tcp, "throughput"), "tls_stream_16384");
+    assert_eq!(tcp.params["iperf3_clients"], "1");
+    assert_eq!(tcp.params["direction"], "up");
+    assert!(tcp.params.contains_key("limited_by"), "{:?}", tcp.params);
+    let usage = tcp.server.as_ref().expect("server cost");
+    assert!(usage.bytes > 0, "{usage:?}");
+    assert!(
+        results
+            .references
+            .iter()
+            .any(|r| r.name == "tls_stream_16384"),
+        "{:?}",
+        results.references
+    );
+    // Both namespaces (sstpd's and the tunnel clients') are gone.
+    assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+}
+
+#[test]
 fn a_setup_radius_run_authenticates_and_accounts_every_session_through_freeradius() {
     let (stdout, results, pid) = run_to_results(&[
         "setup_radius",

@@ -11,7 +11,7 @@ use sstpd::tls::client::ServerVerification;
 
 use crate::config::{
     parse_auth_list, parse_duration, Credentials, Direction, FailureLimit, LoadConfig, Mode,
-    Pinning, SourceRange, DEFAULT_PEER_PORT,
+    Pinning, SourceRange, TunNames, DEFAULT_PEER_PORT,
 };
 use crate::peer::PeerConfig;
 
@@ -38,6 +38,19 @@ Examples:
 
 Exit status: 0 success, 1 too many failures (--max-failures) or no session
 established, 2 usage error, 3 the run could not be carried out.";
+
+const TUN_EXAMPLES: &str = "\
+Examples:
+  # One tunnel for a minute (or until Ctrl-C); it prints its device and address
+  sstp-loadgen tun --target vpn.example.com:443 --ca ca.pem --user u --password p \\
+      --duration 60s
+  # then, in another shell, TCP through it to a server behind the gateway
+  iperf3 -c 10.0.0.1 -B 10.0.0.2 -t 10
+
+Each tunnel address gets a source rule (`ip rule from ADDRESS lookup TABLE`,
+tables 20000 up) whose table routes everything through that session's
+device, so a socket bound to the address leaves through its tunnel. The
+rules are removed and the devices deleted when the run ends.";
 
 /// SSTP load generator: real SSTP sessions (TLS, HTTP, SSTP, PPP, IPCP)
 /// against any SSTP server, with traffic through the tunnels.
@@ -99,6 +112,18 @@ pub enum Command {
         /// How long each session stays up.
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         hold: Duration,
+    },
+    /// Each session behind a TUN device of its own (sstpc0, sstpc1, ...)
+    /// with the address IPCP assigned: run real TCP and UDP through the
+    /// tunnels (iperf3 -B ADDRESS). Needs CAP_NET_ADMIN.
+    #[command(after_help = TUN_EXAMPLES)]
+    Tun {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// The first device's name; session i gets the same stem numbered
+        /// from there (sstpc0, sstpc1, ...).
+        #[arg(long, value_name = "NAME", default_value = "sstpc0", value_parser = parse_tun_names)]
+        ifname: TunNames,
     },
     /// Run the server-side traffic peer (reflect, count, stream).
     #[command(after_help = EXAMPLES)]
@@ -272,6 +297,10 @@ fn parse_auth(s: &str) -> Result<AuthList, String> {
     parse_auth_list(s).map(AuthList)
 }
 
+fn parse_tun_names(s: &str) -> Result<TunNames, String> {
+    s.parse()
+}
+
 fn parse_direction(s: &str) -> Result<Direction, String> {
     s.parse()
 }
@@ -331,6 +360,12 @@ impl Command {
             ),
             Command::Idle { common } => (common, Mode::Idle),
             Command::Churn { common, hold } => (common, Mode::Churn { hold: *hold }),
+            Command::Tun { common, ifname } => (
+                common,
+                Mode::Tun {
+                    names: ifname.clone(),
+                },
+            ),
             Command::Peer(_) => return None,
         };
         Some(common.to_config(mode))
@@ -489,6 +524,32 @@ mod tests {
         );
         assert_eq!((c.source_range, c.pinning), (None, Pinning::None));
         assert!(c.workers <= 3, "no more workers than sessions");
+    }
+
+    #[test]
+    fn tun_takes_the_first_device_name() {
+        let (c, _) = parse(
+            "sstp-loadgen tun --target 127.0.0.1:443 --insecure --user u --password p \
+             --sessions 3 --ifname vpn4",
+        )
+        .unwrap();
+        let Mode::Tun { names } = &c.mode else {
+            panic!("{:?}", c.mode)
+        };
+        assert_eq!(names.name(2), "vpn6");
+        let (c, _) =
+            parse("sstp-loadgen tun --target 127.0.0.1:443 --insecure --user u --password p")
+                .unwrap();
+        assert_eq!(
+            c.mode,
+            Mode::Tun {
+                names: TunNames::default()
+            }
+        );
+        assert!(parse(
+            "sstp-loadgen tun --target 127.0.0.1:443 --insecure --user u --password p --ifname 0"
+        )
+        .is_err());
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub enum Mode {
     /// Connect, hold for `hold`, disconnect, again, until the duration
     /// ends: setup and teardown rate.
     Churn { hold: Duration },
+    /// Each session behind a TUN device of its own (`names`), so that
+    /// the kernel's TCP and UDP (iperf3, ...) run through the tunnels.
+    Tun { names: TunNames },
 }
 
 impl Mode {
@@ -92,6 +95,7 @@ impl Mode {
             Mode::Bulk { .. } => "bulk",
             Mode::Idle => "idle",
             Mode::Churn { .. } => "churn",
+            Mode::Tun { .. } => "tun",
         }
     }
 
@@ -102,7 +106,7 @@ impl Mode {
             Mode::Echo { .. } => 56,
             Mode::Udp { .. } => 64,
             Mode::Bulk { .. } => 1400 - crate::packet::IPV4_UDP_OVERHEAD,
-            Mode::Idle | Mode::Churn { .. } => 0,
+            Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => 0,
         }
     }
 
@@ -111,7 +115,7 @@ impl Mode {
         match self {
             Mode::Echo { .. } => 1.0,
             Mode::Udp { .. } => 10.0,
-            Mode::Bulk { .. } | Mode::Idle | Mode::Churn { .. } => 0.0,
+            Mode::Bulk { .. } | Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => 0.0,
         }
     }
 
@@ -121,6 +125,79 @@ impl Mode {
             self,
             Mode::Echo { .. } | Mode::Udp { .. } | Mode::Bulk { .. }
         )
+    }
+}
+
+/// The TUN devices of `tun` mode: session `i` gets `stem` followed by
+/// `first + i` (`sstpc0`, `sstpc1`, ...). Parsed from the first name: its
+/// trailing digits are where the numbering starts (none: 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TunNames {
+    stem: String,
+    first: u64,
+}
+
+impl TunNames {
+    /// The device of session `index`.
+    pub fn name(&self, index: u64) -> String {
+        format!("{}{}", self.stem, self.first + index)
+    }
+
+    /// Checks that the names of `sessions` sessions are interface names
+    /// (at most 15 bytes, no '/', ':' or whitespace).
+    pub fn check(&self, sessions: u64) -> Result<(), String> {
+        let last = self.name(sessions.saturating_sub(1));
+        if last.len() > 15 {
+            return Err(format!(
+                "--ifname {self}: {last:?} is longer than an interface name may be (15 bytes)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for TunNames {
+    fn default() -> Self {
+        TunNames {
+            stem: "sstpc".into(),
+            first: 0,
+        }
+    }
+}
+
+impl FromStr for TunNames {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (stem, number) = s.split_at(s.len() - digits);
+        let valid = !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            return Err(format!(
+                "{s:?}: expected an interface name such as sstpc0 (letters first)"
+            ));
+        }
+        let first = if number.is_empty() {
+            0
+        } else {
+            number
+                .parse()
+                .map_err(|_| format!("{s:?}: number too large"))?
+        };
+        let names = TunNames {
+            stem: stem.into(),
+            first,
+        };
+        names.check(1)?;
+        Ok(names)
+    }
+}
+
+impl fmt::Display for TunNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name(0))
     }
 }
 
@@ -450,6 +527,7 @@ impl LoadConfig {
                 })
                 .map(drop),
             Mode::Idle | Mode::Churn { .. } => Ok(()),
+            Mode::Tun { ref names } => return names.check(self.sessions),
         };
         checked.map_err(|e| format!("--payload {payload}: {e}"))?;
         if matches!(self.mode, Mode::Bulk { .. }) && payload > usize::from(u16::MAX) {
@@ -582,6 +660,36 @@ mod tests {
         );
         assert!(parse_auth_list("eap").is_err());
         assert!(parse_auth_list(",").is_err());
+    }
+
+    #[test]
+    fn tun_names_count_up_from_the_first() {
+        let names: TunNames = "sstpc0".parse().unwrap();
+        assert_eq!(
+            (names.name(0), names.name(11)),
+            ("sstpc0".into(), "sstpc11".into())
+        );
+        assert_eq!(names, TunNames::default());
+        let names: TunNames = "vpn7".parse().unwrap();
+        assert_eq!(
+            (names.name(0), names.name(3)),
+            ("vpn7".into(), "vpn10".into())
+        );
+        assert_eq!("tun".parse::<TunNames>().unwrap().name(2), "tun2");
+        assert_eq!(names.to_string(), "vpn7");
+        for bad in ["", "12", "a b", "a/b", "averyveryverylongname0"] {
+            assert!(bad.parse::<TunNames>().is_err(), "{bad:?}");
+        }
+        let long: TunNames = "abcdefghijklm0".parse().unwrap();
+        assert!(long.check(100).is_ok());
+        assert!(long.check(101).unwrap_err().contains("15 bytes"));
+        let mut c = LoadConfig::new(
+            Mode::Tun { names: long },
+            "127.0.0.1:443".parse().unwrap(),
+            Credentials::single("u", "p"),
+        );
+        c.sessions = 101;
+        assert!(c.validate().unwrap_err().contains("--ifname"));
     }
 
     #[test]

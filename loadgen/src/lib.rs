@@ -12,7 +12,9 @@
 //! * `bulk`: maximum throughput up, down or both (the peer counts or
 //!   streams);
 //! * `idle`: sessions held with keepalives only;
-//! * `churn`: connect, hold, disconnect, repeat (setup/teardown rate).
+//! * `churn`: connect, hold, disconnect, repeat (setup/teardown rate);
+//! * `tun`: each session behind a TUN device of its own, for the kernel's
+//!   TCP and UDP (iperf3) through the tunnels.
 //!
 //! The library exposes the engine ([`engine::Engine`]), its configuration
 //! ([`config::LoadConfig`]) and the report ([`report::Report`], the JSON

@@ -41,6 +41,9 @@ pub struct Report {
     pub peer: PeerFigures,
     pub cpu: Cpu,
     pub failures: Failures,
+    /// Tun mode: the devices and what crossed them (null in other modes).
+    #[serde(default)]
+    pub tun: Option<TunFigures>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,6 +189,33 @@ impl FlowFigures {
     }
 }
 
+/// One session's TUN device in tun mode: bind to `address` to send
+/// through this tunnel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tunnel {
+    pub session: u64,
+    pub ifname: String,
+    /// The address IPCP assigned (the device's, /32).
+    pub address: String,
+    /// The server's end of the link.
+    pub gateway: String,
+    pub mtu: u32,
+}
+
+/// Tun mode: the devices (by session) and the packets they dropped.
+/// Packets and bytes through them are in `traffic` (up: read from the
+/// devices and sent; down: received and written to them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TunFigures {
+    pub tunnels: Vec<Tunnel>,
+    /// Read from a device, refused by the session.
+    pub up_dropped: u64,
+    /// From the server, dropped because the queue to the device was full.
+    pub down_dropped: u64,
+    pub read_errors: u64,
+    pub write_errors: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Traffic {
     pub up: FlowFigures,
@@ -292,7 +322,7 @@ impl Report {
                 None,
                 None,
             ),
-            Mode::Idle => (None, None, None, None),
+            Mode::Idle | Mode::Tun { .. } => (None, None, None, None),
             Mode::Churn { hold } => (None, None, None, Some(hold.as_secs_f64())),
         };
         let peer_complete = c.peer_queried > 0 && c.peer_answered == c.peer_queried;
@@ -317,6 +347,17 @@ impl Report {
             _ => t.ramp,
         };
         let failures = c.failed + c.dropped;
+        let tun = matches!(config.mode, Mode::Tun { .. }).then(|| {
+            let mut tunnels = stats.tunnels.clone();
+            tunnels.sort_by_key(|t| t.session);
+            TunFigures {
+                tunnels,
+                up_dropped: c.tun_up_dropped,
+                down_dropped: c.tun_down_dropped,
+                read_errors: c.tun_read_errors,
+                write_errors: c.tun_write_errors,
+            }
+        });
         Report {
             schema: SCHEMA.into(),
             schema_version: SCHEMA_VERSION,
@@ -418,6 +459,7 @@ impl Report {
                     .max_failures
                     .is_some_and(|l| l.exceeded(failures, c.attempted)),
             },
+            tun,
         }
     }
 
@@ -531,6 +573,20 @@ impl Report {
                     l.sent
                 );
             }
+        }
+        if let Some(tun) = &self.tun {
+            for d in &tun.tunnels {
+                let _ = writeln!(
+                    out,
+                    "tunnel      {} {} -> {} mtu {} (session {})",
+                    d.ifname, d.address, d.gateway, d.mtu, d.session
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tun drops   up {}  down {}  read errors {}  write errors {}",
+                tun.up_dropped, tun.down_dropped, tun.read_errors, tun.write_errors
+            );
         }
         if t.reordered + t.foreign + t.send_errors + t.backpressure_waits > 0 {
             let _ = writeln!(

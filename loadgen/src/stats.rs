@@ -7,6 +7,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use sstpd::client::SetupTimes;
 
+use crate::report::Tunnel;
+
 /// Largest value a histogram holds, in microseconds (one hour); larger
 /// values are recorded as this.
 pub const HISTOGRAM_MAX_US: u64 = 3_600_000_000;
@@ -142,6 +144,15 @@ pub struct Counters {
     pub peer_flow_down_received: u64,
     /// Bulk down: stream requests no datagram followed.
     pub streams_unanswered: u64,
+    /// Tun: packets read from a TUN device the session refused (closed,
+    /// not an IPv4 packet it may send, its queue full).
+    pub tun_up_dropped: u64,
+    /// Tun: packets from the server dropped because the session's queue
+    /// toward its TUN device was full.
+    pub tun_down_dropped: u64,
+    /// Tun: failed reads and writes of the TUN devices.
+    pub tun_read_errors: u64,
+    pub tun_write_errors: u64,
 }
 
 macro_rules! add_fields {
@@ -180,7 +191,11 @@ impl Counters {
             peer_tx_bytes,
             peer_flow_up_sent,
             peer_flow_down_received,
-            streams_unanswered
+            streams_unanswered,
+            tun_up_dropped,
+            tun_down_dropped,
+            tun_read_errors,
+            tun_write_errors
         );
     }
 
@@ -217,6 +232,8 @@ pub struct WorkerStats {
     /// CPU time of the worker thread within the traffic window (or the
     /// whole run for modes without one).
     pub cpu: Duration,
+    /// Tun: the devices of this worker's sessions.
+    pub tunnels: Vec<Tunnel>,
 }
 
 impl WorkerStats {
@@ -237,6 +254,7 @@ impl WorkerStats {
         self.teardown.add(&o.teardown);
         self.rtt.add(&o.rtt);
         self.cpu += o.cpu;
+        self.tunnels.extend(o.tunnels.iter().cloned());
     }
 }
 

@@ -61,6 +61,9 @@ fn has_type(value: &Value, kind: &str) -> bool {
         "array of string" => value
             .as_array()
             .is_some_and(|a| a.iter().all(Value::is_string)),
+        "array of object" => value
+            .as_array()
+            .is_some_and(|a| a.iter().all(Value::is_object)),
         "histogram" => value.as_object().is_some_and(|o| {
             o.len() == HISTOGRAM_FIELDS.len()
                 && HISTOGRAM_FIELDS

@@ -233,6 +233,26 @@ fn kernel_answers_icmpv4_echo_written_to_either_queue() {
 }
 
 #[test]
+fn a_point_to_point_peer_is_routed_through_the_device() {
+    // A client's tunnel: its own address as a /32 and the server's at the
+    // far end. Without the peer there is no route back to it, and the
+    // kernel could not answer.
+    let far = PEER_ADDR;
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = TunDevice::create(&TunOptions::new("sstptp", 1)).unwrap();
+        device.set_ipv4(TUN_ADDR, 32).unwrap();
+        device.set_ipv4_peer(far).unwrap();
+        device.set_up(true).unwrap();
+        let request = icmpv4_echo_request(far, TUN_ADDR, 0x5151, 7);
+        let reply = exchange(device.queues(), 0, &request, |p| {
+            is_icmpv4_echo_reply(p, 0x5151, 7)
+        });
+        assert!(reply.is_some(), "the reply to the peer left by the device");
+    });
+}
+
+#[test]
 fn kernel_answers_icmpv6_echo() {
     let ns = NetNs::new(PREFIX).unwrap();
     ns.run(|| {

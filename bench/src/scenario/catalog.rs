@@ -69,6 +69,13 @@ pub fn downstream_record(payload: usize) -> usize {
 pub enum Kind {
     /// Full-speed 1,400-byte packets through `sessions` sessions.
     Bulk { direction: Direction, sessions: u64 },
+    /// Kernel TCP (iperf3) through `sessions` tunnels of
+    /// `sstp-loadgen tun`, `streams` streams in each.
+    Tcp {
+        direction: Direction,
+        sessions: u64,
+        streams: usize,
+    },
     /// Full-speed 92-byte packets through 8 sessions.
     SmallPackets { direction: Direction },
     /// The maximum reflected round-trip rate, then round trips at 10% and
@@ -100,7 +107,7 @@ pub struct ScenarioSpec {
 }
 
 /// The scenarios, in the order `run all` runs them.
-pub const SCENARIOS: [ScenarioSpec; 11] = [
+pub const SCENARIOS: [ScenarioSpec; 16] = [
     ScenarioSpec {
         name: "bulk_up_1",
         group: "bulk",
@@ -140,6 +147,66 @@ pub const SCENARIOS: [ScenarioSpec; 11] = [
         },
         load: "64 sessions, 1,400-byte packets downstream at full speed",
         figures: "throughput beside tls_stream_1408; server CPU per GB beside its sender's",
+    },
+    ScenarioSpec {
+        name: "tcp_up_1",
+        group: "tcp",
+        kind: Kind::Tcp {
+            direction: Direction::Up,
+            sessions: 1,
+            streams: 1,
+        },
+        load: "1 session behind a TUN device, 1 iperf3 TCP stream upstream",
+        figures: "iperf3's received throughput beside tls_stream_16384; server CPU per GB; \
+                  retransmits",
+    },
+    ScenarioSpec {
+        name: "tcp_up_8",
+        group: "tcp",
+        kind: Kind::Tcp {
+            direction: Direction::Up,
+            sessions: 1,
+            streams: 8,
+        },
+        load: "1 session behind a TUN device, 8 iperf3 TCP streams upstream",
+        figures: "iperf3's received throughput beside tls_stream_16384; server CPU per GB; \
+                  retransmits",
+    },
+    ScenarioSpec {
+        name: "tcp_up_64",
+        group: "tcp",
+        kind: Kind::Tcp {
+            direction: Direction::Up,
+            sessions: 64,
+            streams: 1,
+        },
+        load: "64 sessions behind TUN devices, one iperf3 TCP stream upstream in each",
+        figures: "iperf3's received throughput (summed) beside tls_stream_16384; server CPU \
+                  per GB; retransmits",
+    },
+    ScenarioSpec {
+        name: "tcp_down_1",
+        group: "tcp",
+        kind: Kind::Tcp {
+            direction: Direction::Down,
+            sessions: 1,
+            streams: 1,
+        },
+        load: "1 session behind a TUN device, 1 iperf3 TCP stream downstream (-R)",
+        figures: "iperf3's received throughput beside tls_stream_1408; server CPU per GB \
+                  beside its sender's; retransmits",
+    },
+    ScenarioSpec {
+        name: "tcp_down_8",
+        group: "tcp",
+        kind: Kind::Tcp {
+            direction: Direction::Down,
+            sessions: 1,
+            streams: 8,
+        },
+        load: "1 session behind a TUN device, 8 iperf3 TCP streams downstream (-R)",
+        figures: "iperf3's received throughput beside tls_stream_1408; server CPU per GB \
+                  beside its sender's; retransmits",
     },
     ScenarioSpec {
         name: "pps_up",
@@ -304,12 +371,21 @@ pub(crate) fn testbed(options: &BenchOptions) -> Result<Testbed, ScenarioError> 
             options.topology.clone(),
         );
     }
+    Testbed::local(
+        &options.binaries,
+        &sstpd_options(options),
+        options.topology.clone(),
+    )
+}
+
+/// The local sstpd of a run: workers, a pool for its largest load.
+fn sstpd_options(options: &BenchOptions) -> SstpdOptions {
     let mut server = SstpdOptions::new(options.binaries.sstpd.clone());
     server.workers = options.topology.server_workers;
     let (pool, clients) = pool_for(options.idle_sessions.max(options.setup_sessions));
     server.ipv4_pool = pool.into();
     server.max_sessions = clients.max(10_000);
-    Testbed::local(&options.binaries, &server, options.topology.clone())
+    server
 }
 
 /// Runs one scenario: a fresh sstpd (or the remote target), its
@@ -324,7 +400,20 @@ pub fn run(
         // Two servers of its own, one after the other.
         return super::radius::setup_radius(options, interrupt, print);
     }
-    let mut bed = testbed(options)?;
+    let mut bed = match spec.kind {
+        Kind::Tcp { .. } if options.remote.is_some() => {
+            return Err(ScenarioError::Setup(format!(
+                "{} needs iperf3 beside the server: run it against a local sstpd",
+                spec.name
+            )))
+        }
+        Kind::Tcp { .. } => Testbed::local_with_tunnel_clients(
+            &options.binaries,
+            &sstpd_options(options),
+            options.topology.clone(),
+        )?,
+        _ => testbed(options)?,
+    };
     let outcome = match spec.kind {
         Kind::Bulk {
             direction,
@@ -338,6 +427,13 @@ pub fn run(
             options,
             interrupt,
             print,
+        ),
+        Kind::Tcp {
+            direction,
+            sessions,
+            streams,
+        } => super::tcp::tcp(
+            &mut bed, spec.name, direction, sessions, streams, options, interrupt, print,
         ),
         Kind::SmallPackets { direction } => throughput(
             &mut bed,
@@ -425,7 +521,42 @@ pub(crate) fn ping_pong(
     .map_err(ScenarioError::Reference)
 }
 
+/// The stream reference of traffic in `direction` carrying `payload`
+/// bytes of UDP payload per packet (see the module documentation), and
+/// its record size.
+pub(crate) fn direction_stream(
+    bed: &Testbed,
+    options: &BenchOptions,
+    direction: Direction,
+    payload: usize,
+    print: &mut dyn FnMut(&str),
+) -> Result<(ReferenceResult, usize), ScenarioError> {
+    let record = if direction == Direction::Up {
+        UPSTREAM_RECORD
+    } else {
+        downstream_record(payload)
+    };
+    Ok((stream(bed, options, record, print)?, record))
+}
+
 // -------------------------------------------------------------- figures
+
+/// The server's CPU per GB carried in `direction`, beside the stream
+/// reference's receiver (upstream: sstpd decrypts) or sender (downstream:
+/// sstpd encrypts).
+pub(crate) fn cpu_per_gb(
+    usage: Option<&ServerUsage>,
+    reference: &ReferenceResult,
+    direction: Direction,
+) -> Option<Figure> {
+    let per_gb = usage?.cpu_s_per_gb?;
+    let side = if direction == Direction::Up {
+        "server_cpu_per_gb"
+    } else {
+        "sender_cpu_per_gb"
+    };
+    Some(fig("server_cpu_per_gb", "s/GB", per_gb, Better::Lower).beside(reference, side))
+}
 
 pub(crate) fn fig(metric: &str, unit: &str, value: f64, better: Better) -> Figure {
     Figure::new(metric, unit, value, better)
@@ -614,12 +745,7 @@ fn throughput(
     print: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ScenarioError> {
     let up = direction == Direction::Up;
-    let record = if up {
-        UPSTREAM_RECORD
-    } else {
-        downstream_record(payload)
-    };
-    let reference = stream(bed, options, record, print)?;
+    let (reference, record) = direction_stream(bed, options, direction, payload, print)?;
     let mut spec = LoadSpec::new(bulk(direction), sessions, options.duration);
     spec.payload = Some(payload);
     spec.setup_concurrency = Some(options.concurrency);
@@ -670,15 +796,7 @@ fn throughput(
         figures.push(fig("packets_per_s", "packets/s", pps, Better::Higher));
     }
     let usage = server_usage(&outcome, window, bytes, 0);
-    if let Some(per_gb) = usage.as_ref().and_then(|u| u.cpu_s_per_gb) {
-        let side = if up {
-            "server_cpu_per_gb"
-        } else {
-            "sender_cpu_per_gb"
-        };
-        figures
-            .push(fig("server_cpu_per_gb", "s/GB", per_gb, Better::Lower).beside(&reference, side));
-    }
+    figures.extend(cpu_per_gb(usage.as_ref(), &reference, direction));
     if let Some(u) = usage.as_ref().filter(|_| packets > 0) {
         let ns = u.cpu_seconds * 1e9 / packets as f64;
         let f = fig("server_cpu_per_packet", "ns", ns, Better::Lower);
@@ -1144,6 +1262,7 @@ mod tests {
         let groups: Vec<&str> = SCENARIOS.iter().map(|s| s.group).collect();
         for group in [
             "bulk",
+            "tcp",
             "pps",
             "latency",
             "setup",

@@ -12,6 +12,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sstp_loadgen::report::Tunnel;
 use sstp_loadgen::{Direction, Mode, Report};
 use sstpd::testing::netns::NetNs;
 
@@ -128,6 +129,7 @@ pub fn load_args(
         }
         Mode::Idle => {}
         Mode::Churn { hold } => args.extend(["--hold".into(), millis(*hold)]),
+        Mode::Tun { names } => args.extend(["--ifname".into(), names.to_string()]),
     }
     args.extend(["--target".into(), connection.target.to_string()]);
     match &connection.ca {
@@ -321,6 +323,44 @@ impl LoadChild {
         self.child.pid()
     }
 
+    /// Sends `signal` (SIGINT ends a run early; it still reports).
+    pub fn signal(&mut self, signal: libc::c_int) {
+        self.child.signal(signal);
+    }
+
+    /// Tun mode: waits (at most `timeout`) until the run has announced
+    /// `sessions` devices on its standard error, and returns them by
+    /// session. A run that exits first, or is interrupted, is an error.
+    pub fn wait_for_tunnels(
+        &mut self,
+        sessions: u64,
+        timeout: Duration,
+        interrupt: &AtomicBool,
+    ) -> Result<Vec<Tunnel>, ScenarioError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = fs::read_to_string(&self.log).unwrap_or_default();
+            let mut tunnels: Vec<Tunnel> = text.lines().filter_map(parse_tunnel_line).collect();
+            if tunnels.len() as u64 >= sessions {
+                tunnels.sort_by_key(|t| t.session);
+                return Ok(tunnels);
+            }
+            if interrupt.load(Ordering::Acquire) {
+                return Err(ScenarioError::Interrupted);
+            }
+            let exited = self.child.try_wait()?;
+            if exited.is_some() || Instant::now() >= deadline {
+                return Err(ScenarioError::Loadgen(format!(
+                    "{} of {sessions} tunnels came up{}:\n{}",
+                    tunnels.len(),
+                    exited.map_or(String::new(), |s| format!(" (it exited: {s})")),
+                    tail_of_file(&self.log, 20)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the run to end (bounded by its deadline; on `interrupt`
     /// the run is asked to stop early) and reads its report. A run whose
     /// sessions all failed still returns its report: the caller decides.
@@ -446,6 +486,22 @@ impl Drop for PeerProcess {
     }
 }
 
+/// A device announcement of `sstp-loadgen tun` on its standard error:
+/// `tunnel sstpc0 10.99.0.2 -> 10.99.0.1 mtu 1400 (session 0)`.
+pub fn parse_tunnel_line(line: &str) -> Option<Tunnel> {
+    let words: Vec<&str> = line.strip_prefix("tunnel ")?.split_whitespace().collect();
+    let [ifname, address, "->", gateway, "mtu", mtu, "(session", session] = words[..] else {
+        return None;
+    };
+    Some(Tunnel {
+        session: session.strip_suffix(')')?.parse().ok()?,
+        ifname: ifname.into(),
+        address: address.parse::<std::net::Ipv4Addr>().ok()?.to_string(),
+        gateway: gateway.into(),
+        mtu: mtu.parse().ok()?,
+    })
+}
+
 /// The mode of a bulk run in `direction` (the peer at the gateway unless
 /// the connection names one).
 pub fn bulk(direction: Direction) -> Mode {
@@ -547,6 +603,22 @@ mod tests {
         let args = load_args(&churn, &c, &placement, Path::new("r.json")).join(" ");
         assert!(args.starts_with("churn --hold 0ms --target"), "{args}");
         assert!(!args.contains("--to"), "churn has no peer: {args}");
+    }
+
+    #[test]
+    fn tunnel_announcements_parse() {
+        let t = parse_tunnel_line("tunnel sstpc12 10.99.0.14 -> 10.99.0.1 mtu 1400 (session 12)")
+            .unwrap();
+        assert_eq!(
+            (t.ifname.as_str(), t.address.as_str(), t.gateway.as_str()),
+            ("sstpc12", "10.99.0.14", "10.99.0.1")
+        );
+        assert_eq!((t.mtu, t.session), (1400, 12));
+        assert_eq!(
+            parse_tunnel_line("tunnel sstpc0 (session 0) could not"),
+            None
+        );
+        assert_eq!(parse_tunnel_line("[   1.0s] run"), None);
     }
 
     #[test]

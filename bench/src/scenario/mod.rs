@@ -16,6 +16,7 @@ pub mod loadgen;
 pub mod process;
 pub mod radius;
 pub mod sampler;
+pub mod tcp;
 pub mod testbed;
 
 use std::fmt;
@@ -256,13 +257,15 @@ mod tests {
         assert_eq!(select("latency").unwrap()[0].name, "latency");
         assert_eq!(select("bulk_down_64").unwrap().len(), 1);
         assert_eq!(select("pps").unwrap().len(), 2);
+        assert_eq!(select("tcp").unwrap().len(), 5);
         let error = select("nope").unwrap_err();
         assert_eq!(error.as_str(), "unknown_scenario");
         assert_eq!(
             error.to_string(),
             "unknown scenario \"nope\"; scenarios: bulk_up_1, bulk_up_64, bulk_down_1, \
-             bulk_down_64, pps_up, pps_down, latency, setup, setup_radius, idle, churn, or all \
-             (groups: bulk, pps, latency, setup, setup_radius, idle, churn)"
+             bulk_down_64, tcp_up_1, tcp_up_8, tcp_up_64, tcp_down_1, tcp_down_8, pps_up, \
+             pps_down, latency, setup, setup_radius, idle, churn, or all \
+             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn)"
         );
     }
 

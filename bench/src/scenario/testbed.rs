@@ -19,15 +19,19 @@
 //! generator and FreeRADIUS are separate processes, so /proc tells whose
 //! CPU a figure cost and which one was the limit.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+use sstp_loadgen::report::Tunnel;
 use sstp_loadgen::Report;
 use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig};
+use sstpd::testing::netns::{create_veth_pair, NetNs, VethEnd};
 
 use super::binaries::Binaries;
-use super::loadgen::{load_args, Connection, LoadChild, LoadSpec, PeerProcess, Placement};
+use super::loadgen::{
+    load_args, Connection, LoadChild, LoadSpec, PeerProcess, Placement, SETUP_TIMEOUT,
+};
 use super::process::{new_namespace, ProcessSample, SstpdOptions, SstpdProcess};
 use super::sampler::{CpuUse, Sampler, Samples};
 use super::ScenarioError;
@@ -264,6 +268,11 @@ impl LoadOutcome {
     }
 }
 
+/// sstpd's end of the veth pair to the tunnel clients' namespace.
+pub const SERVER_VETH: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 1);
+/// The tunnel clients' end.
+pub const CLIENT_VETH: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 2);
+
 /// The server under test, its peer, and where the load runs' files go.
 #[derive(Debug)]
 pub struct Testbed {
@@ -271,6 +280,8 @@ pub struct Testbed {
     // namespace (sstpd's).
     peer: Option<PeerProcess>,
     radius: Option<FreeRadius>,
+    /// The namespace of the tunnel clients (`tunnels`), when there is one.
+    client: Option<NetNs>,
     server: Option<SstpdProcess>,
     pub connection: Connection,
     pub topology: Topology,
@@ -330,6 +341,48 @@ impl Testbed {
         Testbed::around(binaries, server, Some(freeradius), user, topology)
     }
 
+    /// A fresh sstpd (`options`, its listen address replaced by
+    /// [`SERVER_VETH`]) in its own namespace with the peer next to it, and
+    /// a second namespace joined to it by a veth pair, where
+    /// [`tunnels`](Self::tunnels) runs the load generator's TUN devices:
+    /// in sstpd's own namespace the tunnel addresses and the gateway would
+    /// all be local, and the kernel would never use the tunnels.
+    pub fn local_with_tunnel_clients(
+        binaries: &Binaries,
+        options: &SstpdOptions,
+        topology: Topology,
+    ) -> Result<Testbed, ScenarioError> {
+        if !options.binary.exists() {
+            return Err(ScenarioError::Binary(options.binary.clone()));
+        }
+        let user = options
+            .users
+            .first()
+            .cloned()
+            .ok_or_else(|| ScenarioError::Setup("sstpd has no user".into()))?;
+        let server_ns = new_namespace()?;
+        let client_ns = new_namespace()?;
+        create_veth_pair(
+            VethEnd {
+                ns: &server_ns,
+                name: "bench-s",
+                addresses: &[(IpAddr::V4(SERVER_VETH), 24)],
+            },
+            VethEnd {
+                ns: &client_ns,
+                name: "bench-c",
+                addresses: &[(IpAddr::V4(CLIENT_VETH), 24)],
+            },
+        )
+        .map_err(|e| ScenarioError::Setup(format!("veth pair: {e}")))?;
+        let mut options = options.clone();
+        options.listen = SocketAddr::from((SERVER_VETH, options.listen.port()));
+        let server = SstpdProcess::start_in(server_ns, &options)?;
+        let mut bed = Testbed::around(binaries, server, None, user, topology)?;
+        bed.client = Some(client_ns);
+        Ok(bed)
+    }
+
     /// The testbed around a started sstpd: the peer beside it.
     fn around(
         binaries: &Binaries,
@@ -349,6 +402,7 @@ impl Testbed {
         Ok(Testbed {
             peer: Some(peer),
             radius,
+            client: None,
             connection: Connection {
                 target: server.listen_addr(),
                 user,
@@ -375,6 +429,7 @@ impl Testbed {
         Ok(Testbed {
             peer: None,
             radius: None,
+            client: None,
             server: None,
             connection,
             topology,
@@ -452,11 +507,62 @@ impl Testbed {
         })
     }
 
+    /// Runs the load generator's `tun` mode (`spec`) in the clients'
+    /// namespace, waits until it has announced every session's device,
+    /// calls `during` with the devices and that namespace, then ends the
+    /// run (SIGINT: the sessions close) and reads its report. Sampled like
+    /// [`load`](Self::load), with `peer_pid` (e.g. an iperf3 server) in
+    /// the peer's place.
+    pub fn tunnels<T>(
+        &mut self,
+        spec: &LoadSpec,
+        peer_pid: Option<u32>,
+        interrupt: &AtomicBool,
+        during: impl FnOnce(&[Tunnel], &NetNs) -> Result<T, ScenarioError>,
+    ) -> Result<(LoadOutcome, T), ScenarioError> {
+        let (Some(server), Some(client_ns)) = (&self.server, &self.client) else {
+            return Err(ScenarioError::Setup(
+                "TCP through the tunnels needs a local sstpd with a clients' namespace".into(),
+            ));
+        };
+        self.runs += 1;
+        let json = self.dir.path().join(format!("run-{}.json", self.runs));
+        let log = self.dir.path().join(format!("run-{}.log", self.runs));
+        let args = load_args(spec, &self.connection, &self.topology.placement(), &json);
+        let mut child = LoadChild::spawn(
+            &self.loadgen,
+            Some(client_ns),
+            &args,
+            &json,
+            &log,
+            spec.deadline(),
+        )?;
+        let absent = u32::MAX;
+        let sampler = Sampler::start(vec![
+            server.pid(),
+            peer_pid.unwrap_or(absent),
+            child.pid(),
+            absent,
+        ]);
+        let tunnels = child.wait_for_tunnels(spec.sessions, SETUP_TIMEOUT, interrupt)?;
+        let during = during(&tunnels, client_ns);
+        child.signal(libc::SIGINT);
+        let report = child.wait(interrupt);
+        let samples = sampler.finish();
+        let outcome = LoadOutcome {
+            report: report?,
+            samples,
+            local: true,
+        };
+        Ok((outcome, during?))
+    }
+
     /// Stops the peer and sstpd (SIGTERM; an sstpd that does not stop in
     /// time is an error), then FreeRADIUS (after sstpd: its last
     /// accounting goes there), and removes the namespace.
     pub fn stop(mut self) -> Result<(), ScenarioError> {
         drop(self.peer.take());
+        drop(self.client.take());
         let stopped = match self.server.as_mut() {
             Some(server) => server.terminate().map(drop),
             None => Ok(()),

@@ -21,6 +21,9 @@
 //! once a second for the [`Observer`] (progress line, hdrhistogram log).
 
 mod session;
+mod tunnel;
+
+pub use tunnel::{FIRST_TABLE, RULE_PRIORITY, TUN_SETUP_FAILED};
 
 use std::cell::{Cell, RefCell};
 use std::fmt;

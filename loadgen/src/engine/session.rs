@@ -51,6 +51,16 @@ pub(super) async fn start_all(w: &Rc<Worker>) -> Vec<JoinHandle<()>> {
             Mode::Churn { hold } => {
                 tasks.push(tokio_uring::spawn(churn_slot(w.clone(), index, hold)));
             }
+            Mode::Tun { ref names } => {
+                let permit = w.setups.clone().acquire_owned().await.ok();
+                let name = names.name(index);
+                tasks.push(tokio_uring::spawn(super::tunnel::session(
+                    w.clone(),
+                    index,
+                    name,
+                    permit,
+                )));
+            }
             _ => {
                 // Hold a setup permit from before the connect until it is
                 // done, so at most `--setup-concurrency` are in flight.
@@ -185,9 +195,21 @@ impl Worker {
         source_index: u64,
         rx: &Rc<FlowRx>,
     ) -> Option<Client> {
+        self.connect_with(index, source_index, self.receiver(rx))
+            .await
+    }
+
+    /// Opens a session whose packets go to `on_ip` and records the
+    /// outcome.
+    pub(super) async fn connect_with(
+        &self,
+        index: u64,
+        source_index: u64,
+        on_ip: IpHandler,
+    ) -> Option<Client> {
         self.counters().attempted += 1;
         let options = self.client_options(index, source_index);
-        match client::connect(&options, self.receiver(rx)).await {
+        match client::connect(&options, on_ip).await {
             Ok((client, times)) => {
                 let mut stats = self.stats.borrow_mut();
                 stats.counters.established += 1;
@@ -209,7 +231,7 @@ impl Worker {
         }
     }
 
-    fn dropped(&self, client: &Client) {
+    pub(super) fn dropped(&self, client: &Client) {
         let reason = client.close_reason().map_or("unknown", |r| r.as_str());
         let mut stats = self.stats.borrow_mut();
         stats.counters.dropped += 1;
@@ -217,7 +239,7 @@ impl Worker {
     }
 
     /// Graceful close, timed.
-    async fn close(&self, client: &Client) {
+    pub(super) async fn close(&self, client: &Client) {
         let start = Instant::now();
         client.close(self.config.close_timeout).await;
         let mut stats = self.stats.borrow_mut();
@@ -250,7 +272,7 @@ fn udp_target(to: Option<SocketAddrV4>, gateway: Ipv4Addr) -> SocketAddrV4 {
 }
 
 /// Runs `f` until it ends or the session does.
-async fn until_closed<T>(client: &Client, f: impl std::future::Future<Output = T>) {
+pub(super) async fn until_closed<T>(client: &Client, f: impl std::future::Future<Output = T>) {
     tokio::select! {
         _ = f => {}
         _ = client.wait_closed(LONG) => {}
@@ -303,8 +325,9 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
             peer = Some(to);
             bulk(&w, &client, &rx, source, to, direction, payload, pps, index).await
         }
-        // (Churn sessions run in `churn_slot`; here they would idle.)
-        Mode::Idle | Mode::Churn { .. } => {
+        // (Churn and tun sessions run in `churn_slot` and
+        // `tunnel::session`; here they would idle.)
+        Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => {
             until_closed(&client, w.wait_stopped()).await;
             0
         }

@@ -548,6 +548,12 @@ impl Client {
         }
     }
 
+    /// The largest IP packet to send: the server's MRU as LCP negotiated
+    /// it (the MTU a client's TUN device gets).
+    pub fn transmit_mtu(&self) -> u16 {
+        self.inner.proto.borrow().ppp().transmit_mtu()
+    }
+
     /// Our tunnel address.
     pub fn address(&self) -> Option<Ipv4Addr> {
         self.ipv4().map(|p| p.local)

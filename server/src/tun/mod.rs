@@ -34,7 +34,10 @@
 //! The offset is ignored (a TUN fd is a stream); pass 0. For a
 //! readiness-based loop (epoll) instead, call [`set_nonblocking`] first.
 
+mod queue;
 pub mod routes;
+
+pub use queue::PacketQueue;
 
 use std::ffi::CStr;
 use std::fmt;
@@ -359,6 +362,16 @@ impl TunDevice {
         self.ioctl(&self.inet, libc::SIOCSIFNETMASK, &mut ifr, "SIOCSIFNETMASK")
     }
 
+    /// Sets the far end of the point-to-point link (`SIOCSIFDSTADDR`), as
+    /// `ip addr add LOCAL peer PEER` does: the kernel then routes `peer`
+    /// through the device. Call it after [`set_ipv4`](Self::set_ipv4) with
+    /// a /32; a client's tunnel has the server's address at the far end.
+    pub fn set_ipv4_peer(&self, peer: Ipv4Addr) -> Result<(), TunError> {
+        let mut ifr = self.request();
+        ifr.ifr_ifru.ifru_dstaddr = sockaddr_v4(peer);
+        self.ioctl(&self.inet, libc::SIOCSIFDSTADDR, &mut ifr, "SIOCSIFDSTADDR")
+    }
+
     /// Adds an IPv6 address with its prefix length (and the prefix route).
     /// TUN devices are `IFF_NOARP`, so the address skips duplicate address
     /// detection; it stays tentative only until the kernel's link watcher
@@ -438,6 +451,16 @@ impl TunDevice {
                 }),
         )
     }
+}
+
+/// Whether a TUN read error means the queue will never read again: the
+/// device was deleted (its queues' files are detached: `EBADFD`; `EIO`
+/// while it unregisters) or the descriptor is unusable.
+pub fn queue_is_lost(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::EBADF | libc::EIO | libc::ENODEV | libc::ENXIO)
+    )
 }
 
 /// Switches a queue descriptor between blocking (for io_uring, the

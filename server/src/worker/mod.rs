@@ -47,10 +47,10 @@ use crate::tls::ktls::KtlsPlan;
 use crate::worker::mailbox::SendBatchErrorKind;
 use crate::worker::mailbox::{Mailbox, MailboxSender};
 
+use crate::tun::PacketQueue;
 pub(crate) use session::SessionCtx;
 use slots::Slots;
 pub(crate) use supervise::{Fatal, Heartbeats};
-use tun_io::TunWriteQueue;
 
 /// What workers send each other. Packets go in batches on the mailbox's
 /// bounded lane (dropped and counted when it is full); the rest are
@@ -191,7 +191,7 @@ pub(crate) struct Worker {
     shared: Arc<Shared>,
     sessions: RefCell<Slots<SessionCtx>>,
     tun: tokio_uring::fs::File,
-    tun_queue: RefCell<TunWriteQueue>,
+    tun_queue: RefCell<PacketQueue>,
     tun_wake: Notify,
     /// Signalled when the TUN queue drains below its low-water mark.
     tun_space: Notify,
@@ -220,7 +220,7 @@ impl Worker {
             index: setup.index,
             sessions: RefCell::new(Slots::new(setup.index as u16)),
             tun: tokio_uring::fs::File::from_std(setup.tun_queue),
-            tun_queue: RefCell::new(TunWriteQueue::new(mtu)),
+            tun_queue: RefCell::new(tun_io::write_queue(mtu)),
             tun_wake: Notify::new(),
             tun_space: Notify::new(),
             outbound: RefCell::new((0..workers).map(|_| Vec::new()).collect()),

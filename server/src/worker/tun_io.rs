@@ -2,22 +2,12 @@
 //! queue, and writes submitted in batches (every packet queued since the
 //! last batch goes to the kernel in one `io_uring_enter`).
 
-use std::collections::VecDeque;
-use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
 use super::Worker;
 use crate::metrics::{Event, WorkerMetrics};
-
-/// Packets waiting to be written to TUN, with recycled buffers so the
-/// steady state allocates nothing.
-#[derive(Debug)]
-pub(crate) struct TunWriteQueue {
-    queued: VecDeque<Vec<u8>>,
-    free: Vec<Vec<u8>>,
-    buffer_size: usize,
-}
+use crate::tun::{queue_is_lost, PacketQueue};
 
 /// Bound on queued packets per worker; beyond it packets are dropped (and
 /// counted) rather than letting memory grow under overload. Readers stop
@@ -32,45 +22,9 @@ const LOW_WATER: usize = MAX_QUEUED / 4;
 /// Packets submitted per batch.
 const BATCH: usize = 64;
 
-impl TunWriteQueue {
-    pub fn new(mtu: usize) -> Self {
-        TunWriteQueue {
-            queued: VecDeque::new(),
-            free: Vec::new(),
-            buffer_size: mtu.max(1500) + 64,
-        }
-    }
-
-    /// Copies `packet` into a queued buffer; `false` when the queue is full.
-    pub fn push(&mut self, packet: &[u8]) -> bool {
-        if self.queued.len() >= MAX_QUEUED {
-            return false;
-        }
-        let mut buf = self
-            .free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.buffer_size));
-        buf.clear();
-        buf.extend_from_slice(packet);
-        self.queued.push_back(buf);
-        true
-    }
-
-    /// Packets waiting.
-    pub fn len(&self) -> usize {
-        self.queued.len()
-    }
-
-    fn take_batch(&mut self) -> Vec<Vec<u8>> {
-        let n = self.queued.len().min(BATCH);
-        self.queued.drain(..n).collect()
-    }
-
-    fn recycle(&mut self, buf: Vec<u8>) {
-        if self.free.len() < BATCH * 2 {
-            self.free.push(buf);
-        }
-    }
+/// The worker's queue of packets for its TUN queue.
+pub(crate) fn write_queue(mtu: usize) -> PacketQueue {
+    PacketQueue::new(mtu, MAX_QUEUED, BATCH * 2)
 }
 
 /// TUN reads of one worker that may fail in a row (10 ms apart, so about
@@ -78,16 +32,6 @@ impl TunWriteQueue {
 const MAX_FAILED_READS: u32 = 100;
 /// Pause after a failed TUN read.
 const READ_RETRY: Duration = Duration::from_millis(10);
-
-/// Whether a TUN read error means the queue will never read again: the
-/// device was deleted (its queues' files are detached: `EBADFD`; `EIO`
-/// while it unregisters) or the descriptor is unusable.
-fn queue_is_lost(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EBADFD | libc::EBADF | libc::EIO | libc::ENODEV | libc::ENXIO)
-    )
-}
 
 /// Reads packets from this worker's TUN queue and routes them.
 ///
@@ -146,7 +90,7 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
 /// Writes queued client packets to TUN, a batch at a time.
 pub(crate) async fn tun_writer(worker: Rc<Worker>) {
     loop {
-        let batch = worker.tun_queue.borrow_mut().take_batch();
+        let batch = worker.tun_queue.borrow_mut().take_batch(BATCH);
         if batch.is_empty() {
             worker.tun_wake.notified().await;
             continue;
@@ -189,30 +133,5 @@ pub(crate) async fn wait_for_tun_space(worker: &Worker) {
             return;
         }
         space.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queue_is_bounded_and_recycles_buffers() {
-        let mut q = TunWriteQueue::new(1400);
-        for _ in 0..MAX_QUEUED {
-            assert!(q.push(&[0x45; 60]));
-        }
-        assert!(!q.push(&[0x45; 60]), "full queue refuses");
-        let batch = q.take_batch();
-        assert_eq!(batch.len(), BATCH);
-        assert_eq!(batch[0], vec![0x45; 60]);
-        let cap = batch[0].capacity();
-        for b in batch {
-            q.recycle(b);
-        }
-        assert!(q.push(&[1, 2, 3]));
-        let last = q.queued.back().unwrap();
-        assert_eq!(last.as_slice(), &[1, 2, 3]);
-        assert_eq!(last.capacity(), cap, "a recycled buffer is reused");
     }
 }

@@ -1,0 +1,239 @@
+//! `sstp-loadgen tun` end to end: the binary in a namespace of its own,
+//! joined to sstpd's by a veth pair, puts two sessions behind TUN devices;
+//! kernel TCP connections bound to each tunnel address carry every byte
+//! intact both ways through their own tunnel; at SIGINT the sessions
+//! close, and the devices and source rules are gone.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+use sstpd::testing::netns::{create_veth_pair, NetNs, VethEnd};
+use support::*;
+
+const SERVER_VETH: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 1);
+const CLIENT_VETH: Ipv4Addr = Ipv4Addr::new(10, 202, 0, 2);
+/// Bytes each connection carries each way.
+const TRANSFER: usize = 3 << 20;
+/// Where the test's TCP server listens (on the gateway, in sstpd's
+/// namespace).
+const ECHO_PORT: u16 = 7000;
+
+/// The byte at `offset` of the stream of connection `seed`: a pattern
+/// that a lost, duplicated or reordered segment would break.
+fn pattern(seed: u8, offset: usize) -> u8 {
+    (offset as u32)
+        .wrapping_mul(2_654_435_761)
+        .rotate_right(13)
+        .to_le_bytes()[0]
+        ^ seed
+}
+
+/// A tunnel line of the binary's standard error:
+/// `tunnel sstpc0 10.99.0.2 -> 10.99.0.1 mtu 1400 (session 0)`.
+fn tunnels_announced(log: &Path) -> Vec<(String, Ipv4Addr)> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.strip_prefix("tunnel ")?.split_whitespace();
+            let name = words.next()?.to_string();
+            let address = words.next()?.parse().ok()?;
+            Some((name, address))
+        })
+        .collect()
+}
+
+/// Echoes one connection: every byte read is written back.
+fn echo_one(listener: &TcpListener) {
+    let (mut stream, _) = listener.accept().expect("accept");
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).expect("echo read");
+        if n == 0 {
+            return;
+        }
+        stream.write_all(&buf[..n]).expect("echo write");
+    }
+}
+
+/// Connects from `source` to the echo server, sends [`TRANSFER`] bytes of
+/// the pattern and checks that exactly they come back.
+fn transfer_through(source: Ipv4Addr, seed: u8) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .expect("bind the tunnel address");
+    socket
+        .connect_timeout(
+            &SocketAddr::from((GATEWAY, ECHO_PORT)).into(),
+            Duration::from_secs(10),
+        )
+        .expect("connect through the tunnel");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(stream.local_addr().unwrap().ip(), IpAddr::V4(source));
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let data: Vec<u8> = (0..TRANSFER).map(|i| pattern(seed, i)).collect();
+        writer.write_all(&data).expect("send");
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut received = Vec::with_capacity(TRANSFER);
+    let mut reader = stream;
+    reader.read_to_end(&mut received).expect("receive");
+    sender.join().unwrap();
+    assert_eq!(received.len(), TRANSFER, "every byte came back");
+    let first_bad = received
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b != pattern(seed, i));
+    assert_eq!(first_bad, None, "the bytes came back intact");
+}
+
+/// A counter of a link in `ns` (`/sys/class/net/NAME/statistics/FIELD`).
+fn link_counter(ns: &NetNs, name: &str, field: &str) -> u64 {
+    let out = ns
+        .command("cat")
+        .arg(format!("/sys/class/net/{name}/statistics/{field}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn ip_output(ns: &NetNs, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns.name()])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tcp_through_two_tunnels_arrives_intact_and_the_devices_go_away() {
+    let server = server_with(|c| c.server.listen = vec!["0.0.0.0:0".parse().unwrap()]);
+    let port = server.addr.port();
+    let client_ns = NetNs::new("sstp-loadgen-tun").expect("client namespace");
+    create_veth_pair(
+        VethEnd {
+            ns: &server.ns,
+            name: "lg-s",
+            addresses: &[(IpAddr::V4(SERVER_VETH), 24)],
+        },
+        VethEnd {
+            ns: &client_ns,
+            name: "lg-c",
+            addresses: &[(IpAddr::V4(CLIENT_VETH), 24)],
+        },
+    )
+    .expect("veth pair");
+
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tun.json");
+    let log = dir.path().join("tun.log");
+    let (user, password) = USERS[0];
+    let target = format!("{SERVER_VETH}:{port}");
+    let child = client_ns
+        .command(env!("CARGO_BIN_EXE_sstp-loadgen"))
+        .args(["tun", "--target", &target, "--insecure", "--user", user])
+        .args(["--password", password, "--sessions", "2", "--workers", "2"])
+        .args(["--no-pin", "--duration", "60s", "--progress", "never"])
+        .arg("--json")
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("sstp-loadgen starts");
+    let mut child = Killed(child);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tunnels = tunnels_announced(&log);
+    while tunnels.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "two tunnels announced: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        tunnels = tunnels_announced(&log);
+    }
+    tunnels.sort();
+    assert_eq!(tunnels[0].0, "sstpc0");
+    assert_eq!(tunnels[1].0, "sstpc1");
+    assert_ne!(tunnels[0].1, tunnels[1].1, "each its own address");
+
+    let listener = server
+        .ns
+        .run(|| TcpListener::bind((GATEWAY, ECHO_PORT)))
+        .expect("listen on the gateway");
+    for (seed, (name, address)) in tunnels.iter().enumerate() {
+        let sent_before = link_counter(&client_ns, name, "tx_bytes");
+        std::thread::scope(|scope| {
+            scope.spawn(|| echo_one(&listener));
+            client_ns.run(|| transfer_through(*address, seed as u8 + 1));
+        });
+        let sent = link_counter(&client_ns, name, "tx_bytes") - sent_before;
+        let received = link_counter(&client_ns, name, "rx_bytes");
+        assert!(
+            sent >= TRANSFER as u64 && received >= TRANSFER as u64,
+            "{name} carried its own connection: {sent} bytes out, {received} in"
+        );
+    }
+
+    // SIGINT: the run ends early, closes its sessions and reports.
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.0.wait().expect("sstp-loadgen exits");
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let report: sstp_loadgen::Report =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_consistent(&report);
+    let s = &report.sessions;
+    assert_eq!((s.established, s.held, s.closed), (2, 2, 2), "{s:?}");
+    let tun = report.tun.as_ref().expect("tun figures");
+    let names: Vec<&str> = tun.tunnels.iter().map(|t| t.ifname.as_str()).collect();
+    assert_eq!(names, ["sstpc0", "sstpc1"]);
+    assert!(tun.tunnels.iter().all(|t| t.gateway == GATEWAY.to_string()));
+    assert_eq!((tun.read_errors, tun.write_errors), (0, 0), "{tun:?}");
+    let both = 2 * TRANSFER as u64;
+    assert!(report.traffic.up.bytes >= both, "{:?}", report.traffic);
+    assert!(report.traffic.down.bytes >= both, "{:?}", report.traffic);
+
+    for (name, _) in &tunnels {
+        let (exists, _) = ip_output(&client_ns, &["link", "show", "dev", name]);
+        assert!(!exists, "{name} was removed");
+    }
+    let (_, rules) = ip_output(&client_ns, &["rule", "show"]);
+    assert!(
+        !rules.contains("lookup 2000"),
+        "the source rules were removed: {rules}"
+    );
+    assert!(server.wait_idle(Duration::from_secs(10)));
+}
