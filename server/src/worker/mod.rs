@@ -280,12 +280,7 @@ impl Worker {
                             None => worker.metrics().event(Event::AuthAnswerForClosedSession),
                         }
                     }
-                    WorkerMsg::Disconnect { to, reason } => {
-                        let session = worker.sessions.borrow().get(to).cloned();
-                        if let Some(s) = session {
-                            s.close_for(&worker, reason);
-                        }
-                    }
+                    WorkerMsg::Disconnect { to, reason } => worker.disconnect(to, reason),
                     WorkerMsg::Dae { to, action, reply } => worker.dae_action(to, action, reply),
                     WorkerMsg::ListSessions { reply } => worker.list_sessions(reply),
                     WorkerMsg::UsersReloaded => worker.close_removed_users(),
