@@ -874,19 +874,17 @@ pub mod ms {
 
     /// Parses MS-CHAP2-Success ([RFC 2548] 2.3.3): the Ident and the
     /// 20-octet authenticator response of the `S=` string ([RFC 2759] 5).
-    /// `None` if it is not exactly Ident, `S=` and 40 hex digits (text
-    /// after them, as some servers append, is ignored).
+    /// `None` if it is not Ident, `S=` and 40 hex digits, then the end or
+    /// a space (the ` M=...` some servers append is ignored): the Success
+    /// message's own parser, [`mschapv2::parse_success_message`].
+    ///
+    /// [`mschapv2::parse_success_message`]: crate::proto::auth::mschapv2::parse_success_message
     ///
     /// [RFC 2548]: https://www.rfc-editor.org/rfc/rfc2548
     /// [RFC 2759]: https://www.rfc-editor.org/rfc/rfc2759
     pub fn parse_chap2_success(value: &[u8]) -> Option<(u8, [u8; 20])> {
         let (&ident, text) = value.split_first()?;
-        let hex = text.strip_prefix(b"S=")?.get(..40)?;
-        let mut response = [0u8; 20];
-        for (out, pair) in response.iter_mut().zip(hex.chunks_exact(2)) {
-            let digit = |c: u8| char::from(c).to_digit(16);
-            *out = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-        }
+        let response = crate::proto::auth::mschapv2::parse_success_message(text).ok()?;
         Some((ident, response))
     }
 
