@@ -327,6 +327,28 @@ fn spoofed_sources_are_dropped() {
 }
 
 #[test]
+fn packets_above_the_servers_mru_are_dropped() {
+    let mut pair = pair_with(AuthProtocol::Pap, HashProtocols::SHA256, "correct horse");
+    assert!(pair.connect());
+    let client_ip = pair.client.session.ipv4().unwrap().local;
+    let mru = usize::from(pair.server.session.ppp().local_mru());
+    let fits = ipv4_packet(client_ip, GATEWAY, &vec![7; mru - 28]);
+    assert_eq!(fits.len(), mru);
+    let oversized = ipv4_packet(client_ip, GATEWAY, &vec![8; mru - 27]);
+    pair.send_ip(Direction::ClientToServer, &oversized).unwrap();
+    pair.send_ip(Direction::ClientToServer, &fits).unwrap();
+    pair.drive_now();
+    assert_eq!(pair.server.delivered, vec![fits]);
+    assert!(pair.server.saw(|e| matches!(
+        e,
+        SessionEvent::Dropped {
+            reason: DropReason::IpExceedsMru,
+            count: 1
+        }
+    )));
+}
+
+#[test]
 fn sources_in_routed_prefixes_pass_until_ipcp_goes_down() {
     use sstpd::proto::route::Ipv4Prefix;
     let mut pair = pair_with(AuthProtocol::Pap, HashProtocols::SHA256, "correct horse");

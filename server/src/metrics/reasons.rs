@@ -140,6 +140,7 @@ impl From<&DropReason> for Event {
             DropReason::IpBeforeCallConnected => Event::IpBeforeCallConnected,
             DropReason::SpoofedSource => Event::SpoofedSource,
             DropReason::MalformedIpPacket => Event::MalformedIpPacket,
+            DropReason::IpExceedsMru => Event::IpExceedsMru,
             DropReason::StaleAuthDecision => Event::StaleAuthDecision,
             DropReason::StaleAddressAnswer => Event::StaleAddressAnswer,
         }
@@ -340,6 +341,7 @@ mod tests {
             DropReason::IpBeforeCallConnected,
             DropReason::SpoofedSource,
             DropReason::MalformedIpPacket,
+            DropReason::IpExceedsMru,
             DropReason::StaleAuthDecision,
             DropReason::StaleAddressAnswer,
         ]

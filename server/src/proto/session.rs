@@ -191,6 +191,12 @@ pub enum DropReason {
     SpoofedSource,
     /// A packet too short to carry an IP header.
     MalformedIpPacket,
+    /// Server: an IP packet longer than the MRU the client agreed to (or
+    /// the authenticator's Framed-MTU, when smaller): [RFC 1661] 6.1 says
+    /// the peer must not send more.
+    ///
+    /// [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
+    IpExceedsMru,
     /// Server: an authenticator's answer to a request the session no
     /// longer waits for (see [`AuthRequestId`]); not applied.
     StaleAuthDecision,
@@ -208,6 +214,7 @@ impl DropReason {
             DropReason::IpBeforeCallConnected => "ip_before_call_connected",
             DropReason::SpoofedSource => "spoofed_source",
             DropReason::MalformedIpPacket => "malformed_ip_packet",
+            DropReason::IpExceedsMru => "ip_exceeds_mru",
             DropReason::StaleAuthDecision => "stale_auth_decision",
             DropReason::StaleAddressAnswer => "stale_address_answer",
         }
@@ -380,6 +387,12 @@ impl Session {
             ..
         } = self;
         let role = *role;
+        // The largest IP packet the client may send: our MRU, or the
+        // authenticator's Framed-MTU when smaller.
+        let receive_limit = usize::from(
+            ppp.framed_mtu()
+                .map_or(ppp.local_mru(), |mtu| mtu.min(ppp.local_mru())),
+        );
         sstp.handle_input_with_state(now, data, &mut |frame, established| {
             // PPP frames are only passed once SSTP's lower link is up. The
             // peer's first LCP frame often shares a read with the Call
@@ -396,6 +409,13 @@ impl Session {
                     return;
                 }
                 if role == Role::Server {
+                    if packet.len() > receive_limit {
+                        events.push_back(SessionEvent::Dropped {
+                            reason: DropReason::IpExceedsMru,
+                            count: 1,
+                        });
+                        return;
+                    }
                     match check_source(
                         version,
                         packet,

@@ -854,32 +854,23 @@ impl SessionCtx {
     /// Feeds plaintext from the client to the protocol core; IP packets go
     /// to the TUN write queue.
     ///
-    /// Two policies apply to each IP packet here: one larger than the MRU
-    /// the client accepted is dropped (`ip_exceeds_mru`), and with
-    /// `ipv4.client_to_client = "deny"` one addressed to another client's
-    /// tunnel address is dropped (`client_to_client_denied`).
+    /// The core has judged each IP packet (source, size: see
+    /// [`Session::handle_input`]); one policy of the server's applies
+    /// here: with `ipv4.client_to_client = "deny"` a packet addressed to
+    /// another client's tunnel address is dropped
+    /// (`client_to_client_denied`).
     ///
     /// What the input makes the protocol answer is collected into the
     /// output buffer at once, so the backlog the reader checks before its
     /// next read ([`SessionCtx::wait_for_output_space`]) is all there is.
     fn input(&self, worker: &Worker, plaintext: &[u8]) {
         let now = Instant::now();
-        let mru = {
-            let proto = self.proto.borrow();
-            let ppp = proto.ppp();
-            usize::from(
-                ppp.framed_mtu()
-                    .map_or(ppp.local_mru(), |mtu| mtu.min(ppp.local_mru())),
-            )
-        };
         let deny = worker.shared.config.ipv4.client_to_client == ClientToClient::Deny;
-        let (mut oversized, mut denied) = (0u64, 0u64);
+        let mut denied = 0u64;
         {
             let mut proto = self.proto.borrow_mut();
             proto.handle_input(now, plaintext, &mut |packet| {
-                if packet.len() > mru {
-                    oversized += 1;
-                } else if deny
+                if deny
                     && worker
                         .destination_owner(packet)
                         .is_some_and(|owner| owner != self.reference)
@@ -896,9 +887,9 @@ impl SessionCtx {
             let new = overflows.saturating_sub(self.ppp_overflows.replace(overflows));
             worker.metrics().events_n(Event::PppOutboxFull, new);
         }
-        let m = worker.metrics();
-        m.events_n(Event::IpExceedsMru, oversized);
-        m.events_n(Event::ClientToClientDenied, denied);
+        worker
+            .metrics()
+            .events_n(Event::ClientToClientDenied, denied);
         self.after_step(worker);
     }
 
