@@ -2,7 +2,7 @@
 //!
 //! * [`gate`]: the instruction-count regression gate (callgrind) over the
 //!   fixed in-memory [`workload`].
-//! * [`reference`]: bare-TLS references measured in the same run as the
+//! * [`reference`](mod@reference): bare-TLS references measured in the same run as the
 //!   figures they stand beside.
 //! * [`results`]: the versioned results file; [`report`] renders it as
 //!   Markdown with SVG charts; [`compare`] judges two of them.

@@ -1,5 +1,5 @@
 //! What a run does: the engine's configuration, independent of the
-//! command line (the CLI in [`crate::app::cli`] builds one; tests and the
+//! command line (the CLI in [`crate::cli`] builds one; tests and the
 //! benchmark suite may build their own).
 
 use std::fmt;

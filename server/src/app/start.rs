@@ -151,7 +151,7 @@ impl ServerHandle {
     }
 
     /// Re-reads the configuration file and applies what can change
-    /// without a restart (see [`super::reload`]); on any error nothing
+    /// without a restart (see the `reload` module); on any error nothing
     /// changes. Sessions of users no longer in the store are then closed
     /// (counted as `user_removed`).
     pub fn reload(&self) -> Result<ReloadReport, ReloadError> {

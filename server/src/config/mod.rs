@@ -13,12 +13,12 @@
 //!
 //! docs/configuration.md documents every key; keep the two in step.
 //!
-//! The module is split by concern: [`schema`] (the serde types, one per
-//! TOML table, with their defaults), [`addr`] (address ranges and
-//! prefixes), [`validate`] (the rules parsing alone does not enforce),
-//! [`defaults`] (the embedded no-file configuration and its demo user),
-//! [`control`] (the control socket, and the configuration rendered back),
-//! [`state_dir`] (where generated state lives) and [`error`].
+//! The module is split by concern: `schema` (the serde types, one per
+//! TOML table, with their defaults), `addr` (address ranges and
+//! prefixes), `validate` (the rules parsing alone does not enforce),
+//! `defaults` (the embedded no-file configuration and its demo user),
+//! `control` (the control socket, and the configuration rendered back),
+//! `state_dir` (where generated state lives) and `error`.
 
 mod addr;
 mod control;

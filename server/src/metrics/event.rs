@@ -425,7 +425,7 @@ events! {
     }
 
     MetricsRequests("metrics_requests",
-        "Requests to the Prometheus endpoint ([metrics] listen), by answer.") {
+        "Requests to the Prometheus endpoint (`[metrics] listen`), by answer.") {
         MetricsScraped = "metrics_scraped",
         MetricsBadRequest = "metrics_bad_request",
         MetricsHeadTooLarge = "metrics_head_too_large",

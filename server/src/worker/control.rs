@@ -1,11 +1,11 @@
 //! What the control socket (`sstpctl`) asks of the workers: a description
 //! of every session they hold.
 //!
-//! The control thread sends [`WorkerMsg::ListSessions`](super::WorkerMsg::ListSessions) on each worker's
+//! The control thread sends `WorkerMsg::ListSessions` on each worker's
 //! control lane with a channel to answer on, and waits for the answers
 //! with a deadline of its own; a worker never waits for it. Ending a
 //! session goes the way of a RADIUS Disconnect-Request
-//! ([`WorkerMsg::Dae`](super::WorkerMsg::Dae) with [`DaeAction::Disconnect`]): Call Disconnect,
+//! (`WorkerMsg::Dae` with [`DaeAction::Disconnect`]): Call Disconnect,
 //! counted and accounted as `admin_reset`.
 //!
 //! [`DaeAction::Disconnect`]: crate::aaa::dae::DaeAction::Disconnect
@@ -70,7 +70,7 @@ pub(crate) struct ListedSession {
 pub(crate) type WorkerSessions = (usize, Vec<ListedSession>);
 
 impl Worker {
-    /// Answers [`WorkerMsg::ListSessions`](super::WorkerMsg::ListSessions); a reader that gave up (its
+    /// Answers `WorkerMsg::ListSessions`; a reader that gave up (its
     /// deadline passed) is not an error.
     pub(super) fn list_sessions(&self, reply: crossbeam_channel::Sender<WorkerSessions>) {
         let now = (Instant::now(), SystemTime::now());

@@ -7,9 +7,9 @@
 //! thread, so the per-packet path takes no locks.
 //!
 //! Packets read from this worker's TUN queue are routed by destination
-//! through the lock-free [`SessionTable`](crate::routing::session_table::SessionTable).
+//! through the lock-free [`SessionTable`].
 //! When the owning session lives on another worker, the packet is handed over
-//! through that worker's [`Mailbox`](crate::worker::mailbox::Mailbox) (crossbeam
+//! through that worker's [`Mailbox`] (crossbeam
 //! channel plus an eventfd the receiving io_uring waits on), in batches: all
 //! packets read in one scheduler tick go out as one message per destination
 //! worker.

@@ -1,6 +1,6 @@
 //! What sstpd's authentication requests and decisions are in RADIUS
 //! attributes: [`AuthRequest`] → Access-Request ([RFC 2865] 5, [RFC 2548]
-//! 2.3), Access-Accept / Access-Reject → [`AuthDecision`]. Pure functions
+//! 2.3), Access-Accept / Access-Reject → [`AuthDecision`](crate::proto::auth::AuthDecision). Pure functions
 //! over [`Attributes`], unit-tested here; the IO is in [`super::service`].
 //!
 //! [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
