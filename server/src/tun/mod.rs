@@ -34,6 +34,7 @@
 //! The offset is ignored (a TUN fd is a stream); pass 0. For a
 //! readiness-based loop (epoll) instead, call [`set_nonblocking`] first.
 
+pub mod offload;
 mod queue;
 pub mod routes;
 
