@@ -50,6 +50,12 @@ pub mod sys;
 pub mod tls;
 #[cfg(feature = "runtime")]
 pub mod tun;
+/// Without the runtime, only the TUN device's sans-IO offload (which the
+/// fuzzers build).
+#[cfg(not(feature = "runtime"))]
+pub mod tun {
+    pub mod offload;
+}
 #[cfg(feature = "runtime")]
 pub mod worker;
 

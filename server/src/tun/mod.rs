@@ -34,6 +34,7 @@
 //! The offset is ignored (a TUN fd is a stream); pass 0. For a
 //! readiness-based loop (epoll) instead, call [`set_nonblocking`] first.
 
+pub mod offload;
 mod queue;
 pub mod routes;
 
@@ -428,6 +429,46 @@ impl TunDevice {
         Ok(flags & libc::IFF_UP as libc::c_short != 0)
     }
 
+    /// Lets the kernel hand over and take TCP super-packets, and UDP ones
+    /// too when `uso` (offload::Segmenter and offload::Coalescer do the
+    /// rest). The device must have been created with `vnet_hdr`. A kernel
+    /// without USO refuses the whole request (`EINVAL`), so that is retried
+    /// with TSO alone; [`TunOffloads`] says what was taken. Set through the
+    /// first queue still held, before the queues are taken.
+    pub fn set_offloads(&self, uso: bool) -> Result<TunOffloads, TunError> {
+        let queue = self.queues.first().ok_or_else(|| TunError::Os {
+            operation: "TUNSETOFFLOAD",
+            source: io::Error::from_raw_os_error(libc::EBADF),
+        })?;
+        let tso = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        let set = |features: libc::c_uint| {
+            // SAFETY: TUNSETOFFLOAD takes the feature bits as its argument.
+            let result = unsafe {
+                libc::ioctl(
+                    queue.as_raw_fd(),
+                    libc::TUNSETOFFLOAD,
+                    libc::c_ulong::from(features),
+                )
+            };
+            if result < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        if uso && set(tso | libc::TUN_F_USO4 | libc::TUN_F_USO6).is_ok() {
+            return Ok(TunOffloads {
+                tso: true,
+                uso: true,
+            });
+        }
+        set(tso).map_err(|source| TunError::from_ioctl("TUNSETOFFLOAD", &self.name, source))?;
+        Ok(TunOffloads {
+            tso: true,
+            uso: false,
+        })
+    }
+
     /// The TUN flags the kernel reports, read through the first queue still
     /// held (`None` once the queues were taken).
     pub fn flags(&self) -> Option<Result<TunFlags, TunError>> {
@@ -451,6 +492,17 @@ impl TunDevice {
                 }),
         )
     }
+}
+
+/// The segmentation offloads the kernel took for the device
+/// (`TUNSETOFFLOAD`, see [`TunDevice::set_offloads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunOffloads {
+    /// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: partial checksums and TCP
+    /// super-packets both ways.
+    pub tso: bool,
+    /// `TUN_F_USO4 | TUN_F_USO6`: UDP super-packets (Linux 6.2 on).
+    pub uso: bool,
 }
 
 /// Whether a TUN read error means the queue will never read again: the

@@ -1,0 +1,199 @@
+//! Segmentation (downstream, TUN → client): a GSO super-packet from the
+//! kernel cut into packets that each fit the client's MRU, the way the
+//! kernel's own software GSO does (`tcp_gso_segment`, `__udp_gso_segment`).
+//!
+//! Every segment gets a copy of the super-packet's headers, then:
+//! IPv4 ([RFC 791]) total length, identification (the first segment's plus
+//! its index) and header checksum; IPv6 ([RFC 8200]) payload length; TCP
+//! ([RFC 9293]) sequence number (advanced by the payload before it), FIN
+//! and PSH only on the last segment, CWR only on the first; UDP ([RFC 768])
+//! length; the TCP or UDP checksum over its pseudo-header.
+//!
+//! TCP is cut finer than `gso_size` when the client's limit asks for it
+//! (sequence numbers carry no message boundaries); a UDP datagram is never
+//! cut, so a USO super-packet whose datagrams do not fit is an error.
+//!
+//! [RFC 791]: https://www.rfc-editor.org/rfc/rfc791
+//! [RFC 8200]: https://www.rfc-editor.org/rfc/rfc8200
+//! [RFC 9293]: https://www.rfc-editor.org/rfc/rfc9293
+//! [RFC 768]: https://www.rfc-editor.org/rfc/rfc768
+
+use std::ops::Range;
+
+use super::checksum;
+use super::virtio::{GsoLayout, IpVersion, Offload, Transport, VirtioNetHdr};
+use super::{OffloadError, TCP_FLAG_CWR, TCP_FLAG_FIN, TCP_FLAG_PSH};
+
+/// How a packet read from TUN came out of [`Segmenter::split`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The packet stays whole (its checksum completed in place if the
+    /// header asked for it); nothing was written to the output.
+    Whole,
+    /// The packet was cut into this many segments, written to the output
+    /// at the spans given.
+    Segments(usize),
+}
+
+/// Cuts GSO super-packets into segments of at most `max_packet_len` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segmenter {
+    /// Largest IP packet a segment may be (the client's MRU).
+    pub max_packet_len: usize,
+    /// Bytes left free before every segment in the output, for the
+    /// caller's own framing (SSTP and PPP headers).
+    pub headroom: usize,
+}
+
+impl Segmenter {
+    /// Handles one packet read from TUN: `header` is its virtio-net
+    /// header, `packet` the IP packet after it.
+    ///
+    /// Without GSO the packet stays whole ([`Split::Whole`]); a partial
+    /// checksum is completed in place. A GSO packet is written to `out` as
+    /// segments, each after `headroom` free bytes, and `spans` (cleared
+    /// first) gets where each segment begins and ends in `out`. Nothing is
+    /// allocated besides `spans` growing to its high-water mark.
+    pub fn split(
+        &self,
+        header: &VirtioNetHdr,
+        packet: &mut [u8],
+        out: &mut [u8],
+        spans: &mut Vec<Range<usize>>,
+    ) -> Result<Split, OffloadError> {
+        spans.clear();
+        match header.layout(packet)? {
+            Offload::Complete => Ok(Split::Whole),
+            Offload::ChecksumPartial { start, offset } => {
+                complete_checksum(packet, start, offset);
+                Ok(Split::Whole)
+            }
+            Offload::Segment(layout) => self.segment(&layout, packet, out, spans),
+        }
+    }
+
+    fn segment(
+        &self,
+        layout: &GsoLayout,
+        packet: &[u8],
+        out: &mut [u8],
+        spans: &mut Vec<Range<usize>>,
+    ) -> Result<Split, OffloadError> {
+        let header_len = layout.header_len;
+        let ip_header_len = layout.ip_header_len;
+        let payload_per_segment = match layout.transport {
+            Transport::Tcp => layout
+                .segment_payload_len
+                .min(self.max_packet_len.saturating_sub(header_len)),
+            Transport::Udp if header_len + layout.segment_payload_len > self.max_packet_len => {
+                return Err(OffloadError::DatagramTooLarge {
+                    len: header_len + layout.segment_payload_len,
+                    max: self.max_packet_len,
+                });
+            }
+            Transport::Udp => layout.segment_payload_len,
+        };
+        if payload_per_segment == 0 {
+            return Err(OffloadError::LimitBelowHeaders {
+                header_len,
+                max: self.max_packet_len,
+            });
+        }
+        let (source, destination) = addresses(layout.ip, packet);
+        let protocol = layout.transport.protocol();
+        let checksum_at = ip_header_len + layout.transport.checksum_offset();
+        let first_id = u16::from_be_bytes([packet[4], packet[5]]);
+        let tcp = &packet[ip_header_len..];
+        let (first_seq, flags) = match layout.transport {
+            Transport::Tcp => (
+                u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+                tcp[13],
+            ),
+            Transport::Udp => (0, 0),
+        };
+        let payload = &packet[header_len..];
+        let count = payload.len().div_ceil(payload_per_segment);
+
+        let mut end_of_previous = 0;
+        for (index, data) in payload.chunks(payload_per_segment).enumerate() {
+            let start = end_of_previous + self.headroom;
+            let end = start + header_len + data.len();
+            let Some(segment) = out.get_mut(start..end) else {
+                spans.clear();
+                return Err(OffloadError::OutputTooSmall { needed: end });
+            };
+            segment[..header_len].copy_from_slice(&packet[..header_len]);
+            segment[header_len..].copy_from_slice(data);
+            let len = segment.len();
+            match layout.ip {
+                IpVersion::V4 => {
+                    segment[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                    let id = first_id.wrapping_add(index as u16);
+                    segment[4..6].copy_from_slice(&id.to_be_bytes());
+                    segment[10..12].fill(0);
+                    let sum = checksum::finish(checksum::add(0, &segment[..ip_header_len]));
+                    segment[10..12].copy_from_slice(&sum.to_be_bytes());
+                }
+                IpVersion::V6 => {
+                    segment[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+                }
+            }
+            let transport = &mut segment[ip_header_len..];
+            match layout.transport {
+                Transport::Tcp => {
+                    let offset = (index * payload_per_segment) as u32;
+                    transport[4..8].copy_from_slice(&first_seq.wrapping_add(offset).to_be_bytes());
+                    let mut segment_flags = flags;
+                    if index + 1 < count {
+                        segment_flags &= !(TCP_FLAG_FIN | TCP_FLAG_PSH);
+                    }
+                    if index > 0 {
+                        segment_flags &= !TCP_FLAG_CWR;
+                    }
+                    transport[13] = segment_flags;
+                }
+                Transport::Udp => {
+                    transport[4..6].copy_from_slice(&((len - ip_header_len) as u16).to_be_bytes());
+                }
+            }
+            segment[checksum_at..checksum_at + 2].fill(0);
+            let sum = checksum::add(
+                checksum::pseudo_header(source, destination, protocol, len - ip_header_len),
+                &segment[ip_header_len..],
+            );
+            let value = match (layout.transport, checksum::finish(sum)) {
+                (Transport::Udp, 0) => 0xffff,
+                (_, value) => value,
+            };
+            segment[checksum_at..checksum_at + 2].copy_from_slice(&value.to_be_bytes());
+            spans.push(start..end);
+            end_of_previous = end;
+        }
+        Ok(Split::Segments(count))
+    }
+}
+
+/// Source and destination addresses of an IP packet whose header was checked.
+pub(crate) fn addresses(ip: IpVersion, packet: &[u8]) -> (&[u8], &[u8]) {
+    match ip {
+        IpVersion::V4 => (&packet[12..16], &packet[16..20]),
+        IpVersion::V6 => (&packet[8..24], &packet[24..40]),
+    }
+}
+
+/// Completes a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM` without
+/// GSO): the field holds the pseudo-header's sum, and gets the complement
+/// of the sum of everything from `start` on. UDP's (its field 6 bytes in)
+/// is never 0, which would mean "no checksum" ([RFC 768]).
+///
+/// [RFC 768]: https://www.rfc-editor.org/rfc/rfc768
+fn complete_checksum(packet: &mut [u8], start: usize, offset: usize) {
+    let at = start + offset;
+    let value = checksum::finish(checksum::add(0, &packet[start..]));
+    let value = if value == 0 && offset == 6 {
+        0xffff
+    } else {
+        value
+    };
+    packet[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
