@@ -304,3 +304,114 @@ fn every_version_and_cipher_is_carried_by_the_kernel() {
     );
     assert_no_failures(&stats, "clean sessions");
 }
+
+/// The SSTP Hello and the LCP echo keep running once the kernel does the
+/// records: with both at one second, an idle session outlives several
+/// intervals (unanswered, either would close it) and still carries IP.
+#[test]
+fn hello_and_lcp_echo_run_through_the_kernel() {
+    const TEST: &str = "hello_and_lcp_echo_run_through_the_kernel";
+    if !in_vm(TEST) {
+        return;
+    }
+    kernel_ciphers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = require_config(dir.path());
+    config.sstp.hello_interval = Duration::from_secs(1);
+    config.ppp.lcp_echo_interval = Duration::from_secs(1);
+    config.ppp.lcp_echo_failures = 2;
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let (alive, traffic) = server.run_clients(move || async move {
+        let options = mschapv2_options(addr, "alice", "alice-secret");
+        let (client, inbox) = connect(&options).await.expect("connect");
+        // Idle: only the keepalives cross.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let alive = !client.is_closed();
+        let traffic = traffic_both_ways(&client, &inbox, 0x7700).await;
+        client.close(Duration::from_secs(10)).await;
+        (alive, traffic)
+    });
+    assert!(server.wait_idle(Duration::from_secs(10)));
+    let stats = server.handle().metrics();
+    assert!(alive, "the idle session closed: {stats:?}");
+    assert_eq!(traffic, Ok(()), "{stats:?}");
+    assert_eq!(stats.event("ktls_enabled"), 1, "{stats:?}");
+    assert_no_failures(&stats, "keepalives");
+}
+
+/// The server ends the session (a graceful shutdown): LCP Terminate and
+/// Call Disconnect reach the client through the kernel's records, then
+/// the server's close_notify.
+#[test]
+fn server_close_reaches_the_client_through_the_kernel() {
+    const TEST: &str = "server_close_reaches_the_client_through_the_kernel";
+    if !in_vm(TEST) {
+        return;
+    }
+    kernel_ciphers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start(require_config(dir.path()));
+    let addr = server.addr;
+    let handle = std::sync::Arc::new(server.server.take().unwrap());
+    let shutdown = handle.clone();
+    let (traffic, closed, by_server, close_notify) = server.ns.run(move || {
+        tokio_uring::start(async move {
+            let options = mschapv2_options(addr, "alice", "alice-secret");
+            let (client, inbox) = connect(&options).await.expect("connect");
+            let traffic = traffic_both_ways(&client, &inbox, 0x5500).await;
+            shutdown.shutdown();
+            let closed = client.wait_closed(Duration::from_secs(15)).await;
+            (
+                traffic,
+                closed,
+                session_closed_by_server(&client),
+                client.received_close_notify(),
+            )
+        })
+    });
+    let stats = handle.metrics();
+    let handle = std::sync::Arc::into_inner(handle).expect("the only handle");
+    assert!(handle.join(Duration::from_secs(10)), "workers did not exit");
+    assert_eq!(traffic, Ok(()), "{stats:?}");
+    assert!(closed, "the session did not end: {stats:?}");
+    assert!(by_server, "not closed by the server's LCP/SSTP goodbye");
+    assert!(close_notify, "no close_notify from the server's kernel");
+    assert_eq!(stats.event("ktls_enabled"), 1, "{stats:?}");
+    assert_no_failures(&stats, "server close");
+}
+
+/// A TLS 1.3 KeyUpdate from the client: Linux 6.1 cannot install the
+/// peer's next keys, so the server ends the session, counted under its own
+/// reason, instead of failing to decrypt what follows.
+#[test]
+fn client_key_update_ends_the_session_with_a_counted_reason() {
+    const TEST: &str = "client_key_update_ends_the_session_with_a_counted_reason";
+    if !in_vm(TEST) {
+        return;
+    }
+    kernel_ciphers();
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(require_config(dir.path()));
+    let addr = server.addr;
+    let (traffic, closed, close_notify) = server.run_clients(move || async move {
+        let options = suite_options(addr, TlsVersion::Tls13, "TLS13_AES_128_GCM_SHA256");
+        let (client, inbox) = connect(&options).await.expect("connect");
+        let traffic = traffic_both_ways(&client, &inbox, 0x6600).await;
+        client.request_key_update().expect("a TLS 1.3 connection");
+        let closed = client.wait_closed(Duration::from_secs(15)).await;
+        (traffic, closed, client.received_close_notify())
+    });
+    assert!(server.wait_idle(Duration::from_secs(10)));
+    let stats = server.handle().metrics();
+    assert_eq!(traffic, Ok(()), "{stats:?}");
+    assert!(closed, "the session went on after the KeyUpdate: {stats:?}");
+    assert_eq!(stats.event("peer_key_update"), 1, "{stats:?}");
+    assert_eq!(stats.count(Event::IoError), 0, "{stats:?}");
+    assert_eq!(stats.count(Event::TlsError), 0, "{stats:?}");
+    // The server's keys did not change: its close_notify still reads.
+    assert!(
+        close_notify,
+        "no close_notify after the KeyUpdate: {stats:?}"
+    );
+}

@@ -107,6 +107,9 @@ pub enum TlsIoError {
     HandshakeTimeout,
     /// The peer closed the connection during the handshake.
     ClosedDuringHandshake,
+    /// Kernel TLS received a record it cannot act on (a TLS 1.3
+    /// KeyUpdate, a fatal alert, ...): the session ends.
+    KernelRecord(crate::tls::ktls::ControlAction),
 }
 
 impl TlsIoError {
@@ -123,6 +126,7 @@ impl From<&TlsIoError> for Event {
             TlsIoError::Tls(_) => Event::TlsError,
             TlsIoError::HandshakeTimeout => Event::TlsHandshakeTimeout,
             TlsIoError::ClosedDuringHandshake => Event::TlsClosedDuringHandshake,
+            TlsIoError::KernelRecord(action) => action.close_event().unwrap_or(Event::TlsError),
         }
     }
 }
@@ -134,6 +138,9 @@ impl std::fmt::Display for TlsIoError {
             TlsIoError::Tls(e) => write!(f, "tls: {e}"),
             TlsIoError::HandshakeTimeout => f.write_str("TLS handshake timed out"),
             TlsIoError::ClosedDuringHandshake => f.write_str("peer closed during TLS handshake"),
+            TlsIoError::KernelRecord(action) => {
+                write!(f, "kernel TLS cannot act on the peer's {}", action.as_str())
+            }
         }
     }
 }
@@ -606,10 +613,7 @@ impl TlsConn {
                 Ok(ReadOutcome::Closed)
             }
             ControlAction::Ignore => Ok(ReadOutcome::Data(0)),
-            action => Err(TlsIoError::Io(io::Error::other(format!(
-                "kernel TLS: {} (record type {record_type})",
-                action.as_str()
-            )))),
+            action => Err(TlsIoError::KernelRecord(action)),
         }
     }
 }
