@@ -22,10 +22,12 @@ mod common;
 
 use std::time::Duration;
 
+use common::sstpc;
 use common::*;
 use sstpd::client::Client;
 use sstpd::config::{Config, KtlsMode, TlsVersion};
 use sstpd::metrics::{Event, MetricsSnapshot};
+use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::certs::SelfSignedKey;
 use sstpd::tls::client::{build_client_config, ServerVerification};
 use sstpd::tls::ktls::{probe, KernelCiphers, KtlsCipher, KtlsSupport};
@@ -414,4 +416,100 @@ fn client_key_update_ends_the_session_with_a_counted_reason() {
         close_notify,
         "no close_notify after the KeyUpdate: {stats:?}"
     );
+}
+
+/// The real sstp-client (a peer nobody here wrote, OpenSSL underneath)
+/// completes a session against the kTLS server over TLS 1.2 and 1.3:
+/// crypto binding, IP both ways, and the server's Call Disconnect after
+/// sstpc's LCP Terminate, all through the kernel's records.
+#[test]
+fn sstp_client_completes_a_session_against_the_kernel() {
+    const TEST: &str = "sstp_client_completes_a_session_against_the_kernel";
+    if !in_vm(TEST) {
+        return;
+    }
+    require_tool("sstpc", sstpc::PACKAGE);
+    kernel_ciphers();
+    for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = require_config(dir.path());
+        config.tls.min_version = version;
+        config.tls.max_version = version;
+        let server = TestServer::start(config);
+        let tag = format!("{TEST}_{version:?}");
+        let session = match sstpc::start_session(
+            &server,
+            &tag,
+            &[AuthProtocol::MsChapV2],
+            "alice",
+            "alice-secret",
+        ) {
+            Ok(session) => session,
+            Err(reason) => {
+                record_skip(&tag, &reason);
+                continue;
+            }
+        };
+        let sstpc::SstpcSession {
+            sstpc: mut client,
+            mut ppp,
+            relay: _relay,
+            ..
+        } = session;
+        let context = |client: &sstpc::Sstpc| {
+            format!(
+                "{version:?}: server {}\nsstpc log:\n{}",
+                server.handle().metrics(),
+                client.log()
+            )
+        };
+        let authenticated = ppp.run_until(Duration::from_secs(20), |p| {
+            p.mppe_keys().is_some() || p.closed().is_some()
+        });
+        assert!(authenticated, "not authenticated\n{}", context(&client));
+        let (send, receive) = ppp.mppe_keys().unwrap();
+        sstpc::deliver_mppe_keys(client.plugin_socket(), &send, &receive)
+            .unwrap_or_else(|e| panic!("plugin socket: {e}\n{}", context(&client)));
+        let up = ppp.run_until(Duration::from_secs(20), |p| {
+            p.ipv4().is_some() && server.handle().metrics().sessions_established == 1
+        });
+        assert!(up, "not established\n{}", context(&client));
+        for (n, len) in [16usize, 700, 1200].into_iter().enumerate() {
+            let payload = pattern(0x3300, n as u16, len);
+            assert!(
+                ppp.ping(
+                    GATEWAY,
+                    0x3300 + n as u16,
+                    &payload,
+                    sstpc::PppHeader::Full,
+                    3
+                ),
+                "no intact echo reply with {len} bytes through sstpc\n{}",
+                context(&client)
+            );
+        }
+        let stats = server.handle().metrics();
+        assert_eq!(stats.ktls_sessions, 1, "not in the kernel: {stats:?}");
+        ppp.close();
+        assert!(
+            ppp.run_until(Duration::from_secs(10), |p| p.closed().is_some()),
+            "no Terminate-Ack\n{}",
+            context(&client)
+        );
+        assert!(
+            client.wait_exit(Duration::from_secs(10)).is_some(),
+            "sstpc still running\n{}",
+            context(&client)
+        );
+        assert!(
+            client.log().contains("Sending Disconnect Ack Message"),
+            "sstpc did not acknowledge the Call Disconnect\n{}",
+            context(&client)
+        );
+        assert!(server.wait_idle(Duration::from_secs(10)));
+        let stats = server.handle().metrics();
+        assert_eq!(stats.event("ktls_enabled"), 1, "{stats:?}");
+        assert_eq!(stats.count(Event::PeerTerminated), 1, "{stats:?}");
+        assert_no_failures(&stats, "sstpc");
+    }
 }
