@@ -15,7 +15,9 @@
 //! the server writes in batches); the SSTP Hello and LCP echo timers still
 //! run; Call Disconnect and close_notify cross in both directions at the
 //! end, whichever side closes; a TLS 1.3 KeyUpdate from the client, which
-//! Linux 6.1 cannot follow, ends the session with its own counted reason.
+//! Linux 6.1 cannot follow, ends the session with its own counted reason;
+//! the real sstp-client completes a session. `auto` offloads too, `off`
+//! does not.
 //! The CPU in the VM is emulated: nothing here measures time.
 
 mod common;
@@ -308,8 +310,9 @@ fn every_version_and_cipher_is_carried_by_the_kernel() {
 }
 
 /// The SSTP Hello and the LCP echo keep running once the kernel does the
-/// records: with both at one second, an idle session outlives several
-/// intervals (unanswered, either would close it) and still carries IP.
+/// records: with both at one second on both ends, an idle session
+/// outlives several intervals (unanswered, either end's keepalive would
+/// close it) and still carries IP.
 #[test]
 fn hello_and_lcp_echo_run_through_the_kernel() {
     const TEST: &str = "hello_and_lcp_echo_run_through_the_kernel";
@@ -325,7 +328,18 @@ fn hello_and_lcp_echo_run_through_the_kernel() {
     let server = TestServer::start(config);
     let addr = server.addr;
     let (alive, traffic) = server.run_clients(move || async move {
-        let options = mschapv2_options(addr, "alice", "alice-secret");
+        let mut options = mschapv2_options(addr, "alice", "alice-secret");
+        // The client keeps the session alive the same way, so the server's
+        // answers cross the kernel's records too.
+        let mut session = options.session.clone();
+        let mut sstp = (*session.sstp).clone();
+        sstp.hello_interval = Duration::from_secs(1);
+        let mut ppp = (*session.ppp).clone();
+        ppp.lcp.echo_interval = Some(Duration::from_secs(1));
+        ppp.lcp.echo_failures = 2;
+        session.sstp = std::sync::Arc::new(sstp);
+        session.ppp = std::sync::Arc::new(ppp);
+        options.session = session;
         let (client, inbox) = connect(&options).await.expect("connect");
         // Idle: only the keepalives cross.
         tokio::time::sleep(Duration::from_secs(6)).await;
@@ -511,5 +525,42 @@ fn sstp_client_completes_a_session_against_the_kernel() {
         assert_eq!(stats.event("ktls_enabled"), 1, "{stats:?}");
         assert_eq!(stats.count(Event::PeerTerminated), 1, "{stats:?}");
         assert_no_failures(&stats, "sstpc");
+    }
+}
+
+/// `auto` hands a session to the kernel the way `require` does; `off`
+/// keeps it in userspace on the same kernel. Either way IP passes.
+#[test]
+fn auto_offloads_and_off_stays_in_userspace() {
+    const TEST: &str = "auto_offloads_and_off_stays_in_userspace";
+    if !in_vm(TEST) {
+        return;
+    }
+    kernel_ciphers();
+    for (mode, in_kernel) in [(KtlsMode::Auto, 1), (KtlsMode::Off, 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = require_config(dir.path());
+        config.tls.ktls = mode;
+        let server = TestServer::start(config);
+        let addr = server.addr;
+        let endpoint = server.handle().metrics_addr().unwrap();
+        let (traffic, ktls_sessions) = server.run_clients(move || async move {
+            let options = mschapv2_options(addr, "alice", "alice-secret");
+            let (client, inbox) = connect(&options).await.expect("connect");
+            let ktls_sessions = scraped_ktls_sessions(endpoint);
+            let traffic = traffic_both_ways(&client, &inbox, 0x2200).await;
+            client.close(Duration::from_secs(10)).await;
+            (traffic, ktls_sessions)
+        });
+        assert!(server.wait_idle(Duration::from_secs(10)));
+        let stats = server.handle().metrics();
+        assert_eq!(traffic, Ok(()), "{mode:?}: {stats:?}");
+        assert_eq!(ktls_sessions, in_kernel, "{mode:?}: {stats:?}");
+        assert_eq!(
+            stats.event("ktls_enabled"),
+            in_kernel,
+            "{mode:?}: {stats:?}"
+        );
+        assert_no_failures(&stats, mode.as_str());
     }
 }
