@@ -37,22 +37,18 @@ use sstpd::tls::ktls::{probe, KernelCiphers, KtlsCipher, KtlsSupport};
 /// Set by scripts/vm-test inside the VM.
 const VM_ENV: &str = "SSTPD_KTLS_VM";
 
-/// Whether this runs inside the VM; records a skip otherwise.
-fn in_vm(test: &str) -> bool {
-    if std::env::var_os(VM_ENV).is_some_and(|v| v == "1") {
-        return true;
+/// Inside the VM: what its kernel offers (it must offer something).
+/// Anywhere else: records a skip and returns `None`.
+fn in_vm(test: &str) -> Option<KernelCiphers> {
+    if std::env::var_os(VM_ENV).is_none_or(|v| v != "1") {
+        record_skip(
+            test,
+            "needs a kernel with kernel TLS: runs inside the VM of scripts/vm-test (SSTPD_KTLS_VM=1)",
+        );
+        return None;
     }
-    record_skip(
-        test,
-        "needs a kernel with kernel TLS: runs inside the VM of scripts/vm-test (SSTPD_KTLS_VM=1)",
-    );
-    false
-}
-
-/// What the VM's kernel offers; it must offer something.
-fn kernel_ciphers() -> KernelCiphers {
     match probe() {
-        KtlsSupport::Available(ciphers) => ciphers,
+        KtlsSupport::Available(ciphers) => Some(ciphers),
         KtlsSupport::Unavailable(reason) => {
             panic!("the VM's kernel must have kernel TLS (was `modprobe tls` run?): {reason}")
         }
@@ -227,10 +223,9 @@ struct Outcome {
 #[test]
 fn every_version_and_cipher_is_carried_by_the_kernel() {
     const TEST: &str = "every_version_and_cipher_is_carried_by_the_kernel";
-    if !in_vm(TEST) {
+    let Some(ciphers) = in_vm(TEST) else {
         return;
-    }
-    let ciphers = kernel_ciphers();
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(require_config(dir.path()));
     let addr = server.addr;
@@ -316,10 +311,9 @@ fn every_version_and_cipher_is_carried_by_the_kernel() {
 #[test]
 fn hello_and_lcp_echo_run_through_the_kernel() {
     const TEST: &str = "hello_and_lcp_echo_run_through_the_kernel";
-    if !in_vm(TEST) {
+    if in_vm(TEST).is_none() {
         return;
     }
-    kernel_ciphers();
     let dir = tempfile::tempdir().unwrap();
     let mut config = require_config(dir.path());
     config.sstp.hello_interval = Duration::from_secs(1);
@@ -362,10 +356,9 @@ fn hello_and_lcp_echo_run_through_the_kernel() {
 #[test]
 fn server_close_reaches_the_client_through_the_kernel() {
     const TEST: &str = "server_close_reaches_the_client_through_the_kernel";
-    if !in_vm(TEST) {
+    if in_vm(TEST).is_none() {
         return;
     }
-    kernel_ciphers();
     let dir = tempfile::tempdir().unwrap();
     let mut server = TestServer::start(require_config(dir.path()));
     let addr = server.addr;
@@ -403,10 +396,9 @@ fn server_close_reaches_the_client_through_the_kernel() {
 #[test]
 fn client_key_update_ends_the_session_with_a_counted_reason() {
     const TEST: &str = "client_key_update_ends_the_session_with_a_counted_reason";
-    if !in_vm(TEST) {
+    if in_vm(TEST).is_none() {
         return;
     }
-    kernel_ciphers();
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(require_config(dir.path()));
     let addr = server.addr;
@@ -439,11 +431,10 @@ fn client_key_update_ends_the_session_with_a_counted_reason() {
 #[test]
 fn sstp_client_completes_a_session_against_the_kernel() {
     const TEST: &str = "sstp_client_completes_a_session_against_the_kernel";
-    if !in_vm(TEST) {
+    if in_vm(TEST).is_none() {
         return;
     }
     require_tool("sstpc", sstpc::PACKAGE);
-    kernel_ciphers();
     for version in [TlsVersion::Tls12, TlsVersion::Tls13] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = require_config(dir.path());
@@ -533,10 +524,9 @@ fn sstp_client_completes_a_session_against_the_kernel() {
 #[test]
 fn auto_offloads_and_off_stays_in_userspace() {
     const TEST: &str = "auto_offloads_and_off_stays_in_userspace";
-    if !in_vm(TEST) {
+    if in_vm(TEST).is_none() {
         return;
     }
-    kernel_ciphers();
     for (mode, in_kernel) in [(KtlsMode::Auto, 1), (KtlsMode::Off, 0)] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = require_config(dir.path());
