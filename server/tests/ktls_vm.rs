@@ -98,6 +98,21 @@ fn require_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// Inside the VM: the kernel's ciphers and a [`require_config`] server
+/// with `adjust` applied (bind in this order: the server drops before its
+/// directory). Anywhere else: a skip, `None`.
+fn vm_server(
+    test: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> Option<(KernelCiphers, tempfile::TempDir, TestServer)> {
+    let ciphers = in_vm(test)?;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = require_config(dir.path());
+    adjust(&mut config);
+    let server = TestServer::start(config);
+    Some((ciphers, dir, server))
+}
+
 /// The server's `sstpd_ktls_sessions`, scraped from its Prometheus
 /// endpoint (blocking; from inside the server's namespace).
 fn scraped_ktls_sessions(endpoint: std::net::SocketAddr) -> u64 {
@@ -135,52 +150,71 @@ fn pattern(tag: u16, seq: u16, len: usize) -> Vec<u8> {
 }
 
 /// Pings the gateway through the tunnel: one echo request per size up to
-/// the largest the tunnel carries, then a burst of `BURST` at once. Every
+/// the largest the tunnel carries, then a burst of 48 at once. Every
 /// reply's payload must equal its request's. `Err` says what was missing.
 async fn traffic_both_ways(client: &Client, inbox: &Inbox, tag: u16) -> Result<(), String> {
-    const BURST: u16 = 48;
     let largest = usize::from(client.transmit_mtu()) - 28;
     for len in [1, 64, 500, 1000, largest] {
         if !ping_gateway(client, inbox, tag, &pattern(tag, len as u16, len)).await {
             return Err(format!("no intact echo reply with {len} bytes of payload"));
         }
     }
+    echo_burst(client, inbox, tag.wrapping_add(0x4000), 48, |seq| {
+        900 + usize::from(seq)
+    })
+    .await
+}
+
+/// Sends `count` echo requests to the gateway at once (ICMP id `id`,
+/// payload of `len(seq)` bytes), then waits until every reply has arrived
+/// with its request's payload.
+async fn echo_burst(
+    client: &Client,
+    inbox: &Inbox,
+    id: u16,
+    count: u16,
+    len: impl Fn(u16) -> usize,
+) -> Result<(), String> {
     let me = client.address().unwrap();
-    let burst_id = tag.wrapping_add(0x4000);
-    for seq in 0..BURST {
-        let payload = pattern(burst_id, seq, 900 + usize::from(seq));
-        client
-            .send_ip(&icmp_echo(8, me, GATEWAY, burst_id, seq, &payload))
-            .map_err(|e| format!("burst request {seq} refused: {e:?}"))?;
+    for seq in 0..count {
+        let payload = pattern(id, seq, len(seq));
+        loop {
+            match client.send_ip(&icmp_echo(8, me, GATEWAY, id, seq, &payload)) {
+                Ok(()) => break,
+                Err(sstpd::client::ClientSendError::Backpressure) => {
+                    client.writable(64 * 1024).await
+                }
+                Err(e) => return Err(format!("burst request {seq} refused: {e:?}")),
+            }
+        }
     }
-    let complete = |packets: &[Vec<u8>]| {
-        (0..BURST).all(|seq| {
-            let want = pattern(burst_id, seq, 900 + usize::from(seq));
-            packets.iter().filter_map(|p| parse_echo(p)).any(|e| {
-                e.kind == 0
-                    && e.id == burst_id
-                    && e.seq == seq
-                    && e.src == GATEWAY
-                    && e.payload == want
-            })
-        })
+    let missing = |packets: &[Vec<u8>]| {
+        let mut arrived = vec![false; usize::from(count)];
+        for echo in packets.iter().filter_map(|p| parse_echo(p)) {
+            if echo.kind == 0
+                && echo.id == id
+                && echo.src == GATEWAY
+                && echo.seq < count
+                && echo.payload == pattern(id, echo.seq, len(echo.seq))
+            {
+                arrived[usize::from(echo.seq)] = true;
+            }
+        }
+        arrived.iter().filter(|&&a| !a).count()
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !complete(&inbox.borrow()) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing = missing(&inbox.borrow());
+        if missing == 0 {
+            return Ok(());
+        }
         if tokio::time::Instant::now() >= deadline {
-            let got = inbox
-                .borrow()
-                .iter()
-                .filter_map(|p| parse_echo(p))
-                .filter(|e| e.id == burst_id)
-                .count();
             return Err(format!(
-                "burst: {got} of {BURST} echo replies arrived intact"
+                "burst {id:#x}: {missing} of {count} echo replies missing or altered"
             ));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(())
 }
 
 /// Server events that mean a connection ended badly.
@@ -223,11 +257,9 @@ struct Outcome {
 #[test]
 fn every_version_and_cipher_is_carried_by_the_kernel() {
     const TEST: &str = "every_version_and_cipher_is_carried_by_the_kernel";
-    let Some(ciphers) = in_vm(TEST) else {
+    let Some((ciphers, _dir, server)) = vm_server(TEST, |_| {}) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(require_config(dir.path()));
     let addr = server.addr;
     let endpoint = server.handle().metrics_addr().unwrap();
     let (_, exposition) = server.ns.run(move || common::prometheus::scrape(endpoint));
@@ -311,15 +343,13 @@ fn every_version_and_cipher_is_carried_by_the_kernel() {
 #[test]
 fn hello_and_lcp_echo_run_through_the_kernel() {
     const TEST: &str = "hello_and_lcp_echo_run_through_the_kernel";
-    if in_vm(TEST).is_none() {
+    let Some((_, _dir, server)) = vm_server(TEST, |config| {
+        config.sstp.hello_interval = Duration::from_secs(1);
+        config.ppp.lcp_echo_interval = Duration::from_secs(1);
+        config.ppp.lcp_echo_failures = 2;
+    }) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = require_config(dir.path());
-    config.sstp.hello_interval = Duration::from_secs(1);
-    config.ppp.lcp_echo_interval = Duration::from_secs(1);
-    config.ppp.lcp_echo_failures = 2;
-    let server = TestServer::start(config);
+    };
     let addr = server.addr;
     let (alive, traffic) = server.run_clients(move || async move {
         let mut options = mschapv2_options(addr, "alice", "alice-secret");
@@ -356,11 +386,9 @@ fn hello_and_lcp_echo_run_through_the_kernel() {
 #[test]
 fn server_close_reaches_the_client_through_the_kernel() {
     const TEST: &str = "server_close_reaches_the_client_through_the_kernel";
-    if in_vm(TEST).is_none() {
+    let Some((_, _dir, mut server)) = vm_server(TEST, |_| {}) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = TestServer::start(require_config(dir.path()));
+    };
     let addr = server.addr;
     let handle = std::sync::Arc::new(server.server.take().unwrap());
     let shutdown = handle.clone();
@@ -396,11 +424,9 @@ fn server_close_reaches_the_client_through_the_kernel() {
 #[test]
 fn client_key_update_ends_the_session_with_a_counted_reason() {
     const TEST: &str = "client_key_update_ends_the_session_with_a_counted_reason";
-    if in_vm(TEST).is_none() {
+    let Some((_, _dir, server)) = vm_server(TEST, |_| {}) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(require_config(dir.path()));
+    };
     let addr = server.addr;
     let (traffic, closed, close_notify) = server.run_clients(move || async move {
         let options = suite_options(addr, TlsVersion::Tls13, "TLS13_AES_128_GCM_SHA256");
@@ -553,4 +579,42 @@ fn auto_offloads_and_off_stays_in_userspace() {
         );
         assert_no_failures(&stats, mode.as_str());
     }
+}
+
+/// Volume through the kernel's records: rounds of 256 near-MTU packets
+/// queued at once each way (hundreds of kilobytes, so reads return several
+/// records at a time), over TLS 1.2 and 1.3, every payload compared.
+#[test]
+fn bursts_of_full_size_packets_cross_intact() {
+    const TEST: &str = "bursts_of_full_size_packets_cross_intact";
+    let Some((_, _dir, server)) = vm_server(TEST, |_| {}) else {
+        return;
+    };
+    let addr = server.addr;
+    let results = server.run_clients(move || async move {
+        let mut results = Vec::new();
+        for (version, suite, _) in [SUITES[2], SUITES[4]] {
+            let options = suite_options(addr, version, suite);
+            let (client, inbox) = connect(&options).await.expect("connect");
+            let largest = usize::from(client.transmit_mtu()) - 28;
+            for round in 0..4u16 {
+                let result = echo_burst(&client, &inbox, 0x1000 + round, 256, |seq| {
+                    largest - usize::from(seq % 7)
+                })
+                .await;
+                inbox.borrow_mut().clear();
+                results.push((format!("{suite} round {round}"), result));
+            }
+            client.close(Duration::from_secs(10)).await;
+        }
+        results
+    });
+    assert!(server.wait_idle(Duration::from_secs(10)));
+    let stats = server.handle().metrics();
+    for (label, result) in &results {
+        assert_eq!(result, &Ok(()), "{label}: {stats:?}");
+    }
+    assert_eq!(stats.event("ktls_enabled"), 2, "{stats:?}");
+    assert!(stats.rx_packets >= 2 * 4 * 256, "{stats:?}");
+    assert_no_failures(&stats, "bursts");
 }
