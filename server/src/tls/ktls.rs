@@ -35,8 +35,11 @@
 //!   fatal alert ends it as aborted, and every post-handshake handshake
 //!   message ends it too. That includes a TLS 1.3 KeyUpdate from the peer:
 //!   the kernel cannot re-key by itself and its subsequent records would not
-//!   decrypt, so sstpd closes the connection (the SSTP client reconnects)
-//!   rather than pretend. Sending: a close_notify is a `sendmsg` with a
+//!   decrypt (Linux 6.1 cannot install the next keys), so sstpd closes the
+//!   connection (the SSTP client reconnects) rather than pretend; each such
+//!   end is counted by [`ControlAction::close_event`]. Our own keys are
+//!   unchanged, so the close_notify still reaches the peer. Sending: a
+//!   close_notify is a `sendmsg` with a
 //!   `SOL_TLS`/`TLS_SET_RECORD_TYPE` (1) control message of type 21.
 //! * **Confidentiality limits.** rustls would re-key TLS 1.3 before the AEAD
 //!   limit (`CipherSuiteCommon::confidentiality_limit`, 2^24.5 records for
