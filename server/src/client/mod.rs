@@ -604,6 +604,18 @@ impl Client {
         self.inner.closed.get()
     }
 
+    /// Whether the server ended TLS with a close_notify.
+    pub fn received_close_notify(&self) -> bool {
+        self.inner.tls.peer_sent_close_notify()
+    }
+
+    /// Sends a TLS 1.3 KeyUpdate (with the next batch of output, or now).
+    pub fn request_key_update(&self) -> Result<(), TlsIoError> {
+        self.inner.tls.request_key_update()?;
+        self.inner.wake_writer.notify_one();
+        Ok(())
+    }
+
     /// Why the session ended, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.inner.close_reason.borrow().clone()

@@ -244,6 +244,17 @@ events! {
         KtlsRxKeysRefused = "rx_keys_refused",
     }
 
+    KtlsRecordCloses("ktls_record_closes",
+        "Kernel TLS sessions ended by a received record the kernel cannot act on, by record.") {
+        // A TLS 1.3 KeyUpdate: the kernel (Linux before 6.13) cannot
+        // install the peer's next keys.
+        KtlsPeerKeyUpdate = "peer_key_update",
+        // Any other post-handshake handshake message.
+        KtlsPeerPostHandshake = "peer_post_handshake",
+        KtlsPeerFatalAlert = "peer_fatal_alert",
+        KtlsPeerUnexpectedRecord = "peer_unexpected_record",
+    }
+
     Routing("routing",
         "Tunnel addresses: routes moved between sessions, routing and pool failures.") {
         RouteTakenOver = "route_taken_over",

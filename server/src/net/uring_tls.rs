@@ -84,6 +84,8 @@ pub struct TlsConn {
     /// Set when rustls has produced output the writer has not sent yet
     /// (alerts, post-handshake messages).
     pending_tls_output: Cell<bool>,
+    /// The peer ended its side with a TLS close_notify (not a bare FIN).
+    peer_close_notify: Cell<bool>,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -105,6 +107,9 @@ pub enum TlsIoError {
     HandshakeTimeout,
     /// The peer closed the connection during the handshake.
     ClosedDuringHandshake,
+    /// Kernel TLS received a record it cannot act on (a TLS 1.3
+    /// KeyUpdate, a fatal alert, ...): the session ends.
+    KernelRecord(crate::tls::ktls::ControlAction),
 }
 
 impl TlsIoError {
@@ -121,6 +126,7 @@ impl From<&TlsIoError> for Event {
             TlsIoError::Tls(_) => Event::TlsError,
             TlsIoError::HandshakeTimeout => Event::TlsHandshakeTimeout,
             TlsIoError::ClosedDuringHandshake => Event::TlsClosedDuringHandshake,
+            TlsIoError::KernelRecord(action) => action.close_event().unwrap_or(Event::TlsError),
         }
     }
 }
@@ -132,6 +138,9 @@ impl std::fmt::Display for TlsIoError {
             TlsIoError::Tls(e) => write!(f, "tls: {e}"),
             TlsIoError::HandshakeTimeout => f.write_str("TLS handshake timed out"),
             TlsIoError::ClosedDuringHandshake => f.write_str("peer closed during TLS handshake"),
+            TlsIoError::KernelRecord(action) => {
+                write!(f, "kernel TLS cannot act on the peer's {}", action.as_str())
+            }
         }
     }
 }
@@ -162,6 +171,7 @@ impl TlsConn {
             // Grows to what rustls has to send at once.
             write_buf: Cell::new(Some(Vec::new())),
             pending_tls_output: Cell::new(false),
+            peer_close_notify: Cell::new(false),
         }
     }
 
@@ -183,6 +193,28 @@ impl TlsConn {
     /// Whether the kernel does the record layer (kTLS).
     pub fn is_kernel_tls(&self) -> bool {
         matches!(&*self.tls.borrow(), Records::Kernel(_))
+    }
+
+    /// Whether the peer has sent its TLS close_notify ([RFC 8446] 6.1):
+    /// the clean end of a TLS session, as opposed to a bare TCP FIN.
+    pub fn peer_sent_close_notify(&self) -> bool {
+        self.peer_close_notify.get()
+    }
+
+    /// Queues a TLS 1.3 KeyUpdate that asks the peer to update too
+    /// ([RFC 8446] 4.6.3); the next write or flush sends it. Userspace
+    /// records only.
+    pub fn request_key_update(&self) -> Result<(), TlsIoError> {
+        match &mut *self.tls.borrow_mut() {
+            Records::Userspace(conn) => conn.refresh_traffic_keys()?,
+            _ => {
+                return Err(TlsIoError::Io(io::Error::other(
+                    "the kernel does the records; it cannot start a key update",
+                )))
+            }
+        }
+        self.pending_tls_output.set(true);
+        Ok(())
     }
 
     /// Reads the handshake one TLS record at a time (see
@@ -352,6 +384,7 @@ impl TlsConn {
             }
             if state.peer_has_closed() {
                 peer_closed = true;
+                self.peer_close_notify.set(true);
                 break;
             }
         }
@@ -575,12 +608,12 @@ impl TlsConn {
         };
         let (record_type, payload) = recv_control_record(self.tcp_fd()).map_err(TlsIoError::Io)?;
         match control_record_action(version, record_type, &payload) {
-            ControlAction::PeerClosed => Ok(ReadOutcome::Closed),
+            ControlAction::PeerClosed => {
+                self.peer_close_notify.set(true);
+                Ok(ReadOutcome::Closed)
+            }
             ControlAction::Ignore => Ok(ReadOutcome::Data(0)),
-            action => Err(TlsIoError::Io(io::Error::other(format!(
-                "kernel TLS: {} (record type {record_type})",
-                action.as_str()
-            )))),
+            action => Err(TlsIoError::KernelRecord(action)),
         }
     }
 }

@@ -35,8 +35,11 @@
 //!   fatal alert ends it as aborted, and every post-handshake handshake
 //!   message ends it too. That includes a TLS 1.3 KeyUpdate from the peer:
 //!   the kernel cannot re-key by itself and its subsequent records would not
-//!   decrypt, so sstpd closes the connection (the SSTP client reconnects)
-//!   rather than pretend. Sending: a close_notify is a `sendmsg` with a
+//!   decrypt (Linux 6.1 cannot install the next keys), so sstpd closes the
+//!   connection (the SSTP client reconnects) rather than pretend; each such
+//!   end is counted by [`ControlAction::close_event`]. Our own keys are
+//!   unchanged, so the close_notify still reaches the peer. Sending: a
+//!   close_notify is a `sendmsg` with a
 //!   `SOL_TLS`/`TLS_SET_RECORD_TYPE` (1) control message of type 21.
 //! * **Confidentiality limits.** rustls would re-key TLS 1.3 before the AEAD
 //!   limit (`CipherSuiteCommon::confidentiality_limit`, 2^24.5 records for
@@ -741,8 +744,12 @@ pub enum ControlAction {
     PeerAborted { description: u8 },
     /// A warning alert sstpd can ignore (TLS 1.2 only, or user_canceled).
     Ignore,
-    /// A post-handshake message (TLS 1.3 KeyUpdate, NewSessionTicket,
-    /// TLS 1.2 renegotiation) the kernel cannot act on: close.
+    /// A TLS 1.3 KeyUpdate ([RFC 8446] 4.6.3): the peer's next records use
+    /// keys the kernel does not have (Linux before 6.13 cannot install
+    /// them): close.
+    KeyUpdate,
+    /// Any other post-handshake message (NewSessionTicket, TLS 1.2
+    /// renegotiation) the kernel cannot act on: close.
     UnsupportedHandshake,
     /// ChangeCipherSpec or an unknown record type after the handshake:
     /// a protocol violation; close.
@@ -755,8 +762,21 @@ impl ControlAction {
             ControlAction::PeerClosed => "peer_closed",
             ControlAction::PeerAborted { .. } => "peer_aborted",
             ControlAction::Ignore => "ignore",
+            ControlAction::KeyUpdate => "key_update",
             ControlAction::UnsupportedHandshake => "post_handshake_message",
             ControlAction::Unexpected { .. } => "unexpected_record",
+        }
+    }
+
+    /// What a session that ends on this record is counted under; `None`
+    /// for the records that do not end it badly.
+    pub fn close_event(self) -> Option<Event> {
+        match self {
+            ControlAction::PeerClosed | ControlAction::Ignore => None,
+            ControlAction::PeerAborted { .. } => Some(Event::KtlsPeerFatalAlert),
+            ControlAction::KeyUpdate => Some(Event::KtlsPeerKeyUpdate),
+            ControlAction::UnsupportedHandshake => Some(Event::KtlsPeerPostHandshake),
+            ControlAction::Unexpected { .. } => Some(Event::KtlsPeerUnexpectedRecord),
         }
     }
 }
@@ -764,6 +784,8 @@ impl ControlAction {
 /// Record content types ([RFC 8446] 5.1).
 const CONTENT_ALERT: u8 = 21;
 const CONTENT_HANDSHAKE: u8 = 22;
+/// Handshake message type key_update ([RFC 8446] 4).
+const HANDSHAKE_KEY_UPDATE: u8 = 24;
 /// Alert levels and descriptions ([RFC 8446] 6).
 const ALERT_WARNING: u8 = 1;
 const ALERT_CLOSE_NOTIFY: u8 = 0;
@@ -786,7 +808,10 @@ pub fn control_record_action(
             // A malformed alert is a decode_error (50).
             _ => ControlAction::PeerAborted { description: 50 },
         },
-        CONTENT_HANDSHAKE => ControlAction::UnsupportedHandshake,
+        CONTENT_HANDSHAKE => match payload.first() {
+            Some(&HANDSHAKE_KEY_UPDATE) if version == TlsVersion::Tls13 => ControlAction::KeyUpdate,
+            _ => ControlAction::UnsupportedHandshake,
+        },
         other => ControlAction::Unexpected { record_type: other },
     }
 }

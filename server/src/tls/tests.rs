@@ -1001,12 +1001,36 @@ fn control_records() {
         act(v13, 21, &[2, 40, 0]),
         A::PeerAborted { description: 50 }
     );
-    // KeyUpdate (handshake type 24) and anything else of type handshake.
-    assert_eq!(act(v13, 22, &[24, 0, 0, 1, 0]), A::UnsupportedHandshake);
+    // KeyUpdate (handshake type 24, TLS 1.3 only) and anything else of
+    // type handshake.
+    assert_eq!(act(v13, 22, &[24, 0, 0, 1, 0]), A::KeyUpdate);
+    assert_eq!(act(v12, 22, &[24, 0, 0, 1, 0]), A::UnsupportedHandshake);
+    assert_eq!(act(v13, 22, &[4, 0, 0, 0]), A::UnsupportedHandshake);
+    assert_eq!(act(v13, 22, &[]), A::UnsupportedHandshake);
     assert_eq!(act(v12, 22, &[0, 0, 0, 0]), A::UnsupportedHandshake);
     assert_eq!(act(v13, 20, &[1]), A::Unexpected { record_type: 20 });
     assert_eq!(act(v13, 99, &[]), A::Unexpected { record_type: 99 });
     assert_eq!(A::UnsupportedHandshake.as_str(), "post_handshake_message");
+    // Each way a record ends a session is counted apart; a close_notify
+    // and an ignored warning are not failures.
+    assert_eq!(
+        A::KeyUpdate.close_event(),
+        Some(crate::metrics::Event::KtlsPeerKeyUpdate)
+    );
+    assert_eq!(
+        A::UnsupportedHandshake.close_event(),
+        Some(crate::metrics::Event::KtlsPeerPostHandshake)
+    );
+    assert_eq!(
+        A::PeerAborted { description: 40 }.close_event(),
+        Some(crate::metrics::Event::KtlsPeerFatalAlert)
+    );
+    assert_eq!(
+        A::Unexpected { record_type: 20 }.close_event(),
+        Some(crate::metrics::Event::KtlsPeerUnexpectedRecord)
+    );
+    assert_eq!(A::PeerClosed.close_event(), None);
+    assert_eq!(A::Ignore.close_event(), None);
 }
 
 /// The switch-over on a real connection. Where the kernel lacks kTLS (this
