@@ -12,7 +12,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-use sstpd::config::TlsVersion;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::certs::SelfSignedKey;
 
@@ -21,13 +20,7 @@ fn alice(addr: SocketAddr, password: &str) -> sstpd::client::ClientOptions {
 }
 
 fn user(addr: SocketAddr, name: &str, password: &str) -> sstpd::client::ClientOptions {
-    let mut options = client_options(
-        addr,
-        name,
-        password,
-        (TlsVersion::Tls12, TlsVersion::Tls13),
-        &[AuthProtocol::MsChapV2],
-    );
+    let mut options = mschapv2_options(addr, name, password);
     options.setup_timeout = Duration::from_secs(10);
     options
 }

@@ -76,20 +76,8 @@ fn two_clients_ping_each_other_through_the_server() {
     let server = TestServer::start(config);
     let addr = server.addr;
     let (a_got_reply, b_saw_request) = server.run_clients(move || async move {
-        let options_a = client_options(
-            addr,
-            "alice",
-            "alice-secret",
-            (TlsVersion::Tls12, TlsVersion::Tls13),
-            &[AuthProtocol::MsChapV2],
-        );
-        let options_b = client_options(
-            addr,
-            "bob",
-            "bob-secret",
-            (TlsVersion::Tls12, TlsVersion::Tls13),
-            &[AuthProtocol::MsChapV2],
-        );
+        let options_a = mschapv2_options(addr, "alice", "alice-secret");
+        let options_b = mschapv2_options(addr, "bob", "bob-secret");
         let (a, inbox_a) = connect(&options_a).await.unwrap();
         let (b, inbox_b) = connect(&options_b).await.unwrap();
         let (ip_a, ip_b) = (a.address().unwrap(), b.address().unwrap());
@@ -266,13 +254,7 @@ fn a_client_spoofing_its_source_gets_nothing_through() {
     let server = TestServer::start(test_config(dir.path(), SelfSignedKey::EcdsaP256, 1));
     let addr = server.addr;
     let (spoof_answered, honest_answered) = server.run_clients(move || async move {
-        let options = client_options(
-            addr,
-            "alice",
-            "alice-secret",
-            (TlsVersion::Tls12, TlsVersion::Tls13),
-            &[AuthProtocol::MsChapV2],
-        );
+        let options = mschapv2_options(addr, "alice", "alice-secret");
         let (client, inbox) = connect(&options).await.unwrap();
         let me = client.address().unwrap();
         let forged = Ipv4Addr::new(10, 99, 0, 200);
@@ -303,23 +285,11 @@ fn sigterm_disconnects_every_session_cleanly() {
     let reasons = ns.run(move || {
         tokio_uring::start(async move {
             // Wait for the listener.
-            let options = client_options(
-                addr,
-                "alice",
-                "alice-secret",
-                (TlsVersion::Tls12, TlsVersion::Tls13),
-                &[AuthProtocol::MsChapV2],
-            );
+            let options = mschapv2_options(addr, "alice", "alice-secret");
             let mut clients = vec![connect_when_up(&options, 100).await];
             for user in ["bob", "alice", "bob"] {
                 let password = format!("{user}-secret");
-                let options = client_options(
-                    addr,
-                    user,
-                    &password,
-                    (TlsVersion::Tls12, TlsVersion::Tls13),
-                    &[AuthProtocol::MsChapV2],
-                );
+                let options = mschapv2_options(addr, user, &password);
                 clients.push(connect(&options).await.unwrap());
             }
             let rsts_before = tcp_out_rsts(ns_ref);
@@ -419,13 +389,7 @@ fn ipv6_clients_get_a_prefix_by_router_advertisement_and_reach_the_gateway() {
     let results = server.run_clients(move || async move {
         let mut results = Vec::new();
         for (user, password) in USERS {
-            let options = client_options(
-                addr,
-                user,
-                password,
-                (TlsVersion::Tls12, TlsVersion::Tls13),
-                &[AuthProtocol::MsChapV2],
-            );
+            let options = mschapv2_options(addr, user, password);
             let (client, inbox) = connect(&options).await.unwrap();
             let global = client
                 .wait_ipv6(Duration::from_secs(5))
@@ -480,15 +444,7 @@ fn chap_secrets_fixed_addresses_are_honoured_and_reload_adds_users() {
     config.users.chap_secrets = Some(secrets.clone());
     let server = TestServer::start(config);
     let addr = server.addr;
-    let options = |user: &str, password: &str| {
-        client_options(
-            addr,
-            user,
-            password,
-            (TlsVersion::Tls12, TlsVersion::Tls13),
-            &[AuthProtocol::MsChapV2],
-        )
-    };
+    let options = |user: &str, password: &str| mschapv2_options(addr, user, password);
     let (alice, carol, dave) = (
         options("alice", "alice-secret"),
         options("carol", "carol secret"),

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use common::prometheus::*;
 use common::*;
-use sstpd::config::TlsVersion;
-use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::certs::SelfSignedKey;
 
 #[test]
@@ -31,13 +29,7 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
         let mut pinged = 0;
         for i in 0..SESSIONS {
             let (user, password) = USERS[i % USERS.len()];
-            let options = client_options(
-                addr,
-                user,
-                password,
-                (TlsVersion::Tls12, TlsVersion::Tls13),
-                &[AuthProtocol::MsChapV2],
-            );
+            let options = mschapv2_options(addr, user, password);
             let (client, inbox) = connect(&options).await.expect("session comes up");
             if ping_gateway(&client, &inbox, i as u16, PAYLOAD).await {
                 pinged += 1;
@@ -48,13 +40,7 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
         // sessions are up.
         let during = scrape(metrics_addr);
         // A wrong password: refused, closed as auth_attempts_exhausted.
-        let options = client_options(
-            addr,
-            "alice",
-            "not-her-password",
-            (TlsVersion::Tls12, TlsVersion::Tls13),
-            &[AuthProtocol::MsChapV2],
-        );
+        let options = mschapv2_options(addr, "alice", "not-her-password");
         let rejected = connect(&options).await.is_err();
         for client in &clients {
             client.close(Duration::from_secs(5)).await;
@@ -304,15 +290,7 @@ fn radius_round_trips_are_timed_by_result_against_freeradius() {
     let metrics_addr = server.handle().metrics_addr().unwrap();
     let addr = server.addr;
     let (accepted, rejected) = server.run_clients(move || async move {
-        let options = |password: &str| {
-            client_options(
-                addr,
-                "carol",
-                password,
-                (TlsVersion::Tls12, TlsVersion::Tls13),
-                &[AuthProtocol::MsChapV2],
-            )
-        };
+        let options = |password: &str| mschapv2_options(addr, "carol", password);
         let accepted = match connect(&options("carol-secret")).await {
             Ok((client, _)) => {
                 client.close(Duration::from_secs(5)).await;

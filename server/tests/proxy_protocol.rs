@@ -26,10 +26,7 @@ use std::time::Duration;
 
 use common::*;
 use sstpd::aaa::dae::Selector;
-use sstpd::config::{
-    DaeClient, ListenerSection, ProxyProtocol, RadiusServer, Secret, TlsVersion, UserBackend,
-};
-use sstpd::proto::auth::AuthProtocol;
+use sstpd::config::{DaeClient, ListenerSection, ProxyProtocol, RadiusServer, Secret, UserBackend};
 use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser};
 use sstpd::tls::certs::SelfSignedKey;
 
@@ -78,13 +75,7 @@ fn options(
     user: &str,
     password: &str,
 ) -> sstpd::client::ClientOptions {
-    let mut o = client_options(
-        target,
-        user,
-        password,
-        (TlsVersion::Tls12, TlsVersion::Tls13),
-        &[AuthProtocol::MsChapV2],
-    );
+    let mut o = mschapv2_options(target, user, password);
     o.bind = Some(ip(bind));
     o
 }

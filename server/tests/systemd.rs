@@ -14,8 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use sstpd::config::TlsVersion;
-use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::certs::SelfSignedKey;
 
 /// Notifications received, with when they arrived.
@@ -221,13 +219,7 @@ fn notifies_systemd_of_readiness_status_watchdog_reload_and_stop() {
         let client = scope.spawn(move || {
             ns.run(move || {
                 tokio_uring::start(async move {
-                    let options = client_options(
-                        addr,
-                        "alice",
-                        "alice-secret",
-                        (TlsVersion::Tls12, TlsVersion::Tls13),
-                        &[AuthProtocol::MsChapV2],
-                    );
+                    let options = mschapv2_options(addr, "alice", "alice-secret");
                     let (client, _inbox) = connect_when_up(&options, 100).await;
                     // Some traffic for the end line's counters.
                     for seq in 0..3 {
