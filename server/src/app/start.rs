@@ -508,9 +508,9 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
 
 /// Gauges read when asked (a scrape, `sstpctl stats`): admission's counts
 /// and caps (a reload changes the caps), RADIUS's queues (zero without
-/// RADIUS, as [`ServerHandle::accounting_spooled`]), the workers' mailboxes
-/// and the kTLS state. They hold the server's state weakly: the endpoint
-/// does not keep it alive.
+/// RADIUS, as [`ServerHandle::accounting_spooled`]), each RADIUS server's
+/// state, the workers' mailboxes and the kTLS state. They hold the
+/// server's state weakly: the endpoint does not keep it alive.
 fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
     use super::exporter::ScrapeGauge;
     let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
@@ -564,22 +564,27 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
     // Queue depths: what waits in each worker's mailbox (packets handed
     // over by other workers; control messages such as auth answers).
     let workers = shared.mailboxes.len();
-    for (name, help, lane) in [
+    type LaneRead = fn((usize, usize)) -> usize;
+    let lanes: [(&str, &str, LaneRead); 2] = [
         (
             "worker_mailbox_packet_batches",
             "Packet batches from other workers waiting in each worker's mailbox.",
-            0,
+            |(batches, _)| batches,
         ),
         (
             "worker_mailbox_control",
             "Control messages (auth answers, disconnects) waiting in each worker's mailbox.",
-            1,
+            |(_, control)| control,
         ),
-    ] {
-        let mailboxes = shared.mailboxes.clone();
+    ];
+    for (name, help, lane) in lanes {
+        let shared = Arc::downgrade(shared);
         gauges.push(ScrapeGauge::per_worker(name, help, workers, move |i| {
-            let (batches, control) = mailboxes[i].queued();
-            gauge(if lane == 0 { batches } else { control })
+            gauge(
+                shared
+                    .upgrade()
+                    .map_or(0, |s| lane(s.mailboxes[i].queued())),
+            )
         }));
     }
     // Each RADIUS server new requests go to: whether it answers, and its
@@ -598,9 +603,12 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
         ),
     ];
     for (name, help, read) in per_server {
-        let radius = shared.radius.clone();
+        let shared = Arc::downgrade(shared);
         gauges.push(ScrapeGauge::series(name, help, move || {
-            let servers = radius.as_deref().map(|r| r.servers()).unwrap_or_default();
+            let servers = shared
+                .upgrade()
+                .and_then(|s| s.radius.as_ref().map(|r| r.servers()))
+                .unwrap_or_default();
             servers
                 .iter()
                 .map(|s| {
