@@ -38,7 +38,7 @@ pub mod offload;
 mod queue;
 pub mod routes;
 
-pub use queue::PacketQueue;
+pub use queue::{PacketQueue, SMALL_PACKET};
 
 use std::ffi::CStr;
 use std::fmt;

@@ -11,20 +11,25 @@ use crate::tun::{queue_is_lost, PacketQueue};
 
 /// Bound on queued packets per worker; beyond it packets are dropped (and
 /// counted) rather than letting memory grow under overload. Readers stop
-/// reading their sockets well before that ([`HIGH_WATER`]), so in practice
+/// reading their sockets well before that ([`HIGH_WATER_ONE_IN`]), so in practice
 /// TCP flow control slows the clients down and nothing is dropped.
 const MAX_QUEUED: usize = 8192;
-/// Queue length at which session readers pause (one 64 KiB read of small
-/// packets adds at most ~1,600, so the queue stays under [`MAX_QUEUED`]).
-pub(crate) const HIGH_WATER: usize = MAX_QUEUED / 2;
-/// Queue length at which paused readers resume.
-const LOW_WATER: usize = MAX_QUEUED / 4;
+/// Bound on the bytes of buffer the queued packets hold per worker (small
+/// packets sit in small buffers, see [`crate::tun::SMALL_PACKET`]):
+/// under overload, this is what a worker's TUN queue costs in memory.
+const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Fill (of either bound) at which session readers pause: half (one
+/// 64 KiB read of small packets adds at most ~1,600 packets and ~400 KiB
+/// of small buffers, so the queue stays under its bounds).
+pub(crate) const HIGH_WATER_ONE_IN: usize = 2;
+/// Fill at which paused readers resume: a quarter.
+const LOW_WATER_ONE_IN: usize = 4;
 /// Packets submitted per batch.
 const BATCH: usize = 64;
 
 /// The worker's queue of packets for its TUN queue.
 pub(crate) fn write_queue(mtu: usize) -> PacketQueue {
-    PacketQueue::new(mtu, MAX_QUEUED, BATCH * 2)
+    PacketQueue::new(mtu, MAX_QUEUED, BATCH * 2).with_byte_limit(MAX_QUEUED_BYTES)
 }
 
 /// TUN reads of one worker that may fail in a row (10 ms apart, so about
@@ -116,20 +121,20 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
             }
             worker.tun_queue.borrow_mut().recycle(buf);
         }
-        if worker.tun_queue.borrow().len() <= LOW_WATER {
+        if !worker.tun_queue.borrow().filled_to(LOW_WATER_ONE_IN) {
             worker.tun_space.notify_waiters();
         }
     }
 }
 
-/// Waits until the worker's TUN queue has room (below [`HIGH_WATER`]):
+/// Waits until the worker's TUN queue has room (below [`HIGH_WATER_ONE_IN`]):
 /// session readers call it before each socket read, so a client sending
 /// faster than TUN takes packets is slowed down by TCP, not dropped.
 pub(crate) async fn wait_for_tun_space(worker: &Worker) {
     loop {
         // Registered before the check, so a wakeup in between is not lost.
         let space = worker.tun_space.notified();
-        if worker.tun_queue.borrow().len() < HIGH_WATER {
+        if !worker.tun_queue.borrow().filled_to(HIGH_WATER_ONE_IN) {
             return;
         }
         space.await;
