@@ -26,6 +26,11 @@ const EXIT_ERROR: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Thousands of mostly idle sessions: 4 KiB pages, as in sstpd (see
+    // `sstpd::sys::memory`).
+    if let Err(e) = sstpd::sys::memory::disable_transparent_huge_pages() {
+        eprintln!("sstp-loadgen: cannot turn transparent huge pages off: {e}");
+    }
     // Every session is a socket: as many descriptors as the kernel allows
     // this process (fs.nr_open as root, else the hard limit).
     if let Err(e) = sstpd::sys::limits::raise_open_file_limit(u64::MAX) {

@@ -8,6 +8,9 @@ use sstpd::app::cli::{self, Cli, Command};
 use sstpd::config::Config;
 use sstpd::tls::ServerIdentity;
 
+/// mimalloc, unless built with `--features system-allocator` (for heap
+/// profilers such as heaptrack, which follow the C library's allocator).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -46,6 +49,11 @@ fn run(config_path: Option<std::path::PathBuf>) -> ExitCode {
     };
     cli::init_tracing(&config.logging);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "sstpd starting");
+    if let Err(e) = sstpd::sys::memory::disable_transparent_huge_pages() {
+        tracing::warn!(
+            "cannot turn transparent huge pages off (idle sessions cost more memory): {e}"
+        );
+    }
 
     if let Err(e) = sstpd::sys::caps::check(&config.server.listen) {
         tracing::error!("{e}");

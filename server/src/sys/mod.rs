@@ -1,4 +1,6 @@
-//! The process and the operating system: capabilities and resource limits.
+//! The process and the operating system: capabilities, resource limits and
+//! memory.
 
 pub mod caps;
 pub mod limits;
+pub mod memory;
