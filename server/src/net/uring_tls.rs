@@ -31,9 +31,21 @@ use crate::metrics::Event;
 /// for several full TLS records.
 pub const READ_CHUNK: usize = 64 * 1024;
 /// Size of the first reads: one full TLS record (2^14 plus overhead). A
-/// read that fills it grows the buffer to [`READ_CHUNK`]; idle connections
-/// (most of them, at 100,000 sessions) never do.
+/// read that fills it grows the buffer to [`READ_CHUNK`].
 pub const INITIAL_READ_CHUNK: usize = 17 * 1024;
+/// Size of the reads of a connection that has gone quiet: enough for the
+/// keepalives (SSTP Echo, LCP Echo, Hello) of an idle session in one read.
+/// A read in flight pins its buffer for as long as the client is silent,
+/// so at 100,000 mostly idle sessions this is what the read side costs.
+pub const IDLE_READ_CHUNK: usize = 2 * 1024;
+/// Reads in a row that return at most half of [`IDLE_READ_CHUNK`] after
+/// which a buffer that never grew (the session's setup) shrinks to that
+/// size.
+const SHRINK_AFTER_SMALL_READS: u8 = 4;
+/// The same for a buffer that grew to [`READ_CHUNK`] (the session carried
+/// traffic): many more, so that small-packet traffic, whose reads are
+/// small but frequent, does not reallocate every few reads.
+const SHRINK_BUSY_AFTER_SMALL_READS: u8 = 64;
 
 /// What a read produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +91,8 @@ pub struct TlsConn {
     exact_records: Cell<bool>,
     /// Reusable ciphertext read buffer (moved into the kernel during a read).
     read_buf: Cell<Option<Vec<u8>>>,
+    /// Reads in a row that returned little (see [`SHRINK_AFTER_SMALL_READS`]).
+    small_reads: Cell<u8>,
     /// Reusable ciphertext write buffer.
     write_buf: Cell<Option<Vec<u8>>>,
     /// Set when rustls has produced output the writer has not sent yet
@@ -159,6 +173,59 @@ impl From<rustls::Error> for TlsIoError {
     }
 }
 
+/// Sizes the socket read buffer from what the reads return: grown to
+/// [`READ_CHUNK`] when a read filled it (traffic), shrunk to
+/// [`IDLE_READ_CHUNK`] after [`SHRINK_AFTER_SMALL_READS`] (or, once grown,
+/// [`SHRINK_BUSY_AFTER_SMALL_READS`]) reads in a row of at most half that
+/// (keepalives).
+#[derive(Debug, Default)]
+struct ReadSizer {
+    small_reads: u8,
+}
+
+/// What to do with the read buffer before the next read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resize {
+    Keep,
+    Grow,
+    Shrink,
+}
+
+impl ReadSizer {
+    /// After a read into a buffer of `capacity` that returned `read` bytes
+    /// (`None`: it failed).
+    fn after_read(&mut self, capacity: usize, read: Option<usize>) -> Resize {
+        match read {
+            Some(n) if n == capacity => {
+                self.small_reads = 0;
+                if capacity < READ_CHUNK {
+                    Resize::Grow
+                } else {
+                    Resize::Keep
+                }
+            }
+            Some(n) if n <= IDLE_READ_CHUNK / 2 => {
+                self.small_reads = self.small_reads.saturating_add(1);
+                let needed = if capacity >= READ_CHUNK {
+                    SHRINK_BUSY_AFTER_SMALL_READS
+                } else {
+                    SHRINK_AFTER_SMALL_READS
+                };
+                if self.small_reads >= needed && capacity > IDLE_READ_CHUNK {
+                    self.small_reads = 0;
+                    Resize::Shrink
+                } else {
+                    Resize::Keep
+                }
+            }
+            _ => {
+                self.small_reads = 0;
+                Resize::Keep
+            }
+        }
+    }
+}
+
 impl TlsConn {
     /// Wraps a connected socket and a fresh rustls connection (client or
     /// server).
@@ -168,6 +235,7 @@ impl TlsConn {
             tls: RefCell::new(Records::Userspace(tls)),
             exact_records: Cell::new(false),
             read_buf: Cell::new(Some(Vec::with_capacity(INITIAL_READ_CHUNK))),
+            small_reads: Cell::new(0),
             // Grows to what rustls has to send at once.
             write_buf: Cell::new(Some(Vec::new())),
             pending_tls_output: Cell::new(false),
@@ -321,8 +389,8 @@ impl TlsConn {
             .take()
             .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
         buf.clear();
-        let (res, mut buf) = self.tcp.read(buf).await;
-        let filled = matches!(res, Ok(n) if n == buf.capacity());
+        let (res, buf) = self.tcp.read(buf).await;
+        let read = res.as_ref().ok().copied();
         let kernel = self.is_kernel_tls();
         let outcome = match res {
             Ok(0) => Ok(ReadOutcome::Closed),
@@ -336,13 +404,27 @@ impl TlsConn {
             Err(e) if kernel && e.raw_os_error() == Some(libc::EIO) => self.kernel_control_record(),
             Err(e) => Err(TlsIoError::Io(e)),
         };
-        if filled && buf.capacity() < READ_CHUNK {
-            // The socket had more than fits: traffic, not keepalives.
-            buf.clear();
-            buf.reserve_exact(READ_CHUNK);
-        }
+        let buf = self.next_read_buffer(buf, read);
         self.read_buf.set(Some(buf));
         outcome
+    }
+
+    /// The buffer for the next read, sized by [`ReadSizer`].
+    fn next_read_buffer(&self, mut buf: Vec<u8>, read: Option<usize>) -> Vec<u8> {
+        buf.clear();
+        let mut sizer = ReadSizer {
+            small_reads: self.small_reads.get(),
+        };
+        let resize = sizer.after_read(buf.capacity(), read);
+        self.small_reads.set(sizer.small_reads);
+        match resize {
+            Resize::Keep => buf,
+            Resize::Grow => {
+                buf.reserve_exact(READ_CHUNK);
+                buf
+            }
+            Resize::Shrink => Vec::with_capacity(IDLE_READ_CHUNK),
+        }
     }
 
     /// Feeds received ciphertext to rustls and drains the plaintext.
@@ -683,4 +765,47 @@ fn kernel_send_close_notify(fd: std::os::fd::RawFd) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffer_grows_with_traffic_and_shrinks_when_quiet() {
+        let mut sizer = ReadSizer::default();
+        // The handshake's reads: small, but not yet enough of them.
+        for _ in 0..SHRINK_AFTER_SMALL_READS - 1 {
+            assert_eq!(
+                sizer.after_read(INITIAL_READ_CHUNK, Some(300)),
+                Resize::Keep
+            );
+        }
+        assert_eq!(
+            sizer.after_read(INITIAL_READ_CHUNK, Some(300)),
+            Resize::Shrink
+        );
+        // Idle at the small size: nothing changes.
+        for _ in 0..10 {
+            assert_eq!(sizer.after_read(IDLE_READ_CHUNK, Some(80)), Resize::Keep);
+        }
+        // Traffic fills it: the full size.
+        assert_eq!(
+            sizer.after_read(IDLE_READ_CHUNK, Some(IDLE_READ_CHUNK)),
+            Resize::Grow
+        );
+        assert_eq!(sizer.after_read(READ_CHUNK, Some(READ_CHUNK)), Resize::Keep);
+        // Medium reads keep it; a failed read resets the count.
+        assert_eq!(sizer.after_read(READ_CHUNK, Some(9000)), Resize::Keep);
+        for _ in 0..SHRINK_AFTER_SMALL_READS - 1 {
+            assert_eq!(sizer.after_read(READ_CHUNK, Some(100)), Resize::Keep);
+        }
+        assert_eq!(sizer.after_read(READ_CHUNK, None), Resize::Keep);
+        // Once grown, it takes many more small reads to shrink.
+        for _ in 0..SHRINK_BUSY_AFTER_SMALL_READS - 1 {
+            assert_eq!(sizer.after_read(READ_CHUNK, Some(100)), Resize::Keep);
+        }
+        assert_eq!(sizer.after_read(READ_CHUNK, Some(100)), Resize::Shrink);
+        assert_eq!(sizer.small_reads, 0);
+    }
 }
