@@ -486,8 +486,8 @@ const FUZZ_USERS: &[(&str, &str)] = &[("alice", "alice-secret"), ("bob", "bob-se
 /// * what one step queues stays bounded; nothing panics.
 ///
 /// Input: the first octet picks the server's methods (`& 3`: MS-CHAPv2,
-/// CHAP-MD5, PAP, all three) and whether the real client knows alice's
-/// password (`& 4`); the rest is a list of operations, one octet each
+/// CHAP-MD5, PAP, all three; `& 8`: EAP-MSCHAPv2 instead) and whether the
+/// real client knows alice's password (`& 4`); the rest is a list of operations, one octet each
 /// (`op % 8`), some with operands:
 /// 0: relay the client's output to the server, SSTP packet by packet;
 /// 1: relay the server's output to both clients;
@@ -580,6 +580,9 @@ struct FuzzRun {
     server_established: bool,
     client_established: bool,
     authenticated: Option<String>,
+    /// The request whose accepting answer was applied while the method
+    /// waits for the peer's acknowledgement (EAP).
+    confirming: Option<usize>,
     server_ip: usize,
     local: crate::proto::auth::LocalAuthenticator<crate::testing::StaticPasswords>,
 }
@@ -598,6 +601,7 @@ impl FuzzRun {
         use std::net::Ipv4Addr;
 
         let methods = match flags & 3 {
+            _ if flags & 8 != 0 => vec![AuthProtocol::EapMsChapV2],
             0 => vec![AuthProtocol::MsChapV2],
             1 => vec![AuthProtocol::ChapMd5],
             2 => vec![AuthProtocol::Pap],
@@ -616,7 +620,16 @@ impl FuzzRun {
             ..PppConfig::default()
         };
         let server_config = SessionConfig::new(SstpConfig::default(), server_ppp);
-        let client_config = SessionConfig::new(SstpConfig::default(), PppConfig::default());
+        let client_ppp = PppConfig {
+            auth_protocols: vec![
+                AuthProtocol::MsChapV2,
+                AuthProtocol::EapMsChapV2,
+                AuthProtocol::ChapMd5,
+                AuthProtocol::Pap,
+            ],
+            ..PppConfig::default()
+        };
+        let client_config = SessionConfig::new(SstpConfig::default(), client_ppp);
         let now = Instant::now();
         let cert = CertHashes::of_der(TEST_CERTIFICATE);
         let server = Session::server(&server_config, now, cert, [flags; 32]);
@@ -655,6 +668,7 @@ impl FuzzRun {
             server_established: false,
             client_established: false,
             authenticated: None,
+            confirming: None,
             server_ip: 0,
             local: LocalAuthenticator::new(users),
         };
@@ -677,9 +691,15 @@ impl FuzzRun {
                         "request ids are never reused"
                     );
                     self.requests.push((request, false));
+                    self.confirming = None;
                 }
                 SessionEvent::Authenticated { username } => {
-                    let Some((index, true)) = answered else {
+                    // EAP-MSCHAPv2 succeeds on the peer's Success Response,
+                    // after the accepting answer to the latest request.
+                    let Some(index) = answered
+                        .and_then(|(index, accepts)| accepts.then_some(index))
+                        .or(self.confirming.take())
+                    else {
                         panic!("authenticated as {username:?} without an accepting answer");
                     };
                     assert_eq!(
@@ -705,10 +725,12 @@ impl FuzzRun {
                 _ => {}
             }
         }
-        if let Some((index, _)) = answered {
+        if let Some((index, accepts)) = answered {
             let fresh = index < self.requests.len() && !self.requests[index].1;
             if !fresh {
                 assert_eq!(stale, 1, "an answer to no waiting request is stale");
+            } else if accepts && self.authenticated.is_none() {
+                self.confirming = Some(index);
             }
             if index < self.requests.len() {
                 self.requests[index].1 = true;
