@@ -1,4 +1,5 @@
-//! PAP, CHAP-MD5 and MS-CHAPv2: every packet parser on the raw input, then
+//! PAP, CHAP-MD5, MS-CHAPv2 and EAP with EAP-MSCHAPv2: every packet parser
+//! on the raw input (EAP and EAP-MSCHAPv2 must encode back what they parse), then
 //! a server and a client of the method the first octet picks, driven by the
 //! rest: fuzzed packets, relayed genuine packets (optionally corrupted),
 //! decisions and clock jumps, so that the fuzzer reaches every state.
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use sstpd::proto::auth::chap::ChapPacket;
+use sstpd::proto::auth::eap::{EapPacket, MsChapV2Data};
 use sstpd::proto::auth::mschapv2::{self, FailureMessage, ResponseValue};
 use sstpd::proto::auth::packet::RawPacket;
 use sstpd::proto::auth::pap::PapPacket;
@@ -37,6 +39,14 @@ fn parsers(data: &[u8]) {
     if let Ok(packet) = ChapPacket::parse(data) {
         let out = packet.to_vec();
         assert_eq!(ChapPacket::parse(&out), Ok(packet));
+    }
+    if let Ok(packet) = EapPacket::parse(data) {
+        assert_eq!(EapPacket::parse(&packet.to_vec()), Ok(packet));
+    }
+    for request in [true, false] {
+        if let Ok(parsed) = MsChapV2Data::parse(data, request) {
+            assert_eq!(MsChapV2Data::parse(&parsed.to_vec(), request), Ok(parsed));
+        }
     }
     let _ = mschapv2::parse_success_message(data);
     let _ = ResponseValue::parse(data);
@@ -103,10 +113,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, mut input)) = data.split_first() else {
         return;
     };
-    let protocol = match selector % 3 {
+    let protocol = match selector % 4 {
         0 => AuthProtocol::Pap,
         1 => AuthProtocol::ChapMd5,
-        _ => AuthProtocol::MsChapV2,
+        2 => AuthProtocol::MsChapV2,
+        _ => AuthProtocol::EapMsChapV2,
     };
     let mut store = StaticPasswords::new();
     store.insert("user", "password");
@@ -175,7 +186,8 @@ fuzz_target!(|data: &[u8]| {
         while let Some(event) = client.poll_event() {
             if let AuthEvent::Success { hlak, .. } = event {
                 // The HLAK a client reports is the one of its own keys
-                // (MS-CHAPv2), or zero for methods without keys.
+                // (MS-CHAPv2; EAP-MSCHAPv2's MSK gives the same octets),
+                // or zero for methods without keys.
                 match client.mppe_keys() {
                     Some(keys) => assert_eq!(hlak, keys.client_hlak()),
                     None => assert_eq!(hlak, [0u8; 32]),

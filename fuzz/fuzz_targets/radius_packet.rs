@@ -1,5 +1,5 @@
 //! RADIUS datagrams ([RFC 2865] 3): the packet decoder (a decoded packet
-//! re-encodes to the octets it came from), the DAE listener's
+//! re-encodes to the octets it came from, its EAP-Message reassembles), the DAE listener's
 //! verification, and the NAS client's `handle_datagram` with requests in
 //! flight on both its authentication and accounting servers. The first
 //! octet picks the sending server and socket; the rest is the datagram,
@@ -35,6 +35,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(packet) = Packet::decode(datagram) {
         let framed = frame(datagram).expect("decoded, so framed");
         assert_eq!(packet.encode().expect("decoded, so encodable"), framed);
+        // RFC 3579 3.1: a reassembled EAP packet splits back into the
+        // same EAP-Message values.
+        if let Some(eap) = packet.attributes.eap_message() {
+            let mut again = Attributes::new();
+            again.push_eap_message(&eap);
+            assert_eq!(again.eap_message(), Some(eap));
+        }
     }
     let _ = dae::verify_request(datagram, SECRET, selector & 1 == 0);
     let _ = crypt::verify_response(datagram, &[0; 16], SECRET, false);

@@ -208,7 +208,8 @@ pub struct CommonArgs {
     /// File of `user password` lines; session i uses line i (cycling).
     #[arg(long, value_name = "FILE", help_heading = "Credentials")]
     pub credentials: Option<PathBuf>,
-    /// Authentication methods in order of preference.
+    /// Authentication methods in order of preference: mschapv2,
+    /// eap-mschapv2, chap-md5, pap.
     #[arg(long, default_value = "mschapv2,chap-md5,pap", value_parser = parse_auth, help_heading = "Credentials")]
     pub auth: AuthList,
     /// Also negotiate IPv6CP, as Windows does.
@@ -289,7 +290,7 @@ pub struct Outputs {
     pub progress: bool,
 }
 
-/// `--auth mschapv2,pap`: methods in order of preference.
+/// `--auth mschapv2,pap` (or `eap-mschapv2`): methods in order of preference.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthList(pub Vec<AuthProtocol>);
 

@@ -553,17 +553,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// Parses `mschapv2,pap,...` (also `chap-md5`/`chap`, `ms-chapv2`).
+/// Parses `mschapv2,pap,...` (also `chap-md5`/`chap`, `ms-chapv2`, `eap-mschapv2`).
 pub fn parse_auth_list(s: &str) -> Result<Vec<AuthProtocol>, String> {
     let mut list = Vec::new();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let method = match name.to_ascii_lowercase().as_str() {
             "mschapv2" | "ms-chapv2" | "mschap-v2" => AuthProtocol::MsChapV2,
+            "eap-mschapv2" => AuthProtocol::EapMsChapV2,
             "chap-md5" | "chap" | "md5" => AuthProtocol::ChapMd5,
             "pap" => AuthProtocol::Pap,
             _ => {
                 return Err(format!(
-                    "{name:?}: unknown method (mschapv2, chap-md5, pap)"
+                    "{name:?}: unknown method (mschapv2, eap-mschapv2, chap-md5, pap)"
                 ))
             }
         };
@@ -657,6 +658,10 @@ mod tests {
         assert_eq!(
             parse_auth_list("pap, mschapv2,pap").unwrap(),
             [AuthProtocol::Pap, AuthProtocol::MsChapV2]
+        );
+        assert_eq!(
+            parse_auth_list("eap-mschapv2,mschapv2").unwrap(),
+            [AuthProtocol::EapMsChapV2, AuthProtocol::MsChapV2]
         );
         assert!(parse_auth_list("eap").is_err());
         assert!(parse_auth_list(",").is_err());

@@ -249,3 +249,53 @@ fn failures_are_reported_with_reasons_and_set_the_exit_status() {
     let out = loadgen(&server, &["--user", "alice"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[test]
+fn eap_mschapv2_sessions_come_up_and_a_wrong_password_is_an_auth_failure() {
+    let server = server_with(|config| {
+        config.ppp.auth = vec![sstpd::proto::auth::AuthProtocol::EapMsChapV2];
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("eap.json");
+    let eap = [
+        "--auth",
+        "eap-mschapv2",
+        "--user",
+        "alice",
+        "--sessions",
+        "2",
+    ];
+    let out = loadgen(
+        &server,
+        &[
+            &eap[..],
+            &[
+                "--password",
+                "alice-secret",
+                "--pps",
+                "10",
+                "--duration",
+                "1s",
+            ],
+            &["--json", json_path.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["sessions"]["established"], 2);
+    assert!(json["rtt"]["count"].as_u64().unwrap() > 0);
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("auth_success_eap_mschapv2"), 2, "{stats}");
+    assert_eq!(stats.event("crypto_binding_sha256"), 2, "{stats}");
+
+    let out = loadgen(
+        &server,
+        &[&eap[..], &["--password", "wrong", "--duration", "500ms"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed auth_failed: 2"));
+    // Three attempts per session (ppp.auth_max_attempts), each counted.
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("auth_failure_eap_mschapv2"), 6, "{stats}");
+}

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sstpd::proto::auth::chap::{CODE_FAILURE, CODE_SUCCESS};
+use sstpd::proto::auth::eap;
 use sstpd::proto::auth::pap::{CODE_AUTHENTICATE_ACK, CODE_AUTHENTICATE_NAK};
 use sstpd::proto::auth::LocalAuthenticator;
 use sstpd::proto::auth::{
-    AuthAccept, AuthDecision, AuthProtocol, AuthRequestId, FailedAuthAttempt, PROTO_CHAP, PROTO_PAP,
+    AuthAccept, AuthDecision, AuthProtocol, AuthRequestId, FailedAuthAttempt, PROTO_CHAP,
+    PROTO_EAP, PROTO_PAP,
 };
 use sstpd::proto::ppp::frame::{PROTO_IPCP, PROTO_LCP};
 use sstpd::proto::ppp::packet::CONFIGURE_REQUEST;
@@ -213,6 +215,56 @@ fn chap_md5_accept_for_a_request_renegotiated_away_does_not_authenticate_the_nex
 #[test]
 fn mschapv2_accept_for_a_request_renegotiated_away_does_not_authenticate_the_next_name() {
     chap_binding(AuthProtocol::MsChapV2);
+}
+
+/// EAP-MSCHAPv2: the same attack inside EAP. Each phase asks for the
+/// identity, then challenges; alice's Response, a renegotiation, then bob's
+/// Response to the new phase's Challenge; alice's Accept arrives for a
+/// request renegotiated away.
+#[test]
+fn eap_mschapv2_accept_for_a_request_renegotiated_away_does_not_authenticate_the_next_name() {
+    let mut server = LoneServer::in_authentication(&config(AuthProtocol::EapMsChapV2), 4);
+    let identify = |server: &mut LoneServer, name: &str| {
+        let (identifier, kind, _) = server.client.eap_request().expect("Identity Request");
+        assert_eq!(kind, eap::TYPE_IDENTITY);
+        server.send(&ScriptedClient::eap_identity(identifier, name));
+        server
+            .client
+            .eap_mschapv2_challenge()
+            .expect("EAP-MSCHAPv2 Challenge")
+    };
+    let challenge = identify(&mut server, "alice");
+    let mut record = ScriptedClient::eap_mschapv2_response(challenge, "alice", "alice-secret");
+    record.extend_from_slice(&renegotiation(&server));
+    server.send(&record);
+    let challenge = identify(&mut server, "bob");
+    server.send(&ScriptedClient::eap_mschapv2_response(
+        challenge, "bob", "wrong",
+    ));
+    let names: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.username.clone())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    answer(&mut server, 0);
+    answer(&mut server, 1);
+    // No MSCHAPv2 Success Request (OpCode 3) and no EAP-Success for bob.
+    let success_request = server.client.received.iter().any(|r| {
+        r.protocol == PROTO_EAP
+            && r.code == eap::CODE_REQUEST
+            && r.data.first() == Some(&eap::TYPE_MSCHAPV2)
+            && r.data.get(1) == Some(&eap::OP_SUCCESS)
+    });
+    assert!(!success_request, "{:?}", server.client.received);
+    assert!(!server.client.saw(PROTO_EAP, eap::CODE_SUCCESS));
+    assert!(authenticated(&server).is_empty(), "{:?}", server.events());
+    assert!(!ipcp_requested(&server));
+    // bob is refused with a Failure Request offering a retry.
+    let (_, kind, data) = server.client.eap_request().expect("Failure Request");
+    assert_eq!((kind, data[0]), (eap::TYPE_MSCHAPV2, eap::OP_FAILURE));
+    assert_eq!(stale_answers(&server), 1, "{:?}", server.events());
 }
 
 #[test]

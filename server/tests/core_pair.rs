@@ -248,6 +248,18 @@ fn lost_ppp_frames_are_recovered_by_retransmission() {
     }
 }
 
+/// The server's reports of failed authentication attempts.
+fn failed_attempts(pair: &SessionPair) -> Vec<&sstpd::proto::auth::FailedAuthAttempt> {
+    pair.server
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::AuthAttemptFailed(attempt) => Some(attempt),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn wrong_password_fails_with_691_then_lcp_terminate_and_sstp_disconnect() {
     let mut pair = pair_with(AuthProtocol::MsChapV2, HashProtocols::SHA256, "wrong");
@@ -268,15 +280,7 @@ fn wrong_password_fails_with_691_then_lcp_terminate_and_sstp_disconnect() {
     );
     // Each failed attempt was reported, not only the last, with the name
     // and the method.
-    let failures: Vec<_> = pair
-        .server
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            SessionEvent::AuthAttemptFailed(attempt) => Some(attempt),
-            _ => None,
-        })
-        .collect();
+    let failures = failed_attempts(&pair);
     assert_eq!(failures.len(), 3, "{:?}", pair.server.events);
     for (i, attempt) in failures.iter().enumerate() {
         assert_eq!(attempt.username, "alice");
@@ -594,4 +598,139 @@ fn the_authenticators_mtu_and_dns_servers_apply_to_the_session() {
         Err(sstpd::proto::session::SendIpError::TooLarge)
     );
     assert_eq!(server.ppp().framed_mtu(), Some(600));
+}
+
+/// EAP-MSCHAPv2 ([RFC 3748], [MS-SSTP] 3.2.5.2.2): the HLAK is the first
+/// 32 octets of the MSK at both ends.
+mod eap {
+    use super::*;
+    use sstpd::proto::auth::{
+        AuthContext, AuthDecision, AuthReply, AuthRequest, Authenticator, MppeKeys,
+    };
+
+    fn eap_pair(server: &[AuthProtocol], client: &[AuthProtocol], password: &str) -> SessionPair {
+        SessionPair::new(
+            &server_config(server, HashProtocols::BOTH),
+            &client_config(client),
+            authenticator(),
+            "alice",
+            password.as_bytes(),
+            9,
+        )
+    }
+
+    #[test]
+    fn eap_mschapv2_session_comes_up_with_crypto_binding_from_the_msk() {
+        let mut pair = eap_pair(
+            &[AuthProtocol::EapMsChapV2],
+            &[AuthProtocol::EapMsChapV2],
+            "correct horse",
+        );
+        assert!(pair.connect_without_timers(), "{pair:?}");
+        assert!(server_ipv6_up(&mut pair));
+        assert_up(&pair, HashProtocol::Sha256);
+        assert_eq!(
+            pair.server.session.ppp().auth_protocol(),
+            Some(AuthProtocol::EapMsChapV2)
+        );
+        exchange_traffic(&mut pair);
+    }
+
+    #[test]
+    fn lcp_moves_to_eap_when_the_client_naks_mschapv2() {
+        // The server prefers MS-CHAPv2; a client that speaks only EAP
+        // Naks it with EAP, and the server offers EAP next.
+        let mut pair = eap_pair(
+            &[AuthProtocol::MsChapV2, AuthProtocol::EapMsChapV2],
+            &[AuthProtocol::EapMsChapV2],
+            "correct horse",
+        );
+        assert!(pair.connect(), "{pair:?}");
+        assert_up(&pair, HashProtocol::Sha256);
+        assert_eq!(
+            pair.server.session.ppp().auth_protocol(),
+            Some(AuthProtocol::EapMsChapV2)
+        );
+        // And a client that speaks both takes the server's first choice.
+        let mut pair = eap_pair(
+            &[AuthProtocol::EapMsChapV2, AuthProtocol::MsChapV2],
+            &[AuthProtocol::MsChapV2, AuthProtocol::EapMsChapV2],
+            "correct horse",
+        );
+        assert!(pair.connect(), "{pair:?}");
+        assert_eq!(
+            pair.server.session.ppp().auth_protocol(),
+            Some(AuthProtocol::EapMsChapV2)
+        );
+    }
+
+    /// Accepts as the local users do, with MPPE keys not derived from the
+    /// password: the server's HLAK differs from the client's.
+    struct WrongKeys(Arc<LocalAuthenticator<StaticPasswords>>);
+
+    impl Authenticator for WrongKeys {
+        fn authenticate(&self, request: AuthRequest, _: AuthContext, reply: AuthReply) {
+            let mut decision = self.0.decide(&request);
+            if let AuthDecision::Accept(accept) = &mut decision {
+                if let Some(proof) = &mut accept.mschapv2 {
+                    proof.keys = MppeKeys {
+                        send: [0x5a; 16],
+                        receive: [0xa5; 16],
+                    };
+                }
+            }
+            reply.send(decision);
+        }
+    }
+
+    #[test]
+    fn eap_binding_fails_with_keys_other_than_the_clients() {
+        let mut pair = SessionPair::new(
+            &server_config(&[AuthProtocol::EapMsChapV2], HashProtocols::BOTH),
+            &client_config(&[AuthProtocol::EapMsChapV2]),
+            Arc::new(WrongKeys(authenticator())),
+            "alice",
+            b"correct horse",
+            9,
+        );
+        assert!(pair.run_until(Duration::from_secs(60), |p| p.server.session.is_closed()));
+        assert!(!pair.server.session.is_established());
+        assert_eq!(pair.server.closed_reason().unwrap().as_str(), "wrong_mac");
+        // Both ends had authenticated: the binding alone caught it.
+        let authenticated = |e: &SessionEvent| matches!(e, SessionEvent::Authenticated { .. });
+        assert!(pair.server.saw(authenticated) && pair.client.saw(authenticated));
+    }
+
+    #[test]
+    fn eap_wrong_password_spends_the_attempts_then_terminates() {
+        let mut pair = eap_pair(
+            &[AuthProtocol::EapMsChapV2],
+            &[AuthProtocol::EapMsChapV2],
+            "wrong",
+        );
+        let done = pair.run_until(Duration::from_secs(120), |p| {
+            p.server.session.is_closed() && p.client.session.is_closed()
+        });
+        assert!(done, "{pair:?}");
+        assert_eq!(
+            pair.server.closed_reason(),
+            Some(&CloseReason::Ppp(PppCloseReason::AuthAttemptsExhausted))
+        );
+        let failures = failed_attempts(&pair);
+        assert_eq!(failures.len(), 3, "{:?}", pair.server.events);
+        for attempt in failures {
+            assert_eq!(attempt.protocol, AuthProtocol::EapMsChapV2);
+            assert_eq!(
+                sstpd::metrics::Event::from(attempt).label(),
+                "auth_failure_eap_mschapv2"
+            );
+        }
+        match pair.client.closed_reason() {
+            Some(CloseReason::Ppp(PppCloseReason::AuthFailed(AuthFailure::Rejected {
+                code,
+                ..
+            }))) => assert_eq!(*code, Some(691)),
+            other => panic!("client closed with {other:?}"),
+        }
+    }
 }

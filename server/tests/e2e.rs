@@ -479,3 +479,65 @@ fn chap_secrets_fixed_addresses_are_honoured_and_reload_adds_users() {
     assert!(dave_after, "dave can log in after the reload");
     assert!(!carol_after, "carol was removed by the reload");
 }
+
+#[test]
+fn the_real_binary_authenticates_eap_mschapv2_clients_and_refuses_wrong_passwords() {
+    // The sstpd binary with ppp.auth = ["eap-mschapv2"]; the client role
+    // speaks EAP-MSCHAPv2 over real TLS and binds with the MSK's HLAK.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.server.listen = vec![addr];
+    let config_path = dir.path().join("sstpd.toml");
+    let ppp = "\n[ppp]\nauth = [\"eap-mschapv2\"]\n";
+    std::fs::write(&config_path, config_toml(&config, ppp)).unwrap();
+    let ns = sstpd::testing::netns::NetNs::new("sstpd-eap").unwrap();
+    let mut child = spawn_sstpd_in(&ns, env!("CARGO_BIN_EXE_sstpd"), &config_path);
+    let pid = child.id();
+    let outcome = ns.run(move || {
+        tokio_uring::start(async move {
+            let eap = [AuthProtocol::EapMsChapV2];
+            let options = client_options(addr, "alice", "alice-secret", TLS, &eap);
+            let mut tries = 0;
+            let (client, inbox) = loop {
+                match connect(&options).await {
+                    Ok(connected) => break connected,
+                    Err(ConnectError::Tcp(_)) if tries < 100 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(format!("alice: {e}")),
+                }
+            };
+            let pinged = ping_gateway(&client, &inbox, 1, b"eap").await;
+            client.close(Duration::from_secs(5)).await;
+            let wrong = client_options(addr, "alice", "wrong", TLS, &eap);
+            let refused = match connect(&wrong).await {
+                Err(ConnectError::Closed(CloseReason::Ppp(PppCloseReason::AuthFailed(
+                    AuthFailure::Rejected { code, .. },
+                )))) => code,
+                Err(other) => return Err(format!("wrong password ended with {other}")),
+                Ok(_) => return Err("a wrong password connected".into()),
+            };
+            Ok((pinged, refused))
+        })
+    });
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "sstpd did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    let (pinged, refused) = outcome.unwrap_or_else(|e| panic!("{e}; log:\n{log}"));
+    assert!(
+        pinged,
+        "no echo reply through an EAP-MSCHAPv2 session; log:\n{log}"
+    );
+    assert_eq!(refused, Some(691));
+    assert!(log.contains("auth_success_eap_mschapv2"), "log:\n{log}");
+    assert!(log.contains("auth_failure_eap_mschapv2"), "log:\n{log}");
+}

@@ -654,10 +654,13 @@ fn deserialize_auth_protocols<'de, D: Deserializer<'de>>(
 pub fn auth_protocol_by_name(name: &str) -> Result<AuthProtocol, String> {
     [
         AuthProtocol::MsChapV2,
+        AuthProtocol::EapMsChapV2,
         AuthProtocol::ChapMd5,
         AuthProtocol::Pap,
     ]
     .into_iter()
     .find(|p| p.as_str().eq_ignore_ascii_case(name))
-    .ok_or_else(|| format!("unknown method {name:?} (expected mschapv2, chap-md5 or pap)"))
+    .ok_or_else(|| {
+        format!("unknown method {name:?} (expected mschapv2, eap-mschapv2, chap-md5 or pap)")
+    })
 }

@@ -20,6 +20,7 @@ impl From<&FailedAuthAttempt> for Event {
             AuthProtocol::Pap => Event::AuthFailurePap,
             AuthProtocol::ChapMd5 => Event::AuthFailureChapMd5,
             AuthProtocol::MsChapV2 => Event::AuthFailureMsChapV2,
+            AuthProtocol::EapMsChapV2 => Event::AuthFailureEapMsChapV2,
         }
     }
 }
@@ -31,6 +32,7 @@ impl From<AuthProtocol> for Event {
             AuthProtocol::Pap => Event::AuthSuccessPap,
             AuthProtocol::ChapMd5 => Event::AuthSuccessChapMd5,
             AuthProtocol::MsChapV2 => Event::AuthSuccessMsChapV2,
+            AuthProtocol::EapMsChapV2 => Event::AuthSuccessEapMsChapV2,
         }
     }
 }

@@ -659,6 +659,48 @@ impl Attributes {
         });
     }
 
+    /// Appends an EAP packet as EAP-Message attributes of at most
+    /// [`MAX_VALUE_LEN`] octets each, in order and consecutive ([RFC 3579]
+    /// 3.1). The Access-Request carrying them also needs
+    /// Message-Authenticator (3.2), which the client always adds.
+    ///
+    /// [RFC 3579]: https://www.rfc-editor.org/rfc/rfc3579
+    pub fn push_eap_message(&mut self, packet: &[u8]) {
+        for chunk in packet.chunks(MAX_VALUE_LEN) {
+            self.list.push(Attribute {
+                kind: EAP_MESSAGE,
+                value: chunk.to_vec(),
+            });
+        }
+    }
+
+    /// The EAP packet of an Access-Challenge, -Accept or -Reject, put
+    /// together from its EAP-Message attributes ([RFC 3579] 3.1). `None`
+    /// when there are none, when they are not consecutive, or when what
+    /// they hold is not one whole EAP packet (its Length field counts
+    /// exactly the octets carried).
+    ///
+    /// [RFC 3579]: https://www.rfc-editor.org/rfc/rfc3579
+    pub fn eap_message(&self) -> Option<Vec<u8>> {
+        let first = self.list.iter().position(|a| a.kind == EAP_MESSAGE)?;
+        let run = self.list[first..]
+            .iter()
+            .take_while(|a| a.kind == EAP_MESSAGE)
+            .count();
+        if self.list[first + run..]
+            .iter()
+            .any(|a| a.kind == EAP_MESSAGE)
+        {
+            return None;
+        }
+        let packet: Vec<u8> = self.list[first..first + run]
+            .iter()
+            .flat_map(|a| a.value.iter().copied())
+            .collect();
+        let length = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+        (length >= 4 && length == packet.len()).then_some(packet)
+    }
+
     /// Appends a text attribute.
     pub fn push_string(&mut self, kind: u8, text: &str) -> Result<(), AttrError> {
         self.push(kind, text.as_bytes())
@@ -907,6 +949,48 @@ pub mod ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eap_messages_are_split_at_253_octets_and_put_back_together() {
+        // An EAP Response of 600 octets: three attributes, 253 + 253 + 94.
+        let mut packet = vec![2, 7, 0x02, 0x58, 26];
+        packet.resize(600, 0x5a);
+        let mut attrs = Attributes::new();
+        attrs.push_string(USER_NAME, "alice").unwrap();
+        attrs.push_eap_message(&packet);
+        attrs.push(STATE, b"st").unwrap();
+        let sizes: Vec<usize> = attrs.get_all(EAP_MESSAGE).map(<[u8]>::len).collect();
+        assert_eq!(sizes, [253, 253, 94]);
+        assert_eq!(attrs.eap_message(), Some(packet.clone()));
+        // Round trip through a whole RADIUS packet on the wire.
+        let radius = crate::radius::packet::Packet {
+            code: crate::radius::packet::Code::AccessChallenge,
+            identifier: 1,
+            authenticator: [0; 16],
+            attributes: attrs,
+        };
+        let parsed = crate::radius::packet::Packet::decode(&radius.encode().unwrap()).unwrap();
+        assert_eq!(parsed.attributes.eap_message(), Some(packet.clone()));
+        // Not consecutive: refused.
+        let mut split = Attributes::new();
+        split.push(EAP_MESSAGE, &packet[..253]).unwrap();
+        split.push(STATE, b"st").unwrap();
+        split.push(EAP_MESSAGE, &packet[253..506]).unwrap();
+        split.push(EAP_MESSAGE, &packet[506..]).unwrap();
+        assert_eq!(split.eap_message(), None);
+        // A Length that disagrees with the octets carried, or none at all.
+        let mut short = Attributes::new();
+        short.push_eap_message(&packet[..500]);
+        assert_eq!(short.eap_message(), None);
+        let mut tiny = Attributes::new();
+        tiny.push(EAP_MESSAGE, &[3]).unwrap();
+        assert_eq!(tiny.eap_message(), None);
+        assert_eq!(Attributes::new().eap_message(), None);
+        // EAP-Success, the smallest packet.
+        let mut success = Attributes::new();
+        success.push_eap_message(&[3, 9, 0, 4]);
+        assert_eq!(success.eap_message(), Some(vec![3, 9, 0, 4]));
+    }
 
     #[test]
     fn typed_getters_want_the_exact_size() {

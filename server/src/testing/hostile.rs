@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use super::pair::{Delivery, Duty, Endpoint, Pair, Services, SessionEnd, TEST_CERTIFICATE};
 use crate::proto::auth::chap::{md5_response, CODE_CHALLENGE, CODE_FAILURE, CODE_RESPONSE};
+use crate::proto::auth::eap;
 use crate::proto::auth::mschapv2::{self, FailureMessage, ResponseValue};
 use crate::proto::auth::pap::CODE_AUTHENTICATE_REQUEST;
-use crate::proto::auth::{AuthDecision, AuthRequest, PROTO_CHAP, PROTO_PAP};
+use crate::proto::auth::{AuthDecision, AuthRequest, PROTO_CHAP, PROTO_EAP, PROTO_PAP};
 use crate::proto::ppp::frame::{parse_frame, write_header, HeaderFormat, PROTO_LCP};
 use crate::proto::ppp::lcp::OPT_MAGIC_NUMBER;
 use crate::proto::ppp::packet::{
@@ -279,22 +280,7 @@ impl ScriptedClient {
         user: &str,
         password: &str,
     ) -> Vec<u8> {
-        let mut authenticator_challenge = [0u8; 16];
-        let n = challenge.len().min(16);
-        authenticator_challenge[..n].copy_from_slice(&challenge[..n]);
-        let peer_challenge = [0x42; 16];
-        let nt_response = mschapv2::generate_nt_response(
-            &authenticator_challenge,
-            &peer_challenge,
-            user.as_bytes(),
-            password.as_bytes(),
-        );
-        let value = ResponseValue {
-            peer_challenge,
-            nt_response,
-            flags: 0,
-        }
-        .to_bytes();
+        let value = mschapv2_value(&challenge, user, password);
         Self::ppp(
             PROTO_CHAP,
             CODE_RESPONSE,
@@ -302,6 +288,82 @@ impl ScriptedClient {
             &[&[value.len() as u8], &value, user.as_bytes()],
         )
     }
+
+    /// The server's latest EAP Request: its Identifier, Type and
+    /// Type-Data.
+    pub fn eap_request(&self) -> Option<(u8, u8, Vec<u8>)> {
+        let latest = self.latest(PROTO_EAP, eap::CODE_REQUEST)?;
+        let (&kind, data) = latest.data.split_first()?;
+        Some((latest.identifier, kind, data.to_vec()))
+    }
+
+    /// What an EAP-MSCHAPv2 Response must answer now: the Identifier and
+    /// challenge of the server's latest EAP Request, if it is an
+    /// EAP-MSCHAPv2 Challenge.
+    pub fn eap_mschapv2_challenge(&self) -> Option<(u8, Vec<u8>)> {
+        let (identifier, kind, data) = self.eap_request()?;
+        match eap::MsChapV2Data::parse(&data, true) {
+            Ok(eap::MsChapV2Data::Challenge { challenge, .. }) if kind == eap::TYPE_MSCHAPV2 => {
+                Some((identifier, challenge.to_vec()))
+            }
+            _ => None,
+        }
+    }
+
+    /// An EAP Response/Identity.
+    pub fn eap_identity(identifier: u8, name: &str) -> Vec<u8> {
+        Self::ppp(
+            PROTO_EAP,
+            eap::CODE_RESPONSE,
+            identifier,
+            &[&[eap::TYPE_IDENTITY], name.as_bytes()],
+        )
+    }
+
+    /// An EAP-MSCHAPv2 Response to `(identifier, challenge)`.
+    pub fn eap_mschapv2_response(
+        (identifier, challenge): (u8, Vec<u8>),
+        user: &str,
+        password: &str,
+    ) -> Vec<u8> {
+        let value =
+            ResponseValue::parse(&mschapv2_value(&challenge, user, password)).expect("49 octets");
+        let data = eap::MsChapV2Data::Response {
+            ms_id: identifier,
+            value,
+            name: user.as_bytes(),
+        }
+        .to_vec();
+        Self::ppp(
+            PROTO_EAP,
+            eap::CODE_RESPONSE,
+            identifier,
+            &[&[eap::TYPE_MSCHAPV2], &data],
+        )
+    }
+}
+
+/// The 49-octet MS-CHAPv2 Response value for `challenge` ([RFC 2759] 4),
+/// with a fixed Peer-Challenge.
+///
+/// [RFC 2759]: https://www.rfc-editor.org/rfc/rfc2759
+fn mschapv2_value(challenge: &[u8], user: &str, password: &str) -> [u8; 49] {
+    let mut authenticator_challenge = [0u8; 16];
+    let n = challenge.len().min(16);
+    authenticator_challenge[..n].copy_from_slice(&challenge[..n]);
+    let peer_challenge = [0x42; 16];
+    let nt_response = mschapv2::generate_nt_response(
+        &authenticator_challenge,
+        &peer_challenge,
+        user.as_bytes(),
+        password.as_bytes(),
+    );
+    ResponseValue {
+        peer_challenge,
+        nt_response,
+        flags: 0,
+    }
+    .to_bytes()
 }
 
 impl Endpoint for ScriptedClient {
@@ -424,8 +486,8 @@ const FUZZ_USERS: &[(&str, &str)] = &[("alice", "alice-secret"), ("bob", "bob-se
 /// * what one step queues stays bounded; nothing panics.
 ///
 /// Input: the first octet picks the server's methods (`& 3`: MS-CHAPv2,
-/// CHAP-MD5, PAP, all three) and whether the real client knows alice's
-/// password (`& 4`); the rest is a list of operations, one octet each
+/// CHAP-MD5, PAP, all three; `& 8`: EAP-MSCHAPv2 instead) and whether the
+/// real client knows alice's password (`& 4`); the rest is a list of operations, one octet each
 /// (`op % 8`), some with operands:
 /// 0: relay the client's output to the server, SSTP packet by packet;
 /// 1: relay the server's output to both clients;
@@ -518,6 +580,9 @@ struct FuzzRun {
     server_established: bool,
     client_established: bool,
     authenticated: Option<String>,
+    /// The request whose accepting answer was applied while the method
+    /// waits for the peer's acknowledgement (EAP).
+    confirming: Option<usize>,
     server_ip: usize,
     local: crate::proto::auth::LocalAuthenticator<crate::testing::StaticPasswords>,
 }
@@ -536,6 +601,7 @@ impl FuzzRun {
         use std::net::Ipv4Addr;
 
         let methods = match flags & 3 {
+            _ if flags & 8 != 0 => vec![AuthProtocol::EapMsChapV2],
             0 => vec![AuthProtocol::MsChapV2],
             1 => vec![AuthProtocol::ChapMd5],
             2 => vec![AuthProtocol::Pap],
@@ -554,7 +620,16 @@ impl FuzzRun {
             ..PppConfig::default()
         };
         let server_config = SessionConfig::new(SstpConfig::default(), server_ppp);
-        let client_config = SessionConfig::new(SstpConfig::default(), PppConfig::default());
+        let client_ppp = PppConfig {
+            auth_protocols: vec![
+                AuthProtocol::MsChapV2,
+                AuthProtocol::EapMsChapV2,
+                AuthProtocol::ChapMd5,
+                AuthProtocol::Pap,
+            ],
+            ..PppConfig::default()
+        };
+        let client_config = SessionConfig::new(SstpConfig::default(), client_ppp);
         let now = Instant::now();
         let cert = CertHashes::of_der(TEST_CERTIFICATE);
         let server = Session::server(&server_config, now, cert, [flags; 32]);
@@ -593,6 +668,7 @@ impl FuzzRun {
             server_established: false,
             client_established: false,
             authenticated: None,
+            confirming: None,
             server_ip: 0,
             local: LocalAuthenticator::new(users),
         };
@@ -615,9 +691,15 @@ impl FuzzRun {
                         "request ids are never reused"
                     );
                     self.requests.push((request, false));
+                    self.confirming = None;
                 }
                 SessionEvent::Authenticated { username } => {
-                    let Some((index, true)) = answered else {
+                    // EAP-MSCHAPv2 succeeds on the peer's Success Response,
+                    // after the accepting answer to the latest request.
+                    let Some(index) = answered
+                        .and_then(|(index, accepts)| accepts.then_some(index))
+                        .or(self.confirming.take())
+                    else {
                         panic!("authenticated as {username:?} without an accepting answer");
                     };
                     assert_eq!(
@@ -643,10 +725,12 @@ impl FuzzRun {
                 _ => {}
             }
         }
-        if let Some((index, _)) = answered {
+        if let Some((index, accepts)) = answered {
             let fresh = index < self.requests.len() && !self.requests[index].1;
             if !fresh {
                 assert_eq!(stale, 1, "an answer to no waiting request is stale");
+            } else if accepts && self.authenticated.is_none() {
+                self.confirming = Some(index);
             }
             if index < self.requests.len() {
                 self.requests[index].1 = true;

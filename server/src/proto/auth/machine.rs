@@ -1,7 +1,7 @@
 //! The sans-IO authentication state machines owned by the PPP link.
 //!
 //! [`AuthServer`] and [`AuthClient`] dispatch to the per-method machines in
-//! [`super::pap`] and [`super::chap`]; the module documentation there says
+//! [`super::pap`], [`super::chap`] and [`super::eap`]; the module documentation there says
 //! how each treats retransmissions, duplicates and retries.
 
 use std::net::Ipv4Addr;
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 
 use super::chap::{ChapAlgorithm, ChapClient, ChapServer};
+use super::eap::{EapClient, EapError, EapServer};
 use super::outbox::Outbox;
 use super::pap::{PapClient, PapServer};
 use super::{AuthDecision, AuthProtocol, MppeKeys, RejectReason};
@@ -108,6 +109,8 @@ pub enum AuthPacketError {
     UnexpectedCode(u8),
     /// An identifier not matching the outstanding request.
     StaleIdentifier(u8),
+    /// An EAP packet refused for the reason named.
+    Eap(EapError),
 }
 
 impl AuthPacketError {
@@ -117,6 +120,7 @@ impl AuthPacketError {
             AuthPacketError::Malformed => "malformed",
             AuthPacketError::UnexpectedCode(_) => "unexpected_code",
             AuthPacketError::StaleIdentifier(_) => "stale_identifier",
+            AuthPacketError::Eap(error) => error.as_str(),
         }
     }
 }
@@ -127,6 +131,7 @@ impl std::fmt::Display for AuthPacketError {
             AuthPacketError::Malformed => f.write_str("malformed authentication packet"),
             AuthPacketError::UnexpectedCode(code) => write!(f, "unexpected code {code}"),
             AuthPacketError::StaleIdentifier(id) => write!(f, "stale identifier {id}"),
+            AuthPacketError::Eap(error) => write!(f, "EAP: {error}"),
         }
     }
 }
@@ -149,6 +154,8 @@ enum ServerInner {
     Pap(PapServer),
     /// Boxed: the CHAP machines carry a ChaCha generator.
     Chap(Box<ChapServer>),
+    /// Boxed like CHAP.
+    Eap(Box<EapServer>),
 }
 
 impl AuthServer {
@@ -175,6 +182,9 @@ impl AuthServer {
                 now,
                 rng,
             ))),
+            AuthProtocol::EapMsChapV2 => {
+                ServerInner::Eap(Box::new(EapServer::new(config, now, rng)))
+            }
         };
         AuthServer { inner }
     }
@@ -185,8 +195,10 @@ impl AuthServer {
     /// reaches the limit, however many machines it took.
     #[must_use]
     pub fn with_failed_attempts(mut self, failed: u32) -> Self {
-        if let ServerInner::Chap(machine) = &mut self.inner {
-            machine.set_failed_attempts(failed);
+        match &mut self.inner {
+            ServerInner::Chap(machine) => machine.set_failed_attempts(failed),
+            ServerInner::Eap(machine) => machine.set_failed_attempts(failed),
+            ServerInner::Pap(_) => {}
         }
         self
     }
@@ -194,10 +206,10 @@ impl AuthServer {
     /// Feeds the information field of a received packet of this method's
     /// PPP protocol.
     pub fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), AuthPacketError> {
-        let _ = now;
         match &mut self.inner {
             ServerInner::Pap(machine) => machine.handle_packet(info),
             ServerInner::Chap(machine) => machine.handle_packet(info),
+            ServerInner::Eap(machine) => Ok(machine.handle_packet(now, info)?),
         }
     }
 
@@ -206,10 +218,10 @@ impl AuthServer {
     /// owner checks that the answer is for that request (the PPP link does,
     /// by [`super::AuthRequestId`]): this machine cannot tell.
     pub fn decide(&mut self, now: Instant, decision: AuthDecision) {
-        let _ = now;
         match &mut self.inner {
             ServerInner::Pap(machine) => machine.decide(decision),
             ServerInner::Chap(machine) => machine.decide(decision),
+            ServerInner::Eap(machine) => machine.decide(now, decision),
         }
     }
 
@@ -233,6 +245,7 @@ impl AuthServer {
         match &self.inner {
             ServerInner::Pap(machine) => &machine.outbox,
             ServerInner::Chap(machine) => &machine.outbox,
+            ServerInner::Eap(machine) => &machine.outbox,
         }
         .poll_timeout()
     }
@@ -244,6 +257,7 @@ impl AuthServer {
         match &mut self.inner {
             ServerInner::Pap(machine) => machine.handle_timeout(now),
             ServerInner::Chap(machine) => machine.handle_timeout(now),
+            ServerInner::Eap(machine) => machine.handle_timeout(now),
         }
     }
 
@@ -252,6 +266,17 @@ impl AuthServer {
         match &self.inner {
             ServerInner::Pap(_) => AuthProtocol::Pap,
             ServerInner::Chap(machine) => machine.algorithm.protocol(),
+            ServerInner::Eap(_) => AuthProtocol::EapMsChapV2,
+        }
+    }
+
+    /// True while the answer has been given to the peer but the method
+    /// waits for the peer's acknowledgement before its verdict
+    /// (EAP-MSCHAPv2's Success and Failure Responses).
+    pub fn awaits_peer_confirmation(&self) -> bool {
+        match &self.inner {
+            ServerInner::Eap(machine) => machine.confirming(),
+            ServerInner::Pap(_) | ServerInner::Chap(_) => false,
         }
     }
 
@@ -261,6 +286,7 @@ impl AuthServer {
         match &self.inner {
             ServerInner::Pap(_) => None,
             ServerInner::Chap(machine) => machine.keys,
+            ServerInner::Eap(machine) => machine.keys,
         }
     }
 
@@ -268,6 +294,7 @@ impl AuthServer {
         match &mut self.inner {
             ServerInner::Pap(machine) => &mut machine.outbox,
             ServerInner::Chap(machine) => &mut machine.outbox,
+            ServerInner::Eap(machine) => &mut machine.outbox,
         }
     }
 }
@@ -283,6 +310,8 @@ enum ClientInner {
     Pap(PapClient),
     /// Boxed: the CHAP machines carry a ChaCha generator.
     Chap(Box<ChapClient>),
+    /// Boxed like CHAP.
+    Eap(Box<EapClient>),
 }
 
 impl AuthClient {
@@ -326,6 +355,9 @@ impl AuthClient {
                 now,
                 rng,
             ))),
+            AuthProtocol::EapMsChapV2 => ClientInner::Eap(Box::new(EapClient::new(
+                config, username, password, now, rng,
+            ))),
         };
         AuthClient { inner }
     }
@@ -336,6 +368,7 @@ impl AuthClient {
         match &mut self.inner {
             ClientInner::Pap(machine) => machine.handle_packet(info),
             ClientInner::Chap(machine) => machine.handle_packet(now, info),
+            ClientInner::Eap(machine) => Ok(machine.handle_packet(now, info)?),
         }
     }
 
@@ -359,6 +392,7 @@ impl AuthClient {
         match &self.inner {
             ClientInner::Pap(machine) => &machine.outbox,
             ClientInner::Chap(machine) => &machine.outbox,
+            ClientInner::Eap(machine) => &machine.outbox,
         }
         .poll_timeout()
     }
@@ -370,6 +404,7 @@ impl AuthClient {
         match &mut self.inner {
             ClientInner::Pap(machine) => machine.handle_timeout(now),
             ClientInner::Chap(machine) => machine.handle_timeout(now),
+            ClientInner::Eap(machine) => machine.handle_timeout(now),
         }
     }
 
@@ -378,6 +413,7 @@ impl AuthClient {
         match &self.inner {
             ClientInner::Pap(_) => AuthProtocol::Pap,
             ClientInner::Chap(machine) => machine.algorithm.protocol(),
+            ClientInner::Eap(_) => AuthProtocol::EapMsChapV2,
         }
     }
 
@@ -389,6 +425,7 @@ impl AuthClient {
         match &self.inner {
             ClientInner::Pap(_) => None,
             ClientInner::Chap(machine) => machine.keys,
+            ClientInner::Eap(machine) => machine.keys,
         }
     }
 
@@ -396,6 +433,7 @@ impl AuthClient {
         match &mut self.inner {
             ClientInner::Pap(machine) => &mut machine.outbox,
             ClientInner::Chap(machine) => &mut machine.outbox,
+            ClientInner::Eap(machine) => &mut machine.outbox,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! PPP authentication: PAP ([RFC 1334]), CHAP-MD5 ([RFC 1994]) and
-//! MS-CHAPv2 ([RFC 2759]) with MPPE master keys ([RFC 3079] section 3), for
-//! both roles, plus the [`Authenticator`] interface that decides whether a
+//! PPP authentication: PAP ([RFC 1334]), CHAP-MD5 ([RFC 1994]),
+//! MS-CHAPv2 ([RFC 2759]) with MPPE master keys ([RFC 3079] section 3) and
+//! EAP ([RFC 3748]) with EAP-MSCHAPv2 ([`eap`]), for both roles, plus the [`Authenticator`] interface that decides whether a
 //! set of credentials is good.
 //!
 //! The per-protocol state machines ([`AuthServer`], [`AuthClient`]) work on
@@ -18,6 +18,7 @@
 //! [RFC 1994]: https://www.rfc-editor.org/rfc/rfc1994
 //! [RFC 2759]: https://www.rfc-editor.org/rfc/rfc2759
 //! [RFC 3079]: https://www.rfc-editor.org/rfc/rfc3079
+//! [RFC 3748]: https://www.rfc-editor.org/rfc/rfc3748
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +28,10 @@ use std::time::Duration;
 pub const PROTO_PAP: u16 = 0xc023;
 /// PPP protocol number of CHAP (MD5 and MS-CHAPv2 alike).
 pub const PROTO_CHAP: u16 = 0xc223;
+/// PPP protocol number of EAP ([RFC 3748] 3).
+///
+/// [RFC 3748]: https://www.rfc-editor.org/rfc/rfc3748
+pub const PROTO_EAP: u16 = eap::PROTO_EAP;
 
 /// An authentication method as negotiated by the LCP
 /// Authentication-Protocol option ([RFC 1661] 6.2, [RFC 1994] 3, [RFC 2759] 2).
@@ -41,6 +46,8 @@ pub enum AuthProtocol {
     ChapMd5,
     /// Microsoft CHAP version 2, 0xc223 algorithm 0x81.
     MsChapV2,
+    /// EAP (0xc227, [RFC 3748]) with EAP-MSCHAPv2 as the method.
+    EapMsChapV2,
 }
 
 impl AuthProtocol {
@@ -51,16 +58,19 @@ impl AuthProtocol {
             AuthProtocol::Pap => &[0xc0, 0x23],
             AuthProtocol::ChapMd5 => &[0xc2, 0x23, 0x05],
             AuthProtocol::MsChapV2 => &[0xc2, 0x23, 0x81],
+            AuthProtocol::EapMsChapV2 => &[0xc2, 0x27],
         }
     }
 
     /// Parses the LCP Authentication-Protocol option data; `None` for methods
-    /// this implementation does not speak (EAP, MS-CHAPv1, SHA-1 CHAP, ...).
+    /// this implementation does not speak (MS-CHAPv1, SHA-1 CHAP, ...).
+    /// EAP carries no data here: its methods are negotiated inside EAP.
     pub fn from_lcp_option_data(data: &[u8]) -> Option<Self> {
         match data {
             [0xc0, 0x23] => Some(AuthProtocol::Pap),
             [0xc2, 0x23, 0x05] => Some(AuthProtocol::ChapMd5),
             [0xc2, 0x23, 0x81] => Some(AuthProtocol::MsChapV2),
+            [0xc2, 0x27] => Some(AuthProtocol::EapMsChapV2),
             _ => None,
         }
     }
@@ -70,6 +80,7 @@ impl AuthProtocol {
         match self {
             AuthProtocol::Pap => PROTO_PAP,
             AuthProtocol::ChapMd5 | AuthProtocol::MsChapV2 => PROTO_CHAP,
+            AuthProtocol::EapMsChapV2 => PROTO_EAP,
         }
     }
 
@@ -79,6 +90,7 @@ impl AuthProtocol {
             AuthProtocol::Pap => "pap",
             AuthProtocol::ChapMd5 => "chap-md5",
             AuthProtocol::MsChapV2 => "mschapv2",
+            AuthProtocol::EapMsChapV2 => "eap-mschapv2",
         }
     }
 }
@@ -518,6 +530,7 @@ pub trait PasswordStore: Send + Sync {
 }
 
 pub mod chap;
+pub mod eap;
 mod machine;
 pub mod mppe;
 pub mod mschapv2;

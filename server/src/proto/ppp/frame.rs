@@ -31,6 +31,8 @@ pub const PROTO_LCP: u16 = 0xc021;
 pub const PROTO_PAP: u16 = crate::proto::auth::PROTO_PAP;
 /// Challenge-Handshake Authentication Protocol ([RFC 1994] 4).
 pub const PROTO_CHAP: u16 = crate::proto::auth::PROTO_CHAP;
+/// Extensible Authentication Protocol ([RFC 3748] 3).
+pub const PROTO_EAP: u16 = crate::proto::auth::PROTO_EAP;
 
 /// The Maximum Receive Unit assumed until another is negotiated: the
 /// largest Information field (padding included) an implementation must

@@ -45,8 +45,8 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::frame::{
-    parse_frame, write_header, FrameError, HeaderFormat, PROTO_CHAP, PROTO_IPCP, PROTO_IPV4,
-    PROTO_IPV6, PROTO_IPV6CP, PROTO_LCP, PROTO_PAP,
+    parse_frame, write_header, FrameError, HeaderFormat, PROTO_CHAP, PROTO_EAP, PROTO_IPCP,
+    PROTO_IPV4, PROTO_IPV6, PROTO_IPV6CP, PROTO_LCP, PROTO_PAP,
 };
 use super::fsm::{
     ControlDrop, Ctx, Fsm, FsmConfig, LayerSignal, NegotiationFailure, OptionHandler, State,
@@ -479,6 +479,9 @@ impl AuthMachine {
 #[derive(Debug)]
 struct AuthSession {
     protocol: u16,
+    /// The negotiated method (for counting: EAP-MSCHAPv2's credentials
+    /// are MS-CHAPv2's).
+    method: AuthProtocol,
     machine: AuthMachine,
     /// Server: the request this machine waits an answer for. At most one:
     /// a machine asks again only after the previous answer.
@@ -737,7 +740,7 @@ impl PppLink {
             protocol if self.auth.as_ref().is_some_and(|a| a.protocol == protocol) => {
                 self.receive_auth(now, information);
             }
-            protocol @ (PROTO_PAP | PROTO_CHAP) => {
+            protocol @ (PROTO_PAP | PROTO_CHAP | PROTO_EAP) => {
                 // Not the negotiated method (or none): silently discarded.
                 self.dropped(PppDropReason::NotInPhase {
                     protocol,
@@ -825,6 +828,7 @@ impl PppLink {
             return Err(stale);
         }
         let outstanding = auth.outstanding.take().ok_or(stale)?;
+        let proven = matches!(&decision, AuthDecision::Accept(accept) if accept.mschapv2.is_some());
         let rejected = match &decision {
             AuthDecision::Reject(reject) => Some(reject.reason),
             AuthDecision::Accept(accept) => {
@@ -840,12 +844,18 @@ impl PppLink {
                 None
             }
         };
-        match &mut auth.machine {
-            AuthMachine::Server(server) => server.decide(now, decision),
+        let confirming = match &mut auth.machine {
+            AuthMachine::Server(server) => {
+                server.decide(now, decision);
+                server.awaits_peer_confirmation()
+            }
             #[cfg(test)]
-            AuthMachine::Scripted(scripted) => scripted.decide(now, decision),
+            AuthMachine::Scripted(scripted) => {
+                scripted.decide(now, decision);
+                false
+            }
             AuthMachine::Client(_) => return Err(stale),
-        }
+        };
         if let Some(reason) = rejected {
             // Counted before the machine's verdict is acted on, so that a
             // final failure already knows the connection's total.
@@ -853,14 +863,20 @@ impl PppLink {
             self.pump_auth(now);
         } else {
             self.pump_auth(now);
-            if !self.auth_succeeded {
+            // EAP-MSCHAPv2 succeeds only once the peer has acknowledged.
+            let succeeding = self.auth_succeeded || (confirming && proven);
+            if !succeeding {
                 // Accepted, yet the machine could not use the answer
                 // (MS-CHAPv2 without its proof): the peer got a Failure.
                 let reason = RejectReason::ServiceUnavailable;
                 self.auth_failed(outstanding, AttemptOutcome::Rejected(reason));
             }
         }
-        self.enforce_attempt_limit(now);
+        if !confirming {
+            // EAP: the peer acknowledges the Failure first; the machine's
+            // verdict then ends the link.
+            self.enforce_attempt_limit(now);
+        }
         self.settle(now);
         Ok(())
     }
@@ -1106,6 +1122,7 @@ impl PppLink {
         let machine = self.new_auth_machine(now, protocol);
         self.auth = Some(AuthSession {
             protocol: protocol.ppp_protocol(),
+            method: protocol,
             machine,
             outstanding: None,
         });
@@ -1166,7 +1183,7 @@ impl PppLink {
                         auth.outstanding = Some(Outstanding {
                             id: request.id,
                             username: request.username.clone(),
-                            protocol: request.credentials.protocol(),
+                            protocol: auth.method,
                         });
                     }
                     self.events.push_back(PppEvent::AuthRequest(request))

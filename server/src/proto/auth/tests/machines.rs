@@ -1110,3 +1110,341 @@ fn proof_type_is_what_the_server_uses() {
     assert_eq!(hlak, proof.keys.server_hlak());
     assert_eq!(pair.server.mppe_keys(), Some(proof.keys));
 }
+
+/// EAP with EAP-MSCHAPv2 ([RFC 3748], draft-kamath-pppext-eap-mschapv2).
+mod eap {
+    use super::*;
+    use crate::proto::auth::eap::{
+        hlak_from_msk, mschapv2_msk, EapError, EapPacket, MsChapV2Data,
+        CODE_FAILURE as EAP_FAILURE, CODE_SUCCESS as EAP_SUCCESS, OP_SUCCESS, TYPE_IDENTITY,
+        TYPE_MSCHAPV2, TYPE_NAK,
+    };
+    use crate::proto::Role;
+
+    const EAP: AuthProtocol = AuthProtocol::EapMsChapV2;
+
+    /// The EAP-MSCHAPv2 Type-Data of every MSCHAPv2 Request the server
+    /// sent, parsed, with its EAP Identifier.
+    fn server_mschapv2(pair: &Pair) -> Vec<(u8, Vec<u8>)> {
+        pair.packets(Direction::ServerToClient)
+            .into_iter()
+            .filter_map(|p| match EapPacket::parse(p) {
+                Ok(EapPacket::Request {
+                    identifier,
+                    kind: TYPE_MSCHAPV2,
+                    data,
+                }) => Some((identifier, data.to_vec())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failure_requests(pair: &Pair) -> Vec<FailureMessage> {
+        server_mschapv2(pair)
+            .iter()
+            .filter_map(|(_, data)| match MsChapV2Data::parse(data, true) {
+                Ok(MsChapV2Data::FailureRequest { message, .. }) => {
+                    Some(FailureMessage::parse(message).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn success_derives_the_msk_hlak_at_both_ends() {
+        let mut pair = Pair::new(EAP, &config(), "bob", b"battery staple");
+        pair.run(&mut with_local(), &mut no_loss());
+        let (server_user, server_hlak, framed) = single_success(&pair.server.events);
+        let (client_user, client_hlak, _) = single_success(&pair.client.events);
+        assert_eq!((server_user.as_str(), client_user.as_str()), ("bob", "bob"));
+        assert_eq!(framed, Some(Ipv4Addr::new(192, 0, 2, 9)));
+        assert_ne!(server_hlak, ZERO_HLAK);
+        assert_eq!(server_hlak, client_hlak);
+        let server_keys = pair.server.mppe_keys().unwrap();
+        let client_keys = pair.client.mppe_keys().unwrap();
+        assert_eq!(server_keys.send, client_keys.receive);
+        assert_eq!(
+            server_hlak,
+            hlak_from_msk(&mschapv2_msk(&server_keys, Role::Server))
+        );
+        assert!(pair.errors().is_empty(), "{:?}", pair.errors());
+        assert_eq!(pair.server.poll_timeout(), None);
+        assert_eq!(pair.client.poll_timeout(), None);
+        // Identity, Challenge, Success Request, EAP-Success; and the
+        // peer's three Responses.
+        let to_client = pair.packets(Direction::ServerToClient);
+        assert_eq!(to_client.len(), 4);
+        assert_eq!(to_client[0][..5], [1, to_client[0][1], 0, 5, TYPE_IDENTITY]);
+        assert_eq!(to_client[3][0], EAP_SUCCESS);
+        let to_server = pair.packets(Direction::ClientToServer);
+        assert_eq!(to_server.len(), 3);
+        // The Identity Response carries the name.
+        assert_eq!(&to_server[0][5..], b"bob");
+        // EAP-Success answers the Success Response's Identifier.
+        assert_eq!(to_client[3][1], to_server[2][1]);
+        assert_eq!(&to_server[2][4..], &[TYPE_MSCHAPV2, OP_SUCCESS]);
+    }
+
+    #[test]
+    fn wrong_password_exhausts_attempts_with_retries() {
+        let mut pair = Pair::new(EAP, &config(), "alice", b"wrong");
+        pair.run(&mut with_local(), &mut no_loss());
+        let retries: Vec<bool> = failure_requests(&pair).iter().map(|f| f.retry).collect();
+        assert_eq!(retries, [true, true, false]);
+        assert!(failure_requests(&pair).iter().all(|f| f.error_code == 691));
+        for events in [&pair.server.events, &pair.client.events] {
+            match single_failure(events) {
+                AuthFailure::Rejected { code, .. } => assert_eq!(code, Some(691)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            pair.packets(Direction::ServerToClient).last().unwrap()[0],
+            EAP_FAILURE
+        );
+        // Three Challenges, each answered.
+        let challenges = server_mschapv2(&pair)
+            .iter()
+            .filter(|(_, d)| d[0] == 1)
+            .count();
+        assert_eq!(challenges, 3);
+        assert!(pair.errors().is_empty(), "{:?}", pair.errors());
+    }
+
+    #[test]
+    fn retry_after_a_refusal_succeeds() {
+        let mut pair = Pair::new(EAP, &config(), "alice", b"correct horse");
+        let auth = local();
+        let mut first = true;
+        pair.run(
+            &mut |request| {
+                if std::mem::take(&mut first) {
+                    AuthDecision::Reject(AuthReject {
+                        reason: RejectReason::AuthenticationFailure,
+                        message: REJECT_MESSAGE.into(),
+                    })
+                } else {
+                    auth.decide(request)
+                }
+            },
+            &mut no_loss(),
+        );
+        let (_, server_hlak, _) = single_success(&pair.server.events);
+        let (_, client_hlak, _) = single_success(&pair.client.events);
+        assert_eq!(server_hlak, client_hlak);
+        assert_eq!(failure_requests(&pair).len(), 1);
+    }
+
+    #[test]
+    fn non_retryable_refusal_ends_at_once() {
+        let mut pair = Pair::new(EAP, &config(), "alice", b"correct horse");
+        pair.run(
+            &mut |_| {
+                AuthDecision::Reject(AuthReject {
+                    reason: RejectReason::AccountDisabled,
+                    message: "disabled".into(),
+                })
+            },
+            &mut no_loss(),
+        );
+        match single_failure(&pair.client.events) {
+            AuthFailure::Rejected { reason, code, .. } => {
+                assert_eq!(reason, RejectReason::AccountDisabled);
+                assert_eq!(code, Some(647));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(failure_requests(&pair).len(), 1);
+    }
+
+    #[test]
+    fn lost_packets_and_a_lost_success_are_recovered() {
+        // Lose the Identity Request, the first MSCHAPv2 Response and the
+        // EAP-Success: the server repeats its Requests, the peer its
+        // Success Response, and the server answers that with EAP-Success
+        // again.
+        let mut pair = Pair::new(EAP, &config(), "alice", b"correct horse");
+        let mut lost_identity = false;
+        let mut lost_response = false;
+        let mut lost_success = false;
+        pair.run(&mut with_local(), &mut |direction, packet| {
+            let flag = match (direction, packet[0], packet.get(4)) {
+                (Direction::ServerToClient, 1, Some(&TYPE_IDENTITY)) => &mut lost_identity,
+                (Direction::ClientToServer, 2, Some(&TYPE_MSCHAPV2)) if packet[5] == 2 => {
+                    &mut lost_response
+                }
+                (Direction::ServerToClient, EAP_SUCCESS, _) => &mut lost_success,
+                _ => return false,
+            };
+            !std::mem::replace(flag, true)
+        });
+        assert!(lost_identity && lost_response && lost_success);
+        let (_, server_hlak, _) = single_success(&pair.server.events);
+        let (_, client_hlak, _) = single_success(&pair.client.events);
+        assert_eq!(server_hlak, client_hlak);
+        let successes = pair
+            .packets(Direction::ServerToClient)
+            .iter()
+            .filter(|p| p[0] == EAP_SUCCESS)
+            .count();
+        assert_eq!(successes, 2);
+        // Judged once, despite the repeats.
+        assert!(pair.errors().is_empty(), "{:?}", pair.errors());
+    }
+
+    #[test]
+    fn late_decision_and_stale_responses() {
+        let mut pair = Pair::new(EAP, &config(), "alice", b"correct horse");
+        pair.exchange(&mut no_loss());
+        let request = pair.server.requests.pop_front().unwrap();
+        // A copy of the Response being judged is not judged again.
+        let response = pair
+            .packets(Direction::ClientToServer)
+            .last()
+            .unwrap()
+            .to_vec();
+        let now = pair.now;
+        pair.server.handle_packet(now, &response).unwrap();
+        pair.collect_events();
+        assert!(pair.server.requests.is_empty());
+        // A Response with an Identifier no Request had is stale.
+        let stale = EapPacket::Response {
+            identifier: pair.packets(Direction::ServerToClient)[0][1],
+            kind: TYPE_IDENTITY,
+            data: b"alice",
+        }
+        .to_vec();
+        assert!(matches!(
+            pair.server.handle_packet(now, &stale),
+            Err(AuthPacketError::Eap(EapError::StaleIdentifier(_)))
+        ));
+        pair.server.decide(pair.now, local().decide(&request));
+        pair.collect_events();
+        pair.run(&mut with_local(), &mut no_loss());
+        single_success(&pair.server.events);
+        single_success(&pair.client.events);
+    }
+
+    #[test]
+    fn server_without_the_password_is_caught() {
+        let mut pair = Pair::new(EAP, &config(), "alice", b"correct horse");
+        pair.run(
+            &mut |_| {
+                AuthDecision::Accept(AuthAccept {
+                    mschapv2: Some(MsChapV2Proof {
+                        authenticator_response: [0x11; 20],
+                        keys: crate::proto::auth::MppeKeys {
+                            send: [1; 16],
+                            receive: [2; 16],
+                        },
+                    }),
+                    ..AuthAccept::default()
+                })
+            },
+            &mut no_loss(),
+        );
+        assert_eq!(
+            single_failure(&pair.client.events),
+            AuthFailure::ServerNotAuthenticated
+        );
+    }
+
+    #[test]
+    fn peer_refuses_success_before_the_method_completes() {
+        let (now, mut client) = lone_client(EAP, &config(), 3);
+        client
+            .handle_packet(now, &[1, 1, 0, 5, TYPE_IDENTITY])
+            .unwrap();
+        client.handle_packet(now, &[EAP_SUCCESS, 2, 0, 4]).unwrap();
+        let mut buf = Vec::new();
+        assert!(client.poll_transmit(&mut buf));
+        assert_eq!(
+            buf,
+            [2, 1, 0, 10, TYPE_IDENTITY, b'a', b'l', b'i', b'c', b'e']
+        );
+        assert_eq!(
+            client.poll_event(),
+            Some(AuthEvent::Failure(AuthFailure::ServerNotAuthenticated))
+        );
+    }
+
+    #[test]
+    fn peer_naks_other_methods_and_server_ends_on_a_nak_without_mschapv2() {
+        let (now, mut client) = lone_client(EAP, &config(), 4);
+        // EAP-MD5 (Type 4) is proposed: the peer Naks with MSCHAPv2.
+        client.handle_packet(now, &[1, 9, 0, 6, 4, 0]).unwrap();
+        let mut buf = Vec::new();
+        assert!(client.poll_transmit(&mut buf));
+        assert_eq!(buf, [2, 9, 0, 6, TYPE_NAK, TYPE_MSCHAPV2]);
+
+        let (now, mut server) = lone_server(EAP, 5);
+        let mut identity = Vec::new();
+        assert!(server.poll_transmit(&mut identity));
+        let id = identity[1];
+        server
+            .handle_packet(now, &[2, id, 0, 6, TYPE_IDENTITY, b'x'])
+            .unwrap();
+        let mut challenge = Vec::new();
+        assert!(server.poll_transmit(&mut challenge));
+        let id = challenge[1];
+        // The peer wants EAP-TLS (13) only.
+        server
+            .handle_packet(now, &[2, id, 0, 6, TYPE_NAK, 13])
+            .unwrap();
+        let mut failure = Vec::new();
+        assert!(server.poll_transmit(&mut failure));
+        assert_eq!(failure, [EAP_FAILURE, id, 0, 4]);
+        assert!(matches!(
+            server.poll_event(),
+            Some(AuthEvent::Failure(AuthFailure::Rejected { .. }))
+        ));
+    }
+
+    #[test]
+    fn long_identity_is_cut_and_hostile_packets_are_errors() {
+        let (now, mut server) = lone_server(EAP, 6);
+        let mut identity = Vec::new();
+        assert!(server.poll_transmit(&mut identity));
+        let id = identity[1];
+        for (packet, error) in [
+            (&[1u8, id, 0, 5, 1][..], EapError::UnexpectedCode(1)),
+            (&[2, id, 0, 4], EapError::BadLength),
+            (&[2, id, 0, 40, 1], EapError::Truncated),
+            (&[3, id, 0, 4], EapError::UnexpectedCode(3)),
+            (
+                &[2, id.wrapping_add(9), 0, 5, 1],
+                EapError::StaleIdentifier(id.wrapping_add(9)),
+            ),
+            (
+                &[2, id, 0, 5, TYPE_MSCHAPV2],
+                EapError::UnexpectedType(TYPE_MSCHAPV2),
+            ),
+        ] {
+            assert_eq!(
+                server.handle_packet(now, packet),
+                Err(AuthPacketError::Eap(error)),
+                "{packet:?}"
+            );
+        }
+        // An identity of 1400 octets (beyond RADIUS' 253): taken, cut.
+        let mut long = vec![2, id, 0, 0, TYPE_IDENTITY];
+        long.extend(std::iter::repeat_n(b'n', 1400));
+        let len = long.len() as u16;
+        long[2..4].copy_from_slice(&len.to_be_bytes());
+        server.handle_packet(now, &long).unwrap();
+        let mut challenge = Vec::new();
+        assert!(server.poll_transmit(&mut challenge));
+        assert_eq!(challenge[4], TYPE_MSCHAPV2);
+        // The peer cuts its own identity the same way.
+        let long_name = "n".repeat(1400);
+        let mut rng = StdRng::seed_from_u64(1);
+        let mut client = AuthClient::new(EAP, &config(), &long_name, b"pw", now, &mut rng);
+        client
+            .handle_packet(now, &[1, 1, 0, 5, TYPE_IDENTITY])
+            .unwrap();
+        let mut buf = Vec::new();
+        assert!(client.poll_transmit(&mut buf));
+        assert_eq!(buf.len(), 5 + 253);
+    }
+}

@@ -8,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::proto::auth::chap::ChapPacket;
+use crate::proto::auth::eap::EapPacket;
 use crate::proto::auth::mschapv2::{parse_success_message, FailureMessage, ResponseValue};
 use crate::proto::auth::pap::PapPacket;
 use crate::proto::auth::{
@@ -20,6 +21,7 @@ fn protocol() -> impl Strategy<Value = AuthProtocol> {
         Just(AuthProtocol::Pap),
         Just(AuthProtocol::ChapMd5),
         Just(AuthProtocol::MsChapV2),
+        Just(AuthProtocol::EapMsChapV2),
     ]
 }
 
@@ -180,6 +182,7 @@ proptest! {
         while client.poll_transmit(&mut buf) {
             match protocol {
                 AuthProtocol::Pap => prop_assert!(PapPacket::parse(&buf).is_ok()),
+                AuthProtocol::EapMsChapV2 => prop_assert!(EapPacket::parse(&buf).is_ok()),
                 _ => prop_assert!(ChapPacket::parse(&buf).is_ok()),
             }
             buf.clear();
