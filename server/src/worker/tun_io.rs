@@ -19,12 +19,17 @@ const MAX_QUEUED: usize = 8192;
 pub(crate) const HIGH_WATER: usize = MAX_QUEUED / 2;
 /// Queue length at which paused readers resume.
 const LOW_WATER: usize = MAX_QUEUED / 4;
+/// The same three bounds in bytes: with segmentation offload a queued
+/// packet may be a 64 KiB super-packet.
+const MAX_QUEUED_BYTES: usize = 16 << 20;
+const HIGH_WATER_BYTES: usize = MAX_QUEUED_BYTES / 2;
+const LOW_WATER_BYTES: usize = MAX_QUEUED_BYTES / 4;
 /// Packets submitted per batch.
 const BATCH: usize = 64;
 
 /// The worker's queue of packets for its TUN queue.
 pub(crate) fn write_queue(mtu: usize) -> PacketQueue {
-    PacketQueue::new(mtu, MAX_QUEUED, BATCH * 2)
+    PacketQueue::new(mtu, MAX_QUEUED, BATCH * 2).with_max_bytes(MAX_QUEUED_BYTES)
 }
 
 /// TUN reads of one worker that may fail in a row (10 ms apart, so about
@@ -41,7 +46,11 @@ const READ_RETRY: Duration = Duration::from_millis(10);
 /// traffic. Other failures are counted (`tun_read_error`) and retried,
 /// with one warning per run of failures.
 pub(crate) async fn tun_reader(worker: Rc<Worker>) {
-    let size = usize::from(worker.shared.config.tun.mtu).max(1500) + 64;
+    let size = if worker.offload.is_some() {
+        super::tun_offload::READ_BUFFER_LEN
+    } else {
+        usize::from(worker.shared.config.tun.mtu).max(1500) + 64
+    };
     let mut buf = Vec::with_capacity(size);
     loop {
         buf.clear();
@@ -53,7 +62,9 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
                 if failed > 0 {
                     tracing::info!(failed, "TUN reads work again");
                 }
-                if n > 0 {
+                if n > 0 && worker.offload.is_some() {
+                    worker.route_offloaded_from_tun(&mut buf[..n]);
+                } else if n > 0 {
                     worker.route_from_tun(&buf[..n]);
                 }
             }
@@ -104,6 +115,15 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
         for write in writes {
             let (res, buf) = write.await;
             match res {
+                Ok(n) if worker.offload.is_some() => {
+                    let (packets, bytes, merged) = super::tun_offload::written_packets(&buf[..n]);
+                    let m = worker.metrics();
+                    WorkerMetrics::add(&m.rx_packets, packets);
+                    WorkerMetrics::add(&m.rx_bytes, bytes);
+                    if merged {
+                        m.event(Event::TunSuperPacketsWritten);
+                    }
+                }
                 Ok(n) => {
                     let m = worker.metrics();
                     WorkerMetrics::add(&m.rx_packets, 1);
@@ -116,7 +136,9 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
             }
             worker.tun_queue.borrow_mut().recycle(buf);
         }
-        if worker.tun_queue.borrow().len() <= LOW_WATER {
+        let queue = worker.tun_queue.borrow();
+        if queue.len() <= LOW_WATER && queue.bytes() <= LOW_WATER_BYTES {
+            drop(queue);
             worker.tun_space.notify_waiters();
         }
     }
@@ -129,7 +151,11 @@ pub(crate) async fn wait_for_tun_space(worker: &Worker) {
     loop {
         // Registered before the check, so a wakeup in between is not lost.
         let space = worker.tun_space.notified();
-        if worker.tun_queue.borrow().len() < HIGH_WATER {
+        let room = {
+            let queue = worker.tun_queue.borrow();
+            queue.len() < HIGH_WATER && queue.bytes() < HIGH_WATER_BYTES
+        };
+        if room {
             return;
         }
         space.await;
