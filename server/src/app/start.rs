@@ -808,9 +808,13 @@ fn create_tun(
                 Ok(offloads) => return Ok((tun, Some(offloads))),
                 Err(error) => (Event::TunOffloadFeaturesRefused, error),
             },
-            Err(error @ (TunError::NameInUse { .. } | TunError::InvalidName { .. })) => {
-                return Err(StartError::Tun(error))
-            }
+            // What the plain device would fail on too is no refusal of the offload.
+            Err(
+                error @ (TunError::NameInUse { .. }
+                | TunError::InvalidName { .. }
+                | TunError::NeedsCapNetAdmin { .. }
+                | TunError::DriverMissing(_)),
+            ) => return Err(StartError::Tun(error)),
             Err(error) => (Event::TunOffloadVnetHdrRefused, error),
         };
         let (step, error) = refused;
