@@ -7,53 +7,16 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sstpd::tun::offload::{
-    CoalesceLimits, Coalescer, Segmenter, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM,
-    VIRTIO_NET_HDR_GSO_TCPV4,
+use sstp_bench::workload::{
+    tcp4_super_packet, SUPER_PACKET_SEGMENTS, SUPER_PACKET_SEGMENT_PAYLOAD,
 };
+use sstpd::tun::offload::{CoalesceLimits, Coalescer, Segmenter};
 
-/// IPv4 (20 bytes) and TCP with timestamps (32 bytes), as Linux sends them.
-const HEADER_LEN: usize = 52;
-const SEGMENT_PAYLOAD: usize = 1448;
-const SEGMENTS: usize = 45;
-
-/// A TSO super-packet as the kernel hands it over: ACK|PSH, DF, 45 full
-/// segments' worth of payload. Its TCP checksum field is not looked at.
-fn super_packet() -> (VirtioNetHdr, Vec<u8>) {
-    let len = HEADER_LEN + SEGMENTS * SEGMENT_PAYLOAD;
-    let mut packet = vec![0u8; len];
-    packet[0] = 0x45;
-    packet[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-    packet[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-    packet[6] = 0x40;
-    packet[8] = 64;
-    packet[9] = 6;
-    packet[12..16].copy_from_slice(&[192, 0, 2, 7]);
-    packet[16..20].copy_from_slice(&[10, 99, 0, 10]);
-    let tcp = &mut packet[20..HEADER_LEN];
-    tcp[0..4].copy_from_slice(&[0x14, 0x51, 0x9c, 0x40]);
-    tcp[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
-    tcp[8..12].copy_from_slice(&77u32.to_be_bytes());
-    tcp[12] = 8 << 4;
-    tcp[13] = 0x18;
-    tcp[14..16].copy_from_slice(&502u16.to_be_bytes());
-    tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 3, 232, 0, 0, 7, 208]);
-    for (i, byte) in packet[HEADER_LEN..].iter_mut().enumerate() {
-        *byte = (i as u8).wrapping_mul(31);
-    }
-    let header = VirtioNetHdr {
-        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
-        hdr_len: HEADER_LEN as u16,
-        gso_size: SEGMENT_PAYLOAD as u16,
-        csum_start: 20,
-        csum_offset: 16,
-    };
-    (header, packet)
-}
+const SEGMENTS: usize = SUPER_PACKET_SEGMENTS;
+const SEGMENT_PAYLOAD: usize = SUPER_PACKET_SEGMENT_PAYLOAD;
 
 fn offload(c: &mut Criterion) {
-    let (header, mut packet) = super_packet();
+    let (header, mut packet) = tcp4_super_packet();
     let segmenter = Segmenter {
         max_packet_len: 1500,
         headroom: 0,

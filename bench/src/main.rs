@@ -167,6 +167,10 @@ struct RunArgs {
     /// tls_handshake reference's clients.
     #[arg(long, value_name = "N", default_value_t = 64)]
     concurrency: usize,
+    /// The local sstpd's `tun.offload` ("off" or "auto"; default: sstpd's
+    /// own default).
+    #[arg(long, value_name = "MODE", value_parser = ["off", "auto"])]
+    tun_offload: Option<String>,
     /// sstpd workers, pinned to cores 0.. (default: half the cores).
     #[arg(long, value_name = "N")]
     server_workers: Option<usize>,
@@ -623,6 +627,7 @@ fn bench_options(
     options.idle_sessions = args.idle_sessions;
     options.setup_sessions = args.setup_sessions;
     options.concurrency = args.concurrency;
+    options.tun_offload = args.tun_offload.clone();
     if let Some(n) = args.server_workers {
         options.topology.server_workers = n.max(1);
     }

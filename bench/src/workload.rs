@@ -30,6 +30,10 @@ use sstpd::proto::sstp::{Deframer, SstpConfig};
 use sstpd::routing::ServerPools;
 use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
 use sstpd::testing::pair::{Direction, SessionPair};
+use sstpd::tun::offload::{
+    CoalesceLimits, Coalescer, Segmenter, Split, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN,
+};
 
 /// The one user of the workload.
 pub const USERNAME: &str = "bench";
@@ -59,16 +63,21 @@ pub enum Part {
     TlsBulk,
     /// The same with 1400-byte writes: one record per tunnel packet.
     TlsSmall,
+    /// The TUN offload path: 64 KiB TCPv4 super-packets cut into segments
+    /// (downstream, `Segmenter`) and the segments merged back
+    /// (upstream, `Coalescer`).
+    Offload,
 }
 
 impl Part {
-    pub const ALL: [Part; 6] = [
+    pub const ALL: [Part; 7] = [
         Part::Setup,
         Part::Data,
         Part::Deframe,
         Part::Hdlc,
         Part::TlsBulk,
         Part::TlsSmall,
+        Part::Offload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +88,7 @@ impl Part {
             Part::Hdlc => "hdlc",
             Part::TlsBulk => "tls_bulk",
             Part::TlsSmall => "tls_small",
+            Part::Offload => "offload",
         }
     }
 
@@ -87,6 +97,7 @@ impl Part {
         match self {
             Part::Setup => "session",
             Part::Data | Part::Deframe => "packet",
+            Part::Offload => "segment",
             Part::Hdlc => "frame",
             Part::TlsBulk | Part::TlsSmall => "byte",
         }
@@ -101,6 +112,8 @@ impl Part {
             Part::Deframe => scale.deframe_packets,
             Part::Hdlc => scale.hdlc_frames,
             Part::TlsBulk | Part::TlsSmall => 2 * scale.tls_bytes,
+            // Each segment cut, then merged.
+            Part::Offload => 2 * scale.super_packets * SUPER_PACKET_SEGMENTS as u64,
         }
     }
 }
@@ -135,6 +148,8 @@ pub struct Scale {
     pub hdlc_frames: u64,
     /// Plaintext bytes each way.
     pub tls_bytes: u64,
+    /// TCP super-packets cut and merged back.
+    pub super_packets: u64,
 }
 
 impl Scale {
@@ -146,6 +161,7 @@ impl Scale {
         deframe_packets: 100_000,
         hdlc_frames: 20_000,
         tls_bytes: 16 << 20,
+        super_packets: 2_000,
     };
 
     /// A small version for tests.
@@ -155,6 +171,7 @@ impl Scale {
         deframe_packets: 300,
         hdlc_frames: 50,
         tls_bytes: 64 << 10,
+        super_packets: 3,
     };
 }
 
@@ -325,6 +342,7 @@ pub enum Prepared {
     Deframe(DeframeWork),
     Hdlc(HdlcWork),
     Tls(Box<TlsWork>),
+    Offload(Box<OffloadWork>),
 }
 
 impl fmt::Debug for Prepared {
@@ -335,6 +353,7 @@ impl fmt::Debug for Prepared {
             Prepared::Deframe(_) => "Prepared::Deframe",
             Prepared::Hdlc(_) => "Prepared::Hdlc",
             Prepared::Tls(_) => "Prepared::Tls",
+            Prepared::Offload(_) => "Prepared::Offload",
         })
     }
 }
@@ -349,6 +368,7 @@ impl Prepared {
             Part::Hdlc => Prepared::Hdlc(HdlcWork::new(scale.hdlc_frames)),
             Part::TlsBulk => Prepared::Tls(Box::new(TlsWork::new(scale.tls_bytes, 16 * 1024)?)),
             Part::TlsSmall => Prepared::Tls(Box::new(TlsWork::new(scale.tls_bytes, 1400)?)),
+            Part::Offload => Prepared::Offload(Box::new(OffloadWork::new(scale.super_packets))),
         })
     }
 
@@ -360,6 +380,7 @@ impl Prepared {
             Prepared::Deframe(w) => w.run(),
             Prepared::Hdlc(w) => w.run(),
             Prepared::Tls(w) => w.run(),
+            Prepared::Offload(w) => w.run(),
         }
     }
 
@@ -377,7 +398,123 @@ impl Prepared {
             Prepared::Data(w) => w.verify(),
             Prepared::Hdlc(w) => w.verify(),
             Prepared::Tls(w) => w.verify(),
+            Prepared::Offload(w) => w.verify(),
         }
+    }
+}
+
+/// IPv4 (20 bytes) and TCP with timestamps (32 bytes), as Linux sends them.
+pub const SUPER_PACKET_HEADER_LEN: usize = 52;
+/// Payload per segment of [`tcp4_super_packet`] (a 1,500-byte MTU).
+pub const SUPER_PACKET_SEGMENT_PAYLOAD: usize = 1448;
+/// Segments in [`tcp4_super_packet`].
+pub const SUPER_PACKET_SEGMENTS: usize = 45;
+
+/// A TSO super-packet as the kernel hands it over: ACK|PSH, DF,
+/// [`SUPER_PACKET_SEGMENTS`] full segments' worth of payload, and its
+/// virtio-net header. Its TCP checksum field is not looked at.
+pub fn tcp4_super_packet() -> (VirtioNetHdr, Vec<u8>) {
+    let len = SUPER_PACKET_HEADER_LEN + SUPER_PACKET_SEGMENTS * SUPER_PACKET_SEGMENT_PAYLOAD;
+    let mut packet = vec![0u8; len];
+    packet[0] = 0x45;
+    packet[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    packet[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    packet[6] = 0x40;
+    packet[8] = 64;
+    packet[9] = 6;
+    packet[12..16].copy_from_slice(&[192, 0, 2, 7]);
+    packet[16..20].copy_from_slice(&[10, 99, 0, 10]);
+    let tcp = &mut packet[20..SUPER_PACKET_HEADER_LEN];
+    tcp[0..4].copy_from_slice(&[0x14, 0x51, 0x9c, 0x40]);
+    tcp[4..8].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+    tcp[8..12].copy_from_slice(&77u32.to_be_bytes());
+    tcp[12] = 8 << 4;
+    tcp[13] = 0x18;
+    tcp[14..16].copy_from_slice(&502u16.to_be_bytes());
+    tcp[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 3, 232, 0, 0, 7, 208]);
+    for (i, byte) in packet[SUPER_PACKET_HEADER_LEN..].iter_mut().enumerate() {
+        *byte = (i as u8).wrapping_mul(31);
+    }
+    let header = VirtioNetHdr {
+        flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+        gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+        hdr_len: SUPER_PACKET_HEADER_LEN as u16,
+        gso_size: SUPER_PACKET_SEGMENT_PAYLOAD as u16,
+        csum_start: 20,
+        csum_offset: 16,
+    };
+    (header, packet)
+}
+
+/// [`Part::Offload`]: each super-packet cut into 1,500-byte segments
+/// (what a TUN read costs downstream), then the segments merged back into
+/// one (what a client read's batch costs upstream).
+pub struct OffloadWork {
+    super_packets: u64,
+    header: VirtioNetHdr,
+    packet: Vec<u8>,
+    out: Vec<u8>,
+    spans: Vec<std::ops::Range<usize>>,
+    coalescer: Coalescer,
+    merged_len: usize,
+    batches_of_one: u64,
+}
+
+impl OffloadWork {
+    pub fn new(super_packets: u64) -> Self {
+        let (header, packet) = tcp4_super_packet();
+        OffloadWork {
+            super_packets,
+            header,
+            packet,
+            out: vec![0; 1 << 17],
+            spans: Vec::with_capacity(SUPER_PACKET_SEGMENTS),
+            coalescer: Coalescer::new(CoalesceLimits::default()),
+            merged_len: 0,
+            batches_of_one: 0,
+        }
+    }
+
+    fn run(&mut self) -> u64 {
+        let segmenter = Segmenter {
+            max_packet_len: 1500,
+            headroom: 0,
+        };
+        let mut done = 0;
+        for _ in 0..self.super_packets {
+            let Ok(Split::Segments(count)) = segmenter.split(
+                &self.header,
+                &mut self.packet,
+                &mut self.out,
+                &mut self.spans,
+            ) else {
+                continue;
+            };
+            self.coalescer.clear();
+            for span in &self.spans {
+                if self.coalescer.push(&self.out[span.clone()]).is_ok() {
+                    done += 1;
+                }
+            }
+            done += count as u64;
+            if self.coalescer.len() == 1 {
+                self.batches_of_one += 1;
+            }
+            self.merged_len = self.coalescer.packets().map(<[u8]>::len).sum();
+        }
+        done
+    }
+
+    fn verify(&self) -> Result<(), String> {
+        let expected = VIRTIO_NET_HDR_LEN + self.packet.len();
+        if self.batches_of_one != self.super_packets || self.merged_len != expected {
+            return Err(format!(
+                "offload: {} of {} super-packets merged back into one, the last {} bytes \
+                 (expected {expected})",
+                self.batches_of_one, self.super_packets, self.merged_len
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -805,7 +942,7 @@ mod tests {
         let error = "bulk".parse::<Part>().unwrap_err();
         assert_eq!(
             error,
-            "unknown part \"bulk\"; parts: setup, data, deframe, hdlc, tls_bulk, tls_small"
+            "unknown part \"bulk\"; parts: setup, data, deframe, hdlc, tls_bulk, tls_small, offload"
         );
     }
 

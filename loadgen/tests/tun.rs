@@ -13,6 +13,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
+use sstpd::config::TunOffload;
 use sstpd::testing::netns::{create_veth_pair, NetNs, VethEnd};
 use support::*;
 
@@ -134,7 +135,56 @@ impl Drop for Killed {
 
 #[test]
 fn tcp_through_two_tunnels_arrives_intact_and_the_devices_go_away() {
-    let server = server_with(|c| c.server.listen = vec!["0.0.0.0:0".parse().unwrap()]);
+    let server = tcp_through_two_tunnels(TunOffload::Off);
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("segments_cut"), 0, "{stats}");
+    assert_eq!(stats.event("packets_coalesced"), 0, "{stats}");
+}
+
+/// The same with `tun.offload = "auto"`: the kernel takes TSO on sstpd's
+/// device, so its TCP hands over super-packets that sstpd cuts to the
+/// client's MRU, and the segments of each client read are merged into
+/// super-packets before they reach the kernel; every byte still arrives.
+#[test]
+fn tcp_through_two_tunnels_with_tun_offload_uses_super_packets_both_ways() {
+    let server = tcp_through_two_tunnels(TunOffload::Auto);
+    let stats = server.handle().metrics();
+    assert_eq!(
+        stats.event("vnet_hdr") + stats.event("tunsetoffload"),
+        0,
+        "the kernel took the offloads: {stats}"
+    );
+    assert!(stats.event("super_packets_read") > 0, "{stats}");
+    assert!(
+        stats.event("segments_cut") > stats.event("super_packets_read"),
+        "{stats}"
+    );
+    assert!(stats.event("packets_coalesced") > 0, "{stats}");
+    assert!(stats.event("super_packets_written") > 0, "{stats}");
+    let dropped: u64 = [
+        "short_header",
+        "bad_ip_header",
+        "checksum_not_transport",
+        "limit_below_headers",
+        "output_too_small",
+    ]
+    .iter()
+    .map(|label| stats.event(label))
+    .sum();
+    assert_eq!(dropped, 0, "{stats}");
+    assert!(
+        stats.rx_packets >= 2 * (TRANSFER as u64 / 1400),
+        "the merged packets are counted one by one: {stats}"
+    );
+}
+
+/// Two sessions of `sstp-loadgen tun` against sstpd with `offload`, TCP
+/// both ways through each; the devices and rules are gone after SIGINT.
+fn tcp_through_two_tunnels(offload: TunOffload) -> Harness {
+    let server = server_with(|c| {
+        c.server.listen = vec!["0.0.0.0:0".parse().unwrap()];
+        c.tun.offload = offload;
+    });
     let port = server.addr.port();
     let client_ns = NetNs::new("sstp-loadgen-tun").expect("client namespace");
     create_veth_pair(
@@ -236,4 +286,5 @@ fn tcp_through_two_tunnels_arrives_intact_and_the_devices_go_away() {
         "the source rules were removed: {rules}"
     );
     assert!(server.wait_idle(Duration::from_secs(10)));
+    server
 }

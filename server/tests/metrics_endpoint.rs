@@ -20,6 +20,8 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
     config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    // The pings pass the TUN offload path too.
+    config.tun.offload = sstpd::config::TunOffload::Auto;
     let server = TestServer::start(config);
     let metrics_addr = server.handle().metrics_addr().expect("the endpoint runs");
     let addr = server.addr;
@@ -56,6 +58,14 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
     assert!(ok, "promtool check metrics: {said}\n{text}");
     let live = samples(&text);
     assert_eq!(value(&live, "sstpd_sessions_active"), SESSIONS as u64);
+    assert!(
+        ["tso", "tso_uso"]
+            .iter()
+            .any(|active| text.contains(&format!(
+                "sstpd_tun_offload_info{{mode=\"auto\",active=\"{active}\"}} 1"
+            ))),
+        "the offloads the kernel took are exported: {text}"
+    );
     assert_eq!(
         value(&live, "sstpd_sessions_established_total"),
         SESSIONS as u64

@@ -58,6 +58,8 @@ pub struct SstpdOptions {
     pub log_level: String,
     /// Extra TOML appended to the generated file (sections not set above).
     pub extra_toml: String,
+    /// `tun.offload`, if not sstpd's default.
+    pub tun_offload: Option<String>,
     /// Bound on startup (listening) and on a graceful stop.
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
@@ -77,6 +79,7 @@ impl SstpdOptions {
             max_sessions: 10_000,
             log_level: "warn".into(),
             extra_toml: String::new(),
+            tun_offload: None,
             start_timeout: Duration::from_secs(15),
             stop_timeout: Duration::from_secs(10),
         }
@@ -135,7 +138,7 @@ impl SstpdOptions {
              \n\
              [tun]\n\
              name = \"sstp0\"\n\
-             \n\
+             {offload}\n\
              [logging]\n\
              level = {level}\n\
              format = \"text\"\n\
@@ -150,6 +153,11 @@ impl SstpdOptions {
             gateway = quote(&self.ipv4_gateway),
             level = quote(&self.log_level),
             extra = self.extra_toml,
+            offload = self
+                .tun_offload
+                .as_ref()
+                .map(|mode| format!("offload = {}\n", quote(mode)))
+                .unwrap_or_default(),
         )
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use crate::aaa::chain::AaaChain;
 use crate::aaa::local::LocalUsers;
 use crate::aaa::radius::{RadiusService, RadiusStartError};
-use crate::config::Config;
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::config::{Config, TunOffload};
+use crate::metrics::{Event, Metrics, MetricsSnapshot};
 use crate::proto::auth::Authenticator;
 use crate::proto::ppp::{FsmConfig, IpcpConfig, Ipv6cpConfig, LcpConfig, PppConfig};
 use crate::proto::session::SessionConfig;
@@ -26,7 +26,7 @@ use crate::routing::pool::{Ipv4Range as PoolIpv4Range, Ipv6PrefixRange};
 use crate::routing::session_table::SessionTable;
 use crate::routing::ServerPools;
 use crate::tun::routes::KernelRoutes;
-use crate::tun::{TunDevice, TunOptions};
+use crate::tun::{TunDevice, TunError, TunOffloads, TunOptions};
 use crate::worker::{self, Shared, WorkerSetup};
 
 /// Why the server could not start.
@@ -311,7 +311,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let table = SessionTable::new(&ipv4_ranges, &ipv6_ranges)
         .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?;
 
-    let tun = open_tun(&config, workers)?;
+    let (tun, tun_offloads) = open_tun(&config, workers, &metrics)?;
     let tun_name = tun.name().to_string();
     // Framed-Route: no route over a pool or the gateway (see
     // routing::framed_route); kernel routes via the TUN device.
@@ -364,6 +364,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             cert,
         }),
         ktls: tls.ktls.clone(),
+        tun_offloads,
         authenticator,
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
@@ -641,6 +642,23 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             ),
         ]),
     );
+    // The TUN offloads in use (an info metric like ktls_info).
+    let active = match shared.tun_offloads {
+        None => "none",
+        Some(TunOffloads { uso: true, .. }) => "tso_uso",
+        Some(TunOffloads { .. }) => "tso",
+    };
+    gauges.push(
+        ScrapeGauge::new(
+            "tun_offload_info",
+            "tun.offload (mode) and the segmentation offloads the kernel took (active).",
+            || 1,
+        )
+        .with_labels(vec![
+            ("mode", shared.config.tun.offload.as_str()),
+            ("active", active),
+        ]),
+    );
     gauges
 }
 
@@ -744,15 +762,18 @@ fn tun_ipv4_prefix_len_all(config: &Config) -> u8 {
         .unwrap_or(32)
 }
 
-fn open_tun(config: &Config, workers: usize) -> Result<TunDevice, StartError> {
+fn open_tun(
+    config: &Config,
+    workers: usize,
+    metrics: &Metrics,
+) -> Result<(TunDevice, Option<TunOffloads>), StartError> {
     let queues = if config.tun.multi_queue { workers } else { 1 };
     if queues < workers {
         return Err(StartError::Io(io::Error::other(
             "tun.multi_queue = false needs server.workers = 1 (each worker reads its own queue)",
         )));
     }
-    let tun = TunDevice::create(&TunOptions::new(config.tun.name.clone(), queues))
-        .map_err(StartError::Tun)?;
+    let (tun, offloads) = create_tun(config, queues, metrics)?;
     tun.set_mtu(u32::from(config.tun.mtu))
         .map_err(StartError::Tun)?;
     let v4 = &config.ipv4;
@@ -764,7 +785,47 @@ fn open_tun(config: &Config, workers: usize) -> Result<TunDevice, StartError> {
         tun.add_ipv6(gateway, p.len).map_err(StartError::Tun)?;
     }
     tun.set_up(true).map_err(StartError::Tun)?;
-    Ok(tun)
+    Ok((tun, offloads))
+}
+
+/// Creates the device; with `tun.offload = "auto"` every queue has
+/// `IFF_VNET_HDR` and the kernel is asked for TSO and USO. Where it refuses
+/// either, one warning, a `tun_offload_fallbacks` count, and the device is
+/// made again without the header: the workers then run the plain path.
+fn create_tun(
+    config: &Config,
+    queues: usize,
+    metrics: &Metrics,
+) -> Result<(TunDevice, Option<TunOffloads>), StartError> {
+    let options = TunOptions::new(config.tun.name.clone(), queues);
+    if config.tun.offload == TunOffload::Auto {
+        let offloaded = TunOptions {
+            vnet_hdr: true,
+            ..options.clone()
+        };
+        let refused = match TunDevice::create(&offloaded) {
+            Ok(tun) => match tun.set_offloads(true) {
+                Ok(offloads) => return Ok((tun, Some(offloads))),
+                Err(error) => (Event::TunOffloadFeaturesRefused, error),
+            },
+            // What the plain device would fail on too is no refusal of the offload.
+            Err(
+                error @ (TunError::NameInUse { .. }
+                | TunError::InvalidName { .. }
+                | TunError::NeedsCapNetAdmin { .. }
+                | TunError::DriverMissing(_)),
+            ) => return Err(StartError::Tun(error)),
+            Err(error) => (Event::TunOffloadVnetHdrRefused, error),
+        };
+        let (step, error) = refused;
+        tracing::warn!(
+            %error,
+            "tun.offload = \"auto\": the kernel refused segmentation offload; one packet per TUN read and write"
+        );
+        metrics.global().event(step);
+    }
+    let tun = TunDevice::create(&options).map_err(StartError::Tun)?;
+    Ok((tun, None))
 }
 
 fn first_host(prefix: Ipv6Addr) -> Ipv6Addr {

@@ -468,6 +468,31 @@ pub struct TunSection {
     pub mtu: u16,
     /// One queue per worker (IFF_MULTI_QUEUE). Default true.
     pub multi_queue: bool,
+    /// Segmentation offload with the kernel (`IFF_VNET_HDR`, TSO/USO).
+    /// Default "off".
+    pub offload: TunOffload,
+}
+
+/// `tun.offload`: whether sstpd and the kernel exchange GSO super-packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TunOffload {
+    /// One packet per TUN read and write.
+    #[default]
+    Off,
+    /// Open the queues with `IFF_VNET_HDR` and ask for TSO (and USO where
+    /// the kernel has it); where the kernel refuses, carry on as with
+    /// `Off` (counted as `tun_offload_fallbacks`).
+    Auto,
+}
+
+impl TunOffload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunOffload::Off => "off",
+            TunOffload::Auto => "auto",
+        }
+    }
 }
 
 impl Default for TunSection {
@@ -476,6 +501,7 @@ impl Default for TunSection {
             name: "sstp0".into(),
             mtu: 1400,
             multi_queue: true,
+            offload: TunOffload::Off,
         }
     }
 }

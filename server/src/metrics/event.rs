@@ -418,6 +418,37 @@ events! {
         TunWriteError = "tun_write_error",
     }
 
+    TunOffloadFallbacks("tun_offload_fallbacks",
+        "tun.offload = \"auto\" refused by the kernel at startup (the plain path runs), by step.") {
+        TunOffloadVnetHdrRefused = "vnet_hdr",
+        TunOffloadFeaturesRefused = "tunsetoffload",
+    }
+
+    TunOffloadPackets("tun_offload_packets",
+        "Packets through the TUN offload path: super-packets read and the segments cut from them, packets merged into super-packets written.") {
+        TunSuperPacketsRead = "super_packets_read",
+        TunSegmentsCut = "segments_cut",
+        TunPacketsCoalesced = "packets_coalesced",
+        TunSuperPacketsWritten = "super_packets_written",
+    }
+
+    TunOffloadErrors("tun_offload_errors",
+        "Packets from TUN dropped: the virtio-net header contradicts the packet, or it cannot be cut to the client's MRU.") {
+        TunOffloadShortHeader = "short_header",
+        TunOffloadUnknownFlags = "unknown_flags",
+        TunOffloadUnsupportedGsoType = "unsupported_gso_type",
+        TunOffloadGsoTypeMismatch = "gso_type_mismatch",
+        TunOffloadZeroSegmentSize = "zero_segment_size",
+        TunOffloadBadIpHeader = "bad_ip_header",
+        TunOffloadBadTransportHeader = "bad_transport_header",
+        TunOffloadEmptyPayload = "empty_payload",
+        TunOffloadChecksumNotTransport = "checksum_not_transport",
+        TunOffloadChecksumOutOfPacket = "checksum_out_of_packet",
+        TunOffloadLimitBelowHeaders = "limit_below_headers",
+        TunOffloadDatagramTooLarge = "datagram_too_large",
+        TunOffloadOutputTooSmall = "output_too_small",
+    }
+
     TlsVersions("tls_versions", "TLS handshakes completed, by protocol version.") {
         TlsVersion12 = "tls12",
         TlsVersion13 = "tls13",

@@ -67,9 +67,9 @@ pub struct TunOptions {
     /// NAPI context, batching them like a real NIC's receive path.
     pub napi: bool,
     /// `IFF_VNET_HDR`: every packet read or written is prefixed with a
-    /// `struct virtio_net_hdr` (GSO/GRO metadata). Off by default; nothing
-    /// in the runtime produces or parses that header, so the workers'
-    /// packet IO needs it off.
+    /// `struct virtio_net_hdr` (GSO/GRO metadata). Off by default; the
+    /// workers read and write the header when `tun.offload = "auto"` and
+    /// [`TunDevice::set_offloads`] succeeded.
     pub vnet_hdr: bool,
 }
 

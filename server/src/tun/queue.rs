@@ -37,7 +37,7 @@ impl PacketQueue {
     /// A queue of at most `max_queued` packets, whose buffers are sized
     /// for `mtu` (at least 1,500 bytes) or for [`SMALL_PACKET`], and of which
     /// up to `max_free` of each size are kept for reuse. Without
-    /// [`with_byte_limit`](Self::with_byte_limit), the bytes are bounded
+    /// [`with_max_bytes`](Self::with_max_bytes), the bytes are bounded
     /// only through the packets.
     pub fn new(mtu: usize, max_queued: usize, max_free: usize) -> Self {
         let buffer_size = mtu.max(1500) + 64;
@@ -54,7 +54,7 @@ impl PacketQueue {
     }
 
     /// Bounds the capacity of the queued buffers to `max_bytes` as well.
-    pub fn with_byte_limit(mut self, max_bytes: usize) -> Self {
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
         self
     }
@@ -62,17 +62,32 @@ impl PacketQueue {
     /// Copies `packet` into a queued buffer; `false` when the queue is full
     /// (by packets or by bytes).
     pub fn push(&mut self, packet: &[u8]) -> bool {
-        let (free, size) = if packet.len() <= SMALL_PACKET {
+        let small = packet.len() <= SMALL_PACKET;
+        self.push_sized(packet.len(), small, |buf| buf.extend_from_slice(packet))
+    }
+
+    /// Queues a packet of `len` bytes that `fill` puts into an empty
+    /// MTU-sized buffer (it may also swap the buffer for one of its own
+    /// holding the packet, a super-packet, and keep the empty one); `false`
+    /// when the queue is full, and then `fill` is not called.
+    pub fn push_with(&mut self, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
+        self.push_sized(len, false, fill)
+    }
+
+    fn push_sized(&mut self, len: usize, small: bool, fill: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let (free, size) = if small {
             (&mut self.free_small, SMALL_PACKET)
         } else {
-            (&mut self.free_full, self.buffer_size.max(packet.len()))
+            (&mut self.free_full, self.buffer_size.max(len))
         };
-        if self.queued.len() >= self.max_queued || self.queued_bytes + size > self.max_bytes {
+        if self.queued.len() >= self.max_queued
+            || self.queued_bytes.saturating_add(size) > self.max_bytes
+        {
             return false;
         }
         let mut buf = free.pop().unwrap_or_else(|| Vec::with_capacity(size));
         buf.clear();
-        buf.extend_from_slice(packet);
+        fill(&mut buf);
         self.queued_bytes += buf.capacity();
         self.queued.push_back(buf);
         true
@@ -84,7 +99,7 @@ impl PacketQueue {
     }
 
     /// Bytes of buffer capacity the waiting packets hold.
-    pub fn queued_bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.queued_bytes
     }
 
@@ -147,7 +162,7 @@ mod tests {
         assert_eq!(last.capacity(), cap, "a recycled buffer is reused");
         assert_eq!(q.take_batch(1000).len(), 85);
         assert!(q.is_empty());
-        assert_eq!(q.queued_bytes(), 0);
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]
@@ -156,11 +171,11 @@ mod tests {
         for _ in 0..1000 {
             assert!(q.push(&[0x45; 64]));
         }
-        assert_eq!(q.queued_bytes(), 1000 * SMALL_PACKET);
+        assert_eq!(q.bytes(), 1000 * SMALL_PACKET);
         assert!(q.push(&[0x45; 1400]));
-        assert_eq!(q.queued_bytes(), 1000 * SMALL_PACKET + 1500 + 64);
+        assert_eq!(q.bytes(), 1000 * SMALL_PACKET + 1500 + 64);
         let batch = q.take_batch(2000);
-        assert_eq!(q.queued_bytes(), 0);
+        assert_eq!(q.bytes(), 0);
         for b in batch {
             q.recycle(b);
         }
@@ -170,7 +185,7 @@ mod tests {
 
     #[test]
     fn byte_limit_refuses_and_marks_water() {
-        let mut q = PacketQueue::new(1400, 8192, 16).with_byte_limit(10 * 1564);
+        let mut q = PacketQueue::new(1400, 8192, 16).with_max_bytes(10 * 1564);
         for _ in 0..10 {
             assert!(q.push(&[0x45; 1400]));
         }
@@ -180,5 +195,32 @@ mod tests {
         q.take_batch(6);
         assert!(!q.filled_to(2));
         assert!(q.push(&[0x45; 20]));
+    }
+
+    #[test]
+    fn queue_is_bounded_in_bytes_and_takes_swapped_buffers() {
+        let mut q = PacketQueue::new(1400, 100, 16).with_max_bytes(100_000);
+        let mut super_packet = vec![0x45; 65_000];
+        let capacity = super_packet.capacity();
+        assert!(q.push_with(super_packet.len(), |buf| std::mem::swap(
+            buf,
+            &mut super_packet
+        )));
+        assert!(
+            super_packet.is_empty(),
+            "the caller got an empty buffer back"
+        );
+        assert_eq!(q.bytes(), capacity);
+        let mut refused = vec![0x45; 40_000];
+        assert!(!q.push_with(refused.len(), |buf| std::mem::swap(buf, &mut refused)));
+        assert_eq!(
+            refused.len(),
+            40_000,
+            "a refused packet stays with the caller"
+        );
+        assert!(q.push(&[0x45; 30_000]));
+        let batch = q.take_batch(1);
+        assert_eq!(batch[0].len(), 65_000);
+        assert!(q.bytes() >= 30_000 && q.bytes() < 35_000);
     }
 }

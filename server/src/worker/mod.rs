@@ -22,6 +22,7 @@ mod session;
 mod slots;
 mod supervise;
 mod tun_io;
+mod tun_offload;
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -61,6 +62,15 @@ pub(crate) enum WorkerMsg {
     /// An IP packet read from TUN for a session living on the receiving
     /// worker.
     Packet { to: SessionRef, packet: Vec<u8> },
+    /// What one read of a TUN queue with segmentation offload returned
+    /// (a super-packet, or a packet whose checksum may be partial), for a
+    /// session living on the receiving worker, which cuts it to the
+    /// session's MRU.
+    SuperPacket {
+        to: SessionRef,
+        header: crate::tun::offload::VirtioNetHdr,
+        packet: Vec<u8>,
+    },
     /// An [`Authenticator`]'s answer for a session of the receiving worker,
     /// to the request named `request` (the session applies it to that
     /// request only; control).
@@ -116,6 +126,9 @@ pub(crate) struct Shared {
     /// Replaced by a reload; see [`Live`].
     pub live: arc_swap::ArcSwap<Live>,
     pub ktls: KtlsPlan,
+    /// The segmentation offloads the kernel took for the TUN device
+    /// (`tun.offload = "auto"`), or `None`: one packet per read and write.
+    pub tun_offloads: Option<crate::tun::TunOffloads>,
     pub authenticator: Arc<dyn Authenticator>,
     /// The local user store (sessions of users removed from it are closed
     /// on reload).
@@ -193,6 +206,8 @@ pub(crate) struct Worker {
     tun: tokio_uring::fs::File,
     tun_queue: RefCell<PacketQueue>,
     tun_wake: Notify,
+    /// Set when the TUN queue carries virtio-net headers (segmentation offload).
+    offload: Option<tun_offload::OffloadPath>,
     /// Signalled when the TUN queue drains below its low-water mark.
     tun_space: Notify,
     /// Packets for other workers, collected during one tick.
@@ -222,6 +237,7 @@ impl Worker {
             tun: tokio_uring::fs::File::from_std(setup.tun_queue),
             tun_queue: RefCell::new(tun_io::write_queue(mtu)),
             tun_wake: Notify::new(),
+            offload: shared.tun_offloads.map(tun_offload::OffloadPath::new),
             tun_space: Notify::new(),
             outbound: RefCell::new((0..workers).map(|_| Vec::new()).collect()),
             flush_wake: Notify::new(),
@@ -269,6 +285,11 @@ impl Worker {
             for msg in messages {
                 match msg {
                     WorkerMsg::Packet { to, packet } => worker.deliver_to_session(to, &packet),
+                    WorkerMsg::SuperPacket {
+                        to,
+                        header,
+                        mut packet,
+                    } => worker.deliver_offloaded(to, header, &mut packet),
                     WorkerMsg::Auth {
                         to,
                         request,
@@ -440,18 +461,27 @@ impl Worker {
             self.deliver_to_session(owner, packet);
             return;
         }
+        self.hand_over(WorkerMsg::Packet {
+            to: owner,
+            packet: packet.to_vec(),
+        });
+    }
+
+    /// Adds a packet for a session of another worker to this tick's batch
+    /// for that worker.
+    fn hand_over(&self, msg: WorkerMsg) {
+        let (WorkerMsg::Packet { to, .. } | WorkerMsg::SuperPacket { to, .. }) = &msg else {
+            return;
+        };
         let mut outbound = self.outbound.borrow_mut();
-        let Some(batch) = outbound.get_mut(usize::from(owner.worker)) else {
+        let Some(batch) = outbound.get_mut(usize::from(to.worker)) else {
             WorkerMetrics::add(&self.metrics().tun_no_session, 1);
             return;
         };
         if batch.is_empty() {
             self.flush_wake.notify_one();
         }
-        batch.push(WorkerMsg::Packet {
-            to: owner,
-            packet: packet.to_vec(),
-        });
+        batch.push(msg);
         WorkerMetrics::add(&self.metrics().handoff_packets, 1);
     }
 
@@ -463,9 +493,12 @@ impl Worker {
         }
     }
 
-    /// Queues a packet from a client for the TUN device.
+    /// Queues a packet from a client for the TUN device (with offload, into
+    /// the batch that [`Worker::end_tun_batch`] queues).
     fn write_to_tun(&self, packet: &[u8]) {
-        if self.tun_queue.borrow_mut().push(packet) {
+        if let Some(offload) = &self.offload {
+            self.coalesce_for_tun(offload, packet);
+        } else if self.tun_queue.borrow_mut().push(packet) {
             self.tun_wake.notify_one();
         } else {
             WorkerMetrics::add(&self.metrics().tun_write_queue_full, 1);
@@ -589,6 +622,7 @@ mod tests {
             .iter()
             .map(|msg| match msg {
                 WorkerMsg::Packet { .. } => "packet",
+                WorkerMsg::SuperPacket { .. } => "super_packet",
                 WorkerMsg::Auth { .. } => "auth",
                 WorkerMsg::Disconnect { .. } => "disconnect",
                 WorkerMsg::Dae { .. } => "dae",

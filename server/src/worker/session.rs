@@ -880,6 +880,7 @@ impl SessionCtx {
                     worker.write_to_tun(packet)
                 }
             });
+            worker.end_tun_batch();
             proto.poll_transmit(now, &mut self.out.borrow_mut());
             // One input answers at most the PPP outbox's 64 frames; what
             // did not fit was dropped (PPP retransmits what matters).

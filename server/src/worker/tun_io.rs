@@ -15,7 +15,8 @@ use crate::tun::{queue_is_lost, PacketQueue};
 /// TCP flow control slows the clients down and nothing is dropped.
 const MAX_QUEUED: usize = 8192;
 /// Bound on the bytes of buffer the queued packets hold per worker (small
-/// packets sit in small buffers, see [`crate::tun::SMALL_PACKET`]):
+/// packets sit in small buffers, see [`crate::tun::SMALL_PACKET`]; with
+/// segmentation offload a queued packet may be a 64 KiB super-packet):
 /// under overload, this is what a worker's TUN queue costs in memory.
 const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Fill (of either bound) at which session readers pause: half (one
@@ -29,7 +30,7 @@ const BATCH: usize = 64;
 
 /// The worker's queue of packets for its TUN queue.
 pub(crate) fn write_queue(mtu: usize) -> PacketQueue {
-    PacketQueue::new(mtu, MAX_QUEUED, BATCH * 2).with_byte_limit(MAX_QUEUED_BYTES)
+    PacketQueue::new(mtu, MAX_QUEUED, BATCH * 2).with_max_bytes(MAX_QUEUED_BYTES)
 }
 
 /// TUN reads of one worker that may fail in a row (10 ms apart, so about
@@ -46,7 +47,11 @@ const READ_RETRY: Duration = Duration::from_millis(10);
 /// traffic. Other failures are counted (`tun_read_error`) and retried,
 /// with one warning per run of failures.
 pub(crate) async fn tun_reader(worker: Rc<Worker>) {
-    let size = usize::from(worker.shared.config.tun.mtu).max(1500) + 64;
+    let size = if worker.offload.is_some() {
+        super::tun_offload::READ_BUFFER_LEN
+    } else {
+        usize::from(worker.shared.config.tun.mtu).max(1500) + 64
+    };
     let mut buf = Vec::with_capacity(size);
     loop {
         buf.clear();
@@ -58,7 +63,9 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
                 if failed > 0 {
                     tracing::info!(failed, "TUN reads work again");
                 }
-                if n > 0 {
+                if n > 0 && worker.offload.is_some() {
+                    worker.route_offloaded_from_tun(&mut buf[..n]);
+                } else if n > 0 {
                     worker.route_from_tun(&buf[..n]);
                 }
             }
@@ -109,6 +116,15 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
         for write in writes {
             let (res, buf) = write.await;
             match res {
+                Ok(n) if worker.offload.is_some() => {
+                    let (packets, bytes, merged) = super::tun_offload::written_packets(&buf[..n]);
+                    let m = worker.metrics();
+                    WorkerMetrics::add(&m.rx_packets, packets);
+                    WorkerMetrics::add(&m.rx_bytes, bytes);
+                    if merged {
+                        m.event(Event::TunSuperPacketsWritten);
+                    }
+                }
                 Ok(n) => {
                     let m = worker.metrics();
                     WorkerMetrics::add(&m.rx_packets, 1);

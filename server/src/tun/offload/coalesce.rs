@@ -228,6 +228,17 @@ impl Coalescer {
         self.used == 0
     }
 
+    /// Hands each of the batch's packets (header, then IP packet) to
+    /// `take` in order, then empties the batch. `take` may swap the buffer
+    /// for another (an empty one, to be reused for a later batch), which
+    /// moves the packet out without a copy.
+    pub fn drain_buffers(&mut self, mut take: impl FnMut(&mut Vec<u8>)) {
+        for slot in &mut self.slots[..self.used] {
+            take(slot);
+        }
+        self.clear();
+    }
+
     /// Empties the batch, keeping its buffers.
     pub fn clear(&mut self) {
         self.used = 0;
