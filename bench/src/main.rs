@@ -143,9 +143,9 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// `all`, a group (bulk, pps, latency, setup, setup_radius, idle,
-    /// churn) or one scenario (bulk_up_1, bulk_up_64, bulk_down_1,
+    /// churn, storm) or one scenario (bulk_up_1, bulk_up_64, bulk_down_1,
     /// bulk_down_64, pps_up, pps_down, latency, setup, setup_radius, idle,
-    /// churn).
+    /// churn, storm).
     scenario: String,
     /// Where the results file goes.
     #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]

@@ -188,6 +188,30 @@ fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
 }
 
 #[test]
+fn a_storm_run_drops_every_session_and_sets_them_all_up_again() {
+    let (stdout, results, pid) = run_to_results(&[
+        "storm",
+        "--idle-sessions",
+        "40",
+        "--concurrency",
+        "8",
+        "--reference-duration",
+        "0.3",
+    ]);
+    assert!(stdout.contains("the load generator killed"), "{stdout}");
+    let storm = scenario(&results, "storm");
+    assert_eq!(figure(storm, "sessions_dropped").value, 40.0);
+    assert_eq!(figure(storm, "reconnected").value, 40.0);
+    assert_eq!(figure(storm, "failed_sessions").value, 0.0);
+    assert!(figure(storm, "recovery_s").value > 0.0);
+    assert_beside(figure(storm, "reconnect_rate"), "tls_handshake");
+    // Both generations' sessions were gone before the figures were taken
+    // (the scenario waits for the server's sessions_active to reach 0).
+    assert!(figure(storm, "server_rss_after").value > 0.0);
+    assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+}
+
+#[test]
 fn a_tcp_run_puts_iperf3_through_a_tunnel_beside_the_stream_reference() {
     let (stdout, results, pid) =
         run_to_results(&["tcp_up_1", "--duration", "1", "--reference-duration", "0.3"]);

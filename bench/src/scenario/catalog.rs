@@ -18,14 +18,14 @@
 //! * round trips beside `tls_ping_pong` with the tunnel's record size.
 
 use std::fmt::Write as _;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use sstp_loadgen::report::{HistSummary, Sessions};
 use sstp_loadgen::{Direction, Mode, Report};
 
-use super::loadgen::{bulk, Connection, LoadSpec};
-use super::process::SstpdOptions;
+use super::loadgen::{bulk, Connection, LoadChild, LoadSpec};
+use super::process::{SstpdOptions, SstpdProcess};
 use super::testbed::{CpuShares, Interval, LoadOutcome, Testbed, Topology};
 use super::{binaries::Binaries, ScenarioError};
 use crate::reference::{self, tls};
@@ -87,6 +87,9 @@ pub enum Kind {
     Idle,
     /// Connect, disconnect, again, in concurrent loops.
     Churn,
+    /// Many sessions dropped at once (the load generator killed) and set
+    /// up again by a new one.
+    Storm,
     /// Sessions set up as fast as they complete, authenticated and
     /// accounted through FreeRADIUS, beside the same load against local
     /// users.
@@ -107,7 +110,7 @@ pub struct ScenarioSpec {
 }
 
 /// The scenarios, in the order `run all` runs them.
-pub const SCENARIOS: [ScenarioSpec; 16] = [
+pub const SCENARIOS: [ScenarioSpec; 17] = [
     ScenarioSpec {
         name: "bulk_up_1",
         group: "bulk",
@@ -266,6 +269,15 @@ pub const SCENARIOS: [ScenarioSpec; 16] = [
         kind: Kind::Churn,
         load: "{concurrency} loops connecting and disconnecting at once (no hold)",
         figures: "cycles/s beside tls_handshake; server CPU per 1,000 sessions; RSS growth",
+    },
+    ScenarioSpec {
+        name: "storm",
+        group: "storm",
+        kind: Kind::Storm,
+        load: "--idle-sessions held, the load generator killed (every socket closed at once), \
+               a new one setting them all up again, {concurrency} in flight",
+        figures: "time until all are back and reconnect rate beside tls_handshake; failures; \
+                  server RSS held, and after the storm against held (growth)",
     },
 ];
 
@@ -453,6 +465,7 @@ pub fn run(
         Kind::Setup => setup(&mut bed, options, interrupt, print),
         Kind::Idle => idle(&mut bed, options, interrupt, print),
         Kind::Churn => churn(&mut bed, options, interrupt, print),
+        Kind::Storm => storm(&mut bed, options, interrupt, print),
         Kind::SetupRadius => unreachable!("run above"),
     }?;
     bed.stop()?;
@@ -1166,6 +1179,171 @@ fn churn(
     cpu_context(&outcome, whole, &options.topology, &mut all, &mut params);
     let result = ScenarioResult {
         name: "churn".into(),
+        params,
+        figures: all,
+        server: usage,
+        latency: None,
+    };
+    Ok(Outcome::single(result, vec![reference], print))
+}
+
+/// How long the storm scenario waits for the server to see a number of
+/// sessions (all up, or all gone), beyond the setup's own bound.
+const STORM_WAIT: Duration = Duration::from_secs(60);
+
+/// The server's active sessions, through its control socket.
+fn active_sessions(bed: &Testbed) -> Result<i64, ScenarioError> {
+    let server = bed
+        .server()
+        .ok_or_else(|| ScenarioError::Setup("no local sstpd".into()))?;
+    Ok(server
+        .stats()?
+        .gauges
+        .get("sessions_active")
+        .copied()
+        .unwrap_or_default())
+}
+
+/// Waits (at most [`STORM_WAIT`] beyond `spec`'s ramp) until `done` holds
+/// for the server's active sessions; a run in `child` that exits first
+/// is an error.
+fn wait_for_active(
+    bed: &Testbed,
+    mut child: Option<&mut LoadChild>,
+    bound: Duration,
+    interrupt: &AtomicBool,
+    what: &str,
+    done: impl Fn(i64) -> bool,
+) -> Result<(), ScenarioError> {
+    let deadline = Instant::now() + bound;
+    loop {
+        let active = active_sessions(bed)?;
+        if done(active) {
+            return Ok(());
+        }
+        if interrupt.load(Ordering::Acquire) {
+            return Err(ScenarioError::Interrupted);
+        }
+        if let Some(child) = child.as_deref_mut() {
+            if let Some(status) = child.try_wait()? {
+                return Err(ScenarioError::Loadgen(format!(
+                    "sstp-loadgen exited ({status}) before {what}:\n{}",
+                    child.log_tail(20)
+                )));
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(ScenarioError::Loadgen(format!(
+                "{what} did not happen within {:.0} s ({active} sessions active)",
+                bound.as_secs_f64()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A reconnect storm: `--idle-sessions` sessions held, the load generator
+/// killed with SIGKILL (every socket closes at once, no Call Disconnect:
+/// what a client-side outage looks like to the server), and a new load
+/// generator setting them all up again at once.
+fn storm(
+    bed: &mut Testbed,
+    options: &BenchOptions,
+    interrupt: &AtomicBool,
+    print: &mut dyn FnMut(&str),
+) -> Result<Outcome, ScenarioError> {
+    let Some(server) = bed.server() else {
+        return Err(ScenarioError::Setup(
+            "storm needs a local sstpd: it reads the server's sessions through its control socket"
+                .into(),
+        ));
+    };
+    let empty = server.sample()?;
+    let reference = handshakes(bed, options, print)?;
+    let n = options.idle_sessions;
+    print(&format!("  {n} sessions coming up ..."));
+    let mut hold = LoadSpec::new(Mode::Idle, n, STORM_WAIT * 10);
+    hold.setup_concurrency = Some(options.concurrency);
+    let bound = hold.deadline();
+    let mut first = bed.start_load(&hold)?;
+    wait_for_active(
+        bed,
+        Some(&mut first),
+        bound,
+        interrupt,
+        "all sessions came up",
+        |a| a >= n as i64,
+    )?;
+    let held = bed.server().map(SstpdProcess::sample).transpose()?;
+    first.kill()?;
+    print("  the load generator killed; a new one sets them all up again ...");
+    let mut again = LoadSpec::new(Mode::Idle, n, Duration::from_secs(1));
+    again.setup_concurrency = Some(options.concurrency);
+    let (outcome, mut figures) = load_checked(bed, &again, interrupt)?;
+    // Its own sessions ended with its run: the server must come back to
+    // empty, with nothing left of either generation.
+    wait_for_active(
+        bed,
+        None,
+        STORM_WAIT,
+        interrupt,
+        "the server emptied",
+        |a| a == 0,
+    )?;
+    let after = bed.server().map(SstpdProcess::sample).transpose()?;
+    let r = &outcome.report;
+    let mut all = vec![
+        fig("sessions_dropped", "sessions", n as f64, Better::Neither),
+        fig("recovery_s", "s", r.timing.ramp_s, Better::Lower),
+        fig(
+            "reconnect_rate",
+            "sessions/s",
+            per_second(r.sessions.established, r.timing.ramp_s),
+            Better::Higher,
+        )
+        .beside(&reference, "handshake_rate"),
+        fig(
+            "reconnected",
+            "sessions",
+            r.sessions.established as f64,
+            Better::Higher,
+        ),
+    ];
+    all.append(&mut figures);
+    if let (Some(held), Some(after)) = (held, after) {
+        all.push(fig(
+            "server_rss_held",
+            "B",
+            held.rss_bytes as f64,
+            Better::Neither,
+        ));
+        all.push(fig(
+            "server_rss_after",
+            "B",
+            after.rss_bytes as f64,
+            Better::Neither,
+        ));
+        // What the storm left beyond holding the sessions once: the
+        // dropped generation must be gone entirely.
+        all.push(fig(
+            "server_rss_growth",
+            "B",
+            after.rss_bytes as f64 - held.rss_bytes as f64,
+            Better::Lower,
+        ));
+        all.push(fig(
+            "server_rss_empty",
+            "B",
+            empty.rss_bytes as f64,
+            Better::Neither,
+        ));
+    }
+    let ramp = outcome.ramp();
+    let usage = server_usage(&outcome, ramp, 0, r.sessions.established);
+    let mut params = base_params(r, &options.topology, outcome.local);
+    cpu_context(&outcome, ramp, &options.topology, &mut all, &mut params);
+    let result = ScenarioResult {
+        name: "storm".into(),
         params,
         figures: all,
         server: usage,

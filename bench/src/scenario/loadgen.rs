@@ -328,6 +328,22 @@ impl LoadChild {
         self.child.signal(signal);
     }
 
+    /// Kills the run (SIGKILL: its sessions' sockets all close at once,
+    /// without a Call Disconnect) and reaps it.
+    pub fn kill(mut self) -> Result<ExitStatus, ScenarioError> {
+        self.child.kill()
+    }
+
+    /// Whether the run has exited (and how).
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, ScenarioError> {
+        self.child.try_wait()
+    }
+
+    /// The last `lines` of its output.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail_of_file(&self.log, lines)
+    }
+
     /// Tun mode: waits (at most `timeout`) until the run has announced
     /// `sessions` devices on its standard error, and returns them by
     /// session. A run that exits first, or is interrupted, is an error.

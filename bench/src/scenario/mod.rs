@@ -264,8 +264,8 @@ mod tests {
             error.to_string(),
             "unknown scenario \"nope\"; scenarios: bulk_up_1, bulk_up_64, bulk_down_1, \
              bulk_down_64, tcp_up_1, tcp_up_8, tcp_up_64, tcp_down_1, tcp_down_8, pps_up, \
-             pps_down, latency, setup, setup_radius, idle, churn, or all \
-             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn)"
+             pps_down, latency, setup, setup_radius, idle, churn, storm, or all \
+             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn, storm)"
         );
     }
 

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use sstpd::app::control::protocol::{exchange, Answer, Request, Stats};
 use sstpd::testing::netns::NetNs;
 use sstpd::tls::certs::{
     generate_self_signed, SelfSignedKey, SELF_SIGNED_CERT_FILE, SELF_SIGNED_KEY_FILE,
@@ -142,6 +143,9 @@ impl SstpdOptions {
              [logging]\n\
              level = {level}\n\
              format = \"text\"\n\
+             \n\
+             [control]\n\
+             socket = {control}\n\
              {users}\n{extra}\n",
             listen = quote(&self.listen.to_string()),
             workers = self.workers,
@@ -152,6 +156,7 @@ impl SstpdOptions {
             pool = quote(&self.ipv4_pool),
             gateway = quote(&self.ipv4_gateway),
             level = quote(&self.log_level),
+            control = quote(&dir.join(CONTROL_SOCKET).display().to_string()),
             extra = self.extra_toml,
             offload = self
                 .tun_offload
@@ -226,6 +231,10 @@ pub fn parse_proc(stat: &str, status: &str, ticks: u64) -> Result<ProcessSample,
         at: Instant::now(),
     })
 }
+
+/// The control socket's file name in the server's directory (`sstpctl`'s
+/// protocol: the scenarios read the server's gauges through it).
+pub const CONTROL_SOCKET: &str = "control.sock";
 
 /// A running sstpd in its own namespace. Stopped (SIGTERM, then SIGKILL
 /// after the stop timeout) and the namespace removed when dropped.
@@ -373,6 +382,18 @@ impl SstpdProcess {
     /// removed on drop.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The server's counters and gauges now, through its control socket.
+    pub fn stats(&self) -> Result<Stats, ScenarioError> {
+        let socket = self.dir().join(CONTROL_SOCKET);
+        match exchange(&socket, &Request::Stats, Duration::from_secs(5)) {
+            Ok(Answer::Stats(stats)) => Ok(stats),
+            Ok(other) => Err(ScenarioError::Proc(format!(
+                "the control socket answered {other:?} to stats"
+            ))),
+            Err(e) => Err(ScenarioError::Proc(e)),
+        }
     }
 
     /// The process's counters now.

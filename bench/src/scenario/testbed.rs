@@ -467,12 +467,9 @@ impl Testbed {
         }
     }
 
-    /// Runs the load generator once and samples everything meanwhile.
-    pub fn load(
-        &mut self,
-        spec: &LoadSpec,
-        interrupt: &AtomicBool,
-    ) -> Result<LoadOutcome, ScenarioError> {
+    /// Starts the load generator with `spec` and returns it running,
+    /// unsampled: for scenarios that act on a run while it is under way.
+    pub fn start_load(&mut self, spec: &LoadSpec) -> Result<LoadChild, ScenarioError> {
         self.runs += 1;
         let json = self.dir.path().join(format!("run-{}.json", self.runs));
         let log = self.dir.path().join(format!("run-{}.log", self.runs));
@@ -485,7 +482,16 @@ impl Testbed {
         };
         let args = load_args(spec, &self.connection, &placement, &json);
         let ns = self.server.as_ref().map(SstpdProcess::namespace);
-        let child = LoadChild::spawn(&self.loadgen, ns, &args, &json, &log, spec.deadline())?;
+        LoadChild::spawn(&self.loadgen, ns, &args, &json, &log, spec.deadline())
+    }
+
+    /// Runs the load generator once and samples everything meanwhile.
+    pub fn load(
+        &mut self,
+        spec: &LoadSpec,
+        interrupt: &AtomicBool,
+    ) -> Result<LoadOutcome, ScenarioError> {
+        let child = self.start_load(spec)?;
         // Absent processes get a pid that cannot exist (above pid_max),
         // so their samples stay empty and the indices stay fixed.
         let absent = u32::MAX;

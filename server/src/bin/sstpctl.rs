@@ -5,16 +5,15 @@
 //! could not be reached (the message names the socket and the likely
 //! cause).
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sstpd::app::control::protocol::{
-    request_line, Answer, KillReport, KillSelector, ReloadReport, Request, SessionInfo,
-    SessionList, Stats,
+    exchange, Answer, KillReport, KillSelector, ReloadReport, Request, SessionInfo, SessionList,
+    Stats,
 };
 use sstpd::config::DEFAULT_CONTROL_SOCKET;
 
@@ -94,7 +93,7 @@ fn main() -> ExitCode {
         .socket
         .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET));
-    let answer = match exchange(&socket, &request) {
+    let answer = match exchange(&socket, &request, ANSWER_TIMEOUT) {
         Ok(answer) => answer,
         Err(message) => {
             eprintln!("sstpctl: {message}");
@@ -124,49 +123,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// Sends `request` and reads the answer; the error says why the server
-/// could not be reached.
-fn exchange(socket: &Path, request: &Request) -> Result<Answer, String> {
-    let stream = UnixStream::connect(socket).map_err(|e| {
-        let hint = match e.kind() {
-            io::ErrorKind::NotFound => {
-                "no socket there: is sstpd running, with [control] socket set to this path?"
-            }
-            io::ErrorKind::PermissionDenied => {
-                "permission denied: run sstpctl as root or as sstpd's user"
-            }
-            io::ErrorKind::ConnectionRefused => "nobody is listening: sstpd is not running",
-            _ => "is sstpd running?",
-        };
-        format!("cannot connect to {}: {e} ({hint})", socket.display())
-    })?;
-    let broken = |e: io::Error| format!("{}: the connection failed: {e}", socket.display());
-    stream
-        .set_read_timeout(Some(ANSWER_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(ANSWER_TIMEOUT)))
-        .map_err(broken)?;
-    // A server that refuses the peer answers and closes before reading:
-    // its answer is still there to read.
-    let sent = (&stream).write_all(request_line(request).as_bytes());
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .map_err(broken)?;
-    if line.is_empty() {
-        sent.map_err(broken)?;
-        return Err(format!(
-            "{}: the server closed the connection without answering",
-            socket.display()
-        ));
-    }
-    serde_json::from_str(&line).map_err(|e| {
-        format!(
-            "{}: not an answer sstpctl understands: {e}",
-            socket.display()
-        )
-    })
 }
 
 /// The answer for people: `session ID` in detail, lists as tables.

@@ -12,7 +12,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::IpAddr;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +169,50 @@ pub fn request_line(request: &Request) -> String {
     let mut line = serde_json::to_string(request).unwrap_or_default();
     line.push('\n');
     line
+}
+
+/// Sends `request` to the control socket at `socket` and reads the answer
+/// (each waiting at most `timeout`); the error says why the server could not
+/// be reached. `sstpctl` and the benchmarks use it.
+pub fn exchange(socket: &Path, request: &Request, timeout: Duration) -> Result<Answer, String> {
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::NotFound => {
+                "no socket there: is sstpd running, with [control] socket set to this path?"
+            }
+            io::ErrorKind::PermissionDenied => {
+                "permission denied: run sstpctl as root or as sstpd's user"
+            }
+            io::ErrorKind::ConnectionRefused => "nobody is listening: sstpd is not running",
+            _ => "is sstpd running?",
+        };
+        format!("cannot connect to {}: {e} ({hint})", socket.display())
+    })?;
+    let broken = |e: io::Error| format!("{}: the connection failed: {e}", socket.display());
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(broken)?;
+    // A server that refuses the peer answers and closes before reading:
+    // its answer is still there to read.
+    let sent = (&stream).write_all(request_line(request).as_bytes());
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(broken)?;
+    if line.is_empty() {
+        sent.map_err(broken)?;
+        return Err(format!(
+            "{}: the server closed the connection without answering",
+            socket.display()
+        ));
+    }
+    serde_json::from_str(&line).map_err(|e| {
+        format!(
+            "{}: not an answer this client understands: {e}",
+            socket.display()
+        )
+    })
 }
 
 #[cfg(test)]
