@@ -509,18 +509,23 @@ impl TlsConn {
     /// Sends a TLS close_notify and shuts the TCP write side. A peer that
     /// has already gone (reset, not connected, broken pipe) is not an error:
     /// the connection is closed either way.
+    ///
+    /// With kernel TLS a full socket makes the close_notify wait for room
+    /// (through the ring), not vanish: the caller bounds the wait (the
+    /// session writer's linger shuts the socket down, which ends it).
     pub async fn close(&self) -> Result<(), TlsIoError> {
-        let flushed = match &mut *self.tls.borrow_mut() {
+        let kernel = match &mut *self.tls.borrow_mut() {
             Records::Userspace(tls) => {
                 tls.send_close_notify();
-                Ok(())
+                false
             }
-            Records::Kernel(_) => kernel_send_close_notify(self.tcp_fd()).map_err(TlsIoError::Io),
-            Records::Switching => Ok(()),
+            Records::Kernel(_) => true,
+            Records::Switching => false,
         };
-        let flushed = match flushed {
-            Ok(()) => self.flush_tls().await,
-            Err(e) => Err(e),
+        let flushed = if kernel {
+            self.kernel_close_notify().await
+        } else {
+            self.flush_tls().await
         };
         let shut = self
             .tcp
@@ -702,6 +707,19 @@ impl TlsConn {
         res.map_err(TlsIoError::Io)
     }
 
+    /// Kernel TLS: sends the close_notify alert, waiting for room in the
+    /// socket as long as it takes nothing.
+    async fn kernel_close_notify(&self) -> Result<(), TlsIoError> {
+        loop {
+            match kernel_send_close_notify(self.tcp_fd()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    writable(self.tcp_fd()).await.map_err(TlsIoError::Io)?
+                }
+                other => return other.map_err(TlsIoError::Io),
+            }
+        }
+    }
+
     /// Kernel TLS returned EIO: the next record is not application data.
     /// Read it with its record type and decide.
     fn kernel_control_record(&self) -> Result<ReadOutcome, TlsIoError> {
@@ -776,6 +794,26 @@ fn recv_control_record(fd: std::os::fd::RawFd) -> io::Result<(u8, Vec<u8>)> {
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     Err(io::Error::other("kernel TLS: record without a type"))
+}
+
+/// Waits, through the ring, until `fd` can take more (`POLLOUT`), or has
+/// an error or hang-up to report (which the next send returns).
+async fn writable(fd: std::os::fd::RawFd) -> io::Result<()> {
+    struct PollDone;
+    impl tokio_uring::OneshotOutputTransform for PollDone {
+        type Output = io::Result<()>;
+        type StoredData = ();
+        fn transform_oneshot_output(self, (): (), cqe: io_uring::cqueue::Entry) -> io::Result<()> {
+            match cqe.result() {
+                res if res < 0 => Err(io::Error::from_raw_os_error(-res)),
+                _ => Ok(()),
+            }
+        }
+    }
+    let poll = io_uring::opcode::PollAdd::new(io_uring::types::Fd(fd), libc::POLLOUT as u32);
+    tokio_uring::UnsubmittedOneshot::new((), PollDone, poll.build())
+        .submit()
+        .await
 }
 
 /// Sends a TLS close_notify alert through kernel TLS (a `sendmsg` whose
