@@ -710,7 +710,7 @@ fn scraped_ktls_sends(endpoint: std::net::SocketAddr) -> (u64, u64) {
 #[test]
 fn bursts_leave_batched_one_record_per_packet() {
     const TEST: &str = "bursts_leave_batched_one_record_per_packet";
-    const ROUNDS: u16 = 4;
+    const ROUNDS: u16 = 2;
     const BURST: u16 = 128;
     let Some((_, _dir, server)) = vm_server(TEST, |_| {}) else {
         return;
