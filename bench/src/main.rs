@@ -167,6 +167,10 @@ struct RunArgs {
     /// tls_handshake reference's clients.
     #[arg(long, value_name = "N", default_value_t = 64)]
     concurrency: usize,
+    /// The local sstpd's `tls.ktls`: `off` keeps every record in rustls,
+    /// `require` in the kernel (the references always use rustls).
+    #[arg(long, value_enum, default_value_t = KtlsArg::Auto)]
+    ktls: KtlsArg,
     /// sstpd workers, pinned to cores 0.. (default: half the cores).
     #[arg(long, value_name = "N")]
     server_workers: Option<usize>,
@@ -217,6 +221,23 @@ enum Which {
     Stream,
     Handshake,
     PingPong,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum KtlsArg {
+    Auto,
+    Off,
+    Require,
+}
+
+impl From<KtlsArg> for sstpd::config::KtlsMode {
+    fn from(arg: KtlsArg) -> Self {
+        match arg {
+            KtlsArg::Auto => sstpd::config::KtlsMode::Auto,
+            KtlsArg::Off => sstpd::config::KtlsMode::Off,
+            KtlsArg::Require => sstpd::config::KtlsMode::Require,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -623,6 +644,7 @@ fn bench_options(
     options.idle_sessions = args.idle_sessions;
     options.setup_sessions = args.setup_sessions;
     options.concurrency = args.concurrency;
+    options.ktls = args.ktls.into();
     if let Some(n) = args.server_workers {
         options.topology.server_workers = n.max(1);
     }

@@ -286,6 +286,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Another SSTP server to measure instead of a local sstpd.
     pub remote: Option<Connection>,
+    /// The local sstpd's `tls.ktls`.
+    pub ktls: sstpd::config::KtlsMode,
 }
 
 impl BenchOptions {
@@ -299,6 +301,7 @@ impl BenchOptions {
             setup_sessions: 1000,
             concurrency: 64,
             remote: None,
+            ktls: sstpd::config::KtlsMode::Auto,
         }
     }
 }
@@ -385,6 +388,7 @@ fn sstpd_options(options: &BenchOptions) -> SstpdOptions {
     let (pool, clients) = pool_for(options.idle_sessions.max(options.setup_sessions));
     server.ipv4_pool = pool.into();
     server.max_sessions = clients.max(10_000);
+    server.ktls = options.ktls;
     server
 }
 
