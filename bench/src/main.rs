@@ -171,6 +171,10 @@ struct RunArgs {
     /// own default).
     #[arg(long, value_name = "MODE", value_parser = ["off", "auto"])]
     tun_offload: Option<String>,
+    /// The local sstpd's `tls.ktls`: `off` keeps every record in rustls,
+    /// `require` in the kernel (the references always use rustls).
+    #[arg(long, value_enum, default_value_t = KtlsArg::Auto)]
+    ktls: KtlsArg,
     /// sstpd workers, pinned to cores 0.. (default: half the cores).
     #[arg(long, value_name = "N")]
     server_workers: Option<usize>,
@@ -221,6 +225,23 @@ enum Which {
     Stream,
     Handshake,
     PingPong,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum KtlsArg {
+    Auto,
+    Off,
+    Require,
+}
+
+impl From<KtlsArg> for sstpd::config::KtlsMode {
+    fn from(arg: KtlsArg) -> Self {
+        match arg {
+            KtlsArg::Auto => sstpd::config::KtlsMode::Auto,
+            KtlsArg::Off => sstpd::config::KtlsMode::Off,
+            KtlsArg::Require => sstpd::config::KtlsMode::Require,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -628,6 +649,7 @@ fn bench_options(
     options.setup_sessions = args.setup_sessions;
     options.concurrency = args.concurrency;
     options.tun_offload = args.tun_offload.clone();
+    options.ktls = args.ktls.into();
     if let Some(n) = args.server_workers {
         options.topology.server_workers = n.max(1);
     }

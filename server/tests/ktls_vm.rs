@@ -17,7 +17,9 @@
 //! end, whichever side closes; a TLS 1.3 KeyUpdate from the client, which
 //! Linux 6.1 cannot follow, ends the session with its own counted reason;
 //! the real sstp-client completes a session. `auto` offloads too, `off`
-//! does not.
+//! does not. Bursts leave the server batched (several packets per kernel
+//! TLS send submission) and still one TLS record per SSTP packet, as a tap
+//! on the wire sees.
 //! The CPU in the VM is emulated: nothing here measures time.
 
 mod common;
@@ -617,4 +619,173 @@ fn bursts_of_full_size_packets_cross_intact() {
     assert_eq!(stats.event("ktls_enabled"), 2, "{stats:?}");
     assert!(stats.rx_packets >= 2 * 4 * 256, "{stats:?}");
     assert_no_failures(&stats, "bursts");
+}
+
+/// A TCP relay in the server's namespace for one connection: passes both
+/// directions on unchanged and notes the length of every TLS record the
+/// server sends (the record header is in the clear), in order.
+struct RecordTap {
+    addr: std::net::SocketAddr,
+    /// (content type, length) of each record from the server.
+    records: std::sync::Arc<std::sync::Mutex<Vec<(u8, usize)>>>,
+}
+
+impl RecordTap {
+    fn start(ns: &sstpd::testing::netns::NetNs, target: std::net::SocketAddr) -> RecordTap {
+        use std::net::{TcpListener, TcpStream};
+        let records = std::sync::Arc::<std::sync::Mutex<Vec<(u8, usize)>>>::default();
+        let seen = records.clone();
+        // Threads spawned from a thread inside the namespace stay in it.
+        let addr = ns.run(move || {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("tap listener");
+            let addr = listener.local_addr().unwrap();
+            std::thread::spawn(move || {
+                let Ok((client, _)) = listener.accept() else {
+                    return;
+                };
+                let server = TcpStream::connect(target).expect("tap connects to the server");
+                let (client_in, server_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || tap_pump(client_in, server_out, None));
+                tap_pump(server, client, Some(&seen));
+            });
+            addr
+        });
+        RecordTap { addr, records }
+    }
+
+    fn records(&self) -> Vec<(u8, usize)> {
+        self.records.lock().unwrap().clone()
+    }
+}
+
+/// Copies `from` to `to` until either ends; with `records`, parses the
+/// stream as TLS records and notes each one's type and length.
+fn tap_pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    records: Option<&std::sync::Mutex<Vec<(u8, usize)>>>,
+) {
+    use std::io::{Read, Write};
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    while let Ok(n @ 1..) = from.read(&mut chunk) {
+        if let Some(records) = records {
+            pending.extend_from_slice(&chunk[..n]);
+            let mut at = 0;
+            while pending.len() - at >= 5 {
+                let len = usize::from(u16::from_be_bytes([pending[at + 3], pending[at + 4]]));
+                if pending.len() - at < 5 + len {
+                    break;
+                }
+                records.lock().unwrap().push((pending[at], len));
+                at += 5 + len;
+            }
+            pending.drain(..at);
+        }
+        if to.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// The server's kernel TLS send counters (batches, packets), scraped.
+fn scraped_ktls_sends(endpoint: std::net::SocketAddr) -> (u64, u64) {
+    let (_, body) = common::prometheus::scrape(endpoint);
+    let samples = common::prometheus::samples(&body);
+    (
+        common::prometheus::value(&samples, "sstpd_ktls_send_batches_total"),
+        common::prometheus::value(&samples, "sstpd_ktls_send_packets_total"),
+    )
+}
+
+/// Bursts of echo replies leave the server batched, several SSTP packets
+/// per kernel TLS send submission (`sstpd_ktls_send_packets_total` over
+/// `sstpd_ktls_send_batches_total` above 1), and still one TLS record per
+/// packet: a tap between client and server reads the records' lengths,
+/// and every reply of the bursts (each of its own size) has a record of
+/// exactly its SSTP packet's size, none larger than one packet. The client
+/// checks every payload byte for byte.
+#[test]
+fn bursts_leave_batched_one_record_per_packet() {
+    const TEST: &str = "bursts_leave_batched_one_record_per_packet";
+    const ROUNDS: u16 = 2;
+    const BURST: u16 = 128;
+    let Some((_, _dir, server)) = vm_server(TEST, |_| {}) else {
+        return;
+    };
+    let endpoint = server.handle().metrics_addr().unwrap();
+    let tap = RecordTap::start(&server.ns, server.addr);
+    let tap_addr = tap.addr;
+    // Every reply of a round differs in size: 600, 604, ... bytes of payload.
+    let payload_len = |seq: u16| 600 + 4 * usize::from(seq);
+    let (results, before, after) = server.run_clients(move || async move {
+        // TLS 1.3 with AES-GCM: a record is its plaintext plus 17 bytes
+        // (the inner content type and the 16-byte tag).
+        let options = suite_options(tap_addr, TlsVersion::Tls13, "TLS13_AES_128_GCM_SHA256");
+        let (client, inbox) = connect(&options).await.expect("connect");
+        let before = scraped_ktls_sends(endpoint);
+        let mut results = Vec::new();
+        for round in 0..ROUNDS {
+            let result = echo_burst(&client, &inbox, 0x0b00 + round, BURST, payload_len).await;
+            inbox.borrow_mut().clear();
+            results.push((round, result));
+        }
+        let after = scraped_ktls_sends(endpoint);
+        client.close(Duration::from_secs(10)).await;
+        (results, before, after)
+    });
+    assert!(server.wait_idle(Duration::from_secs(10)));
+    let stats = server.handle().metrics();
+    for (round, result) in &results {
+        assert_eq!(result, &Ok(()), "round {round}: {stats:?}");
+    }
+    assert_eq!(stats.event("ktls_enabled"), 1, "{stats:?}");
+    assert_no_failures(&stats, "batched bursts");
+
+    let (batches, packets) = (after.0 - before.0, after.1 - before.1);
+    eprintln!("during the bursts: {packets} packets in {batches} kernel TLS send batches");
+    assert!(
+        packets >= u64::from(ROUNDS * BURST),
+        "{packets} packets sent for {} replies: {stats:?}",
+        ROUNDS * BURST
+    );
+    assert!(
+        packets > batches,
+        "not batched: {packets} packets in {batches} submissions: {stats:?}"
+    );
+
+    const TLS13_OVERHEAD: usize = 17;
+    const APPLICATION_DATA: u8 = 23;
+    let plaintext_lens: Vec<usize> = tap
+        .records()
+        .iter()
+        .filter(|(kind, _)| *kind == APPLICATION_DATA)
+        .map(|(_, len)| len - TLS13_OVERHEAD)
+        .collect();
+    let largest_packet = |header: usize| payload_len(BURST - 1) + 28 + header;
+    // An SSTP data packet: the 4-byte SSTP header, the PPP header (1 to 4
+    // bytes, as negotiated), the IP packet (20 + 8 + payload).
+    let framing = (5..=8).find(|&header| {
+        (0..BURST).all(|seq| {
+            let expected = payload_len(seq) + 28 + header;
+            plaintext_lens
+                .iter()
+                .filter(|&&len| len == expected)
+                .count()
+                >= usize::from(ROUNDS)
+        })
+    });
+    assert!(
+        framing.is_some(),
+        "not every reply had a record of its own size; record plaintext sizes: {plaintext_lens:?}"
+    );
+    let header = framing.unwrap();
+    assert!(
+        plaintext_lens
+            .iter()
+            .all(|&len| len <= largest_packet(header)),
+        "a record larger than one packet; record plaintext sizes: {plaintext_lens:?}"
+    );
 }

@@ -300,6 +300,8 @@ pub struct BenchOptions {
     pub remote: Option<Connection>,
     /// The local sstpd's `tun.offload`, if not its default.
     pub tun_offload: Option<String>,
+    /// The local sstpd's `tls.ktls`.
+    pub ktls: sstpd::config::KtlsMode,
 }
 
 impl BenchOptions {
@@ -314,6 +316,7 @@ impl BenchOptions {
             concurrency: 64,
             remote: None,
             tun_offload: None,
+            ktls: sstpd::config::KtlsMode::Auto,
         }
     }
 }
@@ -401,6 +404,7 @@ fn sstpd_options(options: &BenchOptions) -> SstpdOptions {
     server.ipv4_pool = pool.into();
     server.max_sessions = clients.max(10_000);
     server.tun_offload = options.tun_offload.clone();
+    server.ktls = options.ktls;
     server
 }
 

@@ -61,6 +61,8 @@ pub struct SstpdOptions {
     pub extra_toml: String,
     /// `tun.offload`, if not sstpd's default.
     pub tun_offload: Option<String>,
+    /// `tls.ktls`.
+    pub ktls: sstpd::config::KtlsMode,
     /// Bound on startup (listening) and on a graceful stop.
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
@@ -81,6 +83,7 @@ impl SstpdOptions {
             log_level: "warn".into(),
             extra_toml: String::new(),
             tun_offload: None,
+            ktls: sstpd::config::KtlsMode::Auto,
             start_timeout: Duration::from_secs(15),
             stop_timeout: Duration::from_secs(10),
         }
@@ -128,7 +131,7 @@ impl SstpdOptions {
              [tls]\n\
              certificate = {cert}\n\
              private_key = {key}\n\
-             ktls = \"auto\"\n\
+             ktls = {ktls}\n\
              \n\
              [ipv4]\n\
              pool = {pool}\n\
@@ -153,6 +156,7 @@ impl SstpdOptions {
             state = quote(&dir.display().to_string()),
             cert = quote(&dir.join("cert.pem").display().to_string()),
             key = quote(&dir.join("key.pem").display().to_string()),
+            ktls = quote(self.ktls.as_str()),
             pool = quote(&self.ipv4_pool),
             gateway = quote(&self.ipv4_gateway),
             level = quote(&self.log_level),
@@ -530,6 +534,7 @@ mod tests {
     fn generated_configuration_names_every_file_and_user() {
         let mut options = SstpdOptions::new("/bin/sstpd".into());
         options.workers = 2;
+        options.ktls = sstpd::config::KtlsMode::Off;
         options.users.push(("quote\"d".into(), "p w".into()));
         let toml = options.config_toml(Path::new("/tmp/x"));
         for needle in [
@@ -550,6 +555,7 @@ mod tests {
         std::fs::write(&path, options.config_toml(dir.path())).unwrap();
         let config = sstpd::config::Config::load(&path).unwrap();
         assert_eq!(config.server.workers, 2);
+        assert_eq!(config.tls.ktls, sstpd::config::KtlsMode::Off);
         assert_eq!(config.server.listen, [options.listen]);
         assert_eq!(config.users.local.len(), 2);
         assert_eq!(config.users.local[1].name, "quote\"d");

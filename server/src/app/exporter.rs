@@ -286,6 +286,20 @@ impl Collector for Counters {
             "Sessions alive whose TLS records the kernel seals and opens (kTLS).",
             &ConstGauge::new(snapshot.ktls_sessions),
         )?;
+        single(
+            e,
+            "ktls_send_batches",
+            "Kernel TLS send batches: runs of packets sent back to back without waiting, and \
+             awaited writes when the socket was full.",
+            &counter(snapshot.ktls_send_batches),
+        )?;
+        single(
+            e,
+            "ktls_send_packets",
+            "SSTP packets sent through kernel TLS, one record each (per batch: how well sends \
+             are batched).",
+            &counter(snapshot.ktls_send_packets),
+        )?;
         let by_direction = |from: u64, to: u64| {
             DIRECTIONS
                 .into_iter()

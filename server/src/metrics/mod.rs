@@ -54,6 +54,12 @@ pub struct WorkerMetrics {
     pub handoff_packets: AtomicU64,
     /// Packets dropped because a session's send queue was full.
     pub tx_queue_full: AtomicU64,
+    /// Kernel TLS send batches (a run of packets sent back to back without
+    /// waiting, or one awaited write when the socket was full) and the SSTP
+    /// packets, one TLS record each, they carried: packets per batch is how
+    /// well sends are batched.
+    pub ktls_send_batches: AtomicU64,
+    pub ktls_send_packets: AtomicU64,
     /// Packets dropped because the TUN write queue was full.
     pub tun_write_queue_full: AtomicU64,
     events: EventCounters,
@@ -175,6 +181,8 @@ impl Metrics {
             snap.tun_no_session += get(&w.tun_no_session);
             snap.handoff_packets += get(&w.handoff_packets);
             snap.tx_queue_full += get(&w.tx_queue_full);
+            snap.ktls_send_batches += get(&w.ktls_send_batches);
+            snap.ktls_send_packets += get(&w.ktls_send_packets);
             snap.tun_write_queue_full += get(&w.tun_write_queue_full);
         }
         snap.events = Event::ALL
@@ -202,6 +210,9 @@ pub struct MetricsSnapshot {
     pub handoff_packets: u64,
     pub tx_queue_full: u64,
     pub tun_write_queue_full: u64,
+    /// Kernel TLS send submissions, and the packets (records) they sent.
+    pub ktls_send_batches: u64,
+    pub ktls_send_packets: u64,
     /// The events that happened, by label ([`Event::label`]); those that
     /// did not are left out.
     pub events: BTreeMap<&'static str, u64>,

@@ -10,7 +10,9 @@
 //! * [`TlsConn::write_plaintext`]: encrypt a batch of plaintext (several SSTP
 //!   packets at once become as few TLS records as rustls allows) and write it
 //!   in one submission; [`TlsConn::write_plaintext_units`] makes each unit
-//!   (an SSTP packet) a record of its own, still in one submission.
+//!   (an SSTP packet) a record of its own, still in one submission. With
+//!   kernel TLS the units go out back to back, one non-blocking send (one
+//!   record) each, without waiting in between.
 //!
 //! A session runs a reader task and a writer task concurrently. They share
 //! the connection through `Rc`; the rustls state is only borrowed
@@ -81,6 +83,22 @@ struct KernelRecords {
 /// AES-GCM limit rustls would re-key at and the kernel cannot).
 const KERNEL_RECORD_LIMIT: u64 = 1 << 24;
 
+/// The most plaintext one TLS record carries (2^14, [RFC 8446] 5.1). Kernel
+/// TLS seals a send no larger than this, without `MSG_MORE`, as one record,
+/// and takes it whole or not at all.
+const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// What the kernel TLS send path did since it was last asked
+/// ([`TlsConn::take_kernel_sends`]), for the worker's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelSends {
+    /// Runs of packets sent back to back without waiting, and awaited
+    /// writes of a packet the full socket did not take at once.
+    pub batches: u64,
+    /// SSTP packets (TLS records) those submissions sent.
+    pub packets: u64,
+}
+
 /// A TLS connection on a tokio-uring TCP socket.
 pub struct TlsConn {
     tcp: TcpStream,
@@ -100,6 +118,8 @@ pub struct TlsConn {
     pending_tls_output: Cell<bool>,
     /// The peer ended its side with a TLS close_notify (not a bare FIN).
     peer_close_notify: Cell<bool>,
+    /// Kernel TLS sends not yet handed to the counters.
+    kernel_sends: Cell<KernelSends>,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -240,6 +260,7 @@ impl TlsConn {
             write_buf: Cell::new(Some(Vec::new())),
             pending_tls_output: Cell::new(false),
             peer_close_notify: Cell::new(false),
+            kernel_sends: Cell::new(KernelSends::default()),
         }
     }
 
@@ -500,17 +521,14 @@ impl TlsConn {
     /// per record this way, which sstp-client needs (see
     /// [`crate::proto::sstp::records`]).
     ///
-    /// With kernel TLS every `send` becomes its own record(s), so each unit
-    /// is written by itself (in order, one at a time).
+    /// With kernel TLS every send call becomes its own record(s): each unit
+    /// is one send, in order, back to back ([`TlsConn::write_kernel_units`]).
     pub async fn write_plaintext_units<'a>(
         &self,
         units: impl IntoIterator<Item = &'a [u8]>,
     ) -> Result<(), TlsIoError> {
         if self.is_kernel_tls() {
-            for unit in units {
-                self.write_kernel(unit).await?;
-            }
-            return Ok(());
+            return self.write_kernel_units(units.into_iter()).await;
         }
         for unit in units {
             let mut rest = unit;
@@ -573,18 +591,23 @@ impl TlsConn {
     /// Sends a TLS close_notify and shuts the TCP write side. A peer that
     /// has already gone (reset, not connected, broken pipe) is not an error:
     /// the connection is closed either way.
+    ///
+    /// With kernel TLS a full socket makes the close_notify wait for room
+    /// (through the ring), not vanish: the caller bounds the wait (the
+    /// session writer's linger shuts the socket down, which ends it).
     pub async fn close(&self) -> Result<(), TlsIoError> {
-        let flushed = match &mut *self.tls.borrow_mut() {
+        let kernel = match &mut *self.tls.borrow_mut() {
             Records::Userspace(tls) => {
                 tls.send_close_notify();
-                Ok(())
+                false
             }
-            Records::Kernel(_) => kernel_send_close_notify(self.tcp_fd()).map_err(TlsIoError::Io),
-            Records::Switching => Ok(()),
+            Records::Kernel(_) => true,
+            Records::Switching => false,
         };
-        let flushed = match flushed {
-            Ok(()) => self.flush_tls().await,
-            Err(e) => Err(e),
+        let flushed = if kernel {
+            self.kernel_close_notify().await
+        } else {
+            self.flush_tls().await
         };
         let shut = self
             .tcp
@@ -659,25 +682,124 @@ impl TlsConn {
         }
     }
 
-    /// Kernel TLS: the socket takes plaintext; the kernel makes records.
-    async fn write_kernel(&self, plaintext: &[u8]) -> Result<(), TlsIoError> {
-        if plaintext.is_empty() {
-            return Ok(());
-        }
+    /// What the kernel TLS send path did since the last call (zero in
+    /// userspace), for the worker's counters.
+    pub fn take_kernel_sends(&self) -> KernelSends {
+        self.kernel_sends.take()
+    }
+
+    fn count_kernel_sends(&self, batches: u64, packets: u64) {
+        let mut sends = self.kernel_sends.get();
+        sends.batches += batches;
+        sends.packets += packets;
+        self.kernel_sends.set(sends);
+    }
+
+    /// Counts `records` against [`KERNEL_RECORD_LIMIT`].
+    fn account_kernel_records(&self, records: u64) -> Result<(), TlsIoError> {
         if let Records::Kernel(k) = &mut *self.tls.borrow_mut() {
-            k.records_sent += plaintext.len().div_ceil(16 * 1024) as u64;
+            k.records_sent += records;
             if k.records_sent >= KERNEL_RECORD_LIMIT {
                 return Err(TlsIoError::Io(io::Error::other(
                     "kernel TLS record limit reached; the client must reconnect",
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Kernel TLS, several units at once, one record each, in order.
+    ///
+    /// A unit of at most one record's plaintext is one non-blocking
+    /// `send(2)` (one record, no `MSG_MORE`), back to back with the units
+    /// before it: the whole batch goes out in one turn of the writer, with
+    /// no completion to wait for in between. The kernel takes such a send
+    /// whole or not at all. When the socket is full, that unit goes
+    /// through an awaited io_uring write (the ring waits for room) and the
+    /// rest resumes after it, so nothing overtakes anything. A larger unit
+    /// (never an SSTP packet, which is at most 4 KiB) is written alone
+    /// through the ring; the kernel splits it into records in order.
+    ///
+    /// `sendmmsg(2)` would make it one system call, but Linux (6.1) kTLS
+    /// refuses it: it passes `MSG_BATCH`, which `tls_sw_sendmsg` answers
+    /// with `EOPNOTSUPP`. docs/architecture.md has the other options.
+    async fn write_kernel_units<'a>(
+        &self,
+        units: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), TlsIoError> {
+        let fd = self.tcp_fd();
+        // Packets sent back to back since the last wait.
+        let mut run = 0u64;
+        for unit in units.filter(|unit| !unit.is_empty()) {
+            if unit.len() > MAX_RECORD_PLAINTEXT {
+                self.end_kernel_run(&mut run);
+                self.write_kernel(unit).await?;
+                self.count_kernel_sends(1, 1);
+                continue;
+            }
+            self.account_kernel_records(1)?;
+            match send_record_now(fd, unit) {
+                Ok(sent) if sent == unit.len() => run += 1,
+                Ok(sent) => {
+                    // Not seen from kTLS below one record's size; the rest
+                    // still goes before anything else.
+                    run += 1;
+                    self.end_kernel_run(&mut run);
+                    self.write_kernel_bytes(&unit[sent..]).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.end_kernel_run(&mut run);
+                    self.write_kernel_bytes(unit).await?;
+                    self.count_kernel_sends(1, 1);
+                }
+                Err(e) => {
+                    self.end_kernel_run(&mut run);
+                    return Err(TlsIoError::Io(e));
+                }
+            }
+        }
+        self.end_kernel_run(&mut run);
+        Ok(())
+    }
+
+    /// Counts a run of packets sent back to back as one batch.
+    fn end_kernel_run(&self, run: &mut u64) {
+        if *run > 0 {
+            self.count_kernel_sends(1, *run);
+            *run = 0;
+        }
+    }
+
+    /// Kernel TLS: the socket takes plaintext; the kernel makes records.
+    async fn write_kernel(&self, plaintext: &[u8]) -> Result<(), TlsIoError> {
+        if plaintext.is_empty() {
+            return Ok(());
+        }
+        self.account_kernel_records(plaintext.len().div_ceil(MAX_RECORD_PLAINTEXT) as u64)?;
+        self.write_kernel_bytes(plaintext).await
+    }
+
+    /// One awaited io_uring write of plaintext to the kernel TLS socket.
+    async fn write_kernel_bytes(&self, plaintext: &[u8]) -> Result<(), TlsIoError> {
         let mut buf = self.write_buf.take().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(plaintext);
         let (res, returned) = self.tcp.write_all(buf).await;
         self.write_buf.set(Some(returned));
         res.map_err(TlsIoError::Io)
+    }
+
+    /// Kernel TLS: sends the close_notify alert, waiting for room in the
+    /// socket as long as it takes nothing.
+    async fn kernel_close_notify(&self) -> Result<(), TlsIoError> {
+        loop {
+            match kernel_send_close_notify(self.tcp_fd()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    writable(self.tcp_fd()).await.map_err(TlsIoError::Io)?
+                }
+                other => return other.map_err(TlsIoError::Io),
+            }
+        }
     }
 
     /// Kernel TLS returned EIO: the next record is not application data.
@@ -698,6 +820,25 @@ impl TlsConn {
             action => Err(TlsIoError::KernelRecord(action)),
         }
     }
+}
+
+/// One non-blocking `send(2)` of `record`: on a kernel TLS socket, one
+/// record. `WouldBlock` when the socket takes nothing now.
+fn send_record_now(fd: std::os::fd::RawFd, record: &[u8]) -> io::Result<usize> {
+    // SAFETY: a live buffer of the stated length, only read; non-blocking,
+    // so it never stalls the worker.
+    let sent = unsafe {
+        libc::send(
+            fd,
+            record.as_ptr().cast(),
+            record.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
 }
 
 /// `recvmsg` of one non-data record with its `TLS_GET_RECORD_TYPE`
@@ -735,6 +876,26 @@ fn recv_control_record(fd: std::os::fd::RawFd) -> io::Result<(u8, Vec<u8>)> {
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
     Err(io::Error::other("kernel TLS: record without a type"))
+}
+
+/// Waits, through the ring, until `fd` can take more (`POLLOUT`), or has
+/// an error or hang-up to report (which the next send returns).
+async fn writable(fd: std::os::fd::RawFd) -> io::Result<()> {
+    struct PollDone;
+    impl tokio_uring::OneshotOutputTransform for PollDone {
+        type Output = io::Result<()>;
+        type StoredData = ();
+        fn transform_oneshot_output(self, (): (), cqe: io_uring::cqueue::Entry) -> io::Result<()> {
+            match cqe.result() {
+                res if res < 0 => Err(io::Error::from_raw_os_error(-res)),
+                _ => Ok(()),
+            }
+        }
+    }
+    let poll = io_uring::opcode::PollAdd::new(io_uring::types::Fd(fd), libc::POLLOUT as u32);
+    tokio_uring::UnsubmittedOneshot::new((), PollDone, poll.build())
+        .submit()
+        .await
 }
 
 /// Sends a TLS close_notify alert through kernel TLS (a `sendmsg` whose

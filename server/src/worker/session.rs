@@ -704,6 +704,9 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             ctx.in_flight.set(batch.len());
             let write = ctx.tls.write_plaintext_units(record_units(&batch));
             let result = ctx.while_writing(worker, write).await;
+            let sends = ctx.tls.take_kernel_sends();
+            WorkerMetrics::add(&worker.metrics().ktls_send_batches, sends.batches);
+            WorkerMetrics::add(&worker.metrics().ktls_send_packets, sends.packets);
             ctx.in_flight.set(0);
             ctx.output_written();
             batch.clear();

@@ -487,6 +487,8 @@ fn stats(context: &ControlContext) -> Stats {
         ("handoff_packets", snapshot.handoff_packets),
         ("tx_queue_full", snapshot.tx_queue_full),
         ("tun_write_queue_full", snapshot.tun_write_queue_full),
+        ("ktls_send_batches", snapshot.ktls_send_batches),
+        ("ktls_send_packets", snapshot.ktls_send_packets),
     ] {
         counters.insert(name.to_owned(), value);
     }
