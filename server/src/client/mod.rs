@@ -147,6 +147,8 @@ struct Progress {
     ipv4: Option<(Instant, Ipv4Params)>,
     /// The IPv6 prefix the server announced (Router Advertisement).
     ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
+    /// Router Advertisements received.
+    router_advertisements: u64,
 }
 
 /// A connected session.
@@ -456,7 +458,8 @@ impl Client {
                 SessionEvent::Ipv4Up(params) => progress.ipv4 = Some((now, params)),
                 SessionEvent::Ipv6Up(_) => {}
                 SessionEvent::Ipv6Prefix { prefix, len } => {
-                    progress.ipv6_prefix = Some((prefix, len))
+                    progress.ipv6_prefix = Some((prefix, len));
+                    progress.router_advertisements += 1;
                 }
                 SessionEvent::Closed(reason) => {
                     *inner.close_reason.borrow_mut() = Some(reason);
@@ -527,6 +530,11 @@ impl Client {
         let (prefix, len) = self.inner.progress.borrow().ipv6_prefix?;
         let ifid = self.inner.proto.borrow().ipv6()?.local_ifid;
         (len == 64).then(|| std::net::Ipv6Addr::from(u128::from(prefix) | u128::from(ifid)))
+    }
+
+    /// How many Router Advertisements the server has sent us.
+    pub fn router_advertisements(&self) -> u64 {
+        self.inner.progress.borrow().router_advertisements
     }
 
     /// The IPv6 link-local address (`fe80::<interface identifier>`).
