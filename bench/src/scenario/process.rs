@@ -56,6 +56,8 @@ pub struct SstpdOptions {
     pub max_sessions: usize,
     /// `logging.level`.
     pub log_level: String,
+    /// `ipv6.enabled`: IPv6CP and a /64 per session from `fd99::/48`.
+    pub ipv6: bool,
     /// Extra TOML appended to the generated file (sections not set above).
     pub extra_toml: String,
     /// Bound on startup (listening) and on a graceful stop.
@@ -76,6 +78,7 @@ impl SstpdOptions {
             certificate: SelfSignedKey::EcdsaP256,
             max_sessions: 10_000,
             log_level: "warn".into(),
+            ipv6: false,
             extra_toml: String::new(),
             start_timeout: Duration::from_secs(15),
             stop_timeout: Duration::from_secs(10),
@@ -131,7 +134,7 @@ impl SstpdOptions {
              gateway = {gateway}\n\
              \n\
              [ipv6]\n\
-             enabled = false\n\
+             enabled = {ipv6}\n\
              \n\
              [tun]\n\
              name = \"sstp0\"\n\
@@ -149,6 +152,7 @@ impl SstpdOptions {
             pool = quote(&self.ipv4_pool),
             gateway = quote(&self.ipv4_gateway),
             level = quote(&self.log_level),
+            ipv6 = self.ipv6,
             extra = self.extra_toml,
         )
     }
