@@ -220,6 +220,9 @@ pub struct Tunnel {
     /// The server's end of the link.
     pub gateway: String,
     pub mtu: u32,
+    /// The IPv6 address formed by SLAAC (a /64 on the device), with IPv6.
+    #[serde(default)]
+    pub address6: Option<String>,
 }
 
 /// Tun mode: the devices (by session) and the packets they dropped.

@@ -505,6 +505,7 @@ pub fn parse_tunnel_line(line: &str) -> Option<Tunnel> {
         address: address.parse::<std::net::Ipv4Addr>().ok()?.to_string(),
         gateway: gateway.into(),
         mtu: mtu.parse().ok()?,
+        address6: None,
     })
 }
 
