@@ -927,7 +927,8 @@ fn latency(
         spec
     };
     print(&format!(
-        "  latency_max: {SMALL_PACKET_SESSIONS} sessions, round trips at full speed ..."
+        "  {}_max: {SMALL_PACKET_SESSIONS} sessions, round trips at full speed ...",
+        scenario.name
     ));
     let (outcome, mut figures) = load_checked(bed, &udp(SATURATING_PPS), interrupt)?;
     let r = &outcome.report;
