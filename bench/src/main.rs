@@ -143,9 +143,10 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// `all`, a group (bulk, pps, latency, setup, setup_radius, idle,
-    /// churn, storm) or one scenario (bulk_up_1, bulk_up_64, bulk_down_1,
-    /// bulk_down_64, pps_up, pps_down, latency, setup, setup_radius, idle,
-    /// churn, storm).
+    /// churn, storm, ipv6: each IPv6 scenario after its IPv4 twin) or one
+    /// scenario (bulk_up_1, bulk_up_64, bulk_down_1, bulk_down_64, pps_up,
+    /// pps_down, latency, setup, setup_radius, idle, churn, storm,
+    /// bulk_up_1_v6, pps_up_v6, latency_v6).
     scenario: String,
     /// Where the results file goes.
     #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]

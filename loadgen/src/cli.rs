@@ -10,8 +10,8 @@ use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::client::ServerVerification;
 
 use crate::config::{
-    parse_auth_list, parse_duration, Credentials, Direction, FailureLimit, LoadConfig, Mode,
-    Pinning, SourceRange, TunNames, DEFAULT_PEER_PORT,
+    parse_auth_list, parse_duration, Credentials, Direction, FailureLimit, Family, LoadConfig,
+    Mode, Pinning, SourceRange, TunNames, DEFAULT_PEER_PORT,
 };
 use crate::peer::PeerConfig;
 
@@ -26,7 +26,7 @@ Examples:
       --user 'user%d' --password 'pw%d' --sessions 1000 --rate 200 --duration 60s
 
   # On the server host (e.g. in its network namespace): the traffic peer
-  sstp-loadgen peer --bind 0.0.0.0:9000
+  sstp-loadgen peer --bind [::]:9000
 
   # Through the tunnels: UDP reflected by the peer, then bulk both ways
   sstp-loadgen udp  --target 127.0.0.1:4443 --insecure --user demo --password PW --sessions 20 --pps 100
@@ -133,7 +133,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct PeerArgs {
     /// UDP address to listen on.
-    #[arg(long, default_value_t = SocketAddr::from(([0, 0, 0, 0], DEFAULT_PEER_PORT)))]
+    /// `[::]` (the default) serves IPv4 and IPv6 clients.
+    #[arg(long, default_value_t = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, DEFAULT_PEER_PORT)))]
     pub bind: SocketAddr,
     /// Threads sharing the port (SO_REUSEPORT).
     #[arg(long, default_value_t = 1)]
@@ -215,6 +216,17 @@ pub struct CommonArgs {
     /// Also negotiate IPv6CP, as Windows does.
     #[arg(long, help_heading = "Credentials")]
     pub ipv6cp: bool,
+    /// IP versions of the traffic: 4, 6 or both (IPv6: IPv6CP, a Router
+    /// Solicitation, the address by SLAAC from the advertised /64).
+    #[arg(long, default_value = "4", value_parser = parse_family, help_heading = "Load")]
+    pub family: Family,
+    /// Shorthand for --family 6.
+    #[arg(long, conflicts_with = "family", help_heading = "Load")]
+    pub ipv6: bool,
+    /// IPv6 destination of echo, udp and bulk (default: the first host of
+    /// the /48 holding the advertised prefix).
+    #[arg(long, value_name = "ADDR", help_heading = "Load")]
+    pub to6: Option<std::net::Ipv6Addr>,
 
     // ---- Load shape
     /// Concurrent sessions.
@@ -296,6 +308,10 @@ pub struct AuthList(pub Vec<AuthProtocol>);
 
 fn parse_auth(s: &str) -> Result<AuthList, String> {
     parse_auth_list(s).map(AuthList)
+}
+
+fn parse_family(s: &str) -> Result<Family, String> {
+    s.parse()
 }
 
 fn parse_tun_names(s: &str) -> Result<TunNames, String> {
@@ -399,6 +415,8 @@ impl CommonArgs {
         config.tls_versions = (self.tls_min, self.tls_max);
         config.auth = self.auth.0.clone();
         config.ipv6cp = self.ipv6cp;
+        config.family = if self.ipv6 { Family::V6 } else { self.family };
+        config.to6 = self.to6;
         config.sessions = self.sessions;
         config.rate = self.rate;
         config.setup_concurrency = self.setup_concurrency;
@@ -587,8 +605,8 @@ mod tests {
         let Command::Peer(args) = cli.command else {
             panic!("peer")
         };
-        assert_eq!(args.config().bind, "0.0.0.0:9000".parse().unwrap());
-        assert!(cli_help().contains("sstp-loadgen peer --bind 0.0.0.0:9000"));
+        assert_eq!(args.config().bind, "[::]:9000".parse().unwrap());
+        assert!(cli_help().contains("sstp-loadgen peer --bind [::]:9000"));
     }
 
     fn cli_help() -> String {

@@ -59,6 +59,47 @@ impl FromStr for Direction {
     }
 }
 
+/// Which IP versions the traffic modes use through each tunnel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Family {
+    #[default]
+    V4,
+    /// IPv6 only (IPCP still runs: sstpd requires it).
+    V6,
+    /// Both at once, each with a flow of its own.
+    Both,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::V4 => "4",
+            Family::V6 => "6",
+            Family::Both => "both",
+        }
+    }
+
+    pub fn v4(self) -> bool {
+        matches!(self, Family::V4 | Family::Both)
+    }
+
+    pub fn v6(self) -> bool {
+        matches!(self, Family::V6 | Family::Both)
+    }
+}
+
+impl FromStr for Family {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "4" => Ok(Family::V4),
+            "6" => Ok(Family::V6),
+            "both" => Ok(Family::Both),
+            _ => Err(format!("{s:?}: expected 4, 6 or both")),
+        }
+    }
+}
+
 /// The traffic each session generates once established.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Mode {
@@ -400,8 +441,16 @@ pub struct LoadConfig {
     pub credentials: Credentials,
     /// Authentication methods, most preferred first.
     pub auth: Vec<AuthProtocol>,
-    /// Also negotiate IPv6CP (as Windows does); off by default.
+    /// Also negotiate IPv6CP (as Windows does); off by default, implied
+    /// by a `family` with IPv6.
     pub ipv6cp: bool,
+    /// The IP versions of the traffic: IPv6 takes the prefix from the
+    /// server's Router Advertisement and forms its address by SLAAC.
+    pub family: Family,
+    /// IPv6 destination of echo, udp and bulk (default: the first host of
+    /// the /48 holding the announced prefix, where sstpd's default
+    /// `ipv6.gateway` lies).
+    pub to6: Option<std::net::Ipv6Addr>,
     /// Sessions (concurrent; in churn mode, concurrent connect/hold/close
     /// loops).
     pub sessions: u64,
@@ -453,6 +502,8 @@ impl LoadConfig {
                 AuthProtocol::Pap,
             ],
             ipv6cp: false,
+            family: Family::V4,
+            to6: None,
             sessions: 1,
             rate: None,
             setup_concurrency: 256,
@@ -470,8 +521,27 @@ impl LoadConfig {
         }
     }
 
+    /// Whether sessions negotiate IPv6CP.
+    pub fn negotiates_ipv6(&self) -> bool {
+        self.ipv6cp || self.family.v6()
+    }
+
     pub fn payload(&self) -> usize {
         self.payload.unwrap_or_else(|| self.mode.default_payload())
+    }
+
+    /// The payload of IPv6 packets: `--payload`, or the mode's default
+    /// less the 20 octets IPv6's header is larger by in bulk mode, so that
+    /// a default bulk packet fills the same 1400-octet MTU in both
+    /// families.
+    pub fn payload_v6(&self) -> usize {
+        match (self.payload, &self.mode) {
+            (None, Mode::Bulk { .. }) => {
+                self.mode.default_payload()
+                    - (crate::packet::IPV6_UDP_OVERHEAD - crate::packet::IPV4_UDP_OVERHEAD)
+            }
+            _ => self.payload(),
+        }
     }
 
     pub fn pps(&self) -> f64 {
@@ -507,11 +577,20 @@ impl LoadConfig {
         if self.duration.is_zero() {
             return Err("--duration must be above 0".into());
         }
-        // Build the packets each mode sends once, to check the sizes.
-        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
-        let payload = self.payload();
+        // Build the packets each mode sends once, to check the sizes (the
+        // larger IPv6 headers when IPv6 runs).
+        let a: SocketAddr = if self.family.v6() {
+            (std::net::Ipv6Addr::LOCALHOST, 1).into()
+        } else {
+            (Ipv4Addr::LOCALHOST, 1).into()
+        };
+        let payload = if self.family.v6() {
+            self.payload_v6()
+        } else {
+            self.payload()
+        };
         let checked = match self.mode {
-            Mode::Echo { .. } => Template::icmp_echo(*a.ip(), *a.ip(), 0, payload).map(drop),
+            Mode::Echo { .. } => Template::icmp_echo(a.ip(), a.ip(), 0, payload).map(drop),
             Mode::Udp { .. } => {
                 Template::udp(a, a, Header::new(Kind::Echo, 0), &[], payload).map(drop)
             }

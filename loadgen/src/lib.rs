@@ -32,6 +32,6 @@ pub mod peer;
 pub mod report;
 pub mod stats;
 
-pub use config::{Credentials, Direction, FailureLimit, LoadConfig, Mode};
+pub use config::{Credentials, Direction, FailureLimit, Family, LoadConfig, Mode};
 pub use engine::{Engine, Observer, Quiet, RunError, Snapshot};
 pub use report::{Report, SCHEMA, SCHEMA_VERSION};

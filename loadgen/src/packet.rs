@@ -7,25 +7,31 @@
 //! trip time is `now - timestamp` and loss is `sent - received`, with no
 //! per-packet state on the sending side.
 //!
-//! A [`Template`] is one complete IPv4 packet built once per session;
-//! [`Template::stamp`] patches the sequence number and the timestamp in
-//! place and fixes the ICMP checksum incrementally ([RFC 1624]), so the
-//! data path neither allocates nor re-checksums the payload.
+//! A [`Template`] is one complete IPv4 or IPv6 packet built once per
+//! session; [`Template::stamp`] patches the sequence number and the
+//! timestamp in place and fixes the ICMP, ICMPv6 or UDP-over-IPv6
+//! checksum incrementally ([RFC 1624]), so the data path neither
+//! allocates nor re-checksums the payload.
 //!
 //! [RFC 1624]: https://www.rfc-editor.org/rfc/rfc1624
+//! [RFC 768]: https://www.rfc-editor.org/rfc/rfc768
+//! [RFC 8200]: https://www.rfc-editor.org/rfc/rfc8200
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// "SLG1": marks load generator probes and peer messages.
 pub const MAGIC: u32 = 0x534c_4731;
 /// Length of [`Header`] on the wire.
 pub const HEADER_LEN: usize = 32;
 pub const IPV4_HEADER_LEN: usize = 20;
+pub const IPV6_HEADER_LEN: usize = 40;
 pub const UDP_HEADER_LEN: usize = 8;
 pub const ICMP_HEADER_LEN: usize = 8;
 /// IPv4 + UDP headers: what the peer adds to a datagram's payload length
 /// to count IP bytes, the unit the load generator counts in.
 pub const IPV4_UDP_OVERHEAD: usize = IPV4_HEADER_LEN + UDP_HEADER_LEN;
+/// IPv6 + UDP headers.
+pub const IPV6_UDP_OVERHEAD: usize = IPV6_HEADER_LEN + UDP_HEADER_LEN;
 /// Length of a [`StreamRequest`] body.
 pub const STREAM_REQUEST_LEN: usize = 16;
 /// Length of a [`FlowStats`] body.
@@ -38,6 +44,9 @@ const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_UDP: u8 = 17;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_ECHO_REPLY: u8 = 0;
+const IPPROTO_ICMPV6: u8 = 58;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMPV6_ECHO_REPLY: u8 = 129;
 
 /// What a message is. Numbers are the wire values (octet 4 of the header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -285,11 +294,14 @@ fn ipv4_header(out: &mut [u8], total_len: usize, protocol: u8, src: Ipv4Addr, ds
 
 /// Why a template could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TemplateError {
     /// The payload cannot hold the header (and body).
     PayloadTooSmall { min: usize },
     /// The IP packet would not fit one SSTP data packet.
     PacketTooLarge { max_payload: usize },
+    /// Source and destination are of different IP versions.
+    MixedFamilies,
 }
 
 impl std::fmt::Display for TemplateError {
@@ -302,83 +314,171 @@ impl std::fmt::Display for TemplateError {
                 f,
                 "payload must be at most {max_payload} bytes (one SSTP packet)"
             ),
+            TemplateError::MixedFamilies => {
+                f.write_str("source and destination must both be IPv4 or both IPv6")
+            }
         }
     }
 }
 
 impl std::error::Error for TemplateError {}
 
-/// A complete IPv4 packet carrying a [`Header`], built once and re-stamped
-/// for every send.
+/// A complete IPv4 or IPv6 packet carrying a [`Header`], built once and
+/// re-stamped for every send.
 #[derive(Clone, Debug)]
 pub struct Template {
     packet: Vec<u8>,
     header_at: usize,
-    /// ICMP: where the ICMP message starts and the sum of its words with
-    /// the stamped fields zeroed.
-    icmp: Option<(usize, u32)>,
+    /// ICMP and ICMPv6: where the echo sequence number lies.
+    echo_seq_at: Option<usize>,
+    /// Where the transport checksum lies and the sum of the words it
+    /// covers (pseudo-header included) with the stamped fields zeroed.
+    checksum: Option<(usize, u32)>,
+    /// UDP: a computed zero is sent as all ones ([RFC 768]).
+    udp: bool,
+}
+
+/// The IP header length and the sum of the pseudo-header for an upper
+/// layer of `upper_len` octets ([RFC 8200] 8.1; IPv4 ICMP has none).
+fn ip_header(
+    packet: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    protocol_v4: u8,
+    next_header_v6: u8,
+) -> Result<(usize, u32), TemplateError> {
+    let total = packet.len();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            ipv4_header(packet, total, protocol_v4, s, d);
+            let pseudo = if protocol_v4 == IPPROTO_UDP {
+                sum_words(&s.octets())
+                    + sum_words(&d.octets())
+                    + u32::from(IPPROTO_UDP)
+                    + (total - IPV4_HEADER_LEN) as u32
+            } else {
+                0
+            };
+            Ok((IPV4_HEADER_LEN, pseudo))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let upper = total - IPV6_HEADER_LEN;
+            let h = &mut packet[..IPV6_HEADER_LEN];
+            h.fill(0);
+            h[0] = 0x60;
+            h[4..6].copy_from_slice(&(upper as u16).to_be_bytes());
+            h[6] = next_header_v6;
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+            let pseudo = sum_words(&s.octets())
+                + sum_words(&d.octets())
+                + upper as u32
+                + u32::from(next_header_v6);
+            Ok((IPV6_HEADER_LEN, pseudo))
+        }
+        _ => Err(TemplateError::MixedFamilies),
+    }
+}
+
+fn ip_header_len(addr: IpAddr) -> usize {
+    match addr {
+        IpAddr::V4(_) => IPV4_HEADER_LEN,
+        IpAddr::V6(_) => IPV6_HEADER_LEN,
+    }
+}
+
+/// IP and UDP headers of a datagram to `addr`: what the peer adds to a
+/// payload's length to count IP bytes.
+pub fn udp_overhead(addr: IpAddr) -> usize {
+    ip_header_len(addr) + UDP_HEADER_LEN
 }
 
 impl Template {
-    /// An ICMP echo request from `src` to `dst` with `payload_len` octets of
-    /// echo data (the header first). The ICMP identifier is the flow's low
-    /// 16 bits; the ICMP sequence number follows the header's.
+    /// An ICMP (IPv4) or ICMPv6 echo request from `src` to `dst` with
+    /// `payload_len` octets of echo data (the header first). The echo
+    /// identifier is the flow's low 16 bits; the echo sequence number
+    /// follows the header's.
     pub fn icmp_echo(
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        src: impl Into<IpAddr>,
+        dst: impl Into<IpAddr>,
         flow: u32,
         payload_len: usize,
     ) -> Result<Template, TemplateError> {
-        check_sizes(payload_len, HEADER_LEN, IPV4_HEADER_LEN + ICMP_HEADER_LEN)?;
-        let total = IPV4_HEADER_LEN + ICMP_HEADER_LEN + payload_len;
-        let mut packet = vec![0u8; total];
-        ipv4_header(&mut packet, total, IPPROTO_ICMP, src, dst);
-        let icmp = IPV4_HEADER_LEN;
-        packet[icmp] = ICMP_ECHO_REQUEST;
+        let (src, dst) = (src.into(), dst.into());
+        let ip_len = ip_header_len(src);
+        check_sizes(payload_len, HEADER_LEN, ip_len + ICMP_HEADER_LEN)?;
+        let mut packet = vec![0u8; ip_len + ICMP_HEADER_LEN + payload_len];
+        let (icmp, pseudo) = ip_header(&mut packet, src, dst, IPPROTO_ICMP, IPPROTO_ICMPV6)?;
+        packet[icmp] = if src.is_ipv4() {
+            ICMP_ECHO_REQUEST
+        } else {
+            ICMPV6_ECHO_REQUEST
+        };
         packet[icmp + 4..icmp + 6].copy_from_slice(&(flow as u16).to_be_bytes());
         let header_at = icmp + ICMP_HEADER_LEN;
         Header::new(Kind::Echo, flow).write(&mut packet[header_at..]);
         fill_pattern(&mut packet[header_at + HEADER_LEN..]);
         // Checksum and stamped fields are zero here.
-        let base = sum_words(&packet[icmp..]);
+        let base = pseudo + sum_words(&packet[icmp..]);
         let mut template = Template {
             packet,
             header_at,
-            icmp: Some((icmp, base)),
+            echo_seq_at: Some(icmp + 6),
+            checksum: Some((icmp + 2, base)),
+            udp: false,
         };
         template.stamp(0, 0);
         Ok(template)
     }
 
     /// A UDP datagram from `src` to `dst` whose `payload_len`-octet payload
-    /// starts with `header` and `body`. The UDP checksum is left zero
-    /// (optional over IPv4, [RFC 768]), so stamping needs no checksum work.
+    /// starts with `header` and `body`. Over IPv4 the UDP checksum is left
+    /// zero (optional there, [RFC 768]), so stamping needs no checksum
+    /// work; over IPv6 it is mandatory ([RFC 8200] 8.1) and kept right
+    /// incrementally, as for ICMP.
     pub fn udp(
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
+        src: impl Into<SocketAddr>,
+        dst: impl Into<SocketAddr>,
         header: Header,
         body: &[u8],
         payload_len: usize,
     ) -> Result<Template, TemplateError> {
-        check_sizes(payload_len, HEADER_LEN + body.len(), IPV4_UDP_OVERHEAD)?;
-        let total = IPV4_UDP_OVERHEAD + payload_len;
-        let mut packet = vec![0u8; total];
-        ipv4_header(&mut packet, total, IPPROTO_UDP, *src.ip(), *dst.ip());
-        let udp = IPV4_HEADER_LEN;
+        let (src, dst) = (src.into(), dst.into());
+        let ip_len = ip_header_len(src.ip());
+        check_sizes(
+            payload_len,
+            HEADER_LEN + body.len(),
+            ip_len + UDP_HEADER_LEN,
+        )?;
+        let mut packet = vec![0u8; ip_len + UDP_HEADER_LEN + payload_len];
+        let (udp, pseudo) = ip_header(&mut packet, src.ip(), dst.ip(), IPPROTO_UDP, IPPROTO_UDP)?;
         packet[udp..udp + 2].copy_from_slice(&src.port().to_be_bytes());
         packet[udp + 2..udp + 4].copy_from_slice(&dst.port().to_be_bytes());
         packet[udp + 4..udp + 6]
             .copy_from_slice(&((UDP_HEADER_LEN + payload_len) as u16).to_be_bytes());
         let header_at = udp + UDP_HEADER_LEN;
-        header.write(&mut packet[header_at..]);
+        Header {
+            seq: 0,
+            timestamp_ns: 0,
+            ..header
+        }
+        .write(&mut packet[header_at..]);
         let body_at = header_at + HEADER_LEN;
         packet[body_at..body_at + body.len()].copy_from_slice(body);
         fill_pattern(&mut packet[body_at + body.len()..]);
-        Ok(Template {
+        let checksum = src
+            .is_ipv6()
+            .then(|| (udp + 6, pseudo + sum_words(&packet[udp..])));
+        let mut template = Template {
             packet,
             header_at,
-            icmp: None,
-        })
+            echo_seq_at: None,
+            checksum,
+            udp: true,
+        };
+        template.stamp(header.seq, header.timestamp_ns);
+        Ok(template)
     }
 
     /// Sets the sequence number and timestamp and returns the packet.
@@ -387,14 +487,20 @@ impl Template {
         self.packet[h + SEQ_AT..h + SEQ_AT + 8].copy_from_slice(&seq.to_be_bytes());
         self.packet[h + TIMESTAMP_AT..h + TIMESTAMP_AT + 8]
             .copy_from_slice(&timestamp_ns.to_be_bytes());
-        if let Some((icmp, base)) = self.icmp {
+        let mut stamped = 0;
+        if let Some(at) = self.echo_seq_at {
             let seq16 = seq as u16;
-            self.packet[icmp + 6..icmp + 8].copy_from_slice(&seq16.to_be_bytes());
+            self.packet[at..at + 2].copy_from_slice(&seq16.to_be_bytes());
+            stamped += u32::from(seq16);
+        }
+        if let Some((at, base)) = self.checksum {
             // RFC 1624: add the new words to the sum of everything else.
-            let sum =
-                base + u32::from(seq16) + sum_words(&self.packet[h + SEQ_AT..h + TIMESTAMP_AT + 8]);
-            let c = !fold(sum);
-            self.packet[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+            let sum = base + stamped + sum_words(&self.packet[h + SEQ_AT..h + TIMESTAMP_AT + 8]);
+            let mut c = !fold(sum);
+            if self.udp && c == 0 {
+                c = 0xffff;
+            }
+            self.packet[at..at + 2].copy_from_slice(&c.to_be_bytes());
         }
         &self.packet
     }
@@ -430,10 +536,10 @@ fn check_sizes(payload_len: usize, min: usize, overhead: usize) -> Result<(), Te
 /// How a received probe travelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
-    /// An ICMP echo reply.
+    /// An ICMP or ICMPv6 echo reply.
     IcmpEchoReply,
     /// A UDP datagram from this address.
-    Udp { from: SocketAddrV4 },
+    Udp { from: SocketAddr },
 }
 
 /// A load generator message found in an IP packet from the tunnel.
@@ -445,28 +551,42 @@ pub struct Received<'a> {
     pub transport: Transport,
 }
 
-/// Finds a load generator message in an IPv4 packet: an ICMP echo reply
-/// or a UDP datagram whose payload starts with a [`Header`]. Anything else
-/// (including fragments) is `None`. Borrows from `packet`.
+/// Finds a load generator message in an IPv4 or IPv6 packet: an ICMP or
+/// ICMPv6 echo reply or a UDP datagram whose payload starts with a
+/// [`Header`]. Anything else (fragments, IPv6 extension headers) is
+/// `None`. Borrows from `packet`.
 pub fn parse_ip(packet: &[u8]) -> Option<Received<'_>> {
-    let first = *packet.first()?;
-    if first >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(first & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
-    if ihl < IPV4_HEADER_LEN || total < ihl || total > packet.len() {
-        return None;
-    }
-    // Fragment offset or More Fragments set: not ours to reassemble.
-    if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
-        return None;
-    }
-    let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
-    let l4 = &packet[ihl..total];
-    match packet[9] {
-        IPPROTO_ICMP => {
-            if *l4.first()? != ICMP_ECHO_REPLY {
+    let (src, protocol, l4) = match *packet.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
+            if ihl < IPV4_HEADER_LEN || total < ihl || total > packet.len() {
+                return None;
+            }
+            // Fragment offset or More Fragments set: not ours to reassemble.
+            if u16::from_be_bytes([packet[6], packet[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+            (IpAddr::V4(src), packet[9], &packet[ihl..total])
+        }
+        6 => {
+            let fixed = packet.get(..IPV6_HEADER_LEN)?;
+            let payload = usize::from(u16::from_be_bytes([fixed[4], fixed[5]]));
+            let l4 = packet.get(IPV6_HEADER_LEN..IPV6_HEADER_LEN + payload)?;
+            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&fixed[8..24]).ok()?);
+            (IpAddr::V6(src), fixed[6], l4)
+        }
+        _ => return None,
+    };
+    match (src, protocol) {
+        (IpAddr::V4(_), IPPROTO_ICMP) | (IpAddr::V6(_), IPPROTO_ICMPV6) => {
+            let reply = if src.is_ipv4() {
+                ICMP_ECHO_REPLY
+            } else {
+                ICMPV6_ECHO_REPLY
+            };
+            if *l4.first()? != reply {
                 return None;
             }
             let (header, body) = Header::parse(l4.get(ICMP_HEADER_LEN..)?)?;
@@ -476,14 +596,14 @@ pub fn parse_ip(packet: &[u8]) -> Option<Received<'_>> {
                 transport: Transport::IcmpEchoReply,
             })
         }
-        IPPROTO_UDP => {
+        (_, IPPROTO_UDP) => {
             let port = u16::from_be_bytes([*l4.first()?, *l4.get(1)?]);
             let (header, body) = Header::parse(l4.get(UDP_HEADER_LEN..)?)?;
             Some(Received {
                 header,
                 body,
                 transport: Transport::Udp {
-                    from: SocketAddrV4::new(src, port),
+                    from: SocketAddr::new(src, port),
                 },
             })
         }
@@ -494,6 +614,7 @@ pub fn parse_ip(packet: &[u8]) -> Option<Received<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddrV4;
 
     const SRC: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 7);
     const DST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -604,7 +725,7 @@ mod tests {
         assert_eq!(checksum(&p[..20]), 0);
         assert_eq!(&p[20..28], &[0x9c, 0x40, 0x23, 0x28, 0, 72, 0, 0]);
         let r = parse_ip(&p).unwrap();
-        assert_eq!(r.transport, Transport::Udp { from: src });
+        assert_eq!(r.transport, Transport::Udp { from: src.into() });
         assert_eq!(r.header.kind, Kind::StreamStart);
         assert_eq!(StreamRequest::parse(r.body), Some(request));
     }
@@ -659,6 +780,66 @@ mod tests {
             Template::udp(a, a, Header::new(Kind::StreamStart, 1), &[0; 16], 47).unwrap_err(),
             TemplateError::PayloadTooSmall { min: 48 }
         );
+    }
+
+    /// Verifies an IPv6 packet's ICMPv6 or UDP checksum (the sum over the
+    /// pseudo-header and the upper layer folds to all ones).
+    fn ipv6_checksum_verifies(p: &[u8]) -> bool {
+        let upper = &p[IPV6_HEADER_LEN..];
+        let sum = sum_words(&p[8..40]) + upper.len() as u32 + u32::from(p[6]) + sum_words(upper);
+        fold(sum) == 0xffff
+    }
+
+    #[test]
+    fn ipv6_echo_and_udp_templates_checksum_and_parse_back() {
+        let src: Ipv6Addr = "fd99:0:0:7::42".parse().unwrap();
+        let dst: Ipv6Addr = "fd99::1".parse().unwrap();
+        let mut echo = Template::icmp_echo(src, dst, 0x0102_0304, 57).unwrap();
+        assert_eq!(echo.len(), 40 + 8 + 57);
+        let mut udp = Template::udp(
+            SocketAddr::new(src.into(), 40000),
+            SocketAddr::new(dst.into(), 9000),
+            Header::new(Kind::Echo, 9),
+            &[],
+            100,
+        )
+        .unwrap();
+        for (seq, ts) in [(0, 0), (1, 7), (0xffff, u64::MAX), (0x1_0001, 123_456_789)] {
+            let p = echo.stamp(seq, ts).to_vec();
+            assert_eq!((p[0] >> 4, p[6], p[40]), (6, 58, 128));
+            assert!(ipv6_checksum_verifies(&p), "ICMPv6 at seq {seq}");
+            assert_eq!(&p[46..48], &(seq as u16).to_be_bytes());
+            // The reply the kernel would send parses as ours.
+            let mut reply = p.clone();
+            reply[8..24].copy_from_slice(&dst.octets());
+            reply[24..40].copy_from_slice(&src.octets());
+            reply[40] = 129;
+            let r = parse_ip(&reply).unwrap();
+            assert_eq!(r.transport, Transport::IcmpEchoReply);
+            assert_eq!((r.header.seq, r.header.timestamp_ns), (seq, ts));
+
+            let p = udp.stamp(seq, ts).to_vec();
+            assert_eq!((p[6], p.len()), (17, 40 + 8 + 100));
+            assert!(ipv6_checksum_verifies(&p), "UDP at seq {seq}");
+            assert_ne!(&p[46..48], &[0, 0], "UDP over IPv6 always has a checksum");
+            let r = parse_ip(&p).unwrap();
+            assert_eq!(
+                r.transport,
+                Transport::Udp {
+                    from: SocketAddr::new(src.into(), 40000)
+                }
+            );
+            assert_eq!((r.header.kind, r.header.seq), (Kind::Echo, seq));
+        }
+        assert_eq!(
+            Template::icmp_echo(src, SRC, 1, 56).unwrap_err(),
+            TemplateError::MixedFamilies
+        );
+        // Truncated IPv6 packets are refused without panicking.
+        let p = echo.packet().to_vec();
+        for cut in 0..p.len() {
+            let _ = parse_ip(&p[..cut]);
+        }
     }
 
     #[test]

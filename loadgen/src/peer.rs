@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::packet::{
     FlowStats, Header, Kind, StreamRequest, FLOW_STATS_LEN, HEADER_LEN, IPV4_UDP_OVERHEAD,
+    IPV6_UDP_OVERHEAD,
 };
 
 /// Longest stream a client may ask for.
@@ -55,7 +56,10 @@ pub struct PeerConfig {
 impl Default for PeerConfig {
     fn default() -> Self {
         PeerConfig {
-            bind: SocketAddr::from(([0, 0, 0, 0], crate::config::DEFAULT_PEER_PORT)),
+            bind: SocketAddr::from((
+                std::net::Ipv6Addr::UNSPECIFIED,
+                crate::config::DEFAULT_PEER_PORT,
+            )),
             threads: 1,
             max_flows: 1 << 20,
         }
@@ -202,6 +206,11 @@ fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        // `[::]` serves IPv4 clients too (as v4-mapped addresses),
+        // whatever the host's `bindv6only`.
+        socket.set_only_v6(false)?;
+    }
     // Bulk downstream and many reflecting sessions: big buffers.
     let _ = socket.set_recv_buffer_size(8 << 20);
     let _ = socket.set_send_buffer_size(8 << 20);
@@ -467,11 +476,16 @@ impl PeerLoop {
 
 /// IP bytes of a datagram with `payload` octets to or from `addr`.
 fn ip_bytes(payload: usize, addr: SocketAddr) -> u64 {
-    let overhead = match addr {
-        SocketAddr::V4(_) => IPV4_UDP_OVERHEAD,
-        SocketAddr::V6(_) => 40 + 8,
+    let v4 = match addr {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(a) => a.ip().to_ipv4_mapped().is_some(),
     };
-    (payload + overhead) as u64
+    (payload
+        + if v4 {
+            IPV4_UDP_OVERHEAD
+        } else {
+            IPV6_UDP_OVERHEAD
+        }) as u64
 }
 
 fn wait_readable(socket: &UdpSocket, timeout: Duration) {

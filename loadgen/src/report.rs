@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{LoadConfig, Mode};
-use crate::stats::{Histo, WorkerStats};
+use crate::stats::{Counters, Histo, IpFamily, WorkerStats};
 
 /// Identifies the JSON document.
 pub const SCHEMA: &str = "sstp-loadgen/report";
@@ -44,6 +44,20 @@ pub struct Report {
     /// Tun mode: the devices and what crossed them (null in other modes).
     #[serde(default)]
     pub tun: Option<TunFigures>,
+    /// Echo, udp and bulk: `traffic`, `loss`, `rtt` and `peer` again for
+    /// each IP version that ran (`ipv4`, `ipv6`); the top-level figures
+    /// are their sums.
+    #[serde(default)]
+    pub families: BTreeMap<String, FamilyFigures>,
+}
+
+/// The figures of one IP version's traffic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FamilyFigures {
+    pub traffic: Traffic,
+    pub loss: Loss,
+    pub rtt: HistSummary,
+    pub peer: PeerFigures,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +85,12 @@ pub struct ReportConfig {
     pub auth: Vec<String>,
     pub setup_timeout_s: f64,
     pub max_failures: Option<String>,
+    /// `4`, `6` or `both`: the IP versions of the traffic.
+    #[serde(default)]
+    pub family: String,
+    /// The IPv6 destination, when given.
+    #[serde(default)]
+    pub to6: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -200,6 +220,9 @@ pub struct Tunnel {
     /// The server's end of the link.
     pub gateway: String,
     pub mtu: u32,
+    /// The IPv6 address formed by SLAAC (a /64 on the device), with IPv6.
+    #[serde(default)]
+    pub address6: Option<String>,
 }
 
 /// Tun mode: the devices (by session) and the packets they dropped.
@@ -302,6 +325,55 @@ pub struct RunTiming {
     pub process_cpu: (Duration, Duration),
 }
 
+impl FamilyFigures {
+    /// Traffic, loss, round trips and peer figures from counters.
+    fn build(config: &LoadConfig, c: &Counters, rtt: &Histo, window: Duration) -> FamilyFigures {
+        let peer_complete = c.peer_queried > 0 && c.peer_answered == c.peer_queried;
+        let round_trip = match &config.mode {
+            Mode::Echo { .. } | Mode::Udp { reflect: true, .. } => {
+                Some(LossFigures::new(c.probes_sent, c.probes_answered))
+            }
+            _ => None,
+        };
+        let (measures_up, measures_down) = match &config.mode {
+            Mode::Udp { .. } => (true, false),
+            Mode::Bulk { direction, .. } => (direction.up(), direction.down()),
+            _ => (false, false),
+        };
+        let up = (measures_up && peer_complete)
+            .then(|| LossFigures::new(c.peer_flow_up_sent, c.peer_rx_packets));
+        let down = (measures_down && peer_complete)
+            .then(|| LossFigures::new(c.peer_tx_packets, c.peer_flow_down_received));
+        FamilyFigures {
+            traffic: Traffic {
+                up: FlowFigures::new(c.up_packets, c.up_bytes, window),
+                down: FlowFigures::new(c.down_packets, c.down_bytes, window),
+                probes_sent: c.probes_sent,
+                probes_answered: c.probes_answered,
+                reordered: c.reordered,
+                foreign: c.foreign,
+                backpressure_waits: c.backpressure_waits,
+                send_errors: c.send_errors,
+            },
+            loss: Loss {
+                round_trip,
+                up,
+                down,
+            },
+            rtt: HistSummary::of(rtt),
+            peer: PeerFigures {
+                queried_flows: c.peer_queried,
+                answered_flows: c.peer_answered,
+                rx_packets: c.peer_rx_packets,
+                rx_bytes: c.peer_rx_bytes,
+                tx_packets: c.peer_tx_packets,
+                tx_bytes: c.peer_tx_bytes,
+                streams_unanswered: c.streams_unanswered,
+            },
+        }
+    }
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1e3).round() / 1e3
 }
@@ -325,22 +397,23 @@ impl Report {
             Mode::Idle | Mode::Tun { .. } => (None, None, None, None),
             Mode::Churn { hold } => (None, None, None, Some(hold.as_secs_f64())),
         };
-        let peer_complete = c.peer_queried > 0 && c.peer_answered == c.peer_queried;
-        let round_trip = match &config.mode {
-            Mode::Echo { .. } | Mode::Udp { reflect: true, .. } => {
-                Some(LossFigures::new(c.probes_sent, c.probes_answered))
-            }
-            _ => None,
+        let totals = FamilyFigures::build(config, c, &stats.rtt, t.window);
+        let families = if config.mode.has_traffic() {
+            IpFamily::ALL
+                .into_iter()
+                .filter(|f| match f {
+                    IpFamily::V4 => config.family.v4(),
+                    IpFamily::V6 => config.family.v6(),
+                })
+                .map(|f| {
+                    let s = &stats.families[f.index()];
+                    let figures = FamilyFigures::build(config, &s.counters, &s.rtt, t.window);
+                    (f.label().to_string(), figures)
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
         };
-        let (measures_up, measures_down) = match &config.mode {
-            Mode::Udp { .. } => (true, false),
-            Mode::Bulk { direction, .. } => (direction.up(), direction.down()),
-            _ => (false, false),
-        };
-        let up = (measures_up && peer_complete)
-            .then(|| LossFigures::new(c.peer_flow_up_sent, c.peer_rx_packets));
-        let down = (measures_down && peer_complete)
-            .then(|| LossFigures::new(c.peer_tx_packets, c.peer_flow_down_received));
         let moved = c.up_bytes + c.down_bytes;
         let setup_span = match config.mode {
             Mode::Churn { .. } => t.total,
@@ -384,6 +457,8 @@ impl Report {
                 auth: config.auth.iter().map(|a| a.as_str().to_string()).collect(),
                 setup_timeout_s: config.setup_timeout.as_secs_f64(),
                 max_failures: config.max_failures.map(|l| l.to_string()),
+                family: config.family.as_str().to_string(),
+                to6: config.to6.map(|a| a.to_string()),
             },
             timing: Timing {
                 started_unix_s: round3(t.started_unix_s),
@@ -420,31 +495,10 @@ impl Report {
                 cycles: c.cycles,
                 cycles_per_s: round3(per_second(c.cycles, t.total)),
             },
-            traffic: Traffic {
-                up: FlowFigures::new(c.up_packets, c.up_bytes, t.window),
-                down: FlowFigures::new(c.down_packets, c.down_bytes, t.window),
-                probes_sent: c.probes_sent,
-                probes_answered: c.probes_answered,
-                reordered: c.reordered,
-                foreign: c.foreign,
-                backpressure_waits: c.backpressure_waits,
-                send_errors: c.send_errors,
-            },
-            loss: Loss {
-                round_trip,
-                up,
-                down,
-            },
-            rtt: HistSummary::of(&stats.rtt),
-            peer: PeerFigures {
-                queried_flows: c.peer_queried,
-                answered_flows: c.peer_answered,
-                rx_packets: c.peer_rx_packets,
-                rx_bytes: c.peer_rx_bytes,
-                tx_packets: c.peer_tx_packets,
-                tx_bytes: c.peer_tx_bytes,
-                streams_unanswered: c.streams_unanswered,
-            },
+            traffic: totals.traffic,
+            loss: totals.loss,
+            rtt: totals.rtt,
+            peer: totals.peer,
             cpu: Cpu {
                 workers_s: round6(stats.cpu.as_secs_f64()),
                 process_user_s: round6(t.process_cpu.0.as_secs_f64()),
@@ -460,6 +514,7 @@ impl Report {
                     .is_some_and(|l| l.exceeded(failures, c.attempted)),
             },
             tun,
+            families,
         }
     }
 

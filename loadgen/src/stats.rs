@@ -218,6 +218,38 @@ pub fn count_reason(reasons: &mut Reasons, reason: &str) {
     }
 }
 
+/// The IP version a traffic flow runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+impl IpFamily {
+    pub const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
+    /// Index into [`WorkerStats::families`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The key of the family's figures in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "ipv4",
+            IpFamily::V6 => "ipv6",
+        }
+    }
+}
+
+/// What the traffic of one IP version did: the traffic, loss and peer
+/// counters of [`Counters`] (the others stay zero) and its round trips.
+#[derive(Clone, Debug, Default)]
+pub struct FamilyStats {
+    pub counters: Counters,
+    pub rtt: Histo,
+}
+
 /// Everything one worker measured.
 #[derive(Clone, Debug, Default)]
 pub struct WorkerStats {
@@ -234,6 +266,8 @@ pub struct WorkerStats {
     pub cpu: Duration,
     /// Tun: the devices of this worker's sessions.
     pub tunnels: Vec<Tunnel>,
+    /// The traffic figures again, per IP version ([`IpFamily::index`]).
+    pub families: [FamilyStats; 2],
 }
 
 impl WorkerStats {
@@ -255,6 +289,10 @@ impl WorkerStats {
         self.rtt.add(&o.rtt);
         self.cpu += o.cpu;
         self.tunnels.extend(o.tunnels.iter().cloned());
+        for (mine, theirs) in self.families.iter_mut().zip(&o.families) {
+            mine.counters.add(&theirs.counters);
+            mine.rtt.add(&theirs.rtt);
+        }
     }
 }
 

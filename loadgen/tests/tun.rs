@@ -66,13 +66,24 @@ fn echo_one(listener: &TcpListener) {
 /// Connects from `source` to the echo server, sends [`TRANSFER`] bytes of
 /// the pattern and checks that exactly they come back.
 fn transfer_through(source: Ipv4Addr, seed: u8) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    transfer_between(source.into(), GATEWAY.into(), TRANSFER, seed)
+}
+
+/// Connects from `source` to the echo server at `gateway`, sends
+/// `transfer` bytes of the pattern and checks that exactly they come back.
+fn transfer_between(source: IpAddr, gateway: IpAddr, transfer: usize, seed: u8) {
+    let socket = Socket::new(
+        Domain::for_address(SocketAddr::new(source, 0)),
+        Type::STREAM,
+        None,
+    )
+    .unwrap();
     socket
         .bind(&SocketAddr::from((source, 0)).into())
         .expect("bind the tunnel address");
     socket
         .connect_timeout(
-            &SocketAddr::from((GATEWAY, ECHO_PORT)).into(),
+            &SocketAddr::from((gateway, ECHO_PORT)).into(),
             Duration::from_secs(10),
         )
         .expect("connect through the tunnel");
@@ -80,18 +91,18 @@ fn transfer_through(source: Ipv4Addr, seed: u8) {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    assert_eq!(stream.local_addr().unwrap().ip(), IpAddr::V4(source));
+    assert_eq!(stream.local_addr().unwrap().ip(), source);
     let mut writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
-        let data: Vec<u8> = (0..TRANSFER).map(|i| pattern(seed, i)).collect();
+        let data: Vec<u8> = (0..transfer).map(|i| pattern(seed, i)).collect();
         writer.write_all(&data).expect("send");
         writer.shutdown(std::net::Shutdown::Write).unwrap();
     });
-    let mut received = Vec::with_capacity(TRANSFER);
+    let mut received = Vec::with_capacity(transfer);
     let mut reader = stream;
     reader.read_to_end(&mut received).expect("receive");
     sender.join().unwrap();
-    assert_eq!(received.len(), TRANSFER, "every byte came back");
+    assert_eq!(received.len(), transfer, "every byte came back");
     let first_bad = received
         .iter()
         .enumerate()
@@ -131,6 +142,26 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A namespace for the load generator, joined to the server's by a veth
+/// pair.
+fn client_namespace(server: &TestServer) -> NetNs {
+    let client_ns = NetNs::new("sstp-loadgen-tun").expect("client namespace");
+    create_veth_pair(
+        VethEnd {
+            ns: &server.ns,
+            name: "lg-s",
+            addresses: &[(IpAddr::V4(SERVER_VETH), 24)],
+        },
+        VethEnd {
+            ns: &client_ns,
+            name: "lg-c",
+            addresses: &[(IpAddr::V4(CLIENT_VETH), 24)],
+        },
+    )
+    .expect("veth pair");
+    client_ns
 }
 
 #[test]
@@ -186,20 +217,7 @@ fn tcp_through_two_tunnels(offload: TunOffload) -> Harness {
         c.tun.offload = offload;
     });
     let port = server.addr.port();
-    let client_ns = NetNs::new("sstp-loadgen-tun").expect("client namespace");
-    create_veth_pair(
-        VethEnd {
-            ns: &server.ns,
-            name: "lg-s",
-            addresses: &[(IpAddr::V4(SERVER_VETH), 24)],
-        },
-        VethEnd {
-            ns: &client_ns,
-            name: "lg-c",
-            addresses: &[(IpAddr::V4(CLIENT_VETH), 24)],
-        },
-    )
-    .expect("veth pair");
+    let client_ns = client_namespace(&server);
 
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("tun.json");
@@ -287,4 +305,79 @@ fn tcp_through_two_tunnels(offload: TunOffload) -> Harness {
     );
     assert!(server.wait_idle(Duration::from_secs(10)));
     server
+}
+
+/// The global IPv6 address of `name` in `ns`, once it has one.
+fn global_ipv6(ns: &NetNs, name: &str) -> Option<std::net::Ipv6Addr> {
+    let (_, out) = ip_output(
+        ns,
+        &["-6", "-o", "addr", "show", "dev", name, "scope", "global"],
+    );
+    let word = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)?;
+    word.split('/').next()?.parse().ok()
+}
+
+#[test]
+fn kernel_tcp_over_ipv6_runs_through_a_tunnel_device() {
+    let server = server_with(|c| {
+        c.server.listen = vec!["0.0.0.0:0".parse().unwrap()];
+        c.ipv6.enabled = true;
+    });
+    let gateway6: std::net::Ipv6Addr = "fd99::1".parse().unwrap();
+    let port = server.addr.port();
+    let client_ns = client_namespace(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tun.log");
+    let (user, password) = USERS[0];
+    let target = format!("{SERVER_VETH}:{port}");
+    let child = client_ns
+        .command(env!("CARGO_BIN_EXE_sstp-loadgen"))
+        .args(["tun", "--target", &target, "--insecure", "--user", user])
+        .args(["--password", password, "--sessions", "1", "--workers", "1"])
+        .args(["--no-pin", "--duration", "60s", "--progress", "never"])
+        .args(["--family", "both", "--ifname", "sstp6c0"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("sstp-loadgen starts");
+    let mut child = Killed(child);
+    // Configured when the source rule, the last step, is in place.
+    let configured = || {
+        let (_, rules) = ip_output(&client_ns, &["-6", "rule", "show"]);
+        global_ipv6(&client_ns, "sstp6c0").is_some_and(|a| rules.contains(&format!("from {a}")))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), configured),
+        "no IPv6 address on the device: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let address = global_ipv6(&client_ns, "sstp6c0").unwrap();
+    assert_eq!(
+        u128::from(address) >> 80,
+        u128::from(gateway6) >> 80,
+        "{address} is in the server's fd99::/48"
+    );
+
+    let listener = server
+        .ns
+        .run(|| TcpListener::bind((gateway6, ECHO_PORT)))
+        .expect("listen on the IPv6 gateway");
+    std::thread::scope(|scope| {
+        scope.spawn(|| echo_one(&listener));
+        client_ns.run(|| transfer_between(address.into(), gateway6.into(), 256 << 10, 9));
+    });
+
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.0.wait().expect("sstp-loadgen exits");
+    assert!(status.success(), "{status}");
+    let (_, rules) = ip_output(&client_ns, &["-6", "rule", "show"]);
+    assert!(
+        !rules.contains("lookup 2000"),
+        "the IPv6 source rule was removed: {rules}"
+    );
+    assert!(server.wait_idle(Duration::from_secs(10)));
 }

@@ -28,6 +28,7 @@
 
 mod common;
 
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::sstpc::{
@@ -37,6 +38,7 @@ use common::*;
 use sstpd::config::{Config, CryptoBindingHash, RadiusServer, Secret, TlsVersion, UserBackend};
 use sstpd::metrics::{Event, Family};
 use sstpd::proto::auth::AuthProtocol;
+use sstpd::proto::ndp::RouterAdvertisement;
 use sstpd::proto::ppp::PppCloseReason;
 use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser, DEFAULT_SECRET};
 use sstpd::tls::certs::SelfSignedKey;
@@ -548,4 +550,77 @@ fn radius_with_a_wrong_mppe_key_fails_call_connected() {
     );
     let log = sstpc.log();
     assert!(log.contains("TYPE(5): ABORT"), "{log}");
+}
+
+/// IPv6CP through sstpc: sstpc relays PPP frames whatever their protocol,
+/// so our PPP on its fd 0 negotiates IPv6CP with sstpd, receives the
+/// Router Advertisement of its /64, forms its address from it (SLAAC)
+/// and pings the server's IPv6 gateway through the tunnel.
+#[test]
+fn ipv6cp_through_sstpc_gets_a_prefix_and_reaches_the_gateway() {
+    const TEST: &str = "ipv6cp_through_sstpc_gets_a_prefix_and_reaches_the_gateway";
+    let method = AuthProtocol::MsChapV2;
+    let Some((keep, server, mut sstpc, mut ppp)) =
+        run(TEST, TlsVersion::Tls13, SHA256_AND_SHA1, method, |c| {
+            c.ipv6.enabled = true
+        })
+    else {
+        return;
+    };
+    bring_up(&server, &sstpc, &mut ppp, method);
+    let advertised = |p: &HdlcPppClient| {
+        p.ip_received
+            .iter()
+            .find_map(|packet| RouterAdvertisement::parse(packet))
+    };
+    let announced = ppp.run_until(Duration::from_secs(10), |p| {
+        p.link().ipv6().is_some() && advertised(p).is_some()
+    });
+    assert!(
+        announced,
+        "IPv6CP {:?}, no Router Advertisement: {:?}\n{}",
+        ppp.link().ipv6(),
+        ppp.events,
+        context(&server, &sstpc)
+    );
+    let ra = advertised(&ppp).unwrap();
+    assert_eq!(ra.prefix_len, 64);
+    let ifid = ppp.link().ipv6().unwrap().local_ifid;
+    let me = Ipv6Addr::from(u128::from(ra.prefix) | u128::from(ifid));
+    let gateway: Ipv6Addr = "fd99::1".parse().unwrap();
+    let mut answered = false;
+    for seq in 0..3u16 {
+        let builder = etherparse::PacketBuilder::ipv6(me.octets(), gateway.octets(), 64)
+            .icmpv6_echo_request(0x66, seq);
+        let mut request = Vec::new();
+        builder.write(&mut request, TEST.as_bytes()).unwrap();
+        ppp.send_ipv6(&request);
+        answered = ppp.run_until(Duration::from_secs(1), |p| {
+            p.ip_received.iter().any(|r| {
+                r.len() > 48
+                    && r[0] >> 4 == 6
+                    && r[6] == 58
+                    && r[40] == 129
+                    && r[8..24] == gateway.octets()
+                    && r[24..40] == me.octets()
+                    && r.ends_with(TEST.as_bytes())
+            })
+        });
+        if answered {
+            break;
+        }
+    }
+    assert!(
+        answered,
+        "no ICMPv6 echo reply from {gateway} to {me}\n{}",
+        context(&server, &sstpc)
+    );
+
+    ppp.close();
+    assert!(ppp.run_until(Duration::from_secs(5), |p| p.closed().is_some()));
+    assert!(sstpc.wait_exit(Duration::from_secs(5)).is_some());
+    assert!(server.wait_idle(Duration::from_secs(5)));
+    let stats = server.handle().metrics();
+    assert_closed_cleanly(&stats, Event::PeerTerminated, keep.retries);
+    assert_eq!(stats.event("spoofed_source"), 0, "{stats}");
 }

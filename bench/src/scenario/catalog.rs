@@ -96,6 +96,14 @@ pub enum Kind {
     SetupRadius,
 }
 
+/// The group of the IPv6 scenarios; `run ipv6` runs each beside its IPv4
+/// twin (the same name without `_v6`).
+pub const IPV6_GROUP: &str = "ipv6";
+/// How much longer IPv6's header is than IPv4's: the IPv6 scenarios send
+/// this much less payload, so their packets and TLS records are the same
+/// size as their IPv4 twins'.
+pub const IPV6_EXTRA_HEADER: usize = 20;
+
 /// A scenario's name and what it will measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScenarioSpec {
@@ -109,8 +117,15 @@ pub struct ScenarioSpec {
     pub figures: &'static str,
 }
 
+impl ScenarioSpec {
+    /// Whether the scenario's traffic runs over IPv6.
+    pub fn ipv6(&self) -> bool {
+        self.group == IPV6_GROUP
+    }
+}
+
 /// The scenarios, in the order `run all` runs them.
-pub const SCENARIOS: [ScenarioSpec; 17] = [
+pub const SCENARIOS: [ScenarioSpec; 20] = [
     ScenarioSpec {
         name: "bulk_up_1",
         group: "bulk",
@@ -279,6 +294,33 @@ pub const SCENARIOS: [ScenarioSpec; 17] = [
         figures: "time until all are back and reconnect rate beside tls_handshake; failures; \
                   server RSS held, and after the storm against held (growth)",
     },
+    ScenarioSpec {
+        name: "bulk_up_1_v6",
+        group: IPV6_GROUP,
+        kind: Kind::Bulk {
+            direction: Direction::Up,
+            sessions: 1,
+        },
+        load: "bulk_up_1 over IPv6: 1 session, 1,400-byte IPv6 packets upstream at full speed",
+        figures: "as bulk_up_1, beside the same tls_stream_16384",
+    },
+    ScenarioSpec {
+        name: "pps_up_v6",
+        group: IPV6_GROUP,
+        kind: Kind::SmallPackets {
+            direction: Direction::Up,
+        },
+        load: "pps_up over IPv6: 8 sessions, 92-byte IPv6 packets upstream at full speed",
+        figures: "as pps_up",
+    },
+    ScenarioSpec {
+        name: "latency_v6",
+        group: IPV6_GROUP,
+        kind: Kind::Latency,
+        load: "latency over IPv6: 8 sessions of 92-byte UDP/IPv6 round trips reflected by the \
+               peer, at full speed, then paced at 10% and 50% of it",
+        figures: "latency_v6_max, latency_v6_10pct, latency_v6_50pct: as latency's",
+    },
 ];
 
 /// Settings common to the scenarios of a run.
@@ -405,6 +447,10 @@ fn sstpd_options(options: &BenchOptions) -> SstpdOptions {
     server.max_sessions = clients.max(10_000);
     server.tun_offload = options.tun_offload.clone();
     server.ktls = options.ktls;
+    // IPv6 on for every scenario: an IPv4 scenario and its IPv6 twin
+    // measure the same server configuration (IPv6CP runs only for load
+    // generators that ask for it).
+    server.ipv6 = true;
     server
 }
 
@@ -440,7 +486,7 @@ pub fn run(
             sessions,
         } => throughput(
             &mut bed,
-            spec.name,
+            spec,
             direction,
             sessions,
             BULK_PAYLOAD,
@@ -457,7 +503,7 @@ pub fn run(
         ),
         Kind::SmallPackets { direction } => throughput(
             &mut bed,
-            spec.name,
+            spec,
             direction,
             SMALL_PACKET_SESSIONS,
             SMALL_PAYLOAD,
@@ -465,7 +511,7 @@ pub fn run(
             interrupt,
             print,
         ),
-        Kind::Latency => latency(&mut bed, options, interrupt, print),
+        Kind::Latency => latency(&mut bed, spec, options, interrupt, print),
         Kind::Setup => setup(&mut bed, options, interrupt, print),
         Kind::Idle => idle(&mut bed, options, interrupt, print),
         Kind::Churn => churn(&mut bed, options, interrupt, print),
@@ -757,7 +803,7 @@ pub(crate) fn hist_profile(h: &HistSummary) -> LatencyProfile {
 #[allow(clippy::too_many_arguments)]
 fn throughput(
     bed: &mut Testbed,
-    name: &str,
+    scenario: &ScenarioSpec,
     direction: Direction,
     sessions: u64,
     payload: usize,
@@ -765,10 +811,12 @@ fn throughput(
     interrupt: &AtomicBool,
     print: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ScenarioError> {
+    let name = scenario.name;
     let up = direction == Direction::Up;
     let (reference, record) = direction_stream(bed, options, direction, payload, print)?;
     let mut spec = LoadSpec::new(bulk(direction), sessions, options.duration);
-    spec.payload = Some(payload);
+    spec.payload = Some(ip_payload(scenario, payload));
+    spec.ipv6 = scenario.ipv6();
     spec.setup_concurrency = Some(options.concurrency);
     let (outcome, mut figures) = load_checked(bed, &spec, interrupt)?;
     let r = &outcome.report;
@@ -865,8 +913,19 @@ fn throughput(
 
 /// The maximum reflected round-trip rate, then latency at 10% and 50% of
 /// it.
+/// The payload that makes a scenario's packets the size its IPv4
+/// version's `payload` gives.
+fn ip_payload(scenario: &ScenarioSpec, payload: usize) -> usize {
+    if scenario.ipv6() {
+        payload - IPV6_EXTRA_HEADER
+    } else {
+        payload
+    }
+}
+
 fn latency(
     bed: &mut Testbed,
+    scenario: &ScenarioSpec,
     options: &BenchOptions,
     interrupt: &AtomicBool,
     print: &mut dyn FnMut(&str),
@@ -882,13 +941,15 @@ fn latency(
             SMALL_PACKET_SESSIONS,
             options.duration,
         );
-        spec.payload = Some(SMALL_PAYLOAD);
+        spec.payload = Some(ip_payload(scenario, SMALL_PAYLOAD));
+        spec.ipv6 = scenario.ipv6();
         spec.pps = Some(pps);
         spec.setup_concurrency = Some(options.concurrency);
         spec
     };
     print(&format!(
-        "  latency_max: {SMALL_PACKET_SESSIONS} sessions, round trips at full speed ..."
+        "  {}_max: {SMALL_PACKET_SESSIONS} sessions, round trips at full speed ...",
+        scenario.name
     ));
     let (outcome, mut figures) = load_checked(bed, &udp(SATURATING_PPS), interrupt)?;
     let r = &outcome.report;
@@ -905,7 +966,7 @@ fn latency(
         fig("round_trip_rate", "round trips/s", max, Better::Higher),
     );
     let result = round_trip_result(
-        "latency_max",
+        &format!("{}_max", scenario.name),
         &outcome,
         figures,
         Params::new(),
@@ -913,7 +974,8 @@ fn latency(
     );
     print(&render(&result));
     let mut results = vec![result];
-    for (name, share) in [("latency_10pct", 0.10), ("latency_50pct", 0.50)] {
+    for (suffix, share) in [("10pct", 0.10), ("50pct", 0.50)] {
+        let name = format!("{}_{suffix}", scenario.name);
         let rate = max * share;
         print(&format!(
             "  {name}: {} round trips/s ({:.0}% of the maximum) ...",
@@ -945,7 +1007,7 @@ fn latency(
         let mut params = Params::new();
         params.insert("rate_of_max".into(), format!("{share}"));
         params.insert("max_round_trip_rate".into(), format!("{max:.0}"));
-        let result = round_trip_result(name, &outcome, figures, params, &options.topology);
+        let result = round_trip_result(&name, &outcome, figures, params, &options.topology);
         print(&render(&result));
         results.push(result);
     }

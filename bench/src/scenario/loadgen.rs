@@ -61,6 +61,8 @@ pub struct LoadSpec {
     pub setup_concurrency: Option<usize>,
     /// How long to wait for packets in flight after the window.
     pub drain: Duration,
+    /// Traffic over IPv6 (`--family 6`) instead of IPv4.
+    pub ipv6: bool,
 }
 
 impl LoadSpec {
@@ -74,6 +76,7 @@ impl LoadSpec {
             rate: None,
             setup_concurrency: None,
             drain: DRAIN,
+            ipv6: false,
         }
     }
 
@@ -157,6 +160,9 @@ pub fn load_args(
             args.extend(["--cpus".into(), list.join(",")]);
         }
         None => args.push("--no-pin".into()),
+    }
+    if spec.ipv6 {
+        args.extend(["--family".into(), "6".into()]);
     }
     if let Some(payload) = spec.payload {
         args.extend(["--payload".into(), payload.to_string()]);
@@ -515,6 +521,7 @@ pub fn parse_tunnel_line(line: &str) -> Option<Tunnel> {
         address: address.parse::<std::net::Ipv4Addr>().ok()?.to_string(),
         gateway: gateway.into(),
         mtu: mtu.parse().ok()?,
+        address6: None,
     })
 }
 

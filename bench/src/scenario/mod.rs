@@ -157,6 +157,15 @@ pub fn select(name: &str) -> Result<Vec<ScenarioSpec>, ScenarioError> {
     if name == "all" {
         return Ok(SCENARIOS.to_vec());
     }
+    if name == catalog::IPV6_GROUP {
+        // Each IPv6 scenario right after its IPv4 twin, in the same run.
+        let mut both = Vec::new();
+        for v6 in SCENARIOS.iter().filter(|s| s.ipv6()) {
+            both.push(spec(v6.name.trim_end_matches("_v6"))?);
+            both.push(*v6);
+        }
+        return Ok(both);
+    }
     let group: Vec<ScenarioSpec> = SCENARIOS
         .iter()
         .copied()
@@ -258,14 +267,27 @@ mod tests {
         assert_eq!(select("bulk_down_64").unwrap().len(), 1);
         assert_eq!(select("pps").unwrap().len(), 2);
         assert_eq!(select("tcp").unwrap().len(), 5);
+        let ipv6: Vec<&str> = select("ipv6").unwrap().iter().map(|s| s.name).collect();
+        assert_eq!(
+            ipv6,
+            [
+                "bulk_up_1",
+                "bulk_up_1_v6",
+                "pps_up",
+                "pps_up_v6",
+                "latency",
+                "latency_v6"
+            ]
+        );
         let error = select("nope").unwrap_err();
         assert_eq!(error.as_str(), "unknown_scenario");
         assert_eq!(
             error.to_string(),
             "unknown scenario \"nope\"; scenarios: bulk_up_1, bulk_up_64, bulk_down_1, \
              bulk_down_64, tcp_up_1, tcp_up_8, tcp_up_64, tcp_down_1, tcp_down_8, pps_up, \
-             pps_down, latency, setup, setup_radius, idle, churn, storm, or all \
-             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn, storm)"
+             pps_down, latency, setup, setup_radius, idle, churn, storm, bulk_up_1_v6, \
+             pps_up_v6, latency_v6, or all \
+             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn, storm, ipv6)"
         );
     }
 

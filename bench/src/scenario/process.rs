@@ -57,6 +57,8 @@ pub struct SstpdOptions {
     pub max_sessions: usize,
     /// `logging.level`.
     pub log_level: String,
+    /// `ipv6.enabled`: IPv6CP and a /64 per session from `fd99::/48`.
+    pub ipv6: bool,
     /// Extra TOML appended to the generated file (sections not set above).
     pub extra_toml: String,
     /// `tun.offload`, if not sstpd's default.
@@ -81,6 +83,7 @@ impl SstpdOptions {
             certificate: SelfSignedKey::EcdsaP256,
             max_sessions: 10_000,
             log_level: "warn".into(),
+            ipv6: false,
             extra_toml: String::new(),
             tun_offload: None,
             ktls: sstpd::config::KtlsMode::Auto,
@@ -138,7 +141,7 @@ impl SstpdOptions {
              gateway = {gateway}\n\
              \n\
              [ipv6]\n\
-             enabled = false\n\
+             enabled = {ipv6}\n\
              \n\
              [tun]\n\
              name = \"sstp0\"\n\
@@ -161,6 +164,7 @@ impl SstpdOptions {
             gateway = quote(&self.ipv4_gateway),
             level = quote(&self.log_level),
             control = quote(&dir.join(CONTROL_SOCKET).display().to_string()),
+            ipv6 = self.ipv6,
             extra = self.extra_toml,
             offload = self
                 .tun_offload

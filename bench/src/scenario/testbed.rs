@@ -395,7 +395,8 @@ impl Testbed {
         let peer = PeerProcess::start(
             &binaries.loadgen,
             server.namespace(),
-            SocketAddr::from(([0, 0, 0, 0], PEER_PORT)),
+            // `[::]`: the IPv4 and the IPv6 scenarios' traffic.
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, PEER_PORT)),
             topology.peer_threads,
             &dir.path().join("peer.log"),
         )?;

@@ -157,7 +157,7 @@ pub fn client_session_config(config: &LoadConfig) -> SessionConfig {
     let ppp = PppConfig {
         auth_protocols: config.auth.clone(),
         ipv6cp: Ipv6cpConfig {
-            enabled: config.ipv6cp,
+            enabled: config.negotiates_ipv6(),
         },
         ..PppConfig::default()
     };

@@ -3,7 +3,7 @@
 //! that arrives from the tunnel.
 
 use std::cell::Cell;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use crate::packet::{
     STREAM_REQUEST_LEN,
 };
 use crate::stats::count_reason;
+use crate::stats::{Counters, IpFamily};
 
 /// Bulk senders fill a session's queue to this many plaintext bytes, then
 /// wait for the writer to take it: one batch in TLS, one filling.
@@ -35,6 +36,11 @@ const STATS_TRIES: u32 = 4;
 const LONG: Duration = Duration::from_secs(365 * 24 * 3600);
 /// First UDP source port; session `i` uses `SOURCE_PORT_BASE + i % 16384`.
 const SOURCE_PORT_BASE: u16 = 49152;
+/// A session's IPv6 flow id is its IPv4 flow id with this bit flipped.
+const IPV6_FLOW_BIT: u32 = 1 << 31;
+/// Why a session that came up was dropped at once: IPv6 traffic was asked
+/// for and no prefix was advertised within the setup timeout.
+pub const NO_IPV6_PREFIX: &str = "no_ipv6_prefix";
 
 /// Starts every session of this worker (at `--rate`) and returns their
 /// tasks.
@@ -82,6 +88,7 @@ pub(super) async fn start_all(w: &Rc<Worker>) -> Vec<JoinHandle<()>> {
 /// `on_ip` handler).
 struct FlowRx {
     flow: u32,
+    family: IpFamily,
     /// Replies to probes.
     answered: Cell<u64>,
     /// Highest probe sequence answered, plus one (0: none).
@@ -95,9 +102,10 @@ struct FlowRx {
 }
 
 impl FlowRx {
-    fn new(flow: u32) -> Rc<FlowRx> {
+    fn new(flow: u32, family: IpFamily) -> Rc<FlowRx> {
         Rc::new(FlowRx {
             flow,
+            family,
             answered: Cell::new(0),
             probe_high: Cell::new(0),
             data_received: Cell::new(0),
@@ -124,6 +132,7 @@ impl Worker {
             self.counters().foreign += 1;
             return;
         };
+        let family = rx.family;
         let reordered = match (r.header.kind, r.transport) {
             // The kernel answers ICMP echo with our header unchanged; the
             // peer marks its UDP reflections.
@@ -133,8 +142,9 @@ impl Worker {
                 let rtt = Duration::from_nanos(self.now_ns().saturating_sub(r.header.timestamp_ns));
                 let mut stats = self.stats.borrow_mut();
                 stats.rtt.record(rtt);
-                stats.counters.probes_answered += 1;
+                stats.families[family.index()].rtt.record(rtt);
                 drop(stats);
+                self.count(family, |c| c.probes_answered += 1);
                 self.interval_rtt.borrow_mut().record(rtt);
                 reordered(&rx.probe_high, r.header.seq)
             }
@@ -159,21 +169,43 @@ impl Worker {
             }
         };
         let in_window = self.go.get().is_some() && !self.stopped.get();
-        let mut c = self.counters();
-        c.down_packets_total += 1;
-        if reordered {
-            c.reordered += 1;
-        }
-        if in_window {
-            c.down_packets += 1;
-            c.down_bytes += packet.len() as u64;
-        }
+        self.count(family, |c| {
+            c.down_packets_total += 1;
+            if reordered {
+                c.reordered += 1;
+            }
+            if in_window {
+                c.down_packets += 1;
+                c.down_bytes += packet.len() as u64;
+            }
+        });
+    }
+
+    /// Applies `f` to the totals and to the family's counters.
+    fn count(&self, family: IpFamily, f: impl Fn(&mut Counters)) {
+        let mut stats = self.stats.borrow_mut();
+        f(&mut stats.counters);
+        f(&mut stats.families[family.index()].counters);
     }
 
     fn receiver(self: &Rc<Self>, rx: &Rc<FlowRx>) -> IpHandler {
         let w = self.clone();
         let rx = rx.clone();
         Box::new(move |packet| w.receive(&rx, packet))
+    }
+
+    /// Hands each packet to the flow of its IP version.
+    fn dual_receiver(self: &Rc<Self>, rx4: &Rc<FlowRx>, rx6: &Rc<FlowRx>) -> IpHandler {
+        let w = self.clone();
+        let (rx4, rx6) = (rx4.clone(), rx6.clone());
+        Box::new(move |packet| {
+            let rx = if packet.first().is_some_and(|b| b >> 4 == 6) {
+                &rx6
+            } else {
+                &rx4
+            };
+            w.receive(rx, packet)
+        })
     }
 
     fn client_options(&self, credentials_index: u64, source_index: u64) -> client::ClientOptions {
@@ -256,19 +288,22 @@ impl Worker {
         self.shared.flow_base.wrapping_add(index as u32)
     }
 
-    fn count_sent(&self, packets: u64, bytes: u64, probes: bool) {
-        let mut c = self.counters();
-        c.up_packets += packets;
-        c.up_bytes += bytes;
-        if probes {
-            c.probes_sent += packets;
-        }
+    fn count_sent(&self, family: IpFamily, packets: u64, bytes: u64, probes: bool) {
+        self.count(family, |c| {
+            c.up_packets += packets;
+            c.up_bytes += bytes;
+            if probes {
+                c.probes_sent += packets;
+            }
+        });
     }
 }
 
-/// Where a session's UDP traffic goes: `to`, or the gateway's peer port.
-fn udp_target(to: Option<SocketAddrV4>, gateway: Ipv4Addr) -> SocketAddrV4 {
-    to.unwrap_or(SocketAddrV4::new(gateway, DEFAULT_PEER_PORT))
+/// The default IPv6 destination: the first host of the /48 that holds
+/// our address, where sstpd's default `ipv6.gateway` lies (the first host
+/// of its default `ipv6.prefix`, a /48).
+fn default_ipv6_target(address: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from((u128::from(address) & (u128::MAX << 80)) | 1)
 }
 
 /// Runs `f` until it ends or the session does.
@@ -281,11 +316,29 @@ pub(super) async fn until_closed<T>(client: &Client, f: impl std::future::Future
 
 /// One session in echo, udp, bulk or idle mode.
 async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphorePermit>) {
-    let rx = FlowRx::new(w.flow(index));
-    let client = w.connect(index, index, &rx).await;
+    let family = w.config.family;
+    let rx4 = FlowRx::new(w.flow(index), IpFamily::V4);
+    let rx6 = FlowRx::new(w.flow(index) ^ IPV6_FLOW_BIT, IpFamily::V6);
+    let client = w
+        .connect_with(index, index, w.dual_receiver(&rx4, &rx6))
+        .await;
+    // IPv6: the address by SLAAC is part of the setup.
+    let address6 = match &client {
+        Some(client) if family.v6() => client.autoconfigure_ipv6(w.config.setup_timeout).await,
+        _ => None,
+    };
     drop(setup_permit);
     w.shared.setup_finished();
     let Some(client) = client else { return };
+    if family.v6() && address6.is_none() {
+        {
+            let mut stats = w.stats.borrow_mut();
+            stats.counters.dropped += 1;
+            crate::stats::count_reason(&mut stats.drop_reasons, NO_IPV6_PREFIX);
+        }
+        client.close(w.config.close_timeout).await;
+        return;
+    }
 
     until_closed(&client, w.wait_go()).await;
     if client.is_closed() {
@@ -296,56 +349,120 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
         w.dropped(&client);
         return;
     };
-    let me = params.local;
-    let gateway = params.peer;
-    let source = SocketAddrV4::new(me, SOURCE_PORT_BASE + (index % 16384) as u16);
-    let payload = w.config.payload();
-    let pps = w.config.pps();
-    // The peer's address when it keeps counters for us.
-    let mut peer: Option<SocketAddrV4> = None;
-    // Templates cannot fail here: `LoadConfig::validate` built them once.
-    let sent = match w.config.mode {
-        Mode::Echo { to } => {
-            match Template::icmp_echo(me, to.unwrap_or(gateway), rx.flow, payload) {
-                Ok(mut probe) => paced(&w, &client, &mut probe, pps, index, true).await,
-                Err(_) => 0,
-            }
+    let v4 = async {
+        if !family.v4() {
+            return None;
         }
-        Mode::Udp { to, reflect } => {
-            let to = udp_target(to, gateway);
-            peer = Some(to);
-            let kind = if reflect { Kind::Echo } else { Kind::Discard };
-            match Template::udp(source, to, Header::new(kind, rx.flow), &[], payload) {
-                Ok(mut datagram) => paced(&w, &client, &mut datagram, pps, index, reflect).await,
-                Err(_) => 0,
-            }
-        }
-        Mode::Bulk { to, direction } => {
-            let to = udp_target(to, gateway);
-            peer = Some(to);
-            bulk(&w, &client, &rx, source, to, direction, payload, pps, index).await
-        }
-        // (Churn and tun sessions run in `churn_slot` and
-        // `tunnel::session`; here they would idle.)
-        Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => {
-            until_closed(&client, w.wait_stopped()).await;
-            0
-        }
+        let plan = FlowPlan {
+            me: params.local.into(),
+            to: w.target(params.peer.into()),
+            payload: w.config.payload(),
+        };
+        Some(plan.run(&w, &client, &rx4, index).await)
     };
+    let v6 = async {
+        let me = address6?;
+        let plan = FlowPlan {
+            me: me.into(),
+            to: w.target(w.config.to6.unwrap_or(default_ipv6_target(me)).into()),
+            payload: w.config.payload_v6(),
+        };
+        Some(plan.run(&w, &client, &rx6, index).await)
+    };
+    let (v4, v6) = tokio::join!(v4, v6);
     if client.is_closed() {
         w.dropped(&client);
         return;
     }
     w.counters().held += 1;
-    drain(&w, &client, &rx, sent).await;
-    if let Some(to) = peer {
-        query_peer(&w, &client, &rx, source, to, sent).await;
-    }
+    let finish = |rx: Rc<FlowRx>, outcome: Option<FlowOutcome>| {
+        let (w, client) = (&w, &client);
+        async move {
+            let Some(outcome) = outcome else { return };
+            drain(w, client, &rx, outcome.sent).await;
+            if let Some((source, to)) = outcome.peer {
+                query_peer(w, client, &rx, source, to, outcome.sent).await;
+            }
+        }
+    };
+    tokio::join!(finish(rx4.clone(), v4), finish(rx6.clone(), v6));
     if client.is_closed() {
         w.dropped(&client);
         return;
     }
     w.close(&client).await;
+}
+
+/// Where one IP version's traffic of a session goes.
+struct FlowPlan {
+    /// Our tunnel address.
+    me: IpAddr,
+    /// Echo: the destination; udp and bulk: the peer.
+    to: SocketAddr,
+    payload: usize,
+}
+
+/// What one IP version's traffic did: data packets sent, and the
+/// addresses to ask the peer from and at.
+struct FlowOutcome {
+    sent: u64,
+    peer: Option<(SocketAddr, SocketAddr)>,
+}
+
+impl Worker {
+    /// The destination of a family's traffic: `--to`'s address (IPv4) or
+    /// `default`, at `--to`'s port or the peer's default port.
+    fn target(&self, default: IpAddr) -> SocketAddr {
+        let (address, port) = match self.config.mode {
+            Mode::Echo { to: Some(to) } if default.is_ipv4() => (IpAddr::V4(to), 0),
+            Mode::Udp { to: Some(to), .. } | Mode::Bulk { to: Some(to), .. } => {
+                let address = if default.is_ipv4() {
+                    IpAddr::V4(*to.ip())
+                } else {
+                    default
+                };
+                (address, to.port())
+            }
+            _ => (default, DEFAULT_PEER_PORT),
+        };
+        SocketAddr::new(address, port)
+    }
+}
+
+impl FlowPlan {
+    async fn run(&self, w: &Worker, client: &Client, rx: &FlowRx, index: u64) -> FlowOutcome {
+        let source = SocketAddr::new(self.me, SOURCE_PORT_BASE + (index % 16384) as u16);
+        let pps = w.config.pps();
+        let (payload, to) = (self.payload, self.to);
+        // Templates cannot fail here: `LoadConfig::validate` built them once.
+        let sent = match w.config.mode {
+            Mode::Echo { .. } => match Template::icmp_echo(self.me, to.ip(), rx.flow, payload) {
+                Ok(mut probe) => paced(w, client, rx, &mut probe, pps, index, true).await,
+                Err(_) => 0,
+            },
+            Mode::Udp { reflect, .. } => {
+                let kind = if reflect { Kind::Echo } else { Kind::Discard };
+                match Template::udp(source, to, Header::new(kind, rx.flow), &[], payload) {
+                    Ok(mut datagram) => {
+                        paced(w, client, rx, &mut datagram, pps, index, reflect).await
+                    }
+                    Err(_) => 0,
+                }
+            }
+            Mode::Bulk { direction, .. } => {
+                bulk(w, client, rx, source, to, direction, payload, pps, index).await
+            }
+            // (Churn and tun sessions run in `churn_slot` and
+            // `tunnel::session`; here they would idle.)
+            Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => {
+                until_closed(client, w.wait_stopped()).await;
+                0
+            }
+        };
+        let peer =
+            matches!(w.config.mode, Mode::Udp { .. } | Mode::Bulk { .. }).then_some((source, to));
+        FlowOutcome { sent, peer }
+    }
 }
 
 /// Sends `template` at `pps` from the window's start (offset by the
@@ -354,6 +471,7 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
 async fn paced(
     w: &Worker,
     client: &Client,
+    rx: &FlowRx,
     template: &mut Template,
     pps: f64,
     index: u64,
@@ -382,12 +500,12 @@ async fn paced(
             match client.send_ip(template.stamp(seq, w.now_ns())) {
                 Ok(()) => {
                     seq += 1;
-                    w.count_sent(1, len, probes);
+                    w.count_sent(rx.family, 1, len, probes);
                 }
                 Err(ClientSendError::Backpressure) => {
                     // The tunnel is slower than the pace: the packet is
                     // late, not lost. Wait for room.
-                    w.counters().backpressure_waits += 1;
+                    w.count(rx.family, |c| c.backpressure_waits += 1);
                     tokio::select! {
                         _ = client.writable(BULK_QUEUE) => {}
                         _ = w.wait_stopped() => return seq,
@@ -395,7 +513,7 @@ async fn paced(
                     break;
                 }
                 Err(ClientSendError::Protocol(_)) => {
-                    w.counters().send_errors += 1;
+                    w.count(rx.family, |c| c.send_errors += 1);
                     return seq;
                 }
             }
@@ -411,7 +529,7 @@ async fn paced(
 
 /// Sends as fast as the session's TLS connection takes (or at `pps`)
 /// until the window ends. Returns the packets sent.
-async fn fill(w: &Worker, client: &Client, template: &mut Template) -> u64 {
+async fn fill(w: &Worker, client: &Client, rx: &FlowRx, template: &mut Template) -> u64 {
     let mut seq = 0u64;
     let len = template.len() as u64;
     loop {
@@ -427,13 +545,13 @@ async fn fill(w: &Worker, client: &Client, template: &mut Template) -> u64 {
                 Ok(()) => seq += 1,
                 Err(ClientSendError::Backpressure) => break,
                 Err(ClientSendError::Protocol(_)) => {
-                    w.counters().send_errors += 1;
+                    w.count(rx.family, |c| c.send_errors += 1);
                     failed = true;
                     break;
                 }
             }
         }
-        w.count_sent(seq - before, (seq - before) * len, false);
+        w.count_sent(rx.family, seq - before, (seq - before) * len, false);
         if failed {
             return seq;
         }
@@ -452,8 +570,8 @@ async fn bulk(
     w: &Worker,
     client: &Client,
     rx: &FlowRx,
-    source: SocketAddrV4,
-    to: SocketAddrV4,
+    source: SocketAddr,
+    to: SocketAddr,
     direction: Direction,
     payload: usize,
     pps: f64,
@@ -474,9 +592,9 @@ async fn bulk(
             return 0;
         };
         if pps > 0.0 {
-            paced(w, client, &mut datagram, pps, index, false).await
+            paced(w, client, rx, &mut datagram, pps, index, false).await
         } else {
-            fill(w, client, &mut datagram).await
+            fill(w, client, rx, &mut datagram).await
         }
     };
     let down = async {
@@ -501,8 +619,8 @@ async fn bulk(
 
 fn send_control(
     client: &Client,
-    source: SocketAddrV4,
-    to: SocketAddrV4,
+    source: SocketAddr,
+    to: SocketAddr,
     header: Header,
     body: &[u8],
 ) -> Result<(), ClientSendError> {
@@ -518,8 +636,8 @@ async fn request_stream(
     w: &Worker,
     client: &Client,
     rx: &FlowRx,
-    source: SocketAddrV4,
-    to: SocketAddrV4,
+    source: SocketAddr,
+    to: SocketAddr,
     payload: usize,
     pps: f64,
 ) {
@@ -555,7 +673,7 @@ async fn request_stream(
             return;
         }
     }
-    w.counters().streams_unanswered += 1;
+    w.count(rx.family, |c| c.streams_unanswered += 1);
 }
 
 /// After the window: waits (at most `--drain`) for what is in flight.
@@ -600,11 +718,11 @@ async fn query_peer(
     w: &Worker,
     client: &Client,
     rx: &FlowRx,
-    source: SocketAddrV4,
-    to: SocketAddrV4,
+    source: SocketAddr,
+    to: SocketAddr,
     sent: u64,
 ) {
-    w.counters().peer_queried += 1;
+    w.count(rx.family, |c| c.peer_queried += 1);
     for attempt in 0..STATS_TRIES {
         let mut header = Header::new(Kind::StatsRequest, rx.flow);
         header.seq = u64::from(attempt);
@@ -615,14 +733,16 @@ async fn query_peer(
         loop {
             let changed = rx.changed.notified();
             if let Some(stats) = rx.stats.get() {
-                let mut c = w.counters();
-                c.peer_answered += 1;
-                c.peer_rx_packets += stats.rx_packets;
-                c.peer_rx_bytes += stats.rx_bytes;
-                c.peer_tx_packets += stats.tx_packets;
-                c.peer_tx_bytes += stats.tx_bytes;
-                c.peer_flow_up_sent += sent;
-                c.peer_flow_down_received += rx.data_received.get();
+                let received = rx.data_received.get();
+                w.count(rx.family, |c| {
+                    c.peer_answered += 1;
+                    c.peer_rx_packets += stats.rx_packets;
+                    c.peer_rx_bytes += stats.rx_bytes;
+                    c.peer_tx_packets += stats.tx_packets;
+                    c.peer_tx_bytes += stats.tx_bytes;
+                    c.peer_flow_up_sent += sent;
+                    c.peer_flow_down_received += received;
+                });
                 return;
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
@@ -647,7 +767,7 @@ async fn churn_slot(w: Rc<Worker>, slot: u64, hold: Duration) {
             w.pace().await;
         }
         let permit = w.setups.clone().acquire_owned().await;
-        let rx = FlowRx::new(w.flow(slot));
+        let rx = FlowRx::new(w.flow(slot), IpFamily::V4);
         // Rotate source addresses across cycles.
         let source_index = slot + cycle * w.config.sessions;
         let client = w.connect(slot, source_index, &rx).await;

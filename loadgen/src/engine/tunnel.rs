@@ -29,7 +29,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
@@ -98,7 +98,12 @@ struct Device {
 impl Device {
     /// Creates and configures the device of session `index`; its queue
     /// descriptor comes with it.
-    fn open(name: &str, index: u64, client: &Client) -> Result<(Device, File), String> {
+    fn open(
+        name: &str,
+        index: u64,
+        client: &Client,
+        address6: Option<Ipv6Addr>,
+    ) -> Result<(Device, File), String> {
         let params = client
             .ipv4()
             .ok_or_else(|| "no IPv4 address assigned".to_string())?;
@@ -108,9 +113,21 @@ impl Device {
             .take_queues()
             .pop()
             .ok_or_else(|| "the device has no queue".to_string())?;
-        // IPv4 only: IPv6 would make the kernel send router solicitations
-        // into a tunnel that did not negotiate IPv6CP.
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        let sysctl = |key: &str, value: &str| {
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/{key}"), value);
+        };
+        if address6.is_some() {
+            // The session did SLAAC already: the kernel is to use its
+            // addresses, not make its own (a link-local of its own would
+            // be a spoofed source to the server), nor solicit or probe.
+            sysctl("addr_gen_mode", "1");
+            sysctl("accept_ra", "0");
+            sysctl("dad_transmits", "0");
+        } else {
+            // IPv4 only: IPv6 would make the kernel send router
+            // solicitations into a tunnel without IPv6.
+            sysctl("disable_ipv6", "1");
+        }
         let configure = || -> Result<(), sstpd::tun::TunError> {
             tun.set_mtu(mtu)?;
             tun.set_ipv4(params.local, 32)?;
@@ -128,22 +145,45 @@ impl Device {
                 address: params.local.to_string(),
                 gateway: params.peer.to_string(),
                 mtu,
+                address6: None,
             },
             table: FIRST_TABLE + index,
             rule: false,
         };
         let table = device.table.to_string();
         ip(&["route", "replace", "default", "dev", name, "table", &table])?;
-        ip(&rule_args("add", params.local, &table))?;
+        ip(&rule_args("add", params.local.into(), &table))?;
         device.rule = true;
+        if let (Some(global), Some(link_local)) = (address6, client.ipv6_link_local()) {
+            for address in [link_local, global] {
+                ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{address}/64"),
+                    "dev",
+                    name,
+                    "nodad",
+                ])?;
+            }
+            ip(&[
+                "-6", "route", "replace", "default", "dev", name, "table", &table,
+            ])?;
+            ip(&rule_args("add", global.into(), &table))?;
+            device.info.address6 = Some(global.to_string());
+        }
         Ok((device, queue))
     }
 
     /// Removes the rule and takes the device down.
     fn close(&mut self) {
         if self.rule {
-            if let Ok(local) = self.info.address.parse() {
-                let _ = ip(&rule_args("del", local, &self.table.to_string()));
+            let table = self.table.to_string();
+            let addresses = [Some(&self.info.address), self.info.address6.as_ref()];
+            for address in addresses.into_iter().flatten() {
+                if let Ok(local) = address.parse() {
+                    let _ = ip(&rule_args("del", local, &table));
+                }
             }
             self.rule = false;
         }
@@ -157,12 +197,17 @@ impl Drop for Device {
     }
 }
 
-fn rule_args(verb: &str, local: Ipv4Addr, table: &str) -> Vec<String> {
+fn rule_args(verb: &str, local: IpAddr, table: &str) -> Vec<String> {
+    let (family, host) = match local {
+        IpAddr::V4(_) => ("-4", 32),
+        IpAddr::V6(_) => ("-6", 128),
+    };
     [
+        family,
         "rule",
         verb,
         "from",
-        &format!("{local}/32"),
+        &format!("{local}/{host}"),
         "lookup",
         table,
         "priority",
@@ -210,7 +255,22 @@ pub(super) async fn session(
         Box::new(move |packet: &[u8]| w.to_device(&path, packet))
     };
     let client = w.connect_with(index, index, handler).await;
-    let opened = client.as_ref().map(|c| Device::open(&name, index, c));
+    // IPv6: the address by SLAAC before the device is configured with it.
+    let address6 = match &client {
+        Some(client) if w.config.family.v6() => {
+            client.autoconfigure_ipv6(w.config.setup_timeout).await
+        }
+        _ => None,
+    };
+    let opened = client.as_ref().map(|c| {
+        if w.config.family.v6() && address6.is_none() {
+            return Err(format!(
+                "{}: no IPv6 prefix advertised",
+                super::session::NO_IPV6_PREFIX
+            ));
+        }
+        Device::open(&name, index, c, address6)
+    });
     if let Some(Ok((d, _))) = &opened {
         eprintln!(
             "tunnel {} {} -> {} mtu {} (session {index})",

@@ -76,13 +76,14 @@ pub fn run(server: &TestServer, config: LoadConfig) -> Report {
         .expect("the run completes")
 }
 
-/// Starts the traffic peer in the server's namespace on [`PEER_PORT`].
+/// Starts the traffic peer in the server's namespace on [`PEER_PORT`],
+/// for IPv4 and IPv6 (`[::]`, as `sstp-loadgen peer` by default).
 pub fn start_peer(server: &TestServer) -> Peer {
     server
         .ns
         .run(|| {
             Peer::start(&PeerConfig {
-                bind: ([0, 0, 0, 0], PEER_PORT).into(),
+                bind: (std::net::Ipv6Addr::UNSPECIFIED, PEER_PORT).into(),
                 threads: 2,
                 max_flows: 1024,
             })

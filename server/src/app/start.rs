@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -781,7 +781,7 @@ fn open_tun(
     tun.set_ipv4(v4.gateway, prefix).map_err(StartError::Tun)?;
     if config.ipv6.enabled {
         let p = &config.ipv6.prefix;
-        let gateway = config.ipv6.gateway.unwrap_or_else(|| first_host(p.addr));
+        let gateway = config.ipv6.gateway();
         tun.add_ipv6(gateway, p.len).map_err(StartError::Tun)?;
     }
     tun.set_up(true).map_err(StartError::Tun)?;
@@ -826,10 +826,6 @@ fn create_tun(
     }
     let tun = TunDevice::create(&options).map_err(StartError::Tun)?;
     Ok((tun, None))
-}
-
-fn first_host(prefix: Ipv6Addr) -> Ipv6Addr {
-    Ipv6Addr::from(u128::from(prefix) | 1)
 }
 
 fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

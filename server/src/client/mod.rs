@@ -147,6 +147,8 @@ struct Progress {
     ipv4: Option<(Instant, Ipv4Params)>,
     /// The IPv6 prefix the server announced (Router Advertisement).
     ipv6_prefix: Option<(std::net::Ipv6Addr, u8)>,
+    /// Router Advertisements received.
+    router_advertisements: u64,
 }
 
 /// A connected session.
@@ -454,8 +456,10 @@ impl Client {
                 SessionEvent::Authenticated { .. } => progress.authenticated = Some(now),
                 SessionEvent::Established => progress.established = Some(now),
                 SessionEvent::Ipv4Up(params) => progress.ipv4 = Some((now, params)),
+                SessionEvent::Ipv6Up(_) => {}
                 SessionEvent::Ipv6Prefix { prefix, len } => {
-                    progress.ipv6_prefix = Some((prefix, len))
+                    progress.ipv6_prefix = Some((prefix, len));
+                    progress.router_advertisements += 1;
                 }
                 SessionEvent::Closed(reason) => {
                     *inner.close_reason.borrow_mut() = Some(reason);
@@ -528,6 +532,11 @@ impl Client {
         (len == 64).then(|| std::net::Ipv6Addr::from(u128::from(prefix) | u128::from(ifid)))
     }
 
+    /// How many Router Advertisements the server has sent us.
+    pub fn router_advertisements(&self) -> u64 {
+        self.inner.progress.borrow().router_advertisements
+    }
+
     /// The IPv6 link-local address (`fe80::<interface identifier>`).
     pub fn ipv6_link_local(&self) -> Option<std::net::Ipv6Addr> {
         let ifid = self.inner.proto.borrow().ipv6()?.local_ifid;
@@ -545,6 +554,46 @@ impl Client {
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return self.ipv6_address();
             }
+        }
+    }
+
+    /// Stateless address autoconfiguration over the tunnel ([RFC 4862]):
+    /// waits (bounded) for IPv6CP, sends a Router Solicitation from our
+    /// link-local address, once a second until the server's Router
+    /// Advertisement has announced a prefix, and returns the global
+    /// address formed from it and our interface identifier. `None` if
+    /// IPv6CP or the advertisement did not come in time.
+    ///
+    /// [RFC 4862]: https://www.rfc-editor.org/rfc/rfc4862
+    pub async fn autoconfigure_ipv6(&self, timeout: Duration) -> Option<std::net::Ipv6Addr> {
+        const SOLICIT_EVERY: Duration = Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut next_solicitation = tokio::time::Instant::now();
+        loop {
+            let changed = self.inner.progress_changed.notified();
+            if let Some(addr) = self.ipv6_address() {
+                return Some(addr);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return self.ipv6_address();
+            }
+            // Until IPv6CP is up there is nothing to solicit from: wait
+            // for its event.
+            let mut wake = deadline;
+            if let Some(source) = self.ipv6_link_local() {
+                if now >= next_solicitation {
+                    let mut rs = Vec::with_capacity(48);
+                    crate::proto::ndp::encode_router_solicitation(source, &mut rs);
+                    let _ = self.send_ip(&rs);
+                    next_solicitation = now + SOLICIT_EVERY;
+                }
+                wake = wake.min(next_solicitation);
+            }
+            let _ = tokio::time::timeout_at(wake, changed).await;
         }
     }
 

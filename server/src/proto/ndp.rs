@@ -133,6 +133,24 @@ impl RouterAdvertisement {
     }
 }
 
+/// `ff02::2`, all routers.
+pub const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+
+/// Appends a Router Solicitation from `source` (the client's link-local
+/// address) to all routers ([RFC 4861] 4.1: hop limit 255, no options,
+/// as the link has no link-layer addresses).
+pub fn encode_router_solicitation(source: Ipv6Addr, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0x60, 0, 0, 0, 0, 8, NEXT_HEADER_ICMPV6, 255]);
+    out.extend_from_slice(&source.octets());
+    out.extend_from_slice(&ALL_ROUTERS.octets());
+    let icmp = out.len();
+    out.extend_from_slice(&[ICMPV6_ROUTER_SOLICITATION, 0, 0, 0, 0, 0, 0, 0]);
+    let checksum = icmpv6_checksum(source, ALL_ROUTERS, &out[icmp..]);
+    out[icmp + 2..icmp + 4].copy_from_slice(&checksum.to_be_bytes());
+    debug_assert_eq!(out.len() - start, IPV6_HEADER_LEN + 8);
+}
+
 /// Whether `packet` is a Router Solicitation ([RFC 4861] 4.1, with the
 /// validity checks of 6.1.1 that matter here: hop limit 255, code 0).
 pub fn is_router_solicitation(packet: &[u8]) -> bool {
@@ -241,6 +259,16 @@ mod tests {
         let mut zero_len_option = packet.clone();
         zero_len_option[40 + 16 + 1] = 0;
         assert_eq!(RouterAdvertisement::parse(&zero_len_option), None);
+    }
+
+    #[test]
+    fn encoded_router_solicitations_are_recognised_and_checksummed() {
+        let src = link_local(0x42);
+        let mut rs = Vec::new();
+        encode_router_solicitation(src, &mut rs);
+        assert!(is_router_solicitation(&rs));
+        assert_eq!(rs[24..40], ALL_ROUTERS.octets());
+        assert_eq!(icmpv6_checksum(src, ALL_ROUTERS, &rs[40..]), 0);
     }
 
     #[test]

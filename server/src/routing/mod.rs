@@ -176,7 +176,13 @@ impl ServerPools {
         let ipv4 = Ipv4Pool::from_range(v4.pool.first(), v4.pool.last(), Some(v4.gateway))?;
         let ipv6 = if config.ipv6.enabled {
             let p = &config.ipv6.prefix;
-            Some(Ipv6PrefixPool::new(p.addr, p.len, config.ipv6.gateway)?)
+            // The server's own address, configured or the default first
+            // host: its /64 must never be delegated to a client.
+            Some(Ipv6PrefixPool::new(
+                p.addr,
+                p.len,
+                Some(config.ipv6.gateway()),
+            )?)
         } else {
             None
         };
@@ -197,6 +203,23 @@ mod tests {
     fn pools() -> ServerPools {
         let config = crate::config::Config::default();
         ServerPools::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn the_default_ipv6_gateway_keeps_its_64_out_of_the_pool() {
+        let mut config = crate::config::Config::default();
+        config.ipv6.enabled = true;
+        assert_eq!(config.ipv6.gateway, None, "the default gateway is implied");
+        let pools = ServerPools::from_config(&config).unwrap();
+        let ipv6 = pools.ipv6.as_ref().unwrap();
+        let gateway = config.ipv6.gateway();
+        let first = ipv6.allocate().unwrap();
+        assert_ne!(
+            u128::from(first) >> 64,
+            u128::from(gateway) >> 64,
+            "{first}/64 holds the gateway {gateway}"
+        );
+        assert_eq!(ipv6.usage().capacity, (1 << 16) - 1);
     }
 
     #[test]

@@ -73,13 +73,18 @@ pub fn test_config(dir: &Path, key: SelfSignedKey, workers: usize) -> Config {
 }
 
 impl TestServer {
-    /// Starts a server with `config` in a new namespace (with IPv4
-    /// forwarding on, so clients can reach each other).
+    /// Starts a server with `config` in a new namespace (with IPv4 and
+    /// IPv6 forwarding on, as deployment.md has it, so clients can reach
+    /// each other).
     pub fn start(config: Config) -> TestServer {
         let ns = NetNs::new("sstpd-e2e").expect("create namespace");
         let out = ns
             .command("sysctl")
-            .args(["-qw", "net.ipv4.ip_forward=1"])
+            .args([
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+            ])
             .output()
             .expect("sysctl");
         assert!(

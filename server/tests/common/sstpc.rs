@@ -511,6 +511,14 @@ impl HdlcPppClient {
         self.write_frame(&frame);
     }
 
+    /// Sends an IPv6 packet the way the link would: `FF 03 00 57`.
+    pub fn send_ipv6(&mut self, packet: &[u8]) {
+        let mut frame = Vec::with_capacity(packet.len() + 4);
+        self.link
+            .encapsulate_ip(sstpd::proto::ppp::IpVersion::V6, packet, &mut frame);
+        self.write_frame(&frame);
+    }
+
     /// Sends an IPv4 packet with the header a peer uses once ACFC and PFC
     /// are agreed: no `FF 03`, one-octet protocol `21`.
     pub fn send_ipv4_compressed(&mut self, packet: &[u8]) {
