@@ -1,13 +1,15 @@
 //! PAP, CHAP-MD5, MS-CHAPv2 and EAP with EAP-MSCHAPv2: every packet parser
 //! on the raw input (EAP and EAP-MSCHAPv2 must encode back what they parse), then
-//! a server and a client of the method the first octet picks, driven by the
+//! a server and a client of the method the first octet picks (bit 6: EAP
+//! relayed to the authenticator), driven by the
 //! rest: fuzzed packets, relayed genuine packets (optionally corrupted),
 //! decisions and clock jumps, so that the fuzzer reaches every state.
 //!
 //! Input after the selector octet is a list of operations, one octet each
 //! (`op % 8`), some followed by operands:
 //! 0: advance the clock by `op / 8` seconds and fire both timers;
-//! 1: decide the oldest pending request (kind `op / 8`);
+//! 1: decide the oldest pending request (kind `op / 8`: the local users,
+//!    accept, reject, or relayed EAP's Challenge and keyed accept);
 //! 2: relay everything queued both ways;
 //! 3: relay, flipping bit `op / 8` of the next octet-indexed position;
 //! 4..=7: a length octet and that many octets, fed to both machines.
@@ -24,8 +26,8 @@ use sstpd::proto::auth::mschapv2::{self, FailureMessage, ResponseValue};
 use sstpd::proto::auth::packet::RawPacket;
 use sstpd::proto::auth::pap::PapPacket;
 use sstpd::proto::auth::{
-    seeded_rng, AuthAccept, AuthClient, AuthConfig, AuthDecision, AuthEvent, AuthProtocol,
-    AuthReject, AuthRequest, AuthServer, LocalAuthenticator, RejectReason,
+    seeded_rng, AuthAccept, AuthChallenge, AuthClient, AuthConfig, AuthDecision, AuthEvent,
+    AuthProtocol, AuthReject, AuthRequest, AuthServer, LocalAuthenticator, Msk, RejectReason,
 };
 use sstpd::testing::StaticPasswords;
 
@@ -62,8 +64,22 @@ fn decision(
     request: &AuthRequest,
     local: &LocalAuthenticator<StaticPasswords>,
 ) -> AuthDecision {
-    match kind % 4 {
+    match kind % 6 {
         0 => local.decide(request),
+        // Relayed EAP's answers (any other method refuses a Challenge).
+        4 => AuthDecision::Challenge(AuthChallenge {
+            eap_request: EapPacket::Request {
+                identifier: kind,
+                kind: 1,
+                data: b"",
+            }
+            .to_vec(),
+            state: Some(vec![kind]),
+        }),
+        5 => AuthDecision::Accept(AuthAccept {
+            eap_msk: Some(Msk(vec![kind; 64])),
+            ..AuthAccept::default()
+        }),
         1 => AuthDecision::Accept(AuthAccept::default()),
         2 => AuthDecision::Reject(AuthReject {
             reason: RejectReason::AuthenticationFailure,
@@ -122,7 +138,11 @@ fuzz_target!(|data: &[u8]| {
     let mut store = StaticPasswords::new();
     store.insert("user", "password");
     let local = LocalAuthenticator::new(store);
-    let config = AuthConfig::default();
+    // Bit 6 of the selector: EAP relayed to the authenticator.
+    let config = AuthConfig {
+        eap_relay: selector & 0x40 != 0,
+        ..AuthConfig::default()
+    };
     let start = Instant::now();
     let mut now = start;
     let mut rng = seeded_rng(u64::from(selector));

@@ -15,8 +15,8 @@ use sstpd::proto::auth::eap;
 use sstpd::proto::auth::pap::{CODE_AUTHENTICATE_ACK, CODE_AUTHENTICATE_NAK};
 use sstpd::proto::auth::LocalAuthenticator;
 use sstpd::proto::auth::{
-    AuthAccept, AuthDecision, AuthProtocol, AuthRequestId, FailedAuthAttempt, PROTO_CHAP,
-    PROTO_EAP, PROTO_PAP,
+    AuthAccept, AuthChallenge, AuthDecision, AuthProtocol, AuthRequestId, Credentials,
+    FailedAuthAttempt, Msk, PROTO_CHAP, PROTO_EAP, PROTO_PAP,
 };
 use sstpd::proto::ppp::frame::{PROTO_IPCP, PROTO_LCP};
 use sstpd::proto::ppp::packet::CONFIGURE_REQUEST;
@@ -265,6 +265,60 @@ fn eap_mschapv2_accept_for_a_request_renegotiated_away_does_not_authenticate_the
     let (_, kind, data) = server.client.eap_request().expect("Failure Request");
     assert_eq!((kind, data[0]), (eap::TYPE_MSCHAPV2, eap::OP_FAILURE));
     assert_eq!(stale_answers(&server), 1, "{:?}", server.events());
+}
+
+/// EAP pass-through: every relayed round is a request of its own, so an
+/// answer to an earlier round (a RADIUS server answering a retransmission,
+/// or answering late) is stale: dropped, counted, never sent on to the
+/// client, and an old Accept cannot end a later round.
+#[test]
+fn relayed_eap_binds_each_answer_to_its_own_round() {
+    let mut relay = config(AuthProtocol::EapMsChapV2);
+    Arc::make_mut(&mut relay.ppp).auth.eap_relay = true;
+    let mut server = LoneServer::in_authentication(&relay, 12);
+    let (identifier, kind, _) = server.client.eap_request().expect("Identity Request");
+    assert_eq!(kind, eap::TYPE_IDENTITY);
+    server.send(&ScriptedClient::eap_identity(identifier, "carol"));
+    let challenge = |data: &[u8], state: &[u8]| {
+        AuthDecision::Challenge(AuthChallenge {
+            eap_request: eap::EapPacket::Request {
+                identifier: 0x42,
+                kind: eap::TYPE_MSCHAPV2,
+                data,
+            }
+            .to_vec(),
+            state: Some(state.to_vec()),
+        })
+    };
+    let accept = || {
+        AuthDecision::Accept(AuthAccept {
+            eap_msk: Some(Msk(vec![7; 64])),
+            ..AuthAccept::default()
+        })
+    };
+    assert!(server.decide(0, challenge(b"round one", b"s1")));
+    assert_eq!(
+        server.client.eap_request(),
+        Some((0x42, eap::TYPE_MSCHAPV2, b"round one".to_vec()))
+    );
+    assert!(
+        !server.decide(0, challenge(b"again", b"s1")),
+        "answered already"
+    );
+    server.send(&ScriptedClient::eap_identity(0x42, "carol"));
+    let second = &server.requests()[1];
+    assert_eq!(second.username, "carol");
+    assert!(matches!(
+        &second.credentials,
+        Credentials::Eap { state: Some(state), .. } if state == b"s1"
+    ));
+    assert!(!server.decide(0, accept()), "an accept for the first round");
+    assert!(!server.client.saw(PROTO_EAP, eap::CODE_SUCCESS));
+    assert!(authenticated(&server).is_empty());
+    assert!(server.decide(1, accept()));
+    assert!(server.client.saw(PROTO_EAP, eap::CODE_SUCCESS));
+    assert_eq!(authenticated(&server), ["carol"]);
+    assert_eq!(stale_answers(&server), 2, "{:?}", server.events());
 }
 
 #[test]

@@ -512,23 +512,13 @@ fn the_real_binary_authenticates_eap_mschapv2_clients_and_refuses_wrong_password
     let ppp = "\n[ppp]\nauth = [\"eap-mschapv2\"]\n";
     std::fs::write(&config_path, config_toml(&config, ppp)).unwrap();
     let ns = sstpd::testing::netns::NetNs::new("sstpd-eap").unwrap();
-    let mut child = spawn_sstpd_in(&ns, env!("CARGO_BIN_EXE_sstpd"), &config_path);
-    let pid = child.id();
-    let outcome = ns.run(move || {
+    let (outcome, log) = with_binary(&ns, &config_path, move || {
         tokio_uring::start(async move {
             let eap = [AuthProtocol::EapMsChapV2];
             let options = client_options(addr, "alice", "alice-secret", TLS, &eap);
-            let mut tries = 0;
-            let (client, inbox) = loop {
-                match connect(&options).await {
-                    Ok(connected) => break connected,
-                    Err(ConnectError::Tcp(_)) if tries < 100 => {
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => return Err(format!("alice: {e}")),
-                }
-            };
+            let (client, inbox) = connect_once_listening(&options)
+                .await
+                .map_err(|e| format!("alice: {e}"))?;
             let pinged = ping_gateway(&client, &inbox, 1, b"eap").await;
             client.close(Duration::from_secs(5)).await;
             let wrong = client_options(addr, "alice", "wrong", TLS, &eap);
@@ -542,6 +532,95 @@ fn the_real_binary_authenticates_eap_mschapv2_clients_and_refuses_wrong_password
             Ok((pinged, refused))
         })
     });
+    let (pinged, refused) = outcome.unwrap_or_else(|e| panic!("{e}; log:\n{log}"));
+    assert!(
+        pinged,
+        "no echo reply through an EAP-MSCHAPv2 session; log:\n{log}"
+    );
+    assert_eq!(refused, Some(691));
+    assert!(log.contains("auth_success_eap_mschapv2"), "log:\n{log}");
+    assert!(log.contains("auth_failure_eap_mschapv2"), "log:\n{log}");
+}
+
+#[test]
+fn the_real_binary_relays_eap_to_freeradius_and_binds_with_its_keys() {
+    // radius.eap_pass_through: sstpd relays the client's EAP to
+    // FreeRADIUS (its eap module running EAP-MSCHAPv2), which answers with
+    // Access-Challenges and, at the end, the MSK as MS-MPPE keys. The
+    // session reaching Call Connected proves the server's HLAK from those
+    // keys matches the one the client derived from its password.
+    use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.server.listen = vec![addr];
+    config.users.local.clear();
+    let config_path = dir.path().join("sstpd.toml");
+    let extra = "\n[ppp]\nauth = [\"eap-mschapv2\"]\n\n[users]\nbackends = [\"radius\"]\n\n\
+                 [radius]\neap_pass_through = true\nauth_timeout = \"2s\"\n\n\
+                 [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"testing123\"\n";
+    std::fs::write(&config_path, config_toml(&config, extra)).unwrap();
+    let ns = sstpd::testing::netns::NetNs::new("sstpd-eapr").unwrap();
+    let radius = FreeRadius::start_in(
+        &ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("carol", "carol-secret")],
+            eap: true,
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts with its eap module");
+    let (outcome, log) = with_binary(&ns, &config_path, move || {
+        tokio_uring::start(async move {
+            let eap = [AuthProtocol::EapMsChapV2];
+            let options = client_options(addr, "carol", "carol-secret", TLS, &eap);
+            let (client, inbox) = connect_once_listening(&options)
+                .await
+                .map_err(|e| format!("carol: {e}"))?;
+            let pinged = ping_gateway(&client, &inbox, 1, b"eap-radius").await;
+            client.close(Duration::from_secs(5)).await;
+            let wrong = client_options(addr, "carol", "wrong", TLS, &eap);
+            match connect(&wrong).await {
+                Err(ConnectError::Closed(CloseReason::Ppp(PppCloseReason::AuthFailed(
+                    failure @ AuthFailure::Rejected { .. },
+                )))) => Ok((pinged, failure)),
+                Err(other) => Err(format!("wrong password ended with {other}")),
+                Ok(_) => Err("a wrong password connected".into()),
+            }
+        })
+    });
+    let (pinged, refused) =
+        outcome.unwrap_or_else(|e| panic!("{e}; log:\n{log}\nradius:\n{}", radius.log()));
+    assert!(
+        pinged,
+        "no echo reply through a relayed EAP session; log:\n{log}"
+    );
+    assert!(matches!(refused, AuthFailure::Rejected { .. }));
+    for counter in [
+        "radius_challenge",
+        "radius_accept",
+        "radius_reject",
+        "auth_success_eap_mschapv2",
+        "auth_failure_eap_mschapv2",
+    ] {
+        assert!(log.contains(counter), "{counter}; log:\n{log}");
+    }
+    assert!(!log.contains("wrong_mac"), "log:\n{log}");
+    // FreeRADIUS ran the method: its log shows the EAP-MSCHAPv2 conversation.
+    assert!(radius.log().contains("mschapv2"), "{}", radius.log());
+}
+
+/// Runs the sstpd binary with `config_path` in `ns` while `clients` run
+/// there, then stops it with SIGTERM: what `clients` returned, and the
+/// binary's log.
+fn with_binary<T: Send>(
+    ns: &sstpd::testing::netns::NetNs,
+    config_path: &std::path::Path,
+    clients: impl FnOnce() -> T + Send,
+) -> (T, String) {
+    let mut child = spawn_sstpd_in(ns, env!("CARGO_BIN_EXE_sstpd"), config_path);
+    let pid = child.id();
+    let outcome = ns.run(clients);
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -552,12 +631,21 @@ fn the_real_binary_authenticates_eap_mschapv2_clients_and_refuses_wrong_password
     let output = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr).to_string()
         + &String::from_utf8_lossy(&output.stdout);
-    let (pinged, refused) = outcome.unwrap_or_else(|e| panic!("{e}; log:\n{log}"));
-    assert!(
-        pinged,
-        "no echo reply through an EAP-MSCHAPv2 session; log:\n{log}"
-    );
-    assert_eq!(refused, Some(691));
-    assert!(log.contains("auth_success_eap_mschapv2"), "log:\n{log}");
-    assert!(log.contains("auth_failure_eap_mschapv2"), "log:\n{log}");
+    (outcome, log)
+}
+
+/// [`connect`], retried while the binary is not listening yet.
+async fn connect_once_listening(
+    options: &sstpd::client::ClientOptions,
+) -> Result<(sstpd::client::Client, Inbox), ConnectError> {
+    let mut tries = 0;
+    loop {
+        match connect(options).await {
+            Err(ConnectError::Tcp(_)) if tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            result => return result,
+        }
+    }
 }

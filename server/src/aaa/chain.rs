@@ -6,15 +6,16 @@
 //! wrong local password is not retried against RADIUS, which would double
 //! the guesses per attempt). Whether a name is local shows in the answer's
 //! latency (local answers at once); local names are operator accounts,
-//! not secrets.
+//! not secrets. Relayed EAP ([`Credentials::Eap`]) goes to RADIUS only:
+//! the local store cannot run the method the RADIUS server chose.
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::proto::auth::verify::{LocalAuthenticator, REJECT_MESSAGE};
 use crate::proto::auth::{
-    AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequest, Authenticator, PasswordStore,
-    RejectReason,
+    AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequest, Authenticator, Credentials,
+    PasswordStore, RejectReason,
 };
 
 /// Local users, then a remote authenticator (RADIUS); either may be left
@@ -46,7 +47,8 @@ impl<S: PasswordStore> AaaChain<S> {
 
 impl<S: PasswordStore> Authenticator for AaaChain<S> {
     fn authenticate(&self, request: AuthRequest, context: AuthContext, reply: AuthReply) {
-        if let Some(local) = &self.local {
+        let relayed = matches!(request.credentials, Credentials::Eap { .. });
+        if let Some(local) = self.local.as_ref().filter(|_| !relayed) {
             let known = local.store().lookup(&request.username).is_some();
             if known || self.remote.is_none() {
                 return local.authenticate(request, context, reply);
@@ -67,7 +69,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::proto::auth::{AuthAccept, AuthRequestId, Credentials};
+    use crate::proto::auth::{AuthAccept, AuthRequestId};
     use crate::testing::StaticPasswords;
 
     /// Records the names it is asked about and accepts them: stands for

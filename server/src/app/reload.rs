@@ -282,7 +282,7 @@ pub(crate) fn merge(current: &Config, new: &Config, radius_runs: bool) -> Merged
                 require_message_authenticator, require_message_authenticator_accounting,
                 acct_interim_interval, acct_max_in_flight],
             restart: [nas_identifier, nas_ip_address, called_station_id, max_pending,
-                acct_spool_max, dae]);
+                acct_spool_max, eap_pass_through, dae]);
     } else {
         // No RADIUS thread to reconfigure, or accounting would start or
         // stop (Accounting-On/Off, the spool): a restart.
@@ -291,7 +291,8 @@ pub(crate) fn merge(current: &Config, new: &Config, radius_runs: bool) -> Merged
             restart: [auth_server, acct_server, auth_timeout, acct_timeout, retries,
                 dead_time, require_message_authenticator,
                 require_message_authenticator_accounting, nas_identifier, nas_ip_address,
-                called_station_id, max_pending, acct_max_in_flight, acct_spool_max, dae]);
+                called_station_id, max_pending, acct_max_in_flight, acct_spool_max,
+                eap_pass_through, dae]);
     }
     merged.radius_changed = merged.applied[before..]
         .iter()

@@ -878,7 +878,10 @@ pub fn session_config(config: &Config) -> SessionConfig {
             ..LcpConfig::default()
         },
         auth_protocols: p.auth.clone(),
-        auth: p.auth_config(),
+        auth: crate::proto::auth::AuthConfig {
+            eap_relay: config.radius.eap_pass_through,
+            ..p.auth_config()
+        },
         ipcp: IpcpConfig {
             enabled: true,
             local_address: Some(config.ipv4.gateway),

@@ -90,6 +90,16 @@ pub struct RadiusSection {
     /// server acknowledges them. Beyond it, records are sent without a
     /// copy on disk (counted `radius_acct_spool_full`). Default 16384.
     pub acct_spool_max: usize,
+    /// EAP pass-through ([RFC 3579]): with `"eap-mschapv2"` in `ppp.auth`,
+    /// relay the client's EAP to the authentication servers (EAP-Message,
+    /// State, Access-Challenge) instead of running EAP-MSCHAPv2 in sstpd;
+    /// the server picks the method (EAP-MSCHAPv2, PEAP, EAP-TLS) and
+    /// returns the MSK as MS-MPPE-Recv-Key ‖ MS-MPPE-Send-Key. Needs
+    /// `"radius"` in `users.backends`; local users then cannot use EAP.
+    /// Default false.
+    ///
+    /// [RFC 3579]: https://www.rfc-editor.org/rfc/rfc3579
+    pub eap_pass_through: bool,
     /// `[radius.dae]`: Disconnect and CoA requests ([RFC 5176]).
     ///
     /// [RFC 5176]: https://www.rfc-editor.org/rfc/rfc5176
@@ -114,6 +124,7 @@ impl Default for RadiusSection {
             max_pending: 4096,
             acct_max_in_flight: 128,
             acct_spool_max: 16_384,
+            eap_pass_through: false,
             dae: DaeSection::default(),
         }
     }
@@ -285,6 +296,23 @@ impl Config {
             return Err(ConfigError::invalid(
                 "radius.acct_interim_interval",
                 "must be at most 24h",
+            ));
+        }
+        if r.eap_pass_through && !self.users.backends.contains(&UserBackend::Radius) {
+            return Err(ConfigError::invalid(
+                "radius.eap_pass_through",
+                "needs \"radius\" in users.backends",
+            ));
+        }
+        if r.eap_pass_through
+            && !self
+                .ppp
+                .auth
+                .contains(&crate::proto::auth::AuthProtocol::EapMsChapV2)
+        {
+            return Err(ConfigError::invalid(
+                "radius.eap_pass_through",
+                "needs \"eap-mschapv2\" in ppp.auth",
             ));
         }
         if !(1..=1 << 22).contains(&r.acct_spool_max) {

@@ -334,6 +334,7 @@ impl PppSection {
             max_transmissions: self.lcp_max_configure,
             max_attempts: self.auth_max_attempts,
             phase_timeout: self.auth_timeout,
+            eap_relay: false,
         }
     }
 }

@@ -755,6 +755,14 @@ fn radius_errors_name_the_key() {
         "radius.acct_max_in_flight",
     );
     assert_err("[radius]\nsecret = \"s\"\n", "radius.secret");
+    assert_err(
+        "[radius]\neap_pass_through = true\n",
+        "radius.eap_pass_through: needs \"radius\" in users.backends",
+    );
+    assert_err(
+        &format!("[radius]\neap_pass_through = true\n[users]\nbackends = [\"radius\"]\n{server}"),
+        "radius.eap_pass_through: needs \"eap-mschapv2\" in ppp.auth",
+    );
 }
 
 #[test]

@@ -319,6 +319,9 @@ events! {
         "RADIUS: answers by kind, requests refused or lost, servers down and up.") {
         RadiusAccept = "radius_accept",
         RadiusReject = "radius_reject",
+        // Access-Challenge carrying the next EAP Request of a relayed EAP
+        // conversation (RFC 3579).
+        RadiusChallenge = "radius_challenge",
         // No server answered within the retries (or all were dead).
         RadiusTimeout = "radius_timeout",
         // An Access-Accept without what the session needs (MS-CHAP2-Success,

@@ -261,12 +261,16 @@ impl Request {
 
     /// The Access-Request for a PPP peer's credentials: User-Name, then
     /// PAP's password as User-Password, CHAP-MD5's CHAP-Password and
-    /// CHAP-Challenge ([RFC 2865] 5.3, 5.40), or MS-CHAPv2's
-    /// MS-CHAP-Challenge and MS-CHAP2-Response ([RFC 2548] 2.3.2), after
-    /// the `attributes` given (Service-Type, NAS-Port-Type, ...).
+    /// CHAP-Challenge ([RFC 2865] 5.3, 5.40), MS-CHAPv2's
+    /// MS-CHAP-Challenge and MS-CHAP2-Response ([RFC 2548] 2.3.2), or
+    /// relayed EAP's EAP-Message attributes and the State to echo ([RFC
+    /// 3579] 3.1; the client adds Message-Authenticator to every
+    /// Access-Request, 3.2), after the `attributes` given (Service-Type,
+    /// NAS-Port-Type, ...).
     ///
     /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
     /// [RFC 2548]: https://www.rfc-editor.org/rfc/rfc2548
+    /// [RFC 3579]: https://www.rfc-editor.org/rfc/rfc3579
     pub fn authenticate(
         mut attributes: Attributes,
         username: &str,
@@ -297,6 +301,12 @@ impl Request {
                 attributes.push_ms(ms::CHAP_CHALLENGE, authenticator_challenge)?;
                 let response = ms::chap2_response(*identifier, peer_challenge, nt_response);
                 attributes.push_ms(ms::CHAP2_RESPONSE, &response)?;
+            }
+            Credentials::Eap { packet, state } => {
+                attributes.push_eap_message(packet);
+                if let Some(state) = state {
+                    attributes.push(attr::STATE, state)?;
+                }
             }
         }
         Ok(Request::access(attributes))

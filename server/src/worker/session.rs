@@ -983,6 +983,8 @@ impl SessionCtx {
                 ..
             }) => None,
             AuthDecision::Reject(_) => Some(Err(())),
+            // Relayed EAP: the conversation goes on.
+            AuthDecision::Challenge(_) => None,
         };
         let applied = self
             .proto

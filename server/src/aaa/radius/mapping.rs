@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::proto::auth::verify::REJECT_MESSAGE;
 use crate::proto::auth::{
-    AuthAccept, AuthContext, AuthReject, AuthRequest, Credentials, MppeKeys, MsChapV2Proof,
-    RejectReason, SessionPolicy,
+    AuthAccept, AuthChallenge, AuthContext, AuthReject, AuthRequest, Credentials, MppeKeys,
+    MsChapV2Proof, Msk, RejectReason, SessionPolicy,
 };
 use crate::radius::attr::{self, ms, AttrError, Attributes};
 use crate::radius::client::Request;
@@ -132,6 +132,9 @@ pub enum AcceptError {
     ///
     /// [RFC 2548]: https://www.rfc-editor.org/rfc/rfc2548
     BadMppeKeys,
+    /// Relayed EAP accepted with MS-MPPE keys shorter than the 32 octets
+    /// of an HLAK together.
+    ShortEapKeys,
 }
 
 impl AcceptError {
@@ -141,6 +144,7 @@ impl AcceptError {
             AcceptError::Chap2SuccessIdentMismatch => "chap2_success_ident_mismatch",
             AcceptError::MissingMppeKeys => "missing_mppe_keys",
             AcceptError::BadMppeKeys => "bad_mppe_keys",
+            AcceptError::ShortEapKeys => "short_eap_keys",
         }
     }
 }
@@ -239,11 +243,52 @@ pub fn accept(
     Ok((
         AuthAccept {
             mschapv2,
+            eap_msk: None,
             framed_ipv4,
             policy,
         },
         ignored,
     ))
+}
+
+/// The MSK of relayed EAP from an Access-Accept's decrypted MS-MPPE keys:
+/// MS-MPPE-Recv-Key ‖ MS-MPPE-Send-Key ([RFC 3748] 7.10 leaves the
+/// transport to AAA; [RFC 5216] 2.3 and every RADIUS server put the first
+/// 32 octets of the MSK in Recv-Key and the next 32 in Send-Key). The
+/// HLAK is its first 32 octets, so both keys are needed when Recv-Key is
+/// shorter (EAP-MSCHAPv2's 16-octet MasterReceiveKey, then
+/// MasterSendKey).
+///
+/// [RFC 3748]: https://www.rfc-editor.org/rfc/rfc3748
+/// [RFC 5216]: https://www.rfc-editor.org/rfc/rfc5216
+pub fn eap_msk(
+    recv: Option<Result<Vec<u8>, ()>>,
+    send: Option<Result<Vec<u8>, ()>>,
+) -> Result<Msk, AcceptError> {
+    let recv = recv
+        .ok_or(AcceptError::MissingMppeKeys)?
+        .map_err(|()| AcceptError::BadMppeKeys)?;
+    let mut msk = recv;
+    if let Some(send) = send {
+        msk.extend(send.map_err(|()| AcceptError::BadMppeKeys)?);
+    }
+    if msk.len() < 32 {
+        return Err(AcceptError::ShortEapKeys);
+    }
+    Ok(Msk(msk))
+}
+
+/// An Access-Challenge for relayed EAP as the core's next round: its
+/// EAP-Message attributes put together (the EAP Request to send the peer)
+/// and the State to echo ([RFC 3579] 2.1, 3.1). `None` without one whole
+/// EAP packet.
+///
+/// [RFC 3579]: https://www.rfc-editor.org/rfc/rfc3579
+pub fn challenge(attrs: &Attributes) -> Option<AuthChallenge> {
+    Some(AuthChallenge {
+        eap_request: attrs.eap_message()?,
+        state: attrs.get(attr::STATE).map(<[u8]>::to_vec),
+    })
 }
 
 /// An MS-*-Server address attribute ([RFC 2548] 2.6), if well formed.
@@ -271,6 +316,8 @@ fn applied(kind: u8) -> bool {
             | attr::PROXY_STATE
             | attr::REPLY_MESSAGE
             | attr::USER_NAME
+            // Relayed EAP: the EAP-Success the core sends itself.
+            | attr::EAP_MESSAGE
             // What sstpd is anyway: a framed PPP service.
             | attr::SERVICE_TYPE
             | attr::FRAMED_PROTOCOL
@@ -582,6 +629,53 @@ pub(super) mod tests {
             ]
         );
         assert_eq!(ignored, 1, "the malformed one");
+    }
+
+    #[test]
+    fn relayed_eap_travels_as_eap_message_and_state_and_comes_back_as_a_challenge() {
+        let packet: Vec<u8> = [2, 7, 0x01, 0x2c, 26]
+            .into_iter()
+            .chain(std::iter::repeat_n(0xab, 295))
+            .collect();
+        let eap = Credentials::Eap {
+            packet: packet.clone(),
+            state: Some(b"opaque".to_vec()),
+        };
+        let built = access_request(&nas(), &request(eap), &context()).unwrap();
+        let attrs = built.attributes();
+        assert_eq!(
+            attrs.get_all(attr::EAP_MESSAGE).count(),
+            2,
+            "253 + 47 octets"
+        );
+        assert_eq!(attrs.eap_message(), Some(packet));
+        assert_eq!(attrs.get(attr::STATE), Some(&b"opaque"[..]));
+        assert_eq!(attrs.string(attr::USER_NAME), Some("alice"));
+
+        let mut answer = Attributes::new();
+        answer.push_eap_message(&[1, 8, 0, 6, 26, 1]);
+        answer.push(attr::STATE, b"next").unwrap();
+        let next = challenge(&answer).unwrap();
+        assert_eq!(next.eap_request, [1, 8, 0, 6, 26, 1]);
+        assert_eq!(next.state.as_deref(), Some(&b"next"[..]));
+        assert!(challenge(&Attributes::new()).is_none(), "no EAP-Message");
+    }
+
+    #[test]
+    fn the_eap_msk_is_recv_then_send_key_and_needs_32_octets() {
+        let msk = eap_msk(Some(Ok(vec![1; 16])), Some(Ok(vec![2; 16]))).unwrap();
+        assert_eq!(msk.0, [[1u8; 16], [2; 16]].concat());
+        let long = eap_msk(Some(Ok(vec![3; 32])), Some(Ok(vec![4; 32]))).unwrap();
+        assert_eq!(&long.0[..32], &[3; 32]);
+        assert_eq!(
+            eap_msk(Some(Ok(vec![1; 16])), None),
+            Err(AcceptError::ShortEapKeys)
+        );
+        assert_eq!(eap_msk(None, None), Err(AcceptError::MissingMppeKeys));
+        assert_eq!(
+            eap_msk(Some(Err(())), Some(Ok(vec![2; 16]))),
+            Err(AcceptError::BadMppeKeys)
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ use crate::metrics::{Event, Metrics, RadiusAuthResult};
 use crate::proto::auth::{
     AuthContext, AuthDecision, AuthReply, AuthRequest, Authenticator, Credentials,
 };
+use crate::radius::attr::ms;
 use crate::radius::client::{self, Client, ClientConfig, ServerConfig, ServerRole, ServerStats};
 use crate::radius::packet::Code;
 
@@ -881,7 +882,20 @@ fn auth_answer(pending: PendingAuth, response: &client::Response, metrics: &Metr
     match response.code() {
         Code::AccessAccept => {
             let keys: DecryptedKeys = response.mppe_keys().map(|r| r.map_err(|_| ()));
-            match mapping::accept(&packet.attributes, &pending.credentials, keys) {
+            let usable = mapping::accept(&packet.attributes, &pending.credentials, keys).and_then(
+                |(mut accept, ignored)| {
+                    if let Credentials::Eap { .. } = pending.credentials {
+                        let key =
+                            |ms_type| response.decrypt_ms_key(ms_type).map(|r| r.map_err(|_| ()));
+                        accept.eap_msk = Some(mapping::eap_msk(
+                            key(ms::MPPE_RECV_KEY),
+                            key(ms::MPPE_SEND_KEY),
+                        )?);
+                    }
+                    Ok((accept, ignored))
+                },
+            );
+            match usable {
                 Ok((accept, ignored)) => {
                     global.event(Event::RadiusAccept);
                     global.events_n(Event::RadiusAttributeIgnored, ignored as u64);
@@ -900,9 +914,22 @@ fn auth_answer(pending: PendingAuth, response: &client::Response, metrics: &Metr
             tracing::debug!(user = %pending.user, reason = reject.reason.as_str(), "RADIUS Access-Reject");
             pending.answer(AuthDecision::Reject(reject));
         }
+        Code::AccessChallenge if matches!(pending.credentials, Credentials::Eap { .. }) => {
+            match mapping::challenge(&packet.attributes) {
+                Some(challenge) => {
+                    global.event(Event::RadiusChallenge);
+                    pending.answer(AuthDecision::Challenge(challenge));
+                }
+                None => {
+                    global.event(Event::RadiusUnexpectedCode);
+                    tracing::warn!(user = %pending.user, "RADIUS Access-Challenge without an EAP-Message: refusing the session");
+                    pending.answer(AuthDecision::Reject(mapping::unavailable()));
+                }
+            }
+        }
         code => {
-            // Access-Challenge (EAP, token cards): sstpd's PPP methods
-            // have no second round.
+            // Access-Challenge for a method other than relayed EAP: the
+            // PPP methods have no second round.
             global.event(Event::RadiusUnexpectedCode);
             tracing::warn!(user = %pending.user, ?code, "RADIUS answered with a code sstpd cannot use");
             pending.answer(AuthDecision::Reject(mapping::unavailable()));

@@ -440,6 +440,10 @@ impl ChapServer {
                 ),
             },
             (AuthDecision::Reject(reject), _) => self.reject(reject),
+            (challenge @ AuthDecision::Challenge(_), _) => {
+                self.state = ChapServerState::Deciding { username };
+                self.decide(challenge.refusing_challenge());
+            }
         }
     }
 

@@ -110,6 +110,13 @@ pub const OP_CHANGE_PASSWORD: u8 = 7;
 /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
 pub const MAX_IDENTITY_LEN: usize = 253;
 
+/// Relayed EAP ([`AuthConfig::eap_relay`]): the most Responses one
+/// authentication hands to the authenticator. EAP-MSCHAPv2 takes three,
+/// PEAP and EAP-TLS a dozen or so (certificate chains in 1 KiB
+/// fragments); a conversation beyond this is ended with EAP-Failure.
+pub const MAX_RELAY_ROUND_TRIPS: u32 = 50;
+
+const TOO_MANY_ROUND_TRIPS_TEXT: &str = "too many EAP round trips";
 const SUCCESS_TEXT: &str = "Access granted";
 const MISSING_PROOF_TEXT: &str = "Authentication service unavailable";
 const NO_COMMON_METHOD_TEXT: &str = "the peer refused EAP-MSCHAPv2";
@@ -545,6 +552,13 @@ pub(crate) struct EapServer {
     last_reply: Option<(u8, Vec<u8>)>,
     /// After success: the authenticator's MPPE master keys.
     pub(super) keys: Option<MppeKeys>,
+    /// Relay every Response after Identity ([`AuthConfig::eap_relay`]).
+    relay: bool,
+    /// The State of the last relayed Challenge, echoed with the next
+    /// Response.
+    relay_state: Option<Vec<u8>>,
+    /// Responses relayed so far (at most [`MAX_RELAY_ROUND_TRIPS`]).
+    round_trips: u32,
 }
 
 #[derive(Debug)]
@@ -554,6 +568,13 @@ enum ServerState {
     Deciding {
         username: String,
     },
+    /// Relaying: a Response is with the authenticator.
+    Relaying {
+        username: String,
+    },
+    /// Relaying: the authenticator's Request was sent; its Response is
+    /// awaited.
+    Relayed,
     /// Success Request sent; the peer's Success Response ends the method.
     ConfirmingSuccess {
         username: String,
@@ -575,6 +596,8 @@ impl fmt::Debug for EapServer {
             ServerState::Identity => "identity",
             ServerState::Challenge => "challenge",
             ServerState::Deciding { .. } => "deciding",
+            ServerState::Relaying { .. } => "relaying",
+            ServerState::Relayed => "relayed",
             ServerState::ConfirmingSuccess { .. } => "confirming_success",
             ServerState::ConfirmingFailure { .. } => "confirming_failure",
             ServerState::Done => "done",
@@ -606,6 +629,9 @@ impl EapServer {
             state: ServerState::Identity,
             last_reply: None,
             keys: None,
+            relay: config.eap_relay,
+            relay_state: None,
+            round_trips: 0,
         };
         let packet = request(identifier, TYPE_IDENTITY, b"");
         server.send_request(now, packet);
@@ -663,9 +689,15 @@ impl EapServer {
         if identifier != self.identifier || matches!(self.state, ServerState::Done) {
             return Err(EapError::StaleIdentifier(identifier));
         }
-        if matches!(self.state, ServerState::Deciding { .. }) {
+        if matches!(
+            self.state,
+            ServerState::Deciding { .. } | ServerState::Relaying { .. }
+        ) {
             // A copy of the Response being judged: the verdict answers it.
             return Ok(());
+        }
+        if self.relay {
+            return self.on_relayed_response(identifier, kind, data, packet);
         }
         if kind == TYPE_NAK {
             // [RFC 3748] 5.3.1: the peer wants other methods. MSCHAPv2 is
@@ -693,6 +725,101 @@ impl EapServer {
             (ServerState::Identity, other) => Err(EapError::UnexpectedType(other)),
             (_, TYPE_MSCHAPV2) => self.on_mschapv2(now, identifier, data),
             (_, other) => Err(EapError::UnexpectedType(other)),
+        }
+    }
+
+    /// Relaying: the Identity Response, then every Response, goes to the
+    /// authenticator whole.
+    fn on_relayed_response(
+        &mut self,
+        identifier: u8,
+        kind: u8,
+        data: &[u8],
+        packet: EapPacket<'_>,
+    ) -> Result<(), EapError> {
+        match (&self.state, kind) {
+            (ServerState::Identity, TYPE_IDENTITY) => {
+                let identity = &data[..data.len().min(MAX_IDENTITY_LEN)];
+                self.identity = Some(peer_text(identity));
+            }
+            (ServerState::Identity, other) => return Err(EapError::UnexpectedType(other)),
+            (ServerState::Relayed, _) => {}
+            (_, other) => return Err(EapError::UnexpectedType(other)),
+        }
+        let username = self.identity.clone().unwrap_or_default();
+        if self.round_trips >= MAX_RELAY_ROUND_TRIPS {
+            self.finish_failure(
+                identifier,
+                AuthFailure::Rejected {
+                    reason: RejectReason::AuthenticationFailure,
+                    code: None,
+                    message: TOO_MANY_ROUND_TRIPS_TEXT.into(),
+                },
+            );
+            return Ok(());
+        }
+        self.round_trips += 1;
+        self.outbox.retransmit_at = None;
+        self.pending = None;
+        self.state = ServerState::Relaying {
+            username: username.clone(),
+        };
+        self.outbox.emit(AuthEvent::Request(AuthRequest {
+            id: AuthRequestId::UNASSIGNED,
+            username,
+            credentials: Credentials::Eap {
+                packet: packet.to_vec(),
+                state: self.relay_state.clone(),
+            },
+        }));
+        Ok(())
+    }
+
+    /// Relaying: the authenticator's answer to the relayed Response.
+    fn decide_relayed(&mut self, now: Instant, username: String, decision: AuthDecision) {
+        let unavailable = AuthFailure::Rejected {
+            reason: RejectReason::ServiceUnavailable,
+            code: None,
+            message: MISSING_PROOF_TEXT.into(),
+        };
+        let identifier = self.identifier;
+        match decision {
+            AuthDecision::Challenge(challenge) => {
+                match EapPacket::parse(&challenge.eap_request) {
+                    Ok(request @ EapPacket::Request { identifier, .. }) => {
+                        self.identifier = identifier;
+                        self.relay_state = challenge.state;
+                        self.send_request(now, request.to_vec());
+                        self.state = ServerState::Relayed;
+                    }
+                    // Not a Request the peer could answer.
+                    _ => self.finish_failure(identifier, unavailable),
+                }
+            }
+            AuthDecision::Accept(accept) => match accept.eap_msk {
+                Some(msk) => {
+                    self.reply(identifier, EapPacket::Success { identifier }.to_vec());
+                    self.state = ServerState::Done;
+                    self.outbox.succeed(AuthEvent::Success {
+                        username,
+                        hlak: hlak_from_msk(&msk.0),
+                        framed_ipv4: accept.framed_ipv4,
+                    });
+                }
+                // No keys: no crypto binding the client could pass.
+                None => self.finish_failure(identifier, unavailable),
+            },
+            AuthDecision::Reject(reject) => {
+                self.failed_attempts += 1;
+                self.finish_failure(
+                    identifier,
+                    AuthFailure::Rejected {
+                        reason: reject.reason,
+                        code: None,
+                        message: reject.message,
+                    },
+                );
+            }
         }
     }
 
@@ -783,11 +910,17 @@ impl EapServer {
     }
 
     pub(crate) fn decide(&mut self, now: Instant, decision: AuthDecision) {
-        let ServerState::Deciding { username } =
-            std::mem::replace(&mut self.state, ServerState::Done)
-        else {
-            return;
+        let username = match std::mem::replace(&mut self.state, ServerState::Done) {
+            ServerState::Deciding { username } => username,
+            ServerState::Relaying { username } => {
+                return self.decide_relayed(now, username, decision);
+            }
+            other => {
+                self.state = other;
+                return;
+            }
         };
+
         let ms_id = self.identifier;
         match decision {
             AuthDecision::Accept(accept) => match accept.mschapv2 {
@@ -819,7 +952,10 @@ impl EapServer {
                     false,
                 ),
             },
-            AuthDecision::Reject(reject) => {
+            refused => {
+                let AuthDecision::Reject(reject) = refused.refusing_challenge() else {
+                    return;
+                };
                 self.failed_attempts += 1;
                 let retry = reject.reason.mschapv2_error_code() == 691
                     && self.failed_attempts < self.limits.max_attempts;

@@ -30,6 +30,10 @@ pub struct AuthConfig {
     /// Bound on the whole authentication phase, from start to verdict. This
     /// includes the time an [`super::Authenticator`] takes. Default 30 s.
     pub phase_timeout: Duration,
+    /// EAP: relay every Response after Identity to the
+    /// [`super::Authenticator`] ([`super::Credentials::Eap`]) instead of
+    /// running EAP-MSCHAPv2 here. Default off.
+    pub eap_relay: bool,
 }
 
 impl Default for AuthConfig {
@@ -39,6 +43,7 @@ impl Default for AuthConfig {
             max_transmissions: 10,
             max_attempts: 3,
             phase_timeout: Duration::from_secs(30),
+            eap_relay: false,
         }
     }
 }

@@ -189,6 +189,18 @@ pub enum Credentials {
         /// The NT-Response field of the Response ([RFC 2759] 4, 8.1).
         nt_response: [u8; 24],
     },
+    /// EAP relayed to the authenticator ([RFC 3579] 3.1): the peer's EAP
+    /// Response packet, whole, and the State of the Challenge it answers
+    /// ([RFC 2865] 5.24), to echo. The authenticator runs the method.
+    ///
+    /// [RFC 3579]: https://www.rfc-editor.org/rfc/rfc3579
+    /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+    Eap {
+        /// The EAP Response packet (Code, Identifier, Length, Type, data).
+        packet: Vec<u8>,
+        /// The previous [`AuthChallenge::state`], `None` for the first.
+        state: Option<Vec<u8>>,
+    },
 }
 
 impl fmt::Debug for Credentials {
@@ -205,6 +217,7 @@ impl Credentials {
             Credentials::Pap { .. } => AuthProtocol::Pap,
             Credentials::ChapMd5 { .. } => AuthProtocol::ChapMd5,
             Credentials::MsChapV2 { .. } => AuthProtocol::MsChapV2,
+            Credentials::Eap { .. } => AuthProtocol::EapMsChapV2,
         }
     }
 }
@@ -259,6 +272,59 @@ pub enum AuthDecision {
     Accept(AuthAccept),
     /// The credentials are refused: the server sends Failure/Nak.
     Reject(AuthReject),
+    /// EAP relayed ([`Credentials::Eap`]): not decided yet, the
+    /// authenticator sends the next EAP Request (RADIUS Access-Challenge,
+    /// [RFC 3579] 2.1). Any other method refuses it as
+    /// [`RejectReason::ServiceUnavailable`].
+    ///
+    /// [RFC 3579]: https://www.rfc-editor.org/rfc/rfc3579
+    Challenge(AuthChallenge),
+}
+
+impl AuthDecision {
+    /// A [`AuthDecision::Challenge`] as a refusal for methods without a
+    /// second round; other decisions unchanged.
+    pub fn refusing_challenge(self) -> AuthDecision {
+        match self {
+            AuthDecision::Challenge(_) => AuthDecision::Reject(AuthReject {
+                reason: RejectReason::ServiceUnavailable,
+                message: verify::REJECT_MESSAGE.into(),
+            }),
+            decision => decision,
+        }
+    }
+}
+
+/// An EAP Master Session Key ([RFC 3748] 7.10), kept out of logs.
+///
+/// [RFC 3748]: https://www.rfc-editor.org/rfc/rfc3748
+#[derive(Clone, PartialEq, Eq)]
+pub struct Msk(pub Vec<u8>);
+
+impl fmt::Debug for Msk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Msk({} octets)", self.0.len())
+    }
+}
+
+/// The next round of a relayed EAP conversation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthChallenge {
+    /// The EAP Request packet to send the peer, whole.
+    pub eap_request: Vec<u8>,
+    /// Opaque, echoed with the peer's answer ([RFC 2865] 5.24 State).
+    ///
+    /// [RFC 2865]: https://www.rfc-editor.org/rfc/rfc2865
+    pub state: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for AuthChallenge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthChallenge")
+            .field("eap_request_len", &self.eap_request.len())
+            .field("state", &self.state.is_some())
+            .finish()
+    }
 }
 
 /// A positive answer.
@@ -268,6 +334,13 @@ pub struct AuthAccept {
     /// the crypto binding. A local authenticator computes it from the
     /// password; RADIUS returns it as MS-CHAP2-Success and MS-MPPE-*-Key.
     pub mschapv2: Option<MsChapV2Proof>,
+    /// Relayed EAP: the Master Session Key the authenticator derived
+    /// (RADIUS MS-MPPE-Recv-Key ‖ MS-MPPE-Send-Key, [RFC 3748] 7.10); its
+    /// first 32 octets are the HLAK ([MS-SSTP] 3.2.5.2.2).
+    ///
+    /// [RFC 3748]: https://www.rfc-editor.org/rfc/rfc3748
+    /// [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
+    pub eap_msk: Option<Msk>,
     /// An address this user must get (chap-secrets' fourth column,
     /// RADIUS Framed-IP-Address).
     pub framed_ipv4: Option<Ipv4Addr>,

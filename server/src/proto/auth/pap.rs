@@ -301,6 +301,9 @@ impl PapServer {
         };
         let (identifier, username) = (*identifier, peer_text(peer_id));
         let (code, message) = match decision {
+            challenge @ AuthDecision::Challenge(_) => {
+                return self.decide(challenge.refusing_challenge());
+            }
             AuthDecision::Accept(accept) => {
                 self.outbox.succeed(AuthEvent::Success {
                     username,

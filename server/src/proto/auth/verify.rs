@@ -97,6 +97,8 @@ impl<S: PasswordStore> LocalAuthenticator<S> {
                 let proof = bool::from(matches & known).then(proof);
                 (matches, proof)
             }
+            // Relayed EAP runs its method elsewhere: nothing to verify here.
+            Credentials::Eap { .. } => (Choice::from(0), None),
         };
         match (user, bool::from(matches & known)) {
             (Some(LocalUser { framed_ipv4, .. }), true) => AuthDecision::Accept(AuthAccept {

@@ -828,8 +828,22 @@ impl PppLink {
             return Err(stale);
         }
         let outstanding = auth.outstanding.take().ok_or(stale)?;
+        if matches!(decision, AuthDecision::Challenge(_)) {
+            // Relayed EAP: the next round; the machine asks again (a new
+            // request id) when the peer answers.
+            match &mut auth.machine {
+                AuthMachine::Server(server) => server.decide(now, decision),
+                #[cfg(test)]
+                AuthMachine::Scripted(scripted) => scripted.decide(now, decision),
+                AuthMachine::Client(_) => return Err(stale),
+            }
+            self.pump_auth(now);
+            self.settle(now);
+            return Ok(());
+        }
         let proven = matches!(&decision, AuthDecision::Accept(accept) if accept.mschapv2.is_some());
         let rejected = match &decision {
+            AuthDecision::Challenge(_) => None,
             AuthDecision::Reject(reject) => Some(reject.reason),
             AuthDecision::Accept(accept) => {
                 self.policy = LinkPolicy {

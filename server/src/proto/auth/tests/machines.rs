@@ -1448,3 +1448,188 @@ mod eap {
         assert_eq!(buf.len(), 5 + 253);
     }
 }
+
+/// EAP relayed to an authenticator ([`AuthConfig::eap_relay`]): the
+/// authenticator here is a second [`AuthServer`] running EAP-MSCHAPv2
+/// against local users, playing the RADIUS server's EAP module, so the
+/// relay carries a real conversation both ways.
+mod eap_relay {
+    use super::*;
+    use crate::proto::auth::eap::{
+        hlak_from_msk, mschapv2_msk, EapPacket, CODE_FAILURE as EAP_FAILURE,
+        CODE_SUCCESS as EAP_SUCCESS, MAX_RELAY_ROUND_TRIPS, TYPE_IDENTITY,
+    };
+    use crate::proto::auth::{AuthChallenge, Credentials, Msk};
+    use crate::proto::Role;
+
+    const EAP: AuthProtocol = AuthProtocol::EapMsChapV2;
+
+    fn relay_config() -> AuthConfig {
+        AuthConfig {
+            eap_relay: true,
+            ..AuthConfig::default()
+        }
+    }
+
+    /// The backend: an EAP-MSCHAPv2 authenticator whose Identity Request
+    /// the relay's stands for, and the States it handed out.
+    struct Backend {
+        machine: AuthServer,
+        now: Instant,
+        identity_id: u8,
+        states: Vec<Option<Vec<u8>>>,
+    }
+
+    impl Backend {
+        fn new() -> Backend {
+            let now = Instant::now();
+            let mut machine = AuthServer::new(EAP, &config(), now, &mut StdRng::seed_from_u64(99));
+            let mut first = Vec::new();
+            assert!(machine.poll_transmit(&mut first));
+            Backend {
+                machine,
+                now,
+                identity_id: EapPacket::parse(&first).unwrap().identifier(),
+                states: Vec::new(),
+            }
+        }
+
+        /// What a RADIUS server's answer to one relayed Response would say.
+        fn answer(&mut self, request: &AuthRequest) -> AuthDecision {
+            let Credentials::Eap { packet, state } = &request.credentials else {
+                panic!("relayed EAP expected, got {:?}", request.credentials);
+            };
+            self.states.push(state.clone());
+            let mut packet = packet.clone();
+            if let Ok(EapPacket::Response {
+                kind: TYPE_IDENTITY,
+                ..
+            }) = EapPacket::parse(&packet)
+            {
+                packet[1] = self.identity_id;
+            }
+            self.machine.handle_packet(self.now, &packet).unwrap();
+            while let Some(event) = self.machine.poll_event() {
+                match event {
+                    AuthEvent::Request(request) => {
+                        let decision = local().decide(&request);
+                        self.machine.decide(self.now, decision);
+                    }
+                    AuthEvent::Success { framed_ipv4, .. } => {
+                        let keys = self.machine.mppe_keys().unwrap();
+                        return AuthDecision::Accept(AuthAccept {
+                            eap_msk: Some(Msk(mschapv2_msk(&keys, Role::Server).to_vec())),
+                            framed_ipv4,
+                            ..AuthAccept::default()
+                        });
+                    }
+                    AuthEvent::Failure(_) => {
+                        return AuthDecision::Reject(AuthReject {
+                            reason: RejectReason::AuthenticationFailure,
+                            message: REJECT_MESSAGE.into(),
+                        })
+                    }
+                }
+            }
+            let mut next = Vec::new();
+            assert!(self.machine.poll_transmit(&mut next), "the backend answers");
+            AuthDecision::Challenge(AuthChallenge {
+                eap_request: next,
+                state: Some(format!("state-{}", self.states.len()).into_bytes()),
+            })
+        }
+    }
+
+    #[test]
+    fn every_response_goes_to_the_authenticator_and_its_msk_gives_the_hlak() {
+        let mut pair = Pair::new(EAP, &relay_config(), "bob", b"battery staple");
+        let mut backend = Backend::new();
+        pair.run(&mut |request| backend.answer(request), &mut no_loss());
+        let (server_user, server_hlak, framed) = single_success(&pair.server.events);
+        let (_, client_hlak, _) = single_success(&pair.client.events);
+        assert_eq!(server_user, "bob", "the EAP identity names the user");
+        assert_eq!(framed, Some(Ipv4Addr::new(192, 0, 2, 9)));
+        assert_ne!(server_hlak, ZERO_HLAK);
+        assert_eq!(server_hlak, client_hlak);
+        let backend_keys = backend.machine.mppe_keys().unwrap();
+        assert_eq!(
+            server_hlak,
+            hlak_from_msk(&mschapv2_msk(&backend_keys, Role::Server))
+        );
+        // Identity, the MSCHAPv2 Response and the Success Response, each
+        // with the State of the Challenge it answered.
+        assert_eq!(
+            backend.states,
+            [None, Some(b"state-1".to_vec()), Some(b"state-2".to_vec())]
+        );
+        assert!(pair.errors().is_empty(), "{:?}", pair.errors());
+        let last = *pair.packets(Direction::ServerToClient).last().unwrap();
+        assert_eq!(EapPacket::parse(last).unwrap().code(), EAP_SUCCESS);
+    }
+
+    #[test]
+    fn a_wrong_password_ends_with_eap_failure_after_the_authenticators_reject() {
+        let mut pair = Pair::new(EAP, &relay_config(), "bob", b"wrong");
+        let mut backend = Backend::new();
+        pair.run(&mut |request| backend.answer(request), &mut no_loss());
+        assert!(matches!(
+            pair.server.events.last(),
+            Some(AuthEvent::Failure(AuthFailure::Rejected { .. }))
+        ));
+        let last = *pair.packets(Direction::ServerToClient).last().unwrap();
+        assert_eq!(EapPacket::parse(last).unwrap().code(), EAP_FAILURE);
+    }
+
+    #[test]
+    fn an_accept_without_keys_or_a_challenge_without_a_request_fails() {
+        for decision in [
+            AuthDecision::Accept(AuthAccept::default()),
+            AuthDecision::Challenge(AuthChallenge {
+                eap_request: EapPacket::Success { identifier: 1 }.to_vec(),
+                state: None,
+            }),
+        ] {
+            let mut pair = Pair::new(EAP, &relay_config(), "bob", b"battery staple");
+            let mut decision = Some(decision);
+            pair.run(&mut |_| decision.take().unwrap(), &mut no_loss());
+            assert!(
+                matches!(
+                    pair.server.events.last(),
+                    Some(AuthEvent::Failure(AuthFailure::Rejected {
+                        reason: RejectReason::ServiceUnavailable,
+                        ..
+                    }))
+                ),
+                "{:?}",
+                pair.server.events
+            );
+        }
+    }
+
+    #[test]
+    fn an_endless_conversation_stops_at_the_round_trip_limit() {
+        // The authenticator asks for the identity again and again.
+        let mut pair = Pair::new(EAP, &relay_config(), "bob", b"battery staple");
+        let mut asked = 0u32;
+        pair.run(
+            &mut |_| {
+                asked += 1;
+                AuthDecision::Challenge(AuthChallenge {
+                    eap_request: EapPacket::Request {
+                        identifier: asked as u8,
+                        kind: TYPE_IDENTITY,
+                        data: b"",
+                    }
+                    .to_vec(),
+                    state: None,
+                })
+            },
+            &mut no_loss(),
+        );
+        assert_eq!(asked, MAX_RELAY_ROUND_TRIPS);
+        assert!(matches!(
+            pair.server.events.last(),
+            Some(AuthEvent::Failure(AuthFailure::Rejected { .. }))
+        ));
+    }
+}

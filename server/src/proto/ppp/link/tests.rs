@@ -90,7 +90,7 @@ impl ScriptedAuth {
             return;
         };
         let mut packet = Vec::new();
-        match decision {
+        match decision.refusing_challenge() {
             AuthDecision::Accept(accept) => {
                 write_control(2, identifier, &[], &mut packet);
                 self.events.push_back(AuthEvent::Success {
@@ -108,6 +108,7 @@ impl ScriptedAuth {
                         message: reject.message,
                     }));
             }
+            AuthDecision::Challenge(_) => return,
         }
         self.transmit.push_back(packet);
     }
