@@ -522,7 +522,7 @@ impl TlsConn {
     /// [`crate::proto::sstp::records`]).
     ///
     /// With kernel TLS every send call becomes its own record(s): each unit
-    /// is one send, in order, back to back ([`TlsConn::write_kernel_units`]).
+    /// is one send, in order, back to back (`write_kernel_units`).
     pub async fn write_plaintext_units<'a>(
         &self,
         units: impl IntoIterator<Item = &'a [u8]>,
