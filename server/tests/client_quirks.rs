@@ -13,8 +13,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sstpd::proto::auth::pap::PapPacket;
 use sstpd::proto::auth::{AuthProtocol, LocalAuthenticator, PROTO_PAP};
-use sstpd::proto::ppp::frame::{PROTO_CCP, PROTO_IPCP, PROTO_LCP};
+use sstpd::proto::ppp::frame::{PROTO_CCP, PROTO_IPCP, PROTO_IPV6CP, PROTO_LCP};
 use sstpd::proto::ppp::packet::{
     CODE_REJECT, CONFIGURE_ACK, CONFIGURE_NAK, CONFIGURE_REJECT, CONFIGURE_REQUEST,
 };
@@ -131,6 +132,15 @@ fn config(method: AuthProtocol) -> SessionConfig {
         ..PppConfig::default()
     };
     SessionConfig::new(SstpConfig::default(), ppp)
+}
+
+/// PAP, with IPv6CP on or off.
+fn config_with_ipv6(ipv6: bool) -> SessionConfig {
+    let mut config = config(AuthProtocol::Pap);
+    let mut ppp = (*config.ppp).clone();
+    ppp.ipv6cp.enabled = ipv6;
+    config.ppp = Arc::new(ppp);
+    config
 }
 
 /// A server recording what it sends.
@@ -554,11 +564,7 @@ fn open_ipcp(server: &mut LoneServer) {
 
 #[test]
 fn sstp_echo_is_answered_and_the_hello_timer_probes_then_gives_up() {
-    let mut config = config(AuthProtocol::Pap);
-    let mut ppp = (*config.ppp).clone();
-    ppp.ipv6cp.enabled = false;
-    config.ppp = Arc::new(ppp);
-    let mut server = windows_lcp_opened_with(&config);
+    let mut server = windows_lcp_opened_with(&config_with_ipv6(false));
     authenticate(&mut server);
     let connected = call_connected(&server);
     server.send(&connected);
@@ -597,5 +603,73 @@ fn sstp_echo_is_answered_and_the_hello_timer_probes_then_gives_up() {
     assert_eq!(
         server.server.closed_reason().map(|r| r.as_str()),
         Some("hello_timeout")
+    );
+}
+
+/// RouterOS's PPP peer proposes IPv6CP with an Interface-Identifier
+/// ([RFC 5072] 4.1) right after authentication, whether or not the other
+/// side does IPv6: a RouterOS SSTP server's IPv6CP Configure-Request as
+/// sstp-client logged it (reliablehosting/sstp-client#9, "connection abort
+/// with mikrotik-sstp server implementation"), sent the other way here,
+/// from a RouterOS client.
+///
+/// [RFC 5072]: https://www.rfc-editor.org/rfc/rfc5072
+const ROUTEROS_IPV6CP_REQUEST: &[u8] = &[
+    0xff, 0x03, 0x80, 0x57, 0x01, 0x01, 0x00, 0x0e, 0x01, 0x0a, 0xf1, 0x01, 0x03, 0x43, 0xcf, 0xea,
+    0x4f, 0xfe,
+];
+
+#[test]
+fn routeros_ipv6cp_gets_a_protocol_reject_without_ipv6_and_an_answer_with_it() {
+    for ipv6 in [false, true] {
+        let mut server = windows_lcp_opened_with(&config_with_ipv6(ipv6));
+        authenticate(&mut server);
+        exchange(&mut server, &data_packet(ROUTEROS_IPV6CP_REQUEST));
+        let answered = server
+            .client
+            .received
+            .iter()
+            .find(|r| {
+                r.protocol == PROTO_IPV6CP && r.identifier == 1 && r.code != CONFIGURE_REQUEST
+            })
+            .map(|r| (r.code, r.data.clone()));
+        let rejected = server
+            .client
+            .latest(PROTO_LCP, PROTOCOL_REJECT)
+            .map(|r| r.data.clone());
+        if ipv6 {
+            assert_eq!(
+                answered,
+                Some((CONFIGURE_ACK, ROUTEROS_IPV6CP_REQUEST[8..].to_vec())),
+                "a unique, non-zero Interface-Identifier is acknowledged"
+            );
+            assert_eq!(rejected, None);
+        } else {
+            assert_eq!(answered, None);
+            assert_eq!(
+                rejected,
+                Some(ROUTEROS_IPV6CP_REQUEST[2..].to_vec()),
+                "[RFC 1661] 5.7: LCP Protocol-Reject of 0x8057 with the packet"
+            );
+        }
+    }
+}
+
+/// RouterOS as a server answers PAP with an Authenticate-Ack whose Length
+/// is 4 but which still carries Msg-Length and "Login ok" after it
+/// (kittoku/Open-SSTP-Client#134: `08 4C 6F 67 69 6E 20 6F 6B` past the
+/// Length). sstpd's client role (the load generator) reads only what
+/// Length covers: the rest is padding ([RFC 1661] 5), the Ack is an Ack.
+#[test]
+fn routeros_pap_ack_with_bytes_past_its_length_is_an_ack() {
+    let ack = [
+        0x02, 0x01, 0x00, 0x04, 0x08, b'L', b'o', b'g', b'i', b'n', b' ', b'o', b'k',
+    ];
+    assert_eq!(
+        PapPacket::parse(&ack),
+        Ok(PapPacket::AuthenticateAck {
+            identifier: 1,
+            message: &[],
+        })
     );
 }
