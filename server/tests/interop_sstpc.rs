@@ -35,7 +35,10 @@ use common::sstpc::{
     deliver_mppe_keys, start_session, DelayRelay, HdlcPppClient, PppHeader, Sstpc, SstpcSession,
 };
 use common::*;
-use sstpd::config::{Config, CryptoBindingHash, RadiusServer, Secret, TlsVersion, UserBackend};
+use sstpd::config::{
+    Config, CryptoBindingHash, ListenerSection, ProxyProtocol, RadiusServer, Secret, TlsVersion,
+    UserBackend,
+};
 use sstpd::metrics::{Event, Family};
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::proto::ndp::RouterAdvertisement;
@@ -623,4 +626,96 @@ fn ipv6cp_through_sstpc_gets_a_prefix_and_reaches_the_gateway() {
     let stats = server.handle().metrics();
     assert_closed_cleanly(&stats, Event::PeerTerminated, keep.retries);
     assert_eq!(stats.event("spoofed_source"), 0, "{stats}");
+}
+
+/// The workaround for clients that share no TLS suite with rustls
+/// (docs/interop.md, "TLS cipher suites by client family"): HAProxy
+/// terminates the client's TLS with OpenSSL, here allowing only TLS 1.2
+/// with `AES256-SHA` (static RSA key exchange, AES-CBC: nothing rustls
+/// implements, what RouterOS 6 is reported to be limited to), and opens its
+/// own TLS connection to sstpd with a PROXY v2 header. HAProxy presents
+/// sstpd's certificate and key, so the crypto binding sstpc computes over
+/// the certificate it saw verifies at sstpd.
+#[test]
+fn a_cbc_only_client_binds_through_a_tls_terminating_haproxy_with_the_same_certificate() {
+    const TEST: &str = "a_cbc_only_client_binds_through_a_tls_terminating_haproxy";
+    require_tool("sstpc", common::sstpc::PACKAGE);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::Rsa2048, 1);
+    config.ppp.auth = vec![AuthProtocol::MsChapV2];
+    config.server.listen = Vec::new();
+    config.server.listener = vec![ListenerSection {
+        proxy_protocol: ProxyProtocol::V2,
+        proxy_from: vec!["127.0.0.1".parse().unwrap()],
+        ..ListenerSection::plain("127.0.0.1:0".parse().unwrap())
+    }];
+    let mut server = TestServer::start(config);
+    let back = server.addr;
+
+    let front_pem = dir.path().join("front.pem");
+    let pem = [
+        std::fs::read(dir.path().join("cert.pem")).unwrap(),
+        std::fs::read(dir.path().join("key.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&front_pem, pem).unwrap();
+    let front: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = format!(
+        "global\n    maxconn 64\n\
+         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+         frontend sstp\n    bind {front} ssl crt {} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 ciphers AES256-SHA\n    \
+         default_backend sstpd\n\
+         backend sstpd\n    server s1 {back} ssl verify none send-proxy-v2\n",
+        front_pem.display()
+    );
+    let cfg_path = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    start_haproxy_in(&server.ns, &cfg_path, &[front]);
+    // What any client gets at the front: TLS 1.2 with AES256-SHA.
+    let probe = server
+        .ns
+        .command(require_tool("openssl", "openssl"))
+        .args(["s_client", "-brief", "-connect", &front.to_string()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let probe = String::from_utf8_lossy(&probe.stderr).into_owned()
+        + &String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.contains("Protocol version: TLSv1.2") && probe.contains("Ciphersuite: AES256-SHA"),
+        "{probe}"
+    );
+
+    // sstpc connects to HAProxy.
+    server.addr = front;
+    let Some(SstpcSession {
+        sstpc,
+        mut ppp,
+        retries,
+        relay: _relay,
+    }) = start(TEST, &server, AuthProtocol::MsChapV2)
+    else {
+        return;
+    };
+    bring_up(&server, &sstpc, &mut ppp, AuthProtocol::MsChapV2);
+    let stats = server.handle().metrics();
+    assert_eq!(
+        stats.event("crypto_binding_sha256"),
+        1,
+        "the binding over HAProxy's (= sstpd's) certificate verifies\n{}",
+        context(&server, &sstpc)
+    );
+    assert_eq!(stats.event("wrong_mac"), 0, "{stats}");
+    // The probe's connection and sstpc's (per attempt) each reached sstpd
+    // with the client's address in a PROXY header.
+    assert_eq!(
+        stats.event("proxy_header_accepted"),
+        2 + u64::from(retries),
+        "{stats}"
+    );
+    assert!(
+        ppp.ping(GATEWAY, 0x5a5c, TEST.as_bytes(), PppHeader::Full, 3),
+        "no echo reply through HAProxy\n{}",
+        context(&server, &sstpc)
+    );
 }

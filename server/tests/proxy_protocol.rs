@@ -110,32 +110,15 @@ fn start_haproxy(
     v2_back: SocketAddr,
     v1_back: SocketAddr,
 ) -> (SocketAddr, SocketAddr) {
-    let haproxy = require_tool("haproxy", "haproxy");
     let (v2_port, v1_port) = (free_port(), free_port());
     let cfg_path = dir.join("haproxy.cfg");
     std::fs::File::create(&cfg_path)
         .unwrap()
         .write_all(haproxy_cfg(v2_port, v2_back, v1_port, v1_back).as_bytes())
         .unwrap();
-    let mut command = server.ns.command(&haproxy);
-    command
-        .arg("-f")
-        .arg(&cfg_path)
-        .arg("-db")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    server.ns.spawn_tracked(&mut command).unwrap();
     let v2_front: SocketAddr = format!("{FRONTEND}:{v2_port}").parse().unwrap();
     let v1_front: SocketAddr = format!("{FRONTEND}:{v1_port}").parse().unwrap();
-    // HAProxy listens once binding its addresses fails (it does not set
-    // SO_REUSEPORT for us).
-    let listening = wait_until(Duration::from_secs(10), || {
-        server.ns.run(move || {
-            std::net::TcpListener::bind(v2_front).is_err()
-                && std::net::TcpListener::bind(v1_front).is_err()
-        })
-    });
-    assert!(listening, "haproxy did not start");
+    start_haproxy_in(&server.ns, &cfg_path, &[v2_front, v1_front]);
     (v2_front, v1_front)
 }
 

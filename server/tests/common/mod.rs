@@ -440,6 +440,32 @@ pub fn require_tool(program: &str, package: &str) -> std::path::PathBuf {
     panic!("`{program}` is not installed: `apt-get install {package}` (scripts/test installs it)");
 }
 
+/// Runs HAProxy (Debian package `haproxy`) in `ns` with the configuration
+/// `cfg`, in the foreground (`-db`), and waits until it listens on every
+/// address of `frontends` (binding them then fails: HAProxy sets no
+/// SO_REUSEPORT for us). Killed with the namespace.
+pub fn start_haproxy_in(ns: &NetNs, cfg: &Path, frontends: &[SocketAddr]) {
+    let haproxy = require_tool("haproxy", "haproxy");
+    let mut command = ns.command(&haproxy);
+    command
+        .arg("-f")
+        .arg(cfg)
+        .arg("-db")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    ns.spawn_tracked(&mut command).unwrap();
+    let frontends = frontends.to_vec();
+    let listening = wait_until(Duration::from_secs(10), || {
+        let frontends = frontends.clone();
+        ns.run(move || {
+            frontends
+                .iter()
+                .all(|a| std::net::TcpListener::bind(a).is_err())
+        })
+    });
+    assert!(listening, "haproxy did not start");
+}
+
 /// Polls `condition` every 10 ms for at most `timeout`; true once it
 /// holds.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
