@@ -144,6 +144,33 @@ impl Drop for Killed {
     }
 }
 
+/// `sstp-loadgen tun` in `ns` against the server's `port`: `sessions`
+/// sessions on as many workers, for at most a minute, `extra` arguments
+/// added, its standard error in `log`.
+fn start_tun(ns: &NetNs, port: u16, sessions: u32, extra: &[&str], log: &Path) -> Killed {
+    let (user, password) = USERS[0];
+    let target = format!("{SERVER_VETH}:{port}");
+    let sessions = sessions.to_string();
+    let child = ns
+        .command(env!("CARGO_BIN_EXE_sstp-loadgen"))
+        .args(["tun", "--target", &target, "--insecure", "--user", user])
+        .args([
+            "--password",
+            password,
+            "--sessions",
+            &sessions,
+            "--workers",
+            &sessions,
+        ])
+        .args(["--no-pin", "--duration", "60s", "--progress", "never"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("sstp-loadgen starts");
+    Killed(child)
+}
+
 /// A namespace for the load generator, joined to the server's by a veth
 /// pair.
 fn client_namespace(server: &TestServer) -> NetNs {
@@ -222,20 +249,8 @@ fn tcp_through_two_tunnels(offload: TunOffload) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("tun.json");
     let log = dir.path().join("tun.log");
-    let (user, password) = USERS[0];
-    let target = format!("{SERVER_VETH}:{port}");
-    let child = client_ns
-        .command(env!("CARGO_BIN_EXE_sstp-loadgen"))
-        .args(["tun", "--target", &target, "--insecure", "--user", user])
-        .args(["--password", password, "--sessions", "2", "--workers", "2"])
-        .args(["--no-pin", "--duration", "60s", "--progress", "never"])
-        .arg("--json")
-        .arg(&json)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("sstp-loadgen starts");
-    let mut child = Killed(child);
+    let json_arg = json.to_str().unwrap();
+    let mut child = start_tun(&client_ns, port, 2, &["--json", json_arg], &log);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut tunnels = tunnels_announced(&log);
@@ -331,19 +346,8 @@ fn kernel_tcp_over_ipv6_runs_through_a_tunnel_device() {
     let client_ns = client_namespace(&server);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("tun.log");
-    let (user, password) = USERS[0];
-    let target = format!("{SERVER_VETH}:{port}");
-    let child = client_ns
-        .command(env!("CARGO_BIN_EXE_sstp-loadgen"))
-        .args(["tun", "--target", &target, "--insecure", "--user", user])
-        .args(["--password", password, "--sessions", "1", "--workers", "1"])
-        .args(["--no-pin", "--duration", "60s", "--progress", "never"])
-        .args(["--family", "both", "--ifname", "sstp6c0"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("sstp-loadgen starts");
-    let mut child = Killed(child);
+    let extra = ["--family", "both", "--ifname", "sstp6c0"];
+    let mut child = start_tun(&client_ns, port, 1, &extra, &log);
     // Configured when the source rule, the last step, is in place.
     let configured = || {
         let (_, rules) = ip_output(&client_ns, &["-6", "rule", "show"]);

@@ -1270,9 +1270,8 @@ fn active_sessions(bed: &Testbed) -> Result<i64, ScenarioError> {
         .unwrap_or_default())
 }
 
-/// Waits (at most [`STORM_WAIT`] beyond `spec`'s ramp) until `done` holds
-/// for the server's active sessions; a run in `child` that exits first
-/// is an error.
+/// Waits (at most `bound`) until `done` holds for the server's active
+/// sessions; a run in `child` that exits first is an error.
 fn wait_for_active(
     bed: &Testbed,
     mut child: Option<&mut LoadChild>,

@@ -109,8 +109,8 @@ pub struct TlsConn {
     exact_records: Cell<bool>,
     /// Reusable ciphertext read buffer (moved into the kernel during a read).
     read_buf: Cell<Option<Vec<u8>>>,
-    /// Reads in a row that returned little (see [`SHRINK_AFTER_SMALL_READS`]).
-    small_reads: Cell<u8>,
+    /// Sizes `read_buf` from what the reads return.
+    read_sizer: Cell<ReadSizer>,
     /// Reusable ciphertext write buffer.
     write_buf: Cell<Option<Vec<u8>>>,
     /// Set when rustls has produced output the writer has not sent yet
@@ -198,7 +198,7 @@ impl From<rustls::Error> for TlsIoError {
 /// [`IDLE_READ_CHUNK`] after [`SHRINK_AFTER_SMALL_READS`] (or, once grown,
 /// [`SHRINK_BUSY_AFTER_SMALL_READS`]) reads in a row of at most half that
 /// (keepalives).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct ReadSizer {
     small_reads: u8,
 }
@@ -255,7 +255,7 @@ impl TlsConn {
             tls: RefCell::new(Records::Userspace(tls)),
             exact_records: Cell::new(false),
             read_buf: Cell::new(Some(Vec::with_capacity(INITIAL_READ_CHUNK))),
-            small_reads: Cell::new(0),
+            read_sizer: Cell::new(ReadSizer::default()),
             // Grows to what rustls has to send at once.
             write_buf: Cell::new(Some(Vec::new())),
             pending_tls_output: Cell::new(false),
@@ -433,11 +433,9 @@ impl TlsConn {
     /// The buffer for the next read, sized by [`ReadSizer`].
     fn next_read_buffer(&self, mut buf: Vec<u8>, read: Option<usize>) -> Vec<u8> {
         buf.clear();
-        let mut sizer = ReadSizer {
-            small_reads: self.small_reads.get(),
-        };
+        let mut sizer = self.read_sizer.get();
         let resize = sizer.after_read(buf.capacity(), read);
-        self.small_reads.set(sizer.small_reads);
+        self.read_sizer.set(sizer);
         match resize {
             Resize::Keep => buf,
             Resize::Grow => {
