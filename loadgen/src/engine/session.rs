@@ -87,7 +87,11 @@ pub(super) async fn start_all(w: &Rc<Worker>) -> Vec<JoinHandle<()>> {
 /// What the receive side of one session tracks (shared with its
 /// `on_ip` handler).
 struct FlowRx {
-    flow: u32,
+    /// The flow id of the session's current incarnation.
+    flow: Cell<u32>,
+    /// Data packets sent and received before the current incarnation:
+    /// the peer's counters of its flow leave them out.
+    peer_base: Cell<(u64, u64)>,
     family: IpFamily,
     /// Replies to probes.
     answered: Cell<u64>,
@@ -106,7 +110,8 @@ struct FlowRx {
 impl FlowRx {
     fn new(flow: u32, family: IpFamily) -> Rc<FlowRx> {
         Rc::new(FlowRx {
-            flow,
+            flow: Cell::new(flow),
+            peer_base: Cell::new((0, 0)),
             family,
             answered: Cell::new(0),
             probe_high: Cell::new(0),
@@ -116,6 +121,19 @@ impl FlowRx {
             stats: Cell::new(None),
             changed: Notify::new(),
         })
+    }
+}
+
+impl FlowRx {
+    /// A reconnected session's flow: a new id, so that the peer counts it
+    /// afresh (the new tunnel address may reach another of its threads,
+    /// which would not know the old counters); `sent_before` data packets
+    /// went out on earlier incarnations.
+    fn resume(&self, flow: u32, sent_before: u64) {
+        self.flow.set(flow);
+        self.peer_base.set((sent_before, self.data_received.get()));
+        self.stream_high.set(0);
+        self.stats.set(None);
     }
 }
 
@@ -131,7 +149,7 @@ fn reordered(high: &Cell<u64>, seq: u64) -> bool {
 impl Worker {
     /// Handles one IP packet from the tunnel (borrowed: nothing is copied).
     fn receive(&self, rx: &FlowRx, packet: &[u8]) {
-        let Some(r) = parse_ip(packet).filter(|r| r.header.flow == rx.flow) else {
+        let Some(r) = parse_ip(packet).filter(|r| r.header.flow == rx.flow.get()) else {
             self.counters().foreign += 1;
             return;
         };
@@ -344,6 +362,7 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
     let mut backoff = w.config.reconnect.map(|p| Backoff::new(&p, index));
     // Data packets sent so far per family, over every incarnation.
     let mut sent = [0u64; 2];
+    let mut incarnation = 0u64;
     let (v4, v6) = loop {
         until_closed(&client, w.wait_go()).await;
         let outcome = match client.ipv4() {
@@ -386,6 +405,10 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
         let Some(backoff) = backoff.as_mut() else {
             return;
         };
+        incarnation += 1;
+        let flow = w.flow(index + incarnation * w.config.sessions);
+        rx4.resume(flow, sent[0]);
+        rx6.resume(flow ^ IPV6_FLOW_BIT, sent[1]);
         match w.reconnect(index, &client, &rx4, &rx6, backoff).await {
             Some((again, again6)) => {
                 client = again;
@@ -550,15 +573,17 @@ impl FlowPlan {
         let (payload, to) = (self.payload, self.to);
         // Templates cannot fail here: `LoadConfig::validate` built them once.
         let sent = match w.config.mode {
-            Mode::Echo { .. } => match Template::icmp_echo(self.me, to.ip(), rx.flow, payload) {
-                Ok(mut probe) => {
-                    paced(w, client, rx, &mut probe, pps, index, true, sent_before).await
+            Mode::Echo { .. } => {
+                match Template::icmp_echo(self.me, to.ip(), rx.flow.get(), payload) {
+                    Ok(mut probe) => {
+                        paced(w, client, rx, &mut probe, pps, index, true, sent_before).await
+                    }
+                    Err(_) => sent_before,
                 }
-                Err(_) => sent_before,
-            },
+            }
             Mode::Udp { reflect, .. } => {
                 let kind = if reflect { Kind::Echo } else { Kind::Discard };
-                match Template::udp(source, to, Header::new(kind, rx.flow), &[], payload) {
+                match Template::udp(source, to, Header::new(kind, rx.flow.get()), &[], payload) {
                     Ok(mut datagram) => {
                         paced(
                             w,
@@ -738,7 +763,7 @@ async fn bulk(
         let Ok(mut datagram) = Template::udp(
             source,
             to,
-            Header::new(Kind::Discard, rx.flow),
+            Header::new(Kind::Discard, rx.flow.get()),
             &[],
             payload,
         ) else {
@@ -763,7 +788,7 @@ async fn bulk(
             client,
             source,
             to,
-            Header::new(Kind::StreamStop, rx.flow),
+            Header::new(Kind::StreamStop, rx.flow.get()),
             &[],
         );
     }
@@ -811,7 +836,7 @@ async fn request_stream(
         };
         let mut body = [0u8; STREAM_REQUEST_LEN];
         request.write(&mut body);
-        let mut header = Header::new(Kind::StreamStart, rx.flow);
+        let mut header = Header::new(Kind::StreamStart, rx.flow.get());
         header.seq = u64::from(attempt);
         if send_control(client, source, to, header, &body).is_err() {
             return;
@@ -878,7 +903,7 @@ async fn query_peer(
 ) {
     w.count(rx.family, |c| c.peer_queried += 1);
     for attempt in 0..STATS_TRIES {
-        let mut header = Header::new(Kind::StatsRequest, rx.flow);
+        let mut header = Header::new(Kind::StatsRequest, rx.flow.get());
         header.seq = u64::from(attempt);
         if send_control(client, source, to, header, &[]).is_err() {
             return;
@@ -887,7 +912,9 @@ async fn query_peer(
         loop {
             let changed = rx.changed.notified();
             if let Some(stats) = rx.stats.get() {
-                let received = rx.data_received.get();
+                let (sent_before, received_before) = rx.peer_base.get();
+                let sent = sent - sent_before;
+                let received = rx.data_received.get() - received_before;
                 w.count(rx.family, |c| {
                     c.peer_answered += 1;
                     c.peer_rx_packets += stats.rx_packets;
