@@ -1,8 +1,9 @@
 //! `--reconnect` against sstpd: sessions killed by the operator
 //! (`sstpctl kill`, over the control socket) and a server killed with
 //! SIGKILL and restarted come back after their back-off, and the report
-//! counts the losses and the time to recover; without `--reconnect` a
-//! killed session stays lost.
+//! counts the losses and the time to recover; bulk traffic resumes both
+//! ways through the traffic peer; without `--reconnect` a killed session
+//! stays lost.
 
 mod support;
 
@@ -81,13 +82,25 @@ fn wait_for_sessions(socket: &Path, n: usize, timeout: Duration) -> bool {
     wait_until(timeout, || server_sessions(socket) == Some(n))
 }
 
-/// Kills `user1` and `user4` once every session is up; returns what the
-/// server listed once they could have come back, and the run's report.
-fn run_and_kill_two(reconnect: Option<ReconnectPolicy>) -> (Report, Vec<usize>) {
+/// Kills `user1` and `user4` once every session is up; returns the run's
+/// report and the sessions the server listed once they could have come
+/// back.
+fn run_and_kill_two(reconnect: Option<ReconnectPolicy>) -> (Report, usize) {
+    run_and_kill_two_with(|_| {}, reconnect)
+}
+
+/// [`run_and_kill_two`] with the echo configuration adjusted, and the
+/// traffic peer next to the server.
+fn run_and_kill_two_with(
+    adjust: impl FnOnce(&mut LoadConfig),
+    reconnect: Option<ReconnectPolicy>,
+) -> (Report, usize) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
     let server = server_with(|c| add_users_and_control(c, &socket));
-    let config = echo_config(server.addr, reconnect);
+    let _peer = start_peer(&server);
+    let mut config = echo_config(server.addr, reconnect);
+    adjust(&mut config);
     std::thread::scope(|scope| {
         let run = scope.spawn(|| run(&server, config));
         assert!(
@@ -98,10 +111,16 @@ fn run_and_kill_two(reconnect: Option<ReconnectPolicy>) -> (Report, Vec<usize>) 
         std::thread::sleep(Duration::from_secs(2));
         assert_eq!(kill_user(&socket, "user1"), 1);
         assert_eq!(kill_user(&socket, "user4"), 1);
-        let mut listed = vec![server_sessions(&socket).unwrap_or(0)];
-        // Killed sessions come back within a few back-off steps.
+        // The server lets go of the killed sessions (it may still list
+        // them for a moment) ...
+        assert!(
+            wait_until(Duration::from_secs(5), || server_sessions(&socket)
+                .is_some_and(|n| n < SESSIONS as usize)),
+            "the killed sessions ended"
+        );
+        // ... and they come back within a few back-off steps, if at all.
         wait_for_sessions(&socket, SESSIONS as usize, Duration::from_secs(5));
-        listed.push(server_sessions(&socket).unwrap_or(0));
+        let listed = server_sessions(&socket).unwrap_or(0);
         (run.join().expect("the run completes"), listed)
     })
 }
@@ -118,9 +137,8 @@ fn sessions_killed_by_the_operator_come_back_after_the_back_off() {
     eprintln!("{}", r.table());
     assert_consistent(&r);
     assert_eq!(
-        listed.last(),
-        Some(&(SESSIONS as usize)),
-        "the server holds every session again: {listed:?}"
+        listed, SESSIONS as usize,
+        "the server holds every session again"
     );
     let re = r.reconnect.as_ref().expect("reconnect figures");
     assert_eq!(
@@ -157,6 +175,49 @@ fn sessions_killed_by_the_operator_come_back_after_the_back_off() {
 }
 
 #[test]
+fn bulk_traffic_resumes_both_ways_on_the_new_sessions() {
+    let policy = ReconnectPolicy {
+        initial: Duration::from_millis(300),
+        max: Duration::from_secs(1),
+        seed: 5,
+    };
+    let (r, listed) = run_and_kill_two_with(
+        |c| {
+            c.mode = Mode::Bulk {
+                to: None,
+                direction: sstp_loadgen::Direction::Both,
+            };
+            c.pps = Some(20.0);
+            c.payload = Some(200);
+        },
+        Some(policy),
+    );
+    eprintln!("{}", r.table());
+    assert_consistent(&r);
+    assert_eq!(listed, SESSIONS as usize, "every session is back");
+    let re = r.reconnect.as_ref().unwrap();
+    assert_eq!(
+        (re.lost, re.reconnected, re.unrecovered),
+        (2, 2, 0),
+        "{re:?}"
+    );
+    // The reconnected sessions asked the peer for a stream again and got
+    // one; every flow's counters came back, over both incarnations.
+    let p = &r.peer;
+    assert_eq!(p.streams_unanswered, 0, "{p:?}");
+    assert_eq!((p.queried_flows, p.answered_flows), (SESSIONS, SESSIONS));
+    let up = r.loss.up.as_ref().expect("up loss measured");
+    assert!(up.sent >= SESSIONS * 20 * 8, "{up:?}");
+    // At most what was in flight at each kill is lost upstream.
+    assert!(up.lost <= 4, "{up:?}");
+    let down = r.loss.down.as_ref().expect("down loss measured");
+    assert!(down.received >= SESSIONS * 20 * 8, "{down:?}");
+    assert!(down.lost <= 4, "{down:?}");
+    // The new streams are new flows: nothing counts as out of order.
+    assert_eq!(r.traffic.reordered, 0);
+}
+
+#[test]
 fn without_reconnect_a_killed_session_stays_lost() {
     let (r, listed) = run_and_kill_two(None);
     assert_consistent(&r);
@@ -166,7 +227,7 @@ fn without_reconnect_a_killed_session_stays_lost() {
     );
     assert_eq!(
         listed,
-        [SESSIONS as usize - 2, SESSIONS as usize - 2],
+        SESSIONS as usize - 2,
         "the killed sessions did not come back"
     );
     let s = &r.sessions;
