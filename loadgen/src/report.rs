@@ -690,7 +690,7 @@ impl Report {
             if let Some(all) = r.all_back_after_s {
                 let _ = write!(out, "  all back after {all:.3}s");
             }
-            let _ = writeln!(out);
+            let _ = writeln!(out, "  (seed {})", r.seed);
             for (cause, n) in &r.causes {
                 let _ = writeln!(out, "  lost {cause}: {n}");
             }
@@ -878,6 +878,10 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("lost call_disconnect: 2"), "{table}");
+        assert!(
+            table.contains("all back after 2.500s  (seed 11)"),
+            "{table}"
+        );
         assert!(table.contains("recovery"), "{table}");
         let back: Report = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
         assert_eq!(back, with);
