@@ -393,6 +393,16 @@ fn gauges(server: &SstpdProcess) -> Result<(i64, i64, i64), ScenarioError> {
     ))
 }
 
+/// The server's open descriptors once a control exchange just made has
+/// let go of its connection (the server closes it after our side does):
+/// the smaller of two readings a moment apart.
+fn quiet_fds(server: &SstpdProcess) -> Result<u64, ScenarioError> {
+    std::thread::sleep(Duration::from_millis(100));
+    let first = server.open_fds()?;
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(first.min(server.open_fds()?))
+}
+
 /// Waits (at most `bound`) until the server has `sessions` sessions; the
 /// count it has then. Held runs that exit meanwhile are an error.
 fn settle(
@@ -533,11 +543,12 @@ pub fn soak(
         let active = settle(server, &mut held, held_n as i64, SETTLE, interrupt)?;
         let after = server.sample()?;
         let (_, pool_in_use, pool_size) = gauges(server)?;
+        let fds = quiet_fds(server)?;
         let seconds = after.at.duration_since(before.at).as_secs_f64();
         let point = SoakPoint {
             t_s: started.elapsed().as_secs_f64(),
             rss_bytes: after.rss_bytes,
-            fds: server.open_fds()?,
+            fds,
             sessions_active: active,
             pool_in_use,
             pool_size,
@@ -568,7 +579,7 @@ pub fn soak(
     settle(server, &mut [], 0, SETTLE, interrupt)?;
     let (_, pool_after, _) = gauges(server)?;
     let end = server.sample()?;
-    let end_fds = server.open_fds()?;
+    let end_fds = quiet_fds(server)?;
     let verdict = verdict(&points, held_n, held_failures, pool_after);
     let result = soak_result(
         soak,
