@@ -296,6 +296,7 @@ pub fn table_rows(points: &[SoakPoint]) -> Vec<Vec<String>> {
         "setups",
         "setup p50/p99 ms",
         "echo p50/p99 ms",
+        "echo lost",
         "failures",
     ]
     .map(String::from)
@@ -309,7 +310,7 @@ pub fn table_rows(points: &[SoakPoint]) -> Vec<Vec<String>> {
 /// A row of the table as it is printed during the run (fixed widths: the
 /// rows come one per interval).
 fn live_line(cells: &[String]) -> String {
-    const WIDTHS: [usize; 11] = [8, 6, 8, 11, 10, 6, 5, 6, 16, 15, 8];
+    const WIDTHS: [usize; 12] = [8, 6, 8, 11, 10, 6, 5, 6, 16, 15, 9, 8];
     let mut line = String::from("  ");
     for (cell, width) in cells.iter().zip(WIDTHS) {
         let _ = write!(line, "{cell:>width$}  ");
@@ -329,6 +330,7 @@ fn table_row(i: usize, p: &SoakPoint) -> Vec<String> {
         p.setups.to_string(),
         format!("{}/{}", ms(p.setup_p50_us), ms(p.setup_p99_us)),
         format!("{}/{}", ms(p.echo_p50_us), ms(p.echo_p99_us)),
+        p.echo_lost.to_string(),
         p.failures.to_string(),
     ]
 }
@@ -860,5 +862,6 @@ mod tests {
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1][3], "1892/4093");
         assert_eq!(rows[1][8], "3.00/9.00");
+        assert_eq!(rows[1][10..], ["0", "0"]);
     }
 }
