@@ -508,7 +508,8 @@ fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
 }
 
 /// Gauges read when asked (a scrape, `sstpctl stats`): admission's counts
-/// and caps (a reload changes the caps), RADIUS's queues (zero without
+/// and caps (a reload changes the caps), the address pools' use (a leak
+/// shows as addresses in use beyond the sessions), RADIUS's queues (zero without
 /// RADIUS, as [`ServerHandle::accounting_spooled`]), each RADIUS server's
 /// state, the workers' mailboxes and the kTLS state. They hold the
 /// server's state weakly: the endpoint does not keep it alive.
@@ -516,7 +517,7 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
     use super::exporter::ScrapeGauge;
     let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
     type Read = fn(&Shared) -> usize;
-    let table: [(&str, &str, Read); 7] = [
+    let table: [(&str, &str, Read); 11] = [
         (
             "connections_open",
             "TCP connections open (admission control's count).",
@@ -551,6 +552,26 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             "radius_accounting_spooled",
             "Accounting records in the spool, not yet acknowledged by a server.",
             |s| s.radius.as_deref().map_or(0, |r| r.spooled()),
+        ),
+        (
+            "pool_ipv4_in_use",
+            "IPv4 addresses handed out from the pools (the named ones too).",
+            |s| s.pools.ipv4_pools().map(|p| p.usage().in_use).sum(),
+        ),
+        (
+            "pool_ipv4_size",
+            "IPv4 addresses the pools can hand out (the named ones too).",
+            |s| s.pools.ipv4_pools().map(|p| p.usage().capacity).sum(),
+        ),
+        (
+            "pool_ipv6_in_use",
+            "IPv6 prefixes handed out (0 with IPv6 off).",
+            |s| s.pools.ipv6.as_ref().map_or(0, |p| p.usage().in_use),
+        ),
+        (
+            "pool_ipv6_size",
+            "IPv6 prefixes the pool can hand out (0 with IPv6 off).",
+            |s| s.pools.ipv6.as_ref().map_or(0, |p| p.usage().capacity),
         ),
     ];
     let mut gauges: Vec<ScrapeGauge> = table
