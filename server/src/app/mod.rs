@@ -2,7 +2,7 @@
 //! running it, and stopping it.
 //!
 //! * [`start`] / [`run`]: TLS, users, pools, the TUN device, the listeners
-//!   and the workers; signals (SIGTERM drains, SIGHUP reloads).
+//!   and the workers; signals (SIGTERM stops, SIGHUP reloads).
 //! * [`cli`]: the command line and `check-config`.
 //! * [`exporter`]: the Prometheus endpoint (`[metrics] listen`).
 //! * [`control`]: the control socket `sstpctl` talks to (`[control] socket`).

@@ -65,12 +65,13 @@ enum Command {
         #[command(subcommand)]
         what: Show,
     },
-    /// Take this node out of service gently: refuse new connections (and
-    /// answer 503 on the metrics endpoint's /health, for the load
-    /// balancer), disconnect the sessions one by one spread over the
-    /// period (Call Disconnect; accounting Stop with Admin-Reboot), then
-    /// stay up until stopped or `drain --cancel`. Then `systemctl stop`
-    /// ends the process with no session left to cut.
+    /// Take this node out of service gently, sessions spread over a period.
+    ///
+    /// Refuses new connections (and answers 503 on the metrics endpoint's
+    /// /health, for the load balancer), disconnects the sessions one by
+    /// one spread evenly over the period (Call Disconnect; accounting Stop
+    /// with Admin-Reboot), then stays up until stopped or `drain --cancel`:
+    /// `systemctl stop` then ends the process with no session left to cut.
     Drain {
         /// The period to spread the disconnects over, e.g. 90s or 5m
         /// [default: server.drain_period, 60s unless configured].
