@@ -31,7 +31,7 @@
 //! of its own (`sstpd-drain`), sending each disconnect on the owning
 //! worker's control lane at its time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -224,12 +224,14 @@ fn run(
     list: impl Fn() -> Vec<SessionRef>,
 ) {
     let mut stragglers_checked = false;
+    let mut disconnected = HashSet::new();
     loop {
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
         for session in schedule.take_due(Instant::now()) {
             disconnect(shared, session);
+            disconnected.insert(session);
         }
         shared
             .drain_pending
@@ -242,7 +244,9 @@ fn run(
             }
             None => {
                 stragglers_checked = true;
-                schedule = DrainSchedule::new(list(), Instant::now(), Duration::ZERO);
+                // Those disconnected above may still be closing.
+                let stragglers = list().into_iter().filter(|s| !disconnected.contains(s));
+                schedule = DrainSchedule::new(stragglers, Instant::now(), Duration::ZERO);
                 continue;
             }
         };
