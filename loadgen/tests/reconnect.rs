@@ -22,7 +22,8 @@ use support::*;
 
 /// Sessions each test holds; session `i` logs in as `user{i}`.
 const SESSIONS: u64 = 6;
-/// The environment variable that turns [`sstpd_process`] into a server.
+/// The environment variable that turns the kill test's binary into a server
+/// ([`run_as_sstpd_process`]).
 const CHILD_CONFIG: &str = "SSTP_LOADGEN_TEST_SSTPD_CONFIG";
 
 /// `user0`..`user{SESSIONS-1}` (password `pw{i}`) and the control socket.
@@ -240,18 +241,17 @@ fn without_reconnect_a_killed_session_stays_lost() {
     assert!(!r.table().contains("reconnect"));
 }
 
-/// Not a test: sstpd's runtime (`sstpd::app::run`, what the binary runs)
-/// in a process of its own, so that a test can SIGKILL it. Started by
-/// [`SstpdProcess::start`] with the configuration's path in
-/// [`CHILD_CONFIG`].
-#[test]
-#[ignore = "started by the kill test as a server process"]
-fn sstpd_process() {
+/// In the child process [`SstpdProcess::start`] starts (the kill test's
+/// own binary, given the configuration's path in [`CHILD_CONFIG`]): runs
+/// sstpd's runtime (`sstpd::app::run`, what the binary runs), so that the
+/// test can SIGKILL it. Returns false in the test itself.
+fn run_as_sstpd_process() -> bool {
     let Ok(path) = std::env::var(CHILD_CONFIG) else {
-        return;
+        return false;
     };
     let config = Config::load(Path::new(&path)).expect("the test's configuration loads");
     sstpd::app::run(config).expect("sstpd runs");
+    true
 }
 
 /// sstpd in a child process; SIGKILLed on drop.
@@ -267,7 +267,11 @@ impl SstpdProcess {
             .unwrap();
         let child = ns
             .command(std::env::current_exe().unwrap())
-            .args(["--exact", "sstpd_process", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "every_session_comes_back_after_the_server_is_killed_and_restarted",
+                "--nocapture",
+            ])
             .env(CHILD_CONFIG, config_path)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -290,6 +294,9 @@ impl Drop for SstpdProcess {
 
 #[test]
 fn every_session_comes_back_after_the_server_is_killed_and_restarted() {
+    if run_as_sstpd_process() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("control.sock");
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
