@@ -1250,6 +1250,12 @@ impl EapClient {
         }
     }
 
+    /// The authenticator proved it knows the password (its MS-CHAPv2
+    /// Success Request verified): PEAP's Result TLV may report success.
+    pub(super) fn server_proven(&self) -> bool {
+        self.verified.is_some()
+    }
+
     fn arm_repeat(&mut self, now: Instant) {
         self.transmissions = 1;
         self.outbox.retransmit_at = Some(now + self.limits.restart_interval);

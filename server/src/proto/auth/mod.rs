@@ -610,6 +610,7 @@ pub mod mschapv2;
 mod outbox;
 pub mod packet;
 pub mod pap;
+pub mod peap;
 pub mod verify;
 
 pub use verify::LocalAuthenticator;
