@@ -396,6 +396,10 @@ fn peap_sessions_bind_with_freeradius_keys_and_a_wrong_password_or_ca_fails() {
     assert_eq!(stats.event("auth_success_eap_mschapv2"), 2, "{stats}");
     assert_eq!(stats.event("crypto_binding_sha256"), 2, "{stats}");
     assert_eq!(stats.event("wrong_mac"), 0, "{stats}");
+    // Seven Access-Challenges a session with this two-certificate ECDSA
+    // chain (Start, the server's flight, Finished, inner Identity,
+    // Challenge, Success, Result TLV): far inside the relay's 50 rounds.
+    assert_eq!(stats.event("radius_challenge"), 2 * 7, "{stats}");
     assert!(radius.log().contains("inner-tunnel"));
 
     // A wrong password: FreeRADIUS's inner method refuses, sstpd relays

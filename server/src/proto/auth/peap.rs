@@ -770,6 +770,189 @@ mod tests {
         assert!(refused);
     }
 
+    /// A "TLS" that passes records through as plaintext, counting what it
+    /// is fed.
+    #[derive(Default)]
+    struct Transparent {
+        received: Vec<u8>,
+        sent: Vec<u8>,
+        fed: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl TunnelTls for Transparent {
+        fn receive(&mut self, records: &[u8]) -> Result<(), PeapError> {
+            self.fed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.received.extend_from_slice(records);
+            Ok(())
+        }
+        fn transmit(&mut self, out: &mut Vec<u8>) {
+            out.append(&mut self.sent);
+        }
+        fn is_handshaking(&self) -> bool {
+            false
+        }
+        fn read_plaintext(&mut self, out: &mut Vec<u8>) {
+            out.append(&mut self.received);
+        }
+        fn write_plaintext(&mut self, plaintext: &[u8]) {
+            self.sent.extend_from_slice(plaintext);
+        }
+        fn export_msk(&self) -> Option<[u8; 64]> {
+            Some([7; 64])
+        }
+    }
+
+    /// The tunnel's ClientHello is "hello", or `.1` octets when set.
+    struct Connector(Arc<std::sync::atomic::AtomicUsize>, usize);
+
+    impl TunnelTlsConnector for Connector {
+        fn connect(&self) -> Result<Box<dyn TunnelTls>, PeapError> {
+            let hello = match self.1 {
+                0 => b"hello".to_vec(),
+                len => vec![0xab; len],
+            };
+            Ok(Box::new(Transparent {
+                sent: hello,
+                fed: self.0.clone(),
+                ..Transparent::default()
+            }))
+        }
+    }
+
+    fn peap_request(identifier: u8, flags: u8, data: &[u8]) -> Vec<u8> {
+        EapPacket::Request {
+            identifier,
+            kind: TYPE_PEAP,
+            data: &message(flags, None, data),
+        }
+        .to_vec()
+    }
+
+    fn client() -> (PeapClient, Arc<std::sync::atomic::AtomicUsize>, Instant) {
+        client_with_hello(0)
+    }
+
+    fn client_with_hello(
+        hello_len: usize,
+    ) -> (PeapClient, Arc<std::sync::atomic::AtomicUsize>, Instant) {
+        let fed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let now = Instant::now();
+        let mut rng = super::super::seeded_rng(1);
+        let client = PeapClient::new(
+            &AuthConfig::default(),
+            PeapTunnel(Arc::new(Connector(fed.clone(), hello_len))),
+            b"alice",
+            b"pw",
+            now,
+            &mut rng,
+        );
+        (client, fed, now)
+    }
+
+    /// A client past the Start, its ClientHello sent.
+    fn started() -> (PeapClient, Arc<std::sync::atomic::AtomicUsize>, Instant) {
+        let (mut client, fed, now) = client();
+        client
+            .handle_packet(now, &peap_request(1, FLAG_START, b""))
+            .unwrap();
+        let _ = sent(&mut client);
+        (client, fed, now)
+    }
+
+    fn assert_not_authenticated(client: &mut PeapClient) {
+        assert_eq!(
+            client.outbox.poll_event(),
+            Some(AuthEvent::Failure(AuthFailure::ServerNotAuthenticated))
+        );
+    }
+
+    fn sent(client: &mut PeapClient) -> Vec<Vec<u8>> {
+        let mut all = Vec::new();
+        let mut buf = Vec::new();
+        while client.outbox.poll_transmit(&mut buf) {
+            all.push(std::mem::take(&mut buf));
+        }
+        all
+    }
+
+    #[test]
+    fn a_long_message_goes_out_in_fragments_each_after_an_ack() {
+        let (mut client, _, now) = client_with_hello(2 * MAX_FRAGMENT_LEN + 5);
+        client
+            .handle_packet(now, &peap_request(1, FLAG_START, b""))
+            .unwrap();
+        let first = sent(&mut client);
+        let parsed = PeapMessage::parse(&first[0][5..]).unwrap();
+        assert!(parsed.more());
+        assert_eq!(parsed.total_len, Some(2 * MAX_FRAGMENT_LEN as u32 + 5));
+        assert_eq!(parsed.data.len(), MAX_FRAGMENT_LEN);
+        // Data where an ack belongs is refused.
+        assert_eq!(
+            client.handle_packet(now, &peap_request(2, 0, b"x")),
+            Err(PeapError::BadFragment)
+        );
+        client.handle_packet(now, &peap_request(3, 0, b"")).unwrap();
+        let second = sent(&mut client);
+        let parsed = PeapMessage::parse(&second[0][5..]).unwrap();
+        assert!(parsed.more() && parsed.total_len.is_none());
+        client.handle_packet(now, &peap_request(4, 0, b"")).unwrap();
+        let last = sent(&mut client);
+        let parsed = PeapMessage::parse(&last[0][5..]).unwrap();
+        assert!(!parsed.more());
+        assert_eq!(parsed.data.len(), 5);
+    }
+
+    #[test]
+    fn success_before_the_inner_proof_is_refused() {
+        let (mut client, _, now) = client();
+        client
+            .handle_packet(now, &peap_request(1, FLAG_START, b""))
+            .unwrap();
+        // The ClientHello ("hello" here) answers the Start.
+        assert_eq!(
+            sent(&mut client),
+            [[2, 1, 0, 11, TYPE_PEAP, 0, b'h', b'e', b'l', b'l', b'o']]
+        );
+        client
+            .handle_packet(now, &EapPacket::Success { identifier: 1 }.to_vec())
+            .unwrap();
+        assert_not_authenticated(&mut client);
+    }
+
+    #[test]
+    fn a_result_tlv_claiming_success_without_the_proof_is_answered_with_failure() {
+        let (mut client, _, now) = started();
+        let extensions = EapPacket::Request {
+            identifier: 9,
+            kind: TYPE_EXTENSIONS,
+            data: &[0x80, 0x03, 0, 2, 0, 1],
+        }
+        .to_vec();
+        client
+            .handle_packet(now, &peap_request(2, 0, &extensions))
+            .unwrap();
+        let answer = sent(&mut client);
+        // The inner Response: Extensions with the Result TLV's failure.
+        assert_eq!(
+            answer[0][6..],
+            [2, 9, 0, 11, TYPE_EXTENSIONS, 0x80, 0x03, 0, 2, 0, 2]
+        );
+        assert_not_authenticated(&mut client);
+    }
+
+    #[test]
+    fn a_repeated_request_gets_the_same_response_without_touching_the_tunnel() {
+        let (mut client, fed, now) = started();
+        // A compressed inner Identity Request.
+        let identity = peap_request(2, 0, &[TYPE_IDENTITY]);
+        client.handle_packet(now, &identity).unwrap();
+        let first = sent(&mut client);
+        assert_eq!(first[0][6..], [TYPE_IDENTITY, b'a', b'l', b'i', b'c', b'e']);
+        client.handle_packet(now, &identity).unwrap();
+        assert_eq!(sent(&mut client), first);
+        assert_eq!(fed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn the_result_tlv_is_found_among_others() {
         let tlvs = [
