@@ -49,6 +49,10 @@
 //!   rejects are as fast as accepts.
 //! * Accounting: every Accounting-Request is written to one detail file,
 //!   `DIR/detail` ([`FreeRadius::detail_records`]), then answered.
+//! * EAP: [`FreeRadiusConfig::eap`] loads the `eap` module running
+//!   EAP-MSCHAPv2; [`FreeRadiusConfig::peap`] runs PEAPv0 instead, with
+//!   certificates the test generates ([`PeapCertificates::generate`]) and
+//!   phase 2 EAP-MSCHAPv2 in an `inner-tunnel` virtual server.
 //! * Post-auth: [`FreeRadiusConfig::post_auth_reply`] sets (`:=`) reply
 //!   items on every Access-Accept after authentication, replacing what
 //!   `mschap` put there (a wrong MS-MPPE-Send-Key, to prove a NAS refuses
