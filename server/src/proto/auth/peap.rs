@@ -819,13 +819,17 @@ mod tests {
         }
     }
 
-    fn peap_request(identifier: u8, flags: u8, data: &[u8]) -> Vec<u8> {
+    fn eap_request(identifier: u8, kind: u8, data: &[u8]) -> Vec<u8> {
         EapPacket::Request {
             identifier,
-            kind: TYPE_PEAP,
-            data: &message(flags, None, data),
+            kind,
+            data,
         }
         .to_vec()
+    }
+
+    fn peap_request(identifier: u8, flags: u8, data: &[u8]) -> Vec<u8> {
+        eap_request(identifier, TYPE_PEAP, &message(flags, None, data))
     }
 
     fn client() -> (PeapClient, Arc<std::sync::atomic::AtomicUsize>, Instant) {
@@ -903,6 +907,22 @@ mod tests {
     }
 
     #[test]
+    fn identity_is_answered_and_another_method_is_naked_toward_peap() {
+        let (mut client, _, now) = client();
+        let identity = eap_request(1, TYPE_IDENTITY, b"");
+        client.handle_packet(now, &identity).unwrap();
+        assert_eq!(sent(&mut client), [b"\x02\x01\x00\x0a\x01alice".to_vec()]);
+        let mschapv2 = eap_request(2, super::super::eap::TYPE_MSCHAPV2, &[1]);
+        client.handle_packet(now, &mschapv2).unwrap();
+        assert_eq!(sent(&mut client), [vec![2, 2, 0, 6, TYPE_NAK, TYPE_PEAP]]);
+        // PEAP data before the Start is out of order.
+        assert_eq!(
+            client.handle_packet(now, &peap_request(3, 0, b"x")),
+            Err(PeapError::OutOfOrder)
+        );
+    }
+
+    #[test]
     fn success_before_the_inner_proof_is_refused() {
         let (mut client, _, now) = client();
         client
@@ -922,12 +942,7 @@ mod tests {
     #[test]
     fn a_result_tlv_claiming_success_without_the_proof_is_answered_with_failure() {
         let (mut client, _, now) = started();
-        let extensions = EapPacket::Request {
-            identifier: 9,
-            kind: TYPE_EXTENSIONS,
-            data: &[0x80, 0x03, 0, 2, 0, 1],
-        }
-        .to_vec();
+        let extensions = eap_request(9, TYPE_EXTENSIONS, &[0x80, 0x03, 0, 2, 0, 1]);
         client
             .handle_packet(now, &peap_request(2, 0, &extensions))
             .unwrap();
