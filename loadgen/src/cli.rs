@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sstpd::config::TlsVersion;
+use sstpd::proto::auth::peap::PeapTunnel;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::client::ServerVerification;
+use sstpd::tls::peap::RustlsPeapConnector;
 
 use crate::backoff::ReconnectPolicy;
 use crate::config::{
-    parse_auth_list, parse_duration, Credentials, Direction, FailureLimit, Family, LoadConfig,
+    parse_auth_methods, parse_duration, Credentials, Direction, FailureLimit, Family, LoadConfig,
     Mode, Pinning, SourceRange, TunNames, DEFAULT_PEER_PORT,
 };
 use crate::peer::PeerConfig;
@@ -211,9 +213,27 @@ pub struct CommonArgs {
     #[arg(long, value_name = "FILE", help_heading = "Credentials")]
     pub credentials: Option<PathBuf>,
     /// Authentication methods in order of preference: mschapv2,
-    /// eap-mschapv2, chap-md5, pap.
+    /// eap-mschapv2, peap (EAP with PEAPv0/EAP-MSCHAPv2 through the
+    /// server's RADIUS; needs --eap-ca or --eap-insecure), chap-md5, pap.
     #[arg(long, default_value = "mschapv2,chap-md5,pap", value_parser = parse_auth, help_heading = "Credentials")]
     pub auth: AuthList,
+    /// PEAP: verify the RADIUS server's certificate against these CA
+    /// certificates (PEM), for the name --eap-server-name.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Credentials",
+        conflicts_with = "eap_insecure",
+        requires = "eap_server_name"
+    )]
+    pub eap_ca: Option<PathBuf>,
+    /// PEAP: the name the RADIUS server's certificate must carry.
+    #[arg(long, value_name = "NAME", help_heading = "Credentials")]
+    pub eap_server_name: Option<String>,
+    /// PEAP: accept any RADIUS server certificate (benchmarking against
+    /// self-signed servers; the keys are still the TLS exporter's).
+    #[arg(long, help_heading = "Credentials")]
+    pub eap_insecure: bool,
     /// Also negotiate IPv6CP, as Windows does.
     #[arg(long, help_heading = "Credentials")]
     pub ipv6cp: bool,
@@ -320,12 +340,13 @@ pub struct Outputs {
     pub progress: bool,
 }
 
-/// `--auth mschapv2,pap` (or `eap-mschapv2`): methods in order of preference.
+/// `--auth mschapv2,pap` (or `eap-mschapv2`, `peap`): methods in order
+/// of preference, and whether EAP runs PEAP.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthList(pub Vec<AuthProtocol>);
+pub struct AuthList(pub Vec<AuthProtocol>, pub bool);
 
 fn parse_auth(s: &str) -> Result<AuthList, String> {
-    parse_auth_list(s).map(AuthList)
+    parse_auth_methods(s).map(|(list, peap)| AuthList(list, peap))
 }
 
 fn parse_family(s: &str) -> Result<Family, String> {
@@ -408,6 +429,39 @@ impl Command {
 }
 
 impl CommonArgs {
+    /// `--auth peap`: the TLS tunnels' settings.
+    fn eap_peap(&self) -> Result<Option<PeapTunnel>, String> {
+        let peap = self.auth.1;
+        if !peap {
+            if self.eap_ca.is_some() || self.eap_insecure {
+                return Err("--eap-ca and --eap-insecure are for --auth peap".into());
+            }
+            return Ok(None);
+        }
+        let (verification, name) = match (&self.eap_ca, self.eap_insecure) {
+            (Some(ca), false) => (
+                ServerVerification::CaFile(ca.clone()),
+                self.eap_server_name.clone().unwrap_or_default(),
+            ),
+            (None, true) => (
+                ServerVerification::Insecure,
+                self.eap_server_name
+                    .clone()
+                    .unwrap_or_else(|| "radius.invalid".into()),
+            ),
+            _ => {
+                return Err(
+                    "--auth peap needs --eap-ca FILE (with --eap-server-name NAME) \
+                     to verify the RADIUS server, or --eap-insecure"
+                        .into(),
+                )
+            }
+        };
+        RustlsPeapConnector::new(verification, &name)
+            .map(|connector| Some(connector.into_tunnel()))
+            .map_err(|e| format!("--eap-ca: {e}"))
+    }
+
     pub fn to_config(&self, mode: Mode) -> Result<(LoadConfig, Outputs), String> {
         let (target, host) = resolve_target(&self.target)?;
         let credentials = match (&self.user, &self.password, &self.credentials) {
@@ -432,6 +486,7 @@ impl CommonArgs {
         config.verification = verification;
         config.tls_versions = (self.tls_min, self.tls_max);
         config.auth = self.auth.0.clone();
+        config.eap_peap = self.eap_peap()?;
         config.ipv6cp = self.ipv6cp;
         config.family = if self.ipv6 { Family::V6 } else { self.family };
         config.to6 = self.to6;
@@ -598,6 +653,25 @@ mod tests {
             "sstp-loadgen churn --target 127.0.0.1:443 --insecure --user u --password p \
              --reconnect"
                 .to_string(),
+        ] {
+            assert!(parse(&wrong).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn peap_needs_a_way_to_trust_the_radius_server() {
+        let base = "sstp-loadgen echo --target 127.0.0.1:443 --insecure --user u --password p";
+        let (c, _) = parse(&format!("{base} --auth peap --eap-insecure")).unwrap();
+        assert_eq!(c.auth, [AuthProtocol::EapMsChapV2]);
+        assert!(c.eap_peap.is_some());
+        let (c, _) = parse(&format!("{base} --auth eap-mschapv2")).unwrap();
+        assert!(c.eap_peap.is_none());
+        for wrong in [
+            format!("{base} --auth peap"),
+            format!("{base} --auth peap --eap-ca /nonexistent.pem --eap-server-name r"),
+            format!("{base} --auth peap --eap-ca ca.pem"),
+            format!("{base} --auth peap --eap-insecure --eap-ca ca.pem --eap-server-name r"),
+            format!("{base} --auth mschapv2 --eap-insecure"),
         ] {
             assert!(parse(&wrong).is_err(), "{wrong}");
         }

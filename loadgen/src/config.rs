@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use sstpd::config::TlsVersion;
+use sstpd::proto::auth::peap::PeapTunnel;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::client::ServerVerification;
 
@@ -442,6 +443,10 @@ pub struct LoadConfig {
     pub credentials: Credentials,
     /// Authentication methods, most preferred first.
     pub auth: Vec<AuthProtocol>,
+    /// `--auth peap`: EAP runs PEAPv0 with EAP-MSCHAPv2 inside, its TLS
+    /// tunnels started here (verifying the RADIUS server's certificate as
+    /// `--eap-ca`/`--eap-insecure` say), instead of EAP-MSCHAPv2.
+    pub eap_peap: Option<PeapTunnel>,
     /// Also negotiate IPv6CP (as Windows does); off by default, implied
     /// by a `family` with IPv6.
     pub ipv6cp: bool,
@@ -505,6 +510,7 @@ impl LoadConfig {
                 AuthProtocol::ChapMd5,
                 AuthProtocol::Pap,
             ],
+            eap_peap: None,
             ipv6cp: false,
             family: Family::V4,
             to6: None,
@@ -648,16 +654,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Parses `mschapv2,pap,...` (also `chap-md5`/`chap`, `ms-chapv2`, `eap-mschapv2`).
 pub fn parse_auth_list(s: &str) -> Result<Vec<AuthProtocol>, String> {
+    parse_auth_methods(s).map(|(list, _)| list)
+}
+
+/// [`parse_auth_list`], also taking `peap`: EAP (in the list's place)
+/// with PEAP as its method, which the `bool` says. `peap` and
+/// `eap-mschapv2` are both EAP to LCP, so one list names one of them.
+pub fn parse_auth_methods(s: &str) -> Result<(Vec<AuthProtocol>, bool), String> {
     let mut list = Vec::new();
+    let mut peap = false;
+    let mut eap_mschapv2 = false;
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let method = match name.to_ascii_lowercase().as_str() {
             "mschapv2" | "ms-chapv2" | "mschap-v2" => AuthProtocol::MsChapV2,
-            "eap-mschapv2" => AuthProtocol::EapMsChapV2,
+            "eap-mschapv2" => {
+                eap_mschapv2 = true;
+                AuthProtocol::EapMsChapV2
+            }
+            "peap" => {
+                peap = true;
+                AuthProtocol::EapMsChapV2
+            }
             "chap-md5" | "chap" | "md5" => AuthProtocol::ChapMd5,
             "pap" => AuthProtocol::Pap,
             _ => {
                 return Err(format!(
-                    "{name:?}: unknown method (mschapv2, eap-mschapv2, chap-md5, pap)"
+                    "{name:?}: unknown method (mschapv2, eap-mschapv2, peap, chap-md5, pap)"
                 ))
             }
         };
@@ -668,7 +690,10 @@ pub fn parse_auth_list(s: &str) -> Result<Vec<AuthProtocol>, String> {
     if list.is_empty() {
         return Err("empty list".into());
     }
-    Ok(list)
+    if peap && eap_mschapv2 {
+        return Err("peap and eap-mschapv2 are both EAP: name one".into());
+    }
+    Ok((list, peap))
 }
 
 #[cfg(test)]
@@ -757,6 +782,15 @@ mod tests {
             [AuthProtocol::EapMsChapV2, AuthProtocol::MsChapV2]
         );
         assert!(parse_auth_list("eap").is_err());
+        assert_eq!(
+            parse_auth_methods("peap,mschapv2").unwrap(),
+            (
+                vec![AuthProtocol::EapMsChapV2, AuthProtocol::MsChapV2],
+                true
+            )
+        );
+        assert!(!parse_auth_methods("eap-mschapv2").unwrap().1);
+        assert!(parse_auth_methods("peap,eap-mschapv2").is_err());
         assert!(parse_auth_list(",").is_err());
     }
 

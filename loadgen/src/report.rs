@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use sstpd::proto::auth::AuthProtocol;
+
 use crate::config::{LoadConfig, Mode};
 use crate::stats::{Counters, Histo, IpFamily, WorkerStats};
 
@@ -486,7 +488,14 @@ impl Report {
                 reflect,
                 hold_s: hold,
                 source_range: config.source_range.map(|r| r.to_string()),
-                auth: config.auth.iter().map(|a| a.as_str().to_string()).collect(),
+                auth: config
+                    .auth
+                    .iter()
+                    .map(|a| match a {
+                        AuthProtocol::EapMsChapV2 if config.eap_peap.is_some() => "peap".into(),
+                        a => a.as_str().to_string(),
+                    })
+                    .collect(),
                 setup_timeout_s: config.setup_timeout.as_secs_f64(),
                 max_failures: config.max_failures.map(|l| l.to_string()),
                 family: config.family.as_str().to_string(),

@@ -7,6 +7,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -327,4 +328,126 @@ fn eap_mschapv2_sessions_come_up_and_a_wrong_password_is_an_auth_failure() {
     // Three attempts per session (ppp.auth_max_attempts), each counted.
     let stats = server.handle().metrics();
     assert_eq!(stats.event("auth_failure_eap_mschapv2"), 6, "{stats}");
+}
+
+#[test]
+fn peap_sessions_bind_with_freeradius_keys_and_a_wrong_password_or_ca_fails() {
+    // sstpd relays EAP (radius.eap_pass_through) to FreeRADIUS, which
+    // terminates PEAPv0 with EAP-MSCHAPv2 inside; the loadgen runs the
+    // client side with --auth peap. Sessions reaching Call Connected with
+    // a verified crypto binding prove that sstpd's HLAK from FreeRADIUS's
+    // MS-MPPE keys equals the loadgen's from the TLS exporter.
+    use sstpd::config::{RadiusServer, Secret, UserBackend};
+    use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, PeapCertificates, RadiusUser};
+    let server = server_with(|config| {
+        config.ppp.auth = vec![sstpd::proto::auth::AuthProtocol::EapMsChapV2];
+        config.users.backends = vec![UserBackend::Radius];
+        config.radius.auth_server = vec![RadiusServer {
+            address: "127.0.0.1:1812".parse().unwrap(),
+            secret: Secret("testing123".into()),
+        }];
+        config.radius.eap_pass_through = true;
+        config.radius.auth_timeout = Duration::from_secs(2);
+    });
+    let certificates = PeapCertificates::generate("radius.test").unwrap();
+    let radius = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("dave", "dave-secret")],
+            peap: Some(certificates.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts with PEAP");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("radius-ca.pem");
+    std::fs::write(&ca, &certificates.ca_pem).unwrap();
+    let other_ca = dir.path().join("other-ca.pem");
+    let other = PeapCertificates::generate("radius.test").unwrap();
+    std::fs::write(&other_ca, &other.ca_pem).unwrap();
+    let json_path = dir.path().join("peap.json");
+    let peap = |ca: &std::path::Path, password: &str| {
+        vec![
+            "--auth".to_string(),
+            "peap".into(),
+            "--eap-ca".into(),
+            ca.to_str().unwrap().into(),
+            "--eap-server-name".into(),
+            "radius.test".into(),
+            "--user".into(),
+            "dave".into(),
+            "--password".into(),
+            password.into(),
+            "--sessions".into(),
+            "2".into(),
+        ]
+    };
+    let mut args = peap(&ca, "dave-secret");
+    args.extend(["--pps", "10", "--duration", "1s", "--json"].map(String::from));
+    args.push(json_path.to_str().unwrap().into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = loadgen(&server, &args);
+    assert!(out.status.success(), "{out:?}\nradius:\n{}", radius.log());
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(json["sessions"]["established"], 2);
+    assert_eq!(json["config"]["auth"][0], "peap");
+    assert!(json["rtt"]["count"].as_u64().unwrap() > 0);
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("auth_success_eap_mschapv2"), 2, "{stats}");
+    assert_eq!(stats.event("crypto_binding_sha256"), 2, "{stats}");
+    assert_eq!(stats.event("wrong_mac"), 0, "{stats}");
+    // Seven Access-Challenges a session with this two-certificate ECDSA
+    // chain (Start, the server's flight, Finished, inner Identity,
+    // Challenge, Success, Result TLV): far inside the relay's 50 rounds.
+    assert_eq!(stats.event("radius_challenge"), 2 * 7, "{stats}");
+    assert!(radius.log().contains("inner-tunnel"));
+
+    // A wrong password: FreeRADIUS's inner method refuses, sstpd relays
+    // the EAP-Failure and counts it.
+    let mut args = peap(&ca, "wrong");
+    args.extend(["--duration", "500ms"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = loadgen(&server, &args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("auth_failed"));
+    let stats = server.handle().metrics();
+    assert!(stats.event("auth_failure_eap_mschapv2") >= 2, "{stats}");
+
+    // A loadgen trusting another CA refuses FreeRADIUS's certificate: no
+    // session comes up, none binds.
+    let mut args = peap(&other_ca, "dave-secret");
+    args.extend(["--duration", "500ms"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = loadgen(&server, &args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("auth_success_eap_mschapv2"), 2, "{stats}");
+    assert_eq!(stats.event("crypto_binding_sha256"), 2, "{stats}");
+
+    // A RADIUS server returning a wrong MS-MPPE-Recv-Key: sstpd's HLAK no
+    // longer matches the loadgen's, and the binding is refused.
+    drop(radius);
+    let radius = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("dave", "dave-secret")],
+            peap: Some(certificates),
+            post_auth_reply: vec![("MS-MPPE-Recv-Key".into(), format!("0x{}", "00".repeat(32)))],
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts again");
+    let mut args = peap(&ca, "dave-secret");
+    args.extend(["--duration", "500ms"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = loadgen(&server, &args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{out:?}\nradius:\n{}",
+        radius.log()
+    );
+    let stats = server.handle().metrics();
+    assert!(stats.event("wrong_mac") >= 1, "{stats}");
+    assert_eq!(stats.event("crypto_binding_sha256"), 2, "{stats}");
 }

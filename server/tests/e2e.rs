@@ -610,6 +610,91 @@ fn the_real_binary_relays_eap_to_freeradius_and_binds_with_its_keys() {
     assert!(radius.log().contains("mschapv2"), "{}", radius.log());
 }
 
+#[test]
+fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
+    // radius.eap_pass_through with FreeRADIUS terminating PEAPv0 (its
+    // phase 2 EAP-MSCHAPv2 in the inner-tunnel server), certificates from
+    // a CA the test generates. Call Connected verifying proves sstpd's
+    // HLAK from FreeRADIUS's MS-MPPE keys equals the client's from the TLS
+    // exporter; a wrong password and a client trusting another CA fail.
+    use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, PeapCertificates, RadiusUser};
+    use sstpd::tls::peap::RustlsPeapConnector;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.server.listen = vec![addr];
+    config.users.local.clear();
+    let config_path = dir.path().join("sstpd.toml");
+    let extra = "\n[ppp]\nauth = [\"eap-mschapv2\"]\n\n[users]\nbackends = [\"radius\"]\n\n\
+                 [radius]\neap_pass_through = true\nauth_timeout = \"2s\"\n\n\
+                 [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"testing123\"\n";
+    std::fs::write(&config_path, config_toml(&config, extra)).unwrap();
+    let certificates = PeapCertificates::generate("radius.test").unwrap();
+    let other_ca = PeapCertificates::generate("radius.test").unwrap().ca_pem;
+    let ns = sstpd::testing::netns::NetNs::new("sstpd-peap").unwrap();
+    let radius = FreeRadius::start_in(
+        &ns,
+        &FreeRadiusConfig {
+            users: vec![RadiusUser::new("dave", "dave-secret")],
+            peap: Some(certificates.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts with PEAP");
+    let peap_options = move |password: &str, ca_pem: &str| {
+        let mut options = client_options(addr, "dave", password, TLS, &[AuthProtocol::EapMsChapV2]);
+        let connector =
+            RustlsPeapConnector::new(trusting(ca_pem.as_bytes()), "radius.test").unwrap();
+        let mut ppp = (*options.session.ppp).clone();
+        ppp.auth.eap_peap = Some(connector.into_tunnel());
+        options.session.ppp = std::sync::Arc::new(ppp);
+        options
+    };
+    let ca = certificates.ca_pem.clone();
+    let (outcome, log) = with_binary(&ns, &config_path, move || {
+        tokio_uring::start(async move {
+            let (client, inbox) = connect_once_listening(&peap_options("dave-secret", &ca))
+                .await
+                .map_err(|e| format!("dave: {e}"))?;
+            let pinged = ping_gateway(&client, &inbox, 1, b"peap-radius").await;
+            client.close(Duration::from_secs(5)).await;
+            let wrong = match connect(&peap_options("wrong", &ca)).await {
+                Err(ConnectError::Closed(CloseReason::Ppp(PppCloseReason::AuthFailed(
+                    failure,
+                )))) => failure,
+                Err(other) => return Err(format!("wrong password ended with {other}")),
+                Ok(_) => return Err("a wrong password connected".into()),
+            };
+            let untrusted = match connect(&peap_options("dave-secret", &other_ca)).await {
+                Err(ConnectError::Closed(CloseReason::Ppp(PppCloseReason::AuthFailed(
+                    failure,
+                )))) => failure,
+                Err(other) => return Err(format!("another CA ended with {other}")),
+                Ok(_) => return Err("a client trusting another CA connected".into()),
+            };
+            Ok((pinged, wrong, untrusted))
+        })
+    });
+    let (pinged, wrong, untrusted) =
+        outcome.unwrap_or_else(|e| panic!("{e}; log:\n{log}\nradius:\n{}", radius.log()));
+    assert!(pinged, "no echo reply through a PEAP session; log:\n{log}");
+    assert!(matches!(wrong, AuthFailure::Rejected { .. }), "{wrong:?}");
+    assert_eq!(untrusted, AuthFailure::ServerNotAuthenticated);
+    for counter in [
+        "radius_challenge",
+        "radius_accept",
+        "radius_reject",
+        "auth_success_eap_mschapv2",
+        "auth_failure_eap_mschapv2",
+    ] {
+        assert!(log.contains(counter), "{counter}; log:\n{log}");
+    }
+    assert!(!log.contains("wrong_mac"), "log:\n{log}");
+    let radius_log = radius.log();
+    assert!(radius_log.contains("peap"), "{radius_log}");
+    assert!(radius_log.contains("inner-tunnel"), "{radius_log}");
+}
+
 /// Runs the sstpd binary with `config_path` in `ns` while `clients` run
 /// there, then stops it with SIGTERM: what `clients` returned, and the
 /// binary's log.

@@ -158,13 +158,14 @@ pub fn client_session_config(config: &LoadConfig) -> SessionConfig {
         hello_interval: config.keepalive,
         ..SstpConfig::default()
     };
-    let ppp = PppConfig {
+    let mut ppp = PppConfig {
         auth_protocols: config.auth.clone(),
         ipv6cp: Ipv6cpConfig {
             enabled: config.negotiates_ipv6(),
         },
         ..PppConfig::default()
     };
+    ppp.auth.eap_peap = config.eap_peap.clone();
     SessionConfig::new(sstp, ppp)
 }
 

@@ -343,6 +343,7 @@ impl PppSection {
             max_attempts: self.auth_max_attempts,
             phase_timeout: self.auth_timeout,
             eap_relay: false,
+            eap_peap: None,
         }
     }
 }

@@ -49,6 +49,10 @@
 //!   rejects are as fast as accepts.
 //! * Accounting: every Accounting-Request is written to one detail file,
 //!   `DIR/detail` ([`FreeRadius::detail_records`]), then answered.
+//! * EAP: [`FreeRadiusConfig::eap`] loads the `eap` module running
+//!   EAP-MSCHAPv2; [`FreeRadiusConfig::peap`] runs PEAPv0 instead, with
+//!   certificates the test generates ([`PeapCertificates::generate`]) and
+//!   phase 2 EAP-MSCHAPv2 in an `inner-tunnel` virtual server.
 //! * Post-auth: [`FreeRadiusConfig::post_auth_reply`] sets (`:=`) reply
 //!   items on every Access-Accept after authentication, replacing what
 //!   `mschap` put there (a wrong MS-MPPE-Send-Key, to prove a NAS refuses
@@ -344,6 +348,59 @@ pub struct FreeRadiusConfig {
     /// site: EAP in Access-Requests is answered with Access-Challenges and
     /// the users' passwords run EAP-MSCHAPv2 (false).
     pub eap: bool,
+    /// PEAP: the `eap` module (loaded whatever [`Self::eap`] says) gets
+    /// `default_eap_type = peap` with these certificates in `tls-config
+    /// tls-common` (TLS 1.2 only, no session cache), and PEAP's phase 2
+    /// runs EAP-MSCHAPv2 in an `inner-tunnel` virtual server (`mschap`,
+    /// `eap`, `files`: the same users). None by default.
+    pub peap: Option<PeapCertificates>,
+}
+
+/// The certificates of FreeRADIUS's PEAP server, PEM: a CA and a server
+/// certificate it signed. The tests generate them ([`Self::generate`])
+/// rather than running the package's `/etc/freeradius/3.0/certs/bootstrap`
+/// (OpenSSL and `make`, seconds on the 2-core machine; the same shape:
+/// a CA and a server certificate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeapCertificates {
+    /// The CA's certificate: what a client verifies the server against.
+    pub ca_pem: String,
+    /// The server's certificate.
+    pub cert_pem: String,
+    /// The server's private key (PKCS#8).
+    pub key_pem: String,
+}
+
+#[cfg(feature = "runtime")]
+impl PeapCertificates {
+    /// A fresh ECDSA P-256 CA and a server certificate for `server_name`
+    /// (subjectAltName and CN), signed by it, for TLS server use.
+    pub fn generate(server_name: &str) -> Result<Self, rcgen::Error> {
+        let ca_key = rcgen::KeyPair::generate()?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sstpd test PEAP CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca = ca_params.self_signed(&ca_key)?;
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(vec![server_name.to_owned()])?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, server_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(PeapCertificates {
+            ca_pem: ca.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 impl Default for FreeRadiusConfig {
@@ -361,6 +418,7 @@ impl Default for FreeRadiusConfig {
             start_timeout: Duration::from_secs(10),
             post_auth_reply: Vec::new(),
             eap: false,
+            peap: None,
         }
     }
 }
@@ -445,6 +503,11 @@ impl FreeRadius {
         server.write_file("users", &users)?;
         server.write_file("acct_users", "")?;
         server.write_file("access_reject", ACCESS_REJECT_FILTER)?;
+        if let Some(certificates) = &config.peap {
+            server.write_file("peap-ca.pem", &certificates.ca_pem)?;
+            server.write_file("peap-server.pem", &certificates.cert_pem)?;
+            server.write_file("peap-server.key", &certificates.key_pem)?;
+        }
         let picking = server.netns.is_none() && (config.auth_port == 0 || config.acct_port == 0);
         let mut attempt = 1;
         loop {
@@ -817,15 +880,41 @@ fn render_radiusd_conf(
     // The eap module returns "updated" while a conversation goes on, so
     // `files` still finds the password for its mschapv2 method (which
     // runs the site's Auth-Type MS-CHAP).
-    let (eap_module, eap_authorize, eap_authenticate) = if config.eap {
+    let (eap_module, eap_authorize, eap_authenticate) = if config.peap.is_some() {
+        (
+            format!(
+                "eap {{\n    default_eap_type = peap\n    timer_expire = 60\n    \
+                 max_sessions = 4096\n    mschapv2 {{\n      send_error = no\n    }}\n    \
+                 tls-config tls-common {{\n      private_key_file = {dir}/peap-server.key\n      \
+                 certificate_file = {dir}/peap-server.pem\n      ca_file = {dir}/peap-ca.pem\n      \
+                 tls_min_version = \"1.2\"\n      tls_max_version = \"1.2\"\n      \
+                 fragment_size = 1024\n      cipher_list = \"DEFAULT\"\n      \
+                 ecdh_curve = \"prime256v1\"\n      cache {{\n        enable = no\n      }}\n    }}\n    \
+                 peap {{\n      tls = tls-common\n      default_eap_type = mschapv2\n      \
+                 virtual_server = \"inner-tunnel\"\n      copy_request_to_tunnel = no\n      \
+                 use_tunneled_reply = no\n    }}\n  }}"
+            ),
+            "eap {\n      ok = return\n    }",
+            "Auth-Type EAP {\n      eap\n    }",
+        )
+    } else if config.eap {
         (
             "eap {\n    default_eap_type = mschapv2\n    timer_expire = 60\n    \
-             max_sessions = 4096\n    mschapv2 {\n      send_error = no\n    }\n  }",
+             max_sessions = 4096\n    mschapv2 {\n      send_error = no\n    }\n  }"
+                .to_owned(),
             "eap {\n      ok = return\n    }",
             "Auth-Type EAP {\n      eap\n    }",
         )
     } else {
-        ("", "", "")
+        (String::new(), "", "")
+    };
+    // PEAP's phase 2: the inner EAP-MSCHAPv2 against the same users.
+    let inner_tunnel = if config.peap.is_some() {
+        "server inner-tunnel {\n  authorize {\n    mschap\n    eap {\n      ok = return\n    }\n    \
+         files\n  }\n  authenticate {\n    Auth-Type MS-CHAP {\n      mschap\n    }\n    \
+         eap\n  }\n  post-auth {\n    ok\n  }\n}"
+    } else {
+        ""
     };
     Ok(format!(
         r#"# Generated by sstpd::testing::freeradius.
@@ -943,6 +1032,7 @@ server default {{
     ok
   }}
 }}
+{inner_tunnel}
 "#
     ))
 }

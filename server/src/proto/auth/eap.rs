@@ -112,8 +112,9 @@ pub const MAX_IDENTITY_LEN: usize = 253;
 
 /// Relayed EAP ([`AuthConfig::eap_relay`]): the most Responses one
 /// authentication hands to the authenticator. EAP-MSCHAPv2 takes three,
-/// PEAP and EAP-TLS a dozen or so (certificate chains in 1 KiB
-/// fragments); a conversation beyond this is ended with EAP-Failure.
+/// PEAP with FreeRADIUS eight for a two-certificate chain (one more per
+/// KiB of certificates: its fragments are 1 KiB), EAP-TLS a dozen or so;
+/// a conversation beyond this is ended with EAP-Failure.
 pub const MAX_RELAY_ROUND_TRIPS: u32 = 50;
 
 const TOO_MANY_ROUND_TRIPS_TEXT: &str = "too many EAP round trips";
@@ -1248,6 +1249,12 @@ impl EapClient {
             | MsChapV2Data::SuccessResponse
             | MsChapV2Data::FailureResponse => Err(EapError::BadMsChapV2),
         }
+    }
+
+    /// The authenticator proved it knows the password (its MS-CHAPv2
+    /// Success Request verified): PEAP's Result TLV may report success.
+    pub(super) fn server_proven(&self) -> bool {
+        self.verified.is_some()
     }
 
     fn arm_repeat(&mut self, now: Instant) {

@@ -13,6 +13,7 @@ use super::chap::{ChapAlgorithm, ChapClient, ChapServer};
 use super::eap::{EapClient, EapError, EapServer};
 use super::outbox::Outbox;
 use super::pap::{PapClient, PapServer};
+use super::peap::{PeapClient, PeapError, PeapTunnel};
 use super::{AuthDecision, AuthProtocol, MppeKeys, RejectReason};
 
 /// Timers and limits of the authentication phase.
@@ -34,6 +35,10 @@ pub struct AuthConfig {
     /// [`super::Authenticator`] ([`super::Credentials::Eap`]) instead of
     /// running EAP-MSCHAPv2 here. Default off.
     pub eap_relay: bool,
+    /// Client role, EAP: run PEAPv0 with EAP-MSCHAPv2 inside
+    /// ([`super::peap`]) through TLS tunnels this starts, instead of
+    /// EAP-MSCHAPv2. Default none.
+    pub eap_peap: Option<PeapTunnel>,
 }
 
 impl Default for AuthConfig {
@@ -44,6 +49,7 @@ impl Default for AuthConfig {
             max_attempts: 3,
             phase_timeout: Duration::from_secs(30),
             eap_relay: false,
+            eap_peap: None,
         }
     }
 }
@@ -116,6 +122,8 @@ pub enum AuthPacketError {
     StaleIdentifier(u8),
     /// An EAP packet refused for the reason named.
     Eap(EapError),
+    /// A PEAP packet or tunnel refused for the reason named.
+    Peap(PeapError),
 }
 
 impl AuthPacketError {
@@ -126,6 +134,7 @@ impl AuthPacketError {
             AuthPacketError::UnexpectedCode(_) => "unexpected_code",
             AuthPacketError::StaleIdentifier(_) => "stale_identifier",
             AuthPacketError::Eap(error) => error.as_str(),
+            AuthPacketError::Peap(error) => error.as_str(),
         }
     }
 }
@@ -137,6 +146,7 @@ impl std::fmt::Display for AuthPacketError {
             AuthPacketError::UnexpectedCode(code) => write!(f, "unexpected code {code}"),
             AuthPacketError::StaleIdentifier(id) => write!(f, "stale identifier {id}"),
             AuthPacketError::Eap(error) => write!(f, "EAP: {error}"),
+            AuthPacketError::Peap(error) => write!(f, "PEAP: {error}"),
         }
     }
 }
@@ -317,6 +327,8 @@ enum ClientInner {
     Chap(Box<ChapClient>),
     /// Boxed like CHAP.
     Eap(Box<EapClient>),
+    /// EAP with PEAP ([`AuthConfig::eap_peap`]).
+    Peap(Box<PeapClient>),
 }
 
 impl AuthClient {
@@ -360,9 +372,19 @@ impl AuthClient {
                 now,
                 rng,
             ))),
-            AuthProtocol::EapMsChapV2 => ClientInner::Eap(Box::new(EapClient::new(
-                config, username, password, now, rng,
-            ))),
+            AuthProtocol::EapMsChapV2 => match &config.eap_peap {
+                Some(tunnel) => ClientInner::Peap(Box::new(PeapClient::new(
+                    config,
+                    tunnel.clone(),
+                    username,
+                    password,
+                    now,
+                    rng,
+                ))),
+                None => ClientInner::Eap(Box::new(EapClient::new(
+                    config, username, password, now, rng,
+                ))),
+            },
         };
         AuthClient { inner }
     }
@@ -374,6 +396,9 @@ impl AuthClient {
             ClientInner::Pap(machine) => machine.handle_packet(info),
             ClientInner::Chap(machine) => machine.handle_packet(now, info),
             ClientInner::Eap(machine) => Ok(machine.handle_packet(now, info)?),
+            ClientInner::Peap(machine) => machine
+                .handle_packet(now, info)
+                .map_err(AuthPacketError::Peap),
         }
     }
 
@@ -398,6 +423,7 @@ impl AuthClient {
             ClientInner::Pap(machine) => &machine.outbox,
             ClientInner::Chap(machine) => &machine.outbox,
             ClientInner::Eap(machine) => &machine.outbox,
+            ClientInner::Peap(machine) => &machine.outbox,
         }
         .poll_timeout()
     }
@@ -410,6 +436,7 @@ impl AuthClient {
             ClientInner::Pap(machine) => machine.handle_timeout(now),
             ClientInner::Chap(machine) => machine.handle_timeout(now),
             ClientInner::Eap(machine) => machine.handle_timeout(now),
+            ClientInner::Peap(machine) => machine.handle_timeout(now),
         }
     }
 
@@ -418,7 +445,7 @@ impl AuthClient {
         match &self.inner {
             ClientInner::Pap(_) => AuthProtocol::Pap,
             ClientInner::Chap(machine) => machine.algorithm.protocol(),
-            ClientInner::Eap(_) => AuthProtocol::EapMsChapV2,
+            ClientInner::Eap(_) | ClientInner::Peap(_) => AuthProtocol::EapMsChapV2,
         }
     }
 
@@ -431,6 +458,7 @@ impl AuthClient {
             ClientInner::Pap(_) => None,
             ClientInner::Chap(machine) => machine.keys,
             ClientInner::Eap(machine) => machine.keys,
+            ClientInner::Peap(_) => None,
         }
     }
 
@@ -439,6 +467,7 @@ impl AuthClient {
             ClientInner::Pap(machine) => &mut machine.outbox,
             ClientInner::Chap(machine) => &mut machine.outbox,
             ClientInner::Eap(machine) => &mut machine.outbox,
+            ClientInner::Peap(machine) => &mut machine.outbox,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! PPP authentication: PAP ([RFC 1334]), CHAP-MD5 ([RFC 1994]),
 //! MS-CHAPv2 ([RFC 2759]) with MPPE master keys ([RFC 3079] section 3) and
-//! EAP ([RFC 3748]) with EAP-MSCHAPv2 ([`eap`]), for both roles, plus the [`Authenticator`] interface that decides whether a
+//! EAP ([RFC 3748]) with EAP-MSCHAPv2 ([`eap`]), for both roles, the PEAPv0
+//! peer for the client role ([`peap`]), plus the [`Authenticator`] interface that decides whether a
 //! set of credentials is good.
 //!
 //! The per-protocol state machines ([`AuthServer`], [`AuthClient`]) work on
@@ -610,6 +611,7 @@ pub mod mschapv2;
 mod outbox;
 pub mod packet;
 pub mod pap;
+pub mod peap;
 pub mod verify;
 
 pub use verify::LocalAuthenticator;
