@@ -281,7 +281,7 @@ fn command_in(ns: Option<&NetNs>, program: &Path) -> Command {
     }
 }
 
-fn spawn_logged(mut command: Command, log: &Path) -> Result<ChildGuard, ScenarioError> {
+pub(crate) fn spawn_logged(mut command: Command, log: &Path) -> Result<ChildGuard, ScenarioError> {
     let file = fs::File::create(log).map_err(ScenarioError::Io)?;
     let child = command
         .stdin(Stdio::null())
