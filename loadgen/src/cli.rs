@@ -9,6 +9,7 @@ use sstpd::config::TlsVersion;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::client::ServerVerification;
 
+use crate::backoff::ReconnectPolicy;
 use crate::config::{
     parse_auth_list, parse_duration, Credentials, Direction, FailureLimit, Family, LoadConfig,
     Mode, Pinning, SourceRange, TunNames, DEFAULT_PEER_PORT,
@@ -278,6 +279,23 @@ pub struct CommonArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Timing")]
     pub keepalive: Duration,
 
+    // ---- Reconnect
+    /// Re-establish sessions that end unexpectedly (reset, Call
+    /// Disconnect, LCP Terminate, keepalive timeout...) after a back-off,
+    /// until the window ends (echo, udp, bulk, idle).
+    #[arg(long, help_heading = "Reconnect")]
+    pub reconnect: bool,
+    /// The first delay before reconnecting, and the least.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, requires = "reconnect", help_heading = "Reconnect")]
+    pub reconnect_delay: Duration,
+    /// The longest delay: back-off grows (up to 3x a step, jittered) to this.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, requires = "reconnect", help_heading = "Reconnect")]
+    pub reconnect_max_delay: Duration,
+    /// Seeds the back-off's jitter, so a run can be repeated (default:
+    /// random, printed in the report).
+    #[arg(long, help_heading = "Reconnect")]
+    pub seed: Option<u64>,
+
     // ---- Output
     /// Write the report as JSON (`-`: standard output).
     #[arg(long, value_name = "FILE", help_heading = "Output")]
@@ -450,6 +468,11 @@ impl CommonArgs {
         config.close_timeout = self.close_timeout;
         config.keepalive = self.keepalive;
         config.max_failures = self.max_failures;
+        config.reconnect = self.reconnect.then(|| ReconnectPolicy {
+            initial: self.reconnect_delay,
+            max: self.reconnect_max_delay,
+            seed: self.seed.unwrap_or_else(rand::random),
+        });
         config.validate()?;
         Ok((
             config,
@@ -543,6 +566,41 @@ mod tests {
         );
         assert_eq!((c.source_range, c.pinning), (None, Pinning::None));
         assert!(c.workers <= 3, "no more workers than sessions");
+    }
+
+    #[test]
+    fn reconnect_options_parse_and_are_checked() {
+        let base = "sstp-loadgen echo --target 127.0.0.1:443 --insecure --user u --password p";
+        let (c, _) = parse(base).unwrap();
+        assert_eq!(c.reconnect, None, "off unless asked");
+        let (c, _) = parse(&format!("{base} --reconnect --seed 7")).unwrap();
+        assert_eq!(
+            c.reconnect,
+            Some(ReconnectPolicy {
+                initial: ReconnectPolicy::DEFAULT_INITIAL,
+                max: ReconnectPolicy::DEFAULT_MAX,
+                seed: 7,
+            })
+        );
+        let (c, _) = parse(&format!(
+            "{base} --reconnect --reconnect-delay 200ms --reconnect-max-delay 5s"
+        ))
+        .unwrap();
+        let policy = c.reconnect.unwrap();
+        assert_eq!(
+            (policy.initial, policy.max),
+            (Duration::from_millis(200), Duration::from_secs(5))
+        );
+        for wrong in [
+            format!("{base} --reconnect-delay 2s"),
+            format!("{base} --reconnect --reconnect-delay 0s"),
+            format!("{base} --reconnect --reconnect-delay 2s --reconnect-max-delay 1s"),
+            "sstp-loadgen churn --target 127.0.0.1:443 --insecure --user u --password p \
+             --reconnect"
+                .to_string(),
+        ] {
+            assert!(parse(&wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use sstpd::config::TlsVersion;
 use sstpd::proto::auth::AuthProtocol;
 use sstpd::tls::client::ServerVerification;
 
+use crate::backoff::ReconnectPolicy;
 use crate::packet::{Header, Kind, Template, STREAM_REQUEST_LEN};
 
 /// The UDP port `sstp-loadgen peer` listens on unless told otherwise, and
@@ -482,6 +483,9 @@ pub struct LoadConfig {
     pub keepalive: Duration,
     /// Failed plus dropped sessions above which the run counts as failed.
     pub max_failures: Option<FailureLimit>,
+    /// Re-establish sessions that end unexpectedly (echo, udp, bulk,
+    /// idle); `None`: a lost session stays lost.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 impl LoadConfig {
@@ -518,6 +522,7 @@ impl LoadConfig {
             close_timeout: Duration::from_secs(5),
             keepalive: Duration::from_secs(60),
             max_failures: None,
+            reconnect: None,
         }
     }
 
@@ -576,6 +581,15 @@ impl LoadConfig {
         }
         if self.duration.is_zero() {
             return Err("--duration must be above 0".into());
+        }
+        if let Some(policy) = &self.reconnect {
+            policy.validate()?;
+            if matches!(self.mode, Mode::Churn { .. } | Mode::Tun { .. }) {
+                return Err(format!(
+                    "--reconnect is for echo, udp, bulk and idle, not {}",
+                    self.mode.name()
+                ));
+            }
         }
         // Build the packets each mode sends once, to check the sizes (the
         // larger IPv6 headers when IPv6 runs).

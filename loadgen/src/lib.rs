@@ -16,6 +16,9 @@
 //! * `tun`: each session behind a TUN device of its own, for the kernel's
 //!   TCP and UDP (iperf3) through the tunnels.
 //!
+//! With `--reconnect`, sessions that end unexpectedly come back after a
+//! back-off ([`backoff`]), and the report says how fast.
+//!
 //! The library exposes the engine ([`engine::Engine`]), its configuration
 //! ([`config::LoadConfig`]) and the report ([`report::Report`], the JSON
 //! schema documented in docs/loadgen.md), so the benchmark suite can run
@@ -23,6 +26,7 @@
 
 #![warn(missing_debug_implementations)]
 
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -49,6 +49,35 @@ pub struct Report {
     /// are their sums.
     #[serde(default)]
     pub families: BTreeMap<String, FamilyFigures>,
+    /// `--reconnect`: sessions lost and re-established (null without it).
+    #[serde(default)]
+    pub reconnect: Option<ReconnectFigures>,
+}
+
+/// What `--reconnect` did. Every loss is either `reconnected` or
+/// `unrecovered`; the attempts' setups are also in `sessions` and `setup`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReconnectFigures {
+    /// `--reconnect-delay`, `--reconnect-max-delay` and the jitter's seed.
+    pub delay_s: f64,
+    pub max_delay_s: f64,
+    pub seed: u64,
+    /// Sessions that ended unexpectedly (a session lost twice counts twice).
+    pub lost: u64,
+    pub reconnected: u64,
+    pub attempts: u64,
+    pub failed_attempts: u64,
+    /// Still down when the run ended.
+    pub unrecovered: u64,
+    /// Losses by cause: `transport_closed` (TCP reset or EOF, TLS error),
+    /// `call_disconnect`, `call_abort`, `lcp_terminate`, `echo_timeout`,
+    /// `hello_timeout`, ...
+    pub causes: BTreeMap<String, u64>,
+    /// From each loss until its session was up again.
+    pub recovery: HistSummary,
+    /// From the first loss until every lost session was back (null when
+    /// nothing was lost or some never came back).
+    pub all_back_after_s: Option<f64>,
 }
 
 /// The figures of one IP version's traffic.
@@ -138,17 +167,7 @@ impl HistSummary {
     pub fn of(h: &Histo) -> HistSummary {
         let hist = &h.hist;
         if hist.is_empty() {
-            return HistSummary {
-                count: 0,
-                min_us: 0,
-                mean_us: 0.0,
-                p50_us: 0,
-                p90_us: 0,
-                p99_us: 0,
-                p99_9_us: 0,
-                max_us: 0,
-                sum_ns: 0,
-            };
+            return EMPTY;
         }
         HistSummary {
             count: hist.len(),
@@ -163,6 +182,19 @@ impl HistSummary {
         }
     }
 }
+
+/// An empty histogram's summary.
+const EMPTY: HistSummary = HistSummary {
+    count: 0,
+    min_us: 0,
+    mean_us: 0.0,
+    p50_us: 0,
+    p90_us: 0,
+    p99_us: 0,
+    p99_9_us: 0,
+    max_us: 0,
+    sum_ns: 0,
+};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Phases {
@@ -515,6 +547,22 @@ impl Report {
             },
             tun,
             families,
+            reconnect: config.reconnect.map(|policy| {
+                let r = &stats.reconnect;
+                ReconnectFigures {
+                    delay_s: policy.initial.as_secs_f64(),
+                    max_delay_s: policy.max.as_secs_f64(),
+                    seed: policy.seed,
+                    lost: r.lost,
+                    reconnected: r.reconnected,
+                    attempts: r.attempts,
+                    failed_attempts: r.failed_attempts,
+                    unrecovered: r.unrecovered,
+                    causes: r.causes.clone(),
+                    recovery: HistSummary::of(&r.recovery),
+                    all_back_after_s: r.all_back_after().map(|d| round6(d.as_secs_f64())),
+                }
+            }),
         }
     }
 
@@ -563,6 +611,10 @@ impl Report {
             ("  network", &p.network),
             ("teardown", &self.teardown),
             ("rtt", &self.rtt),
+            (
+                "recovery",
+                self.reconnect.as_ref().map_or(&EMPTY, |r| &r.recovery),
+            ),
         ];
         if rows.iter().any(|(_, h)| h.count > 0) {
             let _ = writeln!(out);
@@ -627,6 +679,20 @@ impl Report {
                     l.lost,
                     l.sent
                 );
+            }
+        }
+        if let Some(r) = &self.reconnect {
+            let _ = write!(
+                out,
+                "reconnect   lost {}  reconnected {}  unrecovered {}  attempts {} ({} failed)",
+                r.lost, r.reconnected, r.unrecovered, r.attempts, r.failed_attempts
+            );
+            if let Some(all) = r.all_back_after_s {
+                let _ = write!(out, "  all back after {all:.3}s");
+            }
+            let _ = writeln!(out, "  (seed {})", r.seed);
+            for (cause, n) in &r.causes {
+                let _ = writeln!(out, "  lost {cause}: {n}");
             }
         }
         if let Some(tun) = &self.tun {
@@ -766,6 +832,59 @@ mod tests {
         assert_eq!(r.setup.per_s, 9.0);
         assert!(r.failures.exceeded && r.failed());
         assert!(r.table().contains("EXCEEDED"));
+    }
+
+    #[test]
+    fn reconnections_are_reported_only_when_asked_for() {
+        let mut stats = WorkerStats::default();
+        stats.counters.attempted = 5;
+        stats.counters.established = 5;
+        let r = &mut stats.reconnect;
+        r.lost = 2;
+        r.reconnected = 2;
+        r.attempts = 3;
+        r.failed_attempts = 1;
+        r.recovery.record(Duration::from_millis(1200));
+        r.recovery.record(Duration::from_millis(2500));
+        r.first_loss_ns = Some(1_000_000_000);
+        r.last_recovery_ns = Some(3_500_000_000);
+        crate::stats::count_reason(&mut r.causes, "call_disconnect");
+        crate::stats::count_reason(&mut r.causes, "call_disconnect");
+        let without = Report::build(&config(Mode::Idle), &stats, timing());
+        assert_eq!(without.reconnect, None);
+        assert!(!without.table().contains("reconnect"));
+        let mut cfg = config(Mode::Idle);
+        cfg.reconnect = Some(crate::backoff::ReconnectPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(4),
+            seed: 11,
+        });
+        let with = Report::build(&cfg, &stats, timing());
+        let figures = with.reconnect.as_ref().unwrap();
+        assert_eq!(
+            (figures.lost, figures.reconnected, figures.unrecovered),
+            (2, 2, 0)
+        );
+        assert_eq!((figures.attempts, figures.failed_attempts), (3, 1));
+        assert_eq!(figures.recovery.count, 2);
+        assert_eq!(figures.all_back_after_s, Some(2.5));
+        assert_eq!(
+            (figures.delay_s, figures.max_delay_s, figures.seed),
+            (0.5, 4.0, 11)
+        );
+        let table = with.table();
+        assert!(
+            table.contains("reconnect   lost 2  reconnected 2"),
+            "{table}"
+        );
+        assert!(table.contains("lost call_disconnect: 2"), "{table}");
+        assert!(
+            table.contains("all back after 2.500s  (seed 11)"),
+            "{table}"
+        );
+        assert!(table.contains("recovery"), "{table}");
+        let back: Report = serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
     }
 
     #[test]

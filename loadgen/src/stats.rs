@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use sstpd::client::SetupTimes;
+use sstpd::proto::ppp::PppCloseReason;
+use sstpd::proto::session::CloseReason;
+use sstpd::proto::sstp::CloseReason as SstpCloseReason;
 
 use crate::report::Tunnel;
 
@@ -218,6 +221,88 @@ pub fn count_reason(reasons: &mut Reasons, reason: &str) {
     }
 }
 
+/// `--reconnect`: sessions lost and re-established, and how long they
+/// were down.
+#[derive(Clone, Debug, Default)]
+pub struct ReconnectStats {
+    /// Sessions that ended unexpectedly (each loss counts).
+    pub lost: u64,
+    /// Losses followed by a new session in the same slot.
+    pub reconnected: u64,
+    /// Setups tried to re-establish a lost session.
+    pub attempts: u64,
+    pub failed_attempts: u64,
+    /// Losses still down at the end of the run.
+    pub unrecovered: u64,
+    /// Losses by cause ([`loss_cause`]).
+    pub causes: Reasons,
+    /// From the loss until the new session was up.
+    pub recovery: Histo,
+    /// The first loss and the last recovery, nanoseconds since the run
+    /// began.
+    pub first_loss_ns: Option<u64>,
+    pub last_recovery_ns: Option<u64>,
+}
+
+impl ReconnectStats {
+    pub fn add(&mut self, o: &ReconnectStats) {
+        add_fields!(
+            self,
+            o,
+            lost,
+            reconnected,
+            attempts,
+            failed_attempts,
+            unrecovered
+        );
+        for (k, v) in &o.causes {
+            *self.causes.entry(k.clone()).or_default() += v;
+        }
+        self.recovery.add(&o.recovery);
+        self.first_loss_ns = min_some(self.first_loss_ns, o.first_loss_ns);
+        self.last_recovery_ns = self.last_recovery_ns.max(o.last_recovery_ns);
+    }
+
+    /// From the first loss until every lost session was back; `None`
+    /// when nothing was lost or some never came back.
+    pub fn all_back_after(&self) -> Option<Duration> {
+        if self.lost == 0 || self.unrecovered > 0 {
+            return None;
+        }
+        let (first, last) = (self.first_loss_ns?, self.last_recovery_ns?);
+        Some(Duration::from_nanos(last.saturating_sub(first)))
+    }
+}
+
+fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Why a session ended unexpectedly, as the report's loss causes name it.
+/// The client sees a TCP reset, an EOF and a TLS error alike (the
+/// connection is gone): `transport_closed`.
+pub fn loss_cause(reason: Option<&CloseReason>) -> &'static str {
+    match reason {
+        None => "unknown",
+        Some(CloseReason::Sstp(r)) => match r {
+            SstpCloseReason::PeerDisconnect { .. } => "call_disconnect",
+            SstpCloseReason::PeerAbort { .. } => "call_abort",
+            SstpCloseReason::HelloTimeout => "hello_timeout",
+            SstpCloseReason::TransportClosed => "transport_closed",
+            other => other.as_str(),
+        },
+        Some(CloseReason::Ppp(r)) => match r {
+            PppCloseReason::PeerTerminated => "lcp_terminate",
+            PppCloseReason::EchoTimeout => "echo_timeout",
+            other => other.as_str(),
+        },
+        Some(other) => other.as_str(),
+    }
+}
+
 /// The IP version a traffic flow runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpFamily {
@@ -268,6 +353,7 @@ pub struct WorkerStats {
     pub tunnels: Vec<Tunnel>,
     /// The traffic figures again, per IP version ([`IpFamily::index`]).
     pub families: [FamilyStats; 2],
+    pub reconnect: ReconnectStats,
 }
 
 impl WorkerStats {
@@ -293,6 +379,7 @@ impl WorkerStats {
             mine.counters.add(&theirs.counters);
             mine.rtt.add(&theirs.rtt);
         }
+        self.reconnect.add(&o.reconnect);
     }
 }
 
@@ -368,6 +455,60 @@ mod tests {
         assert_eq!(a.counters.active(), 2);
         assert_eq!(a.failure_reasons["auth_failed"], 2);
         assert_eq!(a.drop_reasons["hello_timeout"], 1);
+    }
+
+    #[test]
+    fn reconnections_merge_and_tell_when_all_were_back() {
+        let mut a = ReconnectStats {
+            lost: 2,
+            reconnected: 2,
+            first_loss_ns: Some(5_000),
+            last_recovery_ns: Some(9_000),
+            ..ReconnectStats::default()
+        };
+        count_reason(&mut a.causes, "call_disconnect");
+        let b = ReconnectStats {
+            lost: 1,
+            reconnected: 1,
+            first_loss_ns: Some(3_000),
+            last_recovery_ns: Some(12_000),
+            ..ReconnectStats::default()
+        };
+        a.add(&b);
+        assert_eq!((a.lost, a.reconnected), (3, 3));
+        assert_eq!(a.all_back_after(), Some(Duration::from_nanos(9_000)));
+        a.add(&ReconnectStats {
+            lost: 1,
+            unrecovered: 1,
+            first_loss_ns: Some(4_000),
+            ..ReconnectStats::default()
+        });
+        assert_eq!(a.all_back_after(), None, "one never came back");
+        assert_eq!(ReconnectStats::default().all_back_after(), None);
+    }
+
+    #[test]
+    fn loss_causes_name_what_the_server_did() {
+        let sstp = |r| Some(CloseReason::Sstp(r));
+        let ppp = |r| Some(CloseReason::Ppp(r));
+        let cases = [
+            (
+                sstp(SstpCloseReason::PeerDisconnect { status: None }),
+                "call_disconnect",
+            ),
+            (
+                sstp(SstpCloseReason::PeerAbort { status: None }),
+                "call_abort",
+            ),
+            (sstp(SstpCloseReason::TransportClosed), "transport_closed"),
+            (sstp(SstpCloseReason::HelloTimeout), "hello_timeout"),
+            (ppp(PppCloseReason::PeerTerminated), "lcp_terminate"),
+            (ppp(PppCloseReason::EchoTimeout), "echo_timeout"),
+            (None, "unknown"),
+        ];
+        for (reason, cause) in cases {
+            assert_eq!(loss_cause(reason.as_ref()), cause);
+        }
     }
 
     #[test]

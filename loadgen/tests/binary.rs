@@ -141,42 +141,47 @@ fn loadgen(server: &TestServer, args: &[&str]) -> Output {
         .expect("run sstp-loadgen")
 }
 
-#[test]
-fn the_json_report_has_exactly_the_documented_fields_and_types() {
-    let fields = documented_fields();
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("report.json");
-    let log_path = dir.path().join("rtt.hlog");
-    let out = loadgen(
-        &server,
-        &[
-            "--user",
-            "alice",
-            "--password",
-            "alice-secret",
-            "--sessions",
-            "2",
-            "--pps",
-            "10",
-            "--duration",
-            "1500ms",
-            "--json",
-            json_path.to_str().unwrap(),
-            "--hdr-log",
-            log_path.to_str().unwrap(),
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs echo as alice with `args` and a JSON report into `dir`; asserts
+/// success and that the report has exactly the documented fields. Returns
+/// the table and the report.
+fn documented_run(server: &TestServer, dir: &Path, args: &[&str]) -> (String, Value) {
+    let json_path = dir.join("report.json");
+    let mut all = vec!["--user", "alice", "--password", "alice-secret"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", json_path.to_str().unwrap()]);
+    let out = loadgen(server, &all);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{:?}\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("established 2"), "the table: {stdout}");
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    check_report(&json, &fields);
+    check_report(&json, &documented_fields());
+    (stdout, json)
+}
+
+#[test]
+fn the_json_report_has_exactly_the_documented_fields_and_types() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("rtt.hlog");
+    let (stdout, json) = documented_run(
+        &server,
+        dir.path(),
+        &[
+            "--sessions",
+            "2",
+            "--pps",
+            "10",
+            "--duration",
+            "1500ms",
+            "--hdr-log",
+            log_path.to_str().unwrap(),
+        ],
+    );
+    assert!(stdout.contains("established 2"), "the table: {stdout}");
     assert_eq!(json["schema"], "sstp-loadgen/report");
     assert_eq!(json["schema_version"], sstp_loadgen::SCHEMA_VERSION);
     assert_eq!(json["sessions"]["established"], 2);
@@ -210,6 +215,30 @@ fn the_json_report_has_exactly_the_documented_fields_and_types() {
     }
     assert!(tags["rtt"] >= 1 && tags["rtt"] == tags["setup"], "{tags:?}");
     assert_eq!(samples, report.rtt.count, "the log holds every sample");
+}
+
+#[test]
+fn the_reconnect_figures_have_the_documented_fields_and_types() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, json) = documented_run(
+        &server,
+        dir.path(),
+        &[
+            "--duration",
+            "500ms",
+            "--reconnect",
+            "--reconnect-delay",
+            "200ms",
+            "--seed",
+            "3",
+        ],
+    );
+    let reconnect = &json["reconnect"];
+    assert_eq!(reconnect["seed"], 3);
+    assert_eq!(reconnect["delay_s"], 0.2);
+    assert_eq!(reconnect["lost"], 0, "nothing was lost: {reconnect}");
+    assert!(reconnect["all_back_after_s"].is_null());
 }
 
 #[test]

@@ -15,6 +15,10 @@
 //!
 //! Churn mode has no separate ramp: the window is the whole run.
 //!
+//! With `--reconnect` a session lost before the window ends is set up
+//! again after a back-off ([`crate::backoff`]) in its own slot and task;
+//! the window does not wait for it, and attempts stop when it ends.
+//!
 //! Workers measure into their own [`WorkerStats`] (nothing shared on the
 //! data path). Every 200 ms each publishes its counters and its interval
 //! histograms into a mutex-guarded slot, which the calling thread reads

@@ -12,13 +12,13 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use super::Worker;
+use crate::backoff::Backoff;
 use crate::config::{Direction, Mode, DEFAULT_PEER_PORT};
 use crate::packet::{
     parse_ip, FlowStats, Header, Kind, StreamRequest, Template, Transport, HEADER_LEN,
     STREAM_REQUEST_LEN,
 };
-use crate::stats::count_reason;
-use crate::stats::{Counters, IpFamily};
+use crate::stats::{count_reason, loss_cause, Counters, IpFamily};
 
 /// Bulk senders fill a session's queue to this many plaintext bytes, then
 /// wait for the writer to take it: one batch in TLS, one filling.
@@ -87,7 +87,11 @@ pub(super) async fn start_all(w: &Rc<Worker>) -> Vec<JoinHandle<()>> {
 /// What the receive side of one session tracks (shared with its
 /// `on_ip` handler).
 struct FlowRx {
-    flow: u32,
+    /// The flow id of the session's current incarnation.
+    flow: Cell<u32>,
+    /// Data packets sent and received before the current incarnation:
+    /// the peer's counters of its flow leave them out.
+    peer_base: Cell<(u64, u64)>,
     family: IpFamily,
     /// Replies to probes.
     answered: Cell<u64>,
@@ -96,6 +100,8 @@ struct FlowRx {
     /// Data received: reflections and stream datagrams.
     data_received: Cell<u64>,
     stream_high: Cell<u64>,
+    /// A stream datagram arrived since the last request for one.
+    stream_started: Cell<bool>,
     stats: Cell<Option<FlowStats>>,
     /// A stats reply or a first stream datagram arrived.
     changed: Notify,
@@ -104,15 +110,30 @@ struct FlowRx {
 impl FlowRx {
     fn new(flow: u32, family: IpFamily) -> Rc<FlowRx> {
         Rc::new(FlowRx {
-            flow,
+            flow: Cell::new(flow),
+            peer_base: Cell::new((0, 0)),
             family,
             answered: Cell::new(0),
             probe_high: Cell::new(0),
             data_received: Cell::new(0),
             stream_high: Cell::new(0),
+            stream_started: Cell::new(false),
             stats: Cell::new(None),
             changed: Notify::new(),
         })
+    }
+}
+
+impl FlowRx {
+    /// A reconnected session's flow: a new id, so that the peer counts it
+    /// afresh (the new tunnel address may reach another of its threads,
+    /// which would not know the old counters); `sent_before` data packets
+    /// went out on earlier incarnations.
+    fn resume(&self, flow: u32, sent_before: u64) {
+        self.flow.set(flow);
+        self.peer_base.set((sent_before, self.data_received.get()));
+        self.stream_high.set(0);
+        self.stats.set(None);
     }
 }
 
@@ -128,7 +149,7 @@ fn reordered(high: &Cell<u64>, seq: u64) -> bool {
 impl Worker {
     /// Handles one IP packet from the tunnel (borrowed: nothing is copied).
     fn receive(&self, rx: &FlowRx, packet: &[u8]) {
-        let Some(r) = parse_ip(packet).filter(|r| r.header.flow == rx.flow) else {
+        let Some(r) = parse_ip(packet).filter(|r| r.header.flow == rx.flow.get()) else {
             self.counters().foreign += 1;
             return;
         };
@@ -149,9 +170,8 @@ impl Worker {
                 reordered(&rx.probe_high, r.header.seq)
             }
             (Kind::StreamData, Transport::Udp { .. }) => {
-                let first = rx.data_received.get() == 0;
                 rx.data_received.set(rx.data_received.get() + 1);
-                if first {
+                if !rx.stream_started.replace(true) {
                     rx.changed.notify_waiters();
                 }
                 reordered(&rx.stream_high, r.header.seq)
@@ -314,7 +334,10 @@ pub(super) async fn until_closed<T>(client: &Client, f: impl std::future::Future
     }
 }
 
-/// One session in echo, udp, bulk or idle mode.
+/// One session in echo, udp, bulk or idle mode. With `--reconnect`, a
+/// session that ends before the window does is set up again in the same
+/// slot (same user, same flows; its counters go on adding up) and its
+/// traffic resumes.
 async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphorePermit>) {
     let family = w.config.family;
     let rx4 = FlowRx::new(w.flow(index), IpFamily::V4);
@@ -329,51 +352,71 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
     };
     drop(setup_permit);
     w.shared.setup_finished();
-    let Some(client) = client else { return };
+    let Some(mut client) = client else { return };
     if family.v6() && address6.is_none() {
-        {
-            let mut stats = w.stats.borrow_mut();
-            stats.counters.dropped += 1;
-            crate::stats::count_reason(&mut stats.drop_reasons, NO_IPV6_PREFIX);
-        }
+        w.no_ipv6_prefix();
         client.close(w.config.close_timeout).await;
         return;
     }
-
-    until_closed(&client, w.wait_go()).await;
-    if client.is_closed() {
-        w.dropped(&client);
-        return;
-    }
-    let Some(params) = client.ipv4() else {
-        w.dropped(&client);
-        return;
-    };
-    let v4 = async {
-        if !family.v4() {
-            return None;
+    let mut address6 = address6;
+    let mut backoff = w.config.reconnect.map(|p| Backoff::new(&p, index));
+    // Data packets sent so far per family, over every incarnation.
+    let mut sent = [0u64; 2];
+    let mut incarnation = 0u64;
+    let (v4, v6) = loop {
+        until_closed(&client, w.wait_go()).await;
+        let outcome = match client.ipv4() {
+            Some(params) if !client.is_closed() => {
+                let v4 = async {
+                    if !family.v4() {
+                        return None;
+                    }
+                    let plan = FlowPlan {
+                        me: params.local.into(),
+                        to: w.target(params.peer.into()),
+                        payload: w.config.payload(),
+                    };
+                    Some(plan.run(&w, &client, &rx4, index, sent[0]).await)
+                };
+                let v6 = async {
+                    let me = address6?;
+                    let plan = FlowPlan {
+                        me: me.into(),
+                        to: w.target(w.config.to6.unwrap_or(default_ipv6_target(me)).into()),
+                        payload: w.config.payload_v6(),
+                    };
+                    Some(plan.run(&w, &client, &rx6, index, sent[1]).await)
+                };
+                Some(tokio::join!(v4, v6))
+            }
+            _ => None,
+        };
+        if let Some((v4, v6)) = &outcome {
+            sent = [
+                v4.as_ref().map_or(sent[0], |o| o.sent),
+                v6.as_ref().map_or(sent[1], |o| o.sent),
+            ];
         }
-        let plan = FlowPlan {
-            me: params.local.into(),
-            to: w.target(params.peer.into()),
-            payload: w.config.payload(),
-        };
-        Some(plan.run(&w, &client, &rx4, index).await)
-    };
-    let v6 = async {
-        let me = address6?;
-        let plan = FlowPlan {
-            me: me.into(),
-            to: w.target(w.config.to6.unwrap_or(default_ipv6_target(me)).into()),
-            payload: w.config.payload_v6(),
-        };
-        Some(plan.run(&w, &client, &rx6, index).await)
-    };
-    let (v4, v6) = tokio::join!(v4, v6);
-    if client.is_closed() {
+        match outcome {
+            Some(outcome) if !client.is_closed() => break outcome,
+            _ => {}
+        }
         w.dropped(&client);
-        return;
-    }
+        let Some(backoff) = backoff.as_mut() else {
+            return;
+        };
+        incarnation += 1;
+        let flow = w.flow(index + incarnation * w.config.sessions);
+        rx4.resume(flow, sent[0]);
+        rx6.resume(flow ^ IPV6_FLOW_BIT, sent[1]);
+        match w.reconnect(index, &client, &rx4, &rx6, backoff).await {
+            Some((again, again6)) => {
+                client = again;
+                address6 = again6;
+            }
+            None => return,
+        }
+    };
     w.counters().held += 1;
     let finish = |rx: Rc<FlowRx>, outcome: Option<FlowOutcome>| {
         let (w, client) = (&w, &client);
@@ -388,9 +431,93 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
     tokio::join!(finish(rx4.clone(), v4), finish(rx6.clone(), v6));
     if client.is_closed() {
         w.dropped(&client);
+        if w.config.reconnect.is_some() {
+            // Lost after the window: too late to come back.
+            w.lost(&client, Instant::now());
+            w.stats.borrow_mut().reconnect.unrecovered += 1;
+        }
         return;
     }
     w.close(&client).await;
+}
+
+impl Worker {
+    fn no_ipv6_prefix(&self) {
+        let mut stats = self.stats.borrow_mut();
+        stats.counters.dropped += 1;
+        crate::stats::count_reason(&mut stats.drop_reasons, NO_IPV6_PREFIX);
+    }
+
+    /// Counts the loss of `client` at `at`.
+    fn lost(&self, client: &Client, at: Instant) {
+        let at_ns = self.shared.ns(at);
+        let mut stats = self.stats.borrow_mut();
+        let r = &mut stats.reconnect;
+        r.lost += 1;
+        count_reason(&mut r.causes, loss_cause(client.close_reason().as_ref()));
+        r.first_loss_ns = Some(r.first_loss_ns.map_or(at_ns, |f| f.min(at_ns)));
+    }
+
+    /// Re-establishes the session `lost` was, after the back-off's delays,
+    /// until an attempt succeeds or the window ends. Returns the new
+    /// session and its IPv6 address.
+    async fn reconnect(
+        self: &Rc<Self>,
+        index: u64,
+        lost: &Client,
+        rx4: &Rc<FlowRx>,
+        rx6: &Rc<FlowRx>,
+        backoff: &mut Backoff,
+    ) -> Option<(Client, Option<Ipv6Addr>)> {
+        let lost_at = Instant::now();
+        self.lost(lost, lost_at);
+        backoff.reset();
+        let family = self.config.family;
+        loop {
+            if self.stopped.get() || self.aborted() {
+                self.stats.borrow_mut().reconnect.unrecovered += 1;
+                return None;
+            }
+            let delay = backoff.next_delay();
+            let waited = tokio::select! {
+                _ = tokio::time::sleep(delay) => true,
+                _ = self.wait_stopped() => false,
+            };
+            if !waited {
+                continue;
+            }
+            let permit = self.setups.clone().acquire_owned().await.ok();
+            self.stats.borrow_mut().reconnect.attempts += 1;
+            let client = self
+                .connect_with(index, index, self.dual_receiver(rx4, rx6))
+                .await;
+            let address6 = match &client {
+                Some(client) if family.v6() => {
+                    client.autoconfigure_ipv6(self.config.setup_timeout).await
+                }
+                _ => None,
+            };
+            drop(permit);
+            match client {
+                Some(client) if !family.v6() || address6.is_some() => {
+                    let now = Instant::now();
+                    let now_ns = self.shared.ns(now);
+                    let mut stats = self.stats.borrow_mut();
+                    let r = &mut stats.reconnect;
+                    r.reconnected += 1;
+                    r.recovery.record(now - lost_at);
+                    r.last_recovery_ns = Some(r.last_recovery_ns.map_or(now_ns, |l| l.max(now_ns)));
+                    return Some((client, address6));
+                }
+                Some(client) => {
+                    self.no_ipv6_prefix();
+                    self.stats.borrow_mut().reconnect.failed_attempts += 1;
+                    client.close(self.config.close_timeout).await;
+                }
+                None => self.stats.borrow_mut().reconnect.failed_attempts += 1,
+            }
+        }
+    }
 }
 
 /// Where one IP version's traffic of a session goes.
@@ -430,33 +557,69 @@ impl Worker {
 }
 
 impl FlowPlan {
-    async fn run(&self, w: &Worker, client: &Client, rx: &FlowRx, index: u64) -> FlowOutcome {
+    /// Runs the traffic until the window ends or the session does; the
+    /// sequence numbers go on from `sent_before` (the packets earlier
+    /// incarnations of the session sent). Returns the total sent.
+    async fn run(
+        &self,
+        w: &Worker,
+        client: &Client,
+        rx: &FlowRx,
+        index: u64,
+        sent_before: u64,
+    ) -> FlowOutcome {
         let source = SocketAddr::new(self.me, SOURCE_PORT_BASE + (index % 16384) as u16);
         let pps = w.config.pps();
         let (payload, to) = (self.payload, self.to);
         // Templates cannot fail here: `LoadConfig::validate` built them once.
         let sent = match w.config.mode {
-            Mode::Echo { .. } => match Template::icmp_echo(self.me, to.ip(), rx.flow, payload) {
-                Ok(mut probe) => paced(w, client, rx, &mut probe, pps, index, true).await,
-                Err(_) => 0,
-            },
+            Mode::Echo { .. } => {
+                match Template::icmp_echo(self.me, to.ip(), rx.flow.get(), payload) {
+                    Ok(mut probe) => {
+                        paced(w, client, rx, &mut probe, pps, index, true, sent_before).await
+                    }
+                    Err(_) => sent_before,
+                }
+            }
             Mode::Udp { reflect, .. } => {
                 let kind = if reflect { Kind::Echo } else { Kind::Discard };
-                match Template::udp(source, to, Header::new(kind, rx.flow), &[], payload) {
+                match Template::udp(source, to, Header::new(kind, rx.flow.get()), &[], payload) {
                     Ok(mut datagram) => {
-                        paced(w, client, rx, &mut datagram, pps, index, reflect).await
+                        paced(
+                            w,
+                            client,
+                            rx,
+                            &mut datagram,
+                            pps,
+                            index,
+                            reflect,
+                            sent_before,
+                        )
+                        .await
                     }
-                    Err(_) => 0,
+                    Err(_) => sent_before,
                 }
             }
             Mode::Bulk { direction, .. } => {
-                bulk(w, client, rx, source, to, direction, payload, pps, index).await
+                let route = (source, to);
+                bulk(
+                    w,
+                    client,
+                    rx,
+                    route,
+                    direction,
+                    payload,
+                    pps,
+                    index,
+                    sent_before,
+                )
+                .await
             }
             // (Churn and tun sessions run in `churn_slot` and
             // `tunnel::session`; here they would idle.)
             Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => {
                 until_closed(client, w.wait_stopped()).await;
-                0
+                sent_before
             }
         };
         let peer =
@@ -467,7 +630,9 @@ impl FlowPlan {
 
 /// Sends `template` at `pps` from the window's start (offset by the
 /// session's share of one period, so sessions do not send in lockstep)
-/// until it ends. Returns the packets sent.
+/// until it ends; a reconnected session resumes at once, numbering from
+/// `first_seq`. Returns the sequence number reached.
+#[allow(clippy::too_many_arguments)]
 async fn paced(
     w: &Worker,
     client: &Client,
@@ -476,12 +641,18 @@ async fn paced(
     pps: f64,
     index: u64,
     probes: bool,
+    first_seq: u64,
 ) -> u64 {
-    let Some(go) = w.go.get() else { return 0 };
+    let Some(go) = w.go.get() else {
+        return first_seq;
+    };
     let period = Duration::from_secs_f64(1.0 / pps);
     let share = index as f64 / w.config.sessions as f64;
     let mut next = go + period.mul_f64(share);
-    let mut seq = 0u64;
+    if first_seq > 0 {
+        next = next.max(Instant::now());
+    }
+    let mut seq = first_seq;
     let len = template.len() as u64;
     loop {
         if w.stopped.get() || client.is_closed() {
@@ -528,9 +699,16 @@ async fn paced(
 }
 
 /// Sends as fast as the session's TLS connection takes (or at `pps`)
-/// until the window ends. Returns the packets sent.
-async fn fill(w: &Worker, client: &Client, rx: &FlowRx, template: &mut Template) -> u64 {
-    let mut seq = 0u64;
+/// until the window ends, numbering from `first_seq`. Returns the
+/// sequence number reached.
+async fn fill(
+    w: &Worker,
+    client: &Client,
+    rx: &FlowRx,
+    template: &mut Template,
+    first_seq: u64,
+) -> u64 {
+    let mut seq = first_seq;
     let len = template.len() as u64;
     loop {
         if w.stopped.get() || client.is_closed() {
@@ -563,38 +741,38 @@ async fn fill(w: &Worker, client: &Client, rx: &FlowRx, template: &mut Template)
 }
 
 /// Bulk mode: upstream (`fill` or `paced` discard datagrams) and/or a
-/// downstream stream requested from the peer. Returns the data packets
-/// sent.
+/// downstream stream requested from the peer (`route`: from, to).
+/// Returns the data packets sent, `sent_before` included.
 #[allow(clippy::too_many_arguments)]
 async fn bulk(
     w: &Worker,
     client: &Client,
     rx: &FlowRx,
-    source: SocketAddr,
-    to: SocketAddr,
+    (source, to): (SocketAddr, SocketAddr),
     direction: Direction,
     payload: usize,
     pps: f64,
     index: u64,
+    sent_before: u64,
 ) -> u64 {
     let up = async {
         if !direction.up() {
-            w.wait_stopped().await;
-            return 0;
+            until_closed(client, w.wait_stopped()).await;
+            return sent_before;
         }
         let Ok(mut datagram) = Template::udp(
             source,
             to,
-            Header::new(Kind::Discard, rx.flow),
+            Header::new(Kind::Discard, rx.flow.get()),
             &[],
             payload,
         ) else {
-            return 0;
+            return sent_before;
         };
         if pps > 0.0 {
-            paced(w, client, rx, &mut datagram, pps, index, false).await
+            paced(w, client, rx, &mut datagram, pps, index, false, sent_before).await
         } else {
-            fill(w, client, rx, &mut datagram).await
+            fill(w, client, rx, &mut datagram, sent_before).await
         }
     };
     let down = async {
@@ -610,7 +788,7 @@ async fn bulk(
             client,
             source,
             to,
-            Header::new(Kind::StreamStop, rx.flow),
+            Header::new(Kind::StreamStop, rx.flow.get()),
             &[],
         );
     }
@@ -643,6 +821,9 @@ async fn request_stream(
 ) {
     let Some(go) = w.go.get() else { return };
     let stop = w.shared.stop_at(go);
+    // A reconnected session asks again: what earlier ones got is no answer.
+    rx.stream_started.set(false);
+    let answered = || rx.stream_started.get();
     for attempt in 0..STREAM_START_TRIES {
         let left = stop.saturating_duration_since(Instant::now());
         if left.is_zero() || w.stopped.get() {
@@ -655,21 +836,19 @@ async fn request_stream(
         };
         let mut body = [0u8; STREAM_REQUEST_LEN];
         request.write(&mut body);
-        let mut header = Header::new(Kind::StreamStart, rx.flow);
+        let mut header = Header::new(Kind::StreamStart, rx.flow.get());
         header.seq = u64::from(attempt);
         if send_control(client, source, to, header, &body).is_err() {
             return;
         }
         let deadline = tokio::time::Instant::now() + STREAM_START_WAIT;
-        while rx.data_received.get() == 0 {
+        while !answered() {
             let changed = rx.changed.notified();
-            if rx.data_received.get() > 0
-                || tokio::time::timeout_at(deadline, changed).await.is_err()
-            {
+            if answered() || tokio::time::timeout_at(deadline, changed).await.is_err() {
                 break;
             }
         }
-        if rx.data_received.get() > 0 {
+        if answered() {
             return;
         }
     }
@@ -724,7 +903,7 @@ async fn query_peer(
 ) {
     w.count(rx.family, |c| c.peer_queried += 1);
     for attempt in 0..STATS_TRIES {
-        let mut header = Header::new(Kind::StatsRequest, rx.flow);
+        let mut header = Header::new(Kind::StatsRequest, rx.flow.get());
         header.seq = u64::from(attempt);
         if send_control(client, source, to, header, &[]).is_err() {
             return;
@@ -733,7 +912,9 @@ async fn query_peer(
         loop {
             let changed = rx.changed.notified();
             if let Some(stats) = rx.stats.get() {
-                let received = rx.data_received.get();
+                let (sent_before, received_before) = rx.peer_base.get();
+                let sent = sent - sent_before;
+                let received = rx.data_received.get() - received_before;
                 w.count(rx.family, |c| {
                     c.peer_answered += 1;
                     c.peer_rx_packets += stats.rx_packets;
