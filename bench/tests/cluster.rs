@@ -79,42 +79,38 @@ fn a_two_node_cluster_spreads_fails_over_drains_and_leaves_nothing() {
     assert_eq!(f("cluster_addresses", "lease_mismatches"), 0.0);
     assert!(f("cluster_latency", "rtt_p50") > 0.0);
 
-    // Failover: the killed node's sessions drop, nobody else's; its
-    // restart closes its accounting and frees its leases; it takes load.
-    let killed = f("cluster_failover", "sessions_on_killed_node");
+    // Failover: the killed node's sessions and no others are lost, and
+    // every one is back through HAProxy on the survivors; its restart
+    // closes its accounting and frees its leases; it takes load again.
+    let failover = |m: &str| f("cluster_failover", m);
+    let killed = failover("sessions_on_killed_node");
     assert!(killed > 0.0, "{stdout}");
-    assert_eq!(
-        f("cluster_failover", "sessions_dropped"),
-        killed,
-        "{stdout}"
-    );
-    assert_eq!(
-        f("cluster_failover", "survivor_sessions_after"),
-        f("cluster_failover", "survivor_sessions_before"),
-        "{stdout}"
-    );
-    assert_eq!(f("cluster_failover", "open_acct_rows_after_kill"), killed);
-    assert_eq!(f("cluster_failover", "leases_after_kill"), killed);
-    assert_eq!(f("cluster_failover", "open_acct_rows_after_restart"), 0.0);
-    assert_eq!(
-        f("cluster_failover", "acct_rows_closed_by_accounting_on"),
-        killed
-    );
-    assert_eq!(f("cluster_failover", "leases_after_restart"), 0.0);
-    assert!(f("cluster_failover", "restarted_node_sessions") > 0.0);
-    assert!(f("cluster_failover", "balancer_marked_up_after_restart") < 10.0);
+    assert_eq!(failover("survivor_sessions_lost"), 0.0, "{stdout}");
+    assert_eq!(failover("survivor_sessions_after"), 40.0, "{stdout}");
+    assert_eq!(failover("reconnect_lost"), killed, "{stdout}");
+    assert_eq!(failover("reconnected"), killed, "{stdout}");
+    assert_eq!(failover("reconnect_unrecovered"), 0.0, "{stdout}");
+    assert!(failover("all_back_after") < 30.0, "{stdout}");
+    assert_eq!(failover("open_acct_rows_after_kill"), killed);
+    assert_eq!(failover("leases_after_kill"), killed);
+    assert_eq!(failover("acct_rows_closed_by_accounting_on"), killed);
+    assert_eq!(failover("open_acct_rows_after_restart"), 0.0);
+    assert_eq!(failover("leases_after_restart"), 0.0);
+    assert!(failover("balancer_marked_up_after_restart") < 10.0);
+    assert!(failover("restarted_node_sessions") > 0.0, "{stdout}");
 
-    // Drain: the stopped node's accounting is closed, the others lose
+    // Drain: the stopped node's sessions move to the others without a
+    // failed reconnection, its accounting is closed, the others lose
     // nothing.
-    assert!(f("cluster_drain", "sessions_on_drained_node") > 0.0);
-    assert_eq!(
-        f("cluster_drain", "survivor_sessions_after"),
-        f("cluster_drain", "survivor_sessions_before"),
-        "{stdout}"
-    );
-    assert_eq!(f("cluster_drain", "open_acct_rows_after"), 0.0);
-    assert_eq!(f("cluster_drain", "leases_after"), 0.0);
-    assert_eq!(f("cluster_drain", "setup_failed"), 0.0);
+    let drain = |m: &str| f("cluster_drain", m);
+    let drained = drain("sessions_on_drained_node");
+    assert!(drained > 0.0, "{stdout}");
+    assert_eq!(drain("survivor_sessions_lost"), 0.0, "{stdout}");
+    assert_eq!(drain("survivor_sessions_after"), 40.0, "{stdout}");
+    assert_eq!(drain("reconnected"), drained, "{stdout}");
+    assert_eq!(drain("reconnect_unrecovered"), 0.0, "{stdout}");
+    assert_eq!(drain("open_acct_rows_after"), 0.0);
+    assert_eq!(drain("leases_after"), 0.0);
 
     // Nothing left: no namespace of this run, none of its processes.
     assert!(

@@ -121,17 +121,87 @@ pub struct Facts {
     pub drain: Option<DrainFacts>,
 }
 
+/// What `--reconnect` reported of a phase's held run.
+#[derive(Debug, Clone, Default)]
+pub struct Reconnects {
+    /// Sessions that ended unexpectedly, and those set up again.
+    pub lost: u64,
+    pub reconnected: u64,
+    pub attempts: u64,
+    pub failed_attempts: u64,
+    /// Still down when the run ended.
+    pub unrecovered: u64,
+    /// From the first loss until every lost session was back.
+    pub all_back_after_s: Option<f64>,
+    /// From each loss until its session was up again.
+    pub recovery_p50_s: f64,
+    pub recovery_p99_s: f64,
+}
+
+impl Reconnects {
+    fn of(report: &Report) -> Reconnects {
+        let Some(r) = &report.reconnect else {
+            return Reconnects::default();
+        };
+        Reconnects {
+            lost: r.lost,
+            reconnected: r.reconnected,
+            attempts: r.attempts,
+            failed_attempts: r.failed_attempts,
+            unrecovered: r.unrecovered,
+            all_back_after_s: r.all_back_after_s,
+            recovery_p50_s: r.recovery.p50_us as f64 / 1e6,
+            recovery_p99_s: r.recovery.p99_us as f64 / 1e6,
+        }
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        let mut figures = vec![
+            count("reconnect_lost", self.lost),
+            count("reconnected", self.reconnected),
+            count("reconnect_attempts", self.attempts),
+            count("reconnect_failed_attempts", self.failed_attempts),
+            count("reconnect_unrecovered", self.unrecovered),
+            fig("recovery_p50", "s", self.recovery_p50_s, Better::Lower),
+            fig("recovery_p99", "s", self.recovery_p99_s, Better::Lower),
+        ];
+        if let Some(all) = self.all_back_after_s {
+            figures.push(fig("all_back_after", "s", all, Better::Lower));
+        }
+        figures
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} lost, {} reconnected through HAProxy ({} attempts, {} failed), {} not back; \
+             recovery p50 {:.2} s, p99 {:.2} s{}",
+            self.lost,
+            self.reconnected,
+            self.attempts,
+            self.failed_attempts,
+            self.unrecovered,
+            self.recovery_p50_s,
+            self.recovery_p99_s,
+            self.all_back_after_s
+                .map(|s| format!(", all back {s:.2} s after the first loss"))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// What the failover phase found.
 #[derive(Debug, Clone, Default)]
 pub struct FailoverFacts {
     pub killed_node: String,
     /// Sessions the killed node held when it was killed.
     pub on_killed_node: u64,
-    /// Sessions the survivors held then, and after the kill.
+    /// Sessions the survivors held then.
     pub survivors_before: u64,
+    /// Of those, the ones gone once the killed node's clients were back.
+    pub survivor_sessions_lost: u64,
+    /// Sessions the survivors held once the lost ones were back.
     pub survivors_after: u64,
-    /// Sessions the load generator saw drop.
-    pub dropped: u64,
+    pub reconnects: Reconnects,
     /// `radacct` rows of the killed node open after the kill, and after
     /// the restart's Accounting-On; rows it closed.
     pub open_rows_after_kill: u64,
@@ -156,15 +226,14 @@ pub struct DrainFacts {
     pub drained_node: String,
     pub on_drained_node: u64,
     pub survivors_before: u64,
+    pub survivor_sessions_lost: u64,
     pub survivors_after: u64,
+    pub reconnects: Reconnects,
     /// How long the graceful stop took.
     pub stop_s: f64,
     /// Leases the drained node still held afterwards, and its open rows.
     pub leases_after: u64,
     pub open_rows_after: u64,
-    /// Sessions the load generator saw drop, and failed setups.
-    pub dropped: u64,
-    pub failed: u64,
 }
 
 /// The load generator's runs against the cluster.
@@ -331,10 +400,6 @@ fn check_addresses(cluster: &Cluster) -> Result<AddressCheck, ScenarioError> {
         mismatches: mismatched.len() as u64,
         examples: mismatched.into_iter().take(5).collect(),
     })
-}
-
-fn report_failures(report: &Report) -> u64 {
-    report.sessions.failed
 }
 
 fn count(metric: &str, value: u64) -> Figure {
@@ -616,63 +681,66 @@ fn phases(
 
     if options.failover && cluster.nodes.len() >= 2 {
         let failover = failover(cluster, &mut loads, options, interrupt, step)?;
+        let mut figures = vec![
+            count("sessions_on_killed_node", failover.on_killed_node),
+            count("survivor_sessions_before", failover.survivors_before),
+            count("survivor_sessions_lost", failover.survivor_sessions_lost),
+            count("survivor_sessions_after", failover.survivors_after),
+            fig(
+                "balancer_marked_down_after",
+                "s",
+                failover.marked_down_s,
+                Better::Lower,
+            ),
+            count("open_acct_rows_after_kill", failover.open_rows_after_kill),
+            count("leases_after_kill", failover.leases_after_kill),
+            count(
+                "acct_rows_closed_by_accounting_on",
+                failover.rows_closed_by_accounting_on,
+            ),
+            count(
+                "open_acct_rows_after_restart",
+                failover.open_rows_after_restart,
+            ),
+            count("leases_after_restart", failover.leases_after_restart),
+            fig(
+                "accounting_on_closed_after",
+                "s",
+                failover.accounting_on_s,
+                Better::Lower,
+            ),
+            fig(
+                "balancer_marked_up_after_restart",
+                "s",
+                failover.marked_up_s,
+                Better::Lower,
+            ),
+            count("restarted_node_sessions", failover.restarted_node_sessions),
+        ];
+        figures.extend(failover.reconnects.figures());
         results.scenarios.push(ScenarioResult {
             name: "cluster_failover".into(),
             params: params(options),
-            figures: vec![
-                count("sessions_on_killed_node", failover.on_killed_node),
-                count("survivor_sessions_before", failover.survivors_before),
-                count("survivor_sessions_after", failover.survivors_after),
-                count("sessions_dropped", failover.dropped),
-                count("open_acct_rows_after_kill", failover.open_rows_after_kill),
-                count(
-                    "open_acct_rows_after_restart",
-                    failover.open_rows_after_restart,
-                ),
-                count(
-                    "acct_rows_closed_by_accounting_on",
-                    failover.rows_closed_by_accounting_on,
-                ),
-                count("leases_after_kill", failover.leases_after_kill),
-                count("leases_after_restart", failover.leases_after_restart),
-                fig(
-                    "balancer_marked_down_after",
-                    "s",
-                    failover.marked_down_s,
-                    Better::Lower,
-                ),
-                fig(
-                    "balancer_marked_up_after_restart",
-                    "s",
-                    failover.marked_up_s,
-                    Better::Lower,
-                ),
-                fig(
-                    "accounting_on_closed_after",
-                    "s",
-                    failover.accounting_on_s,
-                    Better::Lower,
-                ),
-                count("restarted_node_sessions", failover.restarted_node_sessions),
-            ],
+            figures,
             server: None,
             latency: None,
         });
         facts.failover = Some(failover);
         let drain = drain(cluster, &mut loads, options, interrupt, step)?;
+        let mut figures = vec![
+            count("sessions_on_drained_node", drain.on_drained_node),
+            count("survivor_sessions_before", drain.survivors_before),
+            count("survivor_sessions_lost", drain.survivor_sessions_lost),
+            count("survivor_sessions_after", drain.survivors_after),
+            fig("stop_s", "s", drain.stop_s, Better::Lower),
+            count("open_acct_rows_after", drain.open_rows_after),
+            count("leases_after", drain.leases_after),
+        ];
+        figures.extend(drain.reconnects.figures());
         results.scenarios.push(ScenarioResult {
             name: "cluster_drain".into(),
             params: params(options),
-            figures: vec![
-                count("sessions_on_drained_node", drain.on_drained_node),
-                count("survivor_sessions_before", drain.survivors_before),
-                count("survivor_sessions_after", drain.survivors_after),
-                fig("stop_s", "s", drain.stop_s, Better::Lower),
-                count("leases_after", drain.leases_after),
-                count("open_acct_rows_after", drain.open_rows_after),
-                count("sessions_dropped", drain.dropped),
-                count("setup_failed", drain.failed),
-            ],
+            figures,
             server: None,
             latency: None,
         });
@@ -708,47 +776,77 @@ fn leases_of(cluster: &Cluster, nas: Ipv4Addr) -> Result<u64, ScenarioError> {
 }
 
 /// The held load for the failover and drain phases: the sessions, held
-/// until ended.
+/// until ended, each set up again through HAProxy when it ends
+/// unexpectedly (after 200 ms, backing off to 2 s).
 fn held_spec(options: &ClusterOptions) -> LoadSpec {
     let mut spec = setup_spec(options, HELD_RUN);
     spec.drain = Duration::from_millis(200);
+    spec.reconnect = Some((Duration::from_millis(200), Duration::from_secs(2)));
     spec
 }
 
 /// Starts the held load through HAProxy once the pool has settled, and
-/// waits until its sessions are up: the run, the sessions node `index`
-/// holds and those the others hold.
+/// waits until its sessions are up: the run, and the established
+/// sessions by node (their Acct-Session-Ids).
 fn hold_through_balancer(
     cluster: &Cluster,
     loads: &mut Loads,
     options: &ClusterOptions,
-    index: usize,
     interrupt: &AtomicBool,
     step: &mut dyn FnMut(&str),
-) -> Result<(LoadChild, u64, u64), ScenarioError> {
+) -> Result<(LoadChild, Vec<BTreeSet<String>>), ScenarioError> {
     settle(cluster, step)?;
     let mut run = loads.start(cluster, &held_spec(options), FRONTEND_ALL)?;
-    let counts = wait_held(cluster, options.sessions, &mut run, interrupt)?;
-    Ok((
-        run,
-        counts[index],
-        counts.iter().sum::<u64>() - counts[index],
-    ))
+    wait_held(cluster, options.sessions, &mut run, interrupt)?;
+    Ok((run, session_ids(cluster, None)?))
 }
 
-/// Established sessions on every node but `index` (which may be down).
-fn held_by_others(cluster: &Cluster, index: usize) -> Result<u64, ScenarioError> {
+/// The established sessions' Acct-Session-Ids by node (empty for node
+/// `skip`, which may be down).
+fn session_ids(
+    cluster: &Cluster,
+    skip: Option<usize>,
+) -> Result<Vec<BTreeSet<String>>, ScenarioError> {
     cluster
         .nodes
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != index)
-        .map(|(_, n)| {
-            n.sstpd
-                .sessions()
-                .map(|s| s.iter().filter(|s| s.established).count() as u64)
+        .map(|(i, n)| {
+            if Some(i) == skip {
+                return Ok(BTreeSet::new());
+            }
+            Ok(n.sstpd
+                .sessions()?
+                .into_iter()
+                .filter(|s| s.established && s.ipv4.is_some())
+                .map(|s| s.id)
+                .collect())
         })
-        .sum()
+        .collect()
+}
+
+/// Waits until the nodes other than `index` hold `sessions` (the lost
+/// ones back), bounded; then how many of `before`'s sessions on them are
+/// gone, and how many they hold.
+fn survivors_after(
+    cluster: &Cluster,
+    index: usize,
+    before: &[BTreeSet<String>],
+    sessions: u64,
+) -> Result<(u64, u64), ScenarioError> {
+    let others = |ids: &[BTreeSet<String>]| -> u64 { ids.iter().map(|s| s.len() as u64).sum() };
+    wait_for(SETTLE_TIMEOUT, || {
+        Ok(others(&session_ids(cluster, Some(index))?) >= sessions)
+    })?;
+    let after = session_ids(cluster, Some(index))?;
+    let lost = before
+        .iter()
+        .zip(&after)
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, (b, a))| b.difference(a).count() as u64)
+        .sum();
+    Ok((lost, others(&after)))
 }
 
 /// Ends a held run (SIGINT: its sessions close) and reads its report.
@@ -769,36 +867,42 @@ fn failover(
         cluster.nodes[victim].name.clone(),
         cluster.nodes[victim].addr,
     );
+    step(&format!(
+        "failover: {} sessions held through HAProxy (--reconnect), then {name} killed \
+         (SIGKILL) ...",
+        options.sessions
+    ));
+    let (run, before) = hold_through_balancer(cluster, loads, options, interrupt, step)?;
     let mut facts = FailoverFacts {
         killed_node: name.clone(),
+        on_killed_node: before[victim].len() as u64,
+        survivors_before: before
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != victim)
+            .map(|(_, s)| s.len() as u64)
+            .sum(),
         ..FailoverFacts::default()
     };
-    step(&format!(
-        "failover: {} sessions held through HAProxy, then {} killed (SIGKILL) ...",
-        options.sessions, name
-    ));
-    let (run, on_node, others) =
-        hold_through_balancer(cluster, loads, options, victim, interrupt, step)?;
-    facts.on_killed_node = on_node;
-    facts.survivors_before = others;
     let closed_before = cluster.db.accounting(addr)?.closed;
     cluster.nodes[victim].sstpd.kill_hard()?;
     let down = wait_for(SETTLE_TIMEOUT, || {
         Ok(cluster.balancer_status(&name)?.starts_with("DOWN"))
     })?;
     facts.marked_down_s = down.map_or(f64::NAN, |d| d.as_secs_f64());
-    let survivors = held_by_others(cluster, victim)?;
-    facts.survivors_after = survivors;
+    (facts.survivor_sessions_lost, facts.survivors_after) =
+        survivors_after(cluster, victim, &before, options.sessions)?;
     facts.open_rows_after_kill = cluster.db.accounting(addr)?.open;
     facts.leases_after_kill = leases_of(cluster, addr)?;
     step(&format!(
-        "  {} held {}, the others {}; after the kill the others hold {}; {} has {} open \
-         accounting rows and {} leases left behind",
-        name,
+        "  {name} held {}, the others {}; HAProxy marked {name} down {:.2} s after the kill; \
+         the others now hold {} and lost {} of theirs; {name} left {} accounting rows open \
+         and {} leases held",
         facts.on_killed_node,
         facts.survivors_before,
+        facts.marked_down_s,
         facts.survivors_after,
-        name,
+        facts.survivor_sessions_lost,
         facts.open_rows_after_kill,
         facts.leases_after_kill
     ));
@@ -812,38 +916,35 @@ fn failover(
     facts.open_rows_after_restart = rows.open;
     facts.rows_closed_by_accounting_on = rows.closed - closed_before;
     facts.leases_after_restart = leases_of(cluster, addr)?;
-    step(&format!(
-        "  restarted: its Accounting-On closed {} rows and freed its leases in {:.2} s \
-         ({} open rows, {} leases left)",
-        facts.rows_closed_by_accounting_on,
-        facts.accounting_on_s,
-        facts.open_rows_after_restart,
-        facts.leases_after_restart
-    ));
     let up = wait_for(SETTLE_TIMEOUT, || {
         Ok(cluster.balancer_status(&name)? == "UP")
     })?;
     facts.marked_up_s = up.map_or(f64::NAN, |_| restarted.elapsed().as_secs_f64());
     step(&format!(
-        "  HAProxy's checks marked {name} down {:.2} s after the kill, up {:.2} s after the \
-         restart",
-        facts.marked_down_s, facts.marked_up_s
+        "  restarted: its Accounting-On closed {} rows and freed its leases within {:.2} s \
+         ({} open rows, {} leases left); HAProxy marked it up {:.2} s after the restart",
+        facts.rows_closed_by_accounting_on,
+        facts.accounting_on_s,
+        facts.open_rows_after_restart,
+        facts.leases_after_restart,
+        facts.marked_up_s
     ));
     let report = end(run, interrupt)?;
-    facts.dropped = report.sessions.dropped;
+    facts.reconnects = Reconnects::of(&report);
+    step(&format!(
+        "  the load generator: {}",
+        facts.reconnects.describe()
+    ));
     // A further load: the restarted node, the emptiest, takes its share.
     settle(cluster, step)?;
-    let mut again = loads.start(cluster, &held_spec(options), FRONTEND_ALL)?;
+    let mut again = loads.start(cluster, &setup_spec(options, HELD_RUN), FRONTEND_ALL)?;
     let counts = wait_held(cluster, options.sessions, &mut again, interrupt)?;
     facts.restarted_node_sessions = counts[victim];
     end(again, interrupt)?;
     step(&format!(
-        "  the load generator saw {} sessions drop; a further load put {} of {} sessions on \
-         the restarted {}",
-        facts.dropped,
+        "  a further load put {} of {} sessions on the restarted {name}",
         facts.restarted_node_sessions,
         counts.iter().sum::<u64>(),
-        name
     ));
     Ok(facts)
 }
@@ -860,48 +961,54 @@ fn drain(
         cluster.nodes[target].name.clone(),
         cluster.nodes[target].addr,
     );
+    step(&format!(
+        "drain: {} sessions held through HAProxy (--reconnect), then {name} stopped \
+         gracefully (SIGTERM) ...",
+        options.sessions
+    ));
+    let (run, before) = hold_through_balancer(cluster, loads, options, interrupt, step)?;
     let mut facts = DrainFacts {
         drained_node: name.clone(),
+        on_drained_node: before[target].len() as u64,
+        survivors_before: before
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != target)
+            .map(|(_, s)| s.len() as u64)
+            .sum(),
         ..DrainFacts::default()
     };
-    step(&format!(
-        "drain: {} sessions held through HAProxy, then {} stopped gracefully (SIGTERM) ...",
-        options.sessions, name
-    ));
-    let (run, on_node, others) =
-        hold_through_balancer(cluster, loads, options, target, interrupt, step)?;
-    facts.on_drained_node = on_node;
-    facts.survivors_before = others;
     let started = Instant::now();
     let stopped = cluster.nodes[target].sstpd.terminate();
     facts.stop_s = started.elapsed().as_secs_f64();
     stopped?;
-    let survivors = held_by_others(cluster, target)?;
-    facts.survivors_after = survivors;
+    (facts.survivor_sessions_lost, facts.survivors_after) =
+        survivors_after(cluster, target, &before, options.sessions)?;
     wait_for(SETTLE_TIMEOUT, || {
         Ok(cluster.db.accounting(addr)?.open == 0 && leases_of(cluster, addr)? == 0)
     })?;
     facts.leases_after = leases_of(cluster, addr)?;
     facts.open_rows_after = cluster.db.accounting(addr)?.open;
     let report = end(run, interrupt)?;
-    facts.dropped = report.sessions.dropped;
-    facts.failed = report_failures(&report);
+    facts.reconnects = Reconnects::of(&report);
     step(&format!(
-        "  {} held {} and stopped in {:.2} s (each session closed with a Call Disconnect and \
-         an accounting Stop: {} open rows, {} leases left); the others held {} before and {} \
-         after; the load generator saw {} drop",
-        name,
+        "  {name} held {} and stopped in {:.2} s (a Call Disconnect and an accounting Stop \
+         each: {} open rows, {} leases left); the others held {} and now {}, {} of theirs \
+         lost",
         facts.on_drained_node,
         facts.stop_s,
         facts.open_rows_after,
         facts.leases_after,
         facts.survivors_before,
         facts.survivors_after,
-        facts.dropped
+        facts.survivor_sessions_lost
+    ));
+    step(&format!(
+        "  the load generator: {}",
+        facts.reconnects.describe()
     ));
     Ok(facts)
 }
-
 /// The run's figures as a table: each one, its same-run reference and
 /// the ratio.
 pub fn table(results: &Results) -> String {
