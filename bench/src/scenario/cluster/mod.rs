@@ -44,7 +44,7 @@ use self::topology::{Cluster, ClusterSpec, FRONTEND_ALL, FRONTEND_ONE};
 use super::catalog::{fig, per_second, pool_for};
 use super::loadgen::{load_args, Connection, LoadChild, LoadSpec, Placement};
 use super::radius::{users, PASSWORD_PATTERN, USER_PATTERN};
-use super::{Binaries, ScenarioError};
+use super::{Binaries, Sampler, ScenarioError};
 use crate::results::{Better, Figure, Params, ReferenceResult, Results, ScenarioResult};
 use crate::units::significant;
 
@@ -90,6 +90,9 @@ impl ClusterOptions {
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 /// Bound on waiting for sessions to come up, for accounting to land.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a restarted node's Accounting-On closing its rows and
+/// freeing its leases.
+const ACCOUNTING_ON_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the held runs last at most (they are ended early with
 /// SIGINT once a phase is done).
 const HELD_RUN: Duration = Duration::from_secs(300);
@@ -285,6 +288,39 @@ impl Loads {
     ) -> Result<Report, ScenarioError> {
         self.start(cluster, spec, target)?.wait(interrupt)
     }
+
+    /// [`run`](Self::run) with every process sampled: the cores each
+    /// used during the ramp (every setup), by name, and the machine's.
+    fn run_sampled(
+        &mut self,
+        cluster: &Cluster,
+        spec: &LoadSpec,
+        target: SocketAddr,
+        interrupt: &AtomicBool,
+    ) -> Result<(Report, Vec<(String, f64)>), ScenarioError> {
+        let run = self.start(cluster, spec, target)?;
+        let mut processes = cluster.processes();
+        processes.push(("sstp-loadgen".into(), run.pid()));
+        let sampler = Sampler::start(processes.iter().map(|(_, pid)| *pid).collect());
+        let report = run.wait(interrupt);
+        let samples = sampler.finish();
+        let report = report?;
+        let from = report.timing.started_unix_s;
+        let seconds = report.timing.ramp_s;
+        let to = from + seconds;
+        let mut cores = Vec::new();
+        if seconds > 0.0 {
+            for (i, (name, _)) in processes.iter().enumerate() {
+                if let Some(cpu) = samples.cpu(i, from, to) {
+                    cores.push((name.clone(), cpu.seconds() / seconds));
+                }
+            }
+            if let Some(busy) = samples.machine_busy(from, to) {
+                cores.push(("machine".into(), busy / seconds));
+            }
+        }
+        Ok((report, cores))
+    }
 }
 
 fn setup_spec(options: &ClusterOptions, hold: Duration) -> LoadSpec {
@@ -402,6 +438,21 @@ fn check_addresses(cluster: &Cluster) -> Result<AddressCheck, ScenarioError> {
     })
 }
 
+fn describe_cores(cores: &[(String, f64)]) -> String {
+    cores
+        .iter()
+        .map(|(name, c)| format!("{name} {c:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn cores_figures(cores: &[(String, f64)]) -> Vec<Figure> {
+    cores
+        .iter()
+        .map(|(name, c)| fig(&format!("cores_{name}"), "cores", *c, Better::Neither))
+        .collect()
+}
+
 fn count(metric: &str, value: u64) -> Figure {
     fig(metric, "count", value as f64, Better::Neither)
 }
@@ -513,7 +564,7 @@ fn phases(
         "setup through HAProxy to node-1 alone: {} sessions, {} in flight ...",
         options.sessions, options.concurrency
     ));
-    let one = loads.run(
+    let (one, one_cores) = loads.run_sampled(
         cluster,
         &setup_spec(options, Duration::from_millis(300)),
         FRONTEND_ONE,
@@ -540,7 +591,12 @@ fn phases(
         ],
         latency: None,
     };
-
+    step(&format!(
+        "  cores used while setting up: {}",
+        describe_cores(&one_cores)
+    ));
+    let mut one_node = one_node;
+    one_node.figures.extend(cores_figures(&one_cores));
     settle(cluster, step)?;
 
     // 2. N nodes through HAProxy, held: spread and addresses.
@@ -553,6 +609,15 @@ fn phases(
     let counts = wait_held(cluster, options.sessions, &mut run, interrupt)?;
     let addresses = check_addresses(cluster)?;
     let all = run.wait(interrupt)?;
+    let all_cores = {
+        // The spread run is watched, not sampled: sample a second,
+        // identical one for where the cores went.
+        settle(cluster, step)?;
+        let spec = setup_spec(options, Duration::from_millis(300));
+        loads
+            .run_sampled(cluster, &spec, FRONTEND_ALL, interrupt)?
+            .1
+    };
     let all_rate = per_second(all.sessions.established, all.timing.ramp_s);
     for (node, n) in cluster.nodes.iter().zip(&counts) {
         facts.sessions_per_node.insert(node.name.clone(), *n);
@@ -585,6 +650,10 @@ fn phases(
     if !addresses.examples.is_empty() {
         step(&format!("  e.g. {}", addresses.examples.join("; ")));
     }
+    step(&format!(
+        "  cores used while setting up (a second, identical run): {}",
+        describe_cores(&all_cores)
+    ));
     let mut setup_figures = vec![
         fig("setup_rate", "sessions/s", all_rate, Better::Higher).beside(&one_node, "setup_rate"),
         fig(
@@ -596,6 +665,7 @@ fn phases(
         .beside(&one_node, "setup_latency_p50"),
         count("setup_failed", all.sessions.failed),
     ];
+    setup_figures.extend(cores_figures(&all_cores));
     let total: u64 = counts.iter().sum();
     for (node, n) in cluster.nodes.iter().zip(&counts) {
         setup_figures.push(count(&format!("sessions_{}", node.name), *n));
@@ -908,18 +978,28 @@ fn failover(
     ));
     let restarted = Instant::now();
     cluster.nodes[victim].sstpd.restart()?;
-    let closed = wait_for(SETTLE_TIMEOUT, || {
-        Ok(cluster.db.accounting(addr)?.open == 0 && leases_of(cluster, addr)? == 0)
+    // Both watched from the restart on, each timed when it first holds.
+    let (mut up, mut closed) = (None, None);
+    wait_for(SETTLE_TIMEOUT, || {
+        let now = restarted.elapsed().as_secs_f64();
+        if up.is_none() && cluster.balancer_status(&name)? == "UP" {
+            up = Some(now);
+        }
+        if closed.is_none()
+            && now < ACCOUNTING_ON_TIMEOUT.as_secs_f64()
+            && cluster.db.accounting(addr)?.open == 0
+            && leases_of(cluster, addr)? == 0
+        {
+            closed = Some(now);
+        }
+        Ok(up.is_some() && (closed.is_some() || now >= ACCOUNTING_ON_TIMEOUT.as_secs_f64()))
     })?;
-    facts.accounting_on_s = closed.map_or(f64::NAN, |d| d.as_secs_f64());
+    facts.marked_up_s = up.unwrap_or(f64::NAN);
+    facts.accounting_on_s = closed.unwrap_or(f64::NAN);
     let rows = cluster.db.accounting(addr)?;
     facts.open_rows_after_restart = rows.open;
     facts.rows_closed_by_accounting_on = rows.closed - closed_before;
     facts.leases_after_restart = leases_of(cluster, addr)?;
-    let up = wait_for(SETTLE_TIMEOUT, || {
-        Ok(cluster.balancer_status(&name)? == "UP")
-    })?;
-    facts.marked_up_s = up.map_or(f64::NAN, |_| restarted.elapsed().as_secs_f64());
     step(&format!(
         "  restarted: its Accounting-On closed {} rows and freed its leases within {:.2} s \
          ({} open rows, {} leases left); HAProxy marked it up {:.2} s after the restart",

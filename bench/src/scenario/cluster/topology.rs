@@ -295,13 +295,31 @@ impl Cluster {
         names
     }
 
-    /// The pids of the cluster's processes now (HAProxy, FreeRADIUS,
-    /// every sstpd).
+    /// The cluster's processes now, named: every sstpd (by node),
+    /// `haproxy`, `freeradius`.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        let mut processes: Vec<(String, u32)> = self
+            .nodes
+            .iter()
+            .map(|n| (format!("sstpd_{}", n.name), n.sstpd.pid()))
+            .collect();
+        processes.extend(
+            self.haproxy
+                .as_ref()
+                .map(|h| ("haproxy".to_owned(), h.pid())),
+        );
+        processes.extend(
+            self.radius
+                .as_ref()
+                .and_then(FreeRadius::pid)
+                .map(|pid| ("freeradius".to_owned(), pid)),
+        );
+        processes
+    }
+
+    /// The pids of [`processes`](Self::processes).
     pub fn pids(&self) -> Vec<u32> {
-        let mut pids: Vec<u32> = self.nodes.iter().map(|n| n.sstpd.pid()).collect();
-        pids.extend(self.haproxy.as_ref().map(ChildGuard::pid));
-        pids.extend(self.radius.as_ref().and_then(FreeRadius::pid));
-        pids
+        self.processes().into_iter().map(|(_, pid)| pid).collect()
     }
 
     /// FreeRADIUS's log, for a failure.
