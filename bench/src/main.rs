@@ -16,6 +16,7 @@ use sstp_bench::reference::{self, tls, ReferencePlan};
 use sstp_bench::results::Results;
 use sstp_bench::workload::Part;
 use sstp_bench::{report, scenario};
+use sstp_loadgen::config::parse_duration;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -38,6 +39,9 @@ Examples:
       Every scenario (about 3 minutes), written to sstp-bench-results.json.
   sstp-bench run bulk --duration 10
       The four bulk scenarios, 10 s windows.
+  sstp-bench run soak
+      Not part of `run all`: 2,000 sessions with traffic and churn for 30 minutes,
+      sampled every minute; SVGs in sstp-bench-soak/, flat at the end or not.
   sstp-bench run latency --target vpn.example.com:443 --user u --password p
       Another SSTP server (run `sstp-loadgen peer` on its side).
 
@@ -129,7 +133,7 @@ enum Command {
     },
     /// Run scenarios: sstpd in a network namespace driven by sstp-loadgen,
     /// each figure beside a bare-TLS reference measured just before.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Several sstpd nodes behind HAProxy with a shared FreeRADIUS (SQLite
     /// accounting and address pool), each in a network namespace: setup
     /// rate one node vs all, spread, duplicate addresses, latency through
@@ -176,7 +180,8 @@ struct RunArgs {
     /// churn, storm, ipv6: each IPv6 scenario after its IPv4 twin) or one
     /// scenario (bulk_up_1, bulk_up_64, bulk_down_1, bulk_down_64, pps_up,
     /// pps_down, latency, setup, setup_radius, idle, churn, storm,
-    /// bulk_up_1_v6, pps_up_v6, latency_v6).
+    /// bulk_up_1_v6, pps_up_v6, latency_v6), or `soak` (the long leak
+    /// hunt before a release: never part of `all`).
     scenario: String,
     /// Where the results file goes.
     #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]
@@ -213,6 +218,73 @@ struct RunArgs {
     /// the other half).
     #[arg(long, value_name = "N")]
     loadgen_workers: Option<usize>,
+
+    /// How long the soak runs (e.g. 30m, 5m, 90s).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration, help_heading = "Soak (run soak)")]
+    soak_duration: Duration,
+    /// Time between the soak's samples.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, help_heading = "Soak (run soak)")]
+    soak_interval: Duration,
+    /// Sessions at once: held (idle and bulk), echo and churn loops.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 2000,
+        help_heading = "Soak (run soak)"
+    )]
+    soak_sessions: u64,
+    /// Sessions of each interval's echo run (its round-trip percentiles).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        help_heading = "Soak (run soak)"
+    )]
+    soak_echo_sessions: u64,
+    /// Echo requests per second per echo session.
+    #[arg(
+        long,
+        value_name = "PPS",
+        default_value_t = 2.0,
+        help_heading = "Soak (run soak)"
+    )]
+    soak_echo_pps: f64,
+    /// Sessions held with bulk traffic both ways through the peer.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 20,
+        help_heading = "Soak (run soak)"
+    )]
+    soak_bulk_sessions: u64,
+    /// Packets per second per bulk session, each way (1,400-byte packets).
+    #[arg(
+        long,
+        value_name = "PPS",
+        default_value_t = 100.0,
+        help_heading = "Soak (run soak)"
+    )]
+    soak_bulk_pps: f64,
+    /// Concurrent connect-hold-disconnect loops (the churn rate: about
+    /// loops / hold sessions set up per second).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 8,
+        help_heading = "Soak (run soak)"
+    )]
+    soak_churn_loops: u64,
+    /// How long each churn session is held.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, help_heading = "Soak (run soak)")]
+    soak_churn_hold: Duration,
+    /// Where the soak's SVG charts go.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "sstp-bench-soak",
+        help_heading = "Soak (run soak)"
+    )]
+    soak_report: PathBuf,
 
     /// Measure another SSTP server there instead of a local sstpd (no
     /// server CPU or memory figures then). Needs --user and --password;
@@ -677,6 +749,19 @@ fn bench_options(
             scenario::catalog::MAX_LOCAL_SESSIONS
         ));
     }
+    options.soak = scenario::soak::SoakOptions {
+        duration: args.soak_duration,
+        interval: args.soak_interval,
+        sessions: args.soak_sessions,
+        echo_sessions: args.soak_echo_sessions,
+        echo_pps: args.soak_echo_pps,
+        bulk_sessions: args.soak_bulk_sessions,
+        bulk_pps: args.soak_bulk_pps,
+        churn_loops: args.soak_churn_loops,
+        churn_hold: args.soak_churn_hold,
+        report_dir: args.soak_report.clone(),
+    };
+    options.soak.check()?;
     options.idle_sessions = args.idle_sessions;
     options.setup_sessions = args.setup_sessions;
     options.concurrency = args.concurrency;
@@ -824,6 +909,25 @@ fn run_scenarios(args: &RunArgs) -> ExitCode {
                 run.add_references(outcome.references);
                 for result in outcome.results {
                     run.add_scenario(result);
+                }
+                if !outcome.series.is_empty() {
+                    let dir = &options.soak.report_dir;
+                    match report::write_series(&outcome.series, dir) {
+                        Ok(charts) => {
+                            for chart in charts {
+                                println!("wrote {}", chart.display());
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!(
+                                "sstp-bench: {}: charts in {}: {e}",
+                                spec.name,
+                                dir.display()
+                            );
+                            failed = true;
+                        }
+                    }
+                    run.results.series.extend(outcome.series);
                 }
             }
             Err(scenario::ScenarioError::Interrupted) => {

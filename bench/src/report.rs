@@ -8,7 +8,9 @@
 //!   `rate-handshakes-s.svg`, …): each scenario's figure with its same-run
 //!   reference beside it, and references on their own;
 //! * `latency.svg`: latency percentile curves of every distribution in the
-//!   file, on a "nines" axis (50, 90, 99, 99.9, 99.99).
+//!   file, on a "nines" axis (50, 90, 99, 99.9, 99.99);
+//! * one line chart per chart of the file's series (`soak-rss.svg`, …):
+//!   figures over time, one point per interval.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,7 +20,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::gate::thousands;
-use crate::results::{Better, LatencyProfile, Results};
+use crate::results::{Better, LatencyProfile, Results, Series};
 
 /// Why the report could not be written.
 #[derive(Debug)]
@@ -302,6 +304,93 @@ pub fn draw_latency(path: &Path, curves: &[(String, &LatencyProfile)]) -> Result
     root.present().map_err(chart_error)
 }
 
+/// Series grouped by chart, in the order they first appear.
+pub fn series_charts(series: &[Series]) -> Vec<(String, Vec<&Series>)> {
+    let mut charts: Vec<(String, Vec<&Series>)> = Vec::new();
+    for series in series {
+        match charts.iter_mut().find(|(chart, _)| *chart == series.chart) {
+            Some((_, lines)) => lines.push(series),
+            None => charts.push((series.chart.clone(), vec![series])),
+        }
+    }
+    charts
+}
+
+/// Draws `lines` (series of one chart, one unit) over time into `path`.
+pub fn draw_series(path: &Path, title: &str, lines: &[&Series]) -> Result<(), ReportError> {
+    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(chart_error)?;
+    let points = || lines.iter().flat_map(|s| s.points.iter());
+    let max_t = points().map(|p| p.t_s).fold(0.0f64, f64::max).max(1.0);
+    let max_y = points().map(|p| p.value).fold(0.0f64, f64::max);
+    // From zero: a flat line must look flat, not magnified noise.
+    let top = if max_y > 0.0 { max_y * 1.15 } else { 1.0 };
+    let unit = lines.first().map_or("", |s| s.unit.as_str());
+    let minutes = max_t >= 180.0;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_t * 1.02, 0f64..top)
+        .map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&|t| {
+            if minutes {
+                trim_float(t / 60.0)
+            } else {
+                trim_float(*t)
+            }
+        })
+        .y_label_formatter(&|y| trim_float(*y))
+        .x_desc(if minutes { "minutes" } else { "seconds" })
+        .y_desc(unit)
+        .draw()
+        .map_err(chart_error)?;
+    for (i, series) in lines.iter().enumerate() {
+        let color = LINE_COLORS[i % LINE_COLORS.len()];
+        let line: Vec<(f64, f64)> = series.points.iter().map(|p| (p.t_s, p.value)).collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+            .map_err(chart_error)?
+            .label(series.name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(line.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+            .map_err(chart_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(chart_error)?;
+    root.present().map_err(chart_error)
+}
+
+/// Writes the charts of `series` (`<chart>.svg`) into `out`; returns
+/// their paths.
+pub fn write_series(series: &[Series], out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(out)?;
+    let mut charts = Vec::new();
+    for (chart, lines) in series_charts(series) {
+        let scenario = lines.first().map_or("", |s| s.scenario.as_str());
+        let unit = lines.first().map_or("", |s| s.unit.as_str());
+        let path = out.join(format!("{}.svg", slug(&chart)));
+        let title = format!("{scenario}: {} ({unit}) over time", chart_topic(&chart));
+        draw_series(&path, &title, &lines)?;
+        charts.push(path);
+    }
+    Ok(charts)
+}
+
+/// `soak-rss` → `rss`: the chart's subject after its scenario prefix.
+fn chart_topic(chart: &str) -> &str {
+    chart.split_once('-').map_or(chart, |(_, topic)| topic)
+}
+
 fn trim_float(v: f64) -> String {
     let text = format!("{v:.3}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -513,6 +602,7 @@ pub fn write(results: &Results, out: &Path) -> Result<Written, ReportError> {
         draw_latency(&path, &curves)?;
         charts.push(path);
     }
+    charts.extend(write_series(&results.series, out)?);
     let markdown_path = out.join("report.md");
     std::fs::write(&markdown_path, markdown(results, &charts))?;
     Ok(Written {
@@ -582,7 +672,14 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["throughput-gbit-s.svg", "latency.svg"]);
+        assert_eq!(
+            names,
+            ["throughput-gbit-s.svg", "latency.svg", "soak-rss.svg"]
+        );
+        let over_time = parse_svg(&written.charts[2]);
+        assert!(over_time.contains("<polyline"), "the series is drawn");
+        assert!(over_time.contains("soak: rss (MiB) over time"));
+        assert!(over_time.contains("sstpd RSS"));
         let bars = parse_svg(&written.charts[0]);
         // One scenario bar beside its reference bar (colours as drawn).
         assert_eq!(bars.matches("fill=\"#1F77B4\"").count(), 1, "{bars}");
@@ -623,6 +720,7 @@ mod tests {
         let mut results = sample();
         results.scenarios.clear();
         results.gate.clear();
+        results.series.clear();
         let dir = tempfile::tempdir().unwrap();
         let written = write(&results, dir.path()).unwrap();
         assert_eq!(written.charts.len(), 2);

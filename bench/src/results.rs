@@ -16,7 +16,9 @@
 //!                                "cpu_s_per_1000_sessions": …, "rss_bytes_peak": … },
 //!                    "latency": { "unit": "us", "points": [ … ] } } ],
 //!   "references": [ { "name": "tls_stream", "params": {…}, "figures": […] } ],
-//!   "gate": [ { "part": "data", "instructions": 123, "units": 200000, "unit": "packet" } ]
+//!   "gate": [ { "part": "data", "instructions": 123, "units": 200000, "unit": "packet" } ],
+//!   "series": [ { "scenario": "soak", "chart": "soak-rss", "name": "sstpd RSS",
+//!                 "unit": "MiB", "points": [ { "t_s": 60.0, "value": 41.2 } ] } ]
 //! }
 //! ```
 //!
@@ -60,8 +62,32 @@ pub struct Results {
     /// Instruction counts of the regression gate, when the run included it.
     #[serde(default)]
     pub gate: Vec<GateCount>,
+    /// Figures over time (the soak scenario's, one point per interval).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
     #[serde(default)]
     pub notes: Vec<String>,
+}
+
+/// One figure over time: its points and the chart it is drawn in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// The scenario that measured it.
+    pub scenario: String,
+    /// The chart (and SVG file name) it belongs to, e.g. `soak-rss`;
+    /// series of one chart share its unit.
+    pub chart: String,
+    /// The line's name in the chart, e.g. `p99`.
+    pub name: String,
+    pub unit: String,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// A value at `t_s` seconds after the series' start.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    pub t_s: f64,
+    pub value: f64,
 }
 
 /// Where the run happened.
@@ -400,6 +426,7 @@ impl Results {
             scenarios: Vec::new(),
             references: Vec::new(),
             gate: Vec::new(),
+            series: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -561,6 +588,22 @@ pub(crate) mod tests {
                 units: 200_000,
                 unit: "packet".into(),
             }],
+            series: vec![Series {
+                scenario: "soak".into(),
+                chart: "soak-rss".into(),
+                name: "sstpd RSS".into(),
+                unit: "MiB".into(),
+                points: vec![
+                    SeriesPoint {
+                        t_s: 60.0,
+                        value: 40.0,
+                    },
+                    SeriesPoint {
+                        t_s: 120.0,
+                        value: 41.5,
+                    },
+                ],
+            }],
             notes: vec!["sample".into()],
         }
     }
@@ -580,18 +623,20 @@ pub(crate) mod tests {
         assert_eq!(value["scenarios"][0]["figures"][0]["better"], "higher");
         assert_eq!(value["scenarios"][0]["server"]["cpu_s_per_gb"], 1.0);
         assert_eq!(value["timestamp"], "2023-11-14T22:13:20Z");
+        assert_eq!(value["series"][0]["points"][1]["value"], 41.5);
     }
 
     #[test]
     fn missing_optional_sections_default_to_empty() {
         let mut value: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
         let object = value.as_object_mut().unwrap();
-        for key in ["scenarios", "references", "gate", "notes"] {
+        for key in ["scenarios", "references", "gate", "series", "notes"] {
             object.remove(key);
         }
         let results = Results::from_json(&value.to_string()).unwrap();
         assert!(results.scenarios.is_empty() && results.references.is_empty());
         assert!(results.gate.is_empty() && results.notes.is_empty());
+        assert!(results.series.is_empty());
     }
 
     #[test]

@@ -353,3 +353,90 @@ fn a_target_run_measures_another_server_through_its_peer() {
         .expect("round_trip_rate");
     assert!(rate.value > 0.0, "{rate:?}");
 }
+
+#[test]
+fn a_short_soak_samples_the_server_every_interval_and_draws_its_charts() {
+    let charts = tempfile::tempdir().expect("temporary directory");
+    let (stdout, results, pid) = run_to_results(&[
+        "soak",
+        "--soak-duration",
+        "6s",
+        "--soak-interval",
+        "2s",
+        "--soak-sessions",
+        "40",
+        "--soak-echo-sessions",
+        "4",
+        "--soak-echo-pps",
+        "5",
+        "--soak-bulk-sessions",
+        "2",
+        "--soak-bulk-pps",
+        "20",
+        "--soak-churn-loops",
+        "2",
+        "--soak-churn-hold",
+        "200ms",
+        "--concurrency",
+        "8",
+        "--soak-report",
+        charts.path().to_str().expect("utf-8 path"),
+    ]);
+    // 40 sessions: 4 echo, 2 churn loops, 34 held (2 of them with bulk).
+    const HELD: f64 = 34.0;
+    assert!(stdout.contains("34 held; 3 interval(s) of 2 s"), "{stdout}");
+    assert!(stdout.contains("flat at the end"), "{stdout}");
+    let soak = scenario(&results, "soak");
+    assert_eq!(figure(soak, "sessions_held").value, HELD);
+    assert_eq!(figure(soak, "failed_sessions").value, 0.0, "{stdout}");
+    assert_eq!(figure(soak, "pool_in_use_end").value, HELD);
+    assert_eq!(
+        figure(soak, "pool_in_use_after").value,
+        0.0,
+        "every address back once every session ended"
+    );
+    assert!(soak.params.contains_key("verdict"), "{:?}", soak.params);
+    // One point per interval, each with real values.
+    let line = |name: &str| -> Vec<f64> {
+        let series = results
+            .series
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} series in {:?}", results.series));
+        assert_eq!(series.scenario, "soak");
+        series.points.iter().map(|p| p.value).collect()
+    };
+    for name in [
+        "sstpd RSS",
+        "sstpd open fds",
+        "churn sessions set up",
+        "setup p50",
+        "setup p99",
+        "echo p50",
+        "echo p99",
+    ] {
+        let values = line(name);
+        assert_eq!(values.len(), 3, "{name}: {values:?}");
+        assert!(values.iter().all(|&v| v > 0.0), "{name}: {values:?}");
+    }
+    // Sampled with exactly the held sessions up: sessions and pool agree.
+    assert_eq!(line("sessions active"), [HELD; 3]);
+    assert_eq!(line("pool addresses in use"), [HELD; 3]);
+    let times: Vec<f64> = results.series[0].points.iter().map(|p| p.t_s).collect();
+    assert!(times.windows(2).all(|w| w[1] > w[0] + 1.9), "{times:?}");
+    for chart in [
+        "soak-rss",
+        "soak-fds",
+        "soak-pool",
+        "soak-churn",
+        "soak-setup",
+        "soak-echo",
+        "soak-cpu",
+    ] {
+        let path = charts.path().join(format!("{chart}.svg"));
+        let svg =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(svg.contains("<polyline"), "{chart}: no line drawn");
+    }
+    assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+}

@@ -81,6 +81,10 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
     assert_eq!(per_worker, SESSIONS as u64);
     assert_eq!(value(&live, "sstpd_connections_preauth"), 0);
     assert_eq!(value(&live, "sstpd_connections_open"), SESSIONS as u64);
+    // One pool address per session; the size is the pool's, whatever is in use.
+    assert_eq!(value(&live, "sstpd_pool_ipv4_in_use"), SESSIONS as u64);
+    let pool_size = value(&live, "sstpd_pool_ipv4_size");
+    assert!(pool_size > SESSIONS as u64, "{pool_size}");
 
     assert!(server.wait_idle(Duration::from_secs(10)), "sessions left");
     // Quiescent: the endpoint and the server's own snapshot must agree
@@ -92,6 +96,12 @@ fn the_endpoint_reports_sessions_as_they_come_and_go_and_promtool_accepts_it() {
     let after = samples(&text);
     let stats = server.handle().metrics();
     assert_eq!(value(&after, "sstpd_sessions_active"), 0);
+    assert_eq!(
+        value(&after, "sstpd_pool_ipv4_in_use"),
+        0,
+        "every address back"
+    );
+    assert_eq!(value(&after, "sstpd_pool_ipv4_size"), pool_size);
     assert_eq!(
         value(&after, "sstpd_sessions_established_total"),
         SESSIONS as u64

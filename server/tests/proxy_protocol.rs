@@ -14,6 +14,10 @@
 //!   the balancer's address without a header, and one that never sends
 //!   the header are closed and counted, while the proxied sessions keep
 //!   passing traffic.
+//! * `sstpctl drain` with HAProxy's `option httpchk` on the metrics
+//!   endpoint's `/health`: HAProxy marks the drained node down and sends
+//!   new connections to the other server, and takes it back after
+//!   `drain --cancel`.
 //!
 //! Needs `haproxy` (scripts/test installs it) and root, like every
 //! end-to-end test.
@@ -341,4 +345,99 @@ fn behind_haproxy_radius_calling_station_id_is_the_client() {
             "{record:?}"
         );
     }
+}
+
+/// Runs `sstpctl ARGS` (the real binary) on the control socket `socket`.
+fn sstpctl(socket: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sstpctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run sstpctl")
+}
+
+/// `sstpctl drain` behind a real HAProxy checking `GET /health` on the
+/// metrics port (the backend lines of docs/operations.md "Draining a
+/// node"): HAProxy marks the drained node down and sends new connections to
+/// the other server (here a bare TCP listener standing in for a second
+/// node), and marks it up again after `drain --cancel`.
+#[test]
+fn haproxy_health_checks_see_a_drain_and_move_new_clients_away() {
+    use std::io::{ErrorKind, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.server.listen = Vec::new();
+    config.server.listener = vec![proxy_listener(ProxyProtocol::V2)];
+    config.metrics.listen = Some("127.0.0.1:0".parse().unwrap());
+    let socket = dir.path().join("control.sock");
+    config.control.socket = Some(socket.clone());
+    let server = TestServer::start(config);
+    let back = server.handle().local_addrs()[0];
+    let health = server.handle().metrics_addr().unwrap();
+    let other_node = server
+        .ns
+        .run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    other_node.set_nonblocking(true).unwrap();
+    let other = other_node.local_addr().unwrap();
+    let port = free_port();
+    let cfg_path = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "global\n    maxconn 256\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+             frontend sstp\n    bind {FRONTEND}:{port}\n    default_backend sstpd\n\
+             backend sstpd\n    option httpchk\n    http-check send meth GET uri /health\n\
+             \x20   http-check expect status 200\n    default-server inter 100ms fall 1 rise 1\n\
+             \x20   server s1 {back} send-proxy-v2 source {BALANCER} check port {}\n\
+             \x20   server s2 {other} backup\n",
+            health.port()
+        ),
+    )
+    .unwrap();
+    let front: SocketAddr = format!("{FRONTEND}:{port}").parse().unwrap();
+    start_haproxy_in(&server.ns, &cfg_path, &[front]);
+
+    // Whether a new connection through HAProxy lands on the other node.
+    let lands_on_the_other_node = || {
+        let mut stream = server.ns.run(move || connect_from(CLIENT_V2, front));
+        let _ = stream.write_all(b"\x16\x03\x01");
+        std::thread::sleep(Duration::from_millis(50));
+        match other_node.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let session_through_haproxy = || {
+        server.ns.run(move || {
+            tokio_uring::start(async move {
+                connect(&options(front, CLIENT_V2, "alice", "alice-secret"))
+                    .await
+                    .map(|(client, _)| !client.is_closed())
+                    .unwrap_or(false)
+            })
+        })
+    };
+
+    assert!(session_through_haproxy(), "no session through HAProxy");
+    let drained = sstpctl(&socket, &["drain", "--over", "1s"]);
+    assert!(drained.status.success(), "{drained:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), lands_on_the_other_node),
+        "HAProxy kept sending new connections to the drained node"
+    );
+    let resumed = sstpctl(&socket, &["drain", "--cancel"]);
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || !lands_on_the_other_node()),
+        "HAProxy did not take the node back after drain --cancel"
+    );
+    assert!(
+        session_through_haproxy(),
+        "no session through HAProxy after drain --cancel"
+    );
+    let metrics = server.handle().metrics();
+    assert!(metrics.event("metrics_health_checked") >= 3, "{metrics}");
 }

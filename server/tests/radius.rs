@@ -942,11 +942,15 @@ fn a_disconnect_request_ends_the_session_and_its_stop_says_admin_reset() {
     );
 }
 
-/// `sstpctl kill` (the real binary, on the in-process server's control
-/// socket) with accounting to FreeRADIUS: the session ends and its Stop
-/// says Admin-Reset, as for a Disconnect-Request (issue 14).
-#[test]
-fn sstpctl_kill_ends_the_session_and_its_stop_says_admin_reset() {
+/// An in-process server with accounting to FreeRADIUS and a control
+/// socket: carol connects, `sstpctl ARGS --json` (the real binary) runs,
+/// carol's session is awaited, then (with `reconnect`) a new client tries.
+/// Returns the server, FreeRADIUS, the answer, whether carol's session
+/// ended and whether the new client got no session.
+fn carol_then_sstpctl(
+    args: &'static [&'static str],
+    reconnect: bool,
+) -> (TestServer, FreeRadius, serde_json::Value, bool, bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = with_accounting(
         radius_config(dir.path(), &["127.0.0.1:1812"]),
@@ -957,21 +961,36 @@ fn sstpctl_kill_ends_the_session_and_its_stop_says_admin_reset() {
     let server = TestServer::start(config);
     let radius = freeradius(&server.ns);
     let addr = server.addr;
-    let (killed, closed) = server.run_clients(move || async move {
+    let (output, closed, refused) = server.run_clients(move || async move {
         let (client, _inbox) = connect(&mschapv2_options(addr, "carol", "carol-secret"))
             .await
             .expect("carol connects");
-        let killed = std::process::Command::new(env!("CARGO_BIN_EXE_sstpctl"))
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sstpctl"))
             .arg("--socket")
             .arg(&socket)
-            .args(["kill", "--user", "carol", "--json"])
+            .args(args)
+            .arg("--json")
             .output()
             .expect("run sstpctl");
         let closed = client.wait_closed(Duration::from_secs(10)).await;
-        (killed, closed)
+        let refused = reconnect
+            && connect(&mschapv2_options(addr, "carol", "carol-secret"))
+                .await
+                .is_err();
+        (output, closed, refused)
     });
     let answer: serde_json::Value =
-        serde_json::from_slice(&killed.stdout).unwrap_or_else(|e| panic!("{e}: {killed:?}"));
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    (server, radius, answer, closed, refused)
+}
+
+/// `sstpctl kill` on the in-process server's control socket, with
+/// accounting to FreeRADIUS: the session ends and its Stop says
+/// Admin-Reset, as for a Disconnect-Request (issue 14).
+#[test]
+fn sstpctl_kill_ends_the_session_and_its_stop_says_admin_reset() {
+    let (server, radius, answer, closed, _) =
+        carol_then_sstpctl(&["kill", "--user", "carol"], false);
     assert_eq!(answer["killed"], 1, "{answer}");
     assert!(closed, "{}", server.handle().metrics());
     let stop = first_stop(&radius);
@@ -987,4 +1006,26 @@ fn sstpctl_kill_ends_the_session_and_its_stop_says_admin_reset() {
         "{stop:?}"
     );
     assert_eq!(server.handle().metrics().event("admin_reset"), 1);
+}
+
+/// `sstpctl drain` with accounting to FreeRADIUS: the session ends and its
+/// Stop says Admin-Reboot (the operator ends service on this NAS, RFC 2866
+/// 5.10), while the server stays up, draining.
+#[test]
+fn sstpctl_drain_ends_the_session_and_its_stop_says_admin_reboot() {
+    let (server, radius, answer, closed, refused) =
+        carol_then_sstpctl(&["drain", "--over", "1s"], true);
+    assert_eq!(answer["answer"], "drain", "{answer}");
+    assert_eq!(answer["sessions"], 1, "{answer}");
+    assert!(closed, "{}", server.handle().metrics());
+    assert!(refused, "a drained node took a new session");
+    let stop = first_stop(&radius);
+    assert_eq!(stop.get("User-Name"), Some("carol"), "{stop:?}");
+    assert_eq!(
+        stop.get("Acct-Terminate-Cause"),
+        Some("Admin-Reboot"),
+        "{stop:?}"
+    );
+    assert_eq!(server.handle().metrics().event("drain"), 1);
+    assert!(server.handle().metrics().event("refused_draining") >= 1);
 }

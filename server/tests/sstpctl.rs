@@ -5,8 +5,10 @@
 //! user, tunnel address and id (Call Disconnect, `admin_reset`, the other
 //! sessions untouched), `stats`, `reload`, `show config` (redacted, and
 //! loading back to the running configuration), the socket's mode, peers
-//! that are neither root nor the server's user, hostile requests, and a
-//! stale or live socket at start.
+//! that are neither root nor the server's user, hostile requests, a
+//! stale or live socket at start, and `drain` (the disconnects spread over
+//! the period, new connections refused without a reset, `/health` and the
+//! `sstpd_draining` gauge, `drain --cancel`).
 
 mod common;
 
@@ -82,6 +84,11 @@ impl Daemon {
     /// alice, bob and carol; two workers; the socket in a directory that
     /// does not exist yet (sstpd creates it).
     fn start() -> Daemon {
+        Daemon::start_with(|_| {})
+    }
+
+    /// As [`Daemon::start`], with `edit` applied to the configuration.
+    fn start_with(edit: impl FnOnce(&mut Config)) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
         config.users.local.push(InlineUser {
@@ -89,6 +96,7 @@ impl Daemon {
             password: Secret("carol-secret".into()),
             ip: None,
         });
+        edit(&mut config);
         let socket = dir.path().join("run/control.sock");
         let (ns, child, addr, config_path) = spawn(&dir, config, &socket);
         let mut daemon = Daemon {
@@ -144,7 +152,10 @@ fn spawn(
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.server.listen = vec![addr];
     let config_path = dir.path().join("sstpd.toml");
-    let control = format!("[control]\nsocket = \"{}\"\n", socket.display());
+    let mut control = format!("[control]\nsocket = \"{}\"\n", socket.display());
+    if let Some(metrics) = config.metrics.listen {
+        control.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
+    }
     std::fs::write(&config_path, config_toml(&config, &control)).unwrap();
     let ns = NetNs::new("sstpd-ctl").unwrap();
     let child = spawn_sstpd_in(&ns, env!("CARGO_BIN_EXE_sstpd"), &config_path);
@@ -504,4 +515,176 @@ fn a_stale_socket_is_replaced_and_a_live_one_stops_the_start() {
     let missing = sstpctl(&dir.path().join("nothing.sock"), &["stats"]);
     assert_eq!(missing.code, Some(2), "{missing:?}");
     assert!(missing.stderr.contains("is sstpd running"), "{missing:?}");
+}
+
+/// A plain HTTP GET inside the namespace: the status line and the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: lb\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a complete answer");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// What a new TCP connection to the SSTP port sees: the server's FIN
+/// (`Ok(0)`) after our bytes, data, or an error (a reset).
+fn probe_connection(addr: std::net::SocketAddr) -> std::io::Result<usize> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // What a TLS client sends first: a record header and some of a
+    // ClientHello, left unread by a server that refuses.
+    stream.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00, 0x00, 0x3c])?;
+    let mut buf = [0u8; 64];
+    stream.read(&mut buf)
+}
+
+#[test]
+fn drain_spreads_the_disconnects_refuses_new_connections_and_cancels() {
+    const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut daemon = Daemon::start_with(|config| {
+        for name in ["dave", "erin"] {
+            config.users.local.push(InlineUser {
+                name: name.into(),
+                password: Secret(format!("{name}-secret")),
+                ip: None,
+            });
+        }
+        config.metrics.listen = Some(metrics);
+    });
+    let (addr, socket) = (daemon.addr, daemon.socket.clone());
+    let outcome = daemon.ns.run(move || {
+        tokio_uring::start(async move {
+            let password = |user: &str| format!("{user}-secret");
+            let (first, _) =
+                connect_when_up(&mschapv2_options(addr, USERS[0], &password(USERS[0])), 100).await;
+            let mut clients = vec![first];
+            for user in &USERS[1..] {
+                let (client, _) = connect(&mschapv2_options(addr, user, &password(user)))
+                    .await
+                    .unwrap();
+                clients.push(client);
+            }
+            let health_before = http_get(metrics, "/health");
+            let sessions_before = sessions(&socket).len();
+
+            let asked = std::time::Instant::now();
+            let drain = sstpctl(&socket, &["drain", "--over", "2s"]);
+            let drain_json_sessions = drain.stdout.clone();
+            // While draining: the health check, the gauge, a new client.
+            let health_draining = http_get(metrics, "/health");
+            let (_, exposition) = http_get(metrics, "/metrics");
+            let refused_client = connect(&mschapv2_options(addr, "alice", "alice-secret"))
+                .await
+                .is_err();
+            let refused_probe = probe_connection(addr);
+            let listed_while_draining = sstpctl(&socket, &["sessions"]).stdout;
+
+            // When each session ended, as its client saw it.
+            let mut closed_at: Vec<Option<Duration>> = vec![None; clients.len()];
+            let deadline = asked + Duration::from_secs(15);
+            while closed_at.iter().any(Option::is_none) && std::time::Instant::now() < deadline {
+                for (client, at) in clients.iter().zip(&mut closed_at) {
+                    if at.is_none() && client.is_closed() {
+                        *at = Some(asked.elapsed());
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let by_server: Vec<bool> = clients.iter().map(session_closed_by_server).collect();
+            let still_refused = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+                .await
+                .is_err();
+
+            let cancel = sstpctl(&socket, &["drain", "--cancel"]);
+            let health_after = http_get(metrics, "/health");
+            let (again, _) = connect(&mschapv2_options(addr, "carol", "carol-secret"))
+                .await
+                .expect("a new session once the drain is cancelled");
+            let again_up = !again.is_closed();
+            (
+                (health_before, sessions_before, drain, drain_json_sessions),
+                (health_draining, exposition, refused_client, refused_probe),
+                (listed_while_draining, closed_at, by_server, still_refused),
+                (cancel, health_after, again_up),
+            )
+        })
+    });
+    let (before, draining, ended, cancelled) = outcome;
+
+    let (health, sessions_before, drain, drain_text) = before;
+    assert_eq!(health.0, "HTTP/1.1 200 OK", "{health:?}");
+    assert_eq!(health.1, "ok\n");
+    assert_eq!(sessions_before, USERS.len());
+    assert_eq!(drain.code, Some(0), "{drain:?}");
+    println!("sstpctl drain:\n{drain_text}");
+    assert!(
+        drain_text.contains("disconnecting 5 session(s) over 2s: one every 400ms"),
+        "{drain_text}"
+    );
+
+    let (health, exposition, refused_client, refused_probe) = draining;
+    assert_eq!(health.0, "HTTP/1.1 503 Service Unavailable", "{health:?}");
+    assert_eq!(health.1, "draining\n");
+    let samples = common::prometheus::samples(&exposition);
+    assert_eq!(common::prometheus::value(&samples, "sstpd_draining"), 1);
+    let (valid, said) = common::prometheus::promtool_check(&exposition);
+    assert!(valid, "promtool: {said}");
+    assert!(refused_client, "a new client got a session while draining");
+    assert!(
+        matches!(refused_probe, Ok(0)),
+        "a refused connection gets a FIN, not a reset or data: {refused_probe:?}"
+    );
+
+    let (listed, closed_at, by_server, still_refused) = ended;
+    assert!(
+        listed.contains("draining: new connections are refused"),
+        "{listed}"
+    );
+    let closed_at: Vec<Duration> = closed_at
+        .into_iter()
+        .map(|at| at.expect("every session ends within the drain"))
+        .collect();
+    println!("sessions closed at {closed_at:?} after the drain was asked");
+    let first = *closed_at.iter().min().unwrap();
+    let last = *closed_at.iter().max().unwrap();
+    // Spread, not a burst: five over 2 s go 400 ms apart, the last 1.6 s
+    // after the first.
+    assert!(
+        last - first >= Duration::from_secs(1),
+        "disconnects not spread: {closed_at:?}"
+    );
+    assert!(
+        last < Duration::from_secs(5),
+        "the drain overran its period: {closed_at:?}"
+    );
+    assert!(
+        by_server.iter().all(|&b| b),
+        "every session ends with the server's Terminate/Call Disconnect: {by_server:?}"
+    );
+    assert!(still_refused, "the drained node took a new session");
+
+    let (cancel, health, again_up) = cancelled;
+    assert_eq!(cancel.code, Some(0), "{cancel:?}");
+    assert!(cancel.stdout.starts_with("drain cancelled"), "{cancel:?}");
+    assert_eq!(health.0, "HTTP/1.1 200 OK", "{health:?}");
+    assert!(again_up, "no session after drain --cancel");
+
+    let stats = sstpctl(&daemon.socket, &["stats", "--json"]).json();
+    assert_eq!(stats["counters"]["drain"], 5, "{stats}");
+    assert!(
+        stats["counters"]["refused_draining"].as_u64().unwrap() >= 3,
+        "{stats}"
+    );
+    assert_eq!(stats["gauges"]["draining"], 0, "{stats}");
+    assert_eq!(stats["gauges"]["drain_pending"], 0, "{stats}");
+    let log = daemon.stop();
+    assert!(log.contains("draining"), "{log}");
 }

@@ -30,7 +30,7 @@ use super::testbed::{CpuShares, Interval, LoadOutcome, Testbed, Topology};
 use super::{binaries::Binaries, ScenarioError};
 use crate::reference::{self, tls};
 use crate::results::{
-    Better, Figure, LatencyProfile, Params, Percentile, ReferenceResult, ScenarioResult,
+    Better, Figure, LatencyProfile, Params, Percentile, ReferenceResult, ScenarioResult, Series,
     ServerUsage,
 };
 use crate::units::{quantity, ratio};
@@ -94,6 +94,9 @@ pub enum Kind {
     /// accounted through FreeRADIUS, beside the same load against local
     /// users.
     SetupRadius,
+    /// Held, talking and churning sessions for a long time, the server
+    /// sampled every interval ([`super::soak`]).
+    Soak,
 }
 
 /// The group of the IPv6 scenarios; `run ipv6` runs each beside its IPv4
@@ -103,6 +106,9 @@ pub const IPV6_GROUP: &str = "ipv6";
 /// this much less payload, so their packets and TLS records are the same
 /// size as their IPv4 twins'.
 pub const IPV6_EXTRA_HEADER: usize = 20;
+/// The group of the soak scenario: run only by name (`run soak`), never
+/// by `run all`, which it would make half an hour longer.
+pub const SOAK_GROUP: &str = "soak";
 
 /// A scenario's name and what it will measure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,8 +130,8 @@ impl ScenarioSpec {
     }
 }
 
-/// The scenarios, in the order `run all` runs them.
-pub const SCENARIOS: [ScenarioSpec; 20] = [
+/// The scenarios, in the order `run all` runs them (all but `soak`).
+pub const SCENARIOS: [ScenarioSpec; 21] = [
     ScenarioSpec {
         name: "bulk_up_1",
         group: "bulk",
@@ -321,6 +327,16 @@ pub const SCENARIOS: [ScenarioSpec; 20] = [
                peer, at full speed, then paced at 10% and 50% of it",
         figures: "latency_v6_max, latency_v6_10pct, latency_v6_50pct: as latency's",
     },
+    ScenarioSpec {
+        name: "soak",
+        group: SOAK_GROUP,
+        kind: Kind::Soak,
+        load: "not part of `run all`: --soak-sessions for --soak-duration (default 2,000 for \
+               30 minutes): most held idle, some with bulk traffic, echo and churn runs every \
+               --soak-interval",
+        figures: "per interval: sstpd RSS, open fds, sessions and pool addresses in use, CPU, \
+                  setup and echo p50/p99 (table, series, SVGs); flat at the end or not",
+    },
 ];
 
 /// Settings common to the scenarios of a run.
@@ -344,6 +360,8 @@ pub struct BenchOptions {
     pub tun_offload: Option<String>,
     /// The local sstpd's `tls.ktls`.
     pub ktls: sstpd::config::KtlsMode,
+    /// The soak scenario's load and intervals.
+    pub soak: super::soak::SoakOptions,
 }
 
 impl BenchOptions {
@@ -359,6 +377,7 @@ impl BenchOptions {
             remote: None,
             tun_offload: None,
             ktls: sstpd::config::KtlsMode::Auto,
+            soak: super::soak::SoakOptions::default(),
         }
     }
 }
@@ -369,6 +388,8 @@ impl BenchOptions {
 pub struct Outcome {
     pub results: Vec<ScenarioResult>,
     pub references: Vec<ReferenceResult>,
+    /// Figures over time (the soak's).
+    pub series: Vec<Series>,
 }
 
 impl Outcome {
@@ -382,6 +403,7 @@ impl Outcome {
         Outcome {
             results: vec![result],
             references,
+            series: Vec::new(),
         }
     }
 }
@@ -442,7 +464,12 @@ pub(crate) fn testbed(options: &BenchOptions) -> Result<Testbed, ScenarioError> 
 fn sstpd_options(options: &BenchOptions) -> SstpdOptions {
     let mut server = SstpdOptions::new(options.binaries.sstpd.clone());
     server.workers = options.topology.server_workers;
-    let (pool, clients) = pool_for(options.idle_sessions.max(options.setup_sessions));
+    let (pool, clients) = pool_for(
+        options
+            .idle_sessions
+            .max(options.setup_sessions)
+            .max(options.soak.sessions),
+    );
     server.ipv4_pool = pool.into();
     server.max_sessions = clients.max(10_000);
     server.tun_offload = options.tun_offload.clone();
@@ -516,6 +543,13 @@ pub fn run(
         Kind::Idle => idle(&mut bed, options, interrupt, print),
         Kind::Churn => churn(&mut bed, options, interrupt, print),
         Kind::Storm => storm(&mut bed, options, interrupt, print),
+        Kind::Soak => super::soak::soak(
+            &mut bed,
+            &options.soak,
+            options.concurrency,
+            interrupt,
+            print,
+        ),
         Kind::SetupRadius => unreachable!("run above"),
     }?;
     bed.stop()?;
@@ -1014,6 +1048,7 @@ fn latency(
     Ok(Outcome {
         results,
         references: vec![reference],
+        series: Vec::new(),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod loadgen;
 pub mod process;
 pub mod radius;
 pub mod sampler;
+pub mod soak;
 pub mod tcp;
 pub mod testbed;
 
@@ -152,11 +153,15 @@ pub fn spec(name: &str) -> Result<ScenarioSpec, ScenarioError> {
         .ok_or_else(|| ScenarioError::UnknownScenario(name.into()))
 }
 
-/// What `run NAME` selects: `all`, a group (`bulk`: its four), or one
-/// scenario by name (`bulk_up_64`).
+/// What `run NAME` selects: `all` (every scenario but `soak`), a group
+/// (`bulk`: its four), or one scenario by name (`bulk_up_64`).
 pub fn select(name: &str) -> Result<Vec<ScenarioSpec>, ScenarioError> {
     if name == "all" {
-        return Ok(SCENARIOS.to_vec());
+        return Ok(SCENARIOS
+            .iter()
+            .copied()
+            .filter(|s| s.group != catalog::SOAK_GROUP)
+            .collect());
     }
     if name == catalog::IPV6_GROUP {
         // Each IPv6 scenario right after its IPv4 twin, in the same run.
@@ -258,7 +263,10 @@ mod tests {
 
     #[test]
     fn scenarios_are_selected_by_name_group_or_all() {
-        assert_eq!(select("all").unwrap().len(), SCENARIOS.len());
+        let all = select("all").unwrap();
+        assert_eq!(all.len(), SCENARIOS.len() - 1);
+        assert!(all.iter().all(|s| s.name != "soak"), "soak is not in all");
+        assert_eq!(select("soak").unwrap()[0].kind, Kind::Soak);
         let bulk: Vec<&str> = select("bulk").unwrap().iter().map(|s| s.name).collect();
         assert_eq!(
             bulk,
@@ -287,8 +295,9 @@ mod tests {
             "unknown scenario \"nope\"; scenarios: bulk_up_1, bulk_up_64, bulk_down_1, \
              bulk_down_64, tcp_up_1, tcp_up_8, tcp_up_64, tcp_down_1, tcp_down_8, pps_up, \
              pps_down, latency, setup, setup_radius, idle, churn, storm, bulk_up_1_v6, \
-             pps_up_v6, latency_v6, or all \
-             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn, storm, ipv6)"
+             pps_up_v6, latency_v6, soak, or all \
+             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn, storm, ipv6, \
+             soak)"
         );
     }
 

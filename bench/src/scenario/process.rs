@@ -491,6 +491,11 @@ impl SstpdProcess {
         ProcessSample::read(self.pid)
     }
 
+    /// The file descriptors the process has open now.
+    pub fn open_fds(&self) -> Result<u64, ScenarioError> {
+        open_fds(self.pid)
+    }
+
     /// The last `lines` lines of sstpd's output.
     pub fn log_tail(&self, lines: usize) -> String {
         tail_of_file(&self.log, lines)
@@ -538,6 +543,14 @@ impl Drop for SstpdProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The file descriptors process `pid` has open (the entries of
+/// `/proc/<pid>/fd`).
+pub fn open_fds(pid: u32) -> Result<u64, ScenarioError> {
+    let entries = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| ScenarioError::Proc(format!("/proc/{pid}/fd: {e}")))?;
+    Ok(entries.filter(Result::is_ok).count() as u64)
 }
 
 /// A fresh namespace for a server (`sstp-bench-<pid>-<n>`).
@@ -614,6 +627,16 @@ mod tests {
         let sample = ProcessSample::read(std::process::id()).unwrap();
         assert!(sample.rss_bytes > 0 && sample.rss_peak_bytes >= sample.rss_bytes);
         assert!(sample.threads >= 1);
+    }
+
+    #[test]
+    fn open_files_are_counted() {
+        let before = open_fds(std::process::id()).unwrap();
+        let held: Vec<fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
+        // Other tests of this process may open files meanwhile: at least ours.
+        assert!(open_fds(std::process::id()).unwrap() >= before + 3);
+        drop(held);
+        assert!(open_fds(u32::MAX).is_err(), "no such process");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The Prometheus endpoint (`[metrics] listen`): `GET /metrics` in the
-//! Prometheus text format (version 0.0.4).
+//! Prometheus text format (version 0.0.4), and `GET /health` for load
+//! balancers' health checks (HAProxy `option httpchk GET /health`): 200
+//! `ok` while the node takes sessions, 503 `draining` while it drains
+//! (`sstpctl drain`, [`crate::app::drain`]), so the balancer sends new
+//! clients elsewhere before they are refused.
 //!
 //! Nothing here touches the workers' data path: at scrape time the
 //! [`Exporter`] reads the counters the workers already keep
@@ -159,9 +163,18 @@ impl fmt::Debug for ScrapeGauge {
 }
 
 /// Encodes the server's counters in the Prometheus text format.
-#[derive(Debug)]
 pub struct Exporter {
     registry: Registry,
+    draining: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exporter")
+            .field("registry", &self.registry)
+            .field("draining", &(self.draining)())
+            .finish()
+    }
 }
 
 impl Exporter {
@@ -169,7 +182,26 @@ impl Exporter {
     pub fn new(metrics: Metrics, gauges: Vec<ScrapeGauge>) -> Self {
         let mut registry = Registry::with_prefix("sstpd");
         registry.register_collector(Box::new(Counters { metrics, gauges }));
-        Exporter { registry }
+        Exporter {
+            registry,
+            draining: Box::new(|| false),
+        }
+    }
+
+    /// `GET /health` answers 503 `draining` while `draining` says so
+    /// (200 `ok` otherwise, and without it).
+    pub fn with_drain_state(mut self, draining: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.draining = Box::new(draining);
+        self
+    }
+
+    /// The health check's status line and body.
+    fn health(&self) -> (&'static str, &'static str) {
+        if (self.draining)() {
+            ("503 Service Unavailable", "draining\n")
+        } else {
+            ("200 OK", "ok\n")
+        }
     }
 
     /// The exposition: what `GET /metrics` answers.
@@ -467,7 +499,7 @@ pub enum RequestError {
     BadRequest,
     /// The head exceeded [`MAX_HEAD`] or its header count: 431 (RFC 6585 5).
     HeadTooLarge,
-    /// A path other than `/metrics`: 404.
+    /// A path other than `/metrics` and `/health`: 404.
     NotFound,
     /// A method other than GET or HEAD: 405 with `Allow`.
     MethodNotAllowed,
@@ -520,6 +552,8 @@ impl std::error::Error for RequestError {}
 enum Wanted {
     /// GET /metrics (with the body) or HEAD /metrics (without).
     Metrics { body: bool },
+    /// GET or HEAD /health.
+    Health { body: bool },
 }
 
 /// Judges a request head: `Ok(None)` while it is incomplete.
@@ -540,10 +574,11 @@ fn parse_head(head: &[u8]) -> Result<Option<Wanted>, RequestError> {
             // The query string (Prometheus sends none) is ignored.
             let path = request.path.unwrap_or("");
             let path = path.split_once('?').map_or(path, |(path, _)| path);
-            if path != "/metrics" {
-                return Err(RequestError::NotFound);
+            match path {
+                "/metrics" => Ok(Some(Wanted::Metrics { body })),
+                "/health" => Ok(Some(Wanted::Health { body })),
+                _ => Err(RequestError::NotFound),
             }
-            Ok(Some(Wanted::Metrics { body }))
         }
     }
 }
@@ -597,7 +632,19 @@ fn serve(mut stream: TcpStream, exporter: &Exporter, metrics: &Metrics) {
             if body {
                 answer.push_str(&text);
             }
-            Ok(answer)
+            Ok((Event::MetricsScraped, answer))
+        }
+        Ok(Wanted::Health { body }) => {
+            let (status, text) = exporter.health();
+            let mut answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                text.len()
+            );
+            if body {
+                answer.push_str(text);
+            }
+            Ok((Event::MetricsHealthChecked, answer))
         }
         Err(error) => {
             tracing::debug!(?peer, %error, "metrics endpoint: request refused");
@@ -605,7 +652,7 @@ fn serve(mut stream: TcpStream, exporter: &Exporter, metrics: &Metrics) {
         }
     };
     let (event, bytes) = match &answer {
-        Ok(text) => (Event::MetricsScraped, Some(text.clone())),
+        Ok((event, text)) => (*event, Some(text.clone())),
         Err(error) => (
             error.event(),
             error.status().map(|status| {
@@ -629,7 +676,7 @@ fn serve(mut stream: TcpStream, exporter: &Exporter, metrics: &Metrics) {
         None => Ok(()),
     };
     match written {
-        Err(error) if event == Event::MetricsScraped => {
+        Err(error) if answer.is_ok() => {
             tracing::debug!(?peer, %error, "metrics endpoint: answer not delivered");
             metrics.global().event(Event::MetricsIoError);
         }
@@ -836,6 +883,15 @@ mod tests {
         }
     }
 
+    /// Sends `request` to the endpoint at `addr`; the whole answer.
+    fn ask(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
     #[test]
     fn the_endpoint_answers_scrapes_and_refuses_the_rest() {
         let metrics = Metrics::new(1);
@@ -845,13 +901,7 @@ mod tests {
             metrics.clone(),
         )
         .unwrap();
-        let ask = |request: &[u8]| {
-            let mut s = TcpStream::connect(server.local_addr()).unwrap();
-            s.write_all(request).unwrap();
-            let mut answer = String::new();
-            s.read_to_string(&mut answer).unwrap();
-            answer
-        };
+        let ask = |request: &[u8]| ask(server.local_addr(), request);
         let ok = ask(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.contains(CONTENT_TYPE));
@@ -862,6 +912,9 @@ mod tests {
         assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
         assert!(post.contains("Allow: GET, HEAD\r\n"));
         assert!(ask(b"GET /x HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+        let health = ask(b"GET /health HTTP/1.1\r\n\r\n");
+        assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+        assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
         assert!(ask(b"\x16\x03\x01\x00\x00\r\n\r\n").starts_with("HTTP/1.1 400 "));
         // A client that never finishes its head is cut off with 408.
         let mut slow = TcpStream::connect(server.local_addr()).unwrap();
@@ -872,9 +925,42 @@ mod tests {
         drop(server);
         let s = metrics.snapshot();
         assert_eq!(s.event("metrics_scraped"), 2, "{s}");
+        assert_eq!(s.event("metrics_health_checked"), 1, "{s}");
         assert_eq!(s.event("metrics_method_not_allowed"), 1, "{s}");
         assert_eq!(s.event("metrics_not_found"), 1, "{s}");
         assert_eq!(s.event("metrics_bad_request"), 1, "{s}");
         assert_eq!(s.event("metrics_timeout"), 1, "{s}");
+    }
+
+    #[test]
+    fn health_says_draining_with_503() {
+        let metrics = Metrics::new(1);
+        let draining = Arc::new(AtomicBool::new(false));
+        let probe = draining.clone();
+        let server = MetricsServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Exporter::new(metrics.clone(), Vec::new())
+                .with_drain_state(move || probe.load(Ordering::Relaxed)),
+            metrics.clone(),
+        )
+        .unwrap();
+        let ask = |request: &[u8]| ask(server.local_addr(), request);
+        assert!(ask(b"GET /health HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200 OK\r\n"));
+        draining.store(true, Ordering::Relaxed);
+        let answer = ask(b"GET /health?x HTTP/1.1\r\nHost: lb\r\n\r\n");
+        assert!(
+            answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{answer}"
+        );
+        assert!(answer.ends_with("\r\n\r\ndraining\n"), "{answer}");
+        let head = ask(b"HEAD /health HTTP/1.1\r\n\r\n");
+        assert!(
+            head.starts_with("HTTP/1.1 503 ") && head.ends_with("\r\n\r\n"),
+            "{head}"
+        );
+        draining.store(false, Ordering::Relaxed);
+        assert!(ask(b"GET /health HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 OK\r\n"));
+        drop(server);
+        assert_eq!(metrics.snapshot().event("metrics_health_checked"), 4);
     }
 }

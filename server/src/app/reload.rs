@@ -242,7 +242,8 @@ pub(crate) fn merge(current: &Config, new: &Config, radius_runs: bool) -> Merged
         radius_changed: false,
     };
     classify!(merged, new, server: ServerSection,
-        live: [max_sessions, max_preauth_sessions, max_preauth_per_source, preauth_timeout],
+        live: [max_sessions, max_preauth_sessions, max_preauth_per_source, preauth_timeout,
+            drain_period],
         restart: [listen, listener, workers, pin_workers, state_dir, shutdown_timeout]);
     classify!(merged, new, tls: TlsSection,
         live: [certificate, private_key, self_signed, min_version, max_version, cipher_suites,

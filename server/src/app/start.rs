@@ -382,6 +382,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         metrics,
         mailboxes: senders,
         stopping: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        drain_pending: std::sync::atomic::AtomicUsize::new(0),
         fatal: worker::Fatal::default(),
         heartbeats: worker::Heartbeats::new(workers),
     });
@@ -422,6 +424,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
                     shared: shared.clone(),
                     reloader: reloader.clone(),
                     gauges: scrape_gauges(&shared),
+                    drainer: Default::default(),
                 },
             )
             .map_err(StartError::Io)?,
@@ -504,11 +507,19 @@ fn ensure_parent_dir(path: &std::path::Path) -> io::Result<()> {
 /// The Prometheus exposition of this server: its counters, and the
 /// [`scrape_gauges`].
 fn exporter_for(shared: &Arc<Shared>) -> super::exporter::Exporter {
-    super::exporter::Exporter::new(shared.metrics.clone(), scrape_gauges(shared))
+    let draining = Arc::downgrade(shared);
+    super::exporter::Exporter::new(shared.metrics.clone(), scrape_gauges(shared)).with_drain_state(
+        move || {
+            draining
+                .upgrade()
+                .is_some_and(|s| s.draining.load(std::sync::atomic::Ordering::Acquire))
+        },
+    )
 }
 
 /// Gauges read when asked (a scrape, `sstpctl stats`): admission's counts
-/// and caps (a reload changes the caps), RADIUS's queues (zero without
+/// and caps (a reload changes the caps), the address pools' use (a leak
+/// shows as addresses in use beyond the sessions), RADIUS's queues (zero without
 /// RADIUS, as [`ServerHandle::accounting_spooled`]), each RADIUS server's
 /// state, the workers' mailboxes and the kTLS state. They hold the
 /// server's state weakly: the endpoint does not keep it alive.
@@ -516,7 +527,7 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
     use super::exporter::ScrapeGauge;
     let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
     type Read = fn(&Shared) -> usize;
-    let table: [(&str, &str, Read); 7] = [
+    let table: [(&str, &str, Read); 13] = [
         (
             "connections_open",
             "TCP connections open (admission control's count).",
@@ -551,6 +562,36 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             "radius_accounting_spooled",
             "Accounting records in the spool, not yet acknowledged by a server.",
             |s| s.radius.as_deref().map_or(0, |r| r.spooled()),
+        ),
+        (
+            "pool_ipv4_in_use",
+            "IPv4 addresses handed out from the pools (the named ones too).",
+            |s| s.pools.ipv4_pools().map(|p| p.usage().in_use).sum(),
+        ),
+        (
+            "pool_ipv4_size",
+            "IPv4 addresses the pools can hand out (the named ones too).",
+            |s| s.pools.ipv4_pools().map(|p| p.usage().capacity).sum(),
+        ),
+        (
+            "pool_ipv6_in_use",
+            "IPv6 prefixes handed out (0 with IPv6 off).",
+            |s| s.pools.ipv6.as_ref().map_or(0, |p| p.usage().in_use),
+        ),
+        (
+            "pool_ipv6_size",
+            "IPv6 prefixes the pool can hand out (0 with IPv6 off).",
+            |s| s.pools.ipv6.as_ref().map_or(0, |p| p.usage().capacity),
+        ),
+        (
+            "draining",
+            "1 while the node drains (sstpctl drain): new connections are refused.",
+            |s| usize::from(s.draining.load(std::sync::atomic::Ordering::Acquire)),
+        ),
+        (
+            "drain_pending",
+            "Sessions the drain (sstpctl drain) has yet to disconnect.",
+            |s| s.drain_pending.load(std::sync::atomic::Ordering::Relaxed),
         ),
     ];
     let mut gauges: Vec<ScrapeGauge> = table

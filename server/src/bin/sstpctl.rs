@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use humantime_serde::re::humantime;
 use sstpd::app::control::protocol::{
-    exchange, Answer, KillReport, KillSelector, ReloadReport, Request, SessionInfo, SessionList,
-    Stats,
+    exchange, Answer, DrainReport, KillReport, KillSelector, ReloadReport, Request, SessionInfo,
+    SessionList, Stats,
 };
 use sstpd::config::DEFAULT_CONTROL_SOCKET;
 
@@ -64,6 +65,27 @@ enum Command {
         #[command(subcommand)]
         what: Show,
     },
+    /// Take this node out of service gently, sessions spread over a period.
+    ///
+    /// Refuses new connections (and answers 503 on the metrics endpoint's
+    /// /health, for the load balancer), disconnects the sessions one by
+    /// one spread evenly over the period (Call Disconnect; accounting Stop
+    /// with Admin-Reboot), then stays up until stopped or `drain --cancel`:
+    /// `systemctl stop` then ends the process with no session left to cut.
+    Drain {
+        /// The period to spread the disconnects over, e.g. 90s or 5m
+        /// [default: server.drain_period, 60s unless configured].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "cancel")]
+        over: Option<Duration>,
+        /// Stop draining: take new connections again (the sessions not
+        /// yet disconnected stay).
+        #[arg(long, visible_alias = "resume")]
+        cancel: bool,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 90s, 5m, 1h)"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +110,10 @@ fn main() -> ExitCode {
         Command::Stats => Request::Stats,
         Command::Reload => Request::Reload,
         Command::Show { what: Show::Config } => Request::ShowConfig,
+        Command::Drain { cancel: true, .. } => Request::Resume,
+        Command::Drain { over, .. } => Request::Drain {
+            over_ms: over.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        },
     };
     let socket = cli
         .socket
@@ -138,6 +164,7 @@ fn render(request: &Request, answer: &Answer) -> String {
         Answer::Stats(stats) => stats_table(stats),
         Answer::Reloaded(report) => reloaded(report),
         Answer::Config { toml } => toml.clone(),
+        Answer::Drain(report) => drained(report),
         Answer::Error { message } => format!("error: {message}\n"),
         _ => "(an answer this sstpctl does not know how to show; try --json)\n".into(),
     }
@@ -209,6 +236,9 @@ fn sessions_table(list: &SessionList) -> String {
         .collect();
     let mut out = table(&header, &rows);
     out.push_str(&format!("{} session(s)\n", list.sessions.len()));
+    if list.draining {
+        out.push_str("draining: new connections are refused (sstpctl drain --cancel reopens)\n");
+    }
     out.push_str(&unanswered(&list.unanswered_workers));
     out
 }
@@ -271,6 +301,32 @@ fn stats_table(stats: &Stats) -> String {
     let mut out = table(&["GAUGE", "VALUE"], &gauges);
     out.push('\n');
     out.push_str(&table(&["COUNTER", "VALUE"], &counters));
+    out
+}
+
+fn drained(report: &DrainReport) -> String {
+    if !report.draining {
+        return format!(
+            "drain cancelled: taking new connections again; {} session(s) it had not disconnected stay\n",
+            report.sessions
+        );
+    }
+    let over = Duration::from_millis(report.over_ms);
+    let interval = Duration::from_millis(report.interval_ms);
+    let mut out = String::from("draining: new connections are refused, /health answers 503\n");
+    if report.sessions == 0 {
+        out.push_str("no sessions to disconnect\n");
+    } else {
+        out.push_str(&format!(
+            "disconnecting {} session(s) over {}: one every {}, the first now\n",
+            report.sessions,
+            humantime::format_duration(over),
+            humantime::format_duration(interval),
+        ));
+    }
+    out.push_str(
+        "the server stays up: stop it (systemctl stop sstpd) or `sstpctl drain --cancel`\n",
+    );
     out
 }
 

@@ -74,6 +74,10 @@ pub struct ServerSection {
     /// Disconnect) before the process exits anyway. Default 5 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `sstpctl drain` without `--over`: the period over which the
+    /// node's sessions are disconnected, spread evenly. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub drain_period: Duration,
     /// Upper bound on concurrent connections (all workers together),
     /// counted from accept, TLS handshakes included; further connections
     /// are refused. Default 10000.
@@ -92,6 +96,9 @@ pub struct ServerSection {
     pub preauth_timeout: Duration,
 }
 
+/// The longest `server.drain_period` (and `sstpctl drain --over`).
+pub const MAX_DRAIN_PERIOD: Duration = Duration::from_secs(24 * 3600);
+
 impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
@@ -101,6 +108,7 @@ impl Default for ServerSection {
             pin_workers: true,
             state_dir: None,
             shutdown_timeout: Duration::from_secs(5),
+            drain_period: Duration::from_secs(60),
             max_sessions: 10_000,
             max_preauth_sessions: 1024,
             max_preauth_per_source: 32,

@@ -39,6 +39,7 @@ fn empty_file_with_a_user_gives_the_documented_defaults() {
     );
     assert_eq!((s.workers, s.pin_workers), (0, true));
     assert_eq!(s.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(s.drain_period, Duration::from_secs(60));
     assert_eq!(s.max_sessions, 10_000);
     assert_eq!(
         (s.max_preauth_sessions, s.max_preauth_per_source),
@@ -136,6 +137,7 @@ fn every_key_parses() {
             pin_workers = false
             state_dir = "/srv/sstpd"
             shutdown_timeout = "1m 30s"
+            drain_period = "10m"
             max_sessions = 5
             max_preauth_sessions = 4
             max_preauth_per_source = 2
@@ -209,6 +211,7 @@ fn every_key_parses() {
     assert!(!config.server.pin_workers);
     assert_eq!(config.state_dir().unwrap(), PathBuf::from("/srv/sstpd"));
     assert_eq!(config.server.shutdown_timeout, Duration::from_secs(90));
+    assert_eq!(config.server.drain_period, Duration::from_secs(600));
     assert_eq!(
         (
             config.server.max_preauth_sessions,
@@ -363,6 +366,7 @@ fn every_validation_error_names_its_key() {
             ("[server]\nlisten = [\"0.0.0.0:443\", \"0.0.0.0:443\"]", "server.listen[1]: 0.0.0.0:443 is listed twice"),
             ("[server]\nworkers = 5000", "server.workers: 5000 is more than 1024"),
             ("[server]\nshutdown_timeout = \"6m\"", "server.shutdown_timeout: must be at most 5m"),
+            ("[server]\ndrain_period = \"25h\"", "server.drain_period: must be at most 24h"),
             ("[server]\nmax_sessions = 0", "server.max_sessions: must be at least 1"),
             ("[server]\nmax_preauth_sessions = 0", "server.max_preauth_sessions: must be at least 1"),
             ("[server]\nmax_preauth_per_source = 0", "server.max_preauth_per_source: must be at least 1"),

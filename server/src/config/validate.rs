@@ -58,6 +58,12 @@ impl Config {
                 "must be at most 5m",
             ));
         }
+        if s.drain_period > MAX_DRAIN_PERIOD {
+            return Err(ConfigError::invalid(
+                "server.drain_period",
+                "must be at most 24h",
+            ));
+        }
         for (key, value) in [
             ("server.max_sessions", s.max_sessions),
             ("server.max_preauth_sessions", s.max_preauth_sessions),

@@ -135,6 +135,8 @@ events! {
         AdminReset = "admin_reset",
         // Still open when the shutdown timeout ran out.
         ShutdownForcedClose = "shutdown_forced_close",
+        // Disconnected by `sstpctl drain`, on the drain's schedule.
+        Drain = "drain",
     }
 
     HttpRejected("http_rejected",
@@ -200,6 +202,8 @@ events! {
         RefusedWorkerFull = "refused_worker_full",
         RefusedMaxPreauth = "refused_max_preauth",
         RefusedPreauthPerSource = "refused_preauth_per_source",
+        // The node is draining (`sstpctl drain`): it takes no new sessions.
+        RefusedDraining = "refused_draining",
         // A PROXY listener's connection from outside its `proxy_from`.
         ProxySourceNotAllowed = "proxy_source_not_allowed",
     }
@@ -474,6 +478,8 @@ events! {
     MetricsRequests("metrics_requests",
         "Requests to the Prometheus endpoint (`[metrics] listen`), by answer.") {
         MetricsScraped = "metrics_scraped",
+        // `GET /health` answered (200 serving, 503 draining).
+        MetricsHealthChecked = "metrics_health_checked",
         MetricsBadRequest = "metrics_bad_request",
         MetricsHeadTooLarge = "metrics_head_too_large",
         MetricsNotFound = "metrics_not_found",

@@ -153,6 +153,11 @@ pub(crate) struct Shared {
     pub mailboxes: Vec<MailboxSender<WorkerMsg>>,
     /// Set once shutdown has begun: stop accepting.
     pub stopping: AtomicBool,
+    /// Set while the node drains (`sstpctl drain`): new connections are
+    /// refused (`app::drain`).
+    pub draining: AtomicBool,
+    /// Sessions still on the drain's schedule.
+    pub drain_pending: std::sync::atomic::AtomicUsize,
     /// A worker died or lost its TUN queue: the server must stop.
     pub fatal: Fatal,
     /// Each worker's last sign of life (for systemd's watchdog).
@@ -225,6 +230,8 @@ pub(crate) struct Worker {
     tun_read_failures: Cell<u32>,
     /// This worker's view of the routed prefixes.
     route_reader: RefCell<RouteReader>,
+    /// Connections refused while draining that are being closed gently.
+    gentle_refusals: Cell<usize>,
 }
 
 impl Worker {
@@ -250,6 +257,7 @@ impl Worker {
             )),
             tun_read_failures: Cell::new(0),
             route_reader: RefCell::new(shared.framed_routes.reader()),
+            gentle_refusals: Cell::new(0),
             shared,
         });
         let mut listener_wait = worker.mailbox.borrow().listener()?;
@@ -313,6 +321,12 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the node drains (`sstpctl drain`): new connections are
+    /// refused.
+    fn draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
     }
 
     fn metrics(&self) -> &WorkerMetrics {

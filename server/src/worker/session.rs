@@ -69,6 +69,10 @@ pub(crate) async fn accept_loop(
                     return;
                 }
                 WorkerMetrics::add(&worker.metrics().connections_accepted, 1);
+                if worker.draining() {
+                    refuse_draining(&worker, tcp, peer);
+                    continue;
+                }
                 if !options.proxy_allowed(peer.ip()) {
                     drop(tcp);
                     worker.metrics().event(Event::ProxySourceNotAllowed);
@@ -102,6 +106,10 @@ pub(crate) async fn accept_loop(
                     return;
                 }
                 WorkerMetrics::add(&worker.metrics().connections_accepted, 1);
+                if worker.draining() {
+                    refuse_draining(&worker, tcp, peer);
+                    continue;
+                }
                 match worker.shared.admission.admit(peer.ip()) {
                     Ok(admitted) => {
                         tokio_uring::spawn(serve_connection(
@@ -126,6 +134,56 @@ pub(crate) async fn accept_loop(
                 }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// How many connections refused while draining a worker closes gently at
+/// once; beyond that, one is simply closed.
+const MAX_GENTLE_REFUSALS: usize = 64;
+
+/// A connection that arrived while the node drains (`app::drain`):
+/// counted (`refused_draining`) and closed without a reset.
+fn refuse_draining(worker: &Rc<Worker>, tcp: tokio_uring::net::TcpStream, peer: SocketAddr) {
+    worker.metrics().event(Event::RefusedDraining);
+    tracing::debug!(%peer, "refusing connection: draining");
+    let lingering = worker.gentle_refusals.get();
+    if lingering >= MAX_GENTLE_REFUSALS {
+        return;
+    }
+    worker.gentle_refusals.set(lingering + 1);
+    let worker = worker.clone();
+    tokio_uring::spawn(async move {
+        close_gently(&tcp).await;
+        worker
+            .gentle_refusals
+            .set(worker.gentle_refusals.get().saturating_sub(1));
+    });
+}
+
+/// Sends FIN at once, then reads and discards what the client still sends
+/// (a ClientHello, a PROXY header) until its FIN, for at most
+/// [`CLOSE_LINGER`]: closing a socket with unread input makes the kernel
+/// answer with a reset instead.
+async fn close_gently(tcp: &tokio_uring::net::TcpStream) {
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    let deadline = tokio::time::Instant::from_std(Instant::now() + CLOSE_LINGER);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let read = tcp.read(buf);
+        tokio::pin!(read);
+        // A read in flight must complete, never be dropped: at the
+        // deadline the socket is shut down, which completes it.
+        let (result, back) = tokio::select! {
+            done = &mut read => done,
+            () = tokio::time::sleep_until(deadline) => {
+                let _ = tcp.shutdown(std::net::Shutdown::Both);
+                read.await
+            }
+        };
+        match result {
+            Ok(n) if n > 0 && tokio::time::Instant::now() < deadline => buf = back,
+            _ => return,
         }
     }
 }

@@ -221,7 +221,12 @@ pub fn terminate_cause(reason: Event, stopping: bool) -> AcctTerminateCause {
         Event::UserRemoved | Event::AdminReset => Cause::AdminReset,
         // The same user's newer session took the address over.
         Event::SessionTakenOver => Cause::PortPreempted,
-        Event::ShutdownForcedClose => Cause::AdminReboot,
+        // The operator is taking the node out of service (`sstpctl
+        // drain`, then a stop or an upgrade): RFC 2866 5.10's
+        // "Administrator is ending service on the NAS, for example prior to
+        // rebooting the NAS", the cause SIGTERM gives too, so a RADIUS
+        // server sees one cause for a node leaving, drained or not.
+        Event::ShutdownForcedClose | Event::Drain => Cause::AdminReboot,
         // sstpd ended it on purpose.
         Event::LocalDisconnect | Event::LocalClose => Cause::NasRequest,
         // A protocol violation, a timer, a failure of sstpd's.
@@ -316,6 +321,7 @@ mod tests {
             (Event::IdleTimeout, Cause::IdleTimeout),
             (Event::UserRemoved, Cause::AdminReset),
             (Event::AdminReset, Cause::AdminReset),
+            (Event::Drain, Cause::AdminReboot),
             (Event::LocalDisconnect, Cause::NasRequest),
             (Event::WrongMac, Cause::NasError),
         ] {

@@ -46,6 +46,17 @@ pub enum Request {
     Reload,
     /// The running configuration as TOML, secrets redacted.
     ShowConfig,
+    /// Take the node out of service (`app::drain`): refuse new
+    /// connections, disconnect the sessions spread over `over_ms`
+    /// (default `server.drain_period`), then stay up. A drain already
+    /// running is replaced by this one.
+    Drain {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        over_ms: Option<u64>,
+    },
+    /// Stop draining: take new connections again (`sstpctl drain
+    /// --cancel`).
+    Resume,
 }
 
 /// Which sessions `kill` ends.
@@ -104,6 +115,8 @@ pub enum Answer {
     Reloaded(ReloadReport),
     /// `show config`.
     Config { toml: String },
+    /// `drain` and `drain --cancel`.
+    Drain(DrainReport),
     /// The request failed; nothing was done.
     Error { message: String },
 }
@@ -114,6 +127,23 @@ pub enum Answer {
 pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
     pub unanswered_workers: Vec<usize>,
+    /// The node is draining: it refuses new connections.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// What `drain` started, or what `drain --cancel` left.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    /// The node refuses new connections.
+    pub draining: bool,
+    /// `drain`: the sessions on the schedule; `drain --cancel`: the
+    /// sessions it had not disconnected yet (they stay).
+    pub sessions: usize,
+    /// The period the disconnects are spread over.
+    pub over_ms: u64,
+    /// The time between two disconnects.
+    pub interval_ms: u64,
 }
 
 /// What `kill` did.
@@ -232,6 +262,11 @@ mod tests {
             Request::Stats,
             Request::Reload,
             Request::ShowConfig,
+            Request::Drain { over_ms: None },
+            Request::Drain {
+                over_ms: Some(2000),
+            },
+            Request::Resume,
         ];
         for request in requests {
             let line = request_line(&request);
@@ -267,6 +302,8 @@ mod tests {
             b"{\"command\":\"kill\",\"address\":\"not an address\"}",
             b"{\"command\":\"session\"}",
             b"{\"command\":\"session\",\"id\":7}",
+            b"{\"command\":\"drain\",\"over_ms\":-1}",
+            b"{\"command\":\"drain\",\"over\":5}",
             b"{\"command\":",
             &[b'['; 4096],
         ] {

@@ -27,10 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::protocol::{
-    parse_request, Answer, KillReport, KillSelector, Request, RequestError, SessionList, Stats,
-    MAX_REQUEST,
+    parse_request, Answer, DrainReport, KillReport, KillSelector, Request, RequestError,
+    SessionList, Stats, MAX_REQUEST,
 };
 use crate::aaa::dae::{ActionOutcome, ActionReply, DaeAction, SessionControl};
+use crate::app::drain::Drainer;
 use crate::app::exporter::ScrapeGauge;
 use crate::app::reload::Reloader;
 use crate::metrics::{Event, RateLimitedLog};
@@ -121,6 +122,8 @@ pub(crate) struct ControlContext {
     pub reloader: Arc<Reloader>,
     /// The gauges the Prometheus endpoint shows too.
     pub gauges: Vec<ScrapeGauge>,
+    /// The drain in progress (`sstpctl drain`), stopped with this thread.
+    pub drainer: Drainer,
 }
 
 /// The running `sstpd-control` thread; stopped, joined and its socket
@@ -348,6 +351,7 @@ fn answer(request: &Request, context: &ControlContext) -> Answer {
             Answer::Sessions(SessionList {
                 sessions: listed.into_iter().map(|s| s.info).collect(),
                 unanswered_workers,
+                draining: context.shared.draining.load(Ordering::Acquire),
             })
         }
         Request::Session { id } => {
@@ -365,10 +369,20 @@ fn answer(request: &Request, context: &ControlContext) -> Answer {
                 Answer::Sessions(SessionList {
                     sessions,
                     unanswered_workers,
+                    draining: context.shared.draining.load(Ordering::Acquire),
                 })
             }
         }
         Request::Kill(selector) => kill(selector, &context.shared),
+        Request::Drain { over_ms } => drain(*over_ms, context),
+        Request::Resume => {
+            let left = context.drainer.resume(&context.shared);
+            Answer::Drain(DrainReport {
+                draining: false,
+                sessions: left,
+                ..DrainReport::default()
+            })
+        }
         Request::Stats => Answer::Stats(stats(context)),
         Request::Reload => match context.reloader.reload() {
             Ok(report) => Answer::Reloaded(report),
@@ -467,6 +481,32 @@ fn kill(selector: &KillSelector, shared: &Shared) -> Answer {
         ids,
         unanswered_workers,
     })
+}
+
+/// Starts draining over `over_ms`, or `server.drain_period`.
+fn drain(over_ms: Option<u64>, context: &ControlContext) -> Answer {
+    let over = over_ms.map_or_else(
+        || context.shared.live.load().config.server.drain_period,
+        Duration::from_millis,
+    );
+    if over > crate::config::MAX_DRAIN_PERIOD {
+        return Answer::Error {
+            message: "drain: the period must be at most 24h".into(),
+        };
+    }
+    let shared = context.shared.clone();
+    let list = move || list_sessions(&shared).0.into_iter().map(|s| s.at).collect();
+    match context.drainer.start(&context.shared, over, list) {
+        Ok(started) => Answer::Drain(DrainReport {
+            draining: true,
+            sessions: started.sessions,
+            over_ms: u64::try_from(over.as_millis()).unwrap_or(u64::MAX),
+            interval_ms: u64::try_from(started.interval.as_millis()).unwrap_or(u64::MAX),
+        }),
+        Err(e) => Answer::Error {
+            message: format!("drain: cannot start its thread: {e}"),
+        },
+    }
 }
 
 /// Every counter by label (zero ones too) and the gauges.
