@@ -169,6 +169,9 @@ struct ClusterArgs {
     /// Skip the failover and drain phases.
     #[arg(long)]
     no_failover: bool,
+    /// The drain phase's `sstpctl drain --over`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    drain_over: f64,
     /// Where the results file goes.
     #[arg(long, value_name = "FILE", default_value = "sstp-bench-cluster.json")]
     out: PathBuf,
@@ -1015,6 +1018,13 @@ fn run_cluster(args: &ClusterArgs) -> ExitCode {
     options.hold = hold;
     options.workers = args.workers;
     options.failover = !args.no_failover;
+    options.drain_over = match seconds("drain-over", args.drain_over) {
+        Ok(over) => over,
+        Err(e) => {
+            eprintln!("sstp-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
     println!(
         "sstp-bench cluster: {} sstpd node(s) behind HAProxy, FreeRADIUS with a shared SQLite \
          pool, sstp-loadgen; each in a network namespace (load average {})",

@@ -486,6 +486,23 @@ impl SstpdProcess {
         }
     }
 
+    /// `sstpctl drain --over OVER`: the node refuses new connections,
+    /// `/health` answers 503, and its sessions are disconnected spread
+    /// over `over`.
+    pub fn drain(&self, over: Duration) -> Result<(), ScenarioError> {
+        let socket = self.dir().join(CONTROL_SOCKET);
+        let request = Request::Drain {
+            over_ms: Some(over.as_millis() as u64),
+        };
+        match exchange(&socket, &request, Duration::from_secs(5)) {
+            Ok(Answer::Drain(_)) => Ok(()),
+            Ok(other) => Err(ScenarioError::Proc(format!(
+                "the control socket answered {other:?} to drain"
+            ))),
+            Err(e) => Err(ScenarioError::Proc(e)),
+        }
+    }
+
     /// The process's counters now.
     pub fn sample(&self) -> Result<ProcessSample, ScenarioError> {
         ProcessSample::read(self.pid)

@@ -21,9 +21,11 @@
 //!    again: its Accounting-On must close its open `radacct` rows and free
 //!    its leases; a further load must reach it again (`leastconn` sends
 //!    new sessions to the emptiest node).
-//! 5. **Drain**: sessions held, one node stopped gracefully (SIGTERM: its
-//!    sessions are closed with a Call Disconnect and an accounting Stop,
-//!    their leases freed); the others lose nothing.
+//! 5. **Drain**: sessions held, `sstpctl drain --over D` on one node: its
+//!    `/health` turns 503 and HAProxy takes it out of rotation, its
+//!    sessions are disconnected one by one over D (a Call Disconnect and an
+//!    accounting Stop each, their leases freed) and reconnect to the
+//!    others without failed attempts; the others lose nothing.
 //!
 //! Results go to a results file like `sstp-bench run`'s (scenarios
 //! `cluster_*`, references `cluster_setup_one_node` and
@@ -67,6 +69,8 @@ pub struct ClusterOptions {
     pub echo_duration: Duration,
     /// Also run the failover and drain phases.
     pub failover: bool,
+    /// `sstpctl drain --over` in the drain phase.
+    pub drain_over: Duration,
 }
 
 impl ClusterOptions {
@@ -82,6 +86,7 @@ impl ClusterOptions {
             echo_pps: 50.0,
             echo_duration: Duration::from_secs(2),
             failover: true,
+            drain_over: Duration::from_secs(2),
         }
     }
 }
@@ -232,7 +237,9 @@ pub struct DrainFacts {
     pub survivor_sessions_lost: u64,
     pub survivors_after: u64,
     pub reconnects: Reconnects,
-    /// How long the graceful stop took.
+    /// From the drain's start until HAProxy's checks marked the node
+    /// down, and until its last session had ended.
+    pub marked_down_s: f64,
     pub stop_s: f64,
     /// Leases the drained node still held afterwards, and its open rows.
     pub leases_after: u64,
@@ -802,7 +809,13 @@ fn phases(
             count("survivor_sessions_before", drain.survivors_before),
             count("survivor_sessions_lost", drain.survivor_sessions_lost),
             count("survivor_sessions_after", drain.survivors_after),
-            fig("stop_s", "s", drain.stop_s, Better::Lower),
+            fig(
+                "balancer_marked_down_after",
+                "s",
+                drain.marked_down_s,
+                Better::Lower,
+            ),
+            fig("emptied_after", "s", drain.stop_s, Better::Neither),
             count("open_acct_rows_after", drain.open_rows_after),
             count("leases_after", drain.leases_after),
         ];
@@ -1042,9 +1055,10 @@ fn drain(
         cluster.nodes[target].addr,
     );
     step(&format!(
-        "drain: {} sessions held through HAProxy (--reconnect), then {name} stopped \
-         gracefully (SIGTERM) ...",
-        options.sessions
+        "drain: {} sessions held through HAProxy (--reconnect), then `sstpctl drain --over \
+         {:.1}s` on {name} ...",
+        options.sessions,
+        options.drain_over.as_secs_f64()
     ));
     let (run, before) = hold_through_balancer(cluster, loads, options, interrupt, step)?;
     let mut facts = DrainFacts {
@@ -1059,9 +1073,16 @@ fn drain(
         ..DrainFacts::default()
     };
     let started = Instant::now();
-    let stopped = cluster.nodes[target].sstpd.terminate();
-    facts.stop_s = started.elapsed().as_secs_f64();
-    stopped?;
+    cluster.nodes[target].sstpd.drain(options.drain_over)?;
+    let mut down = None;
+    let emptied = wait_for(options.drain_over + SETTLE_TIMEOUT, || {
+        if down.is_none() && cluster.balancer_status(&name)?.starts_with("DOWN") {
+            down = Some(started.elapsed().as_secs_f64());
+        }
+        Ok(held(cluster)?[target] == 0)
+    })?;
+    facts.marked_down_s = down.unwrap_or(f64::NAN);
+    facts.stop_s = emptied.map_or(f64::NAN, |d| d.as_secs_f64());
     (facts.survivor_sessions_lost, facts.survivors_after) =
         survivors_after(cluster, target, &before, options.sessions)?;
     wait_for(SETTLE_TIMEOUT, || {
@@ -1072,10 +1093,11 @@ fn drain(
     let report = end(run, interrupt)?;
     facts.reconnects = Reconnects::of(&report);
     step(&format!(
-        "  {name} held {} and stopped in {:.2} s (a Call Disconnect and an accounting Stop \
-         each: {} open rows, {} leases left); the others held {} and now {}, {} of theirs \
-         lost",
+        "  {name} held {}; HAProxy marked it down {:.2} s after the drain began, its last \
+         session ended after {:.2} s ({} open rows, {} leases left); the others held {} and \
+         now {}, {} of theirs lost",
         facts.on_drained_node,
+        facts.marked_down_s,
         facts.stop_s,
         facts.open_rows_after,
         facts.leases_after,
@@ -1089,6 +1111,7 @@ fn drain(
     ));
     Ok(facts)
 }
+
 /// The run's figures as a table: each one, its same-run reference and
 /// the ratio.
 pub fn table(results: &Results) -> String {

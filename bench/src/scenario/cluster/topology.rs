@@ -19,10 +19,10 @@
 //! HAProxy's address only (what the clients use), and `:4443` plain (the
 //! direct path the latency figure is compared with). HAProxy runs in TCP
 //! mode, `send-proxy-v2` to every node, `balance leastconn`, health checks
-//! every 500 ms (`check-send-proxy`: the check's connection carries a
-//! PROXY header too, as the listener requires), `option redispatch` and
-//! two retries: a connection refused by a dead node is retried on
-//! another before the checks have marked it down.
+//! every 500 ms on the node's metrics endpoint (`GET /health`: 200, or 503
+//! while the node drains, which takes it out of rotation), `option
+//! redispatch` and two retries: a connection refused by a dead node is
+//! retried on another before the checks have marked it down.
 //!
 //! Everything is owned by [`Cluster`]: dropping it kills HAProxy, every
 //! sstpd and FreeRADIUS, then deletes the namespaces (also on an error or
@@ -55,6 +55,8 @@ pub const FRONTEND_ONE: SocketAddr = SocketAddr::new(IpAddr::V4(HAPROXY_ADDR), 4
 /// The nodes' PROXY protocol listener and their plain one.
 pub const NODE_PROXY_PORT: u16 = 443;
 pub const NODE_PLAIN_PORT: u16 = 4443;
+/// The nodes' metrics endpoint, whose `GET /health` HAProxy checks.
+pub const NODE_METRICS_PORT: u16 = 9464;
 /// The shared secret between the nodes and FreeRADIUS.
 pub const RADIUS_SECRET: &str = "cluster-secret";
 /// The most sessions through HAProxy (`maxconn` 9000, two descriptors
@@ -384,6 +386,7 @@ pub fn node_toml(k: usize) -> String {
     format!(
         "[[server.listener]]\naddress = \"{addr}:{NODE_PROXY_PORT}\"\nproxy_protocol = \"v2\"\n\
          proxy_from = [\"{HAPROXY_ADDR}\"]\n\n\
+         [metrics]\nlisten = \"{addr}:{NODE_METRICS_PORT}\"\n\n\
          [ppp]\nauth = [\"mschapv2\"]\n\n\
          [users]\nbackends = [\"radius\"]\n\n\
          [radius]\nnas_identifier = \"{name}\"\nnas_ip_address = \"{addr}\"\n\n\
@@ -426,8 +429,9 @@ pub fn haproxy_cfg(addrs: &[Ipv4Addr], stats_socket: &Path) -> String {
         cfg,
         "frontend sstp\n    bind {FRONTEND_ALL}\n    default_backend nodes\n\n\
          frontend sstp_one_node\n    bind {FRONTEND_ONE}\n    default_backend node_1\n\n\
-         backend nodes\n    balance leastconn\n    \
-         default-server send-proxy-v2 check check-send-proxy inter 500ms fall 2 rise 2\n"
+         backend nodes\n    balance leastconn\n    option httpchk\n    \
+         http-check send meth GET uri /health\n    http-check expect status 200\n    \
+         default-server send-proxy-v2 check port {NODE_METRICS_PORT} inter 500ms fall 2 rise 2\n"
     );
     for (i, addr) in addrs.iter().enumerate() {
         let _ = writeln!(cfg, "    server node-{} {addr}:{NODE_PROXY_PORT}", i + 1);
@@ -490,7 +494,8 @@ mod tests {
             "bind 10.202.0.2:4441",
             "balance leastconn",
             "option redispatch",
-            "send-proxy-v2 check check-send-proxy",
+            "send-proxy-v2 check port 9464",
+            "http-check send meth GET uri /health",
             "server node-1 10.202.0.11:443",
             "server node-2 10.202.0.12:443",
             "stats socket /run/h.sock",
