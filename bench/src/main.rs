@@ -134,6 +134,11 @@ enum Command {
     /// Run scenarios: sstpd in a network namespace driven by sstp-loadgen,
     /// each figure beside a bare-TLS reference measured just before.
     Run(Box<RunArgs>),
+    /// Several sstpd nodes behind HAProxy with a shared FreeRADIUS (SQLite
+    /// accounting and address pool), each in a network namespace: setup
+    /// rate one node vs all, spread, duplicate addresses, latency through
+    /// HAProxy vs direct, failover (kill -9 and restart) and drain.
+    Cluster(ClusterArgs),
     /// The ten-second tour: sstpd with its embedded defaults in a network
     /// namespace; sessions coming up, echo latency, bulk throughput, each
     /// beside bare TLS; everything removed afterwards.
@@ -142,6 +147,34 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct ClusterArgs {
+    /// sstpd nodes behind HAProxy.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    nodes: usize,
+    /// Sessions of each load run (and users in FreeRADIUS).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    sessions: u64,
+    /// Setups in flight.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    concurrency: usize,
+    /// How long the all-nodes run holds its sessions.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    hold: f64,
+    /// sstpd workers per node.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    workers: usize,
+    /// Skip the failover and drain phases.
+    #[arg(long)]
+    no_failover: bool,
+    /// The drain phase's `sstpctl drain --over`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    drain_over: f64,
+    /// Where the results file goes.
+    #[arg(long, value_name = "FILE", default_value = "sstp-bench-cluster.json")]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -424,6 +457,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => run_scenarios(&args),
         Command::Demo { out } => run_demo(out.as_deref()),
+        Command::Cluster(args) => run_cluster(&args),
     }
 }
 
@@ -931,19 +965,117 @@ fn run_scenarios(args: &RunArgs) -> ExitCode {
     }
 }
 
+/// The binaries to measure (built if needed), or the exit status saying
+/// why not.
+fn built(interrupt: &AtomicBool) -> Result<scenario::Binaries, ExitCode> {
+    match scenario::ensure_built(interrupt) {
+        Ok(b) => Ok(b),
+        Err(scenario::ScenarioError::Interrupted) => Err(ExitCode::from(EXIT_INTERRUPTED)),
+        Err(e) => {
+            eprintln!("sstp-bench: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run_cluster(args: &ClusterArgs) -> ExitCode {
+    use scenario::cluster::topology::{
+        MAX_NODES as max_nodes, MAX_SESSIONS as MAX_CLUSTER_SESSIONS,
+    };
+    if args.nodes == 0 || args.nodes > max_nodes {
+        eprintln!("sstp-bench: --nodes must be 1 to {max_nodes}");
+        return ExitCode::from(2);
+    }
+    if args.sessions == 0
+        || args.sessions > MAX_CLUSTER_SESSIONS
+        || args.concurrency == 0
+        || args.workers == 0
+    {
+        eprintln!(
+            "sstp-bench: --sessions must be 1 to {MAX_CLUSTER_SESSIONS}, --concurrency and --workers at least 1"
+        );
+        return ExitCode::from(2);
+    }
+    let hold = match seconds("hold", args.hold) {
+        Ok(hold) => hold,
+        Err(e) => {
+            eprintln!("sstp-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !is_root("cluster") {
+        return ExitCode::FAILURE;
+    }
+    let interrupt = prepare();
+    let binaries = match built(&interrupt) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let mut options = scenario::cluster::ClusterOptions::new(binaries);
+    options.nodes = args.nodes;
+    options.sessions = args.sessions;
+    options.concurrency = args.concurrency;
+    options.hold = hold;
+    options.workers = args.workers;
+    options.failover = !args.no_failover;
+    options.drain_over = match seconds("drain-over", args.drain_over) {
+        Ok(over) => over,
+        Err(e) => {
+            eprintln!("sstp-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "sstp-bench cluster: {} sstpd node(s) behind HAProxy, FreeRADIUS with a shared SQLite \
+         pool, sstp-loadgen; each in a network namespace (load average {})",
+        args.nodes,
+        load_average().unwrap_or_else(|| "?".into())
+    );
+    let mut print = |line: &str| println!("{line}");
+    match scenario::cluster::run(&options, &interrupt, &mut print) {
+        Ok(report) => {
+            if options.binaries.debug_build() {
+                println!("note: debug builds of sstpd or sstp-loadgen: the rates say little");
+            }
+            println!(
+                "\n{}\nEverything is gone again: processes {}, namespaces {}.",
+                scenario::cluster::table(&report.results).trim_end(),
+                report
+                    .pids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                report.namespaces.join(" ")
+            );
+            if let Err(e) = report.results.save(&args.out) {
+                eprintln!("sstp-bench: {}: {e}", args.out.display());
+                return ExitCode::FAILURE;
+            }
+            println!("wrote {}", args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(scenario::ScenarioError::Interrupted) => {
+            println!("interrupted: every process and namespace of the cluster was removed");
+            ExitCode::from(EXIT_INTERRUPTED)
+        }
+        Err(e) => {
+            eprintln!("sstp-bench: cluster: {e}");
+            eprintln!("(every process and namespace of the cluster was removed)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run_demo(out: Option<&std::path::Path>) -> ExitCode {
     if !is_root("demo") {
         return ExitCode::FAILURE;
     }
     let interrupt = prepare();
     println!("sstp-bench demo: sstpd and sstp-loadgen in a network namespace, about 10 seconds");
-    let binaries = match scenario::ensure_built(&interrupt) {
+    let binaries = match built(&interrupt) {
         Ok(b) => b,
-        Err(scenario::ScenarioError::Interrupted) => return ExitCode::from(EXIT_INTERRUPTED),
-        Err(e) => {
-            eprintln!("sstp-bench: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let mut print = |line: &str| println!("{line}");
     match scenario::demo::run(&binaries, &interrupt, &mut print) {

@@ -6,30 +6,13 @@
 //! must do whatever the machine's speed: every session comes up, every figure that has a reference carries its
 //! ratio, the results file is readable, and nothing is left behind.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use sstp_bench::results::{Figure, Results, ScenarioResult};
 
-/// A binary built in the same profile as this test (nextest builds every
-/// workspace binary for `--workspace`: sstpd and sstp-loadgen have
-/// integration tests of their own).
-fn sibling_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|profile| profile.join(name))
-        .expect("target directory of the test");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build -p sstpd -p sstp-loadgen`",
-        path.display()
-    );
-    path
-}
+mod common;
+use common::sibling_binary;
 
 /// Runs sstp-bench with the sibling sstpd and sstp-loadgen; returns its
 /// output and its pid (which names its namespaces).

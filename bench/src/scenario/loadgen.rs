@@ -63,6 +63,9 @@ pub struct LoadSpec {
     pub drain: Duration,
     /// Traffic over IPv6 (`--family 6`) instead of IPv4.
     pub ipv6: bool,
+    /// `--reconnect` with its first and longest delay: sessions that end
+    /// unexpectedly are set up again.
+    pub reconnect: Option<(Duration, Duration)>,
 }
 
 impl LoadSpec {
@@ -77,6 +80,7 @@ impl LoadSpec {
             setup_concurrency: None,
             drain: DRAIN,
             ipv6: false,
+            reconnect: None,
         }
     }
 
@@ -175,6 +179,15 @@ pub fn load_args(
     }
     if let Some(n) = spec.setup_concurrency {
         args.extend(["--setup-concurrency".into(), n.to_string()]);
+    }
+    if let Some((delay, max_delay)) = spec.reconnect {
+        args.extend([
+            "--reconnect".into(),
+            "--reconnect-delay".into(),
+            millis(delay),
+            "--reconnect-max-delay".into(),
+            millis(max_delay),
+        ]);
     }
     args.extend([
         "--setup-timeout".into(),
@@ -281,7 +294,7 @@ fn command_in(ns: Option<&NetNs>, program: &Path) -> Command {
     }
 }
 
-fn spawn_logged(mut command: Command, log: &Path) -> Result<ChildGuard, ScenarioError> {
+pub(crate) fn spawn_logged(mut command: Command, log: &Path) -> Result<ChildGuard, ScenarioError> {
     let file = fs::File::create(log).map_err(ScenarioError::Io)?;
     let child = command
         .stdin(Stdio::null())

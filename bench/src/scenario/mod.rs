@@ -11,6 +11,7 @@
 
 pub mod binaries;
 pub mod catalog;
+pub mod cluster;
 pub mod demo;
 pub mod loadgen;
 pub mod process;

@@ -15,6 +15,7 @@ use sstpd::testing::netns::NetNs;
 use sstpd::tls::certs::{
     generate_self_signed, SelfSignedKey, SELF_SIGNED_CERT_FILE, SELF_SIGNED_KEY_FILE,
 };
+use sstpd::worker::control::SessionInfo;
 
 /// Prefix of the namespaces sstp-bench creates (`<prefix>-<pid>-<n>`);
 /// [`NetNs::sweep_stale`] with it removes those of runs that crashed.
@@ -45,6 +46,9 @@ pub struct SstpdOptions {
     pub config: ServerConfig,
     /// Worker threads (0: one per core).
     pub workers: usize,
+    /// `server.pin_workers`: worker n on core n (several servers on one
+    /// machine would all sit on core 0).
+    pub pin_workers: bool,
     /// Listen address inside the namespace.
     pub listen: SocketAddr,
     /// Local users (name, password).
@@ -76,6 +80,7 @@ impl SstpdOptions {
             binary,
             config: ServerConfig::Generated,
             workers: 0,
+            pin_workers: true,
             listen: "127.0.0.1:4443".parse().expect("static address"),
             users: vec![("bench".into(), "bench-password".into())],
             ipv4_pool: "10.99.0.0/20".into(),
@@ -123,6 +128,7 @@ impl SstpdOptions {
              [server]\n\
              listen = [{listen}]\n\
              workers = {workers}\n\
+             pin_workers = {pin_workers}\n\
              max_sessions = {max_sessions}\n\
              # The load generator sets up sessions from one address, many at\n\
              # once: the pre-authentication caps are the global bound.\n\
@@ -155,6 +161,7 @@ impl SstpdOptions {
              {users}\n{extra}\n",
             listen = quote(&self.listen.to_string()),
             workers = self.workers,
+            pin_workers = self.pin_workers,
             max_sessions = self.max_sessions,
             state = quote(&dir.display().to_string()),
             cert = quote(&dir.join("cert.pem").display().to_string()),
@@ -255,8 +262,41 @@ pub struct SstpdProcess {
     dir: tempfile::TempDir,
     log: PathBuf,
     stop_timeout: Duration,
+    start_timeout: Duration,
+    launch: Launch,
     // Dropped last: the process must be gone before its namespace.
     ns: NetNs,
+}
+
+/// How sstpd is started: again the same way on a restart.
+#[derive(Debug, Clone)]
+struct Launch {
+    binary: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+}
+
+impl Launch {
+    /// Starts sstpd in `ns` (`ip netns exec` enters the namespace and
+    /// execs the program, so the child's pid is sstpd's), its output
+    /// appended to `log`.
+    fn spawn(&self, ns: &NetNs, log: &Path) -> Result<Child, ScenarioError> {
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(ScenarioError::Io)?;
+        ns.command(&self.binary)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .env_remove("SSTPD_LOG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().map_err(ScenarioError::Io)?)
+            .stderr(log_file)
+            .spawn()
+            .map_err(ScenarioError::Io)
+    }
 }
 
 impl SstpdProcess {
@@ -282,10 +322,11 @@ impl SstpdProcess {
             .tempdir()
             .map_err(ScenarioError::Io)?;
         let log = dir.path().join("sstpd.log");
-        let log_file = fs::File::create(&log).map_err(ScenarioError::Io)?;
-        // `ip netns exec` enters the namespace and execs the program, so
-        // the child's pid is sstpd's.
-        let mut command = ns.command(&options.binary);
+        let mut launch = Launch {
+            binary: options.binary.clone(),
+            args: Vec::new(),
+            envs: Vec::new(),
+        };
         let certificate = match &options.config {
             ServerConfig::Generated => {
                 let cert = generate_self_signed(options.certificate, &["localhost", "127.0.0.1"])
@@ -295,29 +336,26 @@ impl SstpdProcess {
                 fs::write(&files.1, &cert.key_pem).map_err(ScenarioError::Io)?;
                 let config = dir.path().join("sstpd.toml");
                 fs::write(&config, options.config_toml(dir.path())).map_err(ScenarioError::Io)?;
-                command.arg("--config").arg(&config);
+                launch.args = vec!["--config".into(), config.into_os_string()];
                 files
             }
             ServerConfig::EmbeddedDefaults { demo_password } => {
-                command
-                    .env(sstpd::config::DEMO_PASSWORD_ENV, demo_password)
-                    .env("STATE_DIRECTORY", dir.path())
-                    .env("XDG_STATE_HOME", dir.path())
-                    .env("HOME", dir.path());
+                launch.envs = vec![
+                    (
+                        sstpd::config::DEMO_PASSWORD_ENV.into(),
+                        demo_password.into(),
+                    ),
+                    ("STATE_DIRECTORY".into(), dir.path().into()),
+                    ("XDG_STATE_HOME".into(), dir.path().into()),
+                    ("HOME".into(), dir.path().into()),
+                ];
                 (
                     dir.path().join(SELF_SIGNED_CERT_FILE),
                     dir.path().join(SELF_SIGNED_KEY_FILE),
                 )
             }
         };
-        let child = command
-            .env_remove("SSTPD_LOG")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().map_err(ScenarioError::Io)?)
-            .stderr(log_file)
-            .spawn()
-            .map_err(ScenarioError::Io)?;
+        let child = launch.spawn(&ns, &log)?;
         let pid = child.id();
         let mut process = SstpdProcess {
             child: Some(child),
@@ -327,10 +365,54 @@ impl SstpdProcess {
             dir,
             log,
             stop_timeout: options.stop_timeout,
+            start_timeout: options.start_timeout,
+            launch,
             ns,
         };
         process.wait_listening(options.start_timeout)?;
         Ok(process)
+    }
+
+    /// Kills sstpd at once (SIGKILL: no Call Disconnect, no accounting
+    /// Stop or Accounting-Off, as a crash) and reaps it; the namespace,
+    /// the TUN device's absence and the directory stay for
+    /// [`restart`](Self::restart).
+    pub fn kill_hard(&mut self) -> Result<ExitStatus, ScenarioError> {
+        let Some(mut child) = self.child.take() else {
+            return Err(ScenarioError::Setup("sstpd was already stopped".into()));
+        };
+        let _ = child.kill();
+        child.wait().map_err(ScenarioError::Io)
+    }
+
+    /// Starts sstpd again, same namespace, configuration and certificate
+    /// (after [`kill_hard`](Self::kill_hard) or a stop), and waits until
+    /// it accepts connections.
+    pub fn restart(&mut self) -> Result<(), ScenarioError> {
+        if self.child.is_some() {
+            return Err(ScenarioError::Setup("sstpd is still running".into()));
+        }
+        let child = self.launch.spawn(&self.ns, &self.log)?;
+        self.pid = child.id();
+        self.child = Some(child);
+        self.wait_listening(self.start_timeout)
+    }
+
+    /// Whether sstpd runs (started and not yet exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_some() && matches!(self.try_wait(), Ok(None))
+    }
+
+    /// Every session the server holds, through its control socket.
+    pub fn sessions(&self) -> Result<Vec<SessionInfo>, ScenarioError> {
+        let socket = self.dir().join(CONTROL_SOCKET);
+        match exchange(&socket, &Request::Sessions, Duration::from_secs(5)) {
+            Ok(Answer::Sessions(list)) => Ok(list.sessions),
+            Ok(other) => Err(ScenarioError::Proc(format!(
+                "the control socket answered {other:?} to sessions"
+            ))),
+            Err(e) => Err(ScenarioError::Proc(e)),
+        }
     }
 
     fn wait_listening(&mut self, timeout: Duration) -> Result<(), ScenarioError> {
@@ -399,6 +481,23 @@ impl SstpdProcess {
             Ok(Answer::Stats(stats)) => Ok(stats),
             Ok(other) => Err(ScenarioError::Proc(format!(
                 "the control socket answered {other:?} to stats"
+            ))),
+            Err(e) => Err(ScenarioError::Proc(e)),
+        }
+    }
+
+    /// `sstpctl drain --over OVER`: the node refuses new connections,
+    /// `/health` answers 503, and its sessions are disconnected spread
+    /// over `over`.
+    pub fn drain(&self, over: Duration) -> Result<(), ScenarioError> {
+        let socket = self.dir().join(CONTROL_SOCKET);
+        let request = Request::Drain {
+            over_ms: Some(over.as_millis() as u64),
+        };
+        match exchange(&socket, &request, Duration::from_secs(5)) {
+            Ok(Answer::Drain(_)) => Ok(()),
+            Ok(other) => Err(ScenarioError::Proc(format!(
+                "the control socket answered {other:?} to drain"
             ))),
             Err(e) => Err(ScenarioError::Proc(e)),
         }
