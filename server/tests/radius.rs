@@ -807,10 +807,13 @@ fn spooled_records_are_replayed_after_a_restart_and_shutdown_sends_every_stop() 
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", radius.log()));
     let id = the_session_id(&records);
-    assert_eq!(kinds(&session_records(&records, &id)), ["Start", "Stop"]);
+    // After Accounting-On a session is replayed as its Stop alone: a Start
+    // sent then would reopen what Accounting-On has just closed. The
+    // superseded Start leaves the spool unsent.
+    assert_eq!(kinds(&session_records(&records, &id)), ["Stop"]);
     assert_eq!(
         server.handle().metrics().count(Event::RadiusAcctReplayed),
-        2
+        1
     );
     assert!(wait_until(Duration::from_secs(5), || {
         server.handle().accounting_spooled() == 0 && spool_files(&state) == 0

@@ -11,7 +11,9 @@
 //! disk when a server acknowledges it. One whose request failed (every
 //! server tried) waits `acct_timeout`, doubling per failure up to
 //! [`MAX_RETRY_DELAY`], and is sent again; records found in the spool at
-//! start are sent after Accounting-On. Accounting-On/Off are not spooled: a
+//! start are sent after Accounting-On, one Stop per session
+//! ([`Replay::after_restart`]: a Start or Interim-Update sent after it
+//! would reopen a session the server has just closed). Accounting-On/Off are not spooled: a
 //! late Accounting-On would make the server close sessions that are up.
 //! [`RadiusService::shutdown`] sends what the workers queued, waits for
 //! the answers, then sends Accounting-Off, within a deadline; what is not
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, Notify};
 
-use super::accounting::{unix_now, AcctKind, AcctRecord};
+use super::accounting::{unix_now, AcctKind, AcctRecord, Replay};
 use super::mapping::{self, DecryptedKeys, NasIdentity};
 use super::spool::{Spool, SpoolId};
 use crate::config::{RadiusSection, RadiusServer};
@@ -292,7 +294,22 @@ impl RadiusService {
         };
         if accounting {
             runner.send_unspooled(AcctRecord::nas(AcctKind::AccountingOn, unix_now()));
-            for (id, record) in recovered.records {
+            let replay = Replay::after_restart(recovered.records);
+            if !replay.superseded.is_empty() {
+                tracing::info!(
+                    superseded = replay.superseded.len(),
+                    "accounting records of the last run replaced by their session's Stop"
+                );
+            }
+            if let Some(spool) = runner.spool.as_mut() {
+                for id in replay.superseded {
+                    if let Err(e) = spool.acknowledge(id) {
+                        metrics.global().event(Event::RadiusAcctSpoolError);
+                        tracing::error!(error = %e, "cannot remove a superseded accounting record");
+                    }
+                }
+            }
+            for (id, record) in replay.send {
                 metrics.global().event(Event::RadiusAcctReplayed);
                 runner.send_acct(PendingAcct {
                     spooled: Some(id),
