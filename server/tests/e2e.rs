@@ -542,6 +542,22 @@ fn the_real_binary_authenticates_eap_mschapv2_clients_and_refuses_wrong_password
     assert!(log.contains("auth_failure_eap_mschapv2"), "log:\n{log}");
 }
 
+/// A configuration file in `dir` for the sstpd binary relaying EAP
+/// (`radius.eap_pass_through`, EAP only) to FreeRADIUS on 127.0.0.1:1812,
+/// with no local users; and the address it listens on.
+fn eap_pass_through_config(dir: &std::path::Path) -> (std::net::SocketAddr, std::path::PathBuf) {
+    let mut config = test_config(dir, SelfSignedKey::EcdsaP256, 2);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.server.listen = vec![addr];
+    config.users.local.clear();
+    let config_path = dir.join("sstpd.toml");
+    let extra = "\n[ppp]\nauth = [\"eap-mschapv2\"]\n\n[users]\nbackends = [\"radius\"]\n\n\
+                 [radius]\neap_pass_through = true\nauth_timeout = \"2s\"\n\n\
+                 [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"testing123\"\n";
+    std::fs::write(&config_path, config_toml(&config, extra)).unwrap();
+    (addr, config_path)
+}
+
 #[test]
 fn the_real_binary_relays_eap_to_freeradius_and_binds_with_its_keys() {
     // radius.eap_pass_through: sstpd relays the client's EAP to
@@ -551,15 +567,7 @@ fn the_real_binary_relays_eap_to_freeradius_and_binds_with_its_keys() {
     // keys matches the one the client derived from its password.
     use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, RadiusUser};
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    config.server.listen = vec![addr];
-    config.users.local.clear();
-    let config_path = dir.path().join("sstpd.toml");
-    let extra = "\n[ppp]\nauth = [\"eap-mschapv2\"]\n\n[users]\nbackends = [\"radius\"]\n\n\
-                 [radius]\neap_pass_through = true\nauth_timeout = \"2s\"\n\n\
-                 [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"testing123\"\n";
-    std::fs::write(&config_path, config_toml(&config, extra)).unwrap();
+    let (addr, config_path) = eap_pass_through_config(dir.path());
     let ns = sstpd::testing::netns::NetNs::new("sstpd-eapr").unwrap();
     let radius = FreeRadius::start_in(
         &ns,
@@ -620,15 +628,7 @@ fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
     use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, PeapCertificates, RadiusUser};
     use sstpd::tls::peap::RustlsPeapConnector;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    config.server.listen = vec![addr];
-    config.users.local.clear();
-    let config_path = dir.path().join("sstpd.toml");
-    let extra = "\n[ppp]\nauth = [\"eap-mschapv2\"]\n\n[users]\nbackends = [\"radius\"]\n\n\
-                 [radius]\neap_pass_through = true\nauth_timeout = \"2s\"\n\n\
-                 [[radius.auth_server]]\naddress = \"127.0.0.1:1812\"\nsecret = \"testing123\"\n";
-    std::fs::write(&config_path, config_toml(&config, extra)).unwrap();
+    let (addr, config_path) = eap_pass_through_config(dir.path());
     let certificates = PeapCertificates::generate("radius.test").unwrap();
     let other_ca = PeapCertificates::generate("radius.test").unwrap().ca_pem;
     let ns = sstpd::testing::netns::NetNs::new("sstpd-peap").unwrap();

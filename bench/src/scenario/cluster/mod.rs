@@ -938,6 +938,16 @@ fn end(mut run: LoadChild, interrupt: &AtomicBool) -> Result<Report, ScenarioErr
     run.wait(interrupt)
 }
 
+/// Sessions the nodes other than `node` held, from per-node lists.
+fn held_by_others(per_node: &[BTreeSet<String>], node: usize) -> u64 {
+    per_node
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != node)
+        .map(|(_, s)| s.len() as u64)
+        .sum()
+}
+
 fn failover(
     cluster: &mut Cluster,
     loads: &mut Loads,
@@ -959,12 +969,7 @@ fn failover(
     let mut facts = FailoverFacts {
         killed_node: name.clone(),
         on_killed_node: before[victim].len() as u64,
-        survivors_before: before
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != victim)
-            .map(|(_, s)| s.len() as u64)
-            .sum(),
+        survivors_before: held_by_others(&before, victim),
         ..FailoverFacts::default()
     };
     let closed_before = cluster.db.accounting(addr)?.closed;
@@ -1064,12 +1069,7 @@ fn drain(
     let mut facts = DrainFacts {
         drained_node: name.clone(),
         on_drained_node: before[target].len() as u64,
-        survivors_before: before
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != target)
-            .map(|(_, s)| s.len() as u64)
-            .sum(),
+        survivors_before: held_by_others(&before, target),
         ..DrainFacts::default()
     };
     let started = Instant::now();
