@@ -397,6 +397,13 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
                 v6.as_ref().map_or(sent[1], |o| o.sent),
             ];
         }
+        if backoff.is_some() && outcome.is_some() && !client.is_closed() && !w.stopped.get() {
+            // The flows ended before the window did: a send was refused
+            // because the server is taking the link down (LCP Terminate)
+            // while the connection is still open. Wait for it to close,
+            // so that the loss is seen now and not at the window's end.
+            until_closed(&client, w.wait_stopped()).await;
+        }
         match outcome {
             Some(outcome) if !client.is_closed() => break outcome,
             _ => {}
