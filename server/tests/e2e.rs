@@ -542,6 +542,22 @@ fn the_real_binary_authenticates_eap_mschapv2_clients_and_refuses_wrong_password
     assert!(log.contains("auth_failure_eap_mschapv2"), "log:\n{log}");
 }
 
+/// The counters of a relayed EAP run in sstpd's log: a challenge, an
+/// accept and a reject from RADIUS, one success and one failure, and no
+/// crypto binding refused.
+fn assert_relayed_eap_counted(log: &str) {
+    for counter in [
+        "radius_challenge",
+        "radius_accept",
+        "radius_reject",
+        "auth_success_eap_mschapv2",
+        "auth_failure_eap_mschapv2",
+    ] {
+        assert!(log.contains(counter), "{counter}; log:\n{log}");
+    }
+    assert!(!log.contains("wrong_mac"), "log:\n{log}");
+}
+
 /// A configuration file in `dir` for the sstpd binary relaying EAP
 /// (`radius.eap_pass_through`, EAP only) to FreeRADIUS on 127.0.0.1:1812,
 /// with no local users; and the address it listens on.
@@ -604,16 +620,7 @@ fn the_real_binary_relays_eap_to_freeradius_and_binds_with_its_keys() {
         "no echo reply through a relayed EAP session; log:\n{log}"
     );
     assert!(matches!(refused, AuthFailure::Rejected { .. }));
-    for counter in [
-        "radius_challenge",
-        "radius_accept",
-        "radius_reject",
-        "auth_success_eap_mschapv2",
-        "auth_failure_eap_mschapv2",
-    ] {
-        assert!(log.contains(counter), "{counter}; log:\n{log}");
-    }
-    assert!(!log.contains("wrong_mac"), "log:\n{log}");
+    assert_relayed_eap_counted(&log);
     // FreeRADIUS ran the method: its log shows the EAP-MSCHAPv2 conversation.
     assert!(radius.log().contains("mschapv2"), "{}", radius.log());
 }
@@ -680,16 +687,7 @@ fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
     assert!(pinged, "no echo reply through a PEAP session; log:\n{log}");
     assert!(matches!(wrong, AuthFailure::Rejected { .. }), "{wrong:?}");
     assert_eq!(untrusted, AuthFailure::ServerNotAuthenticated);
-    for counter in [
-        "radius_challenge",
-        "radius_accept",
-        "radius_reject",
-        "auth_success_eap_mschapv2",
-        "auth_failure_eap_mschapv2",
-    ] {
-        assert!(log.contains(counter), "{counter}; log:\n{log}");
-    }
-    assert!(!log.contains("wrong_mac"), "log:\n{log}");
+    assert_relayed_eap_counted(&log);
     let radius_log = radius.log();
     assert!(radius_log.contains("peap"), "{radius_log}");
     assert!(radius_log.contains("inner-tunnel"), "{radius_log}");
