@@ -266,6 +266,77 @@ fn a_client_spoofing_its_source_gets_nothing_through_with_tun_offload() {
     );
 }
 
+/// Where the kernel refuses `TUNSETOFFLOAD`, `tun.offload = "auto"` falls
+/// back to the plain path: the refusal is counted by its step and the
+/// device carries traffic without virtio-net headers. This kernel takes
+/// the offloads, so a seccomp filter on the server's threads makes that
+/// one ioctl fail with `EINVAL`, as a kernel without TSO on TUN would.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_kernel_refusing_tun_offload_leaves_the_plain_path_carrying_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.tun.offload = TunOffload::Auto;
+    let tun_name = config.tun.name.clone();
+    let server = TestServer::start_after(config, refuse_tunsetoffload_on_this_thread);
+    let addr = server.addr;
+    let answered = server.run_clients(move || async move {
+        let options = mschapv2_options(addr, "alice", "alice-secret");
+        let (client, inbox) = connect(&options).await.unwrap();
+        ping_gateway(&client, &inbox, 10, b"plain path").await
+    });
+    assert!(answered, "the plain path must carry the ping");
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("tunsetoffload"), 1, "{stats}");
+    assert_eq!(stats.event("vnet_hdr"), 0, "{stats}");
+    let link = server
+        .ns
+        .command("ip")
+        .args(["-details", "link", "show", &tun_name])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(link.contains("vnet_hdr off"), "{link}");
+}
+
+/// Installs a seccomp filter on the calling thread (and the threads it
+/// starts afterwards) under which `ioctl(fd, TUNSETOFFLOAD, ...)` fails
+/// with `EINVAL`; every other system call is allowed.
+#[cfg(target_arch = "x86_64")]
+fn refuse_tunsetoffload_on_this_thread() {
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    // struct seccomp_data: nr at 0, arch at 4, args[1]'s low half at 24.
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut program = [
+        op(LD_W_ABS, 0, 0, 4),
+        op(JEQ_K, 0, 5, AUDIT_ARCH_X86_64),
+        op(LD_W_ABS, 0, 0, 0),
+        op(JEQ_K, 0, 3, libc::SYS_ioctl as u32),
+        op(LD_W_ABS, 0, 0, 24),
+        op(JEQ_K, 0, 1, libc::TUNSETOFFLOAD as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EINVAL as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: prctl with the documented arguments; the program outlives
+    // the call, which copies it into the kernel.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let installed = libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        );
+        assert_eq!(installed, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
 fn spoofed_sources_get_nothing_through(offload: TunOffload) -> sstpd::metrics::MetricsSnapshot {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);

@@ -77,6 +77,13 @@ impl TestServer {
     /// IPv6 forwarding on, as deployment.md has it, so clients can reach
     /// each other).
     pub fn start(config: Config) -> TestServer {
+        Self::start_after(config, || {})
+    }
+
+    /// [`TestServer::start`], running `setup` first on the thread that
+    /// starts the server (whose threads inherit what it sets, such as a
+    /// seccomp filter).
+    pub fn start_after(config: Config, setup: impl FnOnce() + Send) -> TestServer {
         let ns = NetNs::new("sstpd-e2e").expect("create namespace");
         let out = ns
             .command("sysctl")
@@ -95,7 +102,10 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let cert_der = std::fs::read(config.tls.certificate.as_ref().unwrap()).unwrap();
         let server = ns
-            .run(move || sstpd::app::start(config))
+            .run(move || {
+                setup();
+                sstpd::app::start(config)
+            })
             .expect("server starts");
         let addr = server.local_addrs()[0];
         TestServer {
