@@ -479,7 +479,7 @@ pub struct TunSection {
     /// One queue per worker (IFF_MULTI_QUEUE). Default true.
     pub multi_queue: bool,
     /// Segmentation offload with the kernel (`IFF_VNET_HDR`, TSO/USO).
-    /// Default "off".
+    /// Default "auto".
     pub offload: TunOffload,
 }
 
@@ -488,11 +488,11 @@ pub struct TunSection {
 #[serde(rename_all = "lowercase")]
 pub enum TunOffload {
     /// One packet per TUN read and write.
-    #[default]
     Off,
     /// Open the queues with `IFF_VNET_HDR` and ask for TSO (and USO where
     /// the kernel has it); where the kernel refuses, carry on as with
     /// `Off` (counted as `tun_offload_fallbacks`).
+    #[default]
     Auto,
 }
 
@@ -511,7 +511,7 @@ impl Default for TunSection {
             name: "sstp0".into(),
             mtu: 1400,
             multi_queue: true,
-            offload: TunOffload::Off,
+            offload: TunOffload::Auto,
         }
     }
 }
