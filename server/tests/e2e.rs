@@ -632,8 +632,9 @@ fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
     // a CA the test generates. Call Connected verifying proves sstpd's
     // HLAK from FreeRADIUS's MS-MPPE keys equals the client's from the TLS
     // exporter; a wrong password and a client trusting another CA fail.
+    use sstpd::proto::auth::EapPeerMethod;
     use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, PeapCertificates, RadiusUser};
-    use sstpd::tls::peap::RustlsPeapConnector;
+    use sstpd::tls::eap::RustlsTunnelConnector;
     let dir = tempfile::tempdir().unwrap();
     let (addr, config_path) = eap_pass_through_config(dir.path());
     let certificates = PeapCertificates::generate("radius.test").unwrap();
@@ -651,9 +652,9 @@ fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
     let peap_options = move |password: &str, ca_pem: &str| {
         let mut options = client_options(addr, "dave", password, TLS, &[AuthProtocol::EapMsChapV2]);
         let connector =
-            RustlsPeapConnector::new(trusting(ca_pem.as_bytes()), "radius.test").unwrap();
+            RustlsTunnelConnector::new(trusting(ca_pem.as_bytes()), "radius.test", None).unwrap();
         let mut ppp = (*options.session.ppp).clone();
-        ppp.auth.eap_peap = Some(connector.into_tunnel());
+        ppp.auth.eap_peer = EapPeerMethod::Peap(connector.into_tunnel());
         options.session.ppp = std::sync::Arc::new(ppp);
         options
     };
