@@ -165,9 +165,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::proto::auth::AuthEvent;
     use crate::proto::auth::tls_framing::testing::{self, eap_request, message};
     use crate::proto::auth::tls_framing::{EapTlsMessage, FLAG_MORE, FLAG_START, MAX_FRAGMENT_LEN};
+    use crate::proto::auth::AuthEvent;
     use crate::testing::tunnel_tls::TransparentConnector;
 
     fn tls_request(identifier: u8, flags: u8, data: &[u8]) -> Vec<u8> {
