@@ -778,7 +778,10 @@ fn the_real_binary_relays_eap_tls_to_freeradius_and_binds_with_its_tls_keys() {
         );
     }
     assert_relayed_eap_counted(&log);
+    // The refusals closed their sessions with the counted reason, and the
+    // server went on to a clean stop.
     assert!(log.contains("auth_failed"), "log:\n{log}");
+    assert!(log.contains("sstpd stopped"), "log:\n{log}");
     let radius_log = radius.log();
     assert!(radius_log.contains("eap_tls"), "{radius_log}");
 }
