@@ -614,6 +614,7 @@ mod outbox;
 pub mod packet;
 pub mod pap;
 pub mod peap;
+mod peap_binding;
 pub mod tls_framing;
 pub mod verify;
 

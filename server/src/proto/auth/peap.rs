@@ -29,8 +29,10 @@
 //!   the authenticator both announced success and proved, through
 //!   MS-CHAPv2's AuthenticatorResponse, that it knows the password; the
 //!   outer EAP-Success is accepted only after that answer ([RFC 3748] 7.2).
-//!   Other TLVs (Crypto-Binding, SoH) are not answered: FreeRADIUS sends
-//!   none, and a server that requires them fails the method.
+//!   A Crypto-Binding TLV with it (Windows NPS sends one; FreeRADIUS does
+//!   not) is checked and answered (`peap_binding`), and the keys
+//!   are then the binding's Compound Session Key's; one that does not
+//!   verify is answered with failure. Other TLVs (SoH) are not answered.
 //! * Keys ([MS-PEAP] 3.1.5.7 for PEAPv0 as FreeRADIUS and Windows run it):
 //!   the MSK is the TLS PRF of the master secret with the label
 //!   `client EAP encryption` over the two randoms, 64 octets: RFC 5705's
@@ -58,6 +60,7 @@ use super::eap::{
 };
 use super::machine::{AuthConfig, AuthEvent, AuthFailure};
 use super::outbox::Outbox;
+use super::peap_binding::{BindingKeys, CRYPTO_BINDING_LEN, CRYPTO_BINDING_TLV};
 use super::tls_framing::{
     rejected, settle_failure, settle_success, EapTlsError, LastAnswer, Received, TlsConversation,
     TlsTunnel,
@@ -99,6 +102,8 @@ pub(crate) struct PeapClient {
     /// The tunnel's refusal (the inner method's, or the Result TLV's),
     /// reported when the EAP-Failure that follows arrives.
     refusal: Option<AuthFailure>,
+    /// The MSK from the Crypto-Binding exchange, when there was one.
+    binding_msk: Option<[u8; 64]>,
 }
 
 impl fmt::Debug for PeapClient {
@@ -130,6 +135,7 @@ impl PeapClient {
             last: LastAnswer::default(),
             result: TunnelResult::Pending,
             refusal: None,
+            binding_msk: None,
         }
     }
 
@@ -177,8 +183,8 @@ impl PeapClient {
             EapPacket::Success { .. } => {
                 // Only after the tunnel's method proved the authenticator.
                 let msk = self
-                    .tunnel
-                    .msk()
+                    .binding_msk
+                    .or(self.tunnel.msk())
                     .filter(|_| self.result == TunnelResult::Succeeded);
                 settle_success(&mut self.outbox, &self.username, msk);
                 Ok(())
@@ -268,17 +274,31 @@ impl PeapClient {
             return Err(EapTlsError::BadInner);
         };
         let status = result_tlv(data).ok_or(EapTlsError::BadInner)?;
-        let proven = self.inner.server_proven() && self.tunnel.msk().is_some();
-        let success = status == RESULT_SUCCESS && proven;
+        let tunnel_key = self.tunnel.msk().filter(|_| self.inner.server_proven());
+        let mut success = status == RESULT_SUCCESS && tunnel_key.is_some();
+        // NPS's Crypto-Binding TLV: answered when it verifies, and then
+        // the keys are the binding's ([MS-PEAP] 3.2.5.3, 3.1.5.7).
+        let mut binding = None;
+        if let (Some(request), Some(tunnel_key), true) =
+            (find_tlv(data, CRYPTO_BINDING_TLV), tunnel_key, success)
+        {
+            let keys = BindingKeys::derive(&tunnel_key, self.inner.keys.as_ref());
+            binding = keys.answer(request);
+            success = binding.is_some();
+            self.binding_msk = binding.map(|_| keys.session_msk());
+        }
         let status = if success {
             RESULT_SUCCESS
         } else {
             RESULT_FAILURE
         };
-        let mut tlv = Vec::with_capacity(6);
+        let mut tlv = Vec::with_capacity(6 + 4 + CRYPTO_BINDING_LEN);
         tlv.extend_from_slice(&RESULT_TLV.to_be_bytes());
         tlv.extend_from_slice(&2u16.to_be_bytes());
         tlv.extend_from_slice(&status.to_be_bytes());
+        if let Some(answer) = binding {
+            tlv.extend_from_slice(&answer);
+        }
         let response = EapPacket::Response {
             identifier,
             kind: TYPE_EXTENSIONS,
@@ -317,14 +337,21 @@ fn status_was_failure(tlvs: &[u8]) -> bool {
 
 /// The Status of the Result TLV among `tlvs` ([MS-PEAP] 2.2.8.1), the
 /// Mandatory bit ignored.
-fn result_tlv(mut tlvs: &[u8]) -> Option<u16> {
+fn result_tlv(tlvs: &[u8]) -> Option<u16> {
+    let status: [u8; 2] = find_tlv(tlvs, RESULT_TLV)?.try_into().ok()?;
+    Some(u16::from_be_bytes(status))
+}
+
+/// The Value of the first TLV of `kind` among `tlvs`, the Mandatory and
+/// Reserved bits ignored; `None` when absent or when the TLVs before it
+/// overrun.
+fn find_tlv(mut tlvs: &[u8], kind: u16) -> Option<&[u8]> {
     while let [t0, t1, l0, l1, rest @ ..] = tlvs {
-        let kind = u16::from_be_bytes([*t0, *t1]) & 0x3fff;
+        let found = u16::from_be_bytes([*t0, *t1]) & 0x3fff;
         let len = usize::from(u16::from_be_bytes([*l0, *l1]));
         let (value, next) = rest.split_at_checked(len)?;
-        if kind == RESULT_TLV & 0x3fff {
-            let status: [u8; 2] = value.try_into().ok()?;
-            return Some(u16::from_be_bytes(status));
+        if found == kind & 0x3fff {
+            return Some(value);
         }
         tlvs = next;
     }
@@ -450,18 +477,26 @@ mod tests {
 
     #[test]
     fn a_result_tlv_claiming_success_without_the_proof_is_answered_with_failure() {
-        let (mut client, _, now) = started();
-        let extensions = eap_request(9, TYPE_EXTENSIONS, &[0x80, 0x03, 0, 2, 0, 1]);
-        client
-            .handle_packet(now, &peap_request(2, 0, &extensions))
-            .unwrap();
-        let answer = sent(&mut client);
-        // The inner Response: Extensions with the Result TLV's failure.
-        assert_eq!(
-            answer[0][6..],
-            [2, 9, 0, 11, TYPE_EXTENSIONS, 0x80, 0x03, 0, 2, 0, 2]
-        );
-        assert_not_authenticated(&mut client);
+        let result = [0x80, 0x03, 0, 2, 0, 1];
+        // Alone, and with a Crypto-Binding TLV as NPS sends it.
+        let mut with_binding = result.to_vec();
+        with_binding.extend_from_slice(&[0, 12, 0, 56]);
+        with_binding.extend_from_slice(&[0; CRYPTO_BINDING_LEN]);
+        for tlvs in [&result[..], &with_binding] {
+            let (mut client, _, now) = started();
+            let extensions = eap_request(9, TYPE_EXTENSIONS, tlvs);
+            client
+                .handle_packet(now, &peap_request(2, 0, &extensions))
+                .unwrap();
+            let answer = sent(&mut client);
+            // The inner Response: Extensions with the Result TLV's
+            // failure, and no Crypto-Binding TLV.
+            assert_eq!(
+                answer[0][6..],
+                [2, 9, 0, 11, TYPE_EXTENSIONS, 0x80, 0x03, 0, 2, 0, 2]
+            );
+            assert_not_authenticated(&mut client);
+        }
     }
 
     #[test]
