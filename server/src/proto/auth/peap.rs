@@ -500,6 +500,89 @@ mod tests {
     }
 
     #[test]
+    fn a_crypto_binding_after_the_inner_proof_is_answered_and_gives_the_keys() {
+        use crate::proto::auth::eap::{MsChapV2Data, TYPE_MSCHAPV2};
+        use crate::proto::auth::mschapv2;
+        let (mut client, _, now) = started();
+        // Phase 2: the inner Challenge, compressed.
+        let challenge = [5u8; 16];
+        let mut inner = vec![TYPE_MSCHAPV2];
+        inner.extend(
+            MsChapV2Data::Challenge {
+                ms_id: 1,
+                challenge,
+                name: b"srv",
+            }
+            .to_vec(),
+        );
+        client
+            .handle_packet(now, &peap_request(2, 0, &inner))
+            .unwrap();
+        let answer = sent(&mut client);
+        let Ok(MsChapV2Data::Response { value, .. }) = MsChapV2Data::parse(&answer[0][7..], false)
+        else {
+            panic!("no MS-CHAPv2 Response");
+        };
+        // The authenticator proves it knows the password.
+        let proof = mschapv2::generate_authenticator_response(
+            &mschapv2::nt_password_hash(b"pw"),
+            &value.nt_response,
+            &value.peer_challenge,
+            &challenge,
+            b"alice",
+        );
+        let message = mschapv2::success_message(&proof, b"ok");
+        let mut inner = vec![TYPE_MSCHAPV2];
+        inner.extend(
+            MsChapV2Data::SuccessRequest {
+                ms_id: 1,
+                message: &message,
+            }
+            .to_vec(),
+        );
+        client
+            .handle_packet(now, &peap_request(3, 0, &inner))
+            .unwrap();
+        let _ = sent(&mut client);
+        // Result success with NPS's Crypto-Binding TLV, MAC'd with the
+        // keys both ends hold.
+        let keys = BindingKeys::derive(&[7; 64], client.inner.keys.as_ref());
+        let mut binding = [0u8; 4 + CRYPTO_BINDING_LEN];
+        binding[..4].copy_from_slice(&[0, 12, 0, 56]);
+        binding[8..40].copy_from_slice(&[9; 32]);
+        let mac = keys.compound_mac(&binding);
+        binding[40..].copy_from_slice(&mac);
+        let mut tlvs = vec![0x80, 0x03, 0, 2, 0, 1];
+        tlvs.extend_from_slice(&binding);
+        let extensions = eap_request(10, TYPE_EXTENSIONS, &tlvs);
+        client
+            .handle_packet(now, &peap_request(4, 0, &extensions))
+            .unwrap();
+        let answer = sent(&mut client);
+        // Our Result success and our Crypto-Binding Response.
+        let tlvs = &answer[0][6 + 5..];
+        assert_eq!(tlvs[..6], [0x80, 0x03, 0, 2, 0, 1]);
+        assert_eq!(tlvs[6..10], [0, 12, 0, 56]);
+        assert_eq!(tlvs[13], 1, "SubType Response");
+        assert_eq!(tlvs[14..46], [9; 32]);
+        let response: [u8; 4 + CRYPTO_BINDING_LEN] = tlvs[6..].try_into().unwrap();
+        assert_eq!(tlvs[46..], keys.compound_mac(&response));
+        // The HLAK is the Compound Session Key's, not the tunnel's.
+        client
+            .handle_packet(now, &EapPacket::Success { identifier: 4 }.to_vec())
+            .unwrap();
+        let session_msk = keys.session_msk();
+        assert_eq!(
+            client.outbox.poll_event(),
+            Some(AuthEvent::Success {
+                username: "alice".into(),
+                hlak: session_msk[..32].try_into().unwrap(),
+                framed_ipv4: None,
+            })
+        );
+    }
+
+    #[test]
     fn a_repeated_request_gets_the_same_response_without_touching_the_tunnel() {
         let (mut client, fed, now) = started();
         // A compressed inner Identity Request.

@@ -74,7 +74,7 @@ impl BindingKeys {
 
     /// The Compound MAC of a Crypto-Binding TLV (`tlv`: its four header
     /// octets and 56 of Value; its MAC field is ignored).
-    fn compound_mac(&self, tlv: &[u8; 4 + CRYPTO_BINDING_LEN]) -> [u8; 20] {
+    pub(crate) fn compound_mac(&self, tlv: &[u8; 4 + CRYPTO_BINDING_LEN]) -> [u8; 20] {
         let mut zeroed = *tlv;
         zeroed[40..].fill(0);
         let mut mac =
