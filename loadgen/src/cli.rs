@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sstpd::config::TlsVersion;
-use sstpd::proto::auth::peap::PeapTunnel;
-use sstpd::proto::auth::AuthProtocol;
-use sstpd::tls::client::ServerVerification;
-use sstpd::tls::peap::RustlsPeapConnector;
+use sstpd::proto::auth::{AuthProtocol, EapPeerMethod};
+use sstpd::tls::client::{ClientCertificate, ServerVerification};
+use sstpd::tls::eap::RustlsTunnelConnector;
 
 use crate::backoff::ReconnectPolicy;
 use crate::config::{
-    parse_auth_methods, parse_duration, Credentials, Direction, FailureLimit, Family, LoadConfig,
-    Mode, Pinning, SourceRange, TunNames, DEFAULT_PEER_PORT,
+    parse_auth_methods, parse_duration, Credentials, Direction, EapKind, FailureLimit, Family,
+    LoadConfig, Mode, Pinning, SourceRange, TunNames, DEFAULT_PEER_PORT,
 };
 use crate::peer::PeerConfig;
 
@@ -214,11 +213,13 @@ pub struct CommonArgs {
     pub credentials: Option<PathBuf>,
     /// Authentication methods in order of preference: mschapv2,
     /// eap-mschapv2, peap (EAP with PEAPv0/EAP-MSCHAPv2 through the
-    /// server's RADIUS; needs --eap-ca or --eap-insecure), chap-md5, pap.
+    /// server's RADIUS; needs --eap-ca or --eap-insecure), eap-tls (EAP-TLS
+    /// through the server's RADIUS; also needs --eap-cert and --eap-key),
+    /// chap-md5, pap.
     #[arg(long, default_value = "mschapv2,chap-md5,pap", value_parser = parse_auth, help_heading = "Credentials")]
     pub auth: AuthList,
-    /// PEAP: verify the RADIUS server's certificate against these CA
-    /// certificates (PEM), for the name --eap-server-name.
+    /// PEAP, EAP-TLS: verify the RADIUS server's certificate against
+    /// these CA certificates (PEM), for the name --eap-server-name.
     #[arg(
         long,
         value_name = "FILE",
@@ -227,13 +228,30 @@ pub struct CommonArgs {
         requires = "eap_server_name"
     )]
     pub eap_ca: Option<PathBuf>,
-    /// PEAP: the name the RADIUS server's certificate must carry.
+    /// PEAP, EAP-TLS: the name the RADIUS server's certificate must carry.
     #[arg(long, value_name = "NAME", help_heading = "Credentials")]
     pub eap_server_name: Option<String>,
-    /// PEAP: accept any RADIUS server certificate (benchmarking against
-    /// self-signed servers; the keys are still the TLS exporter's).
+    /// PEAP, EAP-TLS: accept any RADIUS server certificate (benchmarking
+    /// against self-signed servers; the keys are still the TLS exporter's).
     #[arg(long, help_heading = "Credentials")]
     pub eap_insecure: bool,
+    /// EAP-TLS: the client certificate chain (PEM, leaf first) every
+    /// session presents; its name is usually the --user name.
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Credentials",
+        requires = "eap_key"
+    )]
+    pub eap_cert: Option<PathBuf>,
+    /// EAP-TLS: the client certificate's private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Credentials",
+        requires = "eap_cert"
+    )]
+    pub eap_key: Option<PathBuf>,
     /// Also negotiate IPv6CP, as Windows does.
     #[arg(long, help_heading = "Credentials")]
     pub ipv6cp: bool,
@@ -340,13 +358,13 @@ pub struct Outputs {
     pub progress: bool,
 }
 
-/// `--auth mschapv2,pap` (or `eap-mschapv2`, `peap`): methods in order
-/// of preference, and whether EAP runs PEAP.
+/// `--auth mschapv2,pap` (or `eap-mschapv2`, `peap`, `eap-tls`): methods
+/// in order of preference, and the EAP method.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthList(pub Vec<AuthProtocol>, pub bool);
+pub struct AuthList(pub Vec<AuthProtocol>, pub EapKind);
 
 fn parse_auth(s: &str) -> Result<AuthList, String> {
-    parse_auth_methods(s).map(|(list, peap)| AuthList(list, peap))
+    parse_auth_methods(s).map(|(list, eap)| AuthList(list, eap))
 }
 
 fn parse_family(s: &str) -> Result<Family, String> {
@@ -429,14 +447,26 @@ impl Command {
 }
 
 impl CommonArgs {
-    /// `--auth peap`: the TLS tunnels' settings.
-    fn eap_peap(&self) -> Result<Option<PeapTunnel>, String> {
-        let peap = self.auth.1;
-        if !peap {
-            if self.eap_ca.is_some() || self.eap_insecure {
-                return Err("--eap-ca and --eap-insecure are for --auth peap".into());
+    /// `--auth peap`, `--auth eap-tls`: the EAP method with its TLS
+    /// settings.
+    fn eap_peer(&self) -> Result<EapPeerMethod, String> {
+        let kind = self.auth.1;
+        let certificate = match (kind, &self.eap_cert, &self.eap_key) {
+            (EapKind::Tls, Some(cert), Some(key)) => Some(
+                ClientCertificate::from_pem_files(cert, key)
+                    .map_err(|e| format!("--eap-cert/--eap-key: {e}"))?,
+            ),
+            (EapKind::Tls, _, _) => {
+                return Err("--auth eap-tls needs --eap-cert FILE and --eap-key FILE".into())
             }
-            return Ok(None);
+            (_, None, None) => None,
+            _ => return Err("--eap-cert and --eap-key are for --auth eap-tls".into()),
+        };
+        if kind == EapKind::MsChapV2 {
+            if self.eap_ca.is_some() || self.eap_insecure {
+                return Err("--eap-ca and --eap-insecure are for --auth peap or eap-tls".into());
+            }
+            return Ok(EapPeerMethod::MsChapV2);
         }
         let (verification, name) = match (&self.eap_ca, self.eap_insecure) {
             (Some(ca), false) => (
@@ -451,15 +481,19 @@ impl CommonArgs {
             ),
             _ => {
                 return Err(
-                    "--auth peap needs --eap-ca FILE (with --eap-server-name NAME) \
+                    "--auth peap and eap-tls need --eap-ca FILE (with --eap-server-name NAME) \
                      to verify the RADIUS server, or --eap-insecure"
                         .into(),
                 )
             }
         };
-        RustlsPeapConnector::new(verification, &name)
-            .map(|connector| Some(connector.into_tunnel()))
-            .map_err(|e| format!("--eap-ca: {e}"))
+        let tunnel = RustlsTunnelConnector::new(verification, &name, certificate)
+            .map(RustlsTunnelConnector::into_tunnel)
+            .map_err(|e| format!("--eap-ca: {e}"))?;
+        Ok(match kind {
+            EapKind::Tls => EapPeerMethod::Tls(tunnel),
+            _ => EapPeerMethod::Peap(tunnel),
+        })
     }
 
     pub fn to_config(&self, mode: Mode) -> Result<(LoadConfig, Outputs), String> {
@@ -486,7 +520,7 @@ impl CommonArgs {
         config.verification = verification;
         config.tls_versions = (self.tls_min, self.tls_max);
         config.auth = self.auth.0.clone();
-        config.eap_peap = self.eap_peap()?;
+        config.eap_peer = self.eap_peer()?;
         config.ipv6cp = self.ipv6cp;
         config.family = if self.ipv6 { Family::V6 } else { self.family };
         config.to6 = self.to6;
@@ -663,15 +697,19 @@ mod tests {
         let base = "sstp-loadgen echo --target 127.0.0.1:443 --insecure --user u --password p";
         let (c, _) = parse(&format!("{base} --auth peap --eap-insecure")).unwrap();
         assert_eq!(c.auth, [AuthProtocol::EapMsChapV2]);
-        assert!(c.eap_peap.is_some());
+        assert!(matches!(c.eap_peer, EapPeerMethod::Peap(_)));
         let (c, _) = parse(&format!("{base} --auth eap-mschapv2")).unwrap();
-        assert!(c.eap_peap.is_none());
+        assert_eq!(c.eap_peer, EapPeerMethod::MsChapV2);
         for wrong in [
             format!("{base} --auth peap"),
             format!("{base} --auth peap --eap-ca /nonexistent.pem --eap-server-name r"),
             format!("{base} --auth peap --eap-ca ca.pem"),
             format!("{base} --auth peap --eap-insecure --eap-ca ca.pem --eap-server-name r"),
             format!("{base} --auth mschapv2 --eap-insecure"),
+            format!("{base} --auth eap-tls --eap-insecure"),
+            format!("{base} --auth eap-tls --eap-insecure --eap-cert c.pem"),
+            format!("{base} --auth eap-tls --eap-insecure --eap-cert /nonexistent --eap-key k"),
+            format!("{base} --auth peap --eap-insecure --eap-cert c.pem --eap-key k.pem"),
         ] {
             assert!(parse(&wrong).is_err(), "{wrong}");
         }

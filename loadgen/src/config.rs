@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use sstpd::config::TlsVersion;
-use sstpd::proto::auth::peap::PeapTunnel;
-use sstpd::proto::auth::AuthProtocol;
+use sstpd::proto::auth::{AuthProtocol, EapPeerMethod};
 use sstpd::tls::client::ServerVerification;
 
 use crate::backoff::ReconnectPolicy;
@@ -443,10 +442,11 @@ pub struct LoadConfig {
     pub credentials: Credentials,
     /// Authentication methods, most preferred first.
     pub auth: Vec<AuthProtocol>,
-    /// `--auth peap`: EAP runs PEAPv0 with EAP-MSCHAPv2 inside, its TLS
-    /// tunnels started here (verifying the RADIUS server's certificate as
-    /// `--eap-ca`/`--eap-insecure` say), instead of EAP-MSCHAPv2.
-    pub eap_peap: Option<PeapTunnel>,
+    /// The EAP method: EAP-MSCHAPv2, or (`--auth peap`, `--auth eap-tls`)
+    /// PEAPv0 or EAP-TLS with their TLS started here (verifying the
+    /// RADIUS server's certificate as `--eap-ca`/`--eap-insecure` say;
+    /// EAP-TLS presenting `--eap-cert`).
+    pub eap_peer: EapPeerMethod,
     /// Also negotiate IPv6CP (as Windows does); off by default, implied
     /// by a `family` with IPv6.
     pub ipv6cp: bool,
@@ -510,7 +510,7 @@ impl LoadConfig {
                 AuthProtocol::ChapMd5,
                 AuthProtocol::Pap,
             ],
-            eap_peap: None,
+            eap_peer: EapPeerMethod::MsChapV2,
             ipv6cp: false,
             family: Family::V4,
             to6: None,
@@ -657,30 +657,45 @@ pub fn parse_auth_list(s: &str) -> Result<Vec<AuthProtocol>, String> {
     parse_auth_methods(s).map(|(list, _)| list)
 }
 
-/// [`parse_auth_list`], also taking `peap`: EAP (in the list's place)
-/// with PEAP as its method, which the `bool` says. `peap` and
-/// `eap-mschapv2` are both EAP to LCP, so one list names one of them.
-pub fn parse_auth_methods(s: &str) -> Result<(Vec<AuthProtocol>, bool), String> {
+/// The EAP method an `--auth` list names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EapKind {
+    /// `eap-mschapv2` (or no EAP at all).
+    #[default]
+    MsChapV2,
+    /// `peap`: PEAPv0 with EAP-MSCHAPv2 inside.
+    Peap,
+    /// `eap-tls`: EAP-TLS with a client certificate.
+    Tls,
+}
+
+/// [`parse_auth_list`], also taking `peap` and `eap-tls`: EAP (in the
+/// list's place) with that method, which the [`EapKind`] says. They and
+/// `eap-mschapv2` are all EAP to LCP, so one list names one of them.
+pub fn parse_auth_methods(s: &str) -> Result<(Vec<AuthProtocol>, EapKind), String> {
     let mut list = Vec::new();
-    let mut peap = false;
-    let mut eap_mschapv2 = false;
+    let mut eap_kinds = Vec::new();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let method = match name.to_ascii_lowercase().as_str() {
             "mschapv2" | "ms-chapv2" | "mschap-v2" => AuthProtocol::MsChapV2,
             "eap-mschapv2" => {
-                eap_mschapv2 = true;
+                eap_kinds.push(EapKind::MsChapV2);
                 AuthProtocol::EapMsChapV2
             }
             "peap" => {
-                peap = true;
+                eap_kinds.push(EapKind::Peap);
+                AuthProtocol::EapMsChapV2
+            }
+            "eap-tls" => {
+                eap_kinds.push(EapKind::Tls);
                 AuthProtocol::EapMsChapV2
             }
             "chap-md5" | "chap" | "md5" => AuthProtocol::ChapMd5,
             "pap" => AuthProtocol::Pap,
             _ => {
                 return Err(format!(
-                    "{name:?}: unknown method (mschapv2, eap-mschapv2, peap, chap-md5, pap)"
-                ))
+                "{name:?}: unknown method (mschapv2, eap-mschapv2, peap, eap-tls, chap-md5, pap)"
+            ))
             }
         };
         if !list.contains(&method) {
@@ -690,10 +705,11 @@ pub fn parse_auth_methods(s: &str) -> Result<(Vec<AuthProtocol>, bool), String> 
     if list.is_empty() {
         return Err("empty list".into());
     }
-    if peap && eap_mschapv2 {
-        return Err("peap and eap-mschapv2 are both EAP: name one".into());
+    eap_kinds.dedup();
+    if eap_kinds.len() > 1 {
+        return Err("eap-mschapv2, peap and eap-tls are all EAP: name one".into());
     }
-    Ok((list, peap))
+    Ok((list, eap_kinds.first().copied().unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -786,11 +802,19 @@ mod tests {
             parse_auth_methods("peap,mschapv2").unwrap(),
             (
                 vec![AuthProtocol::EapMsChapV2, AuthProtocol::MsChapV2],
-                true
+                EapKind::Peap
             )
         );
-        assert!(!parse_auth_methods("eap-mschapv2").unwrap().1);
+        assert_eq!(
+            parse_auth_methods("eap-tls").unwrap(),
+            (vec![AuthProtocol::EapMsChapV2], EapKind::Tls)
+        );
+        assert_eq!(
+            parse_auth_methods("eap-mschapv2").unwrap().1,
+            EapKind::MsChapV2
+        );
         assert!(parse_auth_methods("peap,eap-mschapv2").is_err());
+        assert!(parse_auth_methods("eap-tls,peap").is_err());
         assert!(parse_auth_list(",").is_err());
     }
 

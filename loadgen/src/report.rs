@@ -492,7 +492,7 @@ impl Report {
                     .auth
                     .iter()
                     .map(|a| match a {
-                        AuthProtocol::EapMsChapV2 if config.eap_peap.is_some() => "peap".into(),
+                        AuthProtocol::EapMsChapV2 => config.eap_peer.as_str().into(),
                         a => a.as_str().to_string(),
                     })
                     .collect(),

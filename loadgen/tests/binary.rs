@@ -330,16 +330,41 @@ fn eap_mschapv2_sessions_come_up_and_a_wrong_password_is_an_auth_failure() {
     assert_eq!(stats.event("auth_failure_eap_mschapv2"), 6, "{stats}");
 }
 
-#[test]
-fn peap_sessions_bind_with_freeradius_keys_and_a_wrong_password_or_ca_fails() {
-    // sstpd relays EAP (radius.eap_pass_through) to FreeRADIUS, which
-    // terminates PEAPv0 with EAP-MSCHAPv2 inside; the loadgen runs the
-    // client side with --auth peap. Sessions reaching Call Connected with
-    // a verified crypto binding prove that sstpd's HLAK from FreeRADIUS's
-    // MS-MPPE keys equals the loadgen's from the TLS exporter.
+/// Two sessions of `auth` came up, passed traffic (the loadgen's JSON
+/// report at `json_path`) and bound with matching keys (sstpd's
+/// counters, which it returns).
+fn assert_two_sessions_bound(
+    server: &Harness,
+    json_path: impl AsRef<Path>,
+    auth: &str,
+) -> sstpd::metrics::MetricsSnapshot {
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
+    assert_eq!(json["sessions"]["established"], 2);
+    assert_eq!(json["config"]["auth"][0], auth);
+    assert!(json["rtt"]["count"].as_u64().unwrap() > 0);
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("auth_success_eap_mschapv2"), 2, "{stats}");
+    assert_eq!(stats.event("crypto_binding_sha256"), 2, "{stats}");
+    assert_eq!(stats.event("wrong_mac"), 0, "{stats}");
+    stats
+}
+
+/// A half-second run with `args` that brings no session up: the loadgen
+/// exits 1 and reports `auth_failed`; sstpd's counters after it.
+fn assert_refused(server: &Harness, mut args: Vec<String>) -> sstpd::metrics::MetricsSnapshot {
+    args.extend(["--duration", "500ms"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = loadgen(server, &args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("auth_failed"));
+    server.handle().metrics()
+}
+
+/// sstpd with EAP only, relayed (radius.eap_pass_through) to a RADIUS
+/// server on 127.0.0.1:1812 of its namespace.
+fn eap_pass_through_server() -> Harness {
     use sstpd::config::{RadiusServer, Secret, UserBackend};
-    use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, PeapCertificates, RadiusUser};
-    let server = server_with(|config| {
+    server_with(|config| {
         config.ppp.auth = vec![sstpd::proto::auth::AuthProtocol::EapMsChapV2];
         config.users.backends = vec![UserBackend::Radius];
         config.radius.auth_server = vec![RadiusServer {
@@ -348,7 +373,91 @@ fn peap_sessions_bind_with_freeradius_keys_and_a_wrong_password_or_ca_fails() {
         }];
         config.radius.eap_pass_through = true;
         config.radius.auth_timeout = Duration::from_secs(2);
-    });
+    })
+}
+
+#[test]
+fn eap_tls_sessions_bind_with_freeradius_keys_and_a_certificate_of_another_ca_fails() {
+    // sstpd relays EAP (radius.eap_pass_through) to FreeRADIUS, which
+    // terminates EAP-TLS and checks the client certificate (its CA, its
+    // issuer, its CN against the identity); the loadgen presents one with
+    // --auth eap-tls. Sessions reaching Call Connected with a verified
+    // crypto binding prove that sstpd's HLAK from FreeRADIUS's MS-MPPE
+    // keys equals the loadgen's from the TLS exporter.
+    use sstpd::testing::freeradius::{EapTlsCertificates, FreeRadius, FreeRadiusConfig};
+    let server = eap_pass_through_server();
+    let certificates = EapTlsCertificates::generate("radius.test", "erin").unwrap();
+    let radius = FreeRadius::start_in(
+        &server.ns,
+        &FreeRadiusConfig {
+            eap_tls: Some(certificates.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts with EAP-TLS");
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, contents: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ca = write("radius-ca.pem", &certificates.server.ca_pem);
+    let cert = write("erin.pem", &certificates.client_cert_pem);
+    let key = write("erin.key", &certificates.client_key_pem);
+    let other = EapTlsCertificates::generate("radius.test", "erin").unwrap();
+    let other_cert = write("other.pem", &other.client_cert_pem);
+    let other_key = write("other.key", &other.client_key_pem);
+    let json_path = write("eap-tls.json", "");
+    let eap_tls = |cert: &str, key: &str| {
+        [
+            "--auth",
+            "eap-tls",
+            "--eap-cert",
+            cert,
+            "--eap-key",
+            key,
+            "--eap-ca",
+            &ca,
+            "--eap-server-name",
+            "radius.test",
+            "--user",
+            "erin",
+            "--password",
+            "unused",
+            "--sessions",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut args = eap_tls(&cert, &key);
+    args.extend(["--pps", "10", "--duration", "1s", "--json", &json_path].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = loadgen(&server, &args);
+    assert!(out.status.success(), "{out:?}\nradius:\n{}", radius.log());
+    let stats = assert_two_sessions_bound(&server, &json_path, "eap-tls");
+    // Four Access-Challenges a session with these one-certificate ECDSA
+    // chains (Start, the server's flight in two fragments of FreeRADIUS's
+    // 1024 octets, its Finished): far inside the relay's 50 rounds.
+    assert_eq!(stats.event("radius_challenge"), 2 * 4, "{stats}");
+    assert!(radius.log().contains("eap_tls"));
+
+    // A certificate from another CA: FreeRADIUS refuses it, sstpd relays
+    // the EAP-Failure and counts it; nothing more comes up.
+    let stats = assert_refused(&server, eap_tls(&other_cert, &other_key));
+    assert!(stats.event("auth_failure_eap_mschapv2") >= 2, "{stats}");
+    assert_eq!(stats.event("auth_success_eap_mschapv2"), 2, "{stats}");
+}
+
+#[test]
+fn peap_sessions_bind_with_freeradius_keys_and_a_wrong_password_or_ca_fails() {
+    // sstpd relays EAP (radius.eap_pass_through) to FreeRADIUS, which
+    // terminates PEAPv0 with EAP-MSCHAPv2 inside; the loadgen runs the
+    // client side with --auth peap. Sessions reaching Call Connected with
+    // a verified crypto binding prove that sstpd's HLAK from FreeRADIUS's
+    // MS-MPPE keys equals the loadgen's from the TLS exporter.
+    use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, PeapCertificates, RadiusUser};
+    let server = eap_pass_through_server();
     let certificates = PeapCertificates::generate("radius.test").unwrap();
     let radius = FreeRadius::start_in(
         &server.ns,
@@ -388,14 +497,7 @@ fn peap_sessions_bind_with_freeradius_keys_and_a_wrong_password_or_ca_fails() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = loadgen(&server, &args);
     assert!(out.status.success(), "{out:?}\nradius:\n{}", radius.log());
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
-    assert_eq!(json["sessions"]["established"], 2);
-    assert_eq!(json["config"]["auth"][0], "peap");
-    assert!(json["rtt"]["count"].as_u64().unwrap() > 0);
-    let stats = server.handle().metrics();
-    assert_eq!(stats.event("auth_success_eap_mschapv2"), 2, "{stats}");
-    assert_eq!(stats.event("crypto_binding_sha256"), 2, "{stats}");
-    assert_eq!(stats.event("wrong_mac"), 0, "{stats}");
+    let stats = assert_two_sessions_bound(&server, &json_path, "peap");
     // Seven Access-Challenges a session with this two-certificate ECDSA
     // chain (Start, the server's flight, Finished, inner Identity,
     // Challenge, Success, Result TLV): far inside the relay's 50 rounds.
@@ -404,13 +506,7 @@ fn peap_sessions_bind_with_freeradius_keys_and_a_wrong_password_or_ca_fails() {
 
     // A wrong password: FreeRADIUS's inner method refuses, sstpd relays
     // the EAP-Failure and counts it.
-    let mut args = peap(&ca, "wrong");
-    args.extend(["--duration", "500ms"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = loadgen(&server, &args);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("auth_failed"));
-    let stats = server.handle().metrics();
+    let stats = assert_refused(&server, peap(&ca, "wrong"));
     assert!(stats.event("auth_failure_eap_mschapv2") >= 2, "{stats}");
 
     // A loadgen trusting another CA refuses FreeRADIUS's certificate: no

@@ -703,8 +703,9 @@ fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
     // a CA the test generates. Call Connected verifying proves sstpd's
     // HLAK from FreeRADIUS's MS-MPPE keys equals the client's from the TLS
     // exporter; a wrong password and a client trusting another CA fail.
+    use sstpd::proto::auth::EapPeerMethod;
     use sstpd::testing::freeradius::{FreeRadius, FreeRadiusConfig, PeapCertificates, RadiusUser};
-    use sstpd::tls::peap::RustlsPeapConnector;
+    use sstpd::tls::eap::RustlsTunnelConnector;
     let dir = tempfile::tempdir().unwrap();
     let (addr, config_path) = eap_pass_through_config(dir.path());
     let certificates = PeapCertificates::generate("radius.test").unwrap();
@@ -722,9 +723,9 @@ fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
     let peap_options = move |password: &str, ca_pem: &str| {
         let mut options = client_options(addr, "dave", password, TLS, &[AuthProtocol::EapMsChapV2]);
         let connector =
-            RustlsPeapConnector::new(trusting(ca_pem.as_bytes()), "radius.test").unwrap();
+            RustlsTunnelConnector::new(trusting(ca_pem.as_bytes()), "radius.test", None).unwrap();
         let mut ppp = (*options.session.ppp).clone();
-        ppp.auth.eap_peap = Some(connector.into_tunnel());
+        ppp.auth.eap_peer = EapPeerMethod::Peap(connector.into_tunnel());
         options.session.ppp = std::sync::Arc::new(ppp);
         options
     };
@@ -762,6 +763,98 @@ fn the_real_binary_relays_peap_to_freeradius_and_binds_with_its_tls_keys() {
     let radius_log = radius.log();
     assert!(radius_log.contains("peap"), "{radius_log}");
     assert!(radius_log.contains("inner-tunnel"), "{radius_log}");
+}
+
+#[test]
+fn the_real_binary_relays_eap_tls_to_freeradius_and_binds_with_its_tls_keys() {
+    // radius.eap_pass_through with FreeRADIUS terminating EAP-TLS: the
+    // client presents a certificate from the CA FreeRADIUS trusts, named
+    // as its identity (check_cert_issuer, check_cert_cn). Call Connected
+    // verifying proves sstpd's HLAK from FreeRADIUS's MS-MPPE keys equals
+    // the client's from the TLS exporter; a certificate from another CA,
+    // and one naming someone else, are refused with EAP-Failure.
+    use sstpd::proto::auth::EapPeerMethod;
+    use sstpd::testing::freeradius::{EapTlsCertificates, FreeRadius, FreeRadiusConfig};
+    use sstpd::tls::client::ClientCertificate;
+    use sstpd::tls::eap::RustlsTunnelConnector;
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, config_path) = eap_pass_through_config(dir.path());
+    let certificates = EapTlsCertificates::generate("radius.test", "erin").unwrap();
+    let other_ca = EapTlsCertificates::generate("radius.test", "erin").unwrap();
+    let ns = sstpd::testing::netns::NetNs::new("sstpd-eaptls").unwrap();
+    let radius = FreeRadius::start_in(
+        &ns,
+        &FreeRadiusConfig {
+            eap_tls: Some(certificates.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("FreeRADIUS starts with EAP-TLS");
+    let ca = certificates.server.ca_pem.clone();
+    let eap_tls_options = move |user: &str, client: &EapTlsCertificates| {
+        let mut options = client_options(addr, user, "unused", TLS, &[AuthProtocol::EapMsChapV2]);
+        let certificate = ClientCertificate::from_pem(
+            client.client_cert_pem.as_bytes(),
+            client.client_key_pem.as_bytes(),
+        )
+        .unwrap();
+        let connector =
+            RustlsTunnelConnector::new(trusting(ca.as_bytes()), "radius.test", Some(certificate))
+                .unwrap();
+        let mut ppp = (*options.session.ppp).clone();
+        ppp.auth.eap_peer = EapPeerMethod::Tls(connector.into_tunnel());
+        options.session.ppp = std::sync::Arc::new(ppp);
+        options
+    };
+    let refused = |outcome: Result<_, ConnectError>, case: &str| match outcome {
+        Err(ConnectError::Closed(CloseReason::Ppp(PppCloseReason::AuthFailed(failure)))) => {
+            Ok(failure)
+        }
+        Err(other) => Err(format!("{case} ended with {other}")),
+        Ok(_) => Err(format!("{case} connected")),
+    };
+    let (outcome, log) = with_binary(&ns, &config_path, move || {
+        tokio_uring::start(async move {
+            let (client, inbox) = connect_once_listening(&eap_tls_options("erin", &certificates))
+                .await
+                .map_err(|e| format!("erin: {e}"))?;
+            let pinged = ping_gateway(&client, &inbox, 1, b"eap-tls-radius").await;
+            client.close(Duration::from_secs(5)).await;
+            let untrusted = refused(
+                connect(&eap_tls_options("erin", &other_ca))
+                    .await
+                    .map(|_| ()),
+                "a certificate from another CA",
+            )?;
+            let misnamed = refused(
+                connect(&eap_tls_options("mallory", &certificates))
+                    .await
+                    .map(|_| ()),
+                "a certificate naming someone else",
+            )?;
+            Ok::<_, String>((pinged, untrusted, misnamed))
+        })
+    });
+    let (pinged, untrusted, misnamed) =
+        outcome.unwrap_or_else(|e| panic!("{e}; log:\n{log}\nradius:\n{}", radius.log()));
+    assert!(
+        pinged,
+        "no echo reply through an EAP-TLS session; log:\n{log}"
+    );
+    for failure in [untrusted, misnamed] {
+        assert!(
+            matches!(failure, AuthFailure::Rejected { .. }),
+            "{failure:?}; radius:\n{}",
+            radius.log()
+        );
+    }
+    assert_relayed_eap_counted(&log);
+    // The refusals closed their sessions with the counted reason, and the
+    // server went on to a clean stop.
+    assert!(log.contains("auth_failed"), "log:\n{log}");
+    assert!(log.contains("sstpd stopped"), "log:\n{log}");
+    let radius_log = radius.log();
+    assert!(radius_log.contains("eap_tls"), "{radius_log}");
 }
 
 /// Runs the sstpd binary with `config_path` in `ns` while `clients` run

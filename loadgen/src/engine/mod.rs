@@ -165,7 +165,7 @@ pub fn client_session_config(config: &LoadConfig) -> SessionConfig {
         },
         ..PppConfig::default()
     };
-    ppp.auth.eap_peap = config.eap_peap.clone();
+    ppp.auth.eap_peer = config.eap_peer.clone();
     SessionConfig::new(sstp, ppp)
 }
 

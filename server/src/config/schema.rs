@@ -343,7 +343,7 @@ impl PppSection {
             max_attempts: self.auth_max_attempts,
             phase_timeout: self.auth_timeout,
             eap_relay: false,
-            eap_peap: None,
+            eap_peer: crate::proto::auth::EapPeerMethod::MsChapV2,
         }
     }
 }

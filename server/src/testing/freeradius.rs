@@ -50,7 +50,9 @@
 //! * Accounting: every Accounting-Request is written to one detail file,
 //!   `DIR/detail` ([`FreeRadius::detail_records`]), then answered.
 //! * EAP: [`FreeRadiusConfig::eap`] loads the `eap` module running
-//!   EAP-MSCHAPv2; [`FreeRadiusConfig::peap`] runs PEAPv0 instead, with
+//!   EAP-MSCHAPv2; [`FreeRadiusConfig::eap_tls`] runs EAP-TLS, checking
+//!   client certificates ([`EapTlsCertificates::generate`]);
+//!   [`FreeRadiusConfig::peap`] runs PEAPv0, with
 //!   certificates the test generates ([`PeapCertificates::generate`]) and
 //!   phase 2 EAP-MSCHAPv2 in an `inner-tunnel` virtual server.
 //! * More: [`FreeRadiusConfig::site`] adds modules and section entries in
@@ -358,6 +360,15 @@ pub struct FreeRadiusConfig {
     /// runs EAP-MSCHAPv2 in an `inner-tunnel` virtual server (`mschap`,
     /// `eap`, `files`: the same users). None by default.
     pub peap: Option<PeapCertificates>,
+    /// EAP-TLS: the `eap` module (loaded whatever [`Self::eap`] says) gets
+    /// a `tls` method with these certificates in `tls-config tls-common`
+    /// (TLS 1.2 only, no session cache), checking the client certificate
+    /// as a deployment would: signed by the CA (`ca_file`), issued by it
+    /// (`check_cert_issuer`) and naming the EAP identity
+    /// (`check_cert_cn = %{User-Name}`). `default_eap_type = tls`; with
+    /// [`Self::peap`] too, these certificates serve both and a PEAP peer
+    /// Naks its way to PEAP. None by default.
+    pub eap_tls: Option<EapTlsCertificates>,
     /// More modules and site sections, in FreeRADIUS's syntax (none by
     /// default): e.g. `sql` and `sqlippool` for a shared address pool.
     pub site: SiteExtra,
@@ -383,11 +394,20 @@ impl PeapCertificates {
     /// A fresh ECDSA P-256 CA and a server certificate for `server_name`
     /// (subjectAltName and CN), signed by it, for TLS server use.
     pub fn generate(server_name: &str) -> Result<Self, rcgen::Error> {
+        Self::generate_with_issuer(server_name, "sstpd test PEAP CA").map(|(pki, _)| pki)
+    }
+
+    /// [`Self::generate`] with the CA named `ca_name`, also giving the
+    /// CA's issuer for signing more certificates.
+    fn generate_with_issuer(
+        server_name: &str,
+        ca_name: &str,
+    ) -> Result<(Self, rcgen::Issuer<'static, rcgen::KeyPair>), rcgen::Error> {
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "sstpd test PEAP CA");
+            .push(rcgen::DnType::CommonName, ca_name);
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         ca_params.key_usages = vec![
             rcgen::KeyUsagePurpose::KeyCertSign,
@@ -402,10 +422,52 @@ impl PeapCertificates {
             .push(rcgen::DnType::CommonName, server_name);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &issuer)?;
-        Ok(PeapCertificates {
+        let pki = PeapCertificates {
             ca_pem: ca.pem(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+        };
+        Ok((pki, issuer))
+    }
+}
+
+/// The certificates of an EAP-TLS deployment, PEM: the CA, the RADIUS
+/// server's certificate and a client certificate, both signed by the CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EapTlsCertificates {
+    /// The CA and the server's certificate and key.
+    pub server: PeapCertificates,
+    /// The client's certificate (CN: the identity it logs in with).
+    pub client_cert_pem: String,
+    /// The client's private key (PKCS#8).
+    pub client_key_pem: String,
+}
+
+/// The CN of the CA [`EapTlsCertificates::generate`] makes; FreeRADIUS's
+/// `check_cert_issuer` names it.
+pub const EAP_TLS_CA_NAME: &str = "sstpd test EAP-TLS CA";
+
+#[cfg(feature = "runtime")]
+impl EapTlsCertificates {
+    /// A fresh ECDSA P-256 CA named [`EAP_TLS_CA_NAME`], a server
+    /// certificate for `server_name` and a client certificate for
+    /// `client_name` (CN, extended key usage clientAuth), both signed by
+    /// it. Two calls make two CAs of the same name: a client certificate
+    /// of one is refused by a server trusting the other.
+    pub fn generate(server_name: &str, client_name: &str) -> Result<Self, rcgen::Error> {
+        let (server, issuer) =
+            PeapCertificates::generate_with_issuer(server_name, EAP_TLS_CA_NAME)?;
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, client_name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok(EapTlsCertificates {
+            server,
+            client_cert_pem: cert.pem(),
+            client_key_pem: key.serialize_pem(),
         })
     }
 }
@@ -444,6 +506,7 @@ impl Default for FreeRadiusConfig {
             post_auth_reply: Vec::new(),
             eap: false,
             peap: None,
+            eap_tls: None,
             site: SiteExtra::default(),
         }
     }
@@ -529,10 +592,15 @@ impl FreeRadius {
         server.write_file("users", &users)?;
         server.write_file("acct_users", "")?;
         server.write_file("access_reject", ACCESS_REJECT_FILTER)?;
-        if let Some(certificates) = &config.peap {
-            server.write_file("peap-ca.pem", &certificates.ca_pem)?;
-            server.write_file("peap-server.pem", &certificates.cert_pem)?;
-            server.write_file("peap-server.key", &certificates.key_pem)?;
+        let tls_certificates = config
+            .eap_tls
+            .as_ref()
+            .map(|certificates| &certificates.server)
+            .or(config.peap.as_ref());
+        if let Some(certificates) = tls_certificates {
+            server.write_file("eap-ca.pem", &certificates.ca_pem)?;
+            server.write_file("eap-server.pem", &certificates.cert_pem)?;
+            server.write_file("eap-server.key", &certificates.key_pem)?;
         }
         let picking = server.netns.is_none() && (config.auth_port == 0 || config.acct_port == 0);
         let mut attempt = 1;
@@ -906,19 +974,44 @@ fn render_radiusd_conf(
     // The eap module returns "updated" while a conversation goes on, so
     // `files` still finds the password for its mschapv2 method (which
     // runs the site's Auth-Type MS-CHAP).
-    let (eap_module, eap_authorize, eap_authenticate) = if config.peap.is_some() {
+    let tls_methods = config.peap.is_some() || config.eap_tls.is_some();
+    let (eap_module, eap_authorize, eap_authenticate) = if tls_methods {
+        let default_eap_type = if config.eap_tls.is_some() {
+            "tls"
+        } else {
+            "peap"
+        };
+        let client_checks = if config.eap_tls.is_some() {
+            format!(
+                "check_cert_issuer = \"/CN={EAP_TLS_CA_NAME}\"\n      \
+                 check_cert_cn = %{{User-Name}}\n      "
+            )
+        } else {
+            String::new()
+        };
+        let peap = if config.peap.is_some() {
+            "peap {\n      tls = tls-common\n      default_eap_type = mschapv2\n      \
+             virtual_server = \"inner-tunnel\"\n      copy_request_to_tunnel = no\n      \
+             use_tunneled_reply = no\n    }\n    "
+        } else {
+            ""
+        };
+        let tls = if config.eap_tls.is_some() {
+            "tls {\n      tls = tls-common\n    }\n  "
+        } else {
+            ""
+        };
         (
             format!(
-                "eap {{\n    default_eap_type = peap\n    timer_expire = 60\n    \
+                "eap {{\n    default_eap_type = {default_eap_type}\n    timer_expire = 60\n    \
                  max_sessions = 4096\n    mschapv2 {{\n      send_error = no\n    }}\n    \
-                 tls-config tls-common {{\n      private_key_file = {dir}/peap-server.key\n      \
-                 certificate_file = {dir}/peap-server.pem\n      ca_file = {dir}/peap-ca.pem\n      \
+                 tls-config tls-common {{\n      private_key_file = {dir}/eap-server.key\n      \
+                 certificate_file = {dir}/eap-server.pem\n      ca_file = {dir}/eap-ca.pem\n      \
+                 {client_checks}\
                  tls_min_version = \"1.2\"\n      tls_max_version = \"1.2\"\n      \
                  fragment_size = 1024\n      cipher_list = \"DEFAULT\"\n      \
                  ecdh_curve = \"prime256v1\"\n      cache {{\n        enable = no\n      }}\n    }}\n    \
-                 peap {{\n      tls = tls-common\n      default_eap_type = mschapv2\n      \
-                 virtual_server = \"inner-tunnel\"\n      copy_request_to_tunnel = no\n      \
-                 use_tunneled_reply = no\n    }}\n  }}"
+                 {peap}{tls}}}"
             ),
             "eap {\n      ok = return\n    }",
             "Auth-Type EAP {\n      eap\n    }",
@@ -1428,6 +1521,31 @@ mod tests {
         assert!(!stock.contains("require_message_authenticator = yes"));
         assert!(stock.contains("ipaddr = 10.9.0.0/24\n  secret = \"s\""));
         assert!(stock.contains("ipv6addr = ::1/128"));
+    }
+
+    #[test]
+    fn eap_tls_checks_the_client_certificates_issuer_and_name() {
+        let dir = Path::new("/tmp/x");
+        let certificates = EapTlsCertificates {
+            server: PeapCertificates {
+                ca_pem: String::new(),
+                cert_pem: String::new(),
+                key_pem: String::new(),
+            },
+            client_cert_pem: String::new(),
+            client_key_pem: String::new(),
+        };
+        let config = FreeRadiusConfig {
+            eap_tls: Some(certificates),
+            ..Default::default()
+        };
+        let conf = render_radiusd_conf(&config, dir, 1, 2).unwrap();
+        assert!(conf.contains("default_eap_type = tls"), "{conf}");
+        assert!(conf.contains("check_cert_issuer = \"/CN=sstpd test EAP-TLS CA\""));
+        assert!(conf.contains("check_cert_cn = %{User-Name}"));
+        assert!(conf.contains("tls {\n      tls = tls-common\n    }"));
+        assert!(!conf.contains("peap {"));
+        assert!(!conf.contains("server inner-tunnel"));
     }
 
     #[test]

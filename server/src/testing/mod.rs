@@ -31,6 +31,7 @@ pub mod link_pair;
 #[cfg(feature = "runtime")]
 pub mod netns;
 pub mod pair;
+pub mod tunnel_tls;
 mod users;
 
 pub use users::StaticPasswords;

@@ -8,12 +8,13 @@
 //! ([`rustls::CommonState::peer_certificates`], [`peer_leaf`]) for the SSTP
 //! crypto binding, which hashes it ([MS-SSTP] 3.2.5.2.2).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme, SupportedCipherSuite};
 
 use super::{cipher_suites, protocol_versions, provider_with_suites, TlsError};
@@ -65,6 +66,49 @@ impl Default for ClientOptions {
 
 /// Builds a client configuration.
 pub fn build_client_config(options: &ClientOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    build_client_config_with_certificate(options, None)
+}
+
+/// A certificate chain (leaf first) and its private key that a client
+/// presents when the server asks (EAP-TLS).
+#[derive(Debug)]
+pub struct ClientCertificate {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for ClientCertificate {
+    fn clone(&self) -> Self {
+        ClientCertificate {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl ClientCertificate {
+    /// Parses a PEM chain and a PEM key (PKCS#8, PKCS#1 or SEC1).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, String> {
+        let chain = super::certs::parse_cert_chain(cert_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| format!("no usable private key: {e}"))?;
+        Ok(ClientCertificate { chain, key })
+    }
+
+    /// Reads [`Self::from_pem`]'s two files.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, String> {
+        let read =
+            |path: &Path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
+        Self::from_pem(&read(cert)?, &read(key)?)
+    }
+}
+
+/// Builds a client configuration that presents `certificate` when the
+/// server asks for one.
+pub fn build_client_config_with_certificate(
+    options: &ClientOptions,
+    certificate: Option<ClientCertificate>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     if options.min_version > options.max_version {
         return Err(TlsError::Versions(format!(
             "min version {} is above max version {}",
@@ -86,11 +130,10 @@ pub fn build_client_config(options: &ClientOptions) -> Result<Arc<rustls::Client
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(TlsError::Rustls)?;
-    let mut config = match &options.verification {
+    let builder = match &options.verification {
         ServerVerification::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert { provider }))
-            .with_no_client_auth(),
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert { provider })),
         ServerVerification::CaFile(path) => {
             let pem = std::fs::read(path).map_err(|source| TlsError::Read {
                 key: "ca_file",
@@ -102,13 +145,19 @@ pub fn build_client_config(options: &ClientOptions) -> Result<Arc<rustls::Client
                 path: path.clone(),
                 message,
             })?;
-            builder
-                .with_root_certificates(root_store(certs)?)
-                .with_no_client_auth()
+            builder.with_root_certificates(root_store(certs)?)
         }
-        ServerVerification::CaCertificates(certs) => builder
-            .with_root_certificates(root_store(certs.clone())?)
-            .with_no_client_auth(),
+        ServerVerification::CaCertificates(certs) => {
+            builder.with_root_certificates(root_store(certs.clone())?)
+        }
+    };
+    let mut config = match certificate {
+        Some(ClientCertificate { chain, key }) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| TlsError::Key {
+                message: format!("the client certificate: {e}"),
+            })?,
+        None => builder.with_no_client_auth(),
     };
     config.enable_sni = options.send_sni;
     config.enable_secret_extraction = options.secret_extraction;

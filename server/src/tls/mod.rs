@@ -19,8 +19,8 @@ use crate::config::{TlsSection, TlsVersion};
 
 pub mod certs;
 pub mod client;
+pub mod eap;
 pub mod ktls;
-pub mod peap;
 
 pub use crate::config::tls_names::{
     cipher_suite_by_name, cipher_suite_name, suite_version, DEFAULT_CIPHER_SUITE_NAMES,

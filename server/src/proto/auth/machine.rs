@@ -11,9 +11,11 @@ use rand::RngCore;
 
 use super::chap::{ChapAlgorithm, ChapClient, ChapServer};
 use super::eap::{EapClient, EapError, EapServer};
+use super::eap_tls::EapTlsClient;
 use super::outbox::Outbox;
 use super::pap::{PapClient, PapServer};
-use super::peap::{PeapClient, PeapError, PeapTunnel};
+use super::peap::PeapClient;
+use super::tls_framing::{EapTlsError, TlsTunnel};
 use super::{AuthDecision, AuthProtocol, MppeKeys, RejectReason};
 
 /// Timers and limits of the authentication phase.
@@ -35,10 +37,34 @@ pub struct AuthConfig {
     /// [`super::Authenticator`] ([`super::Credentials::Eap`]) instead of
     /// running EAP-MSCHAPv2 here. Default off.
     pub eap_relay: bool,
-    /// Client role, EAP: run PEAPv0 with EAP-MSCHAPv2 inside
-    /// ([`super::peap`]) through TLS tunnels this starts, instead of
-    /// EAP-MSCHAPv2. Default none.
-    pub eap_peap: Option<PeapTunnel>,
+    /// Client role, EAP: the method the peer answers with. Default
+    /// EAP-MSCHAPv2.
+    pub eap_peer: EapPeerMethod,
+}
+
+/// The client role's EAP method.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum EapPeerMethod {
+    /// EAP-MSCHAPv2 with the password ([`super::eap`]).
+    #[default]
+    MsChapV2,
+    /// PEAPv0 with EAP-MSCHAPv2 inside ([`super::peap`]), through TLS
+    /// tunnels this starts.
+    Peap(TlsTunnel),
+    /// EAP-TLS ([`super::eap_tls`]): the certificate is the one the TLS
+    /// this starts presents; the password is not used.
+    Tls(TlsTunnel),
+}
+
+impl EapPeerMethod {
+    /// Short lowercase name for logs and reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EapPeerMethod::MsChapV2 => "eap-mschapv2",
+            EapPeerMethod::Peap(_) => "peap",
+            EapPeerMethod::Tls(_) => "eap-tls",
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -49,7 +75,7 @@ impl Default for AuthConfig {
             max_attempts: 3,
             phase_timeout: Duration::from_secs(30),
             eap_relay: false,
-            eap_peap: None,
+            eap_peer: EapPeerMethod::MsChapV2,
         }
     }
 }
@@ -122,8 +148,8 @@ pub enum AuthPacketError {
     StaleIdentifier(u8),
     /// An EAP packet refused for the reason named.
     Eap(EapError),
-    /// A PEAP packet or tunnel refused for the reason named.
-    Peap(PeapError),
+    /// A PEAP or EAP-TLS packet or tunnel refused for the reason named.
+    EapTls(EapTlsError),
 }
 
 impl AuthPacketError {
@@ -134,7 +160,7 @@ impl AuthPacketError {
             AuthPacketError::UnexpectedCode(_) => "unexpected_code",
             AuthPacketError::StaleIdentifier(_) => "stale_identifier",
             AuthPacketError::Eap(error) => error.as_str(),
-            AuthPacketError::Peap(error) => error.as_str(),
+            AuthPacketError::EapTls(error) => error.as_str(),
         }
     }
 }
@@ -146,7 +172,7 @@ impl std::fmt::Display for AuthPacketError {
             AuthPacketError::UnexpectedCode(code) => write!(f, "unexpected code {code}"),
             AuthPacketError::StaleIdentifier(id) => write!(f, "stale identifier {id}"),
             AuthPacketError::Eap(error) => write!(f, "EAP: {error}"),
-            AuthPacketError::Peap(error) => write!(f, "PEAP: {error}"),
+            AuthPacketError::EapTls(error) => write!(f, "EAP-TLS family: {error}"),
         }
     }
 }
@@ -327,8 +353,10 @@ enum ClientInner {
     Chap(Box<ChapClient>),
     /// Boxed like CHAP.
     Eap(Box<EapClient>),
-    /// EAP with PEAP ([`AuthConfig::eap_peap`]).
+    /// EAP with PEAP ([`EapPeerMethod::Peap`]).
     Peap(Box<PeapClient>),
+    /// EAP-TLS ([`EapPeerMethod::Tls`]).
+    EapTls(Box<EapTlsClient>),
 }
 
 impl AuthClient {
@@ -345,47 +373,48 @@ impl AuthClient {
         rng: &mut dyn RngCore,
     ) -> Self {
         let username = username.as_bytes();
-        let inner = match protocol {
-            AuthProtocol::Pap => {
-                let first_identifier = rng.next_u32() as u8;
-                ClientInner::Pap(PapClient::new(
+        let inner =
+            match protocol {
+                AuthProtocol::Pap => {
+                    let first_identifier = rng.next_u32() as u8;
+                    ClientInner::Pap(PapClient::new(
+                        config,
+                        username,
+                        password,
+                        now,
+                        first_identifier,
+                    ))
+                }
+                AuthProtocol::ChapMd5 => ClientInner::Chap(Box::new(ChapClient::new(
+                    ChapAlgorithm::Md5,
                     config,
-                    username,
-                    password,
-                    now,
-                    first_identifier,
-                ))
-            }
-            AuthProtocol::ChapMd5 => ClientInner::Chap(Box::new(ChapClient::new(
-                ChapAlgorithm::Md5,
-                config,
-                username,
-                password,
-                now,
-                rng,
-            ))),
-            AuthProtocol::MsChapV2 => ClientInner::Chap(Box::new(ChapClient::new(
-                ChapAlgorithm::MsChapV2,
-                config,
-                username,
-                password,
-                now,
-                rng,
-            ))),
-            AuthProtocol::EapMsChapV2 => match &config.eap_peap {
-                Some(tunnel) => ClientInner::Peap(Box::new(PeapClient::new(
-                    config,
-                    tunnel.clone(),
                     username,
                     password,
                     now,
                     rng,
                 ))),
-                None => ClientInner::Eap(Box::new(EapClient::new(
-                    config, username, password, now, rng,
+                AuthProtocol::MsChapV2 => ClientInner::Chap(Box::new(ChapClient::new(
+                    ChapAlgorithm::MsChapV2,
+                    config,
+                    username,
+                    password,
+                    now,
+                    rng,
                 ))),
-            },
-        };
+                AuthProtocol::EapMsChapV2 => {
+                    match &config.eap_peer {
+                        EapPeerMethod::Peap(tunnel) => ClientInner::Peap(Box::new(
+                            PeapClient::new(config, tunnel.clone(), username, password, now, rng),
+                        )),
+                        EapPeerMethod::Tls(tunnel) => ClientInner::EapTls(Box::new(
+                            EapTlsClient::new(config, tunnel.clone(), username, now),
+                        )),
+                        EapPeerMethod::MsChapV2 => ClientInner::Eap(Box::new(EapClient::new(
+                            config, username, password, now, rng,
+                        ))),
+                    }
+                }
+            };
         AuthClient { inner }
     }
 
@@ -398,7 +427,10 @@ impl AuthClient {
             ClientInner::Eap(machine) => Ok(machine.handle_packet(now, info)?),
             ClientInner::Peap(machine) => machine
                 .handle_packet(now, info)
-                .map_err(AuthPacketError::Peap),
+                .map_err(AuthPacketError::EapTls),
+            ClientInner::EapTls(machine) => {
+                machine.handle_packet(info).map_err(AuthPacketError::EapTls)
+            }
         }
     }
 
@@ -424,6 +456,7 @@ impl AuthClient {
             ClientInner::Chap(machine) => &machine.outbox,
             ClientInner::Eap(machine) => &machine.outbox,
             ClientInner::Peap(machine) => &machine.outbox,
+            ClientInner::EapTls(machine) => &machine.outbox,
         }
         .poll_timeout()
     }
@@ -437,6 +470,7 @@ impl AuthClient {
             ClientInner::Chap(machine) => machine.handle_timeout(now),
             ClientInner::Eap(machine) => machine.handle_timeout(now),
             ClientInner::Peap(machine) => machine.handle_timeout(now),
+            ClientInner::EapTls(machine) => machine.handle_timeout(now),
         }
     }
 
@@ -445,7 +479,9 @@ impl AuthClient {
         match &self.inner {
             ClientInner::Pap(_) => AuthProtocol::Pap,
             ClientInner::Chap(machine) => machine.algorithm.protocol(),
-            ClientInner::Eap(_) | ClientInner::Peap(_) => AuthProtocol::EapMsChapV2,
+            ClientInner::Eap(_) | ClientInner::Peap(_) | ClientInner::EapTls(_) => {
+                AuthProtocol::EapMsChapV2
+            }
         }
     }
 
@@ -458,7 +494,7 @@ impl AuthClient {
             ClientInner::Pap(_) => None,
             ClientInner::Chap(machine) => machine.keys,
             ClientInner::Eap(machine) => machine.keys,
-            ClientInner::Peap(_) => None,
+            ClientInner::Peap(_) | ClientInner::EapTls(_) => None,
         }
     }
 
@@ -468,6 +504,7 @@ impl AuthClient {
             ClientInner::Chap(machine) => &mut machine.outbox,
             ClientInner::Eap(machine) => &mut machine.outbox,
             ClientInner::Peap(machine) => &mut machine.outbox,
+            ClientInner::EapTls(machine) => &mut machine.outbox,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! PPP authentication: PAP ([RFC 1334]), CHAP-MD5 ([RFC 1994]),
 //! MS-CHAPv2 ([RFC 2759]) with MPPE master keys ([RFC 3079] section 3) and
 //! EAP ([RFC 3748]) with EAP-MSCHAPv2 ([`eap`]), for both roles, the PEAPv0
-//! peer for the client role ([`peap`]), plus the [`Authenticator`] interface that decides whether a
+//! and EAP-TLS peers for the client role ([`peap`], [`eap_tls`], on the
+//! family's record framing [`tls_framing`]), plus the [`Authenticator`] interface that decides whether a
 //! set of credentials is good.
 //!
 //! The per-protocol state machines ([`AuthServer`], [`AuthClient`]) work on
@@ -605,6 +606,7 @@ pub trait PasswordStore: Send + Sync {
 
 pub mod chap;
 pub mod eap;
+pub mod eap_tls;
 mod machine;
 pub mod mppe;
 pub mod mschapv2;
@@ -612,6 +614,8 @@ mod outbox;
 pub mod packet;
 pub mod pap;
 pub mod peap;
+mod peap_binding;
+pub mod tls_framing;
 pub mod verify;
 
 pub use verify::LocalAuthenticator;
@@ -623,7 +627,9 @@ pub use verify::LocalAuthenticator;
 pub fn seeded_rng(seed: u64) -> rand::rngs::StdRng {
     rand::SeedableRng::seed_from_u64(seed)
 }
-pub use machine::{AuthClient, AuthConfig, AuthEvent, AuthFailure, AuthPacketError, AuthServer};
+pub use machine::{
+    AuthClient, AuthConfig, AuthEvent, AuthFailure, AuthPacketError, AuthServer, EapPeerMethod,
+};
 
 #[cfg(test)]
 mod tests;

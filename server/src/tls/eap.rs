@@ -1,46 +1,58 @@
-//! The TLS inside PEAP for the client role: [`crate::proto::auth::peap::TunnelTls`]
-//! on a rustls client fed with in-memory buffers.
+//! The TLS inside the EAP-TLS family for the client role (PEAP,
+//! EAP-TLS): [`crate::proto::auth::tls_framing::TunnelTls`] on a rustls
+//! client fed with in-memory buffers.
 //!
-//! The tunnel is capped at TLS 1.2: PEAPv0's MSK is the TLS 1.2 PRF of the
-//! master secret with the label `client EAP encryption` ([MS-PEAP]
-//! 3.1.5.7), which is what RFC 5705's exporter computes on TLS 1.2 with no
-//! context; FreeRADIUS 3.2 and Windows run PEAP on TLS 1.2 by default.
-//! Resumption is off: every conversation is a full handshake, so the
-//! certificate is checked every time. The server's certificate is verified
-//! against the CA given (and its name against the name given), as a
-//! Windows client configured with "Verify the server's identity" does;
-//! [`ServerVerification::Insecure`] is for benchmarking against servers
-//! with self-signed certificates.
+//! The tunnel is capped at TLS 1.2: the MSK of both methods is the TLS 1.2
+//! PRF of the master secret with the label `client EAP encryption`
+//! ([RFC 5216] 2.3, [MS-PEAP] 3.1.5.7), which is what RFC 5705's exporter
+//! computes on TLS 1.2 with no context; FreeRADIUS 3.2 and Windows run
+//! both on TLS 1.2 by default. Resumption is off: every conversation is a
+//! full handshake, so the certificates are checked every time. The
+//! server's certificate is verified against the CA given (and its name
+//! against the name given), as a Windows client configured with "Verify
+//! the server's identity" does; [`ServerVerification::Insecure`] is for
+//! benchmarking against servers with self-signed certificates. For
+//! EAP-TLS the client presents its certificate ([`ClientCertificate`])
+//! when the server asks.
 //!
 //! [MS-PEAP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-peap/
+//! [RFC 5216]: https://www.rfc-editor.org/rfc/rfc5216
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
 
-use super::client::{build_client_config, server_name, ClientOptions, ServerVerification};
+use super::client::{
+    build_client_config_with_certificate, server_name, ClientCertificate, ClientOptions,
+    ServerVerification,
+};
 use super::TlsError;
 use crate::config::TlsVersion;
-use crate::proto::auth::peap::{PeapError, PeapTunnel, TunnelTls, TunnelTlsConnector};
+use crate::proto::auth::tls_framing::{EapTlsError, TlsTunnel, TunnelTls, TunnelTlsConnector};
 
-/// The label of PEAPv0's key derivation ([MS-PEAP] 3.1.5.7).
+/// The label of the MSK's derivation ([RFC 5216] 2.3, [MS-PEAP] 3.1.5.7).
 ///
 /// [MS-PEAP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-peap/
+/// [RFC 5216]: https://www.rfc-editor.org/rfc/rfc5216
 pub const MSK_LABEL: &[u8] = b"client EAP encryption";
 
-/// Starts rustls clients for PEAP conversations.
+/// Starts rustls clients for EAP-TLS-family conversations.
 #[derive(Debug)]
-pub struct RustlsPeapConnector {
+pub struct RustlsTunnelConnector {
     config: Arc<rustls::ClientConfig>,
     server_name: ServerName<'static>,
 }
 
-impl RustlsPeapConnector {
+impl RustlsTunnelConnector {
     /// A connector verifying the RADIUS server's certificate as
     /// `verification` says, for `name` (the name its certificate must
-    /// carry).
-    pub fn new(verification: ServerVerification, name: &str) -> Result<Self, TlsError> {
+    /// carry), presenting `certificate` when the server asks for one.
+    pub fn new(
+        verification: ServerVerification,
+        name: &str,
+        certificate: Option<ClientCertificate>,
+    ) -> Result<Self, TlsError> {
         let options = ClientOptions {
             verification,
             min_version: TlsVersion::Tls12,
@@ -50,45 +62,49 @@ impl RustlsPeapConnector {
             key_log: true,
             secret_extraction: false,
         };
-        let mut config = Arc::unwrap_or_clone(build_client_config(&options)?);
+        let mut config =
+            Arc::unwrap_or_clone(build_client_config_with_certificate(&options, certificate)?);
         config.resumption = rustls::client::Resumption::disabled();
-        Ok(RustlsPeapConnector {
+        Ok(RustlsTunnelConnector {
             config: Arc::new(config),
             server_name: server_name(name)?,
         })
     }
 
-    /// This connector as the client role's PEAP setting
-    /// ([`crate::proto::auth::AuthConfig::eap_peap`]).
-    pub fn into_tunnel(self) -> PeapTunnel {
-        PeapTunnel(Arc::new(self))
+    /// This connector for the client role's EAP method
+    /// ([`crate::proto::auth::EapPeerMethod`]).
+    pub fn into_tunnel(self) -> TlsTunnel {
+        TlsTunnel(Arc::new(self))
     }
 }
 
-impl TunnelTlsConnector for RustlsPeapConnector {
-    fn connect(&self) -> Result<Box<dyn TunnelTls>, PeapError> {
+impl TunnelTlsConnector for RustlsTunnelConnector {
+    fn connect(&self) -> Result<Box<dyn TunnelTls>, EapTlsError> {
         let conn = rustls::ClientConnection::new(self.config.clone(), self.server_name.clone())
-            .map_err(|_| PeapError::Tls)?;
+            .map_err(|_| EapTlsError::Tls)?;
         Ok(Box::new(RustlsTunnel { conn }))
     }
 }
 
-/// One PEAP conversation's TLS client.
+/// One conversation's TLS client.
 #[derive(Debug)]
 pub struct RustlsTunnel {
     conn: rustls::ClientConnection,
 }
 
 impl TunnelTls for RustlsTunnel {
-    fn receive(&mut self, mut records: &[u8]) -> Result<(), PeapError> {
+    fn receive(&mut self, mut records: &[u8]) -> Result<(), EapTlsError> {
         while !records.is_empty() {
             let read = self
                 .conn
                 .read_tls(&mut records)
-                .map_err(|_| PeapError::Tls)?;
+                .map_err(|_| EapTlsError::Tls)?;
             if let Err(error) = self.conn.process_new_packets() {
-                tracing::debug!(%error, "PEAP tunnel refused");
-                return Err(PeapError::Tls);
+                tracing::debug!(%error, "EAP TLS tunnel refused");
+                return Err(match error {
+                    rustls::Error::AlertReceived(_) => EapTlsError::TlsAlert,
+                    _ => EapTlsError::Tls,
+                });
             }
             if read == 0 {
                 break;
@@ -135,11 +151,51 @@ impl TunnelTls for RustlsTunnel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::auth::peap::{PeapMessage, Reassembler, MAX_FRAGMENT_LEN};
+    use crate::proto::auth::tls_framing::{
+        EapTlsMessage, Reassembler, FLAG_MORE, MAX_FRAGMENT_LEN,
+    };
 
     struct Pki {
         ca: rustls::pki_types::CertificateDer<'static>,
         server: rustls::ServerConfig,
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+        server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        server_key: rustls::pki_types::PrivateKeyDer<'static>,
+    }
+
+    impl Pki {
+        /// A client certificate this CA signed.
+        fn client(&self) -> ClientCertificate {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "alice");
+            let cert = params.signed_by(&key, &self.issuer).unwrap();
+            ClientCertificate {
+                chain: vec![cert.der().clone()],
+                key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            }
+        }
+
+        /// A TLS 1.2 server requiring a client certificate from this CA.
+        fn server_requiring_clients(&self) -> rustls::ServerConfig {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(self.ca.clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .unwrap();
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(self.server_chain.clone(), self.server_key.clone_key())
+                .unwrap()
+        }
     }
 
     fn pki() -> Pki {
@@ -151,6 +207,7 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(vec!["radius.test".into()]).unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
+        let server_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let server = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -165,6 +222,9 @@ mod tests {
         Pki {
             ca: ca.der().clone(),
             server,
+            issuer,
+            server_chain: vec![cert.der().clone()],
+            server_key,
         }
     }
 
@@ -173,38 +233,37 @@ mod tests {
     fn handshake(
         tunnel: &mut dyn TunnelTls,
         server: &mut rustls::ServerConnection,
-    ) -> Result<(), PeapError> {
+    ) -> Result<(), EapTlsError> {
         for _ in 0..20 {
             let mut to_server = Vec::new();
             tunnel.transmit(&mut to_server);
             let mut cursor = &to_server[..];
             while !cursor.is_empty() {
                 server.read_tls(&mut cursor).unwrap();
-                server.process_new_packets().unwrap();
+                if server.process_new_packets().is_err() {
+                    // Its alert goes to the client below.
+                    break;
+                }
             }
             let mut to_client = Vec::new();
             while server.wants_write() {
                 server.write_tls(&mut to_client).unwrap();
             }
-            // Through PEAP fragments and back.
+            // Through EAP-TLS fragments and back.
             let mut reassembly = Reassembler::default();
             let mut whole = None;
             let chunks: Vec<&[u8]> = to_client.chunks(MAX_FRAGMENT_LEN).collect();
             for (index, chunk) in chunks.iter().enumerate() {
                 let more = index + 1 < chunks.len();
                 let mut bytes = Vec::new();
-                PeapMessage {
-                    flags: if more {
-                        crate::proto::auth::peap::FLAG_MORE
-                    } else {
-                        0
-                    },
+                EapTlsMessage {
+                    flags: if more { FLAG_MORE } else { 0 },
                     version: 0,
                     total_len: (index == 0).then_some(to_client.len() as u32),
                     data: chunk,
                 }
                 .encode(&mut bytes);
-                whole = reassembly.push(&PeapMessage::parse(&bytes).unwrap())?;
+                whole = reassembly.push(&EapTlsMessage::parse(&bytes).unwrap())?;
             }
             if let Some(records) = whole {
                 tunnel.receive(&records)?;
@@ -219,9 +278,10 @@ mod tests {
     #[test]
     fn both_ends_derive_the_same_msk() {
         let pki = pki();
-        let connector = RustlsPeapConnector::new(
+        let connector = RustlsTunnelConnector::new(
             ServerVerification::CaCertificates(vec![pki.ca]),
             "radius.test",
+            None,
         )
         .unwrap();
         let mut tunnel = connector.connect().unwrap();
@@ -250,17 +310,63 @@ mod tests {
     }
 
     #[test]
+    fn eap_tls_presents_the_client_certificate_and_both_ends_derive_the_same_msk() {
+        let pki = pki();
+        let connector = RustlsTunnelConnector::new(
+            ServerVerification::CaCertificates(vec![pki.ca.clone()]),
+            "radius.test",
+            Some(pki.client()),
+        )
+        .unwrap();
+        let mut tunnel = connector.connect().unwrap();
+        let mut server =
+            rustls::ServerConnection::new(Arc::new(pki.server_requiring_clients())).unwrap();
+        handshake(tunnel.as_mut(), &mut server).unwrap();
+        assert!(server
+            .peer_certificates()
+            .is_some_and(|chain| chain.len() == 1));
+        let server_msk = server
+            .export_keying_material([0u8; 64], MSK_LABEL, None)
+            .unwrap();
+        assert_eq!(tunnel.export_msk(), Some(server_msk));
+    }
+
+    #[test]
+    fn a_client_certificate_from_another_ca_gets_the_servers_alert() {
+        let pki = pki();
+        let other = self::pki();
+        let connector = RustlsTunnelConnector::new(
+            ServerVerification::CaCertificates(vec![pki.ca.clone()]),
+            "radius.test",
+            Some(other.client()),
+        )
+        .unwrap();
+        let mut tunnel = connector.connect().unwrap();
+        let mut server =
+            rustls::ServerConnection::new(Arc::new(pki.server_requiring_clients())).unwrap();
+        assert_eq!(
+            handshake(tunnel.as_mut(), &mut server),
+            Err(EapTlsError::TlsAlert)
+        );
+        assert!(tunnel.is_handshaking());
+    }
+
+    #[test]
     fn a_server_signed_by_another_ca_is_refused() {
         let pki = pki();
         let other = self::pki();
-        let connector = RustlsPeapConnector::new(
+        let connector = RustlsTunnelConnector::new(
             ServerVerification::CaCertificates(vec![other.ca]),
             "radius.test",
+            None,
         )
         .unwrap();
         let mut tunnel = connector.connect().unwrap();
         let mut server = rustls::ServerConnection::new(Arc::new(pki.server)).unwrap();
-        assert_eq!(handshake(tunnel.as_mut(), &mut server), Err(PeapError::Tls));
+        assert_eq!(
+            handshake(tunnel.as_mut(), &mut server),
+            Err(EapTlsError::Tls)
+        );
         assert!(tunnel.export_msk().is_none() || tunnel.is_handshaking());
     }
 }
