@@ -14,8 +14,9 @@
 //! * **seal**: [`UserspaceRecords::seal`] encrypts each unit straight into
 //!   the caller's write buffer ([`Outgoing`]), one record per unit (up to
 //!   2^14 bytes, [RFC 8446] 5.1), behind any TLS output produced while
-//!   reading (handshake flights, alerts, KeyUpdate answers), which waits in
-//!   the record layer until then.
+//!   reading (handshake flights, alerts), which waits in the record layer
+//!   until then. rustls puts its answer to a peer's KeyUpdate in front of
+//!   the next record it seals.
 //!
 //! rustls 0.23 still copies a record's plaintext once inside each call
 //! (into a chunk of its own on open, into the record it encrypts on seal);
