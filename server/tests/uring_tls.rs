@@ -50,8 +50,8 @@ fn run_echo(
         tokio_uring::start(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let (tcp, _) = listener.accept().await.unwrap();
-            let conn = rustls::ServerConnection::new(server_cfg).unwrap();
-            let tls = TlsConn::new(tcp, conn.into());
+            let conn = rustls::server::UnbufferedServerConnection::new(server_cfg).unwrap();
+            let tls = TlsConn::new(tcp, conn);
             if try_kernel_tls {
                 tls.read_exact_records_during_handshake();
             }
@@ -99,8 +99,8 @@ fn run_echo(
         tokio_uring::start(async move {
             let tcp = tokio_uring::net::TcpStream::connect(addr).await.unwrap();
             let name = ServerName::try_from("localhost").unwrap();
-            let conn = rustls::ClientConnection::new(client_cfg, name).unwrap();
-            let tls = TlsConn::new(tcp, conn.into());
+            let conn = rustls::client::UnbufferedClientConnection::new(client_cfg, name).unwrap();
+            let tls = TlsConn::new(tcp, conn);
             let mut received = Vec::new();
             tls.handshake(Duration::from_secs(5), &mut received)
                 .await

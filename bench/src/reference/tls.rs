@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rustls::{ClientConnection, Connection, ServerConnection};
+use rustls::client::UnbufferedClientConnection;
+use rustls::server::UnbufferedServerConnection;
 use sstpd::config::{TlsSection, TlsVersion};
 use sstpd::net::uring_tls::{ReadOutcome, TlsConn};
 use sstpd::tls::certs::{generate_self_signed, IdentityOrigin, SelfSignedKey};
@@ -224,9 +225,9 @@ async fn connect_tls(
     let tcp = tokio_uring::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let name = server_name("localhost").map_err(|e| ReferenceError::Tls(e.to_string()))?;
-    let tls =
-        ClientConnection::new(config, name).map_err(|e| ReferenceError::Tls(e.to_string()))?;
-    let conn = TlsConn::new(tcp, Connection::Client(tls));
+    let tls = UnbufferedClientConnection::new(config, name)
+        .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+    let conn = TlsConn::new(tcp, tls);
     let mut early = Vec::new();
     conn.handshake(HANDSHAKE_TIMEOUT, &mut early)
         .await
@@ -240,8 +241,8 @@ fn server_conn(
     config: Arc<rustls::ServerConfig>,
 ) -> Option<TlsConn> {
     tcp.set_nodelay(true).ok()?;
-    let tls = ServerConnection::new(config).ok()?;
-    Some(TlsConn::new(tcp, Connection::Server(tls)))
+    let tls = UnbufferedServerConnection::new(config).ok()?;
+    Some(TlsConn::new(tcp, tls))
 }
 
 async fn accept_tls(

@@ -197,9 +197,12 @@ pub async fn connect(
     let _ = tcp.set_nodelay(true);
     let tcp_done = Instant::now();
 
-    let conn = rustls::ClientConnection::new(options.tls.clone(), options.server_name.clone())
-        .map_err(|e| ConnectError::Tls(TlsIoError::Tls(e)))?;
-    let tls = TlsConn::new(tcp, conn.into());
+    let conn = rustls::client::UnbufferedClientConnection::new(
+        options.tls.clone(),
+        options.server_name.clone(),
+    )
+    .map_err(|e| ConnectError::Tls(TlsIoError::Tls(e)))?;
+    let tls = TlsConn::new(tcp, conn);
     let mut early = Vec::new();
     let (left, _) = within("tls");
     tls.handshake(left, &mut early)

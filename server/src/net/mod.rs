@@ -2,6 +2,8 @@
 //! the client runtime. tokio-uring is confined to this layer and `worker`.
 //!
 //! * [`uring_tls`]: rustls driven by hand over tokio-uring's owned buffers.
+//! * [`tls_records`]: its userspace record layer on rustls' unbuffered API,
+//!   without IO.
 //! * [`proxy_header`]: the PROXY protocol header a load balancer sends
 //!   before TLS.
 //! * `session_io`: the steps the server's and the client's session writers
@@ -9,4 +11,5 @@
 
 pub mod proxy_header;
 pub(crate) mod session_io;
+pub mod tls_records;
 pub mod uring_tls;

@@ -5,14 +5,20 @@
 //! rustls state machine next to the socket and exposes the two operations a
 //! session needs, each usable from its own task:
 //!
-//! * [`TlsConn::read_plaintext`]: one socket read, decrypted and appended to
-//!   the caller's plaintext buffer;
-//! * [`TlsConn::write_plaintext`]: encrypt a batch of plaintext (several SSTP
-//!   packets at once become as few TLS records as rustls allows) and write it
-//!   in one submission; [`TlsConn::write_plaintext_units`] makes each unit
-//!   (an SSTP packet) a record of its own, still in one submission. With
-//!   kernel TLS the units go out back to back, one non-blocking send (one
-//!   record) each, without waiting in between.
+//! * [`TlsConn::read_plaintext`]: one socket read into the connection's own
+//!   buffer (which keeps the start of a record still on its way), the
+//!   records opened in place and their plaintext appended to the caller's
+//!   plaintext buffer;
+//! * [`TlsConn::write_plaintext`]: encrypt a batch of plaintext (as few TLS
+//!   records as the record size allows) straight into the connection's
+//!   write buffer and write it in one submission;
+//!   [`TlsConn::write_plaintext_units`] makes each unit (an SSTP packet) a
+//!   record of its own, still in one submission. With kernel TLS the units
+//!   go out back to back, one non-blocking send (one record) each, without
+//!   waiting in between.
+//!
+//! rustls runs through its unbuffered API ([`super::tls_records`]): it keeps
+//! no receive or send buffer of its own per connection.
 //!
 //! A session runs a reader task and a writer task concurrently. They share
 //! the connection through `Rc`; the rustls state is only borrowed
@@ -24,9 +30,11 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::time::Duration;
 
-use rustls::Connection;
+use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
+pub use super::tls_records::UnbufferedTls;
+use super::tls_records::{Outgoing, SealError, UserspaceRecords};
 use crate::metrics::Event;
 
 /// Size of one socket read once a connection carries traffic. Large enough
@@ -40,6 +48,11 @@ pub const INITIAL_READ_CHUNK: usize = 17 * 1024;
 /// A read in flight pins its buffer for as long as the client is silent,
 /// so at 100,000 mostly idle sessions this is what the read side costs.
 pub const IDLE_READ_CHUNK: usize = 2 * 1024;
+/// Ciphertext sealed into the write buffer after which it is written out
+/// before more is sealed: bounds the buffer of a session that writes a lot
+/// at once. A multiple of the record size, so splitting a unit here does
+/// not change its records.
+pub const WRITE_BATCH: usize = 64 * 1024;
 /// Reads in a row that return at most half of [`IDLE_READ_CHUNK`] after
 /// which a buffer that never grew (the session's setup) shrinks to that
 /// size.
@@ -65,7 +78,7 @@ pub enum ReadOutcome {
 #[allow(clippy::large_enum_variant)]
 enum Records {
     /// rustls encrypts and decrypts.
-    Userspace(Connection),
+    Userspace(UserspaceRecords),
     /// The kernel does (kTLS): the socket carries plaintext.
     Kernel(KernelRecords),
     /// Transient, while the connection is handed to the kernel.
@@ -107,15 +120,14 @@ pub struct TlsConn {
     /// nothing beyond the last handshake record is read into userspace
     /// (required before handing the connection to kernel TLS).
     exact_records: Cell<bool>,
-    /// Reusable ciphertext read buffer (moved into the kernel during a read).
+    /// Reusable ciphertext read buffer (moved into the kernel during a
+    /// read). Between reads it holds the start of a record still on its
+    /// way, which the next read completes.
     read_buf: Cell<Option<Vec<u8>>>,
     /// Sizes `read_buf` from what the reads return.
     read_sizer: Cell<ReadSizer>,
-    /// Reusable ciphertext write buffer.
+    /// Reusable ciphertext write buffer: records are sealed into it.
     write_buf: Cell<Option<Vec<u8>>>,
-    /// Set when rustls has produced output the writer has not sent yet
-    /// (alerts, post-handshake messages).
-    pending_tls_output: Cell<bool>,
     /// The peer ended its side with a TLS close_notify (not a bare FIN).
     peer_close_notify: Cell<bool>,
     /// Kernel TLS sends not yet handed to the counters.
@@ -193,6 +205,16 @@ impl From<rustls::Error> for TlsIoError {
     }
 }
 
+impl From<SealError> for TlsIoError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Tls(e) => TlsIoError::Tls(e),
+            // The connection no longer takes application data.
+            _ => TlsIoError::Io(io::ErrorKind::WriteZero.into()),
+        }
+    }
+}
+
 /// Sizes the socket read buffer from what the reads return: grown to
 /// [`READ_CHUNK`] when a read filled it (traffic), shrunk to
 /// [`IDLE_READ_CHUNK`] after [`SHRINK_AFTER_SMALL_READS`] (or, once grown,
@@ -212,11 +234,11 @@ enum Resize {
 }
 
 impl ReadSizer {
-    /// After a read into a buffer of `capacity` that returned `read` bytes
-    /// (`None`: it failed).
-    fn after_read(&mut self, capacity: usize, read: Option<usize>) -> Resize {
+    /// After a read into the `room` bytes free in a buffer of `capacity`
+    /// that returned `read` bytes (`None`: it failed).
+    fn after_read(&mut self, capacity: usize, room: usize, read: Option<usize>) -> Resize {
         match read {
-            Some(n) if n == capacity => {
+            Some(n) if n == room => {
                 self.small_reads = 0;
                 if capacity < READ_CHUNK {
                     Resize::Grow
@@ -247,18 +269,17 @@ impl ReadSizer {
 }
 
 impl TlsConn {
-    /// Wraps a connected socket and a fresh rustls connection (client or
-    /// server).
-    pub fn new(tcp: TcpStream, tls: Connection) -> Self {
+    /// Wraps a connected socket and a fresh unbuffered rustls connection
+    /// (client or server).
+    pub fn new(tcp: TcpStream, tls: impl Into<UnbufferedTls>) -> Self {
         TlsConn {
             tcp,
-            tls: RefCell::new(Records::Userspace(tls)),
+            tls: RefCell::new(Records::Userspace(UserspaceRecords::new(tls.into()))),
             exact_records: Cell::new(false),
             read_buf: Cell::new(Some(Vec::with_capacity(INITIAL_READ_CHUNK))),
             read_sizer: Cell::new(ReadSizer::default()),
-            // Grows to what rustls has to send at once.
+            // Grows to what is sent at once.
             write_buf: Cell::new(Some(Vec::new())),
-            pending_tls_output: Cell::new(false),
             peer_close_notify: Cell::new(false),
             kernel_sends: Cell::new(KernelSends::default()),
         }
@@ -269,12 +290,12 @@ impl TlsConn {
         &self.tcp
     }
 
-    /// Runs `f` with the rustls connection (for inspection: negotiated
-    /// version, suite, peer certificates); `None` once the kernel does the
-    /// records.
-    pub fn with_tls<R>(&self, f: impl FnOnce(&Connection) -> R) -> Option<R> {
+    /// Runs `f` with the rustls connection's state (for inspection:
+    /// negotiated version, suite, peer certificates); `None` once the
+    /// kernel does the records.
+    pub fn with_tls<R>(&self, f: impl FnOnce(&rustls::CommonState) -> R) -> Option<R> {
         match &*self.tls.borrow() {
-            Records::Userspace(conn) => Some(f(conn)),
+            Records::Userspace(records) => Some(f(records.tls().common())),
             _ => None,
         }
     }
@@ -295,15 +316,11 @@ impl TlsConn {
     /// records only.
     pub fn request_key_update(&self) -> Result<(), TlsIoError> {
         match &mut *self.tls.borrow_mut() {
-            Records::Userspace(conn) => conn.refresh_traffic_keys()?,
-            _ => {
-                return Err(TlsIoError::Io(io::Error::other(
-                    "the kernel does the records; it cannot start a key update",
-                )))
-            }
+            Records::Userspace(records) => Ok(records.request_key_update()?),
+            _ => Err(TlsIoError::Io(io::Error::other(
+                "the kernel does the records; it cannot start a key update",
+            ))),
         }
-        self.pending_tls_output.set(true);
-        Ok(())
     }
 
     /// Reads the handshake one TLS record at a time (see
@@ -347,7 +364,7 @@ impl TlsConn {
         loop {
             self.flush_tls().await?;
             let handshaking = match &*self.tls.borrow() {
-                Records::Userspace(conn) => conn.is_handshaking(),
+                Records::Userspace(records) => records.tls().common().is_handshaking(),
                 _ => false,
             };
             if !handshaking {
@@ -365,41 +382,45 @@ impl TlsConn {
         }
     }
 
-    /// Reads exactly one TLS record (header, then its length) and feeds it
-    /// to rustls.
+    /// Reads exactly one TLS record (header, then its length) and opens
+    /// it.
     async fn read_one_record(&self, plaintext: &mut Vec<u8>) -> Result<ReadOutcome, TlsIoError> {
-        let mut record = Vec::with_capacity(crate::tls::ktls::RECORD_HEADER_LEN + 16 * 1024 + 256);
         let header_len = crate::tls::ktls::RECORD_HEADER_LEN;
-        if !self.read_exact_into(&mut record, header_len).await? {
-            return Ok(ReadOutcome::Closed);
+        let mut buf = self.read_buf.take().unwrap_or_default();
+        let mut complete = self.read_exact_into(&mut buf, header_len).await;
+        if let Ok(true) = complete {
+            let mut header = [0u8; 5];
+            header.copy_from_slice(&buf[..header_len]);
+            let total = crate::tls::ktls::record_len(header);
+            complete = self.read_exact_into(&mut buf, total).await;
         }
-        let mut header = [0u8; 5];
-        header.copy_from_slice(&record[..header_len]);
-        let total = crate::tls::ktls::record_len(header);
-        if !self.read_exact_into(&mut record, total).await? {
-            return Ok(ReadOutcome::Closed);
-        }
-        self.absorb(&record, plaintext)
+        let outcome = match complete {
+            Ok(true) => self.open(&mut buf, plaintext),
+            Ok(false) => Ok(ReadOutcome::Closed),
+            Err(e) => Err(e),
+        };
+        self.read_buf.set(Some(buf));
+        outcome
     }
 
-    /// Reads until `buf` holds `len` bytes; `false` on EOF first.
+    /// Reads until `buf` holds `len` bytes (no more); `false` on EOF first.
     async fn read_exact_into(&self, buf: &mut Vec<u8>, len: usize) -> Result<bool, TlsIoError> {
         while buf.len() < len {
-            let chunk = Vec::with_capacity(len - buf.len());
-            let (res, chunk) = self.tcp.read(chunk).await;
-            match res? {
-                0 => return Ok(false),
-                _ => buf.extend_from_slice(&chunk),
+            buf.reserve_exact(len - buf.len());
+            let filled = buf.len();
+            let (res, slice) = self.tcp.read(std::mem::take(buf).slice(filled..len)).await;
+            *buf = slice.into_inner();
+            if res? == 0 {
+                return Ok(false);
             }
         }
         Ok(true)
     }
 
-    /// Whether rustls has queued TLS output (alerts, handshake or
-    /// post-handshake messages) that [`TlsConn::flush_tls`] should send.
+    /// Whether TLS output (alerts, handshake or post-handshake messages)
+    /// waits for [`TlsConn::flush_tls`].
     pub fn wants_flush(&self) -> bool {
-        self.pending_tls_output.get()
-            || matches!(&*self.tls.borrow(), Records::Userspace(conn) if conn.wants_write())
+        matches!(&*self.tls.borrow(), Records::Userspace(records) if records.has_output())
     }
 
     /// Performs one socket read, decrypts it and appends the plaintext to
@@ -409,103 +430,84 @@ impl TlsConn {
             .read_buf
             .take()
             .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
-        buf.clear();
-        let (res, buf) = self.tcp.read(buf).await;
+        // The start of a record read last time stays in front.
+        let kept = buf.len();
+        if kept == buf.capacity() {
+            buf.reserve_exact(READ_CHUNK.max(kept + 1) - kept);
+        }
+        let room = buf.capacity() - kept;
+        let (res, slice) = self.tcp.read(buf.slice(kept..)).await;
+        let mut buf = slice.into_inner();
         let read = res.as_ref().ok().copied();
         let kernel = self.is_kernel_tls();
         let outcome = match res {
             Ok(0) => Ok(ReadOutcome::Closed),
             Ok(n) if kernel => {
                 // The kernel decrypted it: application data as is.
-                plaintext.extend_from_slice(&buf[..n]);
+                plaintext.extend_from_slice(&buf[kept..kept + n]);
+                buf.clear();
                 Ok(ReadOutcome::Data(n))
             }
-            Ok(n) => self.absorb(&buf[..n], plaintext),
+            Ok(_) => self.open(&mut buf, plaintext),
             // kTLS reports a non-data record as EIO on a plain read.
             Err(e) if kernel && e.raw_os_error() == Some(libc::EIO) => self.kernel_control_record(),
             Err(e) => Err(TlsIoError::Io(e)),
         };
-        let buf = self.next_read_buffer(buf, read);
+        let buf = self.next_read_buffer(buf, room, read);
         self.read_buf.set(Some(buf));
         outcome
     }
 
-    /// The buffer for the next read, sized by [`ReadSizer`].
-    fn next_read_buffer(&self, mut buf: Vec<u8>, read: Option<usize>) -> Vec<u8> {
-        buf.clear();
+    /// The buffer for the next read, sized by [`ReadSizer`]; what it holds
+    /// (the start of a record) is kept.
+    fn next_read_buffer(&self, mut buf: Vec<u8>, room: usize, read: Option<usize>) -> Vec<u8> {
         let mut sizer = self.read_sizer.get();
-        let resize = sizer.after_read(buf.capacity(), read);
+        let resize = sizer.after_read(buf.capacity(), room, read);
         self.read_sizer.set(sizer);
         match resize {
             Resize::Keep => buf,
             Resize::Grow => {
-                buf.reserve_exact(READ_CHUNK);
+                buf.reserve_exact(READ_CHUNK.saturating_sub(buf.len()));
                 buf
             }
-            Resize::Shrink => Vec::with_capacity(IDLE_READ_CHUNK),
+            Resize::Shrink => {
+                let mut small = Vec::with_capacity(IDLE_READ_CHUNK.max(buf.len() + 1));
+                small.extend_from_slice(&buf);
+                small
+            }
         }
     }
 
-    /// Feeds received ciphertext to rustls and drains the plaintext.
-    fn absorb(
+    /// Opens the complete records in `ciphertext` (removing them; the start
+    /// of a record still on its way stays) and appends their plaintext.
+    fn open(
         &self,
-        mut ciphertext: &[u8],
+        ciphertext: &mut Vec<u8>,
         plaintext: &mut Vec<u8>,
     ) -> Result<ReadOutcome, TlsIoError> {
         let before = plaintext.len();
         let mut records = self.tls.borrow_mut();
-        let Records::Userspace(tls) = &mut *records else {
+        let Records::Userspace(records) = &mut *records else {
             return Err(TlsIoError::Io(io::Error::other(
                 "TLS record layer not in userspace",
             )));
         };
-        let mut peer_closed = false;
-        while !ciphertext.is_empty() {
-            // read_tls takes what fits in rustls' buffer; loop until all of
-            // this read has been consumed.
-            tls.read_tls(&mut ciphertext)?;
-            let state = match tls.process_new_packets() {
-                Ok(state) => state,
-                Err(e) => {
-                    // rustls has queued the fatal alert that names the
-                    // error; the caller sends it before closing.
-                    if tls.wants_write() {
-                        self.pending_tls_output.set(true);
-                    }
-                    return Err(e.into());
-                }
-            };
-            let available = state.plaintext_bytes_to_read();
-            if available > 0 {
-                let start = plaintext.len();
-                plaintext.resize(start + available, 0);
-                let mut reader = tls.reader();
-                let n = io::Read::read(&mut reader, &mut plaintext[start..])?;
-                plaintext.truncate(start + n);
-            }
-            if state.peer_has_closed() {
-                peer_closed = true;
-                self.peer_close_notify.set(true);
-                break;
-            }
-        }
-        if tls.wants_write() {
-            self.pending_tls_output.set(true);
+        // On an error, the alert that names it waits for the caller's
+        // flush.
+        let opened = records.open(ciphertext, plaintext)?;
+        if opened.peer_closed {
+            self.peer_close_notify.set(true);
         }
         let got = plaintext.len() - before;
-        if peer_closed && got == 0 {
+        if opened.peer_closed && got == 0 {
             Ok(ReadOutcome::Closed)
         } else {
             Ok(ReadOutcome::Data(got))
         }
     }
 
-    /// Encrypts `plaintext` and writes it, together with any TLS output
-    /// rustls has queued, in one submission.
-    ///
-    /// rustls bounds its unsent TLS output (64 KiB by default, which keeps
-    /// per-session memory small); when it stops accepting plaintext the
-    /// records so far are written out before the rest is encrypted.
+    /// Encrypts `plaintext` and writes it, together with any waiting TLS
+    /// output, in one submission (one per [`WRITE_BATCH`] of ciphertext).
     pub async fn write_plaintext(&self, plaintext: &[u8]) -> Result<(), TlsIoError> {
         if self.is_kernel_tls() {
             return self.write_kernel(plaintext).await;
@@ -513,11 +515,10 @@ impl TlsConn {
         self.write_plaintext_units(std::iter::once(plaintext)).await
     }
 
-    /// Encrypts each unit as its own TLS record(s) (rustls seals every
-    /// write call separately) and writes them in one submission, unless
-    /// rustls' send buffer fills up first. The server sends one SSTP packet
-    /// per record this way, which sstp-client needs (see
-    /// [`crate::proto::sstp::records`]).
+    /// Encrypts each unit as its own TLS record(s) straight into the write
+    /// buffer and writes them in one submission (one per [`WRITE_BATCH`]
+    /// of ciphertext). The server sends one SSTP packet per record this
+    /// way, which sstp-client needs (see [`crate::proto::sstp::records`]).
     ///
     /// With kernel TLS every send call becomes its own record(s): each unit
     /// is one send, in order, back to back (`write_kernel_units`).
@@ -528,62 +529,56 @@ impl TlsConn {
         if self.is_kernel_tls() {
             return self.write_kernel_units(units.into_iter()).await;
         }
+        let mut out = Outgoing::reuse(self.write_buf.take().unwrap_or_default());
         for unit in units {
-            let mut rest = unit;
-            let mut refused_after_flush = false;
-            while !rest.is_empty() {
-                let accepted = {
+            for piece in unit.chunks(WRITE_BATCH) {
+                {
                     let mut records = self.tls.borrow_mut();
-                    let Records::Userspace(tls) = &mut *records else {
+                    let Records::Userspace(records) = &mut *records else {
                         return Err(TlsIoError::Io(io::ErrorKind::NotConnected.into()));
                     };
-                    io::Write::write(&mut tls.writer(), rest)?
-                };
-                rest = &rest[accepted..];
-                if accepted == 0 {
-                    if refused_after_flush {
-                        // Nothing is buffered and rustls still refuses: the
-                        // connection no longer takes application data.
-                        return Err(TlsIoError::Io(io::ErrorKind::WriteZero.into()));
-                    }
-                    refused_after_flush = true;
-                } else {
-                    refused_after_flush = false;
+                    records.seal(piece, &mut out)?;
                 }
-                if !rest.is_empty() {
-                    self.flush_tls().await?;
+                if out.len() >= WRITE_BATCH {
+                    out = self.send(out).await?;
                 }
             }
         }
-        self.flush_tls().await
+        self.flush_into(out).await
     }
 
-    /// Writes whatever TLS output rustls has queued.
+    /// Writes whatever TLS output waits (handshake flights, alerts,
+    /// post-handshake messages).
     pub async fn flush_tls(&self) -> Result<(), TlsIoError> {
-        let mut buf = self
-            .write_buf
-            .take()
-            .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
-        loop {
-            buf.clear();
-            if let Records::Userspace(tls) = &mut *self.tls.borrow_mut() {
-                while tls.wants_write() {
-                    tls.write_tls(&mut buf)?;
-                }
-            }
-            self.pending_tls_output.set(false);
-            if buf.is_empty() {
-                break;
-            }
-            let (res, returned) = self.tcp.write_all(buf).await;
-            buf = returned;
-            if let Err(e) = res {
-                self.write_buf.set(Some(buf));
-                return Err(TlsIoError::Io(e));
+        let out = Outgoing::reuse(self.write_buf.take().unwrap_or_default());
+        self.flush_into(out).await
+    }
+
+    /// Adds the waiting TLS output to `out`, writes it all, and keeps the
+    /// buffer for the next write.
+    async fn flush_into(&self, mut out: Outgoing) -> Result<(), TlsIoError> {
+        if let Records::Userspace(records) = &mut *self.tls.borrow_mut() {
+            records.take_output(&mut out);
+        }
+        if !out.is_empty() {
+            out = self.send(out).await?;
+        }
+        self.write_buf.set(Some(out.into_parts().0));
+        Ok(())
+    }
+
+    /// One awaited write of the sealed records; the emptied buffer back.
+    async fn send(&self, out: Outgoing) -> Result<Outgoing, TlsIoError> {
+        let (bytes, filled) = out.into_parts();
+        let (res, slice) = self.tcp.write_all(bytes.slice(..filled)).await;
+        let bytes = slice.into_inner();
+        match res {
+            Ok(()) => Ok(Outgoing::reuse(bytes)),
+            Err(e) => {
+                self.write_buf.set(Some(bytes));
+                Err(TlsIoError::Io(e))
             }
         }
-        self.write_buf.set(Some(buf));
-        Ok(())
     }
 
     /// Sends a TLS close_notify and shuts the TCP write side. A peer that
@@ -594,18 +589,20 @@ impl TlsConn {
     /// (through the ring), not vanish: the caller bounds the wait (the
     /// session writer's linger shuts the socket down, which ends it).
     pub async fn close(&self) -> Result<(), TlsIoError> {
+        let mut out = Outgoing::reuse(self.write_buf.take().unwrap_or_default());
         let kernel = match &mut *self.tls.borrow_mut() {
-            Records::Userspace(tls) => {
-                tls.send_close_notify();
+            Records::Userspace(records) => {
+                records.close_notify(&mut out);
                 false
             }
             Records::Kernel(_) => true,
             Records::Switching => false,
         };
         let flushed = if kernel {
+            self.write_buf.set(Some(out.into_parts().0));
             self.kernel_close_notify().await
         } else {
-            self.flush_tls().await
+            self.flush_into(out).await
         };
         let shut = self
             .tcp
@@ -648,14 +645,23 @@ impl TlsConn {
     /// unusable (the secrets left rustls but the kernel refused them).
     pub fn offload_to_kernel(&self) -> Result<Offload, TlsIoError> {
         let records = std::mem::replace(&mut *self.tls.borrow_mut(), Records::Switching);
-        let conn = match records {
-            Records::Userspace(Connection::Server(conn)) => conn,
+        let records = match records {
+            Records::Userspace(records) if matches!(records.tls(), UnbufferedTls::Server(_)) => {
+                records
+            }
             other => {
                 *self.tls.borrow_mut() = other;
                 return Err(TlsIoError::Io(io::Error::other(
                     "only server connections are offloaded",
                 )));
             }
+        };
+        if let Some(refusal) = self.userspace_only(&records) {
+            *self.tls.borrow_mut() = Records::Userspace(records);
+            return Ok(Offload::StayedInUserspace(refusal));
+        }
+        let UnbufferedTls::Server(conn) = records.into_tls() else {
+            unreachable!("checked above");
         };
         match crate::tls::ktls::enable(self.tcp_fd(), conn) {
             Ok(enabled) => {
@@ -669,7 +675,8 @@ impl TlsConn {
             }
             Err(failure) => match failure.connection {
                 Some(conn) => {
-                    *self.tls.borrow_mut() = Records::Userspace(Connection::Server(*conn));
+                    *self.tls.borrow_mut() =
+                        Records::Userspace(UserspaceRecords::new(UnbufferedTls::Server(*conn)));
                     Ok(Offload::StayedInUserspace(failure.error))
                 }
                 None => Err(TlsIoError::Io(io::Error::other(format!(
@@ -678,6 +685,34 @@ impl TlsConn {
                 )))),
             },
         }
+    }
+
+    /// Why the connection cannot move to the kernel as it stands, for what
+    /// only this side knows: the peer's close, TLS output not yet written,
+    /// received bytes rustls has not finished with (the kernel would never
+    /// see them).
+    fn userspace_only(&self, records: &UserspaceRecords) -> Option<crate::tls::ktls::KtlsError> {
+        use crate::tls::ktls::KtlsError;
+        if self.peer_close_notify.get() {
+            return Some(KtlsError::PeerClosed);
+        }
+        if records.has_output() {
+            return Some(KtlsError::PendingOutput);
+        }
+        if records.has_failed() {
+            return Some(KtlsError::Tls(rustls::Error::General(
+                "the connection failed".into(),
+            )));
+        }
+        let buf = self.read_buf.take();
+        let partial_record = buf.as_ref().is_some_and(|buf| !buf.is_empty());
+        self.read_buf.set(buf);
+        if partial_record || records.holds_input() {
+            return Some(KtlsError::Tls(rustls::Error::General(
+                "bytes past the last complete record were read".into(),
+            )));
+        }
+        None
     }
 
     /// What the kernel TLS send path did since the last call (zero in
@@ -936,35 +971,53 @@ mod tests {
         // The handshake's reads: small, but not yet enough of them.
         for _ in 0..SHRINK_AFTER_SMALL_READS - 1 {
             assert_eq!(
-                sizer.after_read(INITIAL_READ_CHUNK, Some(300)),
+                sizer.after_read(INITIAL_READ_CHUNK, INITIAL_READ_CHUNK, Some(300)),
                 Resize::Keep
             );
         }
         assert_eq!(
-            sizer.after_read(INITIAL_READ_CHUNK, Some(300)),
+            sizer.after_read(INITIAL_READ_CHUNK, INITIAL_READ_CHUNK, Some(300)),
             Resize::Shrink
         );
         // Idle at the small size: nothing changes.
         for _ in 0..10 {
-            assert_eq!(sizer.after_read(IDLE_READ_CHUNK, Some(80)), Resize::Keep);
+            assert_eq!(
+                sizer.after_read(IDLE_READ_CHUNK, IDLE_READ_CHUNK, Some(80)),
+                Resize::Keep
+            );
         }
         // Traffic fills it: the full size.
         assert_eq!(
-            sizer.after_read(IDLE_READ_CHUNK, Some(IDLE_READ_CHUNK)),
+            sizer.after_read(IDLE_READ_CHUNK, IDLE_READ_CHUNK, Some(IDLE_READ_CHUNK)),
             Resize::Grow
         );
-        assert_eq!(sizer.after_read(READ_CHUNK, Some(READ_CHUNK)), Resize::Keep);
+        assert_eq!(
+            sizer.after_read(READ_CHUNK, READ_CHUNK, Some(READ_CHUNK)),
+            Resize::Keep
+        );
         // Medium reads keep it; a failed read resets the count.
-        assert_eq!(sizer.after_read(READ_CHUNK, Some(9000)), Resize::Keep);
+        assert_eq!(
+            sizer.after_read(READ_CHUNK, READ_CHUNK, Some(9000)),
+            Resize::Keep
+        );
         for _ in 0..SHRINK_AFTER_SMALL_READS - 1 {
-            assert_eq!(sizer.after_read(READ_CHUNK, Some(100)), Resize::Keep);
+            assert_eq!(
+                sizer.after_read(READ_CHUNK, READ_CHUNK, Some(100)),
+                Resize::Keep
+            );
         }
-        assert_eq!(sizer.after_read(READ_CHUNK, None), Resize::Keep);
+        assert_eq!(sizer.after_read(READ_CHUNK, READ_CHUNK, None), Resize::Keep);
         // Once grown, it takes many more small reads to shrink.
         for _ in 0..SHRINK_BUSY_AFTER_SMALL_READS - 1 {
-            assert_eq!(sizer.after_read(READ_CHUNK, Some(100)), Resize::Keep);
+            assert_eq!(
+                sizer.after_read(READ_CHUNK, READ_CHUNK, Some(100)),
+                Resize::Keep
+            );
         }
-        assert_eq!(sizer.after_read(READ_CHUNK, Some(100)), Resize::Shrink);
+        assert_eq!(
+            sizer.after_read(READ_CHUNK, READ_CHUNK, Some(100)),
+            Resize::Shrink
+        );
         assert_eq!(sizer.small_reads, 0);
     }
 }

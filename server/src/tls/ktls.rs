@@ -635,10 +635,59 @@ impl std::error::Error for KtlsError {}
 /// [`enable`] failed. If `connection` is `Some`, nothing irreversible
 /// happened and the session can go on in userspace with it; if `None`, the
 /// session must be closed.
-#[derive(Debug)]
-pub struct EnableFailure {
+pub struct EnableFailure<C = rustls::ServerConnection> {
     pub error: KtlsError,
-    pub connection: Option<Box<rustls::ServerConnection>>,
+    pub connection: Option<Box<C>>,
+}
+
+impl<C> fmt::Debug for EnableFailure<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnableFailure")
+            .field("error", &self.error)
+            .field("connection_kept", &self.connection.is_some())
+            .finish()
+    }
+}
+
+/// A rustls server connection [`enable`] can take apart: the unbuffered
+/// one the runtime drives, or the buffered one.
+pub trait OffloadSource: Sized {
+    fn common_state(&self) -> &rustls::CommonState;
+    /// Plaintext rustls has decrypted and not handed out yet.
+    fn drain_plaintext(&mut self) -> Result<Vec<u8>, KtlsError>;
+    /// The traffic secrets and sequence numbers; the connection is gone.
+    fn extract_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error>;
+}
+
+impl OffloadSource for rustls::ServerConnection {
+    fn common_state(&self) -> &rustls::CommonState {
+        self
+    }
+
+    fn drain_plaintext(&mut self) -> Result<Vec<u8>, KtlsError> {
+        drain_plaintext(self)
+    }
+
+    fn extract_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
+        self.dangerous_extract_secrets()
+    }
+}
+
+impl OffloadSource for rustls::server::UnbufferedServerConnection {
+    fn common_state(&self) -> &rustls::CommonState {
+        self
+    }
+
+    /// Nothing: the runtime takes each record's plaintext as it opens it.
+    /// (A close_notify is the runtime's to report.)
+    fn drain_plaintext(&mut self) -> Result<Vec<u8>, KtlsError> {
+        Ok(Vec::new())
+    }
+
+    fn extract_secrets(self) -> Result<rustls::ExtractedSecrets, rustls::Error> {
+        self.dangerous_into_kernel_connection()
+            .map(|(secrets, _)| secrets)
+    }
 }
 
 /// A connection now encrypted by the kernel.
@@ -653,18 +702,18 @@ pub struct KtlsEnabled {
 
 /// Hands the established connection on `fd` to the kernel. See the module
 /// documentation for what the caller must guarantee.
-pub fn enable(fd: RawFd, mut conn: rustls::ServerConnection) -> Result<KtlsEnabled, EnableFailure> {
+pub fn enable<C: OffloadSource>(fd: RawFd, mut conn: C) -> Result<KtlsEnabled, EnableFailure<C>> {
     let keep = |error, conn| EnableFailure {
         error,
         connection: Some(Box::new(conn)),
     };
-    if conn.is_handshaking() {
+    if conn.common_state().is_handshaking() {
         return Err(keep(KtlsError::HandshakeNotComplete, conn));
     }
-    if conn.wants_write() {
+    if conn.common_state().wants_write() {
         return Err(keep(KtlsError::PendingOutput, conn));
     }
-    let Some(suite) = conn.negotiated_cipher_suite() else {
+    let Some(suite) = conn.common_state().negotiated_cipher_suite() else {
         return Err(keep(KtlsError::HandshakeNotComplete, conn));
     };
     let Some(cipher) = KtlsCipher::of_suite(suite) else {
@@ -682,16 +731,16 @@ pub fn enable(fd: RawFd, mut conn: rustls::ServerConnection) -> Result<KtlsEnabl
         };
         return Err(keep(error, conn));
     }
-    let early_plaintext = match drain_plaintext(&mut conn) {
+    let early_plaintext = match conn.drain_plaintext() {
         Ok(bytes) => bytes,
         Err(error) => return Err(keep(error, conn)),
     };
-    let fatal = |error| EnableFailure {
+    let fatal = |error| EnableFailure::<C> {
         error,
         connection: None,
     };
     let secrets = conn
-        .dangerous_extract_secrets()
+        .extract_secrets()
         .map_err(|e| fatal(KtlsError::ExtractSecrets(e)))?;
     let install = |step, info: ::ktls::CryptoInfo| {
         let name = match step {

@@ -476,7 +476,7 @@ async fn serve_connection(
     if let Err(e) = set_user_timeout(fd, user_timeout) {
         span.in_scope(|| tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT"));
     }
-    let conn = match rustls::ServerConnection::new(live.tls.clone()) {
+    let conn = match rustls::server::UnbufferedServerConnection::new(live.tls.clone()) {
         Ok(c) => c,
         Err(e) => {
             worker.metrics().event(Event::TlsSetupError);
@@ -484,7 +484,7 @@ async fn serve_connection(
             return;
         }
     };
-    let tls = TlsConn::new(tcp, conn.into());
+    let tls = TlsConn::new(tcp, conn);
     if worker.shared.ktls.may_offload() {
         // Nothing past the handshake may be read into userspace before the
         // kernel takes over the records.
