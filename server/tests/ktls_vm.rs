@@ -944,7 +944,12 @@ fn loadgen_run(
 fn loadgen_payloads_cross_both_ways_intact() {
     const TEST: &str = "loadgen_payloads_cross_both_ways_intact";
     const SESSIONS: u64 = 2;
-    let Some((_, dir, server)) = vm_server(TEST, |_| {}) else {
+    // Room for the emulated CPU on a busy host, where one TLS handshake
+    // took 9.5 s (beyond the 10 s default with the HTTP request).
+    let Some((_, dir, server)) = vm_server(TEST, |config| {
+        config.tls.handshake_timeout = Duration::from_secs(60);
+        config.server.preauth_timeout = Duration::from_secs(120);
+    }) else {
         return;
     };
     let peer = LoadgenPeer(
@@ -967,6 +972,8 @@ fn loadgen_payloads_cross_both_ways_intact() {
         "100",
         "--payload",
         "1372",
+        "--setup-timeout",
+        "120s",
     ];
     let json_path = dir.path().join("udp.json");
     let (table, report) = loadgen_run(&server, "udp", &args, &json_path);
