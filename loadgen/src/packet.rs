@@ -246,11 +246,33 @@ impl FlowStats {
 }
 
 /// Fills `payload` (after the header and any body) with a fixed pattern,
-/// so captures show where the padding starts.
-fn fill_pattern(payload: &mut [u8]) {
+/// so captures show where the padding starts and receivers can check
+/// every byte ([`payload_intact`]).
+pub(crate) fn fill_pattern(payload: &mut [u8]) {
     for (i, b) in payload.iter_mut().enumerate() {
         *b = i as u8;
     }
+}
+
+/// One period of the [`fill_pattern`] pattern.
+const PATTERN_PERIOD: [u8; 256] = {
+    let mut period = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        period[i] = i as u8;
+        i += 1;
+    }
+    period
+};
+
+/// Whether `payload` (what follows the header of an echo, echo reply or
+/// stream datagram) is exactly the pattern the sender wrote (octet i is
+/// i mod 256): the load generator's byte-for-byte check of what crossed
+/// the tunnel.
+pub fn payload_intact(payload: &[u8]) -> bool {
+    payload
+        .chunks(PATTERN_PERIOD.len())
+        .all(|chunk| chunk == &PATTERN_PERIOD[..chunk.len()])
 }
 
 /// One's-complement sum of 16-bit big-endian words, unfolded ([RFC 1071]).
@@ -618,6 +640,30 @@ mod tests {
 
     const SRC: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 7);
     const DST: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+
+    #[test]
+    fn payloads_are_checked_byte_for_byte() {
+        let t = Template::icmp_echo(SRC, DST, 3, 1372).unwrap();
+        let reply = reply_of(&t.packet);
+        let received = parse_ip(&reply).unwrap();
+        assert_eq!(received.body.len(), 1372 - HEADER_LEN);
+        assert!(payload_intact(received.body));
+        assert!(payload_intact(&[]));
+        for at in [0, 255, 256, 1339] {
+            let mut altered = received.body.to_vec();
+            altered[at] ^= 0x40;
+            assert!(!payload_intact(&altered), "byte {at} altered");
+        }
+        // Two packets' payloads swapped at a period boundary still differ.
+        assert!(!payload_intact(&received.body[1..]));
+    }
+
+    /// `packet` (an ICMP echo request) as the kernel answers it.
+    fn reply_of(packet: &[u8]) -> Vec<u8> {
+        let mut reply = packet.to_vec();
+        reply[IPV4_HEADER_LEN] = ICMP_ECHO_REPLY;
+        reply
+    }
 
     #[test]
     fn header_round_trips_and_has_the_documented_layout() {

@@ -404,9 +404,7 @@ impl PeerLoop {
         let payload = usize::from(request.payload_len).max(HEADER_LEN);
         let mut datagram = vec![0u8; payload];
         Header::new(Kind::StreamData, flow).write(&mut datagram);
-        for (i, b) in datagram[HEADER_LEN..].iter_mut().enumerate() {
-            *b = i as u8;
-        }
+        crate::packet::fill_pattern(&mut datagram[HEADER_LEN..]);
         let duration = Duration::from_millis(u64::from(request.duration_ms)).min(MAX_STREAM);
         Counters::add(&self.counters.streams_started, 1);
         self.streams.push(Stream {

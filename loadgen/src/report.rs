@@ -281,6 +281,7 @@ pub struct Traffic {
     pub probes_answered: u64,
     pub reordered: u64,
     pub foreign: u64,
+    pub payload_mismatches: u64,
     pub backpressure_waits: u64,
     pub send_errors: u64,
 }
@@ -386,6 +387,7 @@ impl FamilyFigures {
                 probes_answered: c.probes_answered,
                 reordered: c.reordered,
                 foreign: c.foreign,
+                payload_mismatches: c.payload_mismatches,
                 backpressure_waits: c.backpressure_waits,
                 send_errors: c.send_errors,
             },
@@ -575,9 +577,12 @@ impl Report {
         }
     }
 
-    /// Whether the run failed: too many failures, or nothing worked.
+    /// Whether the run failed: too many failures, nothing worked, or a
+    /// payload arrived altered.
     pub fn failed(&self) -> bool {
-        self.failures.exceeded || (self.sessions.attempted > 0 && self.sessions.established == 0)
+        self.failures.exceeded
+            || (self.sessions.attempted > 0 && self.sessions.established == 0)
+            || self.traffic.payload_mismatches > 0
     }
 
     /// The final human-readable table.
@@ -716,6 +721,13 @@ impl Report {
                 out,
                 "tun drops   up {}  down {}  read errors {}  write errors {}",
                 tun.up_dropped, tun.down_dropped, tun.read_errors, tun.write_errors
+            );
+        }
+        if t.payload_mismatches > 0 {
+            let _ = writeln!(
+                out,
+                "MISMATCHES  {} packets arrived with a payload other than the one sent",
+                t.payload_mismatches
             );
         }
         if t.reordered + t.foreign + t.send_errors + t.backpressure_waits > 0 {

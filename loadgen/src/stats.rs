@@ -129,6 +129,9 @@ pub struct Counters {
     pub reordered: u64,
     /// IP packets received that were not ours (or were malformed).
     pub foreign: u64,
+    /// Echo replies and stream datagrams of ours whose payload was not
+    /// the pattern sent, byte for byte.
+    pub payload_mismatches: u64,
     /// Times a sender found the session's queue full and waited.
     pub backpressure_waits: u64,
     /// Packets the session refused to send (closed, not ready).
@@ -184,6 +187,7 @@ impl Counters {
             probes_answered,
             reordered,
             foreign,
+            payload_mismatches,
             backpressure_waits,
             send_errors,
             peer_queried,

@@ -70,6 +70,7 @@ fn udp_reflected_by_the_peer_matches_byte_for_byte() {
     assert_eq!(p.rx_packets, t.up.packets, "the peer got every datagram");
     assert_eq!(p.rx_bytes, t.up.bytes, "and every byte");
     assert_eq!(p.tx_packets, p.rx_packets, "and reflected each one");
+    assert_eq!(t.payload_mismatches, 0, "every reply carried what was sent");
     let up = r.loss.up.as_ref().expect("the peer answered");
     assert_eq!(up.lost, 0);
     assert_eq!(peer.totals().rx_packets, t.up.packets);
@@ -105,6 +106,10 @@ fn bulk_both_ways_at_a_set_rate_loses_nothing() {
     let down = r.loss.down.as_ref().expect("down measured");
     assert_eq!((down.sent, down.lost), (p.tx_packets, 0));
     assert_eq!(p.tx_bytes, p.tx_packets * size);
+    assert_eq!(
+        t.payload_mismatches, 0,
+        "the stream arrived as the peer sent it"
+    );
     assert_eq!(r.loss.up.as_ref().map(|l| l.lost), Some(0));
 }
 

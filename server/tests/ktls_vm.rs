@@ -18,8 +18,12 @@
 //! Linux 6.1 cannot follow, ends the session with its own counted reason;
 //! the real sstp-client completes a session. `auto` offloads too, `off`
 //! does not. Bursts leave the server batched (several packets per kernel
-//! TLS send submission) and still one TLS record per SSTP packet, as a tap
-//! on the wire sees.
+//! TLS send submission: one chain of linked sends through the worker's
+//! private io_uring) and still one TLS record per SSTP packet, as a tap
+//! on the wire sees; a reader that stops for a while (the server's socket
+//! fills, the chains wait) still gets every packet, in order, intact. The
+//! real `sstp-loadgen` (udp, reflected by its peer: up the tunnel and back
+//! down) finds not one payload altered.
 //! The CPU in the VM is emulated: nothing here measures time.
 
 mod common;
@@ -628,13 +632,18 @@ struct RecordTap {
     addr: std::net::SocketAddr,
     /// (content type, length) of each record from the server.
     records: std::sync::Arc<std::sync::Mutex<Vec<(u8, usize)>>>,
+    /// While set, the tap stops reading from the server (a slow reader:
+    /// the server's socket fills up).
+    hold: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RecordTap {
     fn start(ns: &sstpd::testing::netns::NetNs, target: std::net::SocketAddr) -> RecordTap {
         use std::net::{TcpListener, TcpStream};
         let records = std::sync::Arc::<std::sync::Mutex<Vec<(u8, usize)>>>::default();
+        let hold = std::sync::Arc::<std::sync::atomic::AtomicBool>::default();
         let seen = records.clone();
+        let held = hold.clone();
         // Threads spawned from a thread inside the namespace stay in it.
         let addr = ns.run(move || {
             let listener = TcpListener::bind("127.0.0.1:0").expect("tap listener");
@@ -643,15 +652,35 @@ impl RecordTap {
                 let Ok((client, _)) = listener.accept() else {
                     return;
                 };
-                let server = TcpStream::connect(target).expect("tap connects to the server");
+                // A small receive buffer toward the server: holding
+                // fills the server's socket soon.
+                let socket = socket2::Socket::new(
+                    socket2::Domain::for_address(target),
+                    socket2::Type::STREAM,
+                    None,
+                )
+                .unwrap();
+                socket.set_recv_buffer_size(8 * 1024).unwrap();
+                socket
+                    .connect(&target.into())
+                    .expect("tap connects to the server");
+                let server: TcpStream = socket.into();
                 let (client_in, server_out) =
                     (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || tap_pump(client_in, server_out, None));
-                tap_pump(server, client, Some(&seen));
+                std::thread::spawn(move || tap_pump(client_in, server_out, None, None));
+                tap_pump(server, client, Some(&seen), Some(&held));
             });
             addr
         });
-        RecordTap { addr, records }
+        RecordTap {
+            addr,
+            records,
+            hold,
+        }
+    }
+
+    fn hold(&self, hold: bool) {
+        self.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn records(&self) -> Vec<(u8, usize)> {
@@ -660,16 +689,25 @@ impl RecordTap {
 }
 
 /// Copies `from` to `to` until either ends; with `records`, parses the
-/// stream as TLS records and notes each one's type and length.
+/// stream as TLS records and notes each one's type and length. While
+/// `hold` is set it does not read.
 fn tap_pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
     records: Option<&std::sync::Mutex<Vec<(u8, usize)>>>,
+    hold: Option<&std::sync::atomic::AtomicBool>,
 ) {
     use std::io::{Read, Write};
     let mut chunk = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
-    while let Ok(n @ 1..) = from.read(&mut chunk) {
+    let held = || hold.is_some_and(|h| h.load(std::sync::atomic::Ordering::SeqCst));
+    loop {
+        while held() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let Ok(n @ 1..) = from.read(&mut chunk) else {
+            break;
+        };
         if let Some(records) = records {
             pending.extend_from_slice(&chunk[..n]);
             let mut at = 0;
@@ -702,25 +740,39 @@ fn scraped_ktls_sends(endpoint: std::net::SocketAddr) -> (u64, u64) {
 
 /// Bursts of echo replies leave the server batched, several SSTP packets
 /// per kernel TLS send submission (`sstpd_ktls_send_packets_total` over
-/// `sstpd_ktls_send_batches_total` above 1), and still one TLS record per
+/// `sstpd_ktls_send_batches_total` above 1), every one through the
+/// worker's ring (no `ktls_send_fallbacks`), and still one TLS record per
 /// packet: a tap between client and server reads the records' lengths,
 /// and every reply of the bursts (each of its own size) has a record of
 /// exactly its SSTP packet's size, none larger than one packet. The client
-/// checks every payload byte for byte.
+/// checks every payload byte for byte. In the last round the tap stops
+/// reading for two seconds (a slow reader): the server's socket, whose
+/// send buffer the namespace caps at 16 KiB, fills and its chains wait
+/// for room; order and payloads still hold (the client's TLS would reject
+/// a record out of sequence).
 #[test]
 fn bursts_leave_batched_one_record_per_packet() {
     const TEST: &str = "bursts_leave_batched_one_record_per_packet";
-    const ROUNDS: u16 = 2;
+    const ROUNDS: u16 = 3;
     const BURST: u16 = 128;
     let Some((_, _dir, server)) = vm_server(TEST, |_| {}) else {
         return;
     };
     let endpoint = server.handle().metrics_addr().unwrap();
-    let tap = RecordTap::start(&server.ns, server.addr);
+    // A small send buffer for the server's connection (created after this).
+    let sysctl = server
+        .ns
+        .command("sysctl")
+        .args(["-q", "-w", "net.ipv4.tcp_wmem=4096 8192 16384"])
+        .status()
+        .expect("run sysctl");
+    assert!(sysctl.success(), "sysctl net.ipv4.tcp_wmem: {sysctl:?}");
+    let tap = std::sync::Arc::new(RecordTap::start(&server.ns, server.addr));
     let tap_addr = tap.addr;
+    let holder = tap.clone();
     // Every reply of a round differs in size: 600, 604, ... bytes of payload.
     let payload_len = |seq: u16| 600 + 4 * usize::from(seq);
-    let (results, before, after) = server.run_clients(move || async move {
+    let (results, before) = server.run_clients(move || async move {
         // TLS 1.3 with AES-GCM: a record is its plaintext plus 17 bytes
         // (the inner content type and the 16-byte tag).
         let options = suite_options(tap_addr, TlsVersion::Tls13, "TLS13_AES_128_GCM_SHA256");
@@ -728,13 +780,23 @@ fn bursts_leave_batched_one_record_per_packet() {
         let before = scraped_ktls_sends(endpoint);
         let mut results = Vec::new();
         for round in 0..ROUNDS {
+            let slow_reader = (round == ROUNDS - 1).then(|| {
+                holder.hold(true);
+                let holder = holder.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(2));
+                    holder.hold(false);
+                })
+            });
             let result = echo_burst(&client, &inbox, 0x0b00 + round, BURST, payload_len).await;
+            if let Some(release) = slow_reader {
+                release.join().unwrap();
+            }
             inbox.borrow_mut().clear();
             results.push((round, result));
         }
-        let after = scraped_ktls_sends(endpoint);
         client.close(Duration::from_secs(10)).await;
-        (results, before, after)
+        (results, before)
     });
     assert!(server.wait_idle(Duration::from_secs(10)));
     let stats = server.handle().metrics();
@@ -744,8 +806,13 @@ fn bursts_leave_batched_one_record_per_packet() {
     assert_eq!(stats.event("ktls_enabled"), 1, "{stats:?}");
     assert_no_failures(&stats, "batched bursts");
 
-    let (batches, packets) = (after.0 - before.0, after.1 - before.1);
-    eprintln!("during the bursts: {packets} packets in {batches} kernel TLS send batches");
+    // Counted once a chain's last completion is reaped, which may be
+    // after the client has read the packets: the totals at the end.
+    let (batches, packets) = (
+        stats.ktls_send_batches - before.0,
+        stats.ktls_send_packets - before.1,
+    );
+    eprintln!("during the bursts: {packets} packets in {batches} kernel TLS send submissions");
     assert!(
         packets >= u64::from(ROUNDS * BURST),
         "{packets} packets sent for {} replies: {stats:?}",
@@ -755,26 +822,46 @@ fn bursts_leave_batched_one_record_per_packet() {
         packets > batches,
         "not batched: {packets} packets in {batches} submissions: {stats:?}"
     );
+    // Every batch went through the private ring as one chain.
+    for reason in ["ring_unavailable", "ring_busy", "chain_broken"] {
+        assert_eq!(
+            stats.event(reason),
+            0,
+            "ktls_send_fallbacks{{{reason}}}: {stats:?}"
+        );
+    }
+    assert_one_record_per_reply(&tap.records(), ROUNDS, BURST, payload_len);
+}
 
+/// Every reply of `rounds` bursts of `burst` (reply `seq` with
+/// `payload_len(seq)` bytes of ICMP payload) had a TLS 1.3 AES-GCM record
+/// of exactly its SSTP packet's size, and no record was larger than one
+/// packet.
+fn assert_one_record_per_reply(
+    records: &[(u8, usize)],
+    rounds: u16,
+    burst: u16,
+    payload_len: impl Fn(u16) -> usize,
+) {
     const TLS13_OVERHEAD: usize = 17;
     const APPLICATION_DATA: u8 = 23;
-    let plaintext_lens: Vec<usize> = tap
-        .records()
+    let plaintext_lens: Vec<usize> = records
         .iter()
         .filter(|(kind, _)| *kind == APPLICATION_DATA)
         .map(|(_, len)| len - TLS13_OVERHEAD)
         .collect();
-    let largest_packet = |header: usize| payload_len(BURST - 1) + 28 + header;
+    let largest_payload = (0..burst).map(&payload_len).max().unwrap();
+    let largest_packet = |header: usize| largest_payload + 28 + header;
     // An SSTP data packet: the 4-byte SSTP header, the PPP header (1 to 4
     // bytes, as negotiated), the IP packet (20 + 8 + payload).
     let framing = (5..=8).find(|&header| {
-        (0..BURST).all(|seq| {
+        (0..burst).all(|seq| {
             let expected = payload_len(seq) + 28 + header;
             plaintext_lens
                 .iter()
                 .filter(|&&len| len == expected)
                 .count()
-                >= usize::from(ROUNDS)
+                >= usize::from(rounds)
         })
     });
     assert!(
@@ -788,4 +875,134 @@ fn bursts_leave_batched_one_record_per_packet() {
             .all(|&len| len <= largest_packet(header)),
         "a record larger than one packet; record plaintext sizes: {plaintext_lens:?}"
     );
+}
+
+/// The `sstp-loadgen` binary next to this test's (scripts/vm-test builds
+/// it): `target/<profile>/deps/ktls_vm-*` -> `target/<profile>/sstp-loadgen`.
+fn loadgen_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("sstp-loadgen");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it with `cargo build -p sstp-loadgen` (scripts/vm-test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// The load generator's traffic peer, running in the server's namespace
+/// until dropped.
+struct LoadgenPeer(std::process::Child);
+
+impl Drop for LoadgenPeer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `sstp-loadgen MODE ARGS` as alice against `server` from inside its
+/// namespace, with a JSON report; returns the table and the report.
+fn loadgen_run(
+    server: &TestServer,
+    mode: &str,
+    args: &[&str],
+    json_path: &std::path::Path,
+) -> (String, serde_json::Value) {
+    let target = server.addr.to_string();
+    let out = server
+        .ns
+        .command(loadgen_binary())
+        .args([mode, "--target", &target, "--insecure"])
+        .args(["--user", "alice", "--password", "alice-secret"])
+        .args(["--workers", "1", "--no-pin", "--progress", "never"])
+        .args(["--json", json_path.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("run sstp-loadgen");
+    let table = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "sstp-loadgen {mode}: {:?}\n{table}",
+        out.status
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
+    (table, report)
+}
+
+/// The real load generator against the kernel TLS server: UDP reflected
+/// by its peer, so each datagram crosses the tunnel up and back down and
+/// the load generator checks every reply's payload byte for byte. Traffic
+/// flows both ways, the sessions are the kernel's, and not one payload
+/// differs from what was sent. A short run at a modest rate: the VM's CPU
+/// is emulated.
+#[test]
+fn loadgen_payloads_cross_both_ways_intact() {
+    const TEST: &str = "loadgen_payloads_cross_both_ways_intact";
+    const SESSIONS: u64 = 2;
+    // Room for the emulated CPU on a busy host, where one TLS handshake
+    // took 9.5 s (beyond the 10 s default with the HTTP request).
+    let Some((_, dir, server)) = vm_server(TEST, |config| {
+        config.tls.handshake_timeout = Duration::from_secs(60);
+        config.server.preauth_timeout = Duration::from_secs(120);
+    }) else {
+        return;
+    };
+    let peer = LoadgenPeer(
+        server
+            .ns
+            .command(loadgen_binary())
+            .args(["peer", "--bind", "0.0.0.0:9000", "--threads", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the loadgen peer"),
+    );
+    let sessions = SESSIONS.to_string();
+    let args = [
+        "--sessions",
+        &sessions,
+        "--duration",
+        "3s",
+        "--pps",
+        "100",
+        "--payload",
+        "1372",
+        "--setup-timeout",
+        "120s",
+    ];
+    let json_path = dir.path().join("udp.json");
+    let (table, report) = loadgen_run(&server, "udp", &args, &json_path);
+    eprintln!("{table}");
+    drop(peer);
+    let at = |path: &str| {
+        report
+            .pointer(path)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_else(|| panic!("no {path} in the report\n{table}"))
+    };
+    assert_eq!(at("/sessions/established"), SESSIONS, "{table}");
+    assert_eq!(at("/traffic/payload_mismatches"), 0, "{table}");
+    assert_eq!(at("/traffic/foreign"), 0, "{table}");
+    assert!(at("/traffic/up/packets") > 0, "nothing up\n{table}");
+    assert!(at("/traffic/down/packets") > 0, "nothing down\n{table}");
+    // The reflections: what crossed both ways and was compared.
+    assert!(
+        at("/traffic/probes_answered") > 0,
+        "no reply to check\n{table}"
+    );
+    assert!(at("/peer/rx_packets") > 0, "the peer saw nothing\n{table}");
+    assert!(server.wait_idle(Duration::from_secs(10)));
+    let stats = server.handle().metrics();
+    assert_eq!(stats.event("ktls_enabled"), SESSIONS, "{stats:?}");
+    assert!(stats.ktls_send_packets > 0, "{stats:?}");
+    assert_no_failures(&stats, "loadgen");
 }

@@ -15,8 +15,8 @@ use super::Worker;
 use crate::backoff::Backoff;
 use crate::config::{Direction, Mode, DEFAULT_PEER_PORT};
 use crate::packet::{
-    parse_ip, FlowStats, Header, Kind, StreamRequest, Template, Transport, HEADER_LEN,
-    STREAM_REQUEST_LEN,
+    parse_ip, payload_intact, FlowStats, Header, Kind, StreamRequest, Template, Transport,
+    HEADER_LEN, STREAM_REQUEST_LEN,
 };
 use crate::stats::{count_reason, loss_cause, Counters, IpFamily};
 
@@ -154,6 +154,13 @@ impl Worker {
             return;
         };
         let family = rx.family;
+        if matches!(
+            r.header.kind,
+            Kind::Echo | Kind::EchoReply | Kind::StreamData
+        ) && !payload_intact(r.body)
+        {
+            self.count(family, |c| c.payload_mismatches += 1);
+        }
         let reordered = match (r.header.kind, r.transport) {
             // The kernel answers ICMP echo with our header unchanged; the
             // peer marks its UDP reflections.

@@ -248,6 +248,16 @@ events! {
         KtlsRxKeysRefused = "rx_keys_refused",
     }
 
+    KtlsSendFallbacks("ktls_send_fallbacks",
+        "Kernel TLS batches not sent as one chain of linked sends, by reason.") {
+        // The worker's private io_uring could not be set up.
+        KtlsRingUnavailable = "ring_unavailable",
+        // The ring had too many sends in flight.
+        KtlsRingBusy = "ring_busy",
+        // A send of the chain was taken in part or failed.
+        KtlsChainBroken = "chain_broken",
+    }
+
     KtlsRecordCloses("ktls_record_closes",
         "Kernel TLS sessions ended by a received record the kernel cannot act on, by record.") {
         // A TLS 1.3 KeyUpdate: the kernel (Linux before 6.13) cannot

@@ -4,11 +4,14 @@
 //! * [`uring_tls`]: rustls driven by hand over tokio-uring's owned buffers.
 //! * [`tls_records`]: its userspace record layer on rustls' unbuffered API,
 //!   without IO.
+//! * `ktls_batch`: kernel TLS sends of a batch, linked, in one submission
+//!   of a private io_uring.
 //! * [`proxy_header`]: the PROXY protocol header a load balancer sends
 //!   before TLS.
 //! * `session_io`: the steps the server's and the client's session writers
 //!   share (collecting the core's output, waiting for work, lingering).
 
+pub(crate) mod ktls_batch;
 pub mod proxy_header;
 pub(crate) mod session_io;
 pub mod tls_records;

@@ -14,8 +14,8 @@
 //!   write buffer and write it in one submission;
 //!   [`TlsConn::write_plaintext_units`] makes each unit (an SSTP packet) a
 //!   record of its own, still in one submission. With kernel TLS the units
-//!   go out back to back, one non-blocking send (one record) each, without
-//!   waiting in between.
+//!   go out as linked sends (one record each) in one submission of a
+//!   private ring (`ktls_batch`).
 //!
 //! rustls runs through its unbuffered API ([`super::tls_records`]): it keeps
 //! no receive or send buffer of its own per connection.
@@ -105,11 +105,29 @@ const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 /// ([`TlsConn::take_kernel_sends`]), for the worker's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelSends {
-    /// Runs of packets sent back to back without waiting, and awaited
-    /// writes of a packet the full socket did not take at once.
+    /// Submissions: chains of linked sends (one io_uring submission
+    /// each), runs of packets sent back to back without waiting (the
+    /// fallback), and awaited writes of a packet the socket did not take.
     pub batches: u64,
     /// SSTP packets (TLS records) those submissions sent.
     pub packets: u64,
+    /// Chains that were not submitted, or broke, by reason.
+    pub fallbacks: KernelSendFallbacks,
+}
+
+/// Why kernel TLS packets did not go out as one chain (see
+/// [`KernelSends`]), counted per chain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelSendFallbacks {
+    /// The worker's private ring could not be set up: sent packet by
+    /// packet.
+    pub ring_unavailable: u64,
+    /// The ring had too much in flight: sent packet by packet.
+    pub ring_busy: u64,
+    /// A send of the chain was taken in part: the rest of the last one
+    /// went through an awaited write, or, with more sent after it, the
+    /// connection ended.
+    pub chain_broken: u64,
 }
 
 /// A TLS connection on a tokio-uring TCP socket.
@@ -743,34 +761,93 @@ impl TlsConn {
 
     /// Kernel TLS, several units at once, one record each, in order.
     ///
-    /// A unit of at most one record's plaintext is one non-blocking
-    /// `send(2)` (one record, no `MSG_MORE`), back to back with the units
-    /// before it: the whole batch goes out in one turn of the writer, with
-    /// no completion to wait for in between. The kernel takes such a send
-    /// whole or not at all. When the socket is full, that unit goes
-    /// through an awaited io_uring write (the ring waits for room) and the
-    /// rest resumes after it, so nothing overtakes anything. A larger unit
-    /// (never an SSTP packet, which is at most 4 KiB) is written alone
-    /// through the ring; the kernel splits it into records in order.
-    ///
-    /// `sendmmsg(2)` would make it one system call, but Linux (6.1) kTLS
-    /// refuses it: it passes `MSG_BATCH`, which `tls_sw_sendmsg` answers
-    /// with `EOPNOTSUPP`. docs/architecture.md has the other options.
+    /// Units of at most one record's plaintext go out as chains of linked
+    /// sends, one io_uring submission each (`ktls_batch`: a send that
+    /// finds the socket full waits for room, the rest of the chain behind
+    /// it). A chain whose last send was taken in part leaves the rest of
+    /// it to an awaited io_uring write; a failed send ends the connection. Where the private ring
+    /// is unavailable or busy, each unit is one non-blocking `send(2)`,
+    /// back to back, and a unit the full socket does not take goes through
+    /// an awaited write; the kernel takes such a send whole or not at all,
+    /// so a packet is never split. A larger unit (never an SSTP packet,
+    /// which is at most 4 KiB) is written alone; the kernel splits it into
+    /// records in order.
     async fn write_kernel_units<'a>(
         &self,
         units: impl Iterator<Item = &'a [u8]>,
     ) -> Result<(), TlsIoError> {
+        use crate::net::ktls_batch::{send_chain, ChainError, ChainSent, Fallback, MAX_CHAIN};
         let fd = self.tcp_fd();
-        // Packets sent back to back since the last wait.
-        let mut run = 0u64;
-        for unit in units.filter(|unit| !unit.is_empty()) {
-            if unit.len() > MAX_RECORD_PLAINTEXT {
-                self.end_kernel_run(&mut run);
-                self.write_kernel(unit).await?;
+        let units: Vec<&[u8]> = units.filter(|unit| !unit.is_empty()).collect();
+        let mut at = 0;
+        while at < units.len() {
+            if units[at].len() > MAX_RECORD_PLAINTEXT {
+                self.write_kernel(units[at]).await?;
                 self.count_kernel_sends(1, 1);
+                at += 1;
                 continue;
             }
-            self.account_kernel_records(1)?;
+            let chain_len = units[at..]
+                .iter()
+                .take(MAX_CHAIN)
+                .take_while(|unit| unit.len() <= MAX_RECORD_PLAINTEXT)
+                .count();
+            let chain = &units[at..at + chain_len];
+            at += chain_len;
+            self.account_kernel_records(chain_len as u64)?;
+            let (unit, sent) = match send_chain(fd, chain).await {
+                Ok(ChainSent::Whole) => {
+                    self.count_kernel_sends(1, chain_len as u64);
+                    continue;
+                }
+                Ok(ChainSent::Broken { unit, sent }) => {
+                    self.count_kernel_fallback(|f| f.chain_broken += 1);
+                    self.count_kernel_sends(1, unit as u64);
+                    (unit, sent)
+                }
+                Err(ChainError::Fallback(reason)) => {
+                    self.count_kernel_fallback(|f| match reason {
+                        Fallback::RingUnavailable => f.ring_unavailable += 1,
+                        Fallback::RingBusy => f.ring_busy += 1,
+                    });
+                    self.write_kernel_units_now(fd, chain).await?;
+                    continue;
+                }
+                Err(ChainError::Io(e)) => return Err(TlsIoError::Io(e)),
+                Err(ChainError::Split { unit }) => {
+                    self.count_kernel_fallback(|f| f.chain_broken += 1);
+                    return Err(TlsIoError::Io(io::Error::other(format!(
+                        "kernel TLS took packet {unit} of a chain in part and sent the next"
+                    ))));
+                }
+            };
+            self.write_kernel_bytes(&chain[unit][sent..]).await?;
+            self.count_kernel_sends(1, 1);
+            for rest in &chain[unit + 1..] {
+                self.write_kernel_bytes(rest).await?;
+                self.count_kernel_sends(1, 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The fallback of [`Self::write_kernel_units`]: each unit (at most one
+    /// record's plaintext, already counted against the record limit) is
+    /// one non-blocking `send(2)`, back to back; a unit the full socket
+    /// does not take goes through an awaited write, and the rest resumes
+    /// after it.
+    ///
+    /// `sendmmsg(2)` would make it one system call, but Linux (6.1) kTLS
+    /// refuses it: it passes `MSG_BATCH`, which `tls_sw_sendmsg` answers
+    /// with `EOPNOTSUPP`.
+    async fn write_kernel_units_now(
+        &self,
+        fd: std::os::fd::RawFd,
+        units: &[&[u8]],
+    ) -> Result<(), TlsIoError> {
+        // Packets sent back to back since the last wait.
+        let mut run = 0u64;
+        for &unit in units {
             match send_record_now(fd, unit) {
                 Ok(sent) if sent == unit.len() => run += 1,
                 Ok(sent) => {
@@ -793,6 +870,12 @@ impl TlsConn {
         }
         self.end_kernel_run(&mut run);
         Ok(())
+    }
+
+    fn count_kernel_fallback(&self, count: impl FnOnce(&mut KernelSendFallbacks)) {
+        let mut sends = self.kernel_sends.get();
+        count(&mut sends.fallbacks);
+        self.kernel_sends.set(sends);
     }
 
     /// Counts a run of packets sent back to back as one batch.

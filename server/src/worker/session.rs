@@ -765,6 +765,16 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             let sends = ctx.tls.take_kernel_sends();
             WorkerMetrics::add(&worker.metrics().ktls_send_batches, sends.batches);
             WorkerMetrics::add(&worker.metrics().ktls_send_packets, sends.packets);
+            let fallbacks = sends.fallbacks;
+            for (event, n) in [
+                (Event::KtlsRingUnavailable, fallbacks.ring_unavailable),
+                (Event::KtlsRingBusy, fallbacks.ring_busy),
+                (Event::KtlsChainBroken, fallbacks.chain_broken),
+            ] {
+                if n > 0 {
+                    worker.metrics().events_n(event, n);
+                }
+            }
             ctx.in_flight.set(0);
             ctx.output_written();
             batch.clear();
