@@ -1206,6 +1206,14 @@ fn idle(
             before.rss_bytes as f64,
             Better::Neither,
         ));
+        if let Some(after) = rss_once_empty(bed, interrupt)? {
+            figures.push(fig(
+                "server_rss_after_close",
+                "B",
+                after as f64,
+                Better::Lower,
+            ));
+        }
     }
     let mut params = base_params(r, &options.topology, outcome.local);
     params.insert("ramp_s".into(), format!("{:.2}", r.timing.ramp_s));
@@ -1227,6 +1235,33 @@ fn idle(
         latency: None,
     };
     Ok(Outcome::single(result, Vec::new(), print))
+}
+
+/// How long after its last session ended the server's RSS is sampled: a
+/// worker gives freed memory back within 2 s of its sessions ending
+/// (`worker::return_freed_memory`).
+const MEMORY_RETURN_WAIT: Duration = Duration::from_secs(3);
+
+/// The local server's RSS once every session has ended and its workers
+/// have given the freed memory back (`None` without a local server).
+fn rss_once_empty(bed: &Testbed, interrupt: &AtomicBool) -> Result<Option<u64>, ScenarioError> {
+    if bed.server().is_none() {
+        return Ok(None);
+    }
+    wait_for_active(
+        bed,
+        None,
+        STORM_WAIT,
+        interrupt,
+        "the server emptied",
+        |a| a == 0,
+    )?;
+    std::thread::sleep(MEMORY_RETURN_WAIT);
+    Ok(bed
+        .server()
+        .map(SstpdProcess::sample)
+        .transpose()?
+        .map(|s| s.rss_bytes))
 }
 
 /// Connect and disconnect in concurrent loops.
@@ -1382,15 +1417,7 @@ fn storm(
     let (outcome, mut figures) = load_checked(bed, &again, interrupt)?;
     // Its own sessions ended with its run: the server must come back to
     // empty, with nothing left of either generation.
-    wait_for_active(
-        bed,
-        None,
-        STORM_WAIT,
-        interrupt,
-        "the server emptied",
-        |a| a == 0,
-    )?;
-    let after = bed.server().map(SstpdProcess::sample).transpose()?;
+    let after = rss_once_empty(bed, interrupt)?;
     let r = &outcome.report;
     let mut all = vec![
         fig("sessions_dropped", "sessions", n as f64, Better::Neither),
@@ -1417,18 +1444,13 @@ fn storm(
             held.rss_bytes as f64,
             Better::Neither,
         ));
-        all.push(fig(
-            "server_rss_after",
-            "B",
-            after.rss_bytes as f64,
-            Better::Neither,
-        ));
+        all.push(fig("server_rss_after", "B", after as f64, Better::Neither));
         // What the storm left beyond holding the sessions once: the
         // dropped generation must be gone entirely.
         all.push(fig(
             "server_rss_growth",
             "B",
-            after.rss_bytes as f64 - held.rss_bytes as f64,
+            after as f64 - held.rss_bytes as f64,
             Better::Lower,
         ));
         all.push(fig(

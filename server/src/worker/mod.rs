@@ -222,6 +222,9 @@ pub(crate) struct Worker {
     stopping: Cell<bool>,
     /// Signalled whenever a session ends (shutdown waits on it).
     session_ended: Notify,
+    /// Sessions of this worker that ended since its freed memory was last
+    /// given back ([`return_freed_memory`]).
+    ended_since_memory_return: Cell<u64>,
     /// Rate limits of the refusal log lines (the counters have them all).
     refusal_logs: RefCell<admission::RefusalLogs>,
     /// Rate limit of the "throttle engaged" log line.
@@ -251,6 +254,7 @@ impl Worker {
             mailbox: RefCell::new(setup.mailbox),
             stopping: Cell::new(false),
             session_ended: Notify::new(),
+            ended_since_memory_return: Cell::new(0),
             refusal_logs: RefCell::default(),
             throttle_log: RefCell::new(admission::RateLimitedLog::new(
                 admission::REFUSAL_LOG_INTERVAL,
@@ -279,6 +283,7 @@ impl Worker {
         tokio_uring::spawn(flush_outbound(worker.clone()));
         tokio_uring::spawn(stats_logger(worker.clone()));
         tokio_uring::spawn(heartbeat(worker.clone()));
+        tokio_uring::spawn(return_freed_memory(worker.clone()));
 
         // The mailbox loop is the worker's main task: it ends the runtime
         // once shutdown has drained every session.
@@ -565,6 +570,22 @@ async fn heartbeat(worker: Rc<Worker>) {
             .heartbeats
             .beat(worker.index, std::time::Instant::now());
         tokio::time::sleep(supervise::HEARTBEAT_INTERVAL).await;
+    }
+}
+
+/// How often a worker whose sessions ended gives their memory back.
+const MEMORY_RETURN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Every [`MEMORY_RETURN_INTERVAL`], if any of this worker's sessions
+/// ended since the last time, gives the memory freed on this thread back
+/// to the kernel ([`crate::sys::memory::return_freed_memory`]): otherwise
+/// a worker left quiet after a storm keeps its peak RSS.
+async fn return_freed_memory(worker: Rc<Worker>) {
+    loop {
+        tokio::time::sleep(MEMORY_RETURN_INTERVAL).await;
+        if worker.ended_since_memory_return.replace(0) > 0 {
+            crate::sys::memory::return_freed_memory();
+        }
     }
 }
 

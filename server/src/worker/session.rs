@@ -1652,6 +1652,9 @@ impl SessionCtx {
                 .ktls_sessions
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
+        worker
+            .ended_since_memory_return
+            .set(worker.ended_since_memory_return.get() + 1);
         worker.session_ended.notify_waiters();
     }
 }
