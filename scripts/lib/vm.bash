@@ -29,8 +29,8 @@ mkdir -p /dev/net
 [ -c /dev/net/tun ] || mknod /dev/net/tun c 10 200
 ulimit -n 65536 2>/dev/null || true'
 
-# vm_run TIMEOUT LOG COMMAND [VNG OPTION...]: boots the kernel (2 GB, 2
-# CPUs), runs COMMAND in it, and writes the console, without carriage
+# vm_run TIMEOUT LOG COMMAND [VNG OPTION...]: boots the kernel (2 CPUs,
+# $VM_MEMORY of memory, 2G unless set), runs COMMAND in it, and writes the console, without carriage
 # returns, to LOG. Returns vng's status (124 or 137: TIMEOUT seconds
 # passed).
 vm_run() {
@@ -38,7 +38,7 @@ vm_run() {
     shift 3
     local status=0
     # Through a pipe: QEMU writes to its own open file.
-    timeout --kill-after=10 "$timeout_s" "$VNG" --disable-kvm -r "$VM_KERNEL" --memory 2G --cpus 2 \
+    timeout --kill-after=10 "$timeout_s" "$VNG" --disable-kvm -r "$VM_KERNEL" --memory "${VM_MEMORY:-2G}" --cpus 2 \
         "$@" --exec "$command" </dev/null 2>&1 | tr -d '\r' >"$log" || status=$?
     return "$status"
 }
