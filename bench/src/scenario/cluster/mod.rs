@@ -197,18 +197,35 @@ impl Reconnects {
     }
 }
 
+/// The sessions of the nodes that stayed in service while one went out
+/// (killed or drained).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Survivors {
+    /// Sessions they held when the node went out.
+    pub before: u64,
+    /// Of those, the ones gone once the node's clients were back.
+    pub lost: u64,
+    /// Sessions they held once the node's clients were back.
+    pub after: u64,
+}
+
+impl Survivors {
+    fn figures(&self) -> [Figure; 3] {
+        [
+            count("survivor_sessions_before", self.before),
+            count("survivor_sessions_lost", self.lost),
+            count("survivor_sessions_after", self.after),
+        ]
+    }
+}
+
 /// What the failover phase found.
 #[derive(Debug, Clone, Default)]
 pub struct FailoverFacts {
     pub killed_node: String,
     /// Sessions the killed node held when it was killed.
     pub on_killed_node: u64,
-    /// Sessions the survivors held then.
-    pub survivors_before: u64,
-    /// Of those, the ones gone once the killed node's clients were back.
-    pub survivor_sessions_lost: u64,
-    /// Sessions the survivors held once the lost ones were back.
-    pub survivors_after: u64,
+    pub survivors: Survivors,
     pub reconnects: Reconnects,
     /// `radacct` rows of the killed node open after the kill, and after
     /// the restart's Accounting-On; rows it closed.
@@ -233,9 +250,7 @@ pub struct FailoverFacts {
 pub struct DrainFacts {
     pub drained_node: String,
     pub on_drained_node: u64,
-    pub survivors_before: u64,
-    pub survivor_sessions_lost: u64,
-    pub survivors_after: u64,
+    pub survivors: Survivors,
     pub reconnects: Reconnects,
     /// From the drain's start until HAProxy's checks marked the node
     /// down, and until its last session had ended.
@@ -758,11 +773,9 @@ fn phases(
 
     if options.failover && cluster.nodes.len() >= 2 {
         let failover = failover(cluster, &mut loads, options, interrupt, step)?;
-        let mut figures = vec![
-            count("sessions_on_killed_node", failover.on_killed_node),
-            count("survivor_sessions_before", failover.survivors_before),
-            count("survivor_sessions_lost", failover.survivor_sessions_lost),
-            count("survivor_sessions_after", failover.survivors_after),
+        let mut figures = vec![count("sessions_on_killed_node", failover.on_killed_node)];
+        figures.extend(failover.survivors.figures());
+        figures.extend([
             fig(
                 "balancer_marked_down_after",
                 "s",
@@ -793,7 +806,7 @@ fn phases(
                 Better::Lower,
             ),
             count("restarted_node_sessions", failover.restarted_node_sessions),
-        ];
+        ]);
         figures.extend(failover.reconnects.figures());
         results.scenarios.push(ScenarioResult {
             name: "cluster_failover".into(),
@@ -804,11 +817,9 @@ fn phases(
         });
         facts.failover = Some(failover);
         let drain = drain(cluster, &mut loads, options, interrupt, step)?;
-        let mut figures = vec![
-            count("sessions_on_drained_node", drain.on_drained_node),
-            count("survivor_sessions_before", drain.survivors_before),
-            count("survivor_sessions_lost", drain.survivor_sessions_lost),
-            count("survivor_sessions_after", drain.survivors_after),
+        let mut figures = vec![count("sessions_on_drained_node", drain.on_drained_node)];
+        figures.extend(drain.survivors.figures());
+        figures.extend([
             fig(
                 "balancer_marked_down_after",
                 "s",
@@ -818,7 +829,7 @@ fn phases(
             fig("emptied_after", "s", drain.stop_s, Better::Neither),
             count("open_acct_rows_after", drain.open_rows_after),
             count("leases_after", drain.leases_after),
-        ];
+        ]);
         figures.extend(drain.reconnects.figures());
         results.scenarios.push(ScenarioResult {
             name: "cluster_drain".into(),
@@ -909,14 +920,14 @@ fn session_ids(
 }
 
 /// Waits until the nodes other than `index` hold `sessions` (the lost
-/// ones back), bounded; then how many of `before`'s sessions on them are
-/// gone, and how many they hold.
+/// ones back), bounded; then what they held in `before`, how many of
+/// those sessions are gone, and how many they hold.
 fn survivors_after(
     cluster: &Cluster,
     index: usize,
     before: &[BTreeSet<String>],
     sessions: u64,
-) -> Result<(u64, u64), ScenarioError> {
+) -> Result<Survivors, ScenarioError> {
     let others = |ids: &[BTreeSet<String>]| -> u64 { ids.iter().map(|s| s.len() as u64).sum() };
     wait_for(SETTLE_TIMEOUT, || {
         Ok(others(&session_ids(cluster, Some(index))?) >= sessions)
@@ -929,7 +940,11 @@ fn survivors_after(
         .filter(|(i, _)| *i != index)
         .map(|(_, (b, a))| b.difference(a).count() as u64)
         .sum();
-    Ok((lost, others(&after)))
+    Ok(Survivors {
+        before: held_by_others(before, index),
+        lost,
+        after: others(&after),
+    })
 }
 
 /// Ends a held run (SIGINT: its sessions close) and reads its report.
@@ -969,7 +984,6 @@ fn failover(
     let mut facts = FailoverFacts {
         killed_node: name.clone(),
         on_killed_node: before[victim].len() as u64,
-        survivors_before: held_by_others(&before, victim),
         ..FailoverFacts::default()
     };
     let closed_before = cluster.db.accounting(addr)?.closed;
@@ -978,8 +992,7 @@ fn failover(
         Ok(cluster.balancer_status(&name)?.starts_with("DOWN"))
     })?;
     facts.marked_down_s = down.map_or(f64::NAN, |d| d.as_secs_f64());
-    (facts.survivor_sessions_lost, facts.survivors_after) =
-        survivors_after(cluster, victim, &before, options.sessions)?;
+    facts.survivors = survivors_after(cluster, victim, &before, options.sessions)?;
     facts.open_rows_after_kill = cluster.db.accounting(addr)?.open;
     facts.leases_after_kill = leases_of(cluster, addr)?;
     step(&format!(
@@ -987,10 +1000,10 @@ fn failover(
          the others now hold {} and lost {} of theirs; {name} left {} accounting rows open \
          and {} leases held",
         facts.on_killed_node,
-        facts.survivors_before,
+        facts.survivors.before,
         facts.marked_down_s,
-        facts.survivors_after,
-        facts.survivor_sessions_lost,
+        facts.survivors.after,
+        facts.survivors.lost,
         facts.open_rows_after_kill,
         facts.leases_after_kill
     ));
@@ -1069,7 +1082,6 @@ fn drain(
     let mut facts = DrainFacts {
         drained_node: name.clone(),
         on_drained_node: before[target].len() as u64,
-        survivors_before: held_by_others(&before, target),
         ..DrainFacts::default()
     };
     let started = Instant::now();
@@ -1083,8 +1095,7 @@ fn drain(
     })?;
     facts.marked_down_s = down.unwrap_or(f64::NAN);
     facts.stop_s = emptied.map_or(f64::NAN, |d| d.as_secs_f64());
-    (facts.survivor_sessions_lost, facts.survivors_after) =
-        survivors_after(cluster, target, &before, options.sessions)?;
+    facts.survivors = survivors_after(cluster, target, &before, options.sessions)?;
     wait_for(SETTLE_TIMEOUT, || {
         Ok(cluster.db.accounting(addr)?.open == 0 && leases_of(cluster, addr)? == 0)
     })?;
@@ -1101,9 +1112,9 @@ fn drain(
         facts.stop_s,
         facts.open_rows_after,
         facts.leases_after,
-        facts.survivors_before,
-        facts.survivors_after,
-        facts.survivor_sessions_lost
+        facts.survivors.before,
+        facts.survivors.after,
+        facts.survivors.lost
     ));
     step(&format!(
         "  the load generator: {}",
