@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use sstpd::testing::netns::NetNs;
-use sstpd::tun::{TunDevice, TunError, TunOptions};
+use sstpd::tun::{TunDevice, TunError, TunOptions, UringQueue};
 
 const PREFIX: &str = "sstpd-tuntest";
 const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
@@ -269,7 +269,7 @@ fn kernel_answers_icmpv6_echo() {
 
 /// Reads `queue` through tokio-uring until a packet matches, then sends it.
 async fn uring_read_matching(
-    queue: std::rc::Rc<tokio_uring::fs::File>,
+    queue: std::rc::Rc<UringQueue>,
     index: usize,
     wanted: fn(&[u8]) -> bool,
     found: tokio::sync::mpsc::UnboundedSender<(usize, Vec<u8>)>,
@@ -277,7 +277,7 @@ async fn uring_read_matching(
     let mut buf = Vec::with_capacity(65_536);
     loop {
         buf.clear();
-        let (result, returned) = queue.read_at(buf, 0).await;
+        let (result, returned) = queue.read(buf).await;
         buf = returned;
         let len = result.expect("io_uring read of a TUN queue");
         assert_eq!(len, buf.len());
@@ -304,7 +304,7 @@ fn tokio_uring_reads_and_writes_tun_queues() {
         let queues: Vec<_> = device
             .take_queues()
             .into_iter()
-            .map(|q| std::rc::Rc::new(tokio_uring::fs::File::from_std(q)))
+            .map(|q| std::rc::Rc::new(UringQueue::new(q)))
             .collect();
         tokio_uring::start(async move {
             for (request, wanted) in [
@@ -339,7 +339,7 @@ fn tokio_uring_reads_and_writes_tun_queues() {
                 let mut request = request;
                 let found = loop {
                     let len = request.len();
-                    let (written, returned) = queues[0].write_at(request, 0).submit().await;
+                    let (written, returned) = queues[0].file().write_at(request, 0).submit().await;
                     assert_eq!(written.unwrap(), len);
                     request = returned;
                     let wait = RESEND_INTERVAL
@@ -358,6 +358,123 @@ fn tokio_uring_reads_and_writes_tun_queues() {
                 // cancels its io_uring read on shutdown).
                 readers.iter().for_each(|r| r.abort());
             }
+        });
+    });
+}
+
+/// Echo requests written in one batch of io_uring writes, answered by the
+/// kernel and read back through 8 reads in flight, come back in the order
+/// they were written. With blocking queues, Debian 12's 6.1 kernel ran the
+/// writes on io-wq threads in parallel and reordered most of them (the
+/// `tun` module docs); the queues are opened non-blocking for that.
+#[test]
+fn a_batch_written_through_io_uring_is_answered_in_order() {
+    const BATCH: u16 = 64;
+    const ID: u16 = 0x2002;
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = TunDevice::create(&TunOptions::new("sstptord", 1)).unwrap();
+        device.set_mtu(1400).unwrap();
+        device.set_ipv4(TUN_ADDR, 24).unwrap();
+        device.set_up(true).unwrap();
+        let mut device = device;
+        let queue = std::rc::Rc::new(UringQueue::new(device.take_queues().remove(0)));
+        tokio_uring::start(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let readers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (queue, tx) = (queue.clone(), tx.clone());
+                    tokio_uring::spawn(async move {
+                        let mut buf = Vec::with_capacity(2048);
+                        loop {
+                            buf.clear();
+                            let (result, returned) = queue.read(buf).await;
+                            buf = returned;
+                            result.expect("io_uring read of a TUN queue");
+                            // Completion order is the order replies are
+                            // seen in.
+                            for seq in 0..BATCH {
+                                if is_icmpv4_echo_reply(&buf, ID, seq) {
+                                    let _ = tx.send(seq);
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            let writes: Vec<_> = (0..BATCH)
+                .map(|seq| {
+                    let request = icmpv4_echo_request(PEER_ADDR, TUN_ADDR, ID, seq);
+                    queue.file().write_at(request, 0).submit()
+                })
+                .collect();
+            for write in writes {
+                let (written, _) = write.await;
+                written.expect("io_uring write of a TUN queue");
+            }
+            let mut seen = Vec::new();
+            while seen.len() < usize::from(BATCH) {
+                match tokio::time::timeout(REPLY_TIMEOUT, rx.recv()).await {
+                    Ok(Some(seq)) => seen.push(seq),
+                    _ => break,
+                }
+            }
+            readers.iter().for_each(|r| r.abort());
+            let expected: Vec<u16> = (0..BATCH).collect();
+            assert_eq!(seen, expected, "echo replies out of order or missing");
+        });
+    });
+}
+
+/// A queue with nothing to read does not report readable; a packet routed
+/// into the device makes it so, and a read then returns that packet. This
+/// is the path a kernel takes that answers `EAGAIN` to an io_uring read on
+/// a non-blocking queue.
+#[test]
+fn an_empty_queue_becomes_readable_when_a_packet_arrives() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let mut device = TunDevice::create(&TunOptions::new("sstptrdy", 1)).unwrap();
+        // No router solicitations or MLD reports to arrive unasked.
+        std::fs::write("/proc/sys/net/ipv6/conf/sstptrdy/disable_ipv6", "1").unwrap();
+        device.set_mtu(1400).unwrap();
+        device.set_ipv4(TUN_ADDR, 24).unwrap();
+        device.set_up(true).unwrap();
+        let queue = UringQueue::new(device.take_queues().remove(0));
+        tokio_uring::start(async move {
+            // Whatever the kernel sent when the link came up is drained
+            // first (a plain read of a non-blocking queue answers EAGAIN
+            // once it is empty).
+            let mut buf = [0u8; 2048];
+            loop {
+                // SAFETY: `buf` is writable for its length.
+                let n =
+                    unsafe { libc::read(queue.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+                    break;
+                }
+            }
+            // Registering reports the current state; consume it.
+            let first =
+                tokio::time::timeout(Duration::from_millis(200), queue.wait_readable()).await;
+            if let Ok(r) = first {
+                r.unwrap();
+            }
+            let idle =
+                tokio::time::timeout(Duration::from_millis(300), queue.wait_readable()).await;
+            assert!(idle.is_err(), "an empty queue reported readable");
+            let socket = std::net::UdpSocket::bind((TUN_ADDR, 0)).unwrap();
+            socket.send_to(PAYLOAD, (PEER_ADDR, 9)).unwrap();
+            tokio::time::timeout(REPLY_TIMEOUT, queue.wait_readable())
+                .await
+                .expect("the queue never became readable")
+                .unwrap();
+            let (result, packet) = queue.read(Vec::with_capacity(2048)).await;
+            let len = result.unwrap();
+            assert!(packet[..len].ends_with(PAYLOAD), "not the datagram sent");
         });
     });
 }

@@ -298,7 +298,7 @@ pub(super) async fn session(
         None => return,
     };
 
-    let file = Rc::new(tokio_uring::fs::File::from_std(queue));
+    let file = Rc::new(sstpd::tun::UringQueue::new(queue));
     path.ready.set(true);
     path.wake.notify_one();
     // Neither task is awaited: a read parked on the device ends when the
@@ -321,7 +321,7 @@ pub(super) async fn session(
 
 /// Device → session, one packet at a time, not while the session's queue
 /// is full.
-async fn read_device(w: Rc<Worker>, client: Client, file: Rc<tokio_uring::fs::File>) {
+async fn read_device(w: Rc<Worker>, client: Client, file: Rc<sstpd::tun::UringQueue>) {
     let mut buf = Vec::with_capacity(READ_BUFFER);
     loop {
         client.writable(SEND_QUEUE).await;
@@ -329,7 +329,7 @@ async fn read_device(w: Rc<Worker>, client: Client, file: Rc<tokio_uring::fs::Fi
             return;
         }
         buf.clear();
-        let (result, returned) = file.read_at(buf, 0).await;
+        let (result, returned) = file.read(buf).await;
         buf = returned;
         if client.is_closed() {
             return;
@@ -360,7 +360,7 @@ async fn read_device(w: Rc<Worker>, client: Client, file: Rc<tokio_uring::fs::Fi
 }
 
 /// Session → device: what the handler queued, a batch of writes at a time.
-async fn write_device(w: Rc<Worker>, path: Rc<DevicePath>, file: Rc<tokio_uring::fs::File>) {
+async fn write_device(w: Rc<Worker>, path: Rc<DevicePath>, file: Rc<sstpd::tun::UringQueue>) {
     loop {
         let batch = if path.ready.get() {
             path.queue.borrow_mut().take_batch(BATCH)
@@ -375,7 +375,7 @@ async fn write_device(w: Rc<Worker>, path: Rc<DevicePath>, file: Rc<tokio_uring:
         // batch in one submission.
         let writes: Vec<_> = batch
             .into_iter()
-            .map(|buf| file.write_at(buf, 0).submit())
+            .map(|buf| file.file().write_at(buf, 0).submit())
             .collect();
         for write in writes {
             let (result, buf) = write.await;

@@ -19,26 +19,39 @@
 //!
 //! # Using a queue with io_uring
 //!
-//! Queue descriptors are opened blocking (no `O_NONBLOCK`). That is what
-//! io_uring wants: a read on a blocking TUN fd with no packet waiting is
-//! parked on the fd's poll queue and completes when a packet arrives, while
-//! on an `O_NONBLOCK` fd it would complete at once with `EAGAIN`. With
-//! tokio-uring:
+//! Queue descriptors are opened `O_NONBLOCK`, and [`UringQueue`] drives
+//! them. io_uring decides per file whether an operation can be tried
+//! without blocking; a TUN queue qualifies when it is non-blocking (the tun
+//! driver of Debian 12's 6.1 kernel does not mark its files `FMODE_NOWAIT`).
+//! Measured with 64 writes submitted at once and 8 reads in flight
+//! (December 2026):
+//!
+//! | kernel | queue | writes | reads |
+//! |---|---|---|---|
+//! | 6.1 (Debian 12) | blocking | handed to io-wq threads, run in parallel: 621 of 640 packets out of order | io-wq threads, each parked in `read` |
+//! | 6.1 | `O_NONBLOCK` | done at submission, in order | parked on the poll list, in order |
+//! | 6.18 | either | done at submission, in order | parked on the poll list, in order |
+//!
+//! So a blocking queue reorders the packets of a batch on 6.1, and every
+//! read in flight costs a kernel thread there. Opening with `O_NONBLOCK`
+//! costs nothing on 6.18. With tokio-uring:
 //!
 //! ```ignore
-//! let queue = tokio_uring::fs::File::from_std(device.take_queues().remove(0));
-//! let (result, buf) = queue.read_at(Vec::with_capacity(65_536), 0).await; // one packet
-//! let (result, buf) = queue.write_at(packet, 0).submit().await;           // one packet
+//! let queue = UringQueue::new(device.take_queues().remove(0));
+//! let (result, buf) = queue.read(Vec::with_capacity(65_536)).await;      // one packet
+//! let (result, buf) = queue.file().write_at(packet, 0).submit().await;  // one packet
 //! ```
 //!
-//! The offset is ignored (a TUN fd is a stream); pass 0. For a
-//! readiness-based loop (epoll) instead, call [`set_nonblocking`] first.
+//! The offset is ignored (a TUN fd is a stream); pass 0. A plain `read(2)`
+//! on a queue returns `EAGAIN` when nothing waits: poll it first.
 
 pub mod offload;
 mod queue;
 pub mod routes;
+mod uring;
 
 pub use queue::{PacketQueue, SMALL_PACKET};
+pub use uring::UringQueue;
 
 use std::ffi::CStr;
 use std::fmt;
@@ -46,6 +59,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use socket2::{Domain, Socket, Type};
 
@@ -515,8 +529,8 @@ pub fn queue_is_lost(e: &io::Error) -> bool {
     )
 }
 
-/// Switches a queue descriptor between blocking (for io_uring, the
-/// default) and non-blocking (for readiness-based loops).
+/// Switches a queue descriptor between blocking (for plain `read(2)`
+/// loops) and non-blocking (as opened, for io_uring and epoll).
 pub fn set_nonblocking(queue: &File, nonblocking: bool) -> io::Result<()> {
     let fd = queue.as_raw_fd();
     // SAFETY: F_GETFL/F_SETFL take and return plain integers.
@@ -542,6 +556,9 @@ fn attach_queue(name: &str, flags: libc::c_int) -> Result<(File, String), TunErr
     let queue = OpenOptions::new()
         .read(true)
         .write(true)
+        // Non-blocking, so that io_uring never hands its operations to
+        // io-wq threads (module docs, "Using a queue with io_uring").
+        .custom_flags(libc::O_NONBLOCK)
         .open("/dev/net/tun")
         .map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {

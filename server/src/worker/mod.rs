@@ -208,7 +208,7 @@ pub(crate) struct Worker {
     index: usize,
     shared: Arc<Shared>,
     sessions: RefCell<Slots<SessionCtx>>,
-    tun: tokio_uring::fs::File,
+    tun: crate::tun::UringQueue,
     tun_queue: RefCell<PacketQueue>,
     tun_wake: Notify,
     /// Set when the TUN queue carries virtio-net headers (segmentation offload).
@@ -244,7 +244,7 @@ impl Worker {
         let worker = Rc::new(Worker {
             index: setup.index,
             sessions: RefCell::new(Slots::new(setup.index as u16)),
-            tun: tokio_uring::fs::File::from_std(setup.tun_queue),
+            tun: crate::tun::UringQueue::new(setup.tun_queue),
             tun_queue: RefCell::new(tun_io::write_queue(mtu)),
             tun_wake: Notify::new(),
             offload: shared.tun_offloads.map(tun_offload::OffloadPath::new),

@@ -55,7 +55,7 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
     let mut buf = Vec::with_capacity(size);
     loop {
         buf.clear();
-        let (res, returned) = worker.tun.read_at(buf, 0).await;
+        let (res, returned) = worker.tun.read(buf).await;
         buf = returned;
         match res {
             Ok(n) => {
@@ -111,7 +111,7 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
         // costs nothing extra: the kernel sees the whole batch at once.
         let writes: Vec<_> = batch
             .into_iter()
-            .map(|buf| worker.tun.write_at(buf, 0).submit())
+            .map(|buf| worker.tun.file().write_at(buf, 0).submit())
             .collect();
         for write in writes {
             let (res, buf) = write.await;
