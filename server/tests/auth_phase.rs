@@ -54,10 +54,14 @@ fn answer(server: &mut LoneServer, index: usize) -> bool {
 
 /// An LCP renegotiation the way the attacker sends it: a Configure-Request,
 /// and the Ack of the Configure-Request the server will send in answer
-/// (its Identifier and options are predictable).
+/// (its Identifier and options are predictable). Each has an Identifier of
+/// its own: a copy of the request acknowledged (same Identifier and
+/// options, [RFC 1661] 5.1) gets the same Ack, not a renegotiation.
 fn renegotiation(server: &LoneServer) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0x20);
     let request = server.client.lcp_request().expect("server's LCP request");
-    let mut bytes = ScriptedClient::lcp_configure_request(0x20);
+    let identifier = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut bytes = ScriptedClient::lcp_configure_request(identifier.max(2));
     bytes.extend_from_slice(&ScriptedClient::ack_next(request));
     bytes
 }

@@ -221,6 +221,8 @@ fn bad_input_gets_the_spec_answer_a_counter_and_leaves_other_sessions_alone() {
 struct Scripted {
     stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
     client: ScriptedClient,
+    /// Renegotiations sent (each takes a new Identifier).
+    renegotiations: std::cell::Cell<u8>,
 }
 
 impl Scripted {
@@ -229,6 +231,7 @@ impl Scripted {
         let mut this = Scripted {
             stream: tls(addr),
             client: ScriptedClient::new(),
+            renegotiations: std::cell::Cell::new(0),
         };
         this.stream.write_all(&ScriptedClient::opening()).unwrap();
         assert!(
@@ -260,10 +263,14 @@ impl Scripted {
     }
 
     /// An LCP renegotiation with the Ack of the server's predictable next
-    /// Configure-Request.
+    /// Configure-Request. Each has an Identifier of its own: a request with
+    /// the Identifier and options of the one acknowledged is a copy of it
+    /// ([RFC 1661] 5.1), answered with the same Ack, not a renegotiation.
     fn renegotiation(&self) -> Vec<u8> {
         let request = self.client.lcp_request().expect("server's LCP request");
-        let mut bytes = ScriptedClient::lcp_configure_request(0x20);
+        let identifier = 0x20 + self.renegotiations.get();
+        self.renegotiations.set(self.renegotiations.get() + 1);
+        let mut bytes = ScriptedClient::lcp_configure_request(identifier);
         bytes.extend_from_slice(&ScriptedClient::ack_next(request));
         bytes
     }

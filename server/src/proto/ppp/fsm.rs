@@ -359,6 +359,30 @@ pub trait OptionHandler {
     }
 }
 
+/// Names one Configure-Request of the peer: its Identifier and a digest of
+/// its options. The peer must change the Identifier whenever the options
+/// change or it has had an answer ([RFC 1661] 5.1), so a request with the
+/// same key as one answered is a retransmission of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RequestKey {
+    identifier: u8,
+    digest: u64,
+}
+
+impl RequestKey {
+    fn of(packet: &ControlPacket<'_>) -> Self {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: deterministic, and a collision only
+        // ever confuses the session of the peer that forged it.
+        let mut hasher = std::hash::DefaultHasher::new();
+        packet.data.hash(&mut hasher);
+        RequestKey {
+            identifier: packet.identifier,
+            digest: hasher.finish(),
+        }
+    }
+}
+
 /// One instance of the [RFC 1661] 4 automaton.
 #[derive(Debug)]
 pub struct Fsm<H> {
@@ -376,6 +400,10 @@ pub struct Fsm<H> {
     /// Options of our last Configure-Request, to match the Ack against.
     request: Vec<u8>,
     reply_seen: bool,
+    /// The peer's request we last sent a Configure-Ack for, and the one we
+    /// last refused: a copy of either is a retransmission ([`RequestKey`]).
+    acked: Option<RequestKey>,
+    refused: Option<RequestKey>,
     verdict: Verdict,
     signals: VecDeque<LayerSignal>,
     failure: Option<NegotiationFailure>,
@@ -397,6 +425,8 @@ impl<H: OptionHandler> Fsm<H> {
             request_identifier: 0,
             request: Vec::new(),
             reply_seen: true,
+            acked: None,
+            refused: None,
             verdict: Verdict::default(),
             signals: VecDeque::new(),
             failure: None,
@@ -547,10 +577,10 @@ impl<H: OptionHandler> Fsm<H> {
             match self.state {
                 State::Closing | State::Stopping => self.send_terminate_request(ctx),
                 State::ReqSent | State::AckRcvd => {
-                    self.send_configure_request(ctx);
+                    self.resend_configure_request(ctx);
                     self.state = State::ReqSent;
                 }
-                State::AckSent => self.send_configure_request(ctx),
+                State::AckSent => self.resend_configure_request(ctx),
                 _ => {}
             }
         } else {
@@ -602,6 +632,21 @@ impl<H: OptionHandler> Fsm<H> {
         packet: &ControlPacket<'_>,
     ) -> Result<(), ControlDrop> {
         let options = parse_options(packet.data)?;
+        let key = RequestKey::of(packet);
+        if self.state == State::Opened && self.acked == Some(key) {
+            // A copy of the request we acknowledged, sent before our Ack
+            // reached the peer (a renegotiation would carry a new
+            // Identifier, [RFC 1661] 5.1): acknowledge it again rather than
+            // take the link down.
+            ctx.out.send_control(
+                H::PROTOCOL,
+                CONFIGURE_ACK,
+                packet.identifier,
+                &[packet.data],
+            );
+            return Ok(());
+        }
+        let retransmission = self.refused == Some(key);
         match self.state {
             State::Closed => {
                 self.send_terminate_ack(ctx, packet.identifier);
@@ -638,6 +683,8 @@ impl<H: OptionHandler> Fsm<H> {
             );
             self.naks_sent = 0;
             self.refusals = 0;
+            self.acked = Some(key);
+            self.refused = None;
             self.state = match self.state {
                 State::AckRcvd => {
                     self.signals.push_back(LayerSignal::Up);
@@ -646,13 +693,22 @@ impl<H: OptionHandler> Fsm<H> {
                 _ => State::AckSent,
             };
         } else {
-            self.refusals += 1;
+            // A copy of a request already refused is answered again but
+            // not counted: it says the path is slow, not that the
+            // negotiation does not converge.
+            if !retransmission {
+                self.refusals += 1;
+            }
             if self.refusals > self.config.max_failure.saturating_mul(2) {
                 self.fail(ctx, NegotiationFailure::MaxFailure);
                 return Ok(());
             }
+            self.acked = None;
+            self.refused = Some(key);
             if self.verdict.rejects.is_empty() {
-                self.naks_sent += 1;
+                if !retransmission {
+                    self.naks_sent += 1;
+                }
                 ctx.out.send_control(
                     H::PROTOCOL,
                     CONFIGURE_NAK,
@@ -914,6 +970,8 @@ impl<H: OptionHandler> Fsm<H> {
     fn start_negotiation(&mut self, ctx: &mut Ctx<'_>) {
         self.naks_sent = 0;
         self.refusals = 0;
+        self.acked = None;
+        self.refused = None;
         self.failure = None;
         self.handler.start_negotiation(&mut *ctx.rng);
     }
@@ -934,6 +992,8 @@ impl<H: OptionHandler> Fsm<H> {
     fn renegotiate(&mut self, ctx: &mut Ctx<'_>) {
         self.naks_sent = 0;
         self.refusals = 0;
+        self.acked = None;
+        self.refused = None;
         self.failure = None;
         self.restart_count = self.config.max_configure;
         self.send_configure_request(ctx);
@@ -945,11 +1005,33 @@ impl<H: OptionHandler> Fsm<H> {
         self.send_terminate_request(ctx);
     }
 
-    /// scr: a new Identifier and freshly built options every time.
+    /// scr: a new Identifier and freshly built options.
     fn send_configure_request(&mut self, ctx: &mut Ctx<'_>) {
         self.request.clear();
         self.handler.build_request(&mut self.request);
         self.request_identifier = self.take_identifier();
+        self.transmit_request(ctx);
+    }
+
+    /// scr on a timeout. A request whose options have not changed keeps
+    /// its Identifier ([RFC 1661] 5.1: "For retransmissions, the Identifier
+    /// MAY remain unchanged"), so that an answer to an earlier copy is an
+    /// answer to this one. On a path slower than the restart timer (a node
+    /// swamped after an outage) every answer arrives after the next copy
+    /// went out; with a new Identifier per copy all of them would be stale
+    /// and the negotiation could never converge.
+    fn resend_configure_request(&mut self, ctx: &mut Ctx<'_>) {
+        let previous = std::mem::take(&mut self.request);
+        self.handler.build_request(&mut self.request);
+        if self.request != previous {
+            self.request_identifier = self.take_identifier();
+        }
+        self.transmit_request(ctx);
+    }
+
+    /// Sends the request built, counting it against Max-Configure and
+    /// arming the restart timer.
+    fn transmit_request(&mut self, ctx: &mut Ctx<'_>) {
         self.reply_seen = false;
         ctx.out.send_control(
             H::PROTOCOL,

@@ -377,8 +377,9 @@ fn configure_requests_are_retransmitted_until_max_configure() {
         identifiers.push(sent[0].1);
         assert_eq!(h.fsm.state(), State::ReqSent);
     }
-    // Every retransmission carries a new Identifier.
-    assert_eq!(identifiers, (1..=10).collect::<Vec<u8>>());
+    // The options never changed: every copy keeps the first Identifier
+    // ([RFC 1661] 5.1), so an answer to any of them answers this one.
+    assert_eq!(identifiers, [1; 10]);
     // The tenth timeout: TO-, tlf, Stopped.
     h.advance_to_deadline();
     assert!(h.sent().is_empty());
@@ -451,6 +452,76 @@ fn naks_turn_into_rejects_after_max_failure_then_negotiation_fails() {
     );
     assert_eq!(h.fsm.state(), State::Closing);
     assert_eq!(h.fsm.failure(), Some(NegotiationFailure::MaxFailure));
+}
+
+#[test]
+fn an_answer_to_an_earlier_copy_of_the_request_is_accepted() {
+    let mut h = Harness::new();
+    h.with(|fsm, ctx| fsm.open(ctx));
+    h.with(|fsm, ctx| fsm.up(ctx));
+    let (_, id, request) = h.sent().remove(0);
+    // Two timeouts before the Ack of the first copy arrives (a path
+    // slower than the restart timer).
+    h.advance_to_deadline();
+    h.advance_to_deadline();
+    let copies = h.sent();
+    assert_eq!(copies.len(), 2);
+    assert!(copies
+        .iter()
+        .all(|c| (c.0, c.1, &c.2) == (CONFIGURE_REQUEST, id, &request)));
+    h.receive(CONFIGURE_ACK, id, &request).unwrap();
+    assert_eq!(h.fsm.state(), State::AckRcvd);
+    // The Ack of the second copy is a duplicate.
+    assert_eq!(
+        h.receive(CONFIGURE_ACK, id, &request),
+        Err(ControlDrop::StaleReply)
+    );
+}
+
+#[test]
+fn a_copy_of_the_acknowledged_request_in_opened_is_acknowledged_again() {
+    let mut h = Harness::new();
+    h.with(|fsm, ctx| fsm.open(ctx));
+    h.with(|fsm, ctx| fsm.up(ctx));
+    let (_, id, request) = h.sent().remove(0);
+    let theirs = [0x01, 0x04, 0x12, 0x34];
+    h.receive(CONFIGURE_REQUEST, 0x21, &theirs).unwrap();
+    h.receive(CONFIGURE_ACK, id, &request).unwrap();
+    assert_eq!(h.fsm.state(), State::Opened);
+    h.sent();
+    h.signals();
+    // The peer's retransmission, sent before our Ack reached it.
+    h.receive(CONFIGURE_REQUEST, 0x21, &theirs).unwrap();
+    assert_eq!(h.sent(), [(CONFIGURE_ACK, 0x21, theirs.to_vec())]);
+    assert_eq!(h.fsm.state(), State::Opened);
+    assert!(h.signals().is_empty(), "the layer stayed up");
+    // A new Identifier is a renegotiation: the layer goes down.
+    h.receive(CONFIGURE_REQUEST, 0x22, &theirs).unwrap();
+    assert_eq!(h.fsm.state(), State::AckSent);
+    assert_eq!(h.signals(), [LayerSignal::Down]);
+}
+
+#[test]
+fn copies_of_a_refused_request_are_answered_but_not_counted() {
+    let mut h = Harness::new();
+    h.with(|fsm, ctx| fsm.force_state(State::ReqSent, ctx));
+    let stubborn = [0x02, 0x03, 0x07];
+    // Twenty copies of one request: each gets its Nak, and Max-Failure
+    // (which counts refusals of distinct requests) is never reached.
+    for _ in 0..20 {
+        h.receive(CONFIGURE_REQUEST, 7, &stubborn).unwrap();
+        assert_eq!(h.sent(), [(CONFIGURE_NAK, 7, vec![0x02, 0x03, 0x00])]);
+    }
+    assert_eq!(h.fsm.state(), State::ReqSent);
+    assert_eq!(h.fsm.failure(), None);
+    // Distinct requests (new Identifiers) count as before: four more Naks,
+    // then the Naks turn into Rejects.
+    for id in 8..12u8 {
+        h.receive(CONFIGURE_REQUEST, id, &stubborn).unwrap();
+        assert_eq!(h.sent()[0].0, CONFIGURE_NAK, "id {id}");
+    }
+    h.receive(CONFIGURE_REQUEST, 12, &stubborn).unwrap();
+    assert_eq!(h.sent()[0].0, CONFIGURE_REJECT);
 }
 
 #[test]

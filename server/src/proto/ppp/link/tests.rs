@@ -2003,3 +2003,91 @@ fn echo_requests_are_answered_at_a_bounded_rate_and_the_excess_counted() {
     }
     assert_eq!(server.lcp_state(), State::Opened);
 }
+
+// ---- A slow path: every frame takes longer than the restart timer ----
+
+/// Client and server links (no authentication, IPCP only) wired with
+/// `latency` each way; the server's address requests are answered at
+/// once. Runs until both have IPv4 up or either closed, at most `limit`
+/// of virtual time. Returns the client's events.
+fn converge_with_latency(latency: Duration, limit: Duration) -> (PppLink, PppLink, Vec<PppEvent>) {
+    let start = Instant::now();
+    let mut now = start;
+    let mut server_config = server_config();
+    server_config.ipv6cp.enabled = false;
+    let mut client_config = client_config();
+    client_config.ipv6cp.enabled = false;
+    let mut server = PppLink::server(Arc::new(server_config), now, [9; 32]);
+    let mut client = PppLink::client(Arc::new(client_config), now, "alice", b"secret", [4; 32]);
+    server.open(now);
+    client.open(now);
+    // (due, to the server?, frame), in the order sent: the latency is the
+    // same both ways, so this is also the order due.
+    let mut wire: VecDeque<(Instant, bool, Vec<u8>)> = VecDeque::new();
+    let mut client_events = Vec::new();
+    let mut buf = Vec::new();
+    while now - start < limit {
+        while server.poll_transmit(&mut buf) {
+            wire.push_back((now + latency, false, std::mem::take(&mut buf)));
+        }
+        while client.poll_transmit(&mut buf) {
+            wire.push_back((now + latency, true, std::mem::take(&mut buf)));
+        }
+        while let Some(event) = server.poll_event() {
+            if let PppEvent::Ipv4AddressRequest(request) = event {
+                server
+                    .assign_ipv4(now, request.id, Some(Ipv4Addr::new(10, 0, 0, 2)))
+                    .unwrap();
+            }
+        }
+        client_events.extend(std::iter::from_fn(|| client.poll_event()));
+        let up = server.ipv4().is_some() && client.ipv4().is_some();
+        if up || server.phase() == Phase::Dead || client.phase() == Phase::Dead {
+            break;
+        }
+        let next = [
+            wire.front().map(|(due, _, _)| *due),
+            server.poll_timeout(),
+            client.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next else { break };
+        now = now.max(next);
+        while wire.front().is_some_and(|(due, _, _)| *due <= now) {
+            let (_, to_server, frame) = wire.pop_front().unwrap();
+            let target = if to_server { &mut server } else { &mut client };
+            target.handle_frame(now, &frame, &mut |_, _| {});
+        }
+        if server.poll_timeout().is_some_and(|t| t <= now) {
+            server.handle_timeout(now);
+        }
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            client.handle_timeout(now);
+        }
+    }
+    (server, client, client_events)
+}
+
+/// A path slower than the restart timer (3 s) both ways, as on a node
+/// swamped by a reconnect storm: every request is sent again before its
+/// answer can arrive, so the answers the peer gets are to requests it has
+/// replaced. The negotiation still converges, and the client gets its
+/// address.
+#[test]
+fn a_path_slower_than_the_restart_timer_still_assigns_an_address() {
+    for latency in [
+        Duration::from_millis(3500),
+        Duration::from_secs(5),
+        Duration::from_secs(8),
+    ] {
+        let (server, client, events) = converge_with_latency(latency, Duration::from_secs(600));
+        assert_eq!(
+            client.ipv4().map(|p| p.local),
+            Some(Ipv4Addr::new(10, 0, 0, 2)),
+            "latency {latency:?}: {events:?}"
+        );
+        assert!(server.ipv4().is_some(), "latency {latency:?}");
+    }
+}
