@@ -35,6 +35,29 @@ fn configs(
     (Arc::new(server), Arc::new(client))
 }
 
+/// Accepts one connection on `listener` (a tokio-uring runtime must be
+/// running) and wraps it in a server `TlsConn`, handshake not yet done.
+async fn accept_tls(listener: std::net::TcpListener, config: Arc<ServerConfig>) -> TlsConn {
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
+    let (tcp, _) = listener.accept().await.unwrap();
+    let conn = rustls::server::UnbufferedServerConnection::new(config).unwrap();
+    TlsConn::new(tcp, conn)
+}
+
+/// Connects to `addr` as "localhost" and completes the handshake; what
+/// arrived with it is in the returned buffer.
+async fn connect_tls(addr: std::net::SocketAddr, config: Arc<ClientConfig>) -> (TlsConn, Vec<u8>) {
+    let tcp = tokio_uring::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::client::UnbufferedClientConnection::new(config, name).unwrap();
+    let tls = TlsConn::new(tcp, conn);
+    let mut received = Vec::new();
+    tls.handshake(Duration::from_secs(5), &mut received)
+        .await
+        .unwrap();
+    (tls, received)
+}
+
 /// Echoes everything the client sends until it closes; returns the byte
 /// count and the negotiated version.
 fn run_echo(
@@ -48,10 +71,7 @@ fn run_echo(
 
     let server = std::thread::spawn(move || {
         tokio_uring::start(async move {
-            let listener = tokio_uring::net::TcpListener::from_std(listener);
-            let (tcp, _) = listener.accept().await.unwrap();
-            let conn = rustls::server::UnbufferedServerConnection::new(server_cfg).unwrap();
-            let tls = TlsConn::new(tcp, conn);
+            let tls = accept_tls(listener, server_cfg).await;
             if try_kernel_tls {
                 tls.read_exact_records_during_handshake();
             }
@@ -97,14 +117,7 @@ fn run_echo(
     let expected = payload.clone();
     let client = std::thread::spawn(move || {
         tokio_uring::start(async move {
-            let tcp = tokio_uring::net::TcpStream::connect(addr).await.unwrap();
-            let name = ServerName::try_from("localhost").unwrap();
-            let conn = rustls::client::UnbufferedClientConnection::new(client_cfg, name).unwrap();
-            let tls = TlsConn::new(tcp, conn);
-            let mut received = Vec::new();
-            tls.handshake(Duration::from_secs(5), &mut received)
-                .await
-                .unwrap();
+            let (tls, mut received) = connect_tls(addr, client_cfg).await;
             // Send in uneven pieces so records and reads do not line up.
             for chunk in payload.chunks(7_777) {
                 tls.write_plaintext(chunk).await.unwrap();
@@ -159,4 +172,68 @@ fn echo_over_tls12() {
 fn kernel_tls_attempt_reads_records_exactly_and_falls_back_cleanly() {
     run_echo(&rustls::version::TLS13, payload(), true);
     run_echo(&rustls::version::TLS12, payload(), true);
+}
+
+/// A connection that read little (a keepalive) waits for its next data
+/// without a read buffer in the kernel (an idle session then holds none);
+/// what arrives after a silence, a byte and then a burst much larger than
+/// one read, is read whole.
+#[test]
+fn a_quiet_connection_waits_without_a_buffer_and_reads_what_comes_after() {
+    const PAUSE: Duration = Duration::from_millis(1_300);
+    let (server_cfg, client_cfg) = configs(&rustls::version::TLS13);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let burst = payload();
+    let expected = burst.len() + 1;
+
+    let server = std::thread::spawn(move || {
+        tokio_uring::start(async move {
+            let tls = accept_tls(listener, server_cfg).await;
+            tls.small_reads_are_quiet(true);
+            let mut plain = Vec::new();
+            tls.handshake(Duration::from_secs(5), &mut plain)
+                .await
+                .unwrap();
+            // The first byte comes after a pause.
+            while plain.is_empty() {
+                tls.read_plaintext(&mut plain).await.unwrap();
+            }
+            assert!(
+                tls.is_quiet(),
+                "a read that waited {PAUSE:?} marks it quiet"
+            );
+            // The burst comes after another pause: the first read of it
+            // follows a wait without a buffer, the rest come back to back.
+            while plain.len() < expected {
+                match tls.read_plaintext(&mut plain).await.unwrap() {
+                    ReadOutcome::Closed => panic!("client closed early"),
+                    ReadOutcome::Data(_) => {}
+                }
+            }
+            tls.write_plaintext(&plain).await.unwrap();
+            plain
+        })
+    });
+    let client = std::thread::spawn(move || {
+        tokio_uring::start(async move {
+            let (tls, mut received) = connect_tls(addr, client_cfg).await;
+            tokio::time::sleep(PAUSE).await;
+            tls.write_plaintext(&[0x5a]).await.unwrap();
+            tokio::time::sleep(PAUSE).await;
+            tls.write_plaintext(&burst).await.unwrap();
+            while received.len() < expected {
+                match tls.read_plaintext(&mut received).await.unwrap() {
+                    ReadOutcome::Closed => panic!("server closed early"),
+                    ReadOutcome::Data(_) => {}
+                }
+            }
+            let mut sent = vec![0x5a];
+            sent.extend_from_slice(&burst);
+            assert_eq!(received, sent, "echoed bytes differ");
+        })
+    });
+    client.join().unwrap();
+    let read = server.join().unwrap();
+    assert_eq!(read.len(), expected);
 }

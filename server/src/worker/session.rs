@@ -701,6 +701,11 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
     let guard = TaskGuard::new(&worker, &ctx, Task::Reader);
     // Grows to what a read yields; an idle session keeps it small.
     let mut plaintext = Vec::new();
+    // Until the session carries IP, its reads are setup and keepalives: a
+    // small one lets the next wait without a buffer (an idle session then
+    // holds none).
+    let mut carried_ip = false;
+    ctx.tls.small_reads_are_quiet(true);
     loop {
         super::tun_io::wait_for_tun_space(&worker).await;
         ctx.wait_for_output_space(&worker).await;
@@ -718,6 +723,11 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
             Ok(ReadOutcome::Data(_)) if ctx.proto.borrow().is_closed() => {}
             Ok(ReadOutcome::Data(_)) => {
                 ctx.input(&worker, &plaintext);
+                if !carried_ip {
+                    let stats = ctx.proto.borrow().stats();
+                    carried_ip = stats.ip_packets_in + stats.ip_packets_out > 0;
+                    ctx.tls.small_reads_are_quiet(!carried_ip);
+                }
                 #[cfg(any(test, feature = "testing"))]
                 ctx.injected_panic(crate::testing::faults::SessionTask::Reader);
             }
