@@ -17,11 +17,11 @@
 //! The same fixtures serve the criterion microbenchmarks (`bench/benches`).
 
 use std::fmt;
-use std::io::{Read as _, Write as _};
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
+use sstpd::net::tls_records::{Outgoing, UserspaceRecords};
 use sstpd::proto::auth::verify::LocalAuthenticator;
 use sstpd::proto::auth::{AuthProtocol, LocalUser, PasswordStore};
 use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppConfig};
@@ -58,8 +58,8 @@ pub enum Part {
     Deframe,
     /// HDLC-like framing (RFC 1662): encode then decode a frame stream.
     Hdlc,
-    /// TLS 1.3 AES-128-GCM records of 16 KiB, encrypted and decrypted both
-    /// ways (rustls in memory).
+    /// TLS 1.3 AES-128-GCM records of 16 KiB, sealed and opened both ways
+    /// by sstpd's record layer (rustls' unbuffered API) in memory.
     TlsBulk,
     /// The same with 1400-byte writes: one record per tunnel packet.
     TlsSmall,
@@ -712,17 +712,24 @@ impl HdlcWork {
     }
 }
 
-/// [`Part::TlsBulk`] and [`Part::TlsSmall`]: a rustls client and server
-/// (sstpd's provider, TLS 1.3 AES-128-GCM, ECDSA P-256) joined by memory.
-/// The handshake happens while preparing; the counted run writes `bytes`
-/// of plaintext each way in `write_size` writes, moving each write's
-/// records across and reading the plaintext out on the other side.
+/// [`Part::TlsBulk`] and [`Part::TlsSmall`]: sstpd's userspace record
+/// layer ([`sstpd::net::tls_records::UserspaceRecords`], rustls'
+/// unbuffered API, as `TlsConn` drives it) on a client and a server
+/// (sstpd's provider, TLS 1.3 AES-128-GCM, a fixed Ed25519 certificate)
+/// joined by memory. The handshake happens while preparing; the counted
+/// run writes `bytes` of plaintext each way in `write_size` writes: each
+/// write sealed into a reused output buffer, its records copied into the
+/// other side's read buffer (the socket's part) and opened there.
 pub struct TlsWork {
-    client: rustls::ClientConnection,
-    server: rustls::ServerConnection,
+    client: UserspaceRecords,
+    server: UserspaceRecords,
     bytes: u64,
     write: Vec<u8>,
-    wire: Vec<u8>,
+    /// The sealed output, reused ([`Outgoing::reuse`]).
+    wire: Option<Vec<u8>>,
+    /// The receiving side's ciphertext read buffer.
+    incoming: Vec<u8>,
+    /// The plaintext opened.
     read: Vec<u8>,
     received: [u64; 2],
 }
@@ -794,19 +801,29 @@ pub fn memory_configs(
 impl TlsWork {
     pub fn new(bytes: u64, write_size: usize) -> Result<Self, String> {
         let (server_config, client_config) = memory_configs(GATE_SUITE)?;
-        let mut server = rustls::ServerConnection::new(server_config).map_err(|e| e.to_string())?;
+        let server = rustls::server::UnbufferedServerConnection::new(server_config)
+            .map_err(|e| e.to_string())?;
         let name = sstpd::tls::client::server_name("localhost").map_err(|e| e.to_string())?;
-        let mut client =
-            rustls::ClientConnection::new(client_config, name).map_err(|e| e.to_string())?;
-        let mut wire = Vec::with_capacity(64 * 1024);
+        let client = rustls::client::UnbufferedClientConnection::new(client_config, name)
+            .map_err(|e| e.to_string())?;
+        let mut server = UserspaceRecords::new(server.into());
+        let mut client = UserspaceRecords::new(client.into());
+        let mut incoming = Vec::with_capacity(64 * 1024);
+        let mut read = Vec::with_capacity(64 * 1024);
+        let handshaking = |r: &UserspaceRecords| r.tls().common().is_handshaking();
         for _ in 0..16 {
-            if !client.is_handshaking() && !server.is_handshaking() {
+            if !handshaking(&client) && !handshaking(&server) {
                 break;
             }
-            move_records(&mut client, &mut server, &mut wire).map_err(|e| e.to_string())?;
-            move_records(&mut server, &mut client, &mut wire).map_err(|e| e.to_string())?;
+            let mut wire = None;
+            let mut out = Outgoing::default();
+            client.take_output(&mut out);
+            cross(out, &mut wire, &mut server, &mut incoming, &mut read)?;
+            let mut out = Outgoing::default();
+            server.take_output(&mut out);
+            cross(out, &mut wire, &mut client, &mut incoming, &mut read)?;
         }
-        if client.is_handshaking() || server.is_handshaking() {
+        if handshaking(&client) || handshaking(&server) || !read.is_empty() {
             return Err("tls: the in-memory handshake did not finish".into());
         }
         let mut write = vec![0u8; write_size];
@@ -816,8 +833,9 @@ impl TlsWork {
             server,
             bytes,
             write,
-            wire,
-            read: vec![0; 64 * 1024],
+            wire: Some(Vec::with_capacity(64 * 1024)),
+            incoming,
+            read,
             received: [0, 0],
         })
     }
@@ -829,14 +847,15 @@ impl TlsWork {
             bytes,
             write,
             wire,
+            incoming,
             read,
             received,
         } = self;
         let mut sent = 0u64;
         while sent < *bytes {
             let n = (write.len() as u64).min(*bytes - sent) as usize;
-            received[0] += send_one(client, server, &write[..n], wire, read);
-            received[1] += send_one(server, client, &write[..n], wire, read);
+            received[0] += send_one(client, server, &write[..n], wire, incoming, read);
+            received[1] += send_one(server, client, &write[..n], wire, incoming, read);
             sent += n as u64;
         }
         received[0] + received[1]
@@ -853,63 +872,42 @@ impl TlsWork {
     }
 }
 
-/// Moves every TLS record `from` has queued into `to` and processes them.
-fn move_records<A, B, DA, DB>(
-    from: &mut A,
-    to: &mut B,
-    wire: &mut Vec<u8>,
-) -> Result<(), rustls::Error>
-where
-    A: std::ops::DerefMut<Target = rustls::ConnectionCommon<DA>>,
-    B: std::ops::DerefMut<Target = rustls::ConnectionCommon<DB>>,
-{
-    wire.clear();
-    while from.wants_write() {
-        if from.write_tls(wire).is_err() {
-            break;
-        }
-    }
-    let mut input = &wire[..];
-    while !input.is_empty() {
-        if to
-            .read_tls(&mut input)
-            .map_err(|_| rustls::Error::DecryptError)?
-            == 0
-        {
-            break;
-        }
-        to.process_new_packets()?;
-    }
+/// Copies what `out` holds into `to`'s read buffer and opens it there
+/// (the plaintext lands in `read`); `out`'s buffer goes back to `wire`.
+fn cross(
+    out: Outgoing,
+    wire: &mut Option<Vec<u8>>,
+    to: &mut UserspaceRecords,
+    incoming: &mut Vec<u8>,
+    read: &mut Vec<u8>,
+) -> Result<(), String> {
+    let (bytes, filled) = out.into_parts();
+    incoming.extend_from_slice(&bytes[..filled]);
+    *wire = Some(bytes);
+    to.open(incoming, read).map_err(|e| e.to_string())?;
     Ok(())
 }
 
-/// Encrypts `plaintext` on `from`, moves the records, decrypts on `to` and
-/// drains the plaintext into `read`. Returns the plaintext bytes read.
-fn send_one<A, B, DA, DB>(
-    from: &mut A,
-    to: &mut B,
+/// Seals `plaintext` on `from`, moves the records to `to` and opens them.
+/// Returns the plaintext bytes opened.
+fn send_one(
+    from: &mut UserspaceRecords,
+    to: &mut UserspaceRecords,
     plaintext: &[u8],
-    wire: &mut Vec<u8>,
-    read: &mut [u8],
-) -> u64
-where
-    A: std::ops::DerefMut<Target = rustls::ConnectionCommon<DA>>,
-    B: std::ops::DerefMut<Target = rustls::ConnectionCommon<DB>>,
-{
-    if from.writer().write_all(plaintext).is_err() {
+    wire: &mut Option<Vec<u8>>,
+    incoming: &mut Vec<u8>,
+    read: &mut Vec<u8>,
+) -> u64 {
+    let mut out = Outgoing::reuse(wire.take().unwrap_or_default());
+    if from.seal(plaintext, &mut out).is_err() {
+        *wire = Some(out.into_parts().0);
         return 0;
     }
-    if move_records(from, to, wire).is_err() {
+    read.clear();
+    if cross(out, wire, to, incoming, read).is_err() {
         return 0;
     }
-    let mut got = 0u64;
-    loop {
-        match to.reader().read(read) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n as u64,
-        }
-    }
-    got
+    read.len() as u64
 }
 
 #[cfg(test)]
