@@ -44,11 +44,12 @@
 //! Otherwise each worker reads an immutable [`Snapshot`] it holds through
 //! its own [`RouteReader`]: per prefix length present, longest first, a
 //! sorted array searched by binary search. Writers (session up and down,
-//! never per packet) change the registry under a mutex and bump a version;
-//! a reader that sees a new version rebuilds or picks up the snapshot
-//! under a lock once, then reads without synchronisation until the next
-//! change. A change costs one rebuild (linear in the routes), shared by
-//! every worker. Routes of different sessions never overlap (see above),
+//! never per packet) change the registry under a mutex, bump a version and
+//! build the new snapshot (linear in the routes) before letting go; a
+//! reader that sees a new version picks up that snapshot (an `Arc` clone
+//! under a lock held for nothing else) once, then reads without
+//! synchronisation until the next change. No packet ever waits for a
+//! rebuild. Routes of different sessions never overlap (see above),
 //! so any matching prefix names the right session; longest-first is what
 //! makes that true for one session's overlapping routes too.
 //!
@@ -208,7 +209,8 @@ pub struct FramedRouteTable {
     version: AtomicU64,
     /// Routes in the registry: 0 lets lookups skip everything.
     live: AtomicUsize,
-    /// The last snapshot built, for every worker to pick up.
+    /// The snapshot of the current version (built by the writer that
+    /// made it), for every worker to pick up.
     published: Mutex<Arc<Snapshot>>,
 }
 
@@ -320,11 +322,14 @@ impl FramedRouteTable {
         released
     }
 
-    /// After a change, with the registry still locked: a new version,
-    /// the live count, and the waiters woken.
+    /// After a change, with the registry still locked: a new version, its
+    /// snapshot published, the live count, and the waiters woken.
     fn changed_locked(&self, registry: &BTreeMap<Ipv4Prefix, Claim>) {
+        let version = self.version.load(Ordering::Acquire) + 1;
+        let snapshot = Arc::new(Snapshot::build(version, registry));
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
         self.live.store(registry.len(), Ordering::Release);
-        self.version.fetch_add(1, Ordering::AcqRel);
+        self.version.store(version, Ordering::Release);
         self.changed.notify_all();
     }
 
@@ -360,18 +365,11 @@ impl FramedRouteTable {
         reader.snapshot.lookup(dst)
     }
 
-    /// Brings `reader` to the current version: the published snapshot if
-    /// it is current, or one built now and published for the others.
+    /// Brings `reader` to the published snapshot (built by the writer, so
+    /// never here on the packet path).
     #[cold]
     fn refresh(&self, reader: &mut RouteReader) {
-        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        if published.version != self.version.load(Ordering::Acquire) {
-            let registry = self.registry();
-            *published = Arc::new(Snapshot::build(
-                self.version.load(Ordering::Acquire),
-                &registry,
-            ));
-        }
+        let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         reader.snapshot = published.clone();
     }
 
