@@ -42,12 +42,11 @@
 use std::fmt;
 use std::time::Instant;
 
-use super::eap::{EapPacket, TYPE_IDENTITY, TYPE_NAK, TYPE_NOTIFICATION};
 use super::machine::{AuthConfig, AuthFailure};
 use super::outbox::Outbox;
 use super::tls_framing::{
-    empty_answer, rejected, settle_failure, settle_success, EapTlsError, LastAnswer, Received,
-    TlsConversation, TlsTunnel,
+    empty_answer, handle_outer_packet, rejected, EapTlsError, OuterPeer, Received, TlsConversation,
+    TlsMethodPeer, TlsTunnel,
 };
 
 /// EAP-TLS's EAP Type (IANA EAP method type 13).
@@ -55,21 +54,18 @@ pub const TYPE_EAP_TLS: u8 = 13;
 
 /// The peer's side of EAP-TLS.
 pub(crate) struct EapTlsClient {
-    pub(super) outbox: Outbox,
-    username: Vec<u8>,
+    /// The outer conversation; its refusal is the authenticator's TLS
+    /// alert.
+    pub(super) outer: OuterPeer,
     tunnel: TlsConversation,
-    last: LastAnswer,
-    /// The authenticator's refusal (its TLS alert), reported when the
-    /// EAP-Failure that follows arrives.
-    refusal: Option<AuthFailure>,
 }
 
 impl fmt::Debug for EapTlsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EapTlsClient")
-            .field("username", &String::from_utf8_lossy(&self.username))
+            .field("username", &String::from_utf8_lossy(&self.outer.username))
             .field("started", &self.tunnel.started())
-            .field("outbox", &self.outbox)
+            .field("outbox", &self.outer.outbox)
             .finish_non_exhaustive()
     }
 }
@@ -83,49 +79,14 @@ impl EapTlsClient {
         username: &[u8],
         now: Instant,
     ) -> Self {
-        let username = &username[..username.len().min(super::eap::MAX_IDENTITY_LEN)];
         EapTlsClient {
-            outbox: Outbox::new(now + config.phase_timeout),
-            username: username.to_vec(),
+            outer: OuterPeer::new(Outbox::new(now + config.phase_timeout), username),
             tunnel: TlsConversation::new(connector),
-            last: LastAnswer::default(),
-            refusal: None,
         }
     }
 
-    pub(crate) fn handle_packet(&mut self, info: &[u8]) -> Result<(), EapTlsError> {
-        if self.outbox.failed() || self.outbox.succeeded() {
-            return Ok(());
-        }
-        match EapPacket::parse(info).map_err(|_| EapTlsError::Truncated)? {
-            EapPacket::Request {
-                identifier,
-                kind,
-                data,
-            } => {
-                if self.last.repeat(&mut self.outbox, identifier) {
-                    return Ok(());
-                }
-                let (kind, data) = match kind {
-                    TYPE_IDENTITY => (kind, self.username.clone()),
-                    TYPE_NOTIFICATION => (kind, Vec::new()),
-                    TYPE_EAP_TLS => (kind, self.on_tls(data)?),
-                    _ => (TYPE_NAK, vec![TYPE_EAP_TLS]),
-                };
-                self.last.send(&mut self.outbox, identifier, kind, &data);
-                Ok(())
-            }
-            EapPacket::Success { .. } => {
-                let msk = self.tunnel.msk().filter(|_| self.refusal.is_none());
-                settle_success(&mut self.outbox, &self.username, msk);
-                Ok(())
-            }
-            EapPacket::Failure { .. } => {
-                settle_failure(&mut self.outbox, self.refusal.take());
-                Ok(())
-            }
-            EapPacket::Response { .. } => Err(EapTlsError::OutOfOrder),
-        }
+    pub(crate) fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), EapTlsError> {
+        handle_outer_packet(self, now, info)
     }
 
     /// The Type-Data answering an EAP-TLS Request.
@@ -134,14 +95,14 @@ impl EapTlsClient {
             Ok(Received::Answer(answer)) => Ok(answer),
             Ok(Received::Records) => Ok(self.tunnel.answer()),
             Err(EapTlsError::TlsAlert) => {
-                self.refusal.get_or_insert_with(|| {
+                self.outer.refusal.get_or_insert_with(|| {
                     rejected("the authenticator refused the TLS handshake".into())
                 });
                 Ok(empty_answer())
             }
             Err(error) => {
                 if matches!(error, EapTlsError::Tls | EapTlsError::TooLong) {
-                    self.outbox.fail(AuthFailure::ServerNotAuthenticated);
+                    self.outer.outbox.fail(AuthFailure::ServerNotAuthenticated);
                 }
                 Err(error)
             }
@@ -149,13 +110,36 @@ impl EapTlsClient {
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if self.outbox.failed() || self.outbox.succeeded() {
+        if self.outer.outbox.failed() || self.outer.outbox.succeeded() {
             return;
         }
-        if self.outbox.phase_expired(now) {
-            let refusal = self.refusal.take();
-            self.outbox.fail(refusal.unwrap_or(AuthFailure::Timeout));
+        if self.outer.outbox.phase_expired(now) {
+            let refusal = self.outer.refusal.take();
+            self.outer
+                .outbox
+                .fail(refusal.unwrap_or(AuthFailure::Timeout));
         }
+    }
+}
+
+impl TlsMethodPeer for EapTlsClient {
+    const TYPE: u8 = TYPE_EAP_TLS;
+
+    fn outer(&mut self) -> &mut OuterPeer {
+        &mut self.outer
+    }
+
+    fn on_request(
+        &mut self,
+        _now: Instant,
+        _identifier: u8,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>, EapTlsError> {
+        self.on_tls(data).map(Some)
+    }
+
+    fn success_msk(&self) -> Option<[u8; 64]> {
+        self.tunnel.msk().filter(|_| self.outer.refusal.is_none())
     }
 }
 
@@ -165,6 +149,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::proto::auth::eap::{EapPacket, TYPE_IDENTITY, TYPE_NAK};
     use crate::proto::auth::tls_framing::testing::{self, eap_request, message};
     use crate::proto::auth::tls_framing::{EapTlsMessage, FLAG_MORE, FLAG_START, MAX_FRAGMENT_LEN};
     use crate::proto::auth::AuthEvent;
@@ -190,18 +175,18 @@ mod tests {
     }
 
     fn sent(client: &mut EapTlsClient) -> Vec<Vec<u8>> {
-        testing::sent(&mut client.outbox)
+        testing::sent(&mut client.outer.outbox)
     }
 
     #[test]
     fn a_full_conversation_ends_in_success_with_the_msk_as_hlak() {
         let (mut client, _, _) = client(0);
         client
-            .handle_packet(&eap_request(1, TYPE_IDENTITY, b""))
+            .handle_packet(Instant::now(), &eap_request(1, TYPE_IDENTITY, b""))
             .unwrap();
         assert_eq!(sent(&mut client), [b"\x02\x01\x00\x0a\x01alice".to_vec()]);
         client
-            .handle_packet(&tls_request(2, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(2, FLAG_START, b""))
             .unwrap();
         // The ClientHello ("hello" here) answers the Start.
         assert_eq!(
@@ -218,16 +203,21 @@ mod tests {
         }
         .encode(&mut first);
         client
-            .handle_packet(&eap_request(3, TYPE_EAP_TLS, &first))
+            .handle_packet(Instant::now(), &eap_request(3, TYPE_EAP_TLS, &first))
             .unwrap();
         assert_eq!(sent(&mut client), [[2, 3, 0, 6, TYPE_EAP_TLS, 0]]);
-        client.handle_packet(&tls_request(4, 0, b"ver")).unwrap();
+        client
+            .handle_packet(Instant::now(), &tls_request(4, 0, b"ver"))
+            .unwrap();
         assert_eq!(sent(&mut client), [[2, 4, 0, 6, TYPE_EAP_TLS, 0]]);
         client
-            .handle_packet(&EapPacket::Success { identifier: 4 }.to_vec())
+            .handle_packet(
+                Instant::now(),
+                &EapPacket::Success { identifier: 4 }.to_vec(),
+            )
             .unwrap();
         assert_eq!(
-            client.outbox.poll_event(),
+            client.outer.outbox.poll_event(),
             Some(AuthEvent::Success {
                 username: "alice".into(),
                 hlak: [7; 32],
@@ -240,13 +230,16 @@ mod tests {
     fn success_before_the_handshake_finished_is_refused() {
         let (mut client, _, _) = client(0);
         client
-            .handle_packet(&tls_request(1, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(1, FLAG_START, b""))
             .unwrap();
         client
-            .handle_packet(&EapPacket::Success { identifier: 1 }.to_vec())
+            .handle_packet(
+                Instant::now(),
+                &EapPacket::Success { identifier: 1 }.to_vec(),
+            )
             .unwrap();
         assert_eq!(
-            client.outbox.poll_event(),
+            client.outer.outbox.poll_event(),
             Some(AuthEvent::Failure(AuthFailure::ServerNotAuthenticated))
         );
     }
@@ -255,32 +248,43 @@ mod tests {
     fn the_authenticators_alert_is_acknowledged_and_failure_reports_the_refusal() {
         let (mut client, _, _) = client(0);
         client
-            .handle_packet(&tls_request(1, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(1, FLAG_START, b""))
             .unwrap();
         let _ = sent(&mut client);
         client
-            .handle_packet(&tls_request(2, 0, &[0x15, 3, 3, 0, 2, 2, 48]))
+            .handle_packet(
+                Instant::now(),
+                &tls_request(2, 0, &[0x15, 3, 3, 0, 2, 2, 48]),
+            )
             .unwrap();
         assert_eq!(sent(&mut client), [[2, 2, 0, 6, TYPE_EAP_TLS, 0]]);
-        assert_eq!(client.outbox.poll_event(), None);
+        assert_eq!(client.outer.outbox.poll_event(), None);
         // A Success after the refusal is not believed.
         let (mut refused, _, _) = self::client(0);
         refused
-            .handle_packet(&tls_request(1, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(1, FLAG_START, b""))
             .unwrap();
-        refused.handle_packet(&tls_request(2, 0, &[0x15])).unwrap();
         refused
-            .handle_packet(&EapPacket::Success { identifier: 2 }.to_vec())
+            .handle_packet(Instant::now(), &tls_request(2, 0, &[0x15]))
+            .unwrap();
+        refused
+            .handle_packet(
+                Instant::now(),
+                &EapPacket::Success { identifier: 2 }.to_vec(),
+            )
             .unwrap();
         assert_eq!(
-            refused.outbox.poll_event(),
+            refused.outer.outbox.poll_event(),
             Some(AuthEvent::Failure(AuthFailure::ServerNotAuthenticated))
         );
         client
-            .handle_packet(&EapPacket::Failure { identifier: 2 }.to_vec())
+            .handle_packet(
+                Instant::now(),
+                &EapPacket::Failure { identifier: 2 }.to_vec(),
+            )
             .unwrap();
         assert!(matches!(
-            client.outbox.poll_event(),
+            client.outer.outbox.poll_event(),
             Some(AuthEvent::Failure(AuthFailure::Rejected { message, .. }))
                 if message.contains("refused")
         ));
@@ -290,12 +294,14 @@ mod tests {
     fn without_the_failure_the_refusal_is_reported_at_the_phase_timeout() {
         let (mut client, _, now) = client(0);
         client
-            .handle_packet(&tls_request(1, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(1, FLAG_START, b""))
             .unwrap();
-        client.handle_packet(&tls_request(2, 0, &[0x15])).unwrap();
+        client
+            .handle_packet(Instant::now(), &tls_request(2, 0, &[0x15]))
+            .unwrap();
         client.handle_timeout(now + AuthConfig::default().phase_timeout);
         assert!(matches!(
-            client.outbox.poll_event(),
+            client.outer.outbox.poll_event(),
             Some(AuthEvent::Failure(AuthFailure::Rejected { .. }))
         ));
     }
@@ -304,14 +310,14 @@ mod tests {
     fn a_server_we_refuse_ends_the_method_at_once() {
         let (mut client, _, _) = client(0);
         client
-            .handle_packet(&tls_request(1, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(1, FLAG_START, b""))
             .unwrap();
         assert_eq!(
-            client.handle_packet(&tls_request(2, 0, &[0xff])),
+            client.handle_packet(Instant::now(), &tls_request(2, 0, &[0xff])),
             Err(EapTlsError::Tls)
         );
         assert_eq!(
-            client.outbox.poll_event(),
+            client.outer.outbox.poll_event(),
             Some(AuthEvent::Failure(AuthFailure::ServerNotAuthenticated))
         );
     }
@@ -320,7 +326,7 @@ mod tests {
     fn our_long_flight_goes_out_in_fragments_and_repeats_are_answered_alike() {
         let (mut client, fed, _) = client(MAX_FRAGMENT_LEN + 10);
         client
-            .handle_packet(&tls_request(1, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(1, FLAG_START, b""))
             .unwrap();
         let first = sent(&mut client);
         let parsed = EapTlsMessage::parse(&first[0][5..]).unwrap();
@@ -328,10 +334,12 @@ mod tests {
         assert_eq!(parsed.total_len, Some(MAX_FRAGMENT_LEN as u32 + 10));
         // The Start repeated: the same Response, the TLS untouched.
         client
-            .handle_packet(&tls_request(1, FLAG_START, b""))
+            .handle_packet(Instant::now(), &tls_request(1, FLAG_START, b""))
             .unwrap();
         assert_eq!(sent(&mut client), first);
-        client.handle_packet(&tls_request(2, 0, b"")).unwrap();
+        client
+            .handle_packet(Instant::now(), &tls_request(2, 0, b""))
+            .unwrap();
         let last = sent(&mut client);
         let parsed = EapTlsMessage::parse(&last[0][5..]).unwrap();
         assert!(!parsed.more());
@@ -343,13 +351,13 @@ mod tests {
     fn other_methods_are_naked_toward_eap_tls_and_data_before_start_is_refused() {
         let (mut client, _, _) = client(0);
         let peap = eap_request(1, 25, &[FLAG_START]);
-        client.handle_packet(&peap).unwrap();
+        client.handle_packet(Instant::now(), &peap).unwrap();
         assert_eq!(
             sent(&mut client),
             [vec![2, 1, 0, 6, TYPE_NAK, TYPE_EAP_TLS]]
         );
         assert_eq!(
-            client.handle_packet(&tls_request(2, 0, b"x")),
+            client.handle_packet(Instant::now(), &tls_request(2, 0, b"x")),
             Err(EapTlsError::OutOfOrder)
         );
     }

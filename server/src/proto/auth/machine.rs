@@ -428,9 +428,9 @@ impl AuthClient {
             ClientInner::Peap(machine) => machine
                 .handle_packet(now, info)
                 .map_err(AuthPacketError::EapTls),
-            ClientInner::EapTls(machine) => {
-                machine.handle_packet(info).map_err(AuthPacketError::EapTls)
-            }
+            ClientInner::EapTls(machine) => machine
+                .handle_packet(now, info)
+                .map_err(AuthPacketError::EapTls),
         }
     }
 
@@ -455,8 +455,8 @@ impl AuthClient {
             ClientInner::Pap(machine) => &machine.outbox,
             ClientInner::Chap(machine) => &machine.outbox,
             ClientInner::Eap(machine) => &machine.outbox,
-            ClientInner::Peap(machine) => &machine.outbox,
-            ClientInner::EapTls(machine) => &machine.outbox,
+            ClientInner::Peap(machine) => &machine.outer.outbox,
+            ClientInner::EapTls(machine) => &machine.outer.outbox,
         }
         .poll_timeout()
     }
@@ -503,8 +503,8 @@ impl AuthClient {
             ClientInner::Pap(machine) => &mut machine.outbox,
             ClientInner::Chap(machine) => &mut machine.outbox,
             ClientInner::Eap(machine) => &mut machine.outbox,
-            ClientInner::Peap(machine) => &mut machine.outbox,
-            ClientInner::EapTls(machine) => &mut machine.outbox,
+            ClientInner::Peap(machine) => &mut machine.outer.outbox,
+            ClientInner::EapTls(machine) => &mut machine.outer.outbox,
         }
     }
 }

@@ -55,15 +55,13 @@ use std::time::Instant;
 
 use rand::RngCore;
 
-use super::eap::{
-    EapClient, EapPacket, CODE_REQUEST, CODE_RESPONSE, TYPE_IDENTITY, TYPE_NAK, TYPE_NOTIFICATION,
-};
+use super::eap::{EapClient, EapPacket, CODE_REQUEST, CODE_RESPONSE};
 use super::machine::{AuthConfig, AuthEvent, AuthFailure};
 use super::outbox::Outbox;
 use super::peap_binding::{BindingKeys, CRYPTO_BINDING_LEN, CRYPTO_BINDING_TLV};
 use super::tls_framing::{
-    rejected, settle_failure, settle_success, EapTlsError, LastAnswer, Received, TlsConversation,
-    TlsTunnel,
+    handle_outer_packet, rejected, EapTlsError, OuterPeer, Received, TlsConversation,
+    TlsMethodPeer, TlsTunnel,
 };
 
 /// PEAP's EAP Type (IANA EAP method type 25).
@@ -91,17 +89,14 @@ enum TunnelResult {
 
 /// The peer's side of EAP with PEAPv0 and EAP-MSCHAPv2 inside.
 pub(crate) struct PeapClient {
-    pub(super) outbox: Outbox,
-    username: Vec<u8>,
+    /// The outer conversation; its refusal is the tunnel's (the inner
+    /// method's, or the Result TLV's).
+    pub(super) outer: OuterPeer,
     /// The inner method; its Success and Failure Requests arrive through
     /// the tunnel.
     inner: EapClient,
     tunnel: TlsConversation,
-    last: LastAnswer,
     result: TunnelResult,
-    /// The tunnel's refusal (the inner method's, or the Result TLV's),
-    /// reported when the EAP-Failure that follows arrives.
-    refusal: Option<AuthFailure>,
     /// The MSK from the Crypto-Binding exchange, when there was one.
     binding_msk: Option<[u8; 64]>,
 }
@@ -109,10 +104,10 @@ pub(crate) struct PeapClient {
 impl fmt::Debug for PeapClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeapClient")
-            .field("username", &String::from_utf8_lossy(&self.username))
+            .field("username", &String::from_utf8_lossy(&self.outer.username))
             .field("tunnel", &self.tunnel.started())
             .field("result", &self.result)
-            .field("outbox", &self.outbox)
+            .field("outbox", &self.outer.outbox)
             .finish_non_exhaustive()
     }
 }
@@ -126,79 +121,18 @@ impl PeapClient {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Self {
-        let username = &username[..username.len().min(super::eap::MAX_IDENTITY_LEN)];
+        let outer = OuterPeer::new(Outbox::new(now + config.phase_timeout), username);
         PeapClient {
-            outbox: Outbox::new(now + config.phase_timeout),
-            username: username.to_vec(),
-            inner: EapClient::new(config, username, password, now, rng),
+            inner: EapClient::new(config, &outer.username, password, now, rng),
+            outer,
             tunnel: TlsConversation::new(connector),
-            last: LastAnswer::default(),
             result: TunnelResult::Pending,
-            refusal: None,
             binding_msk: None,
         }
     }
 
     pub(crate) fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), EapTlsError> {
-        if self.outbox.failed() || self.outbox.succeeded() {
-            return Ok(());
-        }
-        let packet = EapPacket::parse(info).map_err(|_| EapTlsError::Truncated)?;
-        match packet {
-            EapPacket::Request {
-                identifier,
-                kind,
-                data,
-            } => {
-                if self.last.repeat(&mut self.outbox, identifier) {
-                    return Ok(());
-                }
-                let data = match kind {
-                    TYPE_IDENTITY => self.username.clone(),
-                    TYPE_NOTIFICATION => Vec::new(),
-                    TYPE_PEAP => match self.on_peap(now, identifier, data) {
-                        Ok(Some(data)) => data,
-                        Ok(None) => return Ok(()),
-                        Err(error) => {
-                            match error {
-                                EapTlsError::Tls | EapTlsError::TooLong => {
-                                    self.outbox.fail(AuthFailure::ServerNotAuthenticated);
-                                }
-                                EapTlsError::TlsAlert => self
-                                    .outbox
-                                    .fail(rejected("the authenticator refused the tunnel".into())),
-                                _ => {}
-                            }
-                            return Err(error);
-                        }
-                    },
-                    _ => {
-                        self.send(identifier, TYPE_NAK, &[TYPE_PEAP]);
-                        return Ok(());
-                    }
-                };
-                self.send(identifier, kind, &data);
-                Ok(())
-            }
-            EapPacket::Success { .. } => {
-                // Only after the tunnel's method proved the authenticator.
-                let msk = self
-                    .binding_msk
-                    .or(self.tunnel.msk())
-                    .filter(|_| self.result == TunnelResult::Succeeded);
-                settle_success(&mut self.outbox, &self.username, msk);
-                Ok(())
-            }
-            EapPacket::Failure { .. } => {
-                settle_failure(&mut self.outbox, self.refusal.take());
-                Ok(())
-            }
-            EapPacket::Response { .. } => Err(EapTlsError::OutOfOrder),
-        }
-    }
-
-    fn send(&mut self, identifier: u8, kind: u8, data: &[u8]) {
-        self.last.send(&mut self.outbox, identifier, kind, data);
+        handle_outer_packet(self, now, info)
     }
 
     /// The Type-Data answering a PEAP Request; `None` when nothing is sent.
@@ -216,7 +150,7 @@ impl PeapClient {
         if !plaintext.is_empty() {
             self.on_inner(now, identifier, &plaintext)?;
         }
-        if !self.tunnel.flush() && self.outbox.failed() {
+        if !self.tunnel.flush() && self.outer.outbox.failed() {
             return Ok(None);
         }
         Ok(Some(self.tunnel.answer()))
@@ -259,7 +193,7 @@ impl PeapClient {
                 // waits for them, so the authenticator sees its refusal
                 // through.
                 self.result = TunnelResult::Failed;
-                self.refusal.get_or_insert(failure);
+                self.outer.refusal.get_or_insert(failure);
             }
         }
         Ok(())
@@ -310,24 +244,61 @@ impl PeapClient {
             self.result = TunnelResult::Succeeded;
         } else if status_was_failure(data) {
             self.result = TunnelResult::Failed;
-            self.refusal
+            self.outer
+                .refusal
                 .get_or_insert_with(|| rejected("the authenticator reported failure".into()));
         } else {
             // Success claimed without the inner method's proof.
             self.result = TunnelResult::Failed;
-            self.outbox.fail(AuthFailure::ServerNotAuthenticated);
+            self.outer.outbox.fail(AuthFailure::ServerNotAuthenticated);
         }
         Ok(())
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
-        if self.outbox.failed() || self.outbox.succeeded() {
+        if self.outer.outbox.failed() || self.outer.outbox.succeeded() {
             return;
         }
-        if self.outbox.phase_expired(now) {
-            let refusal = self.refusal.take();
-            self.outbox.fail(refusal.unwrap_or(AuthFailure::Timeout));
+        if self.outer.outbox.phase_expired(now) {
+            let refusal = self.outer.refusal.take();
+            self.outer
+                .outbox
+                .fail(refusal.unwrap_or(AuthFailure::Timeout));
         }
+    }
+}
+
+impl TlsMethodPeer for PeapClient {
+    const TYPE: u8 = TYPE_PEAP;
+
+    fn outer(&mut self) -> &mut OuterPeer {
+        &mut self.outer
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        identifier: u8,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>, EapTlsError> {
+        self.on_peap(now, identifier, data)
+            .inspect_err(|error| match error {
+                EapTlsError::Tls | EapTlsError::TooLong => {
+                    self.outer.outbox.fail(AuthFailure::ServerNotAuthenticated);
+                }
+                EapTlsError::TlsAlert => self
+                    .outer
+                    .outbox
+                    .fail(rejected("the authenticator refused the tunnel".into())),
+                _ => {}
+            })
+    }
+
+    fn success_msk(&self) -> Option<[u8; 64]> {
+        // Only after the tunnel's method proved the authenticator.
+        self.binding_msk
+            .or(self.tunnel.msk())
+            .filter(|_| self.result == TunnelResult::Succeeded)
     }
 }
 
@@ -361,6 +332,7 @@ fn find_tlv(mut tlvs: &[u8], kind: u16) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::auth::eap::{TYPE_IDENTITY, TYPE_NAK};
     use crate::proto::auth::tls_framing::testing::{self, eap_request, message};
     use crate::proto::auth::tls_framing::{EapTlsMessage, FLAG_START, MAX_FRAGMENT_LEN};
     use crate::testing::tunnel_tls::TransparentConnector;
@@ -406,13 +378,13 @@ mod tests {
 
     fn assert_not_authenticated(client: &mut PeapClient) {
         assert_eq!(
-            client.outbox.poll_event(),
+            client.outer.outbox.poll_event(),
             Some(AuthEvent::Failure(AuthFailure::ServerNotAuthenticated))
         );
     }
 
     fn sent(client: &mut PeapClient) -> Vec<Vec<u8>> {
-        testing::sent(&mut client.outbox)
+        testing::sent(&mut client.outer.outbox)
     }
 
     #[test]
@@ -573,7 +545,7 @@ mod tests {
             .unwrap();
         let session_msk = keys.session_msk();
         assert_eq!(
-            client.outbox.poll_event(),
+            client.outer.outbox.poll_event(),
             Some(AuthEvent::Success {
                 username: "alice".into(),
                 hlak: session_msk[..32].try_into().unwrap(),

@@ -21,8 +21,9 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::eap::{hlak_from_msk, EapPacket};
+use super::eap::{hlak_from_msk, EapPacket, TYPE_IDENTITY, TYPE_NAK, TYPE_NOTIFICATION};
 use super::machine::{AuthEvent, AuthFailure};
 use super::outbox::Outbox;
 use super::packet::peer_text;
@@ -426,6 +427,110 @@ pub(crate) fn rejected(message: String) -> AuthFailure {
 /// (the inner method's, the authenticator's alert), else a plain one.
 pub(crate) fn settle_failure(outbox: &mut Outbox, refusal: Option<AuthFailure>) {
     outbox.fail(refusal.unwrap_or_else(|| rejected(String::new())));
+}
+
+/// The outer EAP conversation of a peer whose method runs over TLS
+/// (EAP-TLS, PEAP): Identity, Notification, a Nak toward the method,
+/// repeated Requests answered again, and the verdicts on EAP-Success and
+/// EAP-Failure. The method's own Requests go to [`TlsMethodPeer`].
+#[derive(Debug)]
+pub(crate) struct OuterPeer {
+    pub(crate) outbox: Outbox,
+    /// The outer identity (at most [`super::eap::MAX_IDENTITY_LEN`]).
+    pub(crate) username: Vec<u8>,
+    pub(crate) last: LastAnswer,
+    /// The authenticator's or the tunnel's refusal, reported when the
+    /// EAP-Failure that follows arrives.
+    pub(crate) refusal: Option<AuthFailure>,
+}
+
+impl OuterPeer {
+    pub(crate) fn new(outbox: Outbox, username: &[u8]) -> Self {
+        let username = &username[..username.len().min(super::eap::MAX_IDENTITY_LEN)];
+        OuterPeer {
+            outbox,
+            username: username.to_vec(),
+            last: LastAnswer::default(),
+            refusal: None,
+        }
+    }
+
+    /// Sends a Response and remembers it.
+    pub(crate) fn send(&mut self, identifier: u8, kind: u8, data: &[u8]) {
+        self.last.send(&mut self.outbox, identifier, kind, data);
+    }
+}
+
+/// The method-specific part of a peer of an EAP method over TLS.
+pub(crate) trait TlsMethodPeer {
+    /// The method's EAP Type ([`super::eap_tls::TYPE_EAP_TLS`], PEAP's 25).
+    const TYPE: u8;
+    fn outer(&mut self) -> &mut OuterPeer;
+    /// The Type-Data answering a Request of the method; `None` when nothing
+    /// is sent. An error has already been settled in the outbox where it
+    /// ends the conversation.
+    fn on_request(
+        &mut self,
+        now: Instant,
+        identifier: u8,
+        data: &[u8],
+    ) -> Result<Option<Vec<u8>>, EapTlsError>;
+    /// The MSK to succeed with on EAP-Success, when the method proved the
+    /// authenticator ([`settle_success`]).
+    fn success_msk(&self) -> Option<[u8; 64]>;
+}
+
+/// One EAP packet for `method`'s peer ([RFC 3748] 4, 5): the outer
+/// conversation here, the method's Requests to the method.
+///
+/// [RFC 3748]: https://www.rfc-editor.org/rfc/rfc3748
+pub(crate) fn handle_outer_packet<M: TlsMethodPeer>(
+    method: &mut M,
+    now: Instant,
+    info: &[u8],
+) -> Result<(), EapTlsError> {
+    let outer = method.outer();
+    if outer.outbox.failed() || outer.outbox.succeeded() {
+        return Ok(());
+    }
+    match EapPacket::parse(info).map_err(|_| EapTlsError::Truncated)? {
+        EapPacket::Request {
+            identifier,
+            kind,
+            data,
+        } => {
+            let outer = method.outer();
+            if outer.last.repeat(&mut outer.outbox, identifier) {
+                return Ok(());
+            }
+            let answer = match kind {
+                TYPE_IDENTITY => outer.username.clone(),
+                TYPE_NOTIFICATION => Vec::new(),
+                kind if kind == M::TYPE => match method.on_request(now, identifier, data)? {
+                    Some(answer) => answer,
+                    None => return Ok(()),
+                },
+                _ => {
+                    outer.send(identifier, TYPE_NAK, &[M::TYPE]);
+                    return Ok(());
+                }
+            };
+            method.outer().send(identifier, kind, &answer);
+            Ok(())
+        }
+        EapPacket::Success { .. } => {
+            let msk = method.success_msk();
+            let outer = method.outer();
+            settle_success(&mut outer.outbox, &outer.username, msk);
+            Ok(())
+        }
+        EapPacket::Failure { .. } => {
+            let outer = method.outer();
+            settle_failure(&mut outer.outbox, outer.refusal.take());
+            Ok(())
+        }
+        EapPacket::Response { .. } => Err(EapTlsError::OutOfOrder),
+    }
 }
 
 /// The last Request a peer answered and its Response: a Request repeated
