@@ -154,6 +154,11 @@ impl HeaderFormat {
 /// lone 0xff that reads back as the Address field ([RFC 1662] 3.2). The link
 /// only writes the protocols it runs, so this is checked in debug builds
 /// only, off the data path.
+///
+/// Inline: it runs for every packet sent, and the compiler stopped inlining
+/// it into `Session::send_ip` after unrelated changes elsewhere in the
+/// crate (the gate's `data` part, +4.2%).
+#[inline]
 pub fn write_header(protocol: u16, format: HeaderFormat, out: &mut Vec<u8>) {
     debug_assert_ne!(protocol, 0x00ff, "reserved PPP protocol number");
     if !format.omit_address_control || protocol == PROTO_LCP {
