@@ -362,6 +362,17 @@ fn tokio_uring_reads_and_writes_tun_queues() {
     });
 }
 
+/// The one queue of a device `name` with MTU 1400 and 10.99.0.1/24, up,
+/// IPv6 off (no router solicitations or MLD reports arrive unasked).
+fn ipv4_only_queue(name: &str) -> File {
+    let mut device = TunDevice::create(&TunOptions::new(name, 1)).unwrap();
+    std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1").unwrap();
+    device.set_mtu(1400).unwrap();
+    device.set_ipv4(TUN_ADDR, 24).unwrap();
+    device.set_up(true).unwrap();
+    device.take_queues().remove(0)
+}
+
 /// Echo requests written in one batch of io_uring writes, answered by the
 /// kernel and read back through 8 reads in flight, come back in the order
 /// they were written. With blocking queues, Debian 12's 6.1 kernel ran the
@@ -373,12 +384,7 @@ fn a_batch_written_through_io_uring_is_answered_in_order() {
     const ID: u16 = 0x2002;
     let ns = NetNs::new(PREFIX).unwrap();
     ns.run(|| {
-        let device = TunDevice::create(&TunOptions::new("sstptord", 1)).unwrap();
-        device.set_mtu(1400).unwrap();
-        device.set_ipv4(TUN_ADDR, 24).unwrap();
-        device.set_up(true).unwrap();
-        let mut device = device;
-        let queue = std::rc::Rc::new(UringQueue::new(device.take_queues().remove(0)));
+        let queue = std::rc::Rc::new(UringQueue::new(ipv4_only_queue("sstptord")));
         tokio_uring::start(async move {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let readers: Vec<_> = (0..8)
@@ -435,13 +441,7 @@ fn a_batch_written_through_io_uring_is_answered_in_order() {
 fn an_empty_queue_becomes_readable_when_a_packet_arrives() {
     let ns = NetNs::new(PREFIX).unwrap();
     ns.run(|| {
-        let mut device = TunDevice::create(&TunOptions::new("sstptrdy", 1)).unwrap();
-        // No router solicitations or MLD reports to arrive unasked.
-        std::fs::write("/proc/sys/net/ipv6/conf/sstptrdy/disable_ipv6", "1").unwrap();
-        device.set_mtu(1400).unwrap();
-        device.set_ipv4(TUN_ADDR, 24).unwrap();
-        device.set_up(true).unwrap();
-        let queue = UringQueue::new(device.take_queues().remove(0));
+        let queue = UringQueue::new(ipv4_only_queue("sstptrdy"));
         tokio_uring::start(async move {
             // Whatever the kernel sent when the link came up is drained
             // first (a plain read of a non-blocking queue answers EAGAIN

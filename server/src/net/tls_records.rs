@@ -466,28 +466,17 @@ fn collect_alert<C: Process>(conn: &mut C, incoming: &mut [u8], output: &mut Out
     }
 }
 
-/// Moves the TLS output rustls has queued into `output`.
+/// Moves the TLS output rustls has queued into `output`, and drops from
+/// `held` what rustls has finished with (kept as it is on an error).
 fn collect_output<C: Process>(
     conn: &mut C,
     held: &mut Vec<u8>,
     output: &mut Outgoing,
 ) -> Result<(), rustls::Error> {
-    let discard = collect_output_from(conn, held, output)?;
-    held.drain(..discard.min(held.len()));
-    Ok(())
-}
-
-/// [`collect_output`] on a slice; returns how much of `incoming` to
-/// discard.
-fn collect_output_from<C: Process>(
-    conn: &mut C,
-    incoming: &mut [u8],
-    output: &mut Outgoing,
-) -> Result<usize, rustls::Error> {
     let mut start = 0;
     loop {
-        let UnbufferedStatus { discard, state } = conn.process(&mut incoming[start..]);
-        let next = match state {
+        let UnbufferedStatus { discard, state } = conn.process(&mut held[start..]);
+        let more = match state {
             Err(e) => Err(e),
             Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                 encode_into(&mut encode, output).map(|()| true)
@@ -499,10 +488,12 @@ fn collect_output_from<C: Process>(
             Ok(_) => Ok(false),
         };
         start += discard;
-        if !next? {
-            return Ok(start);
+        if !more? {
+            break;
         }
     }
+    held.drain(..start.min(held.len()));
+    Ok(())
 }
 
 /// Runs `f` with the [`WriteTraffic`] state, first moving queued TLS output

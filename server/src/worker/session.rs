@@ -726,7 +726,9 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
                 if !carried_ip {
                     let stats = ctx.proto.borrow().stats();
                     carried_ip = stats.ip_packets_in + stats.ip_packets_out > 0;
-                    ctx.tls.small_reads_are_quiet(!carried_ip);
+                    if carried_ip {
+                        ctx.tls.small_reads_are_quiet(false);
+                    }
                 }
                 #[cfg(any(test, feature = "testing"))]
                 ctx.injected_panic(crate::testing::faults::SessionTask::Reader);

@@ -968,12 +968,18 @@ impl<H: OptionHandler> Fsm<H> {
 
     /// Begins a fresh negotiation: reset per-negotiation state.
     fn start_negotiation(&mut self, ctx: &mut Ctx<'_>) {
+        self.forget_negotiation();
+        self.handler.start_negotiation(&mut *ctx.rng);
+    }
+
+    /// Counters, the peer's requests remembered and the failure of the
+    /// previous negotiation: none of it says anything about a new one.
+    fn forget_negotiation(&mut self) {
         self.naks_sent = 0;
         self.refusals = 0;
         self.acked = None;
         self.refused = None;
         self.failure = None;
-        self.handler.start_negotiation(&mut *ctx.rng);
     }
 
     /// irc + scr from a non-negotiating state.
@@ -990,11 +996,7 @@ impl<H: OptionHandler> Fsm<H> {
     /// keeps the address it was given instead of asking from scratch, which
     /// would cost round trips each exposed to loss).
     fn renegotiate(&mut self, ctx: &mut Ctx<'_>) {
-        self.naks_sent = 0;
-        self.refusals = 0;
-        self.acked = None;
-        self.refused = None;
-        self.failure = None;
+        self.forget_negotiation();
         self.restart_count = self.config.max_configure;
         self.send_configure_request(ctx);
     }
