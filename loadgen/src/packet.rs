@@ -9,7 +9,7 @@
 //!
 //! A [`Template`] is one complete IPv4 or IPv6 packet built once per
 //! session; [`Template::stamp`] patches the sequence number and the
-//! timestamp in place and fixes the ICMP, ICMPv6 or UDP-over-IPv6
+//! timestamp in place and fixes the ICMP, ICMPv6 or UDP
 //! checksum incrementally ([RFC 1624]), so the data path neither
 //! allocates nor re-checksums the payload.
 //!
@@ -455,10 +455,10 @@ impl Template {
     }
 
     /// A UDP datagram from `src` to `dst` whose `payload_len`-octet payload
-    /// starts with `header` and `body`. Over IPv4 the UDP checksum is left
-    /// zero (optional there, [RFC 768]), so stamping needs no checksum
-    /// work; over IPv6 it is mandatory ([RFC 8200] 8.1) and kept right
-    /// incrementally, as for ICMP.
+    /// starts with `header` and `body`. The UDP checksum is kept right
+    /// incrementally, as for ICMP: mandatory over IPv6 ([RFC 8200] 8.1),
+    /// optional over IPv4 ([RFC 768]) but set there by every real stack,
+    /// and sstpd coalesces only datagrams whose checksum it can verify.
     pub fn udp(
         src: impl Into<SocketAddr>,
         dst: impl Into<SocketAddr>,
@@ -489,9 +489,7 @@ impl Template {
         let body_at = header_at + HEADER_LEN;
         packet[body_at..body_at + body.len()].copy_from_slice(body);
         fill_pattern(&mut packet[body_at + body.len()..]);
-        let checksum = src
-            .is_ipv6()
-            .then(|| (udp + 6, pseudo + sum_words(&packet[udp..])));
+        let checksum = Some((udp + 6, pseudo + sum_words(&packet[udp..])));
         let mut template = Template {
             packet,
             header_at,
@@ -769,7 +767,16 @@ mod tests {
         let p = u.stamp(1, 2).to_vec();
         assert_eq!(p.len(), 28 + 64);
         assert_eq!(checksum(&p[..20]), 0);
-        assert_eq!(&p[20..28], &[0x9c, 0x40, 0x23, 0x28, 0, 72, 0, 0]);
+        assert_eq!(&p[20..26], &[0x9c, 0x40, 0x23, 0x28, 0, 72]);
+        // The UDP checksum is set over IPv4 too, as real stacks set it
+        // (sstpd only coalesces datagrams whose checksum it can verify).
+        let mut pseudo = Vec::new();
+        pseudo.extend_from_slice(&SRC.octets());
+        pseudo.extend_from_slice(&DST.octets());
+        pseudo.extend_from_slice(&[0, 17, 0, 72]);
+        pseudo.extend_from_slice(&p[20..]);
+        assert_ne!(&p[26..28], &[0, 0]);
+        assert_eq!(checksum(&pseudo), 0);
         let r = parse_ip(&p).unwrap();
         assert_eq!(r.transport, Transport::Udp { from: src.into() });
         assert_eq!(r.header.kind, Kind::StreamStart);
