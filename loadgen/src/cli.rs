@@ -144,6 +144,10 @@ pub struct PeerArgs {
     /// Flows tracked at most.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_flows: usize,
+    /// One datagram per system call: no `UDP_GRO` reads, no `UDP_SEGMENT`
+    /// streams (by default the peer batches as a QUIC stack does).
+    #[arg(long)]
+    pub no_udp_offload: bool,
 }
 
 impl PeerArgs {
@@ -152,6 +156,7 @@ impl PeerArgs {
             bind: self.bind,
             threads: self.threads,
             max_flows: self.max_flows,
+            udp_offload: !self.no_udp_offload,
         }
     }
 }

@@ -113,15 +113,20 @@ fn run_peer(config: &sstp_loadgen::peer::PeerConfig) -> ExitCode {
         let _ = signal_hook::flag::register(signal, stop.clone());
     }
     eprintln!(
-        "sstp-loadgen peer listening on {} (udp, {} threads); Ctrl-C stops",
+        "sstp-loadgen peer listening on {} (udp, {} threads, {}); Ctrl-C stops",
         peer.local_addr(),
-        config.threads.max(1)
+        config.threads.max(1),
+        match peer.max_segments() {
+            1 => "one datagram per call".to_string(),
+            n => format!("UDP_GRO reads, UDP_SEGMENT sends of up to {n} datagrams"),
+        }
     );
     peer.wait();
     let t = peer.stop();
     eprintln!(
-        "peer: received {} datagrams ({} bytes), sent {} ({} bytes), {} streams, {} stats answered, {} invalid, {} send errors",
-        t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes, t.streams_started, t.stats_answered, t.invalid, t.send_errors
+        "peer: received {} datagrams ({} bytes), sent {} ({} bytes), {} streams, {} stats answered, {} invalid, {} send errors; {} reads and {} sends of several datagrams",
+        t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes, t.streams_started, t.stats_answered, t.invalid, t.send_errors,
+        t.rx_super_packets, t.tx_super_packets
     );
     ExitCode::SUCCESS
 }

@@ -14,6 +14,16 @@
 //!   the flow's counters ([`FlowStats`]), so the client can compare what
 //!   it sent with what arrived.
 //!
+//! Like a modern UDP stack (QUIC's), the peer moves datagrams in batches
+//! through `quinn-udp`: it reads with `UDP_GRO`, so a run of datagrams
+//! that arrives as one super-packet (sstpd coalesces what a client sends
+//! when its TUN device takes UDP segmentation offload) is one read, split
+//! here by its segment size; it streams with `UDP_SEGMENT`, up to
+//! [`STREAM_SEGMENTS`] datagrams per send. Without this the kernel splits
+//! every super-packet while delivering it, in the context of whoever
+//! wrote it to the TUN device: sstpd would be charged for the peer's
+//! socket. `--no-udp-offload` turns both off (one datagram per call).
+//!
 //! Counters are kept per flow (the header's flow id, random per session
 //! and run), not per address: tunnel addresses are reused across runs.
 //! Several threads share the port with `SO_REUSEPORT`; the kernel sends a
@@ -38,9 +48,17 @@ pub const MAX_STREAM: Duration = Duration::from_secs(3600);
 /// Flows silent for this long are forgotten.
 const FLOW_IDLE: Duration = Duration::from_secs(300);
 /// Datagrams sent per stream before the loop looks at incoming traffic.
-const STREAM_BURST: u64 = 64;
+const STREAM_BURST: u64 = 128;
 /// Datagrams read per turn before streams get their turn.
 const RECEIVE_BURST: usize = 256;
+/// Datagrams per `UDP_SEGMENT` send at most (the kernel's
+/// `UDP_MAX_SEGMENTS` is 64 on older kernels, 128 on newer).
+pub const STREAM_SEGMENTS: usize = 64;
+/// Reads in flight per `recvmmsg` call, each as large as a super-packet.
+const RECEIVE_BATCH: usize = 8;
+/// One receive buffer: the largest UDP payload, which bounds a GRO
+/// super-packet too.
+const RECEIVE_BUFFER: usize = 65536;
 
 /// How to run the peer.
 #[derive(Clone, Debug)]
@@ -51,6 +69,9 @@ pub struct PeerConfig {
     /// Flows tracked at most; traffic of further flows is still reflected
     /// or discarded, but not counted per flow.
     pub max_flows: usize,
+    /// Read with `UDP_GRO` and stream with `UDP_SEGMENT` where the kernel
+    /// offers them (see the module doc).
+    pub udp_offload: bool,
 }
 
 impl Default for PeerConfig {
@@ -62,6 +83,7 @@ impl Default for PeerConfig {
             )),
             threads: 1,
             max_flows: 1 << 20,
+            udp_offload: true,
         }
     }
 }
@@ -79,6 +101,10 @@ pub struct PeerTotals {
     pub invalid: u64,
     /// Sends the kernel refused (buffer full: the datagram is lost).
     pub send_errors: u64,
+    /// Reads that carried more than one datagram (`UDP_GRO`).
+    pub rx_super_packets: u64,
+    /// Sends that carried more than one datagram (`UDP_SEGMENT`).
+    pub tx_super_packets: u64,
 }
 
 #[derive(Default)]
@@ -91,6 +117,8 @@ struct Counters {
     stats_answered: AtomicU64,
     invalid: AtomicU64,
     send_errors: AtomicU64,
+    rx_super_packets: AtomicU64,
+    tx_super_packets: AtomicU64,
 }
 
 impl Counters {
@@ -109,6 +137,8 @@ impl Counters {
             stats_answered: g(&self.stats_answered),
             invalid: g(&self.invalid),
             send_errors: g(&self.send_errors),
+            rx_super_packets: g(&self.rx_super_packets),
+            tx_super_packets: g(&self.tx_super_packets),
         }
     }
 }
@@ -116,6 +146,7 @@ impl Counters {
 /// A running peer; stopped on drop.
 pub struct Peer {
     local_addr: SocketAddr,
+    max_segments: usize,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     threads: Vec<thread::JoinHandle<()>>,
@@ -142,6 +173,7 @@ impl Peer {
             bound = socket.local_addr()?;
             sockets.push(socket);
         }
+        let mut max_segments = STREAM_SEGMENTS;
         let threads = sockets
             .into_iter()
             .enumerate()
@@ -149,13 +181,16 @@ impl Peer {
                 let stop = stop.clone();
                 let counters = counters.clone();
                 let max_flows = config.max_flows;
+                let io = PeerSocket::new(socket, config.udp_offload)?;
+                max_segments = max_segments.min(io.max_segments());
                 thread::Builder::new()
                     .name(format!("peer-{i}"))
-                    .spawn(move || PeerLoop::new(socket, counters, max_flows).run(&stop))
+                    .spawn(move || PeerLoop::new(io, counters, max_flows).run(&stop))
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Peer {
             local_addr: bound,
+            max_segments,
             stop,
             counters,
             threads,
@@ -164,6 +199,11 @@ impl Peer {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Datagrams one stream send carries at most (1: no `UDP_SEGMENT`).
+    pub fn max_segments(&self) -> usize {
+        self.max_segments
     }
 
     pub fn totals(&self) -> PeerTotals {
@@ -246,32 +286,117 @@ impl Stream {
         let nanos = u128::from(self.sent) * 1_000_000_000 / u128::from(self.pps);
         self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
+
+    /// How many datagrams are due at `now` (unlimited streams: any number).
+    fn due_count(&self, now: Instant) -> u64 {
+        if self.pps == 0 {
+            return u64::MAX;
+        }
+        let elapsed = now.duration_since(self.start).as_nanos();
+        let owed = elapsed * u128::from(self.pps) / 1_000_000_000 + 1;
+        u64::try_from(owed.saturating_sub(u128::from(self.sent))).unwrap_or(u64::MAX)
+    }
+}
+
+/// The peer's socket and how it batches: through `quinn-udp` with
+/// `UDP_GRO`/`UDP_SEGMENT`, or one datagram per call.
+struct PeerSocket {
+    socket: UdpSocket,
+    /// `None`: one datagram per `recv_from`/`send_to`.
+    offload: Option<quinn_udp::UdpSocketState>,
+}
+
+impl PeerSocket {
+    fn new(socket: UdpSocket, udp_offload: bool) -> io::Result<PeerSocket> {
+        let offload = if udp_offload {
+            Some(quinn_udp::UdpSocketState::new((&socket).into())?)
+        } else {
+            None
+        };
+        Ok(PeerSocket { socket, offload })
+    }
+
+    /// Datagrams one send may carry.
+    fn max_segments(&self) -> usize {
+        self.offload.as_ref().map_or(1, |state| {
+            state.max_gso_segments().clamp(1, STREAM_SEGMENTS)
+        })
+    }
+
+    /// Sends `contents`: one datagram, or `contents.len() / segment`
+    /// datagrams of `segment` octets (the last may be shorter).
+    fn send(&self, contents: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
+        match &self.offload {
+            Some(state) => state.try_send(
+                (&self.socket).into(),
+                &quinn_udp::Transmit {
+                    destination: to,
+                    ecn: None,
+                    contents,
+                    segment_size: (contents.len() > segment).then_some(segment),
+                    src_ip: None,
+                },
+            ),
+            None => self.socket.send_to(contents, to).map(drop),
+        }
+    }
+
+    /// Reads what is waiting into `buffers`, filling `meta`; returns how
+    /// many entries are filled. Each is one datagram or a GRO run of
+    /// `stride`-octet datagrams.
+    fn recv(&self, buffers: &mut [Vec<u8>], meta: &mut [quinn_udp::RecvMeta]) -> io::Result<usize> {
+        match &self.offload {
+            Some(state) => {
+                let mut slices: Vec<io::IoSliceMut<'_>> =
+                    buffers.iter_mut().map(|b| io::IoSliceMut::new(b)).collect();
+                state.recv((&self.socket).into(), &mut slices, meta)
+            }
+            None => {
+                let (len, addr) = self.socket.recv_from(&mut buffers[0])?;
+                let m = &mut meta[0];
+                m.addr = addr;
+                m.len = len;
+                m.stride = len;
+                Ok(1)
+            }
+        }
+    }
 }
 
 struct PeerLoop {
-    socket: UdpSocket,
+    io: PeerSocket,
     counters: Arc<Counters>,
     flows: HashMap<u32, Flow>,
     max_flows: usize,
     streams: Vec<Stream>,
     epoch: Instant,
     last_gc: Instant,
-    buf: Vec<u8>,
+    buffers: Vec<Vec<u8>>,
+    meta: Vec<quinn_udp::RecvMeta>,
+    /// Datagrams of one stream send, back to back.
+    batch: Vec<u8>,
     reply: [u8; HEADER_LEN + FLOW_STATS_LEN],
 }
 
 impl PeerLoop {
-    fn new(socket: UdpSocket, counters: Arc<Counters>, max_flows: usize) -> PeerLoop {
+    fn new(io: PeerSocket, counters: Arc<Counters>, max_flows: usize) -> PeerLoop {
         let now = Instant::now();
+        let batch = if io.offload.is_some() {
+            RECEIVE_BATCH
+        } else {
+            1
+        };
         PeerLoop {
-            socket,
+            io,
             counters,
             flows: HashMap::new(),
             max_flows,
             streams: Vec::new(),
             epoch: now,
             last_gc: now,
-            buf: vec![0; 65536],
+            buffers: vec![vec![0; RECEIVE_BUFFER]; batch],
+            meta: vec![quinn_udp::RecvMeta::default(); batch],
+            batch: Vec::new(),
             reply: [0; HEADER_LEN + FLOW_STATS_LEN],
         }
     }
@@ -292,7 +417,7 @@ impl PeerLoop {
                     .unwrap_or(Duration::from_millis(50))
                     .min(Duration::from_millis(50));
                 if !wait.is_zero() {
-                    wait_readable(&self.socket, wait);
+                    wait_readable(&self.io.socket, wait);
                 }
             }
         }
@@ -300,17 +425,29 @@ impl PeerLoop {
 
     fn receive_burst(&mut self) -> usize {
         let mut n = 0;
+        let mut buffers = std::mem::take(&mut self.buffers);
+        let mut meta = std::mem::take(&mut self.meta);
         while n < RECEIVE_BURST {
-            let (len, from) = match self.socket.recv_from(&mut self.buf) {
-                Ok(r) => r,
+            let filled = match self.io.recv(&mut buffers, &mut meta) {
+                Ok(filled) => filled,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors from earlier sends (port unreachable): ignore.
                 Err(_) => continue,
             };
-            n += 1;
-            self.handle(len, from);
+            for (buffer, m) in buffers.iter_mut().zip(&meta).take(filled) {
+                let stride = m.stride.max(1);
+                if m.len > stride {
+                    Counters::add(&self.counters.rx_super_packets, 1);
+                }
+                for datagram in buffer[..m.len].chunks_mut(stride) {
+                    n += 1;
+                    self.handle(datagram, m.addr);
+                }
+            }
         }
+        self.buffers = buffers;
+        self.meta = meta;
         n
     }
 
@@ -323,9 +460,10 @@ impl PeerLoop {
         Some(entry)
     }
 
-    fn handle(&mut self, len: usize, from: SocketAddr) {
-        let ip_bytes = ip_bytes(len, from);
-        let Some((header, body)) = Header::parse(&self.buf[..len]) else {
+    /// Answers `datagram`, from `from`.
+    fn handle(&mut self, datagram: &mut [u8], from: SocketAddr) {
+        let ip_bytes = ip_bytes(datagram.len(), from);
+        let Some((header, body)) = Header::parse(datagram) else {
             Counters::add(&self.counters.invalid, 1);
             return;
         };
@@ -346,8 +484,8 @@ impl PeerLoop {
         }
         match header.kind {
             Kind::Echo => {
-                self.buf[4] = Kind::EchoReply as u8;
-                if self.send(len, from, header.flow) {
+                datagram[4] = Kind::EchoReply as u8;
+                if self.send(datagram, from, header.flow) {
                     Counters::add(&self.counters.tx_packets, 1);
                 }
             }
@@ -372,7 +510,7 @@ impl PeerLoop {
                 reply_header.timestamp_ns = header.timestamp_ns;
                 reply_header.write(&mut self.reply);
                 stats.write(&mut self.reply[HEADER_LEN..]);
-                if self.socket.send_to(&self.reply, from).is_ok() {
+                if self.io.send(&self.reply, self.reply.len(), from).is_ok() {
                     Counters::add(&self.counters.stats_answered, 1);
                 }
             }
@@ -380,11 +518,11 @@ impl PeerLoop {
         }
     }
 
-    /// Sends `buf[..len]` to `to`, counting it for `flow`.
-    fn send(&mut self, len: usize, to: SocketAddr, flow: u32) -> bool {
-        match self.socket.send_to(&self.buf[..len], to) {
+    /// Sends `datagram` to `to`, counting it for `flow`.
+    fn send(&mut self, datagram: &[u8], to: SocketAddr, flow: u32) -> bool {
+        match self.io.send(datagram, datagram.len(), to) {
             Ok(_) => {
-                let bytes = ip_bytes(len, to);
+                let bytes = ip_bytes(datagram.len(), to);
                 Counters::add(&self.counters.tx_bytes, bytes);
                 if let Some(f) = self.flows.get_mut(&flow) {
                     f.stats.tx_packets += 1;
@@ -423,6 +561,7 @@ impl PeerLoop {
     /// unlimited and has more to send).
     fn pump_streams(&mut self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
+        let max_segments = self.io.max_segments();
         let mut i = 0;
         while i < self.streams.len() {
             let stream = &mut self.streams[i];
@@ -431,22 +570,36 @@ impl PeerLoop {
                 continue;
             }
             let mut sent_now = 0;
+            let size = stream.datagram.len();
+            // One send carries what is due, up to the segments the kernel
+            // takes and 64 KiB.
+            let per_send = max_segments.min((u16::MAX as usize - 128) / size).max(1) as u64;
             while sent_now < STREAM_BURST && stream.due() <= now {
-                let seq = stream.sent;
-                stream.datagram[16..24].copy_from_slice(&seq.to_be_bytes());
+                let n = per_send
+                    .min(STREAM_BURST - sent_now)
+                    .min(stream.due_count(now));
                 let ts = now.duration_since(self.epoch).as_nanos() as u64;
-                stream.datagram[24..32].copy_from_slice(&ts.to_be_bytes());
-                match self.socket.send_to(&stream.datagram, stream.to) {
-                    Ok(_) => {
-                        let bytes = ip_bytes(stream.datagram.len(), stream.to);
-                        Counters::add(&self.counters.tx_packets, 1);
+                self.batch.clear();
+                for k in 0..n {
+                    let seq = stream.sent + k;
+                    stream.datagram[16..24].copy_from_slice(&seq.to_be_bytes());
+                    stream.datagram[24..32].copy_from_slice(&ts.to_be_bytes());
+                    self.batch.extend_from_slice(&stream.datagram);
+                }
+                match self.io.send(&self.batch, size, stream.to) {
+                    Ok(()) => {
+                        let bytes = n * ip_bytes(size, stream.to);
+                        Counters::add(&self.counters.tx_packets, n);
+                        if n > 1 {
+                            Counters::add(&self.counters.tx_super_packets, 1);
+                        }
                         Counters::add(&self.counters.tx_bytes, bytes);
                         if let Some(f) = self.flows.get_mut(&stream.flow) {
-                            f.stats.tx_packets += 1;
+                            f.stats.tx_packets += n;
                             f.stats.tx_bytes += bytes;
                         }
-                        stream.sent += 1;
-                        sent_now += 1;
+                        stream.sent += n;
+                        sent_now += n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => {
@@ -536,14 +689,34 @@ mod tests {
 
     /// A peer on loopback and a client socket with a read timeout.
     fn started(threads: usize, max_flows: usize) -> (Peer, SocketAddr, UdpSocket) {
+        started_with(threads, max_flows, true)
+    }
+
+    fn started_with(
+        threads: usize,
+        max_flows: usize,
+        udp_offload: bool,
+    ) -> (Peer, SocketAddr, UdpSocket) {
         let peer = Peer::start(&PeerConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             threads,
             max_flows,
+            udp_offload,
         })
         .unwrap();
         let to = peer.local_addr();
-        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .unwrap();
+        // Room for a fast stream's datagrams before the test reads them.
+        client.set_recv_buffer_size(8 << 20).unwrap();
+        client
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let client: UdpSocket = client.into();
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
@@ -622,6 +795,98 @@ mod tests {
         assert_eq!(totals.streams_started, 1);
         assert_eq!(totals.stats_answered, 4);
         assert_eq!(totals.rx_packets, 1 + 10, "data only, not requests");
+    }
+
+    /// A stream fast enough that each turn has many datagrams due: with
+    /// the offload they leave in `UDP_SEGMENT` batches, without it one by
+    /// one; either way the client (whose socket takes no GRO) reads them
+    /// as single datagrams, in order, each of the asked size.
+    #[test]
+    fn fast_streams_arrive_whole_and_in_order_with_and_without_offload() {
+        for udp_offload in [true, false] {
+            let (peer, to, client) = started_with(1, 16, udp_offload);
+            let mut body = [0u8; STREAM_REQUEST_LEN];
+            StreamRequest {
+                pps: 20_000,
+                duration_ms: 30,
+                payload_len: 1372,
+            }
+            .write(&mut body);
+            client
+                .send_to(&message(Kind::StreamStart, 5, 0, &body, 0), to)
+                .unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut seqs = Vec::new();
+            while let Some(d) = recv(&client) {
+                let (h, _) = Header::parse(&d).unwrap();
+                assert_eq!((h.kind, h.flow, d.len()), (Kind::StreamData, 5, 1372));
+                seqs.push(h.seq);
+                assert!(seqs.len() < 10_000, "the stream must end");
+            }
+            assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+            // 30 ms at 20,000/s: 600 and the first, give or take a turn.
+            assert!((100..=700).contains(&seqs.len()), "{}", seqs.len());
+            let totals = peer.stop();
+            assert_eq!(
+                totals.tx_packets,
+                seqs.len() as u64,
+                "offload {udp_offload}"
+            );
+            assert_eq!(totals.send_errors, 0);
+            assert_eq!(totals.tx_super_packets > 0, udp_offload);
+        }
+    }
+
+    /// A run of datagrams sent as one `UDP_SEGMENT` super-packet reaches a
+    /// peer reading with `UDP_GRO` as one read; each datagram is counted,
+    /// and each echo is answered on its own.
+    #[test]
+    fn a_super_packet_is_split_into_its_datagrams() {
+        let (peer, to, client) = started(1, 16);
+        let sender = quinn_udp::UdpSocketState::new((&client).into()).unwrap();
+        // The state made it non-blocking; the test reads with a timeout.
+        client.set_nonblocking(false).unwrap();
+        if sender.max_gso_segments() < 8 {
+            eprintln!("skipped: this kernel offers no UDP_SEGMENT");
+            return;
+        }
+        let run = |kind: Kind, flow: u32, count: u64| -> Vec<u8> {
+            (0..count)
+                .flat_map(|seq| message(kind, flow, seq, &[], 500))
+                .collect()
+        };
+        let send = |contents: &[u8]| {
+            sender
+                .try_send(
+                    (&client).into(),
+                    &quinn_udp::Transmit {
+                        destination: to,
+                        ecn: None,
+                        contents,
+                        segment_size: Some(500),
+                        src_ip: None,
+                    },
+                )
+                .unwrap();
+        };
+        send(&run(Kind::Discard, 3, 8));
+        let s = stats(&client, to, 3);
+        assert_eq!((s.rx_packets, s.rx_bytes), (8, 8 * (500 + 28)));
+        send(&run(Kind::Echo, 4, 8));
+        let mut seqs: Vec<u64> = (0..8)
+            .map(|_| {
+                let reply = recv(&client).expect("an echo reply");
+                assert_eq!((reply.len(), reply[4]), (500, Kind::EchoReply as u8));
+                Header::parse(&reply).unwrap().0.seq
+            })
+            .collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..8).collect::<Vec<_>>());
+        let totals = peer.stop();
+        assert_eq!(totals.invalid, 0);
+        assert_eq!(totals.rx_super_packets, 2, "each run was one read");
     }
 
     #[test]

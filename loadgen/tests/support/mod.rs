@@ -86,6 +86,7 @@ pub fn start_peer(server: &TestServer) -> Peer {
                 bind: (std::net::Ipv6Addr::UNSPECIFIED, PEER_PORT).into(),
                 threads: 2,
                 max_flows: 1024,
+                udp_offload: true,
             })
         })
         .expect("peer starts")
