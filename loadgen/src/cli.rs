@@ -99,6 +99,11 @@ pub enum Command {
         /// up: we send, the peer counts; down: the peer streams to us.
         #[arg(long, default_value = "up", value_parser = parse_direction)]
         direction: Direction,
+        /// Flows per session each way: 1 sends one UDP flow, which may
+        /// travel in super-packets; more cycle the ports per datagram, so
+        /// every packet takes the per-packet path (the pps benchmarks).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        flows: u16,
     },
     /// Hold sessions open with keepalives only.
     #[command(after_help = EXAMPLES)]
@@ -430,11 +435,13 @@ impl Command {
                 common,
                 to,
                 direction,
+                flows,
             } => (
                 common,
                 Mode::Bulk {
                     to: *to,
                     direction: *direction,
+                    flows: *flows,
                 },
             ),
             Command::Idle { common } => (common, Mode::Idle),
@@ -634,7 +641,8 @@ mod tests {
             c.mode,
             Mode::Bulk {
                 to: Some("10.0.0.1:7".parse().unwrap()),
-                direction: Direction::Both
+                direction: Direction::Both,
+                flows: 1,
             }
         );
         assert_eq!(c.credentials.for_session(3), ("u3".into(), b"p3".to_vec()));

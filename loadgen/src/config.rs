@@ -118,6 +118,11 @@ pub enum Mode {
     Bulk {
         to: Option<SocketAddrV4>,
         direction: Direction,
+        /// Flows per session each way: upstream datagrams cycle through
+        /// this many source ports, the peer's through as many destination
+        /// ports (1: one flow, which sstpd and the peer may batch into
+        /// super-packets).
+        flows: u16,
     },
     /// No traffic: sessions are held with keepalives only.
     Idle,

@@ -183,6 +183,10 @@ pub struct StreamRequest {
     pub duration_ms: u32,
     /// UDP payload length of each datagram, header included.
     pub payload_len: u16,
+    /// Destination ports the datagrams cycle through, from the
+    /// requester's (0 and 1: one flow, which the peer may send in
+    /// `UDP_SEGMENT` batches; more: one datagram per send).
+    pub flows: u16,
 }
 
 impl StreamRequest {
@@ -191,7 +195,7 @@ impl StreamRequest {
         out[0..8].copy_from_slice(&self.pps.to_be_bytes());
         out[8..12].copy_from_slice(&self.duration_ms.to_be_bytes());
         out[12..14].copy_from_slice(&self.payload_len.to_be_bytes());
-        out[14..16].fill(0);
+        out[14..16].copy_from_slice(&self.flows.to_be_bytes());
     }
 
     pub fn parse(body: &[u8]) -> Option<StreamRequest> {
@@ -200,6 +204,7 @@ impl StreamRequest {
             pps: u64::from_be_bytes(b[0..8].try_into().ok()?),
             duration_ms: u32::from_be_bytes(b[8..12].try_into().ok()?),
             payload_len: u16::from_be_bytes(b[12..14].try_into().ok()?),
+            flows: u16::from_be_bytes(b[14..16].try_into().ok()?),
         })
     }
 }
@@ -358,6 +363,10 @@ pub struct Template {
     checksum: Option<(usize, u32)>,
     /// UDP: a computed zero is sent as all ones ([RFC 768]).
     udp: bool,
+    /// UDP: where the source port lies.
+    source_port_at: Option<usize>,
+    /// [`Template::cycle_source_ports`]: the first port and how many.
+    source_ports: Option<(u16, u16)>,
 }
 
 /// The IP header length and the sum of the pseudo-header for an upper
@@ -449,6 +458,8 @@ impl Template {
             echo_seq_at: Some(icmp + 6),
             checksum: Some((icmp + 2, base)),
             udp: false,
+            source_port_at: None,
+            source_ports: None,
         };
         template.stamp(0, 0);
         Ok(template)
@@ -496,9 +507,29 @@ impl Template {
             echo_seq_at: None,
             checksum,
             udp: true,
+            source_port_at: Some(udp),
+            source_ports: None,
         };
         template.stamp(header.seq, header.timestamp_ns);
         Ok(template)
+    }
+
+    /// UDP: from now on, packet `seq` leaves from source port
+    /// `first + seq % count`, so consecutive datagrams belong to different
+    /// flows (as the traffic of many hosts does) and nothing along the
+    /// way can merge them. A count below 2, or an ICMP template, changes
+    /// nothing.
+    pub fn cycle_source_ports(&mut self, count: u16) {
+        let (Some(at), true) = (self.source_port_at, count > 1) else {
+            return;
+        };
+        let first = u16::from_be_bytes([self.packet[at], self.packet[at + 1]]);
+        if let Some((_, base)) = &mut self.checksum {
+            // The base sum leaves the port out from now on: subtract it
+            // (one's complement: add its complement).
+            *base += u32::from(!first);
+        }
+        self.source_ports = Some((first, count));
     }
 
     /// Sets the sequence number and timestamp and returns the packet.
@@ -512,6 +543,11 @@ impl Template {
             let seq16 = seq as u16;
             self.packet[at..at + 2].copy_from_slice(&seq16.to_be_bytes());
             stamped += u32::from(seq16);
+        }
+        if let (Some(at), Some((first, count))) = (self.source_port_at, self.source_ports) {
+            let port = first.wrapping_add((seq % u64::from(count)) as u16);
+            self.packet[at..at + 2].copy_from_slice(&port.to_be_bytes());
+            stamped += u32::from(port);
         }
         if let Some((at, base)) = self.checksum {
             // RFC 1624: add the new words to the sum of everything else.
@@ -760,6 +796,7 @@ mod tests {
             pps: 1000,
             duration_ms: 5000,
             payload_len: 1200,
+            flows: 3,
         };
         let mut body = [0u8; STREAM_REQUEST_LEN];
         request.write(&mut body);
@@ -841,6 +878,44 @@ mod tests {
         let upper = &p[IPV6_HEADER_LEN..];
         let sum = sum_words(&p[8..40]) + upper.len() as u32 + u32::from(p[6]) + sum_words(upper);
         fold(sum) == 0xffff
+    }
+
+    /// Cycling source ports: every datagram's port follows its sequence
+    /// number, and its checksum stays right, over IPv4 and IPv6.
+    #[test]
+    fn cycled_source_ports_keep_the_checksum_right() {
+        let v6: (Ipv6Addr, Ipv6Addr) = ("fd99::7".parse().unwrap(), "fd99::1".parse().unwrap());
+        let pairs: [(SocketAddr, SocketAddr); 2] = [
+            (
+                SocketAddrV4::new(SRC, 65530).into(),
+                SocketAddrV4::new(DST, 9000).into(),
+            ),
+            (
+                SocketAddr::new(v6.0.into(), 65530),
+                SocketAddr::new(v6.1.into(), 9000),
+            ),
+        ];
+        for (src, dst) in pairs {
+            let mut t = Template::udp(src, dst, Header::new(Kind::Discard, 4), &[], 64).unwrap();
+            t.cycle_source_ports(10);
+            let at = if src.is_ipv4() { 20 } else { 40 };
+            for seq in [0u64, 1, 5, 9, 10, 11, 12_345] {
+                let p = t.stamp(seq, seq * 3).to_vec();
+                let port = 65530u16.wrapping_add((seq % 10) as u16);
+                assert_eq!(&p[at..at + 2], &port.to_be_bytes(), "seq {seq}");
+                let verifies = if src.is_ipv4() {
+                    let mut pseudo = Vec::new();
+                    pseudo.extend_from_slice(&p[12..20]);
+                    pseudo.extend_from_slice(&[0, 17]);
+                    pseudo.extend_from_slice(&((p.len() - 20) as u16).to_be_bytes());
+                    pseudo.extend_from_slice(&p[20..]);
+                    checksum(&pseudo) == 0
+                } else {
+                    ipv6_checksum_verifies(&p)
+                };
+                assert!(verifies, "{src} seq {seq}");
+            }
+        }
     }
 
     #[test]

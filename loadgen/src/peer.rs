@@ -174,6 +174,11 @@ impl Peer {
             sockets.push(socket);
         }
         let mut max_segments = STREAM_SEGMENTS;
+        let tables: FlowTables = Arc::new(
+            (0..sockets.len())
+                .map(|_| std::sync::Mutex::new(HashMap::new()))
+                .collect(),
+        );
         let threads = sockets
             .into_iter()
             .enumerate()
@@ -183,9 +188,10 @@ impl Peer {
                 let max_flows = config.max_flows;
                 let io = PeerSocket::new(socket, config.udp_offload)?;
                 max_segments = max_segments.min(io.max_segments());
-                thread::Builder::new()
-                    .name(format!("peer-{i}"))
-                    .spawn(move || PeerLoop::new(io, counters, max_flows).run(&stop))
+                thread::Builder::new().name(format!("peer-{i}")).spawn({
+                    let tables = tables.clone();
+                    move || PeerLoop::new(io, counters, (tables, i), max_flows).run(&stop)
+                })
             })
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Peer {
@@ -259,6 +265,18 @@ fn reuseport_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
+/// One flow table per peer thread, shared for stats requests.
+type FlowTables = Arc<Vec<std::sync::Mutex<HashMap<u32, Flow>>>>;
+
+/// A flow table (counters stay usable after a panicking thread).
+fn lock(
+    table: &std::sync::Mutex<HashMap<u32, Flow>>,
+) -> std::sync::MutexGuard<'_, HashMap<u32, Flow>> {
+    table
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[derive(Default)]
 struct Flow {
     stats: FlowStats,
@@ -272,6 +290,8 @@ struct Stream {
     /// Datagram buffer: header (re-stamped per send), then padding.
     datagram: Vec<u8>,
     pps: u64,
+    /// Destination ports cycled through (1: one flow).
+    flows: u16,
     start: Instant,
     end: Instant,
     sent: u64,
@@ -366,7 +386,11 @@ impl PeerSocket {
 struct PeerLoop {
     io: PeerSocket,
     counters: Arc<Counters>,
-    flows: HashMap<u32, Flow>,
+    /// Every thread's flow table; this thread writes `tables[me]` only.
+    /// A flow whose datagrams come from several source ports (`--flows`)
+    /// reaches several threads, so a stats request sums all tables.
+    tables: FlowTables,
+    me: usize,
     max_flows: usize,
     streams: Vec<Stream>,
     epoch: Instant,
@@ -379,7 +403,12 @@ struct PeerLoop {
 }
 
 impl PeerLoop {
-    fn new(io: PeerSocket, counters: Arc<Counters>, max_flows: usize) -> PeerLoop {
+    fn new(
+        io: PeerSocket,
+        counters: Arc<Counters>,
+        (tables, me): (FlowTables, usize),
+        max_flows: usize,
+    ) -> PeerLoop {
         let now = Instant::now();
         let batch = if io.offload.is_some() {
             RECEIVE_BATCH
@@ -389,7 +418,8 @@ impl PeerLoop {
         PeerLoop {
             io,
             counters,
-            flows: HashMap::new(),
+            tables,
+            me,
             max_flows,
             streams: Vec::new(),
             epoch: now,
@@ -451,13 +481,44 @@ impl PeerLoop {
         n
     }
 
-    fn flow(&mut self, flow: u32, now: Instant) -> Option<&mut Flow> {
-        if !self.flows.contains_key(&flow) && self.flows.len() >= self.max_flows {
-            return None;
+    /// Marks `flow` seen (creating it if the table has room) and applies
+    /// `update` to its counters.
+    fn touch_flow(&self, flow: u32, now: Instant, update: impl FnOnce(&mut FlowStats)) {
+        let mut flows = self.own_flows();
+        if !flows.contains_key(&flow) && flows.len() >= self.max_flows {
+            return;
         }
-        let entry = self.flows.entry(flow).or_default();
+        let entry = flows.entry(flow).or_default();
         entry.last_seen = Some(now);
-        Some(entry)
+        update(&mut entry.stats);
+    }
+
+    /// Applies `update` to a flow this thread already tracks.
+    fn count_flow(&self, flow: u32, update: impl FnOnce(&mut FlowStats)) {
+        if let Some(f) = self.own_flows().get_mut(&flow) {
+            update(&mut f.stats);
+        }
+    }
+
+    fn own_flows(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Flow>> {
+        lock(&self.tables[self.me])
+    }
+
+    /// A flow's counters summed over every thread's table.
+    fn flow_stats(&self, flow: u32) -> FlowStats {
+        let mut sum = FlowStats::default();
+        for table in self.tables.iter() {
+            let table = table
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(f) = table.get(&flow) {
+                sum.rx_packets += f.stats.rx_packets;
+                sum.rx_bytes += f.stats.rx_bytes;
+                sum.tx_packets += f.stats.tx_packets;
+                sum.tx_bytes += f.stats.tx_bytes;
+            }
+        }
+        sum
     }
 
     /// Answers `datagram`, from `from`.
@@ -474,13 +535,13 @@ impl PeerLoop {
         if matches!(header.kind, Kind::Echo | Kind::Discard) {
             Counters::add(&self.counters.rx_packets, 1);
             Counters::add(&self.counters.rx_bytes, ip_bytes);
-            if let Some(flow) = self.flow(header.flow, now) {
-                flow.stats.rx_packets += 1;
-                flow.stats.rx_bytes += ip_bytes;
-            }
+            self.touch_flow(header.flow, now, |stats| {
+                stats.rx_packets += 1;
+                stats.rx_bytes += ip_bytes;
+            });
         } else {
             // Requests keep the flow alive (and create it).
-            let _ = self.flow(header.flow, now);
+            self.touch_flow(header.flow, now, |_| {});
         }
         match header.kind {
             Kind::Echo => {
@@ -500,11 +561,7 @@ impl PeerLoop {
                 .streams
                 .retain(|s| !(s.flow == header.flow && s.to == from)),
             Kind::StatsRequest => {
-                let stats = self
-                    .flows
-                    .get(&header.flow)
-                    .map(|f| f.stats)
-                    .unwrap_or_default();
+                let stats = self.flow_stats(header.flow);
                 let mut reply_header = Header::new(Kind::StatsReply, header.flow);
                 reply_header.seq = header.seq;
                 reply_header.timestamp_ns = header.timestamp_ns;
@@ -524,10 +581,10 @@ impl PeerLoop {
             Ok(_) => {
                 let bytes = ip_bytes(datagram.len(), to);
                 Counters::add(&self.counters.tx_bytes, bytes);
-                if let Some(f) = self.flows.get_mut(&flow) {
-                    f.stats.tx_packets += 1;
-                    f.stats.tx_bytes += bytes;
-                }
+                self.count_flow(flow, |stats| {
+                    stats.tx_packets += 1;
+                    stats.tx_bytes += bytes;
+                });
                 true
             }
             Err(_) => {
@@ -550,6 +607,7 @@ impl PeerLoop {
             flow,
             datagram,
             pps: request.pps,
+            flows: request.flows.max(1),
             start: now,
             end: now + duration,
             sent: 0,
@@ -573,7 +631,11 @@ impl PeerLoop {
             let size = stream.datagram.len();
             // One send carries what is due, up to the segments the kernel
             // takes and 64 KiB.
-            let per_send = max_segments.min((u16::MAX as usize - 128) / size).max(1) as u64;
+            let per_send = if stream.flows > 1 {
+                1
+            } else {
+                max_segments.min((u16::MAX as usize - 128) / size).max(1) as u64
+            };
             while sent_now < STREAM_BURST && stream.due() <= now {
                 let n = per_send
                     .min(STREAM_BURST - sent_now)
@@ -586,7 +648,12 @@ impl PeerLoop {
                     stream.datagram[24..32].copy_from_slice(&ts.to_be_bytes());
                     self.batch.extend_from_slice(&stream.datagram);
                 }
-                match self.io.send(&self.batch, size, stream.to) {
+                let mut to = stream.to;
+                if stream.flows > 1 {
+                    let k = (stream.sent % u64::from(stream.flows)) as u16;
+                    to.set_port(to.port().wrapping_add(k));
+                }
+                match self.io.send(&self.batch, size, to) {
                     Ok(()) => {
                         let bytes = n * ip_bytes(size, stream.to);
                         Counters::add(&self.counters.tx_packets, n);
@@ -594,7 +661,7 @@ impl PeerLoop {
                             Counters::add(&self.counters.tx_super_packets, 1);
                         }
                         Counters::add(&self.counters.tx_bytes, bytes);
-                        if let Some(f) = self.flows.get_mut(&stream.flow) {
+                        if let Some(f) = lock(&self.tables[self.me]).get_mut(&stream.flow) {
                             f.stats.tx_packets += n;
                             f.stats.tx_bytes += bytes;
                         }
@@ -618,7 +685,7 @@ impl PeerLoop {
 
     fn gc(&mut self, now: Instant) {
         self.last_gc = now;
-        self.flows.retain(|_, f| {
+        self.own_flows().retain(|_, f| {
             f.last_seen
                 .is_some_and(|t| now.duration_since(t) < FLOW_IDLE)
         });
@@ -671,6 +738,14 @@ mod tests {
             Ok((n, _)) => Some(buf[..n].to_vec()),
             Err(_) => None,
         }
+    }
+
+    fn request_stream(client: &UdpSocket, peer: SocketAddr, flow: u32, request: StreamRequest) {
+        let mut body = [0u8; STREAM_REQUEST_LEN];
+        request.write(&mut body);
+        client
+            .send_to(&message(Kind::StreamStart, flow, 0, &body, 0), peer)
+            .unwrap();
     }
 
     fn stats(client: &UdpSocket, peer: SocketAddr, flow: u32) -> FlowStats {
@@ -756,16 +831,17 @@ mod tests {
         assert_eq!((s.rx_bytes, s.tx_bytes), (128, 128));
 
         // A rate-limited stream: 200 datagrams/s for 100 ms.
-        let mut body = [0u8; STREAM_REQUEST_LEN];
-        StreamRequest {
-            pps: 200,
-            duration_ms: 100,
-            payload_len: 300,
-        }
-        .write(&mut body);
-        client
-            .send_to(&message(Kind::StreamStart, 9, 0, &body, 0), to)
-            .unwrap();
+        request_stream(
+            &client,
+            to,
+            9,
+            StreamRequest {
+                pps: 200,
+                duration_ms: 100,
+                payload_len: 300,
+                flows: 0,
+            },
+        );
         client
             .set_read_timeout(Some(Duration::from_secs(1)))
             .unwrap();
@@ -805,16 +881,17 @@ mod tests {
     fn fast_streams_arrive_whole_and_in_order_with_and_without_offload() {
         for udp_offload in [true, false] {
             let (peer, to, client) = started_with(1, 16, udp_offload);
-            let mut body = [0u8; STREAM_REQUEST_LEN];
-            StreamRequest {
-                pps: 20_000,
-                duration_ms: 30,
-                payload_len: 1372,
-            }
-            .write(&mut body);
-            client
-                .send_to(&message(Kind::StreamStart, 5, 0, &body, 0), to)
-                .unwrap();
+            request_stream(
+                &client,
+                to,
+                5,
+                StreamRequest {
+                    pps: 20_000,
+                    duration_ms: 30,
+                    payload_len: 1372,
+                    flows: 1,
+                },
+            );
             client
                 .set_read_timeout(Some(Duration::from_millis(500)))
                 .unwrap();
@@ -836,6 +913,48 @@ mod tests {
             );
             assert_eq!(totals.send_errors, 0);
             assert_eq!(totals.tx_super_packets > 0, udp_offload);
+        }
+    }
+
+    /// A stream of several flows cycles the destination port datagram by
+    /// datagram, and is never batched (the datagrams differ in address).
+    #[test]
+    fn a_stream_of_several_flows_cycles_the_destination_port() {
+        let (peer, to, client) = started(1, 16);
+        let others: Vec<UdpSocket> = (1..3)
+            .map(|k| {
+                let port = client.local_addr().unwrap().port() + k;
+                UdpSocket::bind(("127.0.0.1", port)).expect("the next ports are free")
+            })
+            .collect();
+        request_stream(
+            &client,
+            to,
+            6,
+            StreamRequest {
+                pps: 20_000,
+                duration_ms: 10,
+                payload_len: 200,
+                flows: 3,
+            },
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let totals = peer.stop();
+        assert!(totals.tx_packets >= 30, "{}", totals.tx_packets);
+        assert_eq!(totals.tx_super_packets, 0);
+        // Datagram k went to the requester's port + k % 3.
+        for (k, socket) in std::iter::once(&client).chain(&others).enumerate() {
+            socket.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 512];
+            let mut seqs = Vec::new();
+            while let Ok(n) = socket.recv(&mut buf) {
+                seqs.push(Header::parse(&buf[..n]).unwrap().0.seq);
+            }
+            assert!(!seqs.is_empty(), "port +{k}");
+            assert!(
+                seqs.iter().all(|seq| seq % 3 == k as u64),
+                "port +{k}: {seqs:?}"
+            );
         }
     }
 

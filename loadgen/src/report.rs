@@ -424,7 +424,7 @@ impl Report {
         let (to, direction, reflect, hold) = match &config.mode {
             Mode::Echo { to } => (to.map(|a| a.to_string()), None, None, None),
             Mode::Udp { to, reflect } => (to.map(|a| a.to_string()), None, Some(*reflect), None),
-            Mode::Bulk { to, direction } => (
+            Mode::Bulk { to, direction, .. } => (
                 to.map(|a| a.to_string()),
                 Some(direction.as_str().to_string()),
                 None,
@@ -833,6 +833,7 @@ mod tests {
         let mut cfg = config(Mode::Bulk {
             to: None,
             direction: Direction::Up,
+            flows: 1,
         });
         cfg.max_failures = Some("0".parse().unwrap());
         let r = Report::build(&cfg, &stats, timing());

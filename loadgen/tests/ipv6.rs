@@ -97,6 +97,7 @@ fn bulk_both_ways_over_both_families_loses_nothing_at_a_set_rate() {
         Mode::Bulk {
             to: None,
             direction: Direction::Both,
+            flows: 1,
         },
         2,
     );

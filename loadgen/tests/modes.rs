@@ -85,6 +85,9 @@ fn bulk_both_ways_at_a_set_rate_loses_nothing() {
         Mode::Bulk {
             to: Some(SocketAddrV4::new(GATEWAY, PEER_PORT)),
             direction: Direction::Both,
+            // Eight flows each way: ports cycle per datagram, and the
+            // counts still match one for one.
+            flows: 8,
         },
         4,
     );
@@ -122,6 +125,7 @@ fn bulk_at_full_speed_accounts_for_every_packet() {
         Mode::Bulk {
             to: None,
             direction: Direction::Both,
+            flows: 1,
         },
         2,
     );

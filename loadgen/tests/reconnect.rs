@@ -187,6 +187,7 @@ fn bulk_traffic_resumes_both_ways_on_the_new_sessions() {
             c.mode = Mode::Bulk {
                 to: None,
                 direction: sstp_loadgen::Direction::Both,
+                flows: 1,
             };
             c.pps = Some(20.0);
             c.payload = Some(200);

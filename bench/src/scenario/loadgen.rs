@@ -128,11 +128,18 @@ pub fn load_args(
                 args.push("--no-reflect".into());
             }
         }
-        Mode::Bulk { to, direction } => {
+        Mode::Bulk {
+            to,
+            direction,
+            flows,
+        } => {
             if let Some(to) = to.map(|t| t.to_string()).or(peer) {
                 args.extend(["--to".into(), to]);
             }
             args.extend(["--direction".into(), direction.as_str().into()]);
+            if *flows > 1 {
+                args.extend(["--flows".into(), flows.to_string()]);
+            }
         }
         Mode::Idle => {}
         Mode::Churn { hold } => args.extend(["--hold".into(), millis(*hold)]),
@@ -544,6 +551,7 @@ pub fn bulk(direction: Direction) -> Mode {
     Mode::Bulk {
         to: None,
         direction,
+        flows: 1,
     }
 }
 
@@ -594,7 +602,8 @@ mod tests {
             config.mode,
             Mode::Bulk {
                 to: None,
-                direction: Direction::Down
+                direction: Direction::Down,
+                flows: 1,
             }
         );
         assert_eq!(outputs.json.as_deref(), Some(Path::new("/tmp/r.json")));

@@ -504,6 +504,7 @@ pub fn soak(
             Mode::Bulk {
                 to: None,
                 direction: Direction::Both,
+                flows: 1,
             },
             soak.bulk_sessions,
             hold_for,

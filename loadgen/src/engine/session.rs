@@ -783,6 +783,7 @@ async fn bulk(
         ) else {
             return sent_before;
         };
+        datagram.cycle_source_ports(bulk_flows(w));
         if pps > 0.0 {
             paced(w, client, rx, &mut datagram, pps, index, false, sent_before).await
         } else {
@@ -807,6 +808,14 @@ async fn bulk(
         );
     }
     sent
+}
+
+/// Bulk mode's flows per session each way (`--flows`).
+fn bulk_flows(w: &Worker) -> u16 {
+    match w.config.mode {
+        Mode::Bulk { flows, .. } => flows,
+        _ => 1,
+    }
 }
 
 fn send_control(
@@ -835,6 +844,7 @@ async fn request_stream(
 ) {
     let Some(go) = w.go.get() else { return };
     let stop = w.shared.stop_at(go);
+    let flows = bulk_flows(w);
     // A reconnected session asks again: what earlier ones got is no answer.
     rx.stream_started.set(false);
     let answered = || rx.stream_started.get();
@@ -847,6 +857,7 @@ async fn request_stream(
             pps: pps.ceil() as u64,
             duration_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX),
             payload_len: u16::try_from(payload).unwrap_or(u16::MAX),
+            flows,
         };
         let mut body = [0u8; STREAM_REQUEST_LEN];
         request.write(&mut body);
