@@ -284,6 +284,18 @@ fn tcp_through_two_tunnels(offload: TunOffload) -> Harness {
             sent >= TRANSFER as u64 && received >= TRANSFER as u64,
             "{name} carried its own connection: {sent} bytes out, {received} in"
         );
+        // A queue deep enough that TCP through the tunnel does not lose
+        // packets at the device while the session catches up.
+        let out = client_ns
+            .command("cat")
+            .arg(format!("/sys/class/net/{name}/tx_queue_len"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "4096",
+            "{name}"
+        );
     }
 
     // SIGINT: the run ends early, closes its sessions and reports.
