@@ -257,6 +257,9 @@ pub struct Tunnel {
     /// The IPv6 address formed by SLAAC (a /64 on the device), with IPv6.
     #[serde(default)]
     pub address6: Option<String>,
+    /// The device's segmentation offload (`tso`, `tso+uso`), or none.
+    #[serde(default)]
+    pub offload: Option<String>,
 }
 
 /// Tun mode: the devices (by session) and the packets they dropped.

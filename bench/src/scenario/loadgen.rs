@@ -542,6 +542,7 @@ pub fn parse_tunnel_line(line: &str) -> Option<Tunnel> {
         gateway: gateway.into(),
         mtu: mtu.parse().ok()?,
         address6: None,
+        offload: None,
     })
 }
 

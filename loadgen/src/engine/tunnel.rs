@@ -21,6 +21,17 @@
 //!   ([`DEVICE_QUEUE`] packets) that a writer task submits to the device
 //!   in batches; a full queue drops the packet and counts it.
 //!
+//! Where the kernel takes it, the device has segmentation offload, as
+//! sstpd's does (`IFF_VNET_HDR` with TSO, and USO where offered): the
+//! kernel's TCP hands over super-packets of up to 64 KiB, which sstpd's
+//! [`Segmenter`] cuts to the session's MTU, and each batch for the device
+//! goes through sstpd's [`Coalescer`], so consecutive segments of a flow
+//! reach the kernel as one super-packet. Without it the load generator
+//! paid a device read per packet and the kernel's TCP receive per packet
+//! in its own writes, and it, not the server, set the pace of `tcp_up`
+//! and `tcp_down`. Where the kernel refuses, the device is made again
+//! without the header and every packet goes alone.
+//!
 //! At the end the session closes gracefully, the rule is removed and the
 //! device taken down; it disappears when the worker's runtime ends and
 //! cancels the read still parked on it (the device is not persistent).
@@ -35,7 +46,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use sstpd::client::{Client, ClientSendError};
-use sstpd::tun::{queue_is_lost, PacketQueue, TunDevice, TunOptions};
+use sstpd::tun::offload::{
+    CoalesceLimits, Coalescer, Segmenter, Split, VirtioNetHdr, MAX_PACKET_LEN, VIRTIO_NET_HDR_LEN,
+};
+use sstpd::tun::{queue_is_lost, PacketQueue, TunDevice, TunOffloads, TunOptions};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 
 use super::Worker;
@@ -64,8 +78,11 @@ pub const TUN_SETUP_FAILED: &str = "tun_setup_failed";
 const TXQUEUELEN: &str = "4096";
 /// Pause after a failed device read.
 const READ_RETRY: Duration = Duration::from_millis(10);
-/// Largest packet a device read may return.
-const READ_BUFFER: usize = 65_536;
+/// Largest packet a device read may return (with the offload, its
+/// virtio-net header too).
+const READ_BUFFER: usize = VIRTIO_NET_HDR_LEN + MAX_PACKET_LEN;
+/// Room for the segments of one super-packet (as sstpd's worker keeps).
+const SEGMENT_BUFFER: usize = 2 * MAX_PACKET_LEN;
 
 /// The session's side of its device: the queue toward it, shared with
 /// the session's packet handler.
@@ -107,12 +124,12 @@ impl Device {
         index: u64,
         client: &Client,
         address6: Option<Ipv6Addr>,
-    ) -> Result<(Device, File), String> {
+    ) -> Result<(Device, File, Option<TunOffloads>), String> {
         let params = client
             .ipv4()
             .ok_or_else(|| "no IPv4 address assigned".to_string())?;
         let mtu = u32::from(client.transmit_mtu());
-        let mut tun = TunDevice::create(&TunOptions::new(name, 1)).map_err(|e| e.to_string())?;
+        let (mut tun, offloads) = create_device(name)?;
         let queue = tun
             .take_queues()
             .pop()
@@ -150,6 +167,7 @@ impl Device {
                 gateway: params.peer.to_string(),
                 mtu,
                 address6: None,
+                offload: offloads.map(|o| if o.uso { "tso+uso" } else { "tso" }.to_string()),
             },
             table: FIRST_TABLE + index,
             rule: false,
@@ -177,7 +195,7 @@ impl Device {
             ip(&rule_args("add", global.into(), &table))?;
             device.info.address6 = Some(global.to_string());
         }
-        Ok((device, queue))
+        Ok((device, queue, offloads))
     }
 
     /// Removes the rule and takes the device down.
@@ -200,6 +218,21 @@ impl Drop for Device {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The device with segmentation offload if the kernel takes it, else
+/// without the virtio-net header.
+fn create_device(name: &str) -> Result<(TunDevice, Option<TunOffloads>), String> {
+    let mut options = TunOptions::new(name, 1);
+    options.vnet_hdr = true;
+    if let Ok(tun) = TunDevice::create(&options) {
+        if let Ok(offloads) = tun.set_offloads(true) {
+            return Ok((tun, Some(offloads)));
+        }
+    }
+    options.vnet_hdr = false;
+    let tun = TunDevice::create(&options).map_err(|e| e.to_string())?;
+    Ok((tun, None))
 }
 
 fn rule_args(verb: &str, local: IpAddr, table: &str) -> Vec<String> {
@@ -276,7 +309,7 @@ pub(super) async fn session(
         }
         Device::open(&name, index, c, address6)
     });
-    if let Some(Ok((d, _))) = &opened {
+    if let Some(Ok((d, _, _))) = &opened {
         eprintln!(
             "tunnel {} {} -> {} mtu {} (session {index})",
             d.info.ifname, d.info.address, d.info.gateway, d.info.mtu
@@ -286,7 +319,7 @@ pub(super) async fn session(
     drop(setup_permit);
     w.shared.setup_finished();
     let Some(client) = client else { return };
-    let (mut device, queue) = match opened {
+    let (mut device, queue, offloads) = match opened {
         Some(Ok(opened)) => opened,
         Some(Err(e)) => {
             // The session is up but carries nothing: a drop, with the
@@ -309,9 +342,20 @@ pub(super) async fn session(
     // Neither task is awaited: a read parked on the device ends when the
     // worker's runtime does.
     for _ in 0..READS_IN_FLIGHT {
-        tokio_uring::spawn(read_device(w.clone(), client.clone(), file.clone()));
+        tokio_uring::spawn(read_device(
+            w.clone(),
+            client.clone(),
+            file.clone(),
+            offloads.is_some(),
+        ));
     }
-    tokio_uring::spawn(write_device(w.clone(), path.clone(), file));
+    let coalescer = offloads.map(|offloads| {
+        Coalescer::new(CoalesceLimits {
+            udp: offloads.uso,
+            ..CoalesceLimits::default()
+        })
+    });
+    tokio_uring::spawn(write_device(w.clone(), path.clone(), file, coalescer));
 
     super::session::until_closed(&client, w.wait_stopped()).await;
     if client.is_closed() {
@@ -324,10 +368,21 @@ pub(super) async fn session(
     device.close();
 }
 
-/// Device → session, one packet at a time, not while the session's queue
-/// is full.
-async fn read_device(w: Rc<Worker>, client: Client, file: Rc<sstpd::tun::UringQueue>) {
+/// Device → session, one read at a time, not while the session's queue
+/// is full; with the offload a super-packet is cut to the session's MTU.
+async fn read_device(
+    w: Rc<Worker>,
+    client: Client,
+    file: Rc<sstpd::tun::UringQueue>,
+    offload: bool,
+) {
     let mut buf = Vec::with_capacity(READ_BUFFER);
+    let mut segments = if offload {
+        vec![0; SEGMENT_BUFFER]
+    } else {
+        Vec::new()
+    };
+    let mut spans = Vec::new();
     loop {
         client.writable(SEND_QUEUE).await;
         if client.is_closed() {
@@ -341,18 +396,27 @@ async fn read_device(w: Rc<Worker>, client: Client, file: Rc<sstpd::tun::UringQu
         }
         match result {
             Ok(0) => {}
-            Ok(n) => match client.send_ip(&buf[..n]) {
-                Ok(()) => {
-                    if w.in_window() {
-                        let mut c = w.counters();
-                        c.up_packets += 1;
-                        c.up_bytes += n as u64;
+            Ok(n) if !offload => to_session(&w, &client, &buf[..n]),
+            Ok(n) => {
+                let Ok(header) = VirtioNetHdr::decode(&buf[..n]) else {
+                    w.counters().tun_read_errors += 1;
+                    continue;
+                };
+                let segmenter = Segmenter {
+                    max_packet_len: usize::from(client.transmit_mtu()),
+                    headroom: 0,
+                };
+                let packet = &mut buf[VIRTIO_NET_HDR_LEN..n];
+                match segmenter.split(&header, packet, &mut segments, &mut spans) {
+                    Ok(Split::Whole) => to_session(&w, &client, packet),
+                    Ok(Split::Segments(_)) => {
+                        for span in &spans {
+                            to_session(&w, &client, &segments[span.clone()]);
+                        }
                     }
+                    Err(_) => w.counters().tun_read_errors += 1,
                 }
-                Err(ClientSendError::Backpressure | ClientSendError::Protocol(_)) => {
-                    w.counters().tun_up_dropped += 1;
-                }
-            },
+            }
             Err(e) => {
                 w.counters().tun_read_errors += 1;
                 if queue_is_lost(&e) {
@@ -364,10 +428,34 @@ async fn read_device(w: Rc<Worker>, client: Client, file: Rc<sstpd::tun::UringQu
     }
 }
 
-/// Session → device: what the handler queued, a batch of writes at a time.
-async fn write_device(w: Rc<Worker>, path: Rc<DevicePath>, file: Rc<sstpd::tun::UringQueue>) {
+/// One packet from the device to the server, counted.
+fn to_session(w: &Worker, client: &Client, packet: &[u8]) {
+    match client.send_ip(packet) {
+        Ok(()) => {
+            if w.in_window() {
+                let mut c = w.counters();
+                c.up_packets += 1;
+                c.up_bytes += packet.len() as u64;
+            }
+        }
+        Err(ClientSendError::Backpressure | ClientSendError::Protocol(_)) => {
+            w.counters().tun_up_dropped += 1;
+        }
+    }
+}
+
+/// Session → device: what the handler queued, a batch of writes at a
+/// time; with the offload, each batch merged by the coalescer first.
+async fn write_device(
+    w: Rc<Worker>,
+    path: Rc<DevicePath>,
+    file: Rc<sstpd::tun::UringQueue>,
+    mut coalescer: Option<Coalescer>,
+) {
+    // Buffers the coalescer's frames move out into, and come back to.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     loop {
-        let batch = if path.ready.get() {
+        let mut batch = if path.ready.get() {
             path.queue.borrow_mut().take_batch(BATCH)
         } else {
             Vec::new()
@@ -375,6 +463,28 @@ async fn write_device(w: Rc<Worker>, path: Rc<DevicePath>, file: Rc<sstpd::tun::
         if batch.is_empty() {
             path.wake.notified().await;
             continue;
+        }
+        if let Some(coalescer) = &mut coalescer {
+            // Counted as they go in: a write may carry many.
+            let counted = w.in_window();
+            let packets = std::mem::take(&mut batch);
+            for packet in packets {
+                let mut pushed = coalescer.push(&packet).is_ok();
+                if !pushed {
+                    drain_frames(coalescer, &mut batch, &mut spare);
+                    pushed = coalescer.push(&packet).is_ok();
+                }
+                let mut c = w.counters();
+                if !pushed {
+                    c.tun_down_dropped += 1;
+                } else if counted {
+                    c.down_packets += 1;
+                    c.down_bytes += packet.len() as u64;
+                }
+                drop(c);
+                path.queue.borrow_mut().recycle(packet);
+            }
+            drain_frames(coalescer, &mut batch, &mut spare);
         }
         // Each write's SQE is pushed as it is created: the kernel sees the
         // batch in one submission.
@@ -385,13 +495,14 @@ async fn write_device(w: Rc<Worker>, path: Rc<DevicePath>, file: Rc<sstpd::tun::
         for write in writes {
             let (result, buf) = write.await;
             match result {
-                Ok(n) => {
+                Ok(n) if coalescer.is_none() => {
                     if w.in_window() {
                         let mut c = w.counters();
                         c.down_packets += 1;
                         c.down_bytes += n as u64;
                     }
                 }
+                Ok(_) => {}
                 Err(e) => {
                     w.counters().tun_write_errors += 1;
                     if queue_is_lost(&e) {
@@ -399,7 +510,21 @@ async fn write_device(w: Rc<Worker>, path: Rc<DevicePath>, file: Rc<sstpd::tun::
                     }
                 }
             }
-            path.queue.borrow_mut().recycle(buf);
+            if coalescer.is_some() {
+                spare.push(buf);
+            } else {
+                path.queue.borrow_mut().recycle(buf);
+            }
         }
     }
+}
+
+/// Moves the coalescer's frames (virtio-net header, then packet) into
+/// `frames`, swapping in spare buffers for the coalescer to fill next.
+fn drain_frames(coalescer: &mut Coalescer, frames: &mut Vec<Vec<u8>>, spare: &mut Vec<Vec<u8>>) {
+    coalescer.drain_buffers(|frame| {
+        let mut buf = spare.pop().unwrap_or_default();
+        std::mem::swap(&mut buf, frame);
+        frames.push(buf);
+    });
 }
