@@ -1020,6 +1020,12 @@ impl SessionCtx {
     }
 
     /// A packet from TUN for this client.
+    /// Whether [`SessionCtx::send_ip`] would drop a packet now (the
+    /// plaintext queue is at its bound).
+    pub(crate) fn plaintext_full(&self) -> bool {
+        self.out.borrow().len() >= MAX_PENDING_PLAINTEXT
+    }
+
     pub(crate) fn send_ip(&self, worker: &Worker, packet: &[u8]) {
         let mut out = self.out.borrow_mut();
         if out.len() >= MAX_PENDING_PLAINTEXT {

@@ -103,6 +103,17 @@ impl Worker {
             max_packet_len: session.ip_transmit_limit(),
             headroom: 0,
         };
+        if session.plaintext_full() {
+            // Every segment would meet the full queue: dropped (and
+            // counted) before the work of cutting and checksumming them.
+            // One session sent more than its client takes (a UDP stream
+            // at full speed) cost its worker most of its time that way.
+            match segmenter.count(&header, packet) {
+                Ok(count) => WorkerMetrics::add(&self.metrics().tx_queue_full, count as u64),
+                Err(e) => self.metrics().event(offload_error_event(e)),
+            }
+            return;
+        }
         let mut segments = offload.segments.borrow_mut();
         let Segments { out, spans } = &mut *segments;
         match segmenter.split(&header, packet, out, spans) {

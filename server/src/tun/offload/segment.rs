@@ -72,15 +72,23 @@ impl Segmenter {
         }
     }
 
-    fn segment(
-        &self,
-        layout: &GsoLayout,
-        packet: &[u8],
-        out: &mut [u8],
-        spans: &mut Vec<Range<usize>>,
-    ) -> Result<Split, OffloadError> {
+    /// How many packets [`Segmenter::split`] would hand over for this
+    /// packet (1 for a packet that stays whole), without cutting it: what
+    /// a caller that must drop it counts.
+    pub fn count(&self, header: &VirtioNetHdr, packet: &[u8]) -> Result<usize, OffloadError> {
+        match header.layout(packet)? {
+            Offload::Complete | Offload::ChecksumPartial { .. } => Ok(1),
+            Offload::Segment(layout) => {
+                let per_segment = self.payload_per_segment(&layout)?;
+                Ok((packet.len() - layout.header_len).div_ceil(per_segment))
+            }
+        }
+    }
+
+    /// Payload bytes per segment: `gso_size`, or less for TCP when the
+    /// client's limit asks for it.
+    fn payload_per_segment(&self, layout: &GsoLayout) -> Result<usize, OffloadError> {
         let header_len = layout.header_len;
-        let ip_header_len = layout.ip_header_len;
         let payload_per_segment = match layout.transport {
             Transport::Tcp => layout
                 .segment_payload_len
@@ -99,6 +107,19 @@ impl Segmenter {
                 max: self.max_packet_len,
             });
         }
+        Ok(payload_per_segment)
+    }
+
+    fn segment(
+        &self,
+        layout: &GsoLayout,
+        packet: &[u8],
+        out: &mut [u8],
+        spans: &mut Vec<Range<usize>>,
+    ) -> Result<Split, OffloadError> {
+        let header_len = layout.header_len;
+        let ip_header_len = layout.ip_header_len;
+        let payload_per_segment = self.payload_per_segment(layout)?;
         let (source, destination) = addresses(layout.ip, packet);
         let protocol = layout.transport.protocol();
         let checksum_at = ip_header_len + layout.transport.checksum_offset();

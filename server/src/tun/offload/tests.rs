@@ -473,9 +473,15 @@ fn tcp6_is_cut_finer_than_gso_size_when_the_client_takes_less() {
     let data = payload(5000, 3);
     let (header, mut packet) = spec.super_packet(&data, 1428);
     let segmenter = limit(1000);
-    let (split, out, spans) = split(&segmenter, &header, &mut packet).unwrap();
     let per_segment = 1000 - 72;
-    assert_eq!(split, Split::Segments(data.len().div_ceil(per_segment)));
+    let count = data.len().div_ceil(per_segment);
+    assert_eq!(
+        segmenter.count(&header, &packet),
+        Ok(count),
+        "counted uncut"
+    );
+    let (split, out, spans) = split(&segmenter, &header, &mut packet).unwrap();
+    assert_eq!(split, Split::Segments(count));
     let mut rebuilt = Vec::new();
     for (index, span) in spans.iter().enumerate() {
         assert!(span.len() <= 1000);
@@ -907,6 +913,7 @@ proptest! {
         let (header, super_packet) = spec.super_packet(&payload(len, seed), segment_len);
         let mut packet = super_packet.clone();
         let segmenter = Segmenter { max_packet_len: spec.header_len() + segment_len + slack, headroom: 0 };
+        prop_assert_eq!(segmenter.count(&header, &packet), Ok(len.div_ceil(segment_len)));
         let (split, buffer, spans) = split(&segmenter, &header, &mut packet).unwrap();
         prop_assert_eq!(split, Split::Segments(len.div_ceil(segment_len)));
         let segments: Vec<Vec<u8>> = spans.iter().map(|span| buffer[span.clone()].to_vec()).collect();
@@ -929,9 +936,15 @@ proptest! {
         let segmenter = Segmenter { max_packet_len, headroom: 2 };
         let mut out = [0u8; 4096];
         let mut spans = Vec::new();
-        if let Ok(Split::Segments(n)) = segmenter.split(&header, &mut packet, &mut out, &mut spans) {
-            prop_assert_eq!(spans.len(), n);
-            prop_assert!(spans.iter().all(|span| span.len() <= max_packet_len));
+        let count = segmenter.count(&header, &packet);
+        match segmenter.split(&header, &mut packet, &mut out, &mut spans) {
+            Ok(Split::Segments(n)) => {
+                prop_assert_eq!(spans.len(), n);
+                prop_assert!(spans.iter().all(|span| span.len() <= max_packet_len));
+                prop_assert_eq!(count, Ok(n));
+            }
+            Ok(Split::Whole) => prop_assert_eq!(count, Ok(1)),
+            Err(_) => {}
         }
         let mut coalescer = Coalescer::new(udp_too());
         let _ = coalescer.push(&packet);
