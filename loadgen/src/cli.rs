@@ -87,6 +87,11 @@ pub enum Command {
         /// Ask the peer to count the datagrams instead of reflecting them.
         #[arg(long)]
         no_reflect: bool,
+        /// Flows per session: 1 sends one UDP flow, whose datagrams may
+        /// travel merged; more cycle the source port per datagram (the
+        /// latency benchmarks).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        flows: u16,
     },
     /// Maximum throughput through each tunnel, to and/or from the peer.
     #[command(after_help = EXAMPLES)]
@@ -424,11 +429,13 @@ impl Command {
                 common,
                 to,
                 no_reflect,
+                flows,
             } => (
                 common,
                 Mode::Udp {
                     to: *to,
                     reflect: !no_reflect,
+                    flows: *flows,
                 },
             ),
             Command::Bulk {

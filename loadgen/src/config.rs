@@ -113,6 +113,10 @@ pub enum Mode {
     Udp {
         to: Option<SocketAddrV4>,
         reflect: bool,
+        /// Flows per session: datagrams cycle through this many source
+        /// ports (the peer answers each to its own), so that none travel
+        /// merged (1: one flow).
+        flows: u16,
     },
     /// As much as the tunnel carries, to and/or from a peer at `to`.
     Bulk {

@@ -426,7 +426,9 @@ impl Report {
         let c = &stats.counters;
         let (to, direction, reflect, hold) = match &config.mode {
             Mode::Echo { to } => (to.map(|a| a.to_string()), None, None, None),
-            Mode::Udp { to, reflect } => (to.map(|a| a.to_string()), None, Some(*reflect), None),
+            Mode::Udp { to, reflect, .. } => {
+                (to.map(|a| a.to_string()), None, Some(*reflect), None)
+            }
             Mode::Bulk { to, direction, .. } => (
                 to.map(|a| a.to_string()),
                 Some(direction.as_str().to_string()),
@@ -931,6 +933,7 @@ mod tests {
             &config(Mode::Udp {
                 to: None,
                 reflect: false,
+                flows: 1,
             }),
             &stats,
             timing(),

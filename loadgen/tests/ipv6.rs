@@ -65,6 +65,7 @@ fn udp_over_ipv6_alone_is_reflected_byte_for_byte() {
         Mode::Udp {
             to: None,
             reflect: true,
+            flows: 1,
         },
         4,
     );

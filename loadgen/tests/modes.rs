@@ -53,6 +53,9 @@ fn udp_reflected_by_the_peer_matches_byte_for_byte() {
         Mode::Udp {
             to: None,
             reflect: true,
+            // Each probe from the next of five source ports: every reply
+            // still finds its probe.
+            flows: 5,
         },
         6,
     );

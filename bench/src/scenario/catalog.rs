@@ -260,7 +260,7 @@ pub const SCENARIOS: [ScenarioSpec; 21] = [
         name: "latency",
         group: "latency",
         kind: Kind::Latency,
-        load: "8 sessions of 92-byte UDP round trips reflected by the peer: at full speed \
+        load: "8 sessions of 92-byte UDP round trips (64 flows each) reflected by the peer: at full speed \
                (the maximum), then paced at 10% and 50% of it",
         figures: "latency_max: round trips/s; latency_10pct, latency_50pct: percentiles \
                   beside tls_ping_pong with 100-byte messages",
@@ -982,6 +982,10 @@ fn latency(
             Mode::Udp {
                 to: None,
                 reflect: true,
+                // As the small-packet scenarios: every probe on the
+                // per-packet path, so the maximum (and the 10% and 50% of
+                // it) is a rate of packets, not of super-packets.
+                flows: SMALL_PACKET_FLOWS,
             },
             SMALL_PACKET_SESSIONS,
             options.duration,

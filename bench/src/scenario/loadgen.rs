@@ -120,9 +120,12 @@ pub fn load_args(
                 args.extend(["--to".into(), to.to_string()]);
             }
         }
-        Mode::Udp { to, reflect } => {
+        Mode::Udp { to, reflect, flows } => {
             if let Some(to) = to.map(|t| t.to_string()).or(peer) {
                 args.extend(["--to".into(), to]);
+            }
+            if *flows > 1 {
+                args.extend(["--flows".into(), flows.to_string()]);
             }
             if !reflect {
                 args.push("--no-reflect".into());
@@ -625,6 +628,7 @@ mod tests {
             Mode::Udp {
                 to: None,
                 reflect: true,
+                flows: 1,
             },
             8,
             Duration::from_secs(3),

@@ -595,10 +595,11 @@ impl FlowPlan {
                     Err(_) => sent_before,
                 }
             }
-            Mode::Udp { reflect, .. } => {
+            Mode::Udp { reflect, flows, .. } => {
                 let kind = if reflect { Kind::Echo } else { Kind::Discard };
                 match Template::udp(source, to, Header::new(kind, rx.flow.get()), &[], payload) {
                     Ok(mut datagram) => {
+                        datagram.cycle_source_ports(flows);
                         paced(
                             w,
                             client,
@@ -813,7 +814,7 @@ async fn bulk(
 /// Bulk mode's flows per session each way (`--flows`).
 fn bulk_flows(w: &Worker) -> u16 {
     match w.config.mode {
-        Mode::Bulk { flows, .. } => flows,
+        Mode::Bulk { flows, .. } | Mode::Udp { flows, .. } => flows,
         _ => 1,
     }
 }
