@@ -446,6 +446,21 @@ impl TlsConn {
         Ok(true)
     }
 
+    /// Bytes the write buffer holds on to between writes (its capacity).
+    pub fn write_buffer_capacity(&self) -> usize {
+        let buf = self.write_buf.take();
+        let capacity = buf.as_ref().map_or(0, Vec::capacity);
+        self.write_buf.set(buf);
+        capacity
+    }
+
+    /// Gives the write buffer back (a quiet connection): the next write
+    /// allocates one again. A write in flight has taken it already and is
+    /// not disturbed.
+    pub fn release_write_buffer(&self) {
+        self.write_buf.set(Some(Vec::new()));
+    }
+
     /// Whether TLS output (alerts, handshake or post-handshake messages)
     /// waits for [`TlsConn::flush_tls`].
     pub fn wants_flush(&self) -> bool {

@@ -41,6 +41,12 @@ use crate::tls::ktls::KtlsDecision;
 /// dropped (and counted as `tx_queue_full`): bounds memory per session
 /// under overload.
 const MAX_PENDING_PLAINTEXT: usize = 512 * 1024;
+/// How long the writer has had nothing to write before it gives back its
+/// buffers (the plaintext batch, the session's output queue and the TLS
+/// write buffer): the handshake's flight with its certificate chain, or a
+/// burst's batch, would otherwise stay allocated for an idle session's
+/// whole life. A second, as a quiet read's.
+const WRITE_BUFFERS_IDLE: Duration = Duration::from_secs(1);
 /// A session's output backlog (plaintext waiting, plus the write in
 /// flight) at which its reader stops reading the socket: what a client's
 /// input makes the server answer (LCP, SSTP control) is queued only while
@@ -753,6 +759,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
 /// while a write waits for the client ([`SessionCtx::while_writing`]).
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch: Vec<u8> = Vec::new();
+    let mut last_write = Instant::now();
     loop {
         if ctx.failed.get() {
             // The reader failed and shut the socket down.
@@ -790,6 +797,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             ctx.in_flight.set(0);
             ctx.output_written();
             batch.clear();
+            last_write = Instant::now();
             if let Err(e) = result {
                 worker.metrics().event(&e);
                 tracing::debug!(error = %e, "connection write failed");
@@ -804,11 +812,41 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             crate::net::session_io::linger(&ctx.reader_done, &ctx.wake_writer).await;
             break;
         }
+        let release_at = ctx.release_idle_write_buffers(&mut batch, last_write);
+        let deadline = [deadline, release_at].into_iter().flatten().min();
         wait_for_work(&ctx.wake_writer, deadline).await;
     }
 }
 
 impl SessionCtx {
+    /// The writer has nothing to write: once it has had nothing for
+    /// [`WRITE_BUFFERS_IDLE`], its buffers go back to the allocator.
+    /// Returns when to look again (`None`: nothing is held, or it was
+    /// given back now).
+    fn release_idle_write_buffers(
+        &self,
+        batch: &mut Vec<u8>,
+        last_write: Instant,
+    ) -> Option<Instant> {
+        let held =
+            batch.capacity() + self.out.borrow().capacity() + self.tls.write_buffer_capacity();
+        if held == 0 {
+            return None;
+        }
+        let release_at = last_write + WRITE_BUFFERS_IDLE;
+        if Instant::now() < release_at {
+            return Some(release_at);
+        }
+        *batch = Vec::new();
+        let mut out = self.out.borrow_mut();
+        if out.is_empty() {
+            *out = Vec::new();
+        }
+        drop(out);
+        self.tls.release_write_buffer();
+        None
+    }
+
     /// `task` panicked (see [`TaskGuard`]): count it once, stop trusting
     /// the protocol state, and shut the socket down so the other task's IO
     /// completes and it ends too.
