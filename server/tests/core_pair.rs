@@ -734,3 +734,26 @@ mod eap {
         }
     }
 }
+
+/// An idle session gives back its queues' memory (the runtime asks once
+/// it has been quiet for a second) and goes on: traffic, then a minute of
+/// keepalives, then traffic again.
+#[test]
+fn a_session_that_gave_back_its_idle_capacity_goes_on() {
+    let mut pair = pair_with(AuthProtocol::MsChapV2, HashProtocols::BOTH, "correct horse");
+    assert!(pair.connect(), "{pair:?}");
+    assert!(server_ipv6_up(&mut pair));
+    pair.server.session.release_idle_capacity();
+    pair.client.session.release_idle_capacity();
+    exchange_traffic(&mut pair);
+    pair.server.session.release_idle_capacity();
+    // A minute with no traffic: echoes both ways through the given-back
+    // queues, and nothing closes.
+    assert!(
+        !pair.run_until(Duration::from_secs(60), |p| p.server.session.is_closed()
+            || p.client.session.is_closed())
+    );
+    pair.server.delivered.clear();
+    pair.client.delivered.clear();
+    exchange_traffic(&mut pair);
+}

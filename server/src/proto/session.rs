@@ -516,6 +516,16 @@ impl Session {
         self.sstp.poll_transmit(now, out);
     }
 
+    /// Gives back the memory of the session's empty queues, the PPP
+    /// link's included (the runtime calls this once the session has been
+    /// quiet for a while; nothing it holds is lost).
+    pub fn release_idle_capacity(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        self.ppp.release_idle_capacity();
+    }
+
     /// The next event for the owner, oldest first.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<SessionEvent> {

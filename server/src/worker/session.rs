@@ -844,6 +844,7 @@ impl SessionCtx {
         }
         drop(out);
         self.tls.release_write_buffer();
+        self.proto.borrow_mut().release_idle_capacity();
         None
     }
 

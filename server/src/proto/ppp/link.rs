@@ -895,6 +895,15 @@ impl PppLink {
         Ok(())
     }
 
+    /// Gives back the memory of empty queues (events, outgoing frames):
+    /// what the setup grew them to is not needed while the link is idle.
+    pub fn release_idle_capacity(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        self.effects.out.release_idle_capacity();
+    }
+
     /// The next event for the owner.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<PppEvent> {

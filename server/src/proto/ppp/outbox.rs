@@ -122,6 +122,15 @@ impl Outbox {
         }
     }
 
+    /// Gives back the memory of an empty queue and of the spare frames
+    /// (the link is idle; the next frame allocates again).
+    pub fn release_idle_capacity(&mut self) {
+        if self.frames.is_empty() {
+            self.frames = VecDeque::new();
+        }
+        self.spare = Vec::new();
+    }
+
     /// Number of frames waiting.
     pub fn len(&self) -> usize {
         self.frames.len()
