@@ -807,13 +807,8 @@ mod tests {
         assert_eq!(&p[20..26], &[0x9c, 0x40, 0x23, 0x28, 0, 72]);
         // The UDP checksum is set over IPv4 too, as real stacks set it
         // (sstpd only coalesces datagrams whose checksum it can verify).
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&SRC.octets());
-        pseudo.extend_from_slice(&DST.octets());
-        pseudo.extend_from_slice(&[0, 17, 0, 72]);
-        pseudo.extend_from_slice(&p[20..]);
         assert_ne!(&p[26..28], &[0, 0]);
-        assert_eq!(checksum(&pseudo), 0);
+        assert!(ipv4_udp_checksum_verifies(&p));
         let r = parse_ip(&p).unwrap();
         assert_eq!(r.transport, Transport::Udp { from: src.into() });
         assert_eq!(r.header.kind, Kind::StreamStart);
@@ -872,6 +867,14 @@ mod tests {
         );
     }
 
+    /// Verifies an IPv4 packet's UDP checksum (the sum over the
+    /// pseudo-header and the datagram folds to all ones, RFC 768).
+    fn ipv4_udp_checksum_verifies(p: &[u8]) -> bool {
+        let upper = &p[IPV4_HEADER_LEN..];
+        let sum = sum_words(&p[12..20]) + upper.len() as u32 + 17 + sum_words(upper);
+        fold(sum) == 0xffff
+    }
+
     /// Verifies an IPv6 packet's ICMPv6 or UDP checksum (the sum over the
     /// pseudo-header and the upper layer folds to all ones).
     fn ipv6_checksum_verifies(p: &[u8]) -> bool {
@@ -904,12 +907,7 @@ mod tests {
                 let port = 65530u16.wrapping_add((seq % 10) as u16);
                 assert_eq!(&p[at..at + 2], &port.to_be_bytes(), "seq {seq}");
                 let verifies = if src.is_ipv4() {
-                    let mut pseudo = Vec::new();
-                    pseudo.extend_from_slice(&p[12..20]);
-                    pseudo.extend_from_slice(&[0, 17]);
-                    pseudo.extend_from_slice(&((p.len() - 20) as u16).to_be_bytes());
-                    pseudo.extend_from_slice(&p[20..]);
-                    checksum(&pseudo) == 0
+                    ipv4_udp_checksum_verifies(&p)
                 } else {
                     ipv6_checksum_verifies(&p)
                 };

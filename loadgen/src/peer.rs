@@ -410,7 +410,7 @@ impl PeerLoop {
         max_flows: usize,
     ) -> PeerLoop {
         let now = Instant::now();
-        let batch = if io.offload.is_some() {
+        let reads = if io.offload.is_some() {
             RECEIVE_BATCH
         } else {
             1
@@ -424,8 +424,8 @@ impl PeerLoop {
             streams: Vec::new(),
             epoch: now,
             last_gc: now,
-            buffers: vec![vec![0; RECEIVE_BUFFER]; batch],
-            meta: vec![quinn_udp::RecvMeta::default(); batch],
+            buffers: vec![vec![0; RECEIVE_BUFFER]; reads],
+            meta: vec![quinn_udp::RecvMeta::default(); reads],
             batch: Vec::new(),
             reply: [0; HEADER_LEN + FLOW_STATS_LEN],
         }
@@ -508,10 +508,7 @@ impl PeerLoop {
     fn flow_stats(&self, flow: u32) -> FlowStats {
         let mut sum = FlowStats::default();
         for table in self.tables.iter() {
-            let table = table
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(f) = table.get(&flow) {
+            if let Some(f) = lock(table).get(&flow) {
                 sum.rx_packets += f.stats.rx_packets;
                 sum.rx_bytes += f.stats.rx_bytes;
                 sum.tx_packets += f.stats.tx_packets;
@@ -748,6 +745,49 @@ mod tests {
             .unwrap();
     }
 
+    /// Reads `flow`'s stream data until `quiet` passes without any: each
+    /// datagram `len` octets, in order from sequence 0, fewer than `most`
+    /// (the stream must end). Returns the sequence numbers.
+    fn receive_stream(
+        client: &UdpSocket,
+        flow: u32,
+        len: usize,
+        quiet: Duration,
+        most: usize,
+    ) -> Vec<u64> {
+        client.set_read_timeout(Some(quiet)).unwrap();
+        let mut seqs = Vec::new();
+        while let Some(d) = recv(client) {
+            let (h, _) = Header::parse(&d).unwrap();
+            assert_eq!((h.kind, h.flow, d.len()), (Kind::StreamData, flow, len));
+            seqs.push(h.seq);
+            assert!(seqs.len() < most, "the stream must end");
+        }
+        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+        seqs
+    }
+
+    /// `N` sockets on consecutive loopback ports (tried until a free run
+    /// is found, so another process's port cannot fail the test).
+    fn consecutive_ports<const N: usize>() -> [UdpSocket; N] {
+        for _ in 0..100 {
+            let first = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let base = first.local_addr().unwrap().port();
+            let rest: Option<Vec<UdpSocket>> = (1..N as u16)
+                .map(|k| {
+                    let port = base.checked_add(k)?;
+                    UdpSocket::bind(("127.0.0.1", port)).ok()
+                })
+                .collect();
+            if let Some(rest) = rest {
+                let mut all = vec![first];
+                all.extend(rest);
+                return all.try_into().expect("N sockets");
+            }
+        }
+        panic!("no run of {N} free loopback ports in 100 tries");
+    }
+
     fn stats(client: &UdpSocket, peer: SocketAddr, flow: u32) -> FlowStats {
         client
             .send_to(&message(Kind::StatsRequest, flow, 0, &[], 0), peer)
@@ -842,17 +882,7 @@ mod tests {
                 flows: 0,
             },
         );
-        client
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .unwrap();
-        let mut seqs = Vec::new();
-        while let Some(d) = recv(&client) {
-            let (h, _) = Header::parse(&d).unwrap();
-            assert_eq!((h.kind, h.flow, d.len()), (Kind::StreamData, 9, 300));
-            seqs.push(h.seq);
-            assert!(seqs.len() < 1000, "the stream must end");
-        }
-        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+        let seqs = receive_stream(&client, 9, 300, Duration::from_secs(1), 1000);
         // 100 ms at 200/s: never more than 21 (the first goes at once).
         assert!((1..=21).contains(&seqs.len()), "{}", seqs.len());
         client
@@ -892,17 +922,7 @@ mod tests {
                     flows: 1,
                 },
             );
-            client
-                .set_read_timeout(Some(Duration::from_millis(500)))
-                .unwrap();
-            let mut seqs = Vec::new();
-            while let Some(d) = recv(&client) {
-                let (h, _) = Header::parse(&d).unwrap();
-                assert_eq!((h.kind, h.flow, d.len()), (Kind::StreamData, 5, 1372));
-                seqs.push(h.seq);
-                assert!(seqs.len() < 10_000, "the stream must end");
-            }
-            assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+            let seqs = receive_stream(&client, 5, 1372, Duration::from_millis(500), 10_000);
             // 30 ms at 20,000/s: 600 and the first, give or take a turn.
             assert!((100..=700).contains(&seqs.len()), "{}", seqs.len());
             let totals = peer.stop();
@@ -920,13 +940,8 @@ mod tests {
     /// datagram, and is never batched (the datagrams differ in address).
     #[test]
     fn a_stream_of_several_flows_cycles_the_destination_port() {
-        let (peer, to, client) = started(1, 16);
-        let others: Vec<UdpSocket> = (1..3)
-            .map(|k| {
-                let port = client.local_addr().unwrap().port() + k;
-                UdpSocket::bind(("127.0.0.1", port)).expect("the next ports are free")
-            })
-            .collect();
+        let (peer, to, _) = started(1, 16);
+        let [client, others @ ..] = consecutive_ports::<3>();
         request_stream(
             &client,
             to,

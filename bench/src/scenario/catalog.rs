@@ -853,13 +853,12 @@ fn throughput(
     let name = scenario.name;
     let up = direction == Direction::Up;
     let (reference, record) = direction_stream(bed, options, direction, payload, print)?;
-    let mut mode = bulk(direction);
-    if matches!(scenario.kind, Kind::SmallPackets { .. }) {
-        if let Mode::Bulk { flows, .. } = &mut mode {
-            *flows = SMALL_PACKET_FLOWS;
-        }
-    }
-    let mut spec = LoadSpec::new(mode, sessions, options.duration);
+    let flows = if matches!(scenario.kind, Kind::SmallPackets { .. }) {
+        SMALL_PACKET_FLOWS
+    } else {
+        1
+    };
+    let mut spec = LoadSpec::new(bulk(direction, flows), sessions, options.duration);
     spec.payload = Some(ip_payload(scenario, payload));
     spec.ipv6 = scenario.ipv6();
     spec.setup_concurrency = Some(options.concurrency);

@@ -549,13 +549,13 @@ pub fn parse_tunnel_line(line: &str) -> Option<Tunnel> {
     })
 }
 
-/// The mode of a bulk run in `direction` (the peer at the gateway unless
-/// the connection names one).
-pub fn bulk(direction: Direction) -> Mode {
+/// The mode of a bulk run in `direction` with `flows` flows per session
+/// (the peer at the gateway unless the connection names one).
+pub fn bulk(direction: Direction, flows: u16) -> Mode {
     Mode::Bulk {
         to: None,
         direction,
-        flows: 1,
+        flows,
     }
 }
 
@@ -577,7 +577,7 @@ mod tests {
     #[test]
     fn arguments_name_every_setting_and_parse_as_sstp_loadgen_does() {
         use clap::Parser as _;
-        let mut spec = LoadSpec::new(bulk(Direction::Down), 64, Duration::from_millis(2500));
+        let mut spec = LoadSpec::new(bulk(Direction::Down, 1), 64, Duration::from_millis(2500));
         spec.payload = Some(64);
         spec.setup_concurrency = Some(32);
         let placement = Placement {

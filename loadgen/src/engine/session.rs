@@ -784,7 +784,7 @@ async fn bulk(
         ) else {
             return sent_before;
         };
-        datagram.cycle_source_ports(bulk_flows(w));
+        datagram.cycle_source_ports(flows_per_session(w));
         if pps > 0.0 {
             paced(w, client, rx, &mut datagram, pps, index, false, sent_before).await
         } else {
@@ -811,8 +811,10 @@ async fn bulk(
     sent
 }
 
-/// Bulk mode's flows per session each way (`--flows`).
-fn bulk_flows(w: &Worker) -> u16 {
+/// Flows per session of bulk and udp mode (`--flows`): the source ports
+/// upstream datagrams cycle through, and the destination ports of the
+/// peer's stream.
+fn flows_per_session(w: &Worker) -> u16 {
     match w.config.mode {
         Mode::Bulk { flows, .. } | Mode::Udp { flows, .. } => flows,
         _ => 1,
@@ -845,7 +847,7 @@ async fn request_stream(
 ) {
     let Some(go) = w.go.get() else { return };
     let stop = w.shared.stop_at(go);
-    let flows = bulk_flows(w);
+    let flows = flows_per_session(w);
     // A reconnected session asks again: what earlier ones got is no answer.
     rx.stream_started.set(false);
     let answered = || rx.stream_started.get();

@@ -1058,19 +1058,19 @@ impl SessionCtx {
         self.wake_writer.notify_one();
     }
 
-    /// A packet from TUN for this client.
     /// Whether [`SessionCtx::send_ip`] would drop a packet now (the
     /// plaintext queue is at its bound).
     pub(crate) fn plaintext_full(&self) -> bool {
         self.out.borrow().len() >= MAX_PENDING_PLAINTEXT
     }
 
+    /// A packet from TUN for this client.
     pub(crate) fn send_ip(&self, worker: &Worker, packet: &[u8]) {
-        let mut out = self.out.borrow_mut();
-        if out.len() >= MAX_PENDING_PLAINTEXT {
+        if self.plaintext_full() {
             WorkerMetrics::add(&worker.metrics().tx_queue_full, 1);
             return;
         }
+        let mut out = self.out.borrow_mut();
         match self.proto.borrow_mut().send_ip(packet, &mut out) {
             Ok(()) => {
                 let m = worker.metrics();
