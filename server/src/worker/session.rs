@@ -208,7 +208,8 @@ async fn serve_proxied(
     let timeout = options
         .proxy_header_timeout
         .min(worker.shared.live.load().config.server.preauth_timeout);
-    let header = read_header(&tcp, options.proxy_protocol, timeout).await;
+    // On the heap while it runs, like the handshake (see `serve_connection`).
+    let header = Box::pin(read_header(&tcp, options.proxy_protocol, timeout)).await;
     let client = match header {
         Ok(peer) => {
             worker.metrics().event(peer);
@@ -451,15 +452,53 @@ async fn serve_connection(
     peer: Peer,
     admitted: Admitted,
 ) {
-    let Peer {
-        client: peer,
-        balancer,
-    } = peer;
     // Held until the connection ends: its place under max_sessions.
     let Admitted {
         connection: _connection,
         preauth,
     } = admitted;
+    // The handshake's state (the TLS connection before it moves into the
+    // session, the handshake's own future) lives on the heap only while it
+    // runs: what the task keeps for the session's lifetime is the writer.
+    let Some(Established { ctx, span, early }) =
+        Box::pin(establish(&worker, tcp, accepted_at, peer, preauth)).await
+    else {
+        return;
+    };
+    // From here on, however this task ends, the guard gives back what the
+    // session holds (see `TaskGuard`).
+    let guard = TaskGuard::new(&worker, &ctx, Task::Writer);
+    if !early.is_empty() {
+        ctx.input(&worker, &early);
+    }
+    drop(early);
+    tokio_uring::spawn(reader(worker.clone(), ctx.clone()).instrument(span.clone()));
+    writer(&worker, &ctx).instrument(span).await;
+    guard.completed();
+}
+
+/// A connection whose setup succeeded.
+struct Established {
+    ctx: Rc<SessionCtx>,
+    span: tracing::Span,
+    /// Plaintext that arrived with the handshake's last records.
+    early: Vec<u8>,
+}
+
+/// The connection's setup: the TLS handshake (and the switch to kernel
+/// TLS), then the session's place in the worker's table. `None`: the
+/// connection ended here (counted by why).
+async fn establish(
+    worker: &Rc<Worker>,
+    tcp: tokio_uring::net::TcpStream,
+    accepted_at: Instant,
+    peer: Peer,
+    preauth: PreauthPermit,
+) -> Option<Established> {
+    let Peer {
+        client: peer,
+        balancer,
+    } = peer;
     // One snapshot for the whole connection: a reload during its handshake
     // does not mix two certificates or two sets of timeouts.
     let live = worker.shared.live.load_full();
@@ -487,7 +526,7 @@ async fn serve_connection(
         Err(e) => {
             worker.metrics().event(Event::TlsSetupError);
             span.in_scope(|| tracing::error!(error = %e, "TLS setup failed"));
-            return;
+            return None;
         }
     };
     let tls = TlsConn::new(tcp, conn);
@@ -516,7 +555,7 @@ async fn serve_connection(
         };
         worker.metrics().event(event);
         span.in_scope(|| tracing::debug!(error = %e, "TLS handshake failed"));
-        return;
+        return None;
     }
     worker
         .metrics()
@@ -549,7 +588,7 @@ async fn serve_connection(
                     span.in_scope(
                         || tracing::warn!(error = %e, "kernel TLS switch failed; closing"),
                     );
-                    return;
+                    return None;
                 }
             },
             // Counted once at startup when the kernel lacks kTLS.
@@ -562,7 +601,7 @@ async fn serve_connection(
                         "tls.ktls = require and this suite cannot be offloaded"
                     )
                 });
-                return;
+                return None;
             }
         }
     }
@@ -613,7 +652,7 @@ async fn serve_connection(
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
-        return;
+        return None;
     };
     worker
         .metrics()
@@ -625,16 +664,7 @@ async fn serve_connection(
             .ktls_sessions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    // From here on, however this task ends, the guard gives back what the
-    // session holds (see `TaskGuard`).
-    let guard = TaskGuard::new(&worker, &ctx, Task::Writer);
-
-    if !early.is_empty() {
-        ctx.input(&worker, &early);
-    }
-    tokio_uring::spawn(reader(worker.clone(), ctx.clone()).instrument(span.clone()));
-    writer(&worker, &ctx).instrument(span).await;
-    guard.completed();
+    Some(Established { ctx, span, early })
 }
 
 /// A session's two tasks.
@@ -780,7 +810,9 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             // the first packet of a record until more bytes arrive.
             ctx.in_flight.set(batch.len());
             let write = ctx.tls.write_plaintext_units(record_units(&batch));
-            let result = ctx.while_writing(worker, write).await;
+            // On the heap while it runs: the write's state is most of the
+            // writer's, and an idle session does not keep room for it.
+            let result = Box::pin(ctx.while_writing(worker, write)).await;
             let sends = ctx.tls.take_kernel_sends();
             WorkerMetrics::add(&worker.metrics().ktls_send_batches, sends.batches);
             WorkerMetrics::add(&worker.metrics().ktls_send_packets, sends.packets);
@@ -808,8 +840,12 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             continue;
         }
         if ctx.proto.borrow().is_closed() {
-            let _ = ctx.while_writing(worker, ctx.tls.close()).await;
-            crate::net::session_io::linger(&ctx.reader_done, &ctx.wake_writer).await;
+            let _ = Box::pin(ctx.while_writing(worker, ctx.tls.close())).await;
+            Box::pin(crate::net::session_io::linger(
+                &ctx.reader_done,
+                &ctx.wake_writer,
+            ))
+            .await;
             break;
         }
         let release_at = ctx.release_idle_write_buffers(&mut batch, last_write);
