@@ -25,6 +25,7 @@ pub mod auth;
 pub mod ndp;
 pub mod ppp;
 pub mod rate;
+pub mod rng;
 pub mod route;
 pub mod session;
 pub mod sstp;

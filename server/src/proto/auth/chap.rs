@@ -35,9 +35,9 @@
 use std::fmt;
 use std::time::Instant;
 
+use crate::proto::rng::SessionRng;
 use md5::{Digest as _, Md5};
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use super::machine::{AuthConfig, AuthEvent, AuthFailure, AuthPacketError};
@@ -245,18 +245,12 @@ pub fn md5_response(identifier: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16]
         .into()
 }
 
-fn seeded_rng(rng: &mut dyn RngCore) -> StdRng {
-    let mut seed = <StdRng as SeedableRng>::Seed::default();
-    rng.fill_bytes(&mut seed);
-    StdRng::from_seed(seed)
-}
-
 /// The authenticator's side of CHAP-MD5 and MS-CHAPv2.
 pub(crate) struct ChapServer {
     pub(super) algorithm: ChapAlgorithm,
     limits: Limits,
     /// Challenges for retries are drawn here (decide() gets no rng).
-    rng: StdRng,
+    rng: SessionRng,
     pub(super) outbox: Outbox,
     /// Identifier and value of the outstanding challenge.
     identifier: u8,
@@ -303,7 +297,7 @@ impl ChapServer {
         now: Instant,
         rng: &mut dyn RngCore,
     ) -> Self {
-        let mut rng = seeded_rng(rng);
+        let mut rng = SessionRng::from_rng(rng);
         let mut challenge = [0u8; CHALLENGE_LEN];
         rng.fill_bytes(&mut challenge);
         let identifier = rng.next_u32() as u8;
@@ -545,7 +539,7 @@ pub(crate) struct ChapClient {
     pub(super) algorithm: ChapAlgorithm,
     limits: Limits,
     /// Peer-Challenges are drawn here (handle_packet() gets no rng).
-    rng: StdRng,
+    rng: SessionRng,
     pub(super) outbox: Outbox,
     username: Vec<u8>,
     password: Vec<u8>,
@@ -598,7 +592,7 @@ impl ChapClient {
         ChapClient {
             algorithm,
             limits: Limits::new(config),
-            rng: seeded_rng(rng),
+            rng: SessionRng::from_rng(rng),
             outbox: Outbox::new(now + config.phase_timeout),
             username: bounded_bytes(username).to_vec(),
             password: password.to_vec(),

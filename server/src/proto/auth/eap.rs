@@ -57,8 +57,8 @@
 use std::fmt;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use crate::proto::rng::SessionRng;
+use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use super::chap::AUTHENTICATOR_NAME;
@@ -507,12 +507,6 @@ pub fn hlak_from_msk(msk: &[u8]) -> [u8; 32] {
     hlak
 }
 
-fn seeded_rng(rng: &mut dyn RngCore) -> StdRng {
-    let mut seed = <StdRng as SeedableRng>::Seed::default();
-    rng.fill_bytes(&mut seed);
-    StdRng::from_seed(seed)
-}
-
 fn request(identifier: u8, kind: u8, data: &[u8]) -> Vec<u8> {
     EapPacket::Request {
         identifier,
@@ -535,7 +529,7 @@ fn response(identifier: u8, kind: u8, data: &[u8]) -> Vec<u8> {
 pub(crate) struct EapServer {
     limits: Limits,
     /// Challenges are drawn here (decide() gets no rng).
-    rng: StdRng,
+    rng: SessionRng,
     pub(super) outbox: Outbox,
     /// Identifier of the outstanding Request (or of the Response being
     /// judged).
@@ -615,7 +609,7 @@ impl fmt::Debug for EapServer {
 
 impl EapServer {
     pub(crate) fn new(config: &AuthConfig, now: Instant, rng: &mut dyn RngCore) -> Self {
-        let mut rng = seeded_rng(rng);
+        let mut rng = SessionRng::from_rng(rng);
         let identifier = rng.next_u32() as u8;
         let mut server = EapServer {
             limits: Limits::new(config),
@@ -1033,7 +1027,7 @@ struct PeerPending {
 pub(crate) struct EapClient {
     limits: Limits,
     /// Peer-Challenges are drawn here.
-    rng: StdRng,
+    rng: SessionRng,
     pub(super) outbox: Outbox,
     username: Vec<u8>,
     password: Vec<u8>,
@@ -1072,7 +1066,7 @@ impl EapClient {
     ) -> Self {
         EapClient {
             limits: Limits::new(config),
-            rng: seeded_rng(rng),
+            rng: SessionRng::from_rng(rng),
             outbox: Outbox::new(now + config.phase_timeout),
             username: username[..username.len().min(MAX_IDENTITY_LEN)].to_vec(),
             password: password.to_vec(),

@@ -41,8 +41,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use crate::proto::rng::SessionRng;
 
 use super::frame::{
     parse_frame, write_header, FrameError, HeaderFormat, PROTO_CHAP, PROTO_EAP, PROTO_IPCP,
@@ -508,7 +507,7 @@ pub struct StaleAuthDecision(pub AuthRequestId);
 #[derive(Debug)]
 struct Effects {
     out: Outbox,
-    rng: StdRng,
+    rng: SessionRng,
 }
 
 impl Effects {
@@ -545,6 +544,15 @@ struct Keepalive {
     last_heard: Option<Instant>,
 }
 
+/// What every session carries inline, idle or not, stays small: the
+/// link's random numbers are a key and a position, and IPv6CP and the
+/// running authentication are boxed (docs/benchmarking.md, "Where an idle
+/// session's memory goes"). A field that makes the link grow past this is
+/// boxed too, or the bound raised on purpose. (Test builds carry a
+/// scripted authentication machine besides.)
+#[cfg(not(test))]
+const _: () = assert!(std::mem::size_of::<PppLink>() <= 1_216);
+
 /// One PPP link, server or client.
 #[derive(Debug)]
 pub struct PppLink {
@@ -555,8 +563,10 @@ pub struct PppLink {
     finished: bool,
     lcp: Fsm<Lcp>,
     ipcp: Option<Fsm<Ipcp>>,
-    ipv6cp: Option<Fsm<Ipv6cp>>,
-    auth: Option<AuthSession>,
+    /// Boxed: most links run without IPv6, and then this is one word.
+    ipv6cp: Option<Box<Fsm<Ipv6cp>>>,
+    /// Boxed: one word for a link that is not authenticating.
+    auth: Option<Box<AuthSession>>,
     /// The number of the next authentication request (never reused on
     /// this link).
     next_auth_request: u64,
@@ -630,13 +640,13 @@ impl PppLink {
         let ipv6cp = config
             .ipv6cp
             .enabled
-            .then(|| Fsm::new(Ipv6cp::new(), config.fsm));
+            .then(|| Box::new(Fsm::new(Ipv6cp::new(), config.fsm)));
         PppLink {
             role,
             config,
             effects: Effects {
                 out: Outbox::default(),
-                rng: StdRng::from_seed(seed),
+                rng: SessionRng::from_seed(seed),
             },
             phase: Phase::Dead,
             finished: false,
@@ -704,6 +714,7 @@ impl PppLink {
 
     /// Processes one received PPP frame (with or without `FF 03`). IP
     /// packets for an open NCP are passed to `on_ip`, borrowing `frame`.
+    #[inline]
     pub fn handle_frame(
         &mut self,
         now: Instant,
@@ -734,8 +745,18 @@ impl PppLink {
         let information = frame.information;
         match frame.protocol {
             // The data path: no automaton is touched, nothing to settle.
-            PROTO_IPV4 => return self.deliver_ip(IpVersion::V4, information, on_ip),
-            PROTO_IPV6 => return self.deliver_ip(IpVersion::V6, information, on_ip),
+            PROTO_IPV4 => self.deliver_ip(IpVersion::V4, information, on_ip),
+            PROTO_IPV6 => self.deliver_ip(IpVersion::V6, information, on_ip),
+            protocol => self.receive_control_frame(now, protocol, information),
+        }
+    }
+
+    /// Everything but IP: kept out of line, so that the data path above
+    /// stays small enough to inline into the session's input loop (the
+    /// gate's `data` part counts the difference).
+    #[inline(never)]
+    fn receive_control_frame(&mut self, now: Instant, protocol: u16, information: &[u8]) {
+        match protocol {
             PROTO_LCP => self.receive_lcp(now, information),
             protocol if self.auth.as_ref().is_some_and(|a| a.protocol == protocol) => {
                 self.receive_auth(now, information);
@@ -801,9 +822,10 @@ impl PppLink {
     /// `FF 03` and a 2-octet protocol unless compression was enabled in
     /// [`LcpConfig::compress_transmit`] and agreed by the peer. The caller
     /// sends only while the version's NCP is up (see [`PppEvent::Ipv4Up`]).
-    /// Inlined into `Session::send_ip` (the gate's `data` part: 499 Ir per
-    /// packet with it, 526 when LLVM chose a call after unrelated changes).
-    #[inline]
+    /// Always inlined into `Session::send_ip` (the gate's `data` part: 499
+    /// Ir per packet with it, 526 when LLVM chose a call after unrelated
+    /// changes).
+    #[inline(always)]
     pub fn encapsulate_ip(&self, version: IpVersion, packet: &[u8], out: &mut Vec<u8>) {
         write_header(version.ppp_protocol(), self.transmit_format, out);
         out.extend_from_slice(packet);
@@ -924,7 +946,7 @@ impl PppLink {
             self.lcp.poll_timeout(),
             self.auth.as_ref().and_then(|a| a.machine.poll_timeout()),
             self.ipcp.as_ref().and_then(Fsm::poll_timeout),
-            self.ipv6cp.as_ref().and_then(Fsm::poll_timeout),
+            self.ipv6cp.as_deref().and_then(Fsm::poll_timeout),
             self.keepalive.deadline,
         ]
         .into_iter()
@@ -1143,12 +1165,12 @@ impl PppLink {
 
     fn start_auth(&mut self, now: Instant, protocol: AuthProtocol) {
         let machine = self.new_auth_machine(now, protocol);
-        self.auth = Some(AuthSession {
+        self.auth = Some(Box::new(AuthSession {
             protocol: protocol.ppp_protocol(),
             method: protocol,
             machine,
             outstanding: None,
-        });
+        }));
         self.phase = Phase::Authenticate;
         self.pump_auth(now);
     }
@@ -1266,7 +1288,7 @@ impl PppLink {
                 quiet = false;
                 self.ipcp_signal(now, signal);
             }
-            while let Some(signal) = self.ipv6cp.as_mut().and_then(Fsm::poll_signal) {
+            while let Some(signal) = self.ipv6cp.as_deref_mut().and_then(Fsm::poll_signal) {
                 quiet = false;
                 self.ipv6cp_signal(now, signal);
             }
@@ -1378,7 +1400,7 @@ impl PppLink {
         while let Some(signal) = self.ipcp.as_mut().and_then(Fsm::poll_signal) {
             self.ipcp_signal(now, signal);
         }
-        while let Some(signal) = self.ipv6cp.as_mut().and_then(Fsm::poll_signal) {
+        while let Some(signal) = self.ipv6cp.as_deref_mut().and_then(Fsm::poll_signal) {
             self.ipv6cp_signal(now, signal);
         }
         self.release_lease();
@@ -1510,20 +1532,20 @@ impl PppLink {
         if self.phase != Phase::Network {
             return;
         }
-        fn running<H: OptionHandler>(ncp: &Option<Fsm<H>>) -> bool {
-            ncp.as_ref().is_some_and(|fsm| {
+        fn running<H: OptionHandler>(ncp: Option<&Fsm<H>>) -> bool {
+            ncp.is_some_and(|fsm| {
                 !matches!(
                     fsm.state(),
                     State::Initial | State::Starting | State::Closed | State::Stopped
                 )
             })
         }
-        if running(&self.ipcp) || running(&self.ipv6cp) {
+        if running(self.ipcp.as_ref()) || running(self.ipv6cp.as_deref()) {
             return;
         }
         let reason = [
             (PROTO_IPCP, self.ipcp.as_ref().and_then(Fsm::failure)),
-            (PROTO_IPV6CP, self.ipv6cp.as_ref().and_then(Fsm::failure)),
+            (PROTO_IPV6CP, self.ipv6cp.as_deref().and_then(Fsm::failure)),
         ]
         .into_iter()
         .find_map(|(protocol, failure)| match failure? {
