@@ -157,9 +157,24 @@ fn wrong_password_is_rejected() {
 
 #[test]
 fn two_hundred_sessions_on_two_workers_each_get_their_own_packets() {
+    sessions_on_two_workers_get_their_own_packets(TunOffload::Auto);
+}
+
+/// The same without segmentation offload: the packets handed from one
+/// worker to the other carry no virtio-net header.
+#[test]
+fn two_hundred_sessions_on_two_workers_each_get_their_own_packets_without_tun_offload() {
+    sessions_on_two_workers_get_their_own_packets(TunOffload::Off);
+}
+
+/// Two hundred sessions spread over two workers each ping the gateway;
+/// the replies a worker reads for the other worker's sessions are handed
+/// over (`worker::handover`), and each session gets exactly its own.
+fn sessions_on_two_workers_get_their_own_packets(offload: TunOffload) {
     const SESSIONS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.tun.offload = offload;
     // Waves of 50 setups from one address: more than the default
     // per-source cap on connections not yet authenticated.
     config.server.max_preauth_per_source = 64;

@@ -381,6 +381,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         framed_routes,
         metrics,
         mailboxes: senders,
+        handover: worker::handover::HandoverLanes::new(workers),
         stopping: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         drain_pending: std::sync::atomic::AtomicUsize::new(0),

@@ -17,6 +17,7 @@
 pub(crate) mod admission;
 pub mod control;
 pub(crate) mod dae;
+pub(crate) mod handover;
 pub mod mailbox;
 mod session;
 mod slots;
@@ -59,18 +60,12 @@ pub(crate) use supervise::{Fatal, Heartbeats};
 /// never drops.
 #[derive(Debug)]
 pub(crate) enum WorkerMsg {
-    /// An IP packet read from TUN for a session living on the receiving
-    /// worker.
-    Packet { to: SessionRef, packet: Vec<u8> },
-    /// What one read of a TUN queue with segmentation offload returned
-    /// (a super-packet, or a packet whose checksum may be partial), for a
-    /// session living on the receiving worker, which cuts it to the
+    /// IP packets read from TUN for sessions living on the receiving
+    /// worker (see [`handover`]). With segmentation offload each carries
+    /// its read's virtio-net header (a super-packet, or a packet whose
+    /// checksum may be partial): the receiving worker cuts it to the
     /// session's MRU.
-    SuperPacket {
-        to: SessionRef,
-        header: crate::tun::offload::VirtioNetHdr,
-        packet: Vec<u8>,
-    },
+    Packets(handover::PacketBatch),
     /// An [`Authenticator`]'s answer for a session of the receiving worker,
     /// to the request named `request` (the session applies it to that
     /// request only; control).
@@ -151,6 +146,9 @@ pub(crate) struct Shared {
     pub framed_routes: Arc<FramedRouteTable>,
     pub metrics: Metrics,
     pub mailboxes: Vec<MailboxSender<WorkerMsg>>,
+    /// The bound on packets waiting for each worker, and the way home of
+    /// their buffers (see [`handover`]).
+    pub handover: handover::HandoverLanes,
     /// Set once shutdown has begun: stop accepting.
     pub stopping: AtomicBool,
     /// Set while the node drains (`sstpctl drain`): new connections are
@@ -216,7 +214,7 @@ pub(crate) struct Worker {
     /// Signalled when the TUN queue drains below its low-water mark.
     tun_space: Notify,
     /// Packets for other workers, collected during one tick.
-    outbound: RefCell<Vec<Vec<WorkerMsg>>>,
+    outbound: RefCell<Vec<handover::PacketBatch>>,
     flush_wake: Notify,
     mailbox: RefCell<Mailbox<WorkerMsg>>,
     stopping: Cell<bool>,
@@ -249,7 +247,11 @@ impl Worker {
             tun_wake: Notify::new(),
             offload: shared.tun_offloads.map(tun_offload::OffloadPath::new),
             tun_space: Notify::new(),
-            outbound: RefCell::new((0..workers).map(|_| Vec::new()).collect()),
+            outbound: RefCell::new(
+                (0..workers)
+                    .map(|_| handover::PacketBatch::new(setup.index))
+                    .collect(),
+            ),
             flush_wake: Notify::new(),
             mailbox: RefCell::new(setup.mailbox),
             stopping: Cell::new(false),
@@ -297,12 +299,7 @@ impl Worker {
                 .drain(&mut |msg| messages.push(msg));
             for msg in messages {
                 match msg {
-                    WorkerMsg::Packet { to, packet } => worker.deliver_to_session(to, &packet),
-                    WorkerMsg::SuperPacket {
-                        to,
-                        header,
-                        mut packet,
-                    } => worker.deliver_offloaded(to, header, &mut packet),
+                    WorkerMsg::Packets(batch) => worker.deliver_handed_over(batch),
                     WorkerMsg::Auth {
                         to,
                         request,
@@ -480,28 +477,76 @@ impl Worker {
             self.deliver_to_session(owner, packet);
             return;
         }
-        self.hand_over(WorkerMsg::Packet {
-            to: owner,
-            packet: packet.to_vec(),
-        });
+        self.hand_over(owner, None, packet);
     }
 
     /// Adds a packet for a session of another worker to this tick's batch
-    /// for that worker.
-    fn hand_over(&self, msg: WorkerMsg) {
-        let (WorkerMsg::Packet { to, .. } | WorkerMsg::SuperPacket { to, .. }) = &msg else {
-            return;
+    /// for that worker; a batch that reached
+    /// [`handover::MAX_BATCH_BYTES`] goes at once.
+    fn hand_over(
+        &self,
+        to: SessionRef,
+        header: Option<crate::tun::offload::VirtioNetHdr>,
+        packet: &[u8],
+    ) {
+        let target = usize::from(to.worker);
+        let full = {
+            let mut outbound = self.outbound.borrow_mut();
+            let Some(batch) = outbound.get_mut(target) else {
+                WorkerMetrics::add(&self.metrics().tun_no_session, 1);
+                return;
+            };
+            if batch.is_empty() {
+                self.flush_wake.notify_one();
+            }
+            batch.push(to, header, packet);
+            WorkerMetrics::add(&self.metrics().handoff_packets, 1);
+            batch.bytes_len() >= handover::MAX_BATCH_BYTES
         };
-        let mut outbound = self.outbound.borrow_mut();
-        let Some(batch) = outbound.get_mut(usize::from(to.worker)) else {
-            WorkerMetrics::add(&self.metrics().tun_no_session, 1);
-            return;
-        };
-        if batch.is_empty() {
-            self.flush_wake.notify_one();
+        if full {
+            self.send_handover(target);
         }
-        batch.push(msg);
-        WorkerMetrics::add(&self.metrics().handoff_packets, 1);
+    }
+
+    /// Sends this tick's batch for worker `target`, if it holds packets.
+    fn send_handover(&self, target: usize) {
+        let batch = {
+            let mut outbound = self.outbound.borrow_mut();
+            let Some(slot) = outbound.get_mut(target) else {
+                return;
+            };
+            if slot.is_empty() {
+                return;
+            }
+            std::mem::replace(slot, self.shared.handover.fresh(self.index))
+        };
+        let lanes = &self.shared.handover;
+        let packets = batch.len() as u64;
+        if !lanes.admit(target, &batch) {
+            // The worker is behind by MAX_QUEUED_BYTES already.
+            self.metrics().events_n(Event::MailboxFull, packets);
+            lanes.recycle(batch);
+            return;
+        }
+        if let Err(e) = self.shared.mailboxes[target].send_batch(vec![WorkerMsg::Packets(batch)]) {
+            self.metrics().events_n(e.kind, packets);
+            for msg in e.batch {
+                if let WorkerMsg::Packets(batch) = msg {
+                    lanes.unsent(target, batch);
+                }
+            }
+        }
+    }
+
+    /// Delivers the packets another worker handed over, then sends their
+    /// buffers back to it.
+    fn deliver_handed_over(&self, batch: handover::PacketBatch) {
+        self.shared
+            .handover
+            .deliver(self.index, batch, |to, header, packet| match header {
+                Some(header) => self.deliver_offloaded(to, header, packet),
+                None => self.deliver_to_session(to, packet),
+            });
     }
 
     fn deliver_to_session(&self, to: SessionRef, packet: &[u8]) {
@@ -532,19 +577,9 @@ async fn flush_outbound(worker: Rc<Worker>) {
         // Let every other ready task (TUN reads completing in the same
         // io_uring batch) add to the batches first.
         tokio::task::yield_now().await;
-        let batches: Vec<(usize, Vec<WorkerMsg>)> = worker
-            .outbound
-            .borrow_mut()
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(i, b)| (i, std::mem::take(b)))
-            .collect();
-        for (target, batch) in batches {
-            let n = batch.len() as u64;
-            if let Err(e) = worker.shared.mailboxes[target].send_batch(batch) {
-                worker.metrics().events_n(e.kind, n);
-            }
+        let targets = worker.outbound.borrow().len();
+        for target in 0..targets {
+            worker.send_handover(target);
         }
     }
 }
@@ -628,10 +663,9 @@ mod tests {
         let (tx, mut rx) = crate::worker::mailbox::mailbox::<WorkerMsg>(2).unwrap();
         let mut packets = 0;
         loop {
-            let batch = vec![WorkerMsg::Packet {
-                to: session(1),
-                packet: vec![0x45; 20],
-            }];
+            let mut handed = handover::PacketBatch::new(1);
+            handed.push(session(1), None, &[0x45; 20]);
+            let batch = vec![WorkerMsg::Packets(handed)];
             match tx.send_batch(batch) {
                 Ok(()) => packets += 1,
                 Err(e) => {
@@ -656,8 +690,7 @@ mod tests {
         let kinds: Vec<&str> = got
             .iter()
             .map(|msg| match msg {
-                WorkerMsg::Packet { .. } => "packet",
-                WorkerMsg::SuperPacket { .. } => "super_packet",
+                WorkerMsg::Packets(_) => "packets",
                 WorkerMsg::Auth { .. } => "auth",
                 WorkerMsg::Disconnect { .. } => "disconnect",
                 WorkerMsg::Dae { .. } => "dae",
@@ -668,7 +701,7 @@ mod tests {
             .collect();
         // Control first: an answer is not held up behind a backlog of
         // packets.
-        assert_eq!(kinds, ["auth", "shutdown", "packet", "packet"]);
+        assert_eq!(kinds, ["auth", "shutdown", "packets", "packets"]);
         // The packet that did not fit was counted; the control messages
         // are not packets and were neither dropped nor counted as such.
         assert_eq!(rx.stats().items_dropped, 1);

@@ -78,11 +78,7 @@ impl Worker {
             return;
         }
         // Handed over whole: the owner's worker cuts it to its session's MRU.
-        self.hand_over(super::WorkerMsg::SuperPacket {
-            to: owner,
-            header,
-            packet: packet.to_vec(),
-        });
+        self.hand_over(owner, Some(header), packet);
     }
 
     /// Cuts a packet from TUN to the session's MRU and hands each segment
