@@ -911,3 +911,89 @@ async fn connect_once_listening(
         }
     }
 }
+
+/// A client that stops reading while the network sends to it at full
+/// speed fills its session's queue (512 KiB of plaintext): what comes
+/// beyond is dropped and counted as `tx_queue_full`, with segmentation
+/// offload before the super-packet is cut. Neither the session nor
+/// another session of the same worker suffers: the other still pings,
+/// and the stalled one carries traffic again once it reads.
+#[test]
+fn a_client_that_stops_reading_fills_only_its_own_queue() {
+    a_stalled_client_fills_only_its_own_queue(TunOffload::Auto);
+}
+
+#[test]
+fn a_client_that_stops_reading_fills_only_its_own_queue_without_tun_offload() {
+    a_stalled_client_fills_only_its_own_queue(TunOffload::Off);
+}
+
+fn a_stalled_client_fills_only_its_own_queue(offload: TunOffload) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.tun.offload = offload;
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let counters = server.handle().counters();
+    let (stalled_recovered, other_answered, dropped) = server.run_clients(move || async move {
+        let (stalled, stalled_inbox) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
+            .await
+            .unwrap();
+        let (other, other_inbox) = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+            .await
+            .unwrap();
+        stalled.pause_reading();
+        let target = stalled.address().unwrap();
+        // UDP from the server's side of the tunnel to the stalled client,
+        // 48 datagrams that fit the TUN device's MTU (1,400) per send:
+        // one super-packet where the kernel offloads UDP segmentation to
+        // the TUN device, else 48 packets.
+        let socket = std::net::UdpSocket::bind((GATEWAY, 0)).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        set_udp_segment(&socket, 1_300);
+        let payload = vec![0x5a; 1_300 * 48];
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut dropped = 0;
+        while std::time::Instant::now() < deadline {
+            for _ in 0..64 {
+                // A full TUN queue refuses some (the kernel's drops, not
+                // the server's); anything else is the test's mistake.
+                if let Err(e) = socket.send_to(&payload, (target, 9)) {
+                    let full = matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN));
+                    assert!(full, "send: {e}");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            dropped = counters.snapshot().tx_queue_full;
+            if dropped > 0 {
+                break;
+            }
+        }
+        drop(socket);
+        let other_answered = ping_gateway(&other, &other_inbox, 7, b"still here").await;
+        stalled.resume_reading();
+        let stalled_recovered =
+            !stalled.is_closed() && ping_gateway(&stalled, &stalled_inbox, 8, b"back again").await;
+        for client in [&stalled, &other] {
+            client.close(Duration::from_secs(5)).await;
+        }
+        (stalled_recovered, other_answered, dropped)
+    });
+    let stats = server.handle().metrics();
+    assert!(dropped > 0, "the stalled session's queue filled: {stats}");
+    assert!(other_answered, "the other session kept working: {stats}");
+    assert!(
+        stalled_recovered,
+        "the stalled session works again: {stats}"
+    );
+    assert_eq!(stats.sessions_established, 2, "{stats}");
+    if offload == TunOffload::Auto && stats.event("super_packets_read") > 0 {
+        // Where the kernel hands the TUN device UDP super-packets (USO,
+        // Linux 6.2 on), segments were counted as dropped that were
+        // never cut: a super-packet for the full queue went whole.
+        assert!(
+            stats.tx_queue_full + stats.tx_packets > stats.event("segments_cut"),
+            "{stats}"
+        );
+    }
+}

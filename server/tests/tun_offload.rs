@@ -14,6 +14,8 @@ use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use etherparse::{IpNumber, Ipv4Header, PacketHeaders, TcpHeader, TcpOptionElement, UdpHeader};
 use etherparse::{NetHeaders, TransportHeader};
 use sstpd::testing::netns::NetNs;
@@ -366,23 +368,7 @@ fn kernel_udp_takes_coalesced_datagrams_and_its_uso_is_cut_right() {
         }
 
         // Downstream: one send with UDP_SEGMENT, cut into 1,000-byte datagrams.
-        let segment_size: libc::c_int = 1000;
-        // SAFETY: UDP_SEGMENT takes an int.
-        let result = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_UDP,
-                libc::UDP_SEGMENT,
-                (&segment_size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(
-            result,
-            0,
-            "UDP_SEGMENT: {}",
-            std::io::Error::last_os_error()
-        );
+        common::set_udp_segment(&socket, 1000);
         let message = pattern(4500, 42);
         socket.send_to(&message, (PEER_ADDR, PEER_PORT)).unwrap();
         let segmenter = Segmenter {

@@ -150,6 +150,12 @@ impl ServerHandle {
         self.shared.metrics.snapshot()
     }
 
+    /// The live counters, for a thread that watches them while the server
+    /// runs ([`Metrics::snapshot`](crate::metrics::Metrics::snapshot)).
+    pub fn counters(&self) -> crate::metrics::Metrics {
+        self.shared.metrics.clone()
+    }
+
     /// Re-reads the configuration file and applies what can change
     /// without a restart (see the `reload` module); on any error nothing
     /// changes. Sessions of users no longer in the store are then closed

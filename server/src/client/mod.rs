@@ -133,6 +133,9 @@ struct Inner {
     /// The reader saw the end of the stream (or failed).
     reader_done: Cell<bool>,
     reader_done_notify: Notify,
+    /// [`Client::pause_reading`]: the reader reads nothing until resumed.
+    reading_paused: Cell<bool>,
+    reading_resumed: Notify,
     close_reason: RefCell<Option<CloseReason>>,
     /// Plaintext bytes queued beyond which `send_ip` refuses (backpressure).
     max_pending: usize,
@@ -254,6 +257,8 @@ pub async fn connect(
         closed_notify: Notify::new(),
         reader_done: Cell::new(false),
         reader_done_notify: Notify::new(),
+        reading_paused: Cell::new(false),
+        reading_resumed: Notify::new(),
         close_reason: RefCell::new(None),
         max_pending: 1 << 20,
     });
@@ -375,6 +380,7 @@ async fn wait_connected(stream: &std::net::TcpStream) -> std::io::Result<()> {
 async fn reader(client: Client) {
     let mut plaintext = Vec::new();
     loop {
+        client.reading_allowed().await;
         plaintext.clear();
         match client.inner.tls.read_plaintext(&mut plaintext).await {
             Ok(ReadOutcome::Data(_)) => client.input(&plaintext),
@@ -648,6 +654,26 @@ impl Client {
             // Make sure a writer parked on its notify sees the queue.
             self.inner.wake_writer.notify_one();
             drained.await;
+        }
+    }
+
+    /// Stops reading the socket after the read in flight, as a stalled
+    /// client does: what the server sends piles up in the kernel's socket
+    /// buffers, then in the server's queue for this session. For tests of
+    /// the server's bounds.
+    pub fn pause_reading(&self) {
+        self.inner.reading_paused.set(true);
+    }
+
+    /// Reads again after [`Client::pause_reading`].
+    pub fn resume_reading(&self) {
+        self.inner.reading_paused.set(false);
+        self.inner.reading_resumed.notify_one();
+    }
+
+    async fn reading_allowed(&self) {
+        while self.inner.reading_paused.get() {
+            self.inner.reading_resumed.notified().await;
         }
     }
 

@@ -549,3 +549,21 @@ pub fn record_skip(test: &str, reason: &str) {
         eprintln!("could not record the skip in {}: {error}", dir.display());
     }
 }
+
+/// `UDP_SEGMENT` (Linux 4.18): each send of up to 64 KiB leaves as
+/// datagrams of `size` bytes, handed down as one GSO packet.
+pub fn set_udp_segment(socket: &std::net::UdpSocket, size: u16) {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::from(size);
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
+}
