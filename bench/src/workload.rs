@@ -26,7 +26,7 @@ use sstpd::proto::auth::verify::LocalAuthenticator;
 use sstpd::proto::auth::{AuthProtocol, LocalUser, PasswordStore};
 use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppConfig};
 use sstpd::proto::session::SessionConfig;
-use sstpd::proto::sstp::{Deframer, SstpConfig};
+use sstpd::proto::sstp::{record_units, Deframer, SstpConfig};
 use sstpd::routing::ServerPools;
 use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
 use sstpd::testing::pair::{Direction, SessionPair};
@@ -67,10 +67,17 @@ pub enum Part {
     /// (downstream, `Segmenter`) and the segments merged back
     /// (upstream, `Coalescer`).
     Offload,
+    /// The whole runtime-free path upstream: IMIX packets framed by the
+    /// client's core, sealed one record per SSTP packet, opened by the
+    /// server and taken by its core.
+    PathUp,
+    /// The same downstream: framed by the server's core and sealed by its
+    /// record layer, opened and taken by the client.
+    PathDown,
 }
 
 impl Part {
-    pub const ALL: [Part; 7] = [
+    pub const ALL: [Part; 9] = [
         Part::Setup,
         Part::Data,
         Part::Deframe,
@@ -78,6 +85,8 @@ impl Part {
         Part::TlsBulk,
         Part::TlsSmall,
         Part::Offload,
+        Part::PathUp,
+        Part::PathDown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +98,8 @@ impl Part {
             Part::TlsBulk => "tls_bulk",
             Part::TlsSmall => "tls_small",
             Part::Offload => "offload",
+            Part::PathUp => "path_up",
+            Part::PathDown => "path_down",
         }
     }
 
@@ -96,7 +107,7 @@ impl Part {
     pub fn unit(self) -> &'static str {
         match self {
             Part::Setup => "session",
-            Part::Data | Part::Deframe => "packet",
+            Part::Data | Part::Deframe | Part::PathUp | Part::PathDown => "packet",
             Part::Offload => "segment",
             Part::Hdlc => "frame",
             Part::TlsBulk | Part::TlsSmall => "byte",
@@ -110,6 +121,7 @@ impl Part {
             // Both directions.
             Part::Data => 2 * scale.data_packets,
             Part::Deframe => scale.deframe_packets,
+            Part::PathUp | Part::PathDown => scale.data_packets,
             Part::Hdlc => scale.hdlc_frames,
             Part::TlsBulk | Part::TlsSmall => 2 * scale.tls_bytes,
             // Each segment cut, then merged.
@@ -343,6 +355,7 @@ pub enum Prepared {
     Hdlc(HdlcWork),
     Tls(Box<TlsWork>),
     Offload(Box<OffloadWork>),
+    Path(Box<PathWork>),
 }
 
 impl fmt::Debug for Prepared {
@@ -354,6 +367,7 @@ impl fmt::Debug for Prepared {
             Prepared::Hdlc(_) => "Prepared::Hdlc",
             Prepared::Tls(_) => "Prepared::Tls",
             Prepared::Offload(_) => "Prepared::Offload",
+            Prepared::Path(_) => "Prepared::Path",
         })
     }
 }
@@ -369,6 +383,14 @@ impl Prepared {
             Part::TlsBulk => Prepared::Tls(Box::new(TlsWork::new(scale.tls_bytes, 16 * 1024)?)),
             Part::TlsSmall => Prepared::Tls(Box::new(TlsWork::new(scale.tls_bytes, 1400)?)),
             Part::Offload => Prepared::Offload(Box::new(OffloadWork::new(scale.super_packets))),
+            Part::PathUp => Prepared::Path(Box::new(PathWork::new(
+                Direction::ClientToServer,
+                scale.data_packets,
+            )?)),
+            Part::PathDown => Prepared::Path(Box::new(PathWork::new(
+                Direction::ServerToClient,
+                scale.data_packets,
+            )?)),
         })
     }
 
@@ -381,6 +403,7 @@ impl Prepared {
             Prepared::Hdlc(w) => w.run(),
             Prepared::Tls(w) => w.run(),
             Prepared::Offload(w) => w.run(),
+            Prepared::Path(w) => w.run(),
         }
     }
 
@@ -399,6 +422,7 @@ impl Prepared {
             Prepared::Hdlc(w) => w.verify(),
             Prepared::Tls(w) => w.verify(),
             Prepared::Offload(w) => w.verify(),
+            Prepared::Path(w) => w.verify(),
         }
     }
 }
@@ -614,6 +638,137 @@ impl DataWork {
     }
 }
 
+/// [`Part::PathUp`] and [`Part::PathDown`]: one direction of the data path
+/// with everything but the runtime, as the runtime drives it. The sender's
+/// core frames a delivery's packets (`Session::send_ip`, 16 per delivery
+/// as in [`Part::Data`]), its record layer seals them one record per SSTP
+/// packet ([`record_units`], as the session writer does), the records move
+/// into the receiver's read buffer (the sockets' part), and the receiver
+/// opens them there and hands the plaintext to its core
+/// (`Session::handle_input`), which passes each IP packet on. Both ends are
+/// counted: upstream the client's core and sealing are the peer's work,
+/// downstream the client's opening is; each direction's server half is
+/// the larger, and the two parts together are what sstpd does per packet
+/// each way, less the kernel.
+pub struct PathWork {
+    pair: SessionPair,
+    tls: MemoryTls,
+    direction: Direction,
+    packets: u64,
+    ips: Vec<Vec<u8>>,
+    /// The sender's plaintext (its session's output buffer).
+    plaintext: Vec<u8>,
+    /// The sealed records, reused ([`Outgoing::reuse`]).
+    wire: Option<Vec<u8>>,
+    now: std::time::Instant,
+    delivered: u64,
+    delivered_bytes: u64,
+    sent_bytes: u64,
+}
+
+impl PathWork {
+    pub fn new(direction: Direction, packets: u64) -> Result<Self, String> {
+        let mut pair = new_pair(&server_config(), &client_config(), &authenticator(), 1);
+        if !pair.connect_without_timers() {
+            return Err(format!("path: the session pair did not come up: {pair:?}"));
+        }
+        let client_ip = pair
+            .client
+            .session
+            .ipv4()
+            .ok_or("path: client has no IPv4 address")?
+            .local;
+        let ips = match direction {
+            Direction::ClientToServer => imix_packets(client_ip, GATEWAY, 11),
+            Direction::ServerToClient => imix_packets(GATEWAY, client_ip, 12),
+        };
+        Ok(PathWork {
+            pair,
+            tls: MemoryTls::connect()?,
+            direction,
+            packets,
+            ips,
+            plaintext: Vec::with_capacity(64 * 1024),
+            wire: Some(Vec::with_capacity(64 * 1024)),
+            now: std::time::Instant::now(),
+            delivered: 0,
+            delivered_bytes: 0,
+            sent_bytes: 0,
+        })
+    }
+
+    fn run(&mut self) -> u64 {
+        let PathWork {
+            pair,
+            tls,
+            direction,
+            packets,
+            ips,
+            plaintext,
+            wire,
+            now,
+            delivered,
+            delivered_bytes,
+            sent_bytes,
+        } = self;
+        let (sender, receiver, sealer, opener) = match direction {
+            Direction::ClientToServer => (
+                &mut pair.client.session,
+                &mut pair.server.session,
+                &mut tls.client,
+                &mut tls.server,
+            ),
+            Direction::ServerToClient => (
+                &mut pair.server.session,
+                &mut pair.client.session,
+                &mut tls.server,
+                &mut tls.client,
+            ),
+        };
+        let mut sent = 0u64;
+        while sent < *packets {
+            let batch = DATA_BATCH.min(*packets - sent);
+            plaintext.clear();
+            for i in sent..sent + batch {
+                let ip = &ips[i as usize % ips.len()];
+                // Delivery is what counts: a refused send shows in verify.
+                if sender.send_ip(ip, plaintext).is_ok() {
+                    *sent_bytes += ip.len() as u64;
+                }
+            }
+            sent += batch;
+            let mut out = Outgoing::reuse(wire.take().unwrap_or_default());
+            for unit in record_units(plaintext) {
+                if sealer.seal(unit, &mut out).is_err() {
+                    break;
+                }
+            }
+            let (bytes, filled) = out.into_parts();
+            tls.incoming.extend_from_slice(&bytes[..filled]);
+            *wire = Some(bytes);
+            tls.read.clear();
+            if opener.open(&mut tls.incoming, &mut tls.read).is_err() {
+                break;
+            }
+            receiver.handle_input(*now, &tls.read, &mut |ip| {
+                *delivered += 1;
+                *delivered_bytes += ip.len() as u64;
+            });
+        }
+        *delivered
+    }
+
+    fn verify(&self) -> Result<(), String> {
+        if self.delivered != self.packets || self.delivered_bytes != self.sent_bytes {
+            return Err(format!(
+                "path: delivered {} packets ({} bytes), expected {} ({} bytes sent)",
+                self.delivered, self.delivered_bytes, self.packets, self.sent_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Plaintext read size of the deframe part: one full TLS record.
 const DEFRAME_CHUNK: usize = 16 * 1024;
 
@@ -798,8 +953,18 @@ pub fn memory_configs(
     Ok((Arc::new(server), client))
 }
 
-impl TlsWork {
-    pub fn new(bytes: u64, write_size: usize) -> Result<Self, String> {
+/// A client's and a server's record layer after their handshake in
+/// memory, and the buffers that joined them.
+pub struct MemoryTls {
+    pub client: UserspaceRecords,
+    pub server: UserspaceRecords,
+    pub incoming: Vec<u8>,
+    pub read: Vec<u8>,
+}
+
+impl MemoryTls {
+    /// Runs the handshake (the workload's suite and certificate).
+    pub fn connect() -> Result<Self, String> {
         let (server_config, client_config) = memory_configs(GATE_SUITE)?;
         let server = rustls::server::UnbufferedServerConnection::new(server_config)
             .map_err(|e| e.to_string())?;
@@ -826,6 +991,23 @@ impl TlsWork {
         if handshaking(&client) || handshaking(&server) || !read.is_empty() {
             return Err("tls: the in-memory handshake did not finish".into());
         }
+        Ok(MemoryTls {
+            client,
+            server,
+            incoming,
+            read,
+        })
+    }
+}
+
+impl TlsWork {
+    pub fn new(bytes: u64, write_size: usize) -> Result<Self, String> {
+        let MemoryTls {
+            client,
+            server,
+            incoming,
+            read,
+        } = MemoryTls::connect()?;
         let mut write = vec![0u8; write_size];
         Xorshift::new(41).fill(&mut write);
         Ok(TlsWork {
@@ -940,7 +1122,7 @@ mod tests {
         let error = "bulk".parse::<Part>().unwrap_err();
         assert_eq!(
             error,
-            "unknown part \"bulk\"; parts: setup, data, deframe, hdlc, tls_bulk, tls_small, offload"
+            "unknown part \"bulk\"; parts: setup, data, deframe, hdlc, tls_bulk, tls_small, offload, path_up, path_down"
         );
     }
 
