@@ -230,7 +230,10 @@ async fn serve_proxied(
                 client,
                 balancer: Some(balancer),
             };
-            serve_connection(worker, tcp, accepted_at, peer, admitted).await;
+            // A task of its own, so that this one (the header read's state
+            // besides the session's) ends here: the session's task is the
+            // same size as on a listener without PROXY.
+            tokio_uring::spawn(serve_connection(worker, tcp, accepted_at, peer, admitted));
         }
         Err(refusal) => {
             drop(tcp);
