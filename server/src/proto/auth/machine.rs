@@ -279,6 +279,13 @@ impl AuthServer {
         self.outbox().poll_event()
     }
 
+    /// Gives back the memory of the machine's empty queues: a machine is
+    /// kept after success (to answer a repeated Response), for the
+    /// session's life.
+    pub fn release_idle_capacity(&mut self) {
+        self.outbox().release_idle_capacity();
+    }
+
     /// When [`Self::handle_timeout`] is due next: the retransmission timer
     /// or the phase bound, whichever is earlier.
     #[must_use]
@@ -445,6 +452,13 @@ impl AuthClient {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<AuthEvent> {
         self.outbox().poll_event()
+    }
+
+    /// Gives back the memory of the machine's empty queues: a machine is
+    /// kept after success (to answer a repeated Response), for the
+    /// session's life.
+    pub fn release_idle_capacity(&mut self) {
+        self.outbox().release_idle_capacity();
     }
 
     /// When [`Self::handle_timeout`] is due next: the retransmission timer

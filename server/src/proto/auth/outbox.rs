@@ -108,6 +108,18 @@ impl Outbox {
         }
     }
 
+    /// Gives back the memory of the empty queues (the link calls this
+    /// through the machine once the session has been quiet; nothing
+    /// waiting is lost).
+    pub(crate) fn release_idle_capacity(&mut self) {
+        if self.packets.is_empty() {
+            self.packets = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+    }
+
     #[must_use]
     pub(crate) fn poll_event(&mut self) -> Option<AuthEvent> {
         self.events.pop_front()
@@ -119,5 +131,35 @@ impl Outbox {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::auth::AuthFailure;
+
+    /// Empty queues give their memory back; a queue with something in it
+    /// keeps it, and the outbox works as before afterwards.
+    #[test]
+    fn idle_queues_give_their_memory_back_and_nothing_waiting_is_lost() {
+        let mut outbox = Outbox::new(Instant::now());
+        for i in 0..8u8 {
+            outbox.send(vec![i; 40]);
+        }
+        outbox.fail(AuthFailure::Timeout);
+        outbox.release_idle_capacity();
+        let mut buf = Vec::new();
+        assert!(outbox.poll_transmit(&mut buf));
+        assert_eq!(buf, [0; 40]);
+        assert!(matches!(outbox.poll_event(), Some(AuthEvent::Failure(_))));
+        while outbox.poll_transmit(&mut buf) {}
+        outbox.release_idle_capacity();
+        assert_eq!(outbox.packets.capacity(), 0);
+        assert_eq!(outbox.events.capacity(), 0);
+        outbox.send(vec![9; 4]);
+        buf.clear();
+        assert!(outbox.poll_transmit(&mut buf));
+        assert_eq!(buf, [9; 4]);
     }
 }

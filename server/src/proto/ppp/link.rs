@@ -425,6 +425,15 @@ enum AuthMachine {
 }
 
 impl AuthMachine {
+    fn release_idle_capacity(&mut self) {
+        match self {
+            AuthMachine::Server(m) => m.release_idle_capacity(),
+            AuthMachine::Client(m) => m.release_idle_capacity(),
+            #[cfg(test)]
+            AuthMachine::Scripted(_) => {}
+        }
+    }
+
     fn handle_packet(&mut self, now: Instant, info: &[u8]) -> Result<(), AuthPacketError> {
         match self {
             AuthMachine::Server(m) => m.handle_packet(now, info),
@@ -924,6 +933,9 @@ impl PppLink {
             self.events = VecDeque::new();
         }
         self.effects.out.release_idle_capacity();
+        if let Some(auth) = &mut self.auth {
+            auth.machine.release_idle_capacity();
+        }
     }
 
     /// The next event for the owner.
