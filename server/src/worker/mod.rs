@@ -614,12 +614,21 @@ const MEMORY_RETURN_INTERVAL: Duration = Duration::from_secs(2);
 /// Every [`MEMORY_RETURN_INTERVAL`], if any of this worker's sessions
 /// ended since the last time, gives the memory freed on this thread back
 /// to the kernel ([`crate::sys::memory::return_freed_memory`]): otherwise
-/// a worker left quiet after a storm keeps its peak RSS.
+/// a worker left quiet after a storm keeps its peak RSS. The first
+/// interval with no session ending after some did, it collects once more,
+/// forced ([`crate::sys::memory::return_all_freed_memory`]): what the last
+/// endings freed after the last plain collect goes back too. Under steady
+/// churn sessions end in every interval, so the forced walk (longer, over
+/// every page of the thread) runs only once the endings pause.
 async fn return_freed_memory(worker: Rc<Worker>) {
+    let mut endings_to_settle = false;
     loop {
         tokio::time::sleep(MEMORY_RETURN_INTERVAL).await;
         if worker.ended_since_memory_return.replace(0) > 0 {
             crate::sys::memory::return_freed_memory();
+            endings_to_settle = true;
+        } else if std::mem::take(&mut endings_to_settle) {
+            crate::sys::memory::return_all_freed_memory();
         }
     }
 }
