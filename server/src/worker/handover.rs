@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::mailbox::MailboxSender;
+use super::WorkerMsg;
+use crate::metrics::Event;
 use crate::routing::session_table::SessionRef;
 use crate::tun::offload::VirtioNetHdr;
 
@@ -114,6 +117,13 @@ impl PacketBatch {
     }
 }
 
+/// Packets [`HandoverLanes::send`] dropped, and the counter they go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Dropped {
+    pub event: Event,
+    pub packets: u64,
+}
+
 /// Per worker: the bytes of batches waiting for it, and its emptied
 /// batches on their way back. Shared by all workers.
 #[derive(Debug)]
@@ -154,10 +164,43 @@ impl HandoverLanes {
             .unwrap_or_else(|| PacketBatch::new(owner))
     }
 
+    /// Sends `batch` to worker `to` through its `mailbox`. A batch that
+    /// would take the bytes waiting for that worker past
+    /// [`MAX_QUEUED_BYTES`], or that the mailbox refuses, is dropped: the
+    /// error names the counter its packets go to and how many there are,
+    /// and the batch's buffers go home all the same.
+    pub(crate) fn send(
+        &self,
+        to: usize,
+        batch: PacketBatch,
+        mailbox: &MailboxSender<WorkerMsg>,
+    ) -> Result<(), Dropped> {
+        let packets = batch.len() as u64;
+        if !self.admit(to, &batch) {
+            self.recycle(batch);
+            return Err(Dropped {
+                event: Event::MailboxFull,
+                packets,
+            });
+        }
+        let Err(e) = mailbox.send_batch(vec![WorkerMsg::Packets(batch)]) else {
+            return Ok(());
+        };
+        for msg in e.batch {
+            if let WorkerMsg::Packets(batch) = msg {
+                self.unsent(to, batch);
+            }
+        }
+        Err(Dropped {
+            event: e.kind.into(),
+            packets,
+        })
+    }
+
     /// Takes room for `batch` on its way to worker `to`: `false` when the
     /// batches already waiting for it and this one would pass
     /// [`MAX_QUEUED_BYTES`] (then nothing is taken).
-    pub(crate) fn admit(&self, to: usize, batch: &PacketBatch) -> bool {
+    fn admit(&self, to: usize, batch: &PacketBatch) -> bool {
         let Some(lane) = self.lanes.get(to) else {
             return false;
         };
@@ -187,7 +230,7 @@ impl HandoverLanes {
     /// A batch that [`HandoverLanes::admit`] let through was not sent
     /// after all (the mailbox refused it): its room is given back and its
     /// buffers go home.
-    pub(crate) fn unsent(&self, to: usize, batch: PacketBatch) {
+    fn unsent(&self, to: usize, batch: PacketBatch) {
         self.release(to, batch.bytes_len());
         self.recycle(batch);
     }
@@ -200,7 +243,7 @@ impl HandoverLanes {
 
     /// Sends an emptied `batch` back to the worker that filled it; freed
     /// when that worker has its [`SPARES_PER_WORKER`] already.
-    pub(crate) fn recycle(&self, mut batch: PacketBatch) {
+    fn recycle(&self, mut batch: PacketBatch) {
         batch.clear();
         if let Some(lane) = self.lanes.get(batch.owner) {
             let _ = lane.spares_tx.try_send(batch);
@@ -297,6 +340,56 @@ mod tests {
         let mut small = PacketBatch::new(1);
         small.push(session(1), None, &[0; 100]);
         assert!(lanes.admit(0, &small));
+    }
+
+    fn batch_of(bytes: usize) -> PacketBatch {
+        let mut batch = PacketBatch::new(0);
+        batch.push(session(1), None, &vec![0x45; bytes]);
+        batch
+    }
+
+    /// At either bound, the bytes waiting for the worker or the mailbox's
+    /// batches, a batch is dropped with its packets named for their
+    /// counter, the room it took is given back, and its buffers go home.
+    #[test]
+    fn a_batch_past_either_bound_is_dropped_counted_and_its_buffers_come_home() {
+        let lanes = HandoverLanes::new(2);
+        let (small_tx, _small_rx) = crate::worker::mailbox::mailbox::<WorkerMsg>(1).unwrap();
+        assert_eq!(lanes.send(1, batch_of(1400), &small_tx), Ok(()));
+        let refused = lanes.send(1, batch_of(700), &small_tx);
+        assert_eq!(
+            refused,
+            Err(Dropped {
+                event: Event::MailboxFull,
+                packets: 1
+            })
+        );
+        assert_eq!(
+            lanes.queued_bytes(1),
+            1400,
+            "the refused batch's room was given back"
+        );
+        assert!(
+            lanes.fresh(0).bytes.capacity() >= 700,
+            "its buffers came home"
+        );
+
+        let lanes = HandoverLanes::new(2);
+        let (tx, _rx) = crate::worker::mailbox::mailbox::<WorkerMsg>(4096).unwrap();
+        let fit = MAX_QUEUED_BYTES / MAX_BATCH_BYTES;
+        for _ in 0..fit {
+            assert_eq!(lanes.send(1, batch_of(MAX_BATCH_BYTES), &tx), Ok(()));
+        }
+        assert_eq!(
+            lanes.send(1, batch_of(MAX_BATCH_BYTES), &tx),
+            Err(Dropped {
+                event: Event::MailboxFull,
+                packets: 1
+            })
+        );
+        assert_eq!(lanes.queued_bytes(1), MAX_QUEUED_BYTES);
+        assert_eq!(tx.stats().batches_sent, fit as u64);
+        assert!(lanes.fresh(0).bytes.capacity() >= MAX_BATCH_BYTES);
     }
 
     #[test]

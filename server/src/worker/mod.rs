@@ -520,21 +520,9 @@ impl Worker {
             }
             std::mem::replace(slot, self.shared.handover.fresh(self.index))
         };
-        let lanes = &self.shared.handover;
-        let packets = batch.len() as u64;
-        if !lanes.admit(target, &batch) {
-            // The worker is behind by MAX_QUEUED_BYTES already.
-            self.metrics().events_n(Event::MailboxFull, packets);
-            lanes.recycle(batch);
-            return;
-        }
-        if let Err(e) = self.shared.mailboxes[target].send_batch(vec![WorkerMsg::Packets(batch)]) {
-            self.metrics().events_n(e.kind, packets);
-            for msg in e.batch {
-                if let WorkerMsg::Packets(batch) = msg {
-                    lanes.unsent(target, batch);
-                }
-            }
+        let mailbox = &self.shared.mailboxes[target];
+        if let Err(dropped) = self.shared.handover.send(target, batch, mailbox) {
+            self.metrics().events_n(dropped.event, dropped.packets);
         }
     }
 
