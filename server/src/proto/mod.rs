@@ -30,6 +30,16 @@ pub mod route;
 pub mod session;
 pub mod sstp;
 
+/// Gives back the memory of `queue` if it is empty: what a burst or the
+/// setup grew it to is not kept while a session is quiet (the
+/// `release_idle_capacity` of the session, its PPP link and their
+/// outboxes).
+pub(crate) fn release_if_empty<T>(queue: &mut std::collections::VecDeque<T>) {
+    if queue.is_empty() {
+        *queue = std::collections::VecDeque::new();
+    }
+}
+
 /// Which end of the tunnel this state machine plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {

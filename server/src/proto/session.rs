@@ -520,9 +520,7 @@ impl Session {
     /// link's included (the runtime calls this once the session has been
     /// quiet for a while; nothing it holds is lost).
     pub fn release_idle_capacity(&mut self) {
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
+        crate::proto::release_if_empty(&mut self.events);
         self.ppp.release_idle_capacity();
     }
 

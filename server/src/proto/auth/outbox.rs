@@ -112,12 +112,8 @@ impl Outbox {
     /// through the machine once the session has been quiet; nothing
     /// waiting is lost).
     pub(crate) fn release_idle_capacity(&mut self) {
-        if self.packets.is_empty() {
-            self.packets = VecDeque::new();
-        }
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
+        crate::proto::release_if_empty(&mut self.packets);
+        crate::proto::release_if_empty(&mut self.events);
     }
 
     #[must_use]

@@ -929,9 +929,7 @@ impl PppLink {
     /// Gives back the memory of empty queues (events, outgoing frames):
     /// what the setup grew them to is not needed while the link is idle.
     pub fn release_idle_capacity(&mut self) {
-        if self.events.is_empty() {
-            self.events = VecDeque::new();
-        }
+        crate::proto::release_if_empty(&mut self.events);
         self.effects.out.release_idle_capacity();
         if let Some(auth) = &mut self.auth {
             auth.machine.release_idle_capacity();

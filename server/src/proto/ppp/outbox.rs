@@ -125,9 +125,7 @@ impl Outbox {
     /// Gives back the memory of an empty queue and of the spare frames
     /// (the link is idle; the next frame allocates again).
     pub fn release_idle_capacity(&mut self) {
-        if self.frames.is_empty() {
-            self.frames = VecDeque::new();
-        }
+        crate::proto::release_if_empty(&mut self.frames);
         self.spare = Vec::new();
     }
 
