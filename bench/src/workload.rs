@@ -584,20 +584,29 @@ pub struct DataWork {
     down: Vec<Vec<u8>>,
 }
 
+/// The workload's session pair, connected, and the client's tunnel
+/// address; `part` names the part in an error.
+fn connected_pair(part: &str) -> Result<(SessionPair, Ipv4Addr), String> {
+    let mut pair = new_pair(&server_config(), &client_config(), &authenticator(), 1);
+    if !pair.connect_without_timers() {
+        return Err(format!(
+            "{part}: the session pair did not come up: {pair:?}"
+        ));
+    }
+    let client_ip = pair
+        .client
+        .session
+        .ipv4()
+        .ok_or(format!("{part}: client has no IPv4 address"))?
+        .local;
+    Ok((pair, client_ip))
+}
+
 impl DataWork {
     pub fn new(packets: u64) -> Result<Self, String> {
-        let mut pair = new_pair(&server_config(), &client_config(), &authenticator(), 1);
-        if !pair.connect_without_timers() {
-            return Err(format!("data: the session pair did not come up: {pair:?}"));
-        }
+        let (mut pair, client_ip) = connected_pair("data")?;
         pair.client.keep_delivered = false;
         pair.server.keep_delivered = false;
-        let client_ip = pair
-            .client
-            .session
-            .ipv4()
-            .ok_or("data: client has no IPv4 address")?
-            .local;
         Ok(DataWork {
             pair,
             packets,
@@ -668,16 +677,7 @@ pub struct PathWork {
 
 impl PathWork {
     pub fn new(direction: Direction, packets: u64) -> Result<Self, String> {
-        let mut pair = new_pair(&server_config(), &client_config(), &authenticator(), 1);
-        if !pair.connect_without_timers() {
-            return Err(format!("path: the session pair did not come up: {pair:?}"));
-        }
-        let client_ip = pair
-            .client
-            .session
-            .ipv4()
-            .ok_or("path: client has no IPv4 address")?
-            .local;
+        let (pair, client_ip) = connected_pair("path")?;
         let ips = match direction {
             Direction::ClientToServer => imix_packets(client_ip, GATEWAY, 11),
             Direction::ServerToClient => imix_packets(GATEWAY, client_ip, 12),
