@@ -208,8 +208,7 @@ async fn serve_proxied(
     let timeout = options
         .proxy_header_timeout
         .min(worker.shared.live.load().config.server.preauth_timeout);
-    // On the heap while it runs, like the handshake (see `serve_connection`).
-    let header = Box::pin(read_header(&tcp, options.proxy_protocol, timeout)).await;
+    let header = read_header(&tcp, options.proxy_protocol, timeout).await;
     let client = match header {
         Ok(peer) => {
             worker.metrics().event(peer);
