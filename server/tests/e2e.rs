@@ -915,23 +915,33 @@ async fn connect_once_listening(
 /// A client that stops reading while the network sends to it at full
 /// speed fills its session's queue (512 KiB of plaintext): what comes
 /// beyond is dropped and counted as `tx_queue_full`, with segmentation
-/// offload before the super-packet is cut. Neither the session nor
-/// another session of the same worker suffers: the other still pings,
-/// and the stalled one carries traffic again once it reads.
+/// offload before the super-packet is cut, and from then on by the
+/// kernel's drop filter (`tun.drop_filter`) until the writer makes room.
+/// Neither the session nor another session of the same worker suffers:
+/// the other still pings, and the stalled one carries traffic again once
+/// it reads (so the filter let go of its address).
 #[test]
 fn a_client_that_stops_reading_fills_only_its_own_queue() {
-    a_stalled_client_fills_only_its_own_queue(TunOffload::Auto);
+    a_stalled_client_fills_only_its_own_queue(TunOffload::Auto, true);
 }
 
 #[test]
 fn a_client_that_stops_reading_fills_only_its_own_queue_without_tun_offload() {
-    a_stalled_client_fills_only_its_own_queue(TunOffload::Off);
+    a_stalled_client_fills_only_its_own_queue(TunOffload::Off, true);
 }
 
-fn a_stalled_client_fills_only_its_own_queue(offload: TunOffload) {
+/// The same where the kernel's drop filter is off: sstpd drops every
+/// packet beyond the bound itself.
+#[test]
+fn a_client_that_stops_reading_fills_only_its_own_queue_without_the_drop_filter() {
+    a_stalled_client_fills_only_its_own_queue(TunOffload::Auto, false);
+}
+
+fn a_stalled_client_fills_only_its_own_queue(offload: TunOffload, drop_filter: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
     config.tun.offload = offload;
+    config.tun.drop_filter = drop_filter;
     let server = TestServer::start(config);
     let addr = server.addr;
     let counters = server.handle().counters();
@@ -987,6 +997,19 @@ fn a_stalled_client_fills_only_its_own_queue(offload: TunOffload) {
         "the stalled session works again: {stats}"
     );
     assert_eq!(stats.sessions_established, 2, "{stats}");
+    if drop_filter {
+        assert!(
+            stats.event("marked") >= 1,
+            "the kernel took over the drops: {stats}"
+        );
+        assert_eq!(
+            stats.event("mark_failed") + stats.event("clear_failed"),
+            0,
+            "{stats}"
+        );
+    } else {
+        assert_eq!(stats.event("marked"), 0, "{stats}");
+    }
     if offload == TunOffload::Auto && stats.event("super_packets_read") > 0 {
         // Where the kernel hands the TUN device UDP super-packets (USO,
         // Linux 6.2 on), segments were counted as dropped that were

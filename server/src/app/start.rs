@@ -319,6 +319,12 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let (tun, tun_offloads) = open_tun(&config, workers, &metrics)?;
     let tun_name = tun.name().to_string();
+    let drop_filter = attach_drop_filter(&config, &tun, &metrics);
+    // Opened here, in the device's network namespace, which the file keeps.
+    let tun_stats = crate::tun::DeviceStats::open(&tun_name)
+        .map_err(|e| tracing::warn!(error = %e, "no /proc/net/dev for the TUN device's counters"))
+        .ok()
+        .map(Arc::new);
     // Framed-Route: no route over a pool or the gateway (see
     // routing::framed_route); kernel routes via the TUN device.
     let framed_routes = Arc::new(FramedRouteTable::new(
@@ -371,6 +377,8 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         }),
         ktls: tls.ktls.clone(),
         tun_offloads,
+        drop_filter,
+        tun_stats,
         authenticator,
         users: users.clone(),
         throttle: crate::aaa::throttle::AuthThrottle::new(&config.auth_throttle),
@@ -707,6 +715,42 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             ("active", active),
         ]),
     );
+    gauges.push(
+        ScrapeGauge::new(
+            "tun_drop_filter_info",
+            "tun.drop_filter (configured) and whether the kernel took the filter (active).",
+            || 1,
+        )
+        .with_labels(vec![
+            (
+                "configured",
+                if shared.config.tun.drop_filter {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+            (
+                "active",
+                if shared.drop_filter.is_some() {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+        ]),
+    );
+    let stats = shared.tun_stats.clone();
+    gauges.push(ScrapeGauge::new(
+        "tun_kernel_tx_dropped",
+        "Packets the kernel dropped on their way to the TUN device: the drop filter's and those of a full device queue (the device's tx_dropped).",
+        move || {
+            stats
+                .as_ref()
+                .and_then(|s| s.tx_dropped())
+                .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+        },
+    ));
     gauges
 }
 
@@ -834,6 +878,38 @@ fn open_tun(
     }
     tun.set_up(true).map_err(StartError::Tun)?;
     Ok((tun, offloads))
+}
+
+/// With `tun.drop_filter` (the default), the kernel's drop filter for
+/// sessions whose queue is full ([`crate::tun::drop_filter`]); where the
+/// kernel refuses, one warning and a `tun_drop_filter_unavailable` count.
+fn attach_drop_filter(
+    config: &Config,
+    tun: &TunDevice,
+    metrics: &Metrics,
+) -> Option<Arc<crate::tun::drop_filter::DropFilter>> {
+    if !config.tun.drop_filter {
+        return None;
+    }
+    // An IPv4 address and an IPv6 /64 per session.
+    let capacity = u32::try_from(config.server.max_sessions.saturating_mul(2)).unwrap_or(u32::MAX);
+    match tun.attach_drop_filter(capacity) {
+        Ok(filter) => Some(Arc::new(filter)),
+        Err(error) => {
+            tracing::warn!(
+                %error,
+                "tun.drop_filter: the kernel refused the BPF drop filter; a full session queue drops in sstpd"
+            );
+            metrics.global().event(match error {
+                crate::tun::drop_filter::DropFilterError::Map(_) => Event::TunDropFilterMapRefused,
+                crate::tun::drop_filter::DropFilterError::Program { .. } => {
+                    Event::TunDropFilterProgramRefused
+                }
+                _ => Event::TunDropFilterAttachRefused,
+            });
+            None
+        }
+    }
 }
 
 /// Creates the device; with `tun.offload = "auto"` every queue has

@@ -481,6 +481,12 @@ pub struct TunSection {
     /// Segmentation offload with the kernel (`IFF_VNET_HDR`, TSO/USO).
     /// Default "auto".
     pub offload: TunOffload,
+    /// Whether the kernel drops the packets for a session whose queue is
+    /// full, through a BPF filter on the device, instead of sstpd after
+    /// reading them ([`crate::tun::drop_filter`]). Default true; where the
+    /// kernel refuses, sstpd drops them itself (counted as
+    /// `tun_drop_filter_unavailable`).
+    pub drop_filter: bool,
 }
 
 /// `tun.offload`: whether sstpd and the kernel exchange GSO super-packets.
@@ -512,6 +518,7 @@ impl Default for TunSection {
             mtu: 1400,
             multi_queue: true,
             offload: TunOffload::Auto,
+            drop_filter: true,
         }
     }
 }

@@ -441,6 +441,20 @@ events! {
         TunOffloadFeaturesRefused = "tunsetoffload",
     }
 
+    TunDropFilterUnavailable("tun_drop_filter_unavailable",
+        "tun.drop_filter refused by the kernel at startup (sstpd drops at a full session queue itself), by step.") {
+        TunDropFilterMapRefused = "map",
+        TunDropFilterProgramRefused = "program",
+        TunDropFilterAttachRefused = "attach",
+    }
+
+    TunDropFilter("tun_drop_filter",
+        "Sessions whose full queue the kernel's drop filter took over (marked), and updates of its map that failed.") {
+        TunDropFilterMarked = "marked",
+        TunDropFilterMarkFailed = "mark_failed",
+        TunDropFilterClearFailed = "clear_failed",
+    }
+
     TunOffloadPackets("tun_offload_packets",
         "Packets through the TUN offload path: super-packets read and the segments cut from them, packets merged into super-packets written.") {
         TunSuperPacketsRead = "super_packets_read",

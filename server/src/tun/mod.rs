@@ -45,6 +45,7 @@
 //! The offset is ignored (a TUN fd is a stream); pass 0. A plain `read(2)`
 //! on a queue returns `EAGAIN` when nothing waits: poll it first.
 
+pub mod drop_filter;
 pub mod offload;
 mod queue;
 pub mod routes;
@@ -300,6 +301,16 @@ impl TunDevice {
     /// The interface name the kernel gave the device.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Attaches the [`drop_filter::DropFilter`] to this device, with room
+    /// for `capacity` congested destinations.
+    pub fn attach_drop_filter(
+        &self,
+        capacity: u32,
+    ) -> Result<drop_filter::DropFilter, drop_filter::DropFilterError> {
+        let queue = self.queues.first().map(|q| q.as_raw_fd()).unwrap_or(-1);
+        drop_filter::DropFilter::attach(queue, capacity)
     }
 
     /// The queues still held by this handle.
@@ -658,9 +669,74 @@ unsafe fn ioctl_with<T>(fd: RawFd, request: libc::Ioctl, arg: &mut T) -> io::Res
     }
 }
 
+/// The kernel's counters of a device, from `/proc/net/dev` of the network
+/// namespace it was opened in: the file keeps that namespace, so the
+/// counters can be read from any thread later (the metrics exporter's).
+#[derive(Debug)]
+pub struct DeviceStats {
+    file: File,
+    /// `"<name>:"`, the start of the device's line.
+    prefix: String,
+}
+
+impl DeviceStats {
+    /// Opens the counters of device `name` in the calling thread's network
+    /// namespace.
+    pub fn open(name: &str) -> io::Result<DeviceStats> {
+        let file = File::open("/proc/thread-self/net/dev")?;
+        let stats = DeviceStats {
+            file,
+            prefix: format!("{name}:"),
+        };
+        stats
+            .tx_dropped()
+            .ok_or_else(|| io::Error::other(format!("no line for {name} in /proc/net/dev")))?;
+        Ok(stats)
+    }
+
+    /// Packets the kernel dropped on their way to the device (`tx_dropped`),
+    /// or `None` when the device is gone.
+    pub fn tx_dropped(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut text = vec![0u8; 64 * 1024];
+        let mut len = 0;
+        // A sequence file: read from offset 0 gives the table afresh.
+        while len < text.len() {
+            match self.file.read_at(&mut text[len..], len as u64) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(_) => return None,
+            }
+        }
+        let text = std::str::from_utf8(&text[..len]).ok()?;
+        parse_tx_dropped(text, &self.prefix)
+    }
+}
+
+/// `tx_dropped` from the device's line of `/proc/net/dev`: after the
+/// name, eight receive counters, then transmit bytes, packets, errors and
+/// drops.
+fn parse_tx_dropped(table: &str, prefix: &str) -> Option<u64> {
+    let line = table
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(prefix))?;
+    line.split_whitespace().nth(11)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tx_dropped_is_the_twelfth_counter_of_the_device_line() {
+        let table = "Inter-|   Receive                                                |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+lo:   71400     850    0    0    0     0          0         0    71400     850    0    0    0     0       0          0\n \
+sstp0: 9000      10    0    0    0     0          0         0     1234      12    0   77    0     0       0          0\n";
+        assert_eq!(parse_tx_dropped(table, "sstp0:"), Some(77));
+        assert_eq!(parse_tx_dropped(table, "lo:"), Some(0));
+        assert_eq!(parse_tx_dropped(table, "sstp1:"), None);
+    }
 
     #[test]
     fn interface_names_follow_the_kernel_rules() {

@@ -124,6 +124,11 @@ pub(crate) struct Shared {
     /// The segmentation offloads the kernel took for the TUN device
     /// (`tun.offload = "auto"`), or `None`: one packet per read and write.
     pub tun_offloads: Option<crate::tun::TunOffloads>,
+    /// The kernel's drop filter for sessions whose queue is full, where
+    /// `tun.drop_filter` is on and the kernel took it.
+    pub drop_filter: Option<Arc<crate::tun::drop_filter::DropFilter>>,
+    /// The TUN device's kernel counters.
+    pub tun_stats: Option<Arc<crate::tun::DeviceStats>>,
     pub authenticator: Arc<dyn Authenticator>,
     /// The local user store (sessions of users removed from it are closed
     /// on reload).

@@ -357,6 +357,23 @@ pub(crate) struct SessionCtx {
     /// The IPv4 address the session had, kept after IPCP goes down for
     /// the "session ended" line.
     logged_ipv4: Cell<Option<std::net::Ipv4Addr>>,
+    /// Whether the kernel drops this session's packets from TUN while its
+    /// queue is full ([`crate::tun::drop_filter`]).
+    kernel_drop: Cell<KernelDrop>,
+}
+
+/// A session's standing with the kernel's drop filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KernelDrop {
+    /// Its packets reach sstpd.
+    Off,
+    /// Its queue is full and its addresses are in the filter's map: the
+    /// kernel drops its packets until the writer makes room.
+    Marked,
+    /// Its queue is full but the map refused its addresses (full): sstpd
+    /// drops at the bound, and does not try again until the writer makes
+    /// room.
+    Refused,
 }
 
 /// A session's accounting ([RFC 2866]): Start when IPCP gives it its
@@ -651,6 +668,7 @@ async fn establish(
             acct: RefCell::new(None),
             established_at: Cell::new(None),
             logged_ipv4: Cell::new(None),
+            kernel_drop: Cell::new(KernelDrop::Off),
         });
     let Some((_, ctx)) = inserted else {
         worker.metrics().event(Event::RefusedWorkerFull);
@@ -805,6 +823,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             break;
         }
         std::mem::swap(&mut *ctx.out.borrow_mut(), &mut batch);
+        ctx.queue_has_room(worker);
         if !batch.is_empty() || ctx.tls.wants_flush() {
             #[cfg(any(test, feature = "testing"))]
             ctx.injected_panic(crate::testing::faults::SessionTask::Writer);
@@ -1082,6 +1101,54 @@ impl SessionCtx {
         }
     }
 
+    /// The plaintext queue is at its bound: from now on the kernel drops
+    /// this session's packets from TUN, which sstpd would drop after
+    /// reading them ([`crate::tun::drop_filter`]), until the writer takes
+    /// the queue ([`SessionCtx::queue_has_room`]). Packets to its
+    /// Framed-Route prefixes still reach sstpd and drop at the bound.
+    pub(crate) fn queue_full(&self, worker: &Worker) {
+        if self.kernel_drop.get() != KernelDrop::Off {
+            return;
+        }
+        let Some(filter) = worker.shared.drop_filter.as_deref() else {
+            return;
+        };
+        let routes = self.routes.borrow();
+        for addr in routes.iter() {
+            if let Err(error) = filter.mark(*addr) {
+                worker.metrics().event(Event::TunDropFilterMarkFailed);
+                tracing::debug!(%addr, %error, "drop filter refused the mark; dropping at the queue");
+                for marked in routes.iter() {
+                    let _ = filter.clear(*marked);
+                }
+                self.kernel_drop.set(KernelDrop::Refused);
+                return;
+            }
+        }
+        self.kernel_drop.set(KernelDrop::Marked);
+        worker.metrics().event(Event::TunDropFilterMarked);
+    }
+
+    /// The writer took the queue (or the session ends): the session's
+    /// packets reach sstpd again.
+    fn queue_has_room(&self, worker: &Worker) {
+        if self.kernel_drop.replace(KernelDrop::Off) != KernelDrop::Marked {
+            return;
+        }
+        let Some(filter) = worker.shared.drop_filter.as_deref() else {
+            return;
+        };
+        let Ok(routes) = self.routes.try_borrow() else {
+            return;
+        };
+        for addr in routes.iter() {
+            if let Err(error) = filter.clear(*addr) {
+                worker.metrics().event(Event::TunDropFilterClearFailed);
+                tracing::error!(%addr, %error, "drop filter: could not clear a congested address");
+            }
+        }
+    }
+
     /// After a write: wakes a paused reader once the backlog is low.
     fn output_written(&self) {
         if self.output_backlog() < OUTPUT_LOW_WATER {
@@ -1106,6 +1173,7 @@ impl SessionCtx {
     pub(crate) fn send_ip(&self, worker: &Worker, packet: &[u8]) {
         if self.plaintext_full() {
             WorkerMetrics::add(&worker.metrics().tx_queue_full, 1);
+            self.queue_full(worker);
             return;
         }
         let mut out = self.out.borrow_mut();
@@ -1648,6 +1716,8 @@ impl SessionCtx {
     }
 
     fn remove_route(&self, worker: &Worker, addr: IpAddr) {
+        // Not left behind in the drop filter for the address's next owner.
+        self.queue_has_room(worker);
         let _ = worker.shared.table.remove(addr, self.reference);
         self.routes.borrow_mut().retain(|a| *a != addr);
     }
@@ -1718,6 +1788,8 @@ impl SessionCtx {
         // A session that ended without its Closed event (a panic, the
         // worker's runtime going away) still gets its Stop.
         self.acct_stop(worker, Event::SessionPanicked);
+        // Before the addresses go back to the pool.
+        self.queue_has_room(worker);
         self.release_ipv6_prefix(worker);
         self.release_ipv4(worker);
         self.release_framed_routes(worker);

@@ -108,6 +108,7 @@ impl Worker {
                 Ok(count) => WorkerMetrics::add(&self.metrics().tx_queue_full, count as u64),
                 Err(e) => self.metrics().event(offload_error_event(e)),
             }
+            session.queue_full(self);
             return;
         }
         let mut segments = offload.segments.borrow_mut();

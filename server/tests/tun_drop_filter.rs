@@ -1,0 +1,174 @@
+//! `tun::drop_filter` against the real kernel: a TUN device in a network
+//! namespace of its own, UDP sent through it by the kernel, and the
+//! device's queue read as sstpd reads it. A marked destination (an IPv4
+//! address, an IPv6 /64) is dropped by the kernel and counted in the
+//! device's `tx_dropped`; every other destination, and the marked one once
+//! cleared, is read as before.
+
+#![cfg(feature = "runtime")]
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use sstpd::testing::netns::NetNs;
+use sstpd::tun::drop_filter::DropFilter;
+use sstpd::tun::{TunDevice, TunOptions};
+
+const PREFIX: &str = "sstpd-dropfilter";
+const NAME: &str = "sstpdrop";
+const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 1);
+const CONGESTED: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 7);
+const OTHER: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 8);
+
+/// The destination of every packet the queue holds within `wait`.
+fn destinations(queue: &File, wait: Duration) -> Vec<IpAddr> {
+    let deadline = Instant::now() + wait;
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return found;
+        }
+        let mut fd = libc::pollfd {
+            fd: queue.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut fd, 1, left.as_millis().max(1) as libc::c_int) };
+        assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
+        if fd.revents & libc::POLLIN == 0 {
+            continue;
+        }
+        let len = (&*queue).read(&mut buf).unwrap();
+        let packet = &buf[..len];
+        if let Some(dst) = sstpd::routing::session_table::dst_of_ip_packet(packet) {
+            found.push(dst);
+        }
+    }
+}
+
+/// The device's `tx_dropped`, from this namespace's `/proc/net/dev`.
+fn tx_dropped() -> u64 {
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+    let line = dev
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{NAME}:")))
+        .expect("the device in /proc/net/dev");
+    let fields: Vec<&str> = line.split(':').nth(1).unwrap().split_whitespace().collect();
+    // Receive: bytes packets errs drop fifo frame compressed multicast;
+    // then transmit: bytes packets errs drop ...
+    fields[11].parse().unwrap()
+}
+
+/// How many of `seen` went to `addr`.
+fn count_of(seen: &[IpAddr], addr: impl Into<IpAddr>) -> usize {
+    let addr = addr.into();
+    seen.iter().filter(|d| **d == addr).count()
+}
+
+fn send(socket: &UdpSocket, to: IpAddr, count: usize) {
+    for _ in 0..count {
+        socket
+            .send_to(b"drop me, or not", SocketAddr::new(to, 9))
+            .unwrap();
+    }
+}
+
+#[test]
+fn marked_destinations_are_dropped_by_the_kernel_and_others_pass() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = TunDevice::create(&TunOptions::new(NAME, 1)).unwrap();
+        device.set_mtu(1400).unwrap();
+        device.set_ipv4(TUN_ADDR, 24).unwrap();
+        let v6_local: Ipv6Addr = "fd98::1".parse().unwrap();
+        let v6_congested: Ipv6Addr = "fd98:0:0:7::5".parse().unwrap();
+        let v6_same_64: Ipv6Addr = "fd98:0:0:7:ffff::9".parse().unwrap();
+        let v6_other: Ipv6Addr = "fd98:0:0:8::5".parse().unwrap();
+        device.add_ipv6(v6_local, 48).unwrap();
+        device.set_up(true).unwrap();
+        let filter: DropFilter = device.attach_drop_filter(16).unwrap();
+        let queue = &device.queues()[0];
+        let v4 = UdpSocket::bind((TUN_ADDR, 0)).unwrap();
+        // The IPv6 address needs its duplicate address detection done
+        // (nodad is not set by add_ipv6): bind may fail for a moment.
+        let v6 = {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match UdpSocket::bind((v6_local, 0)) {
+                    Ok(socket) => break socket,
+                    Err(e) if Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("bind {v6_local}: {e}"),
+                }
+            }
+        };
+        let short = Duration::from_millis(300);
+
+        // Nothing marked: everything is read.
+        send(&v4, CONGESTED.into(), 3);
+        send(&v4, OTHER.into(), 3);
+        let seen = destinations(queue, short);
+        assert_eq!(count_of(&seen, CONGESTED), 3);
+        assert_eq!(count_of(&seen, OTHER), 3);
+
+        // Marked: the kernel drops the congested address's packets and
+        // counts them; the other address's still arrive.
+        let before = tx_dropped();
+        filter.mark(CONGESTED.into()).unwrap();
+        filter.mark(v6_congested.into()).unwrap();
+        send(&v4, CONGESTED.into(), 5);
+        send(&v4, OTHER.into(), 4);
+        send(&v6, v6_congested.into(), 2);
+        send(&v6, v6_same_64.into(), 2);
+        send(&v6, v6_other.into(), 3);
+        let seen = destinations(queue, short);
+        assert!(!seen.contains(&CONGESTED.into()), "{seen:?}");
+        assert!(!seen.contains(&v6_congested.into()), "{seen:?}");
+        assert!(
+            !seen.contains(&v6_same_64.into()),
+            "the whole /64: {seen:?}"
+        );
+        assert_eq!(count_of(&seen, OTHER), 4);
+        assert_eq!(count_of(&seen, v6_other), 3);
+        assert_eq!(tx_dropped() - before, 5 + 2 + 2, "counted by the device");
+
+        // Cleared (twice: a key that is gone is no error): read again.
+        filter.clear(CONGESTED.into()).unwrap();
+        filter.clear(CONGESTED.into()).unwrap();
+        filter.clear(v6_congested.into()).unwrap();
+        send(&v4, CONGESTED.into(), 2);
+        send(&v6, v6_same_64.into(), 1);
+        let seen = destinations(queue, short);
+        assert_eq!(count_of(&seen, CONGESTED), 2);
+        assert_eq!(count_of(&seen, v6_same_64), 1);
+    });
+}
+
+#[test]
+fn a_full_map_refuses_the_mark_and_drops_nothing() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = TunDevice::create(&TunOptions::new(NAME, 1)).unwrap();
+        device.set_ipv4(TUN_ADDR, 24).unwrap();
+        device.set_up(true).unwrap();
+        let filter = device.attach_drop_filter(1).unwrap();
+        filter.mark(OTHER.into()).unwrap();
+        let refused = filter.mark(CONGESTED.into()).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::E2BIG), "{refused}");
+        let v4 = UdpSocket::bind((TUN_ADDR, 0)).unwrap();
+        send(&v4, CONGESTED.into(), 2);
+        let seen = destinations(&device.queues()[0], Duration::from_millis(300));
+        // (Router solicitations from the device's link-local address may
+        // come too.)
+        let seen: Vec<IpAddr> = seen.into_iter().filter(IpAddr::is_ipv4).collect();
+        assert_eq!(seen, vec![IpAddr::from(CONGESTED); 2]);
+    });
+}
