@@ -392,16 +392,11 @@ struct Machine {
     /// Control bytes (HTTP, SSTP control packets) waiting to be sent.
     tx: Vec<u8>,
     events: VecDeque<SstpEvent>,
-    /// ServerCertificateHash / ClientCertificateHash.
-    cert: CertHashes,
-    /// Server: the nonce it sends. Client: ClientNonce, once received.
-    nonce: [u8; NONCE_LEN],
+    /// The crypto binding's inputs, until the call is connected or torn
+    /// down.
+    setup: Option<Box<Setup>>,
     /// Server: ServerHashProtocolSupported as offered.
     offered: HashProtocols,
-    /// ServerHLAKKey / the client's HLAK, once PPP authentication is done.
-    hlak: Option<[u8; 32]>,
-    /// Server: a Call Connected that arrived before the HLAK.
-    pending_call_connected: Option<[u8; CALL_CONNECTED_LEN]>,
     /// The hash protocol of the crypto binding (client: chosen; server:
     /// verified).
     hash_protocol: Option<HashProtocol>,
@@ -410,9 +405,25 @@ struct Machine {
     /// Client: Call Connect Requests sent.
     requests_sent: u8,
     correlation_id: Option<String>,
-    http_date: Option<String>,
     /// Why the current teardown started.
     close_reason: Option<CloseReason>,
+}
+
+/// What only the call's setup needs: the crypto binding's inputs
+/// ([MS-SSTP] 3.3.5.2.3, 3.2.7.1) and the HTTP reply's date. On the heap
+/// until the call is connected, then dropped: an established session,
+/// which may live for days, does not keep room for them.
+struct Setup {
+    /// ServerCertificateHash / ClientCertificateHash.
+    cert: CertHashes,
+    /// Server: the nonce it sends. Client: ClientNonce, once received.
+    nonce: [u8; NONCE_LEN],
+    /// ServerHLAKKey / the client's HLAK, once PPP authentication is done.
+    hlak: Option<[u8; 32]>,
+    /// Server: a Call Connected that arrived before the HLAK.
+    pending_call_connected: Option<[u8; CALL_CONNECTED_LEN]>,
+    /// Server: the Date header of the `200` reply.
+    http_date: Option<String>,
 }
 
 fn after(now: Instant, delay: Duration) -> Option<Instant> {
@@ -481,7 +492,9 @@ impl SstpConnection {
     /// clock; without this the header is left out. Call before the request
     /// arrives.
     pub fn set_http_date(&mut self, imf_fixdate: &str) {
-        self.machine.http_date = Some(imf_fixdate.to_owned());
+        if let Some(setup) = self.machine.setup.as_deref_mut() {
+            setup.http_date = Some(imf_fixdate.to_owned());
+        }
     }
 
     /// TLS plaintext from the peer. PPP frames carried by data packets are
@@ -715,16 +728,18 @@ impl Machine {
             echo_budget,
             tx: Vec::new(),
             events: VecDeque::new(),
-            cert,
-            nonce,
+            setup: Some(Box::new(Setup {
+                cert,
+                nonce,
+                hlak: None,
+                pending_call_connected: None,
+                http_date: None,
+            })),
             offered,
-            hlak: None,
-            pending_call_connected: None,
             hash_protocol: None,
             naks: 0,
             requests_sent: 0,
             correlation_id: None,
-            http_date: None,
             close_reason: None,
         }
     }
@@ -739,10 +754,11 @@ impl Machine {
                 Ok(Parsed::Done { message, consumed }) => {
                     self.http = HttpPhase::Done;
                     self.correlation_id = message.correlation_id;
+                    let date = self.setup.as_deref_mut().and_then(|s| s.http_date.take());
                     write_ok_response(
                         &mut self.tx,
                         self.config.http_server_header.as_deref(),
-                        self.http_date.as_deref(),
+                        date.as_deref(),
                     );
                     self.state = SstpState::ServerConnectRequestPending;
                     data.get(consumed..)
@@ -848,7 +864,10 @@ impl Machine {
                 self.server_on_connect_request(now, control)
             }
             (SstpState::ServerCallConnectedPending, MessageType::CallConnected)
-                if self.pending_call_connected.is_none() =>
+                if self
+                    .setup
+                    .as_deref()
+                    .is_some_and(|s| s.pending_call_connected.is_none()) =>
             {
                 self.server_on_call_connected(now, control)
             }
@@ -962,7 +981,14 @@ impl Machine {
         if !defects.is_empty() {
             return self.nak(now, &defects);
         }
-        encode_call_connect_ack(self.offered, &self.nonce, &mut self.tx);
+        let Some(setup) = self.setup.as_deref() else {
+            // Gone only once the call is connected or torn down.
+            return self.start_abort(
+                now,
+                AbortReason::UnexpectedMessage(MessageType::CallConnectRequest),
+            );
+        };
+        encode_call_connect_ack(self.offered, &setup.nonce, &mut self.tx);
         self.state = SstpState::ServerCallConnectedPending;
         self.timer = after(now, self.config.call_connected_timeout);
         self.events.push_back(SstpEvent::PppReady);
@@ -998,17 +1024,23 @@ impl Machine {
                 AbortReason::UnexpectedMessage(MessageType::CallConnected),
             );
         };
-        match self.hlak {
+        let Some(setup) = self.setup.as_deref_mut() else {
+            return;
+        };
+        match setup.hlak {
             Some(hlak) => self.verify(now, &message, &hlak),
-            None => self.pending_call_connected = Some(message),
+            None => setup.pending_call_connected = Some(message),
         }
     }
 
     fn verify(&mut self, now: Instant, message: &[u8; CALL_CONNECTED_LEN], hlak: &[u8; 32]) {
+        let Some(setup) = self.setup.as_deref() else {
+            return;
+        };
         let expected = BindingExpectation {
             offered: self.offered,
-            nonce: &self.nonce,
-            cert: &self.cert,
+            nonce: &setup.nonce,
+            cert: &setup.cert,
             hlak,
         };
         match verify_call_connected(message, &expected) {
@@ -1018,6 +1050,7 @@ impl Machine {
     }
 
     fn established(&mut self, now: Instant, protocol: HashProtocol) {
+        self.setup = None;
         self.hash_protocol = Some(protocol);
         self.state = match self.role {
             Role::Server => SstpState::ServerCallConnected,
@@ -1031,10 +1064,14 @@ impl Machine {
     }
 
     fn set_hlak(&mut self, now: Instant, hlak: [u8; 32]) {
-        self.hlak = Some(hlak);
+        let Some(setup) = self.setup.as_deref_mut() else {
+            // Connected already, or torn down: nothing to bind.
+            return;
+        };
+        setup.hlak = Some(hlak);
         match self.state {
             SstpState::ServerCallConnectedPending => {
-                if let Some(message) = self.pending_call_connected.take() {
+                if let Some(message) = setup.pending_call_connected.take() {
                     self.verify(now, &message, &hlak);
                 }
             }
@@ -1066,12 +1103,16 @@ impl Machine {
         let Some(protocol) = request.hash_protocols.strongest_common(self.offered) else {
             return self.start_abort(now, AbortReason::NoCommonHashProtocol);
         };
+        let Some(setup) = self.setup.as_deref_mut() else {
+            return;
+        };
+        setup.nonce = *request.nonce;
+        let hlak_known = setup.hlak.is_some();
         self.hash_protocol = Some(protocol);
-        self.nonce = *request.nonce;
         self.state = SstpState::ClientConnectAckReceived;
         self.timer = after(now, self.config.call_connected_timeout);
         self.events.push_back(SstpEvent::PppReady);
-        if self.hlak.is_some() {
+        if hlak_known {
             self.send_call_connected(now);
         }
     }
@@ -1097,10 +1138,13 @@ impl Machine {
 
     /// Client: [MS-SSTP] 3.2.7.1, Inner Authentication Completed.
     fn send_call_connected(&mut self, now: Instant) {
-        let (Some(protocol), Some(hlak)) = (self.hash_protocol, self.hlak) else {
+        let Some(setup) = self.setup.as_deref() else {
             return;
         };
-        let message = build_call_connected(protocol, &self.nonce, &self.cert, &hlak);
+        let (Some(protocol), Some(hlak)) = (self.hash_protocol, setup.hlak) else {
+            return;
+        };
+        let message = build_call_connected(protocol, &setup.nonce, &setup.cert, &hlak);
         self.tx.extend_from_slice(&message);
         self.established(now, protocol);
     }
@@ -1184,7 +1228,7 @@ impl Machine {
         self.events.push_back(SstpEvent::Closing(reason.clone()));
         self.close_reason = Some(reason);
         self.echo_outstanding = false;
-        self.pending_call_connected = None;
+        self.setup = None;
     }
 
     fn complete_teardown(&mut self) {
@@ -1207,7 +1251,7 @@ impl Machine {
         self.state = SstpState::Closed;
         self.timer = None;
         self.http = HttpPhase::Done;
-        self.pending_call_connected = None;
+        self.setup = None;
         self.close_reason = None;
         self.events.push_back(SstpEvent::Closed(reason));
     }
