@@ -48,6 +48,8 @@ const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
 /// `BPF_MAP_TYPE_HASH`, `BPF_PROG_TYPE_SOCKET_FILTER`.
 const BPF_MAP_TYPE_HASH: u32 = 1;
+/// `BPF_F_NO_PREALLOC`: entries are allocated as they are inserted.
+const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 /// Helper function ids (`enum bpf_func_id`).
 const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
@@ -260,6 +262,10 @@ fn create_map(capacity: u32) -> io::Result<OwnedFd> {
         key_size: KEY_LEN as u32,
         value_size: 1,
         max_entries: capacity,
+        // Few sessions are congested at once: the map holds room for all
+        // of them without allocating it up front (a preallocated hash map
+        // of 200,000 entries is over 10 MB of kernel memory).
+        map_flags: BPF_F_NO_PREALLOC,
         map_name: name("sstpd_congested"),
         ..MapCreateAttr::default()
     };
