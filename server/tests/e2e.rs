@@ -937,6 +937,73 @@ fn a_client_that_stops_reading_fills_only_its_own_queue_without_the_drop_filter(
     a_stalled_client_fills_only_its_own_queue(TunOffload::Auto, false);
 }
 
+/// Sends UDP from the server's side of the tunnel to `target` until
+/// `enough` (at most 20 s): 48 datagrams that fit the TUN device's MTU
+/// (1,400) per send, one super-packet where the kernel offloads UDP
+/// segmentation to the TUN device, else 48 packets.
+async fn flood_until(target: Ipv4Addr, enough: impl Fn() -> bool) {
+    let socket = std::net::UdpSocket::bind((GATEWAY, 0)).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    set_udp_segment(&socket, 1_300);
+    let payload = vec![0x5a; 1_300 * 48];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        for _ in 0..64 {
+            // A full TUN queue refuses some, and so does the drop filter
+            // (the kernel's drops, not the server's); anything else is the
+            // test's mistake.
+            if let Err(e) = socket.send_to(&payload, (target, 9)) {
+                let full = matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN));
+                assert!(full, "send: {e}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if enough() {
+            return;
+        }
+    }
+}
+
+/// A session that ends while the kernel drops its packets (its queue was
+/// full) leaves no mark behind: the next session with its address, a
+/// user's fixed one, carries traffic both ways.
+#[test]
+fn a_congested_session_that_ends_leaves_no_drop_mark_for_its_address() {
+    const FIXED: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 77);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.users.local[0].ip = Some(FIXED);
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let counters = server.handle().counters();
+    let answered = server.run_clients(move || async move {
+        let options = mschapv2_options(addr, "alice", "alice-secret");
+        let (stalled, _inbox) = connect(&options).await.unwrap();
+        assert_eq!(stalled.address(), Some(FIXED));
+        stalled.pause_reading();
+        flood_until(FIXED, || counters.snapshot().event("marked") > 0).await;
+        assert!(counters.snapshot().event("marked") > 0, "never marked");
+        // The client says goodbye without reading: the server's answer
+        // cannot leave, and its teardown timers end the session.
+        stalled.close(Duration::from_secs(1)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let active = || counters.snapshot().sessions_active;
+        while active() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(active(), 0, "the stalled session ended");
+        drop(stalled);
+        let (again, inbox) = connect(&options).await.unwrap();
+        assert_eq!(again.address(), Some(FIXED));
+        let answered = ping_gateway(&again, &inbox, 9, b"no mark left").await;
+        again.close(Duration::from_secs(5)).await;
+        answered
+    });
+    let stats = server.handle().metrics();
+    assert!(answered, "the address's next session is answered: {stats}");
+    assert_eq!(stats.event("clear_failed"), 0, "{stats}");
+}
+
 fn a_stalled_client_fills_only_its_own_queue(offload: TunOffload, drop_filter: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
@@ -954,32 +1021,8 @@ fn a_stalled_client_fills_only_its_own_queue(offload: TunOffload, drop_filter: b
             .unwrap();
         stalled.pause_reading();
         let target = stalled.address().unwrap();
-        // UDP from the server's side of the tunnel to the stalled client,
-        // 48 datagrams that fit the TUN device's MTU (1,400) per send:
-        // one super-packet where the kernel offloads UDP segmentation to
-        // the TUN device, else 48 packets.
-        let socket = std::net::UdpSocket::bind((GATEWAY, 0)).unwrap();
-        socket.set_nonblocking(true).unwrap();
-        set_udp_segment(&socket, 1_300);
-        let payload = vec![0x5a; 1_300 * 48];
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut dropped = 0;
-        while std::time::Instant::now() < deadline {
-            for _ in 0..64 {
-                // A full TUN queue refuses some (the kernel's drops, not
-                // the server's); anything else is the test's mistake.
-                if let Err(e) = socket.send_to(&payload, (target, 9)) {
-                    let full = matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN));
-                    assert!(full, "send: {e}");
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            dropped = counters.snapshot().tx_queue_full;
-            if dropped > 0 {
-                break;
-            }
-        }
-        drop(socket);
+        flood_until(target, || counters.snapshot().tx_queue_full > 0).await;
+        let dropped = counters.snapshot().tx_queue_full;
         let other_answered = ping_gateway(&other, &other_inbox, 7, b"still here").await;
         stalled.resume_reading();
         let stalled_recovered =
