@@ -900,13 +900,7 @@ fn attach_drop_filter(
                 %error,
                 "tun.drop_filter: the kernel refused the BPF drop filter; a full session queue drops in sstpd"
             );
-            metrics.global().event(match error {
-                crate::tun::drop_filter::DropFilterError::Map(_) => Event::TunDropFilterMapRefused,
-                crate::tun::drop_filter::DropFilterError::Program { .. } => {
-                    Event::TunDropFilterProgramRefused
-                }
-                _ => Event::TunDropFilterAttachRefused,
-            });
+            metrics.global().event(&error);
             None
         }
     }

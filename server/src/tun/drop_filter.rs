@@ -40,6 +40,8 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::metrics::Event;
+
 /// `BPF_MAP_CREATE`, `BPF_MAP_UPDATE_ELEM`, `BPF_MAP_DELETE_ELEM`,
 /// `BPF_PROG_LOAD` (`enum bpf_cmd`).
 const BPF_MAP_CREATE: libc::c_long = 0;
@@ -87,13 +89,13 @@ pub enum DropFilterError {
     Attach(io::Error),
 }
 
-impl DropFilterError {
-    /// The step, as a counter label.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DropFilterError::Map(_) => "map",
-            DropFilterError::Program { .. } => "program",
-            DropFilterError::Attach(_) => "attach",
+/// The step that failed, as its `tun_drop_filter_unavailable` counter.
+impl From<&DropFilterError> for Event {
+    fn from(error: &DropFilterError) -> Event {
+        match error {
+            DropFilterError::Map(_) => Event::TunDropFilterMapRefused,
+            DropFilterError::Program { .. } => Event::TunDropFilterProgramRefused,
+            DropFilterError::Attach(_) => Event::TunDropFilterAttachRefused,
         }
     }
 }
@@ -155,33 +157,31 @@ impl DropFilter {
     /// Packets to `addr` (its /64 for IPv6) are dropped by the kernel from
     /// now on. Fails when the map is full (`E2BIG`).
     pub fn mark(&self, addr: IpAddr) -> io::Result<()> {
-        let key = key_of(addr);
         let value = [1u8];
-        let mut attr = MapElemAttr {
-            map_fd: self.map.as_raw_fd() as u32,
-            _pad: 0,
-            key: key.as_ptr() as u64,
-            value: value.as_ptr() as u64,
-            flags: 0, // BPF_ANY
-        };
-        bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+        self.element(BPF_MAP_UPDATE_ELEM, addr, value.as_ptr() as u64)
     }
 
     /// Packets to `addr` reach sstpd again. Clearing a key that is not
     /// there is no error.
     pub fn clear(&self, addr: IpAddr) -> io::Result<()> {
+        match self.element(BPF_MAP_DELETE_ELEM, addr, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            result => result,
+        }
+    }
+
+    /// `command` on `addr`'s key in the map; `value` points at the value
+    /// (updates) or is 0 (deletes). Flags 0: `BPF_ANY`.
+    fn element(&self, command: libc::c_long, addr: IpAddr, value: u64) -> io::Result<()> {
         let key = key_of(addr);
         let mut attr = MapElemAttr {
             map_fd: self.map.as_raw_fd() as u32,
             _pad: 0,
             key: key.as_ptr() as u64,
-            value: 0,
+            value,
             flags: 0,
         };
-        match bpf(BPF_MAP_DELETE_ELEM, &mut attr) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            result => result.map(drop),
-        }
+        bpf(command, &mut attr).map(drop)
     }
 }
 

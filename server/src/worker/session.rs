@@ -1143,21 +1143,23 @@ impl SessionCtx {
     /// The writer took the queue (or the session ends): the session's
     /// packets reach sstpd again.
     fn queue_has_room(&self, worker: &Worker) {
-        if self.kernel_drop.replace(KernelDrop::Off) != KernelDrop::Marked {
-            return;
-        }
-        let Some(filter) = worker.shared.drop_filter.as_deref() else {
-            return;
-        };
-        let Ok(routes) = self.routes.try_borrow() else {
-            return;
-        };
-        for addr in routes.iter() {
-            if let Err(error) = filter.clear(*addr) {
-                worker.metrics().event(Event::TunDropFilterClearFailed);
-                tracing::error!(%addr, %error, "drop filter: could not clear a congested address");
+        if self.kernel_drop.get() == KernelDrop::Marked {
+            // Marked only with a filter. Routes borrowed elsewhere (a
+            // panic's cleanup): the mark stays, to be cleared next time.
+            let (Some(filter), Ok(routes)) = (
+                worker.shared.drop_filter.as_deref(),
+                self.routes.try_borrow(),
+            ) else {
+                return;
+            };
+            for addr in routes.iter() {
+                if let Err(error) = filter.clear(*addr) {
+                    worker.metrics().event(Event::TunDropFilterClearFailed);
+                    tracing::error!(%addr, %error, "drop filter: could not clear a congested address");
+                }
             }
         }
+        self.kernel_drop.set(KernelDrop::Off);
     }
 
     /// After a write: wakes a paused reader once the backlog is low.
