@@ -695,13 +695,21 @@ impl DeviceStats {
     }
 
     /// Packets the kernel dropped on their way to the device (`tx_dropped`),
-    /// or `None` when the device is gone.
+    /// or `None` when the device is gone (or its line lies beyond the
+    /// first MiB of the table).
     pub fn tx_dropped(&self) -> Option<u64> {
         use std::os::unix::fs::FileExt;
-        let mut text = vec![0u8; 64 * 1024];
+        let mut text = vec![0u8; 16 * 1024];
         let mut len = 0;
-        // A sequence file: read from offset 0 gives the table afresh.
-        while len < text.len() {
+        // A sequence file: read from offset 0 gives the table afresh. It
+        // holds a line (about 120 bytes) per device of the namespace.
+        loop {
+            if len == text.len() {
+                if len >= MAX_DEVICE_TABLE {
+                    break;
+                }
+                text.resize(len * 2, 0);
+            }
             match self.file.read_at(&mut text[len..], len as u64) {
                 Ok(0) => break,
                 Ok(n) => len += n,
@@ -712,6 +720,10 @@ impl DeviceStats {
         parse_tx_dropped(text, &self.prefix)
     }
 }
+
+/// The most of `/proc/net/dev` [`DeviceStats`] reads: about 8,000
+/// devices' lines.
+const MAX_DEVICE_TABLE: usize = 1 << 20;
 
 /// `tx_dropped` from the device's line of `/proc/net/dev`: after the
 /// name, eight receive counters, then transmit bytes, packets, errors and
@@ -736,6 +748,36 @@ sstp0: 9000      10    0    0    0     0          0         0     1234      12  
         assert_eq!(parse_tx_dropped(table, "sstp0:"), Some(77));
         assert_eq!(parse_tx_dropped(table, "lo:"), Some(0));
         assert_eq!(parse_tx_dropped(table, "sstp1:"), None);
+    }
+
+    /// The table is read whole however many devices come first, up to
+    /// [`MAX_DEVICE_TABLE`]; a line beyond it reads as no counters.
+    #[test]
+    fn a_long_device_table_is_read_to_its_bound() {
+        let stats_after = |filler_lines: usize| {
+            let mut table = String::new();
+            for i in 0..filler_lines {
+                table.push_str(&format!("veth{i:06}: {}\n", "0 ".repeat(16)));
+            }
+            table.push_str("sstp0: 1 2 3 4 5 6 7 8 9 10 11 42 13 14 15 16\n");
+            let path = std::env::temp_dir().join(format!(
+                "sstpd-devstats-{}-{filler_lines}",
+                std::process::id()
+            ));
+            std::fs::write(&path, &table).unwrap();
+            let stats = DeviceStats {
+                file: File::open(&path).unwrap(),
+                prefix: "sstp0:".into(),
+            };
+            std::fs::remove_file(&path).unwrap();
+            (table.len(), stats.tx_dropped())
+        };
+        let (len, read) = stats_after(2_000);
+        assert!(len > 64 * 1024, "past the first buffer: {len}");
+        assert_eq!(read, Some(42));
+        let (len, read) = stats_after(MAX_DEVICE_TABLE / 40);
+        assert!(len > MAX_DEVICE_TABLE, "past the bound: {len}");
+        assert_eq!(read, None);
     }
 
     #[test]
