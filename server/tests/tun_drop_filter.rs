@@ -8,14 +8,15 @@
 #![cfg(feature = "runtime")]
 
 use std::fs::File;
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::read_queue;
 use sstpd::testing::netns::NetNs;
 use sstpd::tun::drop_filter::DropFilter;
-use sstpd::tun::{TunDevice, TunOptions};
+use sstpd::tun::{DeviceStats, TunDevice, TunOptions};
 
 const PREFIX: &str = "sstpd-dropfilter";
 const NAME: &str = "sstpdrop";
@@ -26,43 +27,20 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 8);
 /// The destination of every packet the queue holds within `wait`.
 fn destinations(queue: &File, wait: Duration) -> Vec<IpAddr> {
     let deadline = Instant::now() + wait;
-    let mut found = Vec::new();
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return found;
-        }
-        let mut fd = libc::pollfd {
-            fd: queue.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut fd, 1, left.as_millis().max(1) as libc::c_int) };
-        assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
-        if fd.revents & libc::POLLIN == 0 {
-            continue;
-        }
-        let len = (&*queue).read(&mut buf).unwrap();
-        let packet = &buf[..len];
-        if let Some(dst) = sstpd::routing::session_table::dst_of_ip_packet(packet) {
-            found.push(dst);
-        }
-    }
+    std::iter::from_fn(|| read_queue(queue, deadline))
+        .filter_map(|packet| sstpd::routing::session_table::dst_of_ip_packet(&packet))
+        .collect()
 }
 
-/// The device's `tx_dropped`, from this namespace's `/proc/net/dev`.
+/// The device's `tx_dropped`, as sstpd's exporter reads it.
 fn tx_dropped() -> u64 {
-    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
-    let line = dev
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{NAME}:")))
-        .expect("the device in /proc/net/dev");
-    let fields: Vec<&str> = line.split(':').nth(1).unwrap().split_whitespace().collect();
-    // Receive: bytes packets errs drop fifo frame compressed multicast;
-    // then transmit: bytes packets errs drop ...
-    fields[11].parse().unwrap()
+    DeviceStats::open(NAME)
+        .and_then(|stats| {
+            stats
+                .tx_dropped()
+                .ok_or(std::io::Error::other("no counters"))
+        })
+        .expect("the device's counters")
 }
 
 /// How many of `seen` went to `addr`.

@@ -11,10 +11,11 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 mod common;
+
+use common::read_queue;
 
 use etherparse::{IpNumber, Ipv4Header, PacketHeaders, TcpHeader, TcpOptionElement, UdpHeader};
 use etherparse::{NetHeaders, TransportHeader};
@@ -84,31 +85,6 @@ fn write_whole(queue: &File, packet: &[u8]) {
     assert_eq!((&*queue).write(&framed).unwrap(), framed.len());
 }
 
-/// The next read of `queue` (a virtio-net header and a packet), or `None`
-/// at `deadline`.
-fn read_framed(queue: &File, deadline: Instant) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; VIRTIO_NET_HDR_LEN + 65_536];
-    loop {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        if wait.is_zero() {
-            return None;
-        }
-        let mut fd = libc::pollfd {
-            fd: queue.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut fd, 1, wait.as_millis().max(1) as libc::c_int) };
-        assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
-        if fd.revents & libc::POLLIN != 0 {
-            let len = (&*queue).read(&mut buf).unwrap();
-            buf.truncate(len);
-            return Some(buf);
-        }
-    }
-}
-
 /// A TCP segment or UDP datagram from the kernel's socket to the peer,
 /// its checksums checked by etherparse: its transport header and payload.
 fn checked_from_server(packet: &[u8]) -> Option<(TransportHeader, Vec<u8>)> {
@@ -168,7 +144,7 @@ fn next_server_segments(
     let mut out = vec![0u8; 1 << 18];
     let mut spans = Vec::new();
     loop {
-        let mut framed = read_framed(queue, deadline)?;
+        let mut framed = read_queue(queue, deadline)?;
         let header = VirtioNetHdr::decode(&framed).unwrap();
         let packet = &mut framed[VIRTIO_NET_HDR_LEN..];
         let split = match segmenter.split(&header, packet, &mut out, &mut spans) {
@@ -381,7 +357,7 @@ fn kernel_udp_takes_coalesced_datagrams_and_its_uso_is_cut_right() {
         let mut got: Vec<Vec<u8>> = Vec::new();
         let mut super_packets = 0;
         while got.len() < 5 {
-            let mut framed = read_framed(queue, deadline).expect("the datagrams");
+            let mut framed = read_queue(queue, deadline).expect("the datagrams");
             let header = VirtioNetHdr::decode(&framed).unwrap();
             let packet = &mut framed[VIRTIO_NET_HDR_LEN..];
             match segmenter.split(&header, packet, &mut out, &mut spans) {

@@ -567,3 +567,30 @@ pub fn set_udp_segment(socket: &std::net::UdpSocket, size: u16) {
     };
     assert_eq!(rc, 0, "UDP_SEGMENT: {}", std::io::Error::last_os_error());
 }
+
+/// The next read of a TUN `queue` (a packet, behind its virtio-net header
+/// where the queue has one), or `None` at `deadline`.
+pub fn read_queue(queue: &std::fs::File, deadline: std::time::Instant) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; sstpd::tun::offload::VIRTIO_NET_HDR_LEN + 65_536];
+    loop {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        if wait.is_zero() {
+            return None;
+        }
+        let mut fd = libc::pollfd {
+            fd: queue.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut fd, 1, wait.as_millis().max(1) as libc::c_int) };
+        assert!(ready >= 0, "poll: {}", std::io::Error::last_os_error());
+        if fd.revents & libc::POLLIN != 0 {
+            let len = (&*queue).read(&mut buf).unwrap();
+            buf.truncate(len);
+            return Some(buf);
+        }
+    }
+}
