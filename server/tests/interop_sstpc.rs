@@ -659,18 +659,17 @@ fn a_cbc_only_client_binds_through_a_tls_terminating_haproxy_with_the_same_certi
     ]
     .concat();
     std::fs::write(&front_pem, pem).unwrap();
-    let front: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let cfg = format!(
-        "global\n    maxconn 64\n\
-         defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
-         frontend sstp\n    bind {front} ssl crt {} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 ciphers AES256-SHA\n    \
-         default_backend sstpd\n\
-         backend sstpd\n    server s1 {back} ssl verify none send-proxy-v2\n",
-        front_pem.display()
-    );
-    let cfg_path = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    start_haproxy_in(&server.ns, &cfg_path, &[front]);
+    let front = start_haproxy_in(&server.ns, dir.path(), [127, 0, 0, 1].into(), 1, |fronts| {
+        format!(
+            "global\n    maxconn 64\n\
+             defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
+             frontend sstp\n    bind {} ssl crt {} ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.2 ciphers AES256-SHA\n    \
+             default_backend sstpd\n\
+             backend sstpd\n    server s1 {back} ssl verify none send-proxy-v2\n",
+            fronts[0],
+            front_pem.display()
+        )
+    })[0];
     // What any client gets at the front: TLS 1.2 with AES256-SHA.
     let probe = server
         .ns

@@ -114,16 +114,10 @@ fn start_haproxy(
     v2_back: SocketAddr,
     v1_back: SocketAddr,
 ) -> (SocketAddr, SocketAddr) {
-    let (v2_port, v1_port) = (free_port(), free_port());
-    let cfg_path = dir.join("haproxy.cfg");
-    std::fs::File::create(&cfg_path)
-        .unwrap()
-        .write_all(haproxy_cfg(v2_port, v2_back, v1_port, v1_back).as_bytes())
-        .unwrap();
-    let v2_front: SocketAddr = format!("{FRONTEND}:{v2_port}").parse().unwrap();
-    let v1_front: SocketAddr = format!("{FRONTEND}:{v1_port}").parse().unwrap();
-    start_haproxy_in(&server.ns, &cfg_path, &[v2_front, v1_front]);
-    (v2_front, v1_front)
+    let fronts = start_haproxy_in(&server.ns, dir, ip(FRONTEND), 2, |fronts| {
+        haproxy_cfg(fronts[0].port(), v2_back, fronts[1].port(), v1_back)
+    });
+    (fronts[0], fronts[1])
 }
 
 #[test]
@@ -345,6 +339,9 @@ fn behind_haproxy_radius_calling_station_id_is_the_client() {
             "{record:?}"
         );
     }
+    // The server first: its shutdown waits for FreeRADIUS to answer the
+    // Accounting-Off.
+    drop(server);
 }
 
 /// Runs `sstpctl ARGS` (the real binary) on the control socket `socket`.
@@ -380,24 +377,19 @@ fn haproxy_health_checks_see_a_drain_and_move_new_clients_away() {
         .run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     other_node.set_nonblocking(true).unwrap();
     let other = other_node.local_addr().unwrap();
-    let port = free_port();
-    let cfg_path = dir.path().join("haproxy.cfg");
-    std::fs::write(
-        &cfg_path,
+    let health_port = health.port();
+    let front = start_haproxy_in(&server.ns, dir.path(), ip(FRONTEND), 1, |fronts| {
         format!(
             "global\n    maxconn 256\n\
              defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n\
-             frontend sstp\n    bind {FRONTEND}:{port}\n    default_backend sstpd\n\
+             frontend sstp\n    bind {}\n    default_backend sstpd\n\
              backend sstpd\n    option httpchk\n    http-check send meth GET uri /health\n\
              \x20   http-check expect status 200\n    default-server inter 100ms fall 1 rise 1\n\
-             \x20   server s1 {back} send-proxy-v2 source {BALANCER} check port {}\n\
+             \x20   server s1 {back} send-proxy-v2 source {BALANCER} check port {health_port}\n\
              \x20   server s2 {other} backup\n",
-            health.port()
-        ),
-    )
-    .unwrap();
-    let front: SocketAddr = format!("{FRONTEND}:{port}").parse().unwrap();
-    start_haproxy_in(&server.ns, &cfg_path, &[front]);
+            fronts[0]
+        )
+    })[0];
 
     // Whether a new connection through HAProxy lands on the other node.
     let lands_on_the_other_node = || {

@@ -286,6 +286,15 @@ impl NetNs {
         Ok(pid)
     }
 
+    /// Whether the tracked child `pid` has exited, without waiting: its
+    /// status once it has (it stays tracked), `None` while it runs or if no
+    /// tracked child has that pid.
+    pub fn tracked_exit(&self, pid: u32) -> Option<ExitStatus> {
+        let mut tracked = self.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+        let child = tracked.iter_mut().find(|c| c.id() == pid)?;
+        child.try_wait().ok().flatten()
+    }
+
     /// Waits for the tracked child `pid` to exit on its own and returns its
     /// output streams that were piped (stdout/stderr) with its status.
     /// `None` if no tracked child has that pid.

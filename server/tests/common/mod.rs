@@ -450,30 +450,70 @@ pub fn require_tool(program: &str, package: &str) -> std::path::PathBuf {
     panic!("`{program}` is not installed: `apt-get install {package}` (scripts/test installs it)");
 }
 
-/// Runs HAProxy (Debian package `haproxy`) in `ns` with the configuration
-/// `cfg`, in the foreground (`-db`), and waits until it listens on every
-/// address of `frontends` (binding them then fails: HAProxy sets no
-/// SO_REUSEPORT for us). Killed with the namespace.
-pub fn start_haproxy_in(ns: &NetNs, cfg: &Path, frontends: &[SocketAddr]) {
+/// How many times [`start_haproxy_in`] starts HAProxy before it fails.
+const HAPROXY_TRIES: usize = 3;
+
+/// Runs HAProxy (Debian package `haproxy`) in `ns`, in the foreground
+/// (`-db`), with the configuration `config` renders for `count` frontends
+/// on `frontend_ip`; returns those frontends once HAProxy listens on every
+/// one (binding them then fails: HAProxy sets no SO_REUSEPORT for us).
+/// Killed with the namespace.
+///
+/// The ports are free in `ns` when chosen and distinct from each other.
+/// Another socket may still take one before HAProxy binds it; HAProxy then
+/// exits, and it is started again on other ports, [`HAPROXY_TRIES`] times
+/// in all. A failure panics with what HAProxy printed.
+pub fn start_haproxy_in(
+    ns: &NetNs,
+    dir: &Path,
+    frontend_ip: std::net::IpAddr,
+    count: usize,
+    config: impl Fn(&[SocketAddr]) -> String,
+) -> Vec<SocketAddr> {
     let haproxy = require_tool("haproxy", "haproxy");
-    let mut command = ns.command(&haproxy);
-    command
-        .arg("-f")
-        .arg(cfg)
-        .arg("-db")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    ns.spawn_tracked(&mut command).unwrap();
-    let frontends = frontends.to_vec();
-    let listening = wait_until(Duration::from_secs(10), || {
-        let frontends = frontends.clone();
-        ns.run(move || {
-            frontends
-                .iter()
-                .all(|a| std::net::TcpListener::bind(a).is_err())
-        })
-    });
-    assert!(listening, "haproxy did not start");
+    let cfg_path = dir.join("haproxy.cfg");
+    let log_path = dir.join("haproxy.log");
+    let mut failures = String::new();
+    for attempt in 1..=HAPROXY_TRIES {
+        // Held together, so the ports differ.
+        let frontends: Vec<SocketAddr> = ns.run(move || {
+            let probes: Vec<_> = (0..count)
+                .map(|_| std::net::TcpListener::bind((frontend_ip, 0)).unwrap())
+                .collect();
+            probes.iter().map(|p| p.local_addr().unwrap()).collect()
+        });
+        std::fs::write(&cfg_path, config(&frontends)).unwrap();
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut command = ns.command(&haproxy);
+        command
+            .arg("-f")
+            .arg(&cfg_path)
+            .arg("-db")
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        let pid = ns.spawn_tracked(&mut command).unwrap();
+        let (mut exited, mut listening) = (None, false);
+        wait_until(Duration::from_secs(10), || {
+            exited = ns.tracked_exit(pid);
+            let frontends = frontends.clone();
+            listening = exited.is_none()
+                && ns.run(move || {
+                    frontends
+                        .iter()
+                        .all(|a| std::net::TcpListener::bind(a).is_err())
+                });
+            listening || exited.is_some()
+        });
+        let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+        match exited {
+            _ if listening => return frontends,
+            Some(status) => failures.push_str(&format!(
+                "try {attempt} on {frontends:?}: haproxy exited ({status}):\n{output}\n"
+            )),
+            None => panic!("haproxy did not listen on {frontends:?} within 10 s:\n{output}"),
+        }
+    }
+    panic!("haproxy did not start in {HAPROXY_TRIES} tries:\n{failures}");
 }
 
 /// Polls `condition` every 10 ms for at most `timeout`; true once it
