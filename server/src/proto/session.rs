@@ -521,6 +521,9 @@ impl Session {
     /// quiet for a while; nothing it holds is lost).
     pub fn release_idle_capacity(&mut self) {
         crate::proto::release_if_empty(&mut self.events);
+        // Scratch for control frames only: empty between calls.
+        self.frame = Vec::new();
+        self.sstp.release_idle_capacity();
         self.ppp.release_idle_capacity();
     }
 
@@ -921,4 +924,56 @@ fn in_prefix(addr: Ipv6Addr, prefix: Ipv6Addr, len: u8) -> bool {
     }
     let mask = u128::MAX << (128 - u32::from(len.min(128)));
     u128::from(addr) & mask == u128::from(prefix) & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use crate::proto::auth::{AuthProtocol, LocalAuthenticator};
+    use crate::proto::ppp::{IpcpConfig, PppConfig};
+    use crate::proto::session::SessionConfig;
+    use crate::proto::sstp::SstpConfig;
+    use crate::testing::pair::SessionPair;
+    use crate::testing::StaticPasswords;
+
+    fn config(local_address: Option<Ipv4Addr>) -> SessionConfig {
+        let ppp = PppConfig {
+            auth_protocols: vec![AuthProtocol::MsChapV2],
+            ipcp: IpcpConfig {
+                local_address,
+                ..IpcpConfig::default()
+            },
+            ..PppConfig::default()
+        };
+        SessionConfig::new(SstpConfig::default(), ppp)
+    }
+
+    /// What an idle session keeps: no queue or scratch buffer the setup
+    /// grew, no authentication machine once the peer is past it.
+    #[test]
+    fn an_idle_session_keeps_nothing_its_setup_grew() {
+        let mut users = StaticPasswords::new();
+        users.insert("alice", "correct horse");
+        let mut pair = SessionPair::new(
+            &config(Some(Ipv4Addr::new(10, 99, 0, 1))),
+            &config(None),
+            Arc::new(LocalAuthenticator::new(users)),
+            "alice",
+            b"correct horse",
+            7,
+        );
+        assert!(pair.connect(), "{pair:?}");
+        let server = &mut pair.server.session;
+        assert!(
+            !server.ppp.holds_auth_machine(),
+            "the client's IPCP came after its Success"
+        );
+        assert!(server.frame.capacity() > 0 && server.sstp.queue_capacity() > 0);
+        server.release_idle_capacity();
+        assert_eq!(server.frame.capacity(), 0);
+        assert_eq!(server.events.capacity(), 0);
+        assert_eq!(server.sstp.queue_capacity(), 0);
+    }
 }

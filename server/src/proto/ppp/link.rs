@@ -786,6 +786,7 @@ impl PppLink {
                 });
             }
             protocol @ (PROTO_IPCP | PROTO_IPV6CP) if self.runs_ncp(protocol) => {
+                self.peer_left_authentication();
                 if protocol == PROTO_IPCP && self.address_request.is_some() {
                     self.hold_ipcp(information);
                     return;
@@ -1137,12 +1138,34 @@ impl PppLink {
         }
         if let Some(auth) = &mut self.auth {
             // The machine stays alive in the Network phase to answer a
-            // retransmitted Response whose Success was lost.
+            // retransmitted Response whose Success was lost, until
+            // `peer_left_authentication`.
             if let Err(error) = auth.machine.handle_packet(now, information) {
                 self.dropped(PppDropReason::Auth(error));
             }
         }
         self.pump_auth(now);
+    }
+
+    /// Whether the authentication machine is still kept (tests).
+    #[cfg(test)]
+    pub(crate) fn holds_auth_machine(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// An NCP packet from the peer after authentication succeeded: the
+    /// peer has left its Authentication phase, so it has the Success
+    /// ([RFC 1661] 3.5, [RFC 1994] 4.1) and will not retransmit what it
+    /// answered. The machine (with the packets kept to answer
+    /// retransmissions) goes; later authentication packets are dropped as
+    /// out of phase. An idle session holds some 600 bytes less.
+    ///
+    /// [RFC 1661]: https://www.rfc-editor.org/rfc/rfc1661
+    /// [RFC 1994]: https://www.rfc-editor.org/rfc/rfc1994
+    fn peer_left_authentication(&mut self) {
+        if self.auth_succeeded && self.auth.as_ref().is_some_and(|a| a.outstanding.is_none()) {
+            self.auth = None;
+        }
     }
 
     /// The peer's Protocol-Reject of `protocol` ([RFC 1661] 5.7): RXJ- for

@@ -459,6 +459,22 @@ impl SstpConnection {
         }
     }
 
+    /// Gives back the memory of empty queues (control bytes to send,
+    /// events): the HTTP answer and the call's control packets grew them
+    /// at setup. Nothing waiting is lost.
+    pub fn release_idle_capacity(&mut self) {
+        if self.machine.tx.is_empty() {
+            self.machine.tx = Vec::new();
+        }
+        crate::proto::release_if_empty(&mut self.machine.events);
+    }
+
+    /// Bytes of capacity its queues hold (tests of the release above).
+    #[cfg(test)]
+    pub(crate) fn queue_capacity(&self) -> usize {
+        self.machine.tx.capacity() + self.machine.events.capacity()
+    }
+
     /// A client connection, created once TLS is up: the HTTP request is
     /// queued at once ([MS-SSTP] 3.2.4.1). `server_cert` holds the hashes of
     /// the certificate the server presented (ClientCertificateHash). The

@@ -2091,3 +2091,45 @@ fn a_path_slower_than_the_restart_timer_still_assigns_an_address() {
         assert!(server.ipv4().is_some(), "latency {latency:?}");
     }
 }
+
+#[test]
+fn the_authentication_machine_goes_once_the_peers_ncp_shows_it_has_the_success() {
+    let (mut pair, _pool) = auth_pair(|_| AuthDecision::Accept(AuthAccept::default()));
+    // The client's NCP packets are lost until `ncp_lost` is cleared.
+    let ncp_lost = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let losing = ncp_lost.clone();
+    pair.loss = Some(Box::new(move |direction, _, frame| {
+        let protocol = match frame {
+            [0xff, 0x03, high, low, ..] | [high, low, ..] => u16::from_be_bytes([*high, *low]),
+            _ => 0,
+        };
+        losing.load(std::sync::atomic::Ordering::Relaxed)
+            && direction == Direction::ClientToServer
+            && matches!(protocol, PROTO_IPCP | PROTO_IPV6CP)
+    }));
+    // Both ends are in the Network phase; none of the client's NCP
+    // packets has arrived.
+    assert!(pair.run_until(LIMIT, |p| {
+        p.server.endpoint.link.phase() == Phase::Network
+            && p.client.endpoint.link.phase() == Phase::Network
+    }));
+    assert!(
+        pair.server.endpoint.link.auth.is_some(),
+        "kept to answer a retransmitted request whose Success was lost"
+    );
+    ncp_lost.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(pair.run_until(LIMIT, both_ncps_up));
+    assert!(pair.server.endpoint.link.auth.is_none());
+    // An authentication packet now is out of phase, as with no method.
+    let server = &mut pair.server.endpoint.link;
+    events(server);
+    feed(server, pair.now, &control_frame(PROTO_PAP, 1, 1, b"alice"));
+    assert!(drain(server).is_empty());
+    assert_eq!(
+        events(server),
+        [PppEvent::Dropped(PppDropReason::NotInPhase {
+            protocol: PROTO_PAP,
+            phase: Phase::Network
+        })]
+    );
+}
