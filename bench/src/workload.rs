@@ -942,6 +942,8 @@ pub fn memory_configs(
         .map_err(|e| e.to_string())?;
     server.send_tls13_tickets = 0;
     server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    // As sstpd's: the established connection's records leave rustls.
+    server.enable_secret_extraction = true;
     let client = sstpd::tls::client::build_client_config(&sstpd::tls::client::ClientOptions {
         min_version: version,
         max_version: version,
@@ -975,7 +977,7 @@ impl MemoryTls {
         let mut client = UserspaceRecords::new(client.into());
         let mut incoming = Vec::with_capacity(64 * 1024);
         let mut read = Vec::with_capacity(64 * 1024);
-        let handshaking = |r: &UserspaceRecords| r.tls().common().is_handshaking();
+        let handshaking = |r: &UserspaceRecords| r.is_handshaking();
         for _ in 0..16 {
             if !handshaking(&client) && !handshaking(&server) {
                 break;
@@ -990,6 +992,10 @@ impl MemoryTls {
         }
         if handshaking(&client) || handshaking(&server) || !read.is_empty() {
             return Err("tls: the in-memory handshake did not finish".into());
+        }
+        // What sstpd does next (`net::established`).
+        if !server.take_over().map_err(|e| e.to_string())? {
+            return Err("tls: the server's records were not taken over".into());
         }
         Ok(MemoryTls {
             client,

@@ -216,6 +216,7 @@ events! {
         TlsError = "tls_error",
         TlsHandshakeTimeout = "tls_handshake_timeout",
         TlsClosedDuringHandshake = "tls_closed_during_handshake",
+        TlsTakeOverFailed = "tls_take_over_failed",
     }
 
     Handshakes("handshakes",

@@ -4,6 +4,8 @@
 //! * [`uring_tls`]: rustls driven by hand over tokio-uring's owned buffers.
 //! * [`tls_records`]: its userspace record layer on rustls' unbuffered API,
 //!   without IO.
+//! * [`established`]: the record layer of an established server connection,
+//!   taken over from rustls with its own ciphers.
 //! * `ktls_batch`: kernel TLS sends of a batch, linked, in one submission
 //!   of a private io_uring.
 //! * [`proxy_header`]: the PROXY protocol header a load balancer sends
@@ -11,6 +13,7 @@
 //! * `session_io`: the steps the server's and the client's session writers
 //!   share (collecting the core's output, waiting for work, lingering).
 
+pub mod established;
 pub(crate) mod ktls_batch;
 pub mod proxy_header;
 pub(crate) mod session_io;

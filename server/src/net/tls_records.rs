@@ -32,6 +32,7 @@
 //!
 //! [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
 
+use super::established::{EstablishedRecords, TakeOverError};
 use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
@@ -166,7 +167,7 @@ impl Outgoing {
     }
 
     /// At least `n` writable bytes after the filled part.
-    fn room(&mut self, n: usize) -> &mut [u8] {
+    pub(super) fn room(&mut self, n: usize) -> &mut [u8] {
         let needed = self.filled + n;
         if self.bytes.len() < needed {
             self.bytes.resize(needed, 0);
@@ -174,17 +175,17 @@ impl Outgoing {
         &mut self.bytes[self.filled..]
     }
 
-    fn commit(&mut self, n: usize) {
+    pub(super) fn commit(&mut self, n: usize) {
         self.filled += n;
     }
 
-    fn extend_from_slice(&mut self, data: &[u8]) {
+    pub(super) fn extend_from_slice(&mut self, data: &[u8]) {
         self.room(data.len())[..data.len()].copy_from_slice(data);
         self.commit(data.len());
     }
 
     /// Moves the filled bytes to the end of `to`.
-    fn move_into(&mut self, to: &mut Outgoing) {
+    pub(super) fn move_into(&mut self, to: &mut Outgoing) {
         if self.filled > 0 {
             to.extend_from_slice(self.filled());
             self.filled = 0;
@@ -214,10 +215,12 @@ pub struct Opened {
 }
 
 /// The userspace record layer: one rustls connection and the bytes it
-/// still refers to or has to send.
+/// still refers to or has to send, or, once a server connection is
+/// established and [`UserspaceRecords::take_over`] has run, the records
+/// alone ([`EstablishedRecords`]).
 #[derive(Debug)]
 pub struct UserspaceRecords {
-    tls: UnbufferedTls,
+    layer: Layer,
     /// Received records rustls still refers to (see the module docs), and
     /// everything received after them. Usually empty.
     held: Vec<u8>,
@@ -228,28 +231,80 @@ pub struct UserspaceRecords {
     failed: Option<rustls::Error>,
 }
 
+/// Who does the records.
+#[derive(Debug)]
+enum Layer {
+    /// rustls, through its unbuffered API (boxed: an established session
+    /// does not keep its size).
+    Rustls(Box<UnbufferedTls>),
+    /// Our own, with rustls' ciphers.
+    Established(EstablishedRecords),
+    /// The connection left rustls and was not taken over.
+    Gone,
+}
+
+/// Runs `$body` with `$conn` bound to the rustls connection, or returns
+/// `$otherwise` from the function when rustls no longer has it.
+macro_rules! with_rustls {
+    ($layer:expr, $otherwise:expr, $conn:ident => $body:expr) => {
+        match $layer {
+            Layer::Rustls(tls) => either_side!(&mut **tls, $conn => $body),
+            _ => return $otherwise,
+        }
+    };
+}
+
 impl UserspaceRecords {
     pub fn new(tls: UnbufferedTls) -> Self {
         UserspaceRecords {
-            tls,
+            layer: Layer::Rustls(Box::new(tls)),
             held: Vec::new(),
             output: Outgoing::default(),
             failed: None,
         }
     }
 
-    pub fn tls(&self) -> &UnbufferedTls {
-        &self.tls
+    /// The rustls connection, while rustls does the records.
+    pub fn tls(&self) -> Option<&UnbufferedTls> {
+        match &self.layer {
+            Layer::Rustls(tls) => Some(tls),
+            _ => None,
+        }
+    }
+
+    /// Whether the handshake is still going on.
+    pub fn is_handshaking(&self) -> bool {
+        self.tls().is_some_and(|tls| tls.common().is_handshaking())
+    }
+
+    /// The negotiated suite, once there is one.
+    pub fn negotiated_cipher_suite(&self) -> Option<rustls::SupportedCipherSuite> {
+        match &self.layer {
+            Layer::Rustls(tls) => tls.common().negotiated_cipher_suite(),
+            Layer::Established(records) => Some(records.negotiated_cipher_suite()),
+            Layer::Gone => None,
+        }
+    }
+
+    /// Whether the records are ours ([`UserspaceRecords::take_over`]).
+    pub fn is_taken_over(&self) -> bool {
+        matches!(self.layer, Layer::Established(_))
     }
 
     /// Whether an error ended the connection.
     pub fn has_failed(&self) -> bool {
-        self.failed.is_some()
+        match &self.layer {
+            Layer::Established(records) => records.has_failed(),
+            _ => self.failed.is_some(),
+        }
     }
 
     /// Whether TLS output waits to be sent.
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty()
+        match &self.layer {
+            Layer::Established(records) => records.has_output(),
+            _ => !self.output.is_empty(),
+        }
     }
 
     /// Whether received bytes are held here (a handshake message split
@@ -258,12 +313,57 @@ impl UserspaceRecords {
         !self.held.is_empty()
     }
 
-    /// The rustls connection alone. [`UserspaceRecords::new`] with it
-    /// continues where this left off when nothing was held
-    /// ([`UserspaceRecords::holds_input`], [`UserspaceRecords::has_output`])
-    /// and nothing failed ([`UserspaceRecords::has_failed`]).
-    pub fn into_tls(self) -> UnbufferedTls {
-        self.tls
+    /// The rustls connection alone, while rustls has it.
+    /// [`UserspaceRecords::new`] with it continues where this left off
+    /// when nothing was held ([`UserspaceRecords::holds_input`],
+    /// [`UserspaceRecords::has_output`]) and nothing failed
+    /// ([`UserspaceRecords::has_failed`]).
+    pub fn into_tls(self) -> Option<UnbufferedTls> {
+        match self.layer {
+            Layer::Rustls(tls) => Some(*tls),
+            _ => None,
+        }
+    }
+
+    /// Takes an established server connection's records over from rustls
+    /// ([`EstablishedRecords`]): `Ok(true)` once done, `Ok(false)` when the
+    /// connection is not one to take over yet (a client, still
+    /// handshaking, output or input left, failed). An error means the
+    /// connection left rustls and is gone.
+    pub fn take_over(&mut self) -> Result<bool, TakeOverError> {
+        let ready = matches!(&self.layer, Layer::Rustls(tls) if matches!(**tls, UnbufferedTls::Server(_)))
+            && !self.is_handshaking()
+            && self.held.is_empty()
+            && self.output.is_empty()
+            && self.failed.is_none();
+        if !ready {
+            return Ok(false);
+        }
+        let Layer::Rustls(tls) = std::mem::replace(&mut self.layer, Layer::Gone) else {
+            unreachable!("checked above");
+        };
+        let UnbufferedTls::Server(conn) = *tls else {
+            unreachable!("checked above");
+        };
+        match EstablishedRecords::take_over(conn) {
+            Ok(records) => {
+                self.layer = Layer::Established(records);
+                self.output = Outgoing::default();
+                Ok(true)
+            }
+            Err(e) => {
+                self.failed = Some(rustls::Error::General(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// Lowers the records one key may seal (tests of the limit).
+    #[cfg(test)]
+    pub(crate) fn set_confidentiality_limit(&mut self, records: u64) {
+        if let Layer::Established(established) = &mut self.layer {
+            established.set_confidentiality_limit(records);
+        }
     }
 
     /// Opens the complete records at the front of `incoming`: appends
@@ -277,11 +377,14 @@ impl UserspaceRecords {
         incoming: &mut Vec<u8>,
         plaintext: &mut Vec<u8>,
     ) -> Result<Opened, rustls::Error> {
+        if let Layer::Established(records) = &mut self.layer {
+            return records.open(incoming, plaintext);
+        }
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         let result = if self.held.is_empty() {
-            let result = either_side!(&mut self.tls, conn => open_records(conn, incoming, plaintext, &mut self.output));
+            let result = with_rustls!(&mut self.layer, Err(gone()), conn => open_records(conn, incoming, plaintext, &mut self.output));
             if matches!(result, Ok(opened) if !opened.peer_closed)
                 && starts_with_complete_record(incoming)
             {
@@ -290,7 +393,7 @@ impl UserspaceRecords {
             result
         } else {
             self.held.append(incoming);
-            let result = either_side!(&mut self.tls, conn => open_records(conn, &mut self.held, plaintext, &mut self.output));
+            let result = with_rustls!(&mut self.layer, Err(gone()), conn => open_records(conn, &mut self.held, plaintext, &mut self.output));
             if !starts_with_complete_record(&self.held) {
                 incoming.append(&mut self.held);
                 self.held = Vec::new();
@@ -306,11 +409,14 @@ impl UserspaceRecords {
     /// Seals `plaintext` into `out` (one record per 2^14 bytes), behind
     /// any waiting TLS output.
     pub fn seal(&mut self, plaintext: &[u8], out: &mut Outgoing) -> Result<(), SealError> {
+        if let Layer::Established(records) = &mut self.layer {
+            return records.seal(plaintext, out);
+        }
         self.output.move_into(out);
         if let Some(e) = &self.failed {
             return Err(SealError::Tls(e.clone()));
         }
-        let sealed = either_side!(&mut self.tls, conn => with_write_traffic(conn, &mut self.held, out, |mut traffic, out| {
+        let sealed = with_rustls!(&mut self.layer, Err(SealError::Tls(gone())), conn => with_write_traffic(conn, &mut self.held, out, |mut traffic, out| {
             encrypt_into(&mut traffic, plaintext, out)
         }));
         match sealed {
@@ -322,10 +428,16 @@ impl UserspaceRecords {
 
     /// Moves every waiting TLS output into `out`.
     pub fn take_output(&mut self, out: &mut Outgoing) {
+        if let Layer::Established(records) = &mut self.layer {
+            records.take_output(out);
+            return;
+        }
         if self.failed.is_none() {
-            let collected = either_side!(&mut self.tls, conn => collect_output(conn, &mut self.held, &mut self.output));
-            if let Err(e) = collected {
-                self.failed = Some(e);
+            if let Layer::Rustls(tls) = &mut self.layer {
+                let collected = either_side!(&mut **tls, conn => collect_output(conn, &mut self.held, &mut self.output));
+                if let Err(e) = collected {
+                    self.failed = Some(e);
+                }
             }
         }
         self.output.move_into(out);
@@ -336,10 +448,13 @@ impl UserspaceRecords {
     ///
     /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
     pub fn request_key_update(&mut self) -> Result<(), rustls::Error> {
+        if let Layer::Established(records) = &mut self.layer {
+            return records.request_key_update();
+        }
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        let refreshed = either_side!(&mut self.tls, conn => {
+        let refreshed = with_rustls!(&mut self.layer, Err(gone()), conn => {
             with_write_traffic(conn, &mut self.held, &mut self.output, |traffic, _| {
                 traffic.refresh_traffic_keys()
             })
@@ -356,29 +471,43 @@ impl UserspaceRecords {
     /// Seals a close_notify alert into `out`, behind any waiting TLS
     /// output. Nothing when the connection failed or is closed already.
     pub fn close_notify(&mut self, out: &mut Outgoing) {
+        if let Layer::Established(records) = &mut self.layer {
+            records.close_notify(out);
+            return;
+        }
         self.output.move_into(out);
         if self.failed.is_some() {
             return;
         }
-        let _ = either_side!(&mut self.tls, conn => with_write_traffic(conn, &mut self.held, out, |mut traffic, out| {
-            let room = out.room(RECORD_OVERHEAD);
-            match traffic.queue_close_notify(room) {
-                Ok(n) => out.commit(n),
-                Err(EncryptError::InsufficientSize(size)) => {
-                    let room = out.room(size.required_size);
-                    if let Ok(n) = traffic.queue_close_notify(room) {
-                        out.commit(n);
+        let Layer::Rustls(tls) = &mut self.layer else {
+            return;
+        };
+        either_side!(&mut **tls, conn => {
+            let _ = with_write_traffic(conn, &mut self.held, out, |mut traffic, out| {
+                let room = out.room(RECORD_OVERHEAD);
+                match traffic.queue_close_notify(room) {
+                    Ok(n) => out.commit(n),
+                    Err(EncryptError::InsufficientSize(size)) => {
+                        let room = out.room(size.required_size);
+                        if let Ok(n) = traffic.queue_close_notify(room) {
+                            out.commit(n);
+                        }
                     }
+                    Err(_) => {}
                 }
-                Err(_) => {}
-            }
-        }));
+            });
+        });
     }
 
     fn fail(&mut self, e: rustls::Error) -> SealError {
         self.failed = Some(e.clone());
         SealError::Tls(e)
     }
+}
+
+/// The error of a connection that left rustls without being taken over.
+fn gone() -> rustls::Error {
+    rustls::Error::General("the connection left rustls".into())
 }
 
 /// Whether `buf` begins with a whole record (which rustls, having stopped,
@@ -605,7 +734,22 @@ mod tests {
         version: &'static rustls::SupportedProtocolVersion,
         fragment: Option<usize>,
     ) -> (UserspaceRecords, UserspaceRecords) {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        pair_with(version, fragment, None, |_| {})
+    }
+
+    /// [`pair`] with only `suite` offered when given, and `server` applied
+    /// to the server's configuration.
+    fn pair_with(
+        version: &'static rustls::SupportedProtocolVersion,
+        fragment: Option<usize>,
+        suite: Option<rustls::SupportedCipherSuite>,
+        server_config: impl FnOnce(&mut ServerConfig),
+    ) -> (UserspaceRecords, UserspaceRecords) {
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Some(suite) = suite {
+            provider.cipher_suites = vec![suite];
+        }
+        let provider = Arc::new(provider);
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let cert_der: CertificateDer<'static> = cert.cert.der().clone();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
@@ -616,6 +760,8 @@ mod tests {
             .with_single_cert(vec![cert_der.clone()], key)
             .unwrap();
         server.max_fragment_size = fragment;
+        server.enable_secret_extraction = true;
+        server_config(&mut server);
         let mut roots = RootCertStore::empty();
         roots.add(cert_der).unwrap();
         let client = ClientConfig::builder_with_provider(provider)
@@ -648,7 +794,7 @@ mod tests {
     }
 
     fn handshaking(records: &UserspaceRecords) -> bool {
-        records.tls().common().is_handshaking()
+        records.is_handshaking()
     }
 
     fn established(
@@ -662,6 +808,25 @@ mod tests {
         assert!(!handshaking(&server) && !handshaking(&client));
         (server, client)
     }
+
+    /// [`established`], the server's records then taken over from rustls
+    /// when `take_over`.
+    fn established_and(
+        version: &'static rustls::SupportedProtocolVersion,
+        take_over: bool,
+    ) -> (UserspaceRecords, UserspaceRecords) {
+        let (mut server, client) = established(version);
+        if take_over {
+            assert!(server.take_over().unwrap());
+            assert!(server.is_taken_over());
+            assert!(!server.has_output());
+        }
+        (server, client)
+    }
+
+    /// Both record layers of a server: rustls', and ours after the take
+    /// over.
+    const BOTH: [bool; 2] = [false, true];
 
     fn seal(records: &mut UserspaceRecords, units: &[&[u8]]) -> Vec<u8> {
         let mut out = Outgoing::default();
@@ -693,8 +858,11 @@ mod tests {
 
     #[test]
     fn each_unit_is_its_own_records_and_opens_from_any_split() {
-        for version in [TLS12, TLS13] {
-            let (mut server, mut client) = established(version);
+        for (version, take_over) in [TLS12, TLS13]
+            .into_iter()
+            .flat_map(|v| BOTH.map(|t| (v, t)))
+        {
+            let (mut server, mut client) = established_and(version, take_over);
             let units = units();
             let unit_refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
             let expected = units.concat();
@@ -703,6 +871,12 @@ mod tests {
             let mut ciphertext = seal(&mut client, &unit_refs);
             // One record per unit; the 17,000 bytes take two.
             assert_eq!(record_lengths(&ciphertext).len(), 5, "{version:?}");
+            // And the server's the same way.
+            let mut back = seal(&mut server, &unit_refs);
+            assert_eq!(record_lengths(&back).len(), 5, "{version:?} {take_over}");
+            let mut got = Vec::new();
+            client.open(&mut back, &mut got).unwrap();
+            assert_eq!(got, expected);
             let mut plaintext = Vec::new();
             server.open(&mut ciphertext, &mut plaintext).unwrap();
             assert_eq!(plaintext, expected);
@@ -730,71 +904,84 @@ mod tests {
     /// completes over several reads.
     #[test]
     fn a_record_larger_than_the_read_buffer() {
-        let (mut server, mut client) = established(TLS13);
-        let unit = vec![0x5a; 16 * 1024];
-        let ciphertext = seal(&mut client, &[&unit]);
-        assert_eq!(record_lengths(&ciphertext).len(), 1);
-        let mut incoming = Vec::new();
-        let mut plaintext = Vec::new();
-        let chunks: Vec<&[u8]> = ciphertext
-            .chunks(super::super::uring_tls::IDLE_READ_CHUNK)
-            .collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            incoming.extend_from_slice(chunk);
-            server.open(&mut incoming, &mut plaintext).unwrap();
-            if i + 1 < chunks.len() {
-                assert!(plaintext.is_empty());
+        for take_over in BOTH {
+            let (mut server, mut client) = established_and(TLS13, take_over);
+            let unit = vec![0x5a; 16 * 1024];
+            let ciphertext = seal(&mut client, &[&unit]);
+            assert_eq!(record_lengths(&ciphertext).len(), 1);
+            let mut incoming = Vec::new();
+            let mut plaintext = Vec::new();
+            let chunks: Vec<&[u8]> = ciphertext
+                .chunks(super::super::uring_tls::IDLE_READ_CHUNK)
+                .collect();
+            for (i, chunk) in chunks.iter().enumerate() {
+                incoming.extend_from_slice(chunk);
+                server.open(&mut incoming, &mut plaintext).unwrap();
+                if i + 1 < chunks.len() {
+                    assert!(plaintext.is_empty());
+                }
             }
+            assert_eq!(plaintext, unit);
         }
-        assert_eq!(plaintext, unit);
     }
 
     #[test]
     fn key_updates_both_ways() {
-        let (mut server, mut client) = established(TLS13);
-        // The server asks; its KeyUpdate goes before the data sealed after.
-        server.request_key_update().unwrap();
-        assert!(server.has_output());
-        let mut out = Outgoing::default();
-        server.seal(b"after the server's update", &mut out).unwrap();
-        assert!(!server.has_output());
-        let mut incoming = out.filled().to_vec();
-        assert_eq!(record_lengths(&incoming).len(), 2);
-        let mut plaintext = Vec::new();
-        client.open(&mut incoming, &mut plaintext).unwrap();
-        assert_eq!(plaintext, b"after the server's update");
-        // The client answers with its own KeyUpdate, in front of its next
-        // record.
-        let mut incoming = seal(&mut client, &[b"after the client's answer"]);
-        assert_eq!(record_lengths(&incoming).len(), 2);
-        let mut plaintext = Vec::new();
-        server.open(&mut incoming, &mut plaintext).unwrap();
-        assert_eq!(plaintext, b"after the client's answer");
+        for take_over in BOTH {
+            let (mut server, mut client) = established_and(TLS13, take_over);
+            // The server asks; its KeyUpdate goes before the data sealed after.
+            server.request_key_update().unwrap();
+            assert!(server.has_output());
+            assert_eq!(
+                pass(&mut server, &mut client, b"after the server's update"),
+                2
+            );
+            assert!(!server.has_output());
+            // The client answers with its own KeyUpdate, in front of its next
+            // record.
+            assert_eq!(
+                pass(&mut client, &mut server, b"after the client's answer"),
+                2
+            );
 
-        // The client asks (as a peer of sstpd would): sstpd answers in
-        // front of what it sends next.
-        client.request_key_update().unwrap();
-        let mut incoming = seal(&mut client, &[b"ping"]);
+            // The client asks (as a peer of sstpd would): sstpd answers in
+            // front of what it sends next.
+            client.request_key_update().unwrap();
+            assert_eq!(pass(&mut client, &mut server, b"ping"), 2);
+            assert_eq!(pass(&mut server, &mut client, b"pong"), 2);
+            // Both sides on new keys both ways: more traffic still opens.
+            assert_eq!(pass(&mut client, &mut server, b"again"), 1);
+            assert_eq!(pass(&mut server, &mut client, b"and back"), 1);
+        }
+    }
+
+    /// Whether `from`'s close_notify reaches `to` as the peer's close.
+    fn says_goodbye(from: &mut UserspaceRecords, to: &mut UserspaceRecords) -> bool {
+        let mut out = Outgoing::default();
+        from.close_notify(&mut out);
+        let mut incoming = out.filled().to_vec();
         let mut plaintext = Vec::new();
-        server.open(&mut incoming, &mut plaintext).unwrap();
-        assert_eq!(plaintext, b"ping");
-        let mut incoming = seal(&mut server, &[b"pong"]);
-        assert_eq!(record_lengths(&incoming).len(), 2);
+        to.open(&mut incoming, &mut plaintext).unwrap().peer_closed
+    }
+
+    /// Seals `data` at `from` (behind what it has to send) and opens it at
+    /// `to`; the records it took.
+    fn pass(from: &mut UserspaceRecords, to: &mut UserspaceRecords, data: &[u8]) -> usize {
+        let mut incoming = seal(from, &[data]);
+        let records = record_lengths(&incoming).len();
         let mut plaintext = Vec::new();
-        client.open(&mut incoming, &mut plaintext).unwrap();
-        assert_eq!(plaintext, b"pong");
-        // Both sides on new keys both ways: more traffic still opens.
-        let mut incoming = seal(&mut client, &[b"again"]);
-        assert_eq!(record_lengths(&incoming).len(), 1);
-        let mut plaintext = Vec::new();
-        server.open(&mut incoming, &mut plaintext).unwrap();
-        assert_eq!(plaintext, b"again");
+        to.open(&mut incoming, &mut plaintext).unwrap();
+        assert_eq!(plaintext, data);
+        records
     }
 
     #[test]
     fn close_notify_in_the_middle_of_a_read() {
-        for version in [TLS12, TLS13] {
-            let (mut server, mut client) = established(version);
+        for (version, take_over) in [TLS12, TLS13]
+            .into_iter()
+            .flat_map(|v| BOTH.map(|t| (v, t)))
+        {
+            let (mut server, mut client) = established_and(version, take_over);
             let mut out = Outgoing::default();
             client.seal(b"last words", &mut out).unwrap();
             client.close_notify(&mut out);
@@ -806,16 +993,7 @@ mod tests {
             assert!(opened.peer_closed, "{version:?}");
             assert_eq!(plaintext, b"last words");
             // The server can still say goodbye.
-            let mut out = Outgoing::default();
-            server.close_notify(&mut out);
-            let mut incoming = out.filled().to_vec();
-            let mut plaintext = Vec::new();
-            assert!(
-                client
-                    .open(&mut incoming, &mut plaintext)
-                    .unwrap()
-                    .peer_closed
-            );
+            assert!(says_goodbye(&mut server, &mut client));
         }
     }
 
@@ -832,9 +1010,12 @@ mod tests {
             // A record longer than TLS allows.
             &[0x17, 0x03, 0x03, 0xff, 0xff],
         ];
-        for version in [TLS12, TLS13] {
+        for (version, take_over) in [TLS12, TLS13]
+            .into_iter()
+            .flat_map(|v| BOTH.map(|t| (v, t)))
+        {
             for bad in garbage {
-                let (mut server, mut client) = established(version);
+                let (mut server, mut client) = established_and(version, take_over);
                 let mut incoming = seal(&mut client, &[b"fine"]);
                 incoming.extend_from_slice(bad);
                 let mut plaintext = Vec::new();
@@ -903,6 +1084,185 @@ mod tests {
             let mut plaintext = Vec::new();
             client.open(&mut incoming, &mut plaintext).unwrap();
             assert_eq!(plaintext, b"done");
+        }
+    }
+
+    /// Handshakes `pair_with`'s pair to the end.
+    fn handshake(
+        mut server: UserspaceRecords,
+        mut client: UserspaceRecords,
+    ) -> (UserspaceRecords, UserspaceRecords) {
+        for _ in 0..10 {
+            deliver(&mut client, &mut server);
+            deliver(&mut server, &mut client);
+        }
+        assert!(!handshaking(&server) && !handshaking(&client));
+        (server, client)
+    }
+
+    /// `count` records of distinct data from `from` to `to`, each opened.
+    fn exchange(from: &mut UserspaceRecords, to: &mut UserspaceRecords, count: usize, what: &str) {
+        for i in 0..count {
+            let unit: Vec<u8> = (0..100 + i * 37).map(|b| (b * 13 + i) as u8).collect();
+            let mut incoming = seal(from, &[&unit]);
+            let mut plaintext = Vec::new();
+            to.open(&mut incoming, &mut plaintext)
+                .unwrap_or_else(|e| panic!("{what}, record {i}: {e}"));
+            assert_eq!(plaintext, unit, "{what}, record {i}");
+        }
+    }
+
+    /// Every suite of both versions, taken over after traffic both ways
+    /// (so neither direction starts at sequence number 0 under its key):
+    /// rustls' client opens what sstpd seals and the other way round, for
+    /// more records than aws-lc's nonce check lets a key seal out of order.
+    #[test]
+    fn taken_over_every_suite_both_ways() {
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let mut tested = 0;
+        for suite in provider.cipher_suites {
+            let version = match suite {
+                rustls::SupportedCipherSuite::Tls13(_) => TLS13,
+                // The test certificate's key is ECDSA.
+                rustls::SupportedCipherSuite::Tls12(_)
+                    if !format!("{:?}", suite.suite()).contains("ECDSA") =>
+                {
+                    continue;
+                }
+                rustls::SupportedCipherSuite::Tls12(_) => TLS12,
+            };
+            let (server, client) =
+                pair_with(version, None, Some(suite), |c| c.send_tls13_tickets = 0);
+            let (mut server, mut client) = handshake(server, client);
+            let what = format!("{:?}", suite.suite());
+            exchange(&mut client, &mut server, 3, &what);
+            exchange(&mut server, &mut client, 3, &what);
+            assert!(server.take_over().unwrap(), "{what}");
+            assert!(
+                !server.has_output(),
+                "{what}: nothing to say when taking over"
+            );
+            assert_eq!(server.negotiated_cipher_suite(), Some(suite));
+            exchange(&mut client, &mut server, 20, &what);
+            exchange(&mut server, &mut client, 20, &what);
+            assert!(says_goodbye(&mut server, &mut client), "{what}");
+            tested += 1;
+        }
+        // Three TLS 1.3 suites, three TLS 1.2 ECDSA suites.
+        assert_eq!(tested, 6);
+    }
+
+    /// TLS 1.3 tickets were sealed under the server's traffic key before
+    /// the take over, so its sequence numbers do not start at 0 (see
+    /// `RecordSealer`).
+    #[test]
+    fn taken_over_after_tickets() {
+        for tickets in [0, 2] {
+            let (server, client) = pair_with(TLS13, None, None, |c| c.send_tls13_tickets = tickets);
+            let (mut server, mut client) = handshake(server, client);
+            assert!(server.take_over().unwrap());
+            assert!(!server.has_output());
+            exchange(&mut server, &mut client, 10, "after the tickets");
+            exchange(&mut client, &mut server, 10, "after the tickets");
+        }
+    }
+
+    /// Records that must not come after the handshake: the alert names
+    /// the error, then everything fails.
+    #[test]
+    fn taken_over_refuses_what_comes_only_before_the_handshake_ends() {
+        let cases: [(
+            &rustls::SupportedProtocolVersion,
+            &[u8],
+            rustls::AlertDescription,
+        ); 4] = [
+            // A change_cipher_spec (TLS 1.3 allows it only before).
+            (
+                TLS13,
+                &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01],
+                rustls::AlertDescription::UnexpectedMessage,
+            ),
+            // An alert in the clear.
+            (
+                TLS13,
+                &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28],
+                rustls::AlertDescription::UnexpectedMessage,
+            ),
+            // A change_cipher_spec in TLS 1.2.
+            (
+                TLS12,
+                &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01],
+                rustls::AlertDescription::UnexpectedMessage,
+            ),
+            // A version that is not 3.x.
+            (
+                TLS12,
+                &[0x17, 0x04, 0x03, 0x00, 0x01, 0x01],
+                rustls::AlertDescription::UnexpectedMessage,
+            ),
+        ];
+        for (version, record, expected) in cases {
+            let (mut server, mut client) = established_and(version, true);
+            let mut incoming = record.to_vec();
+            let mut plaintext = Vec::new();
+            assert!(
+                server.open(&mut incoming, &mut plaintext).is_err(),
+                "{record:?}"
+            );
+            let mut alert = output(&mut server);
+            let mut plaintext = Vec::new();
+            match client.open(&mut alert, &mut plaintext) {
+                Err(rustls::Error::AlertReceived(got)) => assert_eq!(got, expected, "{record:?}"),
+                other => panic!("{record:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// At the confidentiality limit TLS 1.3 moves to its next key; TLS
+    /// 1.2 cannot, and stops taking data.
+    #[test]
+    fn taken_over_at_the_confidentiality_limit() {
+        let (mut server, mut client) = established_and(TLS13, true);
+        server.set_confidentiality_limit(3);
+        exchange(&mut server, &mut client, 10, "TLS 1.3 past its limit");
+        exchange(&mut client, &mut server, 2, "TLS 1.3 past its limit");
+
+        let (mut server, _client) = established_and(TLS12, true);
+        server.set_confidentiality_limit(3);
+        let mut out = Outgoing::default();
+        let results: Vec<bool> = (0..5)
+            .map(|_| server.seal(b"x", &mut out).is_ok())
+            .collect();
+        assert!(results.iter().filter(|ok| **ok).count() <= 3, "{results:?}");
+        assert!(matches!(
+            server.seal(b"x", &mut out),
+            Err(SealError::Closed)
+        ));
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a good record, the taken-over layer never
+        /// panics: it opens what it can, waits for more, or fails with an
+        /// alert queued.
+        #[test]
+        fn taken_over_survives_any_bytes(
+            tls13 in proptest::bool::ANY,
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            header in proptest::sample::select(vec![0x14u8, 0x15, 0x16, 0x17, 0x00, 0xff]),
+        ) {
+            let version = if tls13 { TLS13 } else { TLS12 };
+            let (mut server, mut client) = established_and(version, true);
+            let mut incoming = seal(&mut client, &[b"good"]);
+            let len = tail.len() as u16;
+            incoming.extend_from_slice(&[header, 0x03, 0x03]);
+            incoming.extend_from_slice(&len.to_be_bytes());
+            incoming.extend_from_slice(&tail);
+            let mut plaintext = Vec::new();
+            match server.open(&mut incoming, &mut plaintext) {
+                Ok(_) => proptest::prop_assert!(!server.has_failed()),
+                Err(_) => proptest::prop_assert!(server.has_output() || server.has_failed()),
+            }
+            proptest::prop_assert_eq!(&plaintext[..4], b"good");
         }
     }
 }

@@ -324,9 +324,28 @@ impl TlsConn {
     /// kernel does the records.
     pub fn with_tls<R>(&self, f: impl FnOnce(&rustls::CommonState) -> R) -> Option<R> {
         match &*self.tls.borrow() {
-            Records::Userspace(records) => Some(f(records.tls().common())),
+            Records::Userspace(records) => records.tls().map(|tls| f(tls.common())),
             _ => None,
         }
+    }
+
+    /// Takes an established server connection's records over from rustls
+    /// ([`crate::net::established`]): `Ok(true)` once done, `Ok(false)`
+    /// when the connection stays with rustls or the kernel has its
+    /// records. An error means the connection is unusable.
+    pub fn take_over_records(&self) -> Result<bool, TlsIoError> {
+        match &mut *self.tls.borrow_mut() {
+            Records::Userspace(records) => records
+                .take_over()
+                .map_err(|e| TlsIoError::Io(io::Error::other(e.to_string()))),
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether sstpd's own record layer has the records
+    /// ([`TlsConn::take_over_records`]).
+    pub fn records_taken_over(&self) -> bool {
+        matches!(&*self.tls.borrow(), Records::Userspace(records) if records.is_taken_over())
     }
 
     /// Whether the kernel does the record layer (kTLS).
@@ -393,7 +412,7 @@ impl TlsConn {
         loop {
             self.flush_tls().await?;
             let handshaking = match &*self.tls.borrow() {
-                Records::Userspace(records) => records.tls().common().is_handshaking(),
+                Records::Userspace(records) => records.is_handshaking(),
                 _ => false,
             };
             if !handshaking {
@@ -725,7 +744,9 @@ impl TlsConn {
     pub fn offload_to_kernel(&self) -> Result<Offload, TlsIoError> {
         let records = std::mem::replace(&mut *self.tls.borrow_mut(), Records::Switching);
         let records = match records {
-            Records::Userspace(records) if matches!(records.tls(), UnbufferedTls::Server(_)) => {
+            Records::Userspace(records)
+                if matches!(records.tls(), Some(UnbufferedTls::Server(_))) =>
+            {
                 records
             }
             other => {
@@ -739,7 +760,7 @@ impl TlsConn {
             *self.tls.borrow_mut() = Records::Userspace(records);
             return Ok(Offload::StayedInUserspace(refusal));
         }
-        let UnbufferedTls::Server(conn) = records.into_tls() else {
+        let Some(UnbufferedTls::Server(conn)) = records.into_tls() else {
             unreachable!("checked above");
         };
         match crate::tls::ktls::enable(self.tcp_fd(), conn) {

@@ -94,8 +94,9 @@ pub fn suite_usable_with_key(suite: SupportedCipherSuite, key: KeyKind) -> bool 
 /// What the server's TLS setup needs beyond `[tls]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerTlsOptions {
-    /// Connections may be handed to kTLS: rustls must allow secret
-    /// extraction ([`rustls::ServerConfig::enable_secret_extraction`]).
+    /// Established connections may leave rustls (to kTLS, or to sstpd's own
+    /// record layer): rustls must allow secret extraction
+    /// ([`rustls::ServerConfig::enable_secret_extraction`]).
     pub secret_extraction: bool,
 }
 
@@ -226,7 +227,9 @@ fn server_config_for(
         identity,
         suites,
         ServerTlsOptions {
-            secret_extraction: plan.may_offload(),
+            // Every established connection leaves rustls: to the kernel
+            // (kTLS) or to `net::established`.
+            secret_extraction: true,
         },
     )
 }

@@ -636,6 +636,13 @@ async fn establish(
         }
     }
 
+    // The records leave rustls (`net::established`), unless the kernel has
+    // them already.
+    if let Err(e) = tls.take_over_records() {
+        worker.metrics().event(Event::TlsTakeOverFailed);
+        span.in_scope(|| tracing::warn!(error = %e, "TLS records not taken over; closing"));
+        return None;
+    }
     let kernel_tls = tls.is_kernel_tls();
     let seed: [u8; 32] = rand::random();
     let session = Session::server(&live.session_config, accepted_at, live.cert, seed);

@@ -1,0 +1,666 @@
+//! The record layer of an established server connection, without the
+//! rustls connection.
+//!
+//! Once the handshake is done, a server connection's rustls state is
+//! mostly dead weight: about 1.2 KB inline and 1.2 KB on the heap per
+//! session, and on every received record a chunk that rustls allocates,
+//! fills and frees before the plaintext reaches us. rustls 0.23 can hand an
+//! established connection over ([`rustls::kernel`], made for kernel TLS):
+//! the traffic secrets and their sequence numbers, and a
+//! [`KernelConnection`] that keeps only what a key update needs.
+//! [`EstablishedRecords`] takes that hand-over in userspace. It opens
+//! records in place with the `MessageDecrypter` that the negotiated
+//! suite's own AEAD algorithm in rustls builds from the secrets, and seals
+//! them in place with aws-lc's AEAD (`RecordSealer`, whose doc says why
+//! not with rustls' encrypters). What rustls did besides, this module
+//! does, after [RFC 8446] and [RFC 5246]:
+//!
+//! * **Records in** (5.1, 5.2; RFC 5246 6.2): a header whose version is not
+//!   3.x, a TLS 1.3 record whose outer type is not application_data (a
+//!   change_cipher_spec after the handshake included), a TLS 1.2
+//!   change_cipher_spec, or a ciphertext longer than the protocol allows
+//!   ends the connection with unexpected_message or record_overflow; one
+//!   that does not decrypt, with bad_record_mac.
+//! * **Alerts** (6): close_notify ends the stream cleanly; user_canceled
+//!   and TLS 1.2 warnings are ignored; everything else is fatal.
+//! * **Post-handshake messages** (4.6.3): a KeyUpdate installs the peer's
+//!   next key ([`KernelConnection::update_rx_secret`]) and, when the peer
+//!   asks, ours after one of our own. Anything else (a NewSessionTicket to
+//!   a server, a TLS 1.2 renegotiation) is unexpected_message. A handshake
+//!   message split across records is refused as decode_error: rustls' own
+//!   post-handshake messages (a KeyUpdate is 5 bytes) never are.
+//! * **Confidentiality limits** (5.5): before the suite's limit, TLS 1.3
+//!   updates its own key; TLS 1.2 cannot and stops taking data.
+//!
+//! Every fatal error queues the alert that names it, sealed, for the next
+//! write; the layer then refuses everything. Written here because no crate
+//! does it: rustls keeps a connection that it fully drives, and the
+//! kernel-TLS crates hand the records to the kernel.
+//!
+//! [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+//! [RFC 5246]: https://www.rfc-editor.org/rfc/rfc5246
+
+use rustls::crypto::cipher::{AeadKey, InboundOpaqueMessage, Iv, MessageDecrypter};
+use rustls::kernel::KernelConnection;
+use rustls::server::ServerConnectionData;
+use rustls::{
+    AlertDescription, ConnectionTrafficSecrets, ContentType, Error, HandshakeType, InvalidMessage,
+    PeerMisbehaved, ProtocolVersion, SupportedCipherSuite,
+};
+
+use super::tls_records::{Opened, Outgoing, SealError};
+
+/// Length of a TLS record header ([RFC 8446] 5.1).
+///
+/// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+const HEADER_LEN: usize = 5;
+/// The most plaintext in one record ([RFC 8446] 5.1).
+///
+/// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+const MAX_PLAINTEXT: usize = 1 << 14;
+/// The longest TLS 1.3 ciphertext ([RFC 8446] 5.2: 2^14 + 256).
+///
+/// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+const MAX_CIPHERTEXT_TLS13: usize = MAX_PLAINTEXT + 256;
+/// The longest TLS 1.2 ciphertext ([RFC 5246] 6.2.3: 2^14 + 2048).
+///
+/// [RFC 5246]: https://www.rfc-editor.org/rfc/rfc5246
+const MAX_CIPHERTEXT_TLS12: usize = MAX_PLAINTEXT + 2048;
+/// Records sealed under one key short of the suite's confidentiality
+/// limit at which TLS 1.3 moves to its next key.
+const LIMIT_MARGIN: u64 = 1 << 16;
+/// KeyUpdateRequest values ([RFC 8446] 4.6.3).
+///
+/// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+const UPDATE_NOT_REQUESTED: u8 = 0;
+const UPDATE_REQUESTED: u8 = 1;
+
+/// Why a connection could not be taken over from rustls; it is gone
+/// either way (the hand-over consumes it).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TakeOverError {
+    /// rustls refused the hand-over (handshake not done, output left, or
+    /// secret extraction not enabled in the configuration).
+    Refused(Error),
+    /// The negotiated suite has no AEAD algorithm rustls can build again.
+    UnsupportedSuite,
+}
+
+impl std::fmt::Display for TakeOverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TakeOverError::Refused(e) => write!(f, "rustls refused the hand-over: {e}"),
+            TakeOverError::UnsupportedSuite => f.write_str("the negotiated suite is not AEAD"),
+        }
+    }
+}
+
+impl std::error::Error for TakeOverError {}
+
+/// One direction's cipher state.
+struct Direction<C: ?Sized> {
+    cipher: Box<C>,
+    /// The next record's sequence number under this key.
+    seq: u64,
+}
+
+/// An established server connection's records; see the module docs.
+pub struct EstablishedRecords {
+    /// What a key update needs of rustls.
+    kernel: Box<KernelConnection<ServerConnectionData>>,
+    tx: Direction<RecordSealer>,
+    rx: Direction<dyn MessageDecrypter>,
+    tls13: bool,
+    /// Records one key may seal, the margin taken off (TLS 1.3 re-keys
+    /// there, TLS 1.2 stops).
+    tx_limit: u64,
+    /// Alerts and post-handshake messages for the next write.
+    output: Outgoing,
+    /// The first fatal error; nothing is opened or sealed after it.
+    failed: Option<Error>,
+    /// The peer's close_notify arrived; later records are not read.
+    peer_closed: bool,
+}
+
+impl std::fmt::Debug for EstablishedRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EstablishedRecords")
+            .field("tls13", &self.tls13)
+            .field("tx_seq", &self.tx.seq)
+            .field("rx_seq", &self.rx.seq)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EstablishedRecords {
+    /// Takes an established connection over from rustls. The connection's
+    /// handshake must be complete and its output all written, and its
+    /// configuration must have `enable_secret_extraction`.
+    pub fn take_over(
+        conn: rustls::server::UnbufferedServerConnection,
+    ) -> Result<Self, TakeOverError> {
+        let (secrets, kernel) = conn
+            .dangerous_into_kernel_connection()
+            .map_err(TakeOverError::Refused)?;
+        let suite = kernel.negotiated_cipher_suite();
+        let tls13 = kernel.protocol_version() == ProtocolVersion::TLSv1_3;
+        let (tx_seq, tx_secrets) = secrets.tx;
+        let (rx_seq, rx_secrets) = secrets.rx;
+        let encrypter = encrypter(suite, tx_secrets).ok_or(TakeOverError::UnsupportedSuite)?;
+        let decrypter = decrypter(suite, rx_secrets).ok_or(TakeOverError::UnsupportedSuite)?;
+        let limit = confidentiality_limit(suite);
+        let records = EstablishedRecords {
+            kernel: Box::new(kernel),
+            tx: Direction {
+                cipher: encrypter,
+                seq: tx_seq,
+            },
+            rx: Direction {
+                cipher: decrypter,
+                seq: rx_seq,
+            },
+            tls13,
+            tx_limit: limit.saturating_sub(LIMIT_MARGIN).max(1),
+            output: Outgoing::default(),
+            failed: None,
+            peer_closed: false,
+        };
+        Ok(records)
+    }
+
+    /// The negotiated suite (for inspection).
+    pub fn negotiated_cipher_suite(&self) -> SupportedCipherSuite {
+        self.kernel.negotiated_cipher_suite()
+    }
+
+    /// Lowers the records one key may seal (tests of the limit).
+    #[cfg(test)]
+    pub(crate) fn set_confidentiality_limit(&mut self, records: u64) {
+        self.tx_limit = self.tx.seq + records;
+    }
+
+    /// Whether an error ended the connection.
+    pub fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Whether alerts or post-handshake messages wait to be sent.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Opens the complete records at the front of `incoming`: appends
+    /// their plaintext to `plaintext` and removes them, keeping only the
+    /// start of a record still on its way. On an error the alert that
+    /// names it waits for [`EstablishedRecords::take_output`].
+    pub fn open(
+        &mut self,
+        incoming: &mut Vec<u8>,
+        plaintext: &mut Vec<u8>,
+    ) -> Result<Opened, Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let mut start = 0;
+        let mut result = Ok(Opened::default());
+        while !self.peer_closed {
+            match self.open_one(&mut incoming[start..], plaintext) {
+                Ok(Some(consumed)) => start += consumed,
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(&e);
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        incoming.drain(..start);
+        if self.peer_closed && result.is_ok() {
+            result = Ok(Opened { peer_closed: true });
+        }
+        result
+    }
+
+    /// Opens the record at the front of `buf`: its length, or `None` when
+    /// it is not all there.
+    fn open_one(
+        &mut self,
+        buf: &mut [u8],
+        plaintext: &mut Vec<u8>,
+    ) -> Result<Option<usize>, Error> {
+        let Some(header) = buf.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let typ = ContentType::from(header[0]);
+        let version = u16::from_be_bytes([header[1], header[2]]);
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        if version >> 8 != 3 {
+            return Err(Error::InvalidMessage(
+                InvalidMessage::UnknownProtocolVersion,
+            ));
+        }
+        let max = if self.tls13 {
+            MAX_CIPHERTEXT_TLS13
+        } else {
+            MAX_CIPHERTEXT_TLS12
+        };
+        if len > max {
+            return Err(Error::PeerSentOversizedRecord);
+        }
+        // After the handshake a TLS 1.3 record is application_data outside
+        // (5.1, 5.2; a change_cipher_spec is allowed only before).
+        let allowed = match typ {
+            ContentType::ApplicationData => true,
+            ContentType::Alert | ContentType::Handshake => !self.tls13,
+            _ => false,
+        };
+        if !allowed {
+            return Err(Error::InvalidMessage(InvalidMessage::InvalidContentType));
+        }
+        let Some(record) = buf.get_mut(..HEADER_LEN + len) else {
+            return Ok(None);
+        };
+        let payload = &mut record[HEADER_LEN..];
+        let message = InboundOpaqueMessage::new(typ, ProtocolVersion::from(version), payload);
+        let plain = self.rx.cipher.decrypt(message, self.rx.seq)?;
+        self.rx.seq += 1;
+        if plain.payload.len() > MAX_PLAINTEXT {
+            return Err(Error::PeerSentOversizedRecord);
+        }
+        match plain.typ {
+            ContentType::ApplicationData => plaintext.extend_from_slice(plain.payload),
+            ContentType::Alert => self.receive_alert(plain.payload)?,
+            ContentType::Handshake => {
+                let messages = plain.payload.to_vec();
+                self.receive_handshake(&messages)?;
+            }
+            _ => return Err(Error::InvalidMessage(InvalidMessage::InvalidContentType)),
+        }
+        Ok(Some(HEADER_LEN + len))
+    }
+
+    /// An alert ([RFC 8446] 6; RFC 5246 7.2).
+    ///
+    /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+    fn receive_alert(&mut self, alert: &[u8]) -> Result<(), Error> {
+        let &[level, description] = alert else {
+            return Err(Error::InvalidMessage(InvalidMessage::TrailingData("alert")));
+        };
+        let description = AlertDescription::from(description);
+        match description {
+            AlertDescription::CloseNotify => {
+                self.peer_closed = true;
+                Ok(())
+            }
+            AlertDescription::UserCanceled => Ok(()),
+            // TLS 1.2 warnings (level 1); in TLS 1.3 every other alert is
+            // fatal whatever its level.
+            _ if !self.tls13 && level == 1 => Ok(()),
+            _ => Err(Error::AlertReceived(description)),
+        }
+    }
+
+    /// Post-handshake messages, whole within this record.
+    fn receive_handshake(&mut self, mut messages: &[u8]) -> Result<(), Error> {
+        if !self.tls13 {
+            // A ClientHello after the handshake: renegotiation, which
+            // sstpd does not do.
+            return Err(Error::PeerMisbehaved(
+                PeerMisbehaved::TooManyRenegotiationRequests,
+            ));
+        }
+        if messages.is_empty() {
+            return Err(Error::InvalidMessage(InvalidMessage::InvalidEmptyPayload));
+        }
+        while !messages.is_empty() {
+            let Some((&[typ, l0, l1, l2], rest)) = messages.split_first_chunk::<4>() else {
+                return Err(Error::InvalidMessage(InvalidMessage::MessageTooShort));
+            };
+            let len = u32::from_be_bytes([0, l0, l1, l2]) as usize;
+            let Some(body) = rest.get(..len) else {
+                return Err(Error::InvalidMessage(InvalidMessage::MessageTooShort));
+            };
+            let after = &rest[len..];
+            match HandshakeType::from(typ) {
+                HandshakeType::KeyUpdate => {
+                    // "If an implementation detects a KeyUpdate followed
+                    // by other data in the same record": the next key
+                    // applies from the next record (5.1).
+                    if !after.is_empty() {
+                        return Err(Error::PeerMisbehaved(
+                            PeerMisbehaved::KeyEpochWithPendingFragment,
+                        ));
+                    }
+                    let &[request] = body else {
+                        return Err(Error::InvalidMessage(InvalidMessage::InvalidKeyUpdate));
+                    };
+                    if request > UPDATE_REQUESTED {
+                        return Err(Error::InvalidMessage(InvalidMessage::InvalidKeyUpdate));
+                    }
+                    self.update_rx_key()?;
+                    if request == UPDATE_REQUESTED {
+                        self.update_tx_key(UPDATE_NOT_REQUESTED)?;
+                    }
+                }
+                _ => {
+                    return Err(Error::InappropriateHandshakeMessage {
+                        expect_types: vec![HandshakeType::KeyUpdate],
+                        got_type: HandshakeType::from(typ),
+                    });
+                }
+            }
+            messages = after;
+        }
+        Ok(())
+    }
+
+    fn update_rx_key(&mut self) -> Result<(), Error> {
+        let suite = self.kernel.negotiated_cipher_suite();
+        let (seq, secrets) = self.kernel.update_rx_secret()?;
+        self.rx = Direction {
+            cipher: decrypter(suite, secrets).ok_or(Error::DecryptError)?,
+            seq,
+        };
+        Ok(())
+    }
+
+    /// Sends a KeyUpdate under the current key, then moves to the next
+    /// ([RFC 8446] 4.6.3).
+    ///
+    /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+    fn update_tx_key(&mut self, request: u8) -> Result<(), Error> {
+        let message = [u8::from(HandshakeType::KeyUpdate), 0, 0, 1, request];
+        let mut output = std::mem::take(&mut self.output);
+        let sealed = self.seal_record(ContentType::Handshake, &message, &mut output);
+        self.output = output;
+        sealed?;
+        let suite = self.kernel.negotiated_cipher_suite();
+        let (seq, secrets) = self.kernel.update_tx_secret()?;
+        self.tx = Direction {
+            cipher: encrypter(suite, secrets).ok_or(Error::EncryptError)?,
+            seq,
+        };
+        Ok(())
+    }
+
+    /// Seals `plaintext` into `out` (one record per 2^14 bytes), behind
+    /// any waiting output.
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut Outgoing) -> Result<(), SealError> {
+        self.output.move_into(out);
+        if let Some(e) = &self.failed {
+            return Err(SealError::Tls(e.clone()));
+        }
+        for chunk in plaintext.chunks(MAX_PLAINTEXT) {
+            if self.tx.seq >= self.tx_limit {
+                if !self.tls13 {
+                    return Err(SealError::Closed);
+                }
+                if let Err(e) = self.update_tx_key(UPDATE_NOT_REQUESTED) {
+                    self.fail(&e);
+                    return Err(SealError::Tls(e));
+                }
+                self.output.move_into(out);
+            }
+            if let Err(e) = self.seal_record(ContentType::ApplicationData, chunk, out) {
+                self.fail(&e);
+                return Err(SealError::Tls(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_record(
+        &mut self,
+        typ: ContentType,
+        payload: &[u8],
+        out: &mut Outgoing,
+    ) -> Result<(), Error> {
+        self.tx.cipher.seal(typ, payload, self.tx.seq, out)?;
+        self.tx.seq += 1;
+        Ok(())
+    }
+
+    /// Moves waiting alerts and post-handshake messages into `out`.
+    pub fn take_output(&mut self, out: &mut Outgoing) {
+        self.output.move_into(out);
+    }
+
+    /// Queues a TLS 1.3 KeyUpdate that asks the peer to update too
+    /// ([RFC 8446] 4.6.3), and moves to our next key.
+    ///
+    /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+    pub fn request_key_update(&mut self) -> Result<(), Error> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if !self.tls13 {
+            return Err(Error::General("TLS 1.2 has no key update".into()));
+        }
+        self.update_tx_key(UPDATE_REQUESTED)
+            .inspect_err(|e| self.fail(e))
+    }
+
+    /// Seals a close_notify into `out`, behind any waiting output; nothing
+    /// once the connection failed.
+    pub fn close_notify(&mut self, out: &mut Outgoing) {
+        self.output.move_into(out);
+        if self.failed.is_none() {
+            let alert = [1, u8::from(AlertDescription::CloseNotify)];
+            let _ = self.seal_record(ContentType::Alert, &alert, out);
+        }
+    }
+
+    /// Records the first fatal error and queues the alert that names it.
+    fn fail(&mut self, error: &Error) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.failed = Some(error.clone());
+        let Some(description) = alert_for(error) else {
+            return;
+        };
+        let alert = [2, u8::from(description)];
+        let mut output = std::mem::take(&mut self.output);
+        let _ = self.seal_record(ContentType::Alert, &alert, &mut output);
+        self.output = output;
+    }
+}
+
+/// The alert that tells the peer about `error` ([RFC 8446] 6.2); none for
+/// an alert the peer sent.
+///
+/// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+fn alert_for(error: &Error) -> Option<AlertDescription> {
+    Some(match error {
+        Error::AlertReceived(_) => return None,
+        Error::DecryptError => AlertDescription::BadRecordMac,
+        Error::PeerSentOversizedRecord => AlertDescription::RecordOverflow,
+        Error::InvalidMessage(
+            InvalidMessage::MessageTooShort
+            | InvalidMessage::InvalidKeyUpdate
+            | InvalidMessage::TrailingData(_),
+        ) => AlertDescription::DecodeError,
+        Error::InvalidMessage(_)
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::PeerMisbehaved(_) => AlertDescription::UnexpectedMessage,
+        _ => AlertDescription::InternalError,
+    })
+}
+
+/// The sealing half of `secrets` under `suite`'s AEAD algorithm.
+fn encrypter(
+    suite: SupportedCipherSuite,
+    secrets: ConnectionTrafficSecrets,
+) -> Option<Box<RecordSealer>> {
+    let tls13 = matches!(suite, SupportedCipherSuite::Tls13(_));
+    RecordSealer::new(&secrets, tls13).map(Box::new)
+}
+
+/// Seals records straight into the caller's buffer: the header, the
+/// plaintext sealed in place (with TLS 1.2 GCM's explicit nonce before it,
+/// TLS 1.3's content type after it), the tag. No allocation and one copy
+/// of the plaintext per record.
+///
+/// The constructions, per suite:
+/// * TLS 1.3 ([RFC 8446] 5.2, 5.3): the nonce is the IV with the sequence
+///   number XORed into its last 8 bytes; the additional data is the
+///   record header; the inner plaintext is the content and its type,
+///   without padding.
+/// * TLS 1.2 AES-GCM ([RFC 5288] 3, [RFC 5246] 6.2.3.3): the same nonce
+///   (the 12-byte IV is the key block's 4-byte salt and 8 bytes that
+///   start the explicit nonce, as rustls builds it); its last 8 bytes go
+///   out as the explicit nonce; the additional data is the sequence
+///   number, type, version and plaintext length.
+/// * TLS 1.2 ChaCha20-Poly1305 ([RFC 7905] 2): the same nonce, no
+///   explicit nonce, the same additional data.
+///
+/// Why not rustls' encrypters: each allocates a record of its own, and its
+/// AES-GCM ones seal with aws-lc's TLS AEAD, which takes the first nonce it
+/// sees for sequence number 0 and then refuses a nonce that seems to go
+/// back. A key taken over after records were sealed under it (TLS 1.2's
+/// Finished, TLS 1.3's tickets) does not start at 0. Opening stays with
+/// rustls' decrypters, which decrypt in place and check nothing of the
+/// kind.
+///
+/// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+/// [RFC 5288]: https://www.rfc-editor.org/rfc/rfc5288
+/// [RFC 5246]: https://www.rfc-editor.org/rfc/rfc5246
+/// [RFC 7905]: https://www.rfc-editor.org/rfc/rfc7905
+struct RecordSealer {
+    key: aws_lc_rs::aead::LessSafeKey,
+    iv: [u8; 12],
+    tls13: bool,
+    /// TLS 1.2 AES-GCM's 8-byte explicit nonce.
+    explicit_nonce: bool,
+}
+
+/// The explicit nonce of a TLS 1.2 GCM record.
+const EXPLICIT_NONCE_LEN: usize = 8;
+/// The AEAD tag (all three algorithms).
+const TAG_LEN: usize = 16;
+
+impl RecordSealer {
+    /// `None` for secrets of an algorithm a later rustls may add.
+    fn new(secrets: &ConnectionTrafficSecrets, tls13: bool) -> Option<Self> {
+        use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, CHACHA20_POLY1305};
+        let (algorithm, key, iv, gcm) = match secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&AES_128_GCM, key, iv, true),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&AES_256_GCM, key, iv, true),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (&CHACHA20_POLY1305, key, iv, false)
+            }
+            _ => return None,
+        };
+        let key = aws_lc_rs::aead::UnboundKey::new(algorithm, key.as_ref()).ok()?;
+        Some(RecordSealer {
+            key: aws_lc_rs::aead::LessSafeKey::new(key),
+            iv: iv.as_ref().try_into().ok()?,
+            tls13,
+            explicit_nonce: gcm && !tls13,
+        })
+    }
+
+    fn seal(
+        &self,
+        typ: ContentType,
+        plaintext: &[u8],
+        seq: u64,
+        out: &mut Outgoing,
+    ) -> Result<(), Error> {
+        let len = plaintext.len();
+        let (prefix, inner_type) = match (self.tls13, self.explicit_nonce) {
+            (true, _) => (0, 1),
+            (false, true) => (EXPLICIT_NONCE_LEN, 0),
+            (false, false) => (0, 0),
+        };
+        let sealed_len = len + inner_type;
+        let body = prefix + sealed_len + TAG_LEN;
+        let record_len = u16::try_from(body).map_err(|_| Error::EncryptError)?;
+        let mut nonce = self.iv;
+        for (n, s) in nonce[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *n ^= s;
+        }
+        let version = ProtocolVersion::TLSv1_2.to_array();
+        let (outer_type, aad) = if self.tls13 {
+            // The header is the additional data (5.2).
+            let mut aad = [0u8; 13];
+            aad[0] = u8::from(ContentType::ApplicationData);
+            aad[1..3].copy_from_slice(&version);
+            aad[3..5].copy_from_slice(&record_len.to_be_bytes());
+            (ContentType::ApplicationData, (aad, HEADER_LEN))
+        } else {
+            // seq_num + type + version + length (RFC 5246 6.2.3.3).
+            let mut aad = [0u8; 13];
+            aad[..8].copy_from_slice(&seq.to_be_bytes());
+            aad[8] = u8::from(typ);
+            aad[9..11].copy_from_slice(&version);
+            aad[11..].copy_from_slice(&(len as u16).to_be_bytes());
+            (typ, (aad, 13))
+        };
+        let total = HEADER_LEN + body;
+        let room = &mut out.room(total)[..total];
+        room[0] = u8::from(outer_type);
+        room[1..3].copy_from_slice(&version);
+        room[3..5].copy_from_slice(&record_len.to_be_bytes());
+        let (head, rest) = room.split_at_mut(HEADER_LEN + prefix);
+        if self.explicit_nonce {
+            head[HEADER_LEN..].copy_from_slice(&nonce[4..]);
+        }
+        let (data, tag_room) = rest.split_at_mut(sealed_len);
+        data[..len].copy_from_slice(plaintext);
+        if self.tls13 {
+            data[len] = u8::from(typ);
+        }
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(&aad.0[..aad.1]),
+                data,
+            )
+            .map_err(|_| Error::EncryptError)?;
+        tag_room.copy_from_slice(tag.as_ref());
+        out.commit(total);
+        Ok(())
+    }
+}
+
+/// The opening half of `secrets` under `suite`'s AEAD algorithm.
+fn decrypter(
+    suite: SupportedCipherSuite,
+    secrets: ConnectionTrafficSecrets,
+) -> Option<Box<dyn MessageDecrypter>> {
+    let (key, iv) = key_and_iv(secrets)?;
+    Some(match suite {
+        SupportedCipherSuite::Tls13(suite) => suite.aead_alg.decrypter(key, iv),
+        SupportedCipherSuite::Tls12(suite) => {
+            let shape = suite.aead_alg.key_block_shape();
+            suite
+                .aead_alg
+                .decrypter(key, &iv.as_ref()[..shape.fixed_iv_len])
+        }
+    })
+}
+
+/// The AEAD key and IV of `secrets`; `None` for an algorithm a later
+/// rustls may add (the enum is non-exhaustive).
+fn key_and_iv(secrets: ConnectionTrafficSecrets) -> Option<(AeadKey, Iv)> {
+    match secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+        | ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+        | ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => Some((key, iv)),
+        _ => None,
+    }
+}
+
+/// Records one key may seal under `suite` ([RFC 8446] 5.5).
+///
+/// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+fn confidentiality_limit(suite: SupportedCipherSuite) -> u64 {
+    match suite {
+        SupportedCipherSuite::Tls13(suite) => suite.common.confidentiality_limit,
+        SupportedCipherSuite::Tls12(suite) => suite.common.confidentiality_limit,
+    }
+}
