@@ -664,3 +664,144 @@ fn confidentiality_limit(suite: SupportedCipherSuite) -> u64 {
         SupportedCipherSuite::Tls12(suite) => suite.common.confidentiality_limit,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::net::tls_records::tests::{handshake, pair_with, TLS12, TLS13};
+    use crate::net::tls_records::UnbufferedTls;
+
+    /// A taken-over server, and what seals any record the client could
+    /// send: a sealer with the client's keys and its next sequence number.
+    fn taken_over_with_client_keys(tls13: bool) -> (EstablishedRecords, RecordSealer, u64) {
+        let version = if tls13 { TLS13 } else { TLS12 };
+        let (server, client) = pair_with(version, None, None, |c| c.send_tls13_tickets = 0);
+        let (server, client) = handshake(server, client);
+        let Some(UnbufferedTls::Server(server)) = server.into_tls() else {
+            panic!("a server");
+        };
+        let Some(UnbufferedTls::Client(client)) = client.into_tls() else {
+            panic!("a client");
+        };
+        let (secrets, _) = client.dangerous_into_kernel_connection().unwrap();
+        let (seq, keys) = secrets.tx;
+        let sealer = RecordSealer::new(&keys, tls13).unwrap();
+        (EstablishedRecords::take_over(server).unwrap(), sealer, seq)
+    }
+
+    /// A KeyUpdate that asks for ours: the server moves to the client's
+    /// next key and answers with its own KeyUpdate; a record still under
+    /// the old key then does not open.
+    #[test]
+    fn a_key_update_from_the_peer_is_answered() {
+        let (mut server, sealer, seq) = taken_over_with_client_keys(true);
+        let mut out = Outgoing::default();
+        let key_update = [
+            u8::from(HandshakeType::KeyUpdate),
+            0,
+            0,
+            1,
+            UPDATE_REQUESTED,
+        ];
+        sealer
+            .seal(ContentType::Handshake, &key_update, seq, &mut out)
+            .unwrap();
+        let mut incoming = out.filled().to_vec();
+        let mut plaintext = Vec::new();
+        server.open(&mut incoming, &mut plaintext).unwrap();
+        assert!(server.has_output(), "our KeyUpdate, answering");
+        let mut out = Outgoing::default();
+        sealer
+            .seal(ContentType::ApplicationData, b"old key", seq + 1, &mut out)
+            .unwrap();
+        let mut incoming = out.filled().to_vec();
+        assert_eq!(
+            server.open(&mut incoming, &mut plaintext),
+            Err(Error::DecryptError)
+        );
+    }
+
+    /// Handshake messages after the handshake: a KeyUpdate with more
+    /// behind it in its record, one split across records, one of another
+    /// type, each refused with the alert the module doc names.
+    #[test]
+    fn post_handshake_messages_sstpd_refuses() {
+        let key_update = [
+            u8::from(HandshakeType::KeyUpdate),
+            0,
+            0,
+            1,
+            UPDATE_NOT_REQUESTED,
+        ];
+        let cases: [(&[u8], AlertDescription); 4] = [
+            (
+                &[key_update.as_slice(), &key_update].concat(),
+                AlertDescription::UnexpectedMessage,
+            ),
+            (&key_update[..3], AlertDescription::DecodeError),
+            (
+                &[u8::from(HandshakeType::KeyUpdate), 0, 0, 1, 7],
+                AlertDescription::DecodeError,
+            ),
+            (
+                &[u8::from(HandshakeType::NewSessionTicket), 0, 0, 0],
+                AlertDescription::UnexpectedMessage,
+            ),
+        ];
+        for (message, alert) in cases {
+            let (mut server, sealer, seq) = taken_over_with_client_keys(true);
+            let mut out = Outgoing::default();
+            sealer
+                .seal(ContentType::Handshake, message, seq, &mut out)
+                .unwrap();
+            let mut incoming = out.filled().to_vec();
+            let mut plaintext = Vec::new();
+            let error = server.open(&mut incoming, &mut plaintext).unwrap_err();
+            assert_eq!(alert_for(&error), Some(alert), "{message:?}: {error:?}");
+            assert!(server.has_output(), "{message:?}");
+        }
+    }
+
+    proptest! {
+        /// Any sequence of records the peer can seal (every content type,
+        /// any payload, KeyUpdates included): no panic; an error leaves an
+        /// alert to send, unless it was the peer's own alert; after an
+        /// error nothing opens.
+        #[test]
+        fn any_records_sealed_with_the_peers_keys(
+            tls13 in any::<bool>(),
+            records in proptest::collection::vec((0u8..7, proptest::collection::vec(any::<u8>(), 0..24)), 1..6),
+        ) {
+            let (mut server, sealer, mut seq) = taken_over_with_client_keys(tls13);
+            let mut out = Outgoing::default();
+            for (kind, body) in &records {
+                let (typ, body) = match kind {
+                    0 => (ContentType::Alert, body.clone()),
+                    1 => (ContentType::Handshake, body.clone()),
+                    2 => (ContentType::ChangeCipherSpec, body.clone()),
+                    3 => (ContentType::from(0x42), body.clone()),
+                    4 => {
+                        let request = body.first().copied().unwrap_or(0) % 3;
+                        (ContentType::Handshake, vec![u8::from(HandshakeType::KeyUpdate), 0, 0, 1, request])
+                    }
+                    _ => (ContentType::ApplicationData, body.clone()),
+                };
+                sealer.seal(typ, &body, seq, &mut out).unwrap();
+                seq += 1;
+            }
+            let mut incoming = out.filled().to_vec();
+            let mut plaintext = Vec::new();
+            match server.open(&mut incoming, &mut plaintext) {
+                Ok(_) => prop_assert!(!server.has_failed()),
+                Err(Error::AlertReceived(_)) => prop_assert!(server.has_failed()),
+                Err(_) => {
+                    prop_assert!(server.has_output());
+                    let mut more = b"more".to_vec();
+                    prop_assert!(server.open(&mut more, &mut plaintext).is_err());
+                }
+            }
+        }
+    }
+}

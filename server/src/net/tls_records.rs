@@ -717,7 +717,7 @@ fn encrypt_into<D>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -725,8 +725,8 @@ mod tests {
 
     use super::*;
 
-    const TLS12: &rustls::SupportedProtocolVersion = &rustls::version::TLS12;
-    const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
+    pub(crate) const TLS12: &rustls::SupportedProtocolVersion = &rustls::version::TLS12;
+    pub(crate) const TLS13: &rustls::SupportedProtocolVersion = &rustls::version::TLS13;
 
     /// A server and a client record layer, not yet handshaken. The
     /// server's records carry at most `fragment` bytes when given.
@@ -739,7 +739,7 @@ mod tests {
 
     /// [`pair`] with only `suite` offered when given, and `server` applied
     /// to the server's configuration.
-    fn pair_with(
+    pub(crate) fn pair_with(
         version: &'static rustls::SupportedProtocolVersion,
         fragment: Option<usize>,
         suite: Option<rustls::SupportedCipherSuite>,
@@ -764,11 +764,13 @@ mod tests {
         server_config(&mut server);
         let mut roots = RootCertStore::empty();
         roots.add(cert_der).unwrap();
-        let client = ClientConfig::builder_with_provider(provider)
+        let mut client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[version])
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // So that a test can seal records with the client's keys.
+        client.enable_secret_extraction = true;
         let server = UnbufferedServerConnection::new(Arc::new(server)).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let client = UnbufferedClientConnection::new(Arc::new(client), name).unwrap();
@@ -1088,7 +1090,7 @@ mod tests {
     }
 
     /// Handshakes `pair_with`'s pair to the end.
-    fn handshake(
+    pub(crate) fn handshake(
         mut server: UserspaceRecords,
         mut client: UserspaceRecords,
     ) -> (UserspaceRecords, UserspaceRecords) {
