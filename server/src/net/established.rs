@@ -22,10 +22,14 @@
 //!   ends the connection with unexpected_message or record_overflow; one
 //!   that does not decrypt, with bad_record_mac.
 //! * **Alerts** (6): close_notify ends the stream cleanly; user_canceled
-//!   and TLS 1.2 warnings are ignored; everything else is fatal.
+//!   and TLS 1.2 warnings are ignored (a few); everything else is fatal.
 //! * **Post-handshake messages** (4.6.3): a KeyUpdate installs the peer's
 //!   next key ([`KernelConnection::update_rx_secret`]) and, when the peer
-//!   asks, ours after one of our own. Anything else (a NewSessionTicket to
+//!   asks, ours after one of our own, sent before our next record: one,
+//!   however many the peer asked for meanwhile. More than 32 KeyUpdates
+//!   between two of the peer's data records, or more than 4 warning alerts,
+//!   end the connection (rustls' and BoringSSL's bounds: each costs work
+//!   and sends nothing). Anything else (a NewSessionTicket to
 //!   a server, a TLS 1.2 renegotiation) is unexpected_message. A handshake
 //!   message split across records is refused as decode_error: rustls' own
 //!   post-handshake messages (a KeyUpdate is 5 bytes) never are.
@@ -74,6 +78,12 @@ const LIMIT_MARGIN: u64 = 1 << 16;
 /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
 const UPDATE_NOT_REQUESTED: u8 = 0;
 const UPDATE_REQUESTED: u8 = 1;
+/// KeyUpdates the peer may send between two of its data records (each
+/// costs a key derivation): BoringSSL's `kMaxKeyUpdates`, as rustls.
+const MAX_KEY_UPDATES_BETWEEN_DATA: u8 = 32;
+/// Warning alerts (TLS 1.2, or user_canceled) the peer may send on one
+/// connection: BoringSSL's `kMaxWarningAlerts`, as rustls.
+const MAX_WARNING_ALERTS: u8 = 4;
 
 /// Why a connection could not be taken over from rustls; it is gone
 /// either way (the hand-over consumes it).
@@ -121,6 +131,15 @@ pub struct EstablishedRecords {
     failed: Option<Error>,
     /// The peer's close_notify arrived; later records are not read.
     peer_closed: bool,
+    /// The peer asked for our KeyUpdate: one is sent before our next
+    /// record, however many it asked for meanwhile ([RFC 8446] 4.6.3).
+    ///
+    /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+    key_update_owed: bool,
+    /// KeyUpdates received since the peer's last data record.
+    key_updates_received: u8,
+    /// Warning alerts received.
+    warnings_received: u8,
 }
 
 impl std::fmt::Debug for EstablishedRecords {
@@ -166,6 +185,9 @@ impl EstablishedRecords {
             output: Outgoing::default(),
             failed: None,
             peer_closed: false,
+            key_update_owed: false,
+            key_updates_received: 0,
+            warnings_received: 0,
         };
         Ok(records)
     }
@@ -188,7 +210,7 @@ impl EstablishedRecords {
 
     /// Whether alerts or post-handshake messages wait to be sent.
     pub fn has_output(&self) -> bool {
-        !self.output.is_empty()
+        !self.output.is_empty() || (self.key_update_owed && self.failed.is_none())
     }
 
     /// Opens the complete records at the front of `incoming`: appends
@@ -270,7 +292,10 @@ impl EstablishedRecords {
             return Err(Error::PeerSentOversizedRecord);
         }
         match plain.typ {
-            ContentType::ApplicationData => plaintext.extend_from_slice(plain.payload),
+            ContentType::ApplicationData => {
+                self.key_updates_received = 0;
+                plaintext.extend_from_slice(plain.payload);
+            }
             ContentType::Alert => self.receive_alert(plain.payload)?,
             ContentType::Handshake => {
                 let messages = plain.payload.to_vec();
@@ -294,12 +319,23 @@ impl EstablishedRecords {
                 self.peer_closed = true;
                 Ok(())
             }
-            AlertDescription::UserCanceled => Ok(()),
-            // TLS 1.2 warnings (level 1); in TLS 1.3 every other alert is
-            // fatal whatever its level.
-            _ if !self.tls13 && level == 1 => Ok(()),
+            // user_canceled, and TLS 1.2 warnings (level 1): a few are
+            // ignored. In TLS 1.3 every other alert is fatal whatever its
+            // level.
+            AlertDescription::UserCanceled => self.warning_received(),
+            _ if !self.tls13 && level == 1 => self.warning_received(),
             _ => Err(Error::AlertReceived(description)),
         }
+    }
+
+    fn warning_received(&mut self) -> Result<(), Error> {
+        self.warnings_received += 1;
+        if self.warnings_received > MAX_WARNING_ALERTS {
+            return Err(Error::PeerMisbehaved(
+                PeerMisbehaved::TooManyWarningAlertsReceived,
+            ));
+        }
+        Ok(())
     }
 
     /// Post-handshake messages, whole within this record.
@@ -339,9 +375,15 @@ impl EstablishedRecords {
                     if request > UPDATE_REQUESTED {
                         return Err(Error::InvalidMessage(InvalidMessage::InvalidKeyUpdate));
                     }
+                    self.key_updates_received += 1;
+                    if self.key_updates_received > MAX_KEY_UPDATES_BETWEEN_DATA {
+                        return Err(Error::PeerMisbehaved(
+                            PeerMisbehaved::TooManyKeyUpdateRequests,
+                        ));
+                    }
                     self.update_rx_key()?;
                     if request == UPDATE_REQUESTED {
-                        self.update_tx_key(UPDATE_NOT_REQUESTED)?;
+                        self.key_update_owed = true;
                     }
                 }
                 _ => {
@@ -388,6 +430,7 @@ impl EstablishedRecords {
     /// Seals `plaintext` into `out` (one record per 2^14 bytes), behind
     /// any waiting output.
     pub fn seal(&mut self, plaintext: &[u8], out: &mut Outgoing) -> Result<(), SealError> {
+        self.pay_key_update();
         self.output.move_into(out);
         if let Some(e) = &self.failed {
             return Err(SealError::Tls(e.clone()));
@@ -424,7 +467,18 @@ impl EstablishedRecords {
 
     /// Moves waiting alerts and post-handshake messages into `out`.
     pub fn take_output(&mut self, out: &mut Outgoing) {
+        self.pay_key_update();
         self.output.move_into(out);
+    }
+
+    /// Sends the KeyUpdate the peer asked for, if it did.
+    fn pay_key_update(&mut self) {
+        if !std::mem::take(&mut self.key_update_owed) || self.failed.is_some() {
+            return;
+        }
+        if let Err(e) = self.update_tx_key(UPDATE_NOT_REQUESTED) {
+            self.fail(&e);
+        }
     }
 
     /// Queues a TLS 1.3 KeyUpdate that asks the peer to update too
@@ -445,6 +499,7 @@ impl EstablishedRecords {
     /// Seals a close_notify into `out`, behind any waiting output; nothing
     /// once the connection failed.
     pub fn close_notify(&mut self, out: &mut Outgoing) {
+        self.pay_key_update();
         self.output.move_into(out);
         if self.failed.is_none() {
             let alert = [1, u8::from(AlertDescription::CloseNotify)];
@@ -673,9 +728,33 @@ mod tests {
     use crate::net::tls_records::tests::{handshake, pair_with, TLS12, TLS13};
     use crate::net::tls_records::UnbufferedTls;
 
-    /// A taken-over server, and what seals any record the client could
-    /// send: a sealer with the client's keys and its next sequence number.
-    fn taken_over_with_client_keys(tls13: bool) -> (EstablishedRecords, RecordSealer, u64) {
+    /// The client's side of a taken-over connection: seals any record
+    /// the client could send, with the client's keys.
+    struct Peer {
+        kernel: KernelConnection<rustls::client::ClientConnectionData>,
+        sealer: RecordSealer,
+        seq: u64,
+        tls13: bool,
+    }
+
+    impl Peer {
+        fn send(&mut self, typ: ContentType, body: &[u8], out: &mut Outgoing) {
+            self.sealer.seal(typ, body, self.seq, out).unwrap();
+            self.seq += 1;
+        }
+
+        /// A KeyUpdate, then the client's next key.
+        fn key_update(&mut self, request: u8, out: &mut Outgoing) {
+            let message = [u8::from(HandshakeType::KeyUpdate), 0, 0, 1, request];
+            self.send(ContentType::Handshake, &message, out);
+            let (seq, keys) = self.kernel.update_tx_secret().unwrap();
+            self.sealer = RecordSealer::new(&keys, self.tls13).unwrap();
+            self.seq = seq;
+        }
+    }
+
+    /// A taken-over server and its client's [`Peer`].
+    fn taken_over_with_client_keys(tls13: bool) -> (EstablishedRecords, Peer) {
         let version = if tls13 { TLS13 } else { TLS12 };
         let (server, client) = pair_with(version, None, None, |c| c.send_tls13_tickets = 0);
         let (server, client) = handshake(server, client);
@@ -685,10 +764,74 @@ mod tests {
         let Some(UnbufferedTls::Client(client)) = client.into_tls() else {
             panic!("a client");
         };
-        let (secrets, _) = client.dangerous_into_kernel_connection().unwrap();
+        let (secrets, kernel) = client.dangerous_into_kernel_connection().unwrap();
         let (seq, keys) = secrets.tx;
-        let sealer = RecordSealer::new(&keys, tls13).unwrap();
-        (EstablishedRecords::take_over(server).unwrap(), sealer, seq)
+        let peer = Peer {
+            kernel,
+            sealer: RecordSealer::new(&keys, tls13).unwrap(),
+            seq,
+            tls13,
+        };
+        (EstablishedRecords::take_over(server).unwrap(), peer)
+    }
+
+    /// Opens everything in `out` at `server`.
+    fn open_all(server: &mut EstablishedRecords, out: &Outgoing) -> Result<Vec<u8>, Error> {
+        let mut incoming = out.filled().to_vec();
+        let mut plaintext = Vec::new();
+        server
+            .open(&mut incoming, &mut plaintext)
+            .map(|_| plaintext)
+    }
+
+    /// Many KeyUpdates that ask for ours, with no data between: one
+    /// answer; past 32 the connection ends. Data resets the count.
+    #[test]
+    fn key_update_requests_are_answered_once_and_bounded() {
+        let (mut server, mut peer) = taken_over_with_client_keys(true);
+        let mut out = Outgoing::default();
+        for _ in 0..MAX_KEY_UPDATES_BETWEEN_DATA {
+            peer.key_update(UPDATE_REQUESTED, &mut out);
+        }
+        peer.send(ContentType::ApplicationData, b"data", &mut out);
+        assert_eq!(open_all(&mut server, &out).unwrap(), b"data");
+        let mut answer = Outgoing::default();
+        server.take_output(&mut answer);
+        assert_eq!(answer.len(), HEADER_LEN + 5 + 1 + TAG_LEN, "one KeyUpdate");
+        assert!(!server.has_output());
+
+        let mut out = Outgoing::default();
+        for _ in 0..=MAX_KEY_UPDATES_BETWEEN_DATA {
+            peer.key_update(UPDATE_NOT_REQUESTED, &mut out);
+        }
+        assert_eq!(
+            open_all(&mut server, &out),
+            Err(Error::PeerMisbehaved(
+                PeerMisbehaved::TooManyKeyUpdateRequests
+            ))
+        );
+        assert!(server.has_output(), "the alert");
+    }
+
+    /// TLS 1.2 warning alerts: four are ignored, the fifth ends it.
+    #[test]
+    fn warning_alerts_are_bounded() {
+        let (mut server, mut peer) = taken_over_with_client_keys(false);
+        let mut out = Outgoing::default();
+        let no_certificate = [1, 41];
+        for _ in 0..MAX_WARNING_ALERTS {
+            peer.send(ContentType::Alert, &no_certificate, &mut out);
+        }
+        peer.send(ContentType::ApplicationData, b"still here", &mut out);
+        assert_eq!(open_all(&mut server, &out).unwrap(), b"still here");
+        let mut out = Outgoing::default();
+        peer.send(ContentType::Alert, &no_certificate, &mut out);
+        assert_eq!(
+            open_all(&mut server, &out),
+            Err(Error::PeerMisbehaved(
+                PeerMisbehaved::TooManyWarningAlertsReceived
+            ))
+        );
     }
 
     /// A KeyUpdate that asks for ours: the server moves to the client's
@@ -696,8 +839,9 @@ mod tests {
     /// the old key then does not open.
     #[test]
     fn a_key_update_from_the_peer_is_answered() {
-        let (mut server, sealer, seq) = taken_over_with_client_keys(true);
+        let (mut server, mut peer) = taken_over_with_client_keys(true);
         let mut out = Outgoing::default();
+        let old_seq = peer.seq;
         let key_update = [
             u8::from(HandshakeType::KeyUpdate),
             0,
@@ -705,22 +849,20 @@ mod tests {
             1,
             UPDATE_REQUESTED,
         ];
-        sealer
-            .seal(ContentType::Handshake, &key_update, seq, &mut out)
-            .unwrap();
-        let mut incoming = out.filled().to_vec();
-        let mut plaintext = Vec::new();
-        server.open(&mut incoming, &mut plaintext).unwrap();
+        peer.send(ContentType::Handshake, &key_update, &mut out);
+        open_all(&mut server, &out).unwrap();
         assert!(server.has_output(), "our KeyUpdate, answering");
+        // Still under the old key: it no longer opens.
         let mut out = Outgoing::default();
-        sealer
-            .seal(ContentType::ApplicationData, b"old key", seq + 1, &mut out)
+        peer.sealer
+            .seal(
+                ContentType::ApplicationData,
+                b"old key",
+                old_seq + 1,
+                &mut out,
+            )
             .unwrap();
-        let mut incoming = out.filled().to_vec();
-        assert_eq!(
-            server.open(&mut incoming, &mut plaintext),
-            Err(Error::DecryptError)
-        );
+        assert_eq!(open_all(&mut server, &out), Err(Error::DecryptError));
     }
 
     /// Handshake messages after the handshake: a KeyUpdate with more
@@ -751,14 +893,10 @@ mod tests {
             ),
         ];
         for (message, alert) in cases {
-            let (mut server, sealer, seq) = taken_over_with_client_keys(true);
+            let (mut server, mut peer) = taken_over_with_client_keys(true);
             let mut out = Outgoing::default();
-            sealer
-                .seal(ContentType::Handshake, message, seq, &mut out)
-                .unwrap();
-            let mut incoming = out.filled().to_vec();
-            let mut plaintext = Vec::new();
-            let error = server.open(&mut incoming, &mut plaintext).unwrap_err();
+            peer.send(ContentType::Handshake, message, &mut out);
+            let error = open_all(&mut server, &out).unwrap_err();
             assert_eq!(alert_for(&error), Some(alert), "{message:?}: {error:?}");
             assert!(server.has_output(), "{message:?}");
         }
@@ -774,7 +912,7 @@ mod tests {
             tls13 in any::<bool>(),
             records in proptest::collection::vec((0u8..7, proptest::collection::vec(any::<u8>(), 0..24)), 1..6),
         ) {
-            let (mut server, sealer, mut seq) = taken_over_with_client_keys(tls13);
+            let (mut server, mut peer) = taken_over_with_client_keys(tls13);
             let mut out = Outgoing::default();
             for (kind, body) in &records {
                 let (typ, body) = match kind {
@@ -788,8 +926,7 @@ mod tests {
                     }
                     _ => (ContentType::ApplicationData, body.clone()),
                 };
-                sealer.seal(typ, &body, seq, &mut out).unwrap();
-                seq += 1;
+                peer.send(typ, &body, &mut out);
             }
             let mut incoming = out.filled().to_vec();
             let mut plaintext = Vec::new();
