@@ -152,7 +152,13 @@ fn spawn(
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.server.listen = vec![addr];
     let config_path = dir.path().join("sstpd.toml");
-    let mut control = format!("[control]\nsocket = \"{}\"\n", socket.display());
+    // Still in `[tls]`, which `config_toml` ends with.
+    let mut control = if config.tls.take_over_records {
+        String::new()
+    } else {
+        "take_over_records = false\n".to_owned()
+    };
+    control.push_str(&format!("[control]\nsocket = \"{}\"\n", socket.display()));
     if let Some(metrics) = config.metrics.listen {
         control.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
     }
@@ -269,6 +275,8 @@ fn sessions_are_listed_and_killed_by_user_address_and_id() {
             "{s}"
         );
         assert_eq!(s["crypto_binding"], "sha256", "{s}");
+        // Taken over from rustls after the handshake (no kTLS here).
+        assert_eq!(s["tls_records"], "sstpd", "{s}");
         assert!(s["worker"].as_u64().unwrap() < 2, "{s}");
         assert!(!s["id"].as_str().unwrap().is_empty(), "{s}");
     }
@@ -357,6 +365,26 @@ fn sessions_are_listed_and_killed_by_user_address_and_id() {
     );
     let log = daemon.stop();
     assert!(log.contains("sstpctl kill"), "{log}");
+}
+
+/// `tls.take_over_records = false`: the records stay with rustls, and the
+/// session works the same (IP both ways).
+#[test]
+fn records_stay_with_rustls_when_not_taken_over() {
+    let daemon = Daemon::start_with(|c| c.tls.take_over_records = false);
+    let (addr, socket) = (daemon.addr, daemon.socket.clone());
+    let (pinged, listed) = daemon.ns.run(move || {
+        tokio_uring::start(async move {
+            let (alice, inbox) =
+                connect_when_up(&mschapv2_options(addr, "alice", "alice-secret"), 100).await;
+            let pinged = ping_gateway(&alice, &inbox, 1, &[b'r'; 700]).await;
+            let listed = sessions(&socket);
+            alice.close(Duration::from_secs(5)).await;
+            (pinged, listed)
+        })
+    });
+    assert!(pinged);
+    assert_eq!(session_of(&listed, "alice")["tls_records"], "rustls");
 }
 
 #[test]

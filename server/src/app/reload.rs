@@ -248,7 +248,7 @@ pub(crate) fn merge(current: &Config, new: &Config, radius_runs: bool) -> Merged
     classify!(merged, new, tls: TlsSection,
         live: [certificate, private_key, self_signed, min_version, max_version, cipher_suites,
             handshake_timeout, session_tickets],
-        restart: [ktls]);
+        restart: [ktls, take_over_records]);
     classify!(merged, new, sstp: SstpSection,
         live: [hello_interval, negotiation_timeout, abort_timeout, abort_ack_timeout,
             disconnect_timeout, disconnect_ack_timeout, crypto_binding],

@@ -261,6 +261,7 @@ fn session_details(s: &SessionInfo) -> String {
         ("tls version", dash(s.tls_version.as_ref())),
         ("tls cipher", dash(s.tls_cipher.as_ref())),
         ("kernel tls", s.ktls.to_string()),
+        ("tls records", dash(s.tls_records.as_ref())),
         ("crypto binding", dash(s.crypto_binding.as_ref())),
     ];
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);

@@ -192,6 +192,10 @@ pub struct TlsSection {
     /// false: SSTP connections are long-lived, so resumption buys little.
     /// Requires `ktls = "off"`.
     pub session_tickets: bool,
+    /// After the handshake, sstpd seals and opens the records itself
+    /// (`net::established`) unless the kernel has them. Default true;
+    /// false keeps them in rustls (a fallback). Restart only.
+    pub take_over_records: bool,
 }
 
 impl Default for TlsSection {
@@ -206,6 +210,7 @@ impl Default for TlsSection {
             handshake_timeout: Duration::from_secs(10),
             ktls: KtlsMode::Auto,
             session_tickets: false,
+            take_over_records: true,
         }
     }
 }

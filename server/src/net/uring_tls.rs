@@ -330,22 +330,26 @@ impl TlsConn {
     }
 
     /// Takes an established server connection's records over from rustls
-    /// ([`crate::net::established`]): `Ok(true)` once done, `Ok(false)`
-    /// when the connection stays with rustls or the kernel has its
-    /// records. An error means the connection is unusable.
-    pub fn take_over_records(&self) -> Result<bool, TlsIoError> {
+    /// ([`crate::net::established`]) when `wanted`: `Ok(true)` once done,
+    /// `Ok(false)` when the connection stays with rustls or the kernel has
+    /// its records. An error means the connection is unusable.
+    pub fn take_over_records_if(&self, wanted: bool) -> Result<bool, TlsIoError> {
         match &mut *self.tls.borrow_mut() {
-            Records::Userspace(records) => records
+            Records::Userspace(records) if wanted => records
                 .take_over()
                 .map_err(|e| TlsIoError::Io(io::Error::other(e.to_string()))),
             _ => Ok(false),
         }
     }
 
-    /// Whether sstpd's own record layer has the records
-    /// ([`TlsConn::take_over_records`]).
-    pub fn records_taken_over(&self) -> bool {
-        matches!(&*self.tls.borrow(), Records::Userspace(records) if records.is_taken_over())
+    /// Who seals and opens the records: `"kernel"`, `"sstpd"`
+    /// ([`TlsConn::take_over_records_if`]) or `"rustls"`.
+    pub fn records_owner(&self) -> &'static str {
+        match &*self.tls.borrow() {
+            Records::Kernel(_) => "kernel",
+            Records::Userspace(records) if records.is_taken_over() => "sstpd",
+            _ => "rustls",
+        }
     }
 
     /// Whether the kernel does the record layer (kTLS).

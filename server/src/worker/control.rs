@@ -53,6 +53,10 @@ pub struct SessionInfo {
     pub tls_cipher: Option<String>,
     /// The kernel does the record layer (kTLS).
     pub ktls: bool,
+    /// Who seals and opens the records: `"kernel"` (kTLS), `"sstpd"`
+    /// (taken over from rustls after the handshake) or `"rustls"`.
+    #[serde(default)]
+    pub tls_records: Option<String>,
     /// The hash of the crypto binding ([MS-SSTP] 2.2.8): `"sha256"` or
     /// `"sha1"`, once the client sent Call Connected.
     pub crypto_binding: Option<String>,
@@ -132,6 +136,7 @@ impl SessionCtx {
             tls_version,
             tls_cipher,
             ktls: self.tls.is_kernel_tls(),
+            tls_records: Some(self.tls.records_owner().to_owned()),
             crypto_binding: proto
                 .sstp()
                 .hash_protocol()

@@ -637,8 +637,9 @@ async fn establish(
     }
 
     // The records leave rustls (`net::established`), unless the kernel has
-    // them already.
-    if let Err(e) = tls.take_over_records() {
+    // them already or `tls.take_over_records` is off.
+    let take_over = worker.shared.config.tls.take_over_records;
+    if let Err(e) = tls.take_over_records_if(take_over) {
         worker.metrics().event(Event::TlsTakeOverFailed);
         span.in_scope(|| tracing::warn!(error = %e, "TLS records not taken over; closing"));
         return None;
