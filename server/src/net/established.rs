@@ -115,6 +115,15 @@ struct Direction<C: ?Sized> {
     seq: u64,
 }
 
+impl Direction<RecordSealer> {
+    /// Seals one record into `out` under the next sequence number.
+    fn seal(&mut self, typ: ContentType, payload: &[u8], out: &mut Outgoing) -> Result<(), Error> {
+        self.cipher.seal(typ, payload, self.seq, out)?;
+        self.seq += 1;
+        Ok(())
+    }
+}
+
 /// An established server connection's records; see the module docs.
 pub struct EstablishedRecords {
     /// What a key update needs of rustls.
@@ -170,7 +179,7 @@ impl EstablishedRecords {
         let encrypter = encrypter(suite, tx_secrets).ok_or(TakeOverError::UnsupportedSuite)?;
         let decrypter = decrypter(suite, rx_secrets).ok_or(TakeOverError::UnsupportedSuite)?;
         let limit = confidentiality_limit(suite);
-        let records = EstablishedRecords {
+        Ok(EstablishedRecords {
             kernel: Box::new(kernel),
             tx: Direction {
                 cipher: encrypter,
@@ -188,8 +197,7 @@ impl EstablishedRecords {
             key_update_owed: false,
             key_updates_received: 0,
             warnings_received: 0,
-        };
-        Ok(records)
+        })
     }
 
     /// The negotiated suite (for inspection).
@@ -297,10 +305,7 @@ impl EstablishedRecords {
                 plaintext.extend_from_slice(plain.payload);
             }
             ContentType::Alert => self.receive_alert(plain.payload)?,
-            ContentType::Handshake => {
-                let messages = plain.payload.to_vec();
-                self.receive_handshake(&messages)?;
-            }
+            ContentType::Handshake => self.receive_handshake(plain.payload)?,
             _ => return Err(Error::InvalidMessage(InvalidMessage::InvalidContentType)),
         }
         Ok(Some(HEADER_LEN + len))
@@ -414,10 +419,8 @@ impl EstablishedRecords {
     /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
     fn update_tx_key(&mut self, request: u8) -> Result<(), Error> {
         let message = [u8::from(HandshakeType::KeyUpdate), 0, 0, 1, request];
-        let mut output = std::mem::take(&mut self.output);
-        let sealed = self.seal_record(ContentType::Handshake, &message, &mut output);
-        self.output = output;
-        sealed?;
+        self.tx
+            .seal(ContentType::Handshake, &message, &mut self.output)?;
         let suite = self.kernel.negotiated_cipher_suite();
         let (seq, secrets) = self.kernel.update_tx_secret()?;
         self.tx = Direction {
@@ -446,22 +449,11 @@ impl EstablishedRecords {
                 }
                 self.output.move_into(out);
             }
-            if let Err(e) = self.seal_record(ContentType::ApplicationData, chunk, out) {
+            if let Err(e) = self.tx.seal(ContentType::ApplicationData, chunk, out) {
                 self.fail(&e);
                 return Err(SealError::Tls(e));
             }
         }
-        Ok(())
-    }
-
-    fn seal_record(
-        &mut self,
-        typ: ContentType,
-        payload: &[u8],
-        out: &mut Outgoing,
-    ) -> Result<(), Error> {
-        self.tx.cipher.seal(typ, payload, self.tx.seq, out)?;
-        self.tx.seq += 1;
         Ok(())
     }
 
@@ -503,7 +495,7 @@ impl EstablishedRecords {
         self.output.move_into(out);
         if self.failed.is_none() {
             let alert = [1, u8::from(AlertDescription::CloseNotify)];
-            let _ = self.seal_record(ContentType::Alert, &alert, out);
+            let _ = self.tx.seal(ContentType::Alert, &alert, out);
         }
     }
 
@@ -517,9 +509,7 @@ impl EstablishedRecords {
             return;
         };
         let alert = [2, u8::from(description)];
-        let mut output = std::mem::take(&mut self.output);
-        let _ = self.seal_record(ContentType::Alert, &alert, &mut output);
-        self.output = output;
+        let _ = self.tx.seal(ContentType::Alert, &alert, &mut self.output);
     }
 }
 

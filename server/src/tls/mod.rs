@@ -227,9 +227,9 @@ fn server_config_for(
         identity,
         suites,
         ServerTlsOptions {
-            // Every established connection leaves rustls: to the kernel
-            // (kTLS) or to `net::established`.
-            secret_extraction: true,
+            // An established connection leaves rustls for the kernel
+            // (kTLS) or for `net::established`.
+            secret_extraction: config.tls.take_over_records || plan.may_offload(),
         },
     )
 }

@@ -1157,8 +1157,12 @@ fn prepare_server_tls_follows_the_ktls_mode() {
     config.tls.ktls = KtlsMode::Off;
     let off = prepare_server_tls(&config).unwrap();
     // Established connections leave rustls in every mode: to the kernel,
-    // or to `net::established`.
+    // or to `net::established`; not when neither may have them.
     assert!(off.config.enable_secret_extraction);
+    config.tls.take_over_records = false;
+    let kept = prepare_server_tls(&config).unwrap();
+    assert!(!kept.config.enable_secret_extraction);
+    config.tls.take_over_records = true;
     assert_eq!(
         off.ktls
             .decide(cipher_suite_by_name("TLS13_AES_128_GCM_SHA256").unwrap()),
