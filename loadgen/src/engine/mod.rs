@@ -192,6 +192,9 @@ impl Engine {
             verification: config.verification.clone(),
             min_version: config.tls_versions.0,
             max_version: config.tls_versions.1,
+            // Lets the sessions take their records over from rustls after
+            // the handshake (`sstpd::net::established`).
+            secret_extraction: true,
             ..Default::default()
         })
         .map_err(RunError::Tls)?;

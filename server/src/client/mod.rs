@@ -221,6 +221,11 @@ pub async fn connect(
         .ok_or(ConnectError::Tls(TlsIoError::Tls(
             rustls::Error::NoCertificatesPresented,
         )))?;
+    // The records leave rustls (`net::established`) when the configuration
+    // lets rustls hand over its secrets: each record then costs one copy
+    // and no allocation.
+    tls.take_over_records_if(options.tls.enable_secret_extraction)
+        .map_err(ConnectError::Tls)?;
 
     let n = CORRELATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let correlation_id = format!(

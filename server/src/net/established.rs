@@ -1,10 +1,10 @@
-//! The record layer of an established server connection, without the
-//! rustls connection.
+//! The record layer of an established connection, without the rustls
+//! connection: sstpd's side of a session, and sstp-loadgen's.
 //!
-//! Once the handshake is done, a server connection's rustls state is
-//! mostly dead weight: about 1.2 KB inline and 1.2 KB on the heap per
-//! session, and on every received record a chunk that rustls allocates,
-//! fills and frees before the plaintext reaches us. rustls 0.23 can hand an
+//! Once the handshake is done, a connection's rustls state is mostly dead
+//! weight: about 1.2 KB inline and 1.2 KB on the heap per session, and on
+//! every record a chunk that rustls allocates, fills and frees on its way
+//! (and for a client, copies once more to seal it). rustls 0.23 can hand an
 //! established connection over ([`rustls::kernel`], made for kernel TLS):
 //! the traffic secrets and their sequence numbers, and a
 //! [`KernelConnection`] that keeps only what a key update needs.
@@ -29,10 +29,15 @@
 //!   however many the peer asked for meanwhile. More than 32 KeyUpdates
 //!   between two of the peer's data records, or more than 4 warning alerts,
 //!   end the connection (rustls' and BoringSSL's bounds: each costs work
-//!   and sends nothing). Anything else (a NewSessionTicket to
-//!   a server, a TLS 1.2 renegotiation) is unexpected_message. A handshake
-//!   message split across records is refused as decode_error: rustls' own
-//!   post-handshake messages (a KeyUpdate is 5 bytes) never are.
+//!   and sends nothing). A client hands a NewSessionTicket to rustls'
+//!   ticket store ([`KernelConnection::handle_new_session_ticket`]), 32
+//!   at most between two data records. A TLS 1.2 HelloRequest to a client
+//!   gets rustls' answer, a no_renegotiation warning, once (RFC 5246
+//!   7.4.1.1); a second ends the connection. Anything else (a
+//!   NewSessionTicket to a server, a ClientHello after a TLS 1.2
+//!   handshake) is unexpected_message. A handshake message split across
+//!   records is refused as decode_error: rustls' own post-handshake
+//!   messages (a KeyUpdate is 5 bytes) never are.
 //! * **Confidentiality limits** (5.5): before the suite's limit, TLS 1.3
 //!   updates its own key; TLS 1.2 cannot and stops taking data.
 //!
@@ -44,15 +49,16 @@
 //! [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
 //! [RFC 5246]: https://www.rfc-editor.org/rfc/rfc5246
 
+use rustls::client::ClientConnectionData;
 use rustls::crypto::cipher::{AeadKey, InboundOpaqueMessage, Iv, MessageDecrypter};
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
 use rustls::{
-    AlertDescription, ConnectionTrafficSecrets, ContentType, Error, HandshakeType, InvalidMessage,
-    PeerMisbehaved, ProtocolVersion, SupportedCipherSuite,
+    AlertDescription, ConnectionTrafficSecrets, ContentType, Error, ExtractedSecrets,
+    HandshakeType, InvalidMessage, PeerMisbehaved, ProtocolVersion, SupportedCipherSuite,
 };
 
-use super::tls_records::{Opened, Outgoing, SealError};
+use super::tls_records::{Opened, Outgoing, SealError, UnbufferedTls};
 
 /// Length of a TLS record header ([RFC 8446] 5.1).
 ///
@@ -84,6 +90,9 @@ const MAX_KEY_UPDATES_BETWEEN_DATA: u8 = 32;
 /// Warning alerts (TLS 1.2, or user_canceled) the peer may send on one
 /// connection: BoringSSL's `kMaxWarningAlerts`, as rustls.
 const MAX_WARNING_ALERTS: u8 = 4;
+/// NewSessionTickets a server may send a client between two of its data
+/// records (each is parsed and stored): as many as KeyUpdates.
+const MAX_TICKETS_BETWEEN_DATA: u8 = MAX_KEY_UPDATES_BETWEEN_DATA;
 
 /// Why a connection could not be taken over from rustls; it is gone
 /// either way (the hand-over consumes it).
@@ -124,10 +133,62 @@ impl Direction<RecordSealer> {
     }
 }
 
-/// An established server connection's records; see the module docs.
+/// What rustls keeps of a connection it handed over: what a key update
+/// needs and, for a client, its ticket store.
+enum Kernel {
+    Server(KernelConnection<ServerConnectionData>),
+    Client(KernelConnection<ClientConnectionData>),
+}
+
+/// Runs `$body` with `$kernel` bound to either side's connection.
+macro_rules! either_kernel {
+    ($kernel:expr, $k:ident => $body:expr) => {
+        match $kernel {
+            Kernel::Server($k) => $body,
+            Kernel::Client($k) => $body,
+        }
+    };
+}
+
+impl Kernel {
+    /// rustls' hand-over of an established connection: its secrets, and
+    /// what it keeps.
+    fn hand_over(conn: UnbufferedTls) -> Result<(ExtractedSecrets, Kernel), Error> {
+        match conn {
+            UnbufferedTls::Server(conn) => conn
+                .dangerous_into_kernel_connection()
+                .map(|(secrets, kernel)| (secrets, Kernel::Server(kernel))),
+            UnbufferedTls::Client(conn) => conn
+                .dangerous_into_kernel_connection()
+                .map(|(secrets, kernel)| (secrets, Kernel::Client(kernel))),
+        }
+    }
+
+    fn negotiated_cipher_suite(&self) -> SupportedCipherSuite {
+        either_kernel!(self, k => k.negotiated_cipher_suite())
+    }
+
+    fn protocol_version(&self) -> ProtocolVersion {
+        either_kernel!(self, k => k.protocol_version())
+    }
+
+    fn update_tx_secret(&mut self) -> Result<(u64, ConnectionTrafficSecrets), Error> {
+        either_kernel!(self, k => k.update_tx_secret())
+    }
+
+    fn update_rx_secret(&mut self) -> Result<(u64, ConnectionTrafficSecrets), Error> {
+        either_kernel!(self, k => k.update_rx_secret())
+    }
+
+    fn is_client(&self) -> bool {
+        matches!(self, Kernel::Client(_))
+    }
+}
+
+/// An established connection's records; see the module docs.
 pub struct EstablishedRecords {
-    /// What a key update needs of rustls.
-    kernel: Box<KernelConnection<ServerConnectionData>>,
+    /// What a key update (and a client's tickets) need of rustls.
+    kernel: Box<Kernel>,
     tx: Direction<RecordSealer>,
     rx: Direction<dyn MessageDecrypter>,
     tls13: bool,
@@ -149,11 +210,17 @@ pub struct EstablishedRecords {
     key_updates_received: u8,
     /// Warning alerts received.
     warnings_received: u8,
+    /// NewSessionTickets received (by a client) since the peer's last
+    /// data record.
+    tickets_received: u8,
+    /// A TLS 1.2 client rebuffed the server's HelloRequest already.
+    renegotiation_refused: bool,
 }
 
 impl std::fmt::Debug for EstablishedRecords {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EstablishedRecords")
+            .field("client", &self.kernel.is_client())
             .field("tls13", &self.tls13)
             .field("tx_seq", &self.tx.seq)
             .field("rx_seq", &self.rx.seq)
@@ -163,15 +230,16 @@ impl std::fmt::Debug for EstablishedRecords {
 }
 
 impl EstablishedRecords {
-    /// Takes an established connection over from rustls. The connection's
-    /// handshake must be complete and its output all written, and its
-    /// configuration must have `enable_secret_extraction`.
-    pub fn take_over(
-        conn: rustls::server::UnbufferedServerConnection,
-    ) -> Result<Self, TakeOverError> {
-        let (secrets, kernel) = conn
-            .dangerous_into_kernel_connection()
-            .map_err(TakeOverError::Refused)?;
+    /// Takes an established connection, server or client, over from
+    /// rustls. The connection's handshake must be complete and its output
+    /// all written, and its configuration must have
+    /// `enable_secret_extraction`.
+    pub fn take_over(conn: impl Into<UnbufferedTls>) -> Result<Self, TakeOverError> {
+        let (secrets, kernel) = Kernel::hand_over(conn.into()).map_err(TakeOverError::Refused)?;
+        Self::from_parts(secrets, kernel)
+    }
+
+    fn from_parts(secrets: ExtractedSecrets, kernel: Kernel) -> Result<Self, TakeOverError> {
         let suite = kernel.negotiated_cipher_suite();
         let tls13 = kernel.protocol_version() == ProtocolVersion::TLSv1_3;
         let (tx_seq, tx_secrets) = secrets.tx;
@@ -197,6 +265,8 @@ impl EstablishedRecords {
             key_update_owed: false,
             key_updates_received: 0,
             warnings_received: 0,
+            tickets_received: 0,
+            renegotiation_refused: false,
         })
     }
 
@@ -302,6 +372,7 @@ impl EstablishedRecords {
         match plain.typ {
             ContentType::ApplicationData => {
                 self.key_updates_received = 0;
+                self.tickets_received = 0;
                 plaintext.extend_from_slice(plain.payload);
             }
             ContentType::Alert => self.receive_alert(plain.payload)?,
@@ -346,11 +417,7 @@ impl EstablishedRecords {
     /// Post-handshake messages, whole within this record.
     fn receive_handshake(&mut self, mut messages: &[u8]) -> Result<(), Error> {
         if !self.tls13 {
-            // A ClientHello after the handshake: renegotiation, which
-            // sstpd does not do.
-            return Err(Error::PeerMisbehaved(
-                PeerMisbehaved::TooManyRenegotiationRequests,
-            ));
+            return self.receive_tls12_handshake(messages);
         }
         if messages.is_empty() {
             return Err(Error::InvalidMessage(InvalidMessage::InvalidEmptyPayload));
@@ -391,6 +458,18 @@ impl EstablishedRecords {
                         self.key_update_owed = true;
                     }
                 }
+                HandshakeType::NewSessionTicket
+                    if self.tickets_received < MAX_TICKETS_BETWEEN_DATA =>
+                {
+                    let Kernel::Client(kernel) = &mut *self.kernel else {
+                        return Err(Error::InappropriateHandshakeMessage {
+                            expect_types: vec![HandshakeType::KeyUpdate],
+                            got_type: HandshakeType::NewSessionTicket,
+                        });
+                    };
+                    self.tickets_received += 1;
+                    kernel.handle_new_session_ticket(body)?;
+                }
                 _ => {
                     return Err(Error::InappropriateHandshakeMessage {
                         expect_types: vec![HandshakeType::KeyUpdate],
@@ -401,6 +480,22 @@ impl EstablishedRecords {
             messages = after;
         }
         Ok(())
+    }
+
+    /// A handshake message after a TLS 1.2 handshake: renegotiation, which
+    /// sstpd does not do. A client rebuffs the server's first
+    /// HelloRequest with a no_renegotiation warning, as rustls does
+    /// (RFC 5246 7.4.1.1); anything else ends the connection.
+    fn receive_tls12_handshake(&mut self, messages: &[u8]) -> Result<(), Error> {
+        let hello_request = [u8::from(HandshakeType::HelloRequest), 0, 0, 0];
+        if self.kernel.is_client() && messages == hello_request && !self.renegotiation_refused {
+            self.renegotiation_refused = true;
+            let alert = [1, u8::from(AlertDescription::NoRenegotiation)];
+            return self.tx.seal(ContentType::Alert, &alert, &mut self.output);
+        }
+        Err(Error::PeerMisbehaved(
+            PeerMisbehaved::TooManyRenegotiationRequests,
+        ))
     }
 
     fn update_rx_key(&mut self) -> Result<(), Error> {
@@ -716,12 +811,11 @@ mod tests {
 
     use super::*;
     use crate::net::tls_records::tests::{handshake, pair_with, TLS12, TLS13};
-    use crate::net::tls_records::UnbufferedTls;
 
-    /// The client's side of a taken-over connection: seals any record
-    /// the client could send, with the client's keys.
+    /// The other side of a taken-over connection: seals any record it
+    /// could send, with its keys.
     struct Peer {
-        kernel: KernelConnection<rustls::client::ClientConnectionData>,
+        kernel: Kernel,
         sealer: RecordSealer,
         seq: u64,
         tls13: bool,
@@ -745,16 +839,29 @@ mod tests {
 
     /// A taken-over server and its client's [`Peer`].
     fn taken_over_with_client_keys(tls13: bool) -> (EstablishedRecords, Peer) {
+        taken_over(tls13, false)
+    }
+
+    /// A taken-over client (sstp-loadgen's side) and its server's [`Peer`].
+    fn taken_over_with_server_keys(tls13: bool) -> (EstablishedRecords, Peer) {
+        taken_over(tls13, true)
+    }
+
+    /// An established connection: its client's records taken over when
+    /// `client_is_ours`, else its server's, and the other end as a [`Peer`].
+    fn taken_over(tls13: bool, client_is_ours: bool) -> (EstablishedRecords, Peer) {
         let version = if tls13 { TLS13 } else { TLS12 };
         let (server, client) = pair_with(version, None, None, |c| c.send_tls13_tickets = 0);
         let (server, client) = handshake(server, client);
-        let Some(UnbufferedTls::Server(server)) = server.into_tls() else {
-            panic!("a server");
+        let (Some(server), Some(client)) = (server.into_tls(), client.into_tls()) else {
+            panic!("both ends with rustls");
         };
-        let Some(UnbufferedTls::Client(client)) = client.into_tls() else {
-            panic!("a client");
+        let (ours, theirs) = if client_is_ours {
+            (client, server)
+        } else {
+            (server, client)
         };
-        let (secrets, kernel) = client.dangerous_into_kernel_connection().unwrap();
+        let (secrets, kernel) = Kernel::hand_over(theirs).unwrap();
         let (seq, keys) = secrets.tx;
         let peer = Peer {
             kernel,
@@ -762,7 +869,98 @@ mod tests {
             seq,
             tls13,
         };
-        (EstablishedRecords::take_over(server).unwrap(), peer)
+        let ours = EstablishedRecords::take_over(ours).unwrap();
+        assert_eq!(ours.kernel.is_client(), client_is_ours);
+        (ours, peer)
+    }
+
+    /// A TLS 1.3 NewSessionTicket ([RFC 8446] 4.6.1): an hour's lifetime,
+    /// a one-byte nonce, a four-byte ticket, no extensions.
+    ///
+    /// [RFC 8446]: https://www.rfc-editor.org/rfc/rfc8446
+    fn new_session_ticket(nonce: u8) -> Vec<u8> {
+        let body = [
+            &3600u32.to_be_bytes()[..],
+            &[0, 0, 0, 0],
+            &[1, nonce],
+            &[0, 4, 1, 2, 3, 4],
+            &[0, 0],
+        ]
+        .concat();
+        let len = body.len() as u32;
+        let mut message = vec![u8::from(HandshakeType::NewSessionTicket)];
+        message.extend_from_slice(&len.to_be_bytes()[1..]);
+        message.extend_from_slice(&body);
+        message
+    }
+
+    /// A taken-over client takes the server's tickets, 32 between two
+    /// data records; data resets the count, and the 33rd in a row ends the
+    /// connection with unexpected_message.
+    #[test]
+    fn a_client_takes_tickets_and_bounds_them() {
+        let (mut client, mut peer) = taken_over_with_server_keys(true);
+        let mut out = Outgoing::default();
+        for nonce in 0..MAX_TICKETS_BETWEEN_DATA {
+            peer.send(ContentType::Handshake, &new_session_ticket(nonce), &mut out);
+        }
+        peer.send(ContentType::ApplicationData, b"data", &mut out);
+        assert_eq!(open_all(&mut client, &out).unwrap(), b"data");
+        assert!(!client.has_output(), "a ticket needs no answer");
+
+        let mut out = Outgoing::default();
+        for nonce in 0..=MAX_TICKETS_BETWEEN_DATA {
+            peer.send(ContentType::Handshake, &new_session_ticket(nonce), &mut out);
+        }
+        let error = open_all(&mut client, &out).unwrap_err();
+        assert_eq!(
+            alert_for(&error),
+            Some(AlertDescription::UnexpectedMessage),
+            "{error:?}"
+        );
+        assert!(client.has_output(), "the alert");
+        // A ticket that does not parse is decode_error's kind of error, not
+        // a panic.
+        let (mut client, mut peer) = taken_over_with_server_keys(true);
+        let mut out = Outgoing::default();
+        let mut truncated = new_session_ticket(0);
+        truncated[3] -= 2;
+        truncated.truncate(truncated.len() - 2);
+        peer.send(ContentType::Handshake, &truncated, &mut out);
+        assert!(open_all(&mut client, &out).is_err());
+        assert!(client.has_failed());
+    }
+
+    /// A TLS 1.2 client rebuffs the server's first HelloRequest with a
+    /// no_renegotiation warning and carries on; the second ends the
+    /// connection. A server is not asked: a ClientHello ends it at once.
+    #[test]
+    fn a_tls12_client_rebuffs_one_hello_request() {
+        let hello_request = [u8::from(HandshakeType::HelloRequest), 0, 0, 0];
+        let (mut client, mut peer) = taken_over_with_server_keys(false);
+        let mut out = Outgoing::default();
+        peer.send(ContentType::Handshake, &hello_request, &mut out);
+        peer.send(ContentType::ApplicationData, b"after", &mut out);
+        assert_eq!(open_all(&mut client, &out).unwrap(), b"after");
+        assert!(client.has_output(), "the warning");
+        let mut warning = Outgoing::default();
+        client.take_output(&mut warning);
+        assert_eq!(warning.filled()[0], u8::from(ContentType::Alert));
+        assert!(!client.has_failed());
+
+        // The client's second, and a server's first (a ClientHello's
+        // place): each ends the connection.
+        let (mut server, mut client_peer) = taken_over_with_client_keys(false);
+        for (records, peer) in [(&mut client, &mut peer), (&mut server, &mut client_peer)] {
+            let mut out = Outgoing::default();
+            peer.send(ContentType::Handshake, &hello_request, &mut out);
+            assert_eq!(
+                open_all(records, &out),
+                Err(Error::PeerMisbehaved(
+                    PeerMisbehaved::TooManyRenegotiationRequests
+                ))
+            );
+        }
     }
 
     /// Opens everything in `out` at `server`.
@@ -900,9 +1098,15 @@ mod tests {
         #[test]
         fn any_records_sealed_with_the_peers_keys(
             tls13 in any::<bool>(),
-            records in proptest::collection::vec((0u8..7, proptest::collection::vec(any::<u8>(), 0..24)), 1..6),
+            client_role in any::<bool>(),
+            records in proptest::collection::vec((0u8..8, proptest::collection::vec(any::<u8>(), 0..24)), 1..6),
         ) {
-            let (mut server, mut peer) = taken_over_with_client_keys(tls13);
+            // `server` is ours, of either role.
+            let (mut server, mut peer) = if client_role {
+                taken_over_with_server_keys(tls13)
+            } else {
+                taken_over_with_client_keys(tls13)
+            };
             let mut out = Outgoing::default();
             for (kind, body) in &records {
                 let (typ, body) = match kind {
@@ -914,6 +1118,7 @@ mod tests {
                         let request = body.first().copied().unwrap_or(0) % 3;
                         (ContentType::Handshake, vec![u8::from(HandshakeType::KeyUpdate), 0, 0, 1, request])
                     }
+                    5 => (ContentType::Handshake, new_session_ticket(body.first().copied().unwrap_or(0))),
                     _ => (ContentType::ApplicationData, body.clone()),
                 };
                 peer.send(typ, &body, &mut out);

@@ -325,13 +325,13 @@ impl UserspaceRecords {
         }
     }
 
-    /// Takes an established server connection's records over from rustls
+    /// Takes an established connection's records over from rustls
     /// ([`EstablishedRecords`]): `Ok(true)` once done, `Ok(false)` when the
-    /// connection is not one to take over yet (a client, still
-    /// handshaking, output or input left, failed). An error means the
-    /// connection left rustls and is gone.
+    /// connection is not one to take over yet (still handshaking, output
+    /// or input left, failed). An error means the connection left rustls
+    /// and is gone.
     pub fn take_over(&mut self) -> Result<bool, TakeOverError> {
-        let ready = matches!(&self.layer, Layer::Rustls(tls) if matches!(**tls, UnbufferedTls::Server(_)))
+        let ready = matches!(self.layer, Layer::Rustls(_))
             && !self.is_handshaking()
             && self.held.is_empty()
             && self.output.is_empty()
@@ -342,10 +342,7 @@ impl UserspaceRecords {
         let Layer::Rustls(tls) = std::mem::replace(&mut self.layer, Layer::Gone) else {
             unreachable!("checked above");
         };
-        let UnbufferedTls::Server(conn) = *tls else {
-            unreachable!("checked above");
-        };
-        match EstablishedRecords::take_over(conn) {
+        match EstablishedRecords::take_over(*tls) {
             Ok(records) => {
                 self.layer = Layer::Established(records);
                 self.output = Outgoing::default();
@@ -1110,14 +1107,20 @@ pub(crate) mod tests {
     }
 
     /// Every suite of both versions, taken over after traffic both ways
-    /// (so neither direction starts at sequence number 0 under its key):
-    /// rustls' client opens what sstpd seals and the other way round, for
-    /// more records than aws-lc's nonce check lets a key seal out of order.
+    /// (so neither direction starts at sequence number 0 under its key),
+    /// at the server, the client or both: rustls at one end opens what
+    /// ours seals at the other and the other way round, for more records
+    /// than aws-lc's nonce check lets a key seal out of order.
     #[test]
     fn taken_over_every_suite_both_ways() {
         let provider = rustls::crypto::aws_lc_rs::default_provider();
         let mut tested = 0;
-        for suite in provider.cipher_suites {
+        let ends = [(true, false), (false, true), (true, true)];
+        for (suite, (at_server, at_client)) in provider
+            .cipher_suites
+            .iter()
+            .flat_map(|suite| ends.map(|ends| (*suite, ends)))
+        {
             let version = match suite {
                 rustls::SupportedCipherSuite::Tls13(_) => TLS13,
                 // The test certificate's key is ECDSA.
@@ -1131,22 +1134,54 @@ pub(crate) mod tests {
             let (server, client) =
                 pair_with(version, None, Some(suite), |c| c.send_tls13_tickets = 0);
             let (mut server, mut client) = handshake(server, client);
-            let what = format!("{:?}", suite.suite());
+            let what = format!("{:?} server {at_server} client {at_client}", suite.suite());
             exchange(&mut client, &mut server, 3, &what);
             exchange(&mut server, &mut client, 3, &what);
-            assert!(server.take_over().unwrap(), "{what}");
-            assert!(
-                !server.has_output(),
-                "{what}: nothing to say when taking over"
-            );
-            assert_eq!(server.negotiated_cipher_suite(), Some(suite));
+            for (ours, records) in [(at_server, &mut server), (at_client, &mut client)] {
+                if ours {
+                    assert!(records.take_over().unwrap(), "{what}");
+                    assert!(
+                        !records.has_output(),
+                        "{what}: nothing to say when taking over"
+                    );
+                    assert_eq!(records.negotiated_cipher_suite(), Some(suite));
+                }
+            }
             exchange(&mut client, &mut server, 20, &what);
             exchange(&mut server, &mut client, 20, &what);
             assert!(says_goodbye(&mut server, &mut client), "{what}");
             tested += 1;
         }
-        // Three TLS 1.3 suites, three TLS 1.2 ECDSA suites.
-        assert_eq!(tested, 6);
+        // Three TLS 1.3 suites, three TLS 1.2 ECDSA suites, three ways.
+        assert_eq!(tested, 18);
+    }
+
+    /// A client (sstp-loadgen) takes over as soon as its Finished is out,
+    /// before the server's TLS 1.3 tickets arrive: its records take them
+    /// (into rustls' ticket store) and carry data both ways after.
+    #[test]
+    fn a_client_takes_over_before_the_tickets() {
+        for tickets in [0, 2] {
+            let (mut server, mut client) =
+                pair_with(TLS13, None, None, |c| c.send_tls13_tickets = tickets);
+            let mut rounds = 0;
+            while handshaking(&client) {
+                assert!(rounds < 10, "the client's handshake ends");
+                deliver(&mut client, &mut server);
+                deliver(&mut server, &mut client);
+                rounds += 1;
+            }
+            // The client's Finished out; the server answers with its
+            // tickets, which reach the client once it has taken over.
+            deliver(&mut client, &mut server);
+            assert!(!handshaking(&server));
+            assert_eq!(server.has_output(), tickets > 0);
+            assert!(client.take_over().unwrap());
+            assert!(deliver(&mut server, &mut client).is_empty());
+            assert!(!client.has_failed() && !client.has_output());
+            exchange(&mut server, &mut client, 10, "after the tickets");
+            exchange(&mut client, &mut server, 10, "after the tickets");
+        }
     }
 
     /// TLS 1.3 tickets were sealed under the server's traffic key before

@@ -329,7 +329,7 @@ impl TlsConn {
         }
     }
 
-    /// Takes an established server connection's records over from rustls
+    /// Takes an established connection's records over from rustls
     /// ([`crate::net::established`]) when `wanted`: `Ok(true)` once done,
     /// `Ok(false)` when the connection stays with rustls or the kernel has
     /// its records. An error means the connection is unusable.

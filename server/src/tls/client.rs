@@ -46,7 +46,9 @@ pub struct ClientOptions {
     pub send_sni: bool,
     /// Log secrets to `SSLKEYLOGFILE` when that variable is set.
     pub key_log: bool,
-    /// Allow `dangerous_extract_secrets` (client-side kTLS, tests).
+    /// Let rustls hand over the traffic secrets: a session of
+    /// [`crate::client`] then takes its records over after the handshake
+    /// (`net::established`); also for client-side kTLS and tests.
     pub secret_extraction: bool,
 }
 
