@@ -42,6 +42,13 @@ pub mod config;
 pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod net;
+/// Without the runtime, only the TLS record layer (no IO; the fuzzers
+/// build it with the `tls-records` feature).
+#[cfg(all(not(feature = "runtime"), feature = "tls-records"))]
+pub mod net {
+    pub mod established;
+    pub mod tls_records;
+}
 pub mod radius;
 pub mod routing;
 #[cfg(feature = "runtime")]

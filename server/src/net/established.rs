@@ -525,6 +525,18 @@ impl EstablishedRecords {
         Ok(())
     }
 
+    /// Seals one record of any content type and payload under the next
+    /// sequence number, as a hostile peer could (the fuzzers' peer).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn seal_any_record(
+        &mut self,
+        typ: ContentType,
+        payload: &[u8],
+        out: &mut Outgoing,
+    ) -> Result<(), Error> {
+        self.tx.seal(typ, payload, out)
+    }
+
     /// Seals `plaintext` into `out` (one record per 2^14 bytes), behind
     /// any waiting output.
     pub fn seal(&mut self, plaintext: &[u8], out: &mut Outgoing) -> Result<(), SealError> {

@@ -4,8 +4,8 @@
 //! * [`uring_tls`]: rustls driven by hand over tokio-uring's owned buffers.
 //! * [`tls_records`]: its userspace record layer on rustls' unbuffered API,
 //!   without IO.
-//! * [`established`]: the record layer of an established server connection,
-//!   taken over from rustls with its own ciphers.
+//! * [`established`]: the record layer of an established connection
+//!   (either role), taken over from rustls with its own ciphers.
 //! * `ktls_batch`: kernel TLS sends of a batch, linked, in one submission
 //!   of a private io_uring.
 //! * [`proxy_header`]: the PROXY protocol header a load balancer sends

@@ -713,12 +713,48 @@ fn encrypt_into<D>(
     }
 }
 
+/// A server and a client configuration for tests and fuzzers: the
+/// server with `cert` and its PKCS#8 `key`, the client trusting it for
+/// "localhost"; `version` only, only `suite` when given; secret extraction
+/// on at both ends, so that either can be taken over.
+#[cfg(any(test, feature = "testing"))]
+pub fn test_configs(
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: Vec<u8>,
+    version: &'static rustls::SupportedProtocolVersion,
+    suite: Option<rustls::SupportedCipherSuite>,
+) -> (rustls::ServerConfig, rustls::ClientConfig) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(suite) = suite {
+        provider.cipher_suites = vec![suite];
+    }
+    let provider = std::sync::Arc::new(provider);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[version])
+        .expect("the version is the provider's")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .expect("a certificate and its key");
+    server.enable_secret_extraction = true;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("a certificate");
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("the version is the provider's")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.enable_secret_extraction = true;
+    (server, client)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::Arc;
 
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-    use rustls::{ClientConfig, RootCertStore, ServerConfig};
+    use rustls::pki_types::ServerName;
+    use rustls::ServerConfig;
 
     use super::*;
 
@@ -742,32 +778,15 @@ pub(crate) mod tests {
         suite: Option<rustls::SupportedCipherSuite>,
         server_config: impl FnOnce(&mut ServerConfig),
     ) -> (UserspaceRecords, UserspaceRecords) {
-        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-        if let Some(suite) = suite {
-            provider.cipher_suites = vec![suite];
-        }
-        let provider = Arc::new(provider);
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let cert_der: CertificateDer<'static> = cert.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-        let mut server = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert_der.clone()], key)
-            .unwrap();
+        let (mut server, client) = test_configs(
+            cert.cert.der().clone(),
+            cert.signing_key.serialize_der(),
+            version,
+            suite,
+        );
         server.max_fragment_size = fragment;
-        server.enable_secret_extraction = true;
         server_config(&mut server);
-        let mut roots = RootCertStore::empty();
-        roots.add(cert_der).unwrap();
-        let mut client = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        // So that a test can seal records with the client's keys.
-        client.enable_secret_extraction = true;
         let server = UnbufferedServerConnection::new(Arc::new(server)).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
         let client = UnbufferedClientConnection::new(Arc::new(client), name).unwrap();
