@@ -572,7 +572,9 @@ pub struct PppLink {
     finished: bool,
     lcp: Fsm<Lcp>,
     ipcp: Option<Fsm<Ipcp>>,
-    /// Boxed: most links run without IPv6, and then this is one word.
+    /// Boxed: most links run without IPv6, and then this is one word. It
+    /// goes once the peer has Protocol-Rejected IPv6CP (see
+    /// `ipv6cp_signal`).
     ipv6cp: Option<Box<Fsm<Ipv6cp>>>,
     /// Boxed: one word for a link that is not authenticating.
     auth: Option<Box<AuthSession>>,
@@ -1153,6 +1155,12 @@ impl PppLink {
         self.auth.is_some()
     }
 
+    /// Whether IPv6CP's automaton is kept (tests).
+    #[cfg(test)]
+    pub(crate) fn holds_ipv6cp(&self) -> bool {
+        self.ipv6cp.is_some()
+    }
+
     /// An NCP packet from the peer after authentication succeeded: the
     /// peer has left its Authentication phase, so it has the Success
     /// ([RFC 1661] 3.5, [RFC 1994] 4.1) and will not retransmit what it
@@ -1539,7 +1547,18 @@ impl PppLink {
                 }
             }
             LayerSignal::Started => {}
-            LayerSignal::Finished => self.ncp_finished(now),
+            LayerSignal::Finished => {
+                self.ncp_finished(now);
+                // The peer Protocol-Rejected IPv6CP ([RFC 1661] 5.7): it
+                // does not do IPv6, and the automaton (280 bytes) would
+                // wait for the rest of the session. Without it IPv6CP is
+                // disabled: the peer's later IPv6CP is Protocol-Rejected.
+                let rejected = self.ipv6cp.as_deref().and_then(Fsm::failure)
+                    == Some(NegotiationFailure::Rejected);
+                if rejected {
+                    self.ipv6cp = None;
+                }
+            }
         }
     }
 

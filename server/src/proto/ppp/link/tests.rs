@@ -1006,6 +1006,27 @@ fn ccp_probe_gets_a_protocol_reject_in_network_phase_only() {
     assert_eq!(server.stats().protocol_rejects_sent, 1);
 }
 
+/// The peer Protocol-Rejects IPv6CP: its automaton goes (a client without
+/// IPv6 leaves nothing of it in an idle session), IPCP carries on, and the
+/// peer's later IPv6CP is Protocol-Rejected like a disabled NCP's.
+#[test]
+fn a_protocol_rejected_ipv6cp_is_dropped() {
+    let (mut server, now, _) = lone_server_in_network(server_config());
+    assert!(server.holds_ipv6cp());
+    feed(
+        &mut server,
+        now,
+        &control_frame(PROTO_LCP, 8, 1, &[0x80, 0x57, 1, 1, 0, 4]),
+    );
+    assert!(!server.holds_ipv6cp());
+    assert_eq!(server.phase(), Phase::Network, "IPCP still runs");
+    drain(&mut server);
+    let ipv6cp = control_frame(PROTO_IPV6CP, 1, 1, &option(1, &[1, 2, 3, 4, 5, 6, 7, 8]));
+    feed(&mut server, now, &ipv6cp);
+    let sent = drain(&mut server);
+    assert_eq!((sent[0].code, &sent[0].data[..2]), (8, &[0x80, 0x57][..]));
+}
+
 #[test]
 fn disabled_ncp_is_protocol_rejected_and_peer_protocol_reject_stops_an_ncp() {
     let pool = range_pool([10, 0, 0, 2], [10, 0, 0, 9]);
