@@ -152,13 +152,7 @@ fn spawn(
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.server.listen = vec![addr];
     let config_path = dir.path().join("sstpd.toml");
-    // Still in `[tls]`, which `config_toml` ends with.
-    let mut control = if config.tls.take_over_records {
-        String::new()
-    } else {
-        "take_over_records = false\n".to_owned()
-    };
-    control.push_str(&format!("[control]\nsocket = \"{}\"\n", socket.display()));
+    let mut control = format!("[control]\nsocket = \"{}\"\n", socket.display());
     if let Some(metrics) = config.metrics.listen {
         control.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
     }

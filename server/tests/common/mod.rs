@@ -371,8 +371,9 @@ pub fn client_tls(verification: ServerVerification) -> Arc<rustls::ClientConfig>
 // ---------------------------------------------------------------- binary
 
 /// The parts of a test configuration the binary needs, as TOML: listen,
-/// workers, state directory, certificate and the inline users (with their
-/// fixed addresses), then `extra` (more sections).
+/// workers, state directory, certificate (and `take_over_records` when
+/// off) and the inline users (with their fixed addresses), then `extra`
+/// (more sections).
 pub fn config_toml(config: &Config, extra: &str) -> String {
     let mut users = String::new();
     for u in &config.users.local {
@@ -386,12 +387,17 @@ pub fn config_toml(config: &Config, extra: &str) -> String {
     }
     format!(
         "[server]\nlisten = [\"{}\"]\nworkers = {}\nstate_dir = \"{}\"\nshutdown_timeout = \"5s\"\n\n\
-         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{extra}\n{users}",
+         [tls]\ncertificate = \"{}\"\nprivate_key = \"{}\"\n{}{extra}\n{users}",
         config.server.listen[0],
         config.server.workers,
         config.server.state_dir.as_ref().unwrap().display(),
         config.tls.certificate.as_ref().unwrap().display(),
         config.tls.private_key.as_ref().unwrap().display(),
+        if config.tls.take_over_records {
+            ""
+        } else {
+            "take_over_records = false\n"
+        },
     )
 }
 
