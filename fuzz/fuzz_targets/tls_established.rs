@@ -19,11 +19,12 @@ use libfuzzer_sys::fuzz_target;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ContentType, ServerConfig, SupportedCipherSuite};
 use sstpd::net::established::EstablishedRecords;
-use sstpd::net::tls_records::{test_configs, Outgoing, UnbufferedTls, UserspaceRecords};
+use sstpd::net::tls_records::testing::{configs, handshake};
+use sstpd::net::tls_records::{Outgoing, UnbufferedTls, UserspaceRecords};
 
 /// A server and a client configuration per suite: the three TLS 1.3
 /// suites, then the three TLS 1.2 ones an ECDSA certificate can use.
-fn configs() -> &'static [(Arc<ServerConfig>, Arc<ClientConfig>)] {
+fn per_suite() -> &'static [(Arc<ServerConfig>, Arc<ClientConfig>)] {
     static CONFIGS: OnceLock<Vec<(Arc<ServerConfig>, Arc<ClientConfig>)>> = OnceLock::new();
     CONFIGS.get_or_init(|| {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
@@ -46,7 +47,7 @@ fn configs() -> &'static [(Arc<ServerConfig>, Arc<ClientConfig>)] {
                     SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
                 };
                 let (mut server, client) =
-                    test_configs(cert_der.clone(), key_der.clone(), version, Some(suite));
+                    configs(cert_der.clone(), key_der.clone(), version, Some(suite));
                 server.send_tls13_tickets = 0;
                 (Arc::new(server), Arc::new(client))
             })
@@ -54,29 +55,17 @@ fn configs() -> &'static [(Arc<ServerConfig>, Arc<ClientConfig>)] {
     })
 }
 
-/// Everything `from` has to send, opened at `to`.
-fn deliver(from: &mut UserspaceRecords, to: &mut UserspaceRecords) {
-    let mut out = Outgoing::default();
-    from.take_output(&mut out);
-    let mut incoming = out.filled().to_vec();
-    let mut plaintext = Vec::new();
-    to.open(&mut incoming, &mut plaintext).unwrap();
-}
-
-/// Both ends of a connection handshaken over `configs()[index]`, each
+/// Both ends of a connection handshaken over `per_suite()[index]`, each
 /// taken over from rustls: (ours, the peer).
 fn established(index: usize, client_is_ours: bool) -> (EstablishedRecords, EstablishedRecords) {
-    let (server_config, client_config) = configs()[index].clone();
+    let (server_config, client_config) = per_suite()[index].clone();
     let server = rustls::server::UnbufferedServerConnection::new(server_config).unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let client = rustls::client::UnbufferedClientConnection::new(client_config, name).unwrap();
-    let mut server = UserspaceRecords::new(UnbufferedTls::from(server));
-    let mut client = UserspaceRecords::new(UnbufferedTls::from(client));
-    for _ in 0..10 {
-        deliver(&mut client, &mut server);
-        deliver(&mut server, &mut client);
-    }
-    assert!(!server.is_handshaking() && !client.is_handshaking());
+    let (server, client) = handshake(
+        UserspaceRecords::new(UnbufferedTls::from(server)),
+        UserspaceRecords::new(UnbufferedTls::from(client)),
+    );
     let take = |records: UserspaceRecords| {
         EstablishedRecords::take_over(records.into_tls().unwrap()).unwrap()
     };

@@ -236,10 +236,6 @@ impl EstablishedRecords {
     /// `enable_secret_extraction`.
     pub fn take_over(conn: impl Into<UnbufferedTls>) -> Result<Self, TakeOverError> {
         let (secrets, kernel) = Kernel::hand_over(conn.into()).map_err(TakeOverError::Refused)?;
-        Self::from_parts(secrets, kernel)
-    }
-
-    fn from_parts(secrets: ExtractedSecrets, kernel: Kernel) -> Result<Self, TakeOverError> {
         let suite = kernel.negotiated_cipher_suite();
         let tls13 = kernel.protocol_version() == ProtocolVersion::TLSv1_3;
         let (tx_seq, tx_secrets) = secrets.tx;
@@ -431,8 +427,8 @@ impl EstablishedRecords {
                 return Err(Error::InvalidMessage(InvalidMessage::MessageTooShort));
             };
             let after = &rest[len..];
-            match HandshakeType::from(typ) {
-                HandshakeType::KeyUpdate => {
+            match (HandshakeType::from(typ), &mut *self.kernel) {
+                (HandshakeType::KeyUpdate, _) => {
                     // "If an implementation detects a KeyUpdate followed
                     // by other data in the same record": the next key
                     // applies from the next record (5.1).
@@ -458,22 +454,17 @@ impl EstablishedRecords {
                         self.key_update_owed = true;
                     }
                 }
-                HandshakeType::NewSessionTicket
+                (HandshakeType::NewSessionTicket, Kernel::Client(kernel))
                     if self.tickets_received < MAX_TICKETS_BETWEEN_DATA =>
                 {
-                    let Kernel::Client(kernel) = &mut *self.kernel else {
-                        return Err(Error::InappropriateHandshakeMessage {
-                            expect_types: vec![HandshakeType::KeyUpdate],
-                            got_type: HandshakeType::NewSessionTicket,
-                        });
-                    };
                     self.tickets_received += 1;
                     kernel.handle_new_session_ticket(body)?;
                 }
-                _ => {
+                // A ticket to a server, or one too many.
+                (got_type, _) => {
                     return Err(Error::InappropriateHandshakeMessage {
                         expect_types: vec![HandshakeType::KeyUpdate],
-                        got_type: HandshakeType::from(typ),
+                        got_type,
                     });
                 }
             }
@@ -822,7 +813,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::net::tls_records::tests::{handshake, pair_with, TLS12, TLS13};
+    use crate::net::tls_records::testing::handshake;
+    use crate::net::tls_records::tests::{pair_with, TLS12, TLS13};
 
     /// The other side of a taken-over connection: seals any record it
     /// could send, with its keys.

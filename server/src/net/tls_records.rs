@@ -713,40 +713,76 @@ fn encrypt_into<D>(
     }
 }
 
-/// A server and a client configuration for tests and fuzzers: the
-/// server with `cert` and its PKCS#8 `key`, the client trusting it for
-/// "localhost"; `version` only, only `suite` when given; secret extraction
-/// on at both ends, so that either can be taken over.
+/// Both ends of a connection in one process, for the tests and the
+/// fuzzers.
 #[cfg(any(test, feature = "testing"))]
-pub fn test_configs(
-    cert: rustls::pki_types::CertificateDer<'static>,
-    key: Vec<u8>,
-    version: &'static rustls::SupportedProtocolVersion,
-    suite: Option<rustls::SupportedCipherSuite>,
-) -> (rustls::ServerConfig, rustls::ClientConfig) {
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    if let Some(suite) = suite {
-        provider.cipher_suites = vec![suite];
+pub mod testing {
+    use super::{Outgoing, UserspaceRecords};
+
+    /// A server and a client configuration: the server with `cert` and
+    /// its PKCS#8 `key`, the client trusting it for "localhost"; `version`
+    /// only, only `suite` when given; secret extraction on at both ends, so
+    /// that either can be taken over.
+    pub fn configs(
+        cert: rustls::pki_types::CertificateDer<'static>,
+        key: Vec<u8>,
+        version: &'static rustls::SupportedProtocolVersion,
+        suite: Option<rustls::SupportedCipherSuite>,
+    ) -> (rustls::ServerConfig, rustls::ClientConfig) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Some(suite) = suite {
+            provider.cipher_suites = vec![suite];
+        }
+        let provider = std::sync::Arc::new(provider);
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .expect("the version is the provider's")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .expect("a certificate and its key");
+        server.enable_secret_extraction = true;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("a certificate");
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[version])
+            .expect("the version is the provider's")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.enable_secret_extraction = true;
+        (server, client)
     }
-    let provider = std::sync::Arc::new(provider);
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[version])
-        .expect("the version is the provider's")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .expect("a certificate and its key");
-    server.enable_secret_extraction = true;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).expect("a certificate");
-    let mut client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
-        .expect("the version is the provider's")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client.enable_secret_extraction = true;
-    (server, client)
+
+    /// Everything `records` has to send.
+    pub fn output(records: &mut UserspaceRecords) -> Vec<u8> {
+        let mut out = Outgoing::default();
+        records.take_output(&mut out);
+        out.filled().to_vec()
+    }
+
+    /// Delivers everything `from` has to send to `to` in one piece: the
+    /// plaintext it opened.
+    pub fn deliver(from: &mut UserspaceRecords, to: &mut UserspaceRecords) -> Vec<u8> {
+        let mut incoming = output(from);
+        let mut plaintext = Vec::new();
+        to.open(&mut incoming, &mut plaintext).unwrap();
+        assert!(incoming.is_empty());
+        plaintext
+    }
+
+    /// Runs the handshake to its end, both ways in one piece at a time.
+    pub fn handshake(
+        mut server: UserspaceRecords,
+        mut client: UserspaceRecords,
+    ) -> (UserspaceRecords, UserspaceRecords) {
+        for _ in 0..10 {
+            deliver(&mut client, &mut server);
+            deliver(&mut server, &mut client);
+        }
+        assert!(!server.is_handshaking() && !client.is_handshaking());
+        (server, client)
+    }
 }
 
 #[cfg(test)]
@@ -756,6 +792,7 @@ pub(crate) mod tests {
     use rustls::pki_types::ServerName;
     use rustls::ServerConfig;
 
+    use super::testing::{deliver, handshake, output};
     use super::*;
 
     pub(crate) const TLS12: &rustls::SupportedProtocolVersion = &rustls::version::TLS12;
@@ -779,7 +816,7 @@ pub(crate) mod tests {
         server_config: impl FnOnce(&mut ServerConfig),
     ) -> (UserspaceRecords, UserspaceRecords) {
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let (mut server, client) = test_configs(
+        let (mut server, client) = testing::configs(
             cert.cert.der().clone(),
             cert.signing_key.serialize_der(),
             version,
@@ -794,21 +831,6 @@ pub(crate) mod tests {
             UserspaceRecords::new(server.into()),
             UserspaceRecords::new(client.into()),
         )
-    }
-
-    fn output(records: &mut UserspaceRecords) -> Vec<u8> {
-        let mut out = Outgoing::default();
-        records.take_output(&mut out);
-        out.filled().to_vec()
-    }
-
-    /// Delivers everything `from` has to send to `to` in one piece.
-    fn deliver(from: &mut UserspaceRecords, to: &mut UserspaceRecords) -> Vec<u8> {
-        let mut incoming = output(from);
-        let mut plaintext = Vec::new();
-        to.open(&mut incoming, &mut plaintext).unwrap();
-        assert!(incoming.is_empty());
-        plaintext
     }
 
     fn handshaking(records: &UserspaceRecords) -> bool {
@@ -1098,19 +1120,6 @@ pub(crate) mod tests {
             client.open(&mut incoming, &mut plaintext).unwrap();
             assert_eq!(plaintext, b"done");
         }
-    }
-
-    /// Handshakes `pair_with`'s pair to the end.
-    pub(crate) fn handshake(
-        mut server: UserspaceRecords,
-        mut client: UserspaceRecords,
-    ) -> (UserspaceRecords, UserspaceRecords) {
-        for _ in 0..10 {
-            deliver(&mut client, &mut server);
-            deliver(&mut server, &mut client);
-        }
-        assert!(!handshaking(&server) && !handshaking(&client));
-        (server, client)
     }
 
     /// `count` records of distinct data from `from` to `to`, each opened.
