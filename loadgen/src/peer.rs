@@ -19,7 +19,9 @@
 //! that arrives as one super-packet (sstpd coalesces what a client sends
 //! when its TUN device takes UDP segmentation offload) is one read, split
 //! here by its segment size; it streams with `UDP_SEGMENT`, up to
-//! [`STREAM_SEGMENTS`] datagrams per send. Without this the kernel splits
+//! [`STREAM_SEGMENTS`] datagrams per send, and a rate-limited stream in
+//! batches that keep it under [`PACED_SENDS_PER_S`] sends a second, timed
+//! with `ppoll`'s nanoseconds. Without this the kernel splits
 //! every super-packet while delivering it, in the context of whoever
 //! wrote it to the TUN device: sstpd would be charged for the peer's
 //! socket. `--no-udp-offload` turns both off (one datagram per call).
@@ -49,6 +51,9 @@ pub const MAX_STREAM: Duration = Duration::from_secs(3600);
 const FLOW_IDLE: Duration = Duration::from_secs(300);
 /// Datagrams sent per stream before the loop looks at incoming traffic.
 const STREAM_BURST: u64 = 128;
+/// Sends per second a rate-limited stream makes at most: faster streams
+/// send several datagrams at a time.
+pub const PACED_SENDS_PER_S: u64 = 20_000;
 /// Datagrams read per turn before streams get their turn.
 const RECEIVE_BURST: usize = 256;
 /// Datagrams per `UDP_SEGMENT` send at most (the kernel's
@@ -298,12 +303,27 @@ struct Stream {
 }
 
 impl Stream {
-    /// When the next datagram is due (rate-limited streams).
+    /// When the next datagram is due (rate-limited streams): datagram `k`
+    /// at `k / pps` seconds, rounded up to the nanosecond so that
+    /// `due() <= now` exactly when [`Stream::due_count`] is at least one.
+    /// (Rounded down, at a rate that does not divide 10⁹, the datagram was
+    /// due a fraction of a nanosecond before it was owed: the loop sent
+    /// empty batches, as zero-length datagrams, until the socket was full.)
     fn due(&self) -> Instant {
         if self.pps == 0 {
             return self.start;
         }
-        let nanos = u128::from(self.sent) * 1_000_000_000 / u128::from(self.pps);
+        let nanos = (u128::from(self.sent) * 1_000_000_000).div_ceil(u128::from(self.pps));
+        self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// When the `n`th datagram from now (`n >= 1`) is due.
+    fn due_after(&self, n: u64) -> Instant {
+        if self.pps == 0 {
+            return self.start;
+        }
+        let k = u128::from(self.sent + n.max(1) - 1);
+        let nanos = (k * 1_000_000_000).div_ceil(u128::from(self.pps));
         self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
@@ -633,10 +653,22 @@ impl PeerLoop {
             } else {
                 max_segments.min((u16::MAX as usize - 128) / size).max(1) as u64
             };
-            while sent_now < STREAM_BURST && stream.due() <= now {
+            // A rate-limited stream goes in batches that keep its sends
+            // under PACED_SENDS_PER_S (each as a `UDP_SEGMENT` send where
+            // the kernel takes them), not datagram by datagram: a send
+            // costs about as much at one datagram as at many.
+            let batch = (stream.pps / PACED_SENDS_PER_S).clamp(1, per_send);
+            while sent_now < STREAM_BURST
+                && (stream.due_after(batch) <= now || stream.due_after(batch) >= stream.end)
+                && stream.due() <= now
+            {
                 let n = per_send
                     .min(STREAM_BURST - sent_now)
                     .min(stream.due_count(now));
+                if n == 0 {
+                    // `due` and `due_count` agree; never send an empty batch.
+                    break;
+                }
                 let ts = now.duration_since(self.epoch).as_nanos() as u64;
                 self.batch.clear();
                 for k in 0..n {
@@ -673,7 +705,7 @@ impl PeerLoop {
                     }
                 }
             }
-            let due = stream.due().max(now).min(stream.end);
+            let due = stream.due_after(batch).max(now).min(stream.end);
             next = Some(next.map_or(due, |n| n.min(due)));
             i += 1;
         }
@@ -710,9 +742,17 @@ fn wait_readable(socket: &UdpSocket, timeout: Duration) {
         events: libc::POLLIN,
         revents: 0,
     };
-    let ms = timeout.as_millis().clamp(1, 1000) as libc::c_int;
-    // SAFETY: one valid pollfd for the duration of the call.
-    unsafe { libc::poll(&mut pfd, 1, ms) };
+    // ppoll, not poll: a stream at hundreds of thousands of datagrams a
+    // second is due every few microseconds, and poll's millisecond would
+    // send it in bursts the size of a millisecond's worth.
+    let timeout = timeout.clamp(Duration::from_micros(1), Duration::from_secs(1));
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: one valid pollfd and one timespec for the duration of the
+    // call; no signal mask.
+    unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
 }
 
 #[cfg(test)]
@@ -903,6 +943,37 @@ mod tests {
         assert_eq!(totals.rx_packets, 1 + 10, "data only, not requests");
     }
 
+    /// At any rate, a datagram is due (`due() <= now`) exactly when one is
+    /// owed (`due_count(now) >= 1`), at the instant it falls due and the
+    /// nanosecond before. Rates that do not divide 10⁹ were the case that
+    /// broke: 300,000/s sent zero-length datagrams in a spin.
+    #[test]
+    fn a_datagram_is_due_exactly_when_one_is_owed() {
+        let start = Instant::now();
+        for pps in [1, 3, 7, 200, 300_000, 450_001, 1_000_000, 3_000_000] {
+            let mut stream = Stream {
+                to: "127.0.0.1:9".parse().unwrap(),
+                flow: 1,
+                datagram: vec![0; HEADER_LEN],
+                pps,
+                flows: 1,
+                start,
+                end: start + Duration::from_secs(3600),
+                sent: 0,
+            };
+            for sent in (0..2_000).chain([999_999, 1_000_001, 123_456_789]) {
+                stream.sent = sent;
+                let due = stream.due();
+                assert!(stream.due_count(due) >= 1, "pps {pps}, sent {sent}");
+                if let Some(before) = due.checked_sub(Duration::from_nanos(1)) {
+                    if before >= start {
+                        assert_eq!(stream.due_count(before), 0, "pps {pps}, sent {sent}");
+                    }
+                }
+            }
+        }
+    }
+
     /// A stream fast enough that each turn has many datagrams due: with
     /// the offload they leave in `UDP_SEGMENT` batches, without it one by
     /// one; either way the client (whose socket takes no GRO) reads them
@@ -933,6 +1004,40 @@ mod tests {
             );
             assert_eq!(totals.send_errors, 0);
             assert_eq!(totals.tx_super_packets > 0, udp_offload);
+        }
+    }
+
+    /// A fast rate-limited stream goes in batches: 400,000 datagrams/s
+    /// leave in `UDP_SEGMENT` sends of about 20, not one send each.
+    #[test]
+    fn a_fast_paced_stream_sends_in_batches() {
+        let (peer, to, client) = started_with(1, 16, true);
+        request_stream(
+            &client,
+            to,
+            6,
+            StreamRequest {
+                pps: 400_000,
+                duration_ms: 20,
+                payload_len: 1372,
+                flows: 1,
+            },
+        );
+        // Read until the stream ends; at this rate the client's socket may
+        // overflow, so what the peer sent is what is judged.
+        client
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        while recv(&client).is_some() {}
+        let totals = peer.stop();
+        assert_eq!(totals.send_errors, 0);
+        // 20 ms at 400,000/s is 8,000, and never more than one over.
+        let sent = totals.tx_packets;
+        assert!((1_000..=8_001).contains(&sent), "{sent}");
+        let offers = quinn_udp::UdpSocketState::new((&client).into()).map(|s| s.max_gso_segments());
+        if offers.is_ok_and(|segments| segments >= 8) {
+            let per_send = totals.tx_packets as f64 / totals.tx_super_packets.max(1) as f64;
+            assert!(per_send >= 10.0, "{per_send} datagrams per send");
         }
     }
 
