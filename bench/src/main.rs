@@ -214,6 +214,11 @@ struct RunArgs {
     /// `require` in the kernel (the references always use rustls).
     #[arg(long, value_enum, default_value_t = KtlsArg::Auto)]
     ktls: KtlsArg,
+    /// Downstream bulk scenarios: the peer's rate follows what arrives
+    /// (`sstp-loadgen bulk --follow`: a few percent lost) instead of
+    /// streaming as fast as it can (most of it dropped at the server).
+    #[arg(long)]
+    follow: bool,
     /// sstpd workers, pinned to cores 0.. (default: half the cores).
     #[arg(long, value_name = "N")]
     server_workers: Option<usize>,
@@ -770,6 +775,7 @@ fn bench_options(
     options.concurrency = args.concurrency;
     options.tun_offload = args.tun_offload.clone();
     options.ktls = args.ktls.into();
+    options.follow = args.follow;
     if let Some(n) = args.server_workers {
         options.topology.server_workers = n.max(1);
     }

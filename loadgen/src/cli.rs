@@ -109,6 +109,14 @@ pub enum Command {
         /// every packet takes the per-packet path (the pps benchmarks).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         flows: u16,
+        /// Downstream, steer the peer's rate by what arrives, as a sender
+        /// with congestion control would: from --pps (default 50,000
+        /// packets/s) it grows by half every 50 ms while what arrives keeps
+        /// up; when it falls short, the rate becomes what arrived and then
+        /// grows by 5% an interval. Without it the peer streams at --pps,
+        /// or as fast as it can, whatever the tunnel drops.
+        #[arg(long)]
+        follow: bool,
     },
     /// Hold sessions open with keepalives only.
     #[command(after_help = EXAMPLES)]
@@ -443,12 +451,14 @@ impl Command {
                 to,
                 direction,
                 flows,
+                follow,
             } => (
                 common,
                 Mode::Bulk {
                     to: *to,
                     direction: *direction,
                     flows: *flows,
+                    follow: *follow,
                 },
             ),
             Command::Idle { common } => (common, Mode::Idle),
@@ -650,6 +660,7 @@ mod tests {
                 to: Some("10.0.0.1:7".parse().unwrap()),
                 direction: Direction::Both,
                 flows: 1,
+                follow: false,
             }
         );
         assert_eq!(c.credentials.for_session(3), ("u3".into(), b"p3".to_vec()));

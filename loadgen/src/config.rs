@@ -127,6 +127,10 @@ pub enum Mode {
         /// ports (1: one flow, which sstpd and the peer may batch into
         /// super-packets).
         flows: u16,
+        /// Downstream, the peer's rate follows what arrives
+        /// ([`crate::follow::FollowRate`]) instead of staying where it
+        /// started (as fast as the peer can, or `--pps`).
+        follow: bool,
     },
     /// No traffic: sessions are held with keepalives only.
     Idle,
@@ -587,6 +591,18 @@ impl LoadConfig {
         let pps = self.pps();
         if !(pps.is_finite() && pps >= 0.0) {
             return Err("--pps must be zero or positive".into());
+        }
+        if let Mode::Bulk {
+            follow: true,
+            direction,
+            ..
+        } = self.mode
+        {
+            if !direction.down() {
+                return Err(
+                    "--follow steers the peer's stream: it needs --direction down or both".into(),
+                );
+            }
         }
         if pps == 0.0 && matches!(self.mode, Mode::Echo { .. } | Mode::Udp { .. }) {
             return Err(format!("{} mode needs --pps above 0", self.mode.name()));

@@ -30,6 +30,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod follow;
 pub mod output;
 pub mod packet;
 pub mod peer;

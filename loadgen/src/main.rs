@@ -124,8 +124,8 @@ fn run_peer(config: &sstp_loadgen::peer::PeerConfig) -> ExitCode {
     peer.wait();
     let t = peer.stop();
     eprintln!(
-        "peer: received {} datagrams ({} bytes), sent {} ({} bytes), {} streams, {} stats answered, {} invalid, {} send errors; {} reads and {} sends of several datagrams",
-        t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes, t.streams_started, t.stats_answered, t.invalid, t.send_errors,
+        "peer: received {} datagrams ({} bytes), sent {} ({} bytes), {} streams ({} rate changes), {} stats answered, {} invalid, {} send errors; {} reads and {} sends of several datagrams",
+        t.rx_packets, t.rx_bytes, t.tx_packets, t.tx_bytes, t.streams_started, t.streams_changed, t.stats_answered, t.invalid, t.send_errors,
         t.rx_super_packets, t.tx_super_packets
     );
     ExitCode::SUCCESS

@@ -8,8 +8,10 @@
 //! * [`Kind::Discard`]: counted, nothing sent (bulk upstream);
 //! * [`Kind::StreamStart`]: the peer streams [`Kind::StreamData`]
 //!   datagrams to the sender at the requested rate (or as fast as it can)
-//!   for the requested time; a second request for the same flow restarts
-//!   the stream; [`Kind::StreamStop`] ends it (bulk downstream);
+//!   for the requested time; a second request for the same flow changes
+//!   the stream's rate, length and size from then on, its sequence going
+//!   on (how `--follow` steers it); [`Kind::StreamStop`] ends it (bulk
+//!   downstream);
 //! * [`Kind::StatsRequest`]: answered with [`Kind::StatsReply`] carrying
 //!   the flow's counters ([`FlowStats`]), so the client can compare what
 //!   it sent with what arrived.
@@ -101,6 +103,8 @@ pub struct PeerTotals {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub streams_started: u64,
+    /// Requests that changed a running stream (its rate, length or size).
+    pub streams_changed: u64,
     pub stats_answered: u64,
     /// Datagrams without a valid header.
     pub invalid: u64,
@@ -119,6 +123,7 @@ struct Counters {
     tx_packets: AtomicU64,
     tx_bytes: AtomicU64,
     streams_started: AtomicU64,
+    streams_changed: AtomicU64,
     stats_answered: AtomicU64,
     invalid: AtomicU64,
     send_errors: AtomicU64,
@@ -139,6 +144,7 @@ impl Counters {
             tx_packets: g(&self.tx_packets),
             tx_bytes: g(&self.tx_bytes),
             streams_started: g(&self.streams_started),
+            streams_changed: g(&self.streams_changed),
             stats_answered: g(&self.stats_answered),
             invalid: g(&self.invalid),
             send_errors: g(&self.send_errors),
@@ -297,7 +303,10 @@ struct Stream {
     pps: u64,
     /// Destination ports cycled through (1: one flow).
     flows: u16,
+    /// When the current rate took effect, and `sent` then: the schedule
+    /// counts from there.
     start: Instant,
+    sent_at_start: u64,
     end: Instant,
     sent: u64,
 }
@@ -313,7 +322,8 @@ impl Stream {
         if self.pps == 0 {
             return self.start;
         }
-        let nanos = (u128::from(self.sent) * 1_000_000_000).div_ceil(u128::from(self.pps));
+        let k = u128::from(self.sent - self.sent_at_start);
+        let nanos = (k * 1_000_000_000).div_ceil(u128::from(self.pps));
         self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
@@ -322,7 +332,7 @@ impl Stream {
         if self.pps == 0 {
             return self.start;
         }
-        let k = u128::from(self.sent + n.max(1) - 1);
+        let k = u128::from(self.sent - self.sent_at_start + n.max(1) - 1);
         let nanos = (k * 1_000_000_000).div_ceil(u128::from(self.pps));
         self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
@@ -334,7 +344,8 @@ impl Stream {
         }
         let elapsed = now.duration_since(self.start).as_nanos();
         let owed = elapsed * u128::from(self.pps) / 1_000_000_000 + 1;
-        u64::try_from(owed.saturating_sub(u128::from(self.sent))).unwrap_or(u64::MAX)
+        let sent = u128::from(self.sent - self.sent_at_start);
+        u64::try_from(owed.saturating_sub(sent)).unwrap_or(u64::MAX)
     }
 }
 
@@ -611,14 +622,39 @@ impl PeerLoop {
         }
     }
 
+    /// Starts a stream, or changes the one this flow has: its rate counts
+    /// from `now` and its sequence goes on.
     fn start_stream(&mut self, flow: u32, to: SocketAddr, request: StreamRequest, now: Instant) {
-        self.streams.retain(|s| !(s.flow == flow && s.to == to));
         let payload = usize::from(request.payload_len).max(HEADER_LEN);
+        let duration = Duration::from_millis(u64::from(request.duration_ms)).min(MAX_STREAM);
+        let existing = self
+            .streams
+            .iter_mut()
+            .find(|s| s.flow == flow && s.to == to);
+        let sent = match existing {
+            Some(stream) if stream.datagram.len() == payload => {
+                Counters::add(&self.counters.streams_changed, 1);
+                stream.pps = request.pps;
+                stream.flows = request.flows.max(1);
+                stream.start = now;
+                stream.sent_at_start = stream.sent;
+                stream.end = now + duration;
+                return;
+            }
+            // Another size: a new buffer, the sequence going on.
+            Some(stream) => {
+                Counters::add(&self.counters.streams_changed, 1);
+                stream.sent
+            }
+            None => {
+                Counters::add(&self.counters.streams_started, 1);
+                0
+            }
+        };
+        self.streams.retain(|s| !(s.flow == flow && s.to == to));
         let mut datagram = vec![0u8; payload];
         Header::new(Kind::StreamData, flow).write(&mut datagram);
         crate::packet::fill_pattern(&mut datagram[HEADER_LEN..]);
-        let duration = Duration::from_millis(u64::from(request.duration_ms)).min(MAX_STREAM);
-        Counters::add(&self.counters.streams_started, 1);
         self.streams.push(Stream {
             to,
             flow,
@@ -626,8 +662,9 @@ impl PeerLoop {
             pps: request.pps,
             flows: request.flows.max(1),
             start: now,
+            sent_at_start: sent,
             end: now + duration,
-            sent: 0,
+            sent,
         });
     }
 
@@ -958,6 +995,7 @@ mod tests {
                 pps,
                 flows: 1,
                 start,
+                sent_at_start: 0,
                 end: start + Duration::from_secs(3600),
                 sent: 0,
             };
@@ -1005,6 +1043,29 @@ mod tests {
             assert_eq!(totals.send_errors, 0);
             assert_eq!(totals.tx_super_packets > 0, udp_offload);
         }
+    }
+
+    /// A second request for a running stream changes its rate and length
+    /// from then on; its sequence goes on.
+    #[test]
+    fn a_second_request_changes_the_rate_and_the_sequence_goes_on() {
+        let (peer, to, client) = started(1, 16);
+        let request = |pps, duration_ms| StreamRequest {
+            pps,
+            duration_ms,
+            payload_len: 300,
+            flows: 1,
+        };
+        request_stream(&client, to, 8, request(1_000, 5_000));
+        std::thread::sleep(Duration::from_millis(50));
+        request_stream(&client, to, 8, request(20_000, 30));
+        // About 50 at 1,000/s, then 600 at 20,000/s for 30 ms, and the
+        // stream ends with the second request's length, not the first's.
+        let seqs = receive_stream(&client, 8, 300, Duration::from_millis(500), 5_000);
+        assert!((300..=800).contains(&seqs.len()), "{}", seqs.len());
+        let totals = peer.stop();
+        assert_eq!((totals.streams_started, totals.streams_changed), (1, 1));
+        assert_eq!(totals.tx_packets, seqs.len() as u64);
     }
 
     /// A fast rate-limited stream goes in batches: 400,000 datagrams/s

@@ -111,6 +111,9 @@ pub struct ReportConfig {
     pub to: Option<String>,
     pub direction: Option<String>,
     pub reflect: Option<bool>,
+    /// bulk: whether the peer's rate followed what arrived (`--follow`).
+    #[serde(default)]
+    pub follow: Option<bool>,
     pub hold_s: Option<f64>,
     pub source_range: Option<String>,
     pub auth: Vec<String>,
@@ -438,6 +441,10 @@ impl Report {
             Mode::Idle | Mode::Tun { .. } => (None, None, None, None),
             Mode::Churn { hold } => (None, None, None, Some(hold.as_secs_f64())),
         };
+        let follow = match config.mode {
+            Mode::Bulk { follow, .. } => Some(follow),
+            _ => None,
+        };
         let totals = FamilyFigures::build(config, c, &stats.rtt, t.window);
         let families = if config.mode.has_traffic() {
             IpFamily::ALL
@@ -493,6 +500,7 @@ impl Report {
                 to,
                 direction,
                 reflect,
+                follow,
                 hold_s: hold,
                 source_range: config.source_range.map(|r| r.to_string()),
                 auth: config
@@ -839,6 +847,7 @@ mod tests {
             to: None,
             direction: Direction::Up,
             flows: 1,
+            follow: false,
         });
         cfg.max_failures = Some("0".parse().unwrap());
         let r = Report::build(&cfg, &stats, timing());

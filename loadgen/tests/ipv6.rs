@@ -99,6 +99,7 @@ fn bulk_both_ways_over_both_families_loses_nothing_at_a_set_rate() {
             to: None,
             direction: Direction::Both,
             flows: 1,
+            follow: false,
         },
         2,
     );

@@ -188,6 +188,7 @@ fn bulk_traffic_resumes_both_ways_on_the_new_sessions() {
                 to: None,
                 direction: sstp_loadgen::Direction::Both,
                 flows: 1,
+                follow: false,
             };
             c.pps = Some(20.0);
             c.payload = Some(200);

@@ -365,6 +365,9 @@ pub struct BenchOptions {
     pub tun_offload: Option<String>,
     /// The local sstpd's `tls.ktls`.
     pub ktls: sstpd::config::KtlsMode,
+    /// Downstream bulk scenarios: the peer's rate follows what arrives
+    /// (`sstp-loadgen bulk --follow`) instead of flooding.
+    pub follow: bool,
     /// The soak scenario's load and intervals.
     pub soak: super::soak::SoakOptions,
 }
@@ -382,6 +385,7 @@ impl BenchOptions {
             remote: None,
             tun_offload: None,
             ktls: sstpd::config::KtlsMode::Auto,
+            follow: false,
             soak: super::soak::SoakOptions::default(),
         }
     }
@@ -853,12 +857,14 @@ fn throughput(
     let name = scenario.name;
     let up = direction == Direction::Up;
     let (reference, record) = direction_stream(bed, options, direction, payload, print)?;
-    let flows = if matches!(scenario.kind, Kind::SmallPackets { .. }) {
-        SMALL_PACKET_FLOWS
-    } else {
-        1
-    };
-    let mut spec = LoadSpec::new(bulk(direction, flows), sessions, options.duration);
+    let small_packets = matches!(scenario.kind, Kind::SmallPackets { .. });
+    let flows = if small_packets { SMALL_PACKET_FLOWS } else { 1 };
+    // `--follow`: downstream, the peer's stream follows what arrives, as a
+    // sender with congestion control would, rather than flooding. The
+    // small-packet scenario keeps the flood: 64 flows go one datagram per
+    // call either way, and it measures packets per second.
+    let follow = options.follow && !up && !small_packets;
+    let mut spec = LoadSpec::new(bulk(direction, flows, follow), sessions, options.duration);
     spec.payload = Some(ip_payload(scenario, payload));
     spec.ipv6 = scenario.ipv6();
     spec.setup_concurrency = Some(options.concurrency);
@@ -928,6 +934,9 @@ fn throughput(
     }
     let mut params = base_params(r, &options.topology, outcome.local);
     params.insert("direction".into(), direction.as_str().into());
+    if follow {
+        params.insert("follow".into(), "true".into());
+    }
     params.insert("payload".into(), payload.to_string());
     params.insert(
         "ip_packet_bytes".into(),

@@ -224,7 +224,7 @@ pub fn run(
         "bulk upstream through {BULK_SESSIONS} sessions, 1,400-byte packets, 2.5 s ..."
     ));
     let mut spec = LoadSpec::new(
-        bulk(sstp_loadgen::Direction::Up, 1),
+        bulk(sstp_loadgen::Direction::Up, 1, false),
         BULK_SESSIONS,
         Duration::from_millis(2500),
     );

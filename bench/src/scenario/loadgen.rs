@@ -135,6 +135,7 @@ pub fn load_args(
             to,
             direction,
             flows,
+            follow,
         } => {
             if let Some(to) = to.map(|t| t.to_string()).or(peer) {
                 args.extend(["--to".into(), to]);
@@ -142,6 +143,9 @@ pub fn load_args(
             args.extend(["--direction".into(), direction.as_str().into()]);
             if *flows > 1 {
                 args.extend(["--flows".into(), flows.to_string()]);
+            }
+            if *follow {
+                args.push("--follow".into());
             }
         }
         Mode::Idle => {}
@@ -550,12 +554,14 @@ pub fn parse_tunnel_line(line: &str) -> Option<Tunnel> {
 }
 
 /// The mode of a bulk run in `direction` with `flows` flows per session
-/// (the peer at the gateway unless the connection names one).
-pub fn bulk(direction: Direction, flows: u16) -> Mode {
+/// (the peer at the gateway unless the connection names one), the peer's
+/// rate following what arrives with `follow`.
+pub fn bulk(direction: Direction, flows: u16, follow: bool) -> Mode {
     Mode::Bulk {
         to: None,
         direction,
         flows,
+        follow,
     }
 }
 
@@ -577,7 +583,11 @@ mod tests {
     #[test]
     fn arguments_name_every_setting_and_parse_as_sstp_loadgen_does() {
         use clap::Parser as _;
-        let mut spec = LoadSpec::new(bulk(Direction::Down, 1), 64, Duration::from_millis(2500));
+        let mut spec = LoadSpec::new(
+            bulk(Direction::Down, 1, true),
+            64,
+            Duration::from_millis(2500),
+        );
         spec.payload = Some(64);
         spec.setup_concurrency = Some(32);
         let placement = Placement {
@@ -587,7 +597,7 @@ mod tests {
         let args = load_args(&spec, &connection(), &placement, Path::new("/tmp/r.json"));
         assert_eq!(
             args.join(" "),
-            "bulk --direction down --target 127.0.0.1:4443 --insecure --user bench \
+            "bulk --direction down --follow --target 127.0.0.1:4443 --insecure --user bench \
              --password pw --sessions 64 --duration 2500ms --workers 1 --cpus 1 --payload 64 \
              --setup-concurrency 32 --setup-timeout 20000ms --drain 1000ms \
              --close-timeout 5000ms --progress never --json /tmp/r.json"
@@ -608,6 +618,7 @@ mod tests {
                 to: None,
                 direction: Direction::Down,
                 flows: 1,
+                follow: true,
             }
         );
         assert_eq!(outputs.json.as_deref(), Some(Path::new("/tmp/r.json")));

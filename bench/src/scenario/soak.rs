@@ -505,6 +505,7 @@ pub fn soak(
                 to: None,
                 direction: Direction::Both,
                 flows: 1,
+                follow: false,
             },
             soak.bulk_sessions,
             hold_for,

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::Worker;
 use crate::backoff::Backoff;
 use crate::config::{Direction, Mode, DEFAULT_PEER_PORT};
+use crate::follow::{self, FollowRate};
 use crate::packet::{
     parse_ip, payload_intact, FlowStats, Header, Kind, StreamRequest, Template, Transport,
     HEADER_LEN, STREAM_REQUEST_LEN,
@@ -615,14 +616,16 @@ impl FlowPlan {
                     Err(_) => sent_before,
                 }
             }
-            Mode::Bulk { direction, .. } => {
+            Mode::Bulk {
+                direction, follow, ..
+            } => {
                 let route = (source, to);
                 bulk(
                     w,
                     client,
                     rx,
                     route,
-                    direction,
+                    (direction, follow),
                     payload,
                     pps,
                     index,
@@ -756,15 +759,16 @@ async fn fill(
 }
 
 /// Bulk mode: upstream (`fill` or `paced` discard datagrams) and/or a
-/// downstream stream requested from the peer (`route`: from, to).
-/// Returns the data packets sent, `sent_before` included.
+/// downstream stream requested from the peer (`route`: from, to), its
+/// rate steered by what arrives with `follow`. Returns the data packets
+/// sent, `sent_before` included.
 #[allow(clippy::too_many_arguments)]
 async fn bulk(
     w: &Worker,
     client: &Client,
     rx: &FlowRx,
     (source, to): (SocketAddr, SocketAddr),
-    direction: Direction,
+    (direction, follow): (Direction, bool),
     payload: usize,
     pps: f64,
     index: u64,
@@ -792,7 +796,9 @@ async fn bulk(
         }
     };
     let down = async {
-        if direction.down() {
+        if direction.down() && follow {
+            follow_stream(w, client, rx, (source, to), payload, pps).await;
+        } else if direction.down() {
             request_stream(w, client, rx, source, to, payload, pps).await;
         }
     };
@@ -847,7 +853,6 @@ async fn request_stream(
 ) {
     let Some(go) = w.go.get() else { return };
     let stop = w.shared.stop_at(go);
-    let flows = flows_per_session(w);
     // A reconnected session asks again: what earlier ones got is no answer.
     rx.stream_started.set(false);
     let answered = || rx.stream_started.get();
@@ -856,17 +861,8 @@ async fn request_stream(
         if left.is_zero() || w.stopped.get() {
             return;
         }
-        let request = StreamRequest {
-            pps: pps.ceil() as u64,
-            duration_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX),
-            payload_len: u16::try_from(payload).unwrap_or(u16::MAX),
-            flows,
-        };
-        let mut body = [0u8; STREAM_REQUEST_LEN];
-        request.write(&mut body);
-        let mut header = Header::new(Kind::StreamStart, rx.flow.get());
-        header.seq = u64::from(attempt);
-        if send_control(client, source, to, header, &body).is_err() {
+        let request = stream_request(w, payload, pps, left);
+        if ask_for_stream(client, rx, (source, to), request, attempt).is_err() {
             return;
         }
         let deadline = tokio::time::Instant::now() + STREAM_START_WAIT;
@@ -881,6 +877,76 @@ async fn request_stream(
         }
     }
     w.count(rx.family, |c| c.streams_unanswered += 1);
+}
+
+/// A stream of `payload`-byte datagrams at `pps` (0: as fast as the
+/// peer can) for `left`, over the session's flows.
+fn stream_request(w: &Worker, payload: usize, pps: f64, left: Duration) -> StreamRequest {
+    StreamRequest {
+        pps: pps.ceil() as u64,
+        duration_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX),
+        payload_len: u16::try_from(payload).unwrap_or(u16::MAX),
+        flows: flows_per_session(w),
+    }
+}
+
+/// Sends the peer `request` (a stream request with sequence number
+/// `attempt`) from `source`.
+fn ask_for_stream(
+    client: &Client,
+    rx: &FlowRx,
+    (source, to): (SocketAddr, SocketAddr),
+    request: StreamRequest,
+    attempt: u32,
+) -> Result<(), ClientSendError> {
+    let mut body = [0u8; STREAM_REQUEST_LEN];
+    request.write(&mut body);
+    let mut header = Header::new(Kind::StreamStart, rx.flow.get());
+    header.seq = u64::from(attempt);
+    send_control(client, source, to, header, &body)
+}
+
+/// `--follow`: asks for a stream at `pps` (or [`follow::DEFAULT_START_PPS`]),
+/// then, every [`follow::INTERVAL`] until the window ends, asks for the
+/// rate [`FollowRate`] sets from what arrived. A request that is lost in
+/// the tunnel is replaced by the next interval's.
+async fn follow_stream(
+    w: &Worker,
+    client: &Client,
+    rx: &FlowRx,
+    (source, to): (SocketAddr, SocketAddr),
+    payload: usize,
+    pps: f64,
+) {
+    let start = if pps > 0.0 {
+        pps
+    } else {
+        follow::DEFAULT_START_PPS
+    };
+    let mut rate = FollowRate::new(start);
+    request_stream(w, client, rx, source, to, payload, rate.pps()).await;
+    let Some(go) = w.go.get() else { return };
+    let stop = w.shared.stop_at(go);
+    let mut last = (Instant::now(), rx.data_received.get());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(follow::INTERVAL) => {}
+            _ = w.wait_stopped() => return,
+        }
+        let now = Instant::now();
+        let left = stop.saturating_duration_since(now);
+        if left.is_zero() || w.stopped.get() || client.is_closed() {
+            return;
+        }
+        let received = rx.data_received.get();
+        let seconds = now.duration_since(last.0).as_secs_f64();
+        let arrived = received.saturating_sub(last.1) as f64 / seconds;
+        last = (now, received);
+        let request = stream_request(w, payload, rate.next(arrived), left);
+        if ask_for_stream(client, rx, (source, to), request, 0).is_err() {
+            return;
+        }
+    }
 }
 
 /// After the window: waits (at most `--drain`) for what is in flight.
