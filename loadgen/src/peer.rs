@@ -337,6 +337,19 @@ impl Stream {
         self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 
+    /// When the next send of `batch` datagrams is due: when the batch's
+    /// last one is, except that the last batch before the stream's end
+    /// goes when its first one is (waiting for the whole batch, the rest
+    /// would never be sent).
+    fn next_send(&self, batch: u64) -> Instant {
+        let whole = self.due_after(batch);
+        if whole >= self.end {
+            self.due()
+        } else {
+            whole
+        }
+    }
+
     /// How many datagrams are due at `now` (unlimited streams: any number).
     fn due_count(&self, now: Instant) -> u64 {
         if self.pps == 0 {
@@ -695,10 +708,7 @@ impl PeerLoop {
             // the kernel takes them), not datagram by datagram: a send
             // costs about as much at one datagram as at many.
             let batch = (stream.pps / PACED_SENDS_PER_S).clamp(1, per_send);
-            while sent_now < STREAM_BURST
-                && (stream.due_after(batch) <= now || stream.due_after(batch) >= stream.end)
-                && stream.due() <= now
-            {
+            while sent_now < STREAM_BURST && stream.next_send(batch) <= now {
                 let n = per_send
                     .min(STREAM_BURST - sent_now)
                     .min(stream.due_count(now));
@@ -742,7 +752,7 @@ impl PeerLoop {
                     }
                 }
             }
-            let due = stream.due_after(batch).max(now).min(stream.end);
+            let due = stream.next_send(batch).max(now).min(stream.end);
             next = Some(next.map_or(due, |n| n.min(due)));
             i += 1;
         }
@@ -1066,6 +1076,35 @@ mod tests {
         let totals = peer.stop();
         assert_eq!((totals.streams_started, totals.streams_changed), (1, 1));
         assert_eq!(totals.tx_packets, seqs.len() as u64);
+    }
+
+    /// A batch goes when its last datagram is due, but the last batch
+    /// before the end goes when its first is.
+    #[test]
+    fn a_batch_waits_for_its_last_datagram_but_not_past_the_end() {
+        let start = Instant::now();
+        let stream = Stream {
+            to: "127.0.0.1:9".parse().unwrap(),
+            flow: 1,
+            datagram: vec![0; HEADER_LEN],
+            pps: 100_000,
+            flows: 1,
+            start,
+            sent_at_start: 0,
+            end: start + Duration::from_micros(95),
+            sent: 0,
+        };
+        let at = |micros| start + Duration::from_micros(micros);
+        // Datagram k is due at 10k µs: a batch of 5 waits for the fifth.
+        assert_eq!(stream.next_send(1), at(0));
+        assert_eq!(stream.next_send(5), at(40));
+        // Datagrams 5..=9 fall due at 50..=90 µs; the end is at 95.
+        let stream = Stream { sent: 5, ..stream };
+        assert_eq!(stream.next_send(5), at(90));
+        // Datagrams 8..=12 would end at 120 µs, past the end: the batch
+        // goes when datagram 8 is due.
+        let stream = Stream { sent: 8, ..stream };
+        assert_eq!(stream.next_send(5), at(80));
     }
 
     /// A fast rate-limited stream goes in batches: 400,000 datagrams/s
