@@ -747,6 +747,24 @@ mod tests {
     }
 
     #[test]
+    fn follow_steers_a_downstream_stream_only() {
+        let base = "sstp-loadgen bulk --target 127.0.0.1:443 --insecure --user u --password p";
+        for direction in ["down", "both"] {
+            let (c, _) = parse(&format!("{base} --direction {direction} --follow")).unwrap();
+            assert!(
+                matches!(c.mode, Mode::Bulk { follow: true, .. }),
+                "{direction}"
+            );
+        }
+        assert!(parse(&format!("{base} --direction up --follow"))
+            .unwrap_err()
+            .contains("--follow"));
+        assert!(parse(&format!("{base} --follow"))
+            .unwrap_err()
+            .contains("--direction down or both"));
+    }
+
+    #[test]
     fn tun_takes_the_first_device_name() {
         let (c, _) = parse(
             "sstp-loadgen tun --target 127.0.0.1:443 --insecure --user u --password p \

@@ -319,12 +319,7 @@ impl Stream {
     /// due a fraction of a nanosecond before it was owed: the loop sent
     /// empty batches, as zero-length datagrams, until the socket was full.)
     fn due(&self) -> Instant {
-        if self.pps == 0 {
-            return self.start;
-        }
-        let k = u128::from(self.sent - self.sent_at_start);
-        let nanos = (k * 1_000_000_000).div_ceil(u128::from(self.pps));
-        self.start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        self.due_after(1)
     }
 
     /// When the `n`th datagram from now (`n >= 1`) is due.
@@ -795,7 +790,7 @@ fn wait_readable(socket: &UdpSocket, timeout: Duration) {
     let timeout = timeout.clamp(Duration::from_micros(1), Duration::from_secs(1));
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: one valid pollfd and one timespec for the duration of the
     // call; no signal mask.
@@ -990,6 +985,21 @@ mod tests {
         assert_eq!(totals.rx_packets, 1 + 10, "data only, not requests");
     }
 
+    /// A stream of `pps` from `start` until `end`, nothing sent yet.
+    fn paced_stream(pps: u64, start: Instant, end: Instant) -> Stream {
+        Stream {
+            to: "127.0.0.1:9".parse().unwrap(),
+            flow: 1,
+            datagram: vec![0; HEADER_LEN],
+            pps,
+            flows: 1,
+            start,
+            sent_at_start: 0,
+            end,
+            sent: 0,
+        }
+    }
+
     /// At any rate, a datagram is due (`due() <= now`) exactly when one is
     /// owed (`due_count(now) >= 1`), at the instant it falls due and the
     /// nanosecond before. Rates that do not divide 10⁹ were the case that
@@ -998,17 +1008,7 @@ mod tests {
     fn a_datagram_is_due_exactly_when_one_is_owed() {
         let start = Instant::now();
         for pps in [1, 3, 7, 200, 300_000, 450_001, 1_000_000, 3_000_000] {
-            let mut stream = Stream {
-                to: "127.0.0.1:9".parse().unwrap(),
-                flow: 1,
-                datagram: vec![0; HEADER_LEN],
-                pps,
-                flows: 1,
-                start,
-                sent_at_start: 0,
-                end: start + Duration::from_secs(3600),
-                sent: 0,
-            };
+            let mut stream = paced_stream(pps, start, start + Duration::from_secs(3600));
             for sent in (0..2_000).chain([999_999, 1_000_001, 123_456_789]) {
                 stream.sent = sent;
                 let due = stream.due();
@@ -1083,17 +1083,7 @@ mod tests {
     #[test]
     fn a_batch_waits_for_its_last_datagram_but_not_past_the_end() {
         let start = Instant::now();
-        let stream = Stream {
-            to: "127.0.0.1:9".parse().unwrap(),
-            flow: 1,
-            datagram: vec![0; HEADER_LEN],
-            pps: 100_000,
-            flows: 1,
-            start,
-            sent_at_start: 0,
-            end: start + Duration::from_micros(95),
-            sent: 0,
-        };
+        let stream = paced_stream(100_000, start, start + Duration::from_micros(95));
         let at = |micros| start + Duration::from_micros(micros);
         // Datagram k is due at 10k µs: a batch of 5 waits for the fifth.
         assert_eq!(stream.next_send(1), at(0));

@@ -427,23 +427,25 @@ fn round6(v: f64) -> f64 {
 impl Report {
     pub fn build(config: &LoadConfig, stats: &WorkerStats, t: RunTiming) -> Report {
         let c = &stats.counters;
-        let (to, direction, reflect, hold) = match &config.mode {
-            Mode::Echo { to } => (to.map(|a| a.to_string()), None, None, None),
+        let (to, direction, reflect, follow, hold) = match &config.mode {
+            Mode::Echo { to } => (to.map(|a| a.to_string()), None, None, None, None),
             Mode::Udp { to, reflect, .. } => {
-                (to.map(|a| a.to_string()), None, Some(*reflect), None)
+                (to.map(|a| a.to_string()), None, Some(*reflect), None, None)
             }
-            Mode::Bulk { to, direction, .. } => (
+            Mode::Bulk {
+                to,
+                direction,
+                follow,
+                ..
+            } => (
                 to.map(|a| a.to_string()),
                 Some(direction.as_str().to_string()),
                 None,
+                Some(*follow),
                 None,
             ),
-            Mode::Idle | Mode::Tun { .. } => (None, None, None, None),
-            Mode::Churn { hold } => (None, None, None, Some(hold.as_secs_f64())),
-        };
-        let follow = match config.mode {
-            Mode::Bulk { follow, .. } => Some(follow),
-            _ => None,
+            Mode::Idle | Mode::Tun { .. } => (None, None, None, None, None),
+            Mode::Churn { hold } => (None, None, None, None, Some(hold.as_secs_f64())),
         };
         let totals = FamilyFigures::build(config, c, &stats.rtt, t.window);
         let families = if config.mode.has_traffic() {

@@ -796,10 +796,12 @@ async fn bulk(
         }
     };
     let down = async {
-        if direction.down() && follow {
-            follow_stream(w, client, rx, (source, to), payload, pps).await;
-        } else if direction.down() {
-            request_stream(w, client, rx, source, to, payload, pps).await;
+        if direction.down() {
+            if follow {
+                follow_stream(w, client, rx, (source, to), payload, pps).await;
+            } else {
+                request_stream(w, client, rx, source, to, payload, pps).await;
+            }
         }
     };
     let (sent, ()) = tokio::join!(up, down);
