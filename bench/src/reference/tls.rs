@@ -212,6 +212,12 @@ fn per_gb(seconds: f64, bytes: u64) -> f64 {
     }
 }
 
+/// `tokio_uring::start` with the ring flags sstpd's workers get
+/// (`sstpd::sys::uring`), so that the reference and sstpd run on like rings.
+fn start_runtime<F: std::future::Future>(future: F) -> F::Output {
+    sstpd::sys::uring::start(sstpd::sys::uring::DEFAULT_ENTRIES, future)
+        .expect("an io_uring runtime for the reference")
+}
 fn listener() -> Result<(std::net::TcpListener, SocketAddr), ReferenceError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
@@ -270,7 +276,7 @@ pub fn stream(params: &StreamParams) -> Result<StreamResult, ReferenceError> {
         configs(&identity, Some(&params.suite), Some(params.record_size))?;
     let (listener, addr) = listener()?;
     let server = std::thread::spawn(move || {
-        tokio_uring::start(async move {
+        start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let (tcp, _) = listener.accept().await?;
             let mut buf = Vec::with_capacity(256 * 1024);
@@ -300,7 +306,7 @@ pub fn stream(params: &StreamParams) -> Result<StreamResult, ReferenceError> {
     let max_bytes = params.max_bytes;
     let write_size = params.write_size;
     let client = std::thread::spawn(move || {
-        tokio_uring::start(async move {
+        start_runtime(async move {
             let conn = connect_tls(addr, client_config).await?;
             let chunk = vec![0x5au8; write_size];
             let cpu_start = thread_cpu_seconds();
@@ -409,7 +415,7 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
     let stop = Arc::new(AtomicBool::new(false));
     let server_stop = stop.clone();
     let server = std::thread::spawn(move || {
-        tokio_uring::start(async move {
+        start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let done = Rc::new(Cell::new(0u64));
             let active = Rc::new(Cell::new(0usize));
@@ -458,7 +464,7 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
     let duration = params.duration;
     let max = params.max_handshakes;
     let client = std::thread::spawn(move || {
-        let result = tokio_uring::start(async move {
+        let result = start_runtime(async move {
             let ok = Rc::new(Cell::new(0u64));
             let failed = Rc::new(Cell::new(0u64));
             let start = Instant::now();
@@ -550,7 +556,7 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
     let (server_config, client_config) = configs(&identity, Some(&params.suite), None)?;
     let (listener, addr) = listener()?;
     let server = std::thread::spawn(move || {
-        tokio_uring::start(async move {
+        start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let (tcp, _) = listener.accept().await?;
             let mut buf = Vec::with_capacity(64 * 1024);
@@ -572,7 +578,7 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
     });
     let params_client = params.clone();
     let client = std::thread::spawn(move || {
-        tokio_uring::start(async move {
+        start_runtime(async move {
             let p = params_client;
             let conn = connect_tls(addr, client_config).await?;
             let message = vec![0xa5u8; p.message_size];

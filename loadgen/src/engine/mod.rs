@@ -444,9 +444,12 @@ fn worker_thread(
         // Best effort, as in sstpd: an unpinned worker still works.
         let _ = core_affinity::set_for_current(core);
     }
-    tokio_uring::builder()
-        .entries(1024)
-        .start(worker_main(index, shared, options))
+    // The ring flags sstpd's workers get (`sstpd::sys::uring`).
+    sstpd::sys::uring::start(
+        sstpd::sys::uring::DEFAULT_ENTRIES,
+        worker_main(index, shared, options),
+    )
+    .expect("an io_uring runtime for the load generator's worker")
 }
 
 /// One worker's state, shared by its tasks.

@@ -281,6 +281,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     if let Some((reason, _)) = tls.ktls.startup_notice() {
         metrics.global().event(reason);
     }
+    note_ring_setup(crate::sys::uring::probe(), &metrics);
 
     let (users, summary) = LocalUsers::load(&config.users).map_err(StartError::Users)?;
     let users = Arc::new(users);
@@ -903,6 +904,19 @@ fn attach_drop_filter(
             metrics.global().event(&error);
             None
         }
+    }
+}
+
+/// Says once, with a warning and an `io_uring_setup_fallbacks` count, that
+/// the kernel refused a ring flag ([`crate::sys::uring`]): the workers run
+/// without it, correct but with more interrupts.
+fn note_ring_setup(probe: &crate::sys::uring::Probe, metrics: &Metrics) {
+    if let Some(error) = &probe.coop_taskrun_refused {
+        tracing::warn!(
+            %error,
+            "io_uring: the kernel refused IORING_SETUP_COOP_TASKRUN (5.19 or later has it); completions interrupt the workers"
+        );
+        metrics.global().event(Event::IoUringCoopTaskrunRefused);
     }
 }
 

@@ -442,6 +442,11 @@ events! {
         TunOffloadFeaturesRefused = "tunsetoffload",
     }
 
+    IoUringSetupFallbacks("io_uring_setup_fallbacks",
+        "io_uring ring flags refused by the kernel at startup (every ring is set up without them), by flag.") {
+        IoUringCoopTaskrunRefused = "coop_taskrun",
+    }
+
     TunDropFilterUnavailable("tun_drop_filter_unavailable",
         "tun.drop_filter refused by the kernel at startup (sstpd drops at a full session queue itself), by step.") {
         TunDropFilterMapRefused = "map",

@@ -218,7 +218,10 @@ impl Ring {
     /// Sets up the ring and its eventfd, and spawns the reaper on the
     /// current (tokio-uring) runtime.
     fn start() -> io::Result<Rc<Ring>> {
-        let uring = IoUring::builder()
+        // The flags of the worker's own ring (`sys::uring`).
+        let uring: IoUring = crate::sys::uring::probe()
+            .setup
+            .uring_builder()
             .setup_cqsize(CQ_ENTRIES)
             .build(SQ_ENTRIES)?;
         // SAFETY: plain system call; the descriptor is owned right after.

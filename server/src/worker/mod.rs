@@ -197,9 +197,10 @@ pub(crate) fn spawn(
             let index = setup.index;
             let watched = shared.clone();
             supervise::watch_worker(index, &shared.fatal, &shared.stopping, move || {
-                tokio_uring::builder()
-                    .entries(1024)
-                    .start(async move { Worker::run(watched, setup).await })
+                crate::sys::uring::start(crate::sys::uring::DEFAULT_ENTRIES, async move {
+                    Worker::run(watched, setup).await
+                })
+                .and_then(|run| run)
             });
         })
 }
