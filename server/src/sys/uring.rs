@@ -14,11 +14,11 @@
 //! woken at once. The flag is meant for a ring that one thread both submits
 //! to and reaps, which is how every runtime here uses its own.
 //!
-//! Measured on this project's 2-core machine, sstpd alone built either way
-//! (`sstp-bench run pps_down`, `bulk_down_64 --follow`, `setup`, `latency`):
-//! server CPU per packet 19–24% lower downstream, per session set up 16%
-//! lower, latency p50 at half load 32% lower; docs/benchmarking.md has the
-//! runs.
+//! Measured on this project's 2-core machine, sstpd built with and without
+//! (4 alternated pairs of `sstp-bench run pps_down`): server CPU per packet
+//! a quarter lower (5,234 to 3,962 ns in the mean), per session set up
+//! 15% lower (`setup`); bulk and latency unchanged within their noise.
+//! docs/benchmarking.md, "Completions without interrupts", has the runs.
 //!
 //! A kernel that refuses the flag (`EINVAL`, older than 5.19) gets rings
 //! without it: [`probe`] says so once, and the caller logs and counts it.
