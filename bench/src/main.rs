@@ -219,6 +219,11 @@ struct RunArgs {
     /// streaming as fast as it can (most of it dropped at the server).
     #[arg(long)]
     follow: bool,
+    /// The latency scenarios also measure at this fixed rate (round trips
+    /// a second, all sessions together), beside 10% and 50% of the
+    /// maximum: a point that stays put when a build moves the maximum.
+    #[arg(long, value_name = "RATE")]
+    latency_rate: Option<f64>,
     /// sstpd workers, pinned to cores 0.. (default: half the cores).
     #[arg(long, value_name = "N")]
     server_workers: Option<usize>,
@@ -776,6 +781,14 @@ fn bench_options(
     options.tun_offload = args.tun_offload.clone();
     options.ktls = args.ktls.into();
     options.follow = args.follow;
+    if let Some(rate) = args.latency_rate {
+        if !(rate.is_finite() && rate >= 1.0) {
+            return Err(format!(
+                "--latency-rate {rate}: a rate of at least 1 round trip a second"
+            ));
+        }
+        options.latency_rate = Some(rate);
+    }
     if let Some(n) = args.server_workers {
         options.topology.server_workers = n.max(1);
     }

@@ -317,6 +317,8 @@ fn a_target_run_measures_another_server_through_its_peer() {
             "0.5",
             "--reference-duration",
             "0.3",
+            "--latency-rate",
+            "300",
             "--out",
             results_path.to_str().expect("utf-8 path"),
         ],
@@ -327,7 +329,15 @@ fn a_target_run_measures_another_server_through_its_peer() {
 
     let results = Results::load(&results_path).expect("results file readable");
     let names: Vec<&str> = results.scenarios.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["latency_max", "latency_10pct", "latency_50pct"]);
+    assert_eq!(
+        names,
+        [
+            "latency_max",
+            "latency_10pct",
+            "latency_50pct",
+            "latency_at_300"
+        ]
+    );
     for scenario in &results.scenarios {
         // Not our server: no CPU or memory of it is claimed.
         assert!(scenario.server.is_none(), "{scenario:?}");
@@ -352,6 +362,22 @@ fn a_target_run_measures_another_server_through_its_peer() {
         .find(|f| f.metric == "round_trip_rate")
         .expect("round_trip_rate");
     assert!(rate.value > 0.0, "{rate:?}");
+    // `--latency-rate`: the same figures at a rate that does not follow
+    // the maximum.
+    let fixed = &results.scenarios[3];
+    assert_eq!(
+        fixed.params.get("fixed_rate").map(String::as_str),
+        Some("300")
+    );
+    assert!(!fixed.params.contains_key("rate_of_max"), "{fixed:?}");
+    for metric in ["latency_p50", "round_trip_rate"] {
+        let figure = fixed
+            .figures
+            .iter()
+            .find(|f| f.metric == metric)
+            .unwrap_or_else(|| panic!("no {metric} in {fixed:?}"));
+        assert!(figure.value > 0.0, "{figure:?}");
+    }
 }
 
 #[test]

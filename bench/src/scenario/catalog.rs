@@ -368,6 +368,9 @@ pub struct BenchOptions {
     /// Downstream bulk scenarios: the peer's rate follows what arrives
     /// (`sstp-loadgen bulk --follow`) instead of flooding.
     pub follow: bool,
+    /// The latency scenarios also measure at this fixed rate (round trips
+    /// a second), beside the shares of the maximum.
+    pub latency_rate: Option<f64>,
     /// The soak scenario's load and intervals.
     pub soak: super::soak::SoakOptions,
 }
@@ -386,6 +389,7 @@ impl BenchOptions {
             tun_offload: None,
             ktls: sstpd::config::KtlsMode::Auto,
             follow: false,
+            latency_rate: None,
             soak: super::soak::SoakOptions::default(),
         }
     }
@@ -1031,13 +1035,22 @@ fn latency(
     );
     print(&render(&result));
     let mut results = vec![result];
-    for (suffix, share) in [("10pct", 0.10), ("50pct", 0.50)] {
+    let mut points: Vec<(String, f64, Option<f64>)> = [("10pct", 0.10), ("50pct", 0.50)]
+        .into_iter()
+        .map(|(suffix, share)| (suffix.to_string(), max * share, Some(share)))
+        .collect();
+    if let Some(rate) = options.latency_rate {
+        points.push((format!("at_{rate:.0}"), rate, None));
+    }
+    for (suffix, rate, share) in points {
         let name = format!("{}_{suffix}", scenario.name);
-        let rate = max * share;
+        let of_max = match share {
+            Some(share) => format!("{:.0}% of the maximum", share * 100.0),
+            None => format!("{:.0}% of the maximum, fixed", 100.0 * rate / max),
+        };
         print(&format!(
-            "  {name}: {} round trips/s ({:.0}% of the maximum) ...",
+            "  {name}: {} round trips/s ({of_max}) ...",
             crate::units::significant(rate),
-            share * 100.0
         ));
         let (outcome, mut figures) =
             load_checked(bed, &udp(rate / SMALL_PACKET_SESSIONS as f64), interrupt)?;
@@ -1062,7 +1075,10 @@ fn latency(
             figures.push(fig("loss", "ratio", l.ratio, Better::Neither));
         }
         let mut params = Params::new();
-        params.insert("rate_of_max".into(), format!("{share}"));
+        match share {
+            Some(share) => params.insert("rate_of_max".into(), format!("{share}")),
+            None => params.insert("fixed_rate".into(), format!("{rate:.0}")),
+        };
         params.insert("max_round_trip_rate".into(), format!("{max:.0}"));
         let result = round_trip_result(&name, &outcome, figures, params, &options.topology);
         print(&render(&result));
