@@ -218,6 +218,7 @@ fn start_runtime<F: std::future::Future>(future: F) -> F::Output {
     sstpd::sys::uring::start(sstpd::sys::uring::DEFAULT_ENTRIES, future)
         .expect("an io_uring runtime for the reference")
 }
+
 fn listener() -> Result<(std::net::TcpListener, SocketAddr), ReferenceError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;

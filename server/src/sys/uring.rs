@@ -78,11 +78,11 @@ pub struct Probe {
 pub fn probe() -> &'static Probe {
     static PROBE: OnceLock<Probe> = OnceLock::new();
     PROBE.get_or_init(|| {
-        probe_with(|builder| builder.build(2).map(drop)).unwrap_or_else(|error| Probe {
+        probe_with(|builder| builder.build(2).map(drop)).unwrap_or(Probe {
             // No ring at all: the runtime's own start will fail and say
-            // why; nothing optional to decide here.
+            // why; no flag was refused, so none is reported.
             setup: RingSetup::PLAIN,
-            coop_taskrun_refused: Some(error),
+            coop_taskrun_refused: None,
         })
     })
 }
