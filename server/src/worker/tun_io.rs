@@ -142,27 +142,12 @@ pub(crate) const DRAIN: usize = 256;
 /// ends the drain; the next read through the ring meets it again and
 /// counts it.
 fn drain(worker: &Worker, buf: &mut Vec<u8>) {
-    drain_with(
-        buf,
-        |buf| worker.tun.try_read(buf),
-        |packet| route(worker, packet),
-    );
-}
-
-/// [`drain`]'s loop with the read and the routing given (so that its bound
-/// is tested without a device): returns the packets routed.
-fn drain_with(
-    buf: &mut Vec<u8>,
-    mut read: impl FnMut(&mut Vec<u8>) -> std::io::Result<Option<usize>>,
-    mut route: impl FnMut(&mut [u8]),
-) -> usize {
-    for routed in 0..DRAIN {
-        match read(buf) {
-            Ok(Some(n)) => route(&mut buf[..n]),
-            Ok(None) | Err(_) => return routed,
+    for _ in 0..DRAIN {
+        match worker.tun.try_read(buf) {
+            Ok(Some(n)) => route(worker, &mut buf[..n]),
+            Ok(None) | Err(_) => return,
         }
     }
-    DRAIN
 }
 
 /// Writes queued client packets to TUN, a batch at a time.
@@ -220,55 +205,5 @@ pub(crate) async fn wait_for_tun_space(worker: &Worker) {
             return;
         }
         space.await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A queue that hands out `waiting` packets (each one byte, its
-    /// number), then `end` (empty, or an error); counts its reads.
-    fn queue(
-        waiting: usize,
-        end: fn() -> std::io::Result<Option<usize>>,
-        reads: &mut usize,
-    ) -> impl FnMut(&mut Vec<u8>) -> std::io::Result<Option<usize>> + '_ {
-        move |buf| {
-            *reads += 1;
-            if *reads > waiting {
-                return end();
-            }
-            buf.clear();
-            buf.push(*reads as u8);
-            Ok(Some(1))
-        }
-    }
-
-    #[test]
-    fn a_drain_stops_at_its_bound_with_packets_still_waiting() {
-        let (mut reads, mut routed) = (0, Vec::new());
-        let mut buf = Vec::with_capacity(16);
-        let n = drain_with(&mut buf, queue(DRAIN + 10, || Ok(None), &mut reads), |p| {
-            routed.push(p[0])
-        });
-        assert_eq!(n, DRAIN);
-        assert_eq!(reads, DRAIN, "no read past the bound");
-        assert_eq!(routed.len(), DRAIN);
-        // In the order the queue held them.
-        assert!(routed.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
-    }
-
-    #[test]
-    fn a_drain_stops_at_an_empty_queue_or_an_error() {
-        for end in [
-            (|| Ok(None)) as fn() -> std::io::Result<Option<usize>>,
-            || Err(std::io::Error::from_raw_os_error(libc::EIO)),
-        ] {
-            let (mut reads, mut routed) = (0, 0);
-            let mut buf = Vec::with_capacity(16);
-            let n = drain_with(&mut buf, queue(3, end, &mut reads), |_| routed += 1);
-            assert_eq!((n, routed, reads), (3, 3, 4));
-        }
     }
 }
