@@ -39,17 +39,7 @@ const MAX_FAILED_READS: u32 = 100;
 /// Pause after a failed TUN read.
 const READ_RETRY: Duration = Duration::from_millis(10);
 
-/// Reads packets from this worker's TUN queue and routes them: one read
-/// through the ring parked on the queue, and once it completes, plain
-/// reads of what else waits ([`drain`]).
-///
-/// One reader per worker, not several. Every read parked on the queue is
-/// woken by each packet (io_uring's poll wake-ups are not exclusive), so
-/// at low rates more of them cost more. And a second read parked beside a
-/// drain could take a packet that the drain then overtakes: the parked
-/// read completes as task work at the end of one of the drain's system
-/// calls, and is routed a turn later, so a flow would be reordered. With
-/// one, packets are routed in the order the queue holds them.
+/// Reads packets from this worker's TUN queue and routes them.
 ///
 /// A queue that is lost (see [`queue_is_lost`], or [`MAX_FAILED_READS`]
 /// failures in a row) ends the process through
@@ -73,8 +63,11 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
                 if failed > 0 {
                     tracing::info!(failed, "TUN reads work again");
                 }
-                route(&worker, &mut buf[..n]);
-                drain(&worker, &mut buf);
+                if n > 0 && worker.offload.is_some() {
+                    worker.route_offloaded_from_tun(&mut buf[..n]);
+                } else if n > 0 {
+                    worker.route_from_tun(&buf[..n]);
+                }
             }
             Err(e) => {
                 if worker.stopping.get() || worker.shared.fatal.error().is_some() {
@@ -102,50 +95,6 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
                 }
                 tokio::time::sleep(READ_RETRY).await;
             }
-        }
-    }
-}
-
-/// Hands one packet read from TUN (a frame with its virtio-net header
-/// when the queue has offload) to its session; an empty read is nothing.
-fn route(worker: &Worker, packet: &mut [u8]) {
-    if packet.is_empty() {
-        return;
-    }
-    if worker.offload.is_some() {
-        worker.route_offloaded_from_tun(packet);
-    } else {
-        worker.route_from_tun(packet);
-    }
-}
-
-/// At most this many packets are read with plain reads after one read
-/// through the ring completed, before the reader lets the worker's other
-/// tasks run: a bound on the time one burst holds the worker (256 reads
-/// of one packet or, with offload, one super-packet each; about 0.4 ms of
-/// 1,400-byte packets here). 64 left `bulk_down_64 --follow` at 4,349 and
-/// 4,655 ns of server CPU per packet where 256 took 2,929 and 3,090.
-pub(crate) const DRAIN: usize = 256;
-
-/// Reads what else waits on the queue after a read through the ring
-/// completed, with plain non-blocking reads, until the queue is empty or
-/// [`DRAIN`] packets are read, and routes each.
-///
-/// Why: with reads through the ring only, one scheduler turn routes at
-/// most one packet per read in flight, so a session's packets of a turn
-/// went out one per socket write. Draining takes a burst in one turn, and
-/// a session's packets of that burst go out in one write.
-/// `bulk_down_64 --follow` (64 sessions, one datagram at a time): server
-/// CPU per packet from about 6,450 to about 3,000 ns; `latency`'s maximum
-/// round-trip rate 4 times higher, and at a fixed rate within the noise
-/// (docs/benchmarking.md, "Draining the TUN queue"). A read error here
-/// ends the drain; the next read through the ring meets it again and
-/// counts it.
-fn drain(worker: &Worker, buf: &mut Vec<u8>) {
-    for _ in 0..DRAIN {
-        match worker.tun.try_read(buf) {
-            Ok(Some(n)) => route(worker, &mut buf[..n]),
-            Ok(None) | Err(_) => return,
         }
     }
 }
