@@ -880,8 +880,8 @@ fn held_spec(options: &ClusterOptions) -> LoadSpec {
 }
 
 /// Starts the held load through HAProxy once the pool has settled, and
-/// waits until its sessions are up: the run, and the established
-/// sessions by node (their Acct-Session-Ids).
+/// waits until its sessions are up and their Accounting-Starts recorded: the run,
+/// and the established sessions by node (their Acct-Session-Ids).
 fn hold_through_balancer(
     cluster: &Cluster,
     loads: &mut Loads,
@@ -892,7 +892,41 @@ fn hold_through_balancer(
     settle(cluster, step)?;
     let mut run = loads.start(cluster, &held_spec(options), FRONTEND_ALL)?;
     wait_held(cluster, options.sessions, &mut run, interrupt)?;
-    Ok((run, session_ids(cluster, None)?))
+    let ids = session_ids(cluster, None)?;
+    started(cluster, &ids, step)?;
+    Ok((run, ids))
+}
+
+/// Waits, bounded, until each node's open accounting rows number the
+/// sessions it holds: a session is up before its Accounting-Start has
+/// reached the database (sstpd sends it once IPCP opens, and under load
+/// FreeRADIUS records it later), and a kill in between would leave no
+/// row for that session, which is not what failover measures.
+fn started(
+    cluster: &Cluster,
+    ids: &[BTreeSet<String>],
+    step: &mut dyn FnMut(&str),
+) -> Result<(), ScenarioError> {
+    let caught_up = || -> Result<bool, ScenarioError> {
+        for (node, held) in cluster.nodes.iter().zip(ids) {
+            if cluster.db.accounting(node.addr)?.open < held.len() as u64 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    match wait_for(SETTLE_TIMEOUT, caught_up)? {
+        Some(after) if after > Duration::from_millis(500) => step(&format!(
+            "  (the last Accounting-Starts were recorded {:.1} s after the sessions were up)",
+            after.as_secs_f64()
+        )),
+        Some(_) => {}
+        None => step(&format!(
+            "  some Accounting-Starts still unrecorded {} s after the sessions were up",
+            SETTLE_TIMEOUT.as_secs()
+        )),
+    }
+    Ok(())
 }
 
 /// The established sessions' Acct-Session-Ids by node (empty for node
