@@ -292,6 +292,12 @@ fn lock(
 struct Flow {
     stats: FlowStats,
     last_seen: Option<Instant>,
+    /// The sequence number a new stream of this flow starts at: where its
+    /// last one ended. A request that reaches the peer after the stream
+    /// it meant to change has ended (the client's last `--follow` request
+    /// of a run, late in a loaded tunnel) starts a new one, and a sequence
+    /// from 0 again would read as reordering at the client.
+    next_stream_seq: u64,
 }
 
 /// One stream of [`Kind::StreamData`] to a client.
@@ -593,9 +599,17 @@ impl PeerLoop {
                     Counters::add(&self.counters.invalid, 1);
                 }
             }
-            Kind::StreamStop => self
-                .streams
-                .retain(|s| !(s.flow == header.flow && s.to == from)),
+            Kind::StreamStop => {
+                let mut i = 0;
+                while i < self.streams.len() {
+                    let s = &self.streams[i];
+                    if s.flow == header.flow && s.to == from {
+                        self.end_stream(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
             Kind::StatsRequest => {
                 let stats = self.flow_stats(header.flow);
                 let mut reply_header = Header::new(Kind::StatsReply, header.flow);
@@ -656,7 +670,7 @@ impl PeerLoop {
             }
             None => {
                 Counters::add(&self.counters.streams_started, 1);
-                0
+                self.own_flows().get(&flow).map_or(0, |f| f.next_stream_seq)
             }
         };
         self.streams.retain(|s| !(s.flow == flow && s.to == to));
@@ -686,7 +700,7 @@ impl PeerLoop {
         while i < self.streams.len() {
             let stream = &mut self.streams[i];
             if now >= stream.end {
-                self.streams.swap_remove(i);
+                self.end_stream(i);
                 continue;
             }
             let mut sent_now = 0;
@@ -752,6 +766,15 @@ impl PeerLoop {
             i += 1;
         }
         next
+    }
+
+    /// Removes stream `i` (its place taken by the last), keeping where its
+    /// sequence ended for the flow's next stream.
+    fn end_stream(&mut self, i: usize) {
+        let stream = self.streams.swap_remove(i);
+        if let Some(f) = self.own_flows().get_mut(&stream.flow) {
+            f.next_stream_seq = stream.sent;
+        }
     }
 
     fn gc(&mut self, now: Instant) {
@@ -837,6 +860,17 @@ mod tests {
         quiet: Duration,
         most: usize,
     ) -> Vec<u64> {
+        receive_stream_from(client, (flow, 0), len, quiet, most)
+    }
+
+    /// [`receive_stream`] of a stream whose sequence starts at `first`.
+    fn receive_stream_from(
+        client: &UdpSocket,
+        (flow, first): (u32, u64),
+        len: usize,
+        quiet: Duration,
+        most: usize,
+    ) -> Vec<u64> {
         client.set_read_timeout(Some(quiet)).unwrap();
         let mut seqs = Vec::new();
         while let Some(d) = recv(client) {
@@ -845,7 +879,8 @@ mod tests {
             seqs.push(h.seq);
             assert!(seqs.len() < most, "the stream must end");
         }
-        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+        let last = first + seqs.len() as u64;
+        assert_eq!(seqs, (first..last).collect::<Vec<_>>());
         seqs
     }
 
@@ -1076,6 +1111,50 @@ mod tests {
         let totals = peer.stop();
         assert_eq!((totals.streams_started, totals.streams_changed), (1, 1));
         assert_eq!(totals.tx_packets, seqs.len() as u64);
+    }
+
+    /// A request that arrives after the flow's stream ended starts a new
+    /// stream whose sequence goes on from the last one's: `--follow`'s last
+    /// request of a run can reach the peer that late, and the client would
+    /// count a sequence from 0 again as reordered. The same after a stop.
+    #[test]
+    fn a_flows_next_stream_goes_on_with_its_sequence() {
+        let (peer, to, client) = started(1, 16);
+        let request = StreamRequest {
+            pps: 2_000,
+            duration_ms: 20,
+            payload_len: 300,
+            flows: 1,
+        };
+        let quiet = Duration::from_millis(300);
+        request_stream(&client, to, 9, request);
+        let first = receive_stream(&client, 9, 300, quiet, 1_000);
+        assert!(!first.is_empty());
+        request_stream(&client, to, 9, request);
+        let next = first.len() as u64;
+        let second = receive_stream_from(&client, (9, next), 300, quiet, 1_000);
+        assert!(!second.is_empty());
+        // Stopped early, then asked again: still going on.
+        request_stream(
+            &client,
+            to,
+            9,
+            StreamRequest {
+                duration_ms: 5_000,
+                ..request
+            },
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        client
+            .send_to(&message(Kind::StreamStop, 9, 0, &[], 0), to)
+            .unwrap();
+        let next = next + second.len() as u64;
+        let third = receive_stream_from(&client, (9, next), 300, quiet, 1_000);
+        request_stream(&client, to, 9, request);
+        let next = next + third.len() as u64;
+        assert!(!receive_stream_from(&client, (9, next), 300, quiet, 1_000).is_empty());
+        let totals = peer.stop();
+        assert_eq!(totals.streams_started, 4);
     }
 
     /// A batch goes when its last datagram is due, but the last batch
