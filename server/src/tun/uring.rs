@@ -67,6 +67,34 @@ impl UringQueue {
         (res, buf)
     }
 
+    /// Reads one packet into `buf` (from its start, up to its capacity)
+    /// with a plain non-blocking `read(2)`, if one is waiting: `Ok(None)`
+    /// when the queue is empty. For draining a burst after a read through
+    /// the ring completed, without a second read parked on the queue.
+    pub fn try_read(&self, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+        buf.clear();
+        // SAFETY: reads at most `capacity` bytes into the vector's own
+        // allocation, whose length is then set to what the kernel wrote.
+        let n = unsafe {
+            libc::read(
+                self.file.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.capacity(),
+            )
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            return match error.kind() {
+                io::ErrorKind::WouldBlock => Ok(None),
+                _ => Err(error),
+            };
+        }
+        let n = n as usize;
+        // SAFETY: the kernel initialised the first `n` bytes.
+        unsafe { buf.set_len(n) };
+        Ok(Some(n))
+    }
+
     /// Waits until the queue has a packet (or was readable since the last
     /// read that found it empty).
     pub async fn wait_readable(&self) -> io::Result<()> {
@@ -99,5 +127,60 @@ impl UringQueue {
 impl AsRawFd for UringQueue {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+
+    /// A non-blocking pipe: its read end as a queue, its write end.
+    fn pipe() -> (UringQueue, File) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two-element array it is given.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: two fresh descriptors nothing else owns.
+        let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        (UringQueue::new(read), write)
+    }
+
+    #[test]
+    fn a_plain_read_takes_what_waits_and_says_when_nothing_does() {
+        crate::sys::uring::start(8, async {
+            let (queue, mut write) = pipe();
+            let mut buf = Vec::with_capacity(64);
+            assert_eq!(queue.try_read(&mut buf).unwrap(), None);
+            write.write_all(b"packet").unwrap();
+            assert_eq!(queue.try_read(&mut buf).unwrap(), Some(6));
+            assert_eq!(buf, b"packet");
+            assert_eq!(queue.try_read(&mut buf).unwrap(), None);
+            assert!(buf.is_empty());
+            // At most the buffer's capacity, as a TUN read is.
+            write.write_all(&[7; 100]).unwrap();
+            assert_eq!(queue.try_read(&mut buf).unwrap(), Some(64));
+            assert_eq!(buf.len(), 64);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_failed_plain_read_is_an_error_and_end_of_file_is_zero() {
+        crate::sys::uring::start(8, async {
+            let (queue, write) = pipe();
+            // Reading the write end of a pipe fails (EBADF).
+            let write_end = UringQueue::new(write);
+            let mut buf = Vec::with_capacity(16);
+            let err = write_end.try_read(&mut buf).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+            drop(write_end);
+            // No writer left: end of file, not "nothing waiting".
+            assert_eq!(queue.try_read(&mut buf).unwrap(), Some(0));
+        })
+        .unwrap();
     }
 }

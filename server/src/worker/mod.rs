@@ -205,9 +205,6 @@ pub(crate) fn spawn(
         })
 }
 
-/// Number of TUN reads each worker keeps in flight.
-const TUN_READS_IN_FLIGHT: usize = 8;
-
 pub(crate) struct Worker {
     index: usize,
     shared: Arc<Shared>,
@@ -284,9 +281,8 @@ impl Worker {
                 std::rc::Rc::new(options),
             ));
         }
-        for _ in 0..TUN_READS_IN_FLIGHT {
-            tokio_uring::spawn(tun_io::tun_reader(worker.clone()));
-        }
+        // One reader: see `tun_io::tun_reader` for why not more.
+        tokio_uring::spawn(tun_io::tun_reader(worker.clone()));
         tokio_uring::spawn(tun_io::tun_writer(worker.clone()));
         tokio_uring::spawn(flush_outbound(worker.clone()));
         tokio_uring::spawn(stats_logger(worker.clone()));
