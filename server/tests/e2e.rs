@@ -155,26 +155,66 @@ fn wrong_password_is_rejected() {
     assert_eq!(stats.event("auth_failure_mschapv2"), 3, "{stats}");
 }
 
+/// With `tun.steering` (the default) every reply reaches the queue of the
+/// worker that owns its session: nothing is handed over.
 #[test]
 fn two_hundred_sessions_on_two_workers_each_get_their_own_packets() {
-    sessions_on_two_workers_get_their_own_packets(TunOffload::Auto);
+    let (handed_over, stats) =
+        sessions_on_two_workers_get_their_own_packets(TunOffload::Auto, true);
+    assert_eq!(handed_over, 0, "steered to their owners: {stats}");
+    for label in [
+        "steering_map",
+        "steering_program",
+        "steering_attach",
+        "steer",
+        "forget",
+    ] {
+        assert_eq!(stats.event(label), 0, "{label}: {stats}");
+    }
 }
 
-/// The same without segmentation offload: the packets handed from one
-/// worker to the other carry no virtio-net header.
+/// Without the steering the tun driver's flow hash spreads the replies
+/// over both queues: those a worker reads for the other worker's sessions
+/// are handed over (`worker::handover`).
+#[test]
+fn two_hundred_sessions_on_two_workers_each_get_their_own_packets_handed_over() {
+    let (handed_over, stats) =
+        sessions_on_two_workers_get_their_own_packets(TunOffload::Auto, false);
+    assert!(handed_over > 0, "some replies crossed workers: {stats}");
+}
+
+/// The same without segmentation offload or steering: the packets handed
+/// from one worker to the other carry no virtio-net header.
 #[test]
 fn two_hundred_sessions_on_two_workers_each_get_their_own_packets_without_tun_offload() {
-    sessions_on_two_workers_get_their_own_packets(TunOffload::Off);
+    let (handed_over, stats) =
+        sessions_on_two_workers_get_their_own_packets(TunOffload::Off, false);
+    assert!(handed_over > 0, "some replies crossed workers: {stats}");
 }
 
-/// Two hundred sessions spread over two workers each ping the gateway;
-/// the replies a worker reads for the other worker's sessions are handed
-/// over (`worker::handover`), and each session gets exactly its own.
-fn sessions_on_two_workers_get_their_own_packets(offload: TunOffload) {
+/// Two hundred sessions spread over two workers each ping the gateway,
+/// and each session gets exactly its own replies, however they reached its
+/// worker. Returns the packets handed between workers in the counted
+/// round, and the counters at the end.
+///
+/// The counted round pings another address of the server's namespace
+/// than a first round did: before a session's first reply the server may
+/// not yet have read the client's last IPCP message (its address is not
+/// routed or steered yet), and for the tun driver's own choice each round
+/// is a flow it has not seen (its flow table learns a flow from the
+/// request the owner writes, after the first reply has been queued).
+/// An address of the server's namespace (on `lo`) besides the gateway.
+const OTHER_LOCAL: Ipv4Addr = Ipv4Addr::new(10, 254, 0, 1);
+
+fn sessions_on_two_workers_get_their_own_packets(
+    offload: TunOffload,
+    steering: bool,
+) -> (u64, sstpd::metrics::MetricsSnapshot) {
     const SESSIONS: usize = 200;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
     config.tun.offload = offload;
+    config.tun.steering = steering;
     // Waves of 50 setups from one address: more than the default
     // per-source cap on connections not yet authenticated.
     config.server.max_preauth_per_source = 64;
@@ -187,8 +227,16 @@ fn sessions_on_two_workers_get_their_own_packets(offload: TunOffload) {
         });
     }
     let server = TestServer::start(config);
+    let out = server
+        .ns
+        .command("ip")
+        .args(["addr", "add", &format!("{OTHER_LOCAL}/32"), "dev", "lo"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     let addr = server.addr;
-    let (connected, verified) = server.run_clients(move || async move {
+    let counters = server.handle().counters();
+    let (connected, verified, handed_over) = server.run_clients(move || async move {
         // Connect in waves of 50 to keep setup bounded on two cores.
         let mut clients = Vec::new();
         for wave in 0..SESSIONS / 50 {
@@ -212,8 +260,21 @@ fn sessions_on_two_workers_get_their_own_packets(offload: TunOffload) {
             }
         }
         let connected = clients.len();
-        // Every session pings the gateway with its own index as payload,
-        // all at once; each must get back exactly its own.
+        // A first round trip each: the server has routed every address.
+        for (i, client, inbox) in &clients {
+            let me = client.address().unwrap();
+            let echo = icmp_echo(8, me, GATEWAY, *i as u16, 100, b"first");
+            client.send_ip(&echo).unwrap();
+            let answered = wait_for(inbox, Duration::from_secs(10), |p| {
+                parse_echo(p).is_some_and(|e| e.kind == 0)
+            })
+            .await;
+            assert!(answered, "session {i}: no first echo reply");
+            inbox.borrow_mut().clear();
+        }
+        let handed_over_before = counters.snapshot().handoff_packets;
+        // Every session pings the other address with its own index as
+        // payload, all at once; each must get back exactly its own.
         for (i, client, _) in &clients {
             let me = client.address().unwrap();
             let payload = format!("session-{i}");
@@ -222,7 +283,7 @@ fn sessions_on_two_workers_get_their_own_packets(offload: TunOffload) {
                     .send_ip(&icmp_echo(
                         8,
                         me,
-                        GATEWAY,
+                        OTHER_LOCAL,
                         *i as u16,
                         seq,
                         payload.as_bytes(),
@@ -230,6 +291,19 @@ fn sessions_on_two_workers_get_their_own_packets(offload: TunOffload) {
                     .unwrap();
             }
         }
+        // All three replies of every session in, before the count.
+        let replies = |inbox: &Inbox| {
+            inbox
+                .borrow()
+                .iter()
+                .filter(|p| parse_echo(p).is_some_and(|e| e.kind == 0))
+                .count()
+        };
+        for (i, _, inbox) in &clients {
+            let all = wait_for(inbox, Duration::from_secs(10), |_| replies(inbox) >= 3).await;
+            assert!(all, "session {i}: {} of 3 replies", replies(inbox));
+        }
+        let handed_over = counters.snapshot().handoff_packets - handed_over_before;
         let mut verified = 0;
         for (i, client, inbox) in &clients {
             let me = client.address().unwrap();
@@ -251,16 +325,13 @@ fn sessions_on_two_workers_get_their_own_packets(offload: TunOffload) {
         for (_, client, _) in &clients {
             client.close(Duration::from_secs(5)).await;
         }
-        (connected, verified)
+        (connected, verified, handed_over)
     });
     assert_eq!(connected, SESSIONS);
     assert_eq!(verified, SESSIONS, "every session got its echo reply");
     let stats = server.handle().metrics();
     assert_eq!(stats.sessions_established, SESSIONS as u64, "{stats}");
-    assert!(
-        stats.handoff_packets > 0,
-        "some replies crossed workers: {stats}"
-    );
+    (handed_over, stats)
 }
 
 #[test]

@@ -268,7 +268,7 @@ pub(crate) fn merge(current: &Config, new: &Config, radius_runs: bool) -> Merged
         restart: [enabled, prefix, gateway]);
     classify!(merged, new, tun: TunSection,
         live: [],
-        restart: [name, mtu, multi_queue, offload, drop_filter]);
+        restart: [name, mtu, multi_queue, offload, drop_filter, steering]);
     classify!(merged, new, users: UsersSection,
         live: [chap_secrets, server_name, local],
         restart: [backends]);

@@ -321,6 +321,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
     let (tun, tun_offloads) = open_tun(&config, workers, &metrics)?;
     let tun_name = tun.name().to_string();
     let drop_filter = attach_drop_filter(&config, &tun, &metrics);
+    let steering = attach_steering(&config, &tun, tun.queues().len(), &metrics);
     // Opened here, in the device's network namespace, which the file keeps.
     let tun_stats = crate::tun::DeviceStats::open(&tun_name)
         .map_err(|e| tracing::warn!(error = %e, "no /proc/net/dev for the TUN device's counters"))
@@ -379,6 +380,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         ktls: tls.ktls.clone(),
         tun_offloads,
         drop_filter,
+        steering,
         tun_stats,
         authenticator,
         users: users.clone(),
@@ -723,22 +725,19 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             || 1,
         )
         .with_labels(vec![
-            (
-                "configured",
-                if shared.config.tun.drop_filter {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
-            (
-                "active",
-                if shared.drop_filter.is_some() {
-                    "true"
-                } else {
-                    "false"
-                },
-            ),
+            ("configured", yes_no(shared.config.tun.drop_filter)),
+            ("active", yes_no(shared.drop_filter.is_some())),
+        ]),
+    );
+    gauges.push(
+        ScrapeGauge::new(
+            "tun_steering_info",
+            "tun.steering (configured) and whether the kernel took the program that sends each session's packets to its owner's queue (active).",
+            || 1,
+        )
+        .with_labels(vec![
+            ("configured", yes_no(shared.config.tun.steering)),
+            ("active", yes_no(shared.steering.is_some())),
         ]),
     );
     let stats = shared.tun_stats.clone();
@@ -882,28 +881,66 @@ fn open_tun(
 }
 
 /// With `tun.drop_filter` (the default), the kernel's drop filter for
-/// sessions whose queue is full ([`crate::tun::drop_filter`]); where the
-/// kernel refuses, one warning and a `tun_drop_filter_unavailable` count.
+/// sessions whose queue is full ([`crate::tun::drop_filter`]).
 fn attach_drop_filter(
     config: &Config,
     tun: &TunDevice,
     metrics: &Metrics,
 ) -> Option<Arc<crate::tun::drop_filter::DropFilter>> {
-    if !config.tun.drop_filter {
-        return None;
-    }
-    // An IPv4 address and an IPv6 /64 per session.
-    let capacity = u32::try_from(config.server.max_sessions.saturating_mul(2)).unwrap_or(u32::MAX);
-    match tun.attach_drop_filter(capacity) {
-        Ok(filter) => Some(Arc::new(filter)),
+    config.tun.drop_filter.then_some(())?;
+    attach_device_program(
+        metrics,
+        || tun.attach_drop_filter(program_capacity(config)),
+        "tun.drop_filter: the kernel refused the BPF drop filter; a full session queue drops in sstpd",
+    )
+}
+
+/// With `tun.steering` (the default) and more than one queue, the BPF
+/// program that sends each session's packets to its owner's queue
+/// ([`crate::tun::steering`]).
+fn attach_steering(
+    config: &Config,
+    tun: &TunDevice,
+    queues: usize,
+    metrics: &Metrics,
+) -> Option<Arc<crate::tun::steering::Steering>> {
+    (config.tun.steering && queues > 1).then_some(())?;
+    attach_device_program(
+        metrics,
+        || tun.attach_steering(program_capacity(config)),
+        "tun.steering: the kernel refused the BPF queue steering; the tun driver picks each packet's queue",
+    )
+}
+
+/// Room in a device program's map: an IPv4 address and an IPv6 /64 per
+/// session.
+fn program_capacity(config: &Config) -> u32 {
+    u32::try_from(config.server.max_sessions.saturating_mul(2)).unwrap_or(u32::MAX)
+}
+
+/// Attaches a device program (`tun::bpf`); where the kernel refuses, one
+/// warning (`refused`) and a count of the step that failed.
+fn attach_device_program<T>(
+    metrics: &Metrics,
+    attach: impl FnOnce() -> Result<T, crate::tun::drop_filter::AttachError>,
+    refused: &str,
+) -> Option<Arc<T>> {
+    match attach() {
+        Ok(program) => Some(Arc::new(program)),
         Err(error) => {
-            tracing::warn!(
-                %error,
-                "tun.drop_filter: the kernel refused the BPF drop filter; a full session queue drops in sstpd"
-            );
+            tracing::warn!(%error, "{refused}");
             metrics.global().event(&error);
             None
         }
+    }
+}
+
+/// A flag as an info gauge's label value.
+fn yes_no(flag: bool) -> &'static str {
+    if flag {
+        "true"
+    } else {
+        "false"
     }
 }
 

@@ -492,6 +492,12 @@ pub struct TunSection {
     /// kernel refuses, sstpd drops them itself (counted as
     /// `tun_drop_filter_unavailable`).
     pub drop_filter: bool,
+    /// Whether a BPF program on the device sends each session's packets to
+    /// the queue of the worker that owns the session
+    /// ([`crate::tun::steering`]), so that no worker hands them to another.
+    /// Default true; where the kernel refuses, the tun driver's flow table
+    /// chooses (counted as `tun_steering_unavailable`).
+    pub steering: bool,
 }
 
 /// `tun.offload`: whether sstpd and the kernel exchange GSO super-packets.
@@ -524,6 +530,7 @@ impl Default for TunSection {
             multi_queue: true,
             offload: TunOffload::Auto,
             drop_filter: true,
+            steering: true,
         }
     }
 }

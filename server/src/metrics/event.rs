@@ -461,6 +461,19 @@ events! {
         TunDropFilterClearFailed = "clear_failed",
     }
 
+    TunSteeringUnavailable("tun_steering_unavailable",
+        "tun.steering refused by the kernel at startup (the tun driver's flow table picks each packet's queue), by step.") {
+        TunSteeringMapRefused = "steering_map",
+        TunSteeringProgramRefused = "steering_program",
+        TunSteeringAttachRefused = "steering_attach",
+    }
+
+    TunSteeringUpdateFailed("tun_steering_update_failed",
+        "Updates of the TUN steering map that failed (the destination's packets then go by the kernel's choice of queue and may be handed over), by kind.") {
+        TunSteeringSteerFailed = "steer",
+        TunSteeringForgetFailed = "forget",
+    }
+
     TunOffloadPackets("tun_offload_packets",
         "Packets through the TUN offload path: super-packets read and the segments cut from them, packets merged into super-packets written.") {
         TunSuperPacketsRead = "super_packets_read",

@@ -45,10 +45,12 @@
 //! The offset is ignored (a TUN fd is a stream); pass 0. A plain `read(2)`
 //! on a queue returns `EAGAIN` when nothing waits: poll it first.
 
+mod bpf;
 pub mod drop_filter;
 pub mod offload;
 mod queue;
 pub mod routes;
+pub mod steering;
 mod uring;
 
 pub use queue::{PacketQueue, SMALL_PACKET};
@@ -311,6 +313,16 @@ impl TunDevice {
     ) -> Result<drop_filter::DropFilter, drop_filter::DropFilterError> {
         let queue = self.queues.first().map(|q| q.as_raw_fd()).unwrap_or(-1);
         drop_filter::DropFilter::attach(queue, capacity)
+    }
+
+    /// Attaches the [`steering::Steering`] to this device, with room for
+    /// `capacity` destinations.
+    pub fn attach_steering(
+        &self,
+        capacity: u32,
+    ) -> Result<steering::Steering, steering::SteeringError> {
+        let queue = self.queues.first().map(|q| q.as_raw_fd()).unwrap_or(-1);
+        steering::Steering::attach(queue, capacity)
     }
 
     /// The queues still held by this handle.

@@ -127,6 +127,9 @@ pub(crate) struct Shared {
     /// The kernel's drop filter for sessions whose queue is full, where
     /// `tun.drop_filter` is on and the kernel took it.
     pub drop_filter: Option<Arc<crate::tun::drop_filter::DropFilter>>,
+    /// The device's queue steering by session owner, where `tun.steering`
+    /// is on, the device has several queues and the kernel took it.
+    pub steering: Option<Arc<crate::tun::steering::Steering>>,
     /// The TUN device's kernel counters.
     pub tun_stats: Option<Arc<crate::tun::DeviceStats>>,
     pub authenticator: Arc<dyn Authenticator>,
@@ -385,6 +388,39 @@ impl Worker {
                     suppressed,
                     "repeated authentication failures: user locked out for {lockout}"
                 ),
+            }
+        }
+    }
+
+    /// Sends the packets to `addr` (a route a session of this worker just
+    /// took) to this worker's TUN queue ([`crate::tun::steering`]).
+    fn steer(&self, addr: std::net::IpAddr) {
+        let Some(steering) = self.shared.steering.as_deref() else {
+            return;
+        };
+        // Queue indexes are worker indexes, at most 256 of them (MAX_QUEUES).
+        if let Err(error) = steering.steer(addr, self.index as u16) {
+            self.metrics().event(Event::TunSteeringSteerFailed);
+            tracing::warn!(%addr, %error, "TUN steering: could not steer an address to its worker");
+        }
+    }
+
+    /// Takes `addr` (a route a session of this worker just gave up) out of
+    /// the TUN steering. A newer session (on any worker) may have taken
+    /// the address and steered it between the route's removal and this;
+    /// then it is steered to that session's worker again.
+    fn unsteer(&self, addr: std::net::IpAddr) {
+        let Some(steering) = self.shared.steering.as_deref() else {
+            return;
+        };
+        if let Err(error) = steering.forget(addr) {
+            self.metrics().event(Event::TunSteeringForgetFailed);
+            tracing::warn!(%addr, %error, "TUN steering: could not forget an address");
+        }
+        if let Some(owner) = self.shared.table.lookup(addr) {
+            if let Err(error) = steering.steer(addr, owner.worker) {
+                self.metrics().event(Event::TunSteeringSteerFailed);
+                tracing::warn!(%addr, %error, "TUN steering: could not steer an address to its worker");
             }
         }
     }

@@ -1671,6 +1671,7 @@ impl SessionCtx {
                 return;
             }
         }
+        worker.steer(addr);
         self.routes.borrow_mut().push(addr);
     }
 
@@ -1739,7 +1740,9 @@ impl SessionCtx {
     fn remove_route(&self, worker: &Worker, addr: IpAddr) {
         // Not left behind in the drop filter for the address's next owner.
         self.queue_has_room(worker);
-        let _ = worker.shared.table.remove(addr, self.reference);
+        if let Ok(true) = worker.shared.table.remove(addr, self.reference) {
+            worker.unsteer(addr);
+        }
         self.routes.borrow_mut().retain(|a| *a != addr);
     }
 
@@ -1820,7 +1823,9 @@ impl SessionCtx {
             .map(|mut routes| std::mem::take(&mut *routes))
             .unwrap_or_default();
         for addr in routes {
-            let _ = worker.shared.table.remove(addr, self.reference);
+            if let Ok(true) = worker.shared.table.remove(addr, self.reference) {
+                worker.unsteer(addr);
+            }
         }
         drop(self.preauth.take());
         worker.dae_unregister(&self.session_id);

@@ -1,0 +1,155 @@
+//! `tun::steering` against the real kernel: a TUN device with two queues
+//! in a network namespace of its own, UDP from many source ports (flows
+//! the driver's own choice would spread over both queues) sent through it
+//! by the kernel, and each queue read as a worker reads it. A steered
+//! destination (an IPv4 address, an IPv6 /64) arrives on its queue only,
+//! whatever the flow; a destination the map does not hold goes by its last
+//! address byte; a forgotten one likewise.
+
+#![cfg(feature = "runtime")]
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::read_queue;
+use sstpd::testing::netns::NetNs;
+use sstpd::tun::steering::Steering;
+use sstpd::tun::{TunDevice, TunOptions};
+
+const PREFIX: &str = "sstpd-steering";
+const NAME: &str = "sstpsteer";
+const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 1);
+/// Steered; its last byte alone would pick queue 1.
+const A: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 7);
+/// Steered; its last byte alone would pick queue 0.
+const B: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 8);
+/// Never steered: by its last byte, queue 1 and queue 0.
+const ODD: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 9);
+const EVEN: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 10);
+/// Source ports per destination: flows the driver would spread.
+const FLOWS: usize = 16;
+
+/// The destinations each queue holds within `wait`, of those in `of`.
+fn by_queue(queues: &[File], of: &[IpAddr], wait: Duration) -> [Vec<IpAddr>; 2] {
+    let read = |queue: &File| -> Vec<IpAddr> {
+        let deadline = Instant::now() + wait;
+        std::iter::from_fn(|| read_queue(queue, deadline))
+            .filter_map(|packet| sstpd::routing::session_table::dst_of_ip_packet(&packet))
+            .filter(|d| of.contains(d))
+            .collect()
+    };
+    // Both queues were filled before the reads; the second's packets wait
+    // in it while the first is read.
+    [read(&queues[0]), read(&queues[1])]
+}
+
+/// One datagram to `to` from each of `sockets` (each its own flow).
+fn send_flows(sockets: &[UdpSocket], to: IpAddr) {
+    for socket in sockets {
+        socket.send_to(b"steer me", SocketAddr::new(to, 9)).unwrap();
+    }
+}
+
+fn sockets(local: IpAddr) -> Vec<UdpSocket> {
+    (0..FLOWS).map(|_| bind(local)).collect()
+}
+
+/// Binds `local` (an IPv6 address may need its duplicate address
+/// detection done first: bind fails for a moment).
+fn bind(local: IpAddr) -> UdpSocket {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match UdpSocket::bind((local, 0)) {
+            Ok(socket) => break socket,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("bind {local}: {e}"),
+        }
+    }
+}
+
+fn count(seen: &[IpAddr], addr: impl Into<IpAddr>) -> usize {
+    let addr = addr.into();
+    seen.iter().filter(|d| **d == addr).count()
+}
+
+#[test]
+fn each_destination_reaches_its_owners_queue_whatever_the_flow() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = TunDevice::create(&TunOptions::new(NAME, 2)).unwrap();
+        device.set_mtu(1400).unwrap();
+        device.set_ipv4(TUN_ADDR, 24).unwrap();
+        let v6_local: Ipv6Addr = "fd97::1".parse().unwrap();
+        let v6_steered: Ipv6Addr = "fd97:0:0:6::5".parse().unwrap();
+        let v6_same_64: Ipv6Addr = "fd97:0:0:6:ffff::9".parse().unwrap();
+        device.add_ipv6(v6_local, 48).unwrap();
+        device.set_up(true).unwrap();
+        let steering: Steering = device.attach_steering(16).unwrap();
+        let queues = device.queues();
+        let v4 = sockets(TUN_ADDR.into());
+        let v6 = sockets(v6_local.into());
+        let short = Duration::from_millis(300);
+        let all: Vec<IpAddr> = vec![
+            A.into(),
+            B.into(),
+            ODD.into(),
+            EVEN.into(),
+            v6_steered.into(),
+            v6_same_64.into(),
+        ];
+
+        // Steered against what their last bytes would pick.
+        steering.steer(A.into(), 0).unwrap();
+        steering.steer(B.into(), 1).unwrap();
+        steering.steer(v6_steered.into(), 1).unwrap();
+        for to in [A, B, ODD, EVEN] {
+            send_flows(&v4, to.into());
+        }
+        send_flows(&v6, v6_steered.into());
+        send_flows(&v6, v6_same_64.into());
+        let [zero, one] = by_queue(queues, &all, short);
+        assert_eq!(
+            (count(&zero, A), count(&one, A)),
+            (FLOWS, 0),
+            "{zero:?} {one:?}"
+        );
+        assert_eq!((count(&zero, B), count(&one, B)), (0, FLOWS));
+        assert_eq!(count(&one, v6_steered), FLOWS, "{one:?}");
+        assert_eq!(count(&one, v6_same_64), FLOWS, "the whole /64: {one:?}");
+        // Not in the map: by the last address byte, every flow alike.
+        assert_eq!((count(&zero, ODD), count(&one, ODD)), (0, FLOWS));
+        assert_eq!((count(&zero, EVEN), count(&one, EVEN)), (FLOWS, 0));
+
+        // Moved to another owner, and forgotten (twice: a key that is
+        // gone is no error): A by its owner, B by its last byte.
+        steering.steer(A.into(), 1).unwrap();
+        steering.forget(B.into()).unwrap();
+        steering.forget(B.into()).unwrap();
+        send_flows(&v4, A.into());
+        send_flows(&v4, B.into());
+        let [zero, one] = by_queue(queues, &all, short);
+        assert_eq!((count(&zero, A), count(&one, A)), (0, FLOWS));
+        assert_eq!((count(&zero, B), count(&one, B)), (FLOWS, 0));
+    });
+}
+
+#[test]
+fn a_full_map_refuses_a_destination_which_still_arrives() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = TunDevice::create(&TunOptions::new(NAME, 2)).unwrap();
+        device.set_ipv4(TUN_ADDR, 24).unwrap();
+        device.set_up(true).unwrap();
+        let steering = device.attach_steering(1).unwrap();
+        steering.steer(B.into(), 1).unwrap();
+        let refused = steering.steer(A.into(), 0).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::E2BIG), "{refused}");
+        send_flows(&sockets(TUN_ADDR.into()), A.into());
+        let [zero, one] = by_queue(device.queues(), &[A.into()], Duration::from_millis(300));
+        // By its last byte, queue 1: refused, not lost.
+        assert_eq!((zero.len(), one.len()), (0, FLOWS));
+    });
+}
