@@ -153,3 +153,70 @@ fn a_full_map_refuses_a_destination_which_still_arrives() {
         assert_eq!((zero.len(), one.len()), (0, FLOWS));
     });
 }
+
+/// Framed-Route prefixes: a destination no session has as its own goes to
+/// the queue of the longest routed prefix that holds it; a session's own
+/// address inside a prefix goes to the session's queue; a prefix
+/// forgotten leaves the next shorter one (or the address bytes).
+#[test]
+fn routed_prefixes_steer_by_the_longest_match() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = TunDevice::create(&TunOptions::new(NAME, 2)).unwrap();
+        device.set_ipv4(TUN_ADDR, 24).unwrap();
+        device.set_up(true).unwrap();
+        let out = std::process::Command::new("ip")
+            .args(["route", "add", "10.96.0.0/16", "dev", NAME])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let steering = device.attach_steering(16).unwrap();
+        let prefix = |s: &str| -> sstpd::proto::route::Ipv4Prefix {
+            let (addr, len) = s.split_once('/').unwrap();
+            sstpd::proto::route::Ipv4Prefix::new(addr.parse().unwrap(), len.parse().unwrap())
+                .unwrap()
+        };
+        // By their last byte alone: .5 queue 1, .200 queue 0, .9 queue 1.
+        let in_24 = Ipv4Addr::new(10, 96, 0, 5);
+        let in_25 = Ipv4Addr::new(10, 96, 0, 200);
+        let own = Ipv4Addr::new(10, 96, 0, 9);
+        let outside = Ipv4Addr::new(10, 96, 1, 6);
+        steering.steer_prefix(prefix("10.96.0.0/24"), 0).unwrap();
+        steering.steer_prefix(prefix("10.96.0.128/25"), 1).unwrap();
+        steering.steer(own.into(), 0).unwrap();
+        let all: Vec<IpAddr> = [in_24, in_25, own, outside].map(IpAddr::from).to_vec();
+        let sockets = sockets(TUN_ADDR.into());
+        let short = Duration::from_millis(300);
+        for to in &all {
+            send_flows(&sockets, *to);
+        }
+        let [zero, one] = by_queue(device.queues(), &all, short);
+        assert_eq!(
+            (count(&zero, in_24), count(&one, in_24)),
+            (FLOWS, 0),
+            "{zero:?} {one:?}"
+        );
+        assert_eq!(
+            (count(&zero, in_25), count(&one, in_25)),
+            (0, FLOWS),
+            "the longer prefix"
+        );
+        assert_eq!(
+            (count(&zero, own), count(&one, own)),
+            (FLOWS, 0),
+            "the address first"
+        );
+        assert_eq!(
+            (count(&zero, outside), count(&one, outside)),
+            (FLOWS, 0),
+            "by its bytes"
+        );
+
+        // The /25 forgotten: its addresses fall to the /24.
+        steering.forget_prefix(prefix("10.96.0.128/25")).unwrap();
+        steering.forget_prefix(prefix("10.96.0.128/25")).unwrap();
+        send_flows(&sockets, in_25.into());
+        let [zero, one] = by_queue(device.queues(), &all, short);
+        assert_eq!((count(&zero, in_25), count(&one, in_25)), (FLOWS, 0));
+    });
+}

@@ -329,12 +329,16 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         .map(Arc::new);
     // Framed-Route: no route over a pool or the gateway (see
     // routing::framed_route); kernel routes via the TUN device.
-    let framed_routes = Arc::new(FramedRouteTable::new(
+    let mut framed_routes = FramedRouteTable::new(
         ipv4_ranges
             .iter()
             .map(|r| (r.first(), r.last()))
             .chain([(config.ipv4.gateway, config.ipv4.gateway)]),
-    ));
+    );
+    if let Some(steering) = steering.clone() {
+        framed_routes = framed_routes.with_observer(steer_framed_routes(steering, &metrics));
+    }
+    let framed_routes = Arc::new(framed_routes);
     let kernel_routes = KernelRoutes::start(
         framed_routes.clone(),
         tun.ifindex().map_err(StartError::Tun)?,
@@ -910,6 +914,31 @@ fn attach_steering(
         || tun.attach_steering(program_capacity(config)),
         "tun.steering: the kernel refused the BPF queue steering; the tun driver picks each packet's queue",
     )
+}
+
+/// Keeps the steering's prefix map with the Framed-Route table: each
+/// routed prefix to its owner's queue ([`crate::tun::steering`]).
+fn steer_framed_routes(
+    steering: Arc<crate::tun::steering::Steering>,
+    metrics: &Metrics,
+) -> crate::routing::framed_route::RouteObserver {
+    let metrics = metrics.clone();
+    Box::new(move |prefix, owner| {
+        let (result, failed) = match owner {
+            Some(owner) => (
+                steering.steer_prefix(prefix, owner.worker),
+                Event::TunSteeringSteerFailed,
+            ),
+            None => (
+                steering.forget_prefix(prefix),
+                Event::TunSteeringForgetFailed,
+            ),
+        };
+        if let Err(error) = result {
+            metrics.global().event(failed);
+            tracing::warn!(%prefix, %error, "TUN steering: could not update a Framed-Route");
+        }
+    })
 }
 
 /// Room in a device program's map: an IPv4 address and an IPv6 /64 per

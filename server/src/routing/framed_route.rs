@@ -197,7 +197,6 @@ pub struct KernelRoute {
 }
 
 /// The routed prefixes of all sessions, shared by every worker.
-#[derive(Debug)]
 pub struct FramedRouteTable {
     /// Address ranges no route may share an address with: the pools and
     /// the tunnel gateway.
@@ -212,6 +211,24 @@ pub struct FramedRouteTable {
     /// The snapshot of the current version (built by the writer that
     /// made it), for every worker to pick up.
     published: Mutex<Arc<Snapshot>>,
+    /// Told of each route gained or lost, under the registry lock.
+    observer: Option<RouteObserver>,
+}
+
+/// Told of every route the table gains (its owner) or loses (`None`),
+/// while the table is locked, so the calls come in the order of the
+/// changes: the TUN steering keeps its map of routed prefixes with it.
+pub type RouteObserver = Box<dyn Fn(Ipv4Prefix, Option<SessionRef>) + Send + Sync>;
+
+impl fmt::Debug for FramedRouteTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FramedRouteTable")
+            .field("reserved", &self.reserved)
+            .field("live", &self.live)
+            .field("version", &self.version)
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FramedRouteTable {
@@ -225,6 +242,19 @@ impl FramedRouteTable {
             version: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             published: Mutex::new(Arc::new(Snapshot::default())),
+            observer: None,
+        }
+    }
+
+    /// The table, telling `observer` of every change.
+    pub fn with_observer(mut self, observer: RouteObserver) -> FramedRouteTable {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn observe(&self, prefix: Ipv4Prefix, owner: Option<SessionRef>) {
+        if let Some(observer) = &self.observer {
+            observer(prefix, owner);
         }
     }
 
@@ -273,6 +303,7 @@ impl FramedRouteTable {
                         }
                         // The same user's older session: the route moves.
                         registry.remove(&other);
+                        self.observe(other, None);
                         claimed.taken_over += 1;
                         if !claimed.taken_from.contains(&c.owner) {
                             claimed.taken_from.push(c.owner);
@@ -296,6 +327,7 @@ impl FramedRouteTable {
                     metric: route.metric,
                 },
             );
+            self.observe(prefix, Some(owner));
             claimed.installed.push(prefix);
         }
         self.changed_locked(&registry);
@@ -313,6 +345,7 @@ impl FramedRouteTable {
         for prefix in prefixes {
             if registry.get(prefix).is_some_and(|c| c.owner == owner) {
                 registry.remove(prefix);
+                self.observe(*prefix, None);
                 released += 1;
             }
         }
@@ -661,6 +694,47 @@ mod tests {
         );
         assert_eq!(t.lookup(&mut reader, a("192.0.2.1")), Some(r(7)));
         assert_eq!(t.lookup(&mut reader, a("203.0.113.5")), None);
+    }
+
+    /// The observer sees every route gained and lost, in order, and ends
+    /// holding exactly what the table holds (the steering's prefix map is
+    /// kept so).
+    #[test]
+    fn the_observer_sees_every_change_in_order() {
+        type Change = (Ipv4Prefix, Option<SessionRef>);
+        let seen: Arc<Mutex<Vec<Change>>> = Arc::default();
+        let t = table().with_observer(Box::new({
+            let seen = seen.clone();
+            move |prefix, owner| seen.lock().unwrap().push((prefix, owner))
+        }));
+        t.claim(
+            r(1),
+            "alice",
+            ALICE,
+            &[
+                route("192.0.2.0/24"),
+                route("203.0.113.0/24"),
+                route("0.0.0.0/0"),
+            ],
+        );
+        t.claim(r(7), "alice", a("10.99.0.12"), &[route("192.0.2.0/25")]);
+        t.release(r(1), &[p("192.0.2.0/24"), p("203.0.113.0/24")]);
+        t.release(r(7), &[p("192.0.2.0/25")]);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                (p("192.0.2.0/24"), Some(r(1))),
+                (p("203.0.113.0/24"), Some(r(1))),
+                // Taken over by the newer session, then its own.
+                (p("192.0.2.0/24"), None),
+                (p("192.0.2.0/25"), Some(r(7))),
+                // The old session's release: only what it still had.
+                (p("203.0.113.0/24"), None),
+                (p("192.0.2.0/25"), None),
+            ]
+        );
+        assert!(t.is_empty());
     }
 
     #[test]

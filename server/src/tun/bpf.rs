@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::metrics::Event;
@@ -29,8 +29,10 @@ const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_PROG_LOAD: libc::c_long = 5;
-/// `BPF_MAP_TYPE_HASH`, `BPF_PROG_TYPE_SOCKET_FILTER`.
+/// `BPF_MAP_TYPE_HASH`, `BPF_MAP_TYPE_LPM_TRIE`,
+/// `BPF_PROG_TYPE_SOCKET_FILTER`.
 const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
 /// `BPF_F_NO_PREALLOC`: entries are allocated as they are inserted.
 const BPF_F_NO_PREALLOC: u32 = 1;
 const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
@@ -142,23 +144,128 @@ pub(crate) fn attach_with_map(
     (capacity, value_size): (u32, u32),
     build: impl FnOnce(RawFd) -> Vec<Insn>,
 ) -> Result<(AddressMap, OwnedFd), AttachError> {
+    let map_name = match program {
+        DeviceProgram::DropFilter => "sstpd_congested",
+        DeviceProgram::Steering => "sstpd_owners",
+    };
+    let map =
+        AddressMap::create(map_name, capacity, value_size).map_err(|e| map_refused(program, e))?;
+    let loaded = attach_program(program, queue, &build(map.fd()))?;
+    Ok((map, loaded))
+}
+
+/// `program`'s map refused by the kernel.
+pub(crate) fn map_refused(program: DeviceProgram, error: io::Error) -> AttachError {
+    AttachError {
+        program,
+        step: AttachStep::Map,
+        error,
+        log: String::new(),
+    }
+}
+
+/// Loads `insns` as `program` and attaches it to the device of `queue`;
+/// the program's fd is to be kept.
+pub(crate) fn attach_program(
+    program: DeviceProgram,
+    queue: RawFd,
+    insns: &[Insn],
+) -> Result<OwnedFd, AttachError> {
     let refused = |step, error, log| AttachError {
         program,
         step,
         error,
         log,
     };
-    let (map_name, program_name) = match program {
-        DeviceProgram::DropFilter => ("sstpd_congested", "sstpd_drop"),
-        DeviceProgram::Steering => ("sstpd_owners", "sstpd_steer"),
+    let program_name = match program {
+        DeviceProgram::DropFilter => "sstpd_drop",
+        DeviceProgram::Steering => "sstpd_steer",
     };
-    let map = AddressMap::create(map_name, capacity, value_size)
-        .map_err(|e| refused(AttachStep::Map, e, String::new()))?;
-    let loaded = load_program(program_name, &build(map.fd()))
+    let loaded = load_program(program_name, insns)
         .map_err(|Refused { error, log }| refused(AttachStep::Program, error, log))?;
     attach(queue, program.request().0, &loaded)
         .map_err(|e| refused(AttachStep::Attach, e, String::new()))?;
-    Ok((map, loaded))
+    Ok(loaded)
+}
+
+/// A longest-prefix-match map from IPv4 prefixes to values of a fixed
+/// size (`struct bpf_lpm_trie_key`: the prefix length as a host-order
+/// u32, then the four address bytes). The kernel allocates its entries as
+/// they are inserted (an LPM trie is never preallocated).
+#[derive(Debug)]
+pub(crate) struct PrefixMap {
+    fd: OwnedFd,
+}
+
+/// Length of a [`PrefixMap`] key.
+const PREFIX_KEY_LEN: usize = 8;
+
+impl PrefixMap {
+    pub(crate) fn create(name: &str, capacity: u32, value_size: u32) -> io::Result<PrefixMap> {
+        let shape = (BPF_MAP_TYPE_LPM_TRIE, PREFIX_KEY_LEN, value_size);
+        create_map(name, shape, capacity).map(|fd| PrefixMap { fd })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Sets the value of `addr/len`. Fails when the map is full (`E2BIG`).
+    pub(crate) fn update(&self, (addr, len): (Ipv4Addr, u8), value: &[u8]) -> io::Result<()> {
+        let key = prefix_key(addr, len);
+        element(&self.fd, BPF_MAP_UPDATE_ELEM, &key, value.as_ptr() as u64)
+    }
+
+    /// Removes `addr/len`; one that is not there is no error.
+    pub(crate) fn delete(&self, (addr, len): (Ipv4Addr, u8)) -> io::Result<()> {
+        let key = prefix_key(addr, len);
+        match element(&self.fd, BPF_MAP_DELETE_ELEM, &key, 0) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            result => result,
+        }
+    }
+}
+
+/// A map named `name` of `map_type` with keys of `key_len` bytes and
+/// values of `value_size`, room for `capacity` entries, allocated as they
+/// are inserted: room for every session without taking it up front (a
+/// preallocated hash map of 200,000 entries is over 10 MB of kernel
+/// memory; an LPM trie is never preallocated).
+fn create_map(
+    name: &str,
+    (map_type, key_len, value_size): (u32, usize, u32),
+    capacity: u32,
+) -> io::Result<OwnedFd> {
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size: key_len as u32,
+        value_size,
+        max_entries: capacity.max(1),
+        map_flags: BPF_F_NO_PREALLOC,
+        map_name: object_name(name),
+        ..MapCreateAttr::default()
+    };
+    bpf(BPF_MAP_CREATE, &mut attr).map(owned)
+}
+
+fn prefix_key(addr: Ipv4Addr, len: u8) -> [u8; PREFIX_KEY_LEN] {
+    let mut key = [0u8; PREFIX_KEY_LEN];
+    key[..4].copy_from_slice(&u32::from(len).to_ne_bytes());
+    key[4..].copy_from_slice(&addr.octets());
+    key
+}
+
+/// `command` on the element `key` of the map `fd`; `value` points at the
+/// value (updates) or is 0 (deletes). Flags 0: `BPF_ANY`.
+fn element(fd: &OwnedFd, command: libc::c_long, key: &[u8], value: u64) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        _pad: 0,
+        key: key.as_ptr() as u64,
+        value,
+        flags: 0,
+    };
+    bpf(command, &mut attr).map(drop)
 }
 
 /// A hash map from destination keys ([`key_of`]) to values of a fixed
@@ -173,19 +280,8 @@ impl AddressMap {
     /// A map named `name` with room for `capacity` keys and values of
     /// `value_size` bytes.
     pub(crate) fn create(name: &str, capacity: u32, value_size: u32) -> io::Result<AddressMap> {
-        let mut attr = MapCreateAttr {
-            map_type: BPF_MAP_TYPE_HASH,
-            key_size: KEY_LEN as u32,
-            value_size,
-            max_entries: capacity.max(1),
-            // Room for every session without allocating it up front (a
-            // preallocated hash map of 200,000 entries is over 10 MB of
-            // kernel memory).
-            map_flags: BPF_F_NO_PREALLOC,
-            map_name: object_name(name),
-            ..MapCreateAttr::default()
-        };
-        bpf(BPF_MAP_CREATE, &mut attr).map(|fd| AddressMap { fd: owned(fd) })
+        let shape = (BPF_MAP_TYPE_HASH, KEY_LEN, value_size);
+        create_map(name, shape, capacity).map(|fd| AddressMap { fd })
     }
 
     pub(crate) fn fd(&self) -> RawFd {
@@ -207,17 +303,9 @@ impl AddressMap {
     }
 
     /// `command` on `addr`'s key; `value` points at the value (updates)
-    /// or is 0 (deletes). Flags 0: `BPF_ANY`.
+    /// or is 0 (deletes).
     fn element(&self, command: libc::c_long, addr: IpAddr, value: u64) -> io::Result<()> {
-        let key = key_of(addr);
-        let mut attr = MapElemAttr {
-            map_fd: self.fd() as u32,
-            _pad: 0,
-            key: key.as_ptr() as u64,
-            value,
-            flags: 0,
-        };
-        bpf(command, &mut attr).map(drop)
+        element(&self.fd, command, &key_of(addr), value)
     }
 }
 
@@ -369,6 +457,7 @@ pub(crate) const RSH64_IMM: u8 = 0x77; // BPF_ALU64 | BPF_RSH | BPF_K
 pub(crate) const XOR64_REG: u8 = 0xaf; // BPF_ALU64 | BPF_XOR | BPF_X
 pub(crate) const ST_DW_IMM: u8 = 0x7a; // BPF_ST | BPF_MEM | BPF_DW
 pub(crate) const ST_B_IMM: u8 = 0x72; // BPF_ST | BPF_MEM | BPF_B
+const ST_W_IMM: u8 = 0x62; // BPF_ST | BPF_MEM | BPF_W
 pub(crate) const LDX_B: u8 = 0x71; // BPF_LDX | BPF_MEM | BPF_B
 pub(crate) const LDX_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
 const LD_IMM64: u8 = 0x18; // BPF_LD | BPF_DW | BPF_IMM
@@ -468,6 +557,52 @@ pub(crate) fn destination_program(map: RawFd, hit: [Insn; 2], miss: &[Insn]) -> 
     program
 }
 
+/// The prefix key on the stack, below the destination key: the length at
+/// fp-24, the address at fp-20.
+const PREFIX_KEY: i16 = -24;
+
+/// For the miss path of a [`destination_program`]: an IPv4 packet's
+/// destination (its key's first byte 4) looked up in the prefix map `map`
+/// as a /32, running `hit` (with `r0` pointing at the value) on a match
+/// and `miss` otherwise (an IPv6 or unreadable packet too). Uses `r6`, the
+/// context the lookup keeps there.
+///
+/// ```text
+///  0  key[0] != 4 ? miss
+///  2  *(u32 *)(fp-24) = 32; skb_load_bytes(ctx, 16, fp-20, 4) or miss
+/// 10  map_lookup_elem(map, fp-24) == NULL ? miss : hit
+/// 16  hit (2 instructions)
+/// 18  miss
+/// ```
+pub(crate) fn ipv4_prefix_lookup(map: RawFd, hit: [Insn; 2], miss: &[Insn]) -> Vec<Insn> {
+    const MISS_AT: i16 = 18;
+    const fn to(at: i16, target: i16) -> i16 {
+        target - at - 1
+    }
+    let mut program = vec![
+        /* 0 */ insn(LDX_B, R7, R10, KEY, 0),
+        /* 1 */ insn(JNE_IMM, R7, 0, to(1, MISS_AT), 4),
+        /* 2 */ insn(ST_W_IMM, R10, 0, PREFIX_KEY, 32),
+        /* 3 */ insn(MOV64_REG, R1, R6, 0, 0),
+        /* 4 */ insn(MOV64_IMM, R2, 0, 0, 16),
+        /* 5 */ insn(MOV64_REG, R3, R10, 0, 0),
+        /* 6 */ insn(ADD64_IMM, R3, 0, 0, PREFIX_KEY as i32 + 4),
+        /* 7 */ insn(MOV64_IMM, R4, 0, 0, 4),
+        /* 8 */ insn(CALL, 0, 0, 0, HELPER_SKB_LOAD_BYTES),
+        /* 9 */ insn(JNE_IMM, R0, 0, to(9, MISS_AT), 0),
+        /* 10 */ insn(LD_IMM64, R1, PSEUDO_MAP_FD, 0, map),
+        /* 11 */ insn(0, 0, 0, 0, 0),
+        /* 12 */ insn(MOV64_REG, R2, R10, 0, 0),
+        /* 13 */ insn(ADD64_IMM, R2, 0, 0, PREFIX_KEY as i32),
+        /* 14 */ insn(CALL, 0, 0, 0, HELPER_MAP_LOOKUP_ELEM),
+        /* 15 */ insn(JEQ_IMM, R0, 0, to(15, MISS_AT), 0),
+    ];
+    program.extend(hit);
+    debug_assert_eq!(program.len(), MISS_AT as usize);
+    program.extend_from_slice(miss);
+    program
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +639,26 @@ mod tests {
         assert_eq!(prog[target(18)], insn(MOV64_REG, R1, R6, 0, 0));
         assert_eq!(prog[27].imm, 3, "the map's fd");
         assert_eq!(&prog[33..35], &hit);
+    }
+
+    #[test]
+    fn the_prefix_lookups_jumps_land_on_its_miss() {
+        let hit = [insn(MOV64_IMM, R0, 0, 0, 0), insn(EXIT, 0, 0, 0, 0)];
+        let miss = [insn(MOV64_IMM, R0, 0, 0, 1), insn(EXIT, 0, 0, 0, 0)];
+        let prog = ipv4_prefix_lookup(4, hit, &miss);
+        assert_eq!(prog.len(), 20);
+        let target = |at: usize| (at as i64 + 1 + i64::from(prog[at].off)) as usize;
+        for at in [1, 9, 15] {
+            assert_eq!(target(at), 18, "jump at {at}");
+        }
+        assert_eq!(prog[10].imm, 4, "the map's fd");
+        assert_eq!(&prog[16..18], &hit);
+    }
+
+    #[test]
+    fn prefix_keys_are_the_length_then_the_address() {
+        let key = prefix_key(Ipv4Addr::new(192, 0, 2, 0), 24);
+        assert_eq!(&key[..4], &24u32.to_ne_bytes());
+        assert_eq!(&key[4..], &[192, 0, 2, 0]);
     }
 }

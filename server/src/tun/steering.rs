@@ -17,10 +17,12 @@
 //! 4.16 on) chooses the queue instead: the destination's key (the session's
 //! IPv4 address or IPv6 /64, as the drop filter's map keys them) is looked up in a map
 //! that holds its owner's queue, which is the worker's index (the workers'
-//! queues are attached in order and never detached while sstpd runs). A
-//! destination the map does not hold (a Framed-Route prefix, an address no
-//! session has) goes by its last address bytes, so each such flow still
-//! stays on one queue. The kernel takes the returned value modulo the
+//! queues are attached in order and never detached while sstpd runs). An IPv4
+//! destination the map does not hold is looked up in a second map, of the
+//! Framed-Route prefixes sessions route (the longest prefix wins), which
+//! the route table keeps as it changes. Any other destination (an address
+//! no session has) goes by its last address bytes, so each such flow
+//! still stays on one queue. The kernel takes the returned value modulo the
 //! number of queues.
 //!
 //! Sessions put their addresses into the map when they route them and take
@@ -34,9 +36,11 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{OwnedFd, RawFd};
 
+use crate::proto::route::Ipv4Prefix;
+
 use super::bpf::{
-    attach_with_map, destination_program, insn, AddressMap, DeviceProgram, Insn, EXIT, KEY, LDX_B,
-    LDX_W, R0, R1, R10, XOR64_REG,
+    attach_program, destination_program, insn, ipv4_prefix_lookup, map_refused, AddressMap,
+    DeviceProgram, Insn, PrefixMap, EXIT, KEY, LDX_B, LDX_W, R0, R1, R10, XOR64_REG,
 };
 
 /// What the kernel refused, and at which step
@@ -47,6 +51,9 @@ pub type SteeringError = super::bpf::AttachError;
 /// program attached to a TUN device that reads it. Shared by all workers.
 pub struct Steering {
     map: AddressMap,
+    /// Framed-Route prefixes to their owners' queues, for destinations
+    /// `map` does not hold.
+    prefixes: PrefixMap,
     /// Kept so that the program outlives any detach of the device; the
     /// device holds its own reference while attached.
     _program: OwnedFd,
@@ -65,10 +72,14 @@ impl Steering {
     /// program and attaches it to the device of `queue` (any of its
     /// queues: the steering is the device's).
     pub fn attach(queue: RawFd, capacity: u32) -> Result<Steering, SteeringError> {
-        let (map, program) =
-            attach_with_map(DeviceProgram::Steering, queue, (capacity, 4), program)?;
+        let refused = |e| map_refused(DeviceProgram::Steering, e);
+        let map = AddressMap::create("sstpd_owners", capacity, 4).map_err(refused)?;
+        let prefixes = PrefixMap::create("sstpd_routes", capacity, 4).map_err(refused)?;
+        let insns = program(map.fd(), prefixes.fd());
+        let program = attach_program(DeviceProgram::Steering, queue, &insns)?;
         Ok(Steering {
             map,
+            prefixes,
             _program: program,
         })
     }
@@ -84,22 +95,39 @@ impl Steering {
     pub fn forget(&self, addr: IpAddr) -> io::Result<()> {
         self.map.delete(addr)
     }
+
+    /// Packets to addresses in `prefix` that no session has as its own go
+    /// to queue `queue` (the longest matching prefix wins).
+    pub fn steer_prefix(&self, prefix: Ipv4Prefix, queue: u16) -> io::Result<()> {
+        let key = (prefix.addr(), prefix.prefix_len());
+        self.prefixes.update(key, &u32::from(queue).to_ne_bytes())
+    }
+
+    /// Packets to `prefix` go by their address bytes again (or a shorter
+    /// prefix's queue).
+    pub fn forget_prefix(&self, prefix: Ipv4Prefix) -> io::Result<()> {
+        self.prefixes.delete((prefix.addr(), prefix.prefix_len()))
+    }
 }
 
-/// The steering program: the owner's queue for a destination in `map`,
-/// else the key's fifth and ninth bytes XORed (an IPv4 address's last
-/// byte; bytes 4 and 8 of an IPv6 /64; 0 for a packet it cannot read).
-pub fn program(map: RawFd) -> Vec<Insn> {
+/// The steering program: the owner's queue for a destination in `map`;
+/// else, for IPv4, the queue of the longest prefix in `prefixes` that
+/// holds it; else the key's fifth and ninth bytes XORed (an IPv4
+/// address's last byte; bytes 4 and 8 of an IPv6 /64; 0 for a packet it
+/// cannot read).
+pub fn program(map: RawFd, prefixes: RawFd) -> Vec<Insn> {
+    // A hit's value: the queue, a u32.
+    let queue = [insn(LDX_W, R0, R0, 0, 0), insn(EXIT, 0, 0, 0, 0)];
+    let by_address = [
+        insn(LDX_B, R0, R10, KEY + 4, 0),
+        insn(LDX_B, R1, R10, KEY + 8, 0),
+        insn(XOR64_REG, R0, R1, 0, 0),
+        insn(EXIT, 0, 0, 0, 0),
+    ];
     destination_program(
         map,
-        // The value: the queue, a u32.
-        [insn(LDX_W, R0, R0, 0, 0), insn(EXIT, 0, 0, 0, 0)],
-        &[
-            insn(LDX_B, R0, R10, KEY + 4, 0),
-            insn(LDX_B, R1, R10, KEY + 8, 0),
-            insn(XOR64_REG, R0, R1, 0, 0),
-            insn(EXIT, 0, 0, 0, 0),
-        ],
+        queue,
+        &ipv4_prefix_lookup(prefixes, queue, &by_address),
     )
 }
 
@@ -109,11 +137,13 @@ mod tests {
     use crate::tun::bpf::MISS;
 
     #[test]
-    fn a_hit_returns_the_queue_and_a_miss_the_address_bytes() {
-        let prog = program(5);
-        assert_eq!(prog.len(), MISS + 4);
+    fn a_hit_returns_the_queue_and_a_miss_the_prefix_then_the_address_bytes() {
+        let prog = program(5, 6);
+        assert_eq!(prog.len(), MISS + 18 + 4);
         assert_eq!(prog[33], insn(LDX_W, R0, R0, 0, 0));
-        assert_eq!(prog[MISS], insn(LDX_B, R0, R10, KEY + 4, 0));
         assert_eq!(prog[27].imm, 5, "the map's fd");
+        assert_eq!(prog[MISS + 10].imm, 6, "the prefix map's fd");
+        assert_eq!(prog[MISS + 16], insn(LDX_W, R0, R0, 0, 0));
+        assert_eq!(prog[MISS + 18], insn(LDX_B, R0, R10, KEY + 4, 0));
     }
 }
