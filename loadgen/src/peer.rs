@@ -600,14 +600,9 @@ impl PeerLoop {
                 }
             }
             Kind::StreamStop => {
-                let mut i = 0;
-                while i < self.streams.len() {
-                    let s = &self.streams[i];
-                    if s.flow == header.flow && s.to == from {
-                        self.end_stream(i);
-                    } else {
-                        i += 1;
-                    }
+                let stopped = |s: &Stream| s.flow == header.flow && s.to == from;
+                while let Some(i) = self.streams.iter().position(stopped) {
+                    self.end_stream(i);
                 }
             }
             Kind::StatsRequest => {

@@ -722,28 +722,18 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
             ("active", active),
         ]),
     );
-    gauges.push(
-        ScrapeGauge::new(
-            "tun_drop_filter_info",
-            "tun.drop_filter (configured) and whether the kernel took the filter (active).",
-            || 1,
-        )
-        .with_labels(vec![
-            ("configured", yes_no(shared.config.tun.drop_filter)),
-            ("active", yes_no(shared.drop_filter.is_some())),
-        ]),
-    );
-    gauges.push(
-        ScrapeGauge::new(
-            "tun_steering_info",
-            "tun.steering (configured) and whether the kernel took the program that sends each session's packets to its owner's queue (active).",
-            || 1,
-        )
-        .with_labels(vec![
-            ("configured", yes_no(shared.config.tun.steering)),
-            ("active", yes_no(shared.steering.is_some())),
-        ]),
-    );
+    gauges.push(switch_info(
+        "tun_drop_filter_info",
+        "tun.drop_filter (configured) and whether the kernel took the filter (active).",
+        shared.config.tun.drop_filter,
+        shared.drop_filter.is_some(),
+    ));
+    gauges.push(switch_info(
+        "tun_steering_info",
+        "tun.steering (configured) and whether the kernel took the program that sends each session's packets to its owner's queue (active).",
+        shared.config.tun.steering,
+        shared.steering.is_some(),
+    ));
     let stats = shared.tun_stats.clone();
     gauges.push(ScrapeGauge::new(
         "tun_kernel_tx_dropped",
@@ -891,7 +881,9 @@ fn attach_drop_filter(
     tun: &TunDevice,
     metrics: &Metrics,
 ) -> Option<Arc<crate::tun::drop_filter::DropFilter>> {
-    config.tun.drop_filter.then_some(())?;
+    if !config.tun.drop_filter {
+        return None;
+    }
     attach_device_program(
         metrics,
         || tun.attach_drop_filter(program_capacity(config)),
@@ -908,7 +900,9 @@ fn attach_steering(
     queues: usize,
     metrics: &Metrics,
 ) -> Option<Arc<crate::tun::steering::Steering>> {
-    (config.tun.steering && queues > 1).then_some(())?;
+    if !config.tun.steering || queues < 2 {
+        return None;
+    }
     attach_device_program(
         metrics,
         || tun.attach_steering(program_capacity(config)),
@@ -964,13 +958,19 @@ fn attach_device_program<T>(
     }
 }
 
-/// A flag as an info gauge's label value.
-fn yes_no(flag: bool) -> &'static str {
-    if flag {
-        "true"
-    } else {
-        "false"
-    }
+/// An info gauge (always 1) of a feature the configuration turns on and
+/// the kernel may refuse: `configured` and `active`, `true` or `false`.
+fn switch_info(
+    name: &'static str,
+    help: &'static str,
+    configured: bool,
+    active: bool,
+) -> super::exporter::ScrapeGauge {
+    let flag = |on: bool| if on { "true" } else { "false" };
+    super::exporter::ScrapeGauge::new(name, help, || 1).with_labels(vec![
+        ("configured", flag(configured)),
+        ("active", flag(active)),
+    ])
 }
 
 /// Says once, with a warning and an `io_uring_setup_fallbacks` count, that

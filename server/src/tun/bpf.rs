@@ -133,27 +133,6 @@ impl fmt::Display for AttachError {
 
 impl std::error::Error for AttachError {}
 
-/// Creates a map for `program` (room for `capacity` keys, values of
-/// `value_size` bytes), loads the instructions `build` makes for it, and
-/// attaches them to the device of `queue` (any of its queues: the
-/// program is the device's). The program's fd is returned to be kept, so
-/// that it outlives any detach of the device.
-pub(crate) fn attach_with_map(
-    program: DeviceProgram,
-    queue: RawFd,
-    (capacity, value_size): (u32, u32),
-    build: impl FnOnce(RawFd) -> Vec<Insn>,
-) -> Result<(AddressMap, OwnedFd), AttachError> {
-    let map_name = match program {
-        DeviceProgram::DropFilter => "sstpd_congested",
-        DeviceProgram::Steering => "sstpd_owners",
-    };
-    let map =
-        AddressMap::create(map_name, capacity, value_size).map_err(|e| map_refused(program, e))?;
-    let loaded = attach_program(program, queue, &build(map.fd()))?;
-    Ok((map, loaded))
-}
-
 /// `program`'s map refused by the kernel.
 pub(crate) fn map_refused(program: DeviceProgram, error: io::Error) -> AttachError {
     AttachError {
@@ -218,11 +197,7 @@ impl PrefixMap {
 
     /// Removes `addr/len`; one that is not there is no error.
     pub(crate) fn delete(&self, (addr, len): (Ipv4Addr, u8)) -> io::Result<()> {
-        let key = prefix_key(addr, len);
-        match element(&self.fd, BPF_MAP_DELETE_ELEM, &key, 0) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            result => result,
-        }
+        delete_element(&self.fd, &prefix_key(addr, len))
     }
 }
 
@@ -268,6 +243,15 @@ fn element(fd: &OwnedFd, command: libc::c_long, key: &[u8], value: u64) -> io::R
     bpf(command, &mut attr).map(drop)
 }
 
+/// Deletes the element `key` of the map `fd`; a key that is not there is
+/// no error.
+fn delete_element(fd: &OwnedFd, key: &[u8]) -> io::Result<()> {
+    match element(fd, BPF_MAP_DELETE_ELEM, key, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        result => result,
+    }
+}
+
 /// A hash map from destination keys ([`key_of`]) to values of a fixed
 /// size, allocated as entries are inserted. Updates are single system
 /// calls, safe from any thread.
@@ -291,21 +275,17 @@ impl AddressMap {
     /// Sets `addr`'s value (its size the map's). Fails when the map is
     /// full (`E2BIG`).
     pub(crate) fn update(&self, addr: IpAddr, value: &[u8]) -> io::Result<()> {
-        self.element(BPF_MAP_UPDATE_ELEM, addr, value.as_ptr() as u64)
+        element(
+            &self.fd,
+            BPF_MAP_UPDATE_ELEM,
+            &key_of(addr),
+            value.as_ptr() as u64,
+        )
     }
 
     /// Removes `addr`'s key; one that is not there is no error.
     pub(crate) fn delete(&self, addr: IpAddr) -> io::Result<()> {
-        match self.element(BPF_MAP_DELETE_ELEM, addr, 0) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-            result => result,
-        }
-    }
-
-    /// `command` on `addr`'s key; `value` points at the value (updates)
-    /// or is 0 (deletes).
-    fn element(&self, command: libc::c_long, addr: IpAddr, value: u64) -> io::Result<()> {
-        element(&self.fd, command, &key_of(addr), value)
+        delete_element(&self.fd, &key_of(addr))
     }
 }
 
@@ -478,6 +458,12 @@ pub(crate) const R6: u8 = 6;
 const R7: u8 = 7;
 pub(crate) const R10: u8 = 10;
 
+/// The offset of a jump at instruction `at` to `target`: it counts from
+/// the next instruction.
+const fn to(at: i16, target: i16) -> i16 {
+    target - at - 1
+}
+
 /// The key on the stack, at the frame pointer minus 16 (16 bytes zeroed).
 pub(crate) const KEY: i16 = -16;
 
@@ -506,10 +492,6 @@ pub(crate) fn destination_program(map: RawFd, hit: [Insn; 2], miss: &[Insn]) -> 
     const V6: i16 = 19;
     const LOAD: i16 = 22;
     const MISS_AT: i16 = MISS as i16;
-    // A jump at `at` to `to`: offsets count from the next instruction.
-    const fn to(at: i16, target: i16) -> i16 {
-        target - at - 1
-    }
     let mut program = vec![
         /* 0 */ insn(MOV64_REG, R6, R1, 0, 0),
         /* 1 */ insn(ST_DW_IMM, R10, 0, KEY, 0),
@@ -576,9 +558,6 @@ const PREFIX_KEY: i16 = -24;
 /// ```
 pub(crate) fn ipv4_prefix_lookup(map: RawFd, hit: [Insn; 2], miss: &[Insn]) -> Vec<Insn> {
     const MISS_AT: i16 = 18;
-    const fn to(at: i16, target: i16) -> i16 {
-        target - at - 1
-    }
     let mut program = vec![
         /* 0 */ insn(LDX_B, R7, R10, KEY, 0),
         /* 1 */ insn(JNE_IMM, R7, 0, to(1, MISS_AT), 4),

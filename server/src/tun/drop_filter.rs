@@ -36,7 +36,8 @@ use std::net::IpAddr;
 use std::os::fd::{OwnedFd, RawFd};
 
 use super::bpf::{
-    attach_with_map, destination_program, insn, AddressMap, Insn, EXIT, LDX_W, MOV64_IMM, R0, R6,
+    attach_program, destination_program, insn, map_refused, AddressMap, Insn, EXIT, LDX_W,
+    MOV64_IMM, R0, R6,
 };
 pub use super::bpf::{key_of, AttachError, AttachStep, DeviceProgram, KEY_LEN};
 
@@ -67,8 +68,9 @@ impl DropFilter {
     /// attaches it to the device of `queue` (any queue of a device: the
     /// filter is the device's).
     pub fn attach(queue: RawFd, capacity: u32) -> Result<DropFilter, DropFilterError> {
-        let (map, program) =
-            attach_with_map(DeviceProgram::DropFilter, queue, (capacity, 1), program)?;
+        let map = AddressMap::create("sstpd_congested", capacity, 1)
+            .map_err(|e| map_refused(DeviceProgram::DropFilter, e))?;
+        let program = attach_program(DeviceProgram::DropFilter, queue, &program(map.fd()))?;
         Ok(DropFilter {
             map,
             _program: program,

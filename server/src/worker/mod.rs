@@ -395,11 +395,20 @@ impl Worker {
     /// Sends the packets to `addr` (a route a session of this worker just
     /// took) to this worker's TUN queue ([`crate::tun::steering`]).
     fn steer(&self, addr: std::net::IpAddr) {
-        let Some(steering) = self.shared.steering.as_deref() else {
-            return;
-        };
-        // Queue indexes are worker indexes, at most 256 of them (MAX_QUEUES).
-        if let Err(error) = steering.steer(addr, self.index as u16) {
+        if let Some(steering) = self.shared.steering.as_deref() {
+            // Queue indexes are worker indexes, at most 256 (MAX_QUEUES).
+            self.steer_to(steering, addr, self.index as u16);
+        }
+    }
+
+    /// Steers `addr` to worker `queue`'s TUN queue; a refusal is counted.
+    fn steer_to(
+        &self,
+        steering: &crate::tun::steering::Steering,
+        addr: std::net::IpAddr,
+        queue: u16,
+    ) {
+        if let Err(error) = steering.steer(addr, queue) {
             self.metrics().event(Event::TunSteeringSteerFailed);
             tracing::warn!(%addr, %error, "TUN steering: could not steer an address to its worker");
         }
@@ -418,10 +427,7 @@ impl Worker {
             tracing::warn!(%addr, %error, "TUN steering: could not forget an address");
         }
         if let Some(owner) = self.shared.table.lookup(addr) {
-            if let Err(error) = steering.steer(addr, owner.worker) {
-                self.metrics().event(Event::TunSteeringSteerFailed);
-                tracing::warn!(%addr, %error, "TUN steering: could not steer an address to its worker");
-            }
+            self.steer_to(steering, addr, owner.worker);
         }
     }
 
