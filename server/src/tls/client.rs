@@ -128,6 +128,7 @@ pub fn build_client_config_with_certificate(
         ));
     }
     let provider = provider_with_suites(suites);
+    super::seed_random(&provider)?;
     let versions = protocol_versions(options.min_version, options.max_version);
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)

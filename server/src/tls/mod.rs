@@ -65,6 +65,21 @@ pub fn provider_with_suites(suites: Vec<SupportedCipherSuite>) -> Arc<CryptoProv
     })
 }
 
+/// Seeds the provider's random generator now, at startup, instead of in
+/// the first handshake. aws-lc seeds it once per process from its CPU
+/// jitter entropy source, which took 31 ms on the 2-core development
+/// machine: a worker that met it in its first ClientHello stalled every
+/// session in flight on it for that long (a fresh sstpd's first
+/// `sstp-bench run setup` ramp, docs/benchmarking.md). Later calls cost
+/// a few microseconds.
+pub fn seed_random(provider: &CryptoProvider) -> Result<(), TlsError> {
+    let mut discard = [0u8; 32];
+    provider
+        .secure_random
+        .fill(&mut discard)
+        .map_err(|e| TlsError::Rustls(e.into()))
+}
+
 /// Whether a TLS 1.2 suite authenticates with this key type. TLS 1.3 suites
 /// work with any key.
 pub fn suite_usable_with_key(suite: SupportedCipherSuite, key: KeyKind) -> bool {
@@ -196,6 +211,7 @@ pub fn prepare_server_tls(config: &crate::config::Config) -> Result<ServerTls, T
         tracing::warn!(reason = reason.as_str(), "{line}");
     }
     let server_config = server_config_for(config, &identity, &plan)?;
+    seed_random(server_config.crypto_provider())?;
     Ok(ServerTls {
         config: server_config,
         identity,

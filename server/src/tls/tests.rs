@@ -1207,3 +1207,36 @@ fn every_default_cipher_suite_is_counted_under_its_own_name_and_version() {
         assert_eq!(version.label(), expected, "{name}");
     }
 }
+
+/// A random source that always fails, as a broken `getrandom` would.
+#[derive(Debug)]
+struct BrokenRandom;
+
+impl rustls::crypto::SecureRandom for BrokenRandom {
+    fn fill(&self, _: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        Err(rustls::crypto::GetRandomFailed)
+    }
+}
+
+#[test]
+fn the_random_generator_is_seeded_before_any_handshake_or_the_start_fails() {
+    let t = ecdsa();
+    let config = server_config(&TlsSection::default(), &t.identity, false);
+    seed_random(config.crypto_provider()).unwrap();
+
+    static BROKEN: BrokenRandom = BrokenRandom;
+    let broken = rustls::crypto::CryptoProvider {
+        secure_random: &BROKEN,
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let error = seed_random(&broken).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TlsError::Rustls(rustls::Error::FailedToGetRandomBytes)
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.as_str(), "rustls");
+    assert_eq!(error.to_string(), "tls: failed to get random bytes");
+}
