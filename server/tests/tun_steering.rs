@@ -32,6 +32,25 @@ const EVEN: Ipv4Addr = Ipv4Addr::new(10, 97, 0, 10);
 /// Source ports per destination: flows the driver would spread.
 const FLOWS: usize = 16;
 
+/// The two-queue device, up, with its /24.
+fn device() -> TunDevice {
+    let device = TunDevice::create(&TunOptions::new(NAME, 2)).unwrap();
+    device.set_ipv4(TUN_ADDR, 24).unwrap();
+    device.set_up(true).unwrap();
+    device
+}
+
+/// [`device`] with 10.96.0.0/16 routed into it, for the prefix tests.
+fn routed_device() -> TunDevice {
+    let device = device();
+    let out = std::process::Command::new("ip")
+        .args(["route", "add", "10.96.0.0/16", "dev", NAME])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    device
+}
+
 /// The destinations each queue holds within `wait`, of those in `of`.
 fn by_queue(queues: &[File], of: &[IpAddr], wait: Duration) -> [Vec<IpAddr>; 2] {
     let read = |queue: &File| -> Vec<IpAddr> {
@@ -68,6 +87,11 @@ fn bind(local: IpAddr) -> UdpSocket {
             Err(e) => panic!("bind {local}: {e}"),
         }
     }
+}
+
+/// How many of `addr`'s packets each queue held.
+fn split(zero: &[IpAddr], one: &[IpAddr], addr: impl Into<IpAddr> + Copy) -> (usize, usize) {
+    (count(zero, addr), count(one, addr))
 }
 
 fn count(seen: &[IpAddr], addr: impl Into<IpAddr>) -> usize {
@@ -111,17 +135,13 @@ fn each_destination_reaches_its_owners_queue_whatever_the_flow() {
         send_flows(&v6, v6_steered.into());
         send_flows(&v6, v6_same_64.into());
         let [zero, one] = by_queue(queues, &all, short);
-        assert_eq!(
-            (count(&zero, A), count(&one, A)),
-            (FLOWS, 0),
-            "{zero:?} {one:?}"
-        );
-        assert_eq!((count(&zero, B), count(&one, B)), (0, FLOWS));
+        assert_eq!(split(&zero, &one, A), (FLOWS, 0), "{zero:?} {one:?}");
+        assert_eq!(split(&zero, &one, B), (0, FLOWS));
         assert_eq!(count(&one, v6_steered), FLOWS, "{one:?}");
         assert_eq!(count(&one, v6_same_64), FLOWS, "the whole /64: {one:?}");
         // Not in the map: by the last address byte, every flow alike.
-        assert_eq!((count(&zero, ODD), count(&one, ODD)), (0, FLOWS));
-        assert_eq!((count(&zero, EVEN), count(&one, EVEN)), (FLOWS, 0));
+        assert_eq!(split(&zero, &one, ODD), (0, FLOWS));
+        assert_eq!(split(&zero, &one, EVEN), (FLOWS, 0));
 
         // Moved to another owner, and forgotten (twice: a key that is
         // gone is no error): A by its owner, B by its last byte.
@@ -131,8 +151,8 @@ fn each_destination_reaches_its_owners_queue_whatever_the_flow() {
         send_flows(&v4, A.into());
         send_flows(&v4, B.into());
         let [zero, one] = by_queue(queues, &all, short);
-        assert_eq!((count(&zero, A), count(&one, A)), (0, FLOWS));
-        assert_eq!((count(&zero, B), count(&one, B)), (FLOWS, 0));
+        assert_eq!(split(&zero, &one, A), (0, FLOWS));
+        assert_eq!(split(&zero, &one, B), (FLOWS, 0));
     });
 }
 
@@ -140,9 +160,7 @@ fn each_destination_reaches_its_owners_queue_whatever_the_flow() {
 fn a_full_map_refuses_a_destination_which_still_arrives() {
     let ns = NetNs::new(PREFIX).unwrap();
     ns.run(|| {
-        let device = TunDevice::create(&TunOptions::new(NAME, 2)).unwrap();
-        device.set_ipv4(TUN_ADDR, 24).unwrap();
-        device.set_up(true).unwrap();
+        let device = device();
         let steering = device.attach_steering(1).unwrap();
         steering.steer(B.into(), 1).unwrap();
         let refused = steering.steer(A.into(), 0).unwrap_err();
@@ -154,6 +172,51 @@ fn a_full_map_refuses_a_destination_which_still_arrives() {
     });
 }
 
+/// The prefix map has its bound too (sstpd sizes it as the address map):
+/// a routed prefix past it is refused (an LPM trie says `ENOSPC`, where the
+/// address map says `E2BIG`), which sstpd counts in
+/// `tun_steering_update_failed{steer}`, and its packets still arrive, on
+/// the queue their last address byte picks.
+#[test]
+fn a_full_prefix_map_refuses_a_prefix_whose_packets_still_arrive() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = routed_device();
+        let steering = device.attach_steering(1).unwrap();
+        let prefix = |third: u8| {
+            sstpd::proto::route::Ipv4Prefix::new(Ipv4Addr::new(10, 96, third, 0), 24).unwrap()
+        };
+        steering.steer_prefix(prefix(0), 0).unwrap();
+        let refused = steering.steer_prefix(prefix(1), 0).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ENOSPC), "{refused}");
+        // By their last byte: .7 queue 1 (the steered /24 says 0), .9 queue 1.
+        let steered = Ipv4Addr::new(10, 96, 0, 7);
+        let refused_dst = Ipv4Addr::new(10, 96, 1, 9);
+        let all: Vec<IpAddr> = [steered, refused_dst].map(IpAddr::from).to_vec();
+        let sockets = sockets(TUN_ADDR.into());
+        for to in &all {
+            send_flows(&sockets, *to);
+        }
+        let [zero, one] = by_queue(device.queues(), &all, Duration::from_millis(300));
+        assert_eq!(
+            split(&zero, &one, steered),
+            (FLOWS, 0),
+            "the prefix the map holds"
+        );
+        assert_eq!(
+            split(&zero, &one, refused_dst),
+            (0, FLOWS),
+            "refused, not lost: by its bytes"
+        );
+        // Forgetting the one it holds makes room.
+        steering.forget_prefix(prefix(0)).unwrap();
+        steering.steer_prefix(prefix(1), 0).unwrap();
+        send_flows(&sockets, refused_dst.into());
+        let [zero, one] = by_queue(device.queues(), &all, Duration::from_millis(300));
+        assert_eq!(split(&zero, &one, refused_dst), (FLOWS, 0));
+    });
+}
+
 /// Framed-Route prefixes: a destination no session has as its own goes to
 /// the queue of the longest routed prefix that holds it; a session's own
 /// address inside a prefix goes to the session's queue; a prefix
@@ -162,14 +225,7 @@ fn a_full_map_refuses_a_destination_which_still_arrives() {
 fn routed_prefixes_steer_by_the_longest_match() {
     let ns = NetNs::new(PREFIX).unwrap();
     ns.run(|| {
-        let device = TunDevice::create(&TunOptions::new(NAME, 2)).unwrap();
-        device.set_ipv4(TUN_ADDR, 24).unwrap();
-        device.set_up(true).unwrap();
-        let out = std::process::Command::new("ip")
-            .args(["route", "add", "10.96.0.0/16", "dev", NAME])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let device = routed_device();
         let steering = device.attach_steering(16).unwrap();
         let prefix = |s: &str| -> sstpd::proto::route::Ipv4Prefix {
             let (addr, len) = s.split_once('/').unwrap();
@@ -191,32 +247,16 @@ fn routed_prefixes_steer_by_the_longest_match() {
             send_flows(&sockets, *to);
         }
         let [zero, one] = by_queue(device.queues(), &all, short);
-        assert_eq!(
-            (count(&zero, in_24), count(&one, in_24)),
-            (FLOWS, 0),
-            "{zero:?} {one:?}"
-        );
-        assert_eq!(
-            (count(&zero, in_25), count(&one, in_25)),
-            (0, FLOWS),
-            "the longer prefix"
-        );
-        assert_eq!(
-            (count(&zero, own), count(&one, own)),
-            (FLOWS, 0),
-            "the address first"
-        );
-        assert_eq!(
-            (count(&zero, outside), count(&one, outside)),
-            (FLOWS, 0),
-            "by its bytes"
-        );
+        assert_eq!(split(&zero, &one, in_24), (FLOWS, 0), "{zero:?} {one:?}");
+        assert_eq!(split(&zero, &one, in_25), (0, FLOWS), "the longer prefix");
+        assert_eq!(split(&zero, &one, own), (FLOWS, 0), "the address first");
+        assert_eq!(split(&zero, &one, outside), (FLOWS, 0), "by its bytes");
 
         // The /25 forgotten: its addresses fall to the /24.
         steering.forget_prefix(prefix("10.96.0.128/25")).unwrap();
         steering.forget_prefix(prefix("10.96.0.128/25")).unwrap();
         send_flows(&sockets, in_25.into());
         let [zero, one] = by_queue(device.queues(), &all, short);
-        assert_eq!((count(&zero, in_25), count(&one, in_25)), (FLOWS, 0));
+        assert_eq!(split(&zero, &one, in_25), (FLOWS, 0));
     });
 }

@@ -189,7 +189,8 @@ impl PrefixMap {
         self.fd.as_raw_fd()
     }
 
-    /// Sets the value of `addr/len`. Fails when the map is full (`E2BIG`).
+    /// Sets the value of `addr/len`. Fails when the trie is full (`ENOSPC`,
+    /// where a hash map says `E2BIG`).
     pub(crate) fn update(&self, (addr, len): (Ipv4Addr, u8), value: &[u8]) -> io::Result<()> {
         let key = prefix_key(addr, len);
         element(&self.fd, BPF_MAP_UPDATE_ELEM, &key, value.as_ptr() as u64)

@@ -97,7 +97,8 @@ impl Steering {
     }
 
     /// Packets to addresses in `prefix` that no session has as its own go
-    /// to queue `queue` (the longest matching prefix wins).
+    /// to queue `queue` (the longest matching prefix wins). Fails when the
+    /// prefix map is full (`ENOSPC`).
     pub fn steer_prefix(&self, prefix: Ipv4Prefix, queue: u16) -> io::Result<()> {
         let key = (prefix.addr(), prefix.prefix_len());
         self.prefixes.update(key, &u32::from(queue).to_ne_bytes())
