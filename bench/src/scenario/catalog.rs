@@ -26,7 +26,7 @@ use sstp_loadgen::{Direction, Mode, Report};
 
 use super::loadgen::{bulk, Connection, LoadChild, LoadSpec};
 use super::process::{SstpdOptions, SstpdProcess};
-use super::testbed::{CpuShares, Interval, LoadOutcome, Testbed, Topology};
+use super::testbed::{CpuShares, LoadOutcome, Span, Testbed, Topology};
 use super::{binaries::Binaries, ScenarioError};
 use crate::reference::{self, tls};
 use crate::results::{
@@ -688,20 +688,21 @@ pub(crate) fn per_second(n: u64, seconds: f64) -> f64 {
 /// sessions set up in it (a local server only).
 pub(crate) fn server_usage(
     outcome: &LoadOutcome,
-    interval: Interval,
+    interval: impl Into<Span>,
     bytes: u64,
     sessions: u64,
 ) -> Option<ServerUsage> {
+    let interval = interval.into();
     let cpu = outcome.shares(interval).server?;
     let last = outcome.server_last()?;
     Some(ServerUsage::new(
         cpu.seconds(),
-        interval.1 - interval.0,
+        interval.seconds(),
         bytes,
         sessions,
         last.rss_peak_bytes,
         outcome
-            .server_rss_near(interval.1)
+            .server_rss_near(interval.to)
             .unwrap_or(last.rss_bytes),
     ))
 }
@@ -710,7 +711,7 @@ pub(crate) fn server_usage(
 /// limit was.
 pub(crate) fn cpu_context(
     outcome: &LoadOutcome,
-    interval: Interval,
+    interval: impl Into<Span>,
     topology: &Topology,
     figures: &mut Vec<Figure>,
     params: &mut Params,

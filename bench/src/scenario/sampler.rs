@@ -93,6 +93,20 @@ fn interpolate(points: &[Point], at: f64, value: impl Fn(&Point) -> Option<f64>)
 }
 
 impl Samples {
+    /// The times of the last sample at or before `from` and the first at
+    /// or after `to` (the first and last samples where there is none): the
+    /// samples around an interval. Reading the CPU there instead of
+    /// interpolating counts all of a burst that began and ended inside the
+    /// interval, when the processes were idle just outside it.
+    pub fn around(&self, from: f64, to: f64) -> (f64, f64) {
+        let before = self.points.iter().rev().find(|p| p.at <= from);
+        let after = self.points.iter().find(|p| p.at >= to);
+        (
+            before.or(self.points.first()).map_or(from, |p| p.at),
+            after.or(self.points.last()).map_or(to, |p| p.at),
+        )
+    }
+
     /// CPU used by the `index`th process between `from` and `to` (Unix
     /// seconds), interpolated between samples.
     pub fn cpu(&self, index: usize, from: f64, to: f64) -> Option<CpuUse> {
@@ -270,6 +284,18 @@ mod tests {
         assert_eq!(s.cpu(1, 100.0, 102.0), None);
         assert_eq!(s.cpu(7, 100.0, 102.0), None);
         assert!((s.machine_busy(100.0, 102.0).unwrap() - 3.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_burst_is_read_whole_at_the_samples_around_it() {
+        let s = points();
+        // A burst from 100.4 to 101.6: interpolating would give 0.6 of each
+        // second's CPU; the samples around it hold all of both.
+        assert_eq!(s.around(100.4, 101.6), (100.0, 102.0));
+        assert_eq!(s.around(101.0, 101.0), (101.0, 101.0));
+        // Past either end: the first and last samples.
+        assert_eq!(s.around(90.0, 300.0), (100.0, 102.0));
+        assert_eq!(Samples::default().around(1.0, 2.0), (1.0, 2.0));
     }
 
     #[test]

@@ -110,6 +110,34 @@ pub struct LoadOutcome {
 /// An interval of a run in Unix seconds.
 pub type Interval = (f64, f64);
 
+/// An interval the CPU is read over, and how.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Span {
+    pub from: f64,
+    pub to: f64,
+    /// The processes were idle just before `from` and after `to` (a ramp
+    /// of setups): the CPU is read at the samples around the interval
+    /// ([`Samples::around`]). Otherwise (a steady window) it is
+    /// interpolated between the samples at each end.
+    pub idle_edges: bool,
+}
+
+impl Span {
+    pub fn seconds(&self) -> f64 {
+        (self.to - self.from).max(0.0)
+    }
+}
+
+impl From<Interval> for Span {
+    fn from((from, to): Interval) -> Span {
+        Span {
+            from,
+            to,
+            idle_edges: false,
+        }
+    }
+}
+
 /// CPU use of everything in an interval, in cores (CPU seconds per
 /// second).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -227,9 +255,19 @@ impl LoadOutcome {
         self.report.timing.started_unix_s
     }
 
-    /// From the start until every setup had finished.
-    pub fn ramp(&self) -> Interval {
-        (self.start(), self.start() + self.report.timing.ramp_s)
+    /// From the start until every setup had finished. sstpd is idle just
+    /// before (no client yet) and just after (its sessions held quiet), so
+    /// the CPU is read at the samples around the ramp: interpolating inside
+    /// the 100 ms between samples at each end would spread the ramp's CPU
+    /// over the idle time beside it, and undercount a ramp of a third of a
+    /// second by up to a quarter (docs/benchmarking.md, "How a ramp's CPU
+    /// is read").
+    pub fn ramp(&self) -> Span {
+        Span {
+            from: self.start(),
+            to: self.start() + self.report.timing.ramp_s,
+            idle_edges: true,
+        }
     }
 
     /// The traffic (or hold) window the rates are computed over.
@@ -243,10 +281,17 @@ impl LoadOutcome {
         (self.start(), self.start() + self.report.timing.total_s)
     }
 
-    pub fn shares(&self, (from, to): Interval) -> CpuShares {
+    pub fn shares(&self, span: impl Into<Span>) -> CpuShares {
+        let span = span.into();
+        let (from, to) = if span.idle_edges {
+            self.samples.around(span.from, span.to)
+        } else {
+            (span.from, span.to)
+        };
         let cpu = |i| self.samples.cpu(i, from, to);
         CpuShares {
-            seconds: (to - from).max(0.0),
+            // Cores are over the interval itself: outside it, idle.
+            seconds: span.seconds(),
             server: if self.local { cpu(SERVER) } else { None },
             peer: if self.local { cpu(PEER) } else { None },
             loadgen: cpu(LOADGEN),
