@@ -1008,33 +1008,6 @@ fn a_client_that_stops_reading_fills_only_its_own_queue_without_the_drop_filter(
     a_stalled_client_fills_only_its_own_queue(TunOffload::Auto, false);
 }
 
-/// Sends UDP from the server's side of the tunnel to `target` until
-/// `enough` (at most 20 s): 48 datagrams that fit the TUN device's MTU
-/// (1,400) per send, one super-packet where the kernel offloads UDP
-/// segmentation to the TUN device, else 48 packets.
-async fn flood_until(target: Ipv4Addr, enough: impl Fn() -> bool) {
-    let socket = std::net::UdpSocket::bind((GATEWAY, 0)).unwrap();
-    socket.set_nonblocking(true).unwrap();
-    set_udp_segment(&socket, 1_300);
-    let payload = vec![0x5a; 1_300 * 48];
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        for _ in 0..64 {
-            // A full TUN queue refuses some, and so does the drop filter
-            // (the kernel's drops, not the server's); anything else is the
-            // test's mistake.
-            if let Err(e) = socket.send_to(&payload, (target, 9)) {
-                let full = matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN));
-                assert!(full, "send: {e}");
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        if enough() {
-            return;
-        }
-    }
-}
-
 /// A session that ends while the kernel drops its packets (its queue was
 /// full) leaves no mark behind: the next session with its address, a
 /// user's fixed one, carries traffic both ways.

@@ -325,3 +325,65 @@ fn stale_routes_are_removed_at_start_and_live_ones_at_shutdown() {
     });
     assert!(others.contains("203.0.114.0/24 dev old0"), "{others}");
 }
+
+/// The TUN device's `tx_dropped` (the kernel's drops: its drop filter, a
+/// full queue).
+fn kernel_drops(tun: &str) -> u64 {
+    sstpd::tun::DeviceStats::open(tun)
+        .ok()
+        .and_then(|stats| stats.tx_dropped())
+        .expect("the device's counters")
+}
+
+/// A client that stops reading while its routed network is flooded: once
+/// its queue is full, the kernel's drop filter drops the packets to its
+/// Framed-Route prefixes too (not only to its address), so sstpd stops
+/// reading what it would drop; once it reads again the marks are gone and
+/// the network behind it is reached.
+#[test]
+fn a_congested_sessions_routed_prefixes_are_dropped_by_the_kernel_until_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(radius_config(dir.path()));
+    let radius = freeradius(&server.ns);
+    let tun = server.handle().tun_name().to_owned();
+    let addr = server.addr;
+    let counters = server.handle().counters();
+    let behind = Ipv4Addr::new(192, 0, 2, 77);
+    const ENOUGH: u64 = 1_000;
+    let (routes, kernel, sstpd, own, ping) = server.run_clients(move || async move {
+        let (frank, inbox) = connect(&mschapv2_options(addr, "frank", "frank-secret"))
+            .await
+            .expect("frank connects");
+        let routes = routes_when(|r| r.len() == 2).await;
+        frank.pause_reading();
+        // Flooded until the kernel drops (its filter, once the queue is
+        // full and stays full: the client's socket buffers fill first).
+        let (kernel_before, sstpd_before) = (kernel_drops(&tun), counters.snapshot().tx_queue_full);
+        flood_until(behind, || kernel_drops(&tun) - kernel_before >= ENOUGH).await;
+        let kernel = kernel_drops(&tun) - kernel_before;
+        let sstpd = counters.snapshot().tx_queue_full - sstpd_before;
+        frank.resume_reading();
+        // Answered once the client has read its backlog and the writer has
+        // taken the queue, which clears the address's mark and the routes'.
+        let own = ping_gateway(&frank, &inbox, 5, b"own").await;
+        let ping = ping_behind_client(&frank, &inbox, behind).await;
+        frank.close(Duration::from_secs(5)).await;
+        (routes, kernel, sstpd, own, ping)
+    });
+    let stats = server.handle().metrics();
+    let context = format!("kernel {kernel}, sstpd {sstpd}\n{stats}\n{}", radius.log());
+    assert_eq!(routes.len(), 2, "{context}");
+    assert!(stats.event("marked") >= 1, "{context}");
+    // The device counts a super-packet once, sstpd every datagram.
+    assert!(
+        kernel >= ENOUGH,
+        "the kernel dropped what went to the congested route: {context}"
+    );
+    assert!(own, "the address's mark is gone: {context}");
+    assert_eq!(ping, (true, true), "and the routes': {context}");
+    assert_eq!(
+        stats.event("mark_failed") + stats.event("clear_failed"),
+        0,
+        "{context}"
+    );
+}

@@ -24,6 +24,14 @@ const TUN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 1);
 const CONGESTED: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 7);
 const OTHER: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 8);
 
+/// The one-queue device, up, with its /24.
+fn device() -> TunDevice {
+    let device = TunDevice::create(&TunOptions::new(NAME, 1)).unwrap();
+    device.set_ipv4(TUN_ADDR, 24).unwrap();
+    device.set_up(true).unwrap();
+    device
+}
+
 /// The destination of every packet the queue holds within `wait`.
 fn destinations(queue: &File, wait: Duration) -> Vec<IpAddr> {
     let deadline = Instant::now() + wait;
@@ -134,9 +142,7 @@ fn marked_destinations_are_dropped_by_the_kernel_and_others_pass() {
 fn a_full_map_refuses_the_mark_and_drops_nothing() {
     let ns = NetNs::new(PREFIX).unwrap();
     ns.run(|| {
-        let device = TunDevice::create(&TunOptions::new(NAME, 1)).unwrap();
-        device.set_ipv4(TUN_ADDR, 24).unwrap();
-        device.set_up(true).unwrap();
+        let device = device();
         let filter = device.attach_drop_filter(1).unwrap();
         filter.mark(OTHER.into()).unwrap();
         let refused = filter.mark(CONGESTED.into()).unwrap_err();
@@ -148,5 +154,50 @@ fn a_full_map_refuses_the_mark_and_drops_nothing() {
         // come too.)
         let seen: Vec<IpAddr> = seen.into_iter().filter(IpAddr::is_ipv4).collect();
         assert_eq!(seen, vec![IpAddr::from(CONGESTED); 2]);
+    });
+}
+
+/// A congested session's Framed-Route prefixes: every address inside a
+/// marked prefix is dropped by the kernel (and counted), an address outside
+/// it passes, and a cleared prefix passes again; a full trie refuses the
+/// mark (`ENOSPC`) and drops nothing.
+#[test]
+fn marked_prefixes_are_dropped_by_the_kernel_and_others_pass() {
+    let ns = NetNs::new(PREFIX).unwrap();
+    ns.run(|| {
+        let device = device();
+        let out = std::process::Command::new("ip")
+            .args(["route", "add", "10.99.0.0/16", "dev", NAME])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let filter = device.attach_drop_filter(1).unwrap();
+        let prefix = |third: u8| {
+            sstpd::proto::route::Ipv4Prefix::new(Ipv4Addr::new(10, 99, third, 0), 24).unwrap()
+        };
+        let (inside, also_inside) = (Ipv4Addr::new(10, 99, 0, 5), Ipv4Addr::new(10, 99, 0, 200));
+        let outside = Ipv4Addr::new(10, 99, 1, 5);
+        let v4 = UdpSocket::bind((TUN_ADDR, 0)).unwrap();
+        let short = Duration::from_millis(300);
+
+        let before = tx_dropped();
+        filter.mark_prefix(prefix(0)).unwrap();
+        let refused = filter.mark_prefix(prefix(1)).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ENOSPC), "{refused}");
+        send(&v4, inside.into(), 3);
+        send(&v4, also_inside.into(), 2);
+        send(&v4, outside.into(), 4);
+        let seen = destinations(&device.queues()[0], short);
+        assert_eq!(count_of(&seen, inside), 0, "{seen:?}");
+        assert_eq!(count_of(&seen, also_inside), 0, "{seen:?}");
+        assert_eq!(count_of(&seen, outside), 4, "refused: nothing dropped");
+        assert_eq!(tx_dropped() - before, 3 + 2, "counted by the device");
+
+        // Cleared (twice: a prefix that is gone is no error): read again.
+        filter.clear_prefix(prefix(0)).unwrap();
+        filter.clear_prefix(prefix(0)).unwrap();
+        send(&v4, inside.into(), 2);
+        let seen = destinations(&device.queues()[0], short);
+        assert_eq!(count_of(&seen, inside), 2);
     });
 }

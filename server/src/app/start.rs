@@ -335,8 +335,12 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
             .map(|r| (r.first(), r.last()))
             .chain([(config.ipv4.gateway, config.ipv4.gateway)]),
     );
-    if let Some(steering) = steering.clone() {
-        framed_routes = framed_routes.with_observer(steer_framed_routes(steering, &metrics));
+    if steering.is_some() || drop_filter.is_some() {
+        framed_routes = framed_routes.with_observer(observe_framed_routes(
+            steering.clone(),
+            drop_filter.clone(),
+            &metrics,
+        ));
     }
     let framed_routes = Arc::new(framed_routes);
     let kernel_routes = KernelRoutes::start(
@@ -910,14 +914,27 @@ fn attach_steering(
     )
 }
 
-/// Keeps the steering's prefix map with the Framed-Route table: each
-/// routed prefix to its owner's queue ([`crate::tun::steering`]).
-fn steer_framed_routes(
-    steering: Arc<crate::tun::steering::Steering>,
+/// Keeps the device programs' prefix maps with the Framed-Route table:
+/// each routed prefix to its owner's queue ([`crate::tun::steering`]), and
+/// a change of owner clears the prefix's congestion mark
+/// ([`crate::tun::drop_filter`]), so a take-over never inherits one.
+fn observe_framed_routes(
+    steering: Option<Arc<crate::tun::steering::Steering>>,
+    drop_filter: Option<Arc<crate::tun::drop_filter::DropFilter>>,
     metrics: &Metrics,
 ) -> crate::routing::framed_route::RouteObserver {
     let metrics = metrics.clone();
     Box::new(move |prefix, owner| {
+        // A congestion mark belongs to the owner that set it: gone with it.
+        if let Some(filter) = &drop_filter {
+            if let Err(error) = filter.clear_prefix(prefix) {
+                metrics.global().event(Event::TunDropFilterClearFailed);
+                tracing::error!(%prefix, %error, "drop filter: could not clear a congested route");
+            }
+        }
+        let Some(steering) = &steering else {
+            return;
+        };
         let (result, failed) = match owner {
             Some(owner) => (
                 steering.steer_prefix(prefix, owner.worker),

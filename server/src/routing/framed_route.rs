@@ -355,6 +355,24 @@ impl FramedRouteTable {
         released
     }
 
+    /// Calls `f` with those of `prefixes` that `owner` still holds, while
+    /// the table is locked: what `f` does to them (the drop filter's marks)
+    /// cannot cross a take-over, which the observer sees after it.
+    pub fn with_owned<R>(
+        &self,
+        owner: SessionRef,
+        prefixes: &[Ipv4Prefix],
+        f: impl FnOnce(&[Ipv4Prefix]) -> R,
+    ) -> R {
+        let registry = self.registry();
+        let owned: Vec<Ipv4Prefix> = prefixes
+            .iter()
+            .filter(|prefix| registry.get(prefix).is_some_and(|c| c.owner == owner))
+            .copied()
+            .collect();
+        f(&owned)
+    }
+
     /// After a change, with the registry still locked: a new version, its
     /// snapshot published, the live count, and the waiters woken.
     fn changed_locked(&self, registry: &BTreeMap<Ipv4Prefix, Claim>) {
@@ -681,6 +699,11 @@ mod tests {
         assert_eq!(again.installed, [p("192.0.2.0/25")]);
         assert_eq!(again.taken_over, 1);
         assert_eq!(again.taken_from, [r(1)]);
+        // What each still holds (what its drop marks may cover).
+        let asked = [p("192.0.2.0/24"), p("203.0.113.0/24"), p("198.51.100.0/24")];
+        let owned = t.with_owned(r(1), &asked, |owned| owned.to_vec());
+        assert_eq!(owned, [p("203.0.113.0/24")]);
+        assert_eq!(t.with_owned(r(7), &[p("192.0.2.0/25")], <[_]>::len), 1);
         let mut reader = t.reader();
         assert_eq!(t.lookup(&mut reader, a("192.0.2.1")), Some(r(7)));
         // Not the new session's: gone with the old route.

@@ -20,10 +20,12 @@
 //! end clears it before its addresses go back to the pool.
 //!
 //! The map is keyed by destination: the IP version, then the session's
-//! IPv4 address or IPv6 /64 ([`key_of`]). The program (37 instructions,
-//! [`program`]) is the destination lookup the steering shares
-//! (`tun::bpf`), with a drop on a hit; anything it cannot read or does not
-//! know passes. Written by hand, not built with aya or libbpf-rs, for the
+//! IPv4 address or IPv6 /64 ([`key_of`]). A congested session's
+//! Framed-Route prefixes sit in a second map, an LPM trie of IPv4
+//! prefixes, looked up when the first misses. The program (55
+//! instructions, [`program`]) is the destination and prefix lookups the
+//! steering shares (`tun::bpf`), with a drop on a hit; anything it cannot
+//! read or does not know passes. Written by hand, not built with aya or libbpf-rs, for the
 //! reason `tun::bpf` gives.
 //!
 //! Where the kernel refuses (no `CAP_BPF`/`CAP_SYS_ADMIN`, no BPF syscall,
@@ -36,10 +38,11 @@ use std::net::IpAddr;
 use std::os::fd::{OwnedFd, RawFd};
 
 use super::bpf::{
-    attach_program, destination_program, insn, map_refused, AddressMap, Insn, EXIT, LDX_W,
-    MOV64_IMM, R0, R6,
+    attach_program, destination_program, insn, ipv4_prefix_lookup, map_refused, AddressMap, Insn,
+    PrefixMap, EXIT, LDX_W, MOV64_IMM, R0, R6,
 };
 pub use super::bpf::{key_of, AttachError, AttachStep, DeviceProgram, KEY_LEN};
+use crate::proto::route::Ipv4Prefix;
 
 /// What the kernel refused, and at which step
 /// ([`DeviceProgram::DropFilter`]).
@@ -50,6 +53,7 @@ pub type DropFilterError = AttachError;
 /// system calls, safe from any thread.
 pub struct DropFilter {
     map: AddressMap,
+    prefixes: PrefixMap,
     /// Kept so that the program outlives any detach of the device; the
     /// device holds its own reference while attached.
     _program: OwnedFd,
@@ -64,15 +68,18 @@ impl fmt::Debug for DropFilter {
 }
 
 impl DropFilter {
-    /// Creates the map (room for `capacity` keys), loads the program and
-    /// attaches it to the device of `queue` (any queue of a device: the
+    /// Creates the maps (room for `capacity` keys each), loads the program
+    /// and attaches it to the device of `queue` (any queue of a device: the
     /// filter is the device's).
     pub fn attach(queue: RawFd, capacity: u32) -> Result<DropFilter, DropFilterError> {
-        let map = AddressMap::create("sstpd_congested", capacity, 1)
-            .map_err(|e| map_refused(DeviceProgram::DropFilter, e))?;
-        let program = attach_program(DeviceProgram::DropFilter, queue, &program(map.fd()))?;
+        let refused = |e| map_refused(DeviceProgram::DropFilter, e);
+        let map = AddressMap::create("sstpd_congested", capacity, 1).map_err(refused)?;
+        let prefixes = PrefixMap::create("sstpd_cong_pfx", capacity, 1).map_err(refused)?;
+        let insns = program(map.fd(), prefixes.fd());
+        let program = attach_program(DeviceProgram::DropFilter, queue, &insns)?;
         Ok(DropFilter {
             map,
+            prefixes,
             _program: program,
         })
     }
@@ -88,17 +95,30 @@ impl DropFilter {
     pub fn clear(&self, addr: IpAddr) -> io::Result<()> {
         self.map.delete(addr)
     }
+
+    /// Packets to any address inside `prefix` (a congested session's
+    /// Framed-Route) are dropped by the kernel from now on. Fails when the
+    /// trie is full (`ENOSPC`).
+    pub fn mark_prefix(&self, prefix: Ipv4Prefix) -> io::Result<()> {
+        self.prefixes
+            .update((prefix.addr(), prefix.prefix_len()), &[1])
+    }
+
+    /// Packets to `prefix` reach sstpd again. Clearing a prefix that is not
+    /// there is no error.
+    pub fn clear_prefix(&self, prefix: Ipv4Prefix) -> io::Result<()> {
+        self.prefixes.delete((prefix.addr(), prefix.prefix_len()))
+    }
 }
 
 /// The filter: returns 0 (drop) for a packet whose destination key is in
-/// `map`, else the packet's length (keep it whole).
-pub fn program(map: RawFd) -> Vec<Insn> {
-    destination_program(
-        map,
-        [insn(MOV64_IMM, R0, 0, 0, 0), insn(EXIT, 0, 0, 0, 0)],
-        // Keep the packet whole (`__sk_buff.len`, offset 0).
-        &[insn(LDX_W, R0, R6, 0, 0), insn(EXIT, 0, 0, 0, 0)],
-    )
+/// `map` or, for IPv4, inside a prefix in `prefixes`; else the packet's
+/// length (keep it whole).
+pub fn program(map: RawFd, prefixes: RawFd) -> Vec<Insn> {
+    let drop = [insn(MOV64_IMM, R0, 0, 0, 0), insn(EXIT, 0, 0, 0, 0)];
+    // Keep the packet whole (`__sk_buff.len`, offset 0).
+    let keep = [insn(LDX_W, R0, R6, 0, 0), insn(EXIT, 0, 0, 0, 0)];
+    destination_program(map, drop, &ipv4_prefix_lookup(prefixes, drop, &keep))
 }
 
 #[cfg(test)]
@@ -107,11 +127,13 @@ mod tests {
     use crate::tun::bpf::MISS;
 
     #[test]
-    fn a_hit_drops_and_a_miss_keeps_the_packet_whole() {
-        let prog = program(3);
-        assert_eq!(prog.len(), 37);
+    fn a_hit_drops_and_a_miss_tries_the_prefixes_then_keeps_the_packet_whole() {
+        let prog = program(3, 4);
+        assert_eq!(prog.len(), MISS + 18 + 2);
         assert_eq!(prog[33], insn(MOV64_IMM, R0, 0, 0, 0));
-        assert_eq!(prog[MISS], insn(LDX_W, R0, R6, 0, 0));
         assert_eq!(prog[27].imm, 3, "the map's fd");
+        assert_eq!(prog[MISS + 10].imm, 4, "the prefix map's fd");
+        assert_eq!(prog[MISS + 16], insn(MOV64_IMM, R0, 0, 0, 0));
+        assert_eq!(prog[MISS + 18], insn(LDX_W, R0, R6, 0, 0));
     }
 }

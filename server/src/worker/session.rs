@@ -1123,8 +1123,11 @@ impl SessionCtx {
     /// The plaintext queue is at its bound: from now on the kernel drops
     /// this session's packets from TUN, which sstpd would drop after
     /// reading them ([`crate::tun::drop_filter`]), until the writer takes
-    /// the queue ([`SessionCtx::queue_has_room`]). Packets to its
-    /// Framed-Route prefixes still reach sstpd and drop at the bound.
+    /// the queue ([`SessionCtx::queue_has_room`]). Its addresses are
+    /// marked, and its Framed-Route prefixes while the route table is
+    /// locked, so that a prefix a newer session has taken over is not
+    /// marked (the table's observer clears a prefix's mark on every change
+    /// of its owner, start.rs).
     pub(crate) fn queue_full(&self, worker: &Worker) {
         if self.kernel_drop.get() != KernelDrop::Off {
             return;
@@ -1133,16 +1136,35 @@ impl SessionCtx {
             return;
         };
         let routes = self.routes.borrow();
-        for addr in routes.iter() {
-            if let Err(error) = filter.mark(*addr) {
-                worker.metrics().event(Event::TunDropFilterMarkFailed);
-                tracing::debug!(%addr, %error, "drop filter refused the mark; dropping at the queue");
-                for marked in routes.iter() {
-                    let _ = filter.clear(*marked);
+        let framed = self.framed_routes.try_borrow();
+        let framed: &[Ipv4Prefix] = framed.as_deref().map_or(&[], |f| f.as_slice());
+        let refused = worker
+            .shared
+            .framed_routes
+            .with_owned(self.reference, framed, |prefixes| {
+                let refused = routes
+                    .iter()
+                    .find_map(|addr| Some((addr.to_string(), filter.mark(*addr).err()?)))
+                    .or_else(|| {
+                        prefixes.iter().find_map(|prefix| {
+                            Some((prefix.to_string(), filter.mark_prefix(*prefix).err()?))
+                        })
+                    });
+                if refused.is_some() {
+                    for addr in routes.iter() {
+                        let _ = filter.clear(*addr);
+                    }
+                    for prefix in prefixes {
+                        let _ = filter.clear_prefix(*prefix);
+                    }
                 }
-                self.kernel_drop.set(KernelDrop::Refused);
-                return;
-            }
+                refused
+            });
+        if let Some((what, error)) = refused {
+            worker.metrics().event(Event::TunDropFilterMarkFailed);
+            tracing::debug!(%what, %error, "drop filter refused the mark; dropping at the queue");
+            self.kernel_drop.set(KernelDrop::Refused);
+            return;
         }
         self.kernel_drop.set(KernelDrop::Marked);
         worker.metrics().event(Event::TunDropFilterMarked);
@@ -1165,6 +1187,21 @@ impl SessionCtx {
                     worker.metrics().event(Event::TunDropFilterClearFailed);
                     tracing::error!(%addr, %error, "drop filter: could not clear a congested address");
                 }
+            }
+            // Only the prefixes it still holds: a taken-over prefix's mark
+            // went with the take-over, and a newer owner may have its own.
+            if let Ok(framed) = self.framed_routes.try_borrow() {
+                let shared = &worker.shared;
+                shared
+                    .framed_routes
+                    .with_owned(self.reference, &framed, |prefixes| {
+                        for prefix in prefixes {
+                            if let Err(error) = filter.clear_prefix(*prefix) {
+                                worker.metrics().event(Event::TunDropFilterClearFailed);
+                                tracing::error!(%prefix, %error, "drop filter: could not clear a congested route");
+                            }
+                        }
+                    });
             }
         }
         self.kernel_drop.set(KernelDrop::Off);

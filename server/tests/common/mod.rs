@@ -640,3 +640,35 @@ pub fn read_queue(queue: &std::fs::File, deadline: std::time::Instant) -> Option
         }
     }
 }
+
+/// Sends UDP from the server's side of the tunnel to `target` until
+/// `enough` (at most 20 s), in rounds of 64 sends ([`flood_sends`]).
+pub async fn flood_until(target: Ipv4Addr, enough: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        flood_sends(target, 64);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if enough() {
+            return;
+        }
+    }
+}
+
+/// `sends` sends of 48 UDP datagrams that fit the TUN device's MTU
+/// (1,400) from the gateway to `target`: one super-packet each where the
+/// kernel offloads UDP segmentation to the TUN device, else 48 packets.
+pub fn flood_sends(target: Ipv4Addr, sends: usize) {
+    let socket = std::net::UdpSocket::bind((GATEWAY, 0)).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    set_udp_segment(&socket, 1_300);
+    let payload = vec![0x5a; 1_300 * 48];
+    for _ in 0..sends {
+        // A full TUN queue refuses some, and so does the drop filter (the
+        // kernel's drops, not the server's); anything else is the test's
+        // mistake.
+        if let Err(e) = socket.send_to(&payload, (target, 9)) {
+            let full = matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::EAGAIN));
+            assert!(full, "send: {e}");
+        }
+    }
+}
