@@ -387,3 +387,50 @@ fn a_congested_sessions_routed_prefixes_are_dropped_by_the_kernel_until_it_reads
         "{context}"
     );
 }
+
+/// Sends of a probe of [`probe`].
+const PROBE: usize = 10;
+
+/// [`PROBE`] sends to `to`: how many the kernel dropped.
+async fn probe(tun: &str, to: Ipv4Addr) -> u64 {
+    let before = kernel_drops(tun);
+    flood_sends(to, PROBE);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    kernel_drops(tun) - before
+}
+
+/// A newer session of the user takes the routes over from an older one
+/// whose queue is full (its prefixes marked in the drop filter): the mark
+/// goes with the old owner, so the network behind the new session is
+/// reached at once, while the old session is still stalled.
+#[test]
+fn a_route_taken_over_from_a_congested_session_is_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(radius_config(dir.path()));
+    let radius = freeradius(&server.ns);
+    let tun = server.handle().tun_name().to_owned();
+    let addr = server.addr;
+    let behind = Ipv4Addr::new(192, 0, 2, 77);
+    let (before, after, ping) = server.run_clients(move || async move {
+        let frank = mschapv2_options(addr, "frank", "frank-secret");
+        let (old, _old_inbox) = connect(&frank).await.expect("frank connects");
+        routes_when(|r| r.len() == 2).await;
+        old.pause_reading();
+        // Until the client's socket buffers are full too and the mark
+        // stays: its writer no longer takes the queue.
+        let start = kernel_drops(&tun);
+        flood_until(behind, || kernel_drops(&tun) - start >= 3_000).await;
+        let before = probe(&tun, behind).await;
+        let (new, inbox) = connect(&frank).await.expect("frank again");
+        let after = probe(&tun, behind).await;
+        let ping = ping_behind_client(&new, &inbox, behind).await;
+        new.close(Duration::from_secs(5)).await;
+        (before, after, ping)
+    });
+    let stats = server.handle().metrics();
+    let context = format!("probes {before} {after}\n{stats}\n{}", radius.log());
+    assert_eq!(before, PROBE as u64, "the old owner's mark: {context}");
+    assert!(stats.count(Event::FramedRouteTakenOver) >= 1, "{context}");
+    assert_eq!(after, 0, "no mark inherited: {context}");
+    assert_eq!(ping, (true, true), "{context}");
+}
