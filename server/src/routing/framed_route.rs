@@ -364,6 +364,10 @@ impl FramedRouteTable {
         prefixes: &[Ipv4Prefix],
         f: impl FnOnce(&[Ipv4Prefix]) -> R,
     ) -> R {
+        if prefixes.is_empty() {
+            // Most sessions have no routes: no lock to take.
+            return f(&[]);
+        }
         let registry = self.registry();
         let owned: Vec<Ipv4Prefix> = prefixes
             .iter()

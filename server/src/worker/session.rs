@@ -1144,10 +1144,11 @@ impl SessionCtx {
             .with_owned(self.reference, framed, |prefixes| {
                 let refused = routes
                     .iter()
-                    .find_map(|addr| Some((addr.to_string(), filter.mark(*addr).err()?)))
+                    .find_map(|addr| filter.mark(*addr).err().map(|e| (addr.to_string(), e)))
                     .or_else(|| {
                         prefixes.iter().find_map(|prefix| {
-                            Some((prefix.to_string(), filter.mark_prefix(*prefix).err()?))
+                            let refused = filter.mark_prefix(*prefix).err();
+                            refused.map(|e| (prefix.to_string(), e))
                         })
                     });
                 if refused.is_some() {
