@@ -22,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::metrics::Event;
+use crate::proto::route::Ipv4Prefix;
 
 /// `BPF_MAP_CREATE`, `BPF_MAP_UPDATE_ELEM`, `BPF_MAP_DELETE_ELEM`,
 /// `BPF_PROG_LOAD` (`enum bpf_cmd`).
@@ -143,6 +144,39 @@ pub(crate) fn map_refused(program: DeviceProgram, error: io::Error) -> AttachErr
     }
 }
 
+/// The maps a device program reads: one of destinations ([`key_of`]), and
+/// an LPM trie of IPv4 prefixes it looks up when the first misses.
+pub(crate) struct DestinationMaps {
+    pub(crate) addresses: AddressMap,
+    pub(crate) prefixes: PrefixMap,
+}
+
+/// Creates `program`'s two maps (room for `capacity` keys each, values of
+/// `value_size` bytes), loads the instructions `build` makes for them
+/// (the address map's fd, then the prefix map's), and attaches them to the
+/// device of `queue` (any of its queues: the program is the device's).
+/// The program's fd is returned to be kept, so that it outlives any
+/// detach of the device.
+pub(crate) fn attach_with_maps(
+    program: DeviceProgram,
+    queue: RawFd,
+    (capacity, value_size): (u32, u32),
+    build: impl FnOnce(RawFd, RawFd) -> Vec<Insn>,
+) -> Result<(DestinationMaps, OwnedFd), AttachError> {
+    let (addresses, prefixes) = match program {
+        DeviceProgram::DropFilter => ("sstpd_congested", "sstpd_cong_pfx"),
+        DeviceProgram::Steering => ("sstpd_owners", "sstpd_routes"),
+    };
+    let refused = |e| map_refused(program, e);
+    let maps = DestinationMaps {
+        addresses: AddressMap::create(addresses, capacity, value_size).map_err(refused)?,
+        prefixes: PrefixMap::create(prefixes, capacity, value_size).map_err(refused)?,
+    };
+    let insns = build(maps.addresses.fd(), maps.prefixes.fd());
+    let loaded = attach_program(program, queue, &insns)?;
+    Ok((maps, loaded))
+}
+
 /// Loads `insns` as `program` and attaches it to the device of `queue`;
 /// the program's fd is to be kept.
 pub(crate) fn attach_program(
@@ -189,16 +223,16 @@ impl PrefixMap {
         self.fd.as_raw_fd()
     }
 
-    /// Sets the value of `addr/len`. Fails when the trie is full (`ENOSPC`,
+    /// Sets the value of `prefix`. Fails when the trie is full (`ENOSPC`,
     /// where a hash map says `E2BIG`).
-    pub(crate) fn update(&self, (addr, len): (Ipv4Addr, u8), value: &[u8]) -> io::Result<()> {
-        let key = prefix_key(addr, len);
+    pub(crate) fn update(&self, prefix: Ipv4Prefix, value: &[u8]) -> io::Result<()> {
+        let key = prefix_key(prefix.addr(), prefix.prefix_len());
         element(&self.fd, BPF_MAP_UPDATE_ELEM, &key, value.as_ptr() as u64)
     }
 
-    /// Removes `addr/len`; one that is not there is no error.
-    pub(crate) fn delete(&self, (addr, len): (Ipv4Addr, u8)) -> io::Result<()> {
-        delete_element(&self.fd, &prefix_key(addr, len))
+    /// Removes `prefix`; one that is not there is no error.
+    pub(crate) fn delete(&self, prefix: Ipv4Prefix) -> io::Result<()> {
+        delete_element(&self.fd, &prefix_key(prefix.addr(), prefix.prefix_len()))
     }
 }
 

@@ -38,8 +38,8 @@ use std::net::IpAddr;
 use std::os::fd::{OwnedFd, RawFd};
 
 use super::bpf::{
-    attach_program, destination_program, insn, ipv4_prefix_lookup, map_refused, AddressMap, Insn,
-    PrefixMap, EXIT, LDX_W, MOV64_IMM, R0, R6,
+    attach_with_maps, destination_program, insn, ipv4_prefix_lookup, AddressMap, Insn, PrefixMap,
+    EXIT, LDX_W, MOV64_IMM, R0, R6,
 };
 pub use super::bpf::{key_of, AttachError, AttachStep, DeviceProgram, KEY_LEN};
 use crate::proto::route::Ipv4Prefix;
@@ -72,14 +72,11 @@ impl DropFilter {
     /// and attaches it to the device of `queue` (any queue of a device: the
     /// filter is the device's).
     pub fn attach(queue: RawFd, capacity: u32) -> Result<DropFilter, DropFilterError> {
-        let refused = |e| map_refused(DeviceProgram::DropFilter, e);
-        let map = AddressMap::create("sstpd_congested", capacity, 1).map_err(refused)?;
-        let prefixes = PrefixMap::create("sstpd_cong_pfx", capacity, 1).map_err(refused)?;
-        let insns = program(map.fd(), prefixes.fd());
-        let program = attach_program(DeviceProgram::DropFilter, queue, &insns)?;
+        let (maps, program) =
+            attach_with_maps(DeviceProgram::DropFilter, queue, (capacity, 1), program)?;
         Ok(DropFilter {
-            map,
-            prefixes,
+            map: maps.addresses,
+            prefixes: maps.prefixes,
             _program: program,
         })
     }
@@ -100,14 +97,13 @@ impl DropFilter {
     /// Framed-Route) are dropped by the kernel from now on. Fails when the
     /// trie is full (`ENOSPC`).
     pub fn mark_prefix(&self, prefix: Ipv4Prefix) -> io::Result<()> {
-        self.prefixes
-            .update((prefix.addr(), prefix.prefix_len()), &[1])
+        self.prefixes.update(prefix, &[1])
     }
 
     /// Packets to `prefix` reach sstpd again. Clearing a prefix that is not
     /// there is no error.
     pub fn clear_prefix(&self, prefix: Ipv4Prefix) -> io::Result<()> {
-        self.prefixes.delete((prefix.addr(), prefix.prefix_len()))
+        self.prefixes.delete(prefix)
     }
 }
 

@@ -39,8 +39,8 @@ use std::os::fd::{OwnedFd, RawFd};
 use crate::proto::route::Ipv4Prefix;
 
 use super::bpf::{
-    attach_program, destination_program, insn, ipv4_prefix_lookup, map_refused, AddressMap,
-    DeviceProgram, Insn, PrefixMap, EXIT, KEY, LDX_B, LDX_W, R0, R1, R10, XOR64_REG,
+    attach_with_maps, destination_program, insn, ipv4_prefix_lookup, AddressMap, DeviceProgram,
+    Insn, PrefixMap, EXIT, KEY, LDX_B, LDX_W, R0, R1, R10, XOR64_REG,
 };
 
 /// What the kernel refused, and at which step
@@ -72,14 +72,11 @@ impl Steering {
     /// program and attaches it to the device of `queue` (any of its
     /// queues: the steering is the device's).
     pub fn attach(queue: RawFd, capacity: u32) -> Result<Steering, SteeringError> {
-        let refused = |e| map_refused(DeviceProgram::Steering, e);
-        let map = AddressMap::create("sstpd_owners", capacity, 4).map_err(refused)?;
-        let prefixes = PrefixMap::create("sstpd_routes", capacity, 4).map_err(refused)?;
-        let insns = program(map.fd(), prefixes.fd());
-        let program = attach_program(DeviceProgram::Steering, queue, &insns)?;
+        let (maps, program) =
+            attach_with_maps(DeviceProgram::Steering, queue, (capacity, 4), program)?;
         Ok(Steering {
-            map,
-            prefixes,
+            map: maps.addresses,
+            prefixes: maps.prefixes,
             _program: program,
         })
     }
@@ -100,14 +97,14 @@ impl Steering {
     /// to queue `queue` (the longest matching prefix wins). Fails when the
     /// prefix map is full (`ENOSPC`).
     pub fn steer_prefix(&self, prefix: Ipv4Prefix, queue: u16) -> io::Result<()> {
-        let key = (prefix.addr(), prefix.prefix_len());
-        self.prefixes.update(key, &u32::from(queue).to_ne_bytes())
+        self.prefixes
+            .update(prefix, &u32::from(queue).to_ne_bytes())
     }
 
     /// Packets to `prefix` go by their address bytes again (or a shorter
     /// prefix's queue).
     pub fn forget_prefix(&self, prefix: Ipv4Prefix) -> io::Result<()> {
-        self.prefixes.delete((prefix.addr(), prefix.prefix_len()))
+        self.prefixes.delete(prefix)
     }
 }
 
