@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::read_queue;
+use common::{read_queue, route_into, tun_device};
 use sstpd::testing::netns::NetNs;
 use sstpd::tun::drop_filter::DropFilter;
 use sstpd::tun::{DeviceStats, TunDevice, TunOptions};
@@ -26,10 +26,7 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 8);
 
 /// The one-queue device, up, with its /24.
 fn device() -> TunDevice {
-    let device = TunDevice::create(&TunOptions::new(NAME, 1)).unwrap();
-    device.set_ipv4(TUN_ADDR, 24).unwrap();
-    device.set_up(true).unwrap();
-    device
+    tun_device(NAME, 1, TUN_ADDR)
 }
 
 /// The destination of every packet the queue holds within `wait`.
@@ -166,11 +163,7 @@ fn marked_prefixes_are_dropped_by_the_kernel_and_others_pass() {
     let ns = NetNs::new(PREFIX).unwrap();
     ns.run(|| {
         let device = device();
-        let out = std::process::Command::new("ip")
-            .args(["route", "add", "10.99.0.0/16", "dev", NAME])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        route_into("10.99.0.0/16", NAME);
         let filter = device.attach_drop_filter(1).unwrap();
         let prefix = |third: u8| {
             sstpd::proto::route::Ipv4Prefix::new(Ipv4Addr::new(10, 99, third, 0), 24).unwrap()

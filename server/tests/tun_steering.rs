@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::read_queue;
+use common::{read_queue, route_into, tun_device};
 use sstpd::testing::netns::NetNs;
 use sstpd::tun::steering::Steering;
 use sstpd::tun::{TunDevice, TunOptions};
@@ -34,20 +34,13 @@ const FLOWS: usize = 16;
 
 /// The two-queue device, up, with its /24.
 fn device() -> TunDevice {
-    let device = TunDevice::create(&TunOptions::new(NAME, 2)).unwrap();
-    device.set_ipv4(TUN_ADDR, 24).unwrap();
-    device.set_up(true).unwrap();
-    device
+    tun_device(NAME, 2, TUN_ADDR)
 }
 
 /// [`device`] with 10.96.0.0/16 routed into it, for the prefix tests.
 fn routed_device() -> TunDevice {
     let device = device();
-    let out = std::process::Command::new("ip")
-        .args(["route", "add", "10.96.0.0/16", "dev", NAME])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    route_into("10.96.0.0/16", NAME);
     device
 }
 

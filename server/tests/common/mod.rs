@@ -672,3 +672,22 @@ pub fn flood_sends(target: Ipv4Addr, sends: usize) {
         }
     }
 }
+
+/// A TUN device `name` with `queues` queues, up, with `addr`/24 (the
+/// kernel tests of the device programs).
+pub fn tun_device(name: &str, queues: usize, addr: Ipv4Addr) -> sstpd::tun::TunDevice {
+    let device = sstpd::tun::TunDevice::create(&sstpd::tun::TunOptions::new(name, queues)).unwrap();
+    device.set_ipv4(addr, 24).unwrap();
+    device.set_up(true).unwrap();
+    device
+}
+
+/// Routes `prefix` (`a.b.c.d/len`) into the device `name`, in the
+/// current network namespace.
+pub fn route_into(prefix: &str, name: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["route", "add", prefix, "dev", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
