@@ -26,6 +26,13 @@ use crate::stats::{count_reason, loss_cause, Counters, IpFamily};
 const BULK_QUEUE: usize = 128 * 1024;
 /// Most packets a paced sender sends at once to catch up after a stall.
 const MAX_CATCH_UP: u32 = 256;
+/// The shortest period between a session's paced packets that is timed by
+/// the ring (`sstpd::sys::uring::sleep`), each packet on time. Shorter
+/// periods are saturating rates (the maximum of `latency`, `pps_*`): a
+/// timeout per packet would cost the load generator more than the packet,
+/// so such a session sleeps on tokio's millisecond timer and sends what
+/// fell due in one burst.
+const FINE_PACING_FROM: Duration = Duration::from_micros(50);
 /// How long a session waits for the first datagram of a stream it asked
 /// for before asking again, and how often it asks.
 const STREAM_START_WAIT: Duration = Duration::from_millis(500);
@@ -647,7 +654,8 @@ impl FlowPlan {
 }
 
 /// Sends `template` at `pps` from the window's start (offset by the
-/// session's share of one period, so sessions do not send in lockstep)
+/// session's share of one period, so sessions do not send in lockstep;
+/// timed by the ring, so that the share holds below a millisecond)
 /// until it ends; a reconnected session resumes at once, numbering from
 /// `first_seq`. Returns the sequence number reached.
 #[allow(clippy::too_many_arguments)]
@@ -679,7 +687,7 @@ async fn paced(
         let now = Instant::now();
         if next > now {
             tokio::select! {
-                _ = tokio::time::sleep_until(next.into()) => {}
+                _ = wait_until(next, period >= FINE_PACING_FROM) => {}
                 _ = w.wait_stopped() => return seq,
             }
             continue;
@@ -714,6 +722,20 @@ async fn paced(
             next = now;
         }
     }
+}
+
+/// Waits until `next`: `fine`, on the ring's timer, so that the packet
+/// leaves on time; else on tokio's, which counts whole milliseconds, so
+/// that the caller's catch-up sends what fell due meanwhile in one burst.
+async fn wait_until(next: Instant, fine: bool) {
+    if fine {
+        let wait = next.saturating_duration_since(Instant::now());
+        if sstpd::sys::uring::sleep(wait).await.is_ok() {
+            return;
+        }
+        // No ring timer: tokio's, bursts and all.
+    }
+    tokio::time::sleep_until(next.into()).await;
 }
 
 /// Sends as fast as the session's TLS connection takes (or at `pps`)

@@ -26,6 +26,7 @@
 use std::future::Future;
 use std::io;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// Submission queue entries of a runtime's ring when the caller does not
 /// choose (tokio-uring's own default is 256).
@@ -118,6 +119,43 @@ pub fn start<F: Future>(entries: u32, future: F) -> io::Result<F::Output> {
     Ok(runtime.block_on(future))
 }
 
+/// Sleeps for `duration` on this thread's ring (`IORING_OP_TIMEOUT`, a
+/// relative timeout on the kernel's high-resolution timers), for pacing
+/// finer than tokio's timer. tokio's timer wheel counts whole milliseconds,
+/// so a task that paced packets with `tokio::time::sleep_until` woke once a
+/// millisecond and sent what had fallen due since, in one burst; every
+/// session's timers that fell due in the same millisecond fired together.
+/// The load generator's latency points measured those bursts' queueing
+/// (docs/benchmarking.md, "Pacing finer than a millisecond").
+///
+/// Must run inside a tokio-uring runtime. Dropped before it fires, the
+/// timeout stays in the ring until it does (tokio-uring keeps its data).
+pub async fn sleep(duration: Duration) -> io::Result<()> {
+    struct Fired;
+    impl tokio_uring::OneshotOutputTransform for Fired {
+        type Output = io::Result<()>;
+        // The timespec the entry points to: boxed, so that it stays put
+        // while the future moves.
+        type StoredData = Box<io_uring::types::Timespec>;
+        fn transform_oneshot_output(
+            self,
+            _timespec: Self::StoredData,
+            cqe: io_uring::cqueue::Entry,
+        ) -> io::Result<()> {
+            match cqe.result() {
+                // A timeout that ran out completes with ETIME.
+                res if res == -libc::ETIME || res >= 0 => Ok(()),
+                res => Err(io::Error::from_raw_os_error(-res)),
+            }
+        }
+    }
+    let timespec = Box::new(io_uring::types::Timespec::from(duration));
+    let entry = io_uring::opcode::Timeout::new(&*timespec as *const _).build();
+    tokio_uring::UnsubmittedOneshot::new(timespec, Fired, entry)
+        .submit()
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +195,39 @@ mod tests {
         let err = probe_with(|_| Err(io::Error::from_raw_os_error(libc::ENOSYS)))
             .expect_err("no ring at all");
         assert_eq!(err.raw_os_error(), Some(libc::ENOSYS));
+    }
+
+    #[test]
+    fn a_ring_sleep_waits_at_least_its_duration() {
+        let slept = start(8, async {
+            let before = std::time::Instant::now();
+            sleep(Duration::from_micros(300)).await.expect("a timeout");
+            before.elapsed()
+        })
+        .expect("a runtime");
+        assert!(slept >= Duration::from_micros(300), "{slept:?}");
+    }
+
+    #[test]
+    fn a_ring_sleep_dropped_before_it_fires_leaves_the_ring_usable() {
+        let out = start(8, async {
+            // Dropped while in flight: its timespec must outlive the drop.
+            let long = Box::pin(sleep(Duration::from_millis(20)));
+            let mut long = Some(long);
+            std::future::poll_fn(|cx| {
+                let _ = long.as_mut().expect("once").as_mut().poll(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            drop(long.take());
+            sleep(Duration::from_micros(50)).await.expect("a timeout");
+            // The first one fires into the ignored slot; the ring goes on.
+            sleep(Duration::from_millis(30)).await.expect("a timeout");
+            tokio_uring::no_op().await.expect("a no-op");
+            7
+        })
+        .expect("a runtime");
+        assert_eq!(out, 7);
     }
 
     #[test]
