@@ -289,6 +289,9 @@ pub struct Traffic {
     pub foreign: u64,
     pub payload_mismatches: u64,
     pub backpressure_waits: u64,
+    /// Paced packets sent a whole period or more late ([`Counters::late_sends`]).
+    #[serde(default)]
+    pub late_sends: u64,
     pub send_errors: u64,
 }
 
@@ -395,6 +398,7 @@ impl FamilyFigures {
                 foreign: c.foreign,
                 payload_mismatches: c.payload_mismatches,
                 backpressure_waits: c.backpressure_waits,
+                late_sends: c.late_sends,
                 send_errors: c.send_errors,
             },
             loss: Loss {
@@ -743,6 +747,13 @@ impl Report {
                 out,
                 "MISMATCHES  {} packets arrived with a payload other than the one sent",
                 t.payload_mismatches
+            );
+        }
+        if t.late_sends > 0 {
+            let _ = writeln!(
+                out,
+                "pacing      {} of {} packets sent a period or more late (the pace was not kept)",
+                t.late_sends, t.up.packets
             );
         }
         if t.reordered + t.foreign + t.send_errors + t.backpressure_waits > 0 {

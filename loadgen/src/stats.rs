@@ -134,6 +134,10 @@ pub struct Counters {
     pub payload_mismatches: u64,
     /// Times a sender found the session's queue full and waited.
     pub backpressure_waits: u64,
+    /// Paced packets sent a whole period or more after their time: the
+    /// load generator did not keep the pace it was asked for (at a
+    /// saturating rate, every packet of a catch-up burst).
+    pub late_sends: u64,
     /// Packets the session refused to send (closed, not ready).
     pub send_errors: u64,
     /// Peer stats: flows asked and flows that answered.
@@ -189,6 +193,7 @@ impl Counters {
             foreign,
             payload_mismatches,
             backpressure_waits,
+            late_sends,
             send_errors,
             peer_queried,
             peer_answered,

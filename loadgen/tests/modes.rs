@@ -45,6 +45,24 @@ fn echo_at_a_low_rate_gets_every_reply_and_phases_add_up() {
 }
 
 #[test]
+fn a_pace_the_load_generator_cannot_keep_is_reported_as_late_sends() {
+    let server = server();
+    let mut config = load_config(&server, Mode::Echo { to: None }, 1);
+    // A packet every microsecond: more than one session's TLS carries, so
+    // the sender falls behind and catches up in bursts.
+    config.pps = Some(1_000_000.0);
+    let r = run(&server, config);
+    assert_consistent(&r);
+    let t = &r.traffic;
+    assert!(t.late_sends > 0, "{t:?}");
+    assert!(t.late_sends <= t.up.packets, "{t:?}");
+    assert!(
+        r.table().contains("sent a period or more late"),
+        "the table says so"
+    );
+}
+
+#[test]
 fn udp_reflected_by_the_peer_matches_byte_for_byte() {
     let server = server();
     let peer = start_peer(&server);

@@ -263,7 +263,7 @@ pub const SCENARIOS: [ScenarioSpec; 21] = [
         load: "8 sessions of 92-byte UDP round trips (64 flows each) reflected by the peer: at full speed \
                (the maximum), then paced at 10% and 50% of it",
         figures: "latency_max: round trips/s; latency_10pct, latency_50pct: percentiles \
-                  beside tls_ping_pong with 100-byte messages",
+                  beside tls_ping_pong with 100-byte messages, and the share of probes sent late",
     },
     ScenarioSpec {
         name: "setup",
@@ -1074,6 +1074,12 @@ fn latency(
         ));
         if let Some(l) = &r.loss.round_trip {
             figures.push(fig("loss", "ratio", l.ratio, Better::Neither));
+        }
+        if r.traffic.up.packets > 0 {
+            // A point whose load generator fell behind its pace measured
+            // the load generator's catch-up bursts too.
+            let late = r.traffic.late_sends as f64 / r.traffic.up.packets as f64;
+            figures.push(fig("sent_late", "ratio", late, Better::Lower));
         }
         let mut params = Params::new();
         match share {

@@ -698,6 +698,9 @@ async fn paced(
                 Ok(()) => {
                     seq += 1;
                     w.count_sent(rx.family, 1, len, probes);
+                    if now.saturating_duration_since(next) >= period {
+                        w.count(rx.family, |c| c.late_sends += 1);
+                    }
                 }
                 Err(ClientSendError::Backpressure) => {
                     // The tunnel is slower than the pace: the packet is
