@@ -28,7 +28,7 @@ const BULK_QUEUE: usize = 128 * 1024;
 const MAX_CATCH_UP: u32 = 256;
 /// The shortest period between a session's paced packets that is timed by
 /// the ring (`sstpd::sys::uring::sleep`), each packet on time. Shorter
-/// periods are saturating rates (the maximum of `latency`, `pps_*`): a
+/// periods are saturating rates (`latency`'s maximum, for one): a
 /// timeout per packet would cost the load generator more than the packet,
 /// so such a session sleeps on tokio's millisecond timer and sends what
 /// fell due in one burst.

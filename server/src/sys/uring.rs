@@ -128,8 +128,12 @@ pub fn start<F: Future>(entries: u32, future: F) -> io::Result<F::Output> {
 /// The load generator's latency points measured those bursts' queueing
 /// (docs/benchmarking.md, "Pacing finer than a millisecond").
 ///
-/// Must run inside a tokio-uring runtime. Dropped before it fires, the
-/// timeout stays in the ring until it does (tokio-uring keeps its data).
+/// Dropped before it fires, the timeout stays in the ring until it does
+/// (tokio-uring keeps its data).
+///
+/// # Panics
+///
+/// Outside a tokio-uring runtime, as every tokio-uring operation does.
 pub async fn sleep(duration: Duration) -> io::Result<()> {
     struct Fired;
     impl tokio_uring::OneshotOutputTransform for Fired {
