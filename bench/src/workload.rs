@@ -26,7 +26,7 @@ use sstpd::proto::auth::verify::LocalAuthenticator;
 use sstpd::proto::auth::{AuthProtocol, LocalUser, PasswordStore};
 use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppConfig};
 use sstpd::proto::session::SessionConfig;
-use sstpd::proto::sstp::{record_units, Deframer, SstpConfig};
+use sstpd::proto::sstp::{Deframer, SstpConfig, Transmit};
 use sstpd::routing::ServerPools;
 use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
 use sstpd::testing::pair::{Direction, SessionPair};
@@ -651,7 +651,7 @@ impl DataWork {
 /// with everything but the runtime, as the runtime drives it. The sender's
 /// core frames a delivery's packets (`Session::send_ip`, 16 per delivery
 /// as in [`Part::Data`]), its record layer seals them one record per SSTP
-/// packet ([`record_units`], as the session writer does), the records move
+/// packet (the units of its [`Transmit`], as the session writer does), the records move
 /// into the receiver's read buffer (the sockets' part), and the receiver
 /// opens them there and hands the plaintext to its core
 /// (`Session::handle_input`), which passes each IP packet on. Both ends are
@@ -666,7 +666,7 @@ pub struct PathWork {
     packets: u64,
     ips: Vec<Vec<u8>>,
     /// The sender's plaintext (its session's output buffer).
-    plaintext: Vec<u8>,
+    plaintext: Transmit,
     /// The sealed records, reused ([`Outgoing::reuse`]).
     wire: Option<Vec<u8>>,
     now: std::time::Instant,
@@ -688,7 +688,7 @@ impl PathWork {
             direction,
             packets,
             ips,
-            plaintext: Vec::with_capacity(64 * 1024),
+            plaintext: Transmit::new(),
             wire: Some(Vec::with_capacity(64 * 1024)),
             now: std::time::Instant::now(),
             delivered: 0,
@@ -738,7 +738,7 @@ impl PathWork {
             }
             sent += batch;
             let mut out = Outgoing::reuse(wire.take().unwrap_or_default());
-            for unit in record_units(plaintext) {
+            for unit in plaintext.units() {
                 if sealer.seal(unit, &mut out).is_err() {
                     break;
                 }

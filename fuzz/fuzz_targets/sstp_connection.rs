@@ -1,6 +1,7 @@
 //! Both SSTP state machines ([MS-SSTP] 3.1 to 3.3) driven by arbitrary
 //! input: the first byte picks the role, whether the HTTP exchange is done
-//! first and the chunk size; each chunk also moves the virtual clock.
+//! first and the chunk size; each chunk also moves the virtual clock. What
+//! it sends must come out as whole units (one TLS record each).
 
 #![no_main]
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use sstpd::proto::sstp::{CertHashes, ClientHandshake, SstpConfig, SstpConnection};
+use sstpd::proto::sstp::{CertHashes, ClientHandshake, SstpConfig, SstpConnection, Transmit};
 
 const SSTPC_REQUEST: &[u8] = b"SSTP_DUPLEX_POST /sra_{BA195980-CD49-458b-9E23-C84EE0ADCD75}/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 18446744073709551615\r\nSSTPCORRELATIONID: {6BAA1E45-9937-77B0-567472AB}\r\n\r\n";
 
@@ -37,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         conn.handle_input(base, head, &mut |_| {});
     }
     let mut now = base;
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     for (i, piece) in input.chunks(chunk).enumerate() {
         conn.handle_input(now, piece, &mut |frame| assert!(!frame.is_empty()));
         if i == 1 {
@@ -45,6 +46,8 @@ fuzz_target!(|data: &[u8]| {
         }
         let _ = conn.send_ppp(piece, &mut out);
         conn.poll_transmit(now, &mut out);
+        // Each unit is one HTTP head or one SSTP packet, whatever came in.
+        out.assert_whole_units();
         out.clear();
         while conn.poll_event().is_some() {}
         now += Duration::from_secs(u64::from(piece[0] % 8) * 10);

@@ -11,7 +11,7 @@ use sstpd::proto::auth::{AttemptOutcome, AuthFailure, AuthProtocol, RejectReason
 use sstpd::proto::ndp;
 use sstpd::proto::ppp::{IpcpConfig, Ipv6cpConfig, PppCloseReason, PppConfig};
 use sstpd::proto::session::{CloseReason, DropReason, SessionConfig, SessionEvent};
-use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig};
+use sstpd::proto::sstp::{HashProtocol, HashProtocols, SstpConfig, Transmit};
 use sstpd::testing::pair::{control_message_type, is_data_packet, Direction, SessionPair};
 use sstpd::testing::StaticPasswords;
 
@@ -426,7 +426,7 @@ fn no_ip_traffic_passes_until_the_crypto_binding_is_verified() {
     assert_eq!(
         pair.server
             .session
-            .send_ip(&ipv4_packet(GATEWAY, client_ip, b"x"), &mut Vec::new()),
+            .send_ip(&ipv4_packet(GATEWAY, client_ip, b"x"), &mut Transmit::new()),
         Err(sstpd::proto::session::SendIpError::NotReady),
         "nor from the network to the client"
     );
@@ -592,9 +592,9 @@ fn the_authenticators_mtu_and_dns_servers_apply_to_the_session() {
     let server = &mut pair.server.session;
     let fits = ipv4_packet(GATEWAY, client.local, &[0; 600 - 28]);
     let too_large = ipv4_packet(GATEWAY, client.local, &[0; 601 - 28]);
-    assert_eq!(server.send_ip(&fits, &mut Vec::new()), Ok(()));
+    assert_eq!(server.send_ip(&fits, &mut Transmit::new()), Ok(()));
     assert_eq!(
-        server.send_ip(&too_large, &mut Vec::new()),
+        server.send_ip(&too_large, &mut Transmit::new()),
         Err(sstpd::proto::session::SendIpError::TooLarge)
     );
     assert_eq!(server.ppp().framed_mtu(), Some(600));

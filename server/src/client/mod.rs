@@ -24,7 +24,7 @@ use crate::proto::ppp::Ipv4Params;
 use crate::proto::session::{
     ClientParams, CloseReason, SendIpError, Session, SessionConfig, SessionEvent,
 };
-use crate::proto::sstp::{CertHashes, ClientHandshake};
+use crate::proto::sstp::{CertHashes, ClientHandshake, Transmit};
 
 /// Everything needed to open one session.
 #[derive(Clone)]
@@ -119,7 +119,7 @@ pub type IpHandler = Box<dyn FnMut(&[u8])>;
 struct Inner {
     proto: RefCell<Session>,
     tls: TlsConn,
-    out: RefCell<Vec<u8>>,
+    out: RefCell<Transmit>,
     wake_writer: Notify,
     /// Signalled whenever the writer takes the queued bytes (and on close):
     /// what [`Client::writable`] waits for.
@@ -252,7 +252,7 @@ pub async fn connect(
     let inner = Rc::new(Inner {
         proto: RefCell::new(session),
         tls,
-        out: RefCell::new(Vec::new()),
+        out: RefCell::new(Transmit::new()),
         wake_writer: Notify::new(),
         drained: Notify::new(),
         on_ip: RefCell::new(on_ip),
@@ -409,7 +409,7 @@ async fn reader(client: Client) {
 
 async fn writer(client: Client) {
     let inner = &client.inner;
-    let mut batch = Vec::new();
+    let mut batch = Transmit::new();
     loop {
         let deadline =
             crate::net::session_io::collect_output(&inner.proto, &inner.out, Instant::now());
@@ -419,7 +419,7 @@ async fn writer(client: Client) {
             inner.drained.notify_waiters();
         }
         if !batch.is_empty() || inner.tls.wants_flush() {
-            let result = inner.tls.write_plaintext(&batch).await;
+            let result = inner.tls.write_plaintext(batch.bytes()).await;
             batch.clear();
             if result.is_err() {
                 inner.proto.borrow_mut().transport_closed(Instant::now());

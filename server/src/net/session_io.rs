@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::proto::session::Session;
+use crate::proto::sstp::Transmit;
 
 /// Fires the session's timers if they are due and appends everything it
 /// wants to send to `out`. Returns the next timer deadline.
 pub(crate) fn collect_output(
     proto: &RefCell<Session>,
-    out: &RefCell<Vec<u8>>,
+    out: &RefCell<Transmit>,
     now: Instant,
 ) -> Option<Instant> {
     let mut proto = proto.borrow_mut();

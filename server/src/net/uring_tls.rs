@@ -602,7 +602,7 @@ impl TlsConn {
     /// Encrypts each unit as its own TLS record(s) straight into the write
     /// buffer and writes them in one submission (one per [`WRITE_BATCH`]
     /// of ciphertext). The server sends one SSTP packet per record this
-    /// way, which sstp-client needs (see [`crate::proto::sstp::records`]).
+    /// way, which sstp-client needs (see [`crate::proto::sstp::transmit`]).
     ///
     /// With kernel TLS every send call becomes its own record(s): each unit
     /// is one send, in order, back to back (`write_kernel_units`).

@@ -41,7 +41,7 @@ use super::route::Ipv4Prefix;
 use super::sstp::connection::CloseReason as SstpCloseReason;
 use super::sstp::connection::DropReason as SstpDropReason;
 use super::sstp::wire::packet_header;
-use super::sstp::{CertHashes, ClientHandshake, SstpConfig, SstpConnection, SstpEvent};
+use super::sstp::{CertHashes, ClientHandshake, SstpConfig, SstpConnection, SstpEvent, Transmit};
 use super::Role;
 
 /// Largest SSTP packet ([MS-SSTP] 2.2.1: 12-bit length).
@@ -468,9 +468,9 @@ impl Session {
     }
 
     /// Appends the SSTP data packet carrying `packet` (an IPv4 or IPv6
-    /// packet) to `out`, the caller's TLS plaintext buffer. This is the
-    /// data path: one header write and one copy.
-    pub fn send_ip(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), SendIpError> {
+    /// packet) to `out`, the caller's TLS plaintext, as one unit. This is
+    /// the data path: one header write and one copy.
+    pub fn send_ip(&mut self, packet: &[u8], out: &mut Transmit) -> Result<(), SendIpError> {
         let version = match packet.first().map(|b| b >> 4) {
             Some(4) => IpVersion::V4,
             Some(6) => IpVersion::V6,
@@ -495,23 +495,24 @@ impl Session {
         }
         // Queued control bytes go first so the stream stays in order.
         self.sstp.write_queued(out);
-        let start = out.len();
-        out.extend_from_slice(&[0; SSTP_HEADER_LEN]);
-        self.ppp.encapsulate_ip(version, packet, out);
-        let len = out.len() - start;
+        let mut unit = out.unit();
+        let start = unit.start();
+        unit.extend_from_slice(&[0; SSTP_HEADER_LEN]);
+        self.ppp.encapsulate_ip(version, packet, &mut unit);
+        let len = unit.len() - start;
         if len > MAX_SSTP_PACKET {
-            out.truncate(start);
+            unit.truncate(start);
             return Err(SendIpError::TooLarge);
         }
-        out[start..start + SSTP_HEADER_LEN].copy_from_slice(&packet_header(false, len));
+        unit[start..start + SSTP_HEADER_LEN].copy_from_slice(&packet_header(false, len));
         self.stats.ip_packets_out += 1;
         self.stats.ip_bytes_out += packet.len() as u64;
         Ok(())
     }
 
     /// Appends everything queued for the peer (HTTP, SSTP control, PPP
-    /// control frames) to `out`.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) {
+    /// control frames) to `out`, one unit per HTTP message or SSTP packet.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) {
         self.flush_ppp();
         self.sstp.poll_transmit(now, out);
     }

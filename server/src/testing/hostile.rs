@@ -12,6 +12,7 @@
 //!
 //! Not a stable API: for tests, fuzz targets and benchmarks.
 
+use crate::proto::sstp::Transmit;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
@@ -372,7 +373,7 @@ impl Endpoint for ScriptedClient {
     const STREAM: bool = true;
 
     /// What the test put in the side's outbox, as one write.
-    fn poll_transmit(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) -> bool {
         !out.is_empty()
     }
 
@@ -435,7 +436,7 @@ impl Pair<SessionEnd, ScriptedClient> {
     /// Feeds `bytes` (one read's worth) to the server, then moves
     /// everything it answers to the client.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.client.outbox.extend_from_slice(bytes);
+        self.client.outbox.unit().extend_from_slice(bytes);
         self.drive_now();
     }
 
@@ -746,8 +747,13 @@ impl FuzzRun {
         }
         assert!(count <= MAX_EVENTS_PER_STEP, "{count} events in one step");
         let before = (self.client_out.len(), self.server_out.len());
-        self.client.poll_transmit(self.now, &mut self.client_out);
-        self.server.poll_transmit(self.now, &mut self.server_out);
+        let now = self.now;
+        super::collect_units(&mut self.client_out, |out| {
+            self.client.poll_transmit(now, out)
+        });
+        super::collect_units(&mut self.server_out, |out| {
+            self.server.poll_transmit(now, out)
+        });
         assert!(self.client_out.len() - before.0 <= MAX_OUTPUT_PER_STEP);
         assert!(self.server_out.len() - before.1 <= MAX_OUTPUT_PER_STEP);
     }
@@ -892,7 +898,9 @@ impl FuzzRun {
         let mut packet = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0];
         packet.extend_from_slice(&v4.local.octets());
         packet.extend_from_slice(&v4.peer.octets());
-        let _ = self.client.send_ip(&packet, &mut self.client_out);
+        let _ = super::collect_units(&mut self.client_out, |out| {
+            self.client.send_ip(&packet, out)
+        });
         self.collect(None);
     }
 }

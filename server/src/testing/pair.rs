@@ -68,6 +68,7 @@
 //! packets are only counted unless [`Side::keep_delivered`] is set, and a
 //! side with no request outstanding answers nothing without a lock.
 
+use crate::proto::sstp::Transmit;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
@@ -162,7 +163,7 @@ pub trait Endpoint: fmt::Debug {
 
     /// Appends the next message, or for a byte stream everything queued,
     /// to `out`; returns whether `out` holds anything to move.
-    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool;
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) -> bool;
     /// Takes in what the peer transmitted (a message, or a piece of the
     /// stream).
     fn receive(
@@ -296,7 +297,7 @@ pub struct Side<E: Endpoint> {
     /// What it transmitted, if recording.
     pub sent: Transcript,
     /// Bytes on the wire from this side, moved on the next transfer.
-    pub outbox: Vec<u8>,
+    pub outbox: Transmit,
 }
 
 impl<E: Endpoint> Side<E> {
@@ -308,7 +309,7 @@ impl<E: Endpoint> Side<E> {
             delivered_count: 0,
             keep_delivered: true,
             sent: Transcript::default(),
-            outbox: Vec::new(),
+            outbox: Transmit::new(),
         }
     }
 
@@ -628,7 +629,7 @@ impl Wire<'_, '_> {
             self.bytes[index] += from.outbox.len() as u64;
             from.sent.record(&from.outbox);
             if let Some(tamper) = self.tamper.as_deref_mut() {
-                tamper(direction, &mut from.outbox);
+                tamper(direction, from.outbox.bytes_mut());
             }
             match self.loss.as_deref_mut() {
                 None => {

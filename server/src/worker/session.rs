@@ -33,7 +33,7 @@ use crate::proto::ppp::Ipv4AddressRequest;
 use crate::proto::route::Ipv4Prefix;
 use crate::proto::session::{CloseReason, Session, SessionEvent};
 use crate::proto::sstp::connection::{AbortReason, CloseReason as SstpCloseReason};
-use crate::proto::sstp::{record_units, HashProtocol};
+use crate::proto::sstp::{HashProtocol, Transmit};
 use crate::routing::session_table::SessionRef;
 use crate::tls::ktls::KtlsDecision;
 
@@ -294,7 +294,7 @@ pub(crate) struct SessionCtx {
     /// version).
     pub(super) tls_suite: Option<rustls::SupportedCipherSuite>,
     /// TLS plaintext waiting for the writer: SSTP packets, control and data.
-    out: RefCell<Vec<u8>>,
+    out: RefCell<Transmit>,
     wake_writer: Notify,
     span: tracing::Span,
     /// Addresses this session owns in the session table.
@@ -659,7 +659,7 @@ async fn establish(
             tls,
             kernel_tls,
             tls_suite,
-            out: RefCell::new(Vec::new()),
+            out: RefCell::new(Transmit::new()),
             wake_writer: Notify::new(),
             span: span.clone(),
             routes: RefCell::new(Vec::new()),
@@ -827,7 +827,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
 /// Protocol output -> TLS -> socket; also runs the session's timers, also
 /// while a write waits for the client ([`SessionCtx::while_writing`]).
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
-    let mut batch: Vec<u8> = Vec::new();
+    let mut batch = Transmit::new();
     let mut last_write = Instant::now();
     loop {
         if ctx.failed.get() {
@@ -849,7 +849,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             // One TLS record per SSTP packet: sstp-client handles only
             // the first packet of a record until more bytes arrive.
             ctx.in_flight.set(batch.len());
-            let write = ctx.tls.write_plaintext_units(record_units(&batch));
+            let write = ctx.tls.write_plaintext_units(batch.units());
             // On the heap while it runs: the write's state is most of the
             // writer's, and an idle session does not keep room for it.
             let result = Box::pin(ctx.while_writing(worker, write)).await;
@@ -901,7 +901,7 @@ impl SessionCtx {
     /// given back now).
     fn release_idle_write_buffers(
         &self,
-        batch: &mut Vec<u8>,
+        batch: &mut Transmit,
         last_write: Instant,
     ) -> Option<Instant> {
         let held =
@@ -913,12 +913,8 @@ impl SessionCtx {
         if Instant::now() < release_at {
             return Some(release_at);
         }
-        *batch = Vec::new();
-        let mut out = self.out.borrow_mut();
-        if out.is_empty() {
-            *out = Vec::new();
-        }
-        drop(out);
+        *batch = Transmit::new();
+        self.out.borrow_mut().release_if_empty();
         self.tls.release_write_buffer();
         self.proto.borrow_mut().release_idle_capacity();
         None

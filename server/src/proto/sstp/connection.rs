@@ -22,6 +22,7 @@ use super::http::{
     write_ok_response, ClientHandshake, HttpError, HttpResponseError, Parsed, RequestParser,
     ResponseParser,
 };
+use super::transmit::Transmit;
 use super::wire::{
     connect_request_defects, encode_bare, encode_call_abort, encode_call_connect_ack,
     encode_call_connect_nak, encode_call_connect_request, encode_call_disconnect,
@@ -390,7 +391,7 @@ struct Machine {
     /// ([`SstpConfig::echo_reply_burst`]).
     echo_budget: TokenBucket,
     /// Control bytes (HTTP, SSTP control packets) waiting to be sent.
-    tx: Vec<u8>,
+    tx: Transmit,
     events: VecDeque<SstpEvent>,
     /// The crypto binding's inputs, until the call is connected or torn
     /// down.
@@ -463,9 +464,7 @@ impl SstpConnection {
     /// events): the HTTP answer and the call's control packets grew them
     /// at setup. Nothing waiting is lost.
     pub fn release_idle_capacity(&mut self) {
-        if self.machine.tx.is_empty() {
-            self.machine.tx = Vec::new();
-        }
+        self.machine.tx.release_if_empty();
         crate::proto::release_if_empty(&mut self.machine.events);
     }
 
@@ -498,7 +497,7 @@ impl SstpConnection {
             [0; NONCE_LEN],
             offered,
         );
-        handshake.write_request(&mut machine.tx);
+        handshake.write_request(&mut machine.tx.unit());
         machine.correlation_id = Some(handshake.correlation_id().to_owned());
         SstpConnection { deframer, machine }
     }
@@ -568,7 +567,7 @@ impl SstpConnection {
     /// ([MS-SSTP] 2.2.3). Control bytes still queued go first, so that the
     /// stream keeps its order. Allowed once PPP may run
     /// ([`SstpState::ppp_ready`]).
-    pub fn send_ppp(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+    pub fn send_ppp(&mut self, frame: &[u8], out: &mut Transmit) -> Result<(), SendError> {
         let machine = &mut self.machine;
         if !machine.state.ppp_ready() {
             return Err(
@@ -586,9 +585,10 @@ impl SstpConnection {
             return Err(SendError::FrameTooLarge { len: frame.len() });
         }
         out.append(&mut machine.tx);
-        out.reserve(HEADER_LEN + frame.len());
-        put_packet_header(out, false, HEADER_LEN + frame.len());
-        out.extend_from_slice(frame);
+        let mut unit = out.unit();
+        unit.reserve(HEADER_LEN + frame.len());
+        put_packet_header(&mut unit, false, HEADER_LEN + frame.len());
+        unit.extend_from_slice(frame);
         Ok(())
     }
 
@@ -604,13 +604,13 @@ impl SstpConnection {
 
     /// Appends queued control bytes to `out` without a clock (the data
     /// path uses it to keep the stream in order before a data packet).
-    pub fn write_queued(&mut self, out: &mut Vec<u8>) {
+    pub fn write_queued(&mut self, out: &mut Transmit) {
         out.append(&mut self.machine.tx);
     }
 
     /// Appends all queued control bytes (HTTP, SSTP control packets) to
     /// `out`.
-    pub fn poll_transmit(&mut self, _now: Instant, out: &mut Vec<u8>) {
+    pub fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) {
         out.append(&mut self.machine.tx);
     }
 
@@ -742,7 +742,7 @@ impl Machine {
             timer,
             echo_outstanding: false,
             echo_budget,
-            tx: Vec::new(),
+            tx: Transmit::new(),
             events: VecDeque::new(),
             setup: Some(Box::new(Setup {
                 cert,
@@ -772,7 +772,7 @@ impl Machine {
                     self.correlation_id = message.correlation_id;
                     let date = self.setup.as_deref_mut().and_then(|s| s.http_date.take());
                     write_ok_response(
-                        &mut self.tx,
+                        &mut self.tx.unit(),
                         self.config.http_server_header.as_deref(),
                         date.as_deref(),
                     );
@@ -780,7 +780,7 @@ impl Machine {
                     data.get(consumed..)
                 }
                 Err(error) => {
-                    error.write_response(&mut self.tx);
+                    error.write_response(&mut self.tx.unit());
                     self.terminate(CloseReason::HttpRequestRejected(error), false);
                     None
                 }
@@ -905,7 +905,7 @@ impl Machine {
                     self.dropped(DropReason::EchoRateLimited)
                 }
                 Ok(ControlMessage::EchoRequest) => {
-                    encode_bare(MessageType::EchoResponse, &mut self.tx)
+                    encode_bare(MessageType::EchoResponse, &mut self.tx.unit())
                 }
                 Ok(_) => {}
                 Err(error) => self.start_abort(now, AbortReason::InvalidPacket(error)),
@@ -934,7 +934,7 @@ impl Machine {
                 // the peer's Status Info back.
                 encode_call_abort(
                     info.map(|info| StatusInfo::new(info.attrib_id, info.status)),
-                    &mut self.tx,
+                    &mut self.tx.unit(),
                 );
                 self.begin_teardown(CloseReason::PeerAbort {
                     status: info.map(|info| info.status),
@@ -963,7 +963,7 @@ impl Machine {
                 self.begin_teardown(CloseReason::PeerDisconnect { status });
             }
         }
-        encode_bare(MessageType::CallDisconnectAck, &mut self.tx);
+        encode_bare(MessageType::CallDisconnectAck, &mut self.tx.unit());
         self.state = SstpState::CallDisconnectTimeoutPending;
         self.timer = after(now, self.config.disconnect_timer_2);
     }
@@ -1004,7 +1004,7 @@ impl Machine {
                 AbortReason::UnexpectedMessage(MessageType::CallConnectRequest),
             );
         };
-        encode_call_connect_ack(self.offered, &setup.nonce, &mut self.tx);
+        encode_call_connect_ack(self.offered, &setup.nonce, &mut self.tx.unit());
         self.state = SstpState::ServerCallConnectedPending;
         self.timer = after(now, self.config.call_connected_timeout);
         self.events.push_back(SstpEvent::PppReady);
@@ -1017,7 +1017,7 @@ impl Machine {
             return self.start_abort(now, AbortReason::RetryCountExceeded);
         }
         self.naks += 1;
-        encode_call_connect_nak(infos, &mut self.tx);
+        encode_call_connect_nak(infos, &mut self.tx.unit());
         if let Some(first) = infos.first() {
             self.events.push_back(SstpEvent::NakSent {
                 status: first.status,
@@ -1105,7 +1105,7 @@ impl Machine {
             PROTOCOL_PPP
         };
         self.requests_sent = self.requests_sent.saturating_add(1);
-        encode_call_connect_request(protocol, &mut self.tx);
+        encode_call_connect_request(protocol, &mut self.tx.unit());
         self.timer = after(now, self.config.negotiation_timeout);
     }
 
@@ -1161,7 +1161,7 @@ impl Machine {
             return;
         };
         let message = build_call_connected(protocol, &setup.nonce, &setup.cert, &hlak);
-        self.tx.extend_from_slice(&message);
+        self.tx.unit().extend_from_slice(&message);
         self.established(now, protocol);
     }
 
@@ -1172,7 +1172,7 @@ impl Machine {
         }
         match self.state {
             SstpState::ServerHttpPending => {
-                HttpError::Timeout.write_response(&mut self.tx);
+                HttpError::Timeout.write_response(&mut self.tx.unit());
                 self.terminate(CloseReason::HttpRequestRejected(HttpError::Timeout), false);
             }
             SstpState::ClientHttpPending => self.terminate(
@@ -1190,7 +1190,7 @@ impl Machine {
                     // [MS-SSTP] 3.1.2.3: abort without sending a Call Abort.
                     self.terminate(CloseReason::HelloTimeout, true);
                 } else {
-                    encode_bare(MessageType::EchoRequest, &mut self.tx);
+                    encode_bare(MessageType::EchoRequest, &mut self.tx.unit());
                     self.echo_outstanding = true;
                     self.timer = after(now, self.config.hello_interval);
                 }
@@ -1212,7 +1212,7 @@ impl Machine {
             _ => {
                 encode_call_disconnect(
                     Some(StatusInfo::new(ATTRIB_NO_ERROR, Status::NoError)),
-                    &mut self.tx,
+                    &mut self.tx.unit(),
                 );
                 self.begin_teardown(CloseReason::LocalDisconnect);
                 self.state = SstpState::CallDisconnectAckPending;
@@ -1233,7 +1233,7 @@ impl Machine {
         }
         encode_call_abort(
             Some(StatusInfo::new(reason.attrib_id(), reason.status())),
-            &mut self.tx,
+            &mut self.tx.unit(),
         );
         self.begin_teardown(CloseReason::LocalAbort(reason));
         self.state = SstpState::CallAbortPending;
@@ -1262,7 +1262,7 @@ impl Machine {
             return;
         }
         if discard_tx {
-            self.tx = Vec::new();
+            self.tx = Transmit::new();
         }
         self.state = SstpState::Closed;
         self.timer = None;

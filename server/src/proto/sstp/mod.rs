@@ -9,8 +9,9 @@
 //! * [`connection`]: [`SstpConnection`], the sans-IO state machine the
 //!   runtime and the load generator drive.
 //! * [`config`]: [`SstpConfig`], timers and limits (spec defaults).
-//! * [`records`]: what the owner sends as one TLS record each (one SSTP
-//!   packet per record, which sstp-client needs).
+//! * [`transmit`]: [`Transmit`], the output for the peer with where each
+//!   unit ends that the owner seals as one TLS record (one SSTP packet per
+//!   record, which sstp-client needs).
 //!
 //! [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
 
@@ -19,7 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod deframer;
 pub mod http;
-pub mod records;
+pub mod transmit;
 pub mod wire;
 
 #[cfg(test)]
@@ -38,7 +39,7 @@ pub use connection::{
 };
 pub use deframer::{DeframeError, Deframer};
 pub use http::{ClientHandshake, HttpError, HttpResponseError, SstpRequest};
-pub use records::{record_units, RecordUnits};
+pub use transmit::{Transmit, Units};
 pub use wire::{
     ControlMessage, HashProtocol, HashProtocols, MessageType, Packet, Status, StatusInfo, WireError,
 };

@@ -11,6 +11,7 @@ use super::config::{SstpConfig, UNSUPPORTED_TEST_PROTOCOL};
 use super::connection::*;
 use super::http::{ClientHandshake, HttpError, HttpResponseError};
 use super::test_vectors::*;
+use super::transmit::Transmit;
 use super::wire::*;
 use super::BindingError;
 use crate::testing::pair::{self, Direction, SstpEnd, TamperFn};
@@ -456,7 +457,7 @@ fn client_gives_up_after_its_retries() {
 #[test]
 fn ppp_frames_pass_both_ways_once_ppp_may_run() {
     let mut pair = Pair::default();
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     // Before the ACK: not ready.
     assert_eq!(
         pair.client.conn.send_ppp(&[0xc0, 0x21, 1], &mut out),
@@ -477,7 +478,7 @@ fn ppp_frames_pass_both_ways_once_ppp_may_run() {
     pair.client.conn.set_hlak(pair.now, [0; 32]);
     pair.drive_now();
     let big = vec![0x21; MAX_PPP_FRAME_LEN];
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     pair.server.conn.send_ppp(&big, &mut out).unwrap();
     pair.server.conn.send_ppp(&[0x21, 0x45], &mut out).unwrap();
     assert_eq!(out[..4], [0x10, 0x00, 0x0f, 0xff]);
@@ -507,22 +508,22 @@ fn ppp_frames_pass_both_ways_once_ppp_may_run() {
 fn send_ppp_flushes_queued_control_bytes_first() {
     let mut pair = Pair::default();
     // Deliver the request only: the server queues the 200 and the ACK.
-    let mut request = Vec::new();
+    let mut request = Transmit::new();
     pair.client.conn.poll_transmit(pair.now, &mut request);
     pair.server.receive(pair.now, &request);
-    let mut to_server = Vec::new();
+    let mut to_server = Transmit::new();
     pair.client.receive(pair.now, b"HTTP/1.1 200 OK\r\n\r\n");
     pair.client.conn.poll_transmit(pair.now, &mut to_server);
     pair.server.receive(pair.now, &to_server);
     assert!(pair.server.conn.state().ppp_ready());
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     pair.server
         .conn
         .send_ppp(&[0xc0, 0x21, 0x01], &mut out)
         .unwrap();
     assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert!(out.ends_with(&[0x10, 0x00, 0x00, 0x07, 0xc0, 0x21, 0x01]));
-    let mut rest = Vec::new();
+    let mut rest = Transmit::new();
     pair.server.conn.poll_transmit(pair.now, &mut rest);
     assert!(rest.is_empty());
 }
@@ -536,13 +537,13 @@ fn everything_delivered_one_byte_at_a_time() {
         vec![0xc0, 0x21, 0x09, 0x01, 0x00, 0x08, 1, 2, 3, 4],
         vec![0x21; 1500],
     ];
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     for frame in &frames {
         pair.client.conn.send_ppp(frame, &mut out).unwrap();
     }
     pair.server.receive_in_chunks(pair.now, &out, 1);
     assert_eq!(pair.server.delivered, frames.to_vec());
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     for frame in &frames {
         pair.server.conn.send_ppp(frame, &mut out).unwrap();
     }
@@ -609,7 +610,7 @@ fn any_packet_restarts_the_hello_timer() {
     let mut pair = Pair::default();
     pair.establish([0; 32]);
     pair.now += Duration::from_secs(59);
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     pair.client.conn.send_ppp(&[0x21, 0x45], &mut out).unwrap();
     pair.server.receive(pair.now, &out);
     assert_eq!(
@@ -792,7 +793,7 @@ fn negotiation_timeout_counts_from_accept() {
     assert_eq!(server.state(), SstpState::ServerConnectRequestPending);
     server.handle_timeout(base + Duration::from_secs(10));
     assert_eq!(server.state(), SstpState::CallAbortPending);
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     server.poll_transmit(t, &mut out);
     assert!(out.ends_with(&abort_bytes(2, Status::NegotiationTimeout)));
 }
@@ -803,7 +804,7 @@ fn http_request_that_never_completes_gets_408() {
     let mut server = SstpConnection::server(Arc::new(SstpConfig::default()), base, cert(), NONCE);
     server.handle_input(base, b"SSTP_DUPLEX_POST /sra_", &mut |_| {});
     server.handle_timeout(base + Duration::from_secs(60));
-    let mut out = Vec::new();
+    let mut out = Transmit::new();
     server.poll_transmit(base, &mut out);
     assert!(out.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
     assert!(server.is_closed());
@@ -871,9 +872,10 @@ impl RawServer {
     }
 
     fn output(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Transmit::new();
         self.conn.poll_transmit(self.now, &mut out);
-        out
+        out.assert_whole_units();
+        out.into_bytes()
     }
 
     fn events(&mut self) -> Vec<SstpEvent> {
@@ -930,7 +932,7 @@ fn http_errors_are_answered_and_close() {
 #[test]
 fn client_refuses_a_non_200_reply() {
     let mut pair = Pair::default();
-    let mut request = Vec::new();
+    let mut request = Transmit::new();
     pair.client.conn.poll_transmit(pair.now, &mut request);
     pair.client
         .receive(pair.now, b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
@@ -1208,7 +1210,7 @@ fn echo_requests_are_answered_at_a_bounded_rate_and_the_excess_counted() {
     let responses = |bytes: &[u8]| bytes.chunks(8).filter(|c| *c == echo_response).count();
     let config = SstpConfig::default();
     let burst = config.echo_reply_burst as usize;
-    let mut sent = Vec::new();
+    let mut sent = Transmit::new();
     pair.server.conn.poll_transmit(pair.now, &mut sent);
     sent.clear();
     pair.server.events.clear();
@@ -1245,7 +1247,7 @@ fn echo_requests_are_answered_at_a_bounded_rate_and_the_excess_counted() {
 fn output_the_owner_never_collects_is_bounded_and_ends_the_connection() {
     let mut pair = Pair::default();
     pair.connect();
-    let mut sent = Vec::new();
+    let mut sent = Transmit::new();
     pair.server.conn.poll_transmit(pair.now, &mut sent);
     pair.server.events.clear();
     // What a PPP link answers to a flood (quoted Code-Rejects), queued

@@ -13,6 +13,7 @@ use super::connection::SstpConnection;
 use super::deframer::Deframer;
 use super::http::{ClientHandshake, Parsed, RequestParser, ResponseParser, DEFAULT_MAX_HEAD_LEN};
 use super::test_vectors::SSTPC_REQUEST;
+use super::transmit::Transmit;
 use super::wire::*;
 
 /// Delineates `stream` fed in pieces of the given sizes (cycled); returns
@@ -318,7 +319,7 @@ proptest! {
             SstpConnection::client(config, base, handshake, cert)
         };
         let mut now = base;
-        let mut out = Vec::new();
+        let mut out = Transmit::new();
         if prefix_http {
             let head: &[u8] = if server_side { SSTPC_REQUEST } else { b"HTTP/1.1 200 OK\r\n\r\n" };
             conn.handle_input(now, head, &mut |_| {});

@@ -1,6 +1,7 @@
 //! The authentication machines alone: [`AuthServerEnd`] and
 //! [`AuthClientEnd`], one PAP or CHAP packet a message.
 
+use crate::proto::sstp::Transmit;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -42,8 +43,8 @@ macro_rules! auth_endpoint {
             type Event = AuthEvent;
             type Delivered = AuthPacketError;
 
-            fn poll_transmit(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
-                self.machine.poll_transmit(out)
+            fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) -> bool {
+                self.machine.poll_transmit(&mut out.unit())
             }
 
             fn receive(

@@ -1,6 +1,7 @@
 //! PPP links alone: [`LinkEnd`] and [`LinkPair`], frames shuttled directly
 //! with no SSTP in between.
 
+use crate::proto::sstp::Transmit;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,8 +44,8 @@ impl Endpoint for LinkEnd {
     /// IP packets and their version.
     type Delivered = (IpVersion, Vec<u8>);
 
-    fn poll_transmit(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
-        self.link.poll_transmit(out)
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) -> bool {
+        self.link.poll_transmit(&mut out.unit())
     }
 
     fn receive(

@@ -14,6 +14,7 @@
 //!
 //! [`radius::Client`]: crate::radius::Client
 
+use crate::proto::sstp::Transmit;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt;
@@ -61,7 +62,8 @@ impl<T: fmt::Debug> Endpoint for RadiusNas<T> {
     type Event = Event<T>;
     type Delivered = DropReason;
 
-    fn poll_transmit(&mut self, _now: Instant, out: &mut Vec<u8>) -> bool {
+    fn poll_transmit(&mut self, _now: Instant, out: &mut Transmit) -> bool {
+        let mut out = out.unit();
         let Some(transmit) = self.client.poll_transmit() else {
             return false;
         };
@@ -243,14 +245,14 @@ impl Endpoint for RadiusServers {
     type Event = Infallible;
     type Delivered = Infallible;
 
-    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) -> bool {
         let Some(at) = self.outbox.iter().position(|(due, _)| *due <= now) else {
             return false;
         };
         let Some((_, message)) = self.outbox.remove(at) else {
             return false;
         };
-        out.extend_from_slice(&message);
+        out.unit().extend_from_slice(&message);
         true
     }
 

@@ -6,6 +6,7 @@
 //! exercises PPP retransmission across the whole stack; dropping a control
 //! packet lets a test hold back, say, the client's Call Connected.
 
+use crate::proto::sstp::Transmit;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,8 +68,13 @@ impl Endpoint for SessionEnd {
     type Delivered = Vec<u8>;
     const STREAM: bool = true;
 
-    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) -> bool {
         self.session.poll_transmit(now, out);
+        if cfg!(debug_assertions) {
+            // What the core promises its owner (release builds, the
+            // benchmarks and the gate, count no check).
+            out.assert_whole_units();
+        }
         !out.is_empty()
     }
 

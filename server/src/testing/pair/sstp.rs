@@ -1,5 +1,6 @@
 //! SSTP connections alone: [`SstpEnd`], PPP frames handed up as they are.
 
+use crate::proto::sstp::Transmit;
 use std::time::Instant;
 
 use super::{Delivery, Endpoint, Side};
@@ -20,8 +21,11 @@ impl Endpoint for SstpEnd {
     type Delivered = Vec<u8>;
     const STREAM: bool = true;
 
-    fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+    fn poll_transmit(&mut self, now: Instant, out: &mut Transmit) -> bool {
         self.conn.poll_transmit(now, out);
+        if cfg!(debug_assertions) {
+            out.assert_whole_units();
+        }
         !out.is_empty()
     }
 
