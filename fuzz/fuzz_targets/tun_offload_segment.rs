@@ -1,8 +1,10 @@
 //! The TUN device's virtio-net header and GSO segmentation
 //! (`sstpd::tun::offload`): arbitrary header, segment limit and packet.
 //! Whatever the header claims, the answer is segments that fit the limit
-//! or an error; and segments merged again by the coalescer and cut again
-//! are the same segments, byte for byte.
+//! or an error; the segments handed over in pieces
+//! (`Segmenter::for_each_segment`, what sstpd's workers use) are the
+//! segments written out; and segments merged again by the coalescer and
+//! cut again are the same segments, byte for byte.
 //!
 //! Input: 10 bytes of header, the limit (2 bytes, big-endian), the
 //! headroom (1 byte), then the packet.
@@ -27,14 +29,25 @@ fuzz_target!(|data: &[u8]| {
         headroom: usize::from(headroom),
     };
     let mut packet = data[VIRTIO_NET_HDR_LEN + 3..].to_vec();
+    let mut in_pieces = Vec::new();
+    let pieces_split = segmenter.for_each_segment(&header, &mut packet.clone(), |head, rest| {
+        in_pieces.push([head, rest].concat());
+    });
     let mut out = vec![0u8; 1 << 18];
     let mut spans = Vec::new();
-    let Ok(Split::Segments(count)) = segmenter.split(&header, &mut packet, &mut out, &mut spans)
-    else {
+    let split = segmenter.split(&header, &mut packet, &mut out, &mut spans);
+    match (&split, &pieces_split) {
+        // Only the written form can run out of room.
+        (Err(sstpd::tun::offload::OffloadError::OutputTooSmall { .. }), _) => {}
+        _ => assert_eq!(split, pieces_split),
+    }
+    let Ok(Split::Segments(count)) = split else {
         assert!(spans.is_empty());
         return;
     };
     assert_eq!(spans.len(), count);
+    let written: Vec<&[u8]> = spans.iter().map(|span| &out[span.clone()]).collect();
+    assert_eq!(written, in_pieces);
     let mut end_of_previous = 0;
     for span in &spans {
         assert!(span.start >= end_of_previous + segmenter.headroom);

@@ -81,8 +81,6 @@ const READ_RETRY: Duration = Duration::from_millis(10);
 /// Largest packet a device read may return (with the offload, its
 /// virtio-net header too).
 const READ_BUFFER: usize = VIRTIO_NET_HDR_LEN + MAX_PACKET_LEN;
-/// Room for the segments of one super-packet (as sstpd's worker keeps).
-const SEGMENT_BUFFER: usize = 2 * MAX_PACKET_LEN;
 
 /// The session's side of its device: the queue toward it, shared with
 /// the session's packet handler.
@@ -377,12 +375,6 @@ async fn read_device(
     offload: bool,
 ) {
     let mut buf = Vec::with_capacity(READ_BUFFER);
-    let mut segments = if offload {
-        vec![0; SEGMENT_BUFFER]
-    } else {
-        Vec::new()
-    };
-    let mut spans = Vec::new();
     loop {
         client.writable(SEND_QUEUE).await;
         if client.is_closed() {
@@ -396,7 +388,7 @@ async fn read_device(
         }
         match result {
             Ok(0) => {}
-            Ok(n) if !offload => to_session(&w, &client, &buf[..n]),
+            Ok(n) if !offload => to_session(&w, &client, &buf[..n], &[]),
             Ok(n) => {
                 let Ok(header) = VirtioNetHdr::decode(&buf[..n]) else {
                     w.counters().tun_read_errors += 1;
@@ -407,13 +399,14 @@ async fn read_device(
                     headroom: 0,
                 };
                 let packet = &mut buf[VIRTIO_NET_HDR_LEN..n];
-                match segmenter.split(&header, packet, &mut segments, &mut spans) {
-                    Ok(Split::Whole) => to_session(&w, &client, packet),
-                    Ok(Split::Segments(_)) => {
-                        for span in &spans {
-                            to_session(&w, &client, &segments[span.clone()]);
-                        }
-                    }
+                // Each segment in two pieces (headers, payload in `buf`),
+                // copied once, into the session's plaintext.
+                let split = segmenter.for_each_segment(&header, packet, |headers, payload| {
+                    to_session(&w, &client, headers, payload);
+                });
+                match split {
+                    Ok(Split::Whole) => to_session(&w, &client, packet, &[]),
+                    Ok(Split::Segments(_)) => {}
                     Err(_) => w.counters().tun_read_errors += 1,
                 }
             }
@@ -428,14 +421,15 @@ async fn read_device(
     }
 }
 
-/// One packet from the device to the server, counted.
-fn to_session(w: &Worker, client: &Client, packet: &[u8]) {
-    match client.send_ip(packet) {
+/// One packet from the device to the server (`head` then `rest`),
+/// counted.
+fn to_session(w: &Worker, client: &Client, head: &[u8], rest: &[u8]) {
+    match client.send_ip_gathered(head, rest) {
         Ok(()) => {
             if w.in_window() {
                 let mut c = w.counters();
                 c.up_packets += 1;
-                c.up_bytes += packet.len() as u64;
+                c.up_bytes += (head.len() + rest.len()) as u64;
             }
         }
         Err(ClientSendError::Backpressure | ClientSendError::Protocol(_)) => {

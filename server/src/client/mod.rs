@@ -625,6 +625,13 @@ impl Client {
     /// Queues an IP packet for the server (one SSTP data packet; packets
     /// queued together leave in one TLS write).
     pub fn send_ip(&self, packet: &[u8]) -> Result<(), ClientSendError> {
+        self.send_ip_gathered(packet, &[])
+    }
+
+    /// [`Client::send_ip`] for a packet in two pieces, `head` then `rest`
+    /// (a segment's rebuilt headers and its payload in the super-packet it
+    /// was cut from), copied once into the plaintext queue.
+    pub fn send_ip_gathered(&self, head: &[u8], rest: &[u8]) -> Result<(), ClientSendError> {
         let inner = &self.inner;
         let mut out = inner.out.borrow_mut();
         if out.len() >= inner.max_pending {
@@ -633,7 +640,7 @@ impl Client {
         inner
             .proto
             .borrow_mut()
-            .send_ip(packet, &mut out)
+            .send_ip_gathered(head, rest, &mut out)
             .map_err(ClientSendError::Protocol)?;
         drop(out);
         inner.wake_writer.notify_one();

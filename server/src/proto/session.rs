@@ -471,7 +471,33 @@ impl Session {
     /// packet) to `out`, the caller's TLS plaintext, as one unit. This is
     /// the data path: one header write and one copy.
     pub fn send_ip(&mut self, packet: &[u8], out: &mut Transmit) -> Result<(), SendIpError> {
-        let version = match packet.first().map(|b| b >> 4) {
+        self.send_ip_pieces(packet, None, out)
+    }
+
+    /// [`Session::send_ip`] for a packet in two pieces, `head` then
+    /// `rest`: a segment cut from a super-packet, its headers rebuilt
+    /// apart from its payload, which stays where it was read
+    /// (`tun::offload::Segmenter::for_each_segment`). Each byte is copied
+    /// once, straight behind the SSTP and PPP headers.
+    pub fn send_ip_gathered(
+        &mut self,
+        head: &[u8],
+        rest: &[u8],
+        out: &mut Transmit,
+    ) -> Result<(), SendIpError> {
+        self.send_ip_pieces(head, Some(rest), out)
+    }
+
+    /// Both of the above: inlined into each, so that a whole packet pays
+    /// nothing for the second piece it does not have.
+    #[inline(always)]
+    fn send_ip_pieces(
+        &mut self,
+        head: &[u8],
+        rest: Option<&[u8]>,
+        out: &mut Transmit,
+    ) -> Result<(), SendIpError> {
+        let version = match head.first().map(|b| b >> 4) {
             Some(4) => IpVersion::V4,
             Some(6) => IpVersion::V6,
             _ => return Err(SendIpError::NotIp),
@@ -490,7 +516,8 @@ impl Session {
         if !up {
             return Err(SendIpError::NotReady);
         }
-        if packet.len() > self.ip_send_limit {
+        let packet_len = head.len() + rest.map_or(0, <[u8]>::len);
+        if packet_len > self.ip_send_limit {
             return Err(SendIpError::TooLarge);
         }
         // Queued control bytes go first so the stream stays in order.
@@ -498,7 +525,10 @@ impl Session {
         let mut unit = out.unit();
         let start = unit.start();
         unit.extend_from_slice(&[0; SSTP_HEADER_LEN]);
-        self.ppp.encapsulate_ip(version, packet, &mut unit);
+        self.ppp.encapsulate_ip(version, head, &mut unit);
+        if let Some(rest) = rest {
+            unit.extend_from_slice(rest);
+        }
         let len = unit.len() - start;
         if len > MAX_SSTP_PACKET {
             unit.truncate(start);
@@ -506,7 +536,7 @@ impl Session {
         }
         unit[start..start + SSTP_HEADER_LEN].copy_from_slice(&packet_header(false, len));
         self.stats.ip_packets_out += 1;
-        self.stats.ip_bytes_out += packet.len() as u64;
+        self.stats.ip_bytes_out += packet_len as u64;
         Ok(())
     }
 

@@ -1226,17 +1226,28 @@ impl SessionCtx {
 
     /// A packet from TUN for this client.
     pub(crate) fn send_ip(&self, worker: &Worker, packet: &[u8]) {
+        self.send_ip_gathered(worker, packet, &[]);
+    }
+
+    /// A packet from TUN for this client in two pieces, `head` then `rest`
+    /// (a segment's rebuilt headers and its payload in the super-packet it
+    /// was cut from), copied once into the plaintext queue.
+    pub(crate) fn send_ip_gathered(&self, worker: &Worker, head: &[u8], rest: &[u8]) {
         if self.plaintext_full() {
             WorkerMetrics::add(&worker.metrics().tx_queue_full, 1);
             self.queue_full(worker);
             return;
         }
         let mut out = self.out.borrow_mut();
-        match self.proto.borrow_mut().send_ip(packet, &mut out) {
+        match self
+            .proto
+            .borrow_mut()
+            .send_ip_gathered(head, rest, &mut out)
+        {
             Ok(()) => {
                 let m = worker.metrics();
                 WorkerMetrics::add(&m.tx_packets, 1);
-                WorkerMetrics::add(&m.tx_bytes, packet.len() as u64);
+                WorkerMetrics::add(&m.tx_bytes, (head.len() + rest.len()) as u64);
             }
             Err(e) => worker.metrics().event(e),
         }

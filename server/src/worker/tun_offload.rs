@@ -12,7 +12,6 @@
 //!   write per super-packet (a zeroed header before a packet left alone).
 
 use std::cell::RefCell;
-use std::ops::Range;
 
 use super::{SessionCtx, Worker};
 use crate::metrics::{Event, WorkerMetrics};
@@ -25,23 +24,12 @@ use crate::tun::TunOffloads;
 /// Bytes one TUN read takes: the header and the largest super-packet.
 pub(crate) const READ_BUFFER_LEN: usize = VIRTIO_NET_HDR_LEN + MAX_PACKET_LEN;
 
-/// Room for the segments of one super-packet: its payload once, plus
-/// headers (at most 120 bytes) per segment; twice the largest
-/// super-packet holds that for any MRU of 576 bytes or more.
-const SEGMENT_BUFFER_LEN: usize = 2 * MAX_PACKET_LEN;
-
-/// One worker's offload state: the upstream batch and the downstream
-/// segments' buffer, both reused from packet to packet.
+/// One worker's offload state: the upstream batch, reused from packet to
+/// packet. (Downstream needs no buffer: a segment goes from the
+/// super-packet straight into its session's plaintext.)
 #[derive(Debug)]
 pub(crate) struct OffloadPath {
     coalescer: RefCell<Coalescer>,
-    segments: RefCell<Segments>,
-}
-
-#[derive(Debug)]
-struct Segments {
-    out: Vec<u8>,
-    spans: Vec<Range<usize>>,
 }
 
 impl OffloadPath {
@@ -51,10 +39,6 @@ impl OffloadPath {
                 udp: offloads.uso,
                 ..CoalesceLimits::default()
             })),
-            segments: RefCell::new(Segments {
-                out: vec![0; SEGMENT_BUFFER_LEN],
-                spans: Vec::new(),
-            }),
         }
     }
 }
@@ -82,7 +66,8 @@ impl Worker {
     }
 
     /// Cuts a packet from TUN to the session's MRU and hands each segment
-    /// to the session (a packet without GSO whole, its checksum completed).
+    /// to the session (a packet without GSO whole, its checksum completed),
+    /// each byte copied once: into the session's plaintext.
     /// A header the packet contradicts is a counted drop.
     pub(super) fn deliver_offloaded(
         &self,
@@ -91,7 +76,7 @@ impl Worker {
         packet: &mut [u8],
     ) {
         let session = self.sessions.borrow().get(to).cloned();
-        let (Some(session), Some(offload)) = (session, &self.offload) else {
+        let Some(session) = session else {
             WorkerMetrics::add(&self.metrics().tun_no_session, 1);
             return;
         };
@@ -111,17 +96,18 @@ impl Worker {
             session.queue_full(self);
             return;
         }
-        let mut segments = offload.segments.borrow_mut();
-        let Segments { out, spans } = &mut *segments;
-        match segmenter.split(&header, packet, out, spans) {
+        // Each segment goes to the session in two pieces, its rebuilt
+        // headers and its payload where it was read: one copy of each byte,
+        // into the session's plaintext.
+        let split = segmenter.for_each_segment(&header, packet, |headers, payload| {
+            session.send_ip_gathered(self, headers, payload);
+        });
+        match split {
             Ok(Split::Whole) => session.send_ip(self, packet),
             Ok(Split::Segments(count)) => {
                 let m = self.metrics();
                 m.event(Event::TunSuperPacketsRead);
                 m.events_n(Event::TunSegmentsCut, count as u64);
-                for span in spans.iter() {
-                    session.send_ip(self, &out[span.clone()]);
-                }
             }
             Err(e) => self.metrics().event(offload_error_event(e)),
         }

@@ -45,6 +45,10 @@ pub struct Segmenter {
     pub headroom: usize,
 }
 
+/// The headers of one segment at most: an IPv4 header with options and a
+/// TCP header with options (an IPv6 segment's are at most 100 bytes).
+const MAX_HEADERS_LEN: usize = 60 + 60;
+
 impl Segmenter {
     /// Handles one packet read from TUN: `header` is its virtio-net
     /// header, `packet` the IP packet after it.
@@ -62,13 +66,50 @@ impl Segmenter {
         spans: &mut Vec<Range<usize>>,
     ) -> Result<Split, OffloadError> {
         spans.clear();
+        let mut end_of_previous = 0;
+        let mut too_small = None;
+        let split = self.for_each_segment(header, packet, |headers, payload| {
+            if too_small.is_some() {
+                return;
+            }
+            let start = end_of_previous + self.headroom;
+            let end = start + headers.len() + payload.len();
+            let Some(segment) = out.get_mut(start..end) else {
+                too_small = Some(end);
+                return;
+            };
+            segment[..headers.len()].copy_from_slice(headers);
+            segment[headers.len()..].copy_from_slice(payload);
+            spans.push(start..end);
+            end_of_previous = end;
+        })?;
+        if let Some(needed) = too_small {
+            spans.clear();
+            return Err(OffloadError::OutputTooSmall { needed });
+        }
+        Ok(split)
+    }
+
+    /// Like [`Segmenter::split`], but hands each segment to `each` in two
+    /// pieces instead of writing it out: its headers (rebuilt for it, in a
+    /// buffer of the segmenter's, checksums complete) and its payload
+    /// (borrowed from `packet`). The segment is the two back to back, so a
+    /// caller that frames it copies each byte once, straight to where it
+    /// goes (`headroom` is not used). `each` is not called for a packet
+    /// that stays whole.
+    pub fn for_each_segment(
+        &self,
+        header: &VirtioNetHdr,
+        packet: &mut [u8],
+        mut each: impl FnMut(&[u8], &[u8]),
+    ) -> Result<Split, OffloadError> {
         match header.layout(packet)? {
             Offload::Complete => Ok(Split::Whole),
             Offload::ChecksumPartial { start, offset } => {
                 complete_checksum(packet, start, offset);
                 Ok(Split::Whole)
             }
-            Offload::Segment(layout) => self.segment(&layout, packet, out, spans),
+            Offload::Segment(layout) => self.segment(&layout, packet, &mut each),
         }
     }
 
@@ -114,12 +155,16 @@ impl Segmenter {
         &self,
         layout: &GsoLayout,
         packet: &[u8],
-        out: &mut [u8],
-        spans: &mut Vec<Range<usize>>,
+        each: &mut impl FnMut(&[u8], &[u8]),
     ) -> Result<Split, OffloadError> {
         let header_len = layout.header_len;
         let ip_header_len = layout.ip_header_len;
         let payload_per_segment = self.payload_per_segment(layout)?;
+        let mut buffer = [0u8; MAX_HEADERS_LEN];
+        let Some(headers) = buffer.get_mut(..header_len) else {
+            // Not reached: the layout's headers fit by their own limits.
+            return Err(OffloadError::OutputTooSmall { needed: header_len });
+        };
         let (source, destination) = addresses(layout.ip, packet);
         let protocol = layout.transport.protocol();
         let checksum_at = ip_header_len + layout.transport.checksum_offset();
@@ -135,31 +180,23 @@ impl Segmenter {
         let payload = &packet[header_len..];
         let count = payload.len().div_ceil(payload_per_segment);
 
-        let mut end_of_previous = 0;
         for (index, data) in payload.chunks(payload_per_segment).enumerate() {
-            let start = end_of_previous + self.headroom;
-            let end = start + header_len + data.len();
-            let Some(segment) = out.get_mut(start..end) else {
-                spans.clear();
-                return Err(OffloadError::OutputTooSmall { needed: end });
-            };
-            segment[..header_len].copy_from_slice(&packet[..header_len]);
-            segment[header_len..].copy_from_slice(data);
-            let len = segment.len();
+            headers.copy_from_slice(&packet[..header_len]);
+            let len = header_len + data.len();
             match layout.ip {
                 IpVersion::V4 => {
-                    segment[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                    headers[2..4].copy_from_slice(&(len as u16).to_be_bytes());
                     let id = first_id.wrapping_add(index as u16);
-                    segment[4..6].copy_from_slice(&id.to_be_bytes());
-                    segment[10..12].fill(0);
-                    let sum = checksum::finish(checksum::add(0, &segment[..ip_header_len]));
-                    segment[10..12].copy_from_slice(&sum.to_be_bytes());
+                    headers[4..6].copy_from_slice(&id.to_be_bytes());
+                    headers[10..12].fill(0);
+                    let sum = checksum::finish(checksum::add(0, &headers[..ip_header_len]));
+                    headers[10..12].copy_from_slice(&sum.to_be_bytes());
                 }
                 IpVersion::V6 => {
-                    segment[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+                    headers[4..6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
                 }
             }
-            let transport = &mut segment[ip_header_len..];
+            let transport = &mut headers[ip_header_len..];
             match layout.transport {
                 Transport::Tcp => {
                     let offset = (index * payload_per_segment) as u32;
@@ -177,18 +214,22 @@ impl Segmenter {
                     transport[4..6].copy_from_slice(&((len - ip_header_len) as u16).to_be_bytes());
                 }
             }
-            segment[checksum_at..checksum_at + 2].fill(0);
+            headers[checksum_at..checksum_at + 2].fill(0);
+            // The transport header's length is even (TCP's a multiple of
+            // 4, UDP's 8), so the payload's words line up after it.
             let sum = checksum::add(
-                checksum::pseudo_header(source, destination, protocol, len - ip_header_len),
-                &segment[ip_header_len..],
+                checksum::add(
+                    checksum::pseudo_header(source, destination, protocol, len - ip_header_len),
+                    &headers[ip_header_len..],
+                ),
+                data,
             );
             let value = match (layout.transport, checksum::finish(sum)) {
                 (Transport::Udp, 0) => 0xffff,
                 (_, value) => value,
             };
-            segment[checksum_at..checksum_at + 2].copy_from_slice(&value.to_be_bytes());
-            spans.push(start..end);
-            end_of_previous = end;
+            headers[checksum_at..checksum_at + 2].copy_from_slice(&value.to_be_bytes());
+            each(headers, data);
         }
         Ok(Split::Segments(count))
     }

@@ -920,6 +920,19 @@ proptest! {
         for segment in &segments {
             parse_checked(segment);
         }
+        // In pieces (rebuilt headers, payload borrowed from the packet),
+        // the same segments.
+        let mut pieces = Vec::new();
+        let mut again = super_packet.clone();
+        let start = again.as_ptr() as usize;
+        let end = start + again.len();
+        let in_pieces = segmenter.for_each_segment(&header, &mut again, |headers, payload| {
+            let at = payload.as_ptr() as usize;
+            assert!(payload.is_empty() || (at >= start && at + payload.len() <= end), "payload not borrowed");
+            pieces.push([headers, payload].concat());
+        });
+        prop_assert_eq!(in_pieces, Ok(split));
+        prop_assert_eq!(&pieces, &segments);
         let (_, out) = coalesce_all(udp_too(), &segments);
         prop_assert_eq!(out.len(), 1);
         prop_assert_eq!(&out[0][..VIRTIO_NET_HDR_LEN], &header.encode()[..]);
