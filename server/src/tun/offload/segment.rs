@@ -180,8 +180,9 @@ impl Segmenter {
         let payload = &packet[header_len..];
         let count = payload.len().div_ceil(payload_per_segment);
 
+        // Copied once: every field a segment changes is written for each.
+        headers.copy_from_slice(&packet[..header_len]);
         for (index, data) in payload.chunks(payload_per_segment).enumerate() {
-            headers.copy_from_slice(&packet[..header_len]);
             let len = header_len + data.len();
             match layout.ip {
                 IpVersion::V4 => {
