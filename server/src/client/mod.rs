@@ -411,8 +411,11 @@ async fn writer(client: Client) {
     let inner = &client.inner;
     let mut batch = Transmit::new();
     loop {
-        let deadline =
-            crate::net::session_io::collect_output(&inner.proto, &inner.out, Instant::now());
+        let deadline = crate::net::session_io::collect_output(
+            &inner.proto,
+            &mut inner.out.borrow_mut(),
+            Instant::now(),
+        );
         client.handle_events();
         std::mem::swap(&mut *inner.out.borrow_mut(), &mut batch);
         if !batch.is_empty() {

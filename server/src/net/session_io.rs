@@ -15,14 +15,14 @@ use crate::proto::sstp::Transmit;
 /// wants to send to `out`. Returns the next timer deadline.
 pub(crate) fn collect_output(
     proto: &RefCell<Session>,
-    out: &RefCell<Transmit>,
+    out: &mut Transmit,
     now: Instant,
 ) -> Option<Instant> {
     let mut proto = proto.borrow_mut();
     if proto.poll_timeout().is_some_and(|t| t <= now) {
         proto.handle_timeout(now);
     }
-    proto.poll_transmit(now, &mut out.borrow_mut());
+    proto.poll_transmit(now, out);
     proto.poll_timeout()
 }
 
