@@ -49,31 +49,3 @@ pub fn ipv4_pools(first: [u8; 4], last: [u8; 4]) -> Arc<ServerPools> {
         .expect("a valid test range");
     Arc::new(ServerPools::new(ipv4, None))
 }
-
-/// Runs `produce` on a [`Transmit`](crate::proto::sstp::Transmit) that
-/// goes on after `out` (lent, not copied), and leaves its bytes in `out`:
-/// how the harnesses, which carry a stream, take the core's output. With
-/// debug assertions (the tests), it checks that the new units are whole,
-/// one HTTP head or SSTP packet each, as the core promises the owner that
-/// seals them one record each; the benchmarks and the instruction-count
-/// gate (release) count no check.
-pub fn collect_units<R>(
-    out: &mut Vec<u8>,
-    produce: impl FnOnce(&mut crate::proto::sstp::Transmit) -> R,
-) -> R {
-    use crate::proto::sstp::Transmit;
-    thread_local! {
-        /// The units' ends, reused from call to call.
-        static ENDS: std::cell::Cell<Vec<usize>> = const { std::cell::Cell::new(Vec::new()) };
-    }
-    let mut transmit = Transmit::resume(std::mem::take(out), ENDS.take());
-    let before = transmit.unit_count();
-    let result = produce(&mut transmit);
-    if cfg!(debug_assertions) {
-        transmit.assert_whole_units_from(before);
-    }
-    let (bytes, ends) = transmit.into_parts();
-    *out = bytes;
-    ENDS.set(ends);
-    result
-}

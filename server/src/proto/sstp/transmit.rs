@@ -117,39 +117,12 @@ impl Transmit {
         self.bytes
     }
 
-    /// An output that goes on after `bytes` (counted as one unit, if any),
-    /// with `spare` (cleared) as the memory for the units' ends: how an
-    /// owner that keeps its output in a plain buffer lends it to the core
-    /// without a copy. [`Transmit::into_parts`] gives both back.
-    #[must_use]
-    pub fn resume(bytes: Vec<u8>, mut spare: Vec<usize>) -> Self {
-        spare.clear();
-        if !bytes.is_empty() {
-            spare.push(bytes.len());
-        }
-        Transmit { bytes, ends: spare }
-    }
-
-    /// The bytes, and the memory of the units' ends (for
-    /// [`Transmit::resume`]).
-    #[must_use]
-    pub fn into_parts(self) -> (Vec<u8>, Vec<usize>) {
-        (self.bytes, self.ends)
-    }
-
     /// Panics unless every unit is one HTTP head or exactly one SSTP
     /// packet: what the core promises its owner (the pair harnesses check
     /// every output with it).
     #[cfg(any(test, feature = "testing"))]
     pub fn assert_whole_units(&self) {
-        self.assert_whole_units_from(0);
-    }
-
-    /// [`Transmit::assert_whole_units`] for the units from the `first`th
-    /// on.
-    #[cfg(any(test, feature = "testing"))]
-    pub fn assert_whole_units_from(&self, first: usize) {
-        for (i, unit) in self.units().enumerate().skip(first) {
+        for (i, unit) in self.units().enumerate() {
             if unit.starts_with(b"HTTP/") || unit.starts_with(b"SSTP_DUPLEX_POST") {
                 let end = unit.windows(4).position(|w| w == b"\r\n\r\n");
                 assert_eq!(
