@@ -35,10 +35,13 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use crate::workload::{Part, Scale};
+use crate::workload::{Part, Scale, SetupPhase};
 
 /// The function whose instructions are counted.
 pub const TOGGLE_FUNCTION: &str = "sstp_bench_measured";
+/// The function whose instructions are counted for one setup phase
+/// (`--phases`, [`SetupPhase`]).
+pub const PHASE_TOGGLE_FUNCTION: &str = "sstp_bench_measured_phase";
 /// `schema` of the baseline file.
 pub const BASELINE_SCHEMA: &str = "sstp-bench/gate-baseline";
 pub const BASELINE_SCHEMA_VERSION: u32 = 1;
@@ -498,6 +501,19 @@ impl Runner {
     /// The command that counts `part`.
     pub fn command(&self, part: Part) -> Command {
         let out_file = self.out_dir.join(format!("callgrind.{part}.out"));
+        self.callgrind(TOGGLE_FUNCTION, &out_file, &["--part", part.as_str()])
+    }
+
+    /// The command that counts one phase of the setup part.
+    pub fn phase_command(&self, phase: SetupPhase) -> Command {
+        let out_file = self.out_dir.join(format!("callgrind.setup.{phase}.out"));
+        let args = ["--part", "setup", "--phase", phase.as_str()];
+        self.callgrind(PHASE_TOGGLE_FUNCTION, &out_file, &args)
+    }
+
+    /// The workload run with `workload_args` under callgrind, counting
+    /// inside `toggle` only, in the pinned environment.
+    fn callgrind(&self, toggle: &str, out_file: &Path, workload_args: &[&str]) -> Command {
         let mut args: Vec<String> = Vec::new();
         let mut program = "valgrind".to_string();
         if self.no_aslr {
@@ -511,12 +527,11 @@ impl Runner {
         args.extend([
             "--tool=callgrind".into(),
             "--collect-atstart=no".into(),
-            format!("--toggle-collect={TOGGLE_FUNCTION}"),
+            format!("--toggle-collect={toggle}"),
             format!("--callgrind-out-file={}", out_file.display()),
             WORKLOAD_ARGV0.into(),
-            "--part".into(),
-            part.as_str().into(),
         ]);
+        args.extend(workload_args.iter().map(|a| a.to_string()));
         let mut command = Command::new(program);
         command.args(args).env_clear();
         if let Some(dir) = self.workload.parent() {
@@ -531,23 +546,8 @@ impl Runner {
 
     /// Counts one part.
     pub fn run_part(&self, part: Part) -> Result<PartCount, GateError> {
-        std::fs::create_dir_all(&self.out_dir)?;
-        let mut command = self.command(part);
-        let program = format!("{:?}", command.get_program());
-        let output = command
-            .output()
-            .map_err(|error| GateError::Spawn { program, error })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(GateError::Workload {
-                part: part.as_str().into(),
-                detail: format!("{}\n{}", output.status, tail.join("\n")),
-            });
-        }
         let out_file = self.out_dir.join(format!("callgrind.{part}.out"));
-        let instructions = parse_callgrind_totals(&std::fs::read_to_string(&out_file)?)?;
+        let instructions = self.count(self.command(part), part.as_str(), &out_file)?;
         if instructions == 0 {
             return Err(GateError::Parse(format!(
                 "no instruction was counted for {part}: is {TOGGLE_FUNCTION} still in the \
@@ -560,6 +560,74 @@ impl Runner {
             unit: part.unit().into(),
         })
     }
+
+    /// Counts one phase of the setup part: the instructions of all its
+    /// sessions in that phase (zero for a phase none of them goes through).
+    pub fn run_setup_phase(&self, phase: SetupPhase) -> Result<u64, GateError> {
+        let out_file = self.out_dir.join(format!("callgrind.setup.{phase}.out"));
+        let name = format!("setup phase {phase}");
+        self.count(self.phase_command(phase), &name, &out_file)
+    }
+
+    /// Runs `command` and reads the total of its callgrind output.
+    fn count(&self, mut command: Command, name: &str, out_file: &Path) -> Result<u64, GateError> {
+        std::fs::create_dir_all(&self.out_dir)?;
+        let program = format!("{:?}", command.get_program());
+        let output = command
+            .output()
+            .map_err(|error| GateError::Spawn { program, error })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(GateError::Workload {
+                part: name.into(),
+                detail: format!("{}\n{}", output.status, tail.join("\n")),
+            });
+        }
+        parse_callgrind_totals(&std::fs::read_to_string(out_file)?)
+    }
+}
+
+/// The setup part's instructions split by phase ([`SetupPhase`]), as
+/// `sstp-bench gate --phases` prints them: per session, with each phase's
+/// share of their sum and the part's own count beside it (the phases
+/// drive the pair one packet at a time, a little more work than the part's
+/// whole flights).
+pub fn render_phases(phases: &[(SetupPhase, u64)], setup_part: Option<u64>) -> String {
+    let sessions = Scale::GATE.sessions.max(1);
+    let sum: u64 = phases.iter().map(|(_, n)| n).sum();
+    let mut lines = vec![vec![
+        "phase".to_string(),
+        "what".into(),
+        "Ir per session".into(),
+        "share".into(),
+    ]];
+    for (phase, n) in phases {
+        lines.push(vec![
+            phase.as_str().into(),
+            phase.description().into(),
+            thousands(n / sessions),
+            format!("{:.1}%", 100.0 * *n as f64 / sum.max(1) as f64),
+        ]);
+    }
+    lines.push(vec![
+        "all".into(),
+        "the phases together".into(),
+        thousands(sum / sessions),
+        "100.0%".into(),
+    ]);
+    let mut out = crate::table::render(&lines, |i| (2..=3).contains(&i));
+    if let Some(part) = setup_part {
+        let _ = writeln!(
+            out,
+            "the setup part: {} per session; the phases sum to {:+.2}% of it \
+             (one packet at a time is a little more work than whole flights)",
+            thousands(part / sessions),
+            100.0 * (sum as f64 - part as f64) / part.max(1) as f64
+        );
+    }
+    out
 }
 
 /// Whether `setarch <arch> -R true` runs (personality(2) may be refused
@@ -796,6 +864,56 @@ totals: 987654321
         let (fresh, changes) = updated_baseline(None, env("rustc 1.95.0"), &measured);
         assert_eq!(fresh.tolerance_percent, DEFAULT_TOLERANCE_PERCENT);
         assert_eq!(changes.len(), 3);
+    }
+
+    #[test]
+    fn setup_phases_are_shown_per_session_with_their_shares() {
+        let phases = [(SetupPhase::Http, 1_000_000), (SetupPhase::Auth, 3_000_000)];
+        let out = render_phases(&phases, Some(3_960_000));
+        let line = |name: &str| {
+            out.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name} line in\n{out}"))
+                .to_string()
+        };
+        assert!(
+            line("http").contains("10,000") && line("http").ends_with("25.0%"),
+            "{out}"
+        );
+        assert!(
+            line("auth").contains("30,000") && line("auth").ends_with("75.0%"),
+            "{out}"
+        );
+        assert!(line("all").contains("40,000"), "{out}");
+        assert!(
+            out.contains("39,600 per session; the phases sum to +1.01%"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_setup_phase_is_counted_in_its_own_function_and_file() {
+        let runner = Runner {
+            workload: PathBuf::from("/x/sstp-bench-workload"),
+            out_dir: PathBuf::from("/out"),
+            no_aslr: false,
+        };
+        let command = runner.phase_command(SetupPhase::Binding);
+        let args: Vec<_> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.contains(&format!("--toggle-collect={PHASE_TOGGLE_FUNCTION}")),
+            "{args:?}"
+        );
+        assert!(args.contains(&"--callgrind-out-file=/out/callgrind.setup.binding.out".into()));
+        assert!(args.ends_with(&[
+            "--part".into(),
+            "setup".into(),
+            "--phase".into(),
+            "binding".into()
+        ]));
     }
 
     #[test]

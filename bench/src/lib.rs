@@ -11,6 +11,7 @@
 
 pub mod compare;
 pub mod gate;
+pub mod profile;
 pub mod reference;
 pub mod report;
 pub mod results;

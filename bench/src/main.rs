@@ -14,7 +14,7 @@ use sstp_bench::compare::{self, Bands};
 use sstp_bench::gate::{self, Baseline, GateEnvironment, PartCount, Runner};
 use sstp_bench::reference::{self, tls, ReferencePlan};
 use sstp_bench::results::Results;
-use sstp_bench::workload::Part;
+use sstp_bench::workload::{Part, SetupPhase};
 use sstp_bench::{report, scenario};
 use sstp_loadgen::config::parse_duration;
 
@@ -76,6 +76,27 @@ enum Command {
         /// Also record the counts in a results file.
         #[arg(long, value_name = "FILE")]
         results: Option<PathBuf>,
+        /// Also count the setup part phase by phase (HTTP, SSTP call, LCP,
+        /// MS-CHAPv2, crypto binding, IPCP; one callgrind run each) and
+        /// print the split. A report: no baseline, no verdict.
+        #[arg(long)]
+        phases: bool,
+    },
+    /// Split a profile of sstpd by what its samples were doing (TLS, the
+    /// protocol's phases, the runtime, the kernel by system call).
+    /// `scripts/setup-profile` records one during `run setup` and runs this.
+    SplitProfile {
+        /// `perf script` output of a `perf record --call-graph dwarf` of
+        /// sstpd (`-`: standard input).
+        #[arg(value_name = "FILE")]
+        input: PathBuf,
+        /// Count only samples of threads whose name starts so.
+        #[arg(long, default_value = "sstpd")]
+        comm: String,
+        /// The server's CPU per session measured in the same run, in
+        /// microseconds: adds each activity's share of it.
+        #[arg(long, value_name = "US")]
+        cpu_per_session_us: Option<f64>,
     },
     /// Measure the bare-TLS references on this machine.
     Reference {
@@ -375,13 +396,20 @@ fn main() -> ExitCode {
             parts,
             out_dir,
             results,
+            phases,
         } => run_gate(
             update_baseline,
             baseline.unwrap_or_else(gate::default_baseline_path),
             parts,
             out_dir,
             results,
+            phases,
         ),
+        Command::SplitProfile {
+            input,
+            comm,
+            cpu_per_session_us,
+        } => run_split_profile(&input, &comm, cpu_per_session_us),
         Command::Reference {
             duration,
             only,
@@ -477,6 +505,7 @@ fn run_gate(
     parts: Vec<Part>,
     out_dir: PathBuf,
     results: Option<PathBuf>,
+    phases: bool,
 ) -> ExitCode {
     if update && std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
         eprintln!(
@@ -526,6 +555,9 @@ fn run_gate(
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if phases && count_setup_phases(&runner, &measured).is_err() {
+        return ExitCode::FAILURE;
     }
     if let Some(path) = results {
         let mut r = Results::new_run();
@@ -602,6 +634,66 @@ fn run_gate(
         );
         ExitCode::FAILURE
     }
+}
+
+fn run_split_profile(
+    input: &std::path::Path,
+    comm: &str,
+    cpu_per_session_us: Option<f64>,
+) -> ExitCode {
+    let text = if input.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(input)
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sstp-bench: {}: {e}", input.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let split = sstp_bench::profile::split_perf_script(&text, comm);
+    if split.total() == 0 {
+        eprintln!(
+            "sstp-bench: no sample of a thread named {comm}* in {}",
+            input.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    print!("{}", split.render(cpu_per_session_us));
+    ExitCode::SUCCESS
+}
+
+/// Counts the setup part phase by phase and prints the split (see
+/// `sstp_bench::workload::SetupPhase`).
+fn count_setup_phases(runner: &Runner, measured: &BTreeMap<String, PartCount>) -> Result<(), ()> {
+    println!("\ncounting the setup part's phases (one callgrind run each)");
+    let mut counts = Vec::new();
+    for phase in SetupPhase::ALL {
+        let start = Instant::now();
+        match runner.run_setup_phase(phase) {
+            Ok(n) => {
+                println!(
+                    "  {:<12} {:>15} Ir  ({:.1}s)",
+                    phase.as_str(),
+                    gate::thousands(n),
+                    start.elapsed().as_secs_f64()
+                );
+                counts.push((phase, n));
+            }
+            Err(e) => {
+                println!("  {:<12} failed", phase.as_str());
+                eprintln!("sstp-bench: gate: {e}");
+                return Err(());
+            }
+        }
+    }
+    let part = measured.get(Part::Setup.as_str()).map(|c| c.instructions);
+    println!("\nsetup by phase (both ends of each session):");
+    print!("{}", gate::render_phases(&counts, part));
+    Ok(())
 }
 
 fn update_baseline(

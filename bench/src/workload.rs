@@ -29,7 +29,7 @@ use sstpd::proto::session::SessionConfig;
 use sstpd::proto::sstp::{Deframer, SstpConfig, Transmit};
 use sstpd::routing::ServerPools;
 use sstpd::testing::hdlc::{HdlcDecoder, HdlcEncoder};
-use sstpd::testing::pair::{Direction, SessionPair};
+use sstpd::testing::pair::{Direction, Endpoint, SessionEnd, SessionPair, Side};
 use sstpd::tun::offload::{
     CoalesceLimits, Coalescer, Segmenter, Split, VirtioNetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN,
@@ -140,14 +140,21 @@ impl FromStr for Part {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Part::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Part::ALL.iter().map(|p| p.as_str()).collect();
-                format!("unknown part {s:?}; parts: {}", names.join(", "))
-            })
+        by_name(s, &Part::ALL, Part::as_str, "part")
     }
+}
+
+/// The one of `all` that `name` names, or an error that lists their names.
+fn by_name<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter().copied().find(|t| name(*t) == s).ok_or_else(|| {
+        let names: Vec<_> = all.iter().map(|t| name(*t)).collect();
+        format!("unknown {what} {s:?}; {what}s: {}", names.join(", "))
+    })
 }
 
 /// How much work each part does.
@@ -570,6 +577,284 @@ impl SetupWork {
         }
         up
     }
+}
+
+/// One phase of a session's setup, as `sstp-bench gate --phases` counts
+/// the [`Part::Setup`] workload: the same sessions, with one phase counted
+/// per run. Both ends are counted, as in the part.
+///
+/// The pair is driven one SSTP packet at a time, and each packet belongs to
+/// the phase its content names: the HTTP messages, the SSTP control
+/// messages, or the PPP protocol of a data packet (LCP, CHAP, IPCP). What
+/// an end does on receiving a packet (parsing it, its automata, the
+/// runtime's answers to the events it raised, such as checking the
+/// MS-CHAPv2 response) counts in that packet's phase, and so does what it
+/// then transmits: an answer is counted with the message that caused it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SetupPhase {
+    /// Both ends' session state made: the automata, their buffers, seeds.
+    Sessions,
+    /// The client's `SSTP_DUPLEX_POST` and the server's `200` ([MS-SSTP]
+    /// 3.2.4.1, 4.1).
+    ///
+    /// [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
+    Http,
+    /// Call Connect Request and Acknowledge ([MS-SSTP] 2.2.9, 2.2.10).
+    ///
+    /// [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
+    SstpCall,
+    /// LCP (RFC 1661).
+    Lcp,
+    /// MS-CHAPv2 (RFC 2759) and the MPPE keys (RFC 3079) it yields.
+    Auth,
+    /// The crypto binding: Call Connected ([MS-SSTP] 3.2.5.2, 2.2.11).
+    ///
+    /// [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
+    Binding,
+    /// IPCP (RFC 1332, RFC 1877), with the server's address from its pool.
+    Ipcp,
+    /// Any other packet (none in this workload: IPv6CP is off).
+    Other,
+    /// Both ends' state freed (the part ends with the pair dropped).
+    Free,
+}
+
+impl SetupPhase {
+    pub const ALL: [SetupPhase; 9] = [
+        SetupPhase::Sessions,
+        SetupPhase::Http,
+        SetupPhase::SstpCall,
+        SetupPhase::Lcp,
+        SetupPhase::Auth,
+        SetupPhase::Binding,
+        SetupPhase::Ipcp,
+        SetupPhase::Other,
+        SetupPhase::Free,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetupPhase::Sessions => "sessions",
+            SetupPhase::Http => "http",
+            SetupPhase::SstpCall => "sstp_call",
+            SetupPhase::Lcp => "lcp",
+            SetupPhase::Auth => "auth",
+            SetupPhase::Binding => "binding",
+            SetupPhase::Ipcp => "ipcp",
+            SetupPhase::Other => "other",
+            SetupPhase::Free => "free",
+        }
+    }
+
+    /// What the phase covers, for the report.
+    pub fn description(self) -> &'static str {
+        match self {
+            SetupPhase::Sessions => "both sessions' state made",
+            SetupPhase::Http => "SSTP_DUPLEX_POST and its 200",
+            SetupPhase::SstpCall => "Call Connect Request and Acknowledge",
+            SetupPhase::Lcp => "LCP",
+            SetupPhase::Auth => "MS-CHAPv2 and the MPPE keys",
+            SetupPhase::Binding => "crypto binding (Call Connected)",
+            SetupPhase::Ipcp => "IPCP and the pool's address",
+            SetupPhase::Other => "any other packet",
+            SetupPhase::Free => "both sessions' state freed",
+        }
+    }
+
+    /// The phase of one unit on the wire: an HTTP message or an SSTP
+    /// packet ([MS-SSTP] 2.2.1: control packets carry their message type,
+    /// data packets a PPP frame, whose protocol field may be compressed
+    /// and whose address and control fields may be left out, RFC 1661 6.5,
+    /// 6.6).
+    ///
+    /// [MS-SSTP]: https://learn.microsoft.com/en-us/openspecs/windows_protocols/ms-sstp/
+    pub fn of_unit(unit: &[u8]) -> SetupPhase {
+        use sstpd::testing::pair::{control_message_type, is_data_packet};
+        if unit.starts_with(b"SSTP_DUPLEX_POST") || unit.starts_with(b"HTTP/") {
+            return SetupPhase::Http;
+        }
+        if !is_data_packet(unit) {
+            return match control_message_type(unit) {
+                Some(0x0001 | 0x0002) => SetupPhase::SstpCall,
+                Some(0x0004) => SetupPhase::Binding,
+                _ => SetupPhase::Other,
+            };
+        }
+        let mut frame = unit.get(4..).unwrap_or_default();
+        if frame.starts_with(&[0xff, 0x03]) {
+            frame = &frame[2..];
+        }
+        let protocol = match frame {
+            [first, ..] if first & 1 == 1 => u16::from(*first),
+            [high, low, ..] => u16::from_be_bytes([*high, *low]),
+            _ => 0,
+        };
+        match protocol {
+            0xc021 => SetupPhase::Lcp,
+            0xc223 => SetupPhase::Auth,
+            0x8021 => SetupPhase::Ipcp,
+            _ => SetupPhase::Other,
+        }
+    }
+}
+
+impl fmt::Display for SetupPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SetupPhase {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        by_name(s, &SetupPhase::ALL, SetupPhase::as_str, "setup phase")
+    }
+}
+
+/// The most rounds a lossless setup may take (it takes about ten).
+const MAX_SETUP_ROUNDS: usize = 64;
+
+/// [`Part::Setup`]'s sessions, driven one packet at a time with each
+/// packet's work counted in its phase (see [`SetupPhase`]).
+pub struct SetupPhaseWork {
+    setup: SetupWork,
+}
+
+/// Runs `work` through `through` (the counted region) if `phase` is the
+/// counted one, directly otherwise.
+fn in_phase(
+    phase: SetupPhase,
+    counted: SetupPhase,
+    through: fn(&mut dyn FnMut() -> bool) -> bool,
+    mut work: impl FnMut() -> bool,
+) -> bool {
+    if phase == counted {
+        through(&mut work)
+    } else {
+        work()
+    }
+}
+
+impl SetupPhaseWork {
+    pub fn new(sessions: u64) -> Self {
+        SetupPhaseWork {
+            setup: SetupWork::new(sessions),
+        }
+    }
+
+    /// Sets up every session, running `counted`'s work through `through`
+    /// and every other phase's directly. Returns the sessions that came up.
+    pub fn run(&self, counted: SetupPhase, through: fn(&mut dyn FnMut() -> bool) -> bool) -> u64 {
+        let w = &self.setup;
+        let mut up = 0;
+        for i in 0..w.sessions {
+            let mut pair = None;
+            in_phase(SetupPhase::Sessions, counted, through, || {
+                pair = Some(new_pair(&w.server, &w.client, &w.auth, i as u8));
+                true
+            });
+            let Some(mut pair) = pair else { continue };
+            if drive_by_phase(&mut pair, counted, through, None) {
+                up += 1;
+            }
+            let mut pair = Some(pair);
+            in_phase(SetupPhase::Free, counted, through, || {
+                drop(pair.take());
+                true
+            });
+        }
+        up
+    }
+
+    /// The phase of every unit one session exchanges, in order (for tests).
+    pub fn units(&self) -> Vec<SetupPhase> {
+        let w = &self.setup;
+        let mut pair = new_pair(&w.server, &w.client, &w.auth, 0);
+        let mut phases = Vec::new();
+        drive_by_phase(
+            &mut pair,
+            SetupPhase::Other,
+            |work| work(),
+            Some(&mut phases),
+        );
+        phases
+    }
+}
+
+/// Drives `pair` until nothing moves, one unit at a time (see
+/// [`SetupPhase`]). Returns whether the session came up.
+fn drive_by_phase(
+    pair: &mut SessionPair,
+    counted: SetupPhase,
+    through: fn(&mut dyn FnMut() -> bool) -> bool,
+    mut seen: Option<&mut Vec<SetupPhase>>,
+) -> bool {
+    let now = pair.now;
+    // The phase of the last unit each end received: what it transmits
+    // next is its answer. The client starts with its HTTP request.
+    let (mut client_cause, mut server_cause) = (SetupPhase::Http, SetupPhase::Http);
+    for _ in 0..MAX_SETUP_ROUNDS {
+        let client_moved = transfer_by_phase(
+            &mut pair.client,
+            &mut pair.server,
+            client_cause,
+            &mut server_cause,
+            now,
+            counted,
+            through,
+            seen.as_deref_mut(),
+        );
+        let server_moved = transfer_by_phase(
+            &mut pair.server,
+            &mut pair.client,
+            server_cause,
+            &mut client_cause,
+            now,
+            counted,
+            through,
+            seen.as_deref_mut(),
+        );
+        if !client_moved && !server_moved {
+            return pair.connect_without_timers();
+        }
+    }
+    false
+}
+
+/// Moves what `from` transmits to `to` one unit at a time; `to` serves
+/// the events each unit raised before the next. Returns whether anything
+/// moved. Each unit's phase goes to `seen` too, if given.
+#[allow(clippy::too_many_arguments)]
+fn transfer_by_phase(
+    from: &mut Side<SessionEnd>,
+    to: &mut Side<SessionEnd>,
+    from_cause: SetupPhase,
+    to_cause: &mut SetupPhase,
+    now: std::time::Instant,
+    counted: SetupPhase,
+    through: fn(&mut dyn FnMut() -> bool) -> bool,
+    mut seen: Option<&mut Vec<SetupPhase>>,
+) -> bool {
+    let mut moved = false;
+    while in_phase(from_cause, counted, through, || {
+        from.endpoint.poll_transmit(now, &mut from.outbox)
+    }) {
+        moved = true;
+        for unit in from.outbox.units() {
+            let phase = SetupPhase::of_unit(unit);
+            if let Some(seen) = seen.as_deref_mut() {
+                seen.push(phase);
+            }
+            *to_cause = phase;
+            in_phase(phase, counted, through, || {
+                to.receive(now, unit);
+                to.collect_events(now)
+            });
+        }
+        from.outbox.clear();
+    }
+    moved
 }
 
 /// Packets sent each way between two deliveries (as if one TLS read held
@@ -1111,6 +1396,31 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(done, part.units(&Scale::SMOKE), "{part}");
         }
+    }
+
+    #[test]
+    fn setup_phases_name_every_unit_and_every_phase_sets_up_the_sessions() {
+        let work = SetupPhaseWork::new(Scale::SMOKE.sessions);
+        for counted in SetupPhase::ALL {
+            let up = work.run(counted, |step| step());
+            assert_eq!(up, Scale::SMOKE.sessions, "{counted}");
+        }
+        // The exchange in the order the units go (either direction), each
+        // named by its content.
+        use SetupPhase::*;
+        let units = work.units();
+        let first_of = |phase| units.iter().position(|p| *p == phase);
+        assert_eq!(&units[..2], &[Http, Http], "{units:?}");
+        assert!(!units.contains(&Other), "{units:?}");
+        let order: Vec<_> = [SstpCall, Lcp, Auth, Binding, Ipcp]
+            .into_iter()
+            .map(|p| first_of(p).unwrap_or_else(|| panic!("no {p} unit in {units:?}")))
+            .collect();
+        assert!(order.is_sorted(), "{units:?}");
+        for phase in SetupPhase::ALL {
+            assert_eq!(phase.as_str().parse::<SetupPhase>(), Ok(phase));
+        }
+        assert!("tls".parse::<SetupPhase>().unwrap_err().contains("binding"));
     }
 
     #[test]
