@@ -61,6 +61,11 @@ pub struct SstpdOptions {
     pub max_sessions: usize,
     /// `logging.level`.
     pub log_level: String,
+    /// `ipv4.dns = [gateway, SECOND_RESOLVER]`: two resolvers, as
+    /// deployments configure them. Clients ask for a primary and a
+    /// secondary DNS server as Windows does (RFC 1877); a server with fewer
+    /// must reject the request first, one more IPCP exchange per session.
+    pub dns_servers: bool,
     /// `ipv6.enabled`: IPv6CP and a /64 per session from `fd99::/48`.
     pub ipv6: bool,
     /// Extra TOML appended to the generated file (sections not set above).
@@ -73,6 +78,10 @@ pub struct SstpdOptions {
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
 }
+
+/// The secondary DNS server handed to clients (TEST-NET-1, RFC 5737): no
+/// scenario resolves names, so nothing is ever sent to it.
+pub const SECOND_RESOLVER: &str = "192.0.2.53";
 
 impl SstpdOptions {
     pub fn new(binary: PathBuf) -> SstpdOptions {
@@ -88,6 +97,7 @@ impl SstpdOptions {
             certificate: SelfSignedKey::EcdsaP256,
             max_sessions: 10_000,
             log_level: "warn".into(),
+            dns_servers: true,
             ipv6: false,
             extra_toml: String::new(),
             tun_offload: None,
@@ -108,6 +118,7 @@ impl SstpdOptions {
         options.listen = defaults.server.listen[0];
         options.ipv4_pool = defaults.ipv4.pool.to_string();
         options.ipv4_gateway = defaults.ipv4.gateway.to_string();
+        options.dns_servers = false;
         options.workers = defaults.server.workers;
         options
     }
@@ -145,6 +156,7 @@ impl SstpdOptions {
              [ipv4]\n\
              pool = {pool}\n\
              gateway = {gateway}\n\
+             {dns}\
              \n\
              [ipv6]\n\
              enabled = {ipv6}\n\
@@ -169,6 +181,15 @@ impl SstpdOptions {
             ktls = quote(self.ktls.as_str()),
             pool = quote(&self.ipv4_pool),
             gateway = quote(&self.ipv4_gateway),
+            dns = if self.dns_servers {
+                format!(
+                    "dns = [{}, {}]\n",
+                    quote(&self.ipv4_gateway),
+                    quote(SECOND_RESOLVER)
+                )
+            } else {
+                String::new()
+            },
             level = quote(&self.log_level),
             control = quote(&dir.join(CONTROL_SOCKET).display().to_string()),
             ipv6 = self.ipv6,
@@ -670,6 +691,7 @@ mod tests {
             "certificate = \"/tmp/x/cert.pem\"",
             "private_key = \"/tmp/x/key.pem\"",
             "pool = \"10.99.0.0/20\"",
+            "dns = [\"10.99.0.1\", \"192.0.2.53\"]",
             "name = \"quote\\\"d\"",
             "password = \"p w\"",
         ] {
@@ -686,5 +708,10 @@ mod tests {
         assert_eq!(config.users.local.len(), 2);
         assert_eq!(config.users.local[1].name, "quote\"d");
         assert_eq!(config.tls.certificate, Some(dir.path().join("cert.pem")));
+        let dns: Vec<std::net::Ipv4Addr> = ["10.99.0.1", SECOND_RESOLVER]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(config.ipv4.dns, dns);
     }
 }
