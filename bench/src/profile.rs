@@ -48,6 +48,8 @@ pub enum Activity {
     Runtime,
     /// Kernel: accepting connections.
     KernelAccept,
+    /// Kernel: opening connections (a client's `socket` and `connect`).
+    KernelConnect,
     /// Kernel: TCP sends (on loopback with the delivery to the peer).
     KernelSend,
     /// Kernel: TCP receives.
@@ -82,6 +84,7 @@ impl Activity {
             Activity::Session => "session core",
             Activity::Runtime => "runtime",
             Activity::KernelAccept => "kernel: accept",
+            Activity::KernelConnect => "kernel: socket, connect",
             Activity::KernelSend => "kernel: send",
             Activity::KernelReceive => "kernel: receive",
             Activity::KernelClose => "kernel: close",
@@ -113,11 +116,14 @@ const USER_RULES: &[(&str, Activity)] = &[
     ("rustls::", Activity::TlsRecords),
 ];
 
-/// Frames that mark the TLS handshake anywhere on the stack: a sample
-/// under them that the rules call records is the handshake's.
+/// Frames that mark the TLS handshake anywhere on the stack, either role
+/// (a load generator's profile splits the same way): a sample under them
+/// that the rules call records is the handshake's.
 const HANDSHAKE_MARKS: &[&str] = &[
     "rustls::server::hs",
     "rustls::server::tls13",
+    "rustls::client::hs",
+    "rustls::client::tls13",
     "TlsConn::handshake",
 ];
 
@@ -127,6 +133,9 @@ const KERNEL_RULES: &[(&str, Activity)] = &[
     ("exc_page_fault", Activity::KernelPageFault),
     ("do_accept", Activity::KernelAccept),
     ("io_accept", Activity::KernelAccept),
+    ("__sys_connect", Activity::KernelConnect),
+    ("io_connect", Activity::KernelConnect),
+    ("__sys_socket", Activity::KernelConnect),
     ("tcp_sendmsg", Activity::KernelSend),
     ("sock_write_iter", Activity::KernelSend),
     ("tcp_recvmsg", Activity::KernelReceive),
@@ -330,6 +339,10 @@ sstp-loadgen 26000 64421.467200:     250000 cpu-clock:ppp:
             Activity::TlsHandshake
         );
         assert_eq!(
+            classify(&["rustls::x", "rustls::client::tls13::ExpectFinished::handle"]),
+            Activity::TlsHandshake
+        );
+        assert_eq!(
             classify(&[
                 "tokio::runtime::task::state::State::load",
                 "sstpd::worker::session::x"
@@ -354,6 +367,13 @@ sstp-loadgen 26000 64421.467200:     250000 cpu-clock:ppp:
                 "io_submit_sqes ([kernel.kallsyms])"
             ]),
             Activity::KernelRing
+        );
+        assert_eq!(
+            classify(&[
+                "tcp_connect ([kernel.kallsyms])",
+                "__sys_connect ([kernel.kallsyms])"
+            ]),
+            Activity::KernelConnect
         );
         assert_eq!(classify(&["x ([kernel.kallsyms])"]), Activity::KernelOther);
         assert_eq!(classify(&["[unknown]"]), Activity::Other);
