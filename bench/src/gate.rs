@@ -500,13 +500,13 @@ impl Runner {
 
     /// The command that counts `part`.
     pub fn command(&self, part: Part) -> Command {
-        let out_file = self.out_dir.join(format!("callgrind.{part}.out"));
+        let out_file = self.out_file(part.as_str());
         self.callgrind(TOGGLE_FUNCTION, &out_file, &["--part", part.as_str()])
     }
 
     /// The command that counts one phase of the setup part.
     pub fn phase_command(&self, phase: SetupPhase) -> Command {
-        let out_file = self.out_dir.join(format!("callgrind.setup.{phase}.out"));
+        let out_file = self.out_file(&Self::phase_name(phase));
         let args = ["--part", "setup", "--phase", phase.as_str()];
         self.callgrind(PHASE_TOGGLE_FUNCTION, &out_file, &args)
     }
@@ -546,8 +546,7 @@ impl Runner {
 
     /// Counts one part.
     pub fn run_part(&self, part: Part) -> Result<PartCount, GateError> {
-        let out_file = self.out_dir.join(format!("callgrind.{part}.out"));
-        let instructions = self.count(self.command(part), part.as_str(), &out_file)?;
+        let instructions = self.count(self.command(part), part.as_str())?;
         if instructions == 0 {
             return Err(GateError::Parse(format!(
                 "no instruction was counted for {part}: is {TOGGLE_FUNCTION} still in the \
@@ -564,13 +563,23 @@ impl Runner {
     /// Counts one phase of the setup part: the instructions of all its
     /// sessions in that phase (zero for a phase none of them goes through).
     pub fn run_setup_phase(&self, phase: SetupPhase) -> Result<u64, GateError> {
-        let out_file = self.out_dir.join(format!("callgrind.setup.{phase}.out"));
-        let name = format!("setup phase {phase}");
-        self.count(self.phase_command(phase), &name, &out_file)
+        self.count(self.phase_command(phase), &Self::phase_name(phase))
     }
 
-    /// Runs `command` and reads the total of its callgrind output.
-    fn count(&self, mut command: Command, name: &str, out_file: &Path) -> Result<u64, GateError> {
+    /// Where callgrind writes the counts of `name` (a part, or
+    /// [`Runner::phase_name`]).
+    fn out_file(&self, name: &str) -> PathBuf {
+        self.out_dir.join(format!("callgrind.{name}.out"))
+    }
+
+    /// The name of a setup phase's count, in its file and its errors.
+    fn phase_name(phase: SetupPhase) -> String {
+        format!("setup.{phase}")
+    }
+
+    /// Runs `command`, which counts `name`, and reads the total of its
+    /// callgrind output.
+    fn count(&self, mut command: Command, name: &str) -> Result<u64, GateError> {
         std::fs::create_dir_all(&self.out_dir)?;
         let program = format!("{:?}", command.get_program());
         let output = command
@@ -585,7 +594,7 @@ impl Runner {
                 detail: format!("{}\n{}", output.status, tail.join("\n")),
             });
         }
-        parse_callgrind_totals(&std::fs::read_to_string(out_file)?)
+        parse_callgrind_totals(&std::fs::read_to_string(self.out_file(name))?)
     }
 }
 

@@ -153,11 +153,11 @@ const KERNEL_RULES: &[(&str, Activity)] = &[
 /// The activity of one sample, from its frames innermost first (the
 /// symbol part of each `perf script` frame line).
 pub fn classify(frames: &[&str]) -> Activity {
-    let kernel: Vec<&str> = frames
+    let in_kernel = frames
         .iter()
-        .copied()
         .take_while(|f| f.contains("[kernel.kallsyms]"))
-        .collect();
+        .count();
+    let kernel = &frames[..in_kernel];
     if !kernel.is_empty() {
         return KERNEL_RULES
             .iter()

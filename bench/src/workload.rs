@@ -721,18 +721,22 @@ pub struct SetupPhaseWork {
     setup: SetupWork,
 }
 
-/// Runs `work` through `through` (the counted region) if `phase` is the
-/// counted one, directly otherwise.
-fn in_phase(
+/// The phase a run counts, and the counted region its work goes through.
+#[derive(Clone, Copy)]
+struct Counted {
     phase: SetupPhase,
-    counted: SetupPhase,
     through: fn(&mut dyn FnMut() -> bool) -> bool,
-    mut work: impl FnMut() -> bool,
-) -> bool {
-    if phase == counted {
-        through(&mut work)
-    } else {
-        work()
+}
+
+impl Counted {
+    /// Runs `work` of `phase`: through the counted region if it is the
+    /// counted phase, directly otherwise.
+    fn run(self, phase: SetupPhase, mut work: impl FnMut() -> bool) -> bool {
+        if phase == self.phase {
+            (self.through)(&mut work)
+        } else {
+            work()
+        }
     }
 }
 
@@ -747,19 +751,23 @@ impl SetupPhaseWork {
     /// and every other phase's directly. Returns the sessions that came up.
     pub fn run(&self, counted: SetupPhase, through: fn(&mut dyn FnMut() -> bool) -> bool) -> u64 {
         let w = &self.setup;
+        let counted = Counted {
+            phase: counted,
+            through,
+        };
         let mut up = 0;
         for i in 0..w.sessions {
             let mut pair = None;
-            in_phase(SetupPhase::Sessions, counted, through, || {
+            counted.run(SetupPhase::Sessions, || {
                 pair = Some(new_pair(&w.server, &w.client, &w.auth, i as u8));
                 true
             });
             let Some(mut pair) = pair else { continue };
-            if drive_by_phase(&mut pair, counted, through, None) {
+            if drive_by_phase(&mut pair, counted, None) {
                 up += 1;
             }
             let mut pair = Some(pair);
-            in_phase(SetupPhase::Free, counted, through, || {
+            counted.run(SetupPhase::Free, || {
                 drop(pair.take());
                 true
             });
@@ -772,12 +780,11 @@ impl SetupPhaseWork {
         let w = &self.setup;
         let mut pair = new_pair(&w.server, &w.client, &w.auth, 0);
         let mut phases = Vec::new();
-        drive_by_phase(
-            &mut pair,
-            SetupPhase::Other,
-            |work| work(),
-            Some(&mut phases),
-        );
+        let counted = Counted {
+            phase: SetupPhase::Other,
+            through: |work| work(),
+        };
+        drive_by_phase(&mut pair, counted, Some(&mut phases));
         phases
     }
 }
@@ -786,8 +793,7 @@ impl SetupPhaseWork {
 /// [`SetupPhase`]). Returns whether the session came up.
 fn drive_by_phase(
     pair: &mut SessionPair,
-    counted: SetupPhase,
-    through: fn(&mut dyn FnMut() -> bool) -> bool,
+    counted: Counted,
     mut seen: Option<&mut Vec<SetupPhase>>,
 ) -> bool {
     let now = pair.now;
@@ -802,7 +808,6 @@ fn drive_by_phase(
             &mut server_cause,
             now,
             counted,
-            through,
             seen.as_deref_mut(),
         );
         let server_moved = transfer_by_phase(
@@ -812,7 +817,6 @@ fn drive_by_phase(
             &mut client_cause,
             now,
             counted,
-            through,
             seen.as_deref_mut(),
         );
         if !client_moved && !server_moved {
@@ -825,19 +829,17 @@ fn drive_by_phase(
 /// Moves what `from` transmits to `to` one unit at a time; `to` serves
 /// the events each unit raised before the next. Returns whether anything
 /// moved. Each unit's phase goes to `seen` too, if given.
-#[allow(clippy::too_many_arguments)]
 fn transfer_by_phase(
     from: &mut Side<SessionEnd>,
     to: &mut Side<SessionEnd>,
     from_cause: SetupPhase,
     to_cause: &mut SetupPhase,
     now: std::time::Instant,
-    counted: SetupPhase,
-    through: fn(&mut dyn FnMut() -> bool) -> bool,
+    counted: Counted,
     mut seen: Option<&mut Vec<SetupPhase>>,
 ) -> bool {
     let mut moved = false;
-    while in_phase(from_cause, counted, through, || {
+    while counted.run(from_cause, || {
         from.endpoint.poll_transmit(now, &mut from.outbox)
     }) {
         moved = true;
@@ -847,7 +849,7 @@ fn transfer_by_phase(
                 seen.push(phase);
             }
             *to_cause = phase;
-            in_phase(phase, counted, through, || {
+            counted.run(phase, || {
                 to.receive(now, unit);
                 to.collect_events(now)
             });
