@@ -118,6 +118,10 @@ enum Command {
         /// Concurrent clients (handshakes).
         #[arg(long, default_value_t = 8)]
         clients: usize,
+        /// Request/response exchanges of 100-byte messages after each
+        /// handshake (`tls_handshake_exchanges`; 0: `tls_handshake`).
+        #[arg(long, default_value_t = 0)]
+        exchanges: usize,
         /// Message size (ping-pong).
         #[arg(long, default_value_t = 64)]
         message_size: usize,
@@ -417,6 +421,7 @@ fn main() -> ExitCode {
             record_size,
             write_size,
             clients,
+            exchanges,
             message_size,
             key,
             out,
@@ -443,6 +448,7 @@ fn main() -> ExitCode {
                 handshakes: (all || only.contains(&Which::Handshake)).then(|| {
                     tls::HandshakeParams {
                         clients,
+                        exchanges,
                         duration,
                         cert: cert.clone(),
                         ..Default::default()

@@ -7,7 +7,10 @@ use std::time::Duration;
 use sstp_bench::reference::tls::{
     handshakes, ping_pong, stream, HandshakeParams, PingPongParams, StreamParams,
 };
-use sstp_bench::reference::{measure, ReferencePlan, TLS_HANDSHAKE, TLS_PING_PONG, TLS_STREAM};
+use sstp_bench::reference::{
+    handshake_reference, measure, ReferencePlan, TLS_HANDSHAKE, TLS_HANDSHAKE_EXCHANGES,
+    TLS_PING_PONG, TLS_STREAM,
+};
 
 const SHORT: Duration = Duration::from_millis(200);
 
@@ -93,6 +96,29 @@ fn a_count_bound_stops_handshakes_and_ping_pong() {
 }
 
 #[test]
+fn handshakes_with_exchanges_get_every_message_echoed() {
+    // A client whose message did not come back whole would wait (and the
+    // test time out) or count a failure.
+    let params = HandshakeParams {
+        clients: 2,
+        max_handshakes: 6,
+        duration: Duration::from_secs(30),
+        exchanges: 3,
+        message_size: 100,
+        ..Default::default()
+    };
+    let result = handshakes(&params).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(result.failures, 0);
+    assert!((6..=8).contains(&result.handshakes), "{result:?}");
+
+    let recorded = handshake_reference(&params).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recorded.name, TLS_HANDSHAKE_EXCHANGES);
+    assert_eq!(recorded.params["exchanges"], "3");
+    assert_eq!(recorded.params["message_size"], "100");
+    assert!(recorded.figure("server_cpu_per_1000").unwrap().value > 0.0);
+}
+
+#[test]
 fn parameters_out_of_range_are_refused() {
     let error = stream(&StreamParams {
         record_size: 16,
@@ -112,6 +138,13 @@ fn parameters_out_of_range_are_refused() {
     assert_eq!(error.as_str(), "params");
     let error = handshakes(&HandshakeParams {
         clients: 0,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(error.as_str(), "params");
+    let error = handshakes(&HandshakeParams {
+        exchanges: 2,
+        message_size: 0,
         ..Default::default()
     })
     .unwrap_err();

@@ -161,12 +161,21 @@ fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
     );
     let per_1000 = figure(setup, "server_cpu_per_1000_sessions");
     assert!(per_1000.value > 0.0, "{per_1000:?}");
-    // The reference it was measured against is in the same file.
-    assert!(
-        results.references.iter().any(|r| r.name == "tls_handshake"),
-        "{:?}",
-        results.references
+    // The references it was measured against are in the same file.
+    let names: Vec<&str> = results.references.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["tls_handshake", "tls_handshake_exchanges"]);
+    // Beside the reference with a session setup's exchanges too: six, with
+    // the bench's sstpd handing out two DNS servers.
+    assert_beside(
+        figure(setup, "setup_rate_shaped"),
+        "tls_handshake_exchanges",
     );
+    assert_beside(
+        figure(setup, "server_cpu_per_1000_sessions_shaped"),
+        "tls_handshake_exchanges",
+    );
+    assert_eq!(results.references[1].params["exchanges"], "6");
+    assert!(stdout.contains("then 6 exchanges"), "{stdout}");
     assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
 }
 

@@ -100,6 +100,9 @@ impl ReferencePlan {
 pub const TLS_STREAM: &str = "tls_stream";
 /// Name of the handshake-rate reference.
 pub const TLS_HANDSHAKE: &str = "tls_handshake";
+/// Name of the handshake reference that also makes a session setup's
+/// request/response exchanges (the `setup` scenario's shape-matched one).
+pub const TLS_HANDSHAKE_EXCHANGES: &str = "tls_handshake_exchanges";
 /// Name of the ping-pong latency reference.
 pub const TLS_PING_PONG: &str = "tls_ping_pong";
 
@@ -196,7 +199,8 @@ pub fn stream_reference(
     })
 }
 
-/// [`tls::handshakes`] as the `tls_handshake` reference.
+/// [`tls::handshakes`] as the `tls_handshake` reference, or with
+/// exchanges as `tls_handshake_exchanges`.
 pub fn handshake_reference(p: &tls::HandshakeParams) -> Result<ReferenceResult, ReferenceError> {
     let r = tls::handshakes(p)?;
     if r.failures > 0 {
@@ -205,17 +209,25 @@ pub fn handshake_reference(p: &tls::HandshakeParams) -> Result<ReferenceResult, 
             r.failures
         )));
     }
+    let mut params = Params::from_iter([
+        (
+            "suite".into(),
+            p.suite.clone().unwrap_or_else(|| "sstpd defaults".into()),
+        ),
+        ("clients".into(), p.clients.to_string()),
+        ("certificate".into(), p.cert.describe()),
+        duration_param(p.duration),
+    ]);
+    let name = if p.exchanges == 0 {
+        TLS_HANDSHAKE
+    } else {
+        params.insert("exchanges".into(), p.exchanges.to_string());
+        params.insert("message_size".into(), p.message_size.to_string());
+        TLS_HANDSHAKE_EXCHANGES
+    };
     Ok(ReferenceResult {
-        name: TLS_HANDSHAKE.into(),
-        params: Params::from_iter([
-            (
-                "suite".into(),
-                p.suite.clone().unwrap_or_else(|| "sstpd defaults".into()),
-            ),
-            ("clients".into(), p.clients.to_string()),
-            ("certificate".into(), p.cert.describe()),
-            duration_param(p.duration),
-        ]),
+        name: name.into(),
+        params,
         figures: vec![
             Figure::new(
                 "handshake_rate",

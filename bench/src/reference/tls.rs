@@ -365,6 +365,11 @@ pub struct HandshakeParams {
     pub duration: Duration,
     pub max_handshakes: u64,
     pub cert: CertSource,
+    /// Request/response exchanges after each handshake: the client writes
+    /// `message_size` bytes, the server echoes them, the client waits for
+    /// all of them (0: handshake and close).
+    pub exchanges: usize,
+    pub message_size: usize,
 }
 
 impl Default for HandshakeParams {
@@ -375,6 +380,8 @@ impl Default for HandshakeParams {
             duration: Duration::from_secs(3),
             max_handshakes: 1_000_000,
             cert: CertSource::default(),
+            exchanges: 0,
+            message_size: 100,
         }
     }
 }
@@ -404,11 +411,17 @@ impl HandshakeResult {
 }
 
 /// TLS handshake rate: `clients` tasks on one client thread connect,
-/// handshake and close in a loop against one server thread, which
-/// handshakes each connection and waits for the close.
+/// handshake, make `exchanges` request/response exchanges and close, in a
+/// loop against one server thread, which handshakes each connection, echoes
+/// what it reads and waits for the close.
 pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, ReferenceError> {
     if params.clients == 0 {
         return Err(ReferenceError::Params("at least one client".into()));
+    }
+    if params.exchanges > 0 && params.message_size == 0 {
+        return Err(ReferenceError::Params(
+            "message size must be positive".into(),
+        ));
     }
     let identity = params.cert.identity()?;
     let (server_config, client_config) = configs(&identity, params.suite.as_deref(), None)?;
@@ -440,8 +453,13 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
                         if conn.with_tls(|tls| !tls.is_handshaking()).unwrap_or(true) {
                             done.set(done.get() + 1);
                         }
-                        // Wait for the client's close, as sstpd would read.
+                        // Echo the exchanges' messages, one write per
+                        // read as sstpd answers; then wait for the
+                        // client's close, as sstpd would read.
                         while result.is_ok() {
+                            if !early.is_empty() && conn.write_plaintext(&early).await.is_err() {
+                                break;
+                            }
                             early.clear();
                             match conn.read_plaintext(&mut early).await {
                                 Ok(ReadOutcome::Data(_)) => {}
@@ -464,6 +482,7 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
     let clients = params.clients;
     let duration = params.duration;
     let max = params.max_handshakes;
+    let (exchanges, message_size) = (params.exchanges, params.message_size);
     let client = std::thread::spawn(move || {
         let result = start_runtime(async move {
             let ok = Rc::new(Cell::new(0u64));
@@ -475,13 +494,18 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
                     let (ok, failed, config) = (ok.clone(), failed.clone(), client_config.clone());
                     tokio_uring::spawn(async move {
                         while Instant::now() < deadline && ok.get() + failed.get() < max {
-                            match connect_tls(addr, config.clone()).await {
-                                Ok(conn) => {
-                                    ok.set(ok.get() + 1);
-                                    let _ = conn.close().await;
+                            let conn = match connect_tls(addr, config.clone()).await {
+                                Ok(conn) => conn,
+                                Err(_) => {
+                                    failed.set(failed.get() + 1);
+                                    continue;
                                 }
+                            };
+                            match exchange(&conn, exchanges, message_size).await {
+                                Ok(()) => ok.set(ok.get() + 1),
                                 Err(_) => failed.set(failed.get() + 1),
                             }
+                            let _ = conn.close().await;
                         }
                     })
                 })
@@ -509,6 +533,53 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
         },
         server_cpu_seconds,
     })
+}
+
+/// `exchanges` times: writes a `message_size`-byte message and reads until
+/// as many bytes have come back.
+async fn exchange(
+    conn: &TlsConn,
+    exchanges: usize,
+    message_size: usize,
+) -> Result<(), ReferenceError> {
+    if exchanges == 0 {
+        return Ok(());
+    }
+    let message = vec![0x5au8; message_size];
+    let mut reply = Vec::with_capacity(message_size);
+    for _ in 0..exchanges {
+        conn.write_plaintext(&message)
+            .await
+            .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+        read_reply(conn, &mut reply, message_size, "exchanges").await?;
+    }
+    Ok(())
+}
+
+/// Reads until `reply` holds `len` bytes (`reply` emptied first); the
+/// server closing first is an error of `what`.
+async fn read_reply(
+    conn: &TlsConn,
+    reply: &mut Vec<u8>,
+    len: usize,
+    what: &str,
+) -> Result<(), ReferenceError> {
+    reply.clear();
+    while reply.len() < len {
+        match conn
+            .read_plaintext(reply)
+            .await
+            .map_err(|e| ReferenceError::Tls(e.to_string()))?
+        {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::Closed => {
+                return Err(ReferenceError::Incomplete(format!(
+                    "{what}: the server closed early"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parameters of [`ping_pong`].
@@ -597,21 +668,7 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
                 conn.write_plaintext(&message)
                     .await
                     .map_err(|e| ReferenceError::Tls(e.to_string()))?;
-                reply.clear();
-                while reply.len() < message.len() {
-                    match conn
-                        .read_plaintext(&mut reply)
-                        .await
-                        .map_err(|e| ReferenceError::Tls(e.to_string()))?
-                    {
-                        ReadOutcome::Data(_) => {}
-                        ReadOutcome::Closed => {
-                            return Err(ReferenceError::Incomplete(
-                                "ping-pong: the server closed early".into(),
-                            ))
-                        }
-                    }
-                }
+                read_reply(&conn, &mut reply, message.len(), "ping-pong").await?;
                 if i >= p.warmup {
                     let ns = start.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
                     histogram.saturating_record(ns.max(1));

@@ -18,6 +18,7 @@
 //! * round trips beside `tls_ping_pong` with the tunnel's record size.
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use sstp_loadgen::report::{HistSummary, Sessions};
 use sstp_loadgen::{Direction, Mode, Report};
 
 use super::loadgen::{bulk, Connection, LoadChild, LoadSpec};
-use super::process::{SstpdOptions, SstpdProcess};
+use super::process::{SstpdOptions, SstpdProcess, SECOND_RESOLVER};
 use super::testbed::{CpuShares, LoadOutcome, Span, Testbed, Topology};
 use super::{binaries::Binaries, ScenarioError};
 use crate::reference::{self, tls};
@@ -615,6 +616,47 @@ pub(crate) fn handshakes(
     .map_err(ScenarioError::Reference)
 }
 
+/// The plaintext bytes of each message of [`handshake_exchanges`]: about
+/// an SSTP setup message's (20 to 150 bytes).
+const EXCHANGE_MESSAGE: usize = 100;
+
+/// The request/response exchanges after the TLS handshake in the set-up
+/// of a session with the bench's sstpd (two DNS servers): what
+/// [`handshake_exchanges`] repeats.
+pub(crate) fn setup_exchanges() -> usize {
+    let gateway = Ipv4Addr::new(10, 99, 0, 1);
+    crate::workload::setup_server_flights([Some(gateway), SECOND_RESOLVER.parse().ok()])
+}
+
+/// The `tls_handshake_exchanges` reference: bare TLS handshakes, each
+/// followed by as many request/response exchanges of small messages as a
+/// session's setup makes ([`setup_exchanges`]), one write per answer.
+/// Beside it, a setup figure says what sstpd costs on top of TLS and of
+/// the round trips the protocol cannot avoid; beside `tls_handshake`, what
+/// it costs on top of TLS alone.
+pub(crate) fn handshake_exchanges(
+    bed: &Testbed,
+    options: &BenchOptions,
+    print: &mut dyn FnMut(&str),
+) -> Result<ReferenceResult, ScenarioError> {
+    let exchanges = setup_exchanges();
+    print(&format!(
+        "  reference {}: bare TLS handshakes, then {exchanges} exchanges of \
+         {EXCHANGE_MESSAGE}-byte messages (as many as a session's setup), {} clients ...",
+        reference::TLS_HANDSHAKE_EXCHANGES,
+        options.concurrency
+    ));
+    reference::handshake_reference(&tls::HandshakeParams {
+        clients: options.concurrency,
+        duration: options.reference_duration,
+        cert: bed.certificate(),
+        exchanges,
+        message_size: EXCHANGE_MESSAGE,
+        ..Default::default()
+    })
+    .map_err(ScenarioError::Reference)
+}
+
 pub(crate) fn ping_pong(
     bed: &Testbed,
     options: &BenchOptions,
@@ -1106,19 +1148,34 @@ fn setup(
     print: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ScenarioError> {
     let reference = handshakes(bed, options, print)?;
+    let shaped = handshake_exchanges(bed, options, print)?;
     let (outcome, mut figures) = load_checked(bed, &setup_spec(options), interrupt)?;
     let r = &outcome.report;
     let ramp = outcome.ramp();
     let established = r.sessions.established;
-    let mut all = vec![fig(
-        "setup_rate",
-        "sessions/s",
-        per_second(established, r.timing.ramp_s),
-        Better::Higher,
-    )
-    .beside(&reference, "handshake_rate")];
+    let rate = per_second(established, r.timing.ramp_s);
+    let mut all =
+        vec![fig("setup_rate", "sessions/s", rate, Better::Higher)
+            .beside(&reference, "handshake_rate")];
     let usage = server_usage(&outcome, ramp, 0, established);
     all.extend(cpu_per_1000_sessions(usage.as_ref(), &reference));
+    // The same two figures beside the reference with the setup's round
+    // trips: what sstpd adds to what any server of this protocol pays.
+    all.push(
+        fig("setup_rate_shaped", "sessions/s", rate, Better::Higher)
+            .beside(&shaped, "handshake_rate"),
+    );
+    if let Some(per_1000) = usage.as_ref().and_then(|u| u.cpu_s_per_1000_sessions) {
+        all.push(
+            fig(
+                "server_cpu_per_1000_sessions_shaped",
+                "s/1000 sessions",
+                per_1000,
+                Better::Lower,
+            )
+            .beside(&shaped, "server_cpu_per_1000"),
+        );
+    }
     all.push(fig(
         "setup_latency_p50",
         "us",
@@ -1146,7 +1203,7 @@ fn setup(
         server: usage,
         latency: None,
     };
-    Ok(Outcome::single(result, vec![reference], print))
+    Ok(Outcome::single(result, vec![reference, shaped], print))
 }
 
 /// The load of the setup scenarios: `--setup-sessions` sessions set up
