@@ -276,7 +276,7 @@ pub fn stream(params: &StreamParams) -> Result<StreamResult, ReferenceError> {
     let (server_config, client_config) =
         configs(&identity, Some(&params.suite), Some(params.record_size))?;
     let (listener, addr) = listener()?;
-    let server = std::thread::spawn(move || {
+    let server = spawn(SERVER_THREAD, move || {
         start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let (tcp, _) = listener.accept().await?;
@@ -302,11 +302,11 @@ pub fn stream(params: &StreamParams) -> Result<StreamResult, ReferenceError> {
             let seconds = first.map_or(0.0, |t| t.elapsed().as_secs_f64());
             Ok::<_, ReferenceError>((total, seconds, thread_cpu_seconds() - cpu_start))
         })
-    });
+    })?;
     let duration = params.duration;
     let max_bytes = params.max_bytes;
     let write_size = params.write_size;
-    let client = std::thread::spawn(move || {
+    let client = spawn(CLIENT_THREAD, move || {
         start_runtime(async move {
             let conn = connect_tls(addr, client_config).await?;
             let chunk = vec![0x5au8; write_size];
@@ -324,7 +324,7 @@ pub fn stream(params: &StreamParams) -> Result<StreamResult, ReferenceError> {
                 .map_err(|e| ReferenceError::Tls(e.to_string()))?;
             Ok::<_, ReferenceError>((sent, thread_cpu_seconds() - cpu_start))
         })
-    });
+    })?;
     let client = join(client)?;
     let (bytes, seconds, server_cpu_seconds) = join(server)?;
     let (sent, client_cpu_seconds) = client;
@@ -344,6 +344,20 @@ pub fn stream(params: &StreamParams) -> Result<StreamResult, ReferenceError> {
         server_cpu_seconds,
         client_cpu_seconds,
     })
+}
+
+/// The reference server's thread name: what `perf` records as its command
+/// (`sstp-bench split-profile --comm tls-ref-server`).
+pub const SERVER_THREAD: &str = "tls-ref-server";
+/// The reference client's thread name.
+pub const CLIENT_THREAD: &str = "tls-ref-client";
+
+/// Runs `f` on a new thread called `name`.
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> Result<T, ReferenceError> + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<T, ReferenceError>>, ReferenceError> {
+    Ok(std::thread::Builder::new().name(name.into()).spawn(f)?)
 }
 
 fn join<T>(
@@ -428,7 +442,7 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
     let (listener, addr) = listener()?;
     let stop = Arc::new(AtomicBool::new(false));
     let server_stop = stop.clone();
-    let server = std::thread::spawn(move || {
+    let server = spawn(SERVER_THREAD, move || {
         start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let done = Rc::new(Cell::new(0u64));
@@ -478,12 +492,12 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
             }
             Ok::<_, ReferenceError>((done.get(), thread_cpu_seconds() - cpu_start))
         })
-    });
+    })?;
     let clients = params.clients;
     let duration = params.duration;
     let max = params.max_handshakes;
     let (exchanges, message_size) = (params.exchanges, params.message_size);
-    let client = std::thread::spawn(move || {
+    let client = spawn(CLIENT_THREAD, move || {
         let result = start_runtime(async move {
             let ok = Rc::new(Cell::new(0u64));
             let failed = Rc::new(Cell::new(0u64));
@@ -519,7 +533,7 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
         stop.store(true, Ordering::Release);
         let _ = std::net::TcpStream::connect(addr);
         Ok::<_, ReferenceError>(result)
-    });
+    })?;
     let (_ok, failures, seconds) = join(client)?;
     let (handshakes, server_cpu_seconds) = join(server)?;
     Ok(HandshakeResult {
@@ -627,7 +641,7 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
     let identity = params.cert.identity()?;
     let (server_config, client_config) = configs(&identity, Some(&params.suite), None)?;
     let (listener, addr) = listener()?;
-    let server = std::thread::spawn(move || {
+    let server = spawn(SERVER_THREAD, move || {
         start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let (tcp, _) = listener.accept().await?;
@@ -647,9 +661,9 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
             }
             Ok::<_, ReferenceError>(())
         })
-    });
+    })?;
     let params_client = params.clone();
-    let client = std::thread::spawn(move || {
+    let client = spawn(CLIENT_THREAD, move || {
         start_runtime(async move {
             let p = params_client;
             let conn = connect_tls(addr, client_config).await?;
@@ -678,7 +692,7 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
             let _ = conn.close().await;
             Ok::<_, ReferenceError>((round_trips, histogram))
         })
-    });
+    })?;
     let (round_trips, histogram) = join(client)?;
     join(server)?;
     Ok(PingPongResult {
