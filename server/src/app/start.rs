@@ -641,7 +641,7 @@ fn scrape_gauges(shared: &Arc<Shared>) -> Vec<super::exporter::ScrapeGauge> {
         ),
         (
             "worker_mailbox_control",
-            "Control messages (auth answers, disconnects) waiting in each worker's mailbox.",
+            "Control messages (authentication answers that come later, disconnects) waiting in each worker's mailbox.",
             |(_, control)| control,
         ),
     ];

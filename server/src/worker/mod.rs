@@ -675,7 +675,7 @@ pub(crate) fn broadcast_shutdown(shared: &Shared) {
     }
 }
 
-/// Sends a control message (an authentication answer, shutdown) on the
+/// Sends a control message (a later authentication answer, shutdown) on the
 /// mailbox's control lane, which is never full: a lost answer would leave
 /// its session waiting until it times out, a lost shutdown a worker
 /// running. It fails only when the receiving worker is gone, and then

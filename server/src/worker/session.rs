@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -828,6 +829,47 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
     guard.completed();
 }
 
+/// Where an authenticator's answer goes. One that comes before
+/// [`AnswerSlot::close`], while `authenticate` runs (the local user store
+/// answers at once), is kept, and the session takes it as soon as
+/// `authenticate` returns. One that comes later (RADIUS, from its own
+/// thread) goes through the worker's mailbox. Either way
+/// [`SessionCtx::auth_decision`] applies it to the request it answers.
+///
+/// Before, every answer went through the mailbox: for a local user that
+/// was an eventfd write and a read of it, and a turn of the worker's loop
+/// before the MS-CHAPv2 Success could leave.
+#[derive(Default)]
+struct AnswerSlot(std::sync::Mutex<AnswerState>);
+
+#[derive(Default)]
+struct AnswerState {
+    /// What came while the slot was open.
+    answer: Option<AuthDecision>,
+    closed: bool,
+}
+
+impl AnswerSlot {
+    /// Keeps `decision` while the slot is open; gives it back once it is
+    /// closed (the caller sends it on).
+    fn offer(&self, decision: AuthDecision) -> Option<AuthDecision> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.closed || state.answer.is_some() {
+            return Some(decision);
+        }
+        state.answer = Some(decision);
+        None
+    }
+
+    /// Closes the slot: later answers are given back to their sender.
+    /// Returns the answer that came while it was open.
+    fn close(&self) -> Option<AuthDecision> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.closed = true;
+        state.answer.take()
+    }
+}
+
 /// Protocol output -> TLS -> socket; also runs the session's timers, also
 /// while a write waits for the client ([`SessionCtx::while_writing`]).
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
@@ -1537,21 +1579,30 @@ impl SessionCtx {
                     *self.pending_auth.borrow_mut() = Some((request.id, request.username.clone()));
                     let mailbox = worker.shared.mailboxes[worker.index].clone();
                     let (to, request_id) = (self.reference, request.id);
-                    let reply = AuthReply::new(move |decision| {
-                        super::send_control(
-                            &mailbox,
-                            WorkerMsg::Auth {
-                                to,
-                                request: request_id,
-                                decision,
-                            },
-                        );
+                    let slot = Arc::new(AnswerSlot::default());
+                    let reply = AuthReply::new({
+                        let slot = slot.clone();
+                        move |decision| {
+                            if let Some(decision) = slot.offer(decision) {
+                                super::send_control(
+                                    &mailbox,
+                                    WorkerMsg::Auth {
+                                        to,
+                                        request: request_id,
+                                        decision,
+                                    },
+                                );
+                            }
+                        }
                     });
                     let context = AuthContext::new(self.peer, self.session_id.clone());
                     worker
                         .shared
                         .authenticator
                         .authenticate(request, context, reply);
+                    if let Some(decision) = slot.close() {
+                        self.auth_decision(worker, request_id, decision);
+                    }
                 }
                 SessionEvent::HttpHandshake { correlation_id } => {
                     // Set against sessions_established, this shows the
@@ -2067,5 +2118,36 @@ mod tests {
             socket.tcp_user_timeout().unwrap(),
             Some(Duration::from_millis(i32::MAX as u64))
         );
+    }
+
+    fn accept() -> AuthDecision {
+        AuthDecision::Accept(crate::proto::auth::AuthAccept::default())
+    }
+
+    #[test]
+    fn an_answer_given_while_authenticate_runs_is_taken_at_once() {
+        let slot = AnswerSlot::default();
+        assert!(slot.offer(accept()).is_none(), "kept, not sent on");
+        assert!(matches!(slot.close(), Some(AuthDecision::Accept(_))));
+        // Closed: nothing more is kept.
+        assert!(slot.close().is_none());
+    }
+
+    #[test]
+    fn an_answer_after_the_slot_closed_goes_back_to_its_sender() {
+        let slot = Arc::new(AnswerSlot::default());
+        assert!(slot.close().is_none(), "no answer yet");
+        // As RADIUS answers: from another thread, later.
+        let late = std::thread::spawn({
+            let slot = slot.clone();
+            move || slot.offer(accept())
+        })
+        .join()
+        .unwrap();
+        assert!(
+            matches!(late, Some(AuthDecision::Accept(_))),
+            "handed back for the mailbox"
+        );
+        assert!(slot.close().is_none());
     }
 }
