@@ -204,12 +204,13 @@ struct ClusterArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// `all`, a group (bulk, pps, latency, setup, setup_radius, idle,
-    /// churn, storm, ipv6: each IPv6 scenario after its IPv4 twin) or one
-    /// scenario (bulk_up_1, bulk_up_64, bulk_down_1, bulk_down_64, pps_up,
-    /// pps_down, latency, setup, setup_radius, idle, churn, storm,
-    /// bulk_up_1_v6, pps_up_v6, latency_v6), or `soak` (the long leak
-    /// hunt before a release: never part of `all`).
+    /// `all`, a group (bulk, tcp, pps, latency, latency_icmp, setup,
+    /// setup_radius, idle, churn, storm, ipv6: each IPv6 scenario after its
+    /// IPv4 twin) or one scenario (bulk_up_1, bulk_up_64, bulk_down_1,
+    /// bulk_down_64, tcp_up_1, tcp_up_8, tcp_up_64, tcp_down_1, tcp_down_8,
+    /// pps_up, pps_down, latency, latency_icmp, setup, setup_radius, idle,
+    /// churn, storm, bulk_up_1_v6, pps_up_v6, latency_v6), or `soak` (the
+    /// long leak hunt before a release: never part of `all`).
     scenario: String,
     /// Where the results file goes.
     #[arg(long, value_name = "FILE", default_value = "sstp-bench-results.json")]

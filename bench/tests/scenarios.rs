@@ -390,6 +390,36 @@ fn a_target_run_measures_another_server_through_its_peer() {
 }
 
 #[test]
+fn latency_icmp_times_echo_requests_the_kernel_answers_beside_the_ping_pong() {
+    let (stdout, results, pid) = run_to_results(&[
+        "latency_icmp",
+        "--duration",
+        "0.5",
+        "--reference-duration",
+        "0.3",
+    ]);
+    let names: Vec<&str> = results.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "latency_icmp_max",
+            "latency_icmp_10pct",
+            "latency_icmp_50pct"
+        ],
+        "{stdout}"
+    );
+    // ICMP echo requests, not the peer's UDP: the load generator ran in
+    // echo mode.
+    let max = scenario(&results, "latency_icmp_max");
+    assert_eq!(max.params.get("mode").map(String::as_str), Some("echo"));
+    assert!(figure(max, "round_trip_rate").value > 0.0);
+    let paced = scenario(&results, "latency_icmp_10pct");
+    assert_beside(figure(paced, "latency_p50"), "tls_ping_pong");
+    assert_eq!(figure(paced, "loss").value, 0.0, "{paced:?}");
+    assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
+}
+
+#[test]
 fn a_short_soak_samples_the_server_every_interval_and_draws_its_charts() {
     let charts = tempfile::tempdir().expect("temporary directory");
     let (stdout, results, pid) = run_to_results(&[

@@ -85,8 +85,8 @@ pub enum Kind {
     /// Full-speed 92-byte packets through 8 sessions.
     SmallPackets { direction: Direction },
     /// The maximum reflected round-trip rate, then round trips at 10% and
-    /// 50% of it.
-    Latency,
+    /// 50% of it, each answered by `reflector`.
+    Latency { reflector: Reflector },
     /// Sessions set up as fast as they complete.
     Setup,
     /// Many sessions held without traffic.
@@ -103,6 +103,17 @@ pub enum Kind {
     /// Held, talking and churning sessions for a long time, the server
     /// sampled every interval ([`super::soak`]).
     Soak,
+}
+
+/// What answers the latency scenarios' probes behind sstpd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reflector {
+    /// `sstp-loadgen peer`: UDP datagrams, each sent back by a process.
+    Peer,
+    /// The kernel: ICMP echo requests to the tunnel's gateway, answered
+    /// where sstpd's TUN device is, with no process to wake. The round trip
+    /// is then the tunnel's alone, as an operator's ping through it.
+    Kernel,
 }
 
 /// The group of the IPv6 scenarios; `run ipv6` runs each beside its IPv4
@@ -137,7 +148,7 @@ impl ScenarioSpec {
 }
 
 /// The scenarios, in the order `run all` runs them (all but `soak`).
-pub const SCENARIOS: [ScenarioSpec; 21] = [
+pub const SCENARIOS: [ScenarioSpec; 22] = [
     ScenarioSpec {
         name: "bulk_up_1",
         group: "bulk",
@@ -260,11 +271,24 @@ pub const SCENARIOS: [ScenarioSpec; 21] = [
     ScenarioSpec {
         name: "latency",
         group: "latency",
-        kind: Kind::Latency,
+        kind: Kind::Latency {
+            reflector: Reflector::Peer,
+        },
         load: "8 sessions of 92-byte UDP round trips (64 flows each) reflected by the peer: at full speed \
                (the maximum), then paced at 10% and 50% of it",
         figures: "latency_max: round trips/s; latency_10pct, latency_50pct: percentiles \
                   beside tls_ping_pong with 100-byte messages, and the share of probes sent late",
+    },
+    ScenarioSpec {
+        name: "latency_icmp",
+        group: "latency_icmp",
+        kind: Kind::Latency {
+            reflector: Reflector::Kernel,
+        },
+        load: "latency's load as ICMP echo requests to the tunnel's gateway, answered by the \
+               kernel where sstpd's TUN device is (no process reflects them): at full speed, \
+               then paced at 10% and 50% of it",
+        figures: "latency_icmp_max, latency_icmp_10pct, latency_icmp_50pct: as latency's",
     },
     ScenarioSpec {
         name: "setup",
@@ -328,7 +352,9 @@ pub const SCENARIOS: [ScenarioSpec; 21] = [
     ScenarioSpec {
         name: "latency_v6",
         group: IPV6_GROUP,
-        kind: Kind::Latency,
+        kind: Kind::Latency {
+            reflector: Reflector::Peer,
+        },
         load: "latency over IPv6: 8 sessions of 92-byte UDP/IPv6 round trips reflected by the \
                peer, at full speed, then paced at 10% and 50% of it",
         figures: "latency_v6_max, latency_v6_10pct, latency_v6_50pct: as latency's",
@@ -552,7 +578,9 @@ pub fn run(
             interrupt,
             print,
         ),
-        Kind::Latency => latency(&mut bed, spec, options, interrupt, print),
+        Kind::Latency { reflector } => {
+            latency(&mut bed, spec, reflector, options, interrupt, print)
+        }
         Kind::Setup => setup(&mut bed, options, interrupt, print),
         Kind::Idle => idle(&mut bed, options, interrupt, print),
         Kind::Churn => churn(&mut bed, options, interrupt, print),
@@ -1026,25 +1054,27 @@ fn ip_payload(scenario: &ScenarioSpec, payload: usize) -> usize {
 fn latency(
     bed: &mut Testbed,
     scenario: &ScenarioSpec,
+    reflector: Reflector,
     options: &BenchOptions,
     interrupt: &AtomicBool,
     print: &mut dyn FnMut(&str),
 ) -> Result<Outcome, ScenarioError> {
     let message = downstream_record(SMALL_PAYLOAD);
     let reference = ping_pong(bed, options, message, print)?;
-    let udp = |pps: f64| {
-        let mut spec = LoadSpec::new(
-            Mode::Udp {
-                to: None,
-                reflect: true,
-                // As the small-packet scenarios: every probe on the
-                // per-packet path, so the maximum (and the 10% and 50% of
-                // it) is a rate of packets, not of super-packets.
-                flows: SMALL_PACKET_FLOWS,
-            },
-            SMALL_PACKET_SESSIONS,
-            options.duration,
-        );
+    let mode = match reflector {
+        Reflector::Peer => Mode::Udp {
+            to: None,
+            reflect: true,
+            // As the small-packet scenarios: every probe on the per-packet
+            // path, so the maximum (and the 10% and 50% of it) is a rate
+            // of packets, not of super-packets.
+            flows: SMALL_PACKET_FLOWS,
+        },
+        // ICMP has no ports, and nothing merges echo requests.
+        Reflector::Kernel => Mode::Echo { to: None },
+    };
+    let probes = |pps: f64| {
+        let mut spec = LoadSpec::new(mode.clone(), SMALL_PACKET_SESSIONS, options.duration);
         spec.payload = Some(ip_payload(scenario, SMALL_PAYLOAD));
         spec.ipv6 = scenario.ipv6();
         spec.pps = Some(pps);
@@ -1055,14 +1085,17 @@ fn latency(
         "  {}_max: {SMALL_PACKET_SESSIONS} sessions, round trips at full speed ...",
         scenario.name
     ));
-    let (outcome, mut figures) = load_checked(bed, &udp(SATURATING_PPS), interrupt)?;
+    let (outcome, mut figures) = load_checked(bed, &probes(SATURATING_PPS), interrupt)?;
     let r = &outcome.report;
     // Replies received in the window: what the loop carried.
     let max = r.traffic.down.packets_per_s;
     if max <= 0.0 {
+        let hint = match reflector {
+            Reflector::Peer => peer_hint(options),
+            Reflector::Kernel => String::new(),
+        };
         return Err(ScenarioError::Loadgen(format!(
-            "no round trip completed at full speed{}",
-            peer_hint(options)
+            "no round trip completed at full speed{hint}"
         )));
     }
     figures.insert(
@@ -1096,7 +1129,7 @@ fn latency(
             crate::units::significant(rate),
         ));
         let (outcome, mut figures) =
-            load_checked(bed, &udp(rate / SMALL_PACKET_SESSIONS as f64), interrupt)?;
+            load_checked(bed, &probes(rate / SMALL_PACKET_SESSIONS as f64), interrupt)?;
         let r = &outcome.report;
         let mut latency: Vec<Figure> = hist_profile(&r.rtt)
             .figures()

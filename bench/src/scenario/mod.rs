@@ -294,10 +294,10 @@ mod tests {
             error.to_string(),
             "unknown scenario \"nope\"; scenarios: bulk_up_1, bulk_up_64, bulk_down_1, \
              bulk_down_64, tcp_up_1, tcp_up_8, tcp_up_64, tcp_down_1, tcp_down_8, pps_up, \
-             pps_down, latency, setup, setup_radius, idle, churn, storm, bulk_up_1_v6, \
-             pps_up_v6, latency_v6, soak, or all \
-             (groups: bulk, tcp, pps, latency, setup, setup_radius, idle, churn, storm, ipv6, \
-             soak)"
+             pps_down, latency, latency_icmp, setup, setup_radius, idle, churn, storm, \
+             bulk_up_1_v6, pps_up_v6, latency_v6, soak, or all \
+             (groups: bulk, tcp, pps, latency, latency_icmp, setup, setup_radius, idle, churn, \
+             storm, ipv6, soak)"
         );
     }
 
