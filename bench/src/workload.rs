@@ -733,7 +733,19 @@ struct Counted {
     through: fn(&mut dyn FnMut() -> bool) -> bool,
 }
 
+/// Runs `work` outside any counted region.
+fn directly(work: &mut dyn FnMut() -> bool) -> bool {
+    work()
+}
+
 impl Counted {
+    /// Nothing counted: every phase's work runs directly (no unit of this
+    /// workload is of [`SetupPhase::Other`]).
+    const NONE: Counted = Counted {
+        phase: SetupPhase::Other,
+        through: directly,
+    };
+
     /// Runs `work` of `phase`: through the counted region if it is the
     /// counted phase, directly otherwise.
     fn run(self, phase: SetupPhase, mut work: impl FnMut() -> bool) -> bool {
@@ -785,11 +797,7 @@ impl SetupPhaseWork {
         let w = &self.setup;
         let mut pair = new_pair(&w.server, &w.client, &w.auth, 0);
         let mut phases = Vec::new();
-        let counted = Counted {
-            phase: SetupPhase::Other,
-            through: |work| work(),
-        };
-        drive_by_phase(&mut pair, counted, Some(&mut phases));
+        drive_by_phase(&mut pair, Counted::NONE, Some(&mut phases));
         phases
     }
 }
@@ -801,14 +809,9 @@ impl SetupPhaseWork {
 /// `setup` scenario's shape-matched reference (`tls_handshake_exchanges`)
 /// makes as many request/response exchanges after its handshake.
 pub fn setup_server_flights(dns: [Option<Ipv4Addr>; 2]) -> usize {
-    let w = SetupWork::new(1);
     let server = server_config_with_dns(dns);
-    let mut pair = new_pair(&server, &w.client, &w.auth, 0);
-    let counted = Counted {
-        phase: SetupPhase::Other,
-        through: |work| work(),
-    };
-    drive_rounds(&mut pair, counted, None).unwrap_or(0)
+    let mut pair = new_pair(&server, &client_config(), &authenticator(), 0);
+    drive_rounds(&mut pair, Counted::NONE, None).unwrap_or(0)
 }
 
 /// Drives `pair` until nothing moves, one unit at a time (see
