@@ -139,10 +139,13 @@ fn assert_beside(figure: &Figure, reference: &str) {
 
 #[test]
 fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
+    // Enough sessions for sstpd's CPU over the ramp to span several of
+    // /proc's 10 ms ticks: with 24, a release build's ramp read 0 ticks
+    // in two of six runs.
     let (stdout, results, pid) = run_to_results(&[
         "setup",
         "--setup-sessions",
-        "24",
+        "200",
         "--concurrency",
         "4",
         "--duration",
@@ -157,7 +160,7 @@ fn a_setup_run_writes_figures_with_same_run_references_and_ratios() {
     // Server cost from /proc: CPU per 1,000 sessions set up.
     assert_eq!(
         setup.server.as_ref().expect("server cost").sessions_set_up,
-        24
+        200
     );
     let per_1000 = figure(setup, "server_cpu_per_1000_sessions");
     assert!(per_1000.value > 0.0, "{per_1000:?}");
