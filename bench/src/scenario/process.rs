@@ -1,6 +1,7 @@
 //! The real `sstpd` binary, started with a generated configuration inside
-//! a network namespace of its own, and what it costs: CPU seconds from
-//! `/proc/<pid>/stat` (all threads), resident memory from
+//! a network namespace of its own, and what it costs: CPU time from the
+//! process's CPU clock (all threads, in nanoseconds) split into user and
+//! system time as `/proc/<pid>/stat` splits it, resident memory from
 //! `/proc/<pid>/status`.
 
 use std::fs;
@@ -206,9 +207,16 @@ impl SstpdOptions {
 /// One reading of a process's counters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProcessSample {
-    /// User and system CPU time of all threads, in seconds.
+    /// User and system CPU time of all threads, in seconds, from
+    /// `/proc/<pid>/stat`: counted in clock ticks (10 ms here), so a short
+    /// interval reads them coarsely. They give the split.
     pub user_seconds: f64,
     pub system_seconds: f64,
+    /// CPU time of all threads, including those that have ended, from the
+    /// process's CPU clock (`clock_getcpuclockid`): nanoseconds, so a
+    /// burst of a few milliseconds is read whole. `None` where the clock
+    /// could not be read.
+    pub clock_seconds: Option<f64>,
     pub threads: u64,
     /// Resident set size now and its peak (VmRSS, VmHWM).
     pub rss_bytes: u64,
@@ -217,20 +225,50 @@ pub struct ProcessSample {
 }
 
 impl ProcessSample {
+    /// All the CPU time the process has used: the CPU clock's reading,
+    /// the ticks' sum without one.
     pub fn cpu_seconds(&self) -> f64 {
-        self.user_seconds + self.system_seconds
+        self.clock_seconds
+            .unwrap_or(self.user_seconds + self.system_seconds)
     }
 
-    /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`.
+    /// Reads the process's CPU clock, `/proc/<pid>/stat` and
+    /// `/proc/<pid>/status`.
     pub fn read(pid: u32) -> Result<ProcessSample, ScenarioError> {
+        let clock_seconds = process_cpu_clock(pid);
         let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
             .map_err(|e| ScenarioError::Proc(format!("/proc/{pid}/stat: {e}")))?;
         let status = fs::read_to_string(format!("/proc/{pid}/status"))
             .map_err(|e| ScenarioError::Proc(format!("/proc/{pid}/status: {e}")))?;
         // SAFETY: sysconf only reads a configuration value.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        parse_proc(&stat, &status, if ticks > 0 { ticks as u64 } else { 100 })
+        let sample = parse_proc(&stat, &status, if ticks > 0 { ticks as u64 } else { 100 })?;
+        Ok(ProcessSample {
+            clock_seconds,
+            ..sample
+        })
     }
+}
+
+/// CPU seconds of process `pid` (all its threads, live and ended) from
+/// its CPU clock. Linux lets any process read another's (the clock is the
+/// one `/proc/<pid>/stat` rounds to ticks); `None` if it is gone.
+fn process_cpu_clock(pid: u32) -> Option<f64> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: writes one clockid_t through a valid pointer.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec through a valid pointer.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
 }
 
 /// Parses a stat line and a status file (`ticks`: clock ticks per second).
@@ -261,6 +299,7 @@ pub fn parse_proc(stat: &str, status: &str, ticks: u64) -> Result<ProcessSample,
     Ok(ProcessSample {
         user_seconds: field(14)? as f64 / ticks as f64,
         system_seconds: field(15)? as f64 / ticks as f64,
+        clock_seconds: None,
         threads: field(20)?,
         rss_bytes: kib("VmRSS:")?,
         rss_peak_bytes: kib("VmHWM:")?,
@@ -665,6 +704,34 @@ mod tests {
         let sample = ProcessSample::read(std::process::id()).unwrap();
         assert!(sample.rss_bytes > 0 && sample.rss_peak_bytes >= sample.rss_bytes);
         assert!(sample.threads >= 1);
+    }
+
+    #[test]
+    fn another_process_cpu_clock_reads_below_a_tick() {
+        // `sleep` uses well under a 10 ms tick to start: its ticks read
+        // 0, its clock does not.
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut clock = None;
+        for _ in 0..100 {
+            clock = process_cpu_clock(pid).filter(|&s| s > 0.0);
+            if clock.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let sample = ProcessSample::read(pid).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let clock = clock.expect("the child's CPU clock reads above 0");
+        assert!(clock < 1.0, "{clock}");
+        assert_eq!(Some(sample.cpu_seconds()), sample.clock_seconds);
+        // Reaped: the clock is gone with the process.
+        assert_eq!(process_cpu_clock(pid), None);
+        assert_eq!(process_cpu_clock(u32::MAX), None);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::process::ProcessSample;
 
-/// Time between two samples. CPU time advances in 10 ms clock ticks, so
-/// sampling faster would add noise, not resolution.
+/// Time between two samples: ten a second is enough to find a ramp's or a
+/// window's edges, and keeps the sampler's own CPU small.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Samples kept at most (one hour at [`SAMPLE_INTERVAL`]); the sampler
@@ -108,14 +108,27 @@ impl Samples {
     }
 
     /// CPU used by the `index`th process between `from` and `to` (Unix
-    /// seconds), interpolated between samples.
+    /// seconds), interpolated between samples. The total is the process's
+    /// CPU clock (nanoseconds); its split into user and system time is the
+    /// split of `/proc`'s ticks in the same interval (all user when no
+    /// tick was counted).
     pub fn cpu(&self, index: usize, from: f64, to: f64) -> Option<CpuUse> {
         let process = |p: &Point| p.processes.get(index).copied().flatten();
-        let user = |at| interpolate(&self.points, at, |p| Some(process(p)?.user_seconds));
-        let system = |at| interpolate(&self.points, at, |p| Some(process(p)?.system_seconds));
+        let between = |value: fn(&ProcessSample) -> f64| -> Option<f64> {
+            let at = |t| interpolate(&self.points, t, |p| Some(value(&process(p)?)));
+            Some((at(to)? - at(from)?).max(0.0))
+        };
+        let total = between(ProcessSample::cpu_seconds)?;
+        let user_ticks = between(|s| s.user_seconds)?;
+        let system_ticks = between(|s| s.system_seconds)?;
+        let system_share = if user_ticks + system_ticks > 0.0 {
+            system_ticks / (user_ticks + system_ticks)
+        } else {
+            0.0
+        };
         Some(CpuUse {
-            user_seconds: (user(to)? - user(from)?).max(0.0),
-            system_seconds: (system(to)? - system(from)?).max(0.0),
+            user_seconds: total * (1.0 - system_share),
+            system_seconds: total * system_share,
         })
     }
 
@@ -238,6 +251,7 @@ mod tests {
         ProcessSample {
             user_seconds: user,
             system_seconds: system,
+            clock_seconds: None,
             threads: 1,
             rss_bytes: rss,
             rss_peak_bytes: rss,
@@ -284,6 +298,32 @@ mod tests {
         assert_eq!(s.cpu(1, 100.0, 102.0), None);
         assert_eq!(s.cpu(7, 100.0, 102.0), None);
         assert!((s.machine_busy(100.0, 102.0).unwrap() - 3.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_cpu_clock_gives_the_total_and_the_ticks_its_split() {
+        let at = |at: f64, clock: f64, user: f64, system: f64| Point {
+            at,
+            processes: vec![Some(ProcessSample {
+                clock_seconds: Some(clock),
+                ..sample(user, system, 10)
+            })],
+            machine_busy_seconds: None,
+        };
+        // 3 ms of CPU and not one tick counted: all of it, as user time.
+        let s = Samples {
+            points: vec![at(100.0, 0.001, 0.0, 0.0), at(101.0, 0.004, 0.0, 0.0)],
+        };
+        let used = s.cpu(0, 100.0, 101.0).unwrap();
+        assert!((used.seconds() - 0.003).abs() < 1e-12, "{used:?}");
+        assert_eq!(used.system_share(), 0.0);
+        // 0.105 s on the clock, ticks of 0.06 user and 0.04 system.
+        let s = Samples {
+            points: vec![at(100.0, 1.0, 0.5, 0.5), at(101.0, 1.105, 0.56, 0.54)],
+        };
+        let used = s.cpu(0, 100.0, 101.0).unwrap();
+        assert!((used.seconds() - 0.105).abs() < 1e-9, "{used:?}");
+        assert!((used.system_share() - 0.4).abs() < 1e-9, "{used:?}");
     }
 
     #[test]
