@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use sstp_bench::reference::tls::{
-    handshakes, ping_pong, stream, HandshakeParams, PingPongParams, StreamParams,
+    handshakes, paced_ping_pong, ping_pong, stream, HandshakeParams, PacedPingPongParams,
+    PingPongParams, StreamParams,
 };
 use sstp_bench::reference::{
-    handshake_reference, measure, ReferencePlan, TLS_HANDSHAKE, TLS_HANDSHAKE_EXCHANGES,
-    TLS_PING_PONG, TLS_STREAM,
+    handshake_reference, measure, paced_ping_pong_reference, ReferencePlan, TLS_HANDSHAKE,
+    TLS_HANDSHAKE_EXCHANGES, TLS_PING_PONG, TLS_STREAM,
 };
 
 const SHORT: Duration = Duration::from_millis(200);
@@ -155,4 +156,52 @@ fn parameters_out_of_range_are_refused() {
     })
     .unwrap_err();
     assert_eq!(error.as_str(), "tls");
+}
+
+#[test]
+fn a_paced_ping_pong_gets_every_message_back_and_times_those_after_the_warmup() {
+    // 2,000 messages a second over 4 connections for 300 ms: about 600,
+    // and those of the first 100 ms are not timed.
+    let params = PacedPingPongParams {
+        connections: 4,
+        rate: 2_000.0,
+        duration: Duration::from_millis(300),
+        warmup: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let result = paced_ping_pong(&params).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(result.received, result.sent, "{result:?}");
+    assert!((500..=700).contains(&result.sent), "{result:?}");
+    let timed = result.latency.samples;
+    assert!(timed > 0 && timed < result.sent, "{result:?}");
+    assert!(result.latency.min > 0.0, "{result:?}");
+
+    let reference = paced_ping_pong_reference("tls_ping_pong_paced_test", &params)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reference.name, "tls_ping_pong_paced_test");
+    assert_eq!(reference.params["rate"], "2000");
+    assert_eq!(reference.params["connections"], "4");
+    assert!(reference.figure("latency_p99").unwrap().value > 0.0);
+    assert!(reference.figure("round_trip_rate").unwrap().value > 0.0);
+    assert!(reference.figure("sent_late").is_some());
+}
+
+#[test]
+fn a_paced_ping_pong_refuses_messages_too_short_for_their_time() {
+    for params in [
+        PacedPingPongParams {
+            message_size: 7,
+            ..Default::default()
+        },
+        PacedPingPongParams {
+            connections: 0,
+            ..Default::default()
+        },
+        PacedPingPongParams {
+            rate: 0.0,
+            ..Default::default()
+        },
+    ] {
+        assert!(paced_ping_pong(&params).is_err(), "{params:?}");
+    }
 }

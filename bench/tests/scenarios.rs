@@ -418,6 +418,18 @@ fn latency_icmp_times_echo_requests_the_kernel_answers_beside_the_ping_pong() {
     assert!(figure(max, "round_trip_rate").value > 0.0);
     let paced = scenario(&results, "latency_icmp_10pct");
     assert_beside(figure(paced, "latency_p50"), "tls_ping_pong");
+    // And beside bare TLS paced at the point's own rate, measured for it.
+    for metric in ["latency_p50_paced", "latency_p99_paced"] {
+        assert_beside(figure(paced, metric), "tls_ping_pong_paced_10pct");
+    }
+    let reference = results
+        .references
+        .iter()
+        .find(|r| r.name == "tls_ping_pong_paced_10pct")
+        .unwrap_or_else(|| panic!("no paced reference in {stdout}"));
+    let rate: f64 = reference.params["rate"].parse().expect("a rate");
+    let max = figure(max, "round_trip_rate").value;
+    assert!((rate - max * 0.1).abs() <= 1.0, "{rate} against {max}");
     assert_eq!(figure(paced, "loss").value, 0.0, "{paced:?}");
     assert_eq!(namespaces_left_by(pid), Vec::<String>::new());
 }

@@ -105,6 +105,9 @@ pub const TLS_HANDSHAKE: &str = "tls_handshake";
 pub const TLS_HANDSHAKE_EXCHANGES: &str = "tls_handshake_exchanges";
 /// Name of the ping-pong latency reference.
 pub const TLS_PING_PONG: &str = "tls_ping_pong";
+/// Prefix of the paced ping-pong references: a latency point `10pct`'s is
+/// `tls_ping_pong_paced_10pct`.
+pub const TLS_PING_PONG_PACED: &str = "tls_ping_pong_paced";
 
 /// Runs the planned references one after the other (never concurrently:
 /// they would share the two cores) and records them.
@@ -244,6 +247,48 @@ pub fn handshake_reference(p: &tls::HandshakeParams) -> Result<ReferenceResult, 
             Figure::new("handshakes", "count", r.handshakes as f64, Better::Neither),
         ],
         latency: None,
+    })
+}
+
+/// [`tls::paced_ping_pong`] as the reference `name`: the latency
+/// percentiles, the rate of echoes, and the share of messages sent late.
+pub fn paced_ping_pong_reference(
+    name: &str,
+    p: &tls::PacedPingPongParams,
+) -> Result<ReferenceResult, ReferenceError> {
+    let r = tls::paced_ping_pong(p)?;
+    let mut figures = r.latency.figures();
+    figures.push(Figure::new(
+        "round_trip_rate",
+        "round trips/s",
+        if r.seconds > 0.0 {
+            r.received as f64 / r.seconds
+        } else {
+            0.0
+        },
+        Better::Neither,
+    ));
+    figures.push(Figure::new(
+        "sent_late",
+        "ratio",
+        if r.sent > 0 {
+            r.sent_late as f64 / r.sent as f64
+        } else {
+            0.0
+        },
+        Better::Lower,
+    ));
+    Ok(ReferenceResult {
+        name: name.into(),
+        params: Params::from_iter([
+            ("suite".into(), p.suite.clone()),
+            ("message_size".into(), p.message_size.to_string()),
+            ("connections".into(), p.connections.to_string()),
+            ("rate".into(), format!("{:.0}", p.rate)),
+            duration_param(p.duration),
+        ]),
+        figures,
+        latency: Some(r.latency),
     })
 }
 

@@ -13,6 +13,9 @@
 //!   handshake and close, over and over.
 //! * [`ping_pong`]: one connection, a small message echoed back; the
 //!   round-trip time of each.
+//! * [`paced_ping_pong`]: the same echo over several connections, the
+//!   messages sent at a fixed rate whether or not the earlier ones came
+//!   back (as the latency scenarios send their probes).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -647,19 +650,7 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
             let (tcp, _) = listener.accept().await?;
             let mut buf = Vec::with_capacity(64 * 1024);
             let conn = accept_tls(tcp, server_config, &mut buf).await?;
-            loop {
-                if !buf.is_empty() {
-                    conn.write_plaintext(&buf)
-                        .await
-                        .map_err(|e| ReferenceError::Tls(e.to_string()))?;
-                    buf.clear();
-                }
-                match conn.read_plaintext(&mut buf).await {
-                    Ok(ReadOutcome::Data(_)) => {}
-                    Ok(ReadOutcome::Closed) | Err(_) => break,
-                }
-            }
-            Ok::<_, ReferenceError>(())
+            echo(&conn, buf).await
         })
     })?;
     let params_client = params.clone();
@@ -698,5 +689,334 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
     Ok(PingPongResult {
         round_trips,
         latency: LatencyProfile::from_histogram_ns(&histogram),
+    })
+}
+
+/// Parameters of [`paced_ping_pong`].
+#[derive(Clone, Debug)]
+pub struct PacedPingPongParams {
+    pub suite: String,
+    /// Bytes per message (both ways), at least 8: each carries the time
+    /// it was sent.
+    pub message_size: usize,
+    /// Connections the messages are spread over.
+    pub connections: usize,
+    /// Messages a second over all connections.
+    pub rate: f64,
+    pub duration: Duration,
+    /// Messages sent before this much of the run are not recorded.
+    pub warmup: Duration,
+    pub cert: CertSource,
+    /// Cores to pin the server's and the client's threads to (sstpd's
+    /// first worker core and the load generator's, so that the reference
+    /// runs where the scenario does); `None`: where the scheduler puts them.
+    pub server_core: Option<usize>,
+    pub client_core: Option<usize>,
+}
+
+impl Default for PacedPingPongParams {
+    fn default() -> Self {
+        PacedPingPongParams {
+            suite: "TLS13_AES_128_GCM_SHA256".into(),
+            message_size: 64,
+            connections: 8,
+            rate: 10_000.0,
+            duration: Duration::from_secs(3),
+            warmup: Duration::from_millis(200),
+            cert: CertSource::default(),
+            server_core: None,
+            client_core: None,
+        }
+    }
+}
+
+/// What [`paced_ping_pong`] measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PacedPingPongResult {
+    /// Messages sent and echoes received (all of them, warm-up included).
+    pub sent: u64,
+    pub received: u64,
+    /// Messages sent a whole period or more after their time.
+    pub sent_late: u64,
+    /// Seconds from the first message to the last one's time.
+    pub seconds: f64,
+    pub latency: LatencyProfile,
+}
+
+/// How long the client waits for the last echoes once it has stopped
+/// sending.
+const PACED_DRAIN: Duration = Duration::from_secs(2);
+
+/// Round-trip latency of small messages sent at a fixed rate: the shape
+/// of the latency scenarios' paced points, without SSTP, PPP and TUN.
+///
+/// [`ping_pong`] sends the next message when the last one is back, so a
+/// stall of either side (another thread on its core, a kernel thread)
+/// delays one message; at a fixed rate it delays every message sent
+/// while it lasts, as it does the load generator's probes. The client
+/// paces each connection as the load generator paces a session
+/// (`sstp_loadgen::engine::wait_until`: the ring's timer, one message
+/// at a time, from a period of 50 µs; a whole period late counts as
+/// late), each connection's first message offset by its share of one
+/// period. Each message carries its send time; its round trip ends when
+/// the echo's last byte is read.
+pub fn paced_ping_pong(
+    params: &PacedPingPongParams,
+) -> Result<PacedPingPongResult, ReferenceError> {
+    if params.message_size < 8
+        || params.connections == 0
+        || !params.rate.is_finite()
+        || params.rate <= 0.0
+    {
+        return Err(ReferenceError::Params(
+            "a paced ping-pong needs messages of 8 bytes or more, a connection and a rate".into(),
+        ));
+    }
+    let identity = params.cert.identity()?;
+    let (server_config, client_config) = configs(&identity, Some(&params.suite), None)?;
+    let (listener, addr) = listener()?;
+    let connections = params.connections;
+    let server_core = params.server_core;
+    let server = spawn(SERVER_THREAD, move || {
+        pin_current_thread(server_core)?;
+        start_runtime(async move {
+            let listener = tokio_uring::net::TcpListener::from_std(listener);
+            let mut echoes = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                let (tcp, _) = listener.accept().await?;
+                let server_config = server_config.clone();
+                echoes.push(tokio_uring::spawn(async move {
+                    let mut buf = Vec::with_capacity(64 * 1024);
+                    let conn = accept_tls(tcp, server_config, &mut buf).await?;
+                    echo(&conn, buf).await
+                }));
+            }
+            for e in echoes {
+                e.await
+                    .map_err(|_| ReferenceError::Incomplete("an echo task failed".into()))??;
+            }
+            Ok::<_, ReferenceError>(())
+        })
+    })?;
+    let p = params.clone();
+    let client = spawn(CLIENT_THREAD, move || {
+        pin_current_thread(p.client_core)?;
+        start_runtime(async move {
+            let mut conns = Vec::with_capacity(p.connections);
+            for _ in 0..p.connections {
+                conns.push(Rc::new(connect_tls(addr, client_config.clone()).await?));
+            }
+            let histogram = Rc::new(std::cell::RefCell::new(
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+                    .map_err(|e| ReferenceError::Params(e.to_string()))?,
+            ));
+            let epoch = Instant::now();
+            let go = epoch + Duration::from_millis(10);
+            let record_from = go + p.warmup;
+            let end = go + p.duration;
+            let period = Duration::from_secs_f64(p.connections as f64 / p.rate);
+            let mut tasks = Vec::new();
+            for (i, conn) in conns.iter().enumerate() {
+                let first = go + period.mul_f64(i as f64 / p.connections as f64);
+                let sender = Rc::new(PacedSender::default());
+                tasks.push(tokio_uring::spawn(send_paced(
+                    conn.clone(),
+                    sender.clone(),
+                    (epoch, first, period, end),
+                    p.message_size,
+                )));
+                tasks.push(tokio_uring::spawn(receive_echoes(
+                    conn.clone(),
+                    sender,
+                    histogram.clone(),
+                    (epoch, record_from),
+                    p.message_size,
+                    end + PACED_DRAIN,
+                )));
+            }
+            let (mut sent, mut received, mut sent_late) = (0, 0, 0);
+            for task in tasks {
+                let counts = task
+                    .await
+                    .map_err(|_| ReferenceError::Incomplete("a paced task failed".into()))??;
+                sent += counts.sent;
+                received += counts.received;
+                sent_late += counts.late;
+            }
+            for conn in &conns {
+                let _ = conn.close().await;
+            }
+            let histogram = histogram.borrow().clone();
+            Ok::<_, ReferenceError>(PacedPingPongResult {
+                sent,
+                received,
+                sent_late,
+                seconds: p.duration.as_secs_f64(),
+                latency: LatencyProfile::from_histogram_ns(&histogram),
+            })
+        })
+    })?;
+    let result = join(client)?;
+    join(server)?;
+    if result.received < result.sent {
+        return Err(ReferenceError::Incomplete(format!(
+            "paced ping-pong: {} of {} echoes came back",
+            result.received, result.sent
+        )));
+    }
+    Ok(result)
+}
+
+/// Pins the calling thread to `core` (nothing to do for `None`).
+fn pin_current_thread(core: Option<usize>) -> Result<(), ReferenceError> {
+    let Some(core) = core else {
+        return Ok(());
+    };
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it, and
+    // sched_setaffinity reads it through a valid pointer.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(ReferenceError::Io(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The server's side of both ping-pongs: writes back what it reads until
+/// the client closes.
+async fn echo(conn: &TlsConn, mut buf: Vec<u8>) -> Result<(), ReferenceError> {
+    loop {
+        if !buf.is_empty() {
+            conn.write_plaintext(&buf)
+                .await
+                .map_err(|e| ReferenceError::Tls(e.to_string()))?;
+            buf.clear();
+        }
+        match conn.read_plaintext(&mut buf).await {
+            Ok(ReadOutcome::Data(_)) => {}
+            Ok(ReadOutcome::Closed) | Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// What one connection's sender has done, for its receiver.
+#[derive(Default)]
+struct PacedSender {
+    sent: Cell<u64>,
+    done: Cell<bool>,
+    /// Woken when `done` is set.
+    finished: tokio::sync::Notify,
+}
+
+/// Counts of one paced task.
+#[derive(Default)]
+struct PacedCounts {
+    sent: u64,
+    received: u64,
+    late: u64,
+}
+
+/// Sends a message stamped with its send time (nanoseconds since
+/// `epoch`) at `first`, then every `period`, until `end`.
+async fn send_paced(
+    conn: Rc<TlsConn>,
+    sender: Rc<PacedSender>,
+    (epoch, first, period, end): (Instant, Instant, Duration, Instant),
+    message_size: usize,
+) -> Result<PacedCounts, ReferenceError> {
+    let mut message = vec![0xa5u8; message_size];
+    let mut next = first;
+    let mut late = 0;
+    let fine = period >= sstp_loadgen::engine::FINE_PACING_FROM;
+    let result = loop {
+        let now = Instant::now();
+        if next >= end {
+            break Ok(());
+        }
+        if next > now {
+            sstp_loadgen::engine::wait_until(next, fine).await;
+            continue;
+        }
+        let stamp = now.duration_since(epoch).as_nanos() as u64;
+        message[..8].copy_from_slice(&stamp.to_le_bytes());
+        if let Err(e) = conn.write_plaintext(&message).await {
+            break Err(ReferenceError::Tls(e.to_string()));
+        }
+        sender.sent.set(sender.sent.get() + 1);
+        if now.saturating_duration_since(next) >= period {
+            late += 1;
+        }
+        next += period;
+    };
+    sender.done.set(true);
+    sender.finished.notify_one();
+    result.map(|()| PacedCounts {
+        sent: sender.sent.get(),
+        received: 0,
+        late,
+    })
+}
+
+/// Reads the echoes of one connection and records each round trip sent
+/// at or after `record_from`, until all that were sent came back or
+/// `give_up_at`.
+async fn receive_echoes(
+    conn: Rc<TlsConn>,
+    sender: Rc<PacedSender>,
+    histogram: Rc<std::cell::RefCell<Histogram<u64>>>,
+    (epoch, record_from): (Instant, Instant),
+    message_size: usize,
+    give_up_at: Instant,
+) -> Result<PacedCounts, ReferenceError> {
+    let record_from = record_from.duration_since(epoch).as_nanos() as u64;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut received = 0u64;
+    let all_back = |received: u64| sender.done.get() && received >= sender.sent.get();
+    while !all_back(received) {
+        // A read is never abandoned while echoes are on their way (the
+        // connection's buffered record would go with it): only once all
+        // are back, or at `give_up_at`, before the close.
+        let outcome = {
+            let read = conn.read_plaintext(&mut buf);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    biased;
+                    read = &mut read => break Some(read),
+                    () = sender.finished.notified(), if !sender.done.get() => {}
+                    () = tokio::time::sleep_until(give_up_at.into()) => break None,
+                }
+                if all_back(received) {
+                    break None;
+                }
+            }
+        };
+        let Some(read) = outcome else { break };
+        match read.map_err(|e| ReferenceError::Tls(e.to_string()))? {
+            ReadOutcome::Data(_) => {}
+            ReadOutcome::Closed => break,
+        }
+        let now = Instant::now().duration_since(epoch).as_nanos() as u64;
+        let whole = buf.len() / message_size * message_size;
+        for message in buf[..whole].chunks_exact(message_size) {
+            let mut stamp = [0u8; 8];
+            stamp.copy_from_slice(&message[..8]);
+            let sent_at = u64::from_le_bytes(stamp);
+            if sent_at >= record_from {
+                histogram
+                    .borrow_mut()
+                    .saturating_record(now.saturating_sub(sent_at).max(1));
+            }
+            received += 1;
+        }
+        buf.drain(..whole);
+    }
+    Ok(PacedCounts {
+        sent: 0,
+        received,
+        late: 0,
     })
 }

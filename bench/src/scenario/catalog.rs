@@ -705,6 +705,54 @@ pub(crate) fn ping_pong(
     .map_err(ScenarioError::Reference)
 }
 
+/// The latency point `point`'s own reference: `message_size`-byte
+/// messages over bare TLS, sent at `rate` a second over as many
+/// connections as the point has sessions, paced as the load generator
+/// paces them.
+pub(crate) fn paced_ping_pong(
+    bed: &Testbed,
+    options: &BenchOptions,
+    message_size: usize,
+    rate: f64,
+    point: &str,
+    print: &mut dyn FnMut(&str),
+) -> Result<ReferenceResult, ScenarioError> {
+    let name = format!("{}_{point}", reference::TLS_PING_PONG_PACED);
+    print(&format!(
+        "  reference {name}: bare TLS, {message_size}-byte messages, {} a second over {SMALL_PACKET_SESSIONS} connections ...",
+        crate::units::significant(rate)
+    ));
+    let reference = reference::paced_ping_pong_reference(
+        &name,
+        &tls::PacedPingPongParams {
+            suite: SUITE.into(),
+            message_size,
+            connections: SMALL_PACKET_SESSIONS as usize,
+            rate,
+            duration: options.reference_duration,
+            cert: bed.certificate(),
+            // Where the point's sstpd and load generator run.
+            server_core: options.topology.pin_loadgen.then_some(0),
+            client_core: options
+                .topology
+                .placement()
+                .cpus
+                .and_then(|cpus| cpus.first().copied()),
+            ..Default::default()
+        },
+    )
+    .map_err(ScenarioError::Reference)?;
+    if let Some(late) = reference.figure("sent_late") {
+        // As for the load generator: a reference that could not keep its
+        // pace measured its own catch-up.
+        print(&format!(
+            "    {name}: {:.2}% of its messages sent late",
+            late.value * 100.0
+        ));
+    }
+    Ok(reference)
+}
+
 /// The stream reference of traffic in `direction` carrying `payload`
 /// bytes of UDP payload per packet (see the module documentation), and
 /// its record size.
@@ -1111,6 +1159,7 @@ fn latency(
     );
     print(&render(&result));
     let mut results = vec![result];
+    let mut references = vec![reference.clone()];
     let mut points: Vec<(String, f64, Option<f64>)> = [("10pct", 0.10), ("50pct", 0.50)]
         .into_iter()
         .map(|(suffix, share)| (suffix.to_string(), max * share, Some(share)))
@@ -1128,17 +1177,29 @@ fn latency(
             "  {name}: {} round trips/s ({of_max}) ...",
             crate::units::significant(rate),
         ));
+        let paced = paced_ping_pong(bed, options, message, rate, &suffix, print)?;
         let (outcome, mut figures) =
             load_checked(bed, &probes(rate / SMALL_PACKET_SESSIONS as f64), interrupt)?;
         let r = &outcome.report;
-        let mut latency: Vec<Figure> = hist_profile(&r.rtt)
-            .figures()
-            .into_iter()
+        let profile = hist_profile(&r.rtt).figures();
+        let mut latency: Vec<Figure> = profile
+            .iter()
+            .cloned()
             .map(|f| {
                 let metric = f.metric.clone();
                 f.beside(&reference, &metric)
             })
             .collect();
+        // The same percentiles beside bare TLS paced at this point's rate.
+        for f in profile {
+            if matches!(f.metric.as_str(), "latency_p50" | "latency_p99") {
+                let metric = f.metric.clone();
+                let mut paced_figure = f.beside(&paced, &metric);
+                paced_figure.metric = format!("{metric}_paced");
+                latency.push(paced_figure);
+            }
+        }
+        references.push(paced);
         latency.append(&mut figures);
         let mut figures = latency;
         figures.push(fig(
@@ -1168,7 +1229,7 @@ fn latency(
     }
     Ok(Outcome {
         results,
-        references: vec![reference],
+        references,
         series: Vec::new(),
     })
 }

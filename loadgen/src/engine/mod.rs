@@ -27,6 +27,7 @@
 mod session;
 mod tunnel;
 
+pub use session::{wait_until, FINE_PACING_FROM};
 pub use tunnel::{FIRST_TABLE, RULE_PRIORITY, TUN_SETUP_FAILED};
 
 use std::cell::{Cell, RefCell};

@@ -32,7 +32,7 @@ const MAX_CATCH_UP: u32 = 256;
 /// timeout per packet would cost the load generator more than the packet,
 /// so such a session sleeps on tokio's millisecond timer and sends what
 /// fell due in one burst.
-const FINE_PACING_FROM: Duration = Duration::from_micros(50);
+pub const FINE_PACING_FROM: Duration = Duration::from_micros(50);
 /// How long a session waits for the first datagram of a stream it asked
 /// for before asking again, and how often it asks.
 const STREAM_START_WAIT: Duration = Duration::from_millis(500);
@@ -730,7 +730,8 @@ async fn paced(
 /// Waits until `next`: `fine`, on the ring's timer, so that the packet
 /// leaves on time; else on tokio's, which counts whole milliseconds, so
 /// that the caller's catch-up sends what fell due meanwhile in one burst.
-async fn wait_until(next: Instant, fine: bool) {
+/// (`sstp-bench`'s paced TLS reference paces with it too.)
+pub async fn wait_until(next: Instant, fine: bool) {
     if fine {
         let wait = next.saturating_duration_since(Instant::now());
         if sstpd::sys::uring::sleep(wait).await.is_ok() {
