@@ -125,6 +125,15 @@ enum Command {
         /// Message size (ping-pong).
         #[arg(long, default_value_t = 64)]
         message_size: usize,
+        /// Pace the ping-pong: this many messages a second over
+        /// `--connections`, sent whether or not the earlier ones are back,
+        /// as the latency scenarios' paced points send their probes
+        /// (`tls_ping_pong_paced_at_<rate>`).
+        #[arg(long, value_name = "MESSAGES_PER_S")]
+        rate: Option<f64>,
+        /// Connections of the paced ping-pong.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
         /// Certificate key type.
         #[arg(long, value_enum, default_value_t = KeyArg::Ecdsa)]
         key: KeyArg,
@@ -424,6 +433,8 @@ fn main() -> ExitCode {
             clients,
             exchanges,
             message_size,
+            rate,
+            connections,
             key,
             out,
         } => {
@@ -455,13 +466,26 @@ fn main() -> ExitCode {
                         ..Default::default()
                     }
                 }),
-                ping_pong: (all || only.contains(&Which::PingPong)).then(|| tls::PingPongParams {
-                    suite: suite.clone(),
-                    message_size,
-                    duration,
-                    cert: cert.clone(),
-                    ..Default::default()
-                }),
+                ping_pong: (rate.is_none() && (all || only.contains(&Which::PingPong))).then(
+                    || tls::PingPongParams {
+                        suite: suite.clone(),
+                        message_size,
+                        duration,
+                        cert: cert.clone(),
+                        ..Default::default()
+                    },
+                ),
+                paced_ping_pong: rate.filter(|_| all || only.contains(&Which::PingPong)).map(
+                    |rate| tls::PacedPingPongParams {
+                        suite: suite.clone(),
+                        message_size,
+                        connections,
+                        rate,
+                        duration,
+                        cert: cert.clone(),
+                        ..Default::default()
+                    },
+                ),
             };
             run_reference(&plan, out)
         }

@@ -393,6 +393,33 @@ fn a_target_run_measures_another_server_through_its_peer() {
 }
 
 #[test]
+fn the_reference_command_paces_the_ping_pong_at_a_rate() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = dir.path().join("references.json");
+    let (output, _) = sstp_bench(&[
+        "reference",
+        "--only",
+        "ping-pong",
+        "--rate",
+        "2000",
+        "--connections",
+        "2",
+        "--duration",
+        "0.4",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let results = Results::load(&out).expect("results file readable");
+    let names: Vec<&str> = results.references.iter().map(|r| r.name.as_str()).collect();
+    // Paced instead of the closed loop, not beside it.
+    assert_eq!(names, ["tls_ping_pong_paced_at_2000"], "{stdout}");
+    let paced = &results.references[0];
+    assert_eq!(paced.params["connections"], "2");
+    assert!(paced.figure("latency_p50").expect("a p50").value > 0.0);
+}
+
+#[test]
 fn latency_icmp_times_echo_requests_the_kernel_answers_beside_the_ping_pong() {
     let (stdout, results, pid) = run_to_results(&[
         "latency_icmp",

@@ -74,6 +74,8 @@ pub struct ReferencePlan {
     pub stream: Option<tls::StreamParams>,
     pub handshakes: Option<tls::HandshakeParams>,
     pub ping_pong: Option<tls::PingPongParams>,
+    /// The ping-pong paced at a rate (`tls_ping_pong_paced_at_<rate>`).
+    pub paced_ping_pong: Option<tls::PacedPingPongParams>,
 }
 
 impl ReferencePlan {
@@ -92,6 +94,7 @@ impl ReferencePlan {
                 duration,
                 ..Default::default()
             }),
+            paced_ping_pong: None,
         }
     }
 }
@@ -121,6 +124,10 @@ pub fn measure(plan: &ReferencePlan) -> Result<Vec<ReferenceResult>, ReferenceEr
     }
     if let Some(p) = &plan.ping_pong {
         out.push(ping_pong_reference(p)?);
+    }
+    if let Some(p) = &plan.paced_ping_pong {
+        let name = format!("{TLS_PING_PONG_PACED}_at_{:.0}", p.rate);
+        out.push(paced_ping_pong_reference(&name, p)?);
     }
     Ok(out)
 }
