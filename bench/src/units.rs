@@ -3,6 +3,15 @@
 
 use crate::gate::thousands;
 
+/// `n` over `seconds` (0 for no time): a rate of events.
+pub fn per_second(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 /// Three significant digits, at least: `5.81`, `41.2`, `612`, `2,310`.
 pub fn significant(v: f64) -> String {
     let a = v.abs();

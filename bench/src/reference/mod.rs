@@ -56,16 +56,21 @@ impl From<std::io::Error> for ReferenceError {
 
 /// CPU time (user + system) of the calling thread, in seconds.
 pub fn thread_cpu_seconds() -> f64 {
+    cpu_clock_seconds(libc::CLOCK_THREAD_CPUTIME_ID).unwrap_or(0.0)
+}
+
+/// Reads the CPU clock `clock` (a thread's, a process's), in seconds;
+/// `None` if it cannot be read (its process is gone).
+pub fn cpu_clock_seconds(clock: libc::clockid_t) -> Option<f64> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0.0;
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return None;
     }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
 }
 
 /// Which references to measure and how.
@@ -268,11 +273,7 @@ pub fn paced_ping_pong_reference(
     figures.push(Figure::new(
         "round_trip_rate",
         "round trips/s",
-        if r.seconds > 0.0 {
-            r.received as f64 / r.seconds
-        } else {
-            0.0
-        },
+        crate::units::per_second(r.received, r.seconds),
         Better::Neither,
     ));
     figures.push(Figure::new(

@@ -867,22 +867,15 @@ pub fn paced_ping_pong(
     Ok(result)
 }
 
-/// Pins the calling thread to `core` (nothing to do for `None`).
+/// Pins the calling thread to `core` (nothing to do for `None`), as
+/// sstpd and the load generator pin theirs.
 fn pin_current_thread(core: Option<usize>) -> Result<(), ReferenceError> {
-    let Some(core) = core else {
-        return Ok(());
-    };
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it, and
-    // sched_setaffinity reads it through a valid pointer.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        return Err(ReferenceError::Io(std::io::Error::last_os_error()));
+    match core {
+        Some(id) if !core_affinity::set_for_current(core_affinity::CoreId { id }) => Err(
+            ReferenceError::Params(format!("cannot pin a reference thread to core {id}")),
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The server's side of both ping-pongs: writes back what it reads until

@@ -33,6 +33,7 @@ use crate::results::{
     Better, Figure, LatencyProfile, Params, Percentile, ReferenceResult, ScenarioResult, Series,
     ServerUsage,
 };
+pub(crate) use crate::units::per_second;
 use crate::units::{quantity, ratio};
 
 /// IPv4 and UDP headers around the load generator's payload.
@@ -792,14 +793,6 @@ pub(crate) fn cpu_per_gb(
 
 pub(crate) fn fig(metric: &str, unit: &str, value: f64, better: Better) -> Figure {
     Figure::new(metric, unit, value, better)
-}
-
-pub(crate) fn per_second(n: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        n as f64 / seconds
-    } else {
-        0.0
-    }
 }
 
 /// The server's cost over `interval`, with the payload bytes and the

@@ -260,15 +260,7 @@ fn process_cpu_clock(pid: u32) -> Option<f64> {
     if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
         return None;
     }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes one timespec through a valid pointer.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+    crate::reference::cpu_clock_seconds(clock)
 }
 
 /// Parses a stat line and a status file (`ticks`: clock ticks per second).
