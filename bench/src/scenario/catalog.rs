@@ -811,7 +811,7 @@ pub(crate) fn server_usage(
         interval.seconds(),
         bytes,
         sessions,
-        last.rss_peak_bytes,
+        outcome.server_rss_peak().unwrap_or(last.rss_bytes),
         outcome
             .server_rss_near(interval.to)
             .unwrap_or(last.rss_bytes),

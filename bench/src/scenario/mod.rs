@@ -207,11 +207,12 @@ impl Window {
     pub fn close(self, bytes: u64, sessions: u64) -> Result<ServerUsage, ScenarioError> {
         let end = ProcessSample::read(self.pid)?;
         Ok(ServerUsage::new(
-            (end.cpu_seconds() - self.start.cpu_seconds()).max(0.0),
+            // Full readings: each has its CPU time.
+            (end.cpu_seconds().unwrap_or(0.0) - self.start.cpu_seconds().unwrap_or(0.0)).max(0.0),
             self.opened.elapsed().as_secs_f64(),
             bytes,
             sessions,
-            end.rss_peak_bytes,
+            end.rss_peak_bytes.unwrap_or(end.rss_bytes),
             end.rss_bytes,
         ))
     }

@@ -2,7 +2,7 @@
 //! a network namespace of its own, and what it costs: CPU time from the
 //! process's CPU clock (all threads, in nanoseconds) split into user and
 //! system time as `/proc/<pid>/stat` splits it, resident memory from
-//! `/proc/<pid>/status`.
+//! `/proc/<pid>/status` or `statm` ([`ProcessWatch`]).
 
 use std::fs;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -204,45 +204,118 @@ impl SstpdOptions {
     }
 }
 
-/// One reading of a process's counters.
+/// User and system CPU time of all threads, in seconds, from
+/// `/proc/<pid>/stat`: counted in clock ticks (10 ms here), so a short
+/// interval reads them coarsely. They give the split of the CPU clock.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ProcessSample {
-    /// User and system CPU time of all threads, in seconds, from
-    /// `/proc/<pid>/stat`: counted in clock ticks (10 ms here), so a short
-    /// interval reads them coarsely. They give the split.
+pub struct CpuTicks {
     pub user_seconds: f64,
     pub system_seconds: f64,
+}
+
+/// One reading of a process's counters: a [`Reading::Full`] one has them
+/// all, a [`Reading::Light`] one only the CPU clock and the resident
+/// memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessSample {
     /// CPU time of all threads, including those that have ended, from the
     /// process's CPU clock (`clock_getcpuclockid`): nanoseconds, so a
     /// burst of a few milliseconds is read whole. `None` where the clock
     /// could not be read.
     pub clock_seconds: Option<f64>,
-    pub threads: u64,
-    /// Resident set size now and its peak (VmRSS, VmHWM).
+    /// `/proc/<pid>/stat`'s ticks (full readings).
+    pub ticks: Option<CpuTicks>,
+    /// Threads now (full readings).
+    pub threads: Option<u64>,
+    /// Resident set size now (VmRSS, or `statm`'s resident pages).
     pub rss_bytes: u64,
-    pub rss_peak_bytes: u64,
+    /// Its peak (VmHWM; full readings).
+    pub rss_peak_bytes: Option<u64>,
     pub at: Instant,
 }
 
 impl ProcessSample {
     /// All the CPU time the process has used: the CPU clock's reading,
-    /// the ticks' sum without one.
-    pub fn cpu_seconds(&self) -> f64 {
+    /// the ticks' sum without one, `None` with neither.
+    pub fn cpu_seconds(&self) -> Option<f64> {
         self.clock_seconds
-            .unwrap_or(self.user_seconds + self.system_seconds)
+            .or(self.ticks.map(|t| t.user_seconds + t.system_seconds))
     }
 
-    /// Reads the process's CPU clock, `/proc/<pid>/stat` and
-    /// `/proc/<pid>/status`.
+    /// A full reading of process `pid` now.
     pub fn read(pid: u32) -> Result<ProcessSample, ScenarioError> {
-        let clock_seconds = process_cpu_clock(pid);
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_err(|e| ScenarioError::Proc(format!("/proc/{pid}/stat: {e}")))?;
-        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        ProcessWatch::open(pid).read(Reading::Full)
+    }
+}
+
+/// How much of a process a [`ProcessWatch`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// The CPU clock and `statm`'s resident memory: two system calls.
+    Light,
+    /// Also `/proc/<pid>/stat` (ticks, threads) and `status` (VmRSS,
+    /// VmHWM).
+    Full,
+}
+
+/// Reads one process's counters again and again, cheaply: its CPU clock's
+/// id is looked up once, and its `/proc` files are opened once and read
+/// again from the start with one `pread` each. (A fresh `read_to_string`
+/// costs an open, a `statx`, up to six reads of growing size and a close
+/// per file, and glibc checks a CPU clock with `clock_getres` before every
+/// reading; [`super::sampler`] reads ten times a second while latency is
+/// measured.)
+#[derive(Debug)]
+pub struct ProcessWatch {
+    pid: u32,
+    clock: Option<libc::clockid_t>,
+    stat: Option<fs::File>,
+    statm: Option<fs::File>,
+    status: Option<fs::File>,
+    buf: Vec<u8>,
+    ticks_per_second: u64,
+    page_size: u64,
+}
+
+impl ProcessWatch {
+    /// Opens what there is to read of process `pid` (nothing, for a pid
+    /// that does not exist: every reading is then an error).
+    pub fn open(pid: u32) -> ProcessWatch {
+        let file = |name: &str| fs::File::open(format!("/proc/{pid}/{name}")).ok();
+        ProcessWatch {
+            pid,
+            clock: process_cpu_clock_id(pid),
+            stat: file("stat"),
+            statm: file("statm"),
+            status: file("status"),
+            buf: vec![0; 4096],
+            ticks_per_second: sysconf_or(libc::_SC_CLK_TCK, 100),
+            page_size: sysconf_or(libc::_SC_PAGESIZE, 4096),
+        }
+    }
+
+    /// Reads the process now; an error once it is gone.
+    pub fn read(&mut self, reading: Reading) -> Result<ProcessSample, ScenarioError> {
+        let pid = self.pid;
+        let clock_seconds = self.clock.and_then(crate::reference::cpu_clock_seconds);
+        if reading == Reading::Light {
+            let statm = read_again(self.statm.as_ref(), &mut self.buf)
+                .map_err(|e| ScenarioError::Proc(format!("/proc/{pid}/statm: {e}")))?;
+            return Ok(ProcessSample {
+                clock_seconds,
+                ticks: None,
+                threads: None,
+                rss_bytes: parse_statm(statm, self.page_size)?,
+                rss_peak_bytes: None,
+                at: Instant::now(),
+            });
+        }
+        let stat = read_again(self.stat.as_ref(), &mut self.buf)
+            .map_err(|e| ScenarioError::Proc(format!("/proc/{pid}/stat: {e}")))?
+            .to_owned();
+        let status = read_again(self.status.as_ref(), &mut self.buf)
             .map_err(|e| ScenarioError::Proc(format!("/proc/{pid}/status: {e}")))?;
-        // SAFETY: sysconf only reads a configuration value.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        let sample = parse_proc(&stat, &status, if ticks > 0 { ticks as u64 } else { 100 })?;
+        let sample = parse_proc(&stat, status, self.ticks_per_second)?;
         Ok(ProcessSample {
             clock_seconds,
             ..sample
@@ -250,17 +323,75 @@ impl ProcessSample {
     }
 }
 
-/// CPU seconds of process `pid` (all its threads, live and ended) from
-/// its CPU clock. Linux lets any process read another's (the clock is the
-/// one `/proc/<pid>/stat` rounds to ticks); `None` if it is gone.
-fn process_cpu_clock(pid: u32) -> Option<f64> {
+/// `file`'s whole content, read again from its start into `buf` (grown
+/// until it holds it all). A `/proc` file makes its content anew for a
+/// read at offset 0.
+pub(crate) fn read_again<'b>(
+    file: Option<&fs::File>,
+    buf: &'b mut Vec<u8>,
+) -> std::io::Result<&'b str> {
+    use std::os::unix::fs::FileExt as _;
+    let file = file.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    loop {
+        let n = file.read_at(buf, 0)?;
+        if n < buf.len() {
+            if n == 0 {
+                // A process that has exited leaves its files empty.
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            }
+            return std::str::from_utf8(&buf[..n])
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+        let len = buf.len();
+        buf.resize(len * 2, 0);
+    }
+}
+
+fn sysconf_or(name: libc::c_int, default: u64) -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let value = unsafe { libc::sysconf(name) };
+    if value > 0 {
+        value as u64
+    } else {
+        default
+    }
+}
+
+/// The id of process `pid`'s CPU clock; `None` if there is no such
+/// process. Linux lets any process read another's (the clock is the one
+/// `/proc/<pid>/stat` rounds to ticks), threads that have ended included.
+fn process_cpu_clock_id(pid: u32) -> Option<libc::clockid_t> {
     let pid = libc::pid_t::try_from(pid).ok()?;
     let mut clock: libc::clockid_t = 0;
     // SAFETY: writes one clockid_t through a valid pointer.
     if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
         return None;
     }
-    crate::reference::cpu_clock_seconds(clock)
+    Some(clock)
+}
+
+/// CPU seconds of process `pid` from its CPU clock; `None` if it is gone.
+#[cfg(test)]
+fn process_cpu_clock(pid: u32) -> Option<f64> {
+    process_cpu_clock_id(pid).and_then(crate::reference::cpu_clock_seconds)
+}
+
+/// The resident memory in a `statm` line (its second field, in pages of
+/// `page_size` bytes). A process that has exited and not been reaped yet
+/// reads all zeros: an error, as a gone process is.
+pub fn parse_statm(statm: &str, page_size: u64) -> Result<u64, ScenarioError> {
+    let pages: Vec<u64> = statm
+        .split_whitespace()
+        .take(2)
+        .map_while(|pages| pages.parse().ok())
+        .collect();
+    match pages[..] {
+        [0, _] => Err(ScenarioError::Proc("the process has exited".into())),
+        [_, resident] => Ok(resident * page_size),
+        _ => Err(ScenarioError::Proc(format!(
+            "unexpected statm line {statm:?}"
+        ))),
+    }
 }
 
 /// Parses a stat line and a status file (`ticks`: clock ticks per second).
@@ -289,12 +420,14 @@ pub fn parse_proc(stat: &str, status: &str, ticks: u64) -> Result<ProcessSample,
             .ok_or_else(|| ScenarioError::Proc(format!("{key} missing in status")))
     };
     Ok(ProcessSample {
-        user_seconds: field(14)? as f64 / ticks as f64,
-        system_seconds: field(15)? as f64 / ticks as f64,
         clock_seconds: None,
-        threads: field(20)?,
+        ticks: Some(CpuTicks {
+            user_seconds: field(14)? as f64 / ticks as f64,
+            system_seconds: field(15)? as f64 / ticks as f64,
+        }),
+        threads: Some(field(20)?),
         rss_bytes: kib("VmRSS:")?,
-        rss_peak_bytes: kib("VmHWM:")?,
+        rss_peak_bytes: Some(kib("VmHWM:")?),
         at: Instant::now(),
     })
 }
@@ -674,12 +807,12 @@ mod tests {
         let stat = "4242 (ss) tpd) S 1 4242 4242 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 3 0 \
                     12345 614400000 2500 18446744073709551615";
         let sample = parse_proc(stat, STATUS, 100).unwrap();
-        assert_eq!(sample.user_seconds, 2.5);
-        assert_eq!(sample.system_seconds, 0.5);
-        assert_eq!(sample.cpu_seconds(), 3.0);
-        assert_eq!(sample.threads, 3);
+        let ticks = sample.ticks.unwrap();
+        assert_eq!((ticks.user_seconds, ticks.system_seconds), (2.5, 0.5));
+        assert_eq!(sample.cpu_seconds(), Some(3.0));
+        assert_eq!(sample.threads, Some(3));
         assert_eq!(sample.rss_bytes, 10000 * 1024);
-        assert_eq!(sample.rss_peak_bytes, 12345 * 1024);
+        assert_eq!(sample.rss_peak_bytes, Some(12345 * 1024));
     }
 
     #[test]
@@ -694,8 +827,77 @@ mod tests {
     #[test]
     fn our_own_process_can_be_sampled() {
         let sample = ProcessSample::read(std::process::id()).unwrap();
-        assert!(sample.rss_bytes > 0 && sample.rss_peak_bytes >= sample.rss_bytes);
-        assert!(sample.threads >= 1);
+        assert!(sample.rss_bytes > 0 && sample.rss_peak_bytes >= Some(sample.rss_bytes));
+        assert!(sample.threads >= Some(1));
+        assert!(sample.ticks.is_some() && sample.clock_seconds.is_some());
+    }
+
+    #[test]
+    fn statm_gives_the_resident_pages() {
+        assert_eq!(
+            parse_statm("1500 300 100 10 0 200 0\n", 4096).unwrap(),
+            300 * 4096
+        );
+        // Exited, not reaped yet: all zeros.
+        assert!(parse_statm("0 0 0 0 0 0 0\n", 4096).is_err());
+        assert!(parse_statm("", 4096).is_err());
+        assert!(parse_statm("12 x", 4096).is_err());
+    }
+
+    #[test]
+    fn a_watch_reads_its_open_files_anew() {
+        let mut watch = ProcessWatch::open(std::process::id());
+        let before = watch.read(Reading::Full).unwrap();
+        // 50 ms of CPU and 64 MiB made resident.
+        let busy_until = Instant::now() + Duration::from_millis(50);
+        let mut spins = 0u64;
+        while Instant::now() < busy_until {
+            spins = std::hint::black_box(spins + 1);
+        }
+        let memory = vec![1u8; 64 << 20];
+        let light = watch.read(Reading::Light).unwrap();
+        let full = watch.read(Reading::Full).unwrap();
+        std::hint::black_box(&memory);
+        // A light reading: the clock and the resident memory, nothing else.
+        assert_eq!(
+            (light.ticks, light.threads, light.rss_peak_bytes),
+            (None, None, None)
+        );
+        assert!(light.clock_seconds.unwrap() >= before.clock_seconds.unwrap() + 0.04);
+        assert!(
+            light.rss_bytes >= before.rss_bytes + (60 << 20),
+            "{before:?} {light:?}"
+        );
+        // The files were read again, not their first contents kept.
+        let ticks = |s: &ProcessSample| s.ticks.map(|t| t.user_seconds + t.system_seconds);
+        assert!(ticks(&full) > ticks(&before), "{before:?} {full:?}");
+        assert!(full.rss_bytes >= before.rss_bytes + (60 << 20));
+        assert!(full.rss_peak_bytes >= Some(full.rss_bytes));
+    }
+
+    #[test]
+    fn a_watch_of_no_process_reads_nothing() {
+        let mut watch = ProcessWatch::open(u32::MAX);
+        assert!(watch.read(Reading::Light).is_err());
+        assert!(watch.read(Reading::Full).is_err());
+    }
+
+    #[test]
+    fn a_watched_process_that_exits_reads_as_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let mut watch = ProcessWatch::open(child.id());
+        assert!(watch.read(Reading::Light).is_ok());
+        child.kill().unwrap();
+        // Killed, not yet reaped: its files read as a zombie's.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(watch.read(Reading::Light).is_err());
+        assert!(watch.read(Reading::Full).is_err());
+        child.wait().unwrap();
+        assert!(watch.read(Reading::Light).is_err());
+        assert!(watch.read(Reading::Full).is_err());
     }
 
     #[test]
@@ -720,7 +922,7 @@ mod tests {
         child.wait().unwrap();
         let clock = clock.expect("the child's CPU clock reads above 0");
         assert!(clock < 1.0, "{clock}");
-        assert_eq!(Some(sample.cpu_seconds()), sample.clock_seconds);
+        assert_eq!(sample.cpu_seconds(), sample.clock_seconds);
         // Reaped: the clock is gone with the process.
         assert_eq!(process_cpu_clock(pid), None);
         assert_eq!(process_cpu_clock(u32::MAX), None);

@@ -1,9 +1,19 @@
 //! Who used the CPU while a load ran: a background thread samples the
 //! CPU time and resident memory of a few processes (sstpd, the load
-//! generator, its peer) and the whole machine's busy time every
-//! [`SAMPLE_INTERVAL`], so a scenario can ask afterwards for any
+//! generator, its peer) every [`SAMPLE_INTERVAL`], and every
+//! [`FULL_EVERY`]th time also their user/system split and the whole
+//! machine's busy time, so a scenario can ask afterwards for any
 //! sub-interval of the run (the ramp, the traffic window) by wall-clock
 //! time, which is how the load generator's report states them.
+//!
+//! The sampler runs on the cores it measures, so what it costs is what it
+//! disturbs. Reading everything every time (`/proc/<pid>/stat` and
+//! `status` opened afresh, `/proc/stat`) took 0.33 ms of its CPU a sample,
+//! ten times a second, and sstpd's latency p99 at the `latency_icmp`
+//! scenario's 10% point was higher with it than with one sample a second
+//! (docs/benchmarking.md, "The bench's own sampler"). Most samples are
+//! now [`Reading::Light`]: the CPU clocks and `statm`, from files kept
+//! open.
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::process::ProcessSample;
+use super::process::{read_again, ProcessSample, ProcessWatch, Reading};
 
 /// Time between two samples: ten a second is enough to find a ramp's or a
 /// window's edges, and keeps the sampler's own CPU small.
@@ -21,6 +31,11 @@ pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 /// stops on its own after that.
 pub const MAX_SAMPLES: usize = 36_000;
 
+/// Every how many samples one is a [`Reading::Full`] one (the first and
+/// the last are too): the user/system split and the machine's busy time
+/// are interpolated between those, the CPU clocks and memory between all.
+pub const FULL_EVERY: usize = 10;
+
 /// One reading of every watched process and of the machine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
@@ -29,7 +44,8 @@ pub struct Point {
     /// In the order of [`Sampler::start`]'s `pids`; `None` once a process
     /// is gone.
     pub processes: Vec<Option<ProcessSample>>,
-    /// Busy CPU seconds of the whole machine (all cores) since boot.
+    /// Busy CPU seconds of the whole machine (all cores) since boot
+    /// (full samples).
     pub machine_busy_seconds: Option<f64>,
 }
 
@@ -110,17 +126,18 @@ impl Samples {
     /// CPU used by the `index`th process between `from` and `to` (Unix
     /// seconds), interpolated between samples. The total is the process's
     /// CPU clock (nanoseconds); its split into user and system time is the
-    /// split of `/proc`'s ticks in the same interval (all user when no
-    /// tick was counted).
+    /// split of `/proc`'s ticks in the same interval, interpolated between
+    /// the full samples (all user when no tick was counted).
     pub fn cpu(&self, index: usize, from: f64, to: f64) -> Option<CpuUse> {
         let process = |p: &Point| p.processes.get(index).copied().flatten();
-        let between = |value: fn(&ProcessSample) -> f64| -> Option<f64> {
-            let at = |t| interpolate(&self.points, t, |p| Some(value(&process(p)?)));
+        let between = |value: &dyn Fn(&ProcessSample) -> Option<f64>| -> Option<f64> {
+            let at = |t| interpolate(&self.points, t, |p| value(&process(p)?));
             Some((at(to)? - at(from)?).max(0.0))
         };
-        let total = between(ProcessSample::cpu_seconds)?;
-        let user_ticks = between(|s| s.user_seconds)?;
-        let system_ticks = between(|s| s.system_seconds)?;
+        let total = between(&ProcessSample::cpu_seconds)?;
+        let ticks = |s: &ProcessSample| s.ticks;
+        let user_ticks = between(&|s| Some(ticks(s)?.user_seconds)).unwrap_or(0.0);
+        let system_ticks = between(&|s| Some(ticks(s)?.system_seconds)).unwrap_or(0.0);
         let system_share = if user_ticks + system_ticks > 0.0 {
             system_ticks / (user_ticks + system_ticks)
         } else {
@@ -146,6 +163,16 @@ impl Samples {
             .filter_map(|p| Some((p.at, p.processes.get(index).copied().flatten()?)))
             .min_by(|a, b| (a.0 - at).abs().total_cmp(&(b.0 - at).abs()))
             .map(|(_, s)| s.rss_bytes)
+    }
+
+    /// The `index`th process's peak resident memory: the highest VmHWM or
+    /// resident memory read.
+    pub fn rss_peak(&self, index: usize) -> Option<u64> {
+        self.points
+            .iter()
+            .filter_map(|p| p.processes.get(index).copied().flatten())
+            .map(|s| s.rss_peak_bytes.unwrap_or(0).max(s.rss_bytes))
+            .max()
     }
 
     /// The `index`th process's last reading.
@@ -182,13 +209,40 @@ fn clock_ticks() -> u64 {
     }
 }
 
-fn read_point(pids: &[u32], ticks: u64) -> Point {
-    Point {
-        at: unix_seconds(SystemTime::now()),
-        processes: pids.iter().map(|&p| ProcessSample::read(p).ok()).collect(),
-        machine_busy_seconds: fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| parse_machine_busy(&s, ticks)),
+/// What a sampler reads: its processes and `/proc/stat`, kept open.
+struct Watched {
+    processes: Vec<ProcessWatch>,
+    machine: Option<fs::File>,
+    buf: Vec<u8>,
+    ticks: u64,
+}
+
+impl Watched {
+    fn open(pids: &[u32]) -> Watched {
+        Watched {
+            processes: pids.iter().map(|&pid| ProcessWatch::open(pid)).collect(),
+            machine: fs::File::open("/proc/stat").ok(),
+            buf: vec![0; 4096],
+            ticks: clock_ticks(),
+        }
+    }
+
+    fn read(&mut self, reading: Reading) -> Point {
+        let machine_busy_seconds = match reading {
+            Reading::Light => None,
+            Reading::Full => read_again(self.machine.as_ref(), &mut self.buf)
+                .ok()
+                .and_then(|stat| parse_machine_busy(stat, self.ticks)),
+        };
+        Point {
+            at: unix_seconds(SystemTime::now()),
+            processes: self
+                .processes
+                .iter_mut()
+                .map(|watch| watch.read(reading).ok())
+                .collect(),
+            machine_busy_seconds,
+        }
     }
 }
 
@@ -204,16 +258,23 @@ impl Sampler {
     /// Starts sampling `pids` (a first point is taken before it returns).
     pub fn start(pids: Vec<u32>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
-        let ticks = clock_ticks();
-        let first = read_point(&pids, ticks);
+        let mut watched = Watched::open(&pids);
+        let first = watched.read(Reading::Full);
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             let mut samples = Samples {
                 points: vec![first],
             };
-            while !flag.load(Ordering::Acquire) && samples.points.len() < MAX_SAMPLES {
+            let mut stopping = false;
+            while !stopping && samples.points.len() < MAX_SAMPLES {
                 std::thread::park_timeout(SAMPLE_INTERVAL);
-                samples.points.push(read_point(&pids, ticks));
+                stopping = flag.load(Ordering::Acquire);
+                let reading = if stopping || samples.points.len() % FULL_EVERY == 0 {
+                    Reading::Full
+                } else {
+                    Reading::Light
+                };
+                samples.points.push(watched.read(reading));
             }
             samples
         });
@@ -245,16 +306,31 @@ impl Drop for Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::process::CpuTicks;
     use std::time::Instant;
 
     fn sample(user: f64, system: f64, rss: u64) -> ProcessSample {
         ProcessSample {
-            user_seconds: user,
-            system_seconds: system,
             clock_seconds: None,
-            threads: 1,
+            ticks: Some(CpuTicks {
+                user_seconds: user,
+                system_seconds: system,
+            }),
+            threads: Some(1),
             rss_bytes: rss,
-            rss_peak_bytes: rss,
+            rss_peak_bytes: Some(rss),
+            at: Instant::now(),
+        }
+    }
+
+    /// A light reading: the clock and the memory only.
+    fn light(clock: f64, rss: u64) -> ProcessSample {
+        ProcessSample {
+            clock_seconds: Some(clock),
+            ticks: None,
+            threads: None,
+            rss_bytes: rss,
+            rss_peak_bytes: None,
             at: Instant::now(),
         }
     }
@@ -327,6 +403,51 @@ mod tests {
     }
 
     #[test]
+    fn between_full_samples_the_clock_gives_the_total_and_they_the_split() {
+        let full = |at: f64, clock: f64, user: f64, system: f64| Point {
+            at,
+            processes: vec![Some(ProcessSample {
+                clock_seconds: Some(clock),
+                ..sample(user, system, 10)
+            })],
+            machine_busy_seconds: Some(at),
+        };
+        let light = |at: f64, clock: f64, rss: u64| Point {
+            at,
+            processes: vec![Some(light(clock, rss))],
+            machine_busy_seconds: None,
+        };
+        // One second: 0.5 s of CPU, a fifth of it in the kernel, nearly
+        // all of it between 100.4 and 100.6.
+        let s = Samples {
+            points: vec![
+                full(100.0, 1.0, 0.8, 0.2),
+                light(100.2, 1.01, 10),
+                light(100.4, 1.02, 500),
+                light(100.6, 1.48, 20),
+                light(100.8, 1.49, 10),
+                full(101.0, 1.5, 1.2, 0.3),
+            ],
+        };
+        let burst = s.cpu(0, 100.4, 100.6).unwrap();
+        assert!((burst.seconds() - 0.46).abs() < 1e-9, "{burst:?}");
+        assert!((burst.system_share() - 0.2).abs() < 1e-9, "{burst:?}");
+        // The machine's busy time is interpolated between full samples.
+        assert!((s.machine_busy(100.4, 100.6).unwrap() - 0.2).abs() < 1e-9);
+        // Memory from every sample; the peak from all of them.
+        assert_eq!(s.rss_near(0, 100.41), Some(500));
+        assert_eq!(s.rss_peak(0), Some(500));
+        assert_eq!(s.rss_peak(1), None);
+        // Light readings alone: a total, all of it user time.
+        let s = Samples {
+            points: vec![light(100.2, 1.01, 10), light(100.6, 1.48, 20)],
+        };
+        let used = s.cpu(0, 100.2, 100.6).unwrap();
+        assert!((used.seconds() - 0.47).abs() < 1e-9);
+        assert_eq!(used.system_share(), 0.0);
+    }
+
+    #[test]
     fn a_burst_is_read_whole_at_the_samples_around_it() {
         let s = points();
         // A burst from 100.4 to 101.6: interpolating would give 0.6 of each
@@ -370,5 +491,28 @@ mod tests {
         assert!(last.at > first.at);
         assert!(samples.cpu(0, first.at, last.at).is_some());
         assert!(samples.machine_busy(first.at, last.at).unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn every_tenth_sample_and_the_first_and_last_are_full() {
+        let sampler = Sampler::start(vec![std::process::id()]);
+        std::thread::sleep(SAMPLE_INTERVAL * (FULL_EVERY as u32 + 3));
+        let samples = sampler.finish();
+        let points = &samples.points;
+        assert!(points.len() > FULL_EVERY + 1, "{}", points.len());
+        let full = |p: &Point| {
+            let process = p.processes[0].unwrap();
+            let full = process.ticks.is_some();
+            // A reading is whole either way.
+            assert_eq!(full, process.threads.is_some());
+            assert_eq!(full, process.rss_peak_bytes.is_some());
+            assert_eq!(full, p.machine_busy_seconds.is_some());
+            assert!(process.clock_seconds.is_some() && process.rss_bytes > 0);
+            full
+        };
+        for (i, point) in points.iter().enumerate() {
+            let expected = i % FULL_EVERY == 0 || i == points.len() - 1;
+            assert_eq!(full(point), expected, "sample {i} of {}", points.len());
+        }
     }
 }

@@ -307,9 +307,14 @@ impl LoadOutcome {
             .flatten()
     }
 
-    /// sstpd's last reading (its peak RSS so far among them).
+    /// sstpd's last reading.
     pub fn server_last(&self) -> Option<ProcessSample> {
         self.local.then(|| self.samples.last(SERVER)).flatten()
+    }
+
+    /// sstpd's peak resident memory in the run.
+    pub fn server_rss_peak(&self) -> Option<u64> {
+        self.local.then(|| self.samples.rss_peak(SERVER)).flatten()
     }
 }
 
