@@ -237,16 +237,7 @@ impl Engine {
             .map_or(0.0, |d| d.as_secs_f64());
         let cpu_before = rusage(libc::RUSAGE_SELF);
         let workers = self.config.workers;
-        let shared = Arc::new(Shared {
-            epoch: Instant::now(),
-            config: self.config.clone(),
-            abort: self.abort.clone(),
-            setups_finished: AtomicU64::new(0),
-            go_ns: AtomicU64::new(NOT_YET),
-            stop_ns: AtomicU64::new(NOT_YET),
-            slots: (0..workers).map(|_| Mutex::default()).collect(),
-            flow_base: rand::random(),
-        });
+        let shared = Shared::new(&self, workers, rand::random());
         if matches!(self.config.mode, Mode::Churn { .. }) {
             shared.set_go(shared.epoch);
         }
@@ -389,6 +380,19 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(engine: &Engine, workers: usize, flow_base: u32) -> Arc<Shared> {
+        Arc::new(Shared {
+            epoch: Instant::now(),
+            config: engine.config.clone(),
+            abort: engine.abort.clone(),
+            setups_finished: AtomicU64::new(0),
+            go_ns: AtomicU64::new(NOT_YET),
+            stop_ns: AtomicU64::new(NOT_YET),
+            slots: (0..workers).map(|_| Mutex::default()).collect(),
+            flow_base,
+        })
+    }
+
     fn ns(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
@@ -482,23 +486,7 @@ async fn worker_main(index: usize, shared: Arc<Shared>, options: ClientOptions) 
         Some(rate) => shared.epoch + Duration::from_secs_f64(index as f64 / rate),
         None => shared.epoch,
     };
-    let w = Rc::new(Worker {
-        index,
-        shared,
-        config,
-        options,
-        stats: RefCell::default(),
-        interval_rtt: RefCell::default(),
-        interval_setup: RefCell::default(),
-        go: Cell::new(None),
-        stopped: Cell::new(false),
-        phase_changed: Notify::new(),
-        setups: Arc::new(Semaphore::new(permits)),
-        next_start: Cell::new(first_start),
-        cpu_at_go: Cell::new(None),
-        cpu_in_window: Cell::new(None),
-        done: Cell::new(false),
-    });
+    let w = Worker::new(index, shared, options, permits, first_start);
     let monitor = tokio_uring::spawn(monitor(w.clone()));
     let publisher = tokio_uring::spawn(publisher(w.clone()));
 
@@ -623,5 +611,43 @@ impl Worker {
 
     fn aborted(&self) -> bool {
         self.shared.abort.load(Ordering::Relaxed)
+    }
+}
+
+impl Worker {
+    fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        options: ClientOptions,
+        setup_permits: usize,
+        first_start: Instant,
+    ) -> Rc<Worker> {
+        Rc::new(Worker {
+            index,
+            config: shared.config.clone(),
+            shared,
+            options,
+            stats: RefCell::default(),
+            interval_rtt: RefCell::default(),
+            interval_setup: RefCell::default(),
+            go: Cell::new(None),
+            stopped: Cell::new(false),
+            phase_changed: Notify::new(),
+            setups: Arc::new(Semaphore::new(setup_permits)),
+            next_start: Cell::new(first_start),
+            cpu_at_go: Cell::new(None),
+            cpu_in_window: Cell::new(None),
+            done: Cell::new(false),
+        })
+    }
+}
+
+#[cfg(test)]
+impl Worker {
+    /// Worker 0 of `engine`'s run, outside a runtime: for tests that look
+    /// at its tasks without running them.
+    fn for_test(engine: &Engine) -> Rc<Worker> {
+        let shared = Shared::new(engine, 1, 0);
+        Worker::new(0, shared, engine.options.clone(), 1, Instant::now())
     }
 }

@@ -357,12 +357,15 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
     let family = w.config.family;
     let rx4 = FlowRx::new(w.flow(index), IpFamily::V4);
     let rx6 = FlowRx::new(w.flow(index) ^ IPV6_FLOW_BIT, IpFamily::V6);
-    let client = w
-        .connect_with(index, index, w.dual_receiver(&rx4, &rx6))
-        .await;
+    // The setup's state (the TLS handshake, the protocol's exchanges)
+    // lives on the heap while it runs: what the task keeps for the
+    // session's whole life is this function's own, small state.
+    let client = Box::pin(w.connect_with(index, index, w.dual_receiver(&rx4, &rx6))).await;
     // IPv6: the address by SLAAC is part of the setup.
     let address6 = match &client {
-        Some(client) if family.v6() => client.autoconfigure_ipv6(w.config.setup_timeout).await,
+        Some(client) if family.v6() => {
+            Box::pin(client.autoconfigure_ipv6(w.config.setup_timeout)).await
+        }
         _ => None,
     };
     drop(setup_permit);
@@ -374,12 +377,17 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
         return;
     }
     let mut address6 = address6;
-    let mut backoff = w.config.reconnect.map(|p| Backoff::new(&p, index));
+    // On the heap: its random generator is most of an idle session's
+    // task, and only `--reconnect` has one.
+    let mut backoff = w
+        .config
+        .reconnect
+        .map(|p| Box::new(Backoff::new(&p, index)));
     // Data packets sent so far per family, over every incarnation.
     let mut sent = [0u64; 2];
     let mut incarnation = 0u64;
     let (v4, v6) = loop {
-        until_closed(&client, w.wait_go()).await;
+        Box::pin(until_closed(&client, w.wait_go())).await;
         let outcome = match client.ipv4() {
             Some(params) if !client.is_closed() => {
                 let v4 = async {
@@ -417,7 +425,7 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
             // because the server is taking the link down (LCP Terminate)
             // while the connection is still open. Wait for it to close,
             // so that the loss is seen now and not at the window's end.
-            until_closed(&client, w.wait_stopped()).await;
+            Box::pin(until_closed(&client, w.wait_stopped())).await;
         }
         match outcome {
             Some(outcome) if !client.is_closed() => break outcome,
@@ -431,7 +439,7 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
         let flow = w.flow(index + incarnation * w.config.sessions);
         rx4.resume(flow, sent[0]);
         rx6.resume(flow ^ IPV6_FLOW_BIT, sent[1]);
-        match w.reconnect(index, &client, &rx4, &rx6, backoff).await {
+        match Box::pin(w.reconnect(index, &client, &rx4, &rx6, backoff)).await {
             Some((again, again6)) => {
                 client = again;
                 address6 = again6;
@@ -450,7 +458,7 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
             }
         }
     };
-    tokio::join!(finish(rx4.clone(), v4), finish(rx6.clone(), v6));
+    Box::pin(async { tokio::join!(finish(rx4.clone(), v4), finish(rx6.clone(), v6)) }).await;
     if client.is_closed() {
         w.dropped(&client);
         if w.config.reconnect.is_some() {
@@ -460,7 +468,7 @@ async fn session(w: Rc<Worker>, index: u64, setup_permit: Option<OwnedSemaphoreP
         }
         return;
     }
-    w.close(&client).await;
+    Box::pin(w.close(&client)).await;
 }
 
 impl Worker {
@@ -590,11 +598,43 @@ impl FlowPlan {
         index: u64,
         sent_before: u64,
     ) -> FlowOutcome {
-        let source = SocketAddr::new(self.me, SOURCE_PORT_BASE + (index % 16384) as u16);
+        let sent = match w.config.mode {
+            // (Churn and tun sessions run in `churn_slot` and
+            // `tunnel::session`; here they would idle.)
+            Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => {
+                until_closed(client, w.wait_stopped()).await;
+                sent_before
+            }
+            // On the heap while it runs: the traffic's state (its
+            // template, its pacing) is most of a session's task, which an
+            // idle session would otherwise keep for its whole life.
+            _ => Box::pin(self.traffic(w, client, rx, index, sent_before)).await,
+        };
+        let peer = matches!(w.config.mode, Mode::Udp { .. } | Mode::Bulk { .. })
+            .then(|| (self.source(index), self.to));
+        FlowOutcome { sent, peer }
+    }
+
+    /// The session's source address for its flows.
+    fn source(&self, index: u64) -> SocketAddr {
+        SocketAddr::new(self.me, SOURCE_PORT_BASE + (index % 16384) as u16)
+    }
+
+    /// The traffic of [`FlowPlan::run`]'s modes that send; returns the
+    /// total sent.
+    async fn traffic(
+        &self,
+        w: &Worker,
+        client: &Client,
+        rx: &FlowRx,
+        index: u64,
+        sent_before: u64,
+    ) -> u64 {
+        let source = self.source(index);
         let pps = w.config.pps();
         let (payload, to) = (self.payload, self.to);
         // Templates cannot fail here: `LoadConfig::validate` built them once.
-        let sent = match w.config.mode {
+        match w.config.mode {
             Mode::Echo { .. } => {
                 match Template::icmp_echo(self.me, to.ip(), rx.flow.get(), payload) {
                     Ok(mut probe) => {
@@ -640,16 +680,8 @@ impl FlowPlan {
                 )
                 .await
             }
-            // (Churn and tun sessions run in `churn_slot` and
-            // `tunnel::session`; here they would idle.)
-            Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => {
-                until_closed(client, w.wait_stopped()).await;
-                sent_before
-            }
-        };
-        let peer =
-            matches!(w.config.mode, Mode::Udp { .. } | Mode::Bulk { .. }).then_some((source, to));
-        FlowOutcome { sent, peer }
+            Mode::Idle | Mode::Churn { .. } | Mode::Tun { .. } => sent_before,
+        }
     }
 }
 
@@ -1096,6 +1128,47 @@ async fn churn_slot(w: Rc<Worker>, slot: u64, hold: Duration) {
         w.close(&client).await;
         if client.is_closed() {
             w.counters().cycles += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Credentials, Direction, LoadConfig};
+    use crate::engine::Engine;
+
+    /// What a session's task may keep for its whole life. It was 4,544
+    /// bytes while the setup's state and the traffic's were part of it,
+    /// kept by every idle session of the load generator; with them on the
+    /// heap while they run it is 1,680 (most of it the two families' waits
+    /// for the window's end, each with its timer).
+    const SESSION_TASK_BOUND: usize = 2048;
+
+    #[test]
+    fn a_session_task_keeps_only_its_own_small_state() {
+        for mode in [
+            Mode::Idle,
+            Mode::Echo { to: None },
+            Mode::Bulk {
+                to: None,
+                direction: Direction::Up,
+                flows: 1,
+                follow: false,
+            },
+        ] {
+            let config = LoadConfig::new(
+                mode,
+                "127.0.0.1:4443".parse().unwrap(),
+                Credentials::single("demo", "pw"),
+            );
+            let engine = Engine::new(config).unwrap();
+            let w = Worker::for_test(&engine);
+            let task = session(w.clone(), 0, None);
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= SESSION_TASK_BOUND, "{size} bytes");
+            // Not polled: it never connects.
+            drop(task);
         }
     }
 }
