@@ -175,6 +175,40 @@ fn sessions_killed_by_the_operator_come_back_after_the_back_off() {
     assert!(r.table().contains("reconnect   lost 2  reconnected 2"));
 }
 
+/// The two killed sessions were lost and came back, and the server
+/// holds every session again.
+fn assert_both_came_back(r: &Report, listed: usize) {
+    eprintln!("{}", r.table());
+    assert_consistent(r);
+    assert_eq!(listed, SESSIONS as usize, "every session is back");
+    let re = r.reconnect.as_ref().unwrap();
+    assert_eq!(
+        (re.lost, re.reconnected, re.unrecovered),
+        (2, 2, 0),
+        "{re:?}"
+    );
+}
+
+#[test]
+fn idle_sessions_killed_by_the_operator_notice_and_come_back() {
+    // An idle session waits for the run's end or its own close, with no
+    // timer: the close must wake it, or it would be set up again only
+    // after the window.
+    let policy = ReconnectPolicy {
+        initial: Duration::from_millis(300),
+        max: Duration::from_secs(1),
+        seed: 7,
+    };
+    let (r, listed) = run_and_kill_two_with(|c| c.mode = Mode::Idle, Some(policy));
+    assert_both_came_back(&r, listed);
+    let s = &r.sessions;
+    assert_eq!(
+        (s.established, s.dropped, s.held, s.closed),
+        (SESSIONS + 2, 2, SESSIONS, SESSIONS),
+        "{s:?}"
+    );
+}
+
 #[test]
 fn bulk_traffic_resumes_both_ways_on_the_new_sessions() {
     let policy = ReconnectPolicy {
@@ -195,15 +229,7 @@ fn bulk_traffic_resumes_both_ways_on_the_new_sessions() {
         },
         Some(policy),
     );
-    eprintln!("{}", r.table());
-    assert_consistent(&r);
-    assert_eq!(listed, SESSIONS as usize, "every session is back");
-    let re = r.reconnect.as_ref().unwrap();
-    assert_eq!(
-        (re.lost, re.reconnected, re.unrecovered),
-        (2, 2, 0),
-        "{re:?}"
-    );
+    assert_both_came_back(&r, listed);
     // The reconnected sessions asked the peer for a stream again and got
     // one; every flow's counters came back, over both incarnations.
     let p = &r.peer;

@@ -722,6 +722,16 @@ impl Client {
         self.wait_closed(timeout).await;
     }
 
+    /// Waits until the session has closed, with no timer (a caller that
+    /// races it against something else, as the load generator's idle
+    /// sessions race it against the run's end: 100,000 of them then keep
+    /// no timer in the runtime's wheel).
+    pub async fn closed(&self) {
+        while !self.inner.closed.get() {
+            self.inner.closed_notify.notified().await;
+        }
+    }
+
     /// Waits until the session ends (either side), at most `timeout`.
     /// Returns whether it ended.
     pub async fn wait_closed(&self, timeout: Duration) -> bool {
