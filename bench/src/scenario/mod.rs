@@ -207,8 +207,7 @@ impl Window {
     pub fn close(self, bytes: u64, sessions: u64) -> Result<ServerUsage, ScenarioError> {
         let end = ProcessSample::read(self.pid)?;
         Ok(ServerUsage::new(
-            // Full readings: each has its CPU time.
-            (end.cpu_seconds().unwrap_or(0.0) - self.start.cpu_seconds().unwrap_or(0.0)).max(0.0),
+            end.cpu_since(&self.start),
             self.opened.elapsed().as_secs_f64(),
             bytes,
             sessions,

@@ -242,6 +242,12 @@ impl ProcessSample {
             .or(self.ticks.map(|t| t.user_seconds + t.system_seconds))
     }
 
+    /// The CPU time used between `earlier` and this reading (0 where
+    /// either has none; a full reading always has it).
+    pub fn cpu_since(&self, earlier: &ProcessSample) -> f64 {
+        (self.cpu_seconds().unwrap_or(0.0) - earlier.cpu_seconds().unwrap_or(0.0)).max(0.0)
+    }
+
     /// A full reading of process `pid` now.
     pub fn read(pid: u32) -> Result<ProcessSample, ScenarioError> {
         ProcessWatch::open(pid).read(Reading::Full)
@@ -289,7 +295,7 @@ impl ProcessWatch {
             statm: file("statm"),
             status: file("status"),
             buf: vec![0; 4096],
-            ticks_per_second: sysconf_or(libc::_SC_CLK_TCK, 100),
+            ticks_per_second: clock_ticks(),
             page_size: sysconf_or(libc::_SC_PAGESIZE, 4096),
         }
     }
@@ -345,6 +351,11 @@ pub(crate) fn read_again<'b>(
         let len = buf.len();
         buf.resize(len * 2, 0);
     }
+}
+
+/// Clock ticks per second, the unit of `/proc`'s CPU times.
+pub(super) fn clock_ticks() -> u64 {
+    sysconf_or(libc::_SC_CLK_TCK, 100)
 }
 
 fn sysconf_or(name: libc::c_int, default: u64) -> u64 {
@@ -864,6 +875,7 @@ mod tests {
             (None, None, None)
         );
         assert!(light.clock_seconds.unwrap() >= before.clock_seconds.unwrap() + 0.04);
+        assert!(light.cpu_since(&before) >= 0.04 && before.cpu_since(&light) == 0.0);
         assert!(
             light.rss_bytes >= before.rss_bytes + (60 << 20),
             "{before:?} {light:?}"

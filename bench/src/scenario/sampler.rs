@@ -11,7 +11,7 @@
 //! `status` opened afresh, `/proc/stat`) took 0.33 ms of its CPU a sample,
 //! ten times a second, and sstpd's latency p99 at the `latency_icmp`
 //! scenario's 10% point was higher with it than with one sample a second
-//! (docs/benchmarking.md, "The bench's own sampler"). Most samples are
+//! (docs/benchmarking.md, "The bench's own disturbance"). Most samples are
 //! now [`Reading::Light`]: the CPU clocks and `statm`, from files kept
 //! open.
 
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::process::{read_again, ProcessSample, ProcessWatch, Reading};
+use super::process::{clock_ticks, read_again, ProcessSample, ProcessWatch, Reading};
 
 /// Time between two samples: ten a second is enough to find a ramp's or a
 /// window's edges, and keeps the sampler's own CPU small.
@@ -135,9 +135,8 @@ impl Samples {
             Some((at(to)? - at(from)?).max(0.0))
         };
         let total = between(&ProcessSample::cpu_seconds)?;
-        let ticks = |s: &ProcessSample| s.ticks;
-        let user_ticks = between(&|s| Some(ticks(s)?.user_seconds)).unwrap_or(0.0);
-        let system_ticks = between(&|s| Some(ticks(s)?.system_seconds)).unwrap_or(0.0);
+        let user_ticks = between(&|s| Some(s.ticks?.user_seconds)).unwrap_or(0.0);
+        let system_ticks = between(&|s| Some(s.ticks?.system_seconds)).unwrap_or(0.0);
         let system_share = if user_ticks + system_ticks > 0.0 {
             system_ticks / (user_ticks + system_ticks)
         } else {
@@ -197,16 +196,6 @@ pub fn parse_machine_busy(stat: &str, ticks: u64) -> Option<f64> {
     let total: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
     Some(total.saturating_sub(idle) as f64 / ticks.max(1) as f64)
-}
-
-fn clock_ticks() -> u64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as u64
-    } else {
-        100
-    }
 }
 
 /// What a sampler reads: its processes and `/proc/stat`, kept open.

@@ -557,8 +557,7 @@ pub fn soak(
             pool_in_use,
             pool_size,
             server_cores: if seconds > 0.0 {
-                (after.cpu_seconds().unwrap_or(0.0) - before.cpu_seconds().unwrap_or(0.0)).max(0.0)
-                    / seconds
+                after.cpu_since(&before) / seconds
             } else {
                 0.0
             },
