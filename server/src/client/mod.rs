@@ -735,13 +735,6 @@ impl Client {
     /// Waits until the session ends (either side), at most `timeout`.
     /// Returns whether it ended.
     pub async fn wait_closed(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !self.inner.closed.get() {
-            let notified = self.inner.closed_notify.notified();
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.inner.closed.get();
-            }
-        }
-        true
+        tokio::time::timeout(timeout, self.closed()).await.is_ok() || self.inner.closed.get()
     }
 }
