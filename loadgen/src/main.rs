@@ -25,6 +25,10 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_ERROR: u8 = 3;
 
 fn main() -> ExitCode {
+    // Before anything uses TLS, as in sstpd (see `sstpd::sys::memory`).
+    if !sstpd::sys::memory::crypto_allocations_to_mimalloc() {
+        eprintln!("sstp-loadgen: aws-lc keeps the C library's allocator");
+    }
     let cli = Cli::parse();
     // Thousands of mostly idle sessions: 4 KiB pages, as in sstpd (see
     // `sstpd::sys::memory`).

@@ -15,6 +15,11 @@ use sstpd::tls::ServerIdentity;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything uses TLS (see `sstpd::sys::memory`).
+    #[cfg(not(feature = "system-allocator"))]
+    if !sstpd::sys::memory::crypto_allocations_to_mimalloc() {
+        eprintln!("sstpd: aws-lc keeps the C library's allocator");
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig { file }) => match cli::check_config(&file) {

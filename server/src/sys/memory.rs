@@ -19,6 +19,7 @@
 //! after 8,000 sessions came and went, docs/benchmarking.md). Each worker
 //! therefore calls [`return_freed_memory`] a little after sessions end.
 
+use std::ffi::{c_char, c_int, c_void};
 use std::io;
 
 /// Turns transparent huge pages off for this process (and the children it
@@ -59,6 +60,95 @@ pub fn return_all_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
+/// Sends aws-lc's own allocations (its keys, digest and signing contexts)
+/// to mimalloc, the allocator of the rest of the process, through aws-lc's
+/// `CRYPTO_set_mem_functions`. Call it first in `main`, before anything
+/// uses TLS: memory aws-lc took from the C library before the switch would
+/// be given to mimalloc's `free`. Returns whether the switch took (false:
+/// it was made already, and aws-lc keeps what it had).
+///
+/// Why: aws-lc allocates with the C library's `malloc` unless told
+/// otherwise, and glibc gives each worker thread its own arena, which grows
+/// by `mprotect` a page at a time. Each session held keeps its AEAD keys
+/// there, so a setup ramp paid glibc's locked `malloc` and `free` for every
+/// handshake's contexts and an `mprotect` and a page fault every few
+/// sessions (`strace -c -f -p <sstpd>` during `run setup`: 2,341
+/// `mprotect` calls for 8,000 sessions, all of them from
+/// `TlsRecordOpeningKey::new` and `TlsRecordSealingKey::new` by their
+/// stacks).
+///
+/// aws-lc zeroes what it frees when it allocates for itself; these
+/// functions do the same (the block's whole usable size), so key material
+/// does not outlive its key in freed memory.
+pub fn crypto_allocations_to_mimalloc() -> bool {
+    // SAFETY: the three functions have the signatures aws-lc declares for
+    // them; they may be called from any thread, which mimalloc allows.
+    let rc = unsafe {
+        aws_lc_sys::CRYPTO_set_mem_functions(
+            Some(crypto_malloc),
+            Some(crypto_realloc),
+            Some(crypto_free),
+        )
+    };
+    rc == 1
+}
+
+unsafe extern "C" fn crypto_malloc(size: usize, _file: *const c_char, _line: c_int) -> *mut c_void {
+    // SAFETY: mi_malloc takes any size; aws-lc treats NULL as failure.
+    unsafe { libmimalloc_sys::mi_malloc(size) }
+}
+
+unsafe extern "C" fn crypto_realloc(
+    ptr: *mut c_void,
+    size: usize,
+    file: *const c_char,
+    line: c_int,
+) -> *mut c_void {
+    if ptr.is_null() {
+        // SAFETY: as in crypto_malloc.
+        return unsafe { crypto_malloc(size, file, line) };
+    }
+    // Not mi_realloc: a block it moves is freed without being zeroed.
+    // SAFETY: `ptr` is a live block of crypto_malloc's (aws-lc passes back
+    // only what these functions returned); the copy stays within both
+    // blocks, and the old one is zeroed and freed once, after the copy.
+    unsafe {
+        let new = libmimalloc_sys::mi_malloc(size);
+        if new.is_null() {
+            return new;
+        }
+        let old_size = libmimalloc_sys::mi_usable_size(ptr);
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), new.cast::<u8>(), old_size.min(size));
+        crypto_free(ptr, file, line);
+        new
+    }
+}
+
+unsafe extern "C" fn crypto_free(ptr: *mut c_void, _file: *const c_char, _line: c_int) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: `ptr` is a live block of crypto_malloc's, freed once.
+    unsafe {
+        zero_block(ptr);
+        libmimalloc_sys::mi_free(ptr);
+    }
+}
+
+/// Zeroes all of mimalloc's block `ptr`, its usable size. The stores
+/// cannot be dropped as dead: the block goes on to `mi_free`, a call the
+/// compiler cannot see into.
+///
+/// # Safety
+/// `ptr` is a live block of mimalloc's.
+unsafe fn zero_block(ptr: *mut c_void) {
+    // SAFETY: a live block's usable size is all writable.
+    unsafe {
+        let size = libmimalloc_sys::mi_usable_size(ptr);
+        std::ptr::write_bytes(ptr.cast::<u8>(), 0, size);
+    }
+}
+
 /// Whether transparent huge pages are off for this process.
 pub fn transparent_huge_pages_disabled() -> io::Result<bool> {
     // SAFETY: as above; PR_GET_THP_DISABLE reads a flag.
@@ -73,6 +163,22 @@ pub fn transparent_huge_pages_disabled() -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crypto_block_is_zeroed_to_its_usable_size_before_it_is_freed() {
+        // SAFETY: a live block of crypto_malloc's, read within its usable
+        // size, then freed once.
+        unsafe {
+            let p = crypto_malloc(50, std::ptr::null(), 0);
+            let usable = libmimalloc_sys::mi_usable_size(p);
+            assert!(usable >= 50);
+            std::ptr::write_bytes(p.cast::<u8>(), 0xa5, usable);
+            zero_block(p);
+            let block = std::slice::from_raw_parts(p.cast::<u8>(), usable);
+            assert!(block.iter().all(|&b| b == 0));
+            crypto_free(p, std::ptr::null(), 0);
+        }
+    }
 
     #[test]
     fn huge_pages_can_be_turned_off() {
