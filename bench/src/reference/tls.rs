@@ -387,6 +387,12 @@ pub struct HandshakeParams {
     /// all of them (0: handshake and close).
     pub exchanges: usize,
     pub message_size: usize,
+    /// Cores to pin the server's and the client's threads to (sstpd's
+    /// first worker core and the load generator's, so that the handshakes
+    /// run where the setup scenario's do); `None`: where the scheduler
+    /// puts them.
+    pub server_core: Option<usize>,
+    pub client_core: Option<usize>,
 }
 
 impl Default for HandshakeParams {
@@ -399,6 +405,8 @@ impl Default for HandshakeParams {
             cert: CertSource::default(),
             exchanges: 0,
             message_size: 100,
+            server_core: None,
+            client_core: None,
         }
     }
 }
@@ -445,7 +453,9 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
     let (listener, addr) = listener()?;
     let stop = Arc::new(AtomicBool::new(false));
     let server_stop = stop.clone();
+    let (server_core, client_core) = (params.server_core, params.client_core);
     let server = spawn(SERVER_THREAD, move || {
+        pin_current_thread(server_core)?;
         start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let done = Rc::new(Cell::new(0u64));
@@ -501,41 +511,47 @@ pub fn handshakes(params: &HandshakeParams) -> Result<HandshakeResult, Reference
     let max = params.max_handshakes;
     let (exchanges, message_size) = (params.exchanges, params.message_size);
     let client = spawn(CLIENT_THREAD, move || {
-        let result = start_runtime(async move {
-            let ok = Rc::new(Cell::new(0u64));
-            let failed = Rc::new(Cell::new(0u64));
-            let start = Instant::now();
-            let deadline = start + duration;
-            let tasks: Vec<_> = (0..clients)
-                .map(|_| {
-                    let (ok, failed, config) = (ok.clone(), failed.clone(), client_config.clone());
-                    tokio_uring::spawn(async move {
-                        while Instant::now() < deadline && ok.get() + failed.get() < max {
-                            let conn = match connect_tls(addr, config.clone()).await {
-                                Ok(conn) => conn,
-                                Err(_) => {
-                                    failed.set(failed.get() + 1);
-                                    continue;
+        // A client that cannot be pinned still stops the server below.
+        let pinned = pin_current_thread(client_core);
+        let run = pinned.is_ok().then(|| {
+            start_runtime(async move {
+                let ok = Rc::new(Cell::new(0u64));
+                let failed = Rc::new(Cell::new(0u64));
+                let start = Instant::now();
+                let deadline = start + duration;
+                let tasks: Vec<_> = (0..clients)
+                    .map(|_| {
+                        let (ok, failed, config) =
+                            (ok.clone(), failed.clone(), client_config.clone());
+                        tokio_uring::spawn(async move {
+                            while Instant::now() < deadline && ok.get() + failed.get() < max {
+                                let conn = match connect_tls(addr, config.clone()).await {
+                                    Ok(conn) => conn,
+                                    Err(_) => {
+                                        failed.set(failed.get() + 1);
+                                        continue;
+                                    }
+                                };
+                                match exchange(&conn, exchanges, message_size).await {
+                                    Ok(()) => ok.set(ok.get() + 1),
+                                    Err(_) => failed.set(failed.get() + 1),
                                 }
-                            };
-                            match exchange(&conn, exchanges, message_size).await {
-                                Ok(()) => ok.set(ok.get() + 1),
-                                Err(_) => failed.set(failed.get() + 1),
+                                let _ = conn.close().await;
                             }
-                            let _ = conn.close().await;
-                        }
+                        })
                     })
-                })
-                .collect();
-            for task in tasks {
-                let _ = task.await;
-            }
-            (ok.get(), failed.get(), start.elapsed().as_secs_f64())
+                    .collect();
+                for task in tasks {
+                    let _ = task.await;
+                }
+                (ok.get(), failed.get(), start.elapsed().as_secs_f64())
+            })
         });
         // Wake the accept loop so that it sees the stop flag.
         stop.store(true, Ordering::Release);
         let _ = std::net::TcpStream::connect(addr);
-        Ok::<_, ReferenceError>(result)
+        pinned?;
+        Ok::<_, ReferenceError>(run.unwrap_or_default())
     })?;
     let (_ok, failures, seconds) = join(client)?;
     let (handshakes, server_cpu_seconds) = join(server)?;

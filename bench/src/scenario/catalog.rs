@@ -625,6 +625,22 @@ pub(crate) fn stream(
     Ok(r)
 }
 
+/// Where a reference's server and client threads run: on sstpd's first
+/// worker core and the load generator's, as the scenario beside it does
+/// (`None`s where the bench does not pin the load generator). Unpinned, the
+/// scheduler often ran both reference threads on one core, where a send
+/// wakes the other end without crossing cores, which the scenario's
+/// processes never do.
+fn reference_cores(options: &BenchOptions) -> (Option<usize>, Option<usize>) {
+    let topology = &options.topology;
+    let server = topology.pin_loadgen.then_some(0);
+    let client = topology
+        .placement()
+        .cpus
+        .and_then(|cpus| cpus.first().copied());
+    (server, client)
+}
+
 pub(crate) fn handshakes(
     bed: &Testbed,
     options: &BenchOptions,
@@ -639,6 +655,8 @@ pub(crate) fn handshakes(
         clients: options.concurrency,
         duration: options.reference_duration,
         cert: bed.certificate(),
+        server_core: reference_cores(options).0,
+        client_core: reference_cores(options).1,
         ..Default::default()
     })
     .map_err(ScenarioError::Reference)
@@ -681,6 +699,8 @@ pub(crate) fn handshake_exchanges(
         cert: bed.certificate(),
         exchanges,
         message_size: EXCHANGE_MESSAGE,
+        server_core: reference_cores(options).0,
+        client_core: reference_cores(options).1,
         ..Default::default()
     })
     .map_err(ScenarioError::Reference)
@@ -732,13 +752,8 @@ pub(crate) fn paced_ping_pong(
             rate,
             duration: options.reference_duration,
             cert: bed.certificate(),
-            // Where the point's sstpd and load generator run.
-            server_core: options.topology.pin_loadgen.then_some(0),
-            client_core: options
-                .topology
-                .placement()
-                .cpus
-                .and_then(|cpus| cpus.first().copied()),
+            server_core: reference_cores(options).0,
+            client_core: reference_cores(options).1,
             ..Default::default()
         },
     )
