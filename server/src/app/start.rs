@@ -354,14 +354,17 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
 
     let mut listeners: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
+    let user_timeout = worker::user_timeout_for(config.sstp.hello_interval);
+    let mut inherited: Option<worker::InheritedSocketOptions> = None;
     // `listen`, then `[[server.listener]]`: the workers pair them with
     // their options in this order.
     for addr in config.server.listeners().iter().map(|l| l.address) {
         // Port 0: the first worker's bind picks the port; the others join it.
         let mut bound = addr;
         for per_worker in listeners.iter_mut() {
-            let listener =
-                reuseport_listener(bound).map_err(|error| StartError::Listen { addr, error })?;
+            let (listener, passed_on) = reuseport_listener(bound, user_timeout)
+                .map_err(|error| StartError::Listen { addr, error })?;
+            inherited = Some(inherited.map_or(passed_on, |all| all.both(passed_on)));
             bound = listener.local_addr().map_err(StartError::Io)?;
             per_worker.push(listener);
         }
@@ -412,6 +415,7 @@ pub fn start(config: Config) -> Result<ServerHandle, StartError> {
         drain_pending: std::sync::atomic::AtomicUsize::new(0),
         fatal: worker::Fatal::default(),
         heartbeats: worker::Heartbeats::new(workers),
+        inherited_socket_options: inherited.unwrap_or_default(),
     });
 
     // Before the workers: a listener that cannot bind stops the start
@@ -1043,7 +1047,13 @@ fn create_tun(
     Ok((tun, None))
 }
 
-fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// A listening socket of one worker's, and the options it passes on to the
+/// connections it accepts (`TCP_NODELAY`, the `TCP_USER_TIMEOUT` of
+/// `user_timeout`).
+fn reuseport_listener(
+    addr: SocketAddr,
+    user_timeout: std::time::Duration,
+) -> io::Result<(std::net::TcpListener, worker::InheritedSocketOptions)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -1051,9 +1061,10 @@ fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    let inherited = worker::InheritedSocketOptions::apply(&socket, user_timeout);
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    Ok(socket.into())
+    Ok((socket.into(), inherited))
 }
 
 /// Protocol-core configuration from the file's `[sstp]`, `[ppp]`, `[ipv4]`
@@ -1123,6 +1134,62 @@ pub fn session_config(config: &Config) -> SessionConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_worker_listener_passes_nodelay_and_the_user_timeout_to_what_it_accepts() {
+        let timeout = Duration::from_secs(120);
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            let (listener, inherited) = reuseport_listener(addr.parse().unwrap(), timeout).unwrap();
+            assert_eq!(
+                inherited,
+                worker::InheritedSocketOptions {
+                    nodelay: true,
+                    user_timeout: Some(timeout),
+                }
+            );
+            let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (accepted, _) = listener.accept().unwrap();
+            // What sessions no longer set themselves: the kernel's copy.
+            assert!(accepted.nodelay().unwrap());
+            let socket = socket2::SockRef::from(&accepted);
+            assert_eq!(socket.tcp_user_timeout().unwrap(), Some(timeout));
+        }
+    }
+
+    #[test]
+    fn sessions_set_what_any_listener_did_not_pass_on() {
+        use worker::InheritedSocketOptions as Inherited;
+        let t = Duration::from_secs(120);
+        let full = Inherited {
+            nodelay: true,
+            user_timeout: Some(t),
+        };
+        assert!(!full.needs_nodelay());
+        assert!(!full.needs_user_timeout(t));
+        // A reload changed sstp.hello_interval: the listeners' is stale.
+        assert!(full.needs_user_timeout(Duration::from_secs(60)));
+        let refused = Inherited {
+            nodelay: false,
+            user_timeout: None,
+        };
+        assert_eq!(full.both(refused), refused);
+        assert_eq!(refused.both(full), refused);
+        let other_timeout = Inherited {
+            nodelay: true,
+            user_timeout: Some(Duration::from_secs(60)),
+        };
+        assert_eq!(
+            full.both(other_timeout),
+            Inherited {
+                nodelay: true,
+                user_timeout: None,
+            }
+        );
+        assert_eq!(full.both(full), full);
+        // No listener at all: sessions set everything.
+        assert!(Inherited::default().needs_nodelay());
+        assert!(Inherited::default().needs_user_timeout(t));
+    }
 
     #[test]
     fn tun_prefix_covers_gateway_and_pool() {

@@ -25,6 +25,8 @@ mod supervise;
 mod tun_io;
 mod tun_offload;
 
+pub(crate) use session::{user_timeout_for, InheritedSocketOptions};
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::TcpListener as StdTcpListener;
@@ -168,6 +170,8 @@ pub(crate) struct Shared {
     pub fatal: Fatal,
     /// Each worker's last sign of life (for systemd's watchdog).
     pub heartbeats: Heartbeats,
+    /// The socket options accepted connections get from their listener.
+    pub inherited_socket_options: InheritedSocketOptions,
 }
 
 /// The per-worker resources created before the thread starts.

@@ -271,14 +271,60 @@ const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// have declared the peer dead ([MS-SSTP] 3.1.2). A backstop: the
 /// session's own timers run while a write waits, and close a client that
 /// stops reading (a zero window) at the negotiation or Hello timeout.
-fn user_timeout_for(hello_interval: Duration) -> Duration {
+pub(crate) fn user_timeout_for(hello_interval: Duration) -> Duration {
     hello_interval.saturating_mul(2)
+}
+
+/// What the listening sockets were given for the connections they accept.
+/// Linux copies `TCP_NODELAY` and `TCP_USER_TIMEOUT` from a listening
+/// socket to each socket accepted from it (tcp(7) says nothing; the
+/// accepted socket is a clone of the listener's, and a test here holds the
+/// kernel to it), so a session sets them itself only where the listeners
+/// could not, and the timeout only once a reload changed
+/// `sstp.hello_interval`: two `setsockopt` calls a session fewer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct InheritedSocketOptions {
+    pub nodelay: bool,
+    pub user_timeout: Option<Duration>,
+}
+
+impl InheritedSocketOptions {
+    /// Gives `listener` both options for the sockets it will accept, as far
+    /// as the kernel takes them (what it refuses, sessions set themselves).
+    pub(crate) fn apply(listener: &socket2::Socket, user_timeout: Duration) -> Self {
+        let nodelay = listener.set_tcp_nodelay(true).is_ok();
+        let user_timeout = set_user_timeout(std::os::fd::AsFd::as_fd(listener), user_timeout)
+            .is_ok()
+            .then_some(user_timeout);
+        InheritedSocketOptions {
+            nodelay,
+            user_timeout,
+        }
+    }
+
+    /// What every one of two sets of listeners passes on.
+    pub(crate) fn both(self, other: Self) -> Self {
+        InheritedSocketOptions {
+            nodelay: self.nodelay && other.nodelay,
+            user_timeout: self.user_timeout.filter(|t| other.user_timeout == Some(*t)),
+        }
+    }
+
+    /// Whether an accepted socket still needs `TCP_NODELAY` set.
+    pub(crate) fn needs_nodelay(&self) -> bool {
+        !self.nodelay
+    }
+
+    /// Whether an accepted socket still needs `user_timeout` set.
+    pub(crate) fn needs_user_timeout(&self, user_timeout: Duration) -> bool {
+        self.user_timeout != Some(user_timeout)
+    }
 }
 
 /// Sets `TCP_USER_TIMEOUT` (tcp(7)). The kernel takes a non-negative int of
 /// milliseconds (socket2 clamps to an unsigned one, which the kernel would
 /// refuse as negative), so longer timeouts saturate at `i32::MAX` ms.
-fn set_user_timeout(socket: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<()> {
+pub(crate) fn set_user_timeout(socket: BorrowedFd<'_>, timeout: Duration) -> std::io::Result<()> {
     let max = Duration::from_millis(i32::MAX as u64);
     socket2::SockRef::from(&socket).set_tcp_user_timeout(Some(timeout.min(max)))
 }
@@ -549,12 +595,18 @@ async fn establish(
     if let Some(balancer) = balancer {
         span.record("balancer", field::display(balancer));
     }
-    let _ = tcp.set_nodelay(true);
+    // What the listener did not pass on (see `InheritedSocketOptions`).
+    let inherited = worker.shared.inherited_socket_options;
+    if inherited.needs_nodelay() {
+        let _ = tcp.set_nodelay(true);
+    }
     let user_timeout = user_timeout_for(live.config.sstp.hello_interval);
-    // SAFETY: the descriptor is `tcp`'s, which outlives the borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
-    if let Err(e) = set_user_timeout(fd, user_timeout) {
-        span.in_scope(|| tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT"));
+    if inherited.needs_user_timeout(user_timeout) {
+        // SAFETY: the descriptor is `tcp`'s, which outlives the borrow.
+        let fd = unsafe { BorrowedFd::borrow_raw(tcp.as_raw_fd()) };
+        if let Err(e) = set_user_timeout(fd, user_timeout) {
+            span.in_scope(|| tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT"));
+        }
     }
     let conn = match rustls::server::UnbufferedServerConnection::new(live.tls.clone()) {
         Ok(c) => c,
