@@ -115,6 +115,47 @@ fn two_clients_ping_each_other_through_the_server() {
     assert!(a_got_reply, "client A never got B's reply");
 }
 
+/// A client session that is up and idle waits for the server without a
+/// read buffer (a load generator's held sessions keep none), and still
+/// reads what comes after: a ping through the server to another client.
+#[test]
+fn idle_client_sessions_wait_without_a_read_buffer_and_still_get_their_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    config.ipv4.client_to_client = sstpd::config::ClientToClient::Allow;
+    let server = TestServer::start(config);
+    let addr = server.addr;
+    let (quiet, got) = server.run_clients(move || async move {
+        let (a, _inbox_a) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
+            .await
+            .unwrap();
+        let (b, inbox_b) = connect(&mschapv2_options(addr, "bob", "bob-secret"))
+            .await
+            .unwrap();
+        let quiet = a.reads_quietly() && b.reads_quietly();
+        let (ip_a, ip_b) = (a.address().unwrap(), b.address().unwrap());
+        let mut got = false;
+        for seq in 0..5u16 {
+            a.send_ip(&icmp_echo(8, ip_a, ip_b, 78, seq, b"to a quiet session"))
+                .unwrap();
+            if wait_for(&inbox_b, Duration::from_secs(1), |p| {
+                parse_echo(p).is_some_and(|e| e.kind == 8 && e.src == ip_a && e.seq == seq)
+            })
+            .await
+            {
+                got = true;
+                break;
+            }
+        }
+        (quiet, got)
+    });
+    assert!(
+        quiet,
+        "a session that is up and idle still reads with a buffer"
+    );
+    assert!(got, "the quiet session never got the packet");
+}
+
 #[test]
 fn wrong_password_is_rejected() {
     let dir = tempfile::tempdir().unwrap();

@@ -384,11 +384,33 @@ async fn wait_connected(stream: &std::net::TcpStream) -> std::io::Result<()> {
 
 async fn reader(client: Client) {
     let mut plaintext = Vec::new();
+    // Once the session is up and until it carries IP, its reads are
+    // keepalives: the first waits without a buffer, and so does each one
+    // after a small read, so a session held idle keeps none. Not during
+    // the setup, whose answers come at once (a wait first would cost a
+    // poll per read), and not once IP flows (the same, per packet).
+    let mut up = false;
+    let mut carried_ip = false;
     loop {
         client.reading_allowed().await;
         plaintext.clear();
         match client.inner.tls.read_plaintext(&mut plaintext).await {
-            Ok(ReadOutcome::Data(_)) => client.input(&plaintext),
+            Ok(ReadOutcome::Data(_)) => {
+                client.input(&plaintext);
+                if !carried_ip {
+                    let proto = client.inner.proto.borrow();
+                    let stats = proto.stats();
+                    carried_ip = stats.ip_packets_in + stats.ip_packets_out > 0;
+                    let now_up = proto.ipv4().is_some();
+                    drop(proto);
+                    let tls = &client.inner.tls;
+                    tls.small_reads_are_quiet(now_up && !carried_ip);
+                    if now_up && !up && !carried_ip {
+                        tls.mark_quiet();
+                    }
+                    up = now_up;
+                }
+            }
             Ok(ReadOutcome::Closed) | Err(_) => {
                 client
                     .inner
@@ -670,6 +692,13 @@ impl Client {
             self.inner.wake_writer.notify_one();
             drained.await;
         }
+    }
+
+    /// Whether the session's next read waits for data without holding a
+    /// read buffer: so for a session that is up and has carried no IP
+    /// yet, which is how a load generator holds many idle sessions.
+    pub fn reads_quietly(&self) -> bool {
+        self.inner.tls.is_quiet()
     }
 
     /// Stops reading the socket after the read in flight, as a stalled

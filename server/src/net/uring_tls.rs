@@ -725,6 +725,13 @@ impl TlsConn {
         self.quiet.get()
     }
 
+    /// Makes the next read wait for data without holding a buffer, as after
+    /// a quiet read: for a connection whose owner knows it goes idle now
+    /// (a client session that has just come up).
+    pub fn mark_quiet(&self) {
+        self.quiet.set(true);
+    }
+
     /// Whether a small read (at most half of [`IDLE_READ_CHUNK`]) marks the
     /// connection quiet too, off by default. A server turns it on for a
     /// session's setup and keepalives, so that a session that goes idle
