@@ -627,10 +627,10 @@ pub(crate) fn stream(
 
 /// Where a reference's server and client threads run: on sstpd's first
 /// worker core and the load generator's, as the scenario beside it does
-/// (`None`s where the bench does not pin the load generator). Unpinned, the
-/// scheduler often ran both reference threads on one core, where a send
-/// wakes the other end without crossing cores, which the scenario's
-/// processes never do.
+/// (`None`s where the bench does not pin the load generator). Unpinned,
+/// each reference thread moved between both cores, where the scenario's
+/// processes each stay on their own (docs/benchmarking.md, "The handshake
+/// references where the scenario runs").
 fn reference_cores(options: &BenchOptions) -> (Option<usize>, Option<usize>) {
     let topology = &options.topology;
     let server = topology.pin_loadgen.then_some(0);
@@ -651,12 +651,13 @@ pub(crate) fn handshakes(
         reference::TLS_HANDSHAKE,
         options.concurrency
     ));
+    let (server_core, client_core) = reference_cores(options);
     reference::handshake_reference(&tls::HandshakeParams {
         clients: options.concurrency,
         duration: options.reference_duration,
         cert: bed.certificate(),
-        server_core: reference_cores(options).0,
-        client_core: reference_cores(options).1,
+        server_core,
+        client_core,
         ..Default::default()
     })
     .map_err(ScenarioError::Reference)
@@ -693,14 +694,15 @@ pub(crate) fn handshake_exchanges(
         reference::TLS_HANDSHAKE_EXCHANGES,
         options.concurrency
     ));
+    let (server_core, client_core) = reference_cores(options);
     reference::handshake_reference(&tls::HandshakeParams {
         clients: options.concurrency,
         duration: options.reference_duration,
         cert: bed.certificate(),
         exchanges,
         message_size: EXCHANGE_MESSAGE,
-        server_core: reference_cores(options).0,
-        client_core: reference_cores(options).1,
+        server_core,
+        client_core,
         ..Default::default()
     })
     .map_err(ScenarioError::Reference)
@@ -743,6 +745,7 @@ pub(crate) fn paced_ping_pong(
         "  reference {name}: bare TLS, {message_size}-byte messages, {} a second over {SMALL_PACKET_SESSIONS} connections ...",
         crate::units::significant(rate)
     ));
+    let (server_core, client_core) = reference_cores(options);
     let reference = reference::paced_ping_pong_reference(
         &name,
         &tls::PacedPingPongParams {
@@ -752,8 +755,8 @@ pub(crate) fn paced_ping_pong(
             rate,
             duration: options.reference_duration,
             cert: bed.certificate(),
-            server_core: reference_cores(options).0,
-            client_core: reference_cores(options).1,
+            server_core,
+            client_core,
             ..Default::default()
         },
     )

@@ -399,8 +399,7 @@ async fn reader(client: Client) {
                 client.input(&plaintext);
                 if !carried_ip {
                     let proto = client.inner.proto.borrow();
-                    let stats = proto.stats();
-                    carried_ip = stats.ip_packets_in + stats.ip_packets_out > 0;
+                    carried_ip = proto.stats().ip_packets() > 0;
                     let now_up = proto.ipv4().is_some();
                     drop(proto);
                     let tls = &client.inner.tls;

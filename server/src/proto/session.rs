@@ -262,6 +262,14 @@ pub struct SessionStats {
     pub spoofed_drops: u64,
 }
 
+impl SessionStats {
+    /// IP packets both ways: whether, and how much, the session has
+    /// carried IP.
+    pub fn ip_packets(&self) -> u64 {
+        self.ip_packets_in + self.ip_packets_out
+    }
+}
+
 /// One SSTP session, either role.
 #[derive(Debug)]
 pub struct Session {

@@ -856,8 +856,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
             Ok(ReadOutcome::Data(_)) => {
                 ctx.input(&worker, &plaintext);
                 if !carried_ip {
-                    let stats = ctx.proto.borrow().stats();
-                    carried_ip = stats.ip_packets_in + stats.ip_packets_out > 0;
+                    carried_ip = ctx.proto.borrow().stats().ip_packets() > 0;
                     if carried_ip {
                         ctx.tls.small_reads_are_quiet(false);
                     }
@@ -1084,10 +1083,7 @@ impl SessionCtx {
             self.limits.set(PolicyLimits::default());
             return None;
         }
-        let packets = || {
-            let stats = self.proto.borrow().stats();
-            stats.ip_packets_in + stats.ip_packets_out
-        };
+        let packets = || self.proto.borrow().stats().ip_packets();
         let verdict = limits.check(now, packets);
         self.limits.set(limits);
         match verdict {
@@ -2046,10 +2042,10 @@ impl SessionCtx {
         }
         if let Some(c) = change.idle_timeout {
             let timeout = seconds(c);
-            let stats = self.proto.borrow().stats();
+            let packets = self.proto.borrow().stats().ip_packets();
             limits.idle = timeout.map(|timeout| IdleWatch {
                 timeout,
-                packets: stats.ip_packets_in + stats.ip_packets_out,
+                packets,
                 active_at: now,
                 next_check: now + IdleWatch::check_interval(timeout),
             });
