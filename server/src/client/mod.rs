@@ -384,30 +384,21 @@ async fn wait_connected(stream: &std::net::TcpStream) -> std::io::Result<()> {
 
 async fn reader(client: Client) {
     let mut plaintext = Vec::new();
-    // Once the session is up and until it carries IP, its reads are
-    // keepalives: the first waits without a buffer, and so does each one
-    // after a small read, so a session held idle keeps none. Not during
-    // the setup, whose answers come at once (a wait first would cost a
-    // poll per read), and not once IP flows (the same, per packet).
-    let mut up = false;
-    let mut carried_ip = false;
+    // Once up and until it carries IP, a session's reads wait without a
+    // buffer, so a session held idle keeps none; not during its setup.
+    let mut quiet = crate::net::session_io::QuietReads::default();
     loop {
         client.reading_allowed().await;
         plaintext.clear();
         match client.inner.tls.read_plaintext(&mut plaintext).await {
             Ok(ReadOutcome::Data(_)) => {
                 client.input(&plaintext);
-                if !carried_ip {
+                if !quiet.carried_ip() {
                     let proto = client.inner.proto.borrow();
-                    carried_ip = proto.stats().ip_packets() > 0;
-                    let now_up = proto.ipv4().is_some();
+                    let up = proto.ipv4().is_some() || proto.ipv6().is_some();
+                    let carried_ip = proto.stats().ip_packets() > 0;
                     drop(proto);
-                    let tls = &client.inner.tls;
-                    tls.small_reads_are_quiet(now_up && !carried_ip);
-                    if now_up && !up && !carried_ip {
-                        tls.mark_quiet();
-                    }
-                    up = now_up;
+                    quiet.apply(&client.inner.tls, up, carried_ip);
                 }
             }
             Ok(ReadOutcome::Closed) | Err(_) => {

@@ -10,8 +10,9 @@
 //!   of a private io_uring.
 //! * [`proxy_header`]: the PROXY protocol header a load balancer sends
 //!   before TLS.
-//! * `session_io`: the steps the server's and the client's session writers
-//!   share (collecting the core's output, waiting for work, lingering).
+//! * `session_io`: the steps the server's and the client's sessions share
+//!   (collecting the core's output, waiting for work, lingering, when a
+//!   read waits without a buffer).
 
 pub mod established;
 pub(crate) mod ktls_batch;

@@ -1,13 +1,16 @@
 //! The two steps every session writer repeats, for the server's sessions
 //! and the client runtime alike: run the protocol's due timers and collect
 //! what it wants to send, then sleep until there is new work or the next
-//! timer is due; and, after closing, to linger for the peer's close.
+//! timer is due; and, after closing, to linger for the peer's close. And
+//! for both readers, when a read may wait without a buffer
+//! ([`QuietReads`]).
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::net::uring_tls::TlsConn;
 use crate::proto::session::Session;
 use crate::proto::sstp::Transmit;
 
@@ -54,5 +57,113 @@ pub(crate) async fn linger(reader_done: &Cell<bool>, wake: &Notify) {
     let deadline = Instant::now() + CLOSE_LINGER;
     while !reader_done.get() && Instant::now() < deadline {
         wait_for_work(wake, Some(deadline)).await;
+    }
+}
+
+/// When a session's reads wait for data without holding a buffer
+/// ([`TlsConn::mark_quiet`], [`TlsConn::small_reads_are_quiet`]), for the
+/// server's sessions and the client's alike. Such a read costs a poll
+/// first: worth it for a session that is idle (its keepalives), not for
+/// its setup, whose answers come at once, nor once it carries IP, packet
+/// after packet. So: from the moment the session is up (IPCP or IPv6CP
+/// open) until its first IP packet, the first read waits quietly and so
+/// does each one after a small read; before and after, none does (a read
+/// that waited a second for data still marks the next one quiet, see
+/// `uring_tls`).
+#[derive(Debug, Default)]
+pub(crate) struct QuietReads {
+    up: bool,
+    carried_ip: bool,
+}
+
+/// What a reader does to its connection after an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QuietStep {
+    /// [`TlsConn::small_reads_are_quiet`] from now on.
+    pub small_reads_are_quiet: bool,
+    /// [`TlsConn::mark_quiet`] now: the session has just come up.
+    pub mark_quiet: bool,
+}
+
+impl QuietReads {
+    /// Whether the session has carried IP (from then on nothing changes).
+    pub(crate) fn carried_ip(&self) -> bool {
+        self.carried_ip
+    }
+
+    /// After an input: `up` whether IPCP or IPv6CP is open, `carried_ip`
+    /// whether any IP packet went either way.
+    pub(crate) fn after_input(&mut self, up: bool, carried_ip: bool) -> QuietStep {
+        let carried_ip = self.carried_ip || carried_ip;
+        let step = QuietStep {
+            small_reads_are_quiet: up && !carried_ip,
+            mark_quiet: up && !self.up && !carried_ip,
+        };
+        self.up = up;
+        self.carried_ip = carried_ip;
+        step
+    }
+
+    /// [`Self::after_input`], applied to `tls`.
+    pub(crate) fn apply(&mut self, tls: &TlsConn, up: bool, carried_ip: bool) {
+        let step = self.after_input(up, carried_ip);
+        tls.small_reads_are_quiet(step.small_reads_are_quiet);
+        if step.mark_quiet {
+            tls.mark_quiet();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOUD: QuietStep = QuietStep {
+        small_reads_are_quiet: false,
+        mark_quiet: false,
+    };
+
+    #[test]
+    fn the_setup_reads_with_a_buffer_and_the_idle_session_without() {
+        let mut reads = QuietReads::default();
+        // LCP, authentication, the control protocols: answers come at
+        // once, no poll before a read.
+        for _ in 0..6 {
+            assert_eq!(reads.after_input(false, false), LOUD);
+        }
+        // Up: the next read waits without a buffer, and so does each one
+        // after a small read (its keepalives).
+        assert_eq!(
+            reads.after_input(true, false),
+            QuietStep {
+                small_reads_are_quiet: true,
+                mark_quiet: true
+            }
+        );
+        assert_eq!(
+            reads.after_input(true, false),
+            QuietStep {
+                small_reads_are_quiet: true,
+                mark_quiet: false
+            }
+        );
+        assert!(!reads.carried_ip());
+    }
+
+    #[test]
+    fn a_session_that_carries_ip_reads_with_a_buffer_for_good() {
+        let mut reads = QuietReads::default();
+        reads.after_input(true, false);
+        assert_eq!(reads.after_input(true, true), LOUD);
+        assert!(reads.carried_ip());
+        // Down and up again (IPCP renegotiated): still no poll per packet.
+        assert_eq!(reads.after_input(false, false), LOUD);
+        assert_eq!(reads.after_input(true, false), LOUD);
+    }
+
+    #[test]
+    fn ip_in_the_input_that_brings_the_session_up_skips_the_quiet_read() {
+        let mut reads = QuietReads::default();
+        assert_eq!(reads.after_input(true, true), LOUD);
     }
 }

@@ -733,12 +733,12 @@ impl TlsConn {
     }
 
     /// Whether a small read (at most half of [`IDLE_READ_CHUNK`]) marks the
-    /// connection quiet too, off by default. A server turns it on for a
-    /// session's setup and keepalives, so that a session that goes idle
-    /// right after its setup holds no read buffer, and off once the session
-    /// carries IP: a quiet read costs a poll before the read, which a
-    /// packet-by-packet exchange would pay on every packet (`latency` p50
-    /// 190 to 230 µs when it did).
+    /// connection quiet too, off by default. Sessions turn it on once they
+    /// are up, for their keepalives, and off once they carry IP
+    /// (`session_io::QuietReads`): a quiet read costs a poll before the
+    /// read, which a packet-by-packet exchange would pay on every packet
+    /// (`latency` p50 190 to 230 µs when it did), and a setup on every
+    /// answer (six polls a session).
     pub fn small_reads_are_quiet(&self, on: bool) {
         self.small_reads_are_quiet.set(on);
     }

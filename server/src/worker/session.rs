@@ -24,7 +24,7 @@ use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::{ClientToClient, ListenerSection};
 use crate::metrics::{Event, SetupPhase, WorkerMetrics};
 use crate::net::proxy_header::{read_header, ProxiedPeer};
-use crate::net::session_io::{wait_for_work, CLOSE_LINGER};
+use crate::net::session_io::{wait_for_work, QuietReads, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::auth::{
     AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequestId, PasswordStore as _,
@@ -833,11 +833,9 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
     let guard = TaskGuard::new(&worker, &ctx, Task::Reader);
     // Grows to what a read yields; an idle session keeps it small.
     let mut plaintext = Vec::new();
-    // Until the session carries IP, its reads are setup and keepalives: a
-    // small one lets the next wait without a buffer (an idle session then
-    // holds none).
-    let mut carried_ip = false;
-    ctx.tls.small_reads_are_quiet(true);
+    // Once up and until it carries IP, a session's reads wait without a
+    // buffer (an idle session then holds none); not during its setup.
+    let mut quiet = QuietReads::default();
     loop {
         super::tun_io::wait_for_tun_space(&worker).await;
         ctx.wait_for_output_space(&worker).await;
@@ -855,11 +853,12 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
             Ok(ReadOutcome::Data(_)) if ctx.proto.borrow().is_closed() => {}
             Ok(ReadOutcome::Data(_)) => {
                 ctx.input(&worker, &plaintext);
-                if !carried_ip {
-                    carried_ip = ctx.proto.borrow().stats().ip_packets() > 0;
-                    if carried_ip {
-                        ctx.tls.small_reads_are_quiet(false);
-                    }
+                if !quiet.carried_ip() {
+                    let proto = ctx.proto.borrow();
+                    let up = proto.ipv4().is_some() || proto.ipv6().is_some();
+                    let carried_ip = proto.stats().ip_packets() > 0;
+                    drop(proto);
+                    quiet.apply(&ctx.tls, up, carried_ip);
                 }
                 #[cfg(any(test, feature = "testing"))]
                 ctx.injected_panic(crate::testing::faults::SessionTask::Reader);
