@@ -41,6 +41,14 @@
 //! a turn"): the setup rate from 0.51–0.59 of the bare handshake's to
 //! 0.65–0.70, its p50 from 17–19 ms to 14–15 ms; the server's CPU per
 //! session, the references and the data path unchanged.
+//!
+//! A full queue is now an ordinary event, and tokio-uring takes a refused
+//! submission there as a panic of the task that queued the operation (at
+//! park it ignored it and tried again later). The kernel refuses only what
+//! it cannot allocate (`EAGAIN`; a full completion queue, `EBUSY`, is
+//! handled by reaping first): with `GFP_KERNEL` requests that is the
+//! out-of-memory killer's territory, and a session task that panics is
+//! counted and closed by its guard (`session_panicked`).
 
 use std::future::Future;
 use std::io;
