@@ -47,8 +47,10 @@
 //! park it ignored it and tried again later). The kernel refuses only what
 //! it cannot allocate (`EAGAIN`; a full completion queue, `EBUSY`, is
 //! handled by reaping first): with `GFP_KERNEL` requests that is the
-//! out-of-memory killer's territory, and a session task that panics is
-//! counted and closed by its guard (`session_panicked`).
+//! out-of-memory killer's territory. A session's task that panics is
+//! counted and its session closed by its guard (`session_panicked`); one of
+//! a worker's own tasks (accepting, TUN) has no such guard yet and would
+//! end alone, which is as true of any panic there.
 
 use std::future::Future;
 use std::io;
