@@ -28,6 +28,7 @@ mod tun_offload;
 pub(crate) use session::{user_timeout_for, InheritedSocketOptions};
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::net::TcpListener as StdTcpListener;
 use std::rc::Rc;
@@ -245,6 +246,16 @@ pub(crate) struct Worker {
     gentle_refusals: Cell<usize>,
 }
 
+/// Marks the worker stopping when dropped: at the end of [`Worker::run`],
+/// however it ends.
+struct StopOnExit(Rc<Worker>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        self.0.stopping.set(true);
+    }
+}
+
 impl Worker {
     async fn run(shared: Arc<Shared>, setup: WorkerSetup) -> io::Result<()> {
         let workers = shared.mailboxes.len();
@@ -276,22 +287,23 @@ impl Worker {
             gentle_refusals: Cell::new(0),
             shared,
         });
+        // However `run` ends, its tasks are dropped with the runtime after
+        // it: the worker is stopping then (see `spawn_watched`).
+        let _stopping = StopOnExit(worker.clone());
         let mut listener_wait = worker.mailbox.borrow().listener()?;
 
         // In the order app::start bound them.
         let options = worker.shared.config.server.listeners();
         for (listener, options) in setup.listeners.into_iter().zip(options) {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
-            tokio_uring::spawn(session::accept_loop(
-                worker.clone(),
-                listener,
-                std::rc::Rc::new(options),
-            ));
+            let what = format!("its accept task on {}", options.address);
+            let task = session::accept_loop(worker.clone(), listener, std::rc::Rc::new(options));
+            worker.spawn_watched(what, task);
         }
         // One reader: see `tun_io::tun_reader` for why not more.
-        tokio_uring::spawn(tun_io::tun_reader(worker.clone()));
-        tokio_uring::spawn(tun_io::tun_writer(worker.clone()));
-        tokio_uring::spawn(flush_outbound(worker.clone()));
+        worker.spawn_watched("its TUN reader".into(), tun_io::tun_reader(worker.clone()));
+        worker.spawn_watched("its TUN writer".into(), tun_io::tun_writer(worker.clone()));
+        worker.spawn_watched("its hand-over".into(), flush_outbound(worker.clone()));
         tokio_uring::spawn(stats_logger(worker.clone()));
         tokio_uring::spawn(heartbeat(worker.clone()));
         tokio_uring::spawn(return_freed_memory(worker.clone()));
@@ -332,6 +344,22 @@ impl Worker {
                 return Ok(());
             }
         }
+    }
+
+    /// Spawns one of the worker's own tasks, watched
+    /// ([`supervise::watch_task`]): its end before the worker stops is
+    /// fatal, for the process to exit and its service manager to restart
+    /// it.
+    fn spawn_watched(self: &Rc<Self>, what: String, task: impl Future<Output = ()> + 'static) {
+        let worker = self.clone();
+        let shared = self.shared.clone();
+        let what = format!("worker {}: {what}", self.index);
+        tokio_uring::spawn(supervise::watch_task(
+            what,
+            move || worker.stopping.get(),
+            move |error| shared.fatal.report(error),
+            task,
+        ));
     }
 
     /// Whether the node drains (`sstpctl drain`): new connections are

@@ -12,6 +12,7 @@
 //! them are recent (see `app::systemd`).
 
 use std::any::Any;
+use std::future::Future;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -141,6 +142,41 @@ pub(crate) fn watch_worker(
     fatal.report(format!("worker {index} {failure}"));
 }
 
+/// One of a worker's own tasks (accepting on a listener, the TUN queue's
+/// reader and writer, handing packets to other workers), watched: without
+/// it the worker cannot do its job, so its end while `stopping()` is false,
+/// by a panic (tokio catches it and drops the task) or by a return, is
+/// reported to `report` as `"<what> ended"`. Before, such a task ended
+/// alone and the worker went on without it, its heartbeat still beating.
+pub(crate) fn watch_task(
+    what: String,
+    stopping: impl Fn() -> bool + 'static,
+    report: impl Fn(String) + 'static,
+    task: impl Future<Output = ()> + 'static,
+) -> impl Future<Output = ()> + 'static {
+    struct Watch<S: Fn() -> bool, R: Fn(String)> {
+        what: String,
+        stopping: S,
+        report: R,
+    }
+    impl<S: Fn() -> bool, R: Fn(String)> Drop for Watch<S, R> {
+        fn drop(&mut self) {
+            if !(self.stopping)() {
+                (self.report)(format!("{} ended", self.what));
+            }
+        }
+    }
+    let watch = Watch {
+        what,
+        stopping,
+        report,
+    };
+    async move {
+        task.await;
+        drop(watch);
+    }
+}
+
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
@@ -183,6 +219,52 @@ mod tests {
             w.fetch_add(1, Ordering::SeqCst);
         }));
         assert_eq!(woken.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_worker_task_that_ends_unasked_is_reported_and_one_asked_to_is_not() {
+        use std::cell::{Cell, RefCell};
+        use std::rc::Rc;
+        let reports = Rc::new(RefCell::new(Vec::<String>::new()));
+        let stopping = Rc::new(Cell::new(false));
+        let watched = |what: &str, task: std::pin::Pin<Box<dyn Future<Output = ()>>>| {
+            let (reports, stopping) = (reports.clone(), stopping.clone());
+            watch_task(
+                what.to_string(),
+                move || stopping.get(),
+                move |m| reports.borrow_mut().push(m),
+                task,
+            )
+        };
+        tokio_uring::start(async {
+            // A panic: tokio catches it, the task ends.
+            let panicked = tokio_uring::spawn(watched(
+                "worker 0: its accept task",
+                Box::pin(async { panic!("a refused submission") }),
+            ));
+            assert!(panicked.await.is_err());
+            // A return nobody asked for.
+            tokio_uring::spawn(watched("worker 1: its TUN writer", Box::pin(async {})))
+                .await
+                .unwrap();
+            // A return while the worker stops, and a task dropped with
+            // its runtime as it stops: nothing to report.
+            stopping.set(true);
+            tokio_uring::spawn(watched("worker 2: its TUN reader", Box::pin(async {})))
+                .await
+                .unwrap();
+            tokio_uring::spawn(watched(
+                "worker 3: its hand-over",
+                Box::pin(std::future::pending()),
+            ));
+        });
+        assert_eq!(
+            *reports.borrow(),
+            [
+                "worker 0: its accept task ended",
+                "worker 1: its TUN writer ended"
+            ]
+        );
     }
 
     #[test]
