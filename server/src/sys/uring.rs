@@ -48,9 +48,9 @@
 //! it cannot allocate (`EAGAIN`; a full completion queue, `EBUSY`, is
 //! handled by reaping first): with `GFP_KERNEL` requests that is the
 //! out-of-memory killer's territory. A session's task that panics is
-//! counted and its session closed by its guard (`session_panicked`); one of
-//! a worker's own tasks (accepting, TUN) has no such guard yet and would
-//! end alone, which is as true of any panic there.
+//! counted and its session closed by its guard (`session_panicked`); a
+//! worker's own task (accepting, TUN) that ends is fatal for the process
+//! (`worker::supervise::watch_task`), for its service manager to restart.
 
 use std::future::Future;
 use std::io;
