@@ -393,13 +393,7 @@ async fn reader(client: Client) {
         match client.inner.tls.read_plaintext(&mut plaintext).await {
             Ok(ReadOutcome::Data(_)) => {
                 client.input(&plaintext);
-                if !quiet.carried_ip() {
-                    let proto = client.inner.proto.borrow();
-                    let up = proto.ipv4().is_some() || proto.ipv6().is_some();
-                    let carried_ip = proto.stats().ip_packets() > 0;
-                    drop(proto);
-                    quiet.apply(&client.inner.tls, up, carried_ip);
-                }
+                quiet.apply(&client.inner.tls, &client.inner.proto);
             }
             Ok(ReadOutcome::Closed) | Err(_) => {
                 client

@@ -87,7 +87,8 @@ pub(crate) struct QuietStep {
 
 impl QuietReads {
     /// Whether the session has carried IP (from then on nothing changes).
-    pub(crate) fn carried_ip(&self) -> bool {
+    #[cfg(test)]
+    fn carried_ip(&self) -> bool {
         self.carried_ip
     }
 
@@ -104,8 +105,18 @@ impl QuietReads {
         step
     }
 
-    /// [`Self::after_input`], applied to `tls`.
-    pub(crate) fn apply(&mut self, tls: &TlsConn, up: bool, carried_ip: bool) {
+    /// After an input: [`Self::after_input`] with what `proto` says (up,
+    /// carried IP), applied to `tls`. Once the session has carried IP,
+    /// nothing to look at.
+    pub(crate) fn apply(&mut self, tls: &TlsConn, proto: &RefCell<Session>) {
+        if self.carried_ip {
+            return;
+        }
+        let (up, carried_ip) = {
+            let proto = proto.borrow();
+            let up = proto.ipv4().is_some() || proto.ipv6().is_some();
+            (up, proto.stats().ip_packets() > 0)
+        };
         let step = self.after_input(up, carried_ip);
         tls.small_reads_are_quiet(step.small_reads_are_quiet);
         if step.mark_quiet {

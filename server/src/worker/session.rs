@@ -853,13 +853,7 @@ async fn reader(worker: Rc<Worker>, ctx: Rc<SessionCtx>) {
             Ok(ReadOutcome::Data(_)) if ctx.proto.borrow().is_closed() => {}
             Ok(ReadOutcome::Data(_)) => {
                 ctx.input(&worker, &plaintext);
-                if !quiet.carried_ip() {
-                    let proto = ctx.proto.borrow();
-                    let up = proto.ipv4().is_some() || proto.ipv6().is_some();
-                    let carried_ip = proto.stats().ip_packets() > 0;
-                    drop(proto);
-                    quiet.apply(&ctx.tls, up, carried_ip);
-                }
+                quiet.apply(&ctx.tls, &ctx.proto);
                 #[cfg(any(test, feature = "testing"))]
                 ctx.injected_panic(crate::testing::faults::SessionTask::Reader);
             }
