@@ -2,18 +2,22 @@
 //! When part of the server itself fails: a session task that panics gives
 //! back everything the session held (its slot, the session count, its
 //! routes, its pool address) and is counted, and the other sessions carry
-//! on; a worker that loses its TUN queue ends the process with a clear
-//! error and a non-zero exit, for the service manager to restart it.
+//! on; a worker whose own task (accept loop, TUN reader or writer) ends,
+//! or that loses its TUN queue, is a failure of the server, which ends
+//! the process with a clear error and a non-zero exit, for the service
+//! manager to restart it.
 
 mod common;
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 use sstpd::config::TlsVersion;
 use sstpd::proto::auth::AuthProtocol;
-use sstpd::testing::faults::{panic_session_of, SessionTask};
+use sstpd::testing::faults::{panic_session_of, panic_worker_task, SessionTask, WorkerTask};
 use sstpd::tls::certs::SelfSignedKey;
 
 #[test]
@@ -81,6 +85,91 @@ fn a_panicking_session_task_gives_back_its_slot_route_and_address() {
     // The dead sessions' routes went with them.
     assert_eq!(stats.event("route_taken_over"), 0, "{stats}");
     assert_eq!(stats.sessions_established, 3, "{stats}");
+    // A session is not one of the worker's own tasks: its panic is no
+    // failure of the server.
+    assert_eq!(server.handle().failure(), None);
+}
+
+#[test]
+fn a_panicking_tun_writer_is_a_failure_of_the_server() {
+    a_panicking_worker_task_is_a_failure_of_the_server(
+        WorkerTask::TunWriter,
+        "worker 0: its TUN writer ended",
+    );
+}
+
+#[test]
+fn a_panicking_tun_reader_is_a_failure_of_the_server() {
+    a_panicking_worker_task_is_a_failure_of_the_server(
+        WorkerTask::TunReader,
+        "worker 0: its TUN reader ended",
+    );
+}
+
+#[test]
+fn a_panicking_accept_loop_is_a_failure_of_the_server() {
+    // The listener's address as configured (an ephemeral port).
+    a_panicking_worker_task_is_a_failure_of_the_server(
+        WorkerTask::Accept,
+        "worker 0: its accept task on 127.0.0.1:0 ended",
+    );
+}
+
+/// One worker, a client that pings through it, then `task` made to panic
+/// (by a ping through the TUN device, or by a second client for the
+/// accept loop): the server reports `failure`, and shuts down after all.
+fn a_panicking_worker_task_is_a_failure_of_the_server(task: WorkerTask, failure: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
+    let mut server = TestServer::start(config);
+    let addr = server.addr;
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    server
+        .handle()
+        .on_failure(move || flag.store(true, Ordering::SeqCst));
+    let (pinged, reported) = server.run_clients(move || async move {
+        let (client, inbox) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
+            .await
+            .expect("alice comes up");
+        let pinged = ping_gateway(&client, &inbox, 1, b"before").await;
+        assert!(!failed.load(Ordering::SeqCst), "a failure before the panic");
+        panic_worker_task(task);
+        match task {
+            // The writer panics on the request, the reader on the reply.
+            WorkerTask::TunWriter | WorkerTask::TunReader => {
+                let me = client.address().unwrap();
+                client
+                    .send_ip(&icmp_echo(8, me, GATEWAY, 2, 0, b"boom"))
+                    .unwrap();
+            }
+            // Bob's connection is handed on before the loop panics: it
+            // may well come up.
+            WorkerTask::Accept => {
+                let bob = mschapv2_options(addr, "bob", "bob-secret");
+                let _ = tokio::time::timeout(Duration::from_secs(10), connect(&bob)).await;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !failed.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (pinged, failed.load(Ordering::SeqCst))
+    });
+    assert!(pinged, "alice could not ping");
+    assert!(reported, "no failure within 5 s of the panic of {task:?}");
+    let error = server.handle().failure();
+    assert!(
+        error.as_deref().is_some_and(|e| e.contains(failure)),
+        "failure: {error:?}, not {failure:?}"
+    );
+    // The rest of the worker still runs: it shuts down when asked.
+    let handle = server.server.take().unwrap();
+    handle.shutdown();
+    assert!(
+        handle.join(Duration::from_secs(10)),
+        "no shutdown after the failure"
+    );
 }
 
 #[test]

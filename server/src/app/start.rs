@@ -210,7 +210,8 @@ impl ServerHandle {
     }
 
     /// Why the server can no longer serve, once that has happened: a worker
-    /// died or lost its TUN queue. The server should then be shut down and
+    /// died, lost its TUN queue, or one of its own tasks (an accept loop,
+    /// the TUN reader or writer, the hand-over) ended. The server should then be shut down and
     /// the process exit non-zero, for its service manager to restart it
     /// ([`run`] does).
     pub fn failure(&self) -> Option<String> {

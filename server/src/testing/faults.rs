@@ -2,7 +2,11 @@
 //! runtime does when one of its own tasks fails. Compiled only with the
 //! `testing` feature (and in the crate's unit tests): the shipped server
 //! has none of these hooks.
+//!
+//! The hooks are global to the process: one server per test process
+//! (nextest runs each test in its own).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Which of a session's two tasks panics.
@@ -42,4 +46,35 @@ fn lock() -> std::sync::MutexGuard<'static, Option<(String, SessionTask)>> {
     SESSION_PANIC
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Which of a worker's own tasks (those whose end is fatal) panics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerTask {
+    /// An accept loop (of a listener without the PROXY protocol): it
+    /// panics once it has handed on the next connection it admits.
+    Accept,
+    /// The TUN reader: it panics after reading the next packet from the
+    /// TUN device, before routing it.
+    TunReader,
+    /// The TUN writer: it panics when it is about to write the next
+    /// packets to the TUN device.
+    TunWriter,
+}
+
+/// One flag per [`WorkerTask`]: the TUN tasks ask on every read or batch,
+/// so asking is one relaxed load while nothing is armed.
+static WORKER_PANIC: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
+
+/// Makes `task` of the next worker that gets to it panic once (then the
+/// hook is spent).
+pub fn panic_worker_task(task: WorkerTask) {
+    WORKER_PANIC[task as usize].store(true, Ordering::SeqCst);
+}
+
+/// Whether `task` is to panic now; spends the hook.
+#[cfg(feature = "runtime")]
+pub(crate) fn worker_task_should_panic(task: WorkerTask) -> bool {
+    let armed = &WORKER_PANIC[task as usize];
+    armed.load(Ordering::Relaxed) && armed.swap(false, Ordering::SeqCst)
 }

@@ -648,6 +648,22 @@ async fn flush_outbound(worker: Rc<Worker>) {
     }
 }
 
+/// Test builds: panics if a test asked `task` to
+/// ([`crate::testing::faults`]). Not compiled into the shipped server.
+#[cfg(any(test, feature = "testing"))]
+#[track_caller]
+fn injected_panic(task: crate::testing::faults::WorkerTask) {
+    use crate::testing::faults::WorkerTask;
+    if crate::testing::faults::worker_task_should_panic(task) {
+        let what = match task {
+            WorkerTask::Accept => "accept loop",
+            WorkerTask::TunReader => "TUN reader",
+            WorkerTask::TunWriter => "TUN writer",
+        };
+        panic!("injected panic in the worker's {what}");
+    }
+}
+
 /// Logs this worker's share of the counters now and then (debug level), so
 /// an operator can see it is alive.
 async fn stats_logger(worker: Rc<Worker>) {

@@ -126,6 +126,8 @@ pub(crate) async fn accept_loop(
                             Peer::direct(peer),
                             admitted,
                         ));
+                        #[cfg(any(test, feature = "testing"))]
+                        super::injected_panic(crate::testing::faults::WorkerTask::Accept);
                     }
                     Err(refusal) => {
                         drop(tcp);

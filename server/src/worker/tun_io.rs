@@ -69,6 +69,8 @@ pub(crate) async fn tun_reader(worker: Rc<Worker>) {
         buf = returned;
         match res {
             Ok(n) => {
+                #[cfg(any(test, feature = "testing"))]
+                super::injected_panic(crate::testing::faults::WorkerTask::TunReader);
                 let failed = worker.tun_read_failures.replace(0);
                 if failed > 0 {
                     tracing::info!(failed, "TUN reads work again");
@@ -173,6 +175,8 @@ pub(crate) async fn tun_writer(worker: Rc<Worker>) {
             worker.tun_wake.notified().await;
             continue;
         }
+        #[cfg(any(test, feature = "testing"))]
+        super::injected_panic(crate::testing::faults::WorkerTask::TunWriter);
         // Creating each write submits its SQE; awaiting them in order then
         // costs nothing extra: the kernel sees the whole batch at once.
         let writes: Vec<_> = batch
