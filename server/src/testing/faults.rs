@@ -21,16 +21,25 @@ pub enum SessionTask {
 }
 
 static SESSION_PANIC: Mutex<Option<(String, SessionTask)>> = Mutex::new(None);
+/// Whether [`SESSION_PANIC`] is armed: sessions ask on every input and
+/// write, so asking is one relaxed load while nothing is (a lock shared by
+/// every worker's sessions would be a cost in the benchmarks of a build
+/// with these hooks).
+static SESSION_ARMED: AtomicBool = AtomicBool::new(false);
 
 /// Makes `task` of the next session of `user` with an IPv4 address panic
 /// once (then the hook is spent).
 pub fn panic_session_of(user: &str, task: SessionTask) {
     *lock() = Some((user.to_string(), task));
+    SESSION_ARMED.store(true, Ordering::SeqCst);
 }
 
 /// Whether `task` of a session of `user` is to panic now; spends the hook.
 #[cfg(feature = "runtime")]
 pub(crate) fn session_should_panic(user: Option<&str>, task: SessionTask) -> bool {
+    if !SESSION_ARMED.load(Ordering::Relaxed) {
+        return false;
+    }
     let mut armed = lock();
     let hit = matches!(
         (&*armed, user),
@@ -38,6 +47,7 @@ pub(crate) fn session_should_panic(user: Option<&str>, task: SessionTask) -> boo
     );
     if hit {
         *armed = None;
+        SESSION_ARMED.store(false, Ordering::SeqCst);
     }
     hit
 }
