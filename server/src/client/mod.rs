@@ -416,6 +416,7 @@ async fn reader(client: Client) {
 async fn writer(client: Client) {
     let inner = &client.inner;
     let mut batch = Transmit::new();
+    let mut timer = std::pin::pin!(crate::net::session_io::writer_timer());
     loop {
         let deadline = crate::net::session_io::collect_output(
             &inner.proto,
@@ -439,10 +440,10 @@ async fn writer(client: Client) {
         }
         if inner.proto.borrow().is_closed() {
             let _ = inner.tls.close().await;
-            client.linger().await;
+            client.linger(timer.as_mut()).await;
             break;
         }
-        crate::net::session_io::wait_for_work(&inner.wake_writer, deadline).await;
+        crate::net::session_io::wait_for_work(&inner.wake_writer, timer.as_mut(), deadline).await;
     }
     let _ = inner.tls.tcp().shutdown(std::net::Shutdown::Both);
     client.mark_closed();
@@ -509,9 +510,13 @@ impl Client {
 
     /// After our close_notify and FIN: waits for the server's
     /// ([`crate::net::session_io::linger`]).
-    async fn linger(&self) {
-        crate::net::session_io::linger(&self.inner.reader_done, &self.inner.reader_done_notify)
-            .await;
+    async fn linger(&self, timer: std::pin::Pin<&mut tokio::time::Sleep>) {
+        crate::net::session_io::linger(
+            &self.inner.reader_done,
+            &self.inner.reader_done_notify,
+            timer,
+        )
+        .await;
     }
 
     fn mark_closed(&self) {

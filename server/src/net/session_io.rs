@@ -6,6 +6,7 @@
 //! ([`QuietReads`]).
 
 use std::cell::{Cell, RefCell};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -29,15 +30,39 @@ pub(crate) fn collect_output(
     proto.poll_timeout()
 }
 
+/// A session writer's timer, for [`wait_for_work`]: one `Sleep` kept for
+/// the writer's life and moved to each new deadline. A `Sleep` made per
+/// wait enters the runtime's timer wheel when first polled and leaves it
+/// when dropped, both under the time driver's lock: about 17 times a
+/// session during its setup, for a deadline that mostly stays where it
+/// was (the negotiation's restart timer, the pre-authentication window).
+/// A kept one stays registered; moving it later costs nothing, earlier
+/// one registration. Not polled before its first deadline, it holds no
+/// place in the wheel.
+pub(crate) fn writer_timer() -> tokio::time::Sleep {
+    // Never reached: reset before it is first polled.
+    const NOT_YET: Duration = Duration::from_secs(365 * 24 * 3600);
+    tokio::time::sleep(NOT_YET)
+}
+
 /// Waits until `wake` is notified or `deadline` passes (no deadline: only
-/// the notification). Both futures are cancel-safe.
-pub(crate) async fn wait_for_work(wake: &Notify, deadline: Option<Instant>) {
+/// the notification), on `timer` ([`writer_timer`]). Both are
+/// cancel-safe. Once `timer` has fired it stays fired until it is moved to
+/// another deadline: the writer runs its timers before it waits again.
+pub(crate) async fn wait_for_work(
+    wake: &Notify,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    deadline: Option<Instant>,
+) {
     match deadline {
         Some(deadline) => {
-            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = sleep => {}
+                _ = timer => {}
             }
         }
         None => wake.notified().await,
@@ -53,10 +78,14 @@ pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// change announced by `notify_one` on `wake`). Closing the socket before
 /// the peer's close_notify and FIN arrive makes the kernel answer them
 /// with a reset, which clients report as an error.
-pub(crate) async fn linger(reader_done: &Cell<bool>, wake: &Notify) {
+pub(crate) async fn linger(
+    reader_done: &Cell<bool>,
+    wake: &Notify,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) {
     let deadline = Instant::now() + CLOSE_LINGER;
     while !reader_done.get() && Instant::now() < deadline {
-        wait_for_work(wake, Some(deadline)).await;
+        wait_for_work(wake, timer.as_mut(), Some(deadline)).await;
     }
 }
 
@@ -170,6 +199,47 @@ mod tests {
         // Down and up again (IPCP renegotiated): still no poll per packet.
         assert_eq!(reads.after_input(false, false), LOUD);
         assert_eq!(reads.after_input(true, false), LOUD);
+    }
+
+    /// The writer's one timer follows the deadline it is given: moved
+    /// later it waits for the later one, moved earlier it fires at the
+    /// earlier one, and a notification ends a wait at once. Bounds only
+    /// from below, plus a generous ceiling against a hang.
+    #[test]
+    fn the_writer_timer_follows_its_deadline_both_ways() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            const CEILING: Duration = Duration::from_secs(5);
+            let wake = Notify::new();
+            let mut timer = std::pin::pin!(writer_timer());
+            // Registered at a deadline far away, then moved earlier.
+            let start = Instant::now();
+            let far = start + Duration::from_secs(30);
+            let near = start + Duration::from_millis(20);
+            let notified = tokio::time::timeout(Duration::from_millis(1), async {
+                wait_for_work(&wake, timer.as_mut(), Some(far)).await;
+            });
+            assert!(notified.await.is_err(), "returned long before its deadline");
+            tokio::time::timeout(CEILING, wait_for_work(&wake, timer.as_mut(), Some(near)))
+                .await
+                .expect("moved earlier: fires at the earlier deadline");
+            assert!(Instant::now() >= near);
+            // Fired, then moved later: waits for the later deadline.
+            let later = Instant::now() + Duration::from_millis(30);
+            tokio::time::timeout(CEILING, wait_for_work(&wake, timer.as_mut(), Some(later)))
+                .await
+                .expect("moved later: fires");
+            assert!(Instant::now() >= later, "fired at the old deadline");
+            // A notification ends a wait whose deadline is far away.
+            wake.notify_one();
+            tokio::time::timeout(CEILING, wait_for_work(&wake, timer.as_mut(), Some(far)))
+                .await
+                .expect("a notification ends the wait");
+            assert!(Instant::now() < far);
+        });
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::aaa::throttle::{ThrottleKind, Verdict};
 use crate::config::{ClientToClient, ListenerSection};
 use crate::metrics::{Event, SetupPhase, WorkerMetrics};
 use crate::net::proxy_header::{read_header, ProxiedPeer};
-use crate::net::session_io::{wait_for_work, QuietReads, CLOSE_LINGER};
+use crate::net::session_io::{wait_for_work, writer_timer, QuietReads, CLOSE_LINGER};
 use crate::net::uring_tls::{Offload, ReadOutcome, TlsConn, TlsIoError};
 use crate::proto::auth::{
     AuthContext, AuthDecision, AuthReject, AuthReply, AuthRequestId, PasswordStore as _,
@@ -921,6 +921,7 @@ impl AnswerSlot {
 async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
     let mut batch = Transmit::new();
     let mut last_write = Instant::now();
+    let mut timer = std::pin::pin!(writer_timer());
     loop {
         if ctx.failed.get() {
             // The reader failed and shut the socket down.
@@ -944,7 +945,7 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             let write = ctx.tls.write_plaintext_units(batch.units());
             // On the heap while it runs: the write's state is most of the
             // writer's, and an idle session does not keep room for it.
-            let result = Box::pin(ctx.while_writing(worker, write)).await;
+            let result = Box::pin(ctx.while_writing(worker, write, timer.as_mut())).await;
             let sends = ctx.tls.take_kernel_sends();
             WorkerMetrics::add(&worker.metrics().ktls_send_batches, sends.batches);
             WorkerMetrics::add(&worker.metrics().ktls_send_packets, sends.packets);
@@ -972,17 +973,18 @@ async fn writer(worker: &Rc<Worker>, ctx: &Rc<SessionCtx>) {
             continue;
         }
         if ctx.proto.borrow().is_closed() {
-            let _ = Box::pin(ctx.while_writing(worker, ctx.tls.close())).await;
+            let _ = Box::pin(ctx.while_writing(worker, ctx.tls.close(), timer.as_mut())).await;
             Box::pin(crate::net::session_io::linger(
                 &ctx.reader_done,
                 &ctx.wake_writer,
+                timer.as_mut(),
             ))
             .await;
             break;
         }
         let release_at = ctx.release_idle_write_buffers(&mut batch, last_write);
         let deadline = [deadline, release_at].into_iter().flatten().min();
-        wait_for_work(&ctx.wake_writer, deadline).await;
+        wait_for_work(&ctx.wake_writer, timer.as_mut(), deadline).await;
     }
 }
 
@@ -1104,6 +1106,7 @@ impl SessionCtx {
         &self,
         worker: &Worker,
         write: impl Future<Output = Result<T, TlsIoError>>,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Result<T, TlsIoError> {
         let mut write = std::pin::pin!(write);
         let mut give_up_at: Option<Instant> = None;
@@ -1113,18 +1116,18 @@ impl SessionCtx {
                 // completes.
                 return write.await;
             }
-            let timer = self.run_timers(worker);
+            let due = self.run_timers(worker);
             if give_up_at.is_none() && self.proto.borrow().is_closed() {
                 give_up_at = Some(Instant::now() + CLOSE_LINGER);
             }
-            let wake_at = match (timer, give_up_at) {
+            let wake_at = match (due, give_up_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             tokio::select! {
                 biased;
                 result = &mut write => return result,
-                () = wait_for_work(&self.wake_writer, wake_at) => {}
+                () = wait_for_work(&self.wake_writer, timer.as_mut(), wake_at) => {}
             }
             if give_up_at.is_some_and(|at| Instant::now() >= at) {
                 worker.metrics().event(Event::WriteStalledAtClose);
