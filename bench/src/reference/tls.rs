@@ -626,6 +626,10 @@ pub struct PingPongParams {
     /// Round trips before recording starts.
     pub warmup: u64,
     pub cert: CertSource,
+    /// Cores to pin the server's and the client's threads to, as
+    /// [`PacedPingPongParams`]' (`None`: where the scheduler puts them).
+    pub server_core: Option<usize>,
+    pub client_core: Option<usize>,
 }
 
 impl Default for PingPongParams {
@@ -637,6 +641,8 @@ impl Default for PingPongParams {
             max_round_trips: 200_000,
             warmup: 200,
             cert: CertSource::default(),
+            server_core: None,
+            client_core: None,
         }
     }
 }
@@ -660,7 +666,9 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
     let identity = params.cert.identity()?;
     let (server_config, client_config) = configs(&identity, Some(&params.suite), None)?;
     let (listener, addr) = listener()?;
+    let server_core = params.server_core;
     let server = spawn(SERVER_THREAD, move || {
+        pin_current_thread(server_core)?;
         start_runtime(async move {
             let listener = tokio_uring::net::TcpListener::from_std(listener);
             let (tcp, _) = listener.accept().await?;
@@ -671,6 +679,7 @@ pub fn ping_pong(params: &PingPongParams) -> Result<PingPongResult, ReferenceErr
     })?;
     let params_client = params.clone();
     let client = spawn(CLIENT_THREAD, move || {
+        pin_current_thread(params_client.client_core)?;
         start_runtime(async move {
             let p = params_client;
             let conn = connect_tls(addr, client_config).await?;

@@ -718,11 +718,14 @@ pub(crate) fn ping_pong(
         "  reference {}: bare TLS, {message_size}-byte messages ...",
         reference::TLS_PING_PONG
     ));
+    let (server_core, client_core) = reference_cores(options);
     reference::ping_pong_reference(&tls::PingPongParams {
         suite: SUITE.into(),
         message_size,
         duration: options.reference_duration,
         cert: bed.certificate(),
+        server_core,
+        client_core,
         ..Default::default()
     })
     .map_err(ScenarioError::Reference)
