@@ -1035,6 +1035,14 @@ fn run_scenarios(args: &RunArgs) -> ExitCode {
         println!("note: {line}");
         notes.push(line);
     }
+    if options.remote.is_none() && options.binaries.sstpd_has_test_hooks() {
+        let line = "sstpd carries sstpd::testing's fault hooks (built in one cargo run with \
+                    sstp-bench): not the binary that ships; build it on its own with \
+                    `cargo build --release -p sstpd -p sstp-loadgen`"
+            .to_string();
+        println!("note: {line}");
+        notes.push(line);
+    }
     let mut failed = false;
     let mut interrupted = false;
     for spec in specs {

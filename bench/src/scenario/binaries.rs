@@ -34,6 +34,20 @@ impl Binaries {
             .iter()
             .any(|p| p.parent().and_then(Path::file_name) == Some("debug".as_ref()))
     }
+    /// Whether sstpd carries `sstpd::testing`'s fault hooks, as its
+    /// `--version` says: built in one cargo run with sstp-bench (whose use
+    /// of sstpd's library turns the `testing` feature on), it is not the
+    /// binary that ships. `false` when it cannot be asked.
+    pub fn sstpd_has_test_hooks(&self) -> bool {
+        Command::new(&self.sstpd)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).contains(sstpd::app::cli::TEST_HOOKS_MARK)
+            })
+    }
 }
 
 /// The workspace this sstp-bench was built from.
@@ -173,6 +187,29 @@ fn build(cargo: &Path, workspace: &Path, interrupt: &AtomicBool) -> Result<(), S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_sstpd_with_test_hooks_is_told_by_its_version() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |name: &str, version: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\necho 'sstpd {version}'\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Binaries {
+                sstpd: path,
+                loadgen: "/nonexistent/sstp-loadgen".into(),
+            }
+        };
+        let hooked = format!("0.1.0 {}", sstpd::app::cli::TEST_HOOKS_MARK);
+        assert!(fake("hooked", &hooked).sstpd_has_test_hooks());
+        assert!(!fake("shipped", "0.1.0").sstpd_has_test_hooks());
+        let missing = Binaries {
+            sstpd: dir.path().join("missing"),
+            loadgen: "/nonexistent/sstp-loadgen".into(),
+        };
+        assert!(!missing.sstpd_has_test_hooks());
+    }
 
     #[test]
     fn debug_builds_are_recognized_by_their_directory() {

@@ -32,9 +32,22 @@ CAP_NET_BIND_SERVICE: run it as root, or grant them with
 `setcap cap_net_admin,cap_net_bind_service+ep`, or with systemd's
 AmbientCapabilities= (examples/sstpd.service).";
 
+/// What `sstpd --version` says. A build with the `testing` feature (cargo
+/// turns it on for sstpd's binary too when it builds sstp-bench in the same
+/// run) carries `sstpd::testing`'s fault hooks and says so, for sstp-bench
+/// to warn that it is not the binary that ships.
+pub const VERSION: &str = if cfg!(feature = "testing") {
+    concat!(env!("CARGO_PKG_VERSION"), " (with test hooks)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
+/// The words `--version` adds in a build with test hooks.
+pub const TEST_HOOKS_MARK: &str = "(with test hooks)";
+
 /// SSTP VPN server.
 #[derive(Debug, Parser)]
-#[command(name = "sstpd", version, about, long_about = None, after_help = EXAMPLES)]
+#[command(name = "sstpd", version = VERSION, about, long_about = None, after_help = EXAMPLES)]
 pub struct Cli {
     /// Configuration file (TOML). Without one, sstpd runs with its embedded
     /// defaults (a local demo setup).
@@ -449,9 +462,12 @@ mod tests {
         let help = Cli::command().render_long_help().to_string();
         assert!(help.contains("sstpd check-config /etc/sstpd/sstpd.toml"));
         assert!(help.contains("SSTPD_DEMO_PASSWORD"));
+        let version = Cli::command().get_version().unwrap().to_string();
+        assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
         assert_eq!(
-            Cli::command().get_version(),
-            Some(env!("CARGO_PKG_VERSION"))
+            version.contains(TEST_HOOKS_MARK),
+            cfg!(feature = "testing"),
+            "{version}"
         );
         let err = Cli::try_parse_from(["sstpd", "--version"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
