@@ -2,10 +2,10 @@
 //! When part of the server itself fails: a session task that panics gives
 //! back everything the session held (its slot, the session count, its
 //! routes, its pool address) and is counted, and the other sessions carry
-//! on; a worker whose own task (accept loop, TUN reader or writer) ends,
-//! or that loses its TUN queue, is a failure of the server, which ends
-//! the process with a clear error and a non-zero exit, for the service
-//! manager to restart it.
+//! on; a worker whose own task (accept loop, TUN reader or writer,
+//! hand-over) ends, or that loses its TUN queue, is a failure of the
+//! server, which ends the process with a clear error and a non-zero exit,
+//! for the service manager to restart it.
 
 mod common;
 
@@ -115,6 +115,72 @@ fn a_panicking_accept_loop_is_a_failure_of_the_server() {
     );
 }
 
+/// Two workers without the TUN steering, sixteen sessions that ping the
+/// gateway at once: the tun driver's flow hash puts the first reply of a
+/// flow on either queue, so some reach the worker that does not own their
+/// session, whose hand-over then panics (each reply lands on the wrong
+/// queue with a chance of one half: none of sixteen with 1 in 65,536).
+#[test]
+fn a_panicking_hand_over_is_a_failure_of_the_server() {
+    const SESSIONS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
+    config.tun.steering = false;
+    config.users.local.clear();
+    for i in 0..SESSIONS {
+        config.users.local.push(sstpd::config::InlineUser {
+            name: format!("user{i}"),
+            password: sstpd::config::Secret(format!("pw{i}")),
+            ip: None,
+        });
+    }
+    let mut server = TestServer::start(config);
+    let addr = server.addr;
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    server
+        .handle()
+        .on_failure(move || flag.store(true, Ordering::SeqCst));
+    let reported = server.run_clients(move || async move {
+        let mut clients = Vec::new();
+        for i in 0..SESSIONS {
+            let options = mschapv2_options(addr, &format!("user{i}"), &format!("pw{i}"));
+            let (client, inbox) = connect(&options)
+                .await
+                .unwrap_or_else(|e| panic!("session {i}: {e}"));
+            clients.push((client, inbox));
+        }
+        assert!(!failed.load(Ordering::SeqCst), "a failure before the panic");
+        panic_worker_task(WorkerTask::HandOver);
+        for (i, (client, _)) in clients.iter().enumerate() {
+            let me = client.address().unwrap();
+            client
+                .send_ip(&icmp_echo(8, me, GATEWAY, i as u16, 0, b"cross"))
+                .unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !failed.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(clients);
+        failed.load(Ordering::SeqCst)
+    });
+    assert!(reported, "no failure within 5 s of the hand-over's panic");
+    let error = server.handle().failure();
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("worker ") && e.ends_with(": its hand-over ended")),
+        "failure: {error:?}"
+    );
+    let handle = server.server.take().unwrap();
+    handle.shutdown();
+    assert!(
+        handle.join(Duration::from_secs(10)),
+        "no shutdown after the failure"
+    );
+}
+
 /// One worker, a client that pings through it, then `task` made to panic
 /// (by a ping through the TUN device, or by a second client for the
 /// accept loop): the server reports `failure`, and shuts down after all.
@@ -149,6 +215,8 @@ fn a_panicking_worker_task_is_a_failure_of_the_server(task: WorkerTask, failure:
                 let bob = mschapv2_options(addr, "bob", "bob-secret");
                 let _ = tokio::time::timeout(Duration::from_secs(10), connect(&bob)).await;
             }
+            // Needs two workers: a_panicking_hand_over_is_a_failure_of_the_server.
+            WorkerTask::HandOver => unreachable!("the hand-over has its own test"),
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !failed.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {

@@ -70,11 +70,14 @@ pub enum WorkerTask {
     /// The TUN writer: it panics when it is about to write the next
     /// packets to the TUN device.
     TunWriter,
+    /// The hand-over: it panics when it is about to send the next packets
+    /// read for another worker's sessions to that worker.
+    HandOver,
 }
 
 /// One flag per [`WorkerTask`]: the TUN tasks ask on every read or batch,
 /// so asking is one relaxed load while nothing is armed.
-static WORKER_PANIC: [AtomicBool; 3] = [const { AtomicBool::new(false) }; 3];
+static WORKER_PANIC: [AtomicBool; 4] = [const { AtomicBool::new(false) }; 4];
 
 /// Makes `task` of the next worker that gets to it panic once (then the
 /// hook is spent).

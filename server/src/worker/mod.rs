@@ -641,6 +641,8 @@ async fn flush_outbound(worker: Rc<Worker>) {
         // Let every other ready task (TUN reads completing in the same
         // io_uring batch) add to the batches first.
         tokio::task::yield_now().await;
+        #[cfg(any(test, feature = "testing"))]
+        injected_panic(crate::testing::faults::WorkerTask::HandOver);
         let targets = worker.outbound.borrow().len();
         for target in 0..targets {
             worker.send_handover(target);
@@ -659,6 +661,7 @@ fn injected_panic(task: crate::testing::faults::WorkerTask) {
             WorkerTask::Accept => "accept loop",
             WorkerTask::TunReader => "TUN reader",
             WorkerTask::TunWriter => "TUN writer",
+            WorkerTask::HandOver => "hand-over",
         };
         panic!("injected panic in the worker's {what}");
     }
