@@ -259,14 +259,7 @@ fn sessions_on_two_workers_get_their_own_packets(
     // Waves of 50 setups from one address: more than the default
     // per-source cap on connections not yet authenticated.
     config.server.max_preauth_per_source = 64;
-    config.users.local.clear();
-    for i in 0..SESSIONS {
-        config.users.local.push(sstpd::config::InlineUser {
-            name: format!("user{i}"),
-            password: sstpd::config::Secret(format!("pw{i}")),
-            ip: None,
-        });
-    }
+    numbered_users(&mut config, SESSIONS);
     let server = TestServer::start(config);
     let out = server
         .ns

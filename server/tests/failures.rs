@@ -126,14 +126,7 @@ fn a_panicking_hand_over_is_a_failure_of_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 2);
     config.tun.steering = false;
-    config.users.local.clear();
-    for i in 0..SESSIONS {
-        config.users.local.push(sstpd::config::InlineUser {
-            name: format!("user{i}"),
-            password: sstpd::config::Secret(format!("pw{i}")),
-            ip: None,
-        });
-    }
+    numbered_users(&mut config, SESSIONS);
     let mut server = TestServer::start(config);
     let addr = server.addr;
     let failed = Arc::new(AtomicBool::new(false));

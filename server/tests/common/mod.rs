@@ -155,6 +155,19 @@ pub fn mschapv2_options(addr: SocketAddr, user: &str, password: &str) -> ClientO
     client_options(addr, user, password, TLS, &[AuthProtocol::MsChapV2])
 }
 
+/// Replaces the local users with `n` numbered ones: `user{i}` with the
+/// password `pw{i}`, for `i` in `0..n`.
+pub fn numbered_users(config: &mut Config, n: usize) {
+    config.users.local.clear();
+    for i in 0..n {
+        config.users.local.push(InlineUser {
+            name: format!("user{i}"),
+            password: Secret(format!("pw{i}")),
+            ip: None,
+        });
+    }
+}
+
 /// Options for a client of `server`.
 pub fn client_options(
     addr: SocketAddr,
