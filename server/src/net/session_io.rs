@@ -33,7 +33,7 @@ pub(crate) fn collect_output(
 /// A session writer's timer, for [`wait_for_work`]: one `Sleep` kept for
 /// the writer's life and moved to each new deadline. A `Sleep` made per
 /// wait enters the runtime's timer wheel when first polled and leaves it
-/// when dropped, both under the time driver's lock: about 17 times a
+/// when dropped, both under the time driver's lock: about 20 times a
 /// session during its setup, for a deadline that mostly stays where it
 /// was (the negotiation's restart timer, the pre-authentication window).
 /// A kept one stays registered; moving it later costs nothing, earlier
@@ -219,10 +219,10 @@ mod tests {
             let start = Instant::now();
             let far = start + Duration::from_secs(30);
             let near = start + Duration::from_millis(20);
-            let notified = tokio::time::timeout(Duration::from_millis(1), async {
+            let early = tokio::time::timeout(Duration::from_millis(1), async {
                 wait_for_work(&wake, timer.as_mut(), Some(far)).await;
             });
-            assert!(notified.await.is_err(), "returned long before its deadline");
+            assert!(early.await.is_err(), "returned long before its deadline");
             tokio::time::timeout(CEILING, wait_for_work(&wake, timer.as_mut(), Some(near)))
                 .await
                 .expect("moved earlier: fires at the earlier deadline");
