@@ -129,11 +129,7 @@ fn a_panicking_hand_over_is_a_failure_of_the_server() {
     numbered_users(&mut config, SESSIONS);
     let mut server = TestServer::start(config);
     let addr = server.addr;
-    let failed = Arc::new(AtomicBool::new(false));
-    let flag = failed.clone();
-    server
-        .handle()
-        .on_failure(move || flag.store(true, Ordering::SeqCst));
+    let failed = failure_flag(&server);
     let reported = server.run_clients(move || async move {
         let mut clients = Vec::new();
         for i in 0..SESSIONS {
@@ -151,12 +147,9 @@ fn a_panicking_hand_over_is_a_failure_of_the_server() {
                 .send_ip(&icmp_echo(8, me, GATEWAY, i as u16, 0, b"cross"))
                 .unwrap();
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !failed.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let reported = failed_within(&failed, Duration::from_secs(5)).await;
         drop(clients);
-        failed.load(Ordering::SeqCst)
+        reported
     });
     assert!(reported, "no failure within 5 s of the hand-over's panic");
     let error = server.handle().failure();
@@ -166,12 +159,7 @@ fn a_panicking_hand_over_is_a_failure_of_the_server() {
             .is_some_and(|e| e.starts_with("worker ") && e.ends_with(": its hand-over ended")),
         "failure: {error:?}"
     );
-    let handle = server.server.take().unwrap();
-    handle.shutdown();
-    assert!(
-        handle.join(Duration::from_secs(10)),
-        "no shutdown after the failure"
-    );
+    shuts_down_after_the_failure(&mut server);
 }
 
 /// One worker, a client that pings through it, then `task` made to panic
@@ -182,11 +170,7 @@ fn a_panicking_worker_task_is_a_failure_of_the_server(task: WorkerTask, failure:
     let config = test_config(dir.path(), SelfSignedKey::EcdsaP256, 1);
     let mut server = TestServer::start(config);
     let addr = server.addr;
-    let failed = Arc::new(AtomicBool::new(false));
-    let flag = failed.clone();
-    server
-        .handle()
-        .on_failure(move || flag.store(true, Ordering::SeqCst));
+    let failed = failure_flag(&server);
     let (pinged, reported) = server.run_clients(move || async move {
         let (client, inbox) = connect(&mschapv2_options(addr, "alice", "alice-secret"))
             .await
@@ -211,11 +195,7 @@ fn a_panicking_worker_task_is_a_failure_of_the_server(task: WorkerTask, failure:
             // Needs two workers: a_panicking_hand_over_is_a_failure_of_the_server.
             WorkerTask::HandOver => unreachable!("the hand-over has its own test"),
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !failed.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        (pinged, failed.load(Ordering::SeqCst))
+        (pinged, failed_within(&failed, Duration::from_secs(5)).await)
     });
     assert!(pinged, "alice could not ping");
     assert!(reported, "no failure within 5 s of the panic of {task:?}");
@@ -224,7 +204,31 @@ fn a_panicking_worker_task_is_a_failure_of_the_server(task: WorkerTask, failure:
         error.as_deref().is_some_and(|e| e.contains(failure)),
         "failure: {error:?}, not {failure:?}"
     );
-    // The rest of the worker still runs: it shuts down when asked.
+    shuts_down_after_the_failure(&mut server);
+}
+
+/// A flag that the server's first failure sets.
+fn failure_flag(server: &TestServer) -> Arc<AtomicBool> {
+    let failed = Arc::new(AtomicBool::new(false));
+    let flag = failed.clone();
+    server
+        .handle()
+        .on_failure(move || flag.store(true, Ordering::SeqCst));
+    failed
+}
+
+/// Whether `failed` is set within `within`.
+async fn failed_within(failed: &AtomicBool, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while !failed.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    failed.load(Ordering::SeqCst)
+}
+
+/// The rest of the workers still run after a failure: the server shuts
+/// down when asked.
+fn shuts_down_after_the_failure(server: &mut TestServer) {
     let handle = server.server.take().unwrap();
     handle.shutdown();
     assert!(

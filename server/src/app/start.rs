@@ -211,9 +211,9 @@ impl ServerHandle {
 
     /// Why the server can no longer serve, once that has happened: a worker
     /// died, lost its TUN queue, or one of its own tasks (an accept loop,
-    /// the TUN reader or writer, the hand-over) ended. The server should then be shut down and
-    /// the process exit non-zero, for its service manager to restart it
-    /// ([`run`] does).
+    /// the TUN reader or writer, the hand-over) ended. The server should
+    /// then be shut down and the process exit non-zero, for its service
+    /// manager to restart it ([`run`] does).
     pub fn failure(&self) -> Option<String> {
         self.shared.fatal.error()
     }

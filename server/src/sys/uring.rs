@@ -49,8 +49,9 @@
 //! handled by reaping first): with `GFP_KERNEL` requests that is the
 //! out-of-memory killer's territory. A session's task that panics is
 //! counted and its session closed by its guard (`session_panicked`); a
-//! worker's own task (accepting, TUN) that ends is fatal for the process
-//! (`worker::supervise::watch_task`), for its service manager to restart.
+//! worker's own task (accepting, TUN, the hand-over) that ends is fatal
+//! for the process (`worker::supervise::watch_task`), for its service
+//! manager to restart.
 
 use std::future::Future;
 use std::io;
